@@ -16,13 +16,13 @@ const MAX_LITERAL_LEN: usize = 64;
 /// An ISO 4217 currency: its alphabetic code and the number of minor digits it uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Currency {
-    code: [u8; 3],
+    code: &'static str,
     minor_digits: u8,
 }
 
 impl Currency {
     /// The Russian rouble, the currency of the bank webhook.
-    pub const RUB: Currency = Currency { code: *b"RUB", minor_digits: 2 };
+    pub const RUB: Currency = Currency { code: "RUB", minor_digits: 2 };
 
     /// Looks a currency up by its alphabetic code among the currencies this build supports.
     pub fn from_code(code: &str) -> Option<Currency> {
@@ -33,9 +33,8 @@ impl Currency {
     }
 
     /// The three-letter code, e.g. `RUB`.
-    pub fn code(&self) -> &str {
-        // The code is built only from ASCII constants above.
-        std::str::from_utf8(&self.code).unwrap_or("???")
+    pub fn code(&self) -> &'static str {
+        self.code
     }
 
     /// How many digits follow the decimal point (2 for RUB).

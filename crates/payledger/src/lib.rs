@@ -1,1 +1,103 @@
+//! payledger: a self-hosted payments ledger service.
+//!
+//! [`launch`] runs the whole server (HTTP API, ledger writer, background applier) on a listener until a
+//! shutdown future resolves; `main` and the integration tests both use it.
 
+pub mod api;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod intake;
+pub mod router;
+pub mod seed;
+pub mod store;
+pub mod telemetry;
+pub mod timefmt;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::ServiceExt;
+use tokio::net::TcpListener;
+use tower::Layer;
+
+use crate::config::{ConflictPolicy, Settings, WebhookMode, redact_url};
+use crate::engine::LedgerEngine;
+use crate::intake::Intake;
+use crate::store::Store;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// The database, for reads.
+    pub store: Store,
+    /// The webhook intake service.
+    pub intake: Intake,
+    /// How conflicting notices are answered.
+    pub webhook_conflict: ConflictPolicy,
+    /// The OpenAPI document.
+    pub openapi: Arc<utoipa::openapi::OpenApi>,
+    /// The Redoc page, rendered once.
+    pub redoc_html: Arc<String>,
+    /// The Prometheus handle.
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+}
+
+/// Connects to the database, migrates it, and seeds demo organizations if it is empty.
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+    let store = Store::connect(&settings.database_url)
+        .await
+        .with_context(|| format!("connecting to {}", redact_url(&settings.database_url)))?;
+    store.migrate().await.context("migrating the database")?;
+    if settings.demo_organizations > 0 && store.organization_count().await? == 0 {
+        let orgs = seed::seed(&store, settings.demo_organizations).await?;
+        for (inn, name) in &orgs {
+            tracing::info!(inn = %inn, name = %name, "seeded demo organization");
+        }
+    }
+    Ok(store)
+}
+
+/// Runs the server on `listener` until `shutdown` resolves, then drains in-flight requests, stops the
+/// background applier, lets the ledger writer finish its queue, and returns.
+pub async fn launch(
+    settings: Settings,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let store = open_store(&settings).await?;
+    let (engine, writer) = LedgerEngine::start(store.clone()).await.context("starting the ledger engine")?;
+    let intake = Intake::new(engine, settings.webhook_mode);
+    let (stop_applier, applier_stopped) = tokio::sync::watch::channel(false);
+    let applier = (settings.webhook_mode == WebhookMode::Async)
+        .then(|| tokio::spawn(intake.clone().run_applier(store.clone(), applier_stopped)));
+
+    let (_, openapi) = router::api();
+    let state = AppState {
+        store: store.clone(),
+        intake,
+        webhook_conflict: settings.webhook_conflict,
+        redoc_html: Arc::new(api::docs::redoc_html(&openapi)),
+        openapi: Arc::new(openapi),
+        metrics: telemetry::metrics_handle(),
+    };
+    let app = axum::middleware::map_request(|request| async move { router::add_trailing_slash(request) })
+        .layer(router::app(state));
+    tracing::info!(
+        address = %listener.local_addr()?,
+        database = %redact_url(&settings.database_url),
+        webhook_mode = ?settings.webhook_mode,
+        "payledger is serving"
+    );
+    axum::serve(listener, app.into_make_service()).with_graceful_shutdown(shutdown).await.context("serving HTTP")?;
+
+    // In-flight requests are answered; now stop the applier and let the writer drain what is queued.
+    let _ = stop_applier.send(true);
+    if let Some(applier) = applier {
+        let _ = applier.await;
+    }
+    let _ = writer.await;
+    tracing::info!("payledger stopped");
+    Ok(())
+}

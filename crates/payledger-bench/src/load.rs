@@ -1,0 +1,399 @@
+//! The load phase: closed-loop workers, one connection and one request in flight each.
+//!
+//! Every worker keeps the exact bookkeeping the verification needs: an operation's amount is added to its
+//! organization's expected total exactly once, when the server first answers 200 for that operation_id.
+//! A fresh operation that gets anything else has an unknown outcome (the server may have booked it and
+//! then failed to answer), so the worker resends that exact body before creating new work, until a 200
+//! settles it. Whatever is still unsettled when the load ends is handed back for [`settle`].
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hyper::StatusCode;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use uuid::Uuid;
+
+use crate::api::{WEBHOOK_PATH, webhook_body};
+use crate::client::{Client, Failure, Target};
+use crate::histogram::Histogram;
+
+/// The largest amount of one generated payment, in kopecks (1000.00 roubles).
+pub const MAX_AMOUNT_KOPECKS: i64 = 100_000;
+
+/// How many acknowledged bodies each worker keeps around to resend as duplicates.
+///
+/// Bounded so a long run does not hold every body it ever sent; once full, a random old one is replaced.
+const DUPLICATE_POOL: usize = 4_096;
+
+/// How the load phase is shaped; shared read-only by all workers.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The server.
+    pub target: Target,
+    /// The organizations' INNs; requests pick one uniformly.
+    pub inns: Arc<Vec<String>>,
+    /// Percent (0..=100) of requests that resend an already acknowledged body.
+    pub duplicate_percent: u8,
+    /// Requests starting before this instant are warm-up: booked for verification, left out of the report.
+    pub warmup_end: Instant,
+    /// No request starts at or after this instant, if set.
+    pub deadline: Option<Instant>,
+    /// Stop after this many measured requests in total, if set.
+    pub max_requests: Option<u64>,
+    /// Bound on each connect and each request/response.
+    pub timeout: Duration,
+    /// Set (by Ctrl-C) to end the load early; in-flight requests still finish and are booked.
+    pub stop: Arc<AtomicBool>,
+}
+
+/// State the workers share while running.
+#[derive(Debug)]
+pub struct Shared {
+    /// Exact sum of acknowledged unique amounts per organization, in kopecks, indexed like `Plan::inns`.
+    pub acknowledged: Vec<AtomicI64>,
+    /// Measured requests handed out so far, for `--requests`.
+    issued: AtomicU64,
+}
+
+impl Shared {
+    /// Zeroed state for `orgs` organizations.
+    pub fn new(orgs: usize) -> Shared {
+        Shared { acknowledged: (0..orgs).map(|_| AtomicI64::new(0)).collect(), issued: AtomicU64::new(0) }
+    }
+
+    /// The acknowledged sums as plain numbers, once the workers are done.
+    pub fn acknowledged_totals(&self) -> Vec<i64> {
+        self.acknowledged.iter().map(|sum| sum.load(Ordering::Relaxed)).collect()
+    }
+}
+
+/// Responses by status class.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct StatusCounts {
+    /// 200 OK, the only answer that acknowledges a notice.
+    pub ok: u64,
+    /// Any other 2xx.
+    pub other_2xx: u64,
+    /// 1xx and 3xx, which the webhook should never answer.
+    pub other: u64,
+    /// 4xx.
+    pub client_error: u64,
+    /// 5xx, including 503.
+    pub server_error: u64,
+    /// 503 alone: the server shedding load.
+    pub unavailable: u64,
+}
+
+impl StatusCounts {
+    fn count(&mut self, status: StatusCode) {
+        match status.as_u16() {
+            200 => self.ok += 1,
+            201..=299 => self.other_2xx += 1,
+            400..=499 => self.client_error += 1,
+            500..=599 => {
+                self.server_error += 1;
+                if status == StatusCode::SERVICE_UNAVAILABLE {
+                    self.unavailable += 1;
+                }
+            }
+            _ => self.other += 1,
+        }
+    }
+
+    fn merge(&mut self, other: &StatusCounts) {
+        self.ok += other.ok;
+        self.other_2xx += other.other_2xx;
+        self.other += other.other;
+        self.client_error += other.client_error;
+        self.server_error += other.server_error;
+        self.unavailable += other.unavailable;
+    }
+}
+
+/// Requests that got no HTTP response at all.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorCounts {
+    /// Connection attempts that failed; no request was sent on them.
+    pub connect: u64,
+    /// Connections that broke mid-request.
+    pub transport: u64,
+    /// Requests without a complete answer within the timeout.
+    pub timeout: u64,
+}
+
+impl ErrorCounts {
+    fn merge(&mut self, other: &ErrorCounts) {
+        self.connect += other.connect;
+        self.transport += other.transport;
+        self.timeout += other.timeout;
+    }
+}
+
+/// What kind of body a request carried.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct KindCounts {
+    /// A new operation_id.
+    pub fresh: u64,
+    /// A deliberate resend of an acknowledged body (`--duplicate-share`).
+    pub duplicate: u64,
+    /// A resend of a body whose earlier attempt had an unknown outcome.
+    pub retry: u64,
+}
+
+impl KindCounts {
+    fn merge(&mut self, other: &KindCounts) {
+        self.fresh += other.fresh;
+        self.duplicate += other.duplicate;
+        self.retry += other.retry;
+    }
+}
+
+/// Measurements of the requests that started after the warm-up.
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    /// Requests sent (answered or not).
+    pub requests: u64,
+    /// Latency of answered requests, in nanoseconds.
+    pub latency: Histogram,
+    /// Answers by status.
+    pub status: StatusCounts,
+    /// Requests without an answer.
+    pub errors: ErrorCounts,
+    /// Requests by body kind.
+    pub kinds: KindCounts,
+}
+
+impl Stats {
+    /// Adds `other` into `self`.
+    pub fn merge(&mut self, other: &Stats) {
+        self.requests += other.requests;
+        self.latency.merge(&other.latency);
+        self.status.merge(&other.status);
+        self.errors.merge(&other.errors);
+        self.kinds.merge(&other.kinds);
+    }
+}
+
+/// A sent operation that has not been acknowledged yet.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    /// Index into `Plan::inns`.
+    pub org: usize,
+    /// Its amount in kopecks.
+    pub kopecks: i64,
+    /// The exact body, resent verbatim so the server recognises the operation.
+    pub body: Bytes,
+}
+
+/// What one worker (or all of them, merged) did.
+#[derive(Debug, Default)]
+pub struct WorkerReport {
+    /// Requests after the warm-up.
+    pub measured: Stats,
+    /// Requests during the warm-up (sent, answered or not).
+    pub warmup_requests: u64,
+    /// Unique operations acknowledged, warm-up included.
+    pub acknowledged_ops: u64,
+    /// When the last measured request finished.
+    pub last_measured: Option<Instant>,
+    /// Operations whose outcome is still unknown.
+    pub pending: Vec<Pending>,
+    /// Connections opened.
+    pub connects: u64,
+    /// The first connect or transport failure seen, to tell the operator why requests failed.
+    pub first_error: Option<String>,
+}
+
+impl WorkerReport {
+    /// Adds `other` into `self`.
+    pub fn merge(&mut self, other: WorkerReport) {
+        self.measured.merge(&other.measured);
+        self.warmup_requests += other.warmup_requests;
+        self.acknowledged_ops += other.acknowledged_ops;
+        self.last_measured = self.last_measured.max(other.last_measured);
+        self.pending.extend(other.pending);
+        self.connects += other.connects;
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
+    }
+}
+
+/// The next request a worker sends.
+enum Job {
+    Fresh(Pending),
+    Retry(Pending),
+    Duplicate(Bytes),
+}
+
+/// Runs one worker until the deadline, the request budget or a stop request.
+pub async fn worker(plan: Arc<Plan>, shared: Arc<Shared>) -> WorkerReport {
+    let mut rng = SmallRng::from_os_rng();
+    let mut client = Client::new(plan.target.clone(), plan.timeout);
+    let mut report = WorkerReport::default();
+    let mut unsettled: VecDeque<Pending> = VecDeque::new();
+    let mut acknowledged_bodies: Vec<Bytes> = Vec::new();
+    let mut connect_backoff = Duration::from_millis(10);
+
+    loop {
+        if plan.stop.load(Ordering::Relaxed) || plan.deadline.is_some_and(|end| Instant::now() >= end) {
+            break;
+        }
+        if let Err(failure) = client.ensure_connected().await {
+            // Nothing was sent, so nothing is in doubt: wait a little instead of hammering a dead port.
+            if Instant::now() >= plan.warmup_end {
+                report.measured.errors.connect += 1;
+            }
+            report.first_error.get_or_insert_with(|| failure.to_string());
+            tokio::time::sleep(connect_backoff).await;
+            connect_backoff = (connect_backoff * 2).min(Duration::from_millis(500));
+            continue;
+        }
+        connect_backoff = Duration::from_millis(10);
+
+        let started = Instant::now();
+        let warmup = started < plan.warmup_end;
+        if !warmup
+            && let Some(budget) = plan.max_requests
+            && shared.issued.fetch_add(1, Ordering::Relaxed) >= budget
+        {
+            break;
+        }
+
+        // Unsettled operations go first: each one is a kopeck-exact question the verification must answer.
+        let job = if let Some(pending) = unsettled.pop_front() {
+            Job::Retry(pending)
+        } else if plan.duplicate_percent > 0
+            && !acknowledged_bodies.is_empty()
+            && rng.random_range(0..100u8) < plan.duplicate_percent
+        {
+            Job::Duplicate(acknowledged_bodies[rng.random_range(0..acknowledged_bodies.len())].clone())
+        } else {
+            let org = rng.random_range(0..plan.inns.len());
+            let kopecks = rng.random_range(1..=MAX_AMOUNT_KOPECKS);
+            // operation_ids come from the OS generator, never the seed: a rerun must not collide with old ones.
+            let body = webhook_body(Uuid::new_v4(), &plan.inns[org], kopecks, rng.random(), rng.random());
+            Job::Fresh(Pending { org, kopecks, body })
+        };
+        let body = match &job {
+            Job::Fresh(p) | Job::Retry(p) => p.body.clone(),
+            Job::Duplicate(body) => body.clone(),
+        };
+
+        let result = client.post_json(WEBHOOK_PATH, body).await;
+        let finished = Instant::now();
+        let stats = &mut report.measured;
+        if warmup {
+            report.warmup_requests += 1;
+        } else {
+            stats.requests += 1;
+            report.last_measured = Some(finished);
+            match &job {
+                Job::Fresh(_) => stats.kinds.fresh += 1,
+                Job::Retry(_) => stats.kinds.retry += 1,
+                Job::Duplicate(_) => stats.kinds.duplicate += 1,
+            }
+        }
+
+        let acknowledged = match result {
+            Ok(response) => {
+                if !warmup {
+                    let nanos = u64::try_from((finished - started).as_nanos()).unwrap_or(u64::MAX);
+                    stats.latency.record(nanos);
+                    stats.status.count(response.status);
+                }
+                response.status == StatusCode::OK
+            }
+            Err(failure) => {
+                report.first_error.get_or_insert_with(|| failure.to_string());
+                if !warmup {
+                    match failure {
+                        Failure::Connect(_) => stats.errors.connect += 1,
+                        Failure::Transport(_) => stats.errors.transport += 1,
+                        Failure::Timeout => stats.errors.timeout += 1,
+                    }
+                }
+                false
+            }
+        };
+
+        match job {
+            // A duplicate of an acknowledged operation changes nothing, whatever the answer.
+            Job::Duplicate(_) => {}
+            Job::Fresh(op) | Job::Retry(op) if acknowledged => {
+                shared.acknowledged[op.org].fetch_add(op.kopecks, Ordering::Relaxed);
+                report.acknowledged_ops += 1;
+                if plan.duplicate_percent > 0 {
+                    remember(&mut acknowledged_bodies, op.body, &mut rng);
+                }
+            }
+            Job::Fresh(op) | Job::Retry(op) => unsettled.push_back(op),
+        }
+    }
+
+    report.pending = unsettled.into();
+    report.connects = client.connects();
+    report
+}
+
+/// Keeps `body` as a candidate duplicate, replacing a random one once the pool is full.
+fn remember(pool: &mut Vec<Bytes>, body: Bytes, rng: &mut SmallRng) {
+    if pool.len() < DUPLICATE_POOL {
+        pool.push(body);
+    } else {
+        let slot = rng.random_range(0..pool.len());
+        pool[slot] = body;
+    }
+}
+
+/// How the settle phase went.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Settled {
+    /// Operations carried over from the load phase.
+    pub carried: u64,
+    /// Of those, how many a resend finally got acknowledged.
+    pub acknowledged: u64,
+    /// Resends made.
+    pub attempts: u64,
+}
+
+/// Resends each unsettled operation, one at a time, until it is acknowledged or `deadline` passes.
+///
+/// Runs after the load so the server is quiet and a 503 has every chance to turn into a 200. Returns the
+/// operations still unknown, which make exact verification impossible for their organizations.
+pub async fn settle(
+    pending: Vec<Pending>,
+    target: &Target,
+    timeout: Duration,
+    deadline: Instant,
+    shared: &Shared,
+) -> (Settled, Vec<Pending>) {
+    let mut client = Client::new(target.clone(), timeout);
+    let mut settled = Settled { carried: pending.len() as u64, ..Settled::default() };
+    let mut unresolved = Vec::new();
+    for op in pending {
+        let mut backoff = Duration::from_millis(20);
+        let mut done = false;
+        while !done && Instant::now() < deadline {
+            settled.attempts += 1;
+            match client.post_json(WEBHOOK_PATH, op.body.clone()).await {
+                Ok(response) if response.status == StatusCode::OK => done = true,
+                _ => {
+                    tokio::time::sleep(backoff.min(deadline.saturating_duration_since(Instant::now()))).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+            }
+        }
+        if done {
+            shared.acknowledged[op.org].fetch_add(op.kopecks, Ordering::Relaxed);
+            settled.acknowledged += 1;
+        } else {
+            unresolved.push(op);
+        }
+    }
+    (settled, unresolved)
+}

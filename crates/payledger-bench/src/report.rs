@@ -1,0 +1,307 @@
+//! The end-of-run summary, as text for people and as one JSON line for scripts.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::load::{Settled, Stats};
+use crate::money::format_kopecks;
+use crate::rss::format_mib;
+use crate::verify::Verification;
+
+/// Percentiles reported, in parts per million, with their labels.
+const PERCENTILES: [(&str, u64); 4] = [("p50", 500_000), ("p90", 900_000), ("p99", 990_000), ("p99.9", 999_000)];
+
+/// At most this many mismatching organizations are listed; the count covers the rest.
+const MISMATCHES_LISTED: usize = 20;
+
+/// Everything the run measured and checked.
+#[derive(Debug)]
+pub struct Summary {
+    /// Requests after the warm-up.
+    pub measured: Stats,
+    /// From the end of the warm-up to the last measured response.
+    pub elapsed: Duration,
+    /// Requests during the warm-up.
+    pub warmup_requests: u64,
+    /// Unique operations acknowledged during the load, warm-up included.
+    pub acknowledged_ops: u64,
+    /// Connections the load workers opened (one each, plus reconnects).
+    pub connects: u64,
+    /// The first connect or transport failure, if any.
+    pub first_error: Option<String>,
+    /// How resending the operations left in doubt went.
+    pub settled: Settled,
+    /// Operations still in doubt at the end.
+    pub unresolved: usize,
+    /// The balance check.
+    pub verification: Verification,
+    /// The server's peak RSS in KiB, or why it could not be read, if `--server-pid` was given.
+    pub server_peak_rss_kib: Option<Result<u64, String>>,
+}
+
+impl Summary {
+    /// Measured requests per second, in tenths, computed in integers.
+    pub fn rate_tenths(&self) -> u64 {
+        let nanos = self.elapsed.as_nanos();
+        if nanos == 0 {
+            return 0;
+        }
+        u64::try_from(u128::from(self.measured.requests) * 10_000_000_000 / nanos).unwrap_or(u64::MAX)
+    }
+
+    /// Unique operations acknowledged overall, resends after the load included.
+    pub fn total_acknowledged(&self) -> u64 {
+        self.acknowledged_ops + self.settled.acknowledged
+    }
+
+    /// The human-readable report.
+    pub fn render_text(&self) -> String {
+        let m = &self.measured;
+        let mut out = String::new();
+        // Writing to a String cannot fail; the results are ignored for that reason.
+        let _ = writeln!(
+            out,
+            "requests:    {} in {} s ({} during warm-up, not counted)",
+            m.requests,
+            millis_as_seconds(self.elapsed),
+            self.warmup_requests
+        );
+        let rate = self.rate_tenths();
+        let _ = writeln!(out, "throughput:  {}.{} req/s", rate / 10, rate % 10);
+        let mut latency = String::new();
+        for (label, ppm) in PERCENTILES {
+            let _ = write!(latency, "{label} {}  ", nanos_as_millis(m.latency.value_at_ppm(ppm)));
+        }
+        let _ = writeln!(out, "latency ms:  {latency}max {}", nanos_as_millis(m.latency.max()));
+        let s = &m.status;
+        let _ = writeln!(
+            out,
+            "statuses:    200: {}  other 2xx: {}  1xx/3xx: {}  4xx: {}  5xx: {} (503: {})",
+            s.ok, s.other_2xx, s.other, s.client_error, s.server_error, s.unavailable
+        );
+        let e = &m.errors;
+        let _ = write!(out, "errors:      transport: {}  timeout: {}  connect: {}", e.transport, e.timeout, e.connect);
+        match &self.first_error {
+            Some(first) => {
+                let _ = writeln!(out, "  (first: {first})");
+            }
+            None => out.push('\n'),
+        }
+        let k = &m.kinds;
+        let _ = writeln!(
+            out,
+            "bodies:      fresh: {}  duplicate: {}  retry: {}  (connections opened: {})",
+            k.fresh, k.duplicate, k.retry, self.connects
+        );
+        let _ = writeln!(
+            out,
+            "acknowledged: {} unique operations; {} left in doubt by the load, {} settled by {} resends, {} unresolved",
+            self.total_acknowledged(),
+            self.settled.carried,
+            self.settled.acknowledged,
+            self.settled.attempts,
+            self.unresolved
+        );
+        match &self.server_peak_rss_kib {
+            Some(Ok(kib)) => {
+                let _ = writeln!(out, "server peak RSS: {} MiB (VmHWM)", format_mib(*kib));
+            }
+            Some(Err(why)) => {
+                let _ = writeln!(out, "server peak RSS: unavailable ({why})");
+            }
+            None => {}
+        }
+        out.push_str(&self.render_verification());
+        out
+    }
+
+    /// The `balances: ...` line, plus one line per mismatching organization.
+    fn render_verification(&self) -> String {
+        let v = &self.verification;
+        let mut out = String::new();
+        if v.ok() {
+            let _ = write!(out, "balances: OK ({} orgs, total {})", v.orgs, format_kopecks(v.total));
+            if v.unverified_orgs > 0 {
+                let _ = write!(
+                    out,
+                    "; {} orgs checked only against a range because of {} unresolved operations",
+                    v.unverified_orgs, self.unresolved
+                );
+            }
+            out.push('\n');
+            return out;
+        }
+        let _ = writeln!(out, "balances: MISMATCH in {} of {} orgs", v.mismatches.len(), v.orgs);
+        for miss in v.mismatches.iter().take(MISMATCHES_LISTED) {
+            let _ = writeln!(
+                out,
+                "  {}: baseline {} + acknowledged {} = expected {}, server says {} (off by {})",
+                miss.inn,
+                format_kopecks(miss.baseline),
+                format_kopecks(miss.expected - miss.baseline),
+                format_kopecks(miss.expected),
+                format_kopecks(miss.actual),
+                format_kopecks(miss.actual - miss.expected)
+            );
+        }
+        if v.mismatches.len() > MISMATCHES_LISTED {
+            let _ = writeln!(out, "  ... and {} more", v.mismatches.len() - MISMATCHES_LISTED);
+        }
+        out
+    }
+
+    /// The summary as one JSON object; latencies in milliseconds, money as exact decimal strings.
+    pub fn to_json(&self) -> serde_json::Value {
+        let m = &self.measured;
+        let mut latency = serde_json::Map::new();
+        for (label, ppm) in PERCENTILES {
+            latency.insert(format!("{label}_ms"), json!(nanos_to_ms_f64(m.latency.value_at_ppm(ppm))));
+        }
+        latency.insert("max_ms".into(), json!(nanos_to_ms_f64(m.latency.max())));
+        latency.insert("count".into(), json!(m.latency.count()));
+        let v = &self.verification;
+        let (rss, rss_error) = match &self.server_peak_rss_kib {
+            Some(Ok(kib)) => (Some(*kib), None),
+            Some(Err(why)) => (None, Some(why.clone())),
+            None => (None, None),
+        };
+        json!({
+            "requests": m.requests,
+            "duration_ms": self.elapsed.as_millis() as u64,
+            "warmup_requests": self.warmup_requests,
+            // Throughput is a statistic, not money: a float is fine here.
+            "req_per_sec": self.rate_tenths() as f64 / 10.0,
+            "latency": latency,
+            "status": {
+                "200": m.status.ok,
+                "other_2xx": m.status.other_2xx,
+                "other": m.status.other,
+                "4xx": m.status.client_error,
+                "5xx": m.status.server_error,
+                "503": m.status.unavailable,
+            },
+            "errors": {
+                "transport": m.errors.transport,
+                "timeout": m.errors.timeout,
+                "connect": m.errors.connect,
+                "first": self.first_error,
+            },
+            "bodies": { "fresh": m.kinds.fresh, "duplicate": m.kinds.duplicate, "retry": m.kinds.retry },
+            "connections_opened": self.connects,
+            "acknowledged_ops": self.total_acknowledged(),
+            "in_doubt_after_load": self.settled.carried,
+            "acknowledged_after_load": self.settled.acknowledged,
+            "unresolved_ops": self.unresolved,
+            "server_peak_rss_kib": rss,
+            "server_peak_rss_error": rss_error,
+            "balances": {
+                "ok": v.ok(),
+                "orgs": v.orgs,
+                "total": format_kopecks(v.total),
+                "acknowledged_total": format_kopecks(v.acknowledged),
+                "mismatches": v.mismatches.len(),
+                "unverified_orgs": v.unverified_orgs,
+            },
+        })
+    }
+}
+
+/// Nanoseconds as milliseconds with three decimals, rounded to the nearest microsecond.
+pub fn nanos_as_millis(nanos: u64) -> String {
+    let micros = nanos.saturating_add(500) / 1_000;
+    format!("{}.{:03}", micros / 1_000, micros % 1_000)
+}
+
+/// Nanoseconds as fractional milliseconds for JSON, rounded to the microsecond like the text report.
+fn nanos_to_ms_f64(nanos: u64) -> f64 {
+    (nanos.saturating_add(500) / 1_000) as f64 / 1_000.0
+}
+
+/// A duration as seconds with three decimals.
+fn millis_as_seconds(duration: Duration) -> String {
+    let millis = duration.as_millis();
+    format!("{}.{:03}", millis / 1_000, millis % 1_000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verify::Mismatch;
+
+    fn summary(requests: u64, elapsed: Duration) -> Summary {
+        let mut measured = Stats { requests, ..Stats::default() };
+        for micros in 1..=requests {
+            measured.latency.record(micros * 1_000);
+            measured.status.ok += 1;
+        }
+        Summary {
+            measured,
+            elapsed,
+            warmup_requests: 3,
+            acknowledged_ops: requests,
+            connects: 2,
+            first_error: None,
+            settled: Settled::default(),
+            unresolved: 0,
+            verification: Verification { orgs: 2, total: 150_025, acknowledged: 150_025, ..Verification::default() },
+            server_peak_rss_kib: Some(Ok(2_048)),
+        }
+    }
+
+    #[test]
+    fn formats_latency_and_time_in_integers() {
+        assert_eq!(nanos_as_millis(0), "0.000");
+        assert_eq!(nanos_as_millis(1_234_567), "1.235");
+        assert_eq!(nanos_as_millis(999_499), "0.999");
+        assert_eq!(nanos_as_millis(12_000_000_000), "12000.000");
+        assert_eq!(millis_as_seconds(Duration::from_millis(10_042)), "10.042");
+    }
+
+    #[test]
+    fn rate_uses_the_measured_window() {
+        assert_eq!(summary(1_000, Duration::from_secs(4)).rate_tenths(), 2_500);
+        assert_eq!(summary(10, Duration::from_millis(3_000)).rate_tenths(), 33);
+        assert_eq!(summary(0, Duration::ZERO).rate_tenths(), 0);
+    }
+
+    #[test]
+    fn text_report_has_the_key_lines() {
+        let text = summary(1_000, Duration::from_secs(4)).render_text();
+        assert!(text.contains("requests:    1000 in 4.000 s (3 during warm-up, not counted)"), "{text}");
+        assert!(text.contains("throughput:  250.0 req/s"), "{text}");
+        assert!(text.contains("max 1.000"), "{text}");
+        assert!(text.contains("server peak RSS: 2.0 MiB"), "{text}");
+        assert!(text.ends_with("balances: OK (2 orgs, total 1500.25)\n"), "{text}");
+    }
+
+    #[test]
+    fn mismatches_are_listed() {
+        let mut s = summary(10, Duration::from_secs(1));
+        s.verification.mismatches.push(Mismatch {
+            inn: "7707083893".into(),
+            baseline: 100,
+            expected: 600,
+            actual: 1_100,
+        });
+        let text = s.render_text();
+        assert!(text.contains("balances: MISMATCH in 1 of 2 orgs"), "{text}");
+        assert!(text.contains(
+            "7707083893: baseline 1.00 + acknowledged 5.00 = expected 6.00, server says 11.00 (off by 5.00)"
+        ));
+        assert_eq!(s.to_json()["balances"]["ok"], false);
+    }
+
+    #[test]
+    fn json_is_one_line_with_exact_money() {
+        let json = summary(1_000, Duration::from_secs(4)).to_json();
+        let line = json.to_string();
+        assert!(!line.contains('\n'));
+        assert_eq!(json["requests"], 1_000);
+        assert_eq!(json["req_per_sec"], 250.0);
+        assert_eq!(json["latency"]["max_ms"], 1.0);
+        assert_eq!(json["balances"]["total"], "1500.25");
+        assert_eq!(json["server_peak_rss_kib"], 2_048);
+    }
+}

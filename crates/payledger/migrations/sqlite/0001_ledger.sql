@@ -1,0 +1,77 @@
+-- The ledger, bank intake and operator tables for the embedded SQLite store.
+-- Money is INTEGER minor units; ids of transactions and operations are hyphenated UUID text;
+-- times are RFC 3339 text in UTC.
+
+CREATE TABLE organizations (
+    id          INTEGER PRIMARY KEY,
+    inn         TEXT NOT NULL UNIQUE,
+    name        TEXT NOT NULL DEFAULT '',
+    created_at  TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+
+CREATE TABLE accounts (
+    id              INTEGER PRIMARY KEY,
+    kind            TEXT NOT NULL CHECK (kind IN ('organization', 'user', 'system')),
+    external_key    TEXT NOT NULL,
+    currency        TEXT NOT NULL,
+    balance         INTEGER NOT NULL DEFAULT 0,
+    held            INTEGER NOT NULL DEFAULT 0 CHECK (held >= 0),
+    allow_negative  INTEGER NOT NULL DEFAULT 0,
+    version         INTEGER NOT NULL DEFAULT 0,
+    created_at      TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    CONSTRAINT accounts_key UNIQUE (kind, external_key, currency),
+    CONSTRAINT accounts_no_overdraft CHECK (allow_negative = 1 OR balance - held >= 0)
+);
+
+CREATE TABLE ledger_transactions (
+    id               TEXT PRIMARY KEY,
+    kind             TEXT NOT NULL,
+    idempotency_key  TEXT NOT NULL UNIQUE,
+    created_at       TEXT NOT NULL
+);
+
+CREATE TABLE entries (
+    id              INTEGER PRIMARY KEY,
+    transaction_id  TEXT NOT NULL REFERENCES ledger_transactions (id),
+    account_id      INTEGER NOT NULL REFERENCES accounts (id),
+    amount          INTEGER NOT NULL CHECK (amount <> 0),
+    balance_before  INTEGER NOT NULL,
+    balance_after   INTEGER NOT NULL,
+    created_at      TEXT NOT NULL,
+    CHECK (balance_after = balance_before + amount)
+);
+CREATE INDEX entries_by_account ON entries (account_id, id);
+CREATE INDEX entries_by_transaction ON entries (transaction_id);
+
+CREATE TABLE bank_payments (
+    id               INTEGER PRIMARY KEY,
+    operation_id     TEXT NOT NULL UNIQUE,
+    amount           INTEGER NOT NULL CHECK (amount > 0),
+    currency         TEXT NOT NULL,
+    payer_inn        TEXT NOT NULL,
+    document_number  TEXT NOT NULL,
+    document_date    TEXT NOT NULL,
+    status           TEXT NOT NULL CHECK (status IN ('received', 'applied', 'failed')),
+    received_at      TEXT NOT NULL,
+    applied_at       TEXT,
+    transaction_id   TEXT,
+    failure_reason   TEXT
+);
+CREATE INDEX bank_payments_waiting ON bank_payments (id) WHERE status = 'received';
+CREATE INDEX bank_payments_by_transaction ON bank_payments (transaction_id);
+
+CREATE TABLE notice_conflicts (
+    id                INTEGER PRIMARY KEY,
+    operation_id      TEXT NOT NULL,
+    differing_fields  TEXT NOT NULL,
+    notice            TEXT NOT NULL,
+    received_at       TEXT NOT NULL
+);
+
+CREATE TABLE rejected_notices (
+    id           INTEGER PRIMARY KEY,
+    reason       TEXT NOT NULL,
+    details      TEXT NOT NULL,
+    body         TEXT NOT NULL,
+    received_at  TEXT NOT NULL
+);

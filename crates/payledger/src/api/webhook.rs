@@ -1,0 +1,138 @@
+//! `POST /api/webhook/bank/`: the bank's payment notices.
+
+use axum::body::{Body, to_bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, header};
+use axum::{Json, response::IntoResponse, response::Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::AppState;
+use crate::config::ConflictPolicy;
+use crate::engine::batch::WriteOutcome;
+use crate::error::{ApiError, ErrorBody};
+use crate::intake::{FieldErrors, MAX_WEBHOOK_BODY_BYTES, parse_notice};
+
+/// The answer to an accepted notice (new, duplicate or conflicting).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookAnswer {
+    /// A human message; `Payment processed successfully` for a new payment.
+    #[schema(example = "Payment processed successfully")]
+    pub message: &'static str,
+    /// `processed`, `accepted` (async mode), `duplicate` or `conflict`.
+    #[schema(example = "processed")]
+    pub status: &'static str,
+    /// For a conflict: the fields that differ from the notice first received.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub conflicting_fields: Vec<&'static str>,
+}
+
+/// The notice the bank sends, as documented for the bank (the handler parses the raw bytes itself).
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct BankNoticeBody {
+    /// The bank's unique id of the operation.
+    #[schema(example = "ccf0a86d-041b-4991-bcf7-e2352f7b8a4a", format = Uuid)]
+    operation_id: String,
+    /// Roubles, > 0, at most two decimals: a JSON number or a decimal string, read from its exact text.
+    #[schema(value_type = String, example = 145000)]
+    amount: String,
+    /// The payer's INN: 10 or 12 digits.
+    #[schema(example = "1234567890", pattern = "^([0-9]{10}|[0-9]{12})$")]
+    payer_inn: String,
+    /// The payment document's number.
+    #[schema(example = "PAY-328")]
+    document_number: String,
+    /// The payment document's date, RFC 3339.
+    #[schema(example = "2024-04-27T21:00:00Z", format = DateTime)]
+    document_date: String,
+}
+
+/// Receive a bank payment notice.
+///
+/// Applies the payment exactly once by `operation_id`, even when duplicates arrive at the same moment.
+/// A repeated notice answers 200 and changes nothing; one with the same id but different data also answers
+/// 200 (or 409 with `PAYLEDGER_WEBHOOK_CONFLICT=reject`) and is recorded for operators.
+#[utoipa::path(
+    post,
+    path = "/webhook/bank/",
+    tag = "bank webhook",
+    request_body(content = BankNoticeBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Processed, accepted, or already processed", body = WebhookAnswer),
+        (status = 400, description = "Invalid data; `details` names each bad field", body = ErrorBody),
+        (status = 409, description = "Known operation_id with different data (reject policy only)", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not application/json", body = ErrorBody),
+        (status = 503, description = "Nothing was applied; retry", body = ErrorBody),
+    )
+)]
+pub async fn receive_bank_notice(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    match handle(&state, &headers, body).await {
+        Ok(answer) => Json(answer).into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<WebhookAnswer, ApiError> {
+    if !is_json(headers) {
+        state.intake.reject("unsupported_media_type", &FieldErrors::new(), b"").await;
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let bytes = match to_bytes(body, MAX_WEBHOOK_BODY_BYTES).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            state.intake.reject("payload_too_large", &FieldErrors::new(), b"").await;
+            return Err(ApiError::PayloadTooLarge);
+        }
+    };
+    let notice = match parse_notice(&bytes) {
+        Ok(notice) => notice,
+        Err(details) => {
+            state.intake.reject("invalid_data", &details, &bytes).await;
+            return Err(ApiError::InvalidData(details));
+        }
+    };
+    let operation_id = notice.operation_id;
+    match state.intake.receive(notice, &bytes).await? {
+        WriteOutcome::NoticeApplied => Ok(WebhookAnswer {
+            message: "Payment processed successfully",
+            status: "processed",
+            conflicting_fields: vec![],
+        }),
+        WriteOutcome::NoticeAccepted => Ok(WebhookAnswer {
+            message: "Payment accepted for processing",
+            status: "accepted",
+            conflicting_fields: vec![],
+        }),
+        WriteOutcome::NoticeDuplicate | WriteOutcome::AlreadyHandled | WriteOutcome::Stored => {
+            Ok(WebhookAnswer { message: "Payment already processed", status: "duplicate", conflicting_fields: vec![] })
+        }
+        WriteOutcome::NoticeConflict(fields) => {
+            let names: Vec<&'static str> = fields.iter().map(|f| f.name()).collect();
+            tracing::warn!(%operation_id, fields = ?names, "known operation_id arrived with different data");
+            match state.webhook_conflict {
+                ConflictPolicy::Record => Ok(WebhookAnswer {
+                    message: "Payment already processed; this notice differs from the original and was recorded",
+                    status: "conflict",
+                    conflicting_fields: names,
+                }),
+                ConflictPolicy::Reject => Err(ApiError::Conflict {
+                    code: "operation_id_conflict",
+                    message: format!("operation_id was already used with different {}", names.join(", ")),
+                }),
+            }
+        }
+        WriteOutcome::NoticeFailed(error) => {
+            Err(ApiError::Unprocessable(format!("Payment could not be applied: {error}")))
+        }
+    }
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
+}

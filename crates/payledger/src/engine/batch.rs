@@ -1,0 +1,423 @@
+//! One batch of write commands, decided without I/O.
+//!
+//! The writer collects commands, the store claims their keys and locks their accounts, and then
+//! [`decide`] turns everything it learned into a [`Plan`]: the rows to write and one outcome per command.
+//! Keeping this step pure makes the heart of the ledger testable without a database.
+
+use std::collections::{HashMap, HashSet};
+
+use payledger_core::bank::NoticeField;
+use payledger_core::{AccountId, BalanceSheet, BankNotice, EntryDraft, Inn, LedgerError, OperationId, Posting};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// The ledger transaction kind of a credited bank payment.
+pub const BANK_PAYMENT_KIND: &str = "bank_payment";
+
+/// A write that the engine performs for a caller.
+#[derive(Debug, Clone)]
+pub enum WriteCommand {
+    /// Record a bank notice exactly once by its operation id; when `apply` is set (sync mode), credit the
+    /// organization in the same transaction, otherwise leave it `received` for the background applier.
+    IntakeNotice {
+        /// The validated notice.
+        notice: BankNotice,
+        /// Apply it now, or only record it.
+        apply: bool,
+        /// The notice as received, kept if it conflicts with the stored one.
+        raw: String,
+    },
+    /// Credit a notice recorded earlier in async mode, unless someone already did.
+    ApplyRecorded {
+        /// The notice as stored.
+        notice: BankNotice,
+    },
+    /// Keep an invalid notice for operators.
+    RecordRejected(RejectedNotice),
+}
+
+impl WriteCommand {
+    /// The organization whose account this command may touch.
+    pub fn organization(&self) -> Option<&Inn> {
+        match self {
+            WriteCommand::IntakeNotice { notice, apply: true, .. } | WriteCommand::ApplyRecorded { notice } => {
+                Some(&notice.payer_inn)
+            }
+            WriteCommand::IntakeNotice { apply: false, .. } | WriteCommand::RecordRejected(_) => None,
+        }
+    }
+}
+
+/// An invalid notice, with the reason it was refused.
+#[derive(Debug, Clone)]
+pub struct RejectedNotice {
+    /// A short reason such as `invalid_data` or `bad_signature`.
+    pub reason: String,
+    /// The field errors, as JSON text.
+    pub details: String,
+    /// The raw body, truncated to a bound.
+    pub body: String,
+    /// When it arrived.
+    pub received_at: OffsetDateTime,
+}
+
+/// What became of one command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// The notice was new and the organization is credited.
+    NoticeApplied,
+    /// The notice was new and is recorded; the background applier will credit it.
+    NoticeAccepted,
+    /// The operation id was already known with the same data; nothing changed.
+    NoticeDuplicate,
+    /// The operation id was already known with different data; nothing changed and the conflict is recorded.
+    NoticeConflict(Vec<NoticeField>),
+    /// The ledger refused the credit (an overflowing balance); the notice is recorded as failed.
+    NoticeFailed(LedgerError),
+    /// A recorded notice was already applied or failed by someone else.
+    AlreadyHandled,
+    /// A non-ledger row was stored.
+    Stored,
+}
+
+/// A notice row the batch tries to insert; the unique operation id decides whether it is new.
+#[derive(Debug, Clone)]
+pub struct NoticeClaim {
+    /// The notice.
+    pub notice: BankNotice,
+    /// `applied` (sync mode, with `transaction_id`) or `received` (async mode).
+    pub status: NoticeStatus,
+    /// The ledger transaction that will credit it, chosen before the claim so one insert says everything.
+    pub transaction_id: Option<Uuid>,
+}
+
+/// The life cycle of a stored bank payment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoticeStatus {
+    /// Recorded, waiting for the background applier.
+    Received,
+    /// Credited to the organization.
+    Applied,
+    /// Refused by the ledger; see its failure reason.
+    Failed,
+}
+
+impl NoticeStatus {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NoticeStatus::Received => "received",
+            NoticeStatus::Applied => "applied",
+            NoticeStatus::Failed => "failed",
+        }
+    }
+}
+
+/// A ledger transaction to insert.
+#[derive(Debug, Clone)]
+pub struct NewTransaction {
+    /// Its id.
+    pub id: Uuid,
+    /// What kind of operation it records.
+    pub kind: &'static str,
+    /// The unique key that makes it happen at most once.
+    pub idempotency_key: String,
+}
+
+/// A change of a stored notice's status after the ledger decided.
+#[derive(Debug, Clone)]
+pub struct NoticeUpdate {
+    /// Which notice.
+    pub operation_id: OperationId,
+    /// Its new status.
+    pub status: NoticeStatus,
+    /// The crediting transaction, when applied.
+    pub transaction_id: Option<Uuid>,
+    /// Why it failed, when failed.
+    pub failure_reason: Option<String>,
+}
+
+/// A conflicting notice to keep for operators.
+#[derive(Debug, Clone)]
+pub struct ConflictRecord {
+    /// The operation id both notices carry.
+    pub operation_id: OperationId,
+    /// The fields that differ, comma-separated.
+    pub differing_fields: String,
+    /// The later notice as received.
+    pub notice: String,
+}
+
+/// Everything the store learned inside the batch transaction, before any decision.
+#[derive(Debug, Default)]
+pub struct Claims {
+    /// Operation ids whose notice rows this batch inserted.
+    pub inserted: HashSet<OperationId>,
+    /// Notices that were stored before this batch, for the operation ids it did not insert.
+    pub stored: HashMap<OperationId, BankNotice>,
+    /// Recorded notices, locked by this batch, that are still waiting to be applied.
+    pub waiting: HashSet<OperationId>,
+}
+
+/// The rows one batch writes and the outcome of each command, in command order.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// New ledger transactions.
+    pub transactions: Vec<NewTransaction>,
+    /// Their entries, with the transaction each belongs to.
+    pub entries: Vec<(Uuid, EntryDraft)>,
+    /// Status changes of stored notices.
+    pub notice_updates: Vec<NoticeUpdate>,
+    /// Conflicting notices.
+    pub conflicts: Vec<ConflictRecord>,
+    /// Rejected notices.
+    pub rejected: Vec<RejectedNotice>,
+    /// One outcome per command.
+    pub outcomes: Vec<WriteOutcome>,
+}
+
+/// The notice rows a batch should try to insert: the first occurrence of each new operation id, in
+/// ascending operation id order so that concurrent batches on PostgreSQL take key locks in one order.
+pub fn notice_claims(commands: &[WriteCommand]) -> Vec<NoticeClaim> {
+    let mut seen = HashSet::new();
+    let mut claims: Vec<NoticeClaim> = commands
+        .iter()
+        .filter_map(|command| match command {
+            WriteCommand::IntakeNotice { notice, apply, .. } if seen.insert(notice.operation_id) => Some(NoticeClaim {
+                notice: notice.clone(),
+                status: if *apply { NoticeStatus::Applied } else { NoticeStatus::Received },
+                transaction_id: apply.then(Uuid::now_v7),
+            }),
+            _ => None,
+        })
+        .collect();
+    claims.sort_by_key(|claim| claim.notice.operation_id);
+    claims
+}
+
+/// The operation ids of recorded notices this batch should lock and apply, ascending.
+pub fn recorded_to_apply(commands: &[WriteCommand]) -> Vec<OperationId> {
+    let mut ids: Vec<OperationId> = commands
+        .iter()
+        .filter_map(|command| match command {
+            WriteCommand::ApplyRecorded { notice } => Some(notice.operation_id),
+            _ => None,
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+/// Where the accounts of a batch live.
+pub struct AccountMap<'a> {
+    /// Each organization's account.
+    pub organizations: &'a HashMap<Inn, AccountId>,
+    /// The system account that mirrors money received from the bank.
+    pub bank_inflow: AccountId,
+}
+
+/// Decides every command of a batch in order against the running balances in `sheet`.
+///
+/// A refused command affects only itself. The returned plan holds every row to write; `sheet` ends
+/// holding the final balance of each touched account.
+pub fn decide(
+    commands: &[WriteCommand],
+    claims: &Claims,
+    claim_rows: &[NoticeClaim],
+    accounts: &AccountMap<'_>,
+    sheet: &mut BalanceSheet,
+) -> Plan {
+    let claimed_transaction: HashMap<OperationId, Option<Uuid>> =
+        claim_rows.iter().map(|claim| (claim.notice.operation_id, claim.transaction_id)).collect();
+    // The first notice of each operation id in this batch; later ones in the batch compare against it.
+    let mut first_in_batch: HashMap<OperationId, &BankNotice> = HashMap::new();
+    let mut applied_recorded: HashSet<OperationId> = HashSet::new();
+    let mut plan = Plan::default();
+    for command in commands {
+        let outcome = match command {
+            WriteCommand::IntakeNotice { notice, apply, raw } => {
+                let id = notice.operation_id;
+                let earlier = first_in_batch.get(&id).copied().or_else(|| claims.stored.get(&id));
+                match earlier {
+                    Some(original) => compare_with_original(original, notice, raw, &mut plan),
+                    None if claims.inserted.contains(&id) => {
+                        first_in_batch.insert(id, notice);
+                        match (apply, claimed_transaction.get(&id).copied().flatten()) {
+                            (true, Some(transaction_id)) => {
+                                credit(notice, transaction_id, accounts, sheet, &mut plan, false)
+                            }
+                            _ => WriteOutcome::NoticeAccepted,
+                        }
+                    }
+                    // Neither inserted nor found: the store lost track of the row, which is a bug in the
+                    // store, so say nothing happened rather than pretend.
+                    None => WriteOutcome::NoticeFailed(LedgerError::Unbalanced),
+                }
+            }
+            WriteCommand::ApplyRecorded { notice } => {
+                if claims.waiting.contains(&notice.operation_id) && applied_recorded.insert(notice.operation_id) {
+                    credit(notice, Uuid::now_v7(), accounts, sheet, &mut plan, true)
+                } else {
+                    WriteOutcome::AlreadyHandled
+                }
+            }
+            WriteCommand::RecordRejected(rejected) => {
+                plan.rejected.push(rejected.clone());
+                WriteOutcome::Stored
+            }
+        };
+        plan.outcomes.push(outcome);
+    }
+    plan
+}
+
+fn compare_with_original(original: &BankNotice, notice: &BankNotice, raw: &str, plan: &mut Plan) -> WriteOutcome {
+    let differences = original.differences(notice);
+    if differences.is_empty() {
+        return WriteOutcome::NoticeDuplicate;
+    }
+    plan.conflicts.push(ConflictRecord {
+        operation_id: notice.operation_id,
+        differing_fields: differences.iter().map(|field| field.name()).collect::<Vec<_>>().join(","),
+        notice: raw.to_owned(),
+    });
+    WriteOutcome::NoticeConflict(differences)
+}
+
+/// Credits a notice's organization from the bank inflow account, recording the notice's new status.
+fn credit(
+    notice: &BankNotice,
+    transaction_id: Uuid,
+    accounts: &AccountMap<'_>,
+    sheet: &mut BalanceSheet,
+    plan: &mut Plan,
+    update_when_applied: bool,
+) -> WriteOutcome {
+    let Some(&organization) = accounts.organizations.get(&notice.payer_inn) else {
+        return fail(notice, LedgerError::UnknownAccount(AccountId(0)), plan);
+    };
+    let amount = notice.amount.minor();
+    let postings =
+        [Posting { account: accounts.bank_inflow, amount: -amount }, Posting { account: organization, amount }];
+    match sheet.apply(&postings) {
+        Ok(entries) => {
+            plan.transactions.push(NewTransaction {
+                id: transaction_id,
+                kind: BANK_PAYMENT_KIND,
+                idempotency_key: bank_idempotency_key(notice.operation_id),
+            });
+            plan.entries.extend(entries.into_iter().map(|entry| (transaction_id, entry)));
+            if update_when_applied {
+                plan.notice_updates.push(NoticeUpdate {
+                    operation_id: notice.operation_id,
+                    status: NoticeStatus::Applied,
+                    transaction_id: Some(transaction_id),
+                    failure_reason: None,
+                });
+            }
+            WriteOutcome::NoticeApplied
+        }
+        Err(error) => fail(notice, error, plan),
+    }
+}
+
+fn fail(notice: &BankNotice, error: LedgerError, plan: &mut Plan) -> WriteOutcome {
+    plan.notice_updates.push(NoticeUpdate {
+        operation_id: notice.operation_id,
+        status: NoticeStatus::Failed,
+        transaction_id: None,
+        failure_reason: Some(error.to_string()),
+    });
+    WriteOutcome::NoticeFailed(error)
+}
+
+/// The ledger idempotency key of a bank operation: a second guard, besides the notice's own unique id.
+pub fn bank_idempotency_key(operation_id: OperationId) -> String {
+    format!("bank:{operation_id}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use payledger_core::{AccountBalance, Currency, Money};
+
+    fn notice(id: u128, amount: i64) -> BankNotice {
+        BankNotice {
+            operation_id: OperationId(Uuid::from_u128(id)),
+            amount: Money::from_minor(amount, Currency::RUB),
+            payer_inn: Inn::parse("1234567890").unwrap_or_else(|_| panic!("test inn")),
+            document_number: "PAY-1".into(),
+            document_date: OffsetDateTime::UNIX_EPOCH,
+        }
+    }
+
+    fn intake(id: u128, amount: i64) -> WriteCommand {
+        WriteCommand::IntakeNotice { notice: notice(id, amount), apply: true, raw: String::new() }
+    }
+
+    struct Fixture {
+        organizations: HashMap<Inn, AccountId>,
+        sheet: BalanceSheet,
+    }
+
+    fn fixture() -> Fixture {
+        let mut organizations = HashMap::new();
+        organizations.insert(notice(0, 1).payer_inn, AccountId(2));
+        let mut sheet = BalanceSheet::new();
+        sheet.insert(AccountId(1), AccountBalance { balance: 0, held: 0, allow_negative: true });
+        sheet.insert(AccountId(2), AccountBalance { balance: 0, held: 0, allow_negative: false });
+        Fixture { organizations, sheet }
+    }
+
+    fn run(commands: &[WriteCommand], stored: &[BankNotice]) -> (Plan, BalanceSheet) {
+        let mut fixture = fixture();
+        let claim_rows = notice_claims(commands);
+        let stored_ids: HashSet<_> = stored.iter().map(|n| n.operation_id).collect();
+        let claims = Claims {
+            inserted: claim_rows.iter().map(|c| c.notice.operation_id).filter(|id| !stored_ids.contains(id)).collect(),
+            stored: stored.iter().map(|n| (n.operation_id, n.clone())).collect(),
+            waiting: HashSet::new(),
+        };
+        let accounts = AccountMap { organizations: &fixture.organizations, bank_inflow: AccountId(1) };
+        let plan = decide(commands, &claims, &claim_rows, &accounts, &mut fixture.sheet);
+        (plan, fixture.sheet)
+    }
+
+    #[test]
+    fn duplicates_inside_one_batch_credit_once() {
+        let (plan, sheet) = run(&[intake(7, 100), intake(7, 100), intake(8, 50), intake(7, 999)], &[]);
+        assert_eq!(
+            plan.outcomes,
+            vec![
+                WriteOutcome::NoticeApplied,
+                WriteOutcome::NoticeDuplicate,
+                WriteOutcome::NoticeApplied,
+                WriteOutcome::NoticeConflict(vec![NoticeField::Amount]),
+            ]
+        );
+        assert_eq!(sheet.get(AccountId(2)).map(|a| a.balance), Some(150));
+        assert_eq!(plan.transactions.len(), 2);
+        assert_eq!(plan.entries.len(), 4);
+        assert_eq!(plan.conflicts.len(), 1);
+    }
+
+    #[test]
+    fn a_notice_stored_by_an_earlier_batch_is_a_duplicate_or_a_conflict() {
+        let (plan, sheet) = run(&[intake(7, 100), intake(7, 200)], &[notice(7, 100)]);
+        assert_eq!(
+            plan.outcomes,
+            vec![WriteOutcome::NoticeDuplicate, WriteOutcome::NoticeConflict(vec![NoticeField::Amount])]
+        );
+        assert_eq!(sheet.get(AccountId(2)).map(|a| a.balance), Some(0));
+        assert!(plan.transactions.is_empty());
+    }
+
+    #[test]
+    fn claims_are_sorted_and_unique() {
+        let claims = notice_claims(&[intake(9, 1), intake(3, 1), intake(9, 2)]);
+        let ids: Vec<u128> = claims.iter().map(|c| c.notice.operation_id.0.as_u128()).collect();
+        assert_eq!(ids, vec![3, 9]);
+        assert!(claims.iter().all(|c| c.transaction_id.is_some()));
+    }
+}

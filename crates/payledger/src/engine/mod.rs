@@ -1,0 +1,162 @@
+//! The ledger engine: the only code that writes balances.
+//!
+//! Callers submit a [`WriteCommand`] and await its [`WriteOutcome`]. One writer task per process drains
+//! everything waiting in its queue (up to [`MAX_BATCH_COMMANDS`], with no timer), applies the batch in ONE
+//! database transaction, commits, and only then answers every caller. A failed command is refused alone;
+//! an infrastructure error fails the whole batch and nothing of it is applied.
+
+pub mod batch;
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use payledger_core::{AccountId, Inn};
+use time::OffsetDateTime;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::store::{BatchTx, Store, StoreError};
+use batch::{AccountMap, Claims, WriteCommand, WriteOutcome, decide, notice_claims, recorded_to_apply};
+
+/// The most commands one batch transaction applies.
+pub const MAX_BATCH_COMMANDS: usize = 1024;
+/// How many commands may wait for the writer before new ones are refused with 503.
+pub const QUEUE_CAPACITY: usize = 32_768;
+
+/// Why the engine could not give a command an outcome. Every variant means "nothing was applied; retry".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    /// The queue is full.
+    #[error("the ledger is overloaded")]
+    Overloaded,
+    /// The database failed the batch; it was rolled back.
+    #[error("the ledger's database is unavailable")]
+    Unavailable,
+    /// The engine is shutting down.
+    #[error("the ledger is shutting down")]
+    Stopped,
+}
+
+struct Job {
+    command: WriteCommand,
+    reply: oneshot::Sender<Result<WriteOutcome, EngineError>>,
+}
+
+/// A handle to the writer task; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct LedgerEngine {
+    queue: mpsc::Sender<Job>,
+}
+
+impl LedgerEngine {
+    /// Starts the writer task. It stops once every handle is dropped and the queue is drained.
+    pub async fn start(store: Store) -> Result<(LedgerEngine, JoinHandle<()>), StoreError> {
+        let bank_inflow = store.bank_inflow_account().await?;
+        let (queue, receiver) = mpsc::channel(QUEUE_CAPACITY);
+        let writer = Writer { store, bank_inflow, organizations: HashMap::new() };
+        let task = tokio::spawn(writer.run(receiver));
+        Ok((LedgerEngine { queue }, task))
+    }
+
+    /// Submits one command and waits until its batch is committed (or failed).
+    pub async fn submit(&self, command: WriteCommand) -> Result<WriteOutcome, EngineError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue.try_send(Job { command, reply }).map_err(|error| match error {
+            mpsc::error::TrySendError::Full(_) => EngineError::Overloaded,
+            mpsc::error::TrySendError::Closed(_) => EngineError::Stopped,
+        })?;
+        answer.await.map_err(|_| EngineError::Stopped)?
+    }
+}
+
+struct Writer {
+    store: Store,
+    bank_inflow: AccountId,
+    /// Organization accounts already known to exist; accounts are never deleted, so this only grows.
+    organizations: HashMap<Inn, AccountId>,
+}
+
+impl Writer {
+    async fn run(mut self, mut receiver: mpsc::Receiver<Job>) {
+        let mut jobs = Vec::with_capacity(MAX_BATCH_COMMANDS);
+        while receiver.recv_many(&mut jobs, MAX_BATCH_COMMANDS).await > 0 {
+            let started = Instant::now();
+            let (commands, replies): (Vec<WriteCommand>, Vec<_>) = jobs.drain(..).map(|j| (j.command, j.reply)).unzip();
+            let result = self.apply(&commands).await;
+            metrics::histogram!("payledger_ledger_batch_commands").record(commands.len() as f64);
+            metrics::histogram!("payledger_ledger_batch_seconds").record(started.elapsed().as_secs_f64());
+            match result {
+                Ok(outcomes) => {
+                    for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                        // A caller that went away (client disconnected) still had its command applied.
+                        let _ = reply.send(Ok(outcome));
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(%error, commands = commands.len(), "ledger batch failed and was rolled back");
+                    metrics::counter!("payledger_ledger_batch_failures_total").increment(1);
+                    for reply in replies {
+                        let _ = reply.send(Err(EngineError::Unavailable));
+                    }
+                }
+            }
+        }
+        tracing::info!("ledger writer stopped");
+    }
+
+    async fn apply(&mut self, commands: &[WriteCommand]) -> Result<Vec<WriteOutcome>, StoreError> {
+        let missing: Vec<(Inn, String)> = commands
+            .iter()
+            .filter_map(WriteCommand::organization)
+            .filter(|inn| !self.organizations.contains_key(*inn))
+            .map(|inn| (inn.clone(), String::new()))
+            .collect();
+        self.organizations.extend(self.store.ensure_organizations(&missing).await?);
+        let now = OffsetDateTime::now_utc();
+        match &self.store {
+            Store::Sqlite(store) => self.decide_and_write(store.begin_batch().await?, commands, now).await,
+            Store::Postgres(store) => self.decide_and_write(store.begin_batch().await?, commands, now).await,
+        }
+    }
+
+    /// Claims, locks, decides and writes one batch inside `tx`, then commits.
+    async fn decide_and_write<T: BatchTx>(
+        &self,
+        mut tx: T,
+        commands: &[WriteCommand],
+        now: OffsetDateTime,
+    ) -> Result<Vec<WriteOutcome>, StoreError> {
+        let claim_rows = notice_claims(commands);
+        let inserted = tx.claim_notices(&claim_rows, now).await?;
+        let known: Vec<_> =
+            claim_rows.iter().map(|c| c.notice.operation_id).filter(|id| !inserted.contains(id)).collect();
+        let stored = tx.stored_notices(&known).await?;
+        let waiting = tx.lock_waiting(&recorded_to_apply(commands)).await?;
+        let claims = Claims { inserted, stored, waiting };
+
+        let mut touched: Vec<AccountId> = commands
+            .iter()
+            .filter(|command| match command {
+                WriteCommand::IntakeNotice { notice, apply, .. } => {
+                    *apply && claims.inserted.contains(&notice.operation_id)
+                }
+                WriteCommand::ApplyRecorded { notice } => claims.waiting.contains(&notice.operation_id),
+                WriteCommand::RecordRejected(_) => false,
+            })
+            .filter_map(|command| command.organization().and_then(|inn| self.organizations.get(inn).copied()))
+            .collect();
+        if !touched.is_empty() {
+            touched.push(self.bank_inflow);
+        }
+        // Ascending id order is the one lock order every writer of every instance follows.
+        touched.sort();
+        touched.dedup();
+        let mut sheet = tx.lock_accounts(&touched).await?;
+
+        let accounts = AccountMap { organizations: &self.organizations, bank_inflow: self.bank_inflow };
+        let plan = decide(commands, &claims, &claim_rows, &accounts, &mut sheet);
+        tx.write_plan(&plan, &sheet, &touched, now).await?;
+        tx.commit().await?;
+        Ok(plan.outcomes)
+    }
+}

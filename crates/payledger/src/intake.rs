@@ -1,0 +1,301 @@
+//! Bank webhook intake: parsing a notice from its raw bytes, submitting it to the ledger engine, and (in
+//! async mode) the background applier that credits recorded notices.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use payledger_core::bank::MAX_DOCUMENT_NUMBER_LEN;
+use payledger_core::{BankNotice, Currency, Inn, Money, OperationId};
+use serde_json::value::RawValue;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tokio::sync::{Notify, watch};
+use uuid::Uuid;
+
+use crate::config::WebhookMode;
+use crate::engine::batch::{RejectedNotice, WriteCommand, WriteOutcome};
+use crate::engine::{EngineError, LedgerEngine};
+use crate::store::Store;
+
+/// The largest webhook body accepted, in bytes.
+pub const MAX_WEBHOOK_BODY_BYTES: usize = 64 * 1024;
+/// How much of a rejected body is kept for operators, in bytes.
+pub const MAX_KEPT_BODY_BYTES: usize = 4 * 1024;
+/// How many recorded notices the async applier takes per round.
+const APPLIER_ROUND: i64 = 1024;
+/// How often the async applier looks for notices recorded by other instances when nothing wakes it.
+const APPLIER_POLL: Duration = Duration::from_millis(500);
+/// How long the applier waits after a database failure before it tries again.
+const APPLIER_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Field errors of an invalid notice, by wire name.
+pub type FieldErrors = BTreeMap<String, String>;
+
+/// Parses a webhook body into a notice, reporting every bad field at once.
+///
+/// The amount is read from its literal JSON text (a number or a decimal string), never through a float.
+pub fn parse_notice(body: &[u8]) -> Result<BankNotice, FieldErrors> {
+    let invalid = |field: &str, reason: &str| FieldErrors::from([(field.to_owned(), reason.to_owned())]);
+    let text = std::str::from_utf8(body).map_err(|_| invalid("body", "must be UTF-8 JSON"))?;
+    let raw: &RawValue =
+        serde_json::from_str(text).map_err(|error| invalid("body", &format!("malformed JSON: {error}")))?;
+    if !raw.get().starts_with('{') {
+        return Err(invalid("body", "must be a JSON object"));
+    }
+    let fields: BTreeMap<&str, &RawValue> =
+        serde_json::from_str(raw.get()).map_err(|error| invalid("body", &format!("malformed JSON: {error}")))?;
+
+    let mut errors = FieldErrors::new();
+    let mut take = |name: &str| -> Option<&RawValue> {
+        let value = fields.get(name).copied().filter(|v| v.get() != "null");
+        if value.is_none() {
+            errors.insert(name.to_owned(), "this field is required".to_owned());
+        }
+        value
+    };
+    let operation_id = take("operation_id");
+    let amount = take("amount");
+    let payer_inn = take("payer_inn");
+    let document_number = take("document_number");
+    let document_date = take("document_date");
+
+    let operation_id = operation_id.and_then(|raw| {
+        check(
+            &mut errors,
+            "operation_id",
+            json_string(raw).and_then(|s| Uuid::parse_str(&s).map_err(|_| "must be a UUID".into())),
+        )
+    });
+    let amount = amount.and_then(|raw| check(&mut errors, "amount", parse_amount(raw)));
+    let payer_inn = payer_inn.and_then(|raw| {
+        check(&mut errors, "payer_inn", json_string(raw).and_then(|s| Inn::parse(&s).map_err(|e| e.to_string())))
+    });
+    let document_number = document_number.and_then(|raw| {
+        check(
+            &mut errors,
+            "document_number",
+            json_string(raw).and_then(|s| {
+                if s.trim().is_empty() {
+                    Err("must not be blank".into())
+                } else if s.chars().count() > MAX_DOCUMENT_NUMBER_LEN {
+                    Err(format!("must be at most {MAX_DOCUMENT_NUMBER_LEN} characters"))
+                } else {
+                    Ok(s)
+                }
+            }),
+        )
+    });
+    let document_date = document_date.and_then(|raw| {
+        check(
+            &mut errors,
+            "document_date",
+            json_string(raw).and_then(|s| {
+                OffsetDateTime::parse(&s, &Rfc3339)
+                    .map(|date| date.to_offset(time::UtcOffset::UTC))
+                    .map_err(|_| "must be an RFC 3339 date-time, e.g. 2024-04-27T21:00:00Z".into())
+            }),
+        )
+    });
+    match (operation_id, amount, payer_inn, document_number, document_date) {
+        (Some(operation_id), Some(amount), Some(payer_inn), Some(document_number), Some(document_date))
+            if errors.is_empty() =>
+        {
+            Ok(BankNotice {
+                operation_id: OperationId(operation_id),
+                amount,
+                payer_inn,
+                document_number,
+                document_date,
+            })
+        }
+        _ => Err(errors),
+    }
+}
+
+/// Keeps a field's value, or records why it is invalid.
+fn check<T>(errors: &mut FieldErrors, name: &str, result: Result<T, String>) -> Option<T> {
+    match result {
+        Ok(value) => Some(value),
+        Err(reason) => {
+            errors.insert(name.to_owned(), reason);
+            None
+        }
+    }
+}
+
+fn json_string(raw: &RawValue) -> Result<String, String> {
+    serde_json::from_str::<String>(raw.get()).map_err(|_| "must be a string".to_owned())
+}
+
+/// An amount in roubles: a JSON number parsed from its literal text, or a decimal string.
+fn parse_amount(raw: &RawValue) -> Result<Money, String> {
+    let text = raw.get();
+    let result = if text.starts_with('"') {
+        Money::parse_positive(&json_string(raw)?, Currency::RUB, false)
+    } else if text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+        Money::parse_positive(text, Currency::RUB, true)
+    } else {
+        return Err("must be a number or a decimal string".to_owned());
+    };
+    result.map_err(|error| error.to_string())
+}
+
+/// Keeps at most [`MAX_KEPT_BODY_BYTES`] of a body, cut at a character boundary.
+pub fn truncate_body(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(MAX_KEPT_BODY_BYTES)]).into_owned();
+    if body.len() > MAX_KEPT_BODY_BYTES { format!("{text}…") } else { text }
+}
+
+/// The webhook intake service: knows the mode and talks to the engine; knows nothing of HTTP.
+#[derive(Clone, Debug)]
+pub struct Intake {
+    engine: LedgerEngine,
+    mode: WebhookMode,
+    applier_wakeup: std::sync::Arc<Notify>,
+}
+
+impl Intake {
+    /// A service submitting to `engine`, applying at once or recording for the applier per `mode`.
+    pub fn new(engine: LedgerEngine, mode: WebhookMode) -> Intake {
+        Intake { engine, mode, applier_wakeup: std::sync::Arc::new(Notify::new()) }
+    }
+
+    /// Records (and in sync mode applies) a notice exactly once by its operation id.
+    pub async fn receive(&self, notice: BankNotice, raw: &[u8]) -> Result<WriteOutcome, EngineError> {
+        let apply = self.mode == WebhookMode::Sync;
+        let command = WriteCommand::IntakeNotice { notice, apply, raw: truncate_body(raw) };
+        let outcome = self.engine.submit(command).await?;
+        let label = match &outcome {
+            WriteOutcome::NoticeApplied => "applied",
+            WriteOutcome::NoticeAccepted => {
+                self.applier_wakeup.notify_one();
+                "accepted"
+            }
+            WriteOutcome::NoticeDuplicate => "duplicate",
+            WriteOutcome::NoticeConflict(_) => "conflict",
+            WriteOutcome::NoticeFailed(_) => "failed",
+            WriteOutcome::AlreadyHandled | WriteOutcome::Stored => "other",
+        };
+        metrics::counter!("payledger_webhook_notices_total", "outcome" => label).increment(1);
+        Ok(outcome)
+    }
+
+    /// Keeps a rejected notice for operators. Failing to keep it is logged, never shown to the sender.
+    pub async fn reject(&self, reason: &str, details: &FieldErrors, body: &[u8]) {
+        metrics::counter!("payledger_webhook_notices_total", "outcome" => "rejected").increment(1);
+        let rejected = RejectedNotice {
+            reason: reason.to_owned(),
+            details: serde_json::to_string(details).unwrap_or_default(),
+            body: truncate_body(body),
+            received_at: OffsetDateTime::now_utc(),
+        };
+        if let Err(error) = self.engine.submit(WriteCommand::RecordRejected(rejected)).await {
+            tracing::warn!(%error, "could not keep a rejected notice");
+        }
+    }
+
+    /// Runs the async-mode applier until `shutdown` turns true: it credits every recorded notice,
+    /// including those left by a crash or by other instances.
+    pub async fn run_applier(self, store: Store, mut shutdown: watch::Receiver<bool>) {
+        tracing::info!("async webhook applier started");
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            let waiting = match store.waiting_notices(APPLIER_ROUND).await {
+                Ok(waiting) => waiting,
+                Err(error) => {
+                    tracing::warn!(%error, "async applier could not read waiting notices");
+                    tokio::select! {
+                        _ = tokio::time::sleep(APPLIER_BACKOFF) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    continue;
+                }
+            };
+            if waiting.is_empty() {
+                tokio::select! {
+                    _ = self.applier_wakeup.notified() => {}
+                    _ = tokio::time::sleep(APPLIER_POLL) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+            let mut round = tokio::task::JoinSet::new();
+            let mut seen = HashSet::new();
+            for notice in waiting {
+                if seen.insert(notice.operation_id) {
+                    let engine = self.engine.clone();
+                    round.spawn(async move { engine.submit(WriteCommand::ApplyRecorded { notice }).await });
+                }
+            }
+            let mut failed = false;
+            while let Some(result) = round.join_next().await {
+                failed |= !matches!(result, Ok(Ok(_)));
+            }
+            if failed {
+                tokio::time::sleep(APPLIER_BACKOFF).await;
+            }
+        }
+        tracing::info!("async webhook applier stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VALID: &str = r#"{"operation_id": "ccf0a86d-041b-4991-bcf7-e2352f7b8a4a", "amount": 145000, "payer_inn": "1234567890", "document_number": "PAY-328", "document_date": "2024-04-27T21:00:00Z"}"#;
+
+    fn with(field: &str, value: &str) -> String {
+        let mut map: BTreeMap<String, Box<RawValue>> = serde_json::from_str(VALID).unwrap_or_default();
+        match RawValue::from_string(value.to_owned()) {
+            Ok(raw) => {
+                map.insert(field.to_owned(), raw);
+            }
+            Err(_) => {
+                map.remove(field);
+            }
+        }
+        serde_json::to_string(&map).unwrap_or_default()
+    }
+
+    fn error_of(body: &str) -> Option<(String, String)> {
+        parse_notice(body.as_bytes()).err().and_then(|errors| errors.into_iter().next())
+    }
+
+    #[test]
+    fn the_original_example_parses_exactly() {
+        let notice = parse_notice(VALID.as_bytes()).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(notice.amount.minor(), 14_500_000);
+        assert_eq!(notice.payer_inn.as_str(), "1234567890");
+        assert_eq!(notice.document_number, "PAY-328");
+    }
+
+    #[test]
+    fn amounts_come_from_their_literal_text() {
+        let amount = |v: &str| parse_notice(with("amount", v).as_bytes()).map(|n| n.amount.minor());
+        assert_eq!(amount("\"1500.25\""), Ok(150_025));
+        assert_eq!(amount("0.1"), Ok(10));
+        assert_eq!(amount("90071992547409.93"), Ok(9_007_199_254_740_993));
+        assert!(amount("1.005").is_err());
+        assert!(amount("\"1e3\"").is_err());
+        assert!(amount("true").is_err());
+    }
+
+    #[test]
+    fn every_bad_field_is_named() {
+        assert_eq!(error_of(&with("operation_id", "\"nope\"")).map(|e| e.0), Some("operation_id".into()));
+        assert_eq!(error_of(&with("amount", "0")).map(|e| e.0), Some("amount".into()));
+        assert_eq!(error_of(&with("amount", "\"abc\"")).map(|e| e.0), Some("amount".into()));
+        assert_eq!(error_of(&with("payer_inn", "\"123\"")).map(|e| e.0), Some("payer_inn".into()));
+        assert_eq!(error_of(&with("payer_inn", "1234567890")).map(|e| e.0), Some("payer_inn".into()));
+        assert_eq!(error_of(&with("document_number", "\"  \"")).map(|e| e.0), Some("document_number".into()));
+        assert_eq!(error_of(&with("document_date", "\"27.04.2024\"")).map(|e| e.0), Some("document_date".into()));
+        assert_eq!(error_of(&with("document_date", "-")).map(|e| e.0), Some("document_date".into()));
+        assert_eq!(error_of("[1, 2]").map(|e| e.0), Some("body".into()));
+        assert_eq!(error_of("{\"amount\": ").map(|e| e.0), Some("body".into()));
+        let all = parse_notice(b"{}").err().unwrap_or_default();
+        assert_eq!(all.len(), 5);
+    }
+}

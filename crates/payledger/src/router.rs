@@ -1,0 +1,89 @@
+//! The one route table. API routes are registered through utoipa-axum, so the OpenAPI spec is built from
+//! the same handlers that serve requests and cannot drift from them.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::http::{StatusCode, Uri};
+use axum::routing::get;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use utoipa_swagger_ui::{Config, SwaggerUi};
+
+use crate::AppState;
+use crate::api::{docs, health, organizations, webhook};
+
+/// How long any request may take before it is answered 408.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The spec's static part; paths come from the router.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "payledger",
+        description = "A self-hosted payments ledger: bank webhook intake, exact balances, double-entry ledger."
+    ),
+    tags(
+        (name = "bank webhook", description = "Payment notices from the bank"),
+        (name = "organizations", description = "Organization balances and their history"),
+        (name = "operations", description = "Health and monitoring"),
+    )
+)]
+struct ApiDoc;
+
+/// The API routes and the OpenAPI document built from them.
+pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let api = OpenApiRouter::new()
+        .routes(routes!(webhook::receive_bank_notice))
+        .routes(routes!(organizations::balance))
+        .routes(routes!(organizations::balance_log))
+        .routes(routes!(health::health));
+    // Nest under /api before splitting, so the spec's paths carry the prefix.
+    OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api", api).split_for_parts()
+}
+
+/// The whole application: API, docs, metrics, and the layers every request passes through.
+pub fn app(state: AppState) -> Router {
+    let (api, _) = api();
+    let swagger = SwaggerUi::new("/api/schema/swagger").config(Config::new(["/api/schema/"]).validator_url("none"));
+    Router::new()
+        .merge(api)
+        .route("/api/schema/", get(docs::openapi_json))
+        .route("/api/schema", get(docs::openapi_json))
+        .route("/api/schema/redoc/", get(docs::redoc))
+        .route("/api/schema/redoc", get(docs::redoc))
+        .route("/assets/redoc.standalone.js", get(docs::redoc_js))
+        .route("/metrics", get(health::metrics))
+        .merge(swagger)
+        .fallback(not_found)
+        .with_state(state)
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
+        .layer(CatchPanicLayer::custom(crate::error::panic_response))
+        .layer(TraceLayer::new_for_http())
+}
+
+async fn not_found() -> crate::error::ApiError {
+    crate::error::ApiError::NotFound("Not found")
+}
+
+/// Adds the trailing slash to API paths that lack one, so `/api/x` and `/api/x/` reach the same handler.
+/// Runs before routing; the docs and assets keep their exact paths.
+pub fn add_trailing_slash(mut request: Request) -> Request {
+    let path = request.uri().path();
+    if path.starts_with("/api/") && !path.ends_with('/') && !path.starts_with("/api/schema") {
+        let new_path = format!("{path}/");
+        let rewritten = match request.uri().query() {
+            Some(query) => format!("{new_path}?{query}"),
+            None => new_path,
+        };
+        if let Ok(uri) = rewritten.parse::<Uri>() {
+            *request.uri_mut() = uri;
+        }
+    }
+    request
+}

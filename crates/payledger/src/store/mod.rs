@@ -1,0 +1,300 @@
+//! Storage: one enum over the two backends, chosen once at start-up from the database URL.
+//!
+//! Each backend owns its migrations and SQL. The write side is only reached through the ledger engine's
+//! [`BatchTx`]; everything else here is a read, a seed or a check.
+
+mod postgres;
+mod sqlite;
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::path::Path;
+
+use payledger_core::{AccountId, BalanceSheet, BankNotice, Inn, OperationId};
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::engine::batch::{NoticeClaim, Plan};
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+/// The most rejected notices and conflicts kept for operators; older ones are pruned on insert.
+pub const MAX_KEPT_NOTICES: i64 = 10_000;
+
+/// The key of the system account that mirrors money received from the bank.
+pub const BANK_INFLOW_ACCOUNT: &str = "bank_inflow";
+
+/// A storage failure. None of these is the client's fault; they surface as 503.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database refused or lost the operation.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Migrations failed.
+    #[error("migration error: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored value does not parse back into its domain type: the data is corrupt.
+    #[error("corrupt stored data: {0}")]
+    Corrupt(String),
+    /// The database URL is not one we support.
+    #[error("unsupported database URL (expected sqlite:// or postgres://)")]
+    UnsupportedUrl,
+}
+
+/// One row of an organization's balance log.
+#[derive(Debug, Clone, Serialize)]
+pub struct BalanceLogRow {
+    /// The entry's id; also the pagination cursor.
+    pub entry_id: i64,
+    /// The signed change in minor units.
+    pub amount: i64,
+    /// The balance before, in minor units.
+    pub balance_before: i64,
+    /// The balance after, in minor units.
+    pub balance_after: i64,
+    /// The bank operation that caused it, if any.
+    pub operation_id: Option<String>,
+    /// The payment document's number, if any.
+    pub document_number: Option<String>,
+    /// The payment document's date, if any.
+    pub document_date: Option<OffsetDateTime>,
+    /// When the entry was written.
+    pub created_at: OffsetDateTime,
+}
+
+/// What `verify` found.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct VerifyReport {
+    /// Accounts checked.
+    pub accounts: i64,
+    /// Ledger transactions checked.
+    pub transactions: i64,
+    /// Entries checked.
+    pub entries: i64,
+    /// Applied bank payments checked.
+    pub bank_payments: i64,
+    /// Every broken invariant, described.
+    pub problems: Vec<String>,
+}
+
+/// The write side of one batch transaction. The engine drives it; each backend implements it.
+pub trait BatchTx: Send {
+    /// Inserts the notice rows whose operation id is new and returns those ids.
+    fn claim_notices(
+        &mut self,
+        claims: &[NoticeClaim],
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<HashSet<OperationId>, StoreError>> + Send;
+    /// Loads stored notices by operation id.
+    fn stored_notices(
+        &mut self,
+        ids: &[OperationId],
+    ) -> impl Future<Output = Result<HashMap<OperationId, BankNotice>, StoreError>> + Send;
+    /// Locks the recorded notices among `ids` that still wait to be applied and returns their ids.
+    fn lock_waiting(
+        &mut self,
+        ids: &[OperationId],
+    ) -> impl Future<Output = Result<HashSet<OperationId>, StoreError>> + Send;
+    /// Locks the accounts in ascending id order and loads their balances.
+    fn lock_accounts(&mut self, ids: &[AccountId]) -> impl Future<Output = Result<BalanceSheet, StoreError>> + Send;
+    /// Writes every row of the plan and the final balances of `touched` accounts.
+    fn write_plan(
+        &mut self,
+        plan: &Plan,
+        sheet: &BalanceSheet,
+        touched: &[AccountId],
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Commits durably.
+    fn commit(self) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// The database, whichever backend it is.
+#[derive(Clone, Debug)]
+pub enum Store {
+    /// The embedded default.
+    Sqlite(SqliteStore),
+    /// The production store.
+    Postgres(PgStore),
+}
+
+impl Store {
+    /// Connects by URL scheme: `sqlite://path` (the file and its folder are created) or `postgres://…`.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+            Ok(Store::Sqlite(SqliteStore::open(Path::new(path)).await?))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Store::Postgres(PgStore::connect(url).await?))
+        } else {
+            Err(StoreError::UnsupportedUrl)
+        }
+    }
+
+    /// The backend's name, for logs and metrics.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Applies the backend's pending migrations; safe to run from several instances at once.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(store) => store.migrate().await,
+            Store::Postgres(store) => store.migrate().await,
+        }
+    }
+
+    /// Creates the organizations (and their accounts) that do not exist yet, returning every account id.
+    ///
+    /// Each call commits on its own, before any batch transaction takes its locks: creating an empty
+    /// account changes no balance, and keeping it out of the batch keeps the lock order simple.
+    pub async fn ensure_organizations(&self, orgs: &[(Inn, String)]) -> Result<Vec<(Inn, AccountId)>, StoreError> {
+        if orgs.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self {
+            Store::Sqlite(store) => store.ensure_organizations(orgs).await,
+            Store::Postgres(store) => store.ensure_organizations(orgs).await,
+        }
+    }
+
+    /// Creates the system account mirroring bank inflow if needed and returns its id.
+    pub async fn bank_inflow_account(&self) -> Result<AccountId, StoreError> {
+        match self {
+            Store::Sqlite(store) => store.system_account(BANK_INFLOW_ACCOUNT).await,
+            Store::Postgres(store) => store.system_account(BANK_INFLOW_ACCOUNT).await,
+        }
+    }
+
+    /// How many organizations exist.
+    pub async fn organization_count(&self) -> Result<i64, StoreError> {
+        match self {
+            Store::Sqlite(store) => store.organization_count().await,
+            Store::Postgres(store) => store.organization_count().await,
+        }
+    }
+
+    /// An organization's balance in minor units, or `None` if the organization is unknown.
+    pub async fn organization_balance(&self, inn: &Inn) -> Result<Option<i64>, StoreError> {
+        match self {
+            Store::Sqlite(store) => store.organization_balance(inn).await,
+            Store::Postgres(store) => store.organization_balance(inn).await,
+        }
+    }
+
+    /// Up to `limit` balance-log rows of an organization, newest first, older than entry `before`.
+    /// `None` if the organization is unknown.
+    pub async fn balance_log(
+        &self,
+        inn: &Inn,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Option<Vec<BalanceLogRow>>, StoreError> {
+        match self {
+            Store::Sqlite(store) => store.balance_log(inn, before.unwrap_or(i64::MAX), limit).await,
+            Store::Postgres(store) => store.balance_log(inn, before.unwrap_or(i64::MAX), limit).await,
+        }
+    }
+
+    /// Up to `limit` recorded notices that wait to be applied, oldest first.
+    pub async fn waiting_notices(&self, limit: i64) -> Result<Vec<BankNotice>, StoreError> {
+        match self {
+            Store::Sqlite(store) => store.waiting_notices(limit).await,
+            Store::Postgres(store) => store.waiting_notices(limit).await,
+        }
+    }
+
+    /// Recomputes every balance from the entries and checks every ledger invariant.
+    pub async fn verify(&self) -> Result<VerifyReport, StoreError> {
+        match self {
+            Store::Sqlite(store) => store.verify().await,
+            Store::Postgres(store) => store.verify().await,
+        }
+    }
+}
+
+/// Turns a stored notice's columns back into the domain type, or says the row is corrupt.
+pub(crate) fn notice_from_row(
+    operation_id: &str,
+    amount: i64,
+    currency: &str,
+    payer_inn: &str,
+    document_number: String,
+    document_date: OffsetDateTime,
+) -> Result<BankNotice, StoreError> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("bank payment {operation_id}: bad {what}"));
+    let currency = payledger_core::Currency::from_code(currency).ok_or_else(|| corrupt("currency"))?;
+    Ok(BankNotice {
+        operation_id: OperationId(uuid::Uuid::parse_str(operation_id).map_err(|_| corrupt("operation_id"))?),
+        amount: payledger_core::Money::from_minor(amount, currency),
+        payer_inn: Inn::parse(payer_inn).map_err(|_| corrupt("payer_inn"))?,
+        document_number,
+        document_date,
+    })
+}
+
+/// The invariant checks `verify` runs, as SQL valid on both backends. Each query returns one text column
+/// per violation found, so an empty result means the invariant holds.
+pub(crate) const VERIFY_CHECKS: &[(&str, &str)] = &[
+    (
+        "account balance equals the sum of its entries",
+        "SELECT 'account ' || a.id || ' balance ' || a.balance || ' but entries sum to ' || COALESCE(s.total, 0)
+         FROM accounts a LEFT JOIN (SELECT account_id, SUM(amount) AS total FROM entries GROUP BY account_id) s
+           ON s.account_id = a.id
+         WHERE a.balance <> COALESCE(s.total, 0)",
+    ),
+    (
+        "every transaction's entries sum to zero",
+        "SELECT 'transaction ' || transaction_id || ' entries sum to ' || SUM(amount)
+         FROM entries GROUP BY transaction_id HAVING SUM(amount) <> 0",
+    ),
+    (
+        "every transaction has entries",
+        "SELECT 'transaction ' || t.id || ' has no entries' FROM ledger_transactions t
+         WHERE NOT EXISTS (SELECT 1 FROM entries e WHERE e.transaction_id = t.id)",
+    ),
+    (
+        "entries chain: each starts where the previous one of its account ended",
+        "SELECT 'entry ' || id || ' starts at ' || balance_before || ' but the previous ended at ' || COALESCE(prev, 0)
+         FROM (SELECT id, balance_before, LAG(balance_after) OVER (PARTITION BY account_id ORDER BY id) AS prev
+               FROM entries) chained
+         WHERE balance_before <> COALESCE(prev, 0)",
+    ),
+    (
+        "the last entry of each account ends at its balance",
+        "SELECT 'account ' || a.id || ' balance ' || a.balance || ' but its last entry ends at ' || e.balance_after
+         FROM accounts a JOIN entries e ON e.id = (SELECT MAX(id) FROM entries WHERE account_id = a.id)
+         WHERE e.balance_after <> a.balance",
+    ),
+    (
+        "no account is overdrawn unless it may be",
+        "SELECT 'account ' || id || ' is overdrawn: balance ' || balance || ', held ' || held
+         FROM accounts WHERE (balance - held < 0 AND NOT (allow_negative = TRUE)) OR held < 0",
+    ),
+    (
+        "every applied bank payment credits its organization exactly its amount",
+        "SELECT 'bank payment ' || p.operation_id || ' is applied but credited ' || COALESCE(SUM(e.amount), 0)
+         FROM bank_payments p
+         LEFT JOIN accounts a ON a.kind = 'organization' AND a.external_key = p.payer_inn AND a.currency = p.currency
+         LEFT JOIN entries e ON e.transaction_id = p.transaction_id AND e.account_id = a.id
+         WHERE p.status = 'applied'
+         GROUP BY p.operation_id, p.amount HAVING COALESCE(SUM(e.amount), 0) <> p.amount",
+    ),
+    (
+        "every bank payment transaction belongs to exactly one applied payment",
+        "SELECT 'transaction ' || t.id || ' has ' || COUNT(p.id) || ' applied payments'
+         FROM ledger_transactions t LEFT JOIN bank_payments p ON p.transaction_id = t.id AND p.status = 'applied'
+         WHERE t.kind = 'bank_payment' GROUP BY t.id HAVING COUNT(p.id) <> 1",
+    ),
+];
+
+/// The counts `verify` reports, as SQL valid on both backends.
+pub(crate) const VERIFY_COUNTS: &str =
+    "SELECT (SELECT COUNT(*) FROM accounts), (SELECT COUNT(*) FROM ledger_transactions),
+    (SELECT COUNT(*) FROM entries), (SELECT COUNT(*) FROM bank_payments WHERE status = 'applied')";
+
+/// How many violations of one invariant `verify` lists before it only counts.
+pub(crate) const MAX_PROBLEMS_LISTED: i64 = 20;

@@ -1,0 +1,451 @@
+//! The PostgreSQL store, for production and for several server instances sharing one database.
+//!
+//! Batch writes pass each column as an array and expand the rows with `UNNEST`, so a batch of any size is
+//! one statement per table. Concurrent batches from other instances coordinate only through the unique
+//! operation id (claimed in ascending order) and account row locks (taken in ascending id order).
+
+use std::collections::{HashMap, HashSet};
+use std::str::FromStr;
+use std::time::Duration;
+
+use payledger_core::{AccountBalance, AccountId, BalanceSheet, BankNotice, Inn, OperationId};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Postgres, Row, Transaction};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{
+    BalanceLogRow, BatchTx, MAX_KEPT_NOTICES, MAX_PROBLEMS_LISTED, StoreError, VERIFY_CHECKS, VERIFY_COUNTS,
+    VerifyReport, notice_from_row,
+};
+use crate::engine::batch::{NoticeClaim, Plan};
+
+/// Connections per instance: the writer's transaction, the async applier and API reads.
+const MAX_CONNECTIONS: u32 = 12;
+/// How long a request waits for a free connection before the pool reports an error.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The PostgreSQL database.
+#[derive(Clone, Debug)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects a pool.
+    pub async fn connect(url: &str) -> Result<PgStore, StoreError> {
+        let options = PgConnectOptions::from_str(url)?.application_name("payledger");
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await?;
+        Ok(PgStore { pool })
+    }
+
+    pub(super) async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("./migrations/postgres").run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Starts a batch transaction (READ COMMITTED: row locks and unique indexes do the serializing).
+    pub async fn begin_batch(&self) -> Result<PgBatch, StoreError> {
+        Ok(PgBatch { tx: self.pool.begin().await? })
+    }
+
+    pub(super) async fn ensure_organizations(
+        &self,
+        orgs: &[(Inn, String)],
+    ) -> Result<Vec<(Inn, AccountId)>, StoreError> {
+        let mut sorted: Vec<&(Inn, String)> = orgs.iter().collect();
+        // Ascending keys, so two instances creating overlapping sets never wait on each other in a cycle.
+        sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        sorted.dedup_by(|a, b| a.0 == b.0);
+        let inns: Vec<&str> = sorted.iter().map(|(inn, _)| inn.as_str()).collect();
+        let names: Vec<&str> = sorted.iter().map(|(_, name)| name.as_str()).collect();
+        sqlx::query(
+            "INSERT INTO organizations (inn, name) SELECT * FROM UNNEST($1::text[], $2::text[])
+             ON CONFLICT (inn) DO NOTHING",
+        )
+        .bind(&inns)
+        .bind(&names)
+        .execute(&self.pool)
+        .await?;
+        sqlx::query(
+            "INSERT INTO accounts (kind, external_key, currency) SELECT 'organization', inn, 'RUB'
+             FROM UNNEST($1::text[]) AS inn ON CONFLICT (kind, external_key, currency) DO NOTHING",
+        )
+        .bind(&inns)
+        .execute(&self.pool)
+        .await?;
+        let found = sqlx::query(
+            "SELECT external_key, id FROM accounts WHERE kind = 'organization' AND currency = 'RUB'
+             AND external_key = ANY($1)",
+        )
+        .bind(&inns)
+        .fetch_all(&self.pool)
+        .await?;
+        found
+            .into_iter()
+            .map(|row| {
+                let key: String = row.try_get(0)?;
+                let inn = Inn::parse(&key).map_err(|_| StoreError::Corrupt(format!("account key {key}")))?;
+                Ok((inn, AccountId(row.try_get(1)?)))
+            })
+            .collect()
+    }
+
+    pub(super) async fn system_account(&self, key: &str) -> Result<AccountId, StoreError> {
+        sqlx::query(
+            "INSERT INTO accounts (kind, external_key, currency, allow_negative) VALUES ('system', $1, 'RUB', TRUE)
+             ON CONFLICT (kind, external_key, currency) DO NOTHING",
+        )
+        .bind(key)
+        .execute(&self.pool)
+        .await?;
+        let id = sqlx::query_scalar(
+            "SELECT id FROM accounts WHERE kind = 'system' AND external_key = $1 AND currency = 'RUB'",
+        )
+        .bind(key)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(AccountId(id))
+    }
+
+    pub(super) async fn organization_count(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM organizations").fetch_one(&self.pool).await?)
+    }
+
+    pub(super) async fn organization_balance(&self, inn: &Inn) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT COALESCE(a.balance, 0) FROM organizations o
+             LEFT JOIN accounts a ON a.kind = 'organization' AND a.external_key = o.inn AND a.currency = 'RUB'
+             WHERE o.inn = $1",
+        )
+        .bind(inn.as_str())
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    pub(super) async fn balance_log(
+        &self,
+        inn: &Inn,
+        before: i64,
+        limit: i64,
+    ) -> Result<Option<Vec<BalanceLogRow>>, StoreError> {
+        let account: Option<Option<i64>> = sqlx::query_scalar(
+            "SELECT a.id FROM organizations o
+             LEFT JOIN accounts a ON a.kind = 'organization' AND a.external_key = o.inn AND a.currency = 'RUB'
+             WHERE o.inn = $1",
+        )
+        .bind(inn.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(account) = account else { return Ok(None) };
+        let Some(account) = account else { return Ok(Some(Vec::new())) };
+        let rows = sqlx::query(
+            "SELECT e.id, e.amount, e.balance_before, e.balance_after, p.operation_id::text, p.document_number,
+                    p.document_date, e.created_at
+             FROM entries e LEFT JOIN bank_payments p ON p.transaction_id = e.transaction_id
+             WHERE e.account_id = $1 AND e.id < $2 ORDER BY e.id DESC LIMIT $3",
+        )
+        .bind(account)
+        .bind(before)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let log = rows
+            .into_iter()
+            .map(|row| {
+                Ok(BalanceLogRow {
+                    entry_id: row.try_get(0)?,
+                    amount: row.try_get(1)?,
+                    balance_before: row.try_get(2)?,
+                    balance_after: row.try_get(3)?,
+                    operation_id: row.try_get(4)?,
+                    document_number: row.try_get(5)?,
+                    document_date: row.try_get(6)?,
+                    created_at: row.try_get(7)?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        Ok(Some(log))
+    }
+
+    pub(super) async fn waiting_notices(&self, limit: i64) -> Result<Vec<BankNotice>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT operation_id::text, amount, currency, payer_inn, document_number, document_date
+             FROM bank_payments WHERE status = 'received' ORDER BY id LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(notice_from_pg_row).collect()
+    }
+
+    pub(super) async fn verify(&self) -> Result<VerifyReport, StoreError> {
+        // REPEATABLE READ gives every check one snapshot while writers keep going.
+        let mut tx = self.pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
+        let counts = sqlx::query(VERIFY_COUNTS).fetch_one(&mut *tx).await?;
+        let mut report = VerifyReport {
+            accounts: counts.try_get(0)?,
+            transactions: counts.try_get(1)?,
+            entries: counts.try_get(2)?,
+            bank_payments: counts.try_get(3)?,
+            problems: Vec::new(),
+        };
+        for (name, sql) in VERIFY_CHECKS {
+            let found: Vec<String> =
+                sqlx::query_scalar(sqlx::AssertSqlSafe(format!("{sql} LIMIT {MAX_PROBLEMS_LISTED}")))
+                    .fetch_all(&mut *tx)
+                    .await?;
+            report.problems.extend(found.into_iter().map(|problem| format!("{name}: {problem}")));
+        }
+        tx.rollback().await?;
+        Ok(report)
+    }
+}
+
+fn notice_from_pg_row(row: &sqlx::postgres::PgRow) -> Result<BankNotice, StoreError> {
+    let operation_id: String = row.try_get(0)?;
+    let currency: String = row.try_get(2)?;
+    let payer_inn: String = row.try_get(3)?;
+    notice_from_row(&operation_id, row.try_get(1)?, &currency, &payer_inn, row.try_get(4)?, row.try_get(5)?)
+}
+
+fn uuids(ids: &[OperationId]) -> Vec<Uuid> {
+    ids.iter().map(|id| id.0).collect()
+}
+
+/// One batch transaction on a pooled connection.
+pub struct PgBatch {
+    tx: Transaction<'static, Postgres>,
+}
+
+impl BatchTx for PgBatch {
+    async fn claim_notices(
+        &mut self,
+        claims: &[NoticeClaim],
+        now: OffsetDateTime,
+    ) -> Result<HashSet<OperationId>, StoreError> {
+        if claims.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let ids: Vec<Uuid> = claims.iter().map(|c| c.notice.operation_id.0).collect();
+        let amounts: Vec<i64> = claims.iter().map(|c| c.notice.amount.minor()).collect();
+        let currencies: Vec<&str> = claims.iter().map(|c| c.notice.amount.currency().code()).collect();
+        let inns: Vec<&str> = claims.iter().map(|c| c.notice.payer_inn.as_str()).collect();
+        let documents: Vec<&str> = claims.iter().map(|c| c.notice.document_number.as_str()).collect();
+        let dates: Vec<OffsetDateTime> = claims.iter().map(|c| c.notice.document_date).collect();
+        let statuses: Vec<&str> = claims.iter().map(|c| c.status.as_str()).collect();
+        let applied_at: Vec<Option<OffsetDateTime>> = claims.iter().map(|c| c.transaction_id.map(|_| now)).collect();
+        let transactions: Vec<Option<Uuid>> = claims.iter().map(|c| c.transaction_id).collect();
+        // The claims arrive sorted by operation id; WITH ORDINALITY keeps that order for the inserts, which is
+        // the order in which this transaction waits on other instances' uncommitted rows with the same ids.
+        let inserted: Vec<Uuid> = sqlx::query_scalar(
+            "INSERT INTO bank_payments (operation_id, amount, currency, payer_inn, document_number, document_date,
+                                        status, applied_at, transaction_id, received_at)
+             SELECT operation_id, amount, currency, payer_inn, document_number, document_date, status, applied_at,
+                    transaction_id, $10
+             FROM UNNEST($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],
+                         $7::text[], $8::timestamptz[], $9::uuid[])
+                  WITH ORDINALITY AS c(operation_id, amount, currency, payer_inn, document_number, document_date,
+                                       status, applied_at, transaction_id, n)
+             ORDER BY n
+             ON CONFLICT (operation_id) DO NOTHING RETURNING operation_id",
+        )
+        .bind(&ids)
+        .bind(&amounts)
+        .bind(&currencies)
+        .bind(&inns)
+        .bind(&documents)
+        .bind(&dates)
+        .bind(&statuses)
+        .bind(&applied_at)
+        .bind(&transactions)
+        .bind(now)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        Ok(inserted.into_iter().map(OperationId).collect())
+    }
+
+    async fn stored_notices(&mut self, ids: &[OperationId]) -> Result<HashMap<OperationId, BankNotice>, StoreError> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let rows = sqlx::query(
+            "SELECT operation_id::text, amount, currency, payer_inn, document_number, document_date
+             FROM bank_payments WHERE operation_id = ANY($1)",
+        )
+        .bind(uuids(ids))
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter().map(|row| notice_from_pg_row(row).map(|notice| (notice.operation_id, notice))).collect()
+    }
+
+    async fn lock_waiting(&mut self, ids: &[OperationId]) -> Result<HashSet<OperationId>, StoreError> {
+        if ids.is_empty() {
+            return Ok(HashSet::new());
+        }
+        // Another instance applying the same notice holds its row; once it commits, the row no longer
+        // matches `status = 'received'` and is skipped here, so the notice is credited once.
+        let waiting: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT operation_id FROM bank_payments WHERE status = 'received' AND operation_id = ANY($1)
+             ORDER BY operation_id FOR UPDATE",
+        )
+        .bind(uuids(ids))
+        .fetch_all(&mut *self.tx)
+        .await?;
+        Ok(waiting.into_iter().map(OperationId).collect())
+    }
+
+    async fn lock_accounts(&mut self, ids: &[AccountId]) -> Result<BalanceSheet, StoreError> {
+        let mut sheet = BalanceSheet::new();
+        if ids.is_empty() {
+            return Ok(sheet);
+        }
+        let ids: Vec<i64> = ids.iter().map(|id| id.0).collect();
+        let rows = sqlx::query(
+            "SELECT id, balance, held, allow_negative FROM accounts WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+        )
+        .bind(&ids)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        for row in rows {
+            sheet.insert(
+                AccountId(row.try_get(0)?),
+                AccountBalance { balance: row.try_get(1)?, held: row.try_get(2)?, allow_negative: row.try_get(3)? },
+            );
+        }
+        Ok(sheet)
+    }
+
+    async fn write_plan(
+        &mut self,
+        plan: &Plan,
+        sheet: &BalanceSheet,
+        touched: &[AccountId],
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        if !plan.transactions.is_empty() {
+            let ids: Vec<Uuid> = plan.transactions.iter().map(|t| t.id).collect();
+            let kinds: Vec<&str> = plan.transactions.iter().map(|t| t.kind).collect();
+            let keys: Vec<&str> = plan.transactions.iter().map(|t| t.idempotency_key.as_str()).collect();
+            sqlx::query(
+                "INSERT INTO ledger_transactions (id, kind, idempotency_key, created_at)
+                 SELECT id, kind, key, $4 FROM UNNEST($1::uuid[], $2::text[], $3::text[]) AS t(id, kind, key)",
+            )
+            .bind(&ids)
+            .bind(&kinds)
+            .bind(&keys)
+            .bind(now)
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        if !plan.entries.is_empty() {
+            let transactions: Vec<Uuid> = plan.entries.iter().map(|(tx, _)| *tx).collect();
+            let accounts: Vec<i64> = plan.entries.iter().map(|(_, e)| e.account.0).collect();
+            let amounts: Vec<i64> = plan.entries.iter().map(|(_, e)| e.amount).collect();
+            let before: Vec<i64> = plan.entries.iter().map(|(_, e)| e.balance_before).collect();
+            let after: Vec<i64> = plan.entries.iter().map(|(_, e)| e.balance_after).collect();
+            sqlx::query(
+                "INSERT INTO entries (transaction_id, account_id, amount, balance_before, balance_after, created_at)
+                 SELECT t, a, m, b, f, $6
+                 FROM UNNEST($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[])
+                      WITH ORDINALITY AS e(t, a, m, b, f, n)
+                 ORDER BY n",
+            )
+            .bind(&transactions)
+            .bind(&accounts)
+            .bind(&amounts)
+            .bind(&before)
+            .bind(&after)
+            .bind(now)
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        let updated: Vec<(i64, i64, i64)> = touched
+            .iter()
+            .filter_map(|id| sheet.get(*id).map(|account| (id.0, account.balance, account.held)))
+            .collect();
+        if !updated.is_empty() {
+            let ids: Vec<i64> = updated.iter().map(|u| u.0).collect();
+            let balances: Vec<i64> = updated.iter().map(|u| u.1).collect();
+            let held: Vec<i64> = updated.iter().map(|u| u.2).collect();
+            sqlx::query(
+                "UPDATE accounts SET balance = v.balance, held = v.held, version = accounts.version + 1
+                 FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[]) AS v(id, balance, held)
+                 WHERE accounts.id = v.id",
+            )
+            .bind(&ids)
+            .bind(&balances)
+            .bind(&held)
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        if !plan.notice_updates.is_empty() {
+            let ids: Vec<Uuid> = plan.notice_updates.iter().map(|u| u.operation_id.0).collect();
+            let statuses: Vec<&str> = plan.notice_updates.iter().map(|u| u.status.as_str()).collect();
+            let transactions: Vec<Option<Uuid>> = plan.notice_updates.iter().map(|u| u.transaction_id).collect();
+            let reasons: Vec<Option<&str>> = plan.notice_updates.iter().map(|u| u.failure_reason.as_deref()).collect();
+            sqlx::query(
+                "UPDATE bank_payments SET status = v.status, transaction_id = v.tx, failure_reason = v.reason,
+                        applied_at = $5
+                 FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::text[]) AS v(id, status, tx, reason)
+                 WHERE bank_payments.operation_id = v.id",
+            )
+            .bind(&ids)
+            .bind(&statuses)
+            .bind(&transactions)
+            .bind(&reasons)
+            .bind(now)
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        if !plan.conflicts.is_empty() {
+            let ids: Vec<Uuid> = plan.conflicts.iter().map(|c| c.operation_id.0).collect();
+            let fields: Vec<&str> = plan.conflicts.iter().map(|c| c.differing_fields.as_str()).collect();
+            let notices: Vec<&str> = plan.conflicts.iter().map(|c| c.notice.as_str()).collect();
+            sqlx::query(
+                "INSERT INTO notice_conflicts (operation_id, differing_fields, notice, received_at)
+                 SELECT i, f, n, $4 FROM UNNEST($1::uuid[], $2::text[], $3::text[]) AS c(i, f, n)",
+            )
+            .bind(&ids)
+            .bind(&fields)
+            .bind(&notices)
+            .bind(now)
+            .execute(&mut *self.tx)
+            .await?;
+            sqlx::query("DELETE FROM notice_conflicts WHERE id <= (SELECT MAX(id) FROM notice_conflicts) - $1")
+                .bind(MAX_KEPT_NOTICES)
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        if !plan.rejected.is_empty() {
+            let reasons: Vec<&str> = plan.rejected.iter().map(|r| r.reason.as_str()).collect();
+            let details: Vec<&str> = plan.rejected.iter().map(|r| r.details.as_str()).collect();
+            let bodies: Vec<&str> = plan.rejected.iter().map(|r| r.body.as_str()).collect();
+            let received: Vec<OffsetDateTime> = plan.rejected.iter().map(|r| r.received_at).collect();
+            sqlx::query(
+                "INSERT INTO rejected_notices (reason, details, body, received_at)
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[])",
+            )
+            .bind(&reasons)
+            .bind(&details)
+            .bind(&bodies)
+            .bind(&received)
+            .execute(&mut *self.tx)
+            .await?;
+            sqlx::query("DELETE FROM rejected_notices WHERE id <= (SELECT MAX(id) FROM rejected_notices) - $1")
+                .bind(MAX_KEPT_NOTICES)
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn commit(self) -> Result<(), StoreError> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
