@@ -277,7 +277,8 @@ mod tests {
         let amount = |v: &str| parse_notice(with("amount", v).as_bytes()).map(|n| n.amount.minor());
         assert_eq!(amount("\"1500.25\""), Ok(150_025));
         assert_eq!(amount("0.1"), Ok(10));
-        assert_eq!(amount("90071992547409.93"), Ok(9_007_199_254_740_993));
+        assert_eq!(amount("999999999999.99"), Ok(99_999_999_999_999));
+        assert!(amount("90071992547409.93").is_err(), "above the per-payment ceiling");
         assert!(amount("1.005").is_err());
         assert!(amount("\"1e3\"").is_err());
         assert!(amount("true").is_err());

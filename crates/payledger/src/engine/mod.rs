@@ -105,27 +105,28 @@ impl Writer {
     }
 
     async fn apply(&mut self, commands: &[WriteCommand]) -> Result<Vec<WriteOutcome>, StoreError> {
-        let missing: Vec<(Inn, String)> = commands
-            .iter()
-            .filter_map(WriteCommand::organization)
-            .filter(|inn| !self.organizations.contains_key(*inn))
-            .map(|inn| (inn.clone(), String::new()))
-            .collect();
-        self.organizations.extend(self.store.ensure_organizations(&missing).await?);
         let now = OffsetDateTime::now_utc();
-        match &self.store {
-            Store::Sqlite(store) => self.decide_and_write(store.begin_batch().await?, commands, now).await,
-            Store::Postgres(store) => self.decide_and_write(store.begin_batch().await?, commands, now).await,
-        }
+        let (outcomes, created) = match &self.store {
+            Store::Sqlite(store) => self.decide_and_write(store.begin_batch().await?, commands, now).await?,
+            Store::Postgres(store) => self.decide_and_write(store.begin_batch().await?, commands, now).await?,
+        };
+        // Only committed accounts are remembered; a rolled-back batch created nothing.
+        self.organizations.extend(created);
+        Ok(outcomes)
     }
 
-    /// Claims, locks, decides and writes one batch inside `tx`, then commits.
+    /// Claims, locks, decides and writes one batch inside `tx`, then commits. Returns the outcomes and the
+    /// organization accounts this batch created.
+    ///
+    /// Every transaction takes its locks in the same phases, each in ascending key order: notice ids, then
+    /// new organization keys, then account rows. Two writers can therefore never wait on each other in a
+    /// cycle, whichever instances they run in.
     async fn decide_and_write<T: BatchTx>(
         &self,
         mut tx: T,
         commands: &[WriteCommand],
         now: OffsetDateTime,
-    ) -> Result<Vec<WriteOutcome>, StoreError> {
+    ) -> Result<(Vec<WriteOutcome>, Vec<(Inn, AccountId)>), StoreError> {
         let claim_rows = notice_claims(commands);
         let inserted = tx.claim_notices(&claim_rows, now).await?;
         let known: Vec<_> =
@@ -134,7 +135,9 @@ impl Writer {
         let waiting = tx.lock_waiting(&recorded_to_apply(commands)).await?;
         let claims = Claims { inserted, stored, waiting };
 
-        let mut touched: Vec<AccountId> = commands
+        // Only notices that will be credited get an organization: a duplicate or a conflicting notice must
+        // not create one.
+        let mut credited: Vec<&Inn> = commands
             .iter()
             .filter(|command| match command {
                 WriteCommand::IntakeNotice { notice, apply, .. } => {
@@ -143,8 +146,24 @@ impl Writer {
                 WriteCommand::ApplyRecorded { notice } => claims.waiting.contains(&notice.operation_id),
                 WriteCommand::RecordRejected(_) => false,
             })
-            .filter_map(|command| command.organization().and_then(|inn| self.organizations.get(inn).copied()))
+            .filter_map(WriteCommand::organization)
             .collect();
+        credited.sort();
+        credited.dedup();
+        let missing: Vec<(Inn, String)> = credited
+            .iter()
+            .filter(|inn| !self.organizations.contains_key(**inn))
+            .map(|inn| ((*inn).clone(), String::new()))
+            .collect();
+        let created = tx.ensure_organizations(&missing).await?;
+        let mut organizations: HashMap<Inn, AccountId> = created.iter().cloned().collect();
+        for inn in &credited {
+            if let Some(id) = self.organizations.get(*inn) {
+                organizations.insert((*inn).clone(), *id);
+            }
+        }
+
+        let mut touched: Vec<AccountId> = organizations.values().copied().collect();
         if !touched.is_empty() {
             touched.push(self.bank_inflow);
         }
@@ -153,10 +172,10 @@ impl Writer {
         touched.dedup();
         let mut sheet = tx.lock_accounts(&touched).await?;
 
-        let accounts = AccountMap { organizations: &self.organizations, bank_inflow: self.bank_inflow };
+        let accounts = AccountMap { organizations: &organizations, bank_inflow: self.bank_inflow };
         let plan = decide(commands, &claims, &claim_rows, &accounts, &mut sheet);
         tx.write_plan(&plan, &sheet, &touched, now).await?;
         tx.commit().await?;
-        Ok(plan.outcomes)
+        Ok((plan.outcomes, created))
     }
 }

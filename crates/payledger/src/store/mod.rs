@@ -86,6 +86,12 @@ pub trait BatchTx: Send {
         claims: &[NoticeClaim],
         now: OffsetDateTime,
     ) -> impl Future<Output = Result<HashSet<OperationId>, StoreError>> + Send;
+    /// Creates, inside this transaction, the organizations and accounts that do not exist yet, in ascending
+    /// INN order, and returns every account id.
+    fn ensure_organizations(
+        &mut self,
+        orgs: &[(Inn, String)],
+    ) -> impl Future<Output = Result<Vec<(Inn, AccountId)>, StoreError>> + Send;
     /// Loads stored notices by operation id.
     fn stored_notices(
         &mut self,
@@ -148,9 +154,7 @@ impl Store {
     }
 
     /// Creates the organizations (and their accounts) that do not exist yet, returning every account id.
-    ///
-    /// Each call commits on its own, before any batch transaction takes its locks: creating an empty
-    /// account changes no balance, and keeping it out of the batch keeps the lock order simple.
+    /// Used by seeding; the ledger engine creates organizations inside its batch transaction.
     pub async fn ensure_organizations(&self, orgs: &[(Inn, String)]) -> Result<Vec<(Inn, AccountId)>, StoreError> {
         if orgs.is_empty() {
             return Ok(Vec::new());

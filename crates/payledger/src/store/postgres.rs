@@ -57,42 +57,8 @@ impl PgStore {
         &self,
         orgs: &[(Inn, String)],
     ) -> Result<Vec<(Inn, AccountId)>, StoreError> {
-        let mut sorted: Vec<&(Inn, String)> = orgs.iter().collect();
-        // Ascending keys, so two instances creating overlapping sets never wait on each other in a cycle.
-        sorted.sort_by(|a, b| a.0.cmp(&b.0));
-        sorted.dedup_by(|a, b| a.0 == b.0);
-        let inns: Vec<&str> = sorted.iter().map(|(inn, _)| inn.as_str()).collect();
-        let names: Vec<&str> = sorted.iter().map(|(_, name)| name.as_str()).collect();
-        sqlx::query(
-            "INSERT INTO organizations (inn, name) SELECT * FROM UNNEST($1::text[], $2::text[])
-             ON CONFLICT (inn) DO NOTHING",
-        )
-        .bind(&inns)
-        .bind(&names)
-        .execute(&self.pool)
-        .await?;
-        sqlx::query(
-            "INSERT INTO accounts (kind, external_key, currency) SELECT 'organization', inn, 'RUB'
-             FROM UNNEST($1::text[]) AS inn ON CONFLICT (kind, external_key, currency) DO NOTHING",
-        )
-        .bind(&inns)
-        .execute(&self.pool)
-        .await?;
-        let found = sqlx::query(
-            "SELECT external_key, id FROM accounts WHERE kind = 'organization' AND currency = 'RUB'
-             AND external_key = ANY($1)",
-        )
-        .bind(&inns)
-        .fetch_all(&self.pool)
-        .await?;
-        found
-            .into_iter()
-            .map(|row| {
-                let key: String = row.try_get(0)?;
-                let inn = Inn::parse(&key).map_err(|_| StoreError::Corrupt(format!("account key {key}")))?;
-                Ok((inn, AccountId(row.try_get(1)?)))
-            })
-            .collect()
+        let mut conn = self.pool.acquire().await?;
+        insert_organizations(&mut conn, orgs).await
     }
 
     pub(super) async fn system_account(&self, key: &str) -> Result<AccountId, StoreError> {
@@ -213,6 +179,56 @@ fn notice_from_pg_row(row: &sqlx::postgres::PgRow) -> Result<BankNotice, StoreEr
     notice_from_row(&operation_id, row.try_get(1)?, &currency, &payer_inn, row.try_get(4)?, row.try_get(5)?)
 }
 
+/// Creates the organizations and accounts that do not exist yet and returns every account id.
+///
+/// Keys are inserted in ascending INN order, so two writers creating overlapping sets never wait on each
+/// other in a cycle.
+async fn insert_organizations(
+    conn: &mut sqlx::PgConnection,
+    orgs: &[(Inn, String)],
+) -> Result<Vec<(Inn, AccountId)>, StoreError> {
+    if orgs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut sorted: Vec<&(Inn, String)> = orgs.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    sorted.dedup_by(|a, b| a.0 == b.0);
+    let inns: Vec<&str> = sorted.iter().map(|(inn, _)| inn.as_str()).collect();
+    let names: Vec<&str> = sorted.iter().map(|(_, name)| name.as_str()).collect();
+    sqlx::query(
+        "INSERT INTO organizations (inn, name)
+         SELECT inn, name FROM UNNEST($1::text[], $2::text[]) WITH ORDINALITY AS o(inn, name, n) ORDER BY n
+         ON CONFLICT (inn) DO NOTHING",
+    )
+    .bind(&inns)
+    .bind(&names)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "INSERT INTO accounts (kind, external_key, currency)
+         SELECT 'organization', inn, 'RUB' FROM UNNEST($1::text[]) WITH ORDINALITY AS o(inn, n) ORDER BY n
+         ON CONFLICT (kind, external_key, currency) DO NOTHING",
+    )
+    .bind(&inns)
+    .execute(&mut *conn)
+    .await?;
+    let found = sqlx::query(
+        "SELECT external_key, id FROM accounts WHERE kind = 'organization' AND currency = 'RUB'
+         AND external_key = ANY($1)",
+    )
+    .bind(&inns)
+    .fetch_all(&mut *conn)
+    .await?;
+    found
+        .into_iter()
+        .map(|row| {
+            let key: String = row.try_get(0)?;
+            let inn = Inn::parse(&key).map_err(|_| StoreError::Corrupt(format!("account key {key}")))?;
+            Ok((inn, AccountId(row.try_get(1)?)))
+        })
+        .collect()
+}
+
 fn uuids(ids: &[OperationId]) -> Vec<Uuid> {
     ids.iter().map(|id| id.0).collect()
 }
@@ -267,6 +283,10 @@ impl BatchTx for PgBatch {
         .fetch_all(&mut *self.tx)
         .await?;
         Ok(inserted.into_iter().map(OperationId).collect())
+    }
+
+    async fn ensure_organizations(&mut self, orgs: &[(Inn, String)]) -> Result<Vec<(Inn, AccountId)>, StoreError> {
+        insert_organizations(&mut self.tx, orgs).await
     }
 
     async fn stored_notices(&mut self, ids: &[OperationId]) -> Result<HashMap<OperationId, BankNotice>, StoreError> {

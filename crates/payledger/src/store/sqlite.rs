@@ -67,38 +67,10 @@ impl SqliteStore {
         &self,
         orgs: &[(Inn, String)],
     ) -> Result<Vec<(Inn, AccountId)>, StoreError> {
-        let rows = json!(orgs.iter().map(|(inn, name)| json!([inn.as_str(), name])).collect::<Vec<_>>()).to_string();
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::query(
-            "INSERT INTO organizations (inn, name) SELECT value->>0, value->>1 FROM json_each($1) WHERE true
-             ON CONFLICT (inn) DO NOTHING",
-        )
-        .bind(&rows)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO accounts (kind, external_key, currency) SELECT 'organization', value->>0, 'RUB'
-             FROM json_each($1) WHERE true ON CONFLICT (kind, external_key, currency) DO NOTHING",
-        )
-        .bind(&rows)
-        .execute(&mut *tx)
-        .await?;
-        let found = sqlx::query(
-            "SELECT external_key, id FROM accounts WHERE kind = 'organization' AND currency = 'RUB'
-             AND external_key IN (SELECT value->>0 FROM json_each($1))",
-        )
-        .bind(&rows)
-        .fetch_all(&mut *tx)
-        .await?;
+        let found = insert_organizations(&mut tx, orgs).await?;
         tx.commit().await?;
-        found
-            .into_iter()
-            .map(|row| {
-                let key: String = row.try_get(0)?;
-                let inn = Inn::parse(&key).map_err(|_| StoreError::Corrupt(format!("account key {key}")))?;
-                Ok((inn, AccountId(row.try_get(1)?)))
-            })
-            .collect()
+        Ok(found)
     }
 
     pub(super) async fn system_account(&self, key: &str) -> Result<AccountId, StoreError> {
@@ -220,6 +192,46 @@ fn notice_from_sqlite_row(row: &sqlx::sqlite::SqliteRow) -> Result<BankNotice, S
     notice_from_row(&operation_id, row.try_get(1)?, &currency, &payer_inn, row.try_get(4)?, row.try_get(5)?)
 }
 
+/// Creates the organizations and accounts that do not exist yet and returns every account id.
+async fn insert_organizations(
+    conn: &mut sqlx::SqliteConnection,
+    orgs: &[(Inn, String)],
+) -> Result<Vec<(Inn, AccountId)>, StoreError> {
+    if orgs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = json!(orgs.iter().map(|(inn, name)| json!([inn.as_str(), name])).collect::<Vec<_>>()).to_string();
+    sqlx::query(
+        "INSERT INTO organizations (inn, name) SELECT value->>0, value->>1 FROM json_each($1) WHERE true
+         ON CONFLICT (inn) DO NOTHING",
+    )
+    .bind(&rows)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "INSERT INTO accounts (kind, external_key, currency) SELECT 'organization', value->>0, 'RUB'
+         FROM json_each($1) WHERE true ON CONFLICT (kind, external_key, currency) DO NOTHING",
+    )
+    .bind(&rows)
+    .execute(&mut *conn)
+    .await?;
+    let found = sqlx::query(
+        "SELECT external_key, id FROM accounts WHERE kind = 'organization' AND currency = 'RUB'
+         AND external_key IN (SELECT value->>0 FROM json_each($1))",
+    )
+    .bind(&rows)
+    .fetch_all(&mut *conn)
+    .await?;
+    found
+        .into_iter()
+        .map(|row| {
+            let key: String = row.try_get(0)?;
+            let inn = Inn::parse(&key).map_err(|_| StoreError::Corrupt(format!("account key {key}")))?;
+            Ok((inn, AccountId(row.try_get(1)?)))
+        })
+        .collect()
+}
+
 fn id_list(ids: &[OperationId]) -> String {
     json!(ids.iter().map(|id| id.to_string()).collect::<Vec<_>>()).to_string()
 }
@@ -279,6 +291,10 @@ impl BatchTx for SqliteBatch {
                     .map_err(|_| StoreError::Corrupt(format!("operation id {id}")))
             })
             .collect()
+    }
+
+    async fn ensure_organizations(&mut self, orgs: &[(Inn, String)]) -> Result<Vec<(Inn, AccountId)>, StoreError> {
+        insert_organizations(&mut self.tx, orgs).await
     }
 
     async fn stored_notices(&mut self, ids: &[OperationId]) -> Result<HashMap<OperationId, BankNotice>, StoreError> {
