@@ -10,7 +10,7 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://./data/payledger.db";
 
 /// payledger: a self-hosted payments ledger service.
 #[derive(Debug, Parser)]
-#[command(name = "payledger", version, about, long_about = None)]
+#[command(name = "payledger", version, about, long_about = None, args_conflicts_with_subcommands = true)]
 pub struct Cli {
     /// What to run; `serve` when omitted.
     #[command(subcommand)]
@@ -18,7 +18,7 @@ pub struct Cli {
     /// Settings shared by every subcommand.
     #[command(flatten)]
     pub common: CommonArgs,
-    /// Settings of the server (used by `serve`, the default subcommand).
+    /// Settings of the server when no subcommand is given (`serve` is the default).
     #[command(flatten)]
     pub serve: ServeArgs,
 }
@@ -27,7 +27,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTP API and the background workers (the default).
-    Serve,
+    Serve(ServeArgs),
     /// Apply pending database migrations and exit.
     Migrate,
     /// Create demo organizations with valid INNs (idempotent: the same N give the same organizations).

@@ -28,17 +28,20 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let database_url = cli.common.database_url();
+    let serve = match &cli.command {
+        Some(Command::Serve(serve)) => serve.clone(),
+        _ => cli.serve.clone(),
+    };
     let settings = Settings {
         database_url: database_url.clone(),
-        webhook_mode: cli.serve.webhook_mode,
-        webhook_conflict: cli.serve.webhook_conflict,
-        demo_organizations: cli.serve.demo_organizations,
+        webhook_mode: serve.webhook_mode,
+        webhook_conflict: serve.webhook_conflict,
+        demo_organizations: serve.demo_organizations,
     };
-    match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => {
-            let listener = tokio::net::TcpListener::bind(cli.serve.bind)
-                .await
-                .with_context(|| format!("binding {}", cli.serve.bind))?;
+    match cli.command.unwrap_or(Command::Serve(serve.clone())) {
+        Command::Serve(_) => {
+            let listener =
+                tokio::net::TcpListener::bind(serve.bind).await.with_context(|| format!("binding {}", serve.bind))?;
             payledger::launch(settings, listener, shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
