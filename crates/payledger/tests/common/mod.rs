@@ -153,10 +153,10 @@ impl TestServer {
         let server = TestServer { address, client, stop: Some(stop), task: Some(task) };
         // Wait until it answers, so tests never race start-up.
         for _ in 0..200 {
-            if let Ok(response) = server.client.get(server.url("/api/health/")).send().await {
-                if response.status().is_success() {
-                    return server;
-                }
+            if let Ok(response) = server.client.get(server.url("/api/health/")).send().await
+                && response.status().is_success()
+            {
+                return server;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
