@@ -119,7 +119,7 @@ async fn async_mode_survives_kill_minus_nine(backend: Backend) {
 }
 
 async fn applied_operation_ids(db: &TestDb) -> HashSet<Uuid> {
-    let ids: Vec<String> = if db.url.starts_with("sqlite") {
+    let ids: Vec<Uuid> = if db.url.starts_with("sqlite") {
         let pool = sqlx::SqlitePool::connect(&db.url).await.expect("sqlite");
         sqlx::query_scalar("SELECT operation_id FROM bank_payments WHERE status = 'applied'")
             .fetch_all(&pool)
@@ -127,10 +127,10 @@ async fn applied_operation_ids(db: &TestDb) -> HashSet<Uuid> {
             .expect("ids")
     } else {
         let pool = sqlx::PgPool::connect(&db.url).await.expect("postgres");
-        sqlx::query_scalar("SELECT operation_id::text FROM bank_payments WHERE status = 'applied'")
+        sqlx::query_scalar("SELECT operation_id FROM bank_payments WHERE status = 'applied'")
             .fetch_all(&pool)
             .await
             .expect("ids")
     };
-    ids.iter().map(|id| Uuid::parse_str(id).expect("uuid")).collect()
+    ids.into_iter().collect()
 }

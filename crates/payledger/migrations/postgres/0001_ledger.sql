@@ -22,10 +22,12 @@ CREATE TABLE accounts (
     CONSTRAINT accounts_no_overdraft CHECK (allow_negative OR balance - held >= 0)
 );
 
+-- idempotency_key is set where no other table already makes the operation unique: a bank payment's
+-- transaction is unique through bank_payments.operation_id and bank_payments.transaction_id.
 CREATE TABLE ledger_transactions (
     id               UUID PRIMARY KEY,
     kind             TEXT NOT NULL,
-    idempotency_key  TEXT NOT NULL UNIQUE,
+    idempotency_key  TEXT UNIQUE,
     created_at       TIMESTAMPTZ NOT NULL
 );
 
@@ -57,7 +59,7 @@ CREATE TABLE bank_payments (
     failure_reason   TEXT
 );
 CREATE INDEX bank_payments_waiting ON bank_payments (id) WHERE status = 'received';
-CREATE INDEX bank_payments_by_transaction ON bank_payments (transaction_id);
+CREATE UNIQUE INDEX bank_payments_by_transaction ON bank_payments (transaction_id) WHERE transaction_id IS NOT NULL;
 
 CREATE TABLE notice_conflicts (
     id                BIGSERIAL PRIMARY KEY,
@@ -74,3 +76,6 @@ CREATE TABLE rejected_notices (
     body         TEXT NOT NULL,
     received_at  TIMESTAMPTZ NOT NULL
 );
+
+-- Operators' and `payledger verify`'s text form of an id.
+CREATE FUNCTION uuid_hex(u UUID) RETURNS TEXT LANGUAGE SQL IMMUTABLE AS $$ SELECT replace(u::text, '-', '') $$;

@@ -1,6 +1,7 @@
 -- The ledger, bank intake and operator tables for the embedded SQLite store.
--- Money is INTEGER minor units; ids of transactions and operations are hyphenated UUID text;
--- times are RFC 3339 text in UTC.
+-- Money is INTEGER minor units; ids of transactions and operations are 16-byte UUID blobs (random bank
+-- operation ids make their index the largest one, so its entries are kept small); times are RFC 3339 text
+-- in UTC.
 
 CREATE TABLE organizations (
     id          INTEGER PRIMARY KEY,
@@ -23,16 +24,18 @@ CREATE TABLE accounts (
     CONSTRAINT accounts_no_overdraft CHECK (allow_negative = 1 OR balance - held >= 0)
 );
 
+-- idempotency_key is set where no other table already makes the operation unique: a bank payment's
+-- transaction is unique through bank_payments.operation_id and bank_payments.transaction_id.
 CREATE TABLE ledger_transactions (
-    id               TEXT PRIMARY KEY,
+    id               BLOB PRIMARY KEY,
     kind             TEXT NOT NULL,
-    idempotency_key  TEXT NOT NULL UNIQUE,
+    idempotency_key  TEXT UNIQUE,
     created_at       TEXT NOT NULL
 );
 
 CREATE TABLE entries (
     id              INTEGER PRIMARY KEY,
-    transaction_id  TEXT NOT NULL REFERENCES ledger_transactions (id),
+    transaction_id  BLOB NOT NULL REFERENCES ledger_transactions (id),
     account_id      INTEGER NOT NULL REFERENCES accounts (id),
     amount          INTEGER NOT NULL CHECK (amount <> 0),
     balance_before  INTEGER NOT NULL,
@@ -45,7 +48,7 @@ CREATE INDEX entries_by_transaction ON entries (transaction_id);
 
 CREATE TABLE bank_payments (
     id               INTEGER PRIMARY KEY,
-    operation_id     TEXT NOT NULL UNIQUE,
+    operation_id     BLOB NOT NULL UNIQUE,
     amount           INTEGER NOT NULL CHECK (amount > 0),
     currency         TEXT NOT NULL,
     payer_inn        TEXT NOT NULL,
@@ -54,15 +57,15 @@ CREATE TABLE bank_payments (
     status           TEXT NOT NULL CHECK (status IN ('received', 'applied', 'failed')),
     received_at      TEXT NOT NULL,
     applied_at       TEXT,
-    transaction_id   TEXT,
+    transaction_id   BLOB,
     failure_reason   TEXT
 );
 CREATE INDEX bank_payments_waiting ON bank_payments (id) WHERE status = 'received';
-CREATE INDEX bank_payments_by_transaction ON bank_payments (transaction_id);
+CREATE UNIQUE INDEX bank_payments_by_transaction ON bank_payments (transaction_id) WHERE transaction_id IS NOT NULL;
 
 CREATE TABLE notice_conflicts (
     id                INTEGER PRIMARY KEY,
-    operation_id      TEXT NOT NULL,
+    operation_id      BLOB NOT NULL,
     differing_fields  TEXT NOT NULL,
     notice            TEXT NOT NULL,
     received_at       TEXT NOT NULL

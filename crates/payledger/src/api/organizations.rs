@@ -132,7 +132,7 @@ pub async fn balance_log(
             amount: JsonRubles(row.amount),
             previous_balance: JsonRubles(row.balance_before),
             new_balance: JsonRubles(row.balance_after),
-            operation_id: row.operation_id,
+            operation_id: row.operation_id.map(|id| id.to_string()),
             document_number: row.document_number,
             document_date: row.document_date,
             created_at: row.created_at,

@@ -120,8 +120,8 @@ pub struct NewTransaction {
     pub id: Uuid,
     /// What kind of operation it records.
     pub kind: &'static str,
-    /// The unique key that makes it happen at most once.
-    pub idempotency_key: String,
+    /// The unique key that makes it happen at most once, where no other table's unique key does.
+    pub idempotency_key: Option<String>,
 }
 
 /// A change of a stored notice's status after the ledger decided.
@@ -305,7 +305,9 @@ fn credit(
             plan.transactions.push(NewTransaction {
                 id: transaction_id,
                 kind: BANK_PAYMENT_KIND,
-                idempotency_key: bank_idempotency_key(notice.operation_id),
+                // bank_payments.operation_id (and its unique transaction_id) already make this transaction
+                // happen once; a second random-key index would double the write cost of every payment.
+                idempotency_key: None,
             });
             plan.entries.extend(entries.into_iter().map(|entry| (transaction_id, entry)));
             if update_when_applied {
@@ -330,11 +332,6 @@ fn fail(notice: &BankNotice, error: LedgerError, plan: &mut Plan) -> WriteOutcom
         failure_reason: Some(error.to_string()),
     });
     WriteOutcome::NoticeFailed(error)
-}
-
-/// The ledger idempotency key of a bank operation: a second guard, besides the notice's own unique id.
-pub fn bank_idempotency_key(operation_id: OperationId) -> String {
-    format!("bank:{operation_id}")
 }
 
 #[cfg(test)]

@@ -54,7 +54,7 @@ pub struct BalanceLogRow {
     /// The balance after, in minor units.
     pub balance_after: i64,
     /// The bank operation that caused it, if any.
-    pub operation_id: Option<String>,
+    pub operation_id: Option<uuid::Uuid>,
     /// The payment document's number, if any.
     pub document_number: Option<String>,
     /// The payment document's date, if any.
@@ -222,7 +222,7 @@ impl Store {
 
 /// Turns a stored notice's columns back into the domain type, or says the row is corrupt.
 pub(crate) fn notice_from_row(
-    operation_id: &str,
+    operation_id: uuid::Uuid,
     amount: i64,
     currency: &str,
     payer_inn: &str,
@@ -232,7 +232,7 @@ pub(crate) fn notice_from_row(
     let corrupt = |what: &str| StoreError::Corrupt(format!("bank payment {operation_id}: bad {what}"));
     let currency = payledger_core::Currency::from_code(currency).ok_or_else(|| corrupt("currency"))?;
     Ok(BankNotice {
-        operation_id: OperationId(uuid::Uuid::parse_str(operation_id).map_err(|_| corrupt("operation_id"))?),
+        operation_id: OperationId(operation_id),
         amount: payledger_core::Money::from_minor(amount, currency),
         payer_inn: Inn::parse(payer_inn).map_err(|_| corrupt("payer_inn"))?,
         document_number,
@@ -240,9 +240,10 @@ pub(crate) fn notice_from_row(
     })
 }
 
-/// The invariant checks `verify` runs, as SQL valid on both backends. Each query returns one text column
-/// per violation found, so an empty result means the invariant holds.
-pub(crate) const VERIFY_CHECKS: &[(&str, &str)] = &[
+/// The invariant checks `verify` runs, as SQL valid on both backends once `UUID_TEXT(` is replaced by the
+/// backend's function that prints an id. Each query returns one text column per violation found, so an
+/// empty result means the invariant holds.
+const VERIFY_CHECKS: &[(&str, &str)] = &[
     (
         "account balance equals the sum of its entries",
         "SELECT 'account ' || a.id || ' balance ' || a.balance || ' but entries sum to ' || COALESCE(s.total, 0)
@@ -252,12 +253,12 @@ pub(crate) const VERIFY_CHECKS: &[(&str, &str)] = &[
     ),
     (
         "every transaction's entries sum to zero",
-        "SELECT 'transaction ' || transaction_id || ' entries sum to ' || SUM(amount)
+        "SELECT 'transaction ' || UUID_TEXT(transaction_id) || ' entries sum to ' || SUM(amount)
          FROM entries GROUP BY transaction_id HAVING SUM(amount) <> 0",
     ),
     (
         "every transaction has entries",
-        "SELECT 'transaction ' || t.id || ' has no entries' FROM ledger_transactions t
+        "SELECT 'transaction ' || UUID_TEXT(t.id) || ' has no entries' FROM ledger_transactions t
          WHERE NOT EXISTS (SELECT 1 FROM entries e WHERE e.transaction_id = t.id)",
     ),
     (
@@ -280,7 +281,7 @@ pub(crate) const VERIFY_CHECKS: &[(&str, &str)] = &[
     ),
     (
         "every applied bank payment credits its organization exactly its amount",
-        "SELECT 'bank payment ' || p.operation_id || ' is applied but credited ' || COALESCE(SUM(e.amount), 0)
+        "SELECT 'bank payment ' || UUID_TEXT(p.operation_id) || ' is applied but credited ' || COALESCE(SUM(e.amount), 0)
          FROM bank_payments p
          LEFT JOIN accounts a ON a.kind = 'organization' AND a.external_key = p.payer_inn AND a.currency = p.currency
          LEFT JOIN entries e ON e.transaction_id = p.transaction_id AND e.account_id = a.id
@@ -289,7 +290,7 @@ pub(crate) const VERIFY_CHECKS: &[(&str, &str)] = &[
     ),
     (
         "every bank payment transaction belongs to exactly one applied payment",
-        "SELECT 'transaction ' || t.id || ' has ' || COUNT(p.id) || ' applied payments'
+        "SELECT 'transaction ' || UUID_TEXT(t.id) || ' has ' || COUNT(p.id) || ' applied payments'
          FROM ledger_transactions t LEFT JOIN bank_payments p ON p.transaction_id = t.id AND p.status = 'applied'
          WHERE t.kind = 'bank_payment' GROUP BY t.id HAVING COUNT(p.id) <> 1",
     ),
@@ -300,5 +301,12 @@ pub(crate) const VERIFY_COUNTS: &str =
     "SELECT (SELECT COUNT(*) FROM accounts), (SELECT COUNT(*) FROM ledger_transactions),
     (SELECT COUNT(*) FROM entries), (SELECT COUNT(*) FROM bank_payments WHERE status = 'applied')";
 
-/// How many violations of one invariant `verify` lists before it only counts.
-pub(crate) const MAX_PROBLEMS_LISTED: i64 = 20;
+/// How many violations of one invariant `verify` lists.
+const MAX_PROBLEMS_LISTED: i64 = 20;
+
+/// The checks with `UUID_TEXT(` replaced by the backend's id-printing function, and a bound on the rows.
+pub(crate) fn verify_checks(uuid_text_function: &str) -> impl Iterator<Item = (&'static str, String)> {
+    VERIFY_CHECKS.iter().map(move |(name, sql)| {
+        (*name, format!("{} LIMIT {MAX_PROBLEMS_LISTED}", sql.replace("UUID_TEXT(", uuid_text_function)))
+    })
+}

@@ -15,8 +15,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{
-    BalanceLogRow, BatchTx, MAX_KEPT_NOTICES, MAX_PROBLEMS_LISTED, StoreError, VERIFY_CHECKS, VERIFY_COUNTS,
-    VerifyReport, notice_from_row,
+    BalanceLogRow, BatchTx, MAX_KEPT_NOTICES, StoreError, VERIFY_COUNTS, VerifyReport, notice_from_row, verify_checks,
 };
 use crate::engine::batch::{NoticeClaim, Plan};
 
@@ -36,6 +35,7 @@ impl PgStore {
     pub async fn connect(url: &str) -> Result<PgStore, StoreError> {
         let options = PgConnectOptions::from_str(url)?.application_name("payledger");
         let pool = PgPoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options)
@@ -110,7 +110,7 @@ impl PgStore {
         let Some(account) = account else { return Ok(None) };
         let Some(account) = account else { return Ok(Some(Vec::new())) };
         let rows = sqlx::query(
-            "SELECT e.id, e.amount, e.balance_before, e.balance_after, p.operation_id::text, p.document_number,
+            "SELECT e.id, e.amount, e.balance_before, e.balance_after, p.operation_id, p.document_number,
                     p.document_date, e.created_at
              FROM entries e LEFT JOIN bank_payments p ON p.transaction_id = e.transaction_id
              WHERE e.account_id = $1 AND e.id < $2 ORDER BY e.id DESC LIMIT $3",
@@ -140,7 +140,7 @@ impl PgStore {
 
     pub(super) async fn waiting_notices(&self, limit: i64) -> Result<Vec<BankNotice>, StoreError> {
         let rows = sqlx::query(
-            "SELECT operation_id::text, amount, currency, payer_inn, document_number, document_date
+            "SELECT operation_id, amount, currency, payer_inn, document_number, document_date
              FROM bank_payments WHERE status = 'received' ORDER BY id LIMIT $1",
         )
         .bind(limit)
@@ -160,11 +160,8 @@ impl PgStore {
             bank_payments: counts.try_get(3)?,
             problems: Vec::new(),
         };
-        for (name, sql) in VERIFY_CHECKS {
-            let found: Vec<String> =
-                sqlx::query_scalar(sqlx::AssertSqlSafe(format!("{sql} LIMIT {MAX_PROBLEMS_LISTED}")))
-                    .fetch_all(&mut *tx)
-                    .await?;
+        for (name, sql) in verify_checks("uuid_hex(") {
+            let found: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_all(&mut *tx).await?;
             report.problems.extend(found.into_iter().map(|problem| format!("{name}: {problem}")));
         }
         tx.rollback().await?;
@@ -173,10 +170,9 @@ impl PgStore {
 }
 
 fn notice_from_pg_row(row: &sqlx::postgres::PgRow) -> Result<BankNotice, StoreError> {
-    let operation_id: String = row.try_get(0)?;
     let currency: String = row.try_get(2)?;
     let payer_inn: String = row.try_get(3)?;
-    notice_from_row(&operation_id, row.try_get(1)?, &currency, &payer_inn, row.try_get(4)?, row.try_get(5)?)
+    notice_from_row(row.try_get(0)?, row.try_get(1)?, &currency, &payer_inn, row.try_get(4)?, row.try_get(5)?)
 }
 
 /// Creates the organizations and accounts that do not exist yet and returns every account id.
@@ -294,7 +290,7 @@ impl BatchTx for PgBatch {
             return Ok(HashMap::new());
         }
         let rows = sqlx::query(
-            "SELECT operation_id::text, amount, currency, payer_inn, document_number, document_date
+            "SELECT operation_id, amount, currency, payer_inn, document_number, document_date
              FROM bank_payments WHERE operation_id = ANY($1)",
         )
         .bind(uuids(ids))
@@ -350,7 +346,7 @@ impl BatchTx for PgBatch {
         if !plan.transactions.is_empty() {
             let ids: Vec<Uuid> = plan.transactions.iter().map(|t| t.id).collect();
             let kinds: Vec<&str> = plan.transactions.iter().map(|t| t.kind).collect();
-            let keys: Vec<&str> = plan.transactions.iter().map(|t| t.idempotency_key.as_str()).collect();
+            let keys: Vec<Option<&str>> = plan.transactions.iter().map(|t| t.idempotency_key.as_deref()).collect();
             sqlx::query(
                 "INSERT INTO ledger_transactions (id, kind, idempotency_key, created_at)
                  SELECT id, kind, key, $4 FROM UNNEST($1::uuid[], $2::text[], $3::text[]) AS t(id, kind, key)",
