@@ -67,7 +67,7 @@ pub async fn launch(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let store = open_store(&settings).await?;
-    let (engine, writer) = LedgerEngine::start(store.clone()).await.context("starting the ledger engine")?;
+    let (engine, writer) = LedgerEngine::start(&store).await.context("starting the ledger engine")?;
     let intake = Intake::new(engine, settings.webhook_mode);
     let (stop_applier, applier_stopped) = tokio::sync::watch::channel(false);
     let applier = (settings.webhook_mode == WebhookMode::Async)
@@ -97,7 +97,7 @@ pub async fn launch(
     if let Some(applier) = applier {
         let _ = applier.await;
     }
-    let _ = writer.await;
+    writer.stopped().await;
     tracing::info!("payledger stopped");
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! The ledger engine: the only code that writes balances.
 //!
-//! Callers submit a [`WriteCommand`] and await its [`WriteOutcome`]. One writer task per process drains
+//! Callers submit a [`WriteCommand`] and await its [`WriteOutcome`]. One writer thread per process drains
 //! everything waiting in its queue (up to [`MAX_BATCH_COMMANDS`], with no timer), applies the batch in ONE
 //! database transaction, commits, and only then answers every caller. A failed command is refused alone;
 //! an infrastructure error fails the whole batch and nothing of it is applied.
@@ -13,9 +13,8 @@ use std::time::Instant;
 use payledger_core::{AccountId, Inn};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
 
-use crate::store::{BatchTx, Store, StoreError};
+use crate::store::{BatchTx, PgStore, SqliteWriter, Store, StoreError};
 use batch::{AccountMap, Claims, WriteCommand, WriteOutcome, decide, notice_claims, recorded_to_apply};
 
 /// The most commands one batch transaction applies.
@@ -49,13 +48,29 @@ pub struct LedgerEngine {
 }
 
 impl LedgerEngine {
-    /// Starts the writer task. It stops once every handle is dropped and the queue is drained.
-    pub async fn start(store: Store) -> Result<(LedgerEngine, JoinHandle<()>), StoreError> {
+    /// Starts the writer on a thread of its own. It stops once every handle is dropped and the queue is
+    /// drained; await the returned [`WriterHandle`] to know it has.
+    ///
+    /// The writer gets a dedicated thread because on SQLite it runs every statement synchronously on its
+    /// own connection (no hand-off per statement), and a blocked writer must not hold up a runtime worker.
+    pub async fn start(store: &Store) -> Result<(LedgerEngine, WriterHandle), StoreError> {
         let bank_inflow = store.bank_inflow_account().await?;
+        let connection = match store {
+            Store::Sqlite(store) => WriteConnection::Sqlite(store.open_writer()?),
+            Store::Postgres(store) => WriteConnection::Postgres(store.clone()),
+        };
         let (queue, receiver) = mpsc::channel(QUEUE_CAPACITY);
-        let writer = Writer { store, bank_inflow, organizations: HashMap::new() };
-        let task = tokio::spawn(writer.run(receiver));
-        Ok((LedgerEngine { queue }, task))
+        let writer = Writer { connection, state: WriterState { bank_inflow, organizations: HashMap::new() } };
+        let runtime = tokio::runtime::Handle::current();
+        let (done, finished) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("ledger-writer".into())
+            .spawn(move || {
+                runtime.block_on(writer.run(receiver));
+                let _ = done.send(());
+            })
+            .map_err(|error| StoreError::Database(sqlx::Error::Io(error)))?;
+        Ok((LedgerEngine { queue }, WriterHandle { finished }))
     }
 
     /// Submits one command and waits until its batch is committed (or failed).
@@ -69,8 +84,32 @@ impl LedgerEngine {
     }
 }
 
+/// Resolves when the writer thread has drained its queue and stopped.
+#[derive(Debug)]
+pub struct WriterHandle {
+    finished: oneshot::Receiver<()>,
+}
+
+impl WriterHandle {
+    /// Waits for the writer to stop.
+    pub async fn stopped(self) {
+        let _ = self.finished.await;
+    }
+}
+
+/// The writer's own way to the database.
+enum WriteConnection {
+    Sqlite(SqliteWriter),
+    Postgres(PgStore),
+}
+
 struct Writer {
-    store: Store,
+    connection: WriteConnection,
+    state: WriterState,
+}
+
+/// What the writer remembers between batches.
+struct WriterState {
     bank_inflow: AccountId,
     /// Organization accounts already known to exist; accounts are never deleted, so this only grows.
     organizations: HashMap<Inn, AccountId>,
@@ -106,15 +145,21 @@ impl Writer {
 
     async fn apply(&mut self, commands: &[WriteCommand]) -> Result<Vec<WriteOutcome>, StoreError> {
         let now = OffsetDateTime::now_utc();
-        let (outcomes, created) = match &self.store {
-            Store::Sqlite(store) => self.decide_and_write(store.begin_batch().await?, commands, now).await?,
-            Store::Postgres(store) => self.decide_and_write(store.begin_batch().await?, commands, now).await?,
+        let (outcomes, created) = match &mut self.connection {
+            WriteConnection::Sqlite(writer) => {
+                self.state.decide_and_write(writer.begin_batch()?, commands, now).await?
+            }
+            WriteConnection::Postgres(store) => {
+                self.state.decide_and_write(store.begin_batch().await?, commands, now).await?
+            }
         };
         // Only committed accounts are remembered; a rolled-back batch created nothing.
-        self.organizations.extend(created);
+        self.state.organizations.extend(created);
         Ok(outcomes)
     }
+}
 
+impl WriterState {
     /// Claims, locks, decides and writes one batch inside `tx`, then commits. Returns the outcomes and the
     /// organization accounts this batch created.
     ///

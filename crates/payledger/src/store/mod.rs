@@ -5,6 +5,7 @@
 
 mod postgres;
 mod sqlite;
+mod sqlite_writer;
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -18,6 +19,7 @@ use crate::engine::batch::{NoticeClaim, Plan};
 
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
+pub use sqlite_writer::SqliteWriter;
 
 /// The most rejected notices and conflicts kept for operators; older ones are pruned on insert.
 pub const MAX_KEPT_NOTICES: i64 = 10_000;
@@ -31,6 +33,9 @@ pub enum StoreError {
     /// The database refused or lost the operation.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// The embedded database's write connection refused or lost the operation.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     /// Migrations failed.
     #[error("migration error: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -79,31 +84,28 @@ pub struct VerifyReport {
 }
 
 /// The write side of one batch transaction. The engine drives it; each backend implements it.
-pub trait BatchTx: Send {
+pub trait BatchTx {
     /// Inserts the notice rows whose operation id is new and returns those ids.
     fn claim_notices(
         &mut self,
         claims: &[NoticeClaim],
         now: OffsetDateTime,
-    ) -> impl Future<Output = Result<HashSet<OperationId>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<HashSet<OperationId>, StoreError>>;
     /// Creates, inside this transaction, the organizations and accounts that do not exist yet, in ascending
     /// INN order, and returns every account id.
     fn ensure_organizations(
         &mut self,
         orgs: &[(Inn, String)],
-    ) -> impl Future<Output = Result<Vec<(Inn, AccountId)>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Vec<(Inn, AccountId)>, StoreError>>;
     /// Loads stored notices by operation id.
     fn stored_notices(
         &mut self,
         ids: &[OperationId],
-    ) -> impl Future<Output = Result<HashMap<OperationId, BankNotice>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<HashMap<OperationId, BankNotice>, StoreError>>;
     /// Locks the recorded notices among `ids` that still wait to be applied and returns their ids.
-    fn lock_waiting(
-        &mut self,
-        ids: &[OperationId],
-    ) -> impl Future<Output = Result<HashSet<OperationId>, StoreError>> + Send;
+    fn lock_waiting(&mut self, ids: &[OperationId]) -> impl Future<Output = Result<HashSet<OperationId>, StoreError>>;
     /// Locks the accounts in ascending id order and loads their balances.
-    fn lock_accounts(&mut self, ids: &[AccountId]) -> impl Future<Output = Result<BalanceSheet, StoreError>> + Send;
+    fn lock_accounts(&mut self, ids: &[AccountId]) -> impl Future<Output = Result<BalanceSheet, StoreError>>;
     /// Writes every row of the plan and the final balances of `touched` accounts.
     fn write_plan(
         &mut self,
@@ -111,9 +113,9 @@ pub trait BatchTx: Send {
         sheet: &BalanceSheet,
         touched: &[AccountId],
         now: OffsetDateTime,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<(), StoreError>>;
     /// Commits durably.
-    fn commit(self) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn commit(self) -> impl Future<Output = Result<(), StoreError>>;
 }
 
 /// The database, whichever backend it is.

@@ -1,25 +1,18 @@
-//! The embedded SQLite store: one writer connection, a pool of readers, WAL with `synchronous=FULL`.
+//! The embedded SQLite store: migrations, reads through a pool of readers, and the WAL checkpointer.
 //!
-//! Batch writes pass each table's rows as one JSON array parameter and expand it with `json_each`, so a
-//! batch of any size costs one prepared statement per table instead of one per row.
+//! The database runs in WAL mode with `synchronous=FULL`. The ledger engine writes through its own
+//! connection ([`super::SqliteWriter`]); readers never wait for it.
 
-use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use payledger_core::{AccountBalance, AccountId, BalanceSheet, BankNotice, Inn, OperationId};
+use payledger_core::{AccountId, BankNotice, Inn};
 use serde_json::json;
+use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, Sqlite, Transaction};
-use time::OffsetDateTime;
-use uuid::Uuid;
 
-use super::{
-    BalanceLogRow, BatchTx, MAX_KEPT_NOTICES, StoreError, VERIFY_COUNTS, VerifyReport, notice_from_row, verify_checks,
-};
-use crate::engine::batch::{NoticeClaim, Plan};
-use crate::timefmt::rfc3339;
+use super::{BalanceLogRow, StoreError, VERIFY_COUNTS, VerifyReport, notice_from_row, verify_checks};
 
 /// How many read connections serve API reads while the writer works.
 const READER_CONNECTIONS: u32 = 4;
@@ -38,6 +31,7 @@ const AUTOCHECKPOINT_PAGES: i64 = 20_000;
 /// The SQLite database: the writer connection and the reader pool.
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
+    path: std::path::PathBuf,
     writer: SqlitePool,
     reader: SqlitePool,
 }
@@ -57,22 +51,15 @@ impl SqliteStore {
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT)
             .page_size(PAGE_SIZE);
-        let writer_options = options
-            .clone()
-            .pragma("cache_size", format!("-{WRITER_CACHE_KIB}"))
-            .pragma("wal_autocheckpoint", AUTOCHECKPOINT_PAGES.to_string());
-        let writer = SqlitePoolOptions::new()
-            .test_before_acquire(false)
-            .max_connections(1)
-            .min_connections(1)
-            .connect_with(writer_options)
-            .await?;
+        // Migrations, seeding and system accounts write through this small pool; the ledger engine has its
+        // own connection (see `open_writer`).
+        let writer = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
         let reader = SqlitePoolOptions::new()
             .test_before_acquire(false)
             .max_connections(READER_CONNECTIONS)
             .connect_with(options)
             .await?;
-        let store = SqliteStore { writer, reader };
+        let store = SqliteStore { path: path.to_path_buf(), writer, reader };
         tokio::spawn(checkpoint_in_background(store.reader.clone()));
         Ok(store)
     }
@@ -82,9 +69,9 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Starts a batch transaction on the writer connection, taking SQLite's write lock at once.
-    pub async fn begin_batch(&self) -> Result<SqliteBatch, StoreError> {
-        Ok(SqliteBatch { tx: self.writer.begin_with("BEGIN IMMEDIATE").await? })
+    /// Opens the ledger engine's own write connection to the same file.
+    pub fn open_writer(&self) -> Result<super::sqlite_writer::SqliteWriter, StoreError> {
+        super::sqlite_writer::SqliteWriter::open(&self.path, WRITER_CACHE_KIB, AUTOCHECKPOINT_PAGES, BUSY_TIMEOUT)
     }
 
     pub(super) async fn ensure_organizations(
@@ -272,252 +259,4 @@ async fn insert_organizations(
             Ok((inn, AccountId(row.try_get(1)?)))
         })
         .collect()
-}
-
-/// Rows (tuples) as one JSON array of arrays, expanded in SQL with `json_each`.
-fn json_rows<T: serde::Serialize>(rows: impl Iterator<Item = T>) -> Result<String, StoreError> {
-    serde_json::to_string(&rows.collect::<Vec<T>>())
-        .map_err(|error| StoreError::Corrupt(format!("batch rows: {error}")))
-}
-
-fn id_list(ids: &[OperationId]) -> String {
-    json!(ids.iter().map(|id| hex(id.0)).collect::<Vec<_>>()).to_string()
-}
-
-/// A UUID as 32 hex digits, which SQL turns into its 16-byte blob with `unhex()`.
-fn hex(id: Uuid) -> String {
-    id.simple().to_string()
-}
-
-/// One batch transaction on the writer connection.
-pub struct SqliteBatch {
-    tx: Transaction<'static, Sqlite>,
-}
-
-impl BatchTx for SqliteBatch {
-    async fn claim_notices(
-        &mut self,
-        claims: &[NoticeClaim],
-        now: OffsetDateTime,
-    ) -> Result<HashSet<OperationId>, StoreError> {
-        if claims.is_empty() {
-            return Ok(HashSet::new());
-        }
-        // BEGIN IMMEDIATE holds SQLite's only write lock, so the ids stored now are exactly the ones this
-        // batch will not insert. One aggregated read replaces a returned row per notice, and the insert
-        // then has no conflict to skip: an unexpected one fails the batch instead of going unnoticed.
-        let ids: Vec<OperationId> = claims.iter().map(|claim| claim.notice.operation_id).collect();
-        let stored: String = sqlx::query_scalar(
-            "SELECT json_group_array(lower(hex(operation_id))) FROM bank_payments
-             WHERE operation_id IN (SELECT unhex(value) FROM json_each($1))",
-        )
-        .bind(id_list(&ids))
-        .fetch_one(&mut *self.tx)
-        .await?;
-        let stored: HashSet<Uuid> = serde_json::from_str::<Vec<Uuid>>(&stored)
-            .map_err(|error| StoreError::Corrupt(format!("stored operation ids: {error}")))?
-            .into_iter()
-            .collect();
-        let new_claims: Vec<&NoticeClaim> =
-            claims.iter().filter(|claim| !stored.contains(&claim.notice.operation_id.0)).collect();
-        if new_claims.is_empty() {
-            return Ok(HashSet::new());
-        }
-        let now = rfc3339(now);
-        let rows = json_rows(new_claims.iter().map(|claim| {
-            let notice = &claim.notice;
-            (
-                hex(notice.operation_id.0),
-                notice.amount.minor(),
-                notice.amount.currency().code(),
-                notice.payer_inn.as_str(),
-                &notice.document_number,
-                rfc3339(notice.document_date),
-                claim.status.as_str(),
-                claim.transaction_id.map(|_| &now),
-                claim.transaction_id.map(hex),
-            )
-        }))?;
-        sqlx::query(
-            "INSERT INTO bank_payments (operation_id, amount, currency, payer_inn, document_number, document_date,
-                                        status, applied_at, transaction_id, received_at)
-             SELECT unhex(value->>0), value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, value->>7,
-                    unhex(value->>8), $2
-             FROM json_each($1)",
-        )
-        .bind(rows)
-        .bind(now.as_str())
-        .execute(&mut *self.tx)
-        .await?;
-        Ok(new_claims.iter().map(|claim| claim.notice.operation_id).collect())
-    }
-
-    async fn ensure_organizations(&mut self, orgs: &[(Inn, String)]) -> Result<Vec<(Inn, AccountId)>, StoreError> {
-        insert_organizations(&mut self.tx, orgs).await
-    }
-
-    async fn stored_notices(&mut self, ids: &[OperationId]) -> Result<HashMap<OperationId, BankNotice>, StoreError> {
-        if ids.is_empty() {
-            return Ok(HashMap::new());
-        }
-        let rows = sqlx::query(
-            "SELECT operation_id, amount, currency, payer_inn, document_number, document_date
-             FROM bank_payments WHERE operation_id IN (SELECT unhex(value) FROM json_each($1))",
-        )
-        .bind(id_list(ids))
-        .fetch_all(&mut *self.tx)
-        .await?;
-        rows.iter().map(|row| notice_from_sqlite_row(row).map(|notice| (notice.operation_id, notice))).collect()
-    }
-
-    async fn lock_waiting(&mut self, ids: &[OperationId]) -> Result<HashSet<OperationId>, StoreError> {
-        if ids.is_empty() {
-            return Ok(HashSet::new());
-        }
-        // BEGIN IMMEDIATE already holds the database's only write lock, so reading is enough.
-        let waiting: Vec<Uuid> = sqlx::query_scalar(
-            "SELECT operation_id FROM bank_payments
-             WHERE status = 'received' AND operation_id IN (SELECT unhex(value) FROM json_each($1))",
-        )
-        .bind(id_list(ids))
-        .fetch_all(&mut *self.tx)
-        .await?;
-        Ok(waiting.into_iter().map(OperationId).collect())
-    }
-
-    async fn lock_accounts(&mut self, ids: &[AccountId]) -> Result<BalanceSheet, StoreError> {
-        let mut sheet = BalanceSheet::new();
-        if ids.is_empty() {
-            return Ok(sheet);
-        }
-        let list = json!(ids.iter().map(|id| id.0).collect::<Vec<_>>()).to_string();
-        // One JSON row instead of a row per account: each returned row is a round trip to SQLite's thread.
-        let rows: String = sqlx::query_scalar(
-            "SELECT json_group_array(json_array(id, balance, held, allow_negative)) FROM accounts
-             WHERE id IN (SELECT value FROM json_each($1))",
-        )
-        .bind(list)
-        .fetch_one(&mut *self.tx)
-        .await?;
-        let rows: Vec<(i64, i64, i64, i64)> =
-            serde_json::from_str(&rows).map_err(|error| StoreError::Corrupt(format!("account balances: {error}")))?;
-        for (id, balance, held, allow_negative) in rows {
-            sheet.insert(AccountId(id), AccountBalance { balance, held, allow_negative: allow_negative != 0 });
-        }
-        Ok(sheet)
-    }
-
-    async fn write_plan(
-        &mut self,
-        plan: &Plan,
-        sheet: &BalanceSheet,
-        touched: &[AccountId],
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
-        let now = rfc3339(now);
-        if !plan.transactions.is_empty() {
-            let rows = json_rows(plan.transactions.iter().map(|t| (hex(t.id), t.kind, &t.idempotency_key)))?;
-            sqlx::query(
-                "INSERT INTO ledger_transactions (id, kind, idempotency_key, created_at)
-                 SELECT unhex(value->>0), value->>1, value->>2, $2 FROM json_each($1)",
-            )
-            .bind(rows)
-            .bind(&now)
-            .execute(&mut *self.tx)
-            .await?;
-        }
-        if !plan.entries.is_empty() {
-            let rows = json_rows(
-                plan.entries.iter().map(|(tx, e)| (hex(*tx), e.account.0, e.amount, e.balance_before, e.balance_after)),
-            )?;
-            sqlx::query(
-                "INSERT INTO entries (transaction_id, account_id, amount, balance_before, balance_after, created_at)
-                 SELECT unhex(value->>0), value->>1, value->>2, value->>3, value->>4, $2 FROM json_each($1) ORDER BY key",
-            )
-            .bind(rows)
-            .bind(&now)
-            .execute(&mut *self.tx)
-            .await?;
-        }
-        let balances: Vec<_> = touched
-            .iter()
-            .filter_map(|id| sheet.get(*id).map(|account| (id.0, account.balance, account.held)))
-            .collect();
-        if !balances.is_empty() {
-            sqlx::query(
-                "UPDATE accounts SET balance = v.value->>1, held = v.value->>2, version = version + 1
-                 FROM json_each($1) AS v WHERE accounts.id = v.value->>0",
-            )
-            .bind(json_rows(balances.into_iter())?)
-            .execute(&mut *self.tx)
-            .await?;
-        }
-        if !plan.notice_updates.is_empty() {
-            let rows = json!(
-                plan.notice_updates
-                    .iter()
-                    .map(|u| json!([
-                        hex(u.operation_id.0),
-                        u.status.as_str(),
-                        u.transaction_id.map(hex),
-                        u.failure_reason
-                    ]))
-                    .collect::<Vec<_>>()
-            );
-            sqlx::query(
-                "UPDATE bank_payments SET status = v.value->>1, transaction_id = unhex(v.value->>2),
-                        failure_reason = v.value->>3, applied_at = $2
-                 FROM json_each($1) AS v WHERE bank_payments.operation_id = unhex(v.value->>0)",
-            )
-            .bind(rows.to_string())
-            .bind(&now)
-            .execute(&mut *self.tx)
-            .await?;
-        }
-        if !plan.conflicts.is_empty() {
-            let rows = json!(
-                plan.conflicts
-                    .iter()
-                    .map(|c| json!([hex(c.operation_id.0), c.differing_fields, c.notice]))
-                    .collect::<Vec<_>>()
-            );
-            sqlx::query(
-                "INSERT INTO notice_conflicts (operation_id, differing_fields, notice, received_at)
-                 SELECT unhex(value->>0), value->>1, value->>2, $2 FROM json_each($1)",
-            )
-            .bind(rows.to_string())
-            .bind(&now)
-            .execute(&mut *self.tx)
-            .await?;
-            sqlx::query("DELETE FROM notice_conflicts WHERE id <= (SELECT MAX(id) FROM notice_conflicts) - $1")
-                .bind(MAX_KEPT_NOTICES)
-                .execute(&mut *self.tx)
-                .await?;
-        }
-        if !plan.rejected.is_empty() {
-            let rows = json!(
-                plan.rejected
-                    .iter()
-                    .map(|r| json!([r.reason, r.details, r.body, rfc3339(r.received_at)]))
-                    .collect::<Vec<_>>()
-            );
-            sqlx::query(
-                "INSERT INTO rejected_notices (reason, details, body, received_at)
-                 SELECT value->>0, value->>1, value->>2, value->>3 FROM json_each($1)",
-            )
-            .bind(rows.to_string())
-            .execute(&mut *self.tx)
-            .await?;
-            sqlx::query("DELETE FROM rejected_notices WHERE id <= (SELECT MAX(id) FROM rejected_notices) - $1")
-                .bind(MAX_KEPT_NOTICES)
-                .execute(&mut *self.tx)
-                .await?;
-        }
-        Ok(())
-    }
-
-    async fn commit(self) -> Result<(), StoreError> {
-        self.tx.commit().await?;
-        Ok(())
-    }
 }

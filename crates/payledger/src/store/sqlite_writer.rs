@@ -1,0 +1,270 @@
+//! The ledger engine's SQLite write connection: one rusqlite connection owned by the writer thread.
+//!
+//! SQLite runs in-process, so the cheapest way to write a batch is to run every statement synchronously
+//! on the thread that owns the connection, with cached prepared statements and no per-statement hand-off
+//! to another thread. The writer thread is dedicated to this, so blocking it is fine. Reads stay on the
+//! async reader pool (WAL lets them run beside the writer).
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::time::Duration;
+
+use payledger_core::{AccountBalance, AccountId, BalanceSheet, BankNotice, Inn, OperationId};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use uuid::Uuid;
+
+use super::{BatchTx, MAX_KEPT_NOTICES, StoreError, notice_from_row};
+use crate::engine::batch::{NoticeClaim, Plan};
+use crate::timefmt::rfc3339;
+
+/// How many prepared statements the writer keeps.
+const STATEMENT_CACHE: usize = 64;
+
+/// The writer's connection.
+pub struct SqliteWriter {
+    connection: Connection,
+}
+
+impl std::fmt::Debug for SqliteWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SqliteWriter")
+    }
+}
+
+impl SqliteWriter {
+    /// Opens the database file (already created and migrated by the store) for batch writes.
+    pub(super) fn open(
+        path: &Path,
+        cache_kib: i64,
+        autocheckpoint_pages: i64,
+        busy_timeout: Duration,
+    ) -> Result<SqliteWriter, StoreError> {
+        let connection = Connection::open(path)?;
+        connection.busy_timeout(busy_timeout)?;
+        connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        connection.pragma_update(None, "journal_mode", "WAL")?;
+        // FULL makes every commit durable before the writer answers its callers.
+        connection.pragma_update(None, "synchronous", "FULL")?;
+        connection.pragma_update(None, "foreign_keys", "ON")?;
+        connection.pragma_update(None, "cache_size", -cache_kib)?;
+        connection.pragma_update(None, "wal_autocheckpoint", autocheckpoint_pages)?;
+        Ok(SqliteWriter { connection })
+    }
+
+    /// Starts a batch transaction, taking SQLite's write lock at once.
+    pub fn begin_batch(&mut self) -> Result<SqliteBatch<'_>, StoreError> {
+        Ok(SqliteBatch { tx: self.connection.transaction_with_behavior(TransactionBehavior::Immediate)? })
+    }
+}
+
+/// One batch transaction on the writer connection.
+pub struct SqliteBatch<'c> {
+    tx: Transaction<'c>,
+}
+
+fn parse_time(text: &str) -> Result<OffsetDateTime, StoreError> {
+    OffsetDateTime::parse(text, &Rfc3339).map_err(|_| StoreError::Corrupt(format!("time {text}")))
+}
+
+fn uuid_from(bytes: &[u8]) -> Result<Uuid, StoreError> {
+    Uuid::from_slice(bytes).map_err(|_| StoreError::Corrupt("a stored id is not 16 bytes".into()))
+}
+
+impl SqliteBatch<'_> {
+    fn stored_notice(&self, id: OperationId) -> Result<Option<BankNotice>, StoreError> {
+        let mut statement = self.tx.prepare_cached(
+            "SELECT operation_id, amount, currency, payer_inn, document_number, document_date
+             FROM bank_payments WHERE operation_id = ?1",
+        )?;
+        let row = statement
+            .query_row(params![id.0.as_bytes()], |row| {
+                Ok((
+                    row.get::<_, Vec<u8>>(0)?,
+                    row.get::<_, i64>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, String>(3)?,
+                    row.get::<_, String>(4)?,
+                    row.get::<_, String>(5)?,
+                ))
+            })
+            .optional()?;
+        row.map(|(id, amount, currency, inn, document, date)| {
+            notice_from_row(uuid_from(&id)?, amount, &currency, &inn, document, parse_time(&date)?)
+        })
+        .transpose()
+    }
+}
+
+impl BatchTx for SqliteBatch<'_> {
+    async fn claim_notices(
+        &mut self,
+        claims: &[NoticeClaim],
+        now: OffsetDateTime,
+    ) -> Result<HashSet<OperationId>, StoreError> {
+        let now = rfc3339(now);
+        let mut statement = self.tx.prepare_cached(
+            "INSERT INTO bank_payments (operation_id, amount, currency, payer_inn, document_number, document_date,
+                                        status, applied_at, transaction_id, received_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+             ON CONFLICT (operation_id) DO NOTHING",
+        )?;
+        let mut inserted = HashSet::with_capacity(claims.len());
+        for claim in claims {
+            let notice = &claim.notice;
+            let changed = statement.execute(params![
+                notice.operation_id.0.as_bytes(),
+                notice.amount.minor(),
+                notice.amount.currency().code(),
+                notice.payer_inn.as_str(),
+                notice.document_number,
+                rfc3339(notice.document_date),
+                claim.status.as_str(),
+                claim.transaction_id.map(|_| now.as_str()),
+                claim.transaction_id.as_ref().map(|id| id.as_bytes().as_slice()),
+                now,
+            ])?;
+            if changed == 1 {
+                inserted.insert(notice.operation_id);
+            }
+        }
+        Ok(inserted)
+    }
+
+    async fn ensure_organizations(&mut self, orgs: &[(Inn, String)]) -> Result<Vec<(Inn, AccountId)>, StoreError> {
+        let mut organization = self
+            .tx
+            .prepare_cached("INSERT INTO organizations (inn, name) VALUES (?1, ?2) ON CONFLICT (inn) DO NOTHING")?;
+        let mut account = self.tx.prepare_cached(
+            "INSERT INTO accounts (kind, external_key, currency) VALUES ('organization', ?1, 'RUB')
+             ON CONFLICT (kind, external_key, currency) DO NOTHING",
+        )?;
+        let mut find = self.tx.prepare_cached(
+            "SELECT id FROM accounts WHERE kind = 'organization' AND external_key = ?1 AND currency = 'RUB'",
+        )?;
+        let mut found = Vec::with_capacity(orgs.len());
+        for (inn, name) in orgs {
+            organization.execute(params![inn.as_str(), name])?;
+            account.execute(params![inn.as_str()])?;
+            found.push((inn.clone(), AccountId(find.query_row(params![inn.as_str()], |row| row.get(0))?)));
+        }
+        Ok(found)
+    }
+
+    async fn stored_notices(&mut self, ids: &[OperationId]) -> Result<HashMap<OperationId, BankNotice>, StoreError> {
+        let mut stored = HashMap::with_capacity(ids.len());
+        for id in ids {
+            if let Some(notice) = self.stored_notice(*id)? {
+                stored.insert(*id, notice);
+            }
+        }
+        Ok(stored)
+    }
+
+    async fn lock_waiting(&mut self, ids: &[OperationId]) -> Result<HashSet<OperationId>, StoreError> {
+        // The batch's IMMEDIATE transaction already holds the database's only write lock.
+        let mut statement =
+            self.tx.prepare_cached("SELECT 1 FROM bank_payments WHERE operation_id = ?1 AND status = 'received'")?;
+        let mut waiting = HashSet::new();
+        for id in ids {
+            if statement.exists(params![id.0.as_bytes()])? {
+                waiting.insert(*id);
+            }
+        }
+        Ok(waiting)
+    }
+
+    async fn lock_accounts(&mut self, ids: &[AccountId]) -> Result<BalanceSheet, StoreError> {
+        let mut statement =
+            self.tx.prepare_cached("SELECT balance, held, allow_negative FROM accounts WHERE id = ?1")?;
+        let mut sheet = BalanceSheet::new();
+        for id in ids {
+            let balance = statement.query_row(params![id.0], |row| {
+                Ok(AccountBalance { balance: row.get(0)?, held: row.get(1)?, allow_negative: row.get(2)? })
+            })?;
+            sheet.insert(*id, balance);
+        }
+        Ok(sheet)
+    }
+
+    async fn write_plan(
+        &mut self,
+        plan: &Plan,
+        sheet: &BalanceSheet,
+        touched: &[AccountId],
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let now = rfc3339(now);
+        let mut transaction = self.tx.prepare_cached(
+            "INSERT INTO ledger_transactions (id, kind, idempotency_key, created_at) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for t in &plan.transactions {
+            transaction.execute(params![t.id.as_bytes(), t.kind, t.idempotency_key, now])?;
+        }
+        let mut entry = self.tx.prepare_cached(
+            "INSERT INTO entries (transaction_id, account_id, amount, balance_before, balance_after, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        for (transaction_id, e) in &plan.entries {
+            entry.execute(params![
+                transaction_id.as_bytes(),
+                e.account.0,
+                e.amount,
+                e.balance_before,
+                e.balance_after,
+                now
+            ])?;
+        }
+        let mut account = self
+            .tx
+            .prepare_cached("UPDATE accounts SET balance = ?2, held = ?3, version = version + 1 WHERE id = ?1")?;
+        for id in touched {
+            if let Some(balance) = sheet.get(*id) {
+                account.execute(params![id.0, balance.balance, balance.held])?;
+            }
+        }
+        let mut notice = self.tx.prepare_cached(
+            "UPDATE bank_payments SET status = ?2, transaction_id = ?3, failure_reason = ?4, applied_at = ?5
+             WHERE operation_id = ?1",
+        )?;
+        for update in &plan.notice_updates {
+            notice.execute(params![
+                update.operation_id.0.as_bytes(),
+                update.status.as_str(),
+                update.transaction_id.as_ref().map(|id| id.as_bytes().as_slice()),
+                update.failure_reason,
+                now
+            ])?;
+        }
+        if !plan.conflicts.is_empty() {
+            let mut conflict = self.tx.prepare_cached(
+                "INSERT INTO notice_conflicts (operation_id, differing_fields, notice, received_at)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for c in &plan.conflicts {
+                conflict.execute(params![c.operation_id.0.as_bytes(), c.differing_fields, c.notice, now])?;
+            }
+            self.tx
+                .prepare_cached("DELETE FROM notice_conflicts WHERE id <= (SELECT MAX(id) FROM notice_conflicts) - ?1")?
+                .execute(params![MAX_KEPT_NOTICES])?;
+        }
+        if !plan.rejected.is_empty() {
+            let mut rejected = self.tx.prepare_cached(
+                "INSERT INTO rejected_notices (reason, details, body, received_at) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for r in &plan.rejected {
+                rejected.execute(params![r.reason, r.details, r.body, rfc3339(r.received_at)])?;
+            }
+            self.tx
+                .prepare_cached("DELETE FROM rejected_notices WHERE id <= (SELECT MAX(id) FROM rejected_notices) - ?1")?
+                .execute(params![MAX_KEPT_NOTICES])?;
+        }
+        Ok(())
+    }
+
+    async fn commit(self) -> Result<(), StoreError> {
+        self.tx.commit()?;
+        Ok(())
+    }
+}
