@@ -82,6 +82,11 @@ struct Args {
     /// Seconds allowed after the load for resending notices whose outcome is unknown.
     #[arg(long, env = "PAYLEDGER_BENCH_SETTLE", default_value_t = 30)]
     settle: u64,
+
+    /// Seconds to keep re-reading balances until they match, for a server that applies acknowledged
+    /// notices in the background (`--webhook-mode async`); 0 checks once.
+    #[arg(long, env = "PAYLEDGER_BENCH_CONVERGE", default_value_t = 0)]
+    converge: u64,
 }
 
 impl Args {
@@ -194,9 +199,21 @@ async fn run(args: &Args, stop: Arc<AtomicBool>) -> anyhow::Result<Summary> {
     let settle_deadline = Instant::now() + Duration::from_secs(args.settle);
     let (settled, unresolved) = load::settle(pending, &target, timeout, settle_deadline, &shared).await;
 
-    let actual =
-        api::read_balances(&target, timeout, Arc::clone(&inns), connections).await.context("reading final balances")?;
-    let verification = verify::verify(&inns, &baseline, &shared.acknowledged_totals(), &actual, &unresolved);
+    let converge_started = Instant::now();
+    let converge_deadline = converge_started + Duration::from_secs(args.converge);
+    let verification = loop {
+        let actual = api::read_balances(&target, timeout, Arc::clone(&inns), connections)
+            .await
+            .context("reading final balances")?;
+        let verification = verify::verify(&inns, &baseline, &shared.acknowledged_totals(), &actual, &unresolved);
+        if verification.ok() || Instant::now() >= converge_deadline {
+            if args.converge > 0 {
+                eprintln!("balances checked {} ms after the load ended", converge_started.elapsed().as_millis());
+            }
+            break verification;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
 
     Ok(Summary {
         measured: load.measured,
