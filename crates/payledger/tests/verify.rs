@@ -46,6 +46,13 @@ async fn verify_passes_on_a_clean_ledger_and_catches_tampering(backend: Backend)
     assert_eq!(code, 1, "{output}");
     assert!(output.contains("account balance equals the sum of its entries"), "{output}");
     assert!(output.contains("FAILED"), "{output}");
+
+    // Entries carry no foreign keys (for speed); verify is what proves they reference real rows.
+    execute(&db, "DELETE FROM ledger_transactions WHERE id = (SELECT transaction_id FROM entries ORDER BY id LIMIT 1)")
+        .await;
+    let (code, output) = payledger(&db, &["verify"]);
+    assert_eq!(code, 1, "{output}");
+    assert!(output.contains("references a missing transaction or account"), "{output}");
 }
 
 async fn seeding_is_idempotent_and_valid(backend: Backend) {

@@ -33,10 +33,14 @@ CREATE TABLE ledger_transactions (
     created_at       TEXT NOT NULL
 );
 
+-- Entries are appended only by the ledger engine, in the same transaction as the ledger transaction they
+-- belong to and under the lock of the account they move. They carry no foreign keys: a key check is a
+-- lookup per entry per key, which cost more than the entry itself (BENCHMARKS.md), and `payledger verify`
+-- proves that every entry references an existing transaction and account.
 CREATE TABLE entries (
     id              INTEGER PRIMARY KEY,
-    transaction_id  BLOB NOT NULL REFERENCES ledger_transactions (id),
-    account_id      INTEGER NOT NULL REFERENCES accounts (id),
+    transaction_id  BLOB NOT NULL,
+    account_id      INTEGER NOT NULL,
     amount          INTEGER NOT NULL CHECK (amount <> 0),
     balance_before  INTEGER NOT NULL,
     balance_after   INTEGER NOT NULL,

@@ -259,6 +259,12 @@ const VERIFY_CHECKS: &[(&str, &str)] = &[
          FROM entries GROUP BY transaction_id HAVING SUM(amount) <> 0",
     ),
     (
+        "every entry belongs to a stored transaction and account",
+        "SELECT 'entry ' || e.id || ' references a missing transaction or account' FROM entries e
+         WHERE NOT EXISTS (SELECT 1 FROM ledger_transactions t WHERE t.id = e.transaction_id)
+            OR NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = e.account_id)",
+    ),
+    (
         "every transaction has entries",
         "SELECT 'transaction ' || UUID_TEXT(t.id) || ' has no entries' FROM ledger_transactions t
          WHERE NOT EXISTS (SELECT 1 FROM entries e WHERE e.transaction_id = t.id)",

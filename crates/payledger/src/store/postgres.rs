@@ -343,81 +343,65 @@ impl BatchTx for PgBatch {
         touched: &[AccountId],
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        if !plan.transactions.is_empty() {
-            let ids: Vec<Uuid> = plan.transactions.iter().map(|t| t.id).collect();
-            let kinds: Vec<&str> = plan.transactions.iter().map(|t| t.kind).collect();
-            let keys: Vec<Option<&str>> = plan.transactions.iter().map(|t| t.idempotency_key.as_deref()).collect();
-            sqlx::query(
-                "INSERT INTO ledger_transactions (id, kind, idempotency_key, created_at)
-                 SELECT id, kind, key, $4 FROM UNNEST($1::uuid[], $2::text[], $3::text[]) AS t(id, kind, key)",
-            )
-            .bind(&ids)
-            .bind(&kinds)
-            .bind(&keys)
-            .bind(now)
-            .execute(&mut *self.tx)
-            .await?;
-        }
-        if !plan.entries.is_empty() {
-            let transactions: Vec<Uuid> = plan.entries.iter().map(|(tx, _)| *tx).collect();
-            let accounts: Vec<i64> = plan.entries.iter().map(|(_, e)| e.account.0).collect();
-            let amounts: Vec<i64> = plan.entries.iter().map(|(_, e)| e.amount).collect();
-            let before: Vec<i64> = plan.entries.iter().map(|(_, e)| e.balance_before).collect();
-            let after: Vec<i64> = plan.entries.iter().map(|(_, e)| e.balance_after).collect();
-            sqlx::query(
-                "INSERT INTO entries (transaction_id, account_id, amount, balance_before, balance_after, created_at)
-                 SELECT t, a, m, b, f, $6
-                 FROM UNNEST($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[])
-                      WITH ORDINALITY AS e(t, a, m, b, f, n)
-                 ORDER BY n",
-            )
-            .bind(&transactions)
-            .bind(&accounts)
-            .bind(&amounts)
-            .bind(&before)
-            .bind(&after)
-            .bind(now)
-            .execute(&mut *self.tx)
-            .await?;
-        }
+        let transaction_ids: Vec<Uuid> = plan.transactions.iter().map(|t| t.id).collect();
+        let kinds: Vec<&str> = plan.transactions.iter().map(|t| t.kind).collect();
+        let keys: Vec<Option<&str>> = plan.transactions.iter().map(|t| t.idempotency_key.as_deref()).collect();
+        let entry_transactions: Vec<Uuid> = plan.entries.iter().map(|(tx, _)| *tx).collect();
+        let entry_accounts: Vec<i64> = plan.entries.iter().map(|(_, e)| e.account.0).collect();
+        let amounts: Vec<i64> = plan.entries.iter().map(|(_, e)| e.amount).collect();
+        let before: Vec<i64> = plan.entries.iter().map(|(_, e)| e.balance_before).collect();
+        let after: Vec<i64> = plan.entries.iter().map(|(_, e)| e.balance_after).collect();
+        let notice_ids: Vec<Uuid> = plan.notice_updates.iter().map(|u| u.operation_id.0).collect();
+        let statuses: Vec<&str> = plan.notice_updates.iter().map(|u| u.status.as_str()).collect();
+        let notice_transactions: Vec<Option<Uuid>> = plan.notice_updates.iter().map(|u| u.transaction_id).collect();
+        let reasons: Vec<Option<&str>> = plan.notice_updates.iter().map(|u| u.failure_reason.as_deref()).collect();
         let updated: Vec<(i64, i64, i64)> = touched
             .iter()
             .filter_map(|id| sheet.get(*id).map(|account| (id.0, account.balance, account.held)))
             .collect();
-        if !updated.is_empty() {
-            let ids: Vec<i64> = updated.iter().map(|u| u.0).collect();
-            let balances: Vec<i64> = updated.iter().map(|u| u.1).collect();
-            let held: Vec<i64> = updated.iter().map(|u| u.2).collect();
-            sqlx::query(
-                "UPDATE accounts SET balance = v.balance, held = v.held, version = accounts.version + 1
-                 FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[]) AS v(id, balance, held)
-                 WHERE accounts.id = v.id",
-            )
-            .bind(&ids)
-            .bind(&balances)
-            .bind(&held)
-            .execute(&mut *self.tx)
-            .await?;
-        }
-        if !plan.notice_updates.is_empty() {
-            let ids: Vec<Uuid> = plan.notice_updates.iter().map(|u| u.operation_id.0).collect();
-            let statuses: Vec<&str> = plan.notice_updates.iter().map(|u| u.status.as_str()).collect();
-            let transactions: Vec<Option<Uuid>> = plan.notice_updates.iter().map(|u| u.transaction_id).collect();
-            let reasons: Vec<Option<&str>> = plan.notice_updates.iter().map(|u| u.failure_reason.as_deref()).collect();
-            sqlx::query(
-                "UPDATE bank_payments SET status = v.status, transaction_id = v.tx, failure_reason = v.reason,
-                        applied_at = $5
-                 FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::text[]) AS v(id, status, tx, reason)
-                 WHERE bank_payments.operation_id = v.id",
-            )
-            .bind(&ids)
-            .bind(&statuses)
-            .bind(&transactions)
-            .bind(&reasons)
-            .bind(now)
-            .execute(&mut *self.tx)
-            .await?;
-        }
+        let account_ids: Vec<i64> = updated.iter().map(|u| u.0).collect();
+        let balances: Vec<i64> = updated.iter().map(|u| u.1).collect();
+        let held: Vec<i64> = updated.iter().map(|u| u.2).collect();
+        // Every row of the batch in ONE statement: each round trip to the server costs more than the rows.
+        // Foreign keys are checked at the end of the statement, when the transactions are in place.
+        sqlx::query(
+            "WITH new_transactions AS (
+                 INSERT INTO ledger_transactions (id, kind, idempotency_key, created_at)
+                 SELECT id, kind, key, $1 FROM UNNEST($2::uuid[], $3::text[], $4::text[]) AS t(id, kind, key)
+             ), new_entries AS (
+                 INSERT INTO entries (transaction_id, account_id, amount, balance_before, balance_after, created_at)
+                 SELECT t, a, m, b, f, $1
+                 FROM UNNEST($5::uuid[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[])
+                      WITH ORDINALITY AS e(t, a, m, b, f, n)
+                 ORDER BY n
+             ), notice_updates AS (
+                 UPDATE bank_payments SET status = v.status, transaction_id = v.tx, failure_reason = v.reason,
+                        applied_at = $1
+                 FROM UNNEST($10::uuid[], $11::text[], $12::uuid[], $13::text[]) AS v(id, status, tx, reason)
+                 WHERE bank_payments.operation_id = v.id
+             )
+             UPDATE accounts SET balance = v.balance, held = v.held, version = accounts.version + 1
+             FROM UNNEST($14::bigint[], $15::bigint[], $16::bigint[]) AS v(id, balance, held)
+             WHERE accounts.id = v.id",
+        )
+        .bind(now)
+        .bind(&transaction_ids)
+        .bind(&kinds)
+        .bind(&keys)
+        .bind(&entry_transactions)
+        .bind(&entry_accounts)
+        .bind(&amounts)
+        .bind(&before)
+        .bind(&after)
+        .bind(&notice_ids)
+        .bind(&statuses)
+        .bind(&notice_transactions)
+        .bind(&reasons)
+        .bind(&account_ids)
+        .bind(&balances)
+        .bind(&held)
+        .execute(&mut *self.tx)
+        .await?;
         if !plan.conflicts.is_empty() {
             let ids: Vec<Uuid> = plan.conflicts.iter().map(|c| c.operation_id.0).collect();
             let fields: Vec<&str> = plan.conflicts.iter().map(|c| c.differing_fields.as_str()).collect();
