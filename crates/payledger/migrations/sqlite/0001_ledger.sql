@@ -26,12 +26,13 @@ CREATE TABLE accounts (
 
 -- idempotency_key is set where no other table already makes the operation unique: a bank payment's
 -- transaction is unique through bank_payments.operation_id and bank_payments.transaction_id.
+-- WITHOUT ROWID: the time-ordered UUIDv7 id is the table's only B-tree, appended at its end.
 CREATE TABLE ledger_transactions (
     id               BLOB PRIMARY KEY,
     kind             TEXT NOT NULL,
     idempotency_key  TEXT UNIQUE,
     created_at       TEXT NOT NULL
-);
+) WITHOUT ROWID;
 
 -- Entries are appended only by the ledger engine, in the same transaction as the ledger transaction they
 -- belong to and under the lock of the account they move. They carry no foreign keys: a key check is a
