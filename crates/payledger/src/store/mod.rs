@@ -242,6 +242,132 @@ pub(crate) fn notice_from_row(
     })
 }
 
+/// The reads, seeds and checks whose SQL is the same on both backends, implemented once for each store.
+/// `$reader` and `$writer` name the store's pools; `$begin_snapshot` starts a read-only snapshot and
+/// `$uuid_text` is the function that prints an id in `verify`'s messages.
+macro_rules! shared_queries {
+    ($store:ty, reader: $reader:ident, writer: $writer:ident, begin_snapshot: $begin_snapshot:literal, uuid_text: $uuid_text:literal) => {
+        impl $store {
+        pub(super) async fn system_account(&self, key: &str) -> Result<payledger_core::AccountId, $crate::store::StoreError> {
+            sqlx::query(
+                "INSERT INTO accounts (kind, external_key, currency, allow_negative) VALUES ('system', $1, 'RUB', TRUE)
+                 ON CONFLICT (kind, external_key, currency) DO NOTHING",
+            )
+            .bind(key)
+            .execute(&self.$writer)
+            .await?;
+            let id = sqlx::query_scalar(
+                "SELECT id FROM accounts WHERE kind = 'system' AND external_key = $1 AND currency = 'RUB'",
+            )
+            .bind(key)
+            .fetch_one(&self.$writer)
+            .await?;
+            Ok(payledger_core::AccountId(id))
+        }
+
+        pub(super) async fn organization_count(&self) -> Result<i64, $crate::store::StoreError> {
+            Ok(sqlx::query_scalar("SELECT COUNT(*) FROM organizations").fetch_one(&self.$reader).await?)
+        }
+
+        pub(super) async fn organization_balance(&self, inn: &payledger_core::Inn) -> Result<Option<i64>, $crate::store::StoreError> {
+            Ok(sqlx::query_scalar(
+                "SELECT COALESCE(a.balance, 0) FROM organizations o
+                 LEFT JOIN accounts a ON a.kind = 'organization' AND a.external_key = o.inn AND a.currency = 'RUB'
+                 WHERE o.inn = $1",
+            )
+            .bind(inn.as_str())
+            .fetch_optional(&self.$reader)
+            .await?)
+        }
+
+        pub(super) async fn balance_log(
+            &self,
+            inn: &payledger_core::Inn,
+            before: i64,
+            limit: i64,
+        ) -> Result<Option<Vec<$crate::store::BalanceLogRow>>, $crate::store::StoreError> {
+            let account: Option<Option<i64>> = sqlx::query_scalar(
+                "SELECT a.id FROM organizations o
+                 LEFT JOIN accounts a ON a.kind = 'organization' AND a.external_key = o.inn AND a.currency = 'RUB'
+                 WHERE o.inn = $1",
+            )
+            .bind(inn.as_str())
+            .fetch_optional(&self.$reader)
+            .await?;
+            let Some(account) = account else { return Ok(None) };
+            let Some(account) = account else { return Ok(Some(Vec::new())) };
+            let rows = sqlx::query(
+                "SELECT e.id, e.amount, e.balance_before, e.balance_after, p.operation_id, p.document_number,
+                        p.document_date, e.created_at
+                 FROM entries e LEFT JOIN bank_payments p ON p.transaction_id = e.transaction_id
+                 WHERE e.account_id = $1 AND e.id < $2 ORDER BY e.id DESC LIMIT $3",
+            )
+            .bind(account)
+            .bind(before)
+            .bind(limit)
+            .fetch_all(&self.$reader)
+            .await?;
+            let log = rows
+                .into_iter()
+                .map(|row| {
+                    Ok($crate::store::BalanceLogRow {
+                        entry_id: row.try_get(0)?,
+                        amount: row.try_get(1)?,
+                        balance_before: row.try_get(2)?,
+                        balance_after: row.try_get(3)?,
+                        operation_id: row.try_get(4)?,
+                        document_number: row.try_get(5)?,
+                        document_date: row.try_get(6)?,
+                        created_at: row.try_get(7)?,
+                    })
+                })
+                .collect::<Result<Vec<_>, sqlx::Error>>()?;
+            Ok(Some(log))
+        }
+
+        pub(super) async fn waiting_notices(&self, limit: i64) -> Result<Vec<payledger_core::BankNotice>, $crate::store::StoreError> {
+            let rows = sqlx::query(
+                "SELECT operation_id, amount, currency, payer_inn, document_number, document_date
+                 FROM bank_payments WHERE status = 'received' ORDER BY id LIMIT $1",
+            )
+            .bind(limit)
+            .fetch_all(&self.$reader)
+            .await?;
+            rows.iter()
+                        .map(|row| {
+                            let currency: String = row.try_get(2)?;
+                            let payer_inn: String = row.try_get(3)?;
+                            $crate::store::notice_from_row(
+                                row.try_get(0)?, row.try_get(1)?, &currency, &payer_inn, row.try_get(4)?, row.try_get(5)?,
+                            )
+                        })
+                        .collect()
+        }
+
+        pub(super) async fn verify(&self) -> Result<$crate::store::VerifyReport, $crate::store::StoreError> {
+            // One read-only snapshot, so every check sees the same data while writers keep going.
+            let mut tx = self.$reader.begin_with($begin_snapshot).await?;
+            let counts = sqlx::query($crate::store::VERIFY_COUNTS).fetch_one(&mut *tx).await?;
+            let mut report = $crate::store::VerifyReport {
+                accounts: counts.try_get(0)?,
+                transactions: counts.try_get(1)?,
+                entries: counts.try_get(2)?,
+                bank_payments: counts.try_get(3)?,
+                problems: Vec::new(),
+            };
+            for (name, sql) in $crate::store::verify_checks($uuid_text) {
+                let found: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_all(&mut *tx).await?;
+                report.problems.extend(found.into_iter().map(|problem| format!("{name}: {problem}")));
+            }
+            tx.rollback().await?;
+            Ok(report)
+        }
+
+        }
+    };
+}
+pub(crate) use shared_queries;
+
 /// The invariant checks `verify` runs, as SQL valid on both backends once `UUID_TEXT(` is replaced by the
 /// backend's function that prints an id. Each query returns one text column per violation found, so an
 /// empty result means the invariant holds.
@@ -305,8 +431,7 @@ const VERIFY_CHECKS: &[(&str, &str)] = &[
 ];
 
 /// The counts `verify` reports, as SQL valid on both backends.
-pub(crate) const VERIFY_COUNTS: &str =
-    "SELECT (SELECT COUNT(*) FROM accounts), (SELECT COUNT(*) FROM ledger_transactions),
+pub const VERIFY_COUNTS: &str = "SELECT (SELECT COUNT(*) FROM accounts), (SELECT COUNT(*) FROM ledger_transactions),
     (SELECT COUNT(*) FROM entries), (SELECT COUNT(*) FROM bank_payments WHERE status = 'applied')";
 
 /// How many violations of one invariant `verify` lists.

@@ -14,9 +14,7 @@ use sqlx::{Postgres, Row, Transaction};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{
-    BalanceLogRow, BatchTx, MAX_KEPT_NOTICES, StoreError, VERIFY_COUNTS, VerifyReport, notice_from_row, verify_checks,
-};
+use super::{BatchTx, MAX_KEPT_NOTICES, StoreError, notice_from_row};
 use crate::engine::batch::{NoticeClaim, Plan};
 
 /// Connections per instance: the writer's transaction, the async applier and API reads.
@@ -60,114 +58,15 @@ impl PgStore {
         let mut conn = self.pool.acquire().await?;
         insert_organizations(&mut conn, orgs).await
     }
-
-    pub(super) async fn system_account(&self, key: &str) -> Result<AccountId, StoreError> {
-        sqlx::query(
-            "INSERT INTO accounts (kind, external_key, currency, allow_negative) VALUES ('system', $1, 'RUB', TRUE)
-             ON CONFLICT (kind, external_key, currency) DO NOTHING",
-        )
-        .bind(key)
-        .execute(&self.pool)
-        .await?;
-        let id = sqlx::query_scalar(
-            "SELECT id FROM accounts WHERE kind = 'system' AND external_key = $1 AND currency = 'RUB'",
-        )
-        .bind(key)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(AccountId(id))
-    }
-
-    pub(super) async fn organization_count(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM organizations").fetch_one(&self.pool).await?)
-    }
-
-    pub(super) async fn organization_balance(&self, inn: &Inn) -> Result<Option<i64>, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT COALESCE(a.balance, 0) FROM organizations o
-             LEFT JOIN accounts a ON a.kind = 'organization' AND a.external_key = o.inn AND a.currency = 'RUB'
-             WHERE o.inn = $1",
-        )
-        .bind(inn.as_str())
-        .fetch_optional(&self.pool)
-        .await?)
-    }
-
-    pub(super) async fn balance_log(
-        &self,
-        inn: &Inn,
-        before: i64,
-        limit: i64,
-    ) -> Result<Option<Vec<BalanceLogRow>>, StoreError> {
-        let account: Option<Option<i64>> = sqlx::query_scalar(
-            "SELECT a.id FROM organizations o
-             LEFT JOIN accounts a ON a.kind = 'organization' AND a.external_key = o.inn AND a.currency = 'RUB'
-             WHERE o.inn = $1",
-        )
-        .bind(inn.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(account) = account else { return Ok(None) };
-        let Some(account) = account else { return Ok(Some(Vec::new())) };
-        let rows = sqlx::query(
-            "SELECT e.id, e.amount, e.balance_before, e.balance_after, p.operation_id, p.document_number,
-                    p.document_date, e.created_at
-             FROM entries e LEFT JOIN bank_payments p ON p.transaction_id = e.transaction_id
-             WHERE e.account_id = $1 AND e.id < $2 ORDER BY e.id DESC LIMIT $3",
-        )
-        .bind(account)
-        .bind(before)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        let log = rows
-            .into_iter()
-            .map(|row| {
-                Ok(BalanceLogRow {
-                    entry_id: row.try_get(0)?,
-                    amount: row.try_get(1)?,
-                    balance_before: row.try_get(2)?,
-                    balance_after: row.try_get(3)?,
-                    operation_id: row.try_get(4)?,
-                    document_number: row.try_get(5)?,
-                    document_date: row.try_get(6)?,
-                    created_at: row.try_get(7)?,
-                })
-            })
-            .collect::<Result<Vec<_>, sqlx::Error>>()?;
-        Ok(Some(log))
-    }
-
-    pub(super) async fn waiting_notices(&self, limit: i64) -> Result<Vec<BankNotice>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT operation_id, amount, currency, payer_inn, document_number, document_date
-             FROM bank_payments WHERE status = 'received' ORDER BY id LIMIT $1",
-        )
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(notice_from_pg_row).collect()
-    }
-
-    pub(super) async fn verify(&self) -> Result<VerifyReport, StoreError> {
-        // REPEATABLE READ gives every check one snapshot while writers keep going.
-        let mut tx = self.pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
-        let counts = sqlx::query(VERIFY_COUNTS).fetch_one(&mut *tx).await?;
-        let mut report = VerifyReport {
-            accounts: counts.try_get(0)?,
-            transactions: counts.try_get(1)?,
-            entries: counts.try_get(2)?,
-            bank_payments: counts.try_get(3)?,
-            problems: Vec::new(),
-        };
-        for (name, sql) in verify_checks("uuid_hex(") {
-            let found: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_all(&mut *tx).await?;
-            report.problems.extend(found.into_iter().map(|problem| format!("{name}: {problem}")));
-        }
-        tx.rollback().await?;
-        Ok(report)
-    }
 }
+
+super::shared_queries!(
+    PgStore,
+    reader: pool,
+    writer: pool,
+    begin_snapshot: "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+    uuid_text: "uuid_hex("
+);
 
 fn notice_from_pg_row(row: &sqlx::postgres::PgRow) -> Result<BankNotice, StoreError> {
     let currency: String = row.try_get(2)?;

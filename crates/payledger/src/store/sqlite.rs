@@ -7,12 +7,12 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use payledger_core::{AccountId, BankNotice, Inn};
+use payledger_core::{AccountId, Inn};
 use serde_json::json;
 use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
-use super::{BalanceLogRow, StoreError, VERIFY_COUNTS, VerifyReport, notice_from_row, verify_checks};
+use super::StoreError;
 
 /// How many read connections serve API reads while the writer works.
 const READER_CONNECTIONS: u32 = 4;
@@ -85,115 +85,9 @@ impl SqliteStore {
         tx.commit().await?;
         Ok(found)
     }
-
-    pub(super) async fn system_account(&self, key: &str) -> Result<AccountId, StoreError> {
-        sqlx::query(
-            "INSERT INTO accounts (kind, external_key, currency, allow_negative) VALUES ('system', $1, 'RUB', 1)
-             ON CONFLICT (kind, external_key, currency) DO NOTHING",
-        )
-        .bind(key)
-        .execute(&self.writer)
-        .await?;
-        let id = sqlx::query_scalar(
-            "SELECT id FROM accounts WHERE kind = 'system' AND external_key = $1 AND currency = 'RUB'",
-        )
-        .bind(key)
-        .fetch_one(&self.writer)
-        .await?;
-        Ok(AccountId(id))
-    }
-
-    pub(super) async fn organization_count(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM organizations").fetch_one(&self.reader).await?)
-    }
-
-    pub(super) async fn organization_balance(&self, inn: &Inn) -> Result<Option<i64>, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT COALESCE(a.balance, 0) FROM organizations o
-             LEFT JOIN accounts a ON a.kind = 'organization' AND a.external_key = o.inn AND a.currency = 'RUB'
-             WHERE o.inn = $1",
-        )
-        .bind(inn.as_str())
-        .fetch_optional(&self.reader)
-        .await?)
-    }
-
-    pub(super) async fn balance_log(
-        &self,
-        inn: &Inn,
-        before: i64,
-        limit: i64,
-    ) -> Result<Option<Vec<BalanceLogRow>>, StoreError> {
-        let mut conn = self.reader.acquire().await?;
-        let account: Option<Option<i64>> = sqlx::query_scalar(
-            "SELECT a.id FROM organizations o
-             LEFT JOIN accounts a ON a.kind = 'organization' AND a.external_key = o.inn AND a.currency = 'RUB'
-             WHERE o.inn = $1",
-        )
-        .bind(inn.as_str())
-        .fetch_optional(&mut *conn)
-        .await?;
-        let Some(account) = account else { return Ok(None) };
-        let Some(account) = account else { return Ok(Some(Vec::new())) };
-        let rows = sqlx::query(
-            "SELECT e.id, e.amount, e.balance_before, e.balance_after, p.operation_id, p.document_number,
-                    p.document_date, e.created_at
-             FROM entries e LEFT JOIN bank_payments p ON p.transaction_id = e.transaction_id
-             WHERE e.account_id = $1 AND e.id < $2 ORDER BY e.id DESC LIMIT $3",
-        )
-        .bind(account)
-        .bind(before)
-        .bind(limit)
-        .fetch_all(&mut *conn)
-        .await?;
-        let log = rows
-            .into_iter()
-            .map(|row| {
-                Ok(BalanceLogRow {
-                    entry_id: row.try_get(0)?,
-                    amount: row.try_get(1)?,
-                    balance_before: row.try_get(2)?,
-                    balance_after: row.try_get(3)?,
-                    operation_id: row.try_get(4)?,
-                    document_number: row.try_get(5)?,
-                    document_date: row.try_get(6)?,
-                    created_at: row.try_get(7)?,
-                })
-            })
-            .collect::<Result<Vec<_>, sqlx::Error>>()?;
-        Ok(Some(log))
-    }
-
-    pub(super) async fn waiting_notices(&self, limit: i64) -> Result<Vec<BankNotice>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT operation_id, amount, currency, payer_inn, document_number, document_date
-             FROM bank_payments WHERE status = 'received' ORDER BY id LIMIT $1",
-        )
-        .bind(limit)
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter().map(notice_from_sqlite_row).collect()
-    }
-
-    pub(super) async fn verify(&self) -> Result<VerifyReport, StoreError> {
-        // One read transaction, so every check sees the same snapshot.
-        let mut tx = self.reader.begin().await?;
-        let counts = sqlx::query(VERIFY_COUNTS).fetch_one(&mut *tx).await?;
-        let mut report = VerifyReport {
-            accounts: counts.try_get(0)?,
-            transactions: counts.try_get(1)?,
-            entries: counts.try_get(2)?,
-            bank_payments: counts.try_get(3)?,
-            problems: Vec::new(),
-        };
-        for (name, sql) in verify_checks("hex(") {
-            let found: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_all(&mut *tx).await?;
-            report.problems.extend(found.into_iter().map(|problem| format!("{name}: {problem}")));
-        }
-        tx.rollback().await?;
-        Ok(report)
-    }
 }
+
+super::shared_queries!(SqliteStore, reader: reader, writer: writer, begin_snapshot: "BEGIN", uuid_text: "hex(");
 
 /// Copies committed WAL frames into the database file off the writer's path.
 ///
@@ -215,12 +109,6 @@ async fn checkpoint_in_background(pool: SqlitePool) {
             tracing::warn!(%error, "background WAL checkpoint failed");
         }
     }
-}
-
-fn notice_from_sqlite_row(row: &sqlx::sqlite::SqliteRow) -> Result<BankNotice, StoreError> {
-    let currency: String = row.try_get(2)?;
-    let payer_inn: String = row.try_get(3)?;
-    notice_from_row(row.try_get(0)?, row.try_get(1)?, &currency, &payer_inn, row.try_get(4)?, row.try_get(5)?)
 }
 
 /// Creates the organizations and accounts that do not exist yet and returns every account id.
