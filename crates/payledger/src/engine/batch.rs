@@ -417,4 +417,105 @@ mod tests {
         assert_eq!(ids, vec![3, 9]);
         assert!(claims.iter().all(|c| c.transaction_id.is_some()));
     }
+
+    mod model {
+        use super::*;
+        use proptest::prelude::*;
+
+        const INNS: [&str; 3] = ["1234567890", "7707083893", "500100732259"];
+
+        /// One notice of a random workload: which operation id (from a small pool, so repeats happen),
+        /// its amount and its payer.
+        fn notice_of(op: u8, amount: i64, inn: usize) -> BankNotice {
+            BankNotice {
+                operation_id: OperationId(Uuid::from_u128(u128::from(op) + 1)),
+                amount: Money::from_minor(amount, Currency::RUB),
+                payer_inn: Inn::parse(INNS[inn]).unwrap_or_else(|_| panic!("test inn")),
+                document_number: "PAY".into(),
+                document_date: OffsetDateTime::UNIX_EPOCH,
+            }
+        }
+
+        fn batches() -> impl Strategy<Value = Vec<Vec<(u8, i64, usize)>>> {
+            prop::collection::vec(prop::collection::vec((0u8..12, 1i64..3, 0usize..3), 1..20), 1..12)
+        }
+
+        proptest! {
+            /// Over any sequence of batches, each operation id is credited exactly once, with the data of
+            /// the first notice that carried it; later ones are duplicates or conflicts naming what differs;
+            /// every transaction balances.
+            #[test]
+            fn each_operation_is_credited_once_across_batches(batches in batches()) {
+                let mut organizations = HashMap::new();
+                let mut sheet = BalanceSheet::new();
+                sheet.insert(AccountId(1), AccountBalance { balance: 0, held: 0, allow_negative: true });
+                for (i, inn) in INNS.iter().enumerate() {
+                    let id = AccountId(i as i64 + 2);
+                    organizations.insert(Inn::parse(inn).unwrap_or_else(|_| panic!("test inn")), id);
+                    sheet.insert(id, AccountBalance { balance: 0, held: 0, allow_negative: false });
+                }
+                // What the store holds between batches, and the model's view of the first notice per id.
+                let mut stored: HashMap<OperationId, BankNotice> = HashMap::new();
+                let mut first: HashMap<OperationId, BankNotice> = HashMap::new();
+                for batch in batches {
+                    let commands: Vec<WriteCommand> = batch
+                        .iter()
+                        .map(|(op, amount, inn)| WriteCommand::IntakeNotice {
+                            notice: notice_of(*op, *amount, *inn),
+                            apply: true,
+                            raw: String::new(),
+                        })
+                        .collect();
+                    let claim_rows = notice_claims(&commands);
+                    let inserted: HashSet<OperationId> = claim_rows
+                        .iter()
+                        .map(|c| c.notice.operation_id)
+                        .filter(|id| !stored.contains_key(id))
+                        .collect();
+                    let claims = Claims {
+                        inserted: inserted.clone(),
+                        stored: claim_rows
+                            .iter()
+                            .filter_map(|c| stored.get(&c.notice.operation_id).map(|n| (n.operation_id, n.clone())))
+                            .collect(),
+                        waiting: HashSet::new(),
+                    };
+                    let accounts = AccountMap { organizations: &organizations, bank_inflow: AccountId(1) };
+                    let plan = decide(&commands, &claims, &claim_rows, &accounts, &mut sheet);
+                    prop_assert_eq!(plan.outcomes.len(), commands.len());
+                    for (command, outcome) in commands.iter().zip(&plan.outcomes) {
+                        let WriteCommand::IntakeNotice { notice, .. } = command else { continue };
+                        match first.get(&notice.operation_id) {
+                            None => {
+                                prop_assert_eq!(outcome, &WriteOutcome::NoticeApplied);
+                                first.insert(notice.operation_id, notice.clone());
+                            }
+                            Some(original) if original == notice => {
+                                prop_assert_eq!(outcome, &WriteOutcome::NoticeDuplicate);
+                            }
+                            Some(original) => {
+                                prop_assert_eq!(outcome, &WriteOutcome::NoticeConflict(original.differences(notice)));
+                            }
+                        }
+                    }
+                    let mut per_transaction: HashMap<Uuid, i64> = HashMap::new();
+                    for (transaction, entry) in &plan.entries {
+                        *per_transaction.entry(*transaction).or_default() += entry.amount;
+                    }
+                    prop_assert!(per_transaction.values().all(|sum| *sum == 0));
+                    prop_assert_eq!(per_transaction.len(), plan.transactions.len());
+                    // The claimed rows are what the store keeps for the next batch.
+                    for claim in claim_rows.iter().filter(|c| inserted.contains(&c.notice.operation_id)) {
+                        stored.insert(claim.notice.operation_id, claim.notice.clone());
+                    }
+                }
+                for (inn, id) in &organizations {
+                    let expected: i64 = first.values().filter(|n| &n.payer_inn == inn).map(|n| n.amount.minor()).sum();
+                    prop_assert_eq!(sheet.get(*id).map(|a| a.balance), Some(expected));
+                }
+                let total: i64 = sheet.iter().map(|(_, a)| a.balance).sum();
+                prop_assert_eq!(total, 0);
+            }
+        }
+    }
 }
