@@ -42,7 +42,8 @@ pub fn parse_notice(body: &[u8]) -> Result<BankNotice, FieldErrors> {
     if !raw.get().starts_with('{') {
         return Err(invalid("body", "must be a JSON object"));
     }
-    let fields: BTreeMap<&str, &RawValue> =
+    // Owned keys: a key written with escapes (`"operation\u005fid"`) is still the same key.
+    let fields: BTreeMap<String, &RawValue> =
         serde_json::from_str(raw.get()).map_err(|error| invalid("body", &format!("malformed JSON: {error}")))?;
 
     let mut errors = FieldErrors::new();
@@ -77,6 +78,8 @@ pub fn parse_notice(body: &[u8]) -> Result<BankNotice, FieldErrors> {
             json_string(raw).and_then(|s| {
                 if s.trim().is_empty() {
                     Err("must not be blank".into())
+                } else if s.chars().any(char::is_control) {
+                    Err("must not contain control characters".into())
                 } else if s.chars().count() > MAX_DOCUMENT_NUMBER_LEN {
                     Err(format!("must be at most {MAX_DOCUMENT_NUMBER_LEN} characters"))
                 } else {
@@ -85,17 +88,8 @@ pub fn parse_notice(body: &[u8]) -> Result<BankNotice, FieldErrors> {
             }),
         )
     });
-    let document_date = document_date.and_then(|raw| {
-        check(
-            &mut errors,
-            "document_date",
-            json_string(raw).and_then(|s| {
-                OffsetDateTime::parse(&s, &Rfc3339)
-                    .map(|date| date.to_offset(time::UtcOffset::UTC))
-                    .map_err(|_| "must be an RFC 3339 date-time, e.g. 2024-04-27T21:00:00Z".into())
-            }),
-        )
-    });
+    let document_date = document_date
+        .and_then(|raw| check(&mut errors, "document_date", json_string(raw).and_then(|s| parse_document_date(&s))));
     match (operation_id, amount, payer_inn, document_number, document_date) {
         (Some(operation_id), Some(amount), Some(payer_inn), Some(document_number), Some(document_date))
             if errors.is_empty() =>
@@ -110,6 +104,23 @@ pub fn parse_notice(body: &[u8]) -> Result<BankNotice, FieldErrors> {
         }
         _ => Err(errors),
     }
+}
+
+/// The earliest and latest document dates accepted, as UTC years.
+const DOCUMENT_YEARS: std::ops::RangeInclusive<i32> = 1900..=9999;
+
+/// Parses an RFC 3339 date-time into UTC, within [`DOCUMENT_YEARS`], truncated to whole microseconds.
+///
+/// Microseconds are the finest precision PostgreSQL stores; truncating here means an exact replay
+/// compares equal to what was stored, on either backend.
+fn parse_document_date(text: &str) -> Result<OffsetDateTime, String> {
+    let parsed = OffsetDateTime::parse(text, &Rfc3339)
+        .map_err(|_| "must be an RFC 3339 date-time, e.g. 2024-04-27T21:00:00Z".to_owned())?;
+    let utc = parsed
+        .checked_to_offset(time::UtcOffset::UTC)
+        .filter(|date| DOCUMENT_YEARS.contains(&date.year()))
+        .ok_or_else(|| format!("must be between the years {} and {}", DOCUMENT_YEARS.start(), DOCUMENT_YEARS.end()))?;
+    utc.replace_nanosecond(utc.nanosecond() / 1_000 * 1_000).map_err(|_| "is not a valid time".to_owned())
 }
 
 /// Keeps a field's value, or records why it is invalid.
@@ -140,9 +151,12 @@ fn parse_amount(raw: &RawValue) -> Result<Money, String> {
     result.map_err(|error| error.to_string())
 }
 
-/// Keeps at most [`MAX_KEPT_BODY_BYTES`] of a body, cut at a character boundary.
+/// Keeps at most [`MAX_KEPT_BODY_BYTES`] of a body, as text.
+///
+/// Invalid UTF-8 (including a character split by the cut) becomes U+FFFD, and so does a NUL byte, which
+/// PostgreSQL text cannot hold: a kept body must never make its batch fail.
 pub fn truncate_body(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&body[..body.len().min(MAX_KEPT_BODY_BYTES)]).into_owned();
+    let text = String::from_utf8_lossy(&body[..body.len().min(MAX_KEPT_BODY_BYTES)]).replace('\0', "\u{FFFD}");
     if body.len() > MAX_KEPT_BODY_BYTES { format!("{text}…") } else { text }
 }
 
@@ -160,6 +174,11 @@ impl Intake {
         Intake { engine, mode, applier_wakeup: std::sync::Arc::new(Notify::new()) }
     }
 
+    /// Whether the ledger writer is still taking commands.
+    pub fn is_running(&self) -> bool {
+        self.engine.is_running()
+    }
+
     /// Records (and in sync mode applies) a notice exactly once by its operation id.
     pub async fn receive(&self, notice: BankNotice, raw: &[u8]) -> Result<WriteOutcome, EngineError> {
         let apply = self.mode == WebhookMode::Sync;
@@ -174,7 +193,7 @@ impl Intake {
             WriteOutcome::NoticeDuplicate => "duplicate",
             WriteOutcome::NoticeConflict(_) => "conflict",
             WriteOutcome::NoticeFailed(_) => "failed",
-            WriteOutcome::AlreadyHandled | WriteOutcome::Stored => "other",
+            WriteOutcome::AlreadyHandled | WriteOutcome::Stored | WriteOutcome::NotRecorded => "other",
         };
         metrics::counter!("payledger_webhook_notices_total", "outcome" => label).increment(1);
         Ok(outcome)
@@ -197,7 +216,7 @@ impl Intake {
     /// Runs the async-mode applier until `shutdown` turns true: it credits every recorded notice,
     /// including those left by a crash or by other instances.
     pub async fn run_applier(self, store: Store, mut shutdown: watch::Receiver<bool>) {
-        tracing::info!("async webhook applier started");
+        tracing::debug!("webhook applier started");
         loop {
             if *shutdown.borrow() {
                 break;
@@ -237,7 +256,7 @@ impl Intake {
                 tokio::time::sleep(APPLIER_BACKOFF).await;
             }
         }
-        tracing::info!("async webhook applier stopped");
+        tracing::debug!("webhook applier stopped");
     }
 }
 
@@ -285,6 +304,22 @@ mod tests {
     }
 
     #[test]
+    fn dates_are_kept_in_utc_to_the_microsecond() {
+        let date = |v: &str| parse_notice(with("document_date", v).as_bytes()).map(|n| n.document_date);
+        let precise = date("\"2024-04-27T21:00:00.123456789Z\"");
+        assert_eq!(precise.map(|d| d.nanosecond()), Ok(123_456_000));
+        assert_eq!(date("\"2024-04-28T00:00:00+03:00\""), date("\"2024-04-27T21:00:00Z\""));
+        assert!(date("\"2024-06-30T23:59:60Z\"").is_ok(), "a leap second is a valid RFC 3339 time");
+    }
+
+    #[test]
+    fn escaped_keys_and_nul_bytes_are_handled() {
+        let escaped = VALID.replace("\"operation_id\"", "\"operation\\u005fid\"");
+        assert!(parse_notice(escaped.as_bytes()).is_ok());
+        assert!(!truncate_body(b"a\0b").contains('\0'));
+    }
+
+    #[test]
     fn every_bad_field_is_named() {
         assert_eq!(error_of(&with("operation_id", "\"nope\"")).map(|e| e.0), Some("operation_id".into()));
         assert_eq!(error_of(&with("amount", "0")).map(|e| e.0), Some("amount".into()));
@@ -293,7 +328,15 @@ mod tests {
         assert_eq!(error_of(&with("payer_inn", "1234567890")).map(|e| e.0), Some("payer_inn".into()));
         assert_eq!(error_of(&with("document_number", "\"  \"")).map(|e| e.0), Some("document_number".into()));
         assert_eq!(error_of(&with("document_date", "\"27.04.2024\"")).map(|e| e.0), Some("document_date".into()));
-        assert_eq!(error_of(&with("document_date", "-")).map(|e| e.0), Some("document_date".into()));
+        assert_eq!(error_of(&with("document_date", "20240427")).map(|e| e.0), Some("document_date".into()));
+        assert_eq!(error_of(&with("document_number", "\"X\\u0000\"")).map(|e| e.0), Some("document_number".into()));
+        for extreme in ["\"9999-12-31T23:59:59-01:00\"", "\"0000-01-01T00:00:00+01:00\"", "\"1899-12-31T23:59:59Z\""] {
+            assert_eq!(
+                error_of(&with("document_date", extreme)).map(|e| e.0),
+                Some("document_date".into()),
+                "{extreme}"
+            );
+        }
         assert_eq!(error_of("[1, 2]").map(|e| e.0), Some("body".into()));
         assert_eq!(error_of("{\"amount\": ").map(|e| e.0), Some("body".into()));
         let all = parse_notice(b"{}").err().unwrap_or_default();

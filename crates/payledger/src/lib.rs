@@ -22,7 +22,7 @@ use axum::ServiceExt;
 use tokio::net::TcpListener;
 use tower::Layer;
 
-use crate::config::{ConflictPolicy, Settings, WebhookMode, redact_url};
+use crate::config::{ConflictPolicy, Settings, redact_url};
 use crate::engine::LedgerEngine;
 use crate::intake::Intake;
 use crate::store::Store;
@@ -70,8 +70,9 @@ pub async fn launch(
     let (engine, writer) = LedgerEngine::start(&store).await.context("starting the ledger engine")?;
     let intake = Intake::new(engine, settings.webhook_mode);
     let (stop_applier, applier_stopped) = tokio::sync::watch::channel(false);
-    let applier = (settings.webhook_mode == WebhookMode::Async)
-        .then(|| tokio::spawn(intake.clone().run_applier(store.clone(), applier_stopped)));
+    // The applier runs in both modes: notices recorded in async mode (by this process before a restart,
+    // or by another instance) are credited even when this process answers synchronously.
+    let applier = tokio::spawn(intake.clone().run_applier(store.clone(), applier_stopped));
 
     let (_, openapi) = router::api();
     let state = AppState {
@@ -94,9 +95,7 @@ pub async fn launch(
 
     // In-flight requests are answered; now stop the applier and let the writer drain what is queued.
     let _ = stop_applier.send(true);
-    if let Some(applier) = applier {
-        let _ = applier.await;
-    }
+    let _ = applier.await;
     writer.stopped().await;
     tracing::info!("payledger stopped");
     Ok(())

@@ -19,6 +19,9 @@ on_both_backends!(
     the_balance_log_pages_newest_first_without_gaps,
     async_mode_accepts_at_once_and_applies_in_the_background,
     amounts_keep_every_kopeck,
+    bad_notices_in_a_busy_batch_do_not_fail_the_good_ones,
+    replays_of_precise_dates_are_duplicates_on_every_backend,
+    malformed_queries_get_json_errors,
 );
 
 async fn a_new_payment_is_credited_and_logged(backend: Backend) {
@@ -42,8 +45,17 @@ async fn a_new_payment_is_credited_and_logged(backend: Backend) {
     assert_eq!(rows[0]["operation_id"], id.to_string());
     assert_eq!(rows[0]["document_number"], "PAY-328");
     assert_eq!(rows[0]["document_date"], "2024-04-27T21:00:00Z");
-    assert_eq!(rows[0]["previous_balance"].to_string(), "0.0");
-    assert_eq!(rows[0]["new_balance"].to_string(), "145000.0");
+    // Amounts are JSON numbers with exactly two decimals, as the balance endpoint writes them.
+    let raw = server
+        .client
+        .get(server.url(&format!("/api/organizations/{INN}/balance-log/")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(raw.contains(r#""amount":145000.00,"previous_balance":0.00,"new_balance":145000.00"#), "{raw}");
     assert!(log["next"].is_null());
 
     server.stop().await;
@@ -269,4 +281,69 @@ async fn amounts_keep_every_kopeck(backend: Backend) {
     assert_eq!(server.balance_text("123456789012").await.as_deref(), Some("999999999999.99"));
     server.stop().await;
     db.assert_verified().await;
+}
+
+async fn bad_notices_in_a_busy_batch_do_not_fail_the_good_ones(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else { return };
+    let server = TestServer::start(common::settings(&db)).await;
+    // NUL characters cannot be stored in PostgreSQL text; they must be refused alone, never fail the
+    // batch that the valid notices around them share.
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..120i64 {
+        let client = server.client.clone();
+        let url = server.url("/api/webhook/bank/");
+        let body = if i % 20 == 0 {
+            let mut body = notice(Uuid::new_v4(), json!("1.00"), INN);
+            body["document_number"] = json!("PAY\u{0}1");
+            body.to_string()
+        } else if i % 20 == 1 {
+            format!("{{\"operation_id\": \"{}\", \"pad\": \"a\u{0}b\"}}", Uuid::new_v4())
+        } else {
+            notice(Uuid::new_v4(), json!("1.00"), INN).to_string()
+        };
+        tasks.spawn(async move {
+            let response = client.post(url).header("Content-Type", "application/json").body(body).send().await;
+            (i, response.map(|r| r.status().as_u16()).unwrap_or(0))
+        });
+    }
+    while let Some(result) = tasks.join_next().await {
+        let (i, status) = result.unwrap();
+        let expected = if i % 20 <= 1 { 400 } else { 200 };
+        assert_eq!(status, expected, "request {i}");
+    }
+    assert_eq!(server.balance_text(INN).await.as_deref(), Some("108.00"));
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM rejected_notices").await, 12);
+    server.stop().await;
+    db.assert_verified().await;
+}
+
+async fn replays_of_precise_dates_are_duplicates_on_every_backend(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else { return };
+    let server = TestServer::start(common::strict_settings(&db)).await;
+    let mut body = notice(Uuid::new_v4(), json!(5), INN);
+    body["document_date"] = json!("2024-04-27T21:00:00.123456789Z");
+    assert_eq!(server.post_webhook(&body).await.0, 200);
+    let (status, answer) = server.post_webhook(&body).await;
+    assert_eq!((status, answer["status"].as_str()), (200, Some("duplicate")), "{answer}");
+    // The same instant written with another offset is the same document date.
+    body["document_date"] = json!("2024-04-28T00:00:00.123456+03:00");
+    assert_eq!(server.post_webhook(&body).await.0, 200);
+    let mut extreme = notice(Uuid::new_v4(), json!(5), INN);
+    extreme["document_date"] = json!("9999-12-31T23:59:59-01:00");
+    let (status, answer) = server.post_webhook(&extreme).await;
+    assert_eq!(status, 400);
+    assert!(answer["details"]["document_date"].is_string());
+    server.stop().await;
+}
+
+async fn malformed_queries_get_json_errors(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else { return };
+    let server = TestServer::start(common::settings(&db)).await;
+    assert_eq!(server.post_webhook(&notice(Uuid::new_v4(), json!(1), INN)).await.0, 200);
+    for query in ["limit=abc", "before=99999999999999999999", "limit=-1"] {
+        let (status, body) = server.get(&format!("/api/organizations/{INN}/balance-log/?{query}")).await;
+        assert_eq!(status, 400, "{query}");
+        assert_eq!(body["error"], "Invalid data", "{query}");
+    }
+    server.stop().await;
 }

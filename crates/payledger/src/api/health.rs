@@ -18,15 +18,15 @@ pub struct Health {
     pub database: &'static str,
 }
 
-/// Liveness and database reachability.
+/// Liveness: the database answers and the ledger writer is running.
 #[utoipa::path(get, path = "/health/", tag = "operations", responses(
     (status = 200, body = Health), (status = 503, body = Health)
 ))]
 pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
     let database = state.store.backend();
     match state.store.organization_count().await {
-        Ok(_) => (StatusCode::OK, Json(Health { status: "ok", database })),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, Json(Health { status: "unavailable", database })),
+        Ok(_) if state.intake.is_running() => (StatusCode::OK, Json(Health { status: "ok", database })),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, Json(Health { status: "unavailable", database })),
     }
 }
 

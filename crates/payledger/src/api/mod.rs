@@ -1,6 +1,7 @@
 //! HTTP resources: one module per resource, each owning its handlers and their OpenAPI annotations.
 
 pub mod docs;
+pub mod extract;
 pub mod health;
 pub mod organizations;
 pub mod webhook;

@@ -1,7 +1,7 @@
 //! Organization balances and their balance log.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use payledger_core::Inn;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -9,6 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::api::JsonRubles;
+use crate::api::extract::ApiQuery;
 use crate::error::{ApiError, ErrorBody};
 use crate::timefmt::serde_rfc3339;
 
@@ -113,7 +114,7 @@ pub struct BalanceLogPage {
 pub async fn balance_log(
     State(state): State<AppState>,
     Path(inn): Path<String>,
-    Query(query): Query<LogQuery>,
+    ApiQuery(query): ApiQuery<LogQuery>,
 ) -> Result<Json<BalanceLogPage>, ApiError> {
     let inn = parse_inn(&inn)?;
     let limit = query.limit.unwrap_or(DEFAULT_LOG_PAGE);

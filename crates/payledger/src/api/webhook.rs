@@ -81,10 +81,12 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Web
     }
     let bytes = match to_bytes(body, MAX_WEBHOOK_BODY_BYTES).await {
         Ok(bytes) => bytes,
-        Err(_) => {
+        Err(error) if is_length_limit(&error) => {
             state.intake.reject("payload_too_large", &FieldErrors::new(), b"").await;
             return Err(ApiError::PayloadTooLarge);
         }
+        // The client went away or sent a broken body; there is nothing to keep.
+        Err(_) => return Err(ApiError::field("body", "could not be read")),
     };
     let notice = match parse_notice(&bytes) {
         Ok(notice) => notice,
@@ -126,7 +128,20 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Web
         WriteOutcome::NoticeFailed(error) => {
             Err(ApiError::Unprocessable(format!("Payment could not be applied: {error}")))
         }
+        WriteOutcome::NotRecorded => Err(ApiError::Engine(crate::engine::EngineError::Unavailable)),
     }
+}
+
+/// Whether reading the body stopped at the size limit (rather than at a broken connection).
+fn is_length_limit(error: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = source {
+        if current.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = current.source();
+    }
+    false
 }
 
 fn is_json(headers: &HeaderMap) -> bool {

@@ -76,6 +76,8 @@ pub enum WriteOutcome {
     NoticeFailed(LedgerError),
     /// A recorded notice was already applied or failed by someone else.
     AlreadyHandled,
+    /// The store neither inserted the notice nor found it: a store defect, answered as "retry".
+    NotRecorded,
     /// A non-ledger row was stored.
     Stored,
 }
@@ -252,7 +254,7 @@ pub fn decide(
                     }
                     // Neither inserted nor found: the store lost track of the row, which is a bug in the
                     // store, so say nothing happened rather than pretend.
-                    None => WriteOutcome::NoticeFailed(LedgerError::Unbalanced),
+                    None => WriteOutcome::NotRecorded,
                 }
             }
             WriteCommand::ApplyRecorded { notice } => {

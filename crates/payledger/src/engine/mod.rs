@@ -22,13 +22,15 @@ pub const MAX_BATCH_COMMANDS: usize = 1024;
 /// How many commands may wait for the writer before new ones are refused with 503.
 pub const QUEUE_CAPACITY: usize = 32_768;
 
-/// Why the engine could not give a command an outcome. Every variant means "nothing was applied; retry".
+/// Why the engine could not give a command an outcome. Every variant means "retry": a retried command is
+/// applied at most once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum EngineError {
     /// The queue is full.
     #[error("the ledger is overloaded")]
     Overloaded,
-    /// The database failed the batch; it was rolled back.
+    /// The database failed the batch. It was rolled back, unless the failure was losing the commit's
+    /// acknowledgement; either way a retry is safe, because every command is idempotent.
     #[error("the ledger's database is unavailable")]
     Unavailable,
     /// The engine is shutting down.
@@ -38,7 +40,7 @@ pub enum EngineError {
 
 struct Job {
     command: WriteCommand,
-    reply: oneshot::Sender<Result<WriteOutcome, EngineError>>,
+    reply: Reply,
 }
 
 /// A handle to the writer task; cheap to clone.
@@ -73,6 +75,11 @@ impl LedgerEngine {
         Ok((LedgerEngine { queue }, WriterHandle { finished }))
     }
 
+    /// Whether the writer is still taking commands (for health checks).
+    pub fn is_running(&self) -> bool {
+        !self.queue.is_closed()
+    }
+
     /// Submits one command and waits until its batch is committed (or failed).
     pub async fn submit(&self, command: WriteCommand) -> Result<WriteOutcome, EngineError> {
         let (reply, answer) = oneshot::channel();
@@ -103,6 +110,24 @@ enum WriteConnection {
     Postgres(PgStore),
 }
 
+/// Sends each caller its outcome; outcomes come in command order, one per command.
+fn answer(replies: Vec<Reply>, outcomes: Vec<WriteOutcome>) {
+    debug_assert_eq!(replies.len(), outcomes.len(), "one outcome per command");
+    for (reply, outcome) in replies.into_iter().zip(outcomes) {
+        // A caller that went away (client disconnected) still had its command applied.
+        let _ = reply.send(Ok(outcome));
+    }
+}
+
+/// Tells a caller its command was rolled back.
+fn fail(reply: Reply, error: &StoreError) {
+    tracing::error!(%error, "ledger command failed and was rolled back");
+    metrics::counter!("payledger_ledger_batch_failures_total").increment(1);
+    let _ = reply.send(Err(EngineError::Unavailable));
+}
+
+type Reply = oneshot::Sender<Result<WriteOutcome, EngineError>>;
+
 struct Writer {
     connection: WriteConnection,
     state: WriterState,
@@ -125,17 +150,21 @@ impl Writer {
             metrics::histogram!("payledger_ledger_batch_commands").record(commands.len() as f64);
             metrics::histogram!("payledger_ledger_batch_seconds").record(started.elapsed().as_secs_f64());
             match result {
-                Ok(outcomes) => {
-                    for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                        // A caller that went away (client disconnected) still had its command applied.
-                        let _ = reply.send(Ok(outcome));
+                Ok(outcomes) => answer(replies, outcomes),
+                Err(error) if commands.len() > 1 => {
+                    // One bad command must not cost the others their answer: retry each alone, so only the
+                    // command (or the outage) that fails gets 503.
+                    tracing::warn!(%error, commands = commands.len(), "ledger batch failed; retrying its commands one by one");
+                    for (command, reply) in commands.into_iter().zip(replies) {
+                        match self.apply(std::slice::from_ref(&command)).await {
+                            Ok(outcomes) => answer(vec![reply], outcomes),
+                            Err(error) => fail(reply, &error),
+                        }
                     }
                 }
                 Err(error) => {
-                    tracing::error!(%error, commands = commands.len(), "ledger batch failed and was rolled back");
-                    metrics::counter!("payledger_ledger_batch_failures_total").increment(1);
                     for reply in replies {
-                        let _ = reply.send(Err(EngineError::Unavailable));
+                        fail(reply, &error);
                     }
                 }
             }
@@ -145,7 +174,7 @@ impl Writer {
 
     async fn apply(&mut self, commands: &[WriteCommand]) -> Result<Vec<WriteOutcome>, StoreError> {
         let now = OffsetDateTime::now_utc();
-        let (outcomes, created) = match &mut self.connection {
+        let (outcomes, known_organizations) = match &mut self.connection {
             WriteConnection::Sqlite(writer) => {
                 self.state.decide_and_write(writer.begin_batch()?, commands, now).await?
             }
@@ -154,18 +183,18 @@ impl Writer {
             }
         };
         // Only committed accounts are remembered; a rolled-back batch created nothing.
-        self.state.organizations.extend(created);
+        self.state.organizations.extend(known_organizations);
         Ok(outcomes)
     }
 }
 
 impl WriterState {
     /// Claims, locks, decides and writes one batch inside `tx`, then commits. Returns the outcomes and the
-    /// organization accounts this batch created.
+    /// organization accounts this batch looked up or created.
     ///
-    /// Every transaction takes its locks in the same phases, each in ascending key order: notice ids, then
-    /// new organization keys, then account rows. Two writers can therefore never wait on each other in a
-    /// cycle, whichever instances they run in.
+    /// Every transaction takes its locks in the same phases, each in ascending key order: new notice ids,
+    /// then recorded notices waiting to be applied, then new organization keys, then account rows. Two
+    /// writers can therefore never wait on each other in a cycle, whichever instances they run in.
     async fn decide_and_write<T: BatchTx>(
         &self,
         mut tx: T,

@@ -262,7 +262,6 @@ impl BatchTx for PgBatch {
         let balances: Vec<i64> = updated.iter().map(|u| u.1).collect();
         let held: Vec<i64> = updated.iter().map(|u| u.2).collect();
         // Every row of the batch in ONE statement: each round trip to the server costs more than the rows.
-        // Foreign keys are checked at the end of the statement, when the transactions are in place.
         sqlx::query(
             "WITH new_transactions AS (
                  INSERT INTO ledger_transactions (id, kind, idempotency_key, created_at)
