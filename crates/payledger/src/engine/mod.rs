@@ -147,8 +147,10 @@ impl Writer {
             let started = Instant::now();
             let (commands, replies): (Vec<WriteCommand>, Vec<_>) = jobs.drain(..).map(|j| (j.command, j.reply)).unzip();
             let result = self.apply(&commands).await;
-            metrics::histogram!("payledger_ledger_batch_commands").record(commands.len() as f64);
-            metrics::histogram!("payledger_ledger_batch_seconds").record(started.elapsed().as_secs_f64());
+            // The batch is at most MAX_BATCH_COMMANDS long, so it fits a u32 exactly.
+            metrics::histogram!("payledger_ledger_batch_commands")
+                .record(u32::try_from(commands.len()).unwrap_or(u32::MAX));
+            metrics::histogram!("payledger_ledger_batch_seconds").record(started.elapsed());
             match result {
                 Ok(outcomes) => answer(replies, outcomes),
                 Err(error) if commands.len() > 1 => {
