@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
+use bytes::Bytes;
 use payledger_core::bank::MAX_DOCUMENT_NUMBER_LEN;
 use payledger_core::{BankNotice, Currency, Inn, Money, OperationId};
 use serde_json::value::RawValue;
@@ -15,12 +16,10 @@ use uuid::Uuid;
 use crate::config::WebhookMode;
 use crate::engine::batch::{RejectedNotice, WriteCommand, WriteOutcome};
 use crate::engine::{EngineError, LedgerEngine};
-use crate::store::Store;
+use crate::store::{Store, kept_body};
 
 /// The largest webhook body accepted, in bytes.
 pub const MAX_WEBHOOK_BODY_BYTES: usize = 64 * 1024;
-/// How much of a rejected body is kept for operators, in bytes.
-pub const MAX_KEPT_BODY_BYTES: usize = 4 * 1024;
 /// How many recorded notices the async applier takes per round.
 const APPLIER_ROUND: i64 = 1024;
 /// How often the async applier looks for notices recorded by other instances when nothing wakes it.
@@ -151,15 +150,6 @@ fn parse_amount(raw: &RawValue) -> Result<Money, String> {
     result.map_err(|error| error.to_string())
 }
 
-/// Keeps at most [`MAX_KEPT_BODY_BYTES`] of a body, as text.
-///
-/// Invalid UTF-8 (including a character split by the cut) becomes U+FFFD, and so does a NUL byte, which
-/// PostgreSQL text cannot hold: a kept body must never make its batch fail.
-pub fn truncate_body(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&body[..body.len().min(MAX_KEPT_BODY_BYTES)]).replace('\0', "\u{FFFD}");
-    if body.len() > MAX_KEPT_BODY_BYTES { format!("{text}…") } else { text }
-}
-
 /// The webhook intake service: knows the mode and talks to the engine; knows nothing of HTTP.
 #[derive(Clone, Debug)]
 pub struct Intake {
@@ -180,9 +170,9 @@ impl Intake {
     }
 
     /// Records (and in sync mode applies) a notice exactly once by its operation id.
-    pub async fn receive(&self, notice: BankNotice, raw: &[u8]) -> Result<WriteOutcome, EngineError> {
+    pub async fn receive(&self, notice: BankNotice, raw: Bytes) -> Result<WriteOutcome, EngineError> {
         let apply = self.mode == WebhookMode::Sync;
-        let command = WriteCommand::IntakeNotice { notice, apply, raw: truncate_body(raw) };
+        let command = WriteCommand::IntakeNotice { notice, apply, raw };
         let outcome = self.engine.submit(command).await?;
         let label = match &outcome {
             WriteOutcome::NoticeApplied => "applied",
@@ -205,7 +195,7 @@ impl Intake {
         let rejected = RejectedNotice {
             reason: reason.to_owned(),
             details: serde_json::to_string(details).unwrap_or_default(),
-            body: truncate_body(body),
+            body: kept_body(body),
             received_at: OffsetDateTime::now_utc(),
         };
         if let Err(error) = self.engine.submit(WriteCommand::RecordRejected(rejected)).await {
@@ -316,7 +306,7 @@ mod tests {
     fn escaped_keys_and_nul_bytes_are_handled() {
         let escaped = VALID.replace("\"operation_id\"", "\"operation\\u005fid\"");
         assert!(parse_notice(escaped.as_bytes()).is_ok());
-        assert!(!truncate_body(b"a\0b").contains('\0'));
+        assert!(!kept_body(b"a\0b").contains('\0'));
     }
 
     #[test]

@@ -27,9 +27,11 @@ use crate::engine::LedgerEngine;
 use crate::intake::Intake;
 use crate::store::Store;
 
-/// What every handler can reach.
-#[derive(Clone)]
-pub struct AppState {
+/// What every handler can reach, shared behind one `Arc` so a request clones a pointer, not the pools.
+pub type AppState = Arc<App>;
+
+/// The application's shared parts.
+pub struct App {
     /// The database, for reads.
     pub store: Store,
     /// The webhook intake service.
@@ -75,14 +77,14 @@ pub async fn launch(
     let applier = tokio::spawn(intake.clone().run_applier(store.clone(), applier_stopped));
 
     let (_, openapi) = router::api();
-    let state = AppState {
+    let state = Arc::new(App {
         store: store.clone(),
         intake,
         webhook_conflict: settings.webhook_conflict,
         redoc_html: Arc::new(api::docs::redoc_html(&openapi)),
         openapi: Arc::new(openapi),
         metrics: telemetry::metrics_handle(),
-    };
+    });
     let app = axum::middleware::map_request(|request| async move { router::add_trailing_slash(request) })
         .layer(router::app(state));
     tracing::info!(

@@ -96,7 +96,7 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Web
         }
     };
     let operation_id = notice.operation_id;
-    match state.intake.receive(notice, &bytes).await? {
+    match state.intake.receive(notice, bytes).await? {
         WriteOutcome::NoticeApplied => Ok(WebhookAnswer {
             message: "Payment processed successfully",
             status: "processed",

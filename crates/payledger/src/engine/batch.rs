@@ -24,8 +24,8 @@ pub enum WriteCommand {
         notice: BankNotice,
         /// Apply it now, or only record it.
         apply: bool,
-        /// The notice as received, kept if it conflicts with the stored one.
-        raw: String,
+        /// The notice as received, kept (truncated) if it conflicts with the stored one.
+        raw: bytes::Bytes,
     },
     /// Credit a notice recorded earlier in async mode, unless someone already did.
     ApplyRecorded {
@@ -274,7 +274,7 @@ pub fn decide(
     plan
 }
 
-fn compare_with_original(original: &BankNotice, notice: &BankNotice, raw: &str, plan: &mut Plan) -> WriteOutcome {
+fn compare_with_original(original: &BankNotice, notice: &BankNotice, raw: &[u8], plan: &mut Plan) -> WriteOutcome {
     let differences = original.differences(notice);
     if differences.is_empty() {
         return WriteOutcome::NoticeDuplicate;
@@ -282,7 +282,7 @@ fn compare_with_original(original: &BankNotice, notice: &BankNotice, raw: &str, 
     plan.conflicts.push(ConflictRecord {
         operation_id: notice.operation_id,
         differing_fields: differences.iter().map(|field| field.name()).collect::<Vec<_>>().join(","),
-        notice: raw.to_owned(),
+        notice: crate::store::kept_body(raw),
     });
     WriteOutcome::NoticeConflict(differences)
 }
@@ -352,7 +352,7 @@ mod tests {
     }
 
     fn intake(id: u128, amount: i64) -> WriteCommand {
-        WriteCommand::IntakeNotice { notice: notice(id, amount), apply: true, raw: String::new() }
+        WriteCommand::IntakeNotice { notice: notice(id, amount), apply: true, raw: bytes::Bytes::new() }
     }
 
     struct Fixture {
@@ -465,7 +465,7 @@ mod tests {
                         .map(|(op, amount, inn)| WriteCommand::IntakeNotice {
                             notice: notice_of(*op, *amount, *inn),
                             apply: true,
-                            raw: String::new(),
+                            raw: bytes::Bytes::new(),
                         })
                         .collect();
                     let claim_rows = notice_claims(&commands);

@@ -24,6 +24,18 @@ pub use sqlite_writer::SqliteWriter;
 /// The most rejected notices and conflicts kept for operators; older ones are pruned on insert.
 pub const MAX_KEPT_NOTICES: i64 = 10_000;
 
+/// How much of a rejected or conflicting notice's body is kept for operators, in bytes.
+pub const MAX_KEPT_BODY_BYTES: usize = 4 * 1024;
+
+/// Keeps at most [`MAX_KEPT_BODY_BYTES`] of a body, as text.
+///
+/// Invalid UTF-8 (including a character split by the cut) becomes U+FFFD, and so does a NUL byte, which
+/// PostgreSQL text cannot hold: a kept body must never make its batch fail.
+pub fn kept_body(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(MAX_KEPT_BODY_BYTES)]).replace('\0', "\u{FFFD}");
+    if body.len() > MAX_KEPT_BODY_BYTES { format!("{text}…") } else { text }
+}
+
 /// The key of the system account that mirrors money received from the bank.
 pub const BANK_INFLOW_ACCOUNT: &str = "bank_inflow";
 
