@@ -234,6 +234,12 @@ impl Store {
     }
 }
 
+/// An organization account's key and id, as both stores read them back after creating organizations.
+pub(crate) fn organization_account(key: String, id: i64) -> Result<(Inn, AccountId), StoreError> {
+    let inn = Inn::parse(&key).map_err(|_| StoreError::Corrupt(format!("account key {key}")))?;
+    Ok((inn, AccountId(id)))
+}
+
 /// Turns a stored notice's columns back into the domain type, or says the row is corrupt.
 pub(crate) fn notice_from_row(
     operation_id: uuid::Uuid,

@@ -14,7 +14,7 @@ use sqlx::{Postgres, Row, Transaction};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{BatchTx, MAX_KEPT_NOTICES, StoreError, notice_from_row};
+use super::{BatchTx, MAX_KEPT_NOTICES, StoreError, notice_from_row, organization_account};
 use crate::engine::batch::{NoticeClaim, Plan};
 
 /// Connections per instance: the writer's transaction, the async applier and API reads.
@@ -114,14 +114,7 @@ async fn insert_organizations(
     .bind(&inns)
     .fetch_all(&mut *conn)
     .await?;
-    found
-        .into_iter()
-        .map(|row| {
-            let key: String = row.try_get(0)?;
-            let inn = Inn::parse(&key).map_err(|_| StoreError::Corrupt(format!("account key {key}")))?;
-            Ok((inn, AccountId(row.try_get(1)?)))
-        })
-        .collect()
+    found.into_iter().map(|row| organization_account(row.try_get(0)?, row.try_get(1)?)).collect()
 }
 
 fn uuids(ids: &[OperationId]) -> Vec<Uuid> {

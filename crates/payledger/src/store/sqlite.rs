@@ -12,7 +12,7 @@ use serde_json::json;
 use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
-use super::StoreError;
+use super::{StoreError, organization_account};
 
 /// How many read connections serve API reads while the writer works.
 const READER_CONNECTIONS: u32 = 4;
@@ -141,12 +141,5 @@ async fn insert_organizations(
     .bind(&rows)
     .fetch_all(&mut *conn)
     .await?;
-    found
-        .into_iter()
-        .map(|row| {
-            let key: String = row.try_get(0)?;
-            let inn = Inn::parse(&key).map_err(|_| StoreError::Corrupt(format!("account key {key}")))?;
-            Ok((inn, AccountId(row.try_get(1)?)))
-        })
-        .collect()
+    found.into_iter().map(|row| organization_account(row.try_get(0)?, row.try_get(1)?)).collect()
 }
