@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs payledger-bench against a fresh release server for each store × webhook mode × load shape and prints
-# one Markdown table row per run (the numbers in BENCHMARKS.md come from this script).
+# Runs payledger-bench against a fresh release server for each store × webhook mode × load shape, then the
+# transfers scenario (spread over 1000 users, and one hot pair) for each store, and prints one Markdown table
+# row per run (the numbers in BENCHMARKS.md come from this script).
 #
 #   scripts/bench-matrix.sh                       # SQLite only
 #   PG_URL=postgres://postgres@127.0.0.1:5432/postgres scripts/bench-matrix.sh   # and PostgreSQL
@@ -20,6 +21,36 @@ trap 'kill "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
 stores=("sqlite://$work/bench.db")
 if [ -n "${PG_URL:-}" ]; then stores+=("$PG_URL"); fi
 
+# One run: a fresh database, a server on it in webhook mode $1, the bench with the remaining arguments, and
+# a table row labelled with mode $2 and load $3.
+run() {
+  local mode="$1" label_mode="$2" label_load="$3"
+  shift 3
+  # A fresh database for every run.
+  url="$store"
+  if [[ "$store" == sqlite* ]]; then rm -f "$work"/bench.db*; else
+    db="payledger_bench_$$"
+    psql "$store" -qc "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null 2>&1
+    url="${store%/*}/$db"
+  fi
+  DATABASE_URL="$url" "$BIN/payledger" serve --bind "127.0.0.1:$PORT" --webhook-mode "$mode" \
+    --demo-organizations 0 --log warn >"$work/server.log" 2>&1 &
+  server=$!
+  for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/api/health/" >/dev/null && break; sleep 0.1; done
+  out="$("$BIN/payledger-bench" --url "http://127.0.0.1:$PORT" --connections "$CONNECTIONS" \
+    --duration "$DURATION" --converge 60 --server-pid "$server" "$@" 2>&1 || true)"
+  kill "$server"; wait "$server" 2>/dev/null || true
+  rps=$(grep -oP 'throughput:\s+\K[0-9.]+' <<<"$out" || echo "?")
+  p50=$(grep -oP 'p50 \K[0-9.]+' <<<"$out" || echo "?")
+  p99=$(grep -oP 'p99 \K[0-9.]+' <<<"$out" || echo "?")
+  p999=$(grep -oP 'p99\.9 \K[0-9.]+' <<<"$out" || echo "?")
+  errors=$(grep -oP '5xx: \K[0-9]+' <<<"$out" || echo "?")
+  rss=$(grep -oP 'peak RSS: \K[0-9.]+ MiB' <<<"$out" || echo "?")
+  balances=$(grep -oP 'balances: \K\w+' <<<"$out" || echo "?")
+  echo "| ${store%%:*} | $label_mode | $label_load | $CONNECTIONS | $rps | $p50 | $p99 | $p999 | $errors | $rss | $balances |"
+  if [[ "$store" != sqlite* ]]; then psql "$store" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null; fi
+}
+
 echo "| store | mode | load | connections | req/s | p50 ms | p99 ms | p99.9 ms | errors | peak RSS | balances |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|"
 for store in "${stores[@]}"; do
@@ -30,29 +61,15 @@ for store in "${stores[@]}"; do
         hot) args=(--orgs 1) ;;
         duplicates) args=(--orgs 100 --duplicate-share 20) ;;
       esac
-      # A fresh database for every run.
-      url="$store"
-      if [[ "$store" == sqlite* ]]; then rm -f "$work"/bench.db*; else
-        db="payledger_bench_$$"
-        psql "$store" -qc "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null 2>&1
-        url="${store%/*}/$db"
-      fi
-      DATABASE_URL="$url" "$BIN/payledger" serve --bind "127.0.0.1:$PORT" --webhook-mode "$mode" \
-        --demo-organizations 0 --log warn >"$work/server.log" 2>&1 &
-      server=$!
-      for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/api/health/" >/dev/null && break; sleep 0.1; done
-      out="$("$BIN/payledger-bench" --url "http://127.0.0.1:$PORT" --connections "$CONNECTIONS" \
-        --duration "$DURATION" --converge 60 --server-pid "$server" "${args[@]}" 2>&1 || true)"
-      kill "$server"; wait "$server" 2>/dev/null || true
-      rps=$(grep -oP 'throughput:\s+\K[0-9.]+' <<<"$out" || echo "?")
-      p50=$(grep -oP 'p50 \K[0-9.]+' <<<"$out" || echo "?")
-      p99=$(grep -oP 'p99 \K[0-9.]+' <<<"$out" || echo "?")
-      p999=$(grep -oP 'p99\.9 \K[0-9.]+' <<<"$out" || echo "?")
-      errors=$(grep -oP '5xx: \K[0-9]+' <<<"$out" || echo "?")
-      rss=$(grep -oP 'peak RSS: \K[0-9.]+ MiB' <<<"$out" || echo "?")
-      balances=$(grep -oP 'balances: \K\w+' <<<"$out" || echo "?")
-      echo "| ${store%%:*} | $mode | $load | $CONNECTIONS | $rps | $p50 | $p99 | $p999 | $errors | $rss | $balances |"
-      if [[ "$store" != sqlite* ]]; then psql "$store" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null; fi
+      run "$mode" "$mode" "$load" "${args[@]}"
     done
+  done
+  # User-to-user transfers do not depend on the webhook mode: sync, and "-" in the mode column.
+  for load in spread "hot pair"; do
+    case "$load" in
+      spread) args=(--users 1000) ;;
+      "hot pair") args=(--users 2) ;;
+    esac
+    run sync - "transfers $load" --scenario transfers "${args[@]}"
   done
 done

@@ -1,4 +1,5 @@
-//! The two payledger endpoints the bench uses: the bank webhook and the organization balance.
+//! The payledger endpoints the bench uses: the bank webhook and the organization balance (the `webhook`
+//! scenario), and the user deposit, transfer and balance (the `transfers` scenario).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,12 +18,88 @@ use crate::money::{format_kopecks, parse_kopecks};
 /// The webhook path, relative to `--url`.
 pub const WEBHOOK_PATH: &str = "/api/webhook/bank/";
 
+/// The deposit path, relative to `--url`; the first deposit creates the user's account.
+pub const ADD_FUNDS_PATH: &str = "/api/add_funds/";
+
+/// The user-to-user transfer path, relative to `--url`.
+pub const TRANSFER_FUNDS_PATH: &str = "/api/transfer_funds/";
+
+/// The `code` of a 409 refusing a transfer because the sender's available balance is short.
+pub const INSUFFICIENT_FUNDS: &str = "insufficient_funds";
+
+/// The `code` of a 409 saying a request with the same Idempotency-Key is still being processed.
+pub const KEY_IN_FLIGHT: &str = "idempotency_key_in_flight";
+
 /// How often a balance read is attempted before the bench gives up on the run.
 const BALANCE_ATTEMPTS: u32 = 8;
 
 /// The balance path of one organization, relative to `--url`.
 pub fn balance_path(inn: &str) -> String {
     format!("/api/organizations/{inn}/balance/")
+}
+
+/// The balance path of one user, relative to `--url`.
+pub fn user_balance_path(user_id: u64) -> String {
+    format!("/api/balances/?user_id={user_id}")
+}
+
+/// A deposit body. The amount is sent as a decimal string, printed from integers.
+pub fn add_funds_body(user_id: u64, kopecks: i64) -> Bytes {
+    Bytes::from(format!("{{\"user_id\":{user_id},\"amount\":\"{}\"}}", format_kopecks(kopecks)))
+}
+
+/// A transfer body. The amount is sent as a decimal string, printed from integers.
+pub fn transfer_body(sender_id: u64, recipient_id: u64, kopecks: i64) -> Bytes {
+    Bytes::from(format!(
+        "{{\"sender_id\":{sender_id},\"recipient_id\":{recipient_id},\"amount\":\"{}\"}}",
+        format_kopecks(kopecks)
+    ))
+}
+
+/// The `code` of a JSON error body such as `{"error": "...", "code": "insufficient_funds"}`, if it has one.
+pub fn error_code(body: &[u8]) -> Option<String> {
+    let fields: HashMap<String, Box<RawValue>> = serde_json::from_slice(body).ok()?;
+    serde_json::from_str(fields.get("code")?.get()).ok()
+}
+
+/// The money of one user, in kopecks, as `GET /api/balances/` reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UserBalance {
+    /// Available money.
+    pub amount: i64,
+    /// Money held for operations under way; nothing should be held once the load is over.
+    pub reserved: i64,
+}
+
+impl UserBalance {
+    /// Everything the user owns: available plus reserved.
+    pub fn total(&self) -> i64 {
+        self.amount + self.reserved
+    }
+}
+
+/// Extracts a decimal field in kopecks from its literal JSON text (never through `f64`); a quoted decimal is
+/// accepted too.
+fn decimal_field(fields: &HashMap<String, Box<RawValue>>, name: &str) -> anyhow::Result<i64> {
+    let raw = fields.get(name).with_context(|| format!("no \"{name}\""))?.get();
+    let literal = if raw.starts_with('"') { serde_json::from_str::<String>(raw)? } else { raw.to_owned() };
+    parse_kopecks(&literal).with_context(|| format!("bad \"{name}\""))
+}
+
+/// Extracts a user's `amount` and `reserved` from a balance response body, checking it is about `user_id`.
+pub fn parse_user_balance(body: &[u8], user_id: u64) -> anyhow::Result<UserBalance> {
+    let fields: HashMap<String, Box<RawValue>> =
+        serde_json::from_slice(body).context("balance response is not a JSON object")?;
+    if let Some(reported) = fields.get("user_id") {
+        let raw = reported.get();
+        let text = if raw.starts_with('"') { serde_json::from_str::<String>(raw)? } else { raw.to_owned() };
+        if text.parse::<u64>().ok() != Some(user_id) {
+            bail!("asked for the balance of user {user_id} but got user {text}'s");
+        }
+    }
+    let amount = decimal_field(&fields, "amount").context("balance response")?;
+    let reserved = decimal_field(&fields, "reserved").context("balance response")?;
+    Ok(UserBalance { amount, reserved })
 }
 
 /// A bank notice body for a new operation.
@@ -58,40 +135,84 @@ pub fn parse_balance(body: &[u8], inn: &str) -> anyhow::Result<i64> {
             bail!("asked for the balance of {inn} but got {reported}'s");
         }
     }
-    let raw = fields.get("balance").context("balance response has no \"balance\"")?.get();
-    let literal = if raw.starts_with('"') { serde_json::from_str::<String>(raw)? } else { raw.to_owned() };
-    parse_kopecks(&literal).context("balance response: bad \"balance\"")
+    decimal_field(&fields, "balance").context("balance response")
 }
 
-/// Reads one organization's balance in kopecks; an organization the server has not seen yet has 0.
+/// `GET`s a balance `path`, returning the 200 body, or `None` for a 404 (an account not created yet).
 ///
 /// Transport failures and 5xx answers are retried with a short backoff: a balance read is idempotent, and
 /// one lost read must not sink a run whose payments all went through.
-pub async fn read_balance(client: &mut Client, inn: &str) -> anyhow::Result<i64> {
-    let path = balance_path(inn);
+async fn get_balance_body(client: &mut Client, path: &str, what: &str) -> anyhow::Result<Option<Bytes>> {
     let mut backoff = Duration::from_millis(50);
     let mut attempt = 1;
     loop {
-        let problem = match client.get(&path).await {
-            Ok(response) if response.status == StatusCode::OK => {
-                return parse_balance(&response.body, inn).with_context(|| format!("balance of {inn}"));
-            }
-            Ok(response) if response.status == StatusCode::NOT_FOUND => return Ok(0),
+        let problem = match client.get(path).await {
+            Ok(response) if response.status == StatusCode::OK => return Ok(Some(response.body)),
+            Ok(response) if response.status == StatusCode::NOT_FOUND => return Ok(None),
             Ok(response) if response.status.is_server_error() => format!("HTTP {}", response.status),
             Ok(response) => bail!(
-                "balance of {inn}: unexpected HTTP {}: {}",
+                "balance of {what}: unexpected HTTP {}: {}",
                 response.status,
                 String::from_utf8_lossy(&response.body)
             ),
             Err(failure) => failure.to_string(),
         };
         if attempt >= BALANCE_ATTEMPTS {
-            bail!("balance of {inn}: giving up after {attempt} attempts: {problem}");
+            bail!("balance of {what}: giving up after {attempt} attempts: {problem}");
         }
         attempt += 1;
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(2));
     }
+}
+
+/// Reads one organization's balance in kopecks; an organization the server has not seen yet has 0.
+pub async fn read_balance(client: &mut Client, inn: &str) -> anyhow::Result<i64> {
+    match get_balance_body(client, &balance_path(inn), inn).await? {
+        Some(body) => parse_balance(&body, inn).with_context(|| format!("balance of {inn}")),
+        None => Ok(0),
+    }
+}
+
+/// Reads one user's balance; a user the server has not seen yet (404) owns nothing.
+pub async fn read_user_balance(client: &mut Client, user_id: u64) -> anyhow::Result<UserBalance> {
+    let what = format!("user {user_id}");
+    match get_balance_body(client, &user_balance_path(user_id), &what).await? {
+        Some(body) => parse_user_balance(&body, user_id).with_context(|| format!("balance of {what}")),
+        None => Ok(UserBalance::default()),
+    }
+}
+
+/// Reads every user's balance, `concurrency` at a time, each reader on its own connection.
+pub async fn read_user_balances(
+    target: &Target,
+    timeout: Duration,
+    users: Arc<Vec<u64>>,
+    concurrency: usize,
+) -> anyhow::Result<Vec<UserBalance>> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let readers = concurrency.clamp(1, users.len().max(1));
+    let mut tasks = Vec::with_capacity(readers);
+    for _ in 0..readers {
+        let (users, next) = (Arc::clone(&users), Arc::clone(&next));
+        let mut client = Client::new(target.clone(), timeout);
+        tasks.push(tokio::spawn(async move {
+            let mut found = Vec::new();
+            loop {
+                let index = next.fetch_add(1, Ordering::Relaxed);
+                let Some(&user) = users.get(index) else { break };
+                found.push((index, read_user_balance(&mut client, user).await?));
+            }
+            Ok::<_, anyhow::Error>(found)
+        }));
+    }
+    let mut balances = vec![UserBalance::default(); users.len()];
+    for task in tasks {
+        for (index, balance) in task.await.context("balance reader panicked")?? {
+            balances[index] = balance;
+        }
+    }
+    Ok(balances)
 }
 
 /// Reads every organization's balance, `concurrency` at a time, each reader on its own connection.
@@ -160,6 +281,47 @@ mod tests {
         ] {
             assert!(parse_balance(body, INN).is_err(), "{} was accepted", String::from_utf8_lossy(body));
         }
+    }
+
+    #[test]
+    fn user_balance_is_read_from_the_literals() {
+        let body = br#"{"user_id": 2, "amount": 100.00, "reserved": 0.00}"#;
+        assert_eq!(parse_user_balance(body, 2).unwrap(), UserBalance { amount: 10_000, reserved: 0 });
+        let body = br#"{"user_id": 4000000000000001, "amount": 90071992547409.93, "reserved": "0.05"}"#;
+        let balance = parse_user_balance(body, 4_000_000_000_000_001).unwrap();
+        assert_eq!(balance, UserBalance { amount: 9_007_199_254_740_993, reserved: 5 });
+        assert_eq!(balance.total(), 9_007_199_254_740_998);
+        for bad in [
+            &br#"{"user_id": 3, "amount": 1.00, "reserved": 0.00}"#[..],
+            br#"{"user_id": 2, "amount": 1.00}"#,
+            br#"{"user_id": 2, "reserved": 0.00}"#,
+            br#"{"user_id": 2, "amount": 1.001, "reserved": 0.00}"#,
+            br#"{"user_id": 2, "amount": 1e2, "reserved": 0.00}"#,
+            br#"{"user_id": 2, "amount": null, "reserved": 0.00}"#,
+            b"[]",
+        ] {
+            assert!(parse_user_balance(bad, 2).is_err(), "{} was accepted", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn user_api_bodies_are_the_documented_shape() {
+        let fields: HashMap<String, Box<RawValue>> = serde_json::from_slice(&add_funds_body(1, 10_000)).unwrap();
+        assert_eq!((fields["user_id"].get(), fields["amount"].get()), ("1", "\"100.00\""));
+        let fields: HashMap<String, Box<RawValue>> = serde_json::from_slice(&transfer_body(1, 2, 500)).unwrap();
+        assert_eq!(fields["sender_id"].get(), "1");
+        assert_eq!(fields["recipient_id"].get(), "2");
+        assert_eq!(fields["amount"].get(), "\"5.00\"");
+        assert_eq!(user_balance_path(2), "/api/balances/?user_id=2");
+    }
+
+    #[test]
+    fn error_codes_are_read_from_json_errors_only() {
+        let body = br#"{"error": "Insufficient funds", "code": "insufficient_funds", "available": "1.00"}"#;
+        assert_eq!(error_code(body).as_deref(), Some(INSUFFICIENT_FUNDS));
+        assert_eq!(error_code(br#"{"error": "x"}"#), None);
+        assert_eq!(error_code(br#"{"code": 409}"#), None);
+        assert_eq!(error_code(b"<html>busy</html>"), None);
     }
 
     #[test]

@@ -12,11 +12,14 @@ use anyhow::{Context, bail};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::{self, SendRequest};
-use hyper::header::{CONTENT_TYPE, HOST, HeaderValue};
+use hyper::header::{CONTENT_TYPE, HOST, HeaderName, HeaderValue};
 use hyper::{Method, Request, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
+
+/// The header that makes a payledger `POST` safe to resend: the same key and body replay the first answer.
+pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
 /// Where the server is: its socket address, the `Host` header to send and any path prefix from `--url`.
 #[derive(Debug, Clone)]
@@ -148,15 +151,31 @@ impl Client {
 
     /// Sends a JSON `POST` to `path` (below the URL's prefix) and reads the whole response.
     pub async fn post_json(&mut self, path: &str, body: Bytes) -> Result<Response, Failure> {
-        self.send(Method::POST, path, Some(body)).await
+        self.send(Method::POST, path, Some(body), None).await
+    }
+
+    /// Like [`Client::post_json`], with an `Idempotency-Key` header, so a resend cannot be applied twice.
+    pub async fn post_json_idempotent(
+        &mut self,
+        path: &str,
+        body: Bytes,
+        idempotency_key: HeaderValue,
+    ) -> Result<Response, Failure> {
+        self.send(Method::POST, path, Some(body), Some(idempotency_key)).await
     }
 
     /// Sends a `GET` to `path` (below the URL's prefix) and reads the whole response.
     pub async fn get(&mut self, path: &str) -> Result<Response, Failure> {
-        self.send(Method::GET, path, None).await
+        self.send(Method::GET, path, None, None).await
     }
 
-    async fn send(&mut self, method: Method, path: &str, body: Option<Bytes>) -> Result<Response, Failure> {
+    async fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+        idempotency_key: Option<HeaderValue>,
+    ) -> Result<Response, Failure> {
         self.ensure_connected().await?;
         let mut request = Request::builder()
             .method(method)
@@ -164,6 +183,9 @@ impl Client {
             .header(HOST, self.target.host.clone());
         if body.is_some() {
             request = request.header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+        if let Some(key) = idempotency_key {
+            request = request.header(IDEMPOTENCY_KEY, key);
         }
         let request = request
             .body(Full::new(body.unwrap_or_default()))

@@ -76,6 +76,8 @@ impl Shared {
 pub struct StatusCounts {
     /// 200 OK, the only answer that acknowledges a notice.
     pub ok: u64,
+    /// 201 Created, the answer that applies a transfer.
+    pub created: u64,
     /// Any other 2xx.
     pub other_2xx: u64,
     /// 1xx and 3xx, which the webhook should never answer.
@@ -89,10 +91,11 @@ pub struct StatusCounts {
 }
 
 impl StatusCounts {
-    fn count(&mut self, status: StatusCode) {
+    pub(crate) fn count(&mut self, status: StatusCode) {
         match status.as_u16() {
             200 => self.ok += 1,
-            201..=299 => self.other_2xx += 1,
+            201 => self.created += 1,
+            202..=299 => self.other_2xx += 1,
             400..=499 => self.client_error += 1,
             500..=599 => {
                 self.server_error += 1;
@@ -106,11 +109,31 @@ impl StatusCounts {
 
     fn merge(&mut self, other: &StatusCounts) {
         self.ok += other.ok;
+        self.created += other.created;
         self.other_2xx += other.other_2xx;
         self.other += other.other;
         self.client_error += other.client_error;
         self.server_error += other.server_error;
         self.unavailable += other.unavailable;
+    }
+}
+
+/// How the answered transfer requests came out (the `transfers` scenario only).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TransferCounts {
+    /// 201: the transfer was applied (or a replay of its application).
+    pub applied: u64,
+    /// 409 `insufficient_funds`: the transfer was refused, nothing moved.
+    pub refused: u64,
+    /// 409 `idempotency_key_in_flight`: an earlier attempt with the same key was still being processed.
+    pub in_flight: u64,
+}
+
+impl TransferCounts {
+    fn merge(&mut self, other: &TransferCounts) {
+        self.applied += other.applied;
+        self.refused += other.refused;
+        self.in_flight += other.in_flight;
     }
 }
 
@@ -165,6 +188,8 @@ pub struct Stats {
     pub errors: ErrorCounts,
     /// Requests by body kind.
     pub kinds: KindCounts,
+    /// Transfer answers by outcome (all zero in the `webhook` scenario).
+    pub transfers: TransferCounts,
 }
 
 impl Stats {
@@ -175,6 +200,7 @@ impl Stats {
         self.status.merge(&other.status);
         self.errors.merge(&other.errors);
         self.kinds.merge(&other.kinds);
+        self.transfers.merge(&other.transfers);
     }
 }
 

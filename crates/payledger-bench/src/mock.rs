@@ -1,8 +1,9 @@
 //! A throwaway stand-in for payledger, for tests only: a hand-written HTTP/1.1 responder on loopback.
 //!
-//! It implements just the two endpoints the bench uses, keeps balances in kopecks, deduplicates by
-//! operation_id, and can misbehave on purpose (answer 503 after booking, drop connections, book
-//! duplicates twice) so the tests can show the bench tells a correct server from a broken one.
+//! It implements just the endpoints the bench uses, keeps balances in kopecks, deduplicates webhook notices
+//! by operation_id and user-API requests by Idempotency-Key, and can misbehave on purpose (answer 503 after
+//! applying, drop connections, book duplicates twice, ignore idempotency keys, lose money) so the tests can
+//! show the bench tells a correct server from a broken one.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -25,6 +26,17 @@ pub struct MockConfig {
     pub close_every: u64,
     /// Book a repeated operation_id again, the bug the balance check exists to catch.
     pub book_duplicates: bool,
+    /// Apply every resent deposit or transfer again instead of replaying the first answer for its key.
+    pub ignore_idempotency_keys: bool,
+    /// Debit the sender of every applied transfer one kopeck more than the recipient is credited.
+    pub skim: bool,
+}
+
+/// A stored answer to a user-API request, replayed for a resend with the same Idempotency-Key.
+struct Stored {
+    body: Vec<u8>,
+    status: &'static str,
+    reply: String,
 }
 
 #[derive(Default)]
@@ -33,6 +45,10 @@ struct Ledger {
     seen: HashSet<String>,
     webhook_calls: u64,
     responses: u64,
+    users: HashMap<u64, i64>,
+    answered_keys: HashMap<String, Stored>,
+    user_calls: u64,
+    transactions: u64,
 }
 
 /// A running mock server; it stops when dropped.
@@ -74,6 +90,16 @@ impl Mock {
     pub fn total(&self) -> i64 {
         self.ledger.lock().unwrap().balances.values().sum()
     }
+
+    /// The sum of all user balances, in kopecks.
+    pub fn user_total(&self) -> i64 {
+        self.ledger.lock().unwrap().users.values().sum()
+    }
+
+    /// Deposit and transfer requests received, resends included.
+    pub fn user_calls(&self) -> u64 {
+        self.ledger.lock().unwrap().user_calls
+    }
 }
 
 async fn serve(stream: TcpStream, ledger: Arc<Mutex<Ledger>>, config: MockConfig) {
@@ -84,6 +110,7 @@ async fn serve(stream: TcpStream, ledger: Arc<Mutex<Ledger>>, config: MockConfig
             return;
         }
         let mut content_length = 0usize;
+        let mut key = None;
         loop {
             let mut header = String::new();
             if stream.read_line(&mut header).await.unwrap_or(0) == 0 {
@@ -93,10 +120,12 @@ async fn serve(stream: TcpStream, ledger: Arc<Mutex<Ledger>>, config: MockConfig
             if header.is_empty() {
                 break;
             }
-            if let Some((name, value)) = header.split_once(':')
-                && name.eq_ignore_ascii_case("content-length")
-            {
-                content_length = value.trim().parse().unwrap_or(0);
+            if let Some((name, value)) = header.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    content_length = value.trim().parse().unwrap_or(0);
+                } else if name.eq_ignore_ascii_case("idempotency-key") {
+                    key = Some(value.trim().to_owned());
+                }
             }
         }
         let mut body = vec![0; content_length];
@@ -107,7 +136,7 @@ async fn serve(stream: TcpStream, ledger: Arc<Mutex<Ledger>>, config: MockConfig
         let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
         let (status, reply, close) = {
             let mut ledger = ledger.lock().unwrap();
-            let (status, reply) = route(&mut ledger, config, method, path, &body);
+            let (status, reply) = route(&mut ledger, config, method, path, key.as_deref(), &body);
             ledger.responses += 1;
             let close = config.close_every > 0 && ledger.responses.is_multiple_of(config.close_every);
             (status, reply, close)
@@ -122,8 +151,30 @@ async fn serve(stream: TcpStream, ledger: Arc<Mutex<Ledger>>, config: MockConfig
     }
 }
 
-fn route(ledger: &mut Ledger, config: MockConfig, method: &str, path: &str, body: &[u8]) -> (&'static str, String) {
-    let message = |text: &str| format!("{{\"message\":\"{text}\"}}");
+fn message(text: &str) -> String {
+    format!("{{\"message\":\"{text}\"}}")
+}
+
+fn route(
+    ledger: &mut Ledger,
+    config: MockConfig,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    body: &[u8],
+) -> (&'static str, String) {
+    if method == "POST" && (path == "/api/add_funds/" || path == "/api/transfer_funds/") {
+        return user_post(ledger, config, path, key, body);
+    }
+    if let Some(user) = path.strip_prefix("/api/balances/?user_id=") {
+        return match (method, user.parse::<u64>().ok().and_then(|id| Some((id, *ledger.users.get(&id)?)))) {
+            ("GET", Some((id, kopecks))) => (
+                "200 OK",
+                format!("{{\"user_id\": {id}, \"amount\": {}, \"reserved\": 0.00}}", format_kopecks(kopecks)),
+            ),
+            _ => ("404 Not Found", message("not found")),
+        };
+    }
     if method == "POST" && path == "/api/webhook/bank/" {
         let Some((operation_id, inn, kopecks)) = parse_notice(body) else {
             return ("400 Bad Request", message("invalid"));
@@ -160,4 +211,96 @@ fn parse_notice(body: &[u8]) -> Option<(String, String, i64)> {
         None => raw_amount.to_owned(),
     };
     Some((text("operation_id")?, text("payer_inn")?, parse_kopecks(&amount).ok()?))
+}
+
+/// A deposit or transfer. With `fail_every`, request number `n` (both kinds counted together) is refused with
+/// 503 when `n % fail_every == 1`, applied but answered 503 when `n % fail_every == 0`, and, if
+/// `fail_every > 2`, answered 409 `idempotency_key_in_flight` without applying when `n % fail_every == 2`.
+fn user_post(
+    ledger: &mut Ledger,
+    config: MockConfig,
+    path: &str,
+    key: Option<&str>,
+    body: &[u8],
+) -> (&'static str, String) {
+    ledger.user_calls += 1;
+    let call = ledger.user_calls;
+    if config.fail_every > 0 && call % config.fail_every == 1 {
+        return ("503 Service Unavailable", message("busy"));
+    }
+    if config.fail_every > 2 && call % config.fail_every == 2 {
+        return ("409 Conflict", r#"{"error":"in flight","code":"idempotency_key_in_flight"}"#.to_owned());
+    }
+    let replayed = key.and_then(|key| ledger.answered_keys.get(key)).filter(|_| !config.ignore_idempotency_keys);
+    let (status, reply) = match replayed {
+        Some(stored) if stored.body == body => (stored.status, stored.reply.clone()),
+        Some(_) => ("422 Unprocessable Entity", message("key reused with another body")),
+        None => {
+            let fields: HashMap<String, Box<RawValue>> = serde_json::from_slice(body).unwrap_or_default();
+            let id = |name: &str| fields.get(name).and_then(|raw| raw.get().parse::<u64>().ok());
+            let amount = fields
+                .get("amount")
+                .and_then(|raw| serde_json::from_str::<String>(raw.get()).ok())
+                .and_then(|text| parse_kopecks(&text).ok())
+                .filter(|&kopecks| kopecks > 0);
+            let answer = if path == "/api/add_funds/" {
+                match (id("user_id"), amount) {
+                    (Some(user), Some(kopecks)) => deposit(ledger, user, kopecks),
+                    _ => ("400 Bad Request", message("invalid")),
+                }
+            } else {
+                match (id("sender_id"), id("recipient_id"), amount) {
+                    (Some(sender), Some(recipient), Some(kopecks)) if sender != recipient => {
+                        transfer(ledger, config, sender, recipient, kopecks)
+                    }
+                    _ => ("400 Bad Request", message("invalid")),
+                }
+            };
+            if let Some(key) = key {
+                let stored = Stored { body: body.to_vec(), status: answer.0, reply: answer.1.clone() };
+                ledger.answered_keys.insert(key.to_owned(), stored);
+            }
+            answer
+        }
+    };
+    if config.fail_every > 0 && call.is_multiple_of(config.fail_every) {
+        return ("503 Service Unavailable", message("busy"));
+    }
+    (status, reply)
+}
+
+fn transaction(ledger: &mut Ledger, user: u64, kopecks: i64, kind: &str) -> String {
+    ledger.transactions += 1;
+    format!(
+        "{{\"id\": {}, \"user\": {user}, \"user_id\": {user}, \"amount\": \"{}\", \"transaction_type\": \"{kind}\", \
+         \"created_at\": \"2024-04-27T21:00:00Z\"}}",
+        ledger.transactions,
+        format_kopecks(kopecks)
+    )
+}
+
+fn deposit(ledger: &mut Ledger, user: u64, kopecks: i64) -> (&'static str, String) {
+    *ledger.users.entry(user).or_default() += kopecks;
+    ("201 Created", transaction(ledger, user, kopecks, "deposit"))
+}
+
+fn transfer(
+    ledger: &mut Ledger,
+    config: MockConfig,
+    sender: u64,
+    recipient: u64,
+    kopecks: i64,
+) -> (&'static str, String) {
+    let debit = kopecks + i64::from(config.skim);
+    if ledger.users.get(&sender).copied().unwrap_or(0) < debit {
+        return (
+            "409 Conflict",
+            r#"{"error":"Insufficient funds","code":"insufficient_funds","available":"0.00"}"#.to_owned(),
+        );
+    }
+    *ledger.users.entry(sender).or_default() -= debit;
+    *ledger.users.entry(recipient).or_default() += kopecks;
+    let sent = transaction(ledger, sender, kopecks, "transfer_out");
+    let received = transaction(ledger, recipient, kopecks, "transfer_in");
+    ("201 Created", format!("{{\"sender_transaction\": {sent}, \"recipient_transaction\": {received}}}"))
 }

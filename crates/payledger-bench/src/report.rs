@@ -8,13 +8,55 @@ use serde_json::json;
 use crate::load::{Settled, Stats};
 use crate::money::format_kopecks;
 use crate::rss::format_mib;
-use crate::verify::Verification;
+use crate::verify::{TransferVerification, Verification};
 
 /// Percentiles reported, in parts per million, with their labels.
 const PERCENTILES: [(&str, u64); 4] = [("p50", 500_000), ("p90", 900_000), ("p99", 990_000), ("p99.9", 999_000)];
 
-/// At most this many mismatching organizations are listed; the count covers the rest.
+/// At most this many mismatching organizations (or users) are listed; the count covers the rest.
 const MISMATCHES_LISTED: usize = 20;
+
+/// The scenario-specific end of a run: what was checked, and how.
+#[derive(Debug)]
+pub enum Check {
+    /// The bank webhook scenario's per-organization check.
+    Webhook(Verification),
+    /// The transfers scenario's per-user and conservation check.
+    Transfers(TransferCheck),
+}
+
+impl Check {
+    /// Whether the balances came out exact.
+    pub fn ok(&self) -> bool {
+        match self {
+            Check::Webhook(v) => v.ok(),
+            Check::Transfers(t) => t.verification.ok(),
+        }
+    }
+
+    /// The scenario's name, as `--scenario` spells it.
+    pub fn scenario(&self) -> &'static str {
+        match self {
+            Check::Webhook(_) => "webhook",
+            Check::Transfers(_) => "transfers",
+        }
+    }
+}
+
+/// What the transfers scenario did and found.
+#[derive(Debug)]
+pub struct TransferCheck {
+    /// The lowest user id; the users are consecutive from there.
+    pub first_user: u64,
+    /// Set-up deposits that had to be resent before the server answered 201.
+    pub deposits_resent: u64,
+    /// Transfers applied (201), warm-up and resends after the load included.
+    pub applied: u64,
+    /// Transfers refused for insufficient funds (409), warm-up and resends after the load included.
+    pub refused: u64,
+    /// The balance check.
+    pub verification: TransferVerification,
+}
 
 /// Everything the run measured and checked.
 #[derive(Debug)]
@@ -35,8 +77,8 @@ pub struct Summary {
     pub settled: Settled,
     /// Operations still in doubt at the end.
     pub unresolved: usize,
-    /// The balance check.
-    pub verification: Verification,
+    /// The balance check, which also says which scenario ran.
+    pub verification: Check,
     /// The server's peak RSS in KiB, or why it could not be read, if `--server-pid` was given.
     pub server_peak_rss_kib: Option<Result<u64, String>>,
 }
@@ -76,11 +118,36 @@ impl Summary {
         }
         let _ = writeln!(out, "latency ms:  {latency}max {}", nanos_as_millis(m.latency.max()));
         let s = &m.status;
-        let _ = writeln!(
-            out,
-            "statuses:    200: {}  other 2xx: {}  1xx/3xx: {}  4xx: {}  5xx: {} (503: {})",
-            s.ok, s.other_2xx, s.other, s.client_error, s.server_error, s.unavailable
-        );
+        match &self.verification {
+            Check::Webhook(_) => {
+                let _ = writeln!(
+                    out,
+                    "statuses:    200: {}  other 2xx: {}  1xx/3xx: {}  4xx: {}  5xx: {} (503: {})",
+                    s.ok,
+                    s.created + s.other_2xx,
+                    s.other,
+                    s.client_error,
+                    s.server_error,
+                    s.unavailable
+                );
+            }
+            Check::Transfers(_) => {
+                let t = &m.transfers;
+                let _ = writeln!(
+                    out,
+                    "statuses:    201: {}  409 insufficient funds: {}  409 in flight: {}  other 4xx: {}  \
+                     other 2xx: {}  1xx/3xx: {}  5xx: {} (503: {})",
+                    s.created,
+                    t.refused,
+                    t.in_flight,
+                    s.client_error.saturating_sub(t.refused + t.in_flight),
+                    s.ok + s.other_2xx,
+                    s.other,
+                    s.server_error,
+                    s.unavailable
+                );
+            }
+        }
         let e = &m.errors;
         let _ = write!(out, "errors:      transport: {}  timeout: {}  connect: {}", e.transport, e.timeout, e.connect);
         match &self.first_error {
@@ -90,20 +157,53 @@ impl Summary {
             None => out.push('\n'),
         }
         let k = &m.kinds;
-        let _ = writeln!(
-            out,
-            "bodies:      fresh: {}  duplicate: {}  retry: {}  (connections opened: {})",
-            k.fresh, k.duplicate, k.retry, self.connects
-        );
-        let _ = writeln!(
-            out,
-            "acknowledged: {} unique operations; {} left in doubt by the load, {} settled by {} resends, {} unresolved",
-            self.total_acknowledged(),
-            self.settled.carried,
-            self.settled.acknowledged,
-            self.settled.attempts,
-            self.unresolved
-        );
+        match &self.verification {
+            Check::Webhook(_) => {
+                let _ = writeln!(
+                    out,
+                    "bodies:      fresh: {}  duplicate: {}  retry: {}  (connections opened: {})",
+                    k.fresh, k.duplicate, k.retry, self.connects
+                );
+                let _ = writeln!(
+                    out,
+                    "acknowledged: {} unique operations; {} left in doubt by the load, {} settled by {} resends, \
+                     {} unresolved",
+                    self.total_acknowledged(),
+                    self.settled.carried,
+                    self.settled.acknowledged,
+                    self.settled.attempts,
+                    self.unresolved
+                );
+            }
+            Check::Transfers(t) => {
+                let _ = writeln!(
+                    out,
+                    "bodies:      fresh: {}  retry: {}  (connections opened: {})",
+                    k.fresh, k.retry, self.connects
+                );
+                let v = &t.verification;
+                let last_user = t.first_user + (v.users as u64).saturating_sub(1);
+                let _ = writeln!(
+                    out,
+                    "setup:       {} users (ids {}..={last_user}), {} deposited into each ({} deposits resent)",
+                    v.users,
+                    t.first_user,
+                    format_kopecks(v.deposit),
+                    t.deposits_resent
+                );
+                let _ = writeln!(
+                    out,
+                    "transfers:   {} applied, {} refused for insufficient funds (warm-up and resends included); \
+                     {} left in doubt by the load, {} settled by {} resends, {} unresolved",
+                    t.applied,
+                    t.refused,
+                    self.settled.carried,
+                    self.settled.acknowledged,
+                    self.settled.attempts,
+                    self.unresolved
+                );
+            }
+        }
         match &self.server_peak_rss_kib {
             Some(Ok(kib)) => {
                 let _ = writeln!(out, "server peak RSS: {} MiB (VmHWM)", format_mib(*kib));
@@ -117,9 +217,12 @@ impl Summary {
         out
     }
 
-    /// The `balances: ...` line, plus one line per mismatching organization.
+    /// The `balances: ...` line, plus one line per mismatching organization or user.
     fn render_verification(&self) -> String {
-        let v = &self.verification;
+        let v = match &self.verification {
+            Check::Webhook(v) => v,
+            Check::Transfers(t) => return self.render_transfer_verification(t),
+        };
         let mut out = String::new();
         if v.ok() {
             let _ = write!(out, "balances: OK ({} orgs, total {})", v.orgs, format_kopecks(v.total));
@@ -152,6 +255,62 @@ impl Summary {
         out
     }
 
+    /// The transfers scenario's `balances: ...` line, plus one line per mismatching user.
+    fn render_transfer_verification(&self, t: &TransferCheck) -> String {
+        let v = &t.verification;
+        let mut out = String::new();
+        if v.ok() {
+            let _ = write!(
+                out,
+                "balances: OK ({} users, total {} as deposited, conserved; {} moved by {} applied transfers",
+                v.users,
+                format_kopecks(v.total),
+                format_kopecks(v.moved),
+                t.applied
+            );
+            if v.unverified_users > 0 {
+                let _ = write!(
+                    out,
+                    "; {} users checked only against a range because of {} unresolved transfers",
+                    v.unverified_users, self.unresolved
+                );
+            }
+            out.push_str(")\n");
+            return out;
+        }
+        let _ = write!(out, "balances: MISMATCH in {} of {} users", v.mismatches.len(), v.users);
+        if !v.conserved() {
+            let _ = write!(
+                out,
+                "; money not conserved: total {}, deposited {} (off by {})",
+                format_kopecks(v.total),
+                format_kopecks(v.expected_total),
+                format_kopecks(v.total.saturating_sub(v.expected_total))
+            );
+        }
+        out.push('\n');
+        for miss in v.mismatches.iter().take(MISMATCHES_LISTED) {
+            let _ = writeln!(
+                out,
+                "  user {}: baseline {} + deposit {} + received {} - sent {} = expected {}, server says {} \
+                 + reserved {} (off by {})",
+                miss.user_id,
+                format_kopecks(miss.baseline),
+                format_kopecks(v.deposit),
+                format_kopecks(miss.received),
+                format_kopecks(miss.sent),
+                format_kopecks(miss.expected),
+                format_kopecks(miss.actual.amount),
+                format_kopecks(miss.actual.reserved),
+                format_kopecks(miss.actual.total().saturating_sub(miss.expected))
+            );
+        }
+        if v.mismatches.len() > MISMATCHES_LISTED {
+            let _ = writeln!(out, "  ... and {} more", v.mismatches.len() - MISMATCHES_LISTED);
+        }
+        out
+    }
+
     /// The summary as one JSON object; latencies in milliseconds, money as exact decimal strings.
     pub fn to_json(&self) -> serde_json::Value {
         let m = &self.measured;
@@ -161,13 +320,13 @@ impl Summary {
         }
         latency.insert("max_ms".into(), json!(nanos_to_ms_f64(m.latency.max())));
         latency.insert("count".into(), json!(m.latency.count()));
-        let v = &self.verification;
         let (rss, rss_error) = match &self.server_peak_rss_kib {
             Some(Ok(kib)) => (Some(*kib), None),
             Some(Err(why)) => (None, Some(why.clone())),
             None => (None, None),
         };
-        json!({
+        let mut summary = json!({
+            "scenario": self.verification.scenario(),
             "requests": m.requests,
             "duration_ms": self.elapsed.as_millis() as u64,
             "warmup_requests": self.warmup_requests,
@@ -176,7 +335,7 @@ impl Summary {
             "latency": latency,
             "status": {
                 "200": m.status.ok,
-                "other_2xx": m.status.other_2xx,
+                "other_2xx": m.status.created + m.status.other_2xx,
                 "other": m.status.other,
                 "4xx": m.status.client_error,
                 "5xx": m.status.server_error,
@@ -196,15 +355,48 @@ impl Summary {
             "unresolved_ops": self.unresolved,
             "server_peak_rss_kib": rss,
             "server_peak_rss_error": rss_error,
-            "balances": {
-                "ok": v.ok(),
-                "orgs": v.orgs,
-                "total": format_kopecks(v.total),
-                "acknowledged_total": format_kopecks(v.acknowledged),
-                "mismatches": v.mismatches.len(),
-                "unverified_orgs": v.unverified_orgs,
-            },
-        })
+        });
+        match &self.verification {
+            Check::Webhook(v) => {
+                summary["balances"] = json!({
+                    "ok": v.ok(),
+                    "orgs": v.orgs,
+                    "total": format_kopecks(v.total),
+                    "acknowledged_total": format_kopecks(v.acknowledged),
+                    "mismatches": v.mismatches.len(),
+                    "unverified_orgs": v.unverified_orgs,
+                });
+            }
+            Check::Transfers(t) => {
+                let v = &t.verification;
+                summary["applied"] = json!(t.applied);
+                summary["refused"] = json!(t.refused);
+                summary["status"]["201"] = json!(m.status.created);
+                summary["status"]["other_2xx"] = json!(m.status.other_2xx);
+                summary["status"]["409_insufficient_funds"] = json!(m.transfers.refused);
+                summary["status"]["409_in_flight"] = json!(m.transfers.in_flight);
+                summary["transfers"] = json!({
+                    "users": v.users,
+                    "first_user": t.first_user,
+                    "deposit": format_kopecks(v.deposit),
+                    "deposits_resent": t.deposits_resent,
+                    "applied_measured": m.transfers.applied,
+                    "refused_measured": m.transfers.refused,
+                });
+                summary["balances"] = json!({
+                    "ok": v.ok(),
+                    "users": v.users,
+                    "total": format_kopecks(v.total),
+                    "expected_total": format_kopecks(v.expected_total),
+                    "conserved": v.conserved(),
+                    "moved_total": format_kopecks(v.moved),
+                    "reserved_total": format_kopecks(v.reserved),
+                    "mismatches": v.mismatches.len(),
+                    "unverified_users": v.unverified_users,
+                });
+            }
+        }
+        summary
     }
 }
 
@@ -245,7 +437,12 @@ mod tests {
             first_error: None,
             settled: Settled::default(),
             unresolved: 0,
-            verification: Verification { orgs: 2, total: 150_025, acknowledged: 150_025, ..Verification::default() },
+            verification: Check::Webhook(Verification {
+                orgs: 2,
+                total: 150_025,
+                acknowledged: 150_025,
+                ..Verification::default()
+            }),
             server_peak_rss_kib: Some(Ok(2_048)),
         }
     }
@@ -279,18 +476,102 @@ mod tests {
     #[test]
     fn mismatches_are_listed() {
         let mut s = summary(10, Duration::from_secs(1));
-        s.verification.mismatches.push(Mismatch {
-            inn: "7707083893".into(),
-            baseline: 100,
-            expected: 600,
-            actual: 1_100,
-        });
+        let Check::Webhook(v) = &mut s.verification else { unreachable!() };
+        v.mismatches.push(Mismatch { inn: "7707083893".into(), baseline: 100, expected: 600, actual: 1_100 });
         let text = s.render_text();
         assert!(text.contains("balances: MISMATCH in 1 of 2 orgs"), "{text}");
         assert!(text.contains(
             "7707083893: baseline 1.00 + acknowledged 5.00 = expected 6.00, server says 11.00 (off by 5.00)"
         ));
         assert_eq!(s.to_json()["balances"]["ok"], false);
+    }
+
+    fn transfers_summary(verification: TransferVerification) -> Summary {
+        let mut s = summary(100, Duration::from_secs(1));
+        s.measured.status = crate::load::StatusCounts {
+            created: 60,
+            client_error: 35,
+            server_error: 5,
+            unavailable: 5,
+            ..Default::default()
+        };
+        s.measured.transfers = crate::load::TransferCounts { applied: 60, refused: 30, in_flight: 4 };
+        s.verification = Check::Transfers(TransferCheck {
+            first_user: 5_000_001,
+            deposits_resent: 1,
+            applied: 61,
+            refused: 31,
+            verification,
+        });
+        s
+    }
+
+    #[test]
+    fn transfers_report_their_outcomes_and_conservation() {
+        let v = TransferVerification {
+            users: 2,
+            deposit: 100_000,
+            total: 200_000,
+            expected_total: 200_000,
+            moved: 1_234,
+            ..TransferVerification::default()
+        };
+        let s = transfers_summary(v);
+        let text = s.render_text();
+        assert!(
+            text.contains(
+                "statuses:    201: 60  409 insufficient funds: 30  409 in flight: 4  other 4xx: 1  other 2xx: 0  \
+             1xx/3xx: 0  5xx: 5 (503: 5)"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("setup:       2 users (ids 5000001..=5000002), 1000.00 deposited into each"), "{text}");
+        assert!(text.contains("transfers:   61 applied, 31 refused for insufficient funds"), "{text}");
+        assert!(
+            text.ends_with(
+                "balances: OK (2 users, total 2000.00 as deposited, conserved; 12.34 moved by 61 applied transfers)\n"
+            ),
+            "{text}"
+        );
+        let json = s.to_json();
+        assert_eq!(json["scenario"], "transfers");
+        assert_eq!((json["applied"].as_u64(), json["refused"].as_u64()), (Some(61), Some(31)));
+        assert_eq!(json["status"]["201"], 60);
+        assert_eq!(json["status"]["409_insufficient_funds"], 30);
+        assert_eq!(json["balances"]["moved_total"], "12.34");
+        assert_eq!(json["balances"]["conserved"], true);
+        assert_eq!(summary(1, Duration::from_secs(1)).to_json()["scenario"], "webhook");
+    }
+
+    #[test]
+    fn transfer_mismatches_are_listed() {
+        let miss = crate::verify::TransferMismatch {
+            user_id: 5_000_002,
+            baseline: 0,
+            received: 500,
+            sent: 200,
+            expected: 100_300,
+            actual: crate::api::UserBalance { amount: 100_000, reserved: 300 },
+        };
+        let v = TransferVerification {
+            users: 2,
+            deposit: 100_000,
+            total: 199_999,
+            expected_total: 200_000,
+            mismatches: vec![miss],
+            ..TransferVerification::default()
+        };
+        let text = transfers_summary(v).render_text();
+        assert!(text.contains(
+            "balances: MISMATCH in 1 of 2 users; money not conserved: total 1999.99, deposited 2000.00 (off by -0.01)"
+        ), "{text}");
+        assert!(
+            text.contains(
+                "  user 5000002: baseline 0.00 + deposit 1000.00 + received 5.00 - sent 2.00 = expected 1003.00, \
+             server says 1000.00 + reserved 3.00 (off by 0.00)"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

@@ -1,6 +1,12 @@
-//! The kopeck-exact balance check: `final == baseline + acknowledged unique amounts`, per organization.
+//! The kopeck-exact balance checks.
+//!
+//! Webhook scenario: `final == baseline + acknowledged unique amounts`, per organization.
+//! Transfers scenario: `final == baseline + initial deposit + received - sent` over applied transfers, per
+//! user, nothing left reserved, and the users' total equal to what was deposited (money is conserved).
 
+use crate::api::UserBalance;
 use crate::load::Pending;
+use crate::transfers::Transfer;
 
 /// One organization whose balance is not what the acknowledged notices add up to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +84,116 @@ pub fn verify(
     result
 }
 
+/// One user whose balance is not what the applied transfers add up to, or who still has money reserved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferMismatch {
+    /// The user.
+    pub user_id: u64,
+    /// Amount plus reserved before the set-up deposit, in kopecks (0 for a new user).
+    pub baseline: i64,
+    /// Sum of applied transfers the user received, in kopecks.
+    pub received: i64,
+    /// Sum of applied transfers the user sent, in kopecks.
+    pub sent: i64,
+    /// `baseline + deposit + received - sent`, in kopecks.
+    pub expected: i64,
+    /// What the server reported after the load.
+    pub actual: UserBalance,
+}
+
+/// The outcome of checking every user of the transfers scenario.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TransferVerification {
+    /// Users checked.
+    pub users: usize,
+    /// Deposited into each user by the set-up, in kopecks.
+    pub deposit: i64,
+    /// Sum of all final balances (amount plus reserved), in kopecks.
+    pub total: i64,
+    /// What the total must be: the baselines plus every deposit, in kopecks.
+    pub expected_total: i64,
+    /// Sum of the amounts of applied transfers, in kopecks.
+    pub moved: i64,
+    /// Sum of the final reserved amounts, in kopecks; should be 0.
+    pub reserved: i64,
+    /// Users that failed the check.
+    pub mismatches: Vec<TransferMismatch>,
+    /// Users with transfers of unknown outcome; they are checked against a range instead.
+    pub unverified_users: usize,
+}
+
+impl TransferVerification {
+    /// Whether money was conserved across the users.
+    pub fn conserved(&self) -> bool {
+        self.total == self.expected_total
+    }
+
+    /// Whether every user passed and money was conserved.
+    pub fn ok(&self) -> bool {
+        self.mismatches.is_empty() && self.conserved()
+    }
+}
+
+/// What the transfers check compares, all slices indexed like `users`.
+#[derive(Debug, Clone, Copy)]
+pub struct TransferBooks<'a> {
+    /// The users' ids.
+    pub users: &'a [u64],
+    /// Balances before the set-up deposit.
+    pub baseline: &'a [UserBalance],
+    /// The set-up deposit into each user, in kopecks.
+    pub deposit: i64,
+    /// Sums of applied transfers sent, in kopecks.
+    pub sent: &'a [i64],
+    /// Sums of applied transfers received, in kopecks.
+    pub received: &'a [i64],
+}
+
+/// Compares the users' final balances with what the applied transfers imply.
+///
+/// A user involved in `unresolved` transfers cannot be checked exactly, since each may or may not have been
+/// applied: their balance must then lie between "every unresolved transfer they sent was applied and none
+/// they received" and the reverse, and they are counted in [`TransferVerification::unverified_users`].
+/// Such transfers stay between tracked users, so the total is checked exactly regardless.
+pub fn verify_transfers(
+    books: TransferBooks<'_>,
+    actual: &[UserBalance],
+    unresolved: &[Transfer],
+) -> TransferVerification {
+    let count = books.users.len();
+    let mut may_send = vec![0i64; count];
+    let mut may_receive = vec![0i64; count];
+    let mut has_doubt = vec![false; count];
+    for transfer in unresolved {
+        may_send[transfer.sender] += transfer.kopecks;
+        may_receive[transfer.recipient] += transfer.kopecks;
+        has_doubt[transfer.sender] = true;
+        has_doubt[transfer.recipient] = true;
+    }
+    let mut result = TransferVerification { users: count, deposit: books.deposit, ..TransferVerification::default() };
+    for (index, &user_id) in books.users.iter().enumerate() {
+        let baseline = books.baseline[index].total();
+        let (sent, received) = (books.sent[index], books.received[index]);
+        let expected = baseline + books.deposit + received - sent;
+        let found = actual[index];
+        // Saturating: the server's numbers are untrusted, and an absurd one must show up as a mismatch.
+        result.total = result.total.saturating_add(found.total());
+        result.reserved = result.reserved.saturating_add(found.reserved);
+        result.expected_total += baseline + books.deposit;
+        result.moved += sent;
+        let fits = if has_doubt[index] {
+            result.unverified_users += 1;
+            (expected - may_send[index]..=expected + may_receive[index]).contains(&found.total())
+        } else {
+            found.total() == expected
+        };
+        if !fits || found.reserved != 0 {
+            result.mismatches.push(TransferMismatch { user_id, baseline, received, sent, expected, actual: found });
+        }
+    }
+    result
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,6 +216,69 @@ mod tests {
     fn a_single_kopeck_off_is_a_mismatch() {
         let v = verify(&inns(), &[100, 0, 5], &[10, 0, 1], &[110, 1, 6], &[]);
         assert_eq!(v.mismatches, vec![Mismatch { inn: "7736050003".into(), baseline: 0, expected: 0, actual: 1 }]);
+    }
+
+    fn balance(amount: i64) -> UserBalance {
+        UserBalance { amount, reserved: 0 }
+    }
+
+    fn books<'a>(baseline: &'a [UserBalance], sent: &'a [i64], received: &'a [i64]) -> TransferBooks<'a> {
+        TransferBooks { users: &[7, 8, 9], baseline, deposit: 1_000, sent, received }
+    }
+
+    #[test]
+    fn exact_transfer_balances_pass() {
+        let zero = [UserBalance::default(); 3];
+        // 7 sent 300 to 8, 8 sent 50 to 9.
+        let v = verify_transfers(
+            books(&zero, &[300, 50, 0], &[0, 300, 50]),
+            &[balance(700), balance(1_250), balance(1_050)],
+            &[],
+        );
+        assert!(v.ok(), "{v:?}");
+        assert_eq!((v.total, v.expected_total, v.moved, v.reserved), (3_000, 3_000, 350, 0));
+        // An earlier run's money is part of the baseline, reserved included.
+        let old = [balance(5), UserBalance { amount: 1, reserved: 2 }, balance(0)];
+        let v = verify_transfers(books(&old, &[0; 3], &[0; 3]), &[balance(1_005), balance(1_003), balance(1_000)], &[]);
+        assert!(v.ok(), "{v:?}");
+        assert_eq!(v.expected_total, 3_008);
+    }
+
+    #[test]
+    fn transfer_mismatches_reserves_and_lost_money_are_caught() {
+        let zero = [UserBalance::default(); 3];
+        let b = books(&zero, &[300, 0, 0], &[0, 300, 0]);
+        // Money moved twice: every user is off, yet the total is conserved.
+        let v = verify_transfers(b, &[balance(400), balance(1_600), balance(1_000)], &[]);
+        assert!(!v.ok() && v.conserved());
+        assert_eq!(v.mismatches.iter().map(|m| m.user_id).collect::<Vec<_>>(), vec![7, 8]);
+        assert_eq!(v.mismatches[0].expected, 700);
+        // The right total, but some of it still reserved.
+        let held = UserBalance { amount: 1_200, reserved: 100 };
+        let v = verify_transfers(b, &[balance(700), held, balance(1_000)], &[]);
+        assert!(!v.ok() && v.conserved());
+        assert_eq!(v.reserved, 100);
+        assert_eq!(v.mismatches.len(), 1);
+        // A kopeck vanished.
+        let v = verify_transfers(b, &[balance(699), balance(1_300), balance(1_000)], &[]);
+        assert!(!v.ok() && !v.conserved());
+        assert_eq!(v.total, 2_999);
+    }
+
+    #[test]
+    fn unresolved_transfers_widen_the_check_to_a_range_but_not_the_total() {
+        let zero = [UserBalance::default(); 3];
+        let unresolved = [Transfer::new(&[7, 8, 9], 0, 1, 40)];
+        let b = books(&zero, &[0; 3], &[0; 3]);
+        for (first, second) in [(1_000, 1_000), (960, 1_040)] {
+            let v = verify_transfers(b, &[balance(first), balance(second), balance(1_000)], &unresolved);
+            assert!(v.ok(), "{first}/{second}: {v:?}");
+            assert_eq!(v.unverified_users, 2);
+        }
+        assert!(!verify_transfers(b, &[balance(959), balance(1_041), balance(1_000)], &unresolved).ok());
+        // Each one inside its range, but money appeared from nowhere.
+        let v = verify_transfers(b, &[balance(1_000), balance(1_040), balance(1_000)], &unresolved);
+        assert!(v.mismatches.is_empty() && !v.ok());
     }
 
     #[test]

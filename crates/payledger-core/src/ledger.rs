@@ -41,6 +41,15 @@ pub struct Posting {
     pub amount: i64,
 }
 
+/// A change of what an account holds: a positive amount places a hold, a negative one releases it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HoldChange {
+    /// The account whose money is held.
+    pub account: AccountId,
+    /// The signed change of its held amount, in minor units.
+    pub amount: i64,
+}
+
 /// An entry ready to be written: a posting with the account's balance before and after it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EntryDraft {
@@ -74,6 +83,14 @@ pub enum LedgerError {
     /// The balance would leave the `i64` range.
     #[error("the balance would overflow")]
     Overflow,
+    /// A release of more than the account holds (an engine bug: holds are released by their own amount).
+    #[error("account {account:?} holds only {held}")]
+    HoldShort {
+        /// The account.
+        account: AccountId,
+        /// What it holds.
+        held: i64,
+    },
 }
 
 /// The running balances of the accounts touched by one batch.
@@ -108,7 +125,26 @@ impl BalanceSheet {
     /// Postings apply in the given order, so an account that appears twice gets two entries whose
     /// before/after balances chain.
     pub fn apply(&mut self, postings: &[Posting]) -> Result<Vec<EntryDraft>, LedgerError> {
-        if postings.len() < 2 || postings.len() > MAX_POSTINGS || postings.iter().any(|p| p.amount == 0) {
+        if postings.is_empty() {
+            return Err(LedgerError::Unbalanced);
+        }
+        self.transact(&[], postings)
+    }
+
+    /// Changes holds and then applies postings, all or nothing.
+    ///
+    /// Holds apply first, in order: placing one needs that much available money; releasing one needs that
+    /// much held. Then the postings apply as in [`BalanceSheet::apply`]. A capture is a release followed by
+    /// a debit of the same account; a reservation or a release alone has no postings (and no entries: the
+    /// balance does not change, only what of it is available).
+    pub fn transact(&mut self, holds: &[HoldChange], postings: &[Posting]) -> Result<Vec<EntryDraft>, LedgerError> {
+        if (holds.is_empty() && postings.is_empty())
+            || postings.len() == 1
+            || postings.len() > MAX_POSTINGS
+            || holds.len() > MAX_POSTINGS
+            || postings.iter().any(|p| p.amount == 0)
+            || holds.iter().any(|h| h.amount == 0)
+        {
             return Err(LedgerError::Unbalanced);
         }
         let total = postings.iter().try_fold(0i64, |sum, p| sum.checked_add(p.amount)).ok_or(LedgerError::Overflow)?;
@@ -117,29 +153,44 @@ impl BalanceSheet {
         }
         // Decide on a scratch copy of the touched accounts so a refusal leaves the sheet as it was.
         let mut scratch: BTreeMap<AccountId, AccountBalance> = BTreeMap::new();
+        let current = |scratch: &BTreeMap<AccountId, AccountBalance>, id: AccountId| match scratch.get(&id) {
+            Some(balance) => Ok(*balance),
+            None => self.accounts.get(&id).copied().ok_or(LedgerError::UnknownAccount(id)),
+        };
+        for hold in holds {
+            let account = current(&scratch, hold.account)?;
+            let held = account.held.checked_add(hold.amount).ok_or(LedgerError::Overflow)?;
+            if held < 0 {
+                return Err(LedgerError::HoldShort { account: hold.account, held: account.held });
+            }
+            if hold.amount > 0
+                && !account.allow_negative
+                && account.balance.checked_sub(held).is_none_or(|free| free < 0)
+            {
+                return Err(LedgerError::InsufficientFunds { account: hold.account, available: account.available() });
+            }
+            scratch.insert(hold.account, AccountBalance { held, ..account });
+        }
         let mut entries = Vec::with_capacity(postings.len());
         for posting in postings {
-            let current = match scratch.get(&posting.account) {
-                Some(balance) => *balance,
-                None => *self.accounts.get(&posting.account).ok_or(LedgerError::UnknownAccount(posting.account))?,
-            };
-            let after = current.balance.checked_add(posting.amount).ok_or(LedgerError::Overflow)?;
+            let account = current(&scratch, posting.account)?;
+            let after = account.balance.checked_add(posting.amount).ok_or(LedgerError::Overflow)?;
             if posting.amount < 0
-                && !current.allow_negative
-                && after.checked_sub(current.held).is_none_or(|free| free < 0)
+                && !account.allow_negative
+                && after.checked_sub(account.held).is_none_or(|free| free < 0)
             {
                 return Err(LedgerError::InsufficientFunds {
                     account: posting.account,
-                    available: current.available(),
+                    available: account.available(),
                 });
             }
             entries.push(EntryDraft {
                 account: posting.account,
                 amount: posting.amount,
-                balance_before: current.balance,
+                balance_before: account.balance,
                 balance_after: after,
             });
-            scratch.insert(posting.account, AccountBalance { balance: after, ..current });
+            scratch.insert(posting.account, AccountBalance { balance: after, ..account });
         }
         self.accounts.extend(scratch);
         Ok(entries)

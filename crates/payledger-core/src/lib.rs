@@ -4,12 +4,14 @@
 //! types at its edge and hands them to the ledger engine, which uses [`ledger::BalanceSheet`] to decide
 //! every command against in-memory running balances before anything is written.
 
+pub mod balances;
 pub mod bank;
 pub mod inn;
 pub mod ledger;
 pub mod money;
 
+pub use balances::{BalanceError, BalanceOperation, OrderKey, ServiceId, UserId};
 pub use bank::{BankNotice, NoticeField, OperationId};
 pub use inn::Inn;
-pub use ledger::{AccountBalance, AccountId, BalanceSheet, EntryDraft, LedgerError, Posting};
+pub use ledger::{AccountBalance, AccountId, BalanceSheet, EntryDraft, HoldChange, LedgerError, Posting};
 pub use money::{AmountError, Currency, MAX_AMOUNT_MINOR, Money};

@@ -7,6 +7,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use payledger_core::BalanceError;
+use payledger_core::money::format_minor;
+
 use crate::engine::EngineError;
 use crate::store::StoreError;
 
@@ -19,10 +22,18 @@ pub struct ErrorBody {
     /// A stable machine code, e.g. `invalid_data`.
     #[schema(example = "invalid_data")]
     pub code: &'static str,
-    /// For invalid input: each bad field and why.
+    /// For invalid input: each bad field and why. For a missing user: the field that named them.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(example = json!({"amount": "must be greater than zero"}))]
     pub details: Option<BTreeMap<String, String>>,
+    /// For `insufficient_funds`: the available balance, in roubles.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "50.00")]
+    pub available: Option<String>,
+    /// For `amount_mismatch`: the reserved amount, in roubles.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "50.00")]
+    pub reserved: Option<String>,
 }
 
 /// An error a handler returns. Each variant documents its status.
@@ -34,6 +45,26 @@ pub enum ApiError {
     /// 404: the resource does not exist.
     #[error("{0}")]
     NotFound(&'static str),
+    /// 404: what a request field names does not exist.
+    #[error("{message}")]
+    FieldNotFound {
+        /// The request field.
+        field: &'static str,
+        /// Human message.
+        message: String,
+    },
+    /// 409 `insufficient_funds`: the available balance is too small.
+    #[error("insufficient funds")]
+    InsufficientFunds {
+        /// What was available, in kopecks.
+        available: i64,
+    },
+    /// 409 `amount_mismatch`: the amount differs from the reserved one.
+    #[error("amount mismatch")]
+    AmountMismatch {
+        /// What is reserved, in kopecks.
+        reserved: i64,
+    },
     /// 409: the request conflicts with what is stored.
     #[error("{message}")]
     Conflict {
@@ -69,6 +100,13 @@ impl ApiError {
         match self {
             ApiError::InvalidData(_) => (StatusCode::BAD_REQUEST, "invalid_data", "Invalid data".into()),
             ApiError::NotFound(what) => (StatusCode::NOT_FOUND, "not_found", (*what).into()),
+            ApiError::FieldNotFound { message, .. } => (StatusCode::NOT_FOUND, "not_found", message.clone()),
+            ApiError::InsufficientFunds { .. } => {
+                (StatusCode::CONFLICT, "insufficient_funds", "Insufficient funds".into())
+            }
+            ApiError::AmountMismatch { .. } => {
+                (StatusCode::CONFLICT, "amount_mismatch", "The amount does not match the reserved amount".into())
+            }
             ApiError::Conflict { code, message } => (StatusCode::CONFLICT, code, message.clone()),
             ApiError::PayloadTooLarge => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "Payload too large".into())
@@ -87,19 +125,46 @@ impl ApiError {
             }
         }
     }
-}
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+    /// The status and body a client gets for this error.
+    pub fn status_and_body(self) -> (StatusCode, ErrorBody) {
         let (status, code, error) = self.parts();
         if status.is_server_error() {
             tracing::error!(error = %self, "request failed");
         }
-        let details = match self {
-            ApiError::InvalidData(details) => Some(details),
-            _ => None,
-        };
-        let mut response = (status, axum::Json(ErrorBody { error, code, details })).into_response();
+        let mut body = ErrorBody { error, code, details: None, available: None, reserved: None };
+        match self {
+            ApiError::InvalidData(details) => body.details = Some(details),
+            ApiError::FieldNotFound { field, message } => {
+                body.details = Some(BTreeMap::from([(field.into(), message)]))
+            }
+            ApiError::InsufficientFunds { available } => body.available = Some(format_minor(available, 2)),
+            ApiError::AmountMismatch { reserved } => body.reserved = Some(format_minor(reserved, 2)),
+            _ => {}
+        }
+        (status, body)
+    }
+}
+
+impl From<BalanceError> for ApiError {
+    fn from(error: BalanceError) -> ApiError {
+        let message = error.to_string();
+        match error {
+            BalanceError::UnknownUser { role, .. } => ApiError::FieldNotFound { field: role.field(), message },
+            BalanceError::InsufficientFunds { available } => ApiError::InsufficientFunds { available },
+            BalanceError::HoldExists(_) => ApiError::Conflict { code: "hold_exists", message },
+            BalanceError::HoldNotFound(_) => ApiError::FieldNotFound { field: "order_id", message },
+            BalanceError::HoldSettled { .. } => ApiError::Conflict { code: "hold_settled", message },
+            BalanceError::AmountMismatch { held } => ApiError::AmountMismatch { reserved: held },
+            BalanceError::Overflow => ApiError::Unprocessable(message),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, body) = self.status_and_body();
+        let mut response = (status, axum::Json(body)).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
@@ -110,6 +175,7 @@ impl IntoResponse for ApiError {
 /// The answer when a handler panicked: an opaque 500; the panic itself is in the log.
 pub fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!("a request handler panicked");
-    let body = ErrorBody { error: "Internal error".into(), code: "internal", details: None };
+    let body =
+        ErrorBody { error: "Internal error".into(), code: "internal", details: None, available: None, reserved: None };
     (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(body)).into_response()
 }

@@ -1,13 +1,12 @@
 //! Bank webhook intake: parsing a notice from its raw bytes, submitting it to the ledger engine, and (in
 //! async mode) the background applier that credits recorded notices.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::time::Duration;
 
 use bytes::Bytes;
 use payledger_core::bank::MAX_DOCUMENT_NUMBER_LEN;
-use payledger_core::{BankNotice, Currency, Inn, Money, OperationId};
-use serde_json::value::RawValue;
+use payledger_core::{BankNotice, Inn, OperationId};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::sync::{Notify, watch};
@@ -16,6 +15,8 @@ use uuid::Uuid;
 use crate::config::WebhookMode;
 use crate::engine::batch::{RejectedNotice, WriteCommand, WriteOutcome};
 use crate::engine::{EngineError, LedgerEngine};
+pub use crate::fields::FieldErrors;
+use crate::fields::{JsonObject, invalid, json_string, parse_amount};
 use crate::store::{Store, kept_body};
 
 /// The largest webhook body accepted, in bytes.
@@ -27,52 +28,30 @@ const APPLIER_POLL: Duration = Duration::from_millis(500);
 /// How long the applier waits after a database failure before it tries again.
 const APPLIER_BACKOFF: Duration = Duration::from_secs(1);
 
-/// Field errors of an invalid notice, by wire name.
-pub type FieldErrors = BTreeMap<String, String>;
-
 /// Parses a webhook body into a notice, reporting every bad field at once.
 ///
 /// The amount is read from its literal JSON text (a number or a decimal string), never through a float.
 pub fn parse_notice(body: &[u8]) -> Result<BankNotice, FieldErrors> {
-    let invalid = |field: &str, reason: &str| FieldErrors::from([(field.to_owned(), reason.to_owned())]);
-    let text = std::str::from_utf8(body).map_err(|_| invalid("body", "must be UTF-8 JSON"))?;
-    let raw: &RawValue =
-        serde_json::from_str(text).map_err(|error| invalid("body", &format!("malformed JSON: {error}")))?;
-    if !raw.get().starts_with('{') {
-        return Err(invalid("body", "must be a JSON object"));
-    }
-    // Owned keys: a key written with escapes (`"operation\u005fid"`) is still the same key.
-    let fields: BTreeMap<String, &RawValue> =
-        serde_json::from_str(raw.get()).map_err(|error| invalid("body", &format!("malformed JSON: {error}")))?;
-
-    let mut errors = FieldErrors::new();
-    let mut take = |name: &str| -> Option<&RawValue> {
-        let value = fields.get(name).copied().filter(|v| v.get() != "null");
-        if value.is_none() {
-            errors.insert(name.to_owned(), "this field is required".to_owned());
-        }
-        value
-    };
-    let operation_id = take("operation_id");
-    let amount = take("amount");
-    let payer_inn = take("payer_inn");
-    let document_number = take("document_number");
-    let document_date = take("document_date");
+    let mut fields = JsonObject::parse(body)?;
+    // Every field is looked up before any is parsed, so a missing one is reported beside the bad ones.
+    let operation_id = fields.required("operation_id");
+    let amount = fields.required("amount");
+    let payer_inn = fields.required("payer_inn");
+    let document_number = fields.required("document_number");
+    let document_date = fields.required("document_date");
 
     let operation_id = operation_id.and_then(|raw| {
-        check(
-            &mut errors,
+        fields.check(
             "operation_id",
             json_string(raw).and_then(|s| Uuid::parse_str(&s).map_err(|_| "must be a UUID".into())),
         )
     });
-    let amount = amount.and_then(|raw| check(&mut errors, "amount", parse_amount(raw)));
+    let amount = amount.and_then(|raw| fields.check("amount", parse_amount(raw)));
     let payer_inn = payer_inn.and_then(|raw| {
-        check(&mut errors, "payer_inn", json_string(raw).and_then(|s| Inn::parse(&s).map_err(|e| e.to_string())))
+        fields.check("payer_inn", json_string(raw).and_then(|s| Inn::parse(&s).map_err(|e| e.to_string())))
     });
     let document_number = document_number.and_then(|raw| {
-        check(
-            &mut errors,
+        fields.check(
             "document_number",
             json_string(raw).and_then(|s| {
                 if s.trim().is_empty() {
@@ -88,11 +67,10 @@ pub fn parse_notice(body: &[u8]) -> Result<BankNotice, FieldErrors> {
         )
     });
     let document_date = document_date
-        .and_then(|raw| check(&mut errors, "document_date", json_string(raw).and_then(|s| parse_document_date(&s))));
+        .and_then(|raw| fields.check("document_date", json_string(raw).and_then(|s| parse_document_date(&s))));
+    fields.finish()?;
     match (operation_id, amount, payer_inn, document_number, document_date) {
-        (Some(operation_id), Some(amount), Some(payer_inn), Some(document_number), Some(document_date))
-            if errors.is_empty() =>
-        {
+        (Some(operation_id), Some(amount), Some(payer_inn), Some(document_number), Some(document_date)) => {
             Ok(BankNotice {
                 operation_id: OperationId(operation_id),
                 amount,
@@ -101,7 +79,7 @@ pub fn parse_notice(body: &[u8]) -> Result<BankNotice, FieldErrors> {
                 document_date,
             })
         }
-        _ => Err(errors),
+        _ => Err(invalid("body", "is incomplete")),
     }
 }
 
@@ -120,34 +98,6 @@ fn parse_document_date(text: &str) -> Result<OffsetDateTime, String> {
         .filter(|date| DOCUMENT_YEARS.contains(&date.year()))
         .ok_or_else(|| format!("must be between the years {} and {}", DOCUMENT_YEARS.start(), DOCUMENT_YEARS.end()))?;
     utc.replace_nanosecond(utc.nanosecond() / 1_000 * 1_000).map_err(|_| "is not a valid time".to_owned())
-}
-
-/// Keeps a field's value, or records why it is invalid.
-fn check<T>(errors: &mut FieldErrors, name: &str, result: Result<T, String>) -> Option<T> {
-    match result {
-        Ok(value) => Some(value),
-        Err(reason) => {
-            errors.insert(name.to_owned(), reason);
-            None
-        }
-    }
-}
-
-fn json_string(raw: &RawValue) -> Result<String, String> {
-    serde_json::from_str::<String>(raw.get()).map_err(|_| "must be a string".to_owned())
-}
-
-/// An amount in roubles: a JSON number parsed from its literal text, or a decimal string.
-fn parse_amount(raw: &RawValue) -> Result<Money, String> {
-    let text = raw.get();
-    let result = if text.starts_with('"') {
-        Money::parse_positive(&json_string(raw)?, Currency::RUB, false)
-    } else if text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
-        Money::parse_positive(text, Currency::RUB, true)
-    } else {
-        return Err("must be a number or a decimal string".to_owned());
-    };
-    result.map_err(|error| error.to_string())
 }
 
 /// The webhook intake service: knows the mode and talks to the engine; knows nothing of HTTP.
@@ -183,7 +133,10 @@ impl Intake {
             WriteOutcome::NoticeDuplicate => "duplicate",
             WriteOutcome::NoticeConflict(_) => "conflict",
             WriteOutcome::NoticeFailed(_) => "failed",
-            WriteOutcome::AlreadyHandled | WriteOutcome::Stored | WriteOutcome::NotRecorded => "other",
+            WriteOutcome::AlreadyHandled
+            | WriteOutcome::Stored
+            | WriteOutcome::NotRecorded
+            | WriteOutcome::Balance(_) => "other",
         };
         metrics::counter!("payledger_webhook_notices_total", "outcome" => label).increment(1);
         Ok(outcome)
@@ -253,6 +206,8 @@ impl Intake {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::value::RawValue;
+    use std::collections::BTreeMap;
 
     const VALID: &str = r#"{"operation_id": "ccf0a86d-041b-4991-bcf7-e2352f7b8a4a", "amount": 145000, "payer_inn": "1234567890", "document_number": "PAY-328", "document_date": "2024-04-27T21:00:00Z"}"#;
 

@@ -4,9 +4,11 @@
 //! shutdown future resolves; `main` and the integration tests both use it.
 
 pub mod api;
+pub mod balances;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod fields;
 pub mod intake;
 pub mod router;
 pub mod seed;
@@ -36,6 +38,8 @@ pub struct App {
     pub store: Store,
     /// The webhook intake service.
     pub intake: Intake,
+    /// The user-balance service.
+    pub balances: balances::Balances,
     /// How conflicting notices are answered.
     pub webhook_conflict: ConflictPolicy,
     /// The OpenAPI document.
@@ -70,6 +74,7 @@ pub async fn launch(
 ) -> anyhow::Result<()> {
     let store = open_store(&settings).await?;
     let (engine, writer) = LedgerEngine::start(&store).await.context("starting the ledger engine")?;
+    let balances = balances::Balances::new(engine.clone(), store.clone());
     let intake = Intake::new(engine, settings.webhook_mode);
     let (stop_applier, applier_stopped) = tokio::sync::watch::channel(false);
     // The applier runs in both modes: notices recorded in async mode (by this process before a restart,
@@ -80,6 +85,7 @@ pub async fn launch(
     let state = Arc::new(App {
         store: store.clone(),
         intake,
+        balances,
         webhook_conflict: settings.webhook_conflict,
         redoc_html: Arc::new(api::docs::redoc_html(&openapi)),
         openapi: Arc::new(openapi),

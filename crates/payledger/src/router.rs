@@ -16,7 +16,7 @@ use utoipa_axum::routes;
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use crate::AppState;
-use crate::api::{docs, health, organizations, webhook};
+use crate::api::{balances, docs, health, organizations, reports, webhook};
 
 /// How long any request may take before it is answered 408.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -31,6 +31,8 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
     tags(
         (name = "bank webhook", description = "Payment notices from the bank"),
         (name = "organizations", description = "Organization balances and their history"),
+        (name = "user balances", description = "Users' money: deposit, reserve for an order, recognize revenue, release, transfer, withdraw, balances and history. Every POST accepts an `Idempotency-Key`."),
+        (name = "reports", description = "Accounting reports"),
         (name = "operations", description = "Health and monitoring"),
     )
 )]
@@ -42,6 +44,15 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(webhook::receive_bank_notice))
         .routes(routes!(organizations::balance))
         .routes(routes!(organizations::balance_log))
+        .routes(routes!(balances::add_funds))
+        .routes(routes!(balances::withdraw_funds))
+        .routes(routes!(balances::reserve_funds))
+        .routes(routes!(balances::deduct_funds))
+        .routes(routes!(balances::unreserve_funds))
+        .routes(routes!(balances::transfer_funds))
+        .routes(routes!(balances::balance))
+        .routes(routes!(balances::history))
+        .routes(routes!(reports::revenue))
         .routes(routes!(health::health));
     // Nest under /api before splitting, so the spec's paths carry the prefix.
     OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api", api).split_for_parts()

@@ -1,7 +1,9 @@
 //! Extractors whose rejections are the API's JSON errors instead of axum's plain text.
 
+use axum::body::{Body, Bytes, to_bytes};
 use axum::extract::{FromRequestParts, Query};
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
@@ -18,5 +20,38 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
             Ok(Query(value)) => Ok(ApiQuery(value)),
             Err(rejection) => Err(ApiError::field("query", rejection.body_text())),
         }
+    }
+}
+
+/// Whether the request says its body is JSON.
+pub fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// Whether reading a body stopped at the size limit (rather than at a broken connection).
+pub fn is_length_limit(error: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = source {
+        if current.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = current.source();
+    }
+    false
+}
+
+/// Reads a JSON request body of at most `limit` bytes: 415 if it is not JSON, 413 if it is too large.
+pub async fn json_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    if !is_json(headers) {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    match to_bytes(body, limit).await {
+        Ok(bytes) => Ok(bytes),
+        Err(error) if is_length_limit(&error) => Err(ApiError::PayloadTooLarge),
+        Err(_) => Err(ApiError::field("body", "could not be read")),
     }
 }

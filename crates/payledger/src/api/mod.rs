@@ -1,9 +1,11 @@
 //! HTTP resources: one module per resource, each owning its handlers and their OpenAPI annotations.
 
+pub mod balances;
 pub mod docs;
 pub mod extract;
 pub mod health;
 pub mod organizations;
+pub mod reports;
 pub mod webhook;
 
 use payledger_core::money::format_minor;

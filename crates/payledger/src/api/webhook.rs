@@ -2,12 +2,13 @@
 
 use axum::body::{Body, to_bytes};
 use axum::extract::State;
-use axum::http::{HeaderMap, header};
+use axum::http::HeaderMap;
 use axum::{Json, response::IntoResponse, response::Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::AppState;
+use crate::api::extract::{is_json, is_length_limit};
 use crate::config::ConflictPolicy;
 use crate::engine::batch::WriteOutcome;
 use crate::error::{ApiError, ErrorBody};
@@ -128,26 +129,8 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Web
         WriteOutcome::NoticeFailed(error) => {
             Err(ApiError::Unprocessable(format!("Payment could not be applied: {error}")))
         }
-        WriteOutcome::NotRecorded => Err(ApiError::Engine(crate::engine::EngineError::Unavailable)),
-    }
-}
-
-/// Whether reading the body stopped at the size limit (rather than at a broken connection).
-fn is_length_limit(error: &axum::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(current) = source {
-        if current.is::<http_body_util::LengthLimitError>() {
-            return true;
+        WriteOutcome::NotRecorded | WriteOutcome::Balance(_) => {
+            Err(ApiError::Engine(crate::engine::EngineError::Unavailable))
         }
-        source = current.source();
     }
-    false
-}
-
-fn is_json(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.split(';').next())
-        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
 }

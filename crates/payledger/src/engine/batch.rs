@@ -11,6 +11,8 @@ use payledger_core::{AccountId, BalanceSheet, BankNotice, EntryDraft, Inn, Ledge
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::balances::{ActivityLine, BalanceBatch, BalanceCommand, BalanceOutcome, HoldWrite, NewKey};
+
 /// The ledger transaction kind of a credited bank payment.
 pub const BANK_PAYMENT_KIND: &str = "bank_payment";
 
@@ -34,6 +36,8 @@ pub enum WriteCommand {
     },
     /// Keep an invalid notice for operators.
     RecordRejected(RejectedNotice),
+    /// A user-balance operation.
+    Balance(BalanceCommand),
 }
 
 impl WriteCommand {
@@ -43,7 +47,9 @@ impl WriteCommand {
             WriteCommand::IntakeNotice { notice, apply: true, .. } | WriteCommand::ApplyRecorded { notice } => {
                 Some(&notice.payer_inn)
             }
-            WriteCommand::IntakeNotice { apply: false, .. } | WriteCommand::RecordRejected(_) => None,
+            WriteCommand::IntakeNotice { apply: false, .. }
+            | WriteCommand::RecordRejected(_)
+            | WriteCommand::Balance(_) => None,
         }
     }
 }
@@ -80,6 +86,8 @@ pub enum WriteOutcome {
     NotRecorded,
     /// A non-ledger row was stored.
     Stored,
+    /// What became of a user-balance operation.
+    Balance(BalanceOutcome),
 }
 
 /// A notice row the batch tries to insert; the unique operation id decides whether it is new.
@@ -174,6 +182,12 @@ pub struct Plan {
     pub conflicts: Vec<ConflictRecord>,
     /// Rejected notices.
     pub rejected: Vec<RejectedNotice>,
+    /// New lines of users' histories.
+    pub activity: Vec<ActivityLine>,
+    /// Reservations placed or settled.
+    pub holds: Vec<HoldWrite>,
+    /// Idempotency keys with their stored responses.
+    pub keys: Vec<NewKey>,
     /// One outcome per command.
     pub outcomes: Vec<WriteOutcome>,
 }
@@ -228,6 +242,7 @@ pub fn decide(
     claims: &Claims,
     claim_rows: &[NoticeClaim],
     accounts: &AccountMap<'_>,
+    balances: &mut BalanceBatch<'_>,
     sheet: &mut BalanceSheet,
 ) -> Plan {
     let claimed_transaction: HashMap<OperationId, Option<Uuid>> =
@@ -268,9 +283,11 @@ pub fn decide(
                 plan.rejected.push(rejected.clone());
                 WriteOutcome::Stored
             }
+            WriteCommand::Balance(command) => WriteOutcome::Balance(balances.decide(command, sheet, &mut plan)),
         };
         plan.outcomes.push(outcome);
     }
+    plan.holds = balances.hold_writes();
     plan
 }
 
@@ -355,6 +372,20 @@ mod tests {
         WriteCommand::IntakeNotice { notice: notice(id, amount), apply: true, raw: bytes::Bytes::new() }
     }
 
+    /// A batch without balance commands.
+    pub(crate) fn no_balances<'a>(
+        users: &'a HashMap<payledger_core::UserId, AccountId>,
+        services: &'a HashMap<payledger_core::ServiceId, AccountId>,
+    ) -> BalanceBatch<'a> {
+        let accounts = super::super::balances::BalanceAccounts {
+            users,
+            services,
+            deposits: AccountId(90),
+            withdrawals: AccountId(91),
+        };
+        BalanceBatch::new(accounts, Default::default(), HashMap::new(), Vec::new(), OffsetDateTime::UNIX_EPOCH)
+    }
+
     struct Fixture {
         organizations: HashMap<Inn, AccountId>,
         sheet: BalanceSheet,
@@ -379,7 +410,9 @@ mod tests {
             waiting: HashSet::new(),
         };
         let accounts = AccountMap { organizations: &fixture.organizations, bank_inflow: AccountId(1) };
-        let plan = decide(commands, &claims, &claim_rows, &accounts, &mut fixture.sheet);
+        let (users, services) = (HashMap::new(), HashMap::new());
+        let mut balances = no_balances(&users, &services);
+        let plan = decide(commands, &claims, &claim_rows, &accounts, &mut balances, &mut fixture.sheet);
         (plan, fixture.sheet)
     }
 
@@ -483,7 +516,9 @@ mod tests {
                         waiting: HashSet::new(),
                     };
                     let accounts = AccountMap { organizations: &organizations, bank_inflow: AccountId(1) };
-                    let plan = decide(&commands, &claims, &claim_rows, &accounts, &mut sheet);
+                    let (users, services) = (HashMap::new(), HashMap::new());
+                    let mut balances = no_balances(&users, &services);
+                    let plan = decide(&commands, &claims, &claim_rows, &accounts, &mut balances, &mut sheet);
                     prop_assert_eq!(plan.outcomes.len(), commands.len());
                     for (command, outcome) in commands.iter().zip(&plan.outcomes) {
                         let WriteCommand::IntakeNotice { notice, .. } = command else { continue };

@@ -5,16 +5,18 @@
 //! database transaction, commits, and only then answers every caller. A failed command is refused alone;
 //! an infrastructure error fails the whole batch and nothing of it is applied.
 
+pub mod balances;
 pub mod batch;
 
 use std::collections::HashMap;
 use std::time::Instant;
 
-use payledger_core::{AccountId, Inn};
+use payledger_core::{AccountId, BalanceOperation, Inn, ServiceId, UserId};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::{BatchTx, PgStore, SqliteWriter, Store, StoreError};
+use crate::store::{AccountKind, BatchTx, PgStore, SqliteWriter, Store, StoreError};
+use balances::{BalanceAccounts, BalanceBatch, max_lines};
 use batch::{AccountMap, Claims, WriteCommand, WriteOutcome, decide, notice_claims, recorded_to_apply};
 
 /// The most commands one batch transaction applies.
@@ -56,13 +58,17 @@ impl LedgerEngine {
     /// The writer gets a dedicated thread because on SQLite it runs every statement synchronously on its
     /// own connection (no hand-off per statement), and a blocked writer must not hold up a runtime worker.
     pub async fn start(store: &Store) -> Result<(LedgerEngine, WriterHandle), StoreError> {
-        let bank_inflow = store.bank_inflow_account().await?;
+        let system = SystemAccounts {
+            bank_inflow: store.system_account(crate::store::BANK_INFLOW_ACCOUNT).await?,
+            deposits: store.system_account(crate::store::USER_DEPOSITS_ACCOUNT).await?,
+            withdrawals: store.system_account(crate::store::USER_WITHDRAWALS_ACCOUNT).await?,
+        };
         let connection = match store {
             Store::Sqlite(store) => WriteConnection::Sqlite(store.open_writer()?),
             Store::Postgres(store) => WriteConnection::Postgres(store.clone()),
         };
         let (queue, receiver) = mpsc::channel(QUEUE_CAPACITY);
-        let writer = Writer { connection, state: WriterState { bank_inflow, organizations: HashMap::new() } };
+        let writer = Writer { connection, state: WriterState { system, known: KnownAccounts::default() } };
         let runtime = tokio::runtime::Handle::current();
         let (done, finished) = oneshot::channel();
         std::thread::Builder::new()
@@ -133,11 +139,37 @@ struct Writer {
     state: WriterState,
 }
 
+/// The system accounts the engine moves money through.
+#[derive(Debug, Clone, Copy)]
+struct SystemAccounts {
+    /// Mirrors money received from the bank.
+    bank_inflow: AccountId,
+    /// Debited by users' deposits.
+    deposits: AccountId,
+    /// Credited by users' withdrawals.
+    withdrawals: AccountId,
+}
+
+/// Accounts known to exist, by what owns them. Accounts are never deleted, so this only grows.
+#[derive(Debug, Default)]
+struct KnownAccounts {
+    organizations: HashMap<Inn, AccountId>,
+    users: HashMap<UserId, AccountId>,
+    services: HashMap<ServiceId, AccountId>,
+}
+
+impl KnownAccounts {
+    fn extend(&mut self, other: KnownAccounts) {
+        self.organizations.extend(other.organizations);
+        self.users.extend(other.users);
+        self.services.extend(other.services);
+    }
+}
+
 /// What the writer remembers between batches.
 struct WriterState {
-    bank_inflow: AccountId,
-    /// Organization accounts already known to exist; accounts are never deleted, so this only grows.
-    organizations: HashMap<Inn, AccountId>,
+    system: SystemAccounts,
+    known: KnownAccounts,
 }
 
 impl Writer {
@@ -175,8 +207,8 @@ impl Writer {
     }
 
     async fn apply(&mut self, commands: &[WriteCommand]) -> Result<Vec<WriteOutcome>, StoreError> {
-        let now = OffsetDateTime::now_utc();
-        let (outcomes, known_organizations) = match &mut self.connection {
+        let now = crate::timefmt::to_micros(OffsetDateTime::now_utc());
+        let (outcomes, learned) = match &mut self.connection {
             WriteConnection::Sqlite(writer) => {
                 self.state.decide_and_write(writer.begin_batch()?, commands, now).await?
             }
@@ -185,24 +217,25 @@ impl Writer {
             }
         };
         // Only committed accounts are remembered; a rolled-back batch created nothing.
-        self.state.organizations.extend(known_organizations);
+        self.state.known.extend(learned);
         Ok(outcomes)
     }
 }
 
 impl WriterState {
     /// Claims, locks, decides and writes one batch inside `tx`, then commits. Returns the outcomes and the
-    /// organization accounts this batch looked up or created.
+    /// accounts this batch looked up or created.
     ///
     /// Every transaction takes its locks in the same phases, each in ascending key order: new notice ids,
-    /// then recorded notices waiting to be applied, then new organization keys, then account rows. Two
-    /// writers can therefore never wait on each other in a cycle, whichever instances they run in.
+    /// idempotency keys (never waited for: a key in use elsewhere is answered "in flight"), recorded notices
+    /// waiting to be applied, reservations, new account keys, and finally account rows. Two writers can
+    /// therefore never wait on each other in a cycle, whichever instances they run in.
     async fn decide_and_write<T: BatchTx>(
         &self,
         mut tx: T,
         commands: &[WriteCommand],
         now: OffsetDateTime,
-    ) -> Result<(Vec<WriteOutcome>, Vec<(Inn, AccountId)>), StoreError> {
+    ) -> Result<(Vec<WriteOutcome>, KnownAccounts), StoreError> {
         let started = Instant::now();
         let claim_rows = notice_claims(commands);
         let inserted = tx.claim_notices(&claim_rows, now).await?;
@@ -210,40 +243,39 @@ impl WriterState {
         let known: Vec<_> =
             claim_rows.iter().map(|c| c.notice.operation_id).filter(|id| !inserted.contains(id)).collect();
         let stored = tx.stored_notices(&known).await?;
+        let balance_commands: Vec<&balances::BalanceCommand> = commands
+            .iter()
+            .filter_map(|command| match command {
+                WriteCommand::Balance(command) => Some(command),
+                _ => None,
+            })
+            .collect();
+        let keys = sorted_unique(balance_commands.iter().filter_map(|c| c.idempotency.as_ref().map(|i| i.key.clone())));
+        let key_claims = tx.claim_keys(&keys).await?;
         let waiting = tx.lock_waiting(&recorded_to_apply(commands)).await?;
         let claims = Claims { inserted, stored, waiting };
+        let references =
+            sorted_unique(balance_commands.iter().filter_map(|c| c.operation.order().map(|k| k.reference())));
+        let holds = tx.lock_holds(&references).await?;
 
-        // Only notices that will be credited get an organization: a duplicate or a conflicting notice must
-        // not create one.
-        let mut credited: Vec<&Inn> = commands
-            .iter()
-            .filter(|command| match command {
-                WriteCommand::IntakeNotice { notice, apply, .. } => {
-                    *apply && claims.inserted.contains(&notice.operation_id)
-                }
-                WriteCommand::ApplyRecorded { notice } => claims.waiting.contains(&notice.operation_id),
-                WriteCommand::RecordRejected(_) => false,
-            })
-            .filter_map(WriteCommand::organization)
-            .collect();
-        credited.sort();
-        credited.dedup();
-        let missing: Vec<(Inn, String)> = credited
-            .iter()
-            .filter(|inn| !self.organizations.contains_key(**inn))
-            .map(|inn| ((*inn).clone(), String::new()))
-            .collect();
-        let created = tx.ensure_organizations(&missing).await?;
-        let mut organizations: HashMap<Inn, AccountId> = created.iter().cloned().collect();
-        for inn in &credited {
-            if let Some(id) = self.organizations.get(*inn) {
-                organizations.insert((*inn).clone(), *id);
-            }
-        }
+        let mut learned = KnownAccounts::default();
+        let organizations = self.organizations(&mut tx, commands, &claims, &mut learned).await?;
+        let users = self.users(&mut tx, &balance_commands, &mut learned).await?;
+        let services = self.services(&mut tx, &balance_commands, &mut learned).await?;
 
         let mut touched: Vec<AccountId> = organizations.values().copied().collect();
         if !touched.is_empty() {
-            touched.push(self.bank_inflow);
+            touched.push(self.system.bank_inflow);
+        }
+        touched.extend(users.values().copied());
+        touched.extend(services.values().copied());
+        touched.extend(holds.values().map(|hold| hold.account));
+        for command in &balance_commands {
+            match command.operation {
+                BalanceOperation::Deposit { .. } => touched.push(self.system.deposits),
+                BalanceOperation::Withdraw { .. } => touched.push(self.system.withdrawals),
+                _ => {}
+            }
         }
         // Ascending id order is the one lock order every writer of every instance follows.
         touched.sort();
@@ -251,9 +283,20 @@ impl WriterState {
         let mut sheet = tx.lock_accounts(&touched).await?;
         let locked_after = started.elapsed();
 
-        let accounts = AccountMap { organizations: &organizations, bank_inflow: self.bank_inflow };
-        let plan = decide(commands, &claims, &claim_rows, &accounts, &mut sheet);
-        tx.write_plan(&plan, &sheet, &touched, now).await?;
+        // History ids and times are taken under the account locks, so each account's lines are numbered and
+        // dated in the order they are applied, whichever instance applies them.
+        let line_ids = tx.allocate_line_ids(balance_commands.iter().map(|c| max_lines(&c.operation)).sum()).await?;
+        let applied_at = crate::timefmt::to_micros(OffsetDateTime::now_utc());
+        let balance_accounts = BalanceAccounts {
+            users: &users,
+            services: &services,
+            deposits: self.system.deposits,
+            withdrawals: self.system.withdrawals,
+        };
+        let mut balances = BalanceBatch::new(balance_accounts, key_claims, holds, line_ids, applied_at);
+        let accounts = AccountMap { organizations: &organizations, bank_inflow: self.system.bank_inflow };
+        let plan = decide(commands, &claims, &claim_rows, &accounts, &mut balances, &mut sheet);
+        tx.write_plan(&plan, &sheet, &touched, applied_at).await?;
         let written_after = started.elapsed();
         tx.commit().await?;
         // Where a batch's time goes, for profiling the write path (`PAYLEDGER_LOG=payledger::engine=debug`).
@@ -265,6 +308,122 @@ impl WriterState {
             committed = ?started.elapsed(),
             "batch phases"
         );
-        Ok((plan.outcomes, created))
+        Ok((plan.outcomes, learned))
     }
+
+    /// The accounts of the organizations this batch credits, created if new. A duplicate or a conflicting
+    /// notice must not create one, so only notices that will be credited count.
+    async fn organizations<T: BatchTx>(
+        &self,
+        tx: &mut T,
+        commands: &[WriteCommand],
+        claims: &Claims,
+        learned: &mut KnownAccounts,
+    ) -> Result<HashMap<Inn, AccountId>, StoreError> {
+        let mut credited: Vec<&Inn> = commands
+            .iter()
+            .filter(|command| match command {
+                WriteCommand::IntakeNotice { notice, apply, .. } => {
+                    *apply && claims.inserted.contains(&notice.operation_id)
+                }
+                WriteCommand::ApplyRecorded { notice } => claims.waiting.contains(&notice.operation_id),
+                WriteCommand::RecordRejected(_) | WriteCommand::Balance(_) => false,
+            })
+            .filter_map(WriteCommand::organization)
+            .collect();
+        credited.sort();
+        credited.dedup();
+        let missing: Vec<(Inn, String)> = credited
+            .iter()
+            .filter(|inn| !self.known.organizations.contains_key(**inn))
+            .map(|inn| ((*inn).clone(), String::new()))
+            .collect();
+        let created = tx.ensure_organizations(&missing).await?;
+        let mut organizations: HashMap<Inn, AccountId> = created.iter().cloned().collect();
+        learned.organizations.extend(created);
+        for inn in credited {
+            if let Some(id) = self.known.organizations.get(inn) {
+                organizations.insert(inn.clone(), *id);
+            }
+        }
+        Ok(organizations)
+    }
+
+    /// The accounts of the users the batch's balance commands name that have one; a depositing user's
+    /// account is created. No other operation creates an account.
+    async fn users<T: BatchTx>(
+        &self,
+        tx: &mut T,
+        commands: &[&balances::BalanceCommand],
+        learned: &mut KnownAccounts,
+    ) -> Result<HashMap<UserId, AccountId>, StoreError> {
+        let mut accounts = HashMap::new();
+        let mut unknown = Vec::new();
+        for user in commands.iter().flat_map(|c| c.operation.users()) {
+            match self.known.users.get(&user) {
+                Some(id) => {
+                    accounts.insert(user, *id);
+                }
+                None => unknown.push(user),
+            }
+        }
+        unknown.sort();
+        unknown.dedup();
+        let found = tx.find_accounts(AccountKind::User, &unknown.iter().map(|u| u.get()).collect::<Vec<_>>()).await?;
+        accounts.extend(user_accounts(found)?);
+        let depositors = sorted_unique(commands.iter().filter_map(|c| match c.operation {
+            BalanceOperation::Deposit { user, .. } if !accounts.contains_key(&user) => Some(user.get()),
+            _ => None,
+        }));
+        let created = tx.create_accounts(AccountKind::User, &depositors).await?;
+        accounts.extend(user_accounts(created)?);
+        learned.users.extend(accounts.iter().filter(|(user, _)| !self.known.users.contains_key(user)));
+        Ok(accounts)
+    }
+
+    /// The revenue accounts of the services the batch's deducts pay, created if new.
+    async fn services<T: BatchTx>(
+        &self,
+        tx: &mut T,
+        commands: &[&balances::BalanceCommand],
+        learned: &mut KnownAccounts,
+    ) -> Result<HashMap<ServiceId, AccountId>, StoreError> {
+        let mut accounts = HashMap::new();
+        let mut missing = Vec::new();
+        for command in commands {
+            if let BalanceOperation::Deduct { key, .. } = &command.operation {
+                match self.known.services.get(&key.service) {
+                    Some(id) => {
+                        accounts.insert(key.service, *id);
+                    }
+                    None => missing.push(key.service.get()),
+                }
+            }
+        }
+        missing.sort_unstable();
+        missing.dedup();
+        for (key, id) in tx.create_accounts(AccountKind::Service, &missing).await? {
+            let service = ServiceId::new(key).map_err(|_| StoreError::Corrupt(format!("service account key {key}")))?;
+            accounts.insert(service, id);
+            learned.services.insert(service, id);
+        }
+        Ok(accounts)
+    }
+}
+
+/// Users' accounts as the store returns them, keyed by user id.
+fn user_accounts(rows: Vec<(i64, AccountId)>) -> Result<Vec<(UserId, AccountId)>, StoreError> {
+    rows.into_iter()
+        .map(|(key, id)| {
+            UserId::new(key).map(|user| (user, id)).map_err(|_| StoreError::Corrupt(format!("user account key {key}")))
+        })
+        .collect()
+}
+
+/// The values sorted ascending without repeats: the order in which a batch locks keys.
+fn sorted_unique<T: Ord>(values: impl Iterator<Item = T>) -> Vec<T> {
+    let mut values: Vec<T> = values.collect();
+    values.sort();
+    values.dedup();
+    values
 }

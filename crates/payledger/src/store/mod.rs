@@ -15,6 +15,7 @@ use payledger_core::{AccountId, BalanceSheet, BankNotice, Inn, OperationId};
 use serde::Serialize;
 use time::OffsetDateTime;
 
+use crate::engine::balances::{HoldState, KeyClaims};
 use crate::engine::batch::{NoticeClaim, Plan};
 
 pub use postgres::PgStore;
@@ -38,6 +39,29 @@ pub fn kept_body(body: &[u8]) -> String {
 
 /// The key of the system account that mirrors money received from the bank.
 pub const BANK_INFLOW_ACCOUNT: &str = "bank_inflow";
+/// The key of the system account that mirrors money users deposited.
+pub const USER_DEPOSITS_ACCOUNT: &str = "user_deposits";
+/// The key of the system account that mirrors money users withdrew.
+pub const USER_WITHDRAWALS_ACCOUNT: &str = "user_withdrawals";
+
+/// The owners of accounts keyed by a number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountKind {
+    /// A user of the balance service, keyed by user id.
+    User,
+    /// A service's revenue account, keyed by service id.
+    Service,
+}
+
+impl AccountKind {
+    /// The stored kind.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountKind::User => "user",
+            AccountKind::Service => "service",
+        }
+    }
+}
 
 /// A storage failure. None of these is the client's fault; they surface as 503.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +104,69 @@ pub struct BalanceLogRow {
     pub created_at: OffsetDateTime,
 }
 
+/// A user's money: the posted balance and the part of it held by reservations, in minor units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UserBalance {
+    /// The posted balance.
+    pub balance: i64,
+    /// The held part.
+    pub held: i64,
+}
+
+/// How a user's history is ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistorySort {
+    /// In the order lines were applied (their ids).
+    Date,
+    /// By the signed change of the available balance, then by id.
+    Amount,
+}
+
+/// Where a page of a user's history starts: after this line, in the page's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryCursor {
+    /// The last line's amount (used when sorting by amount).
+    pub amount: i64,
+    /// The last line's id.
+    pub id: i64,
+}
+
+/// One page request of a user's history.
+#[derive(Debug, Clone, Copy)]
+pub struct HistoryPage {
+    /// The order.
+    pub sort: HistorySort,
+    /// Descending when set.
+    pub descending: bool,
+    /// Start after this line.
+    pub after: Option<HistoryCursor>,
+    /// At most this many lines.
+    pub limit: i64,
+}
+
+/// One stored line of a user's history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActivityRow {
+    /// The line's id.
+    pub id: i64,
+    /// What happened, as stored.
+    pub kind: String,
+    /// The change of the available balance.
+    pub amount: i64,
+    /// The change of the reserved money.
+    pub held_change: i64,
+    /// The other user of a transfer.
+    pub counterparty: Option<i64>,
+    /// The service of an order.
+    pub service_id: Option<i64>,
+    /// The order.
+    pub order_id: Option<i64>,
+    /// The ledger transaction.
+    pub transaction_id: Option<uuid::Uuid>,
+    /// When it was applied.
+    pub created_at: OffsetDateTime,
+}
+
 /// What `verify` found.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct VerifyReport {
@@ -116,6 +203,29 @@ pub trait BatchTx {
     ) -> impl Future<Output = Result<HashMap<OperationId, BankNotice>, StoreError>>;
     /// Locks the recorded notices among `ids` that still wait to be applied and returns their ids.
     fn lock_waiting(&mut self, ids: &[OperationId]) -> impl Future<Output = Result<HashSet<OperationId>, StoreError>>;
+    /// Finds the stored keys among `keys` and tells which are in use by another open transaction; never
+    /// waits for one.
+    fn claim_keys(&mut self, keys: &[String]) -> impl Future<Output = Result<KeyClaims, StoreError>>;
+    /// Locks the reservations with these references (ascending) and loads them.
+    fn lock_holds(
+        &mut self,
+        references: &[String],
+    ) -> impl Future<Output = Result<HashMap<String, HoldState>, StoreError>>;
+    /// The ids of the existing accounts of this kind with these keys.
+    fn find_accounts(
+        &mut self,
+        kind: AccountKind,
+        keys: &[i64],
+    ) -> impl Future<Output = Result<Vec<(i64, AccountId)>, StoreError>>;
+    /// Creates the accounts of this kind that do not exist yet, in ascending key order, and returns every
+    /// one's id.
+    fn create_accounts(
+        &mut self,
+        kind: AccountKind,
+        keys: &[i64],
+    ) -> impl Future<Output = Result<Vec<(i64, AccountId)>, StoreError>>;
+    /// Reserves `count` new, increasing history line ids.
+    fn allocate_line_ids(&mut self, count: usize) -> impl Future<Output = Result<Vec<i64>, StoreError>>;
     /// Locks the accounts in ascending id order and loads their balances.
     fn lock_accounts(&mut self, ids: &[AccountId]) -> impl Future<Output = Result<BalanceSheet, StoreError>>;
     /// Writes every row of the plan and the final balances of `touched` accounts.
@@ -179,11 +289,11 @@ impl Store {
         }
     }
 
-    /// Creates the system account mirroring bank inflow if needed and returns its id.
-    pub async fn bank_inflow_account(&self) -> Result<AccountId, StoreError> {
+    /// Creates a system account (one that may go negative) if needed and returns its id.
+    pub async fn system_account(&self, key: &str) -> Result<AccountId, StoreError> {
         match self {
-            Store::Sqlite(store) => store.system_account(BANK_INFLOW_ACCOUNT).await,
-            Store::Postgres(store) => store.system_account(BANK_INFLOW_ACCOUNT).await,
+            Store::Sqlite(store) => store.system_account(key).await,
+            Store::Postgres(store) => store.system_account(key).await,
         }
     }
 
@@ -225,6 +335,42 @@ impl Store {
         }
     }
 
+    /// A user's balance, or `None` if the user has no account.
+    pub async fn user_balance(&self, user: i64) -> Result<Option<UserBalance>, StoreError> {
+        match self {
+            Store::Sqlite(store) => store.user_balance(user).await,
+            Store::Postgres(store) => store.user_balance(user).await,
+        }
+    }
+
+    /// One page of a user's history, or `None` if the user has no account.
+    pub async fn user_history(&self, user: i64, page: HistoryPage) -> Result<Option<Vec<ActivityRow>>, StoreError> {
+        match self {
+            Store::Sqlite(store) => store.user_history(user, page).await,
+            Store::Postgres(store) => store.user_history(user, page).await,
+        }
+    }
+
+    /// The revenue recognized per service (ascending service id) in `[start, end)`, in minor units.
+    pub async fn revenue_by_service(
+        &self,
+        start: OffsetDateTime,
+        end: OffsetDateTime,
+    ) -> Result<Vec<(i64, i64)>, StoreError> {
+        match self {
+            Store::Sqlite(store) => store.revenue_by_service(start, end).await,
+            Store::Postgres(store) => store.revenue_by_service(start, end).await,
+        }
+    }
+
+    /// The stored idempotency key, if any: a replay can be answered without the ledger writer.
+    pub async fn stored_key(&self, key: &str) -> Result<Option<crate::engine::balances::StoredKey>, StoreError> {
+        match self {
+            Store::Sqlite(store) => store.stored_key(key).await,
+            Store::Postgres(store) => store.stored_key(key).await,
+        }
+    }
+
     /// Recomputes every balance from the entries and checks every ledger invariant.
     pub async fn verify(&self) -> Result<VerifyReport, StoreError> {
         match self {
@@ -238,6 +384,19 @@ impl Store {
 pub(crate) fn organization_account(key: String, id: i64) -> Result<(Inn, AccountId), StoreError> {
     let inn = Inn::parse(&key).map_err(|_| StoreError::Corrupt(format!("account key {key}")))?;
     Ok((inn, AccountId(id)))
+}
+
+/// Turns a stored reservation's columns back into the engine's view of it, or says the row is corrupt.
+pub(crate) fn hold_from_row(
+    reference: &str,
+    account: i64,
+    amount: i64,
+    status: &str,
+    transaction_id: Option<uuid::Uuid>,
+) -> Result<HoldState, StoreError> {
+    let status = payledger_core::balances::HoldStatus::parse(status)
+        .ok_or_else(|| StoreError::Corrupt(format!("reservation {reference}: status {status}")))?;
+    Ok(HoldState { is_new: false, account: AccountId(account), amount, status, transaction_id })
 }
 
 /// Turns a stored notice's columns back into the domain type, or says the row is corrupt.
@@ -264,7 +423,7 @@ pub(crate) fn notice_from_row(
 /// `$reader` and `$writer` name the store's pools; `$begin_snapshot` starts a read-only snapshot and
 /// `$uuid_text` is the function that prints an id in `verify`'s messages.
 macro_rules! shared_queries {
-    ($store:ty, reader: $reader:ident, writer: $writer:ident, begin_snapshot: $begin_snapshot:literal, uuid_text: $uuid_text:literal) => {
+    ($store:ty, reader: $reader:ident, writer: $writer:ident, begin_snapshot: $begin_snapshot:literal, uuid_text: $uuid_text:literal, bind_time: $bind_time:path) => {
         impl $store {
         pub(super) async fn system_account(&self, key: &str) -> Result<payledger_core::AccountId, $crate::store::StoreError> {
             sqlx::query(
@@ -362,6 +521,94 @@ macro_rules! shared_queries {
                         .collect()
         }
 
+        pub(super) async fn user_balance(&self, user: i64) -> Result<Option<$crate::store::UserBalance>, $crate::store::StoreError> {
+            let row = sqlx::query(
+                "SELECT balance, held FROM accounts WHERE kind = 'user' AND external_key = $1 AND currency = 'RUB'",
+            )
+            .bind(user.to_string())
+            .fetch_optional(&self.$reader)
+            .await?;
+            Ok(match row {
+                Some(row) => Some($crate::store::UserBalance { balance: row.try_get(0)?, held: row.try_get(1)? }),
+                None => None,
+            })
+        }
+
+        pub(super) async fn user_history(
+            &self,
+            user: i64,
+            page: $crate::store::HistoryPage,
+        ) -> Result<Option<Vec<$crate::store::ActivityRow>>, $crate::store::StoreError> {
+            let account: Option<i64> = sqlx::query_scalar(
+                "SELECT id FROM accounts WHERE kind = 'user' AND external_key = $1 AND currency = 'RUB'",
+            )
+            .bind(user.to_string())
+            .fetch_optional(&self.$reader)
+            .await?;
+            let Some(account) = account else { return Ok(None) };
+            let (amount, id) = match page.after {
+                Some(cursor) => (cursor.amount, cursor.id),
+                None if page.descending => (i64::MAX, i64::MAX),
+                None => (i64::MIN, i64::MIN),
+            };
+            let rows = sqlx::query($crate::store::history_sql(page.sort, page.descending))
+                .bind(account)
+                .bind(amount)
+                .bind(id)
+                .bind(page.limit)
+                .fetch_all(&self.$reader)
+                .await?;
+            let lines = rows
+                .into_iter()
+                .map(|row| {
+                    Ok($crate::store::ActivityRow {
+                        id: row.try_get(0)?,
+                        kind: row.try_get(1)?,
+                        amount: row.try_get(2)?,
+                        held_change: row.try_get(3)?,
+                        counterparty: row.try_get(4)?,
+                        service_id: row.try_get(5)?,
+                        order_id: row.try_get(6)?,
+                        transaction_id: row.try_get(7)?,
+                        created_at: row.try_get(8)?,
+                    })
+                })
+                .collect::<Result<Vec<_>, sqlx::Error>>()?;
+            Ok(Some(lines))
+        }
+
+        pub(super) async fn revenue_by_service(
+            &self,
+            start: time::OffsetDateTime,
+            end: time::OffsetDateTime,
+        ) -> Result<Vec<(i64, i64)>, $crate::store::StoreError> {
+            let rows = sqlx::query(
+                "SELECT service_id, CAST(SUM(-held_change) AS BIGINT) FROM account_activity
+                 WHERE kind = 'revenue_recognition' AND created_at >= $1 AND created_at < $2
+                 GROUP BY service_id ORDER BY service_id",
+            )
+            .bind($bind_time(start))
+            .bind($bind_time(end))
+            .fetch_all(&self.$reader)
+            .await?;
+            rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect::<Result<Vec<_>, sqlx::Error>>().map_err(Into::into)
+        }
+
+        pub(super) async fn stored_key(&self, key: &str) -> Result<Option<$crate::engine::balances::StoredKey>, $crate::store::StoreError> {
+            let row = sqlx::query("SELECT fingerprint, status, response FROM idempotency_keys WHERE key = $1")
+                .bind(key)
+                .fetch_optional(&self.$reader)
+                .await?;
+            let Some(row) = row else { return Ok(None) };
+            let status: i32 = row.try_get(1)?;
+            let status = u16::try_from(status)
+                .map_err(|_| $crate::store::StoreError::Corrupt(format!("response status {status}")))?;
+            Ok(Some($crate::engine::balances::StoredKey {
+                fingerprint: row.try_get(0)?,
+                response: $crate::engine::balances::StoredResponse { status, body: row.try_get(2)? },
+            }))
+        }
+
         pub(super) async fn verify(&self) -> Result<$crate::store::VerifyReport, $crate::store::StoreError> {
             // One read-only snapshot, so every check sees the same data while writers keep going.
             let mut tx = self.$reader.begin_with($begin_snapshot).await?;
@@ -441,12 +688,69 @@ const VERIFY_CHECKS: &[(&str, &str)] = &[
          GROUP BY p.operation_id, p.amount HAVING COALESCE(SUM(e.amount), 0) <> p.amount",
     ),
     (
+        "each account holds exactly its open reservations",
+        "SELECT 'account ' || a.id || ' holds ' || a.held || ' but its open reservations total ' || COALESCE(h.total, 0)
+         FROM accounts a
+         LEFT JOIN (SELECT account_id, SUM(amount) AS total FROM holds WHERE status = 'held' GROUP BY account_id) h
+           ON h.account_id = a.id
+         WHERE a.held <> COALESCE(h.total, 0)",
+    ),
+    (
+        "each captured reservation names its stored capture transaction",
+        "SELECT 'reservation ' || h.reference || ' is captured by a missing transaction' FROM holds h
+         WHERE h.status = 'captured'
+           AND NOT EXISTS (SELECT 1 FROM ledger_transactions t WHERE t.id = h.transaction_id)",
+    ),
+    (
+        "each user's history adds up to their available and reserved money",
+        "SELECT 'user ' || a.external_key || ' has ' || (a.balance - a.held) || ' available and ' || a.held
+                || ' reserved but the history adds up to ' || COALESCE(s.available, 0) || ' and ' || COALESCE(s.held, 0)
+         FROM accounts a
+         LEFT JOIN (SELECT account_id, SUM(amount) AS available, SUM(held_change) AS held
+                    FROM account_activity GROUP BY account_id) s ON s.account_id = a.id
+         WHERE a.kind = 'user' AND (a.balance - a.held <> COALESCE(s.available, 0) OR a.held <> COALESCE(s.held, 0))",
+    ),
+    (
+        "each history line that moved a balance matches its ledger entry",
+        "SELECT 'history line ' || l.id || ' moved ' || (l.amount + l.held_change) || ' but its entry moved '
+                || COALESCE(SUM(e.amount), 0)
+         FROM account_activity l
+         LEFT JOIN entries e ON e.transaction_id = l.transaction_id AND e.account_id = l.account_id
+         WHERE l.transaction_id IS NOT NULL
+         GROUP BY l.id, l.amount, l.held_change HAVING COALESCE(SUM(e.amount), 0) <> l.amount + l.held_change",
+    ),
+    (
         "every bank payment transaction belongs to exactly one applied payment",
         "SELECT 'transaction ' || UUID_TEXT(t.id) || ' has ' || COUNT(p.id) || ' applied payments'
          FROM ledger_transactions t LEFT JOIN bank_payments p ON p.transaction_id = t.id AND p.status = 'applied'
          WHERE t.kind = 'bank_payment' GROUP BY t.id HAVING COUNT(p.id) <> 1",
     ),
 ];
+
+/// The history query for a sort and direction. The cursor is a row value, so each page continues exactly
+/// after the last line of the previous one: no line is skipped or repeated while new lines arrive.
+pub(crate) fn history_sql(sort: HistorySort, descending: bool) -> &'static str {
+    match (sort, descending) {
+        (HistorySort::Date, false) => {
+            "SELECT id, kind, amount, held_change, counterparty, service_id, order_id, transaction_id, created_at
+             FROM account_activity WHERE account_id = $1 AND $2 = $2 AND id > $3 ORDER BY id LIMIT $4"
+        }
+        (HistorySort::Date, true) => {
+            "SELECT id, kind, amount, held_change, counterparty, service_id, order_id, transaction_id, created_at
+             FROM account_activity WHERE account_id = $1 AND $2 = $2 AND id < $3 ORDER BY id DESC LIMIT $4"
+        }
+        (HistorySort::Amount, false) => {
+            "SELECT id, kind, amount, held_change, counterparty, service_id, order_id, transaction_id, created_at
+             FROM account_activity WHERE account_id = $1 AND (amount, id) > ($2, $3)
+             ORDER BY amount, id LIMIT $4"
+        }
+        (HistorySort::Amount, true) => {
+            "SELECT id, kind, amount, held_change, counterparty, service_id, order_id, transaction_id, created_at
+             FROM account_activity WHERE account_id = $1 AND (amount, id) < ($2, $3)
+             ORDER BY amount DESC, id DESC LIMIT $4"
+        }
+    }
+}
 
 /// The counts `verify` reports, as SQL valid on both backends.
 pub const VERIFY_COUNTS: &str = "SELECT (SELECT COUNT(*) FROM accounts), (SELECT COUNT(*) FROM ledger_transactions),

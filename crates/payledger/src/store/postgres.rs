@@ -14,7 +14,8 @@ use sqlx::{Postgres, Row, Transaction};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{BatchTx, MAX_KEPT_NOTICES, StoreError, notice_from_row, organization_account};
+use super::{AccountKind, BatchTx, MAX_KEPT_NOTICES, StoreError, hold_from_row, notice_from_row, organization_account};
+use crate::engine::balances::{HoldState, KeyClaims, StoredKey, StoredResponse};
 use crate::engine::batch::{NoticeClaim, Plan};
 
 /// Connections per instance: the writer's transaction, the async applier and API reads.
@@ -65,7 +66,8 @@ super::shared_queries!(
     reader: pool,
     writer: pool,
     begin_snapshot: "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
-    uuid_text: "uuid_hex("
+    uuid_text: "uuid_hex(",
+    bind_time: std::convert::identity
 );
 
 fn notice_from_pg_row(row: &sqlx::postgres::PgRow) -> Result<BankNotice, StoreError> {
@@ -207,6 +209,111 @@ impl BatchTx for PgBatch {
         Ok(waiting.into_iter().map(OperationId).collect())
     }
 
+    async fn claim_keys(&mut self, keys: &[String]) -> Result<KeyClaims, StoreError> {
+        let mut claims = KeyClaims::default();
+        if keys.is_empty() {
+            return Ok(claims);
+        }
+        // A transaction-scoped advisory lock marks each key as being applied. It is only tried, never
+        // waited for, so it cannot deadlock; a key another instance holds is answered "in flight". The
+        // primary key of idempotency_keys stays the guard that makes a key take effect once.
+        let in_flight: Vec<String> = sqlx::query_scalar(
+            "SELECT key FROM UNNEST($1::text[]) WITH ORDINALITY AS k(key, n)
+             WHERE NOT pg_try_advisory_xact_lock(hashtextextended('idempotency:' || key, 0)) ORDER BY n",
+        )
+        .bind(keys)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        claims.in_flight.extend(in_flight);
+        // Read after taking the locks: a key whose holder committed in between is seen as stored.
+        let rows = sqlx::query("SELECT key, fingerprint, status, response FROM idempotency_keys WHERE key = ANY($1)")
+            .bind(keys)
+            .fetch_all(&mut *self.tx)
+            .await?;
+        for row in rows {
+            let status: i32 = row.try_get(2)?;
+            let status = u16::try_from(status).map_err(|_| StoreError::Corrupt(format!("response status {status}")))?;
+            claims.stored.insert(
+                row.try_get(0)?,
+                StoredKey { fingerprint: row.try_get(1)?, response: StoredResponse { status, body: row.try_get(3)? } },
+            );
+        }
+        Ok(claims)
+    }
+
+    async fn lock_holds(&mut self, references: &[String]) -> Result<HashMap<String, HoldState>, StoreError> {
+        if references.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let rows = sqlx::query(
+            "SELECT reference, account_id, amount, status, transaction_id FROM holds WHERE reference = ANY($1)
+             ORDER BY reference FOR UPDATE",
+        )
+        .bind(references)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let reference: String = row.try_get(0)?;
+                let status: String = row.try_get(3)?;
+                let hold = hold_from_row(&reference, row.try_get(1)?, row.try_get(2)?, &status, row.try_get(4)?)?;
+                Ok((reference, hold))
+            })
+            .collect()
+    }
+
+    async fn find_accounts(&mut self, kind: AccountKind, keys: &[i64]) -> Result<Vec<(i64, AccountId)>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let texts: Vec<String> = keys.iter().map(i64::to_string).collect();
+        let rows = sqlx::query(
+            "SELECT external_key, id FROM accounts WHERE kind = $1 AND currency = 'RUB' AND external_key = ANY($2)",
+        )
+        .bind(kind.as_str())
+        .bind(&texts)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let key: String = row.try_get(0)?;
+                let key = key.parse().map_err(|_| StoreError::Corrupt(format!("account key {key}")))?;
+                Ok((key, AccountId(row.try_get(1)?)))
+            })
+            .collect()
+    }
+
+    async fn create_accounts(&mut self, kind: AccountKind, keys: &[i64]) -> Result<Vec<(i64, AccountId)>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut sorted = keys.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let texts: Vec<String> = sorted.iter().map(i64::to_string).collect();
+        sqlx::query(
+            "INSERT INTO accounts (kind, external_key, currency)
+             SELECT $1, key, 'RUB' FROM UNNEST($2::text[]) WITH ORDINALITY AS k(key, n) ORDER BY n
+             ON CONFLICT (kind, external_key, currency) DO NOTHING",
+        )
+        .bind(kind.as_str())
+        .bind(&texts)
+        .execute(&mut *self.tx)
+        .await?;
+        self.find_accounts(kind, &sorted).await
+    }
+
+    async fn allocate_line_ids(&mut self, count: usize) -> Result<Vec<i64>, StoreError> {
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let count = i64::try_from(count).map_err(|_| StoreError::Corrupt("too many history lines".into()))?;
+        Ok(sqlx::query_scalar("SELECT nextval('account_activity_id_seq') FROM generate_series(1, $1) ORDER BY 1")
+            .bind(count)
+            .fetch_all(&mut *self.tx)
+            .await?)
+    }
+
     async fn lock_accounts(&mut self, ids: &[AccountId]) -> Result<BalanceSheet, StoreError> {
         let mut sheet = BalanceSheet::new();
         if ids.is_empty() {
@@ -251,6 +358,27 @@ impl BatchTx for PgBatch {
             .iter()
             .filter_map(|id| sheet.get(*id).map(|account| (id.0, account.balance, account.held)))
             .collect();
+        let lines = &plan.activity;
+        let line_ids: Vec<i64> = lines.iter().map(|l| l.id).collect();
+        let line_accounts: Vec<i64> = lines.iter().map(|l| l.account.0).collect();
+        let line_kinds: Vec<&str> = lines.iter().map(|l| l.kind.as_str()).collect();
+        let line_amounts: Vec<i64> = lines.iter().map(|l| l.amount).collect();
+        let line_held: Vec<i64> = lines.iter().map(|l| l.held_change).collect();
+        let line_counterparties: Vec<Option<i64>> = lines.iter().map(|l| l.counterparty.map(|u| u.get())).collect();
+        let line_services: Vec<Option<i64>> = lines.iter().map(|l| l.order.map(|(s, _)| s.get())).collect();
+        let line_orders: Vec<Option<i64>> = lines.iter().map(|l| l.order.map(|(_, o)| o.get())).collect();
+        let line_transactions: Vec<Option<Uuid>> = lines.iter().map(|l| l.transaction_id).collect();
+        let holds = &plan.holds;
+        let hold_new: Vec<bool> = holds.iter().map(|h| h.state.is_new).collect();
+        let hold_refs: Vec<&str> = holds.iter().map(|h| h.reference.as_str()).collect();
+        let hold_accounts: Vec<i64> = holds.iter().map(|h| h.state.account.0).collect();
+        let hold_amounts: Vec<i64> = holds.iter().map(|h| h.state.amount).collect();
+        let hold_statuses: Vec<&str> = holds.iter().map(|h| h.state.status.as_str()).collect();
+        let hold_transactions: Vec<Option<Uuid>> = holds.iter().map(|h| h.state.transaction_id).collect();
+        let key_names: Vec<&str> = plan.keys.iter().map(|k| k.key.as_str()).collect();
+        let key_fingerprints: Vec<&str> = plan.keys.iter().map(|k| k.fingerprint.as_str()).collect();
+        let key_statuses: Vec<i32> = plan.keys.iter().map(|k| i32::from(k.response.status)).collect();
+        let key_responses: Vec<&str> = plan.keys.iter().map(|k| k.response.body.as_str()).collect();
         let account_ids: Vec<i64> = updated.iter().map(|u| u.0).collect();
         let balances: Vec<i64> = updated.iter().map(|u| u.1).collect();
         let held: Vec<i64> = updated.iter().map(|u| u.2).collect();
@@ -270,6 +398,25 @@ impl BatchTx for PgBatch {
                         applied_at = $1
                  FROM UNNEST($10::uuid[], $11::text[], $12::uuid[], $13::text[]) AS v(id, status, tx, reason)
                  WHERE bank_payments.operation_id = v.id
+             ), new_lines AS (
+                 INSERT INTO account_activity (id, account_id, kind, amount, held_change, counterparty, service_id,
+                                               order_id, transaction_id, created_at)
+                 SELECT id, a, k, m, h, c, s, o, t, $1
+                 FROM UNNEST($17::bigint[], $18::bigint[], $19::text[], $20::bigint[], $21::bigint[], $22::bigint[],
+                             $23::bigint[], $24::bigint[], $25::uuid[]) AS l(id, a, k, m, h, c, s, o, t)
+             ), new_holds AS (
+                 INSERT INTO holds (reference, account_id, amount, status, transaction_id, created_at, settled_at)
+                 SELECT r, a, m, st, t, $1, CASE WHEN st = 'held' THEN NULL ELSE $1 END
+                 FROM UNNEST($26::bool[], $27::text[], $28::bigint[], $29::bigint[], $30::text[], $31::uuid[])
+                      AS h(new, r, a, m, st, t)
+                 WHERE new
+             ), settled_holds AS (
+                 UPDATE holds SET status = h.st, transaction_id = h.t, settled_at = $1
+                 FROM UNNEST($26::bool[], $27::text[], $30::text[], $31::uuid[]) AS h(new, r, st, t)
+                 WHERE NOT h.new AND holds.reference = h.r
+             ), new_keys AS (
+                 INSERT INTO idempotency_keys (key, fingerprint, status, response, created_at)
+                 SELECT k, f, s, r, $1 FROM UNNEST($32::text[], $33::text[], $34::int[], $35::text[]) AS k(k, f, s, r)
              )
              UPDATE accounts SET balance = v.balance, held = v.held, version = accounts.version + 1
              FROM UNNEST($14::bigint[], $15::bigint[], $16::bigint[]) AS v(id, balance, held)
@@ -291,6 +438,25 @@ impl BatchTx for PgBatch {
         .bind(&account_ids)
         .bind(&balances)
         .bind(&held)
+        .bind(&line_ids)
+        .bind(&line_accounts)
+        .bind(&line_kinds)
+        .bind(&line_amounts)
+        .bind(&line_held)
+        .bind(&line_counterparties)
+        .bind(&line_services)
+        .bind(&line_orders)
+        .bind(&line_transactions)
+        .bind(&hold_new)
+        .bind(&hold_refs)
+        .bind(&hold_accounts)
+        .bind(&hold_amounts)
+        .bind(&hold_statuses)
+        .bind(&hold_transactions)
+        .bind(&key_names)
+        .bind(&key_fingerprints)
+        .bind(&key_statuses)
+        .bind(&key_responses)
         .execute(&mut *self.tx)
         .await?;
         if !plan.conflicts.is_empty() {

@@ -87,7 +87,14 @@ impl SqliteStore {
     }
 }
 
-super::shared_queries!(SqliteStore, reader: reader, writer: writer, begin_snapshot: "BEGIN", uuid_text: "hex(");
+super::shared_queries!(
+    SqliteStore,
+    reader: reader,
+    writer: writer,
+    begin_snapshot: "BEGIN",
+    uuid_text: "hex(",
+    bind_time: crate::timefmt::sqlite_text
+);
 
 /// Copies committed WAL frames into the database file off the writer's path.
 ///

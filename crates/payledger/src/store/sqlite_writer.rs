@@ -15,9 +15,10 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
-use super::{BatchTx, MAX_KEPT_NOTICES, StoreError, notice_from_row};
+use super::{AccountKind, BatchTx, MAX_KEPT_NOTICES, StoreError, hold_from_row, notice_from_row};
+use crate::engine::balances::{HoldState, KeyClaims, StoredKey, StoredResponse};
 use crate::engine::batch::{NoticeClaim, Plan};
-use crate::timefmt::rfc3339;
+use crate::timefmt::sqlite_text;
 
 /// How many prepared statements the writer keeps.
 const STATEMENT_CACHE: usize = 64;
@@ -103,7 +104,7 @@ impl BatchTx for SqliteBatch<'_> {
         claims: &[NoticeClaim],
         now: OffsetDateTime,
     ) -> Result<HashSet<OperationId>, StoreError> {
-        let now = rfc3339(now);
+        let now = sqlite_text(now);
         let mut statement = self.tx.prepare_cached(
             "INSERT INTO bank_payments (operation_id, amount, currency, payer_inn, document_number, document_date,
                                         status, applied_at, transaction_id, received_at)
@@ -119,7 +120,7 @@ impl BatchTx for SqliteBatch<'_> {
                 notice.amount.currency().code(),
                 notice.payer_inn.as_str(),
                 notice.document_number,
-                rfc3339(notice.document_date),
+                sqlite_text(notice.document_date),
                 claim.status.as_str(),
                 claim.transaction_id.map(|_| now.as_str()),
                 claim.transaction_id.as_ref().map(|id| id.as_bytes().as_slice()),
@@ -175,6 +176,90 @@ impl BatchTx for SqliteBatch<'_> {
         Ok(waiting)
     }
 
+    async fn claim_keys(&mut self, keys: &[String]) -> Result<KeyClaims, StoreError> {
+        // The batch's IMMEDIATE transaction holds the database's only write lock, so no other transaction
+        // can be applying a key: each is either stored or free.
+        let mut statement =
+            self.tx.prepare_cached("SELECT fingerprint, status, response FROM idempotency_keys WHERE key = ?1")?;
+        let mut claims = KeyClaims::default();
+        for key in keys {
+            let stored = statement
+                .query_row(params![key], |row| {
+                    Ok(StoredKey {
+                        fingerprint: row.get(0)?,
+                        response: StoredResponse { status: row.get(1)?, body: row.get(2)? },
+                    })
+                })
+                .optional()?;
+            if let Some(stored) = stored {
+                claims.stored.insert(key.clone(), stored);
+            }
+        }
+        Ok(claims)
+    }
+
+    async fn lock_holds(&mut self, references: &[String]) -> Result<HashMap<String, HoldState>, StoreError> {
+        let mut statement = self
+            .tx
+            .prepare_cached("SELECT account_id, amount, status, transaction_id FROM holds WHERE reference = ?1")?;
+        let mut holds = HashMap::with_capacity(references.len());
+        for reference in references {
+            let row = statement
+                .query_row(params![reference], |row| {
+                    Ok((
+                        row.get::<_, i64>(0)?,
+                        row.get::<_, i64>(1)?,
+                        row.get::<_, String>(2)?,
+                        row.get::<_, Option<Vec<u8>>>(3)?,
+                    ))
+                })
+                .optional()?;
+            if let Some((account, amount, status, transaction)) = row {
+                let transaction = transaction.map(|bytes| uuid_from(&bytes)).transpose()?;
+                holds.insert(reference.clone(), hold_from_row(reference, account, amount, &status, transaction)?);
+            }
+        }
+        Ok(holds)
+    }
+
+    async fn find_accounts(&mut self, kind: AccountKind, keys: &[i64]) -> Result<Vec<(i64, AccountId)>, StoreError> {
+        let mut find = self
+            .tx
+            .prepare_cached("SELECT id FROM accounts WHERE kind = ?1 AND external_key = ?2 AND currency = 'RUB'")?;
+        let mut found = Vec::with_capacity(keys.len());
+        for key in keys {
+            if let Some(id) = find.query_row(params![kind.as_str(), key.to_string()], |row| row.get(0)).optional()? {
+                found.push((*key, AccountId(id)));
+            }
+        }
+        Ok(found)
+    }
+
+    async fn create_accounts(&mut self, kind: AccountKind, keys: &[i64]) -> Result<Vec<(i64, AccountId)>, StoreError> {
+        let mut create = self.tx.prepare_cached(
+            "INSERT INTO accounts (kind, external_key, currency) VALUES (?1, ?2, 'RUB')
+             ON CONFLICT (kind, external_key, currency) DO NOTHING",
+        )?;
+        for key in keys {
+            create.execute(params![kind.as_str(), key.to_string()])?;
+        }
+        drop(create);
+        self.find_accounts(kind, keys).await
+    }
+
+    async fn allocate_line_ids(&mut self, count: usize) -> Result<Vec<i64>, StoreError> {
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        // The single writer holds the write lock, so the ids after the largest stored one are free.
+        let last: i64 = self
+            .tx
+            .prepare_cached("SELECT COALESCE(MAX(id), 0) FROM account_activity")?
+            .query_row([], |row| row.get(0))?;
+        let count = i64::try_from(count).map_err(|_| StoreError::Corrupt("too many history lines".into()))?;
+        Ok((last + 1..=last + count).collect())
+    }
+
     async fn lock_accounts(&mut self, ids: &[AccountId]) -> Result<BalanceSheet, StoreError> {
         let mut statement =
             self.tx.prepare_cached("SELECT balance, held, allow_negative FROM accounts WHERE id = ?1")?;
@@ -195,7 +280,7 @@ impl BatchTx for SqliteBatch<'_> {
         touched: &[AccountId],
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        let now = rfc3339(now);
+        let now = sqlite_text(now);
         let mut transaction = self.tx.prepare_cached(
             "INSERT INTO ledger_transactions (id, kind, idempotency_key, created_at) VALUES (?1, ?2, ?3, ?4)",
         )?;
@@ -222,6 +307,62 @@ impl BatchTx for SqliteBatch<'_> {
         for id in touched {
             if let Some(balance) = sheet.get(*id) {
                 account.execute(params![id.0, balance.balance, balance.held])?;
+            }
+        }
+        if !plan.activity.is_empty() {
+            let mut line = self.tx.prepare_cached(
+                "INSERT INTO account_activity (id, account_id, kind, amount, held_change, counterparty, service_id,
+                                               order_id, transaction_id, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )?;
+            for l in &plan.activity {
+                line.execute(params![
+                    l.id,
+                    l.account.0,
+                    l.kind.as_str(),
+                    l.amount,
+                    l.held_change,
+                    l.counterparty.map(|user| user.get()),
+                    l.order.map(|(service, _)| service.get()),
+                    l.order.map(|(_, order)| order.get()),
+                    l.transaction_id.as_ref().map(|id| id.as_bytes().as_slice()),
+                    now
+                ])?;
+            }
+        }
+        for hold in &plan.holds {
+            let state = &hold.state;
+            let transaction = state.transaction_id.as_ref().map(|id| id.as_bytes().as_slice());
+            let settled_at = (state.status != payledger_core::balances::HoldStatus::Held).then_some(now.as_str());
+            if state.is_new {
+                self.tx
+                    .prepare_cached(
+                        "INSERT INTO holds (reference, account_id, amount, status, transaction_id, created_at, settled_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    )?
+                    .execute(params![
+                        hold.reference,
+                        state.account.0,
+                        state.amount,
+                        state.status.as_str(),
+                        transaction,
+                        now,
+                        settled_at
+                    ])?;
+            } else {
+                self.tx
+                    .prepare_cached(
+                        "UPDATE holds SET status = ?2, transaction_id = ?3, settled_at = ?4 WHERE reference = ?1",
+                    )?
+                    .execute(params![hold.reference, state.status.as_str(), transaction, settled_at])?;
+            }
+        }
+        if !plan.keys.is_empty() {
+            let mut key = self.tx.prepare_cached(
+                "INSERT INTO idempotency_keys (key, fingerprint, status, response, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for k in &plan.keys {
+                key.execute(params![k.key, k.fingerprint, k.response.status, k.response.body, now])?;
             }
         }
         let mut notice = self.tx.prepare_cached(
@@ -254,7 +395,7 @@ impl BatchTx for SqliteBatch<'_> {
                 "INSERT INTO rejected_notices (reason, details, body, received_at) VALUES (?1, ?2, ?3, ?4)",
             )?;
             for r in &plan.rejected {
-                rejected.execute(params![r.reason, r.details, r.body, rfc3339(r.received_at)])?;
+                rejected.execute(params![r.reason, r.details, r.body, sqlite_text(r.received_at)])?;
             }
             self.tx
                 .prepare_cached("DELETE FROM rejected_notices WHERE id <= (SELECT MAX(id) FROM rejected_notices) - ?1")?

@@ -185,6 +185,35 @@ impl TestServer {
         self.post_webhook_raw(body.to_string()).await
     }
 
+    /// Posts a JSON body to an API path, with an `Idempotency-Key` if given.
+    pub async fn post(&self, path: &str, body: impl Into<String>, key: Option<&str>) -> Answer {
+        let mut request = self.client.post(self.url(path)).header("Content-Type", "application/json").body(body.into());
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        let replayed = response.headers().get("idempotent-replayed").is_some();
+        let text = response.text().await.expect("body");
+        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Answer { status, json, text, replayed }
+    }
+
+    /// A user's balance as exact JSON texts `(amount, reserved)`, or None on 404.
+    pub async fn user_balance(&self, user: i64) -> Option<(String, String)> {
+        let response =
+            self.client.get(self.url(&format!("/api/balances/?user_id={user}"))).send().await.expect("request");
+        if response.status() == 404 {
+            return None;
+        }
+        assert_eq!(response.status(), 200);
+        let text = response.text().await.expect("body");
+        let raw: std::collections::BTreeMap<String, Box<serde_json::value::RawValue>> =
+            serde_json::from_str(&text).expect("balance json");
+        let field = |name: &str| raw.get(name).expect("balance field").get().to_owned();
+        Some((field("amount"), field("reserved")))
+    }
+
     pub async fn get(&self, path: &str) -> (u16, Value) {
         let response = self.client.get(self.url(path)).send().await.expect("request");
         let status = response.status().as_u16();
@@ -214,6 +243,26 @@ impl TestServer {
             task.await.expect("server task").expect("server result");
         }
     }
+}
+
+/// A response: status, body as JSON and as text, and whether it was a replay.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub json: Value,
+    pub text: String,
+    pub replayed: bool,
+}
+
+/// Parses `R.KK` (or `-R.KK`) into kopecks, exactly.
+pub fn kopecks(text: &str) -> i64 {
+    let (sign, digits) = match text.strip_prefix('-') {
+        Some(rest) => (-1, rest),
+        None => (1, text),
+    };
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, "00"));
+    assert_eq!(fraction.len(), 2, "two decimals: {text}");
+    sign * (whole.parse::<i64>().expect("whole") * 100 + fraction.parse::<i64>().expect("fraction"))
 }
 
 /// A valid notice with the given id, amount (a JSON literal or string) and INN.

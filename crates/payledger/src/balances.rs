@@ -1,0 +1,193 @@
+//! The user-balance service: submits balance operations to the ledger engine and keeps the idempotency
+//! rules. Knows nothing of HTTP; the caller supplies how a result is rendered for storage with its key.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use payledger_core::BalanceOperation;
+use sha2::{Digest, Sha256};
+
+use crate::engine::balances::{BalanceCommand, BalanceOutcome, IdempotencyRequest, Renderer};
+use crate::engine::batch::{WriteCommand, WriteOutcome};
+use crate::engine::{EngineError, LedgerEngine};
+use crate::store::{Store, StoreError};
+
+/// Why the service could not give an operation an outcome; every case means "nothing was applied, retry".
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The ledger engine refused or failed the batch.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// Looking up a stored key failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// An operation's `Idempotency-Key` and what identifies its endpoint.
+#[derive(Debug, Clone)]
+pub struct Idempotency {
+    /// The client's key.
+    pub key: String,
+    /// The endpoint's stable name; the same key on another endpoint is a different request.
+    pub endpoint: &'static str,
+    /// How the result is rendered for storage.
+    pub render: Renderer,
+}
+
+/// The user-balance service.
+#[derive(Debug, Clone)]
+pub struct Balances {
+    engine: LedgerEngine,
+    store: Store,
+    /// Keys of requests this process is applying right now.
+    in_flight: Arc<Mutex<HashSet<String>>>,
+}
+
+impl Balances {
+    /// A service submitting to `engine` and reading stored keys from `store`.
+    pub fn new(engine: LedgerEngine, store: Store) -> Balances {
+        Balances { engine, store, in_flight: Arc::default() }
+    }
+
+    /// Applies an operation, at most once per idempotency key.
+    ///
+    /// A stored key is answered from the reader pool without the writer. A key this process is applying is
+    /// answered "in flight" at once; one another instance is applying is answered the same way by the
+    /// batch transaction. Otherwise the key, the request's fingerprint and the rendered response are stored
+    /// in the transaction that applies the operation.
+    pub async fn apply(
+        &self,
+        operation: BalanceOperation,
+        idempotency: Option<Idempotency>,
+    ) -> Result<BalanceOutcome, ServiceError> {
+        let Some(idempotency) = idempotency else {
+            return self.submit(BalanceCommand { operation, idempotency: None }).await;
+        };
+        let fingerprint = fingerprint(idempotency.endpoint, &operation);
+        if let Some(stored) = self.store.stored_key(&idempotency.key).await? {
+            return Ok(if stored.fingerprint == fingerprint {
+                BalanceOutcome::Replayed(stored.response)
+            } else {
+                BalanceOutcome::KeyReused
+            });
+        }
+        let Some(_claim) = InFlight::claim(&self.in_flight, &idempotency.key) else {
+            return Ok(BalanceOutcome::KeyInFlight);
+        };
+        let request = IdempotencyRequest { key: idempotency.key, fingerprint, render: idempotency.render };
+        self.submit(BalanceCommand { operation, idempotency: Some(request) }).await
+    }
+
+    async fn submit(&self, command: BalanceCommand) -> Result<BalanceOutcome, ServiceError> {
+        match self.engine.submit(WriteCommand::Balance(command)).await? {
+            WriteOutcome::Balance(outcome) => {
+                metrics::counter!("payledger_balance_operations_total", "outcome" => outcome_label(&outcome))
+                    .increment(1);
+                Ok(outcome)
+            }
+            // The engine answers a balance command with a balance outcome; anything else is a defect.
+            _ => Ok(BalanceOutcome::Broken("the engine answered a balance command with another outcome".into())),
+        }
+    }
+}
+
+fn outcome_label(outcome: &BalanceOutcome) -> &'static str {
+    match outcome {
+        BalanceOutcome::Executed { result: Ok(_), .. } => "applied",
+        BalanceOutcome::Executed { result: Err(_), .. } => "refused",
+        BalanceOutcome::Replayed(_) => "replayed",
+        BalanceOutcome::KeyReused => "key_reused",
+        BalanceOutcome::KeyInFlight => "key_in_flight",
+        BalanceOutcome::Broken(_) => "broken",
+    }
+}
+
+/// A key marked in flight in this process until dropped, also when the request is cancelled.
+struct InFlight<'a> {
+    set: &'a Mutex<HashSet<String>>,
+    key: String,
+}
+
+impl<'a> InFlight<'a> {
+    fn claim(set: &'a Mutex<HashSet<String>>, key: &str) -> Option<InFlight<'a>> {
+        let inserted = set.lock().unwrap_or_else(PoisonError::into_inner).insert(key.to_owned());
+        inserted.then(|| InFlight { set, key: key.to_owned() })
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.set.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.key);
+    }
+}
+
+/// The request's identity: SHA-256 over the endpoint and the canonical JSON of the parsed operation.
+///
+/// Canonical JSON has sorted keys, no spaces, and amounts as exact decimal strings, so the same request
+/// written differently (key order, whitespace, `100` vs `"100.00"`) has the same fingerprint.
+pub fn fingerprint(endpoint: &str, operation: &BalanceOperation) -> String {
+    let digest = Sha256::digest(format!("{endpoint}\n{}", canonical_json(operation)).as_bytes());
+    digest.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// The operation as canonical JSON (serde_json's maps keep keys sorted).
+pub fn canonical_json(operation: &BalanceOperation) -> String {
+    use serde_json::json;
+    let value = match operation {
+        BalanceOperation::Deposit { user, amount } => {
+            json!({"user_id": user.get(), "amount": amount.to_decimal_string()})
+        }
+        BalanceOperation::Withdraw { user, amount } => {
+            json!({"user_id": user.get(), "amount": amount.to_decimal_string()})
+        }
+        BalanceOperation::Reserve { key, amount } | BalanceOperation::Deduct { key, amount } => json!({
+            "user_id": key.user.get(), "service_id": key.service.get(), "order_id": key.order.get(),
+            "amount": amount.to_decimal_string(),
+        }),
+        BalanceOperation::Release { key, amount } => json!({
+            "user_id": key.user.get(), "service_id": key.service.get(), "order_id": key.order.get(),
+            "amount": amount.map(|amount| amount.to_decimal_string()),
+        }),
+        BalanceOperation::Transfer { sender, recipient, amount } => json!({
+            "sender_id": sender.get(), "recipient_id": recipient.get(), "amount": amount.to_decimal_string(),
+        }),
+    };
+    value.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use payledger_core::{Currency, Money, UserId};
+
+    fn deposit(minor: i64) -> BalanceOperation {
+        BalanceOperation::Deposit {
+            user: UserId::new(1).unwrap_or_else(|_| panic!("id")),
+            amount: Money::from_minor(minor, Currency::RUB),
+        }
+    }
+
+    #[test]
+    fn canonical_json_sorts_keys_and_writes_exact_amounts() {
+        assert_eq!(canonical_json(&deposit(10_000)), r#"{"amount":"100.00","user_id":1}"#);
+    }
+
+    #[test]
+    fn the_fingerprint_depends_on_the_endpoint_and_the_request() {
+        let same = fingerprint("add_funds", &deposit(100));
+        assert_eq!(same, fingerprint("add_funds", &deposit(100)));
+        assert_eq!(same.len(), 64);
+        assert_ne!(same, fingerprint("withdraw_funds", &deposit(100)));
+        assert_ne!(same, fingerprint("add_funds", &deposit(101)));
+    }
+
+    #[test]
+    fn an_in_flight_key_is_released_when_its_request_ends() {
+        let set = Mutex::new(HashSet::new());
+        let first = InFlight::claim(&set, "k");
+        assert!(first.is_some());
+        assert!(InFlight::claim(&set, "k").is_none());
+        drop(first);
+        assert!(InFlight::claim(&set, "k").is_some());
+    }
+}
