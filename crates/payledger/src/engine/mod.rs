@@ -178,7 +178,16 @@ impl Writer {
         while receiver.recv_many(&mut jobs, MAX_BATCH_COMMANDS).await > 0 {
             let started = Instant::now();
             let (commands, replies): (Vec<WriteCommand>, Vec<_>) = jobs.drain(..).map(|j| (j.command, j.reply)).unzip();
-            let result = self.apply(&commands).await;
+            let result = match self.apply(&commands).await {
+                // Another instance committed a row with a key this batch also inserts (the same reservation,
+                // say) after this batch looked. Nothing was applied; run the batch again, and this time it
+                // finds that row and decides accordingly.
+                Err(error) if error.is_unique_violation() => {
+                    tracing::debug!(%error, "ledger batch raced another instance; running it again");
+                    self.apply(&commands).await
+                }
+                result => result,
+            };
             // The batch is at most MAX_BATCH_COMMANDS long, so it fits a u32 exactly.
             metrics::histogram!("payledger_ledger_batch_commands")
                 .record(u32::try_from(commands.len()).unwrap_or(u32::MAX));
