@@ -182,6 +182,9 @@ pub struct BalanceBatch<'a> {
     first_keys: HashMap<String, (String, Option<StoredResponse>)>,
     /// References of reservations this batch changed.
     changed_holds: BTreeMap<String, ()>,
+    /// Users whose account this batch opens for their first deposit: until that deposit is decided, an
+    /// earlier command of the batch must find no account, as it would have without the batch.
+    opening: HashSet<UserId>,
 }
 
 impl<'a> BalanceBatch<'a> {
@@ -201,7 +204,14 @@ impl<'a> BalanceBatch<'a> {
             now,
             first_keys: HashMap::new(),
             changed_holds: BTreeMap::new(),
+            opening: HashSet::new(),
         }
+    }
+
+    /// Names the users whose accounts this batch created for their first deposit.
+    pub fn opening_accounts_of(mut self, users: HashSet<UserId>) -> BalanceBatch<'a> {
+        self.opening = users;
+        self
     }
 
     /// Decides one command, adding its rows to `plan`.
@@ -259,7 +269,12 @@ impl<'a> BalanceBatch<'a> {
     }
 
     fn user_account(&self, user: UserId, role: UserRole) -> Result<AccountId, BalanceError> {
-        self.accounts.users.get(&user).copied().ok_or(BalanceError::UnknownUser { user, role })
+        self.accounts
+            .users
+            .get(&user)
+            .copied()
+            .filter(|_| !self.opening.contains(&user))
+            .ok_or(BalanceError::UnknownUser { user, role })
     }
 
     /// Runs one operation. The outer error is a defect of the engine (never the client's doing); the inner
@@ -271,12 +286,15 @@ impl<'a> BalanceBatch<'a> {
         plan: &mut Plan,
     ) -> Result<OperationResult, String> {
         let decided = match operation {
-            BalanceOperation::Deposit { user, amount } => self.user_account(*user, UserRole::User).map(|account| {
-                let amount = amount.minor();
-                let postings =
-                    [Posting { account: self.accounts.deposits, amount: -amount }, Posting { account, amount }];
-                Effect::moved(ActivityKind::Deposit, &postings).line(account, *user, amount, 0)
-            }),
+            BalanceOperation::Deposit { user, amount } => {
+                self.opening.remove(user);
+                self.user_account(*user, UserRole::User).map(|account| {
+                    let amount = amount.minor();
+                    let postings =
+                        [Posting { account: self.accounts.deposits, amount: -amount }, Posting { account, amount }];
+                    Effect::moved(ActivityKind::Deposit, &postings).line(account, *user, amount, 0)
+                })
+            }
             BalanceOperation::Withdraw { user, amount } => self.user_account(*user, UserRole::User).map(|account| {
                 let amount = amount.minor();
                 let postings =
@@ -442,5 +460,288 @@ pub fn max_lines(operation: &BalanceOperation) -> usize {
     match operation {
         BalanceOperation::Transfer { .. } => 2,
         _ => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use payledger_core::{AccountBalance, Currency, Money};
+    use proptest::prelude::*;
+
+    const DEPOSITS: AccountId = AccountId(1);
+    const WITHDRAWALS: AccountId = AccountId(2);
+
+    fn user(id: i64) -> UserId {
+        UserId::new(id).unwrap_or_else(|_| panic!("test id"))
+    }
+
+    fn key(u: i64, service: i64, order: i64) -> OrderKey {
+        OrderKey {
+            user: user(u),
+            service: ServiceId::new(service).unwrap_or_else(|_| panic!("test id")),
+            order: OrderId::new(order).unwrap_or_else(|_| panic!("test id")),
+        }
+    }
+
+    fn rub(minor: i64) -> payledger_core::Money {
+        Money::from_minor(minor, Currency::RUB)
+    }
+
+    fn render(result: &OperationResult) -> StoredResponse {
+        match result {
+            Ok(lines) => StoredResponse { status: 201, body: format!("{}", lines.len()) },
+            Err(error) => StoredResponse { status: 409, body: error.to_string() },
+        }
+    }
+
+    /// A ledger between batches: accounts, reservations and users' accounts, as the store would keep them.
+    struct Ledger {
+        sheet: BalanceSheet,
+        users: HashMap<UserId, AccountId>,
+        services: HashMap<ServiceId, AccountId>,
+        holds: HashMap<String, HoldState>,
+        next_account: i64,
+        next_line: i64,
+        lines: Vec<ActivityLine>,
+        entries: Vec<(Uuid, payledger_core::EntryDraft)>,
+    }
+
+    impl Ledger {
+        fn new() -> Ledger {
+            let mut sheet = BalanceSheet::new();
+            for id in [DEPOSITS, WITHDRAWALS] {
+                sheet.insert(id, AccountBalance { balance: 0, held: 0, allow_negative: true });
+            }
+            Ledger {
+                sheet,
+                users: HashMap::new(),
+                services: HashMap::new(),
+                holds: HashMap::new(),
+                next_account: 10,
+                next_line: 1,
+                lines: Vec::new(),
+                entries: Vec::new(),
+            }
+        }
+
+        fn account(&mut self) -> AccountId {
+            self.next_account += 1;
+            let id = AccountId(self.next_account);
+            self.sheet.insert(id, AccountBalance { balance: 0, held: 0, allow_negative: false });
+            id
+        }
+
+        /// Runs one batch the way the engine does: accounts for depositors and deducted services first.
+        fn batch(&mut self, commands: &[BalanceCommand], keys: KeyClaims) -> Vec<BalanceOutcome> {
+            let mut opening = HashSet::new();
+            for command in commands {
+                match &command.operation {
+                    BalanceOperation::Deposit { user, .. } if !self.users.contains_key(user) => {
+                        let id = self.account();
+                        self.users.insert(*user, id);
+                        opening.insert(*user);
+                    }
+                    BalanceOperation::Deduct { key, .. } if !self.services.contains_key(&key.service) => {
+                        let id = self.account();
+                        self.services.insert(key.service, id);
+                    }
+                    _ => {}
+                }
+            }
+            let count: usize = commands.iter().map(|c| max_lines(&c.operation)).sum();
+            let ids: Vec<i64> = (self.next_line..self.next_line + count as i64).collect();
+            self.next_line += count as i64;
+            let (users, services) = (self.users.clone(), self.services.clone());
+            let accounts =
+                BalanceAccounts { users: &users, services: &services, deposits: DEPOSITS, withdrawals: WITHDRAWALS };
+            let mut batch = BalanceBatch::new(accounts, keys, self.holds.clone(), ids, OffsetDateTime::UNIX_EPOCH)
+                .opening_accounts_of(opening);
+            let mut plan = Plan::default();
+            let outcomes: Vec<BalanceOutcome> =
+                commands.iter().map(|command| batch.decide(command, &mut self.sheet, &mut plan)).collect();
+            for write in batch.hold_writes() {
+                self.holds.insert(write.reference, HoldState { is_new: false, ..write.state });
+            }
+            self.lines.extend(plan.activity);
+            self.entries.extend(plan.entries);
+            outcomes
+        }
+    }
+
+    #[test]
+    fn a_key_seen_twice_in_a_batch_or_stored_replays_or_is_refused() {
+        let mut ledger = Ledger::new();
+        let with_key = |operation: BalanceOperation, fingerprint: &str| BalanceCommand {
+            operation,
+            idempotency: Some(IdempotencyRequest { key: "k".into(), fingerprint: fingerprint.into(), render }),
+        };
+        let deposit = BalanceOperation::Deposit { user: user(1), amount: rub(100) };
+        let outcomes = ledger.batch(
+            &[with_key(deposit.clone(), "a"), with_key(deposit.clone(), "a"), with_key(deposit.clone(), "b")],
+            KeyClaims::default(),
+        );
+        let response = StoredResponse { status: 201, body: "1".into() };
+        assert!(matches!(&outcomes[0], BalanceOutcome::Executed { response: Some(r), .. } if *r == response));
+        assert_eq!(outcomes[1], BalanceOutcome::Replayed(response.clone()));
+        assert_eq!(outcomes[2], BalanceOutcome::KeyReused);
+        assert_eq!(ledger.sheet.get(ledger.users[&user(1)]).map(|a| a.balance), Some(100));
+
+        let stored = KeyClaims {
+            in_flight: HashSet::from(["busy".to_owned()]),
+            stored: HashMap::from([(
+                "k".to_owned(),
+                StoredKey { fingerprint: "a".into(), response: response.clone() },
+            )]),
+        };
+        let busy = BalanceCommand {
+            operation: deposit.clone(),
+            idempotency: Some(IdempotencyRequest { key: "busy".into(), fingerprint: "a".into(), render }),
+        };
+        let outcomes = ledger.batch(&[with_key(deposit.clone(), "a"), with_key(deposit.clone(), "c"), busy], stored);
+        assert_eq!(
+            outcomes,
+            vec![BalanceOutcome::Replayed(response), BalanceOutcome::KeyReused, BalanceOutcome::KeyInFlight]
+        );
+        assert_eq!(ledger.sheet.get(ledger.users[&user(1)]).map(|a| a.balance), Some(100), "nothing applied again");
+    }
+
+    /// One operation of a random workload over a few users, services and orders.
+    fn operations() -> impl Strategy<Value = BalanceOperation> {
+        let small = 1i64..4;
+        prop_oneof![
+            (small.clone(), 1i64..60).prop_map(|(u, a)| BalanceOperation::Deposit { user: user(u), amount: rub(a) }),
+            (small.clone(), 1i64..60).prop_map(|(u, a)| BalanceOperation::Withdraw { user: user(u), amount: rub(a) }),
+            (small.clone(), small.clone(), 1i64..60).prop_map(|(s, r, a)| BalanceOperation::Transfer {
+                sender: user(s),
+                recipient: user(if r == s { s % 3 + 1 } else { r }),
+                amount: rub(a),
+            }),
+            (small.clone(), 1i64..3, small.clone(), 1i64..60)
+                .prop_map(|(u, s, o, a)| BalanceOperation::Reserve { key: key(u, s, o), amount: rub(a) }),
+            (small.clone(), 1i64..3, small.clone(), 1i64..60)
+                .prop_map(|(u, s, o, a)| BalanceOperation::Deduct { key: key(u, s, o), amount: rub(a) }),
+            (small.clone(), 1i64..3, small, proptest::option::of(1i64..60))
+                .prop_map(|(u, s, o, a)| BalanceOperation::Release { key: key(u, s, o), amount: a.map(rub) }),
+        ]
+    }
+
+    /// The model: each user's available and held money, and each order's reservation.
+    #[derive(Default)]
+    struct Model {
+        users: HashMap<UserId, (i64, i64)>,
+        holds: HashMap<OrderKey, (i64, HoldStatus)>,
+        revenue: i64,
+    }
+
+    impl Model {
+        /// What the operation should do: Ok on success, or the refusal.
+        fn apply(&mut self, operation: &BalanceOperation) -> Result<(), BalanceError> {
+            let known = |users: &HashMap<UserId, (i64, i64)>, u: UserId, role| {
+                users.get(&u).copied().ok_or(BalanceError::UnknownUser { user: u, role })
+            };
+            match operation {
+                BalanceOperation::Deposit { user, amount } => {
+                    self.users.entry(*user).or_default().0 += amount.minor();
+                }
+                BalanceOperation::Withdraw { user, amount } => {
+                    let (available, _) = known(&self.users, *user, UserRole::User)?;
+                    if available < amount.minor() {
+                        return Err(BalanceError::InsufficientFunds { available });
+                    }
+                    self.users.entry(*user).or_default().0 -= amount.minor();
+                }
+                BalanceOperation::Transfer { sender, recipient, amount } => {
+                    let (available, _) = known(&self.users, *sender, UserRole::Sender)?;
+                    known(&self.users, *recipient, UserRole::Recipient)?;
+                    if available < amount.minor() {
+                        return Err(BalanceError::InsufficientFunds { available });
+                    }
+                    self.users.entry(*sender).or_default().0 -= amount.minor();
+                    self.users.entry(*recipient).or_default().0 += amount.minor();
+                }
+                BalanceOperation::Reserve { key, amount } => {
+                    let (available, _) = known(&self.users, key.user, UserRole::User)?;
+                    if self.holds.contains_key(key) {
+                        return Err(BalanceError::HoldExists(*key));
+                    }
+                    if available < amount.minor() {
+                        return Err(BalanceError::InsufficientFunds { available });
+                    }
+                    let money = self.users.entry(key.user).or_default();
+                    money.0 -= amount.minor();
+                    money.1 += amount.minor();
+                    self.holds.insert(*key, (amount.minor(), HoldStatus::Held));
+                }
+                BalanceOperation::Deduct { key, amount } | BalanceOperation::Release { key, amount: Some(amount) } => {
+                    self.settle(key, Some(amount.minor()), matches!(operation, BalanceOperation::Deduct { .. }))?;
+                }
+                BalanceOperation::Release { key, amount: None } => self.settle(key, None, false)?,
+            }
+            Ok(())
+        }
+
+        fn settle(&mut self, key: &OrderKey, amount: Option<i64>, capture: bool) -> Result<(), BalanceError> {
+            let (held, status) = *self.holds.get(key).ok_or(BalanceError::HoldNotFound(*key))?;
+            if status != HoldStatus::Held {
+                return Err(BalanceError::HoldSettled { key: *key, status });
+            }
+            if amount.is_some_and(|amount| amount != held) {
+                return Err(BalanceError::AmountMismatch { held });
+            }
+            let money = self.users.entry(key.user).or_default();
+            money.1 -= held;
+            if capture {
+                self.revenue += held;
+            } else {
+                money.0 += held;
+            }
+            self.holds.insert(*key, (held, if capture { HoldStatus::Captured } else { HoldStatus::Released }));
+            Ok(())
+        }
+    }
+
+    proptest! {
+        /// Any sequence of batches of balance operations agrees with the model: the same operations succeed
+        /// and are refused for the same reasons, every balance and hold matches, each user's history adds
+        /// up to their money, every transaction balances, and no user account ever goes negative.
+        #[test]
+        fn balance_operations_match_the_model(batches in prop::collection::vec(prop::collection::vec(operations(), 1..12), 1..15)) {
+            let mut ledger = Ledger::new();
+            let mut model = Model::default();
+            for batch in batches {
+                let commands: Vec<BalanceCommand> =
+                    batch.iter().map(|operation| BalanceCommand { operation: operation.clone(), idempotency: None }).collect();
+                let outcomes = ledger.batch(&commands, KeyClaims::default());
+                for (operation, outcome) in batch.iter().zip(outcomes) {
+                    let expected = model.apply(operation);
+                    match (outcome, expected) {
+                        (BalanceOutcome::Executed { result: Ok(_), .. }, Ok(())) => {}
+                        (BalanceOutcome::Executed { result: Err(got), .. }, Err(want)) => prop_assert_eq!(got, want),
+                        (got, want) => prop_assert!(false, "{operation:?}: engine {got:?}, model {want:?}"),
+                    }
+                }
+            }
+            let mut per_transaction: HashMap<Uuid, i64> = HashMap::new();
+            for (transaction, entry) in &ledger.entries {
+                *per_transaction.entry(*transaction).or_default() += entry.amount;
+            }
+            prop_assert!(per_transaction.values().all(|sum| *sum == 0));
+            for (user, (available, held)) in &model.users {
+                let account = ledger.users[user];
+                let balance = ledger.sheet.get(account).copied().unwrap_or(AccountBalance { balance: 0, held: 0, allow_negative: false });
+                prop_assert_eq!((balance.available(), balance.held), (*available, *held));
+                prop_assert!(balance.available() >= 0);
+                let lines = ledger.lines.iter().filter(|line| line.account == account);
+                let (sum_available, sum_held) = lines.fold((0, 0), |(a, h), line| (a + line.amount, h + line.held_change));
+                prop_assert_eq!((sum_available, sum_held), (*available, *held));
+                let open: i64 = ledger.holds.values().filter(|h| h.account == account && h.status == HoldStatus::Held).map(|h| h.amount).sum();
+                prop_assert_eq!(open, *held);
+            }
+            let revenue: i64 = ledger.services.values().filter_map(|id| ledger.sheet.get(*id)).map(|a| a.balance).sum();
+            prop_assert_eq!(revenue, model.revenue);
+            let total: i64 = ledger.sheet.iter().map(|(_, a)| a.balance).sum();
+            prop_assert_eq!(total, 0);
+        }
     }
 }

@@ -8,7 +8,7 @@
 pub mod balances;
 pub mod batch;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 use payledger_core::{AccountId, BalanceOperation, Inn, ServiceId, UserId};
@@ -269,7 +269,7 @@ impl WriterState {
 
         let mut learned = KnownAccounts::default();
         let organizations = self.organizations(&mut tx, commands, &claims, &mut learned).await?;
-        let users = self.users(&mut tx, &balance_commands, &mut learned).await?;
+        let (users, opened) = self.users(&mut tx, &balance_commands, &mut learned).await?;
         let services = self.services(&mut tx, &balance_commands, &mut learned).await?;
 
         let mut touched: Vec<AccountId> = organizations.values().copied().collect();
@@ -302,7 +302,8 @@ impl WriterState {
             deposits: self.system.deposits,
             withdrawals: self.system.withdrawals,
         };
-        let mut balances = BalanceBatch::new(balance_accounts, key_claims, holds, line_ids, applied_at);
+        let mut balances =
+            BalanceBatch::new(balance_accounts, key_claims, holds, line_ids, applied_at).opening_accounts_of(opened);
         let accounts = AccountMap { organizations: &organizations, bank_inflow: self.system.bank_inflow };
         let plan = decide(commands, &claims, &claim_rows, &accounts, &mut balances, &mut sheet);
         tx.write_plan(&plan, &sheet, &touched, applied_at).await?;
@@ -359,13 +360,14 @@ impl WriterState {
     }
 
     /// The accounts of the users the batch's balance commands name that have one; a depositing user's
-    /// account is created. No other operation creates an account.
+    /// account is created. No other operation creates an account. Also returns the users whose accounts
+    /// were created here.
     async fn users<T: BatchTx>(
         &self,
         tx: &mut T,
         commands: &[&balances::BalanceCommand],
         learned: &mut KnownAccounts,
-    ) -> Result<HashMap<UserId, AccountId>, StoreError> {
+    ) -> Result<(HashMap<UserId, AccountId>, HashSet<UserId>), StoreError> {
         let mut accounts = HashMap::new();
         let mut unknown = Vec::new();
         for user in commands.iter().flat_map(|c| c.operation.users()) {
@@ -384,10 +386,11 @@ impl WriterState {
             BalanceOperation::Deposit { user, .. } if !accounts.contains_key(&user) => Some(user.get()),
             _ => None,
         }));
-        let created = tx.create_accounts(AccountKind::User, &depositors).await?;
-        accounts.extend(user_accounts(created)?);
+        let created = user_accounts(tx.create_accounts(AccountKind::User, &depositors).await?)?;
+        let opened = created.iter().map(|(user, _)| *user).collect();
+        accounts.extend(created);
         learned.users.extend(accounts.iter().filter(|(user, _)| !self.known.users.contains_key(user)));
-        Ok(accounts)
+        Ok((accounts, opened))
     }
 
     /// The revenue accounts of the services the batch's deducts pay, created if new.
