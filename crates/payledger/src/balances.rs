@@ -10,18 +10,6 @@ use sha2::{Digest, Sha256};
 use crate::engine::balances::{BalanceCommand, BalanceOutcome, IdempotencyRequest, Renderer};
 use crate::engine::batch::{WriteCommand, WriteOutcome};
 use crate::engine::{EngineError, LedgerEngine};
-use crate::store::{Store, StoreError};
-
-/// Why the service could not give an operation an outcome; every case means "nothing was applied, retry".
-#[derive(Debug, thiserror::Error)]
-pub enum ServiceError {
-    /// The ledger engine refused or failed the batch.
-    #[error(transparent)]
-    Engine(#[from] EngineError),
-    /// Looking up a stored key failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
 
 /// An operation's `Idempotency-Key` and what identifies its endpoint.
 #[derive(Debug, Clone)]
@@ -38,39 +26,32 @@ pub struct Idempotency {
 #[derive(Debug, Clone)]
 pub struct Balances {
     engine: LedgerEngine,
-    store: Store,
     /// Keys of requests this process is applying right now.
     in_flight: Arc<Mutex<HashSet<String>>>,
 }
 
 impl Balances {
-    /// A service submitting to `engine` and reading stored keys from `store`.
-    pub fn new(engine: LedgerEngine, store: Store) -> Balances {
-        Balances { engine, store, in_flight: Arc::default() }
+    /// A service submitting to `engine`.
+    pub fn new(engine: LedgerEngine) -> Balances {
+        Balances { engine, in_flight: Arc::default() }
     }
 
-    /// Applies an operation, at most once per idempotency key.
+    /// Applies an operation, at most once per idempotency key. An error means nothing was applied.
     ///
-    /// A stored key is answered from the reader pool without the writer. A key this process is applying is
-    /// answered "in flight" at once; one another instance is applying is answered the same way by the
-    /// batch transaction. Otherwise the key, the request's fingerprint and the rendered response are stored
-    /// in the transaction that applies the operation.
+    /// A key this process is applying is answered "in flight" at once; one another instance is applying is
+    /// answered the same way by the batch transaction. A stored key is answered by the batch transaction
+    /// with its stored response (one lookup there costs less than a separate read before it). Otherwise the
+    /// key, the request's fingerprint and the rendered response are stored in the transaction that applies
+    /// the operation.
     pub async fn apply(
         &self,
         operation: BalanceOperation,
         idempotency: Option<Idempotency>,
-    ) -> Result<BalanceOutcome, ServiceError> {
+    ) -> Result<BalanceOutcome, EngineError> {
         let Some(idempotency) = idempotency else {
             return self.submit(BalanceCommand { operation, idempotency: None }).await;
         };
         let fingerprint = fingerprint(idempotency.endpoint, &operation);
-        if let Some(stored) = self.store.stored_key(&idempotency.key).await? {
-            return Ok(if stored.fingerprint == fingerprint {
-                BalanceOutcome::Replayed(stored.response)
-            } else {
-                BalanceOutcome::KeyReused
-            });
-        }
         let Some(_claim) = InFlight::claim(&self.in_flight, &idempotency.key) else {
             return Ok(BalanceOutcome::KeyInFlight);
         };
@@ -78,7 +59,7 @@ impl Balances {
         self.submit(BalanceCommand { operation, idempotency: Some(request) }).await
     }
 
-    async fn submit(&self, command: BalanceCommand) -> Result<BalanceOutcome, ServiceError> {
+    async fn submit(&self, command: BalanceCommand) -> Result<BalanceOutcome, EngineError> {
         match self.engine.submit(WriteCommand::Balance(command)).await? {
             WriteOutcome::Balance(outcome) => {
                 metrics::counter!("payledger_balance_operations_total", "outcome" => outcome_label(&outcome))

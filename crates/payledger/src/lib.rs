@@ -74,7 +74,7 @@ pub async fn launch(
 ) -> anyhow::Result<()> {
     let store = open_store(&settings).await?;
     let (engine, writer) = LedgerEngine::start(&store).await.context("starting the ledger engine")?;
-    let balances = balances::Balances::new(engine.clone(), store.clone());
+    let balances = balances::Balances::new(engine.clone());
     let intake = Intake::new(engine, settings.webhook_mode);
     let (stop_applier, applier_stopped) = tokio::sync::watch::channel(false);
     // The applier runs in both modes: notices recorded in async mode (by this process before a restart,

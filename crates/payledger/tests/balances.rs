@@ -213,6 +213,8 @@ async fn invalid_input_is_refused_with_field_details(backend: Backend) {
         .await
         .expect("request");
     assert_eq!(form.status(), 415);
+    // The server answers 413 without reading the rest, and with `Connection: close`, so the client's next
+    // request does not go out on that connection.
     let huge = format!(r#"{{"user_id": 1, "amount": 1, "pad": "{}"}}"#, "x".repeat(64 * 1024));
     assert_eq!(server.post("/api/add_funds/", huge, None).await.status, 413);
 

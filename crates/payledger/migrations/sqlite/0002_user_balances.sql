@@ -58,11 +58,13 @@ CREATE INDEX account_activity_by_amount ON account_activity (account_id, amount,
 CREATE INDEX account_activity_revenue ON account_activity (created_at) WHERE kind = 'revenue_recognition';
 
 -- An Idempotency-Key, the fingerprint of the request that used it and the response it got, written in the
--- same transaction as the request's effect.
+-- same transaction as the request's effect. Rows are appended in rowid order; only the small unique index
+-- on the (random) key takes random inserts, so it stays in the writer's cache.
 CREATE TABLE idempotency_keys (
-    key          TEXT PRIMARY KEY,
+    id           INTEGER PRIMARY KEY,
+    key          TEXT NOT NULL UNIQUE,
     fingerprint  TEXT NOT NULL,
     status       INTEGER NOT NULL,
     response     TEXT NOT NULL,
     created_at   TEXT NOT NULL
-) WITHOUT ROWID;
+);

@@ -235,10 +235,7 @@ async fn operation(
     let bytes = json_body(headers, body, MAX_OPERATION_BODY_BYTES).await?;
     let operation = parse(&bytes).map_err(ApiError::InvalidData)?;
     let idempotency = key.map(|key| Idempotency { key, endpoint, render });
-    let outcome = state.balances.apply(operation, idempotency).await.map_err(|error| match error {
-        crate::balances::ServiceError::Engine(error) => ApiError::Engine(error),
-        crate::balances::ServiceError::Store(error) => ApiError::Store(error),
-    })?;
+    let outcome = state.balances.apply(operation, idempotency).await?;
     Ok(match outcome {
         BalanceOutcome::Executed { response: Some(response), .. } => stored(response, false),
         BalanceOutcome::Executed { result, response: None } => stored(render(&result), false),
@@ -414,6 +411,8 @@ pub struct TransferBody {
         (status = 201, description = "Deposited", body = TransactionObject),
         (status = 400, description = "Invalid data; `details` names each bad field", body = ErrorBody),
         (status = 409, description = "`idempotency_key_reused` or `idempotency_key_in_flight`", body = ErrorBody),
+        (status = 413, description = "Body over 16 KiB", body = ErrorBody),
+        (status = 415, description = "Not application/json", body = ErrorBody),
         (status = 503, description = "Nothing was applied; retry", body = ErrorBody),
     )
 )]
@@ -433,6 +432,8 @@ pub async fn add_funds(State(state): State<AppState>, headers: HeaderMap, body: 
         (status = 400, description = "Invalid data", body = ErrorBody),
         (status = 404, description = "The user has no account", body = ErrorBody),
         (status = 409, description = "`insufficient_funds` (with `available`), or an idempotency conflict", body = ErrorBody),
+        (status = 413, description = "Body over 16 KiB", body = ErrorBody),
+        (status = 415, description = "Not application/json", body = ErrorBody),
         (status = 503, description = "Nothing was applied; retry", body = ErrorBody),
     )
 )]
@@ -456,6 +457,8 @@ pub async fn withdraw_funds(
         (status = 400, description = "Invalid data", body = ErrorBody),
         (status = 404, description = "The user has no account", body = ErrorBody),
         (status = 409, description = "`insufficient_funds`, `hold_exists`, or an idempotency conflict", body = ErrorBody),
+        (status = 413, description = "Body over 16 KiB", body = ErrorBody),
+        (status = 415, description = "Not application/json", body = ErrorBody),
         (status = 503, description = "Nothing was applied; retry", body = ErrorBody),
     )
 )]
@@ -479,6 +482,8 @@ pub async fn reserve_funds(
         (status = 400, description = "Invalid data", body = ErrorBody),
         (status = 404, description = "No reservation for this order", body = ErrorBody),
         (status = 409, description = "`amount_mismatch` (with `reserved`), `hold_settled`, or an idempotency conflict", body = ErrorBody),
+        (status = 413, description = "Body over 16 KiB", body = ErrorBody),
+        (status = 415, description = "Not application/json", body = ErrorBody),
         (status = 503, description = "Nothing was applied; retry", body = ErrorBody),
     )
 )]
@@ -498,6 +503,8 @@ pub async fn deduct_funds(State(state): State<AppState>, headers: HeaderMap, bod
         (status = 400, description = "Invalid data", body = ErrorBody),
         (status = 404, description = "No reservation for this order", body = ErrorBody),
         (status = 409, description = "`amount_mismatch`, `hold_settled`, or an idempotency conflict", body = ErrorBody),
+        (status = 413, description = "Body over 16 KiB", body = ErrorBody),
+        (status = 415, description = "Not application/json", body = ErrorBody),
         (status = 503, description = "Nothing was applied; retry", body = ErrorBody),
     )
 )]
@@ -521,6 +528,8 @@ pub async fn unreserve_funds(
         (status = 400, description = "Invalid data, or a transfer to oneself", body = ErrorBody),
         (status = 404, description = "The sender or the recipient has no account (`details` names which)", body = ErrorBody),
         (status = 409, description = "`insufficient_funds`, or an idempotency conflict", body = ErrorBody),
+        (status = 413, description = "Body over 16 KiB", body = ErrorBody),
+        (status = 415, description = "Not application/json", body = ErrorBody),
         (status = 503, description = "Nothing was applied; retry", body = ErrorBody),
     )
 )]

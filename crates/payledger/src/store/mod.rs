@@ -377,14 +377,6 @@ impl Store {
         }
     }
 
-    /// The stored idempotency key, if any: a replay can be answered without the ledger writer.
-    pub async fn stored_key(&self, key: &str) -> Result<Option<crate::engine::balances::StoredKey>, StoreError> {
-        match self {
-            Store::Sqlite(store) => store.stored_key(key).await,
-            Store::Postgres(store) => store.stored_key(key).await,
-        }
-    }
-
     /// Recomputes every balance from the entries and checks every ledger invariant.
     pub async fn verify(&self) -> Result<VerifyReport, StoreError> {
         match self {
@@ -606,21 +598,6 @@ macro_rules! shared_queries {
             .fetch_all(&self.$reader)
             .await?;
             rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect::<Result<Vec<_>, sqlx::Error>>().map_err(Into::into)
-        }
-
-        pub(super) async fn stored_key(&self, key: &str) -> Result<Option<$crate::engine::balances::StoredKey>, $crate::store::StoreError> {
-            let row = sqlx::query("SELECT fingerprint, status, response FROM idempotency_keys WHERE key = $1")
-                .bind(key)
-                .fetch_optional(&self.$reader)
-                .await?;
-            let Some(row) = row else { return Ok(None) };
-            let status: i32 = row.try_get(1)?;
-            let status = u16::try_from(status)
-                .map_err(|_| $crate::store::StoreError::Corrupt(format!("response status {status}")))?;
-            Ok(Some($crate::engine::balances::StoredKey {
-                fingerprint: row.try_get(0)?,
-                response: $crate::engine::balances::StoredResponse { status, body: row.try_get(2)? },
-            }))
         }
 
         pub(super) async fn verify(&self) -> Result<$crate::store::VerifyReport, $crate::store::StoreError> {
