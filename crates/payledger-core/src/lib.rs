@@ -9,6 +9,7 @@ pub mod bank;
 pub mod inn;
 pub mod ledger;
 pub mod money;
+pub mod payout;
 
 pub use balances::{BalanceError, BalanceOperation, OrderKey, ServiceId, UserId};
 pub use bank::{BankNotice, NoticeField, OperationId};

@@ -9,12 +9,14 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod fields;
+pub mod gateway;
 pub mod intake;
 pub mod router;
 pub mod seed;
 pub mod store;
 pub mod telemetry;
 pub mod timefmt;
+pub mod vault;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -1,0 +1,1 @@
+//! Card numbers encrypted at rest (being written).
