@@ -164,17 +164,29 @@ pub enum ActivityKind {
     Transfer,
     /// Money was paid out.
     Withdrawal,
+    /// Available money was held for a payout.
+    PayoutHold,
+    /// A payout's hold went back to the available balance (it failed or was cancelled).
+    PayoutRelease,
+    /// A payout's hold was paid out.
+    Payout,
+    /// A paid-out payout came back.
+    PayoutReturn,
 }
 
 impl ActivityKind {
     /// Every kind, for parsing and documentation.
-    pub const ALL: [ActivityKind; 6] = [
+    pub const ALL: [ActivityKind; 10] = [
         ActivityKind::Deposit,
         ActivityKind::Reservation,
         ActivityKind::RevenueRecognition,
         ActivityKind::Release,
         ActivityKind::Transfer,
         ActivityKind::Withdrawal,
+        ActivityKind::PayoutHold,
+        ActivityKind::PayoutRelease,
+        ActivityKind::Payout,
+        ActivityKind::PayoutReturn,
     ];
 
     /// The stored and wire name.
@@ -186,6 +198,10 @@ impl ActivityKind {
             ActivityKind::Release => "release",
             ActivityKind::Transfer => "transfer",
             ActivityKind::Withdrawal => "withdrawal",
+            ActivityKind::PayoutHold => "payout_hold",
+            ActivityKind::PayoutRelease => "payout_release",
+            ActivityKind::Payout => "payout",
+            ActivityKind::PayoutReturn => "payout_return",
         }
     }
 

@@ -16,3 +16,8 @@ pub use bank::{BankNotice, NoticeField, OperationId};
 pub use inn::Inn;
 pub use ledger::{AccountBalance, AccountId, BalanceSheet, EntryDraft, HoldChange, LedgerError, Posting};
 pub use money::{AmountError, Currency, MAX_AMOUNT_MINOR, Money};
+pub use payout::{
+    Actor, DeleteAction, DeleteError, FieldErrors, MAX_DESCRIPTION_CHARS, MaskedRecipient, NotEditable, PayoutStatus,
+    RecipientDetails, RecipientInput, TransitionError, delete_action, ensure_editable, is_editable, transition,
+    validate_description,
+};

@@ -4,7 +4,8 @@
 
 use std::fmt;
 
-/// The largest amount one operation may carry, in minor units (one trillion roubles).
+/// The largest amount one operation may carry, in minor units (one trillion roubles; the same count of minor
+/// units in any other currency, e.g. one hundred billion Kuwaiti dinars).
 ///
 /// Anything larger is an input error rather than a payment: it protects the running balances, which are
 /// `i64`, from being pushed towards overflow by a single notice.
@@ -24,12 +25,28 @@ impl Currency {
     /// The Russian rouble, the currency of the bank webhook.
     pub const RUB: Currency = Currency { code: "RUB", minor_digits: 2 };
 
-    /// Looks a currency up by its alphabetic code among the currencies this build supports.
+    /// Looks up an active ISO 4217 currency by its exact upper-case alphabetic code, e.g. `RUB`, `JPY`, `KWD`.
+    ///
+    /// The list and the minor digits come from the `iso_currency` crate. "Active" means what that crate does not
+    /// flag: funds (`BOV`, `CLF`, `USN`…), special codes (precious metals `XAU`/`XAG`/`XPT`/`XPD`, `XDR`, the
+    /// bond-market units, `XTS`, `XXX`…) and superseded currencies (`HRK`, `SLL`…) are refused, as is any code
+    /// without defined minor units. Lower-case codes are refused; see [`Currency::from_code_ignore_case`].
     pub fn from_code(code: &str) -> Option<Currency> {
-        match code {
-            "RUB" => Some(Currency::RUB),
-            _ => None,
+        let iso = iso_currency::Currency::from_code(code)?;
+        if iso.is_fund() || iso.is_special() || iso.is_superseded().is_some() {
+            return None;
         }
+        let minor_digits = u8::try_from(iso.exponent()?).ok()?;
+        Some(Currency { code: iso.code(), minor_digits })
+    }
+
+    /// Like [`Currency::from_code`], but `rub` and `Rub` also name the rouble: the API accepts codes in any case.
+    pub fn from_code_ignore_case(code: &str) -> Option<Currency> {
+        // Anything but three ASCII letters cannot be a code, so it is refused before allocating.
+        if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_alphabetic()) {
+            return None;
+        }
+        Currency::from_code(&code.to_ascii_uppercase())
     }
 
     /// The three-letter code, e.g. `RUB`.
@@ -37,7 +54,7 @@ impl Currency {
         self.code
     }
 
-    /// How many digits follow the decimal point (2 for RUB).
+    /// How many digits follow the decimal point (2 for RUB, 0 for JPY, 3 for KWD).
     pub fn minor_digits(&self) -> u8 {
         self.minor_digits
     }
@@ -66,7 +83,7 @@ pub enum AmountError {
     TooLarge,
 }
 
-/// An exact amount of one currency, in minor units (kopecks for RUB).
+/// An exact amount of one currency, in minor units (kopecks for RUB, yen for JPY, fils for KWD).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Money {
     minor: i64,
@@ -243,7 +260,70 @@ mod tests {
         assert_eq!(format_minor(7, 0), "7");
     }
 
+    fn currency(code: &str) -> Currency {
+        Currency::from_code(code).unwrap_or_else(|| panic!("{code} should be a known currency"))
+    }
+
+    #[test]
+    fn knows_active_iso_currencies_with_their_own_minor_digits() {
+        assert_eq!(Currency::from_code("RUB"), Some(Currency::RUB));
+        for (code, digits) in [("USD", 2), ("EUR", 2), ("JPY", 0), ("KRW", 0), ("KWD", 3), ("BHD", 3), ("TND", 3)] {
+            let found = currency(code);
+            assert_eq!((found.code(), found.minor_digits()), (code, digits), "{code}");
+        }
+    }
+
+    #[test]
+    fn refuses_unknown_lower_case_and_inactive_codes() {
+        for code in ["", "R", "RUBB", "ABC", "ZZZ", "rub", "Rub", "usd", " RUB", "RUB ", "РУБ"] {
+            assert_eq!(Currency::from_code(code), None, "{code:?}");
+        }
+        // Precious metals, SDR, testing and "no currency"; funds; superseded currencies.
+        for code in ["XAU", "XAG", "XPT", "XPD", "XDR", "XTS", "XXX", "XSU", "XUA", "BOV", "CLF", "USN", "HRK", "SLL"] {
+            assert_eq!(Currency::from_code(code), None, "{code}");
+        }
+    }
+
+    #[test]
+    fn the_case_insensitive_look_up_takes_any_case_of_the_same_codes() {
+        assert_eq!(Currency::from_code_ignore_case("rub"), Some(Currency::RUB));
+        assert_eq!(Currency::from_code_ignore_case("Jpy"), Some(currency("JPY")));
+        assert_eq!(Currency::from_code_ignore_case("KWD"), Some(currency("KWD")));
+        for code in ["xau", "abc", "ru", "rubb", "r b", "руб", "r\u{0}b"] {
+            assert_eq!(Currency::from_code_ignore_case(code), None, "{code:?}");
+        }
+    }
+
+    #[test]
+    fn a_currency_without_minor_units_takes_whole_numbers_only() {
+        let jpy = currency("JPY");
+        assert_eq!(Money::parse_positive("1500", jpy, false).map(|m| m.minor()), Ok(1500));
+        assert_eq!(Money::parse_positive("1500.0", jpy, false).map(|m| m.minor()), Ok(1500));
+        assert_eq!(Money::parse_positive("1.5e3", jpy, true).map(|m| m.minor()), Ok(1500));
+        assert_eq!(Money::parse_positive("1.5", jpy, false), Err(AmountError::TooPrecise(0)));
+        assert_eq!(Money::parse_positive("0.1", jpy, false), Err(AmountError::TooPrecise(0)));
+        assert_eq!(Money::from_minor(1500, jpy).to_decimal_string(), "1500");
+        assert_eq!(Money::from_minor(1500, jpy).to_string(), "1500 JPY");
+    }
+
+    #[test]
+    fn a_currency_with_three_minor_digits_takes_thousandths() {
+        let kwd = currency("KWD");
+        assert_eq!(Money::parse_positive("1.234", kwd, false).map(|m| m.minor()), Ok(1234));
+        assert_eq!(Money::parse_positive("0.001", kwd, false).map(|m| m.minor()), Ok(1));
+        assert_eq!(Money::parse_positive("1.2345", kwd, false), Err(AmountError::TooPrecise(3)));
+        assert_eq!(Money::from_minor(1234, kwd).to_decimal_string(), "1.234");
+        assert_eq!(Money::from_minor(5, currency("BHD")).to_decimal_string(), "0.005");
+    }
+
     proptest! {
+        #[test]
+        fn every_minor_digit_count_round_trips(minor in 1i64..=MAX_AMOUNT_MINOR, code in "(JPY|RUB|KWD)") {
+            let currency = currency(&code);
+            let text = Money::from_minor(minor, currency).to_decimal_string();
+            prop_assert_eq!(Money::parse_positive(&text, currency, false).map(|m| m.minor()), Ok(minor));
+        }
+
         #[test]
         fn formatting_then_parsing_gives_back_the_same_minor_units(minor in 1i64..=MAX_AMOUNT_MINOR) {
             let text = format_minor(minor, 2);

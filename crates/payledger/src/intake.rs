@@ -136,7 +136,8 @@ impl Intake {
             WriteOutcome::AlreadyHandled
             | WriteOutcome::Stored
             | WriteOutcome::NotRecorded
-            | WriteOutcome::Balance(_) => "other",
+            | WriteOutcome::Balance(_)
+            | WriteOutcome::Payout(_) => "other",
         };
         metrics::counter!("payledger_webhook_notices_total", "outcome" => label).increment(1);
         Ok(outcome)

@@ -38,7 +38,7 @@ async fn verify_passes_on_a_clean_ledger_and_catches_tampering(backend: Backend)
 
     let (code, output) = payledger(&db, &["verify"]);
     assert_eq!(code, 0, "{output}");
-    assert!(output.contains("checked 4 accounts, 3 transactions, 6 entries, 3 applied bank payments"), "{output}");
+    assert!(output.contains("checked 5 accounts, 3 transactions, 6 entries, 3 applied bank payments"), "{output}");
 
     // A balance changed behind the ledger's back no longer equals the sum of its entries.
     execute(&db, "UPDATE accounts SET balance = balance + 1 WHERE kind = 'organization'").await;

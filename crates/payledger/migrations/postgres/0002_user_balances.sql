@@ -29,12 +29,14 @@ CREATE TABLE account_activity (
     id              BIGSERIAL PRIMARY KEY,
     account_id      BIGINT NOT NULL,
     kind            TEXT NOT NULL CHECK (kind IN ('deposit', 'reservation', 'revenue_recognition', 'release',
-                                                  'transfer', 'withdrawal')),
+                                                  'transfer', 'withdrawal', 'payout_hold', 'payout_release',
+                                                  'payout', 'payout_return')),
     amount          BIGINT NOT NULL,
     held_change     BIGINT NOT NULL,
     counterparty    BIGINT,
     service_id      BIGINT,
     order_id        BIGINT,
+    payout_id       UUID,
     transaction_id  UUID,
     created_at      TIMESTAMPTZ NOT NULL
 );

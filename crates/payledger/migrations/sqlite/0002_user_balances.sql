@@ -44,12 +44,14 @@ CREATE TABLE account_activity (
     id              INTEGER PRIMARY KEY,
     account_id      INTEGER NOT NULL,
     kind            TEXT NOT NULL CHECK (kind IN ('deposit', 'reservation', 'revenue_recognition', 'release',
-                                                  'transfer', 'withdrawal')),
+                                                  'transfer', 'withdrawal', 'payout_hold', 'payout_release',
+                                                  'payout', 'payout_return')),
     amount          INTEGER NOT NULL,
     held_change     INTEGER NOT NULL,
     counterparty    INTEGER,
     service_id      INTEGER,
     order_id        INTEGER,
+    payout_id       BLOB,
     transaction_id  BLOB,
     created_at      TEXT NOT NULL
 );

@@ -73,6 +73,8 @@ pub struct ActivityLine {
     pub counterparty: Option<UserId>,
     /// The service and order of a reservation, capture or release.
     pub order: Option<(ServiceId, OrderId)>,
+    /// The payout whose hold, payment or return this is.
+    pub payout: Option<Uuid>,
     /// The ledger transaction, when the balance changed.
     pub transaction_id: Option<Uuid>,
     /// When it was applied.
@@ -163,6 +165,8 @@ pub struct BalanceAccounts<'a> {
     pub deposits: AccountId,
     /// The system account credited by withdrawals.
     pub withdrawals: AccountId,
+    /// The system account payouts are captured into.
+    pub payout_clearing: AccountId,
 }
 
 /// The balance side of one batch: what the store found and what this batch changed so far.
@@ -258,6 +262,17 @@ impl<'a> BalanceBatch<'a> {
         }
     }
 
+    /// Records a reservation's new state, to be written with the batch.
+    pub(super) fn put_hold(&mut self, reference: String, state: HoldState) {
+        self.holds.insert(reference.clone(), state);
+        self.changed_holds.insert(reference, ());
+    }
+
+    /// The payout clearing account.
+    pub(super) fn payout_clearing_account(&self) -> AccountId {
+        self.accounts.payout_clearing
+    }
+
     /// The reservations this batch placed or settled, to write.
     pub fn hold_writes(&self) -> Vec<HoldWrite> {
         self.changed_holds
@@ -338,8 +353,7 @@ impl<'a> BalanceBatch<'a> {
         if let Some((reference, mut state)) = effect.hold {
             state.transaction_id =
                 state.transaction_id.or(transaction_id.filter(|_| state.status == HoldStatus::Captured));
-            self.holds.insert(reference.clone(), state);
-            self.changed_holds.insert(reference, ());
+            self.put_hold(reference, state);
         }
         let order = operation.order().map(|key| (key.service, key.order));
         let mut lines = Vec::with_capacity(effect.lines.len());
@@ -354,6 +368,7 @@ impl<'a> BalanceBatch<'a> {
                 held_change: draft.held_change,
                 counterparty: draft.counterparty,
                 order,
+                payout: None,
                 transaction_id,
                 created_at: self.now,
             });
@@ -553,8 +568,13 @@ mod tests {
             let ids: Vec<i64> = (self.next_line..self.next_line + count as i64).collect();
             self.next_line += count as i64;
             let (users, services) = (self.users.clone(), self.services.clone());
-            let accounts =
-                BalanceAccounts { users: &users, services: &services, deposits: DEPOSITS, withdrawals: WITHDRAWALS };
+            let accounts = BalanceAccounts {
+                users: &users,
+                services: &services,
+                deposits: DEPOSITS,
+                withdrawals: WITHDRAWALS,
+                payout_clearing: AccountId(3),
+            };
             let mut batch = BalanceBatch::new(accounts, keys, self.holds.clone(), ids, OffsetDateTime::UNIX_EPOCH)
                 .opening_accounts_of(opening);
             let mut plan = Plan::default();

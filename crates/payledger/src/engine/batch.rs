@@ -12,6 +12,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::balances::{ActivityLine, BalanceBatch, BalanceCommand, BalanceOutcome, HoldWrite, NewKey};
+use super::payouts::{JobEnd, NewJob, PayoutCommand, PayoutEvent, PayoutOutcome, PayoutState, PayoutStates};
 
 /// The ledger transaction kind of a credited bank payment.
 pub const BANK_PAYMENT_KIND: &str = "bank_payment";
@@ -38,6 +39,8 @@ pub enum WriteCommand {
     RecordRejected(RejectedNotice),
     /// A user-balance operation.
     Balance(BalanceCommand),
+    /// A payout's creation or change.
+    Payout(PayoutCommand),
 }
 
 impl WriteCommand {
@@ -49,7 +52,8 @@ impl WriteCommand {
             }
             WriteCommand::IntakeNotice { apply: false, .. }
             | WriteCommand::RecordRejected(_)
-            | WriteCommand::Balance(_) => None,
+            | WriteCommand::Balance(_)
+            | WriteCommand::Payout(_) => None,
         }
     }
 }
@@ -88,6 +92,8 @@ pub enum WriteOutcome {
     Stored,
     /// What became of a user-balance operation.
     Balance(BalanceOutcome),
+    /// What became of a payout command.
+    Payout(PayoutOutcome),
 }
 
 /// A notice row the batch tries to insert; the unique operation id decides whether it is new.
@@ -188,6 +194,14 @@ pub struct Plan {
     pub holds: Vec<HoldWrite>,
     /// Idempotency keys with their stored responses.
     pub keys: Vec<NewKey>,
+    /// Payouts created or changed, in their final state.
+    pub payouts: Vec<PayoutState>,
+    /// Payout status changes to append to their history.
+    pub payout_events: Vec<PayoutEvent>,
+    /// Jobs to enqueue.
+    pub new_jobs: Vec<NewJob>,
+    /// Jobs that end with this batch's payout changes.
+    pub job_ends: Vec<JobEnd>,
     /// One outcome per command.
     pub outcomes: Vec<WriteOutcome>,
 }
@@ -243,6 +257,7 @@ pub fn decide(
     claim_rows: &[NoticeClaim],
     accounts: &AccountMap<'_>,
     balances: &mut BalanceBatch<'_>,
+    payouts: &mut PayoutStates,
     sheet: &mut BalanceSheet,
 ) -> Plan {
     let claimed_transaction: HashMap<OperationId, Option<Uuid>> =
@@ -284,10 +299,14 @@ pub fn decide(
                 WriteOutcome::Stored
             }
             WriteCommand::Balance(command) => WriteOutcome::Balance(balances.decide(command, sheet, &mut plan)),
+            WriteCommand::Payout(command) => {
+                WriteOutcome::Payout(balances.decide_payout(command, payouts, sheet, &mut plan))
+            }
         };
         plan.outcomes.push(outcome);
     }
     plan.holds = balances.hold_writes();
+    plan.payouts = payouts.writes();
     plan
 }
 
@@ -382,6 +401,7 @@ mod tests {
             services,
             deposits: AccountId(90),
             withdrawals: AccountId(91),
+            payout_clearing: AccountId(92),
         };
         BalanceBatch::new(accounts, Default::default(), HashMap::new(), Vec::new(), OffsetDateTime::UNIX_EPOCH)
     }
@@ -412,7 +432,15 @@ mod tests {
         let accounts = AccountMap { organizations: &fixture.organizations, bank_inflow: AccountId(1) };
         let (users, services) = (HashMap::new(), HashMap::new());
         let mut balances = no_balances(&users, &services);
-        let plan = decide(commands, &claims, &claim_rows, &accounts, &mut balances, &mut fixture.sheet);
+        let plan = decide(
+            commands,
+            &claims,
+            &claim_rows,
+            &accounts,
+            &mut balances,
+            &mut Default::default(),
+            &mut fixture.sheet,
+        );
         (plan, fixture.sheet)
     }
 
@@ -518,7 +546,7 @@ mod tests {
                     let accounts = AccountMap { organizations: &organizations, bank_inflow: AccountId(1) };
                     let (users, services) = (HashMap::new(), HashMap::new());
                     let mut balances = no_balances(&users, &services);
-                    let plan = decide(&commands, &claims, &claim_rows, &accounts, &mut balances, &mut sheet);
+                    let plan = decide(&commands, &claims, &claim_rows, &accounts, &mut balances, &mut Default::default(), &mut sheet);
                     prop_assert_eq!(plan.outcomes.len(), commands.len());
                     for (command, outcome) in commands.iter().zip(&plan.outcomes) {
                         let WriteCommand::IntakeNotice { notice, .. } = command else { continue };

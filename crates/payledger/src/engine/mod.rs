@@ -7,6 +7,7 @@
 
 pub mod balances;
 pub mod batch;
+pub mod payouts;
 
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
@@ -62,6 +63,7 @@ impl LedgerEngine {
             bank_inflow: store.system_account(crate::store::BANK_INFLOW_ACCOUNT).await?,
             deposits: store.system_account(crate::store::USER_DEPOSITS_ACCOUNT).await?,
             withdrawals: store.system_account(crate::store::USER_WITHDRAWALS_ACCOUNT).await?,
+            payout_clearing: store.system_account(crate::store::PAYOUT_CLEARING_ACCOUNT).await?,
         };
         let connection = match store {
             Store::Sqlite(store) => WriteConnection::Sqlite(store.open_writer()?),
@@ -148,6 +150,8 @@ struct SystemAccounts {
     deposits: AccountId,
     /// Credited by users' withdrawals.
     withdrawals: AccountId,
+    /// Where completed payouts' money goes.
+    payout_clearing: AccountId,
 }
 
 /// Accounts known to exist, by what owns them. Accounts are never deleted, so this only grows.
@@ -263,14 +267,31 @@ impl WriterState {
         let key_claims = tx.claim_keys(&keys).await?;
         let waiting = tx.lock_waiting(&recorded_to_apply(commands)).await?;
         let claims = Claims { inserted, stored, waiting };
-        let references =
-            sorted_unique(balance_commands.iter().filter_map(|c| c.operation.order().map(|k| k.reference())));
+        let payout_commands: Vec<&payouts::PayoutCommand> = commands
+            .iter()
+            .filter_map(|command| match command {
+                WriteCommand::Payout(command) => Some(command),
+                _ => None,
+            })
+            .collect();
+        let changed_payouts = sorted_unique(payout_commands.iter().filter_map(|c| match c {
+            payouts::PayoutCommand::Change { id, .. } => Some(*id),
+            payouts::PayoutCommand::Create(_) => None,
+        }));
+        let locked_payouts = tx.lock_payouts(&changed_payouts).await?;
+        let references = sorted_unique(
+            balance_commands
+                .iter()
+                .filter_map(|c| c.operation.order().map(|k| k.reference()))
+                .chain(payout_commands.iter().map(|c| payouts::hold_reference(c.payout_id()))),
+        );
         let holds = tx.lock_holds(&references).await?;
 
         let mut learned = KnownAccounts::default();
         let organizations = self.organizations(&mut tx, commands, &claims, &mut learned).await?;
         let (users, opened) = self.users(&mut tx, &balance_commands, &mut learned).await?;
         let services = self.services(&mut tx, &balance_commands, &mut learned).await?;
+        let sources = self.payout_sources(&mut tx, &payout_commands).await?;
 
         let mut touched: Vec<AccountId> = organizations.values().copied().collect();
         if !touched.is_empty() {
@@ -279,6 +300,10 @@ impl WriterState {
         touched.extend(users.values().copied());
         touched.extend(services.values().copied());
         touched.extend(holds.values().map(|hold| hold.account));
+        touched.extend(sources.values().copied());
+        if !payout_commands.is_empty() {
+            touched.push(self.system.payout_clearing);
+        }
         for command in &balance_commands {
             match command.operation {
                 BalanceOperation::Deposit { .. } => touched.push(self.system.deposits),
@@ -294,18 +319,22 @@ impl WriterState {
 
         // History ids and times are taken under the account locks, so each account's lines are numbered and
         // dated in the order they are applied, whichever instance applies them.
-        let line_ids = tx.allocate_line_ids(balance_commands.iter().map(|c| max_lines(&c.operation)).sum()).await?;
+        let line_count =
+            balance_commands.iter().map(|c| max_lines(&c.operation)).sum::<usize>() + payout_commands.len();
+        let line_ids = tx.allocate_line_ids(line_count).await?;
         let applied_at = crate::timefmt::to_micros(OffsetDateTime::now_utc());
         let balance_accounts = BalanceAccounts {
             users: &users,
             services: &services,
             deposits: self.system.deposits,
             withdrawals: self.system.withdrawals,
+            payout_clearing: self.system.payout_clearing,
         };
         let mut balances =
             BalanceBatch::new(balance_accounts, key_claims, holds, line_ids, applied_at).opening_accounts_of(opened);
         let accounts = AccountMap { organizations: &organizations, bank_inflow: self.system.bank_inflow };
-        let plan = decide(commands, &claims, &claim_rows, &accounts, &mut balances, &mut sheet);
+        let mut payout_states = payouts::PayoutStates::new(locked_payouts, sources);
+        let plan = decide(commands, &claims, &claim_rows, &accounts, &mut balances, &mut payout_states, &mut sheet);
         tx.write_plan(&plan, &sheet, &touched, applied_at).await?;
         let written_after = started.elapsed();
         tx.commit().await?;
@@ -337,7 +366,7 @@ impl WriterState {
                     *apply && claims.inserted.contains(&notice.operation_id)
                 }
                 WriteCommand::ApplyRecorded { notice } => claims.waiting.contains(&notice.operation_id),
-                WriteCommand::RecordRejected(_) | WriteCommand::Balance(_) => false,
+                WriteCommand::RecordRejected(_) | WriteCommand::Balance(_) | WriteCommand::Payout(_) => false,
             })
             .filter_map(WriteCommand::organization)
             .collect();
@@ -380,12 +409,14 @@ impl WriterState {
         }
         unknown.sort();
         unknown.dedup();
-        let found = tx.find_accounts(AccountKind::User, &unknown.iter().map(|u| u.get()).collect::<Vec<_>>()).await?;
+        let found =
+            tx.find_accounts(AccountKind::User, &unknown.iter().map(UserId::to_string).collect::<Vec<_>>()).await?;
         accounts.extend(user_accounts(found)?);
         let depositors = sorted_unique(commands.iter().filter_map(|c| match c.operation {
-            BalanceOperation::Deposit { user, .. } if !accounts.contains_key(&user) => Some(user.get()),
+            BalanceOperation::Deposit { user, .. } if !accounts.contains_key(&user) => Some(user),
             _ => None,
         }));
+        let depositors: Vec<String> = depositors.iter().map(UserId::to_string).collect();
         let created = user_accounts(tx.create_accounts(AccountKind::User, &depositors).await?)?;
         let opened = created.iter().map(|(user, _)| *user).collect();
         accounts.extend(created);
@@ -414,8 +445,13 @@ impl WriterState {
         }
         missing.sort_unstable();
         missing.dedup();
+        let missing: Vec<String> = missing.iter().map(i64::to_string).collect();
         for (key, id) in tx.create_accounts(AccountKind::Service, &missing).await? {
-            let service = ServiceId::new(key).map_err(|_| StoreError::Corrupt(format!("service account key {key}")))?;
+            let service = key
+                .parse()
+                .ok()
+                .and_then(|key| ServiceId::new(key).ok())
+                .ok_or_else(|| StoreError::Corrupt(format!("service account key {key}")))?;
             accounts.insert(service, id);
             learned.services.insert(service, id);
         }
@@ -423,11 +459,52 @@ impl WriterState {
     }
 }
 
+impl WriterState {
+    /// The accounts new payouts draw on. Payouts never create an account: an unknown source is refused.
+    async fn payout_sources<T: BatchTx>(
+        &self,
+        tx: &mut T,
+        commands: &[&payouts::PayoutCommand],
+    ) -> Result<HashMap<payouts::PayoutSource, AccountId>, StoreError> {
+        let mut found = HashMap::new();
+        let (mut inns, mut users) = (Vec::new(), Vec::new());
+        for source in commands.iter().filter_map(|c| c.source()) {
+            match source {
+                payouts::PayoutSource::Organization(inn) => match self.known.organizations.get(inn) {
+                    Some(id) => {
+                        found.insert(source.clone(), *id);
+                    }
+                    None => inns.push(inn.to_string()),
+                },
+                payouts::PayoutSource::User(user) => match self.known.users.get(user) {
+                    Some(id) => {
+                        found.insert(source.clone(), *id);
+                    }
+                    None => users.push(user.to_string()),
+                },
+            }
+        }
+        for (key, id) in tx.find_accounts(AccountKind::Organization, &sorted_unique(inns.into_iter())).await? {
+            let inn = Inn::parse(&key).map_err(|_| StoreError::Corrupt(format!("organization account key {key}")))?;
+            found.insert(payouts::PayoutSource::Organization(inn), id);
+        }
+        let users = tx.find_accounts(AccountKind::User, &sorted_unique(users.into_iter())).await?;
+        for (user, id) in user_accounts(users)? {
+            found.insert(payouts::PayoutSource::User(user), id);
+        }
+        Ok(found)
+    }
+}
+
 /// Users' accounts as the store returns them, keyed by user id.
-fn user_accounts(rows: Vec<(i64, AccountId)>) -> Result<Vec<(UserId, AccountId)>, StoreError> {
+fn user_accounts(rows: Vec<(String, AccountId)>) -> Result<Vec<(UserId, AccountId)>, StoreError> {
     rows.into_iter()
         .map(|(key, id)| {
-            UserId::new(key).map(|user| (user, id)).map_err(|_| StoreError::Corrupt(format!("user account key {key}")))
+            key.parse()
+                .ok()
+                .and_then(|key| UserId::new(key).ok())
+                .map(|user| (user, id))
+                .ok_or_else(|| StoreError::Corrupt(format!("user account key {key}")))
         })
         .collect()
 }

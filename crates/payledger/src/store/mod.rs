@@ -3,6 +3,7 @@
 //! Each backend owns its migrations and SQL. The write side is only reached through the ledger engine's
 //! [`BatchTx`]; everything else here is a read, a seed or a check.
 
+pub mod payouts;
 mod postgres;
 mod sqlite;
 mod sqlite_writer;
@@ -44,9 +45,14 @@ pub const USER_DEPOSITS_ACCOUNT: &str = "user_deposits";
 /// The key of the system account that mirrors money users withdrew.
 pub const USER_WITHDRAWALS_ACCOUNT: &str = "user_withdrawals";
 
-/// The owners of accounts keyed by a number.
+/// The key of the system account that completed payouts are captured into.
+pub const PAYOUT_CLEARING_ACCOUNT: &str = "payout_clearing";
+
+/// The owners of accounts the engine looks up by key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AccountKind {
+    /// An organization, keyed by INN.
+    Organization,
     /// A user of the balance service, keyed by user id.
     User,
     /// A service's revenue account, keyed by service id.
@@ -57,6 +63,7 @@ impl AccountKind {
     /// The stored kind.
     pub fn as_str(self) -> &'static str {
         match self {
+            AccountKind::Organization => "organization",
             AccountKind::User => "user",
             AccountKind::Service => "service",
         }
@@ -229,15 +236,20 @@ pub trait BatchTx {
     fn find_accounts(
         &mut self,
         kind: AccountKind,
-        keys: &[i64],
-    ) -> impl Future<Output = Result<Vec<(i64, AccountId)>, StoreError>>;
+        keys: &[String],
+    ) -> impl Future<Output = Result<Vec<(String, AccountId)>, StoreError>>;
     /// Creates the accounts of this kind that do not exist yet, in ascending key order, and returns every
     /// one's id.
     fn create_accounts(
         &mut self,
         kind: AccountKind,
-        keys: &[i64],
-    ) -> impl Future<Output = Result<Vec<(i64, AccountId)>, StoreError>>;
+        keys: &[String],
+    ) -> impl Future<Output = Result<Vec<(String, AccountId)>, StoreError>>;
+    /// Locks the payouts with these ids (ascending) and loads them.
+    fn lock_payouts(
+        &mut self,
+        ids: &[uuid::Uuid],
+    ) -> impl Future<Output = Result<HashMap<uuid::Uuid, crate::engine::payouts::PayoutState>, StoreError>>;
     /// Reserves `count` new, increasing history line ids.
     fn allocate_line_ids(&mut self, count: usize) -> impl Future<Output = Result<Vec<i64>, StoreError>>;
     /// Locks the accounts in ascending id order and loads their balances.
@@ -377,6 +389,83 @@ impl Store {
         }
     }
 
+    /// A payout that is not archived.
+    pub async fn payout(&self, id: uuid::Uuid) -> Result<Option<payouts::PayoutView>, StoreError> {
+        match self {
+            Store::Sqlite(store) => store.payout(id).await,
+            Store::Postgres(store) => store.payout(id).await,
+        }
+    }
+
+    /// A payout's status history, oldest first.
+    pub async fn payout_events(&self, id: uuid::Uuid) -> Result<Vec<payouts::PayoutEventRow>, StoreError> {
+        match self {
+            Store::Sqlite(store) => store.payout_events(id).await,
+            Store::Postgres(store) => store.payout_events(id).await,
+        }
+    }
+
+    /// A page of payouts and how many the filter selects in all.
+    pub async fn list_payouts(
+        &self,
+        filter: &payouts::PayoutFilter,
+        ordering: payouts::PayoutOrdering,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(i64, Vec<payouts::PayoutView>), StoreError> {
+        match self {
+            Store::Sqlite(store) => store.list_payouts(filter, ordering, limit, offset).await,
+            Store::Postgres(store) => store.list_payouts(filter, ordering, limit, offset).await,
+        }
+    }
+
+    /// Claims up to `limit` due jobs for `owner` until `lease` (PostgreSQL: `FOR UPDATE SKIP LOCKED`, so
+    /// workers of several processes never claim the same job).
+    pub async fn claim_jobs(
+        &self,
+        owner: &str,
+        now: OffsetDateTime,
+        lease: OffsetDateTime,
+        limit: i64,
+    ) -> Result<Vec<payouts::ClaimedJob>, StoreError> {
+        match self {
+            Store::Sqlite(store) => store.claim_jobs(owner, now, lease, limit).await,
+            Store::Postgres(store) => store.claim_jobs(owner, now, lease, limit).await,
+        }
+    }
+
+    /// Gives a claimed job back: due again at `run_at` after a failed attempt (with its error), or, with no
+    /// `run_at`, released unattempted (shutdown). False if the worker no longer held it.
+    pub async fn reschedule_job(
+        &self,
+        id: i64,
+        owner: &str,
+        run_at: Option<OffsetDateTime>,
+        error: Option<&str>,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Store::Sqlite(store) => store.reschedule_job(id, owner, run_at, error, now).await,
+            Store::Postgres(store) => store.reschedule_job(id, owner, run_at, error, now).await,
+        }
+    }
+
+    /// Jobs in a status, newest first.
+    pub async fn list_jobs(&self, status: &str, limit: i64) -> Result<Vec<payouts::JobRow>, StoreError> {
+        match self {
+            Store::Sqlite(store) => store.list_jobs(status, limit).await,
+            Store::Postgres(store) => store.list_jobs(status, limit).await,
+        }
+    }
+
+    /// One job.
+    pub async fn job(&self, id: i64) -> Result<Option<payouts::JobRow>, StoreError> {
+        match self {
+            Store::Sqlite(store) => store.job(id).await,
+            Store::Postgres(store) => store.job(id).await,
+        }
+    }
+
     /// Recomputes every balance from the entries and checks every ledger invariant.
     pub async fn verify(&self) -> Result<VerifyReport, StoreError> {
         match self {
@@ -429,7 +518,7 @@ pub(crate) fn notice_from_row(
 /// `$reader` and `$writer` name the store's pools; `$begin_snapshot` starts a read-only snapshot and
 /// `$uuid_text` is the function that prints an id in `verify`'s messages.
 macro_rules! shared_queries {
-    ($store:ty, reader: $reader:ident, writer: $writer:ident, begin_snapshot: $begin_snapshot:literal, uuid_text: $uuid_text:literal, bind_time: $bind_time:path) => {
+    ($store:ty, reader: $reader:ident, writer: $writer:ident, begin_snapshot: $begin_snapshot:literal, uuid_text: $uuid_text:literal, bind_time: $bind_time:path, claim_jobs_sql: $claim_jobs_sql:expr) => {
         impl $store {
         pub(super) async fn system_account(&self, key: &str) -> Result<payledger_core::AccountId, $crate::store::StoreError> {
             sqlx::query(
@@ -600,6 +689,174 @@ macro_rules! shared_queries {
             rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect::<Result<Vec<_>, sqlx::Error>>().map_err(Into::into)
         }
 
+        pub(super) async fn payout(&self, id: uuid::Uuid) -> Result<Option<$crate::store::payouts::PayoutView>, $crate::store::StoreError> {
+            let row = sqlx::query($crate::store::payouts::GET_SQL).bind(id).fetch_optional(&self.$reader).await?;
+            Ok(match row {
+                Some(row) => Some($crate::store::payouts::payout_view_from_row!(&row)),
+                None => None,
+            })
+        }
+
+        pub(super) async fn payout_events(&self, id: uuid::Uuid) -> Result<Vec<$crate::store::payouts::PayoutEventRow>, $crate::store::StoreError> {
+            let rows = sqlx::query(
+                "SELECT from_status, to_status, actor, reason, created_at FROM payout_events WHERE payout_id = $1 ORDER BY id",
+            )
+            .bind(id)
+            .fetch_all(&self.$reader)
+            .await?;
+            rows.iter()
+                .map(|row| {
+                    Ok($crate::store::payouts::PayoutEventRow {
+                        from: row.try_get(0)?,
+                        to: row.try_get(1)?,
+                        actor: row.try_get(2)?,
+                        reason: row.try_get(3)?,
+                        at: row.try_get(4)?,
+                    })
+                })
+                .collect::<Result<Vec<_>, sqlx::Error>>()
+                .map_err(Into::into)
+        }
+
+        pub(super) async fn list_payouts(
+            &self,
+            filter: &$crate::store::payouts::PayoutFilter,
+            ordering: $crate::store::payouts::PayoutOrdering,
+            limit: i64,
+            offset: i64,
+        ) -> Result<(i64, Vec<$crate::store::payouts::PayoutView>), $crate::store::StoreError> {
+            let status = filter.status.map(|s| s.as_str());
+            let after = filter.created_after.map($bind_time);
+            let before = filter.created_before.map($bind_time);
+            let count: i64 = sqlx::query_scalar($crate::store::payouts::COUNT_SQL)
+                .bind(status)
+                .bind(filter.currency.as_deref())
+                .bind(after.clone())
+                .bind(before.clone())
+                .fetch_one(&self.$reader)
+                .await?;
+            let rows = sqlx::query($crate::store::payouts::list_sql(ordering))
+                .bind(status)
+                .bind(filter.currency.as_deref())
+                .bind(after)
+                .bind(before)
+                .bind(limit)
+                .bind(offset)
+                .fetch_all(&self.$reader)
+                .await?;
+            let mut views = Vec::with_capacity(rows.len());
+            for row in &rows {
+                views.push($crate::store::payouts::payout_view_from_row!(row));
+            }
+            Ok((count, views))
+        }
+
+        pub(super) async fn claim_jobs(
+            &self,
+            owner: &str,
+            now: time::OffsetDateTime,
+            lease: time::OffsetDateTime,
+            limit: i64,
+        ) -> Result<Vec<$crate::store::payouts::ClaimedJob>, $crate::store::StoreError> {
+            let rows = sqlx::query($claim_jobs_sql)
+                .bind(owner)
+                .bind($bind_time(lease))
+                .bind($bind_time(now))
+                .bind(limit)
+                .fetch_all(&self.$writer)
+                .await?;
+            rows.iter()
+                .map(|row| {
+                    Ok($crate::store::payouts::ClaimedJob {
+                        id: row.try_get(0)?,
+                        kind: row.try_get(1)?,
+                        payload: row.try_get(2)?,
+                        attempts: row.try_get(3)?,
+                        max_attempts: row.try_get(4)?,
+                    })
+                })
+                .collect::<Result<Vec<_>, sqlx::Error>>()
+                .map_err(Into::into)
+        }
+
+        pub(super) async fn reschedule_job(
+            &self,
+            id: i64,
+            owner: &str,
+            run_at: Option<time::OffsetDateTime>,
+            error: Option<&str>,
+            now: time::OffsetDateTime,
+        ) -> Result<bool, $crate::store::StoreError> {
+            // A job whose lease this worker lost (it expired and another worker claimed it) is left alone.
+            let done = sqlx::query(
+                "UPDATE jobs SET run_at = COALESCE($3, run_at), last_error = COALESCE($4, last_error),
+                        lease_owner = NULL, lease_expires_at = NULL, updated_at = $5,
+                        attempts = CASE WHEN $3 IS NULL THEN attempts - 1 ELSE attempts END
+                 WHERE id = $1 AND lease_owner = $2 AND status = 'queued'",
+            )
+            .bind(id)
+            .bind(owner)
+            .bind(run_at.map($bind_time))
+            .bind(error)
+            .bind($bind_time(now))
+            .execute(&self.$writer)
+            .await?;
+            Ok(done.rows_affected() == 1)
+        }
+
+        pub(super) async fn list_jobs(
+            &self,
+            status: &str,
+            limit: i64,
+        ) -> Result<Vec<$crate::store::payouts::JobRow>, $crate::store::StoreError> {
+            let rows = sqlx::query(
+                "SELECT id, kind, payload, status, attempts, max_attempts, last_error, run_at, updated_at
+                 FROM jobs WHERE status = $1 ORDER BY id DESC LIMIT $2",
+            )
+            .bind(status)
+            .bind(limit)
+            .fetch_all(&self.$reader)
+            .await?;
+            rows.iter()
+                .map(|row| {
+                    Ok($crate::store::payouts::JobRow {
+                        id: row.try_get(0)?,
+                        kind: row.try_get(1)?,
+                        payload: row.try_get(2)?,
+                        status: row.try_get(3)?,
+                        attempts: row.try_get(4)?,
+                        max_attempts: row.try_get(5)?,
+                        last_error: row.try_get(6)?,
+                        run_at: row.try_get(7)?,
+                        updated_at: row.try_get(8)?,
+                    })
+                })
+                .collect::<Result<Vec<_>, sqlx::Error>>()
+                .map_err(Into::into)
+        }
+
+        pub(super) async fn job(&self, id: i64) -> Result<Option<$crate::store::payouts::JobRow>, $crate::store::StoreError> {
+            let row = sqlx::query(
+                "SELECT id, kind, payload, status, attempts, max_attempts, last_error, run_at, updated_at
+                 FROM jobs WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(&self.$reader)
+            .await?;
+            let Some(row) = row else { return Ok(None) };
+            Ok(Some($crate::store::payouts::JobRow {
+                id: row.try_get(0)?,
+                kind: row.try_get(1)?,
+                payload: row.try_get(2)?,
+                status: row.try_get(3)?,
+                attempts: row.try_get(4)?,
+                max_attempts: row.try_get(5)?,
+                last_error: row.try_get(6)?,
+                run_at: row.try_get(7)?,
+                updated_at: row.try_get(8)?,
+            }))
+        }
+
         pub(super) async fn verify(&self) -> Result<$crate::store::VerifyReport, $crate::store::StoreError> {
             // One read-only snapshot, so every check sees the same data while writers keep going.
             let mut tx = self.$reader.begin_with($begin_snapshot).await?;
@@ -742,6 +999,23 @@ pub(crate) fn history_sql(sort: HistorySort, descending: bool) -> &'static str {
         }
     }
 }
+
+/// Claims due jobs: sets the lease of up to `$4` queued jobs that are due at `$3` and not leased (or whose lease
+/// expired), counting the attempt. `{lock}` is PostgreSQL's `FOR UPDATE SKIP LOCKED` (SQLite has one writer).
+macro_rules! claim_jobs_sql {
+    ($lock:literal) => {
+        concat!(
+            "UPDATE jobs SET lease_owner = $1, lease_expires_at = $2, attempts = attempts + 1, updated_at = $3
+             WHERE id IN (SELECT id FROM jobs WHERE status = 'queued' AND run_at <= $3
+                            AND (lease_expires_at IS NULL OR lease_expires_at < $3)
+                          ORDER BY run_at, id LIMIT $4 ",
+            $lock,
+            ")
+             RETURNING id, kind, payload, attempts, max_attempts"
+        )
+    };
+}
+pub(crate) use claim_jobs_sql;
 
 /// The counts `verify` reports, as SQL valid on both backends.
 pub const VERIFY_COUNTS: &str = "SELECT (SELECT COUNT(*) FROM accounts), (SELECT COUNT(*) FROM ledger_transactions),

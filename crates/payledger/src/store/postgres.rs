@@ -14,9 +14,11 @@ use sqlx::{Postgres, Row, Transaction};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::payouts::PayoutRow;
 use super::{AccountKind, BatchTx, MAX_KEPT_NOTICES, StoreError, hold_from_row, notice_from_row, organization_account};
 use crate::engine::balances::{HoldState, KeyClaims, StoredKey, StoredResponse};
 use crate::engine::batch::{NoticeClaim, Plan};
+use crate::engine::payouts::PayoutState;
 
 /// Connections per instance: the writer's transaction, the async applier and API reads.
 const MAX_CONNECTIONS: u32 = 12;
@@ -67,7 +69,8 @@ super::shared_queries!(
     writer: pool,
     begin_snapshot: "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
     uuid_text: "uuid_hex(",
-    bind_time: std::convert::identity
+    bind_time: std::convert::identity,
+    claim_jobs_sql: super::claim_jobs_sql!("FOR UPDATE SKIP LOCKED")
 );
 
 fn notice_from_pg_row(row: &sqlx::postgres::PgRow) -> Result<BankNotice, StoreError> {
@@ -126,6 +129,106 @@ fn uuids(ids: &[OperationId]) -> Vec<Uuid> {
 /// One batch transaction on a pooled connection.
 pub struct PgBatch {
     tx: Transaction<'static, Postgres>,
+}
+
+impl PgBatch {
+    /// Writes the plan's payouts, their history and their jobs (rare next to ledger rows: plain statements).
+    async fn write_payouts(&mut self, plan: &Plan, now: OffsetDateTime) -> Result<(), StoreError> {
+        for p in &plan.payouts {
+            let (source_kind, source_key, source_account) = match &p.source {
+                Some((source, account)) => (Some(source.kind()), Some(source.key()), Some(account.0)),
+                None => (None, None, None),
+            };
+            if p.is_new {
+                let recipient =
+                    p.recipient.as_ref().ok_or_else(|| StoreError::Corrupt("a new payout without recipient".into()))?;
+                sqlx::query(
+                    "INSERT INTO payouts (id, amount, currency, recipient_type, recipient_last4, recipient_holder,
+                                          recipient_bik, recipient_secret, description, status, failure_reason,
+                                          attempts, gateway_reference, source_kind, source_key, source_account_id,
+                                          created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17)",
+                )
+                .bind(p.id)
+                .bind(p.amount)
+                .bind(p.currency)
+                .bind(recipient.kind)
+                .bind(&recipient.last4)
+                .bind(&recipient.holder)
+                .bind(&recipient.bik)
+                .bind(&recipient.secret)
+                .bind(&p.description)
+                .bind(p.status.as_str())
+                .bind(&p.failure_reason)
+                .bind(p.attempts)
+                .bind(&p.gateway_reference)
+                .bind(source_kind)
+                .bind(source_key)
+                .bind(source_account)
+                .bind(now)
+                .execute(&mut *self.tx)
+                .await?;
+            } else {
+                sqlx::query(
+                    "UPDATE payouts SET description = $2, status = $3, failure_reason = $4, attempts = $5,
+                            gateway_reference = $6, updated_at = $7,
+                            archived_at = CASE WHEN $8 THEN COALESCE(archived_at, $7) ELSE NULL END
+                     WHERE id = $1",
+                )
+                .bind(p.id)
+                .bind(&p.description)
+                .bind(p.status.as_str())
+                .bind(&p.failure_reason)
+                .bind(p.attempts)
+                .bind(&p.gateway_reference)
+                .bind(now)
+                .bind(p.archived)
+                .execute(&mut *self.tx)
+                .await?;
+            }
+        }
+        for e in &plan.payout_events {
+            sqlx::query(
+                "INSERT INTO payout_events (payout_id, from_status, to_status, actor, reason, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(e.payout_id)
+            .bind(e.from.map(|s| s.as_str()))
+            .bind(e.to)
+            .bind(e.actor.as_str())
+            .bind(&e.reason)
+            .bind(now)
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        for j in &plan.new_jobs {
+            sqlx::query(
+                "INSERT INTO jobs (kind, payload, status, run_at, max_attempts, created_at, updated_at)
+                 VALUES ($1, $2, 'queued', $3, $4, $3, $3)",
+            )
+            .bind(j.kind)
+            .bind(&j.payload)
+            .bind(now)
+            .bind(j.max_attempts)
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        for j in &plan.job_ends {
+            sqlx::query(
+                "UPDATE jobs SET status = CASE WHEN $2 THEN 'dead' ELSE 'done' END,
+                        last_error = COALESCE($3, last_error), lease_owner = NULL, lease_expires_at = NULL,
+                        updated_at = $4
+                 WHERE id = $1",
+            )
+            .bind(j.job_id)
+            .bind(j.dead)
+            .bind(&j.error)
+            .bind(now)
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        Ok(())
+    }
 }
 
 impl BatchTx for PgBatch {
@@ -262,45 +365,82 @@ impl BatchTx for PgBatch {
             .collect()
     }
 
-    async fn find_accounts(&mut self, kind: AccountKind, keys: &[i64]) -> Result<Vec<(i64, AccountId)>, StoreError> {
+    async fn find_accounts(
+        &mut self,
+        kind: AccountKind,
+        keys: &[String],
+    ) -> Result<Vec<(String, AccountId)>, StoreError> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let texts: Vec<String> = keys.iter().map(i64::to_string).collect();
         let rows = sqlx::query(
             "SELECT external_key, id FROM accounts WHERE kind = $1 AND currency = 'RUB' AND external_key = ANY($2)",
         )
         .bind(kind.as_str())
-        .bind(&texts)
+        .bind(keys)
         .fetch_all(&mut *self.tx)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let key: String = row.try_get(0)?;
-                let key = key.parse().map_err(|_| StoreError::Corrupt(format!("account key {key}")))?;
-                Ok((key, AccountId(row.try_get(1)?)))
-            })
-            .collect()
+        rows.iter().map(|row| Ok((row.try_get(0)?, AccountId(row.try_get(1)?)))).collect()
     }
 
-    async fn create_accounts(&mut self, kind: AccountKind, keys: &[i64]) -> Result<Vec<(i64, AccountId)>, StoreError> {
+    async fn create_accounts(
+        &mut self,
+        kind: AccountKind,
+        keys: &[String],
+    ) -> Result<Vec<(String, AccountId)>, StoreError> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
         let mut sorted = keys.to_vec();
         sorted.sort_unstable();
         sorted.dedup();
-        let texts: Vec<String> = sorted.iter().map(i64::to_string).collect();
         sqlx::query(
             "INSERT INTO accounts (kind, external_key, currency)
              SELECT $1, key, 'RUB' FROM UNNEST($2::text[]) WITH ORDINALITY AS k(key, n) ORDER BY n
              ON CONFLICT (kind, external_key, currency) DO NOTHING",
         )
         .bind(kind.as_str())
-        .bind(&texts)
+        .bind(&sorted)
         .execute(&mut *self.tx)
         .await?;
         self.find_accounts(kind, &sorted).await
+    }
+
+    async fn lock_payouts(&mut self, ids: &[Uuid]) -> Result<HashMap<Uuid, PayoutState>, StoreError> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let rows = sqlx::query(
+            "SELECT id, amount, currency, status, failure_reason, attempts, gateway_reference, description,
+                    source_kind, source_key, source_account_id, archived_at, created_at, updated_at
+             FROM payouts WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+        )
+        .bind(ids)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        let mut found = HashMap::with_capacity(rows.len());
+        for row in rows {
+            let archived: Option<OffsetDateTime> = row.try_get(11)?;
+            let payout = PayoutRow {
+                id: row.try_get(0)?,
+                amount: row.try_get(1)?,
+                currency: row.try_get(2)?,
+                status: row.try_get(3)?,
+                failure_reason: row.try_get(4)?,
+                attempts: row.try_get(5)?,
+                gateway_reference: row.try_get(6)?,
+                description: row.try_get(7)?,
+                source_kind: row.try_get(8)?,
+                source_key: row.try_get(9)?,
+                source_account_id: row.try_get(10)?,
+                archived: archived.is_some(),
+                created_at: (),
+                updated_at: (),
+            };
+            let state = payout.into_state(row.try_get(12)?, row.try_get(13)?)?;
+            found.insert(state.id, state);
+        }
+        Ok(found)
     }
 
     async fn allocate_line_ids(&mut self, count: usize) -> Result<Vec<i64>, StoreError> {
@@ -368,6 +508,7 @@ impl BatchTx for PgBatch {
         let line_services: Vec<Option<i64>> = lines.iter().map(|l| l.order.map(|(s, _)| s.get())).collect();
         let line_orders: Vec<Option<i64>> = lines.iter().map(|l| l.order.map(|(_, o)| o.get())).collect();
         let line_transactions: Vec<Option<Uuid>> = lines.iter().map(|l| l.transaction_id).collect();
+        let line_payouts: Vec<Option<Uuid>> = lines.iter().map(|l| l.payout).collect();
         let holds = &plan.holds;
         let hold_new: Vec<bool> = holds.iter().map(|h| h.state.is_new).collect();
         let hold_refs: Vec<&str> = holds.iter().map(|h| h.reference.as_str()).collect();
@@ -400,10 +541,10 @@ impl BatchTx for PgBatch {
                  WHERE bank_payments.operation_id = v.id
              ), new_lines AS (
                  INSERT INTO account_activity (id, account_id, kind, amount, held_change, counterparty, service_id,
-                                               order_id, transaction_id, created_at)
-                 SELECT id, a, k, m, h, c, s, o, t, $1
+                                               order_id, transaction_id, payout_id, created_at)
+                 SELECT id, a, k, m, h, c, s, o, t, p, $1
                  FROM UNNEST($17::bigint[], $18::bigint[], $19::text[], $20::bigint[], $21::bigint[], $22::bigint[],
-                             $23::bigint[], $24::bigint[], $25::uuid[]) AS l(id, a, k, m, h, c, s, o, t)
+                             $23::bigint[], $24::bigint[], $25::uuid[], $36::uuid[]) AS l(id, a, k, m, h, c, s, o, t, p)
              ), new_holds AS (
                  INSERT INTO holds (reference, account_id, amount, status, transaction_id, created_at, settled_at)
                  SELECT r, a, m, st, t, $1, CASE WHEN st = 'held' THEN NULL ELSE $1 END
@@ -457,8 +598,10 @@ impl BatchTx for PgBatch {
         .bind(&key_fingerprints)
         .bind(&key_statuses)
         .bind(&key_responses)
+        .bind(&line_payouts)
         .execute(&mut *self.tx)
         .await?;
+        self.write_payouts(plan, now).await?;
         if !plan.conflicts.is_empty() {
             let ids: Vec<Uuid> = plan.conflicts.iter().map(|c| c.operation_id.0).collect();
             let fields: Vec<&str> = plan.conflicts.iter().map(|c| c.differing_fields.as_str()).collect();

@@ -93,7 +93,8 @@ super::shared_queries!(
     writer: writer,
     begin_snapshot: "BEGIN",
     uuid_text: "hex(",
-    bind_time: crate::timefmt::sqlite_text
+    bind_time: crate::timefmt::sqlite_text,
+    claim_jobs_sql: super::claim_jobs_sql!("")
 );
 
 /// Copies committed WAL frames into the database file off the writer's path.

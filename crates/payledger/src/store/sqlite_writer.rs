@@ -15,9 +15,11 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
+use super::payouts::{PAYOUT_STATE_SQL, PayoutRow};
 use super::{AccountKind, BatchTx, MAX_KEPT_NOTICES, StoreError, hold_from_row, notice_from_row};
 use crate::engine::balances::{HoldState, KeyClaims, StoredKey, StoredResponse};
 use crate::engine::batch::{NoticeClaim, Plan};
+use crate::engine::payouts::PayoutState;
 use crate::timefmt::sqlite_text;
 
 /// How many prepared statements the writer keeps.
@@ -74,6 +76,98 @@ fn uuid_from(bytes: &[u8]) -> Result<Uuid, StoreError> {
 }
 
 impl SqliteBatch<'_> {
+    /// Writes the plan's payouts, their history and their jobs.
+    fn write_payouts(&mut self, plan: &Plan, now: &str) -> Result<(), StoreError> {
+        for p in &plan.payouts {
+            let (source_kind, source_key, source_account) = match &p.source {
+                Some((source, account)) => (Some(source.kind()), Some(source.key()), Some(account.0)),
+                None => (None, None, None),
+            };
+            if p.is_new {
+                let recipient =
+                    p.recipient.as_ref().ok_or_else(|| StoreError::Corrupt("a new payout without recipient".into()))?;
+                self.tx
+                    .prepare_cached(
+                        "INSERT INTO payouts (id, amount, currency, recipient_type, recipient_last4, recipient_holder,
+                                              recipient_bik, recipient_secret, description, status, failure_reason,
+                                              attempts, gateway_reference, source_kind, source_key, source_account_id,
+                                              created_at, updated_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?17)",
+                    )?
+                    .execute(params![
+                        p.id.as_bytes(),
+                        p.amount,
+                        p.currency,
+                        recipient.kind,
+                        recipient.last4,
+                        recipient.holder,
+                        recipient.bik,
+                        recipient.secret,
+                        p.description,
+                        p.status.as_str(),
+                        p.failure_reason,
+                        p.attempts,
+                        p.gateway_reference,
+                        source_kind,
+                        source_key,
+                        source_account,
+                        now
+                    ])?;
+            } else {
+                self.tx
+                    .prepare_cached(
+                        "UPDATE payouts SET description = ?2, status = ?3, failure_reason = ?4, attempts = ?5,
+                                gateway_reference = ?6, updated_at = ?7,
+                                archived_at = CASE WHEN ?8 THEN COALESCE(archived_at, ?7) ELSE NULL END
+                         WHERE id = ?1",
+                    )?
+                    .execute(params![
+                        p.id.as_bytes(),
+                        p.description,
+                        p.status.as_str(),
+                        p.failure_reason,
+                        p.attempts,
+                        p.gateway_reference,
+                        now,
+                        p.archived
+                    ])?;
+            }
+        }
+        for e in &plan.payout_events {
+            self.tx
+                .prepare_cached(
+                    "INSERT INTO payout_events (payout_id, from_status, to_status, actor, reason, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?
+                .execute(params![
+                    e.payout_id.as_bytes(),
+                    e.from.map(|s| s.as_str()),
+                    e.to,
+                    e.actor.as_str(),
+                    e.reason,
+                    now
+                ])?;
+        }
+        for j in &plan.new_jobs {
+            self.tx
+                .prepare_cached(
+                    "INSERT INTO jobs (kind, payload, status, run_at, max_attempts, created_at, updated_at)
+                     VALUES (?1, ?2, 'queued', ?3, ?4, ?3, ?3)",
+                )?
+                .execute(params![j.kind, j.payload, now, j.max_attempts])?;
+        }
+        for j in &plan.job_ends {
+            self.tx
+                .prepare_cached(
+                    "UPDATE jobs SET status = CASE WHEN ?2 THEN 'dead' ELSE 'done' END, last_error = COALESCE(?3, last_error),
+                            lease_owner = NULL, lease_expires_at = NULL, updated_at = ?4
+                     WHERE id = ?1",
+                )?
+                .execute(params![j.job_id, j.dead, j.error, now])?;
+        }
+        Ok(())
+    }
+
     fn stored_notice(&self, id: OperationId) -> Result<Option<BankNotice>, StoreError> {
         let mut statement = self.tx.prepare_cached(
             "SELECT operation_id, amount, currency, payer_inn, document_number, document_date
@@ -222,29 +316,70 @@ impl BatchTx for SqliteBatch<'_> {
         Ok(holds)
     }
 
-    async fn find_accounts(&mut self, kind: AccountKind, keys: &[i64]) -> Result<Vec<(i64, AccountId)>, StoreError> {
+    async fn find_accounts(
+        &mut self,
+        kind: AccountKind,
+        keys: &[String],
+    ) -> Result<Vec<(String, AccountId)>, StoreError> {
         let mut find = self
             .tx
             .prepare_cached("SELECT id FROM accounts WHERE kind = ?1 AND external_key = ?2 AND currency = 'RUB'")?;
         let mut found = Vec::with_capacity(keys.len());
         for key in keys {
-            if let Some(id) = find.query_row(params![kind.as_str(), key.to_string()], |row| row.get(0)).optional()? {
-                found.push((*key, AccountId(id)));
+            if let Some(id) = find.query_row(params![kind.as_str(), key], |row| row.get(0)).optional()? {
+                found.push((key.clone(), AccountId(id)));
             }
         }
         Ok(found)
     }
 
-    async fn create_accounts(&mut self, kind: AccountKind, keys: &[i64]) -> Result<Vec<(i64, AccountId)>, StoreError> {
+    async fn create_accounts(
+        &mut self,
+        kind: AccountKind,
+        keys: &[String],
+    ) -> Result<Vec<(String, AccountId)>, StoreError> {
         let mut create = self.tx.prepare_cached(
             "INSERT INTO accounts (kind, external_key, currency) VALUES (?1, ?2, 'RUB')
              ON CONFLICT (kind, external_key, currency) DO NOTHING",
         )?;
         for key in keys {
-            create.execute(params![kind.as_str(), key.to_string()])?;
+            create.execute(params![kind.as_str(), key])?;
         }
         drop(create);
         self.find_accounts(kind, keys).await
+    }
+
+    async fn lock_payouts(&mut self, ids: &[Uuid]) -> Result<HashMap<Uuid, PayoutState>, StoreError> {
+        let mut statement = self.tx.prepare_cached(PAYOUT_STATE_SQL)?;
+        let mut found = HashMap::with_capacity(ids.len());
+        for id in ids {
+            let row = statement
+                .query_row(params![id.as_bytes()], |row| {
+                    Ok(PayoutRow::<String> {
+                        id: *id,
+                        amount: row.get(0)?,
+                        currency: row.get(1)?,
+                        status: row.get(2)?,
+                        failure_reason: row.get(3)?,
+                        attempts: row.get(4)?,
+                        gateway_reference: row.get(5)?,
+                        description: row.get(6)?,
+                        source_kind: row.get(7)?,
+                        source_key: row.get(8)?,
+                        source_account_id: row.get(9)?,
+                        archived: row.get::<_, Option<String>>(10)?.is_some(),
+                        created_at: row.get(11)?,
+                        updated_at: row.get(12)?,
+                    })
+                })
+                .optional()?;
+            if let Some(row) = row {
+                let created_at = parse_time(&row.created_at)?;
+                let updated_at = parse_time(&row.updated_at)?;
+                found.insert(*id, row.into_state(created_at, updated_at)?);
+            }
+        }
+        Ok(found)
     }
 
     async fn allocate_line_ids(&mut self, count: usize) -> Result<Vec<i64>, StoreError> {
@@ -281,6 +416,7 @@ impl BatchTx for SqliteBatch<'_> {
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
         let now = sqlite_text(now);
+        self.write_payouts(plan, &now)?;
         let mut transaction = self.tx.prepare_cached(
             "INSERT INTO ledger_transactions (id, kind, idempotency_key, created_at) VALUES (?1, ?2, ?3, ?4)",
         )?;
@@ -312,8 +448,8 @@ impl BatchTx for SqliteBatch<'_> {
         if !plan.activity.is_empty() {
             let mut line = self.tx.prepare_cached(
                 "INSERT INTO account_activity (id, account_id, kind, amount, held_change, counterparty, service_id,
-                                               order_id, transaction_id, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                                               order_id, payout_id, transaction_id, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )?;
             for l in &plan.activity {
                 line.execute(params![
@@ -325,6 +461,7 @@ impl BatchTx for SqliteBatch<'_> {
                     l.counterparty.map(|user| user.get()),
                     l.order.map(|(service, _)| service.get()),
                     l.order.map(|(_, order)| order.get()),
+                    l.payout.as_ref().map(|id| id.as_bytes().as_slice()),
                     l.transaction_id.as_ref().map(|id| id.as_bytes().as_slice()),
                     now
                 ])?;

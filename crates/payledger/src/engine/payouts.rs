@@ -1,0 +1,654 @@
+//! Payout requests decided without I/O: creation (with the source's hold and the processing job), status
+//! changes through the one `transition()` table, and their ledger effects on the source account.
+//!
+//! A payout with a source holds its amount on that account under the reservation `payout:<id>`. Completion
+//! captures the hold into the payout clearing account; failure and cancellation release it; a return moves the
+//! money back from the clearing account. A payout without a source changes no balance.
+
+use std::collections::HashMap;
+
+use payledger_core::balances::{ActivityKind, HoldStatus};
+use payledger_core::payout::{
+    Actor, DeleteAction, PayoutStatus, TransitionError, delete_action, is_editable, transition,
+};
+use payledger_core::{AccountId, BalanceSheet, HoldChange, Inn, LedgerError, Money, Posting, UserId};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::balances::{ActivityLine, BalanceBatch, HoldState};
+use super::batch::{NewTransaction, Plan};
+
+/// The job kind that processes a payout.
+pub const PROCESS_PAYOUT_JOB: &str = "process_payout";
+
+/// The ledger transaction kinds of payouts.
+const PAYOUT_KIND: &str = "payout";
+const PAYOUT_RETURN_KIND: &str = "payout_return";
+
+/// The reservation that holds a payout's amount on its source account.
+pub fn hold_reference(id: Uuid) -> String {
+    format!("payout:{id}")
+}
+
+/// Where a payout's money comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum PayoutSource {
+    /// An organization's account, by INN.
+    Organization(Inn),
+    /// A user's account.
+    User(UserId),
+}
+
+impl PayoutSource {
+    /// The stored kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PayoutSource::Organization(_) => "organization",
+            PayoutSource::User(_) => "user",
+        }
+    }
+
+    /// The stored key (INN or user id).
+    pub fn key(&self) -> String {
+        match self {
+            PayoutSource::Organization(inn) => inn.to_string(),
+            PayoutSource::User(user) => user.to_string(),
+        }
+    }
+}
+
+/// The recipient as stored: what may be shown, and the encrypted full number.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredRecipient {
+    /// `card` or `bank_account`.
+    pub kind: &'static str,
+    /// The last four digits of the card or account number.
+    pub last4: String,
+    /// The holder's name.
+    pub holder: String,
+    /// The bank's BIK, for a bank account.
+    pub bik: Option<String>,
+    /// The full details, encrypted by the card vault.
+    pub secret: String,
+}
+
+impl std::fmt::Debug for StoredRecipient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredRecipient").field("kind", &self.kind).field("last4", &self.last4).finish_non_exhaustive()
+    }
+}
+
+/// A payout to create.
+#[derive(Debug, Clone)]
+pub struct NewPayout {
+    /// Its id (also the gateway's idempotency key).
+    pub id: Uuid,
+    /// The amount.
+    pub amount: Money,
+    /// Who is paid.
+    pub recipient: StoredRecipient,
+    /// Free text.
+    pub description: String,
+    /// The account it is drawn from, if any.
+    pub source: Option<PayoutSource>,
+    /// How many gateway attempts its job gets.
+    pub max_attempts: i32,
+}
+
+/// A change asked of an existing payout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PayoutChange {
+    /// Move to another status.
+    Status {
+        /// The new status.
+        to: PayoutStatus,
+        /// Why (a failure's reason).
+        reason: Option<String>,
+        /// The gateway's reference (on completion).
+        reference: Option<String>,
+    },
+    /// Replace the description (pending only).
+    Description(String),
+    /// Cancel a pending payout, or archive a cancelled one.
+    Delete,
+    /// Count one more gateway attempt (a worker is about to call the gateway).
+    Attempt,
+}
+
+/// How a job ends, in the same transaction as the payout change it led to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobEnd {
+    /// The job.
+    pub job_id: i64,
+    /// Dead (attempts exhausted) rather than done.
+    pub dead: bool,
+    /// The last error, for a dead job.
+    pub error: Option<String>,
+}
+
+/// A payout command as submitted to the engine.
+#[derive(Debug, Clone)]
+pub enum PayoutCommand {
+    /// Create a payout (and hold its source's money, and enqueue its processing).
+    Create(NewPayout),
+    /// Change a payout.
+    Change {
+        /// Which payout.
+        id: Uuid,
+        /// What to change.
+        change: PayoutChange,
+        /// Who asks.
+        actor: Actor,
+        /// The job to end with it, if a worker asks.
+        job: Option<JobEnd>,
+    },
+}
+
+impl PayoutCommand {
+    /// The payout this command reads or creates.
+    pub fn payout_id(&self) -> Uuid {
+        match self {
+            PayoutCommand::Create(new) => new.id,
+            PayoutCommand::Change { id, .. } => *id,
+        }
+    }
+
+    /// The source account this command may need.
+    pub fn source(&self) -> Option<&PayoutSource> {
+        match self {
+            PayoutCommand::Create(new) => new.source.as_ref(),
+            PayoutCommand::Change { .. } => None,
+        }
+    }
+}
+
+/// A payout as the batch sees (and leaves) it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayoutState {
+    /// Whether this batch creates it.
+    pub is_new: bool,
+    /// Its id.
+    pub id: Uuid,
+    /// The amount in minor units.
+    pub amount: i64,
+    /// The currency code.
+    pub currency: &'static str,
+    /// The status.
+    pub status: PayoutStatus,
+    /// Why it failed.
+    pub failure_reason: Option<String>,
+    /// Gateway attempts so far.
+    pub attempts: i32,
+    /// The gateway's reference.
+    pub gateway_reference: Option<String>,
+    /// The description.
+    pub description: String,
+    /// The source account: its kind, key and id.
+    pub source: Option<(PayoutSource, AccountId)>,
+    /// Set once archived.
+    pub archived: bool,
+    /// The recipient (only for a new payout: stored rows keep theirs).
+    pub recipient: Option<StoredRecipient>,
+    /// When it was created.
+    pub created_at: OffsetDateTime,
+    /// When it last changed.
+    pub updated_at: OffsetDateTime,
+}
+
+/// One status change to append to a payout's history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayoutEvent {
+    /// The payout.
+    pub payout_id: Uuid,
+    /// The status before (none on creation).
+    pub from: Option<PayoutStatus>,
+    /// The status after, or `archived`.
+    pub to: &'static str,
+    /// Who made the change.
+    pub actor: Actor,
+    /// Why.
+    pub reason: Option<String>,
+}
+
+/// A job to enqueue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewJob {
+    /// Its kind.
+    pub kind: &'static str,
+    /// What it works on.
+    pub payload: String,
+    /// How many attempts it gets.
+    pub max_attempts: i32,
+}
+
+/// Why a payout command was refused. Nothing changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PayoutError {
+    /// No such payout (or it is archived).
+    #[error("payout not found")]
+    NotFound,
+    /// The change is not allowed from the payout's status.
+    #[error("{0}")]
+    Transition(#[from] TransitionError),
+    /// The payout cannot be deleted in its status.
+    #[error("{0}")]
+    NotDeletable(payledger_core::payout::DeleteError),
+    /// The payout's fields cannot change in its status.
+    #[error("a {} payout cannot be edited", .0.as_str())]
+    NotEditable(PayoutStatus),
+    /// The source account does not exist.
+    #[error("the source {kind} {key} has no account")]
+    UnknownSource {
+        /// `organization` or `user`.
+        kind: &'static str,
+        /// The INN or user id.
+        key: String,
+    },
+    /// The source account holds another currency.
+    #[error("the source account holds RUB, not {0}")]
+    CurrencyMismatch(&'static str),
+    /// The source's available balance is too small.
+    #[error("insufficient funds")]
+    InsufficientFunds {
+        /// What was available, in minor units.
+        available: i64,
+    },
+    /// A balance would leave the ledger's range.
+    #[error("the balance would exceed the ledger's limit")]
+    Overflow,
+}
+
+/// What became of a payout command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PayoutOutcome {
+    /// Created or changed; the payout as it now is.
+    Done(Box<PayoutState>),
+    /// Refused.
+    Refused(PayoutError),
+    /// The engine could not decide the command (a defect); nothing was stored.
+    Broken(String),
+}
+
+/// The payouts one batch reads and changes.
+#[derive(Debug, Default)]
+pub struct PayoutStates {
+    /// By id: the locked stored payouts and the ones this batch creates.
+    pub payouts: HashMap<Uuid, PayoutState>,
+    /// Source accounts found for new payouts.
+    pub sources: HashMap<PayoutSource, AccountId>,
+    /// Ids of payouts this batch changed, in the order first changed.
+    changed: Vec<Uuid>,
+}
+
+impl PayoutStates {
+    /// The batch's view over the locked payouts and found source accounts.
+    pub fn new(payouts: HashMap<Uuid, PayoutState>, sources: HashMap<PayoutSource, AccountId>) -> PayoutStates {
+        PayoutStates { payouts, sources, changed: Vec::new() }
+    }
+
+    /// The payouts this batch created or changed, in their final state.
+    pub fn writes(&self) -> Vec<PayoutState> {
+        self.changed.iter().filter_map(|id| self.payouts.get(id).cloned()).collect()
+    }
+
+    fn store(&mut self, state: PayoutState) {
+        if !self.changed.contains(&state.id) {
+            self.changed.push(state.id);
+        }
+        self.payouts.insert(state.id, state);
+    }
+}
+
+impl BalanceBatch<'_> {
+    /// Decides one payout command, adding its rows to `plan`.
+    pub fn decide_payout(
+        &mut self,
+        command: &PayoutCommand,
+        payouts: &mut PayoutStates,
+        sheet: &mut BalanceSheet,
+        plan: &mut Plan,
+    ) -> PayoutOutcome {
+        let decided = match command {
+            PayoutCommand::Create(new) => self.create_payout(new, payouts, sheet, plan),
+            PayoutCommand::Change { id, change, actor, job } => {
+                let result = self.change_payout(*id, change, *actor, payouts, sheet, plan);
+                if result.as_ref().is_ok_and(Result::is_ok)
+                    && let Some(job) = job
+                {
+                    plan.job_ends.push(job.clone());
+                }
+                result
+            }
+        };
+        match decided {
+            Ok(Ok(state)) => PayoutOutcome::Done(Box::new(state)),
+            Ok(Err(refusal)) => PayoutOutcome::Refused(refusal),
+            Err(defect) => PayoutOutcome::Broken(defect),
+        }
+    }
+
+    fn create_payout(
+        &mut self,
+        new: &NewPayout,
+        payouts: &mut PayoutStates,
+        sheet: &mut BalanceSheet,
+        plan: &mut Plan,
+    ) -> Result<Result<PayoutState, PayoutError>, String> {
+        let amount = new.amount.minor();
+        let source = match &new.source {
+            None => None,
+            Some(source) => {
+                let Some(account) = payouts.sources.get(source).copied() else {
+                    return Ok(Err(PayoutError::UnknownSource { kind: source.kind(), key: source.key() }));
+                };
+                // Every ledger account holds roubles today; a payout in another currency cannot draw on one.
+                if new.amount.currency().code() != "RUB" {
+                    return Ok(Err(PayoutError::CurrencyMismatch(new.amount.currency().code())));
+                }
+                Some((source.clone(), account))
+            }
+        };
+        if let Some((source, account)) = &source {
+            if let Err(refusal) = self.move_hold(new.id, *account, amount, HoldStatus::Held, None, sheet, plan)? {
+                return Ok(Err(refusal));
+            }
+            if let PayoutSource::User(user) = source {
+                self.payout_line(*account, *user, ActivityKind::PayoutHold, -amount, amount, new.id, None, plan)?;
+            }
+        }
+        let state = PayoutState {
+            is_new: true,
+            id: new.id,
+            amount,
+            currency: new.amount.currency().code(),
+            status: PayoutStatus::Pending,
+            failure_reason: None,
+            attempts: 0,
+            gateway_reference: None,
+            description: new.description.clone(),
+            source,
+            archived: false,
+            recipient: Some(new.recipient.clone()),
+            created_at: self.now,
+            updated_at: self.now,
+        };
+        plan.payout_events.push(PayoutEvent {
+            payout_id: new.id,
+            from: None,
+            to: PayoutStatus::Pending.as_str(),
+            actor: Actor::Client,
+            reason: None,
+        });
+        plan.new_jobs.push(NewJob {
+            kind: PROCESS_PAYOUT_JOB,
+            payload: new.id.to_string(),
+            max_attempts: new.max_attempts,
+        });
+        payouts.store(state.clone());
+        Ok(Ok(state))
+    }
+
+    fn change_payout(
+        &mut self,
+        id: Uuid,
+        change: &PayoutChange,
+        actor: Actor,
+        payouts: &mut PayoutStates,
+        sheet: &mut BalanceSheet,
+        plan: &mut Plan,
+    ) -> Result<Result<PayoutState, PayoutError>, String> {
+        let Some(mut state) = payouts.payouts.get(&id).filter(|p| !p.archived).cloned() else {
+            return Ok(Err(PayoutError::NotFound));
+        };
+        let from = state.status;
+        let mut event_to: Option<&'static str> = None;
+        let mut reason = None;
+        match change {
+            PayoutChange::Description(text) => {
+                if !is_editable(from) {
+                    return Ok(Err(PayoutError::NotEditable(from)));
+                }
+                state.description = text.clone();
+            }
+            PayoutChange::Attempt => {
+                if from != PayoutStatus::Processing {
+                    return Ok(Err(PayoutError::NotEditable(from)));
+                }
+                state.attempts = state.attempts.saturating_add(1);
+            }
+            PayoutChange::Delete => match delete_action(from) {
+                Err(error) => return Ok(Err(PayoutError::NotDeletable(error))),
+                Ok(DeleteAction::Archive) => {
+                    state.archived = true;
+                    event_to = Some("archived");
+                }
+                Ok(DeleteAction::Cancel) => {
+                    if let Err(refusal) = self.settle_payout(&state, PayoutStatus::Cancelled, sheet, plan)? {
+                        return Ok(Err(refusal));
+                    }
+                    state.status = PayoutStatus::Cancelled;
+                    event_to = Some(PayoutStatus::Cancelled.as_str());
+                }
+            },
+            PayoutChange::Status { to, reason: why, reference } => {
+                if let Err(error) = transition(from, *to, actor) {
+                    return Ok(Err(PayoutError::Transition(error)));
+                }
+                if let Err(refusal) = self.settle_payout(&state, *to, sheet, plan)? {
+                    return Ok(Err(refusal));
+                }
+                state.status = *to;
+                match to {
+                    PayoutStatus::Failed => state.failure_reason = why.clone(),
+                    PayoutStatus::Completed => state.gateway_reference = reference.clone(),
+                    PayoutStatus::Pending => {
+                        // A retried payout starts over: a new job, a clean slate.
+                        state.failure_reason = None;
+                        state.attempts = 0;
+                        plan.new_jobs.push(NewJob {
+                            kind: PROCESS_PAYOUT_JOB,
+                            payload: id.to_string(),
+                            max_attempts: DEFAULT_MAX_ATTEMPTS,
+                        });
+                    }
+                    _ => {}
+                }
+                event_to = Some(to.as_str());
+                reason = why.clone();
+            }
+        }
+        state.updated_at = self.now;
+        if let Some(to) = event_to {
+            plan.payout_events.push(PayoutEvent { payout_id: id, from: Some(from), to, actor, reason });
+        }
+        payouts.store(state.clone());
+        Ok(Ok(state))
+    }
+
+    /// The ledger effect of moving a payout to `to`: capture, release, re-hold or return the source's money.
+    fn settle_payout(
+        &mut self,
+        state: &PayoutState,
+        to: PayoutStatus,
+        sheet: &mut BalanceSheet,
+        plan: &mut Plan,
+    ) -> Result<Result<(), PayoutError>, String> {
+        let Some((source, account)) = &state.source else { return Ok(Ok(())) };
+        let (account, amount, id) = (*account, state.amount, state.id);
+        let user = match source {
+            PayoutSource::User(user) => Some(*user),
+            PayoutSource::Organization(_) => None,
+        };
+        let (kind, available_change, held_change) = match to {
+            PayoutStatus::Completed => {
+                if let Err(refusal) = self.move_hold(
+                    id,
+                    account,
+                    amount,
+                    HoldStatus::Captured,
+                    Some(self.clearing_for(state)),
+                    sheet,
+                    plan,
+                )? {
+                    return Ok(Err(refusal));
+                }
+                (ActivityKind::Payout, 0, -amount)
+            }
+            PayoutStatus::Failed | PayoutStatus::Cancelled => {
+                if let Err(refusal) = self.move_hold(id, account, amount, HoldStatus::Released, None, sheet, plan)? {
+                    return Ok(Err(refusal));
+                }
+                (ActivityKind::PayoutRelease, amount, -amount)
+            }
+            PayoutStatus::Pending => {
+                // A retried payout holds its money again.
+                if let Err(refusal) = self.move_hold(id, account, amount, HoldStatus::Held, None, sheet, plan)? {
+                    return Ok(Err(refusal));
+                }
+                (ActivityKind::PayoutHold, -amount, amount)
+            }
+            PayoutStatus::Returned => {
+                let postings =
+                    [Posting { account: self.clearing_for(state), amount: -amount }, Posting { account, amount }];
+                match self.post(PAYOUT_RETURN_KIND, &postings, sheet, plan)? {
+                    Ok(transaction) => {
+                        if let Some(user) = user {
+                            self.payout_line(
+                                account,
+                                user,
+                                ActivityKind::PayoutReturn,
+                                amount,
+                                0,
+                                id,
+                                Some(transaction),
+                                plan,
+                            )?;
+                        }
+                        return Ok(Ok(()));
+                    }
+                    Err(refusal) => return Ok(Err(refusal)),
+                }
+            }
+            PayoutStatus::Processing => return Ok(Ok(())),
+        };
+        if let Some(user) = user {
+            let transaction = self.holds.get(&hold_reference(id)).and_then(|hold| hold.transaction_id);
+            let transaction = transaction.filter(|_| to == PayoutStatus::Completed);
+            self.payout_line(account, user, kind, available_change, held_change, id, transaction, plan)?;
+        }
+        Ok(Ok(()))
+    }
+
+    fn clearing_for(&self, _state: &PayoutState) -> AccountId {
+        self.payout_clearing_account()
+    }
+
+    /// Places, captures or releases a payout's hold; a capture also posts source → `capture_to`.
+    #[allow(clippy::too_many_arguments)]
+    fn move_hold(
+        &mut self,
+        id: Uuid,
+        account: AccountId,
+        amount: i64,
+        to: HoldStatus,
+        capture_to: Option<AccountId>,
+        sheet: &mut BalanceSheet,
+        plan: &mut Plan,
+    ) -> Result<Result<(), PayoutError>, String> {
+        let reference = hold_reference(id);
+        let current = self.holds.get(&reference).cloned();
+        let (holds, postings) = match (to, &current) {
+            (HoldStatus::Held, None) | (HoldStatus::Held, Some(HoldState { status: HoldStatus::Released, .. })) => {
+                (vec![HoldChange { account, amount }], Vec::new())
+            }
+            (HoldStatus::Released, Some(hold)) if hold.status == HoldStatus::Held => {
+                (vec![HoldChange { account, amount: -amount }], Vec::new())
+            }
+            (HoldStatus::Captured, Some(hold)) if hold.status == HoldStatus::Held => {
+                let to = capture_to.ok_or("a capture needs an account to capture to")?;
+                (
+                    vec![HoldChange { account, amount: -amount }],
+                    vec![Posting { account, amount: -amount }, Posting { account: to, amount }],
+                )
+            }
+            (to, current) => {
+                return Err(format!(
+                    "payout {id}: cannot move its hold {:?} to {to:?}",
+                    current.as_ref().map(|h| h.status)
+                ));
+            }
+        };
+        let entries = match sheet.transact(&holds, &postings) {
+            Ok(entries) => entries,
+            Err(LedgerError::InsufficientFunds { available, .. }) => {
+                return Ok(Err(PayoutError::InsufficientFunds { available }));
+            }
+            Err(LedgerError::Overflow) => return Ok(Err(PayoutError::Overflow)),
+            Err(defect) => return Err(defect.to_string()),
+        };
+        let transaction_id = (!entries.is_empty()).then(Uuid::now_v7);
+        if let Some(transaction) = transaction_id {
+            plan.transactions.push(NewTransaction { id: transaction, kind: PAYOUT_KIND, idempotency_key: None });
+            plan.entries.extend(entries.into_iter().map(|entry| (transaction, entry)));
+        }
+        let is_new = current.as_ref().is_none_or(|hold| hold.is_new);
+        let state = HoldState { is_new, account, amount, status: to, transaction_id };
+        self.put_hold(reference, state);
+        Ok(Ok(()))
+    }
+
+    fn post(
+        &mut self,
+        kind: &'static str,
+        postings: &[Posting],
+        sheet: &mut BalanceSheet,
+        plan: &mut Plan,
+    ) -> Result<Result<Uuid, PayoutError>, String> {
+        match sheet.transact(&[], postings) {
+            Ok(entries) => {
+                let id = Uuid::now_v7();
+                plan.transactions.push(NewTransaction { id, kind, idempotency_key: None });
+                plan.entries.extend(entries.into_iter().map(|entry| (id, entry)));
+                Ok(Ok(id))
+            }
+            Err(LedgerError::InsufficientFunds { available, .. }) => {
+                Ok(Err(PayoutError::InsufficientFunds { available }))
+            }
+            Err(LedgerError::Overflow) => Ok(Err(PayoutError::Overflow)),
+            Err(defect) => Err(defect.to_string()),
+        }
+    }
+
+    /// A line of a user's history for a payout's effect on their money.
+    #[allow(clippy::too_many_arguments)]
+    fn payout_line(
+        &mut self,
+        account: AccountId,
+        user: UserId,
+        kind: ActivityKind,
+        amount: i64,
+        held_change: i64,
+        payout: Uuid,
+        transaction_id: Option<Uuid>,
+        plan: &mut Plan,
+    ) -> Result<(), String> {
+        let id = self.line_ids.next().ok_or("the batch reserved too few history ids")?;
+        plan.activity.push(ActivityLine {
+            id,
+            account,
+            user,
+            kind,
+            amount,
+            held_change,
+            counterparty: None,
+            order: None,
+            payout: Some(payout),
+            transaction_id,
+            created_at: self.now,
+        });
+        Ok(())
+    }
+}
+
+/// How many gateway attempts a payout's job gets before it is dead.
+pub const DEFAULT_MAX_ATTEMPTS: i32 = 8;
