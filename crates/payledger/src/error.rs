@@ -120,6 +120,11 @@ impl ApiError {
             ApiError::Engine(EngineError::Overloaded) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "overloaded", "Service overloaded, retry later".into())
             }
+            ApiError::Engine(EngineError::Unconfirmed) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unconfirmed",
+                "The outcome is not confirmed; retry with the same Idempotency-Key".into(),
+            ),
             ApiError::Engine(_) | ApiError::Store(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service temporarily unavailable, retry later".into())
             }

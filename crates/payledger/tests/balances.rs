@@ -361,6 +361,13 @@ async fn idempotency_keys_replay_refuse_reuse_and_scope_by_endpoint(backend: Bac
 
     let different = server.post("/api/add_funds/", r#"{"user_id": 1, "amount": 101}"#, Some("key-1")).await;
     assert_eq!((different.status, different.json["code"].clone()), (409, json!("idempotency_key_reused")));
+    // A deposit refused for its key opens no account for its user.
+    let stranger = server.post("/api/add_funds/", r#"{"user_id": 999, "amount": 1}"#, Some("key-1")).await;
+    assert_eq!(stranger.status, 409);
+    assert_eq!(server.user_balance(999).await, None);
+    let to_stranger =
+        server.post("/api/transfer_funds/", r#"{"sender_id": 1, "recipient_id": 999, "amount": 1}"#, None).await;
+    assert_eq!(to_stranger.status, 404, "{}", to_stranger.text);
     let other_endpoint = server.post("/api/withdraw_funds/", r#"{"user_id": 1, "amount": 100}"#, Some("key-1")).await;
     assert_eq!((other_endpoint.status, other_endpoint.json["code"].clone()), (409, json!("idempotency_key_reused")));
     assert_eq!(balance(&server, 1).await.0, "100.00");

@@ -413,7 +413,7 @@ pub struct TransferBody {
         (status = 409, description = "`idempotency_key_reused` or `idempotency_key_in_flight`", body = ErrorBody),
         (status = 413, description = "Body over 16 KiB", body = ErrorBody),
         (status = 415, description = "Not application/json", body = ErrorBody),
-        (status = 503, description = "Nothing was applied; retry", body = ErrorBody),
+        (status = 503, description = "Not applied (`unavailable`, `overloaded`) or not confirmed (`unconfirmed`): retry with the same Idempotency-Key", body = ErrorBody),
     )
 )]
 pub async fn add_funds(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
@@ -434,7 +434,7 @@ pub async fn add_funds(State(state): State<AppState>, headers: HeaderMap, body: 
         (status = 409, description = "`insufficient_funds` (with `available`), or an idempotency conflict", body = ErrorBody),
         (status = 413, description = "Body over 16 KiB", body = ErrorBody),
         (status = 415, description = "Not application/json", body = ErrorBody),
-        (status = 503, description = "Nothing was applied; retry", body = ErrorBody),
+        (status = 503, description = "Not applied (`unavailable`, `overloaded`) or not confirmed (`unconfirmed`): retry with the same Idempotency-Key", body = ErrorBody),
     )
 )]
 pub async fn withdraw_funds(
@@ -459,7 +459,7 @@ pub async fn withdraw_funds(
         (status = 409, description = "`insufficient_funds`, `hold_exists`, or an idempotency conflict", body = ErrorBody),
         (status = 413, description = "Body over 16 KiB", body = ErrorBody),
         (status = 415, description = "Not application/json", body = ErrorBody),
-        (status = 503, description = "Nothing was applied; retry", body = ErrorBody),
+        (status = 503, description = "Not applied (`unavailable`, `overloaded`) or not confirmed (`unconfirmed`): retry with the same Idempotency-Key", body = ErrorBody),
     )
 )]
 pub async fn reserve_funds(
@@ -484,7 +484,7 @@ pub async fn reserve_funds(
         (status = 409, description = "`amount_mismatch` (with `reserved`), `hold_settled`, or an idempotency conflict", body = ErrorBody),
         (status = 413, description = "Body over 16 KiB", body = ErrorBody),
         (status = 415, description = "Not application/json", body = ErrorBody),
-        (status = 503, description = "Nothing was applied; retry", body = ErrorBody),
+        (status = 503, description = "Not applied (`unavailable`, `overloaded`) or not confirmed (`unconfirmed`): retry with the same Idempotency-Key", body = ErrorBody),
     )
 )]
 pub async fn deduct_funds(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
@@ -505,7 +505,7 @@ pub async fn deduct_funds(State(state): State<AppState>, headers: HeaderMap, bod
         (status = 409, description = "`amount_mismatch`, `hold_settled`, or an idempotency conflict", body = ErrorBody),
         (status = 413, description = "Body over 16 KiB", body = ErrorBody),
         (status = 415, description = "Not application/json", body = ErrorBody),
-        (status = 503, description = "Nothing was applied; retry", body = ErrorBody),
+        (status = 503, description = "Not applied (`unavailable`, `overloaded`) or not confirmed (`unconfirmed`): retry with the same Idempotency-Key", body = ErrorBody),
     )
 )]
 pub async fn unreserve_funds(
@@ -530,7 +530,7 @@ pub async fn unreserve_funds(
         (status = 409, description = "`insufficient_funds`, or an idempotency conflict", body = ErrorBody),
         (status = 413, description = "Body over 16 KiB", body = ErrorBody),
         (status = 415, description = "Not application/json", body = ErrorBody),
-        (status = 503, description = "Nothing was applied; retry", body = ErrorBody),
+        (status = 503, description = "Not applied (`unavailable`, `overloaded`) or not confirmed (`unconfirmed`): retry with the same Idempotency-Key", body = ErrorBody),
     )
 )]
 pub async fn transfer_funds(

@@ -212,6 +212,11 @@ impl<'a> BalanceBatch<'a> {
         }
     }
 
+    /// The accounts this batch opened for a first deposit that did not run, to remove again.
+    pub fn unopened_accounts(&self) -> Vec<(UserId, AccountId)> {
+        self.opening.iter().filter_map(|user| self.accounts.users.get(user).map(|account| (*user, *account))).collect()
+    }
+
     /// Names the users whose accounts this batch created for their first deposit.
     pub fn opening_accounts_of(mut self, users: HashSet<UserId>) -> BalanceBatch<'a> {
         self.opening = users;

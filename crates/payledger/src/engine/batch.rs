@@ -202,6 +202,8 @@ pub struct Plan {
     pub new_jobs: Vec<NewJob>,
     /// Jobs that end with this batch's payout changes.
     pub job_ends: Vec<JobEnd>,
+    /// Accounts this batch opened but did not use, to delete again.
+    pub unused_accounts: Vec<AccountId>,
     /// One outcome per command.
     pub outcomes: Vec<WriteOutcome>,
 }

@@ -25,17 +25,20 @@ pub const MAX_BATCH_COMMANDS: usize = 1024;
 /// How many commands may wait for the writer before new ones are refused with 503.
 pub const QUEUE_CAPACITY: usize = 32_768;
 
-/// Why the engine could not give a command an outcome. Every variant means "retry": a retried command is
-/// applied at most once.
+/// Why the engine could not give a command an outcome. Every variant means "retry"; only a command that
+/// carries its own key (an idempotency key, a bank operation id) is then applied at most once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum EngineError {
     /// The queue is full.
     #[error("the ledger is overloaded")]
     Overloaded,
-    /// The database failed the batch. It was rolled back, unless the failure was losing the commit's
-    /// acknowledgement; either way a retry is safe, because every command is idempotent.
+    /// The database failed the batch before its commit; it was rolled back and nothing was applied.
     #[error("the ledger's database is unavailable")]
     Unavailable,
+    /// The commit failed: the batch may or may not have been applied. A retry with the same idempotency key
+    /// (or bank operation id) is safe; a retry without one may apply the operation twice.
+    #[error("the ledger's database failed while committing; the outcome is unknown")]
+    Unconfirmed,
     /// The engine is shutting down.
     #[error("the ledger is shutting down")]
     Stopped,
@@ -127,11 +130,36 @@ fn answer(replies: Vec<Reply>, outcomes: Vec<WriteOutcome>) {
     }
 }
 
-/// Tells a caller its command was rolled back.
-fn fail(reply: Reply, error: &StoreError) {
-    tracing::error!(%error, "ledger command failed and was rolled back");
+/// Why a batch got no outcomes, and whether it failed while committing (when it may have committed anyway).
+#[derive(Debug)]
+struct BatchFailure {
+    error: StoreError,
+    committing: bool,
+}
+
+impl BatchFailure {
+    fn before_commit(error: StoreError) -> BatchFailure {
+        BatchFailure { error, committing: false }
+    }
+}
+
+impl From<StoreError> for BatchFailure {
+    fn from(error: StoreError) -> BatchFailure {
+        BatchFailure::before_commit(error)
+    }
+}
+
+/// Tells a caller its command has no outcome: rolled back, or (a failed commit) unknown.
+fn fail(reply: Reply, failure: &BatchFailure) {
     metrics::counter!("payledger_ledger_batch_failures_total").increment(1);
-    let _ = reply.send(Err(EngineError::Unavailable));
+    let error = if failure.committing {
+        tracing::error!(error = %failure.error, "ledger batch commit failed; its outcome is unknown");
+        EngineError::Unconfirmed
+    } else {
+        tracing::error!(error = %failure.error, "ledger command failed and was rolled back");
+        EngineError::Unavailable
+    };
+    let _ = reply.send(Err(error));
 }
 
 type Reply = oneshot::Sender<Result<WriteOutcome, EngineError>>;
@@ -186,8 +214,8 @@ impl Writer {
                 // Another instance committed a row with a key this batch also inserts (the same reservation,
                 // say) after this batch looked. Nothing was applied; run the batch again, and this time it
                 // finds that row and decides accordingly.
-                Err(error) if error.is_unique_violation() => {
-                    tracing::debug!(%error, "ledger batch raced another instance; running it again");
+                Err(failure) if !failure.committing && failure.error.is_unique_violation() => {
+                    tracing::debug!(error = %failure.error, "ledger batch raced another instance; running it again");
                     self.apply(&commands).await
                 }
                 result => result,
@@ -198,20 +226,25 @@ impl Writer {
             metrics::histogram!("payledger_ledger_batch_seconds").record(started.elapsed());
             match result {
                 Ok(outcomes) => answer(replies, outcomes),
-                Err(error) if commands.len() > 1 => {
-                    // One bad command must not cost the others their answer: retry each alone, so only the
-                    // command (or the outage) that fails gets 503.
-                    tracing::warn!(%error, commands = commands.len(), "ledger batch failed; retrying its commands one by one");
+                // A statement failed before the commit, so the batch was rolled back. One bad command must not
+                // cost the others their answer: retry each alone, so only the command that fails gets 503. A
+                // lost connection is an outage, not a bad command: retrying 1024 commands would only delay
+                // every answer.
+                Err(failure) if commands.len() > 1 && !failure.committing && !failure.error.is_connection_failure() => {
+                    tracing::warn!(error = %failure.error, commands = commands.len(), "ledger batch failed; retrying its commands one by one");
                     for (command, reply) in commands.into_iter().zip(replies) {
                         match self.apply(std::slice::from_ref(&command)).await {
                             Ok(outcomes) => answer(vec![reply], outcomes),
-                            Err(error) => fail(reply, &error),
+                            Err(failure) => fail(reply, &failure),
                         }
                     }
                 }
-                Err(error) => {
+                // A failed commit may still have committed (the connection dropped after the server did): the
+                // outcome is unknown, so nothing is retried here. A client retries with its idempotency key (a
+                // bank notice with its operation id), which is safe either way.
+                Err(failure) => {
                     for reply in replies {
-                        fail(reply, &error);
+                        fail(reply, &failure);
                     }
                 }
             }
@@ -219,14 +252,16 @@ impl Writer {
         tracing::info!("ledger writer stopped");
     }
 
-    async fn apply(&mut self, commands: &[WriteCommand]) -> Result<Vec<WriteOutcome>, StoreError> {
+    async fn apply(&mut self, commands: &[WriteCommand]) -> Result<Vec<WriteOutcome>, BatchFailure> {
         let now = crate::timefmt::to_micros(OffsetDateTime::now_utc());
         let (outcomes, learned) = match &mut self.connection {
             WriteConnection::Sqlite(writer) => {
-                self.state.decide_and_write(writer.begin_batch()?, commands, now).await?
+                let tx = writer.begin_batch().map_err(BatchFailure::before_commit)?;
+                self.state.decide_and_write(tx, commands, now).await?
             }
             WriteConnection::Postgres(store) => {
-                self.state.decide_and_write(store.begin_batch().await?, commands, now).await?
+                let tx = store.begin_batch().await.map_err(BatchFailure::before_commit)?;
+                self.state.decide_and_write(tx, commands, now).await?
             }
         };
         // Only committed accounts are remembered; a rolled-back batch created nothing.
@@ -248,7 +283,7 @@ impl WriterState {
         mut tx: T,
         commands: &[WriteCommand],
         now: OffsetDateTime,
-    ) -> Result<(Vec<WriteOutcome>, KnownAccounts), StoreError> {
+    ) -> Result<(Vec<WriteOutcome>, KnownAccounts), BatchFailure> {
         let started = Instant::now();
         let claim_rows = notice_claims(commands);
         let inserted = tx.claim_notices(&claim_rows, now).await?;
@@ -289,8 +324,8 @@ impl WriterState {
 
         let mut learned = KnownAccounts::default();
         let organizations = self.organizations(&mut tx, commands, &claims, &mut learned).await?;
-        let (users, opened) = self.users(&mut tx, &balance_commands, &mut learned).await?;
-        let services = self.services(&mut tx, &balance_commands, &mut learned).await?;
+        let (users, opened) = self.users(&mut tx, &balance_commands, &key_claims, &mut learned).await?;
+        let services = self.services(&mut tx, &balance_commands, &holds, &mut learned).await?;
         let sources = self.payout_sources(&mut tx, &payout_commands).await?;
 
         let mut touched: Vec<AccountId> = organizations.values().copied().collect();
@@ -322,7 +357,8 @@ impl WriterState {
         let line_count =
             balance_commands.iter().map(|c| max_lines(&c.operation)).sum::<usize>() + payout_commands.len();
         let line_ids = tx.allocate_line_ids(line_count).await?;
-        let applied_at = crate::timefmt::to_micros(OffsetDateTime::now_utc());
+        // The database's clock on PostgreSQL, so instances with skewed clocks still date lines in commit order.
+        let applied_at = crate::timefmt::to_micros(tx.clock().await?);
         let balance_accounts = BalanceAccounts {
             users: &users,
             services: &services,
@@ -334,10 +370,16 @@ impl WriterState {
             BalanceBatch::new(balance_accounts, key_claims, holds, line_ids, applied_at).opening_accounts_of(opened);
         let accounts = AccountMap { organizations: &organizations, bank_inflow: self.system.bank_inflow };
         let mut payout_states = payouts::PayoutStates::new(locked_payouts, sources);
-        let plan = decide(commands, &claims, &claim_rows, &accounts, &mut balances, &mut payout_states, &mut sheet);
+        let mut plan = decide(commands, &claims, &claim_rows, &accounts, &mut balances, &mut payout_states, &mut sheet);
+        // An account opened for a deposit that did not run (its key was reused, say) is removed again: only a
+        // deposit opens an account.
+        for (user, account) in balances.unopened_accounts() {
+            plan.unused_accounts.push(account);
+            learned.users.remove(&user);
+        }
         tx.write_plan(&plan, &sheet, &touched, applied_at).await?;
         let written_after = started.elapsed();
-        tx.commit().await?;
+        tx.commit().await.map_err(|error| BatchFailure { error, committing: true })?;
         // Where a batch's time goes, for profiling the write path (`PAYLEDGER_LOG=payledger::engine=debug`).
         tracing::debug!(
             commands = commands.len(),
@@ -395,6 +437,7 @@ impl WriterState {
         &self,
         tx: &mut T,
         commands: &[&balances::BalanceCommand],
+        keys: &balances::KeyClaims,
         learned: &mut KnownAccounts,
     ) -> Result<(HashMap<UserId, AccountId>, HashSet<UserId>), StoreError> {
         let mut accounts = HashMap::new();
@@ -412,9 +455,21 @@ impl WriterState {
         let found =
             tx.find_accounts(AccountKind::User, &unknown.iter().map(UserId::to_string).collect::<Vec<_>>()).await?;
         accounts.extend(user_accounts(found)?);
-        let depositors = sorted_unique(commands.iter().filter_map(|c| match c.operation {
-            BalanceOperation::Deposit { user, .. } if !accounts.contains_key(&user) => Some(user),
-            _ => None,
+        // Only a deposit that will run opens an account: not one whose key is stored or in use elsewhere, nor
+        // a repeat of a key earlier in the batch.
+        let mut seen_keys = HashSet::new();
+        let depositors = sorted_unique(commands.iter().filter_map(|c| {
+            if let Some(request) = &c.idempotency
+                && (keys.stored.contains_key(&request.key)
+                    || keys.in_flight.contains(&request.key)
+                    || !seen_keys.insert(request.key.as_str()))
+            {
+                return None;
+            }
+            match c.operation {
+                BalanceOperation::Deposit { user, .. } if !accounts.contains_key(&user) => Some(user),
+                _ => None,
+            }
         }));
         let depositors: Vec<String> = depositors.iter().map(UserId::to_string).collect();
         let created = user_accounts(tx.create_accounts(AccountKind::User, &depositors).await?)?;
@@ -424,17 +479,23 @@ impl WriterState {
         Ok((accounts, opened))
     }
 
-    /// The revenue accounts of the services the batch's deducts pay, created if new.
+    /// The revenue accounts of the services the batch's deducts pay, created if new (only for deducts of a
+    /// reservation that is still held: a deduct refused for a missing hold opens nothing).
     async fn services<T: BatchTx>(
         &self,
         tx: &mut T,
         commands: &[&balances::BalanceCommand],
+        holds: &HashMap<String, balances::HoldState>,
         learned: &mut KnownAccounts,
     ) -> Result<HashMap<ServiceId, AccountId>, StoreError> {
         let mut accounts = HashMap::new();
         let mut missing = Vec::new();
         for command in commands {
-            if let BalanceOperation::Deduct { key, .. } = &command.operation {
+            if let BalanceOperation::Deduct { key, .. } = &command.operation
+                && holds
+                    .get(&key.reference())
+                    .is_some_and(|hold| hold.status == payledger_core::balances::HoldStatus::Held)
+            {
                 match self.known.services.get(&key.service) {
                     Some(id) => {
                         accounts.insert(key.service, *id);

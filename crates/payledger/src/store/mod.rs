@@ -91,6 +91,16 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether the database could not be reached at all (an outage rather than a bad statement).
+    pub fn is_connection_failure(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Database(
+                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed
+            )
+        )
+    }
+
     /// Whether a unique constraint refused a row another transaction committed first.
     pub fn is_unique_violation(&self) -> bool {
         match self {
@@ -250,6 +260,8 @@ pub trait BatchTx {
         &mut self,
         ids: &[uuid::Uuid],
     ) -> impl Future<Output = Result<HashMap<uuid::Uuid, crate::engine::payouts::PayoutState>, StoreError>>;
+    /// The time this batch applies at: the database's clock where it has one shared by every instance.
+    fn clock(&mut self) -> impl Future<Output = Result<OffsetDateTime, StoreError>>;
     /// Reserves `count` new, increasing history line ids.
     fn allocate_line_ids(&mut self, count: usize) -> impl Future<Output = Result<Vec<i64>, StoreError>>;
     /// Locks the accounts in ascending id order and loads their balances.

@@ -443,6 +443,10 @@ impl BatchTx for PgBatch {
         Ok(found)
     }
 
+    async fn clock(&mut self) -> Result<OffsetDateTime, StoreError> {
+        Ok(sqlx::query_scalar("SELECT clock_timestamp()").fetch_one(&mut *self.tx).await?)
+    }
+
     async fn allocate_line_ids(&mut self, count: usize) -> Result<Vec<i64>, StoreError> {
         if count == 0 {
             return Ok(Vec::new());
@@ -602,6 +606,13 @@ impl BatchTx for PgBatch {
         .execute(&mut *self.tx)
         .await?;
         self.write_payouts(plan, now).await?;
+        if !plan.unused_accounts.is_empty() {
+            let ids: Vec<i64> = plan.unused_accounts.iter().map(|id| id.0).collect();
+            sqlx::query("DELETE FROM accounts WHERE id = ANY($1) AND balance = 0 AND held = 0")
+                .bind(&ids)
+                .execute(&mut *self.tx)
+                .await?;
+        }
         if !plan.conflicts.is_empty() {
             let ids: Vec<Uuid> = plan.conflicts.iter().map(|c| c.operation_id.0).collect();
             let fields: Vec<&str> = plan.conflicts.iter().map(|c| c.differing_fields.as_str()).collect();

@@ -382,6 +382,11 @@ impl BatchTx for SqliteBatch<'_> {
         Ok(found)
     }
 
+    async fn clock(&mut self) -> Result<OffsetDateTime, StoreError> {
+        // One writer in one process: its clock is the only one that dates lines.
+        Ok(OffsetDateTime::now_utc())
+    }
+
     async fn allocate_line_ids(&mut self, count: usize) -> Result<Vec<i64>, StoreError> {
         if count == 0 {
             return Ok(Vec::new());
@@ -493,6 +498,11 @@ impl BatchTx for SqliteBatch<'_> {
                     )?
                     .execute(params![hold.reference, state.status.as_str(), transaction, settled_at])?;
             }
+        }
+        for account in &plan.unused_accounts {
+            self.tx
+                .prepare_cached("DELETE FROM accounts WHERE id = ?1 AND balance = 0 AND held = 0")?
+                .execute(params![account.0])?;
         }
         if !plan.keys.is_empty() {
             let mut key = self.tx.prepare_cached(
