@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use payledger_core::BalanceOperation;
 use sha2::{Digest, Sha256};
 
-use crate::engine::balances::{BalanceCommand, BalanceOutcome, IdempotencyRequest, Renderer};
+use crate::engine::balances::{
+    BalanceCommand, BalanceOutcome, IdempotencyRequest, KeptRefusal, Renderer, StoredResponse,
+};
 use crate::engine::batch::{WriteCommand, WriteOutcome};
 use crate::engine::{EngineError, LedgerEngine};
 
@@ -59,8 +61,32 @@ impl Balances {
         self.submit(BalanceCommand { operation, idempotency: Some(request) }).await
     }
 
+    /// Keeps an invalid request's 4xx answer under its idempotency key (unless the key is already used), so
+    /// the key answers the same whenever that request is retried, and cannot be used for another one.
+    pub async fn refuse(
+        &self,
+        key: String,
+        endpoint: &'static str,
+        body: &[u8],
+        response: StoredResponse,
+    ) -> Result<BalanceOutcome, EngineError> {
+        let Some(_claim) = InFlight::claim(&self.in_flight, &key) else {
+            return Ok(BalanceOutcome::KeyInFlight);
+        };
+        let mut digest = Sha256::new();
+        digest.update(endpoint.as_bytes());
+        digest.update(b"\ninvalid\n");
+        digest.update(body);
+        let fingerprint = digest.finalize().iter().map(|byte| format!("{byte:02x}")).collect();
+        self.record(WriteCommand::KeepRefusal(KeptRefusal { key, fingerprint, response })).await
+    }
+
     async fn submit(&self, command: BalanceCommand) -> Result<BalanceOutcome, EngineError> {
-        match self.engine.submit(WriteCommand::Balance(command)).await? {
+        self.record(WriteCommand::Balance(command)).await
+    }
+
+    async fn record(&self, command: WriteCommand) -> Result<BalanceOutcome, EngineError> {
+        match self.engine.submit(command).await? {
             WriteOutcome::Balance(outcome) => {
                 metrics::counter!("payledger_balance_operations_total", "outcome" => outcome_label(&outcome))
                     .increment(1);
@@ -80,6 +106,7 @@ fn outcome_label(outcome: &BalanceOutcome) -> &'static str {
         BalanceOutcome::KeyReused => "key_reused",
         BalanceOutcome::KeyInFlight => "key_in_flight",
         BalanceOutcome::Broken(_) => "broken",
+        BalanceOutcome::Kept(_) => "refused_invalid",
     }
 }
 

@@ -384,11 +384,14 @@ async fn idempotency_keys_replay_refuse_reuse_and_scope_by_endpoint(backend: Bac
     let still = server.post("/api/withdraw_funds/", r#"{"user_id": 77, "amount": 1}"#, Some("key-3")).await;
     assert_eq!((still.status, still.replayed), (404, true));
 
-    // Invalid input never ran, so nothing is stored under its key.
+    // Invalid input gets a 400 that is kept under its key too: the same body gets it again, another body is
+    // refused for reusing the key.
     let invalid = server.post("/api/add_funds/", r#"{"user_id": 1, "amount": -1}"#, Some("key-4")).await;
-    assert_eq!(invalid.status, 400);
+    assert_eq!((invalid.status, invalid.json["code"].clone()), (400, json!("invalid_data")));
+    let again = server.post("/api/add_funds/", r#"{"user_id": 1, "amount": -1}"#, Some("key-4")).await;
+    assert_eq!((again.status, again.replayed, again.text.clone()), (400, true, invalid.text.clone()));
     let valid = server.post("/api/add_funds/", r#"{"user_id": 1, "amount": 1}"#, Some("key-4")).await;
-    assert_eq!((valid.status, valid.replayed), (201, false));
+    assert_eq!((valid.status, valid.json["code"].clone()), (409, json!("idempotency_key_reused")));
 
     // Keys: up to 255 visible characters.
     let longest = "k".repeat(255);

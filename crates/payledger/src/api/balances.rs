@@ -233,11 +233,22 @@ async fn operation(
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(headers)?;
     let bytes = json_body(headers, body, MAX_OPERATION_BODY_BYTES).await?;
-    let operation = parse(&bytes).map_err(ApiError::InvalidData)?;
-    let idempotency = key.map(|key| Idempotency { key, endpoint, render });
-    let outcome = state.balances.apply(operation, idempotency).await?;
+    let outcome = match (parse(&bytes), key) {
+        (Ok(operation), key) => {
+            state.balances.apply(operation, key.map(|key| Idempotency { key, endpoint, render })).await?
+        }
+        (Err(details), None) => return Err(ApiError::InvalidData(details)),
+        // A 4xx is kept under the key like any other answer: the same request gets it again, another
+        // request cannot use the key.
+        (Err(details), Some(key)) => {
+            let (status, body) = ApiError::InvalidData(details).status_and_body();
+            state.balances.refuse(key, endpoint, &bytes, json_response(status, &body)).await?
+        }
+    };
     Ok(match outcome {
-        BalanceOutcome::Executed { response: Some(response), .. } => stored(response, false),
+        BalanceOutcome::Executed { response: Some(response), .. } | BalanceOutcome::Kept(response) => {
+            stored(response, false)
+        }
         BalanceOutcome::Executed { result, response: None } => stored(render(&result), false),
         BalanceOutcome::Replayed(response) => stored(response, true),
         BalanceOutcome::KeyReused => {

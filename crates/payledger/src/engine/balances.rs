@@ -99,6 +99,19 @@ pub enum BalanceOutcome {
     KeyInFlight,
     /// The engine could not decide the command (a defect); nothing was stored.
     Broken(String),
+    /// An invalid request's refusal was stored under its key.
+    Kept(StoredResponse),
+}
+
+/// An invalid request's refusal, to keep under its idempotency key.
+#[derive(Debug, Clone)]
+pub struct KeptRefusal {
+    /// The client's key.
+    pub key: String,
+    /// A digest of the endpoint and the raw body.
+    pub fingerprint: String,
+    /// The 4xx response it got.
+    pub response: StoredResponse,
 }
 
 /// A stored idempotency key.
@@ -231,23 +244,8 @@ impl<'a> BalanceBatch<'a> {
                 Err(defect) => BalanceOutcome::Broken(defect),
             };
         };
-        if let Some((fingerprint, response)) = self.first_keys.get(&request.key) {
-            // The same key twice in one batch: the second is a replay of the first, or a misuse.
-            return match response {
-                Some(response) if *fingerprint == request.fingerprint => BalanceOutcome::Replayed(response.clone()),
-                Some(_) => BalanceOutcome::KeyReused,
-                None => BalanceOutcome::KeyInFlight,
-            };
-        }
-        if self.keys.in_flight.contains(&request.key) {
-            return BalanceOutcome::KeyInFlight;
-        }
-        if let Some(stored) = self.keys.stored.get(&request.key) {
-            return if stored.fingerprint == request.fingerprint {
-                BalanceOutcome::Replayed(stored.response.clone())
-            } else {
-                BalanceOutcome::KeyReused
-            };
+        if let Some(answered) = self.known_key(&request.key, &request.fingerprint) {
+            return answered;
         }
         match self.execute(&command.operation, sheet, plan) {
             Ok(result) => {
@@ -276,6 +274,43 @@ impl<'a> BalanceBatch<'a> {
     /// The payout clearing account.
     pub(super) fn payout_clearing_account(&self) -> AccountId {
         self.accounts.payout_clearing
+    }
+
+    /// The answer for a key already used (stored, in use elsewhere, or earlier in this batch), if it was.
+    fn known_key(&self, key: &str, fingerprint: &str) -> Option<BalanceOutcome> {
+        if let Some((first_fingerprint, response)) = self.first_keys.get(key) {
+            // The same key twice in one batch: the second is a replay of the first, or a misuse.
+            return Some(match response {
+                Some(response) if first_fingerprint == fingerprint => BalanceOutcome::Replayed(response.clone()),
+                Some(_) => BalanceOutcome::KeyReused,
+                None => BalanceOutcome::KeyInFlight,
+            });
+        }
+        if self.keys.in_flight.contains(key) {
+            return Some(BalanceOutcome::KeyInFlight);
+        }
+        self.keys.stored.get(key).map(|stored| {
+            if stored.fingerprint == fingerprint {
+                BalanceOutcome::Replayed(stored.response.clone())
+            } else {
+                BalanceOutcome::KeyReused
+            }
+        })
+    }
+
+    /// Keeps the refusal of an invalid request under its key, so a retry of it gets the same answer and the
+    /// key cannot then be used for another request.
+    pub fn keep_refusal(&mut self, refusal: &KeptRefusal, plan: &mut Plan) -> BalanceOutcome {
+        if let Some(answered) = self.known_key(&refusal.key, &refusal.fingerprint) {
+            return answered;
+        }
+        plan.keys.push(NewKey {
+            key: refusal.key.clone(),
+            fingerprint: refusal.fingerprint.clone(),
+            response: refusal.response.clone(),
+        });
+        self.first_keys.insert(refusal.key.clone(), (refusal.fingerprint.clone(), Some(refusal.response.clone())));
+        BalanceOutcome::Kept(refusal.response.clone())
     }
 
     /// The reservations this batch placed or settled, to write.

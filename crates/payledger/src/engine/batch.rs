@@ -11,7 +11,7 @@ use payledger_core::{AccountId, BalanceSheet, BankNotice, EntryDraft, Inn, Ledge
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::balances::{ActivityLine, BalanceBatch, BalanceCommand, BalanceOutcome, HoldWrite, NewKey};
+use super::balances::{ActivityLine, BalanceBatch, BalanceCommand, BalanceOutcome, HoldWrite, KeptRefusal, NewKey};
 use super::payouts::{JobEnd, NewJob, PayoutCommand, PayoutEvent, PayoutOutcome, PayoutState, PayoutStates};
 
 /// The ledger transaction kind of a credited bank payment.
@@ -41,6 +41,8 @@ pub enum WriteCommand {
     Balance(BalanceCommand),
     /// A payout's creation or change.
     Payout(PayoutCommand),
+    /// Keep an invalid balance request's refusal under its idempotency key.
+    KeepRefusal(KeptRefusal),
 }
 
 impl WriteCommand {
@@ -53,7 +55,8 @@ impl WriteCommand {
             WriteCommand::IntakeNotice { apply: false, .. }
             | WriteCommand::RecordRejected(_)
             | WriteCommand::Balance(_)
-            | WriteCommand::Payout(_) => None,
+            | WriteCommand::Payout(_)
+            | WriteCommand::KeepRefusal(_) => None,
         }
     }
 }
@@ -301,6 +304,7 @@ pub fn decide(
                 WriteOutcome::Stored
             }
             WriteCommand::Balance(command) => WriteOutcome::Balance(balances.decide(command, sheet, &mut plan)),
+            WriteCommand::KeepRefusal(refusal) => WriteOutcome::Balance(balances.keep_refusal(refusal, &mut plan)),
             WriteCommand::Payout(command) => {
                 WriteOutcome::Payout(balances.decide_payout(command, payouts, sheet, &mut plan))
             }

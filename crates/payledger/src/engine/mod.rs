@@ -298,7 +298,13 @@ impl WriterState {
                 _ => None,
             })
             .collect();
-        let keys = sorted_unique(balance_commands.iter().filter_map(|c| c.idempotency.as_ref().map(|i| i.key.clone())));
+        let keys =
+            sorted_unique(balance_commands.iter().filter_map(|c| c.idempotency.as_ref().map(|i| i.key.clone())).chain(
+                commands.iter().filter_map(|c| match c {
+                    WriteCommand::KeepRefusal(refusal) => Some(refusal.key.clone()),
+                    _ => None,
+                }),
+            ));
         let key_claims = tx.claim_keys(&keys).await?;
         let waiting = tx.lock_waiting(&recorded_to_apply(commands)).await?;
         let claims = Claims { inserted, stored, waiting };
@@ -408,7 +414,10 @@ impl WriterState {
                     *apply && claims.inserted.contains(&notice.operation_id)
                 }
                 WriteCommand::ApplyRecorded { notice } => claims.waiting.contains(&notice.operation_id),
-                WriteCommand::RecordRejected(_) | WriteCommand::Balance(_) | WriteCommand::Payout(_) => false,
+                WriteCommand::RecordRejected(_)
+                | WriteCommand::Balance(_)
+                | WriteCommand::Payout(_)
+                | WriteCommand::KeepRefusal(_) => false,
             })
             .filter_map(WriteCommand::organization)
             .collect();
