@@ -36,6 +36,8 @@ pub enum Command {
         #[arg(long, default_value_t = 5)]
         count: u32,
     },
+    /// Run payout workers only (no HTTP), sharing the database's job queue with other processes.
+    Worker(PayoutArgs),
     /// Recompute every balance from the ledger entries and check every invariant; exit 1 on any problem.
     Verify,
 }
@@ -84,6 +86,52 @@ pub struct ServeArgs {
     /// Demo organizations created on an empty database at start-up (0 to create none).
     #[arg(long, env = "PAYLEDGER_DEMO_ORGANIZATIONS", default_value_t = 5)]
     pub demo_organizations: u32,
+    /// Payout processing.
+    #[command(flatten)]
+    pub payouts: PayoutArgs,
+}
+
+/// Payout workers, the payment gateway and the card vault.
+#[derive(Debug, Clone, Args)]
+pub struct PayoutArgs {
+    /// Payout workers in this process (0: none; run `payledger worker` processes instead).
+    #[arg(long, env = "PAYLEDGER_WORKERS", default_value_t = 2)]
+    pub workers: usize,
+    /// The payment gateway: `simulated` (default) or `http`.
+    #[arg(long, env = "PAYLEDGER_GATEWAY", value_enum, default_value_t = GatewayKind::Simulated)]
+    pub gateway: GatewayKind,
+    /// The HTTP gateway's URL.
+    #[arg(long, env = "PAYLEDGER_GATEWAY_URL")]
+    pub gateway_url: Option<String>,
+    /// The HTTP gateway's HMAC-SHA256 signing secret.
+    #[arg(long, env = "PAYLEDGER_GATEWAY_SECRET", hide_env_values = true)]
+    pub gateway_secret: Option<String>,
+    /// The simulated gateway's latency per call, in milliseconds.
+    #[arg(long, env = "PAYLEDGER_GATEWAY_LATENCY_MS", default_value_t = 20)]
+    pub gateway_latency_ms: u64,
+    /// Card-number encryption keys, comma-separated hex (32 bytes each, the first encrypts). Without them a
+    /// generated development key in the data directory is used.
+    #[arg(long, env = "PAYLEDGER_CARD_KEYS", hide_env_values = true, value_delimiter = ',')]
+    pub card_keys: Vec<String>,
+    /// Gateway attempts per payout before its job is dead and the payout failed.
+    #[arg(long, env = "PAYLEDGER_PAYOUT_MAX_ATTEMPTS", default_value_t = 8)]
+    pub max_attempts: i32,
+    /// The first retry delay in milliseconds; each next one doubles (with jitter), up to 5 minutes.
+    #[arg(long, env = "PAYLEDGER_PAYOUT_RETRY_BASE_MS", default_value_t = 1000)]
+    pub retry_base_ms: u64,
+    /// How long a worker holds a claimed job before another worker may take it over, in seconds. Must be
+    /// longer than a gateway call can take.
+    #[arg(long, env = "PAYLEDGER_JOB_LEASE_SECONDS", default_value_t = 60)]
+    pub lease_seconds: u64,
+}
+
+/// Which payment gateway pays payouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GatewayKind {
+    /// Deterministic outcomes by card number, for development and tests.
+    Simulated,
+    /// JSON over HTTP(S) to `PAYLEDGER_GATEWAY_URL`, signed with `PAYLEDGER_GATEWAY_SECRET`.
+    Http,
 }
 
 /// How webhooks are applied.
@@ -124,6 +172,77 @@ pub struct Settings {
     pub webhook_conflict: ConflictPolicy,
     /// Demo organizations to seed into an empty database.
     pub demo_organizations: u32,
+    /// Where generated development files (the card vault's key) live.
+    pub data_dir: PathBuf,
+    /// Payout processing.
+    pub payouts: PayoutSettings,
+}
+
+/// Payout processing, resolved from [`PayoutArgs`].
+#[derive(Debug, Clone)]
+pub struct PayoutSettings {
+    /// Workers in this process.
+    pub workers: usize,
+    /// The gateway.
+    pub gateway: crate::gateway::GatewayConfig,
+    /// Card-number encryption keys (hex); empty for the generated development key.
+    pub card_keys: Vec<String>,
+    /// Gateway attempts per payout.
+    pub max_attempts: i32,
+    /// The first retry delay.
+    pub retry_base: std::time::Duration,
+    /// A job's lease.
+    pub lease: std::time::Duration,
+    /// How long an idle worker waits before looking for due jobs again.
+    pub poll: std::time::Duration,
+}
+
+impl Default for PayoutSettings {
+    fn default() -> PayoutSettings {
+        PayoutSettings {
+            workers: 2,
+            gateway: crate::gateway::GatewayConfig::default(),
+            card_keys: Vec::new(),
+            max_attempts: 8,
+            retry_base: std::time::Duration::from_secs(1),
+            lease: std::time::Duration::from_secs(60),
+            poll: std::time::Duration::from_millis(200),
+        }
+    }
+}
+
+impl PayoutArgs {
+    /// The settings these arguments describe, or why they are inconsistent.
+    pub fn settings(&self) -> anyhow::Result<PayoutSettings> {
+        let gateway = match self.gateway {
+            GatewayKind::Simulated => crate::gateway::GatewayConfig::Simulated {
+                latency: std::time::Duration::from_millis(self.gateway_latency_ms),
+            },
+            GatewayKind::Http => {
+                let url = self
+                    .gateway_url
+                    .clone()
+                    .ok_or_else(|| anyhow::anyhow!("PAYLEDGER_GATEWAY=http needs PAYLEDGER_GATEWAY_URL"))?;
+                let secret = self
+                    .gateway_secret
+                    .clone()
+                    .ok_or_else(|| anyhow::anyhow!("PAYLEDGER_GATEWAY=http needs PAYLEDGER_GATEWAY_SECRET"))?;
+                crate::gateway::GatewayConfig::http(url, secret)
+            }
+        };
+        if self.max_attempts < 1 {
+            anyhow::bail!("PAYLEDGER_PAYOUT_MAX_ATTEMPTS must be at least 1");
+        }
+        Ok(PayoutSettings {
+            workers: self.workers,
+            gateway,
+            card_keys: self.card_keys.iter().filter(|key| !key.trim().is_empty()).cloned().collect(),
+            max_attempts: self.max_attempts,
+            retry_base: std::time::Duration::from_millis(self.retry_base_ms.max(1)),
+            lease: std::time::Duration::from_secs(self.lease_seconds.max(1)),
+            poll: PayoutSettings::default().poll,
+        })
+    }
 }
 
 impl Settings {
@@ -134,6 +253,8 @@ impl Settings {
             webhook_mode: WebhookMode::Sync,
             webhook_conflict: ConflictPolicy::Record,
             demo_organizations: 0,
+            data_dir: PathBuf::from("./data"),
+            payouts: PayoutSettings::default(),
         }
     }
 }

@@ -11,12 +11,14 @@ pub mod error;
 pub mod fields;
 pub mod gateway;
 pub mod intake;
+pub mod payouts;
 pub mod router;
 pub mod seed;
 pub mod store;
 pub mod telemetry;
 pub mod timefmt;
 pub mod vault;
+pub mod workers;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -42,6 +44,8 @@ pub struct App {
     pub intake: Intake,
     /// The user-balance service.
     pub balances: balances::Balances,
+    /// The payout service.
+    pub payouts: payouts::Payouts,
     /// How conflicting notices are answered.
     pub webhook_conflict: ConflictPolicy,
     /// The OpenAPI document.
@@ -67,6 +71,48 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     Ok(store)
 }
 
+/// The payout service and the gateway, from the settings: the card vault's keys (or the development key in
+/// the data directory) and the configured gateway.
+fn payout_parts(
+    settings: &Settings,
+    engine: &LedgerEngine,
+) -> anyhow::Result<(payouts::Payouts, Arc<dyn gateway::PayoutGateway>)> {
+    let vault = if settings.payouts.card_keys.is_empty() {
+        vault::Vault::development(&settings.data_dir).context("opening the development card vault")?
+    } else {
+        vault::Vault::from_config(&settings.payouts.card_keys).context("reading PAYLEDGER_CARD_KEYS")?
+    };
+    let gateway = gateway::build(&settings.payouts.gateway).context("configuring the payout gateway")?;
+    Ok((payouts::Payouts::new(engine.clone(), Arc::new(vault), settings.payouts.max_attempts), gateway))
+}
+
+/// Runs payout workers only (`payledger worker`) until `shutdown` resolves: they finish the jobs in hand and
+/// the ledger writer drains its queue before this returns.
+pub async fn run_workers(
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let store = Store::connect(&settings.database_url)
+        .await
+        .with_context(|| format!("connecting to {}", redact_url(&settings.database_url)))?;
+    store.migrate().await.context("migrating the database")?;
+    let (engine, writer) = LedgerEngine::start(&store).await.context("starting the ledger engine")?;
+    let (payout_service, gateway) = payout_parts(&settings, &engine)?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let context =
+        workers::WorkerContext { store, payouts: payout_service, gateway, settings: settings.payouts.clone() };
+    let count = settings.payouts.workers.max(1);
+    let mut running = workers::spawn(context, count, stopped);
+    tracing::info!(workers = count, database = %redact_url(&settings.database_url), "payout workers running");
+    shutdown.await;
+    let _ = stop.send(true);
+    while running.join_next().await.is_some() {}
+    drop(engine);
+    writer.stopped().await;
+    tracing::info!("payout workers stopped");
+    Ok(())
+}
+
 /// Runs the server on `listener` until `shutdown` resolves, then drains in-flight requests, stops the
 /// background applier, lets the ledger writer finish its queue, and returns.
 pub async fn launch(
@@ -77,17 +123,26 @@ pub async fn launch(
     let store = open_store(&settings).await?;
     let (engine, writer) = LedgerEngine::start(&store).await.context("starting the ledger engine")?;
     let balances = balances::Balances::new(engine.clone());
+    let (payout_service, gateway) = payout_parts(&settings, &engine)?;
     let intake = Intake::new(engine, settings.webhook_mode);
     let (stop_applier, applier_stopped) = tokio::sync::watch::channel(false);
     // The applier runs in both modes: notices recorded in async mode (by this process before a restart,
     // or by another instance) are credited even when this process answers synchronously.
-    let applier = tokio::spawn(intake.clone().run_applier(store.clone(), applier_stopped));
+    let applier = tokio::spawn(intake.clone().run_applier(store.clone(), applier_stopped.clone()));
+    let worker_context = workers::WorkerContext {
+        store: store.clone(),
+        payouts: payout_service.clone(),
+        gateway,
+        settings: settings.payouts.clone(),
+    };
+    let mut payout_workers = workers::spawn(worker_context, settings.payouts.workers, applier_stopped);
 
     let (_, openapi) = router::api();
     let state = Arc::new(App {
         store: store.clone(),
         intake,
         balances,
+        payouts: payout_service,
         webhook_conflict: settings.webhook_conflict,
         redoc_html: Arc::new(api::docs::redoc_html(&openapi)),
         openapi: Arc::new(openapi),
@@ -106,6 +161,7 @@ pub async fn launch(
     // In-flight requests are answered; now stop the applier and let the writer drain what is queued.
     let _ = stop_applier.send(true);
     let _ = applier.await;
+    while payout_workers.join_next().await.is_some() {}
     writer.stopped().await;
     tracing::info!("payledger stopped");
     Ok(())

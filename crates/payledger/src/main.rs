@@ -32,17 +32,27 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Serve(serve)) => serve.clone(),
         _ => cli.serve.clone(),
     };
+    let payout_args = match &cli.command {
+        Some(Command::Worker(args)) => args.clone(),
+        _ => serve.payouts.clone(),
+    };
     let settings = Settings {
         database_url: database_url.clone(),
         webhook_mode: serve.webhook_mode,
         webhook_conflict: serve.webhook_conflict,
         demo_organizations: serve.demo_organizations,
+        data_dir: cli.common.data_dir.clone(),
+        payouts: payout_args.settings()?,
     };
     match cli.command.unwrap_or(Command::Serve(serve.clone())) {
         Command::Serve(_) => {
             let listener =
                 tokio::net::TcpListener::bind(serve.bind).await.with_context(|| format!("binding {}", serve.bind))?;
             payledger::launch(settings, listener, shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Worker(_) => {
+            payledger::run_workers(settings, shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate => {

@@ -16,7 +16,7 @@ use utoipa_axum::routes;
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use crate::AppState;
-use crate::api::{balances, docs, health, organizations, reports, webhook};
+use crate::api::{balances, docs, health, organizations, payouts, reports, webhook};
 
 /// How long any request may take before it is answered 408.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -33,6 +33,8 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
         (name = "organizations", description = "Organization balances and their history"),
         (name = "user balances", description = "Users' money: deposit, reserve for an order, recognize revenue, release, transfer, withdraw, balances and history. Every POST accepts an `Idempotency-Key`."),
         (name = "reports", description = "Accounting reports"),
+        (name = "payouts", description = "Payout requests, processed asynchronously by workers through the payment gateway. Also served under `/api/payouts/`."),
+        (name = "jobs", description = "The durable job queue: dead jobs and their retry"),
         (name = "operations", description = "Health and monitoring"),
     )
 )]
@@ -53,6 +55,10 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(balances::balance))
         .routes(routes!(balances::history))
         .routes(routes!(reports::revenue))
+        .routes(routes!(payouts::create, payouts::list))
+        .routes(routes!(payouts::detail, payouts::patch, payouts::delete))
+        .routes(routes!(payouts::jobs))
+        .routes(routes!(payouts::retry_job))
         .routes(routes!(health::health));
     // Nest under /api before splitting, so the spec's paths carry the prefix.
     OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api", api).split_for_parts()
@@ -70,6 +76,9 @@ pub fn app(state: AppState) -> Router {
         .route("/api/schema/redoc", get(docs::redoc))
         .route("/assets/redoc.standalone.js", get(docs::redoc_js))
         .route("/metrics", get(health::metrics))
+        // The original services' path for payouts, beside the versioned one in the spec.
+        .route("/api/payouts/", get(payouts::list).post(payouts::create))
+        .route("/api/payouts/{id}/", get(payouts::detail).patch(payouts::patch).delete(payouts::delete))
         .merge(swagger)
         .fallback(not_found)
         .with_state(state)

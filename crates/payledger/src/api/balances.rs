@@ -73,6 +73,9 @@ pub struct TransactionObject {
     /// The order of a reservation, revenue recognition or release.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub order_id: Option<i64>,
+    /// The payout of a payout hold, payment, release or return.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payout_id: Option<uuid::Uuid>,
     /// When it was applied.
     #[serde(with = "serde_rfc3339")]
     #[schema(value_type = String, format = DateTime, example = "2024-07-01T12:00:00.123456Z")]
@@ -88,11 +91,13 @@ struct LineFacts {
     held_change: i64,
     counterparty: Option<i64>,
     order: Option<(i64, i64)>,
+    payout: Option<uuid::Uuid>,
     created_at: OffsetDateTime,
 }
 
 impl TransactionObject {
     fn new(line: LineFacts) -> TransactionObject {
+        let payout_text = |id: Option<uuid::Uuid>| id.map(|id| id.to_string()).unwrap_or_default();
         let order_text = |(service, order): (i64, i64)| format!("order {order} of service {service}");
         let comment = match (line.kind, line.counterparty, line.order) {
             (ActivityKind::Transfer, Some(other), _) if line.amount < 0 => format!("transfer to user {other}"),
@@ -102,6 +107,12 @@ impl TransactionObject {
                 format!("paid {} for {} from reserved funds", format_minor(-line.held_change, 2), order_text(order))
             }
             (ActivityKind::Release, _, Some(order)) => format!("reservation for {} released", order_text(order)),
+            (ActivityKind::PayoutHold, _, _) => format!("held for payout {}", payout_text(line.payout)),
+            (ActivityKind::Payout, _, _) => format!("paid out by payout {}", payout_text(line.payout)),
+            (ActivityKind::PayoutRelease, _, _) => {
+                format!("payout {} did not go through; hold released", payout_text(line.payout))
+            }
+            (ActivityKind::PayoutReturn, _, _) => format!("payout {} returned", payout_text(line.payout)),
             (kind, _, _) => kind.as_str().to_owned(),
         };
         TransactionObject {
@@ -115,6 +126,7 @@ impl TransactionObject {
             counterparty_id: line.counterparty,
             service_id: line.order.map(|(service, _)| service),
             order_id: line.order.map(|(_, order)| order),
+            payout_id: line.payout,
             created_at: line.created_at,
         }
     }
@@ -128,6 +140,7 @@ impl TransactionObject {
             held_change: line.held_change,
             counterparty: line.counterparty.map(UserId::get),
             order: line.order.map(|(service, order)| (service.get(), order.get())),
+            payout: line.payout,
             created_at: line.created_at,
         })
     }
@@ -143,6 +156,7 @@ impl TransactionObject {
             held_change: row.held_change,
             counterparty: row.counterparty,
             order: row.service_id.zip(row.order_id),
+            payout: row.payout_id,
             created_at: row.created_at,
         }))
     }

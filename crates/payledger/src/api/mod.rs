@@ -5,6 +5,7 @@ pub mod docs;
 pub mod extract;
 pub mod health;
 pub mod organizations;
+pub mod payouts;
 pub mod reports;
 pub mod webhook;
 

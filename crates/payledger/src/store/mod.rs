@@ -194,6 +194,8 @@ pub struct ActivityRow {
     pub order_id: Option<i64>,
     /// The ledger transaction.
     pub transaction_id: Option<uuid::Uuid>,
+    /// The payout whose hold, payment or return this is.
+    pub payout_id: Option<uuid::Uuid>,
     /// When it was applied.
     pub created_at: OffsetDateTime,
 }
@@ -462,6 +464,15 @@ impl Store {
         }
     }
 
+    /// Ends a claimed job that has nothing left to do (its payout already moved on). False if the worker no
+    /// longer held it.
+    pub async fn finish_job(&self, id: i64, owner: &str, now: OffsetDateTime) -> Result<bool, StoreError> {
+        match self {
+            Store::Sqlite(store) => store.finish_job(id, owner, now).await,
+            Store::Postgres(store) => store.finish_job(id, owner, now).await,
+        }
+    }
+
     /// Jobs in a status, newest first.
     pub async fn list_jobs(&self, status: &str, limit: i64) -> Result<Vec<payouts::JobRow>, StoreError> {
         match self {
@@ -678,6 +689,7 @@ macro_rules! shared_queries {
                         order_id: row.try_get(6)?,
                         transaction_id: row.try_get(7)?,
                         created_at: row.try_get(8)?,
+                        payout_id: row.try_get(9)?,
                     })
                 })
                 .collect::<Result<Vec<_>, sqlx::Error>>()?;
@@ -810,6 +822,19 @@ macro_rules! shared_queries {
             .bind(owner)
             .bind(run_at.map($bind_time))
             .bind(error)
+            .bind($bind_time(now))
+            .execute(&self.$writer)
+            .await?;
+            Ok(done.rows_affected() == 1)
+        }
+
+        pub(super) async fn finish_job(&self, id: i64, owner: &str, now: time::OffsetDateTime) -> Result<bool, $crate::store::StoreError> {
+            let done = sqlx::query(
+                "UPDATE jobs SET status = 'done', lease_owner = NULL, lease_expires_at = NULL, updated_at = $3
+                 WHERE id = $1 AND lease_owner = $2 AND status = 'queued'",
+            )
+            .bind(id)
+            .bind(owner)
             .bind($bind_time(now))
             .execute(&self.$writer)
             .await?;
@@ -992,20 +1017,24 @@ const VERIFY_CHECKS: &[(&str, &str)] = &[
 pub(crate) fn history_sql(sort: HistorySort, descending: bool) -> &'static str {
     match (sort, descending) {
         (HistorySort::Date, false) => {
-            "SELECT id, kind, amount, held_change, counterparty, service_id, order_id, transaction_id, created_at
+            "SELECT id, kind, amount, held_change, counterparty, service_id, order_id, transaction_id, created_at,
+                    payout_id
              FROM account_activity WHERE account_id = $1 AND $2 = $2 AND id > $3 ORDER BY id LIMIT $4"
         }
         (HistorySort::Date, true) => {
-            "SELECT id, kind, amount, held_change, counterparty, service_id, order_id, transaction_id, created_at
+            "SELECT id, kind, amount, held_change, counterparty, service_id, order_id, transaction_id, created_at,
+                    payout_id
              FROM account_activity WHERE account_id = $1 AND $2 = $2 AND id < $3 ORDER BY id DESC LIMIT $4"
         }
         (HistorySort::Amount, false) => {
-            "SELECT id, kind, amount, held_change, counterparty, service_id, order_id, transaction_id, created_at
+            "SELECT id, kind, amount, held_change, counterparty, service_id, order_id, transaction_id, created_at,
+                    payout_id
              FROM account_activity WHERE account_id = $1 AND (amount, id) > ($2, $3)
              ORDER BY amount, id LIMIT $4"
         }
         (HistorySort::Amount, true) => {
-            "SELECT id, kind, amount, held_change, counterparty, service_id, order_id, transaction_id, created_at
+            "SELECT id, kind, amount, held_change, counterparty, service_id, order_id, transaction_id, created_at,
+                    payout_id
              FROM account_activity WHERE account_id = $1 AND (amount, id) < ($2, $3)
              ORDER BY amount DESC, id DESC LIMIT $4"
         }

@@ -22,7 +22,8 @@ pub enum Backend {
 /// A fresh, empty database that is removed when dropped.
 pub struct TestDb {
     pub url: String,
-    _dir: Option<tempfile::TempDir>,
+    /// A scratch folder for the server's data directory (and the SQLite file).
+    pub dir: tempfile::TempDir,
     postgres: Option<(String, String)>,
 }
 
@@ -33,7 +34,7 @@ impl TestDb {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().expect("temp dir");
                 let url = format!("sqlite://{}", dir.path().join("payledger.db").display());
-                Some(TestDb { url, _dir: Some(dir), postgres: None })
+                Some(TestDb { url, dir, postgres: None })
             }
             Backend::Postgres => {
                 let Ok(admin_url) = std::env::var("TEST_DATABASE_URL") else {
@@ -50,7 +51,8 @@ impl TestDb {
                     .await
                     .expect("create test database");
                 let url = replace_database(&admin_url, &name);
-                Some(TestDb { url, _dir: None, postgres: Some((admin_url, name)) })
+                let dir = tempfile::tempdir().expect("temp dir");
+                Some(TestDb { url, dir, postgres: Some((admin_url, name)) })
             }
         }
     }
@@ -118,9 +120,15 @@ fn replace_database(url: &str, name: &str) -> String {
     out
 }
 
-/// Settings for tests: no demo organizations, sync mode, record conflicts.
+/// Settings for tests: no demo organizations, sync mode, record conflicts, the data directory in the test's
+/// scratch folder, and payout workers that poll and retry quickly.
 pub fn settings(db: &TestDb) -> Settings {
-    Settings::for_database(db.url.clone())
+    let mut settings = Settings::for_database(db.url.clone());
+    settings.data_dir = db.dir.path().to_path_buf();
+    settings.payouts.poll = Duration::from_millis(20);
+    settings.payouts.retry_base = Duration::from_millis(20);
+    settings.payouts.gateway = payledger::gateway::GatewayConfig::Simulated { latency: Duration::from_millis(1) };
+    settings
 }
 
 /// Settings in async webhook mode.

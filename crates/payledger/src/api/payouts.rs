@@ -1,0 +1,697 @@
+//! The payout API (`/api/v1/payouts/`, also at `/api/payouts/`) and the job queue's operator endpoints
+//! (`/api/v1/jobs/`).
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use payledger_core::money::format_minor;
+use payledger_core::payout::{
+    Actor, MASK_PREFIX, PayoutStatus, RecipientDetails, RecipientInput, validate_description,
+};
+use payledger_core::{Currency, Inn, Money, UserId};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::api::extract::{ApiQuery, json_body};
+use crate::engine::payouts::{JobEnd, PayoutChange, PayoutError, PayoutOutcome, PayoutSource, PayoutState};
+use crate::error::{ApiError, ErrorBody};
+use crate::fields::{FieldErrors, JsonObject, json_string, parse_integer};
+use crate::payouts::{PayoutRequest, PayoutServiceError};
+use crate::store::payouts::{JobRow, PayoutFilter, PayoutOrdering, PayoutView};
+use crate::timefmt::serde_rfc3339;
+
+/// The largest payout request body accepted, in bytes.
+pub const MAX_PAYOUT_BODY_BYTES: usize = 16 * 1024;
+/// The default page size of payout lists.
+pub const DEFAULT_PAGE_SIZE: i64 = 20;
+/// The largest page size of payout lists.
+pub const MAX_PAGE_SIZE: i64 = 100;
+
+/// A payout's recipient as shown: numbers masked to their last four digits.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RecipientAnswer {
+    /// `card` or `bank_account`.
+    #[serde(rename = "type")]
+    #[schema(example = "card")]
+    pub kind: String,
+    /// A card's masked number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "•••• 1111")]
+    pub number: Option<String>,
+    /// A bank account's masked number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account_number: Option<String>,
+    /// A bank account's BIK.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bik: Option<String>,
+    /// The holder.
+    #[schema(example = "Иван Иванов")]
+    pub holder: String,
+}
+
+/// Where a payout's money comes from: `{"organization_inn": …}` or `{"user_id": …}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SourceAnswer {
+    /// The organization's INN.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub organization_inn: Option<String>,
+    /// The user.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<i64>,
+}
+
+/// One status change of a payout.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatusChange {
+    /// The status before (null at creation).
+    pub from: Option<String>,
+    /// The status after (`archived` when a cancelled payout was deleted).
+    pub to: String,
+    /// `client`, `operator` or `worker`.
+    pub actor: String,
+    /// Why, for a failure.
+    pub reason: Option<String>,
+    /// When.
+    #[serde(with = "serde_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub at: OffsetDateTime,
+}
+
+/// A payout request.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PayoutAnswer {
+    /// Its id; also the gateway's idempotency key.
+    pub id: Uuid,
+    /// The amount, a decimal string with the currency's minor digits.
+    #[schema(example = "1500.00")]
+    pub amount: String,
+    /// ISO 4217.
+    #[schema(example = "RUB")]
+    pub currency: &'static str,
+    /// The recipient, masked.
+    pub recipient_details: RecipientAnswer,
+    /// Free text.
+    #[schema(example = "Тестовая выплата")]
+    pub description: String,
+    /// `pending`, `processing`, `completed`, `failed`, `cancelled` or `returned`.
+    #[schema(example = "pending")]
+    pub status: &'static str,
+    /// Why it failed.
+    pub failure_reason: Option<String>,
+    /// Gateway attempts so far.
+    pub attempts: i32,
+    /// The gateway's reference once completed.
+    pub gateway_reference: Option<String>,
+    /// The account it is drawn from, or null.
+    pub source: Option<SourceAnswer>,
+    /// When it was created.
+    #[serde(with = "serde_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+    /// When it last changed.
+    #[serde(with = "serde_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: OffsetDateTime,
+    /// Every status change (detail view only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_history: Option<Vec<StatusChange>>,
+}
+
+fn amount_text(amount: i64, currency: &str) -> String {
+    let digits = Currency::from_code(currency).map_or(2, |c| c.minor_digits());
+    format_minor(amount, digits)
+}
+
+fn source_answer(state: &PayoutState) -> Option<SourceAnswer> {
+    state.source.as_ref().map(|(source, _)| match source {
+        PayoutSource::Organization(inn) => SourceAnswer { organization_inn: Some(inn.to_string()), user_id: None },
+        PayoutSource::User(user) => SourceAnswer { organization_inn: None, user_id: Some(user.get()) },
+    })
+}
+
+fn masked(last4: &str) -> String {
+    format!("{MASK_PREFIX}{last4}")
+}
+
+impl PayoutAnswer {
+    fn from_view(view: &PayoutView, history: Option<Vec<StatusChange>>) -> PayoutAnswer {
+        let state = &view.state;
+        let is_card = view.recipient_type == RecipientDetails::CARD;
+        PayoutAnswer {
+            id: state.id,
+            amount: amount_text(state.amount, state.currency),
+            currency: state.currency,
+            recipient_details: RecipientAnswer {
+                kind: view.recipient_type.clone(),
+                number: is_card.then(|| masked(&view.recipient_last4)),
+                account_number: (!is_card).then(|| masked(&view.recipient_last4)),
+                bik: view.recipient_bik.clone(),
+                holder: view.recipient_holder.clone(),
+            },
+            description: state.description.clone(),
+            status: state.status.as_str(),
+            failure_reason: state.failure_reason.clone(),
+            attempts: state.attempts,
+            gateway_reference: state.gateway_reference.clone(),
+            source: source_answer(state),
+            created_at: state.created_at,
+            updated_at: state.updated_at,
+            status_history: history,
+        }
+    }
+}
+
+fn payout_error(error: PayoutError) -> ApiError {
+    let message = error.to_string();
+    match error {
+        PayoutError::NotFound => ApiError::NotFound("Payout not found"),
+        PayoutError::Transition(_) | PayoutError::NotDeletable(_) | PayoutError::NotEditable(_) => {
+            ApiError::Conflict { code: "invalid_transition", message }
+        }
+        PayoutError::UnknownSource { kind, .. } => ApiError::FieldNotFound {
+            field: if kind == "organization" { "source.organization_inn" } else { "source.user_id" },
+            message,
+        },
+        PayoutError::CurrencyMismatch(_) => ApiError::Conflict { code: "currency_mismatch", message },
+        PayoutError::InsufficientFunds { available } => ApiError::InsufficientFunds { available },
+        PayoutError::Overflow => ApiError::Unprocessable(message),
+    }
+}
+
+fn service_error(error: PayoutServiceError) -> ApiError {
+    match error {
+        PayoutServiceError::Engine(error) => ApiError::Engine(error),
+        PayoutServiceError::Vault(error) => {
+            tracing::error!(%error, "card vault failed");
+            ApiError::Engine(crate::engine::EngineError::Unavailable)
+        }
+    }
+}
+
+/// Reads the payout as it now is and answers with it.
+async fn answer_with(state: &AppState, id: Uuid, status: StatusCode) -> Result<Response, ApiError> {
+    let view = state.store.payout(id).await?.ok_or(ApiError::NotFound("Payout not found"))?;
+    Ok((status, Json(PayoutAnswer::from_view(&view, None))).into_response())
+}
+
+fn outcome(outcome: PayoutOutcome) -> Result<Box<PayoutState>, ApiError> {
+    match outcome {
+        PayoutOutcome::Done(state) => Ok(state),
+        PayoutOutcome::Refused(error) => Err(payout_error(error)),
+        PayoutOutcome::Broken(defect) => {
+            tracing::error!(%defect, "the ledger engine could not decide a payout command");
+            Err(ApiError::Engine(crate::engine::EngineError::Unavailable))
+        }
+    }
+}
+
+/// The request body, as documented for clients.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct PayoutBody {
+    /// > 0, at most the currency's minor digits: a decimal string (or a JSON number, read from its text).
+    #[schema(value_type = String, example = "1500.00")]
+    amount: String,
+    /// An active ISO 4217 code.
+    #[schema(example = "RUB")]
+    currency: String,
+    /// `{"type": "card", "number", "holder"}` or `{"type": "bank_account", "account_number", "bik", "holder"}`.
+    #[schema(value_type = Object, example = json!({"type": "card", "number": "4111111111111111", "holder": "Иван Иванов"}))]
+    recipient_details: String,
+    /// At most 500 characters.
+    #[schema(example = "Тестовая выплата")]
+    description: Option<String>,
+    /// Draw the payout from a ledger account: `{"organization_inn": "…"}` or `{"user_id": 1}`.
+    #[schema(value_type = Option<Object>, example = json!({"organization_inn": "7707083893"}))]
+    source: Option<String>,
+}
+
+fn optional_string(raw: &serde_json::value::RawValue) -> Result<String, String> {
+    json_string(raw)
+}
+
+/// Parses a payout request, reporting every bad field at once.
+fn parse_payout(bytes: &[u8]) -> Result<PayoutRequest, FieldErrors> {
+    let mut body = JsonObject::parse(bytes)?;
+    let currency = body.field("currency", |raw| {
+        let code = json_string(raw)?;
+        Currency::from_code_ignore_case(&code).ok_or_else(|| "must be an active ISO 4217 currency code".to_owned())
+    });
+    let amount = body.required("amount").map(|raw| raw.get().to_owned());
+    let amount = match (amount, currency) {
+        (Some(text), Some(currency)) => {
+            let (literal, exponent) = match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+                Some(inner) => (inner.to_owned(), false),
+                None => (text.clone(), true),
+            };
+            body.check("amount", Money::parse_positive(&literal, currency, exponent).map_err(|e| e.to_string()))
+        }
+        _ => None,
+    };
+    let description = body.optional_field("description", optional_string).unwrap_or_default();
+    if let Err(reason) = validate_description(&description) {
+        body.error("description", &reason);
+    }
+    let recipient = match body.required("recipient_details") {
+        None => None,
+        Some(raw) => match JsonObject::parse(raw.get().as_bytes()) {
+            Err(_) => {
+                body.error("recipient_details", "must be an object");
+                None
+            }
+            Ok(details) => {
+                let text = |name: &str| details.optional(name).and_then(|raw| json_string(raw).ok());
+                let input = RecipientInput {
+                    kind: text("type"),
+                    number: text("number"),
+                    holder: text("holder"),
+                    account_number: text("account_number"),
+                    bik: text("bik"),
+                };
+                match RecipientDetails::validate(&input) {
+                    Ok(details) => Some(details),
+                    Err(errors) => {
+                        for (field, reason) in errors {
+                            body.error(&field, &reason);
+                        }
+                        None
+                    }
+                }
+            }
+        },
+    };
+    let source = match body.optional("source") {
+        None => Some(None),
+        Some(raw) => match JsonObject::parse(raw.get().as_bytes()) {
+            Err(_) => {
+                body.error("source", "must be an object");
+                None
+            }
+            Ok(source) => match (source.optional("organization_inn"), source.optional("user_id")) {
+                (Some(inn), None) => match json_string(inn).ok().and_then(|text| Inn::parse(&text).ok()) {
+                    Some(inn) => Some(Some(PayoutSource::Organization(inn))),
+                    None => {
+                        body.error("source.organization_inn", "must be an INN of 10 or 12 digits");
+                        None
+                    }
+                },
+                (None, Some(user)) => match parse_integer(user).ok().and_then(|id| UserId::new(id).ok()) {
+                    Some(user) => Some(Some(PayoutSource::User(user))),
+                    None => {
+                        body.error("source.user_id", "must be a positive integer");
+                        None
+                    }
+                },
+                _ => {
+                    body.error("source", "must have exactly one of organization_inn or user_id");
+                    None
+                }
+            },
+        },
+    };
+    body.finish()?;
+    match (amount, recipient, source) {
+        (Some(amount), Some(recipient), Some(source)) => Ok(PayoutRequest { amount, recipient, description, source }),
+        _ => Err(crate::fields::invalid("body", "is incomplete")),
+    }
+}
+
+/// Create a payout request.
+///
+/// Answers 201 at once with the payout `pending`; a worker processes it through the payment gateway. With a
+/// `source`, the amount is held on that account now (409 `insufficient_funds` if it does not fit), captured on
+/// completion and released on failure or cancellation. Also served at `/api/payouts/`.
+#[utoipa::path(
+    post,
+    path = "/v1/payouts/",
+    tag = "payouts",
+    request_body(content = PayoutBody, content_type = "application/json", example = json!({
+        "amount": "1500.00", "currency": "RUB",
+        "recipient_details": {"type": "card", "number": "4111111111111111", "holder": "Иван Иванов"},
+        "description": "Тестовая выплата"
+    })),
+    responses(
+        (status = 201, description = "Created, pending", body = PayoutAnswer),
+        (status = 400, description = "Invalid data; `details` names each bad field", body = ErrorBody),
+        (status = 404, description = "The source has no account", body = ErrorBody),
+        (status = 409, description = "`insufficient_funds` on the source, or `currency_mismatch`", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not application/json", body = ErrorBody),
+        (status = 503, description = "Not created; retry", body = ErrorBody),
+    )
+)]
+pub async fn create(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let bytes = json_body(&headers, body, MAX_PAYOUT_BODY_BYTES).await?;
+    let request = parse_payout(&bytes).map_err(ApiError::InvalidData)?;
+    let created = outcome(state.payouts.create(request).await.map_err(service_error)?)?;
+    answer_with(&state, created.id, StatusCode::CREATED).await
+}
+
+/// List filters, ordering and page.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ListQuery {
+    /// Only this status.
+    status: Option<String>,
+    /// Only this currency.
+    currency: Option<String>,
+    /// Created at or after (RFC 3339).
+    created_after: Option<String>,
+    /// Created before (RFC 3339).
+    created_before: Option<String>,
+    /// `created_at`, `-created_at` (default), `amount` or `-amount`.
+    ordering: Option<String>,
+    /// The page, from 1.
+    page: Option<i64>,
+    /// Payouts per page, 1 to 100 (default 20).
+    page_size: Option<i64>,
+}
+
+/// A page of payouts.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PayoutPage {
+    /// How many payouts the filters select.
+    pub count: i64,
+    /// The next page's URL, or null.
+    pub next: Option<String>,
+    /// The previous page's URL, or null.
+    pub previous: Option<String>,
+    /// This page.
+    pub results: Vec<PayoutAnswer>,
+}
+
+fn parse_time(field: &str, text: Option<&str>) -> Result<Option<OffsetDateTime>, ApiError> {
+    text.map(|text| {
+        OffsetDateTime::parse(text, &Rfc3339)
+            .map_err(|_| ApiError::field(field, "must be an RFC 3339 date-time, e.g. 2024-07-01T00:00:00Z"))
+    })
+    .transpose()
+}
+
+/// List payouts, filtered and ordered, a page at a time. Also served at `/api/payouts/`.
+#[utoipa::path(
+    get,
+    path = "/v1/payouts/",
+    tag = "payouts",
+    params(ListQuery),
+    responses(
+        (status = 200, body = PayoutPage),
+        (status = 400, description = "Invalid filter, ordering or page", body = ErrorBody),
+    )
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Json<PayoutPage>, ApiError> {
+    let status = match query.status.as_deref() {
+        None => None,
+        Some(text) => Some(PayoutStatus::parse(text).ok_or_else(|| {
+            ApiError::field("status", "must be pending, processing, completed, failed, cancelled or returned")
+        })?),
+    };
+    let currency = match query.currency.as_deref() {
+        None => None,
+        Some(code) => Some(
+            Currency::from_code_ignore_case(code)
+                .ok_or_else(|| ApiError::field("currency", "must be an active ISO 4217 currency code"))?
+                .code()
+                .to_owned(),
+        ),
+    };
+    let ordering = match query.ordering.as_deref() {
+        Some("created_at") => PayoutOrdering::CreatedAsc,
+        None | Some("-created_at") => PayoutOrdering::CreatedDesc,
+        Some("amount") => PayoutOrdering::AmountAsc,
+        Some("-amount") => PayoutOrdering::AmountDesc,
+        Some(_) => return Err(ApiError::field("ordering", "must be created_at, -created_at, amount or -amount")),
+    };
+    let page = query.page.unwrap_or(1);
+    if page < 1 {
+        return Err(ApiError::field("page", "must be 1 or more"));
+    }
+    let page_size = query.page_size.unwrap_or(DEFAULT_PAGE_SIZE);
+    if !(1..=MAX_PAGE_SIZE).contains(&page_size) {
+        return Err(ApiError::field("page_size", format!("must be between 1 and {MAX_PAGE_SIZE}")));
+    }
+    let filter = PayoutFilter {
+        status,
+        currency,
+        created_after: parse_time("created_after", query.created_after.as_deref())?,
+        created_before: parse_time("created_before", query.created_before.as_deref())?,
+    };
+    let offset = (page - 1).saturating_mul(page_size);
+    let (count, views) = state.store.list_payouts(&filter, ordering, page_size, offset).await?;
+    let link = |page: i64| {
+        let mut url = format!("/api/v1/payouts/?page={page}&page_size={page_size}");
+        for (name, value) in [
+            ("status", query.status.as_deref()),
+            ("currency", query.currency.as_deref()),
+            ("created_after", query.created_after.as_deref()),
+            ("created_before", query.created_before.as_deref()),
+            ("ordering", query.ordering.as_deref()),
+        ] {
+            if let Some(value) = value {
+                url.push_str(&format!("&{name}={}", encode_query(value)));
+            }
+        }
+        url
+    };
+    Ok(Json(PayoutPage {
+        count,
+        next: (offset + page_size < count).then(|| link(page + 1)),
+        previous: (page > 1).then(|| link(page - 1)),
+        results: views.iter().map(|view| PayoutAnswer::from_view(view, None)).collect(),
+    }))
+}
+
+/// Percent-encodes a query value (RFC 3986 unreserved characters stay).
+fn encode_query(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn payout_id(text: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(text).map_err(|_| ApiError::field("id", "must be a UUID"))
+}
+
+/// Read one payout, with its status history. Also served at `/api/payouts/{id}/`.
+#[utoipa::path(
+    get,
+    path = "/v1/payouts/{id}/",
+    tag = "payouts",
+    params(("id" = Uuid, Path, description = "The payout")),
+    responses(
+        (status = 200, body = PayoutAnswer),
+        (status = 404, description = "No such payout (or it was deleted)", body = ErrorBody),
+    )
+)]
+pub async fn detail(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<PayoutAnswer>, ApiError> {
+    let id = payout_id(&id)?;
+    let view = state.store.payout(id).await?.ok_or(ApiError::NotFound("Payout not found"))?;
+    let history = state
+        .store
+        .payout_events(id)
+        .await?
+        .into_iter()
+        .map(|event| StatusChange {
+            from: event.from,
+            to: event.to,
+            actor: event.actor,
+            reason: event.reason,
+            at: event.at,
+        })
+        .collect();
+    Ok(Json(PayoutAnswer::from_view(&view, Some(history))))
+}
+
+/// The fields a PATCH may change, as documented for clients.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct PatchBody {
+    /// `cancelled` (from pending) or `returned` (from completed); any other change is 409.
+    #[schema(example = "cancelled")]
+    status: Option<String>,
+    /// A new description (pending only).
+    description: Option<String>,
+}
+
+/// Change a payout's status or description. Also served at `/api/payouts/{id}/`.
+///
+/// `status` may become `cancelled` (from pending: the hold is released) or `returned` (from completed: the
+/// money goes back to the source). Only workers move payouts to processing, completed or failed.
+#[utoipa::path(
+    patch,
+    path = "/v1/payouts/{id}/",
+    tag = "payouts",
+    params(("id" = Uuid, Path, description = "The payout")),
+    request_body(content = PatchBody, content_type = "application/json", example = json!({"status": "cancelled"})),
+    responses(
+        (status = 200, body = PayoutAnswer),
+        (status = 400, description = "Invalid data", body = ErrorBody),
+        (status = 404, description = "No such payout", body = ErrorBody),
+        (status = 409, description = "`invalid_transition`: the change is not allowed from the payout's status", body = ErrorBody),
+    )
+)]
+pub async fn patch(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let id = payout_id(&id)?;
+    let bytes = json_body(&headers, body, MAX_PAYOUT_BODY_BYTES).await?;
+    let mut fields = JsonObject::parse(&bytes).map_err(ApiError::InvalidData)?;
+    let status = fields.optional_field("status", |raw| {
+        let text = json_string(raw)?;
+        PayoutStatus::parse(&text)
+            .ok_or_else(|| "must be pending, processing, completed, failed, cancelled or returned".to_owned())
+    });
+    let description = fields.optional_field("description", |raw| {
+        let text = json_string(raw)?;
+        validate_description(&text).map(|()| text)
+    });
+    fields.finish().map_err(ApiError::InvalidData)?;
+    if status.is_none() && description.is_none() {
+        return Err(ApiError::field("body", "give status or description"));
+    }
+    if let Some(description) = description {
+        outcome(state.payouts.change(id, PayoutChange::Description(description), Actor::Operator, None).await?)?;
+    }
+    if let Some(to) = status {
+        let change = PayoutChange::Status { to, reason: None, reference: None };
+        outcome(state.payouts.change(id, change, Actor::Operator, None).await?)?;
+    }
+    answer_with(&state, id, StatusCode::OK).await
+}
+
+/// Delete a payout: a pending one is cancelled (its hold released), a cancelled one is archived (it leaves
+/// reads and lists; its history stays). Anything else is 409. Also served at `/api/payouts/{id}/`.
+#[utoipa::path(
+    delete,
+    path = "/v1/payouts/{id}/",
+    tag = "payouts",
+    params(("id" = Uuid, Path, description = "The payout")),
+    responses(
+        (status = 204, description = "Cancelled or archived"),
+        (status = 404, description = "No such payout", body = ErrorBody),
+        (status = 409, description = "Not pending or cancelled", body = ErrorBody),
+    )
+)]
+pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    let id = payout_id(&id)?;
+    outcome(state.payouts.change(id, PayoutChange::Delete, Actor::Operator, None).await?)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Which jobs.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct JobQuery {
+    /// `dead` (default), `queued` or `done`.
+    status: Option<String>,
+    /// At most this many, newest first (default 50, at most 500).
+    limit: Option<i64>,
+}
+
+/// A job of the queue.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobAnswer {
+    /// The job.
+    pub id: i64,
+    /// Its kind, e.g. `process_payout`.
+    pub kind: String,
+    /// What it works on (a payout id).
+    pub payload: String,
+    /// `queued`, `done` or `dead`.
+    pub status: String,
+    /// Attempts so far.
+    pub attempts: i32,
+    /// Attempts allowed.
+    pub max_attempts: i32,
+    /// The last error.
+    pub last_error: Option<String>,
+    /// When it is (or was) due.
+    #[serde(with = "serde_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub run_at: OffsetDateTime,
+    /// When it last changed.
+    #[serde(with = "serde_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: OffsetDateTime,
+}
+
+impl From<JobRow> for JobAnswer {
+    fn from(row: JobRow) -> JobAnswer {
+        JobAnswer {
+            id: row.id,
+            kind: row.kind,
+            payload: row.payload,
+            status: row.status,
+            attempts: row.attempts,
+            max_attempts: row.max_attempts,
+            last_error: row.last_error,
+            run_at: row.run_at,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+/// List jobs of the queue, e.g. the dead ones (`?status=dead`).
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/",
+    tag = "jobs",
+    params(JobQuery),
+    responses((status = 200, body = [JobAnswer]), (status = 400, body = ErrorBody))
+)]
+pub async fn jobs(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<JobQuery>,
+) -> Result<Json<Vec<JobAnswer>>, ApiError> {
+    let status = query.status.as_deref().unwrap_or("dead");
+    if !["dead", "queued", "done"].contains(&status) {
+        return Err(ApiError::field("status", "must be dead, queued or done"));
+    }
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::field("limit", "must be between 1 and 500"));
+    }
+    Ok(Json(state.store.list_jobs(status, limit).await?.into_iter().map(JobAnswer::from).collect()))
+}
+
+/// Retry a dead payout job: its failed payout goes back to pending (its source's money held again) with a
+/// fresh job, and the dead job is closed.
+#[utoipa::path(
+    post,
+    path = "/v1/jobs/{id}/retry/",
+    tag = "jobs",
+    params(("id" = i64, Path, description = "The dead job")),
+    responses(
+        (status = 200, description = "The payout, pending again", body = PayoutAnswer),
+        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 409, description = "The job is not dead, or its payout is not failed (or its source is short)", body = ErrorBody),
+    )
+)]
+pub async fn retry_job(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Response, ApiError> {
+    let job = state.store.job(id).await?.ok_or(ApiError::NotFound("Job not found"))?;
+    if job.status != "dead" {
+        return Err(ApiError::Conflict { code: "job_not_dead", message: format!("job {id} is {}", job.status) });
+    }
+    let payout = Uuid::parse_str(&job.payload).map_err(|_| ApiError::Conflict {
+        code: "job_not_retryable",
+        message: format!("job {id} is not a payout job"),
+    })?;
+    let change = PayoutChange::Status { to: PayoutStatus::Pending, reason: None, reference: None };
+    let end = JobEnd { job_id: id, dead: false, error: None };
+    outcome(state.payouts.change(payout, change, Actor::Operator, Some(end)).await?)?;
+    answer_with(&state, payout, StatusCode::OK).await
+}

@@ -1,0 +1,112 @@
+//! The payout service: creating payouts (validated, the full number encrypted, the source's money held and the
+//! processing job enqueued in one transaction) and changing them, always through the ledger engine. Knows
+//! nothing of HTTP.
+
+use std::sync::Arc;
+
+use payledger_core::Money;
+use payledger_core::payout::{Actor, RecipientDetails};
+use uuid::Uuid;
+
+use crate::engine::batch::{WriteCommand, WriteOutcome};
+use crate::engine::payouts::{
+    JobEnd, NewPayout, PayoutChange, PayoutCommand, PayoutOutcome, PayoutSource, StoredRecipient,
+};
+use crate::engine::{EngineError, LedgerEngine};
+use crate::vault::{Vault, VaultError};
+
+/// Why the service could not give a payout command an outcome.
+#[derive(Debug, thiserror::Error)]
+pub enum PayoutServiceError {
+    /// The ledger engine refused or failed the batch.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The card vault could not encrypt or decrypt.
+    #[error("card vault: {0}")]
+    Vault(#[from] VaultError),
+}
+
+/// A validated payout request.
+#[derive(Debug, Clone)]
+pub struct PayoutRequest {
+    /// The amount.
+    pub amount: Money,
+    /// Who is paid, with the full number.
+    pub recipient: RecipientDetails,
+    /// Free text, at most 500 characters.
+    pub description: String,
+    /// The account it is drawn from, if any.
+    pub source: Option<PayoutSource>,
+}
+
+/// The associated data that binds an encrypted number to its payout (and to its column).
+pub fn secret_binding(id: Uuid) -> Vec<u8> {
+    format!("payout:{id}:recipient_number").into_bytes()
+}
+
+/// The payout service.
+#[derive(Debug, Clone)]
+pub struct Payouts {
+    engine: LedgerEngine,
+    vault: Arc<Vault>,
+    max_attempts: i32,
+}
+
+impl Payouts {
+    /// A service submitting to `engine` and encrypting numbers with `vault`.
+    pub fn new(engine: LedgerEngine, vault: Arc<Vault>, max_attempts: i32) -> Payouts {
+        Payouts { engine, vault, max_attempts }
+    }
+
+    /// The card vault (workers decrypt with it).
+    pub fn vault(&self) -> &Vault {
+        &self.vault
+    }
+
+    /// Creates a payout: pending, its source's money held, its processing enqueued, all in one transaction.
+    pub async fn create(&self, request: PayoutRequest) -> Result<PayoutOutcome, PayoutServiceError> {
+        let id = Uuid::now_v7();
+        let number = match &request.recipient {
+            RecipientDetails::Card { number, .. } => number,
+            RecipientDetails::BankAccount { account_number, .. } => account_number,
+        };
+        let secret = self.vault.encrypt(number, &secret_binding(id))?;
+        let recipient = StoredRecipient {
+            kind: request.recipient.kind(),
+            last4: request.recipient.last4().to_owned(),
+            holder: request.recipient.holder().to_owned(),
+            bik: match &request.recipient {
+                RecipientDetails::BankAccount { bik, .. } => Some(bik.clone()),
+                RecipientDetails::Card { .. } => None,
+            },
+            secret,
+        };
+        let new = NewPayout {
+            id,
+            amount: request.amount,
+            recipient,
+            description: request.description,
+            source: request.source,
+            max_attempts: self.max_attempts,
+        };
+        Ok(self.submit(PayoutCommand::Create(new)).await?)
+    }
+
+    /// Changes a payout as `actor`, ending `job` in the same transaction if given.
+    pub async fn change(
+        &self,
+        id: Uuid,
+        change: PayoutChange,
+        actor: Actor,
+        job: Option<JobEnd>,
+    ) -> Result<PayoutOutcome, EngineError> {
+        self.submit(PayoutCommand::Change { id, change, actor, job }).await
+    }
+
+    async fn submit(&self, command: PayoutCommand) -> Result<PayoutOutcome, EngineError> {
+        match self.engine.submit(WriteCommand::Payout(command)).await? {
+            WriteOutcome::Payout(outcome) => Ok(outcome),
+            _ => Ok(PayoutOutcome::Broken("the engine answered a payout command with another outcome".into())),
+        }
+    }
+}

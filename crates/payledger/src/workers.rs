@@ -1,0 +1,239 @@
+//! Payout workers: claim due jobs from the database's queue with a lease, move the payout to processing,
+//! call the gateway with the payout id as its idempotency key, and record the outcome (with the job's end) in
+//! one ledger transaction.
+//!
+//! A worker that dies loses its lease when it expires; the job runs again and calls the gateway again with
+//! the same idempotency key, so the gateway answers with its first outcome and a payout is never paid twice.
+//! Transient gateway errors retry with exponential backoff and jitter; past the job's attempts the payout
+//! fails with the reason and the job is dead, for operators to retry.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use payledger_core::payout::{Actor, PayoutStatus};
+use rand::Rng;
+use time::OffsetDateTime;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use uuid::Uuid;
+
+use crate::config::PayoutSettings;
+use crate::engine::payouts::{JobEnd, PROCESS_PAYOUT_JOB, PayoutChange, PayoutOutcome};
+use crate::gateway::{GatewayError, GatewayOutcome, GatewayRecipient, GatewayRequest, PayoutGateway};
+use crate::payouts::{Payouts, secret_binding};
+use crate::store::Store;
+use crate::store::payouts::ClaimedJob;
+
+/// The longest wait between two attempts.
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(300);
+/// How long a worker waits after the database failed before it tries again.
+const FAILURE_PAUSE: Duration = Duration::from_secs(1);
+
+/// What every worker of a process shares.
+#[derive(Clone)]
+pub struct WorkerContext {
+    /// The database (the queue).
+    pub store: Store,
+    /// The payout service (the engine and the vault).
+    pub payouts: Payouts,
+    /// The gateway.
+    pub gateway: Arc<dyn PayoutGateway>,
+    /// Timings and limits.
+    pub settings: PayoutSettings,
+}
+
+/// Starts `count` workers; they stop claiming when `stop` turns true, finish the job in hand, and end.
+pub fn spawn(context: WorkerContext, count: usize, stop: watch::Receiver<bool>) -> JoinSet<()> {
+    let mut workers = JoinSet::new();
+    let process = format!("{}-{:08x}", std::process::id(), rand::rng().random::<u32>());
+    for n in 0..count {
+        let owner = format!("worker-{process}-{n}");
+        workers.spawn(run(context.clone(), owner, stop.clone()));
+    }
+    workers
+}
+
+async fn run(context: WorkerContext, owner: String, mut stop: watch::Receiver<bool>) {
+    tracing::debug!(%owner, "payout worker started");
+    while !*stop.borrow() {
+        let now = OffsetDateTime::now_utc();
+        let lease = now + context.settings.lease;
+        let claimed = match context.store.claim_jobs(&owner, now, lease, 1).await {
+            Ok(claimed) => claimed,
+            Err(error) => {
+                tracing::warn!(%error, "claiming jobs failed");
+                pause(&mut stop, FAILURE_PAUSE).await;
+                continue;
+            }
+        };
+        if claimed.is_empty() {
+            pause(&mut stop, context.settings.poll).await;
+            continue;
+        }
+        for job in claimed {
+            // A job in hand is finished even when shutdown is asked meanwhile: its gateway call is bounded
+            // by the gateway's timeout, and releasing it half-way would only make another worker repeat it.
+            if let Err(error) = process(&context, &owner, &job).await {
+                tracing::warn!(job = job.id, %error, "job failed; it will run again");
+                let retry_at = OffsetDateTime::now_utc() + FAILURE_PAUSE;
+                let _ = context.store.reschedule_job(job.id, &owner, Some(retry_at), Some(&error), now).await;
+            }
+        }
+    }
+    tracing::debug!(%owner, "payout worker stopped");
+}
+
+async fn pause(stop: &mut watch::Receiver<bool>, duration: Duration) {
+    tokio::select! {
+        _ = tokio::time::sleep(duration) => {}
+        _ = stop.changed() => {}
+    }
+}
+
+/// Runs one claimed job. An `Err` is an infrastructure failure (the job is rescheduled); every outcome of
+/// the payout itself is recorded and returns `Ok`.
+async fn process(context: &WorkerContext, owner: &str, job: &ClaimedJob) -> Result<(), String> {
+    let now = OffsetDateTime::now_utc();
+    if job.kind != PROCESS_PAYOUT_JOB {
+        tracing::error!(job = job.id, kind = %job.kind, "unknown job kind; ending it");
+        context.store.finish_job(job.id, owner, now).await.map_err(|e| e.to_string())?;
+        return Ok(());
+    }
+    let Ok(id) = Uuid::parse_str(&job.payload) else {
+        context.store.finish_job(job.id, owner, now).await.map_err(|e| e.to_string())?;
+        return Ok(());
+    };
+    let Some(view) = context.store.payout(id).await.map_err(|e| e.to_string())? else {
+        context.store.finish_job(job.id, owner, now).await.map_err(|e| e.to_string())?;
+        return Ok(());
+    };
+    match view.state.status {
+        PayoutStatus::Pending => {
+            let to = PayoutChange::Status { to: PayoutStatus::Processing, reason: None, reference: None };
+            match context.payouts.change(id, to, Actor::Worker, None).await.map_err(|e| e.to_string())? {
+                PayoutOutcome::Done(_) => {}
+                // Cancelled (or otherwise moved on) meanwhile: nothing to pay.
+                PayoutOutcome::Refused(_) => {
+                    context.store.finish_job(job.id, owner, now).await.map_err(|e| e.to_string())?;
+                    return Ok(());
+                }
+                PayoutOutcome::Broken(defect) => return Err(defect),
+            }
+        }
+        // A worker that died after this point left it processing: the gateway call is repeated with the
+        // same idempotency key, and the gateway answers with its first outcome.
+        PayoutStatus::Processing => {}
+        PayoutStatus::Completed | PayoutStatus::Failed | PayoutStatus::Cancelled | PayoutStatus::Returned => {
+            context.store.finish_job(job.id, owner, now).await.map_err(|e| e.to_string())?;
+            return Ok(());
+        }
+    }
+    let _ = context.payouts.change(id, PayoutChange::Attempt, Actor::Worker, None).await;
+    let number =
+        context.payouts.vault().decrypt(&view.recipient_secret, &secret_binding(id)).map_err(|e| e.to_string())?;
+    let recipient = match view.recipient_type.as_str() {
+        "bank_account" => GatewayRecipient::BankAccount {
+            account_number: number,
+            bik: view.recipient_bik.clone().unwrap_or_default(),
+            holder: view.recipient_holder.clone(),
+        },
+        _ => GatewayRecipient::Card { number, holder: view.recipient_holder.clone() },
+    };
+    let currency = payledger_core::Currency::from_code(view.state.currency)
+        .ok_or_else(|| format!("payout {id}: unknown currency {}", view.state.currency))?;
+    let request = GatewayRequest {
+        payout_id: id,
+        amount_minor: view.state.amount,
+        currency: currency.code().to_owned(),
+        minor_digits: currency.minor_digits(),
+        recipient,
+        description: view.state.description.clone(),
+    };
+    let started = std::time::Instant::now();
+    let answer = context.gateway.pay(&request).await;
+    metrics::histogram!("payledger_gateway_seconds").record(started.elapsed());
+    let done = |dead: bool, error: Option<String>| Some(JobEnd { job_id: job.id, dead, error });
+    let (change, job_end) = match answer {
+        Ok(GatewayOutcome::Completed { reference }) => (
+            PayoutChange::Status { to: PayoutStatus::Completed, reason: None, reference: Some(reference) },
+            done(false, None),
+        ),
+        Ok(GatewayOutcome::Declined { reason }) => (
+            PayoutChange::Status {
+                to: PayoutStatus::Failed,
+                reason: Some(format!("declined: {reason}")),
+                reference: None,
+            },
+            done(false, None),
+        ),
+        Err(GatewayError::Permanent(message)) => (
+            PayoutChange::Status {
+                to: PayoutStatus::Failed,
+                reason: Some(format!("gateway refused the request: {message}")),
+                reference: None,
+            },
+            done(true, Some(message)),
+        ),
+        Err(GatewayError::Transient(message)) if job.attempts < job.max_attempts => {
+            let delay = retry_delay(context.settings.retry_base, job.attempts);
+            let run_at = OffsetDateTime::now_utc() + delay;
+            metrics::counter!("payledger_payout_retries_total").increment(1);
+            tracing::info!(payout = %id, attempt = job.attempts, ?delay, error = %message, "gateway unavailable; retrying later");
+            context
+                .store
+                .reschedule_job(job.id, owner, Some(run_at), Some(&message), OffsetDateTime::now_utc())
+                .await
+                .map_err(|e| e.to_string())?;
+            return Ok(());
+        }
+        Err(GatewayError::Transient(message)) => (
+            PayoutChange::Status {
+                to: PayoutStatus::Failed,
+                reason: Some(format!("gateway unavailable after {} attempts: {message}", job.attempts)),
+                reference: None,
+            },
+            done(true, Some(message)),
+        ),
+    };
+    match context.payouts.change(id, change, Actor::Worker, job_end).await.map_err(|e| e.to_string())? {
+        PayoutOutcome::Done(payout) => {
+            metrics::counter!("payledger_payouts_total", "status" => payout.status.as_str()).increment(1);
+            Ok(())
+        }
+        // Another worker (whose lease this one outlived) recorded it first.
+        PayoutOutcome::Refused(_) => {
+            context.store.finish_job(job.id, owner, OffsetDateTime::now_utc()).await.map_err(|e| e.to_string())?;
+            Ok(())
+        }
+        PayoutOutcome::Broken(defect) => Err(defect),
+    }
+}
+
+/// The wait before attempt `attempt + 1`: `base × 2^(attempt-1)`, capped at [`MAX_RETRY_DELAY`], with "equal
+/// jitter" (a random half on top of a fixed half) so retries of many payouts spread out.
+pub fn retry_delay(base: Duration, attempt: i32) -> Duration {
+    let exponent = u32::try_from(attempt.saturating_sub(1).clamp(0, 20)).unwrap_or(20);
+    let full = base.saturating_mul(1u32 << exponent).min(MAX_RETRY_DELAY);
+    let half = full / 2;
+    half + half.mul_f64(rand::rng().random_range(0.0..=1.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delays_double_with_jitter_and_are_capped() {
+        let base = Duration::from_secs(1);
+        for attempt in 1..=30 {
+            let delay = retry_delay(base, attempt);
+            let full = base.saturating_mul(1u32 << (attempt - 1).min(20)).min(MAX_RETRY_DELAY);
+            assert!(
+                delay >= full / 2 && delay <= full,
+                "attempt {attempt}: {delay:?} within [{:?}, {full:?}]",
+                full / 2
+            );
+        }
+        assert!(retry_delay(base, 30) <= MAX_RETRY_DELAY);
+    }
+}
