@@ -1,0 +1,188 @@
+//! Payout workers as separate `payledger worker` processes sharing one PostgreSQL queue, paying through the
+//! HTTP gateway into a test gateway that counts every call per idempotency key.
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use common::{Backend, TestDb, TestServer};
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+/// The card vault key every process of a test shares (the API encrypts, the workers decrypt).
+const CARD_KEY: &str = "8f3b2c1d0e9f8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b";
+const SECRET: &str = "test-gateway-secret";
+/// The amount whose first gateway call never answers (the worker making it is killed).
+const STALLING_AMOUNT: &str = "66.66";
+
+/// A gateway that pays each idempotency key once and answers repeats with the first outcome, as a real
+/// gateway does; it counts every call.
+#[derive(Default)]
+struct TestGateway {
+    calls: Mutex<HashMap<String, u32>>,
+    paid: Mutex<HashMap<String, String>>,
+    stalled: Notify,
+}
+
+async fn pay(State(gateway): State<Arc<TestGateway>>, headers: HeaderMap, body: String) -> (StatusCode, Json<Value>) {
+    let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let first_call = {
+        let mut calls = gateway.calls.lock().unwrap_or_else(|e| e.into_inner());
+        let count = calls.entry(key.clone()).or_default();
+        *count += 1;
+        *count == 1
+    };
+    let reference = {
+        let mut paid = gateway.paid.lock().unwrap_or_else(|e| e.into_inner());
+        let next = paid.len() + 1;
+        paid.entry(key.clone()).or_insert_with(|| format!("gw-{next}")).clone()
+    };
+    if first_call && body.contains(&format!("\"amount\":\"{STALLING_AMOUNT}\"")) {
+        // Paid, but the answer never comes: the worker is killed while it waits.
+        gateway.stalled.notify_one();
+        std::future::pending::<()>().await;
+    }
+    (StatusCode::OK, Json(json!({"status": "completed", "reference": reference})))
+}
+
+async fn start_gateway() -> (Arc<TestGateway>, String) {
+    let gateway = Arc::new(TestGateway::default());
+    let app = axum::Router::new().route("/pay", axum::routing::post(pay)).with_state(gateway.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}/pay", listener.local_addr().expect("address"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (gateway, url)
+}
+
+fn worker_process(db: &TestDb, gateway_url: &str, workers: usize, lease_seconds: u64) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_payledger"))
+        .arg("worker")
+        .env("DATABASE_URL", &db.url)
+        .env("PAYLEDGER_DATA_DIR", db.dir.path())
+        .env("PAYLEDGER_WORKERS", workers.to_string())
+        .env("PAYLEDGER_GATEWAY", "http")
+        .env("PAYLEDGER_GATEWAY_URL", gateway_url)
+        .env("PAYLEDGER_GATEWAY_SECRET", SECRET)
+        .env("PAYLEDGER_CARD_KEYS", CARD_KEY)
+        .env("PAYLEDGER_JOB_LEASE_SECONDS", lease_seconds.to_string())
+        .env("PAYLEDGER_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start payledger worker")
+}
+
+/// Stops a worker process gracefully (SIGTERM) and waits for it.
+fn stop(mut child: Child) {
+    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let status = child.wait().expect("worker exit");
+    assert!(status.success(), "a worker stops cleanly on SIGTERM: {status}");
+}
+
+async fn api_server(db: &TestDb) -> TestServer {
+    let mut settings = common::settings(db);
+    settings.payouts.workers = 0;
+    settings.payouts.card_keys = vec![CARD_KEY.to_owned()];
+    TestServer::start(settings).await
+}
+
+fn payout(amount: &str) -> String {
+    json!({"amount": amount, "currency": "RUB",
+           "recipient_details": {"type": "card", "number": "4111111111111111", "holder": "Worker Test"}})
+    .to_string()
+}
+
+async fn count(server: &TestServer, status: &str) -> i64 {
+    server.get(&format!("/api/v1/payouts/?status={status}&page_size=1")).await.1["count"].as_i64().unwrap_or(-1)
+}
+
+/// 1000 payouts, 8 workers in 2 processes: every payout completes and the gateway is called exactly once
+/// for each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn eight_workers_in_two_processes_call_the_gateway_once_per_payout() {
+    let Some(db) = TestDb::new(Backend::Postgres).await else { return };
+    let server = api_server(&db).await;
+    let (gateway, url) = start_gateway().await;
+    const PAYOUTS: usize = 1000;
+    let mut created = 0;
+    for chunk in 0..(PAYOUTS / 50) {
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..50 {
+            let (client, url) = (server.client.clone(), server.url("/api/v1/payouts/"));
+            let body = payout(&common::rubles(((chunk * 50 + i) % 9_999 + 1) as i64));
+            tasks.spawn(async move {
+                let response = client.post(url).header("Content-Type", "application/json").body(body).send().await;
+                response.map(|r| r.status().as_u16()).unwrap_or(0)
+            });
+        }
+        created += tasks.join_all().await.into_iter().filter(|status| *status == 201).count();
+    }
+    assert_eq!(created, PAYOUTS);
+
+    let first = worker_process(&db, &url, 4, 30);
+    let second = worker_process(&db, &url, 4, 30);
+    let mut completed = 0;
+    for _ in 0..1200 {
+        completed = count(&server, "completed").await;
+        if completed == PAYOUTS as i64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop(first);
+    stop(second);
+    assert_eq!(completed, PAYOUTS as i64, "every payout completed");
+    let calls = gateway.calls.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    assert_eq!(calls.len(), PAYOUTS, "one idempotency key per payout");
+    let repeated: Vec<_> = calls.iter().filter(|(_, n)| **n != 1).collect();
+    assert!(repeated.is_empty(), "each payout's gateway call happened exactly once: {repeated:?}");
+    server.stop().await;
+    db.assert_verified().await;
+}
+
+/// A worker killed while the gateway is paying loses its lease; another worker takes the job over, calls
+/// the gateway again with the same idempotency key, and the payout completes exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_killed_mid_payout_is_taken_over_and_pays_once() {
+    let Some(db) = TestDb::new(Backend::Postgres).await else { return };
+    let server = api_server(&db).await;
+    let (gateway, url) = start_gateway().await;
+    assert_eq!(server.post("/api/add_funds/", r#"{"user_id": 5, "amount": "100.00"}"#, None).await.status, 201);
+    let mut body: Value = serde_json::from_str(&payout(STALLING_AMOUNT)).expect("json");
+    body["source"] = json!({"user_id": 5});
+    let created = server.post("/api/v1/payouts/", body.to_string(), None).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let id = created.json["id"].as_str().expect("id").to_owned();
+
+    let mut doomed = worker_process(&db, &url, 1, 2);
+    tokio::time::timeout(Duration::from_secs(30), gateway.stalled.notified()).await.expect("the gateway is called");
+    doomed.kill().expect("kill -9 the worker");
+    let _ = doomed.wait();
+    let (_, stuck) = server.get(&format!("/api/v1/payouts/{id}/")).await;
+    assert_eq!(stuck["status"], "processing", "the killed worker left it processing");
+
+    let rescuer = worker_process(&db, &url, 1, 2);
+    let mut payout = Value::Null;
+    for _ in 0..600 {
+        payout = server.get(&format!("/api/v1/payouts/{id}/")).await.1;
+        if payout["status"] == "completed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop(rescuer);
+    assert_eq!(payout["status"], "completed", "{payout}");
+    let key_calls = gateway.calls.lock().unwrap_or_else(|e| e.into_inner()).get(&id).copied();
+    assert_eq!(key_calls, Some(2), "called again after the lease expired, with the same key");
+    assert_eq!(gateway.paid.lock().unwrap_or_else(|e| e.into_inner()).len(), 1, "paid once");
+    assert_eq!(payout["gateway_reference"], "gw-1");
+    assert_eq!(server.user_balance(5).await, Some(("33.34".into(), "0.00".into())), "captured exactly once");
+    server.stop().await;
+    db.assert_verified().await;
+}
