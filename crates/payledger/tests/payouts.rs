@@ -217,6 +217,11 @@ async fn a_source_is_held_captured_released_and_returned(backend: Backend) {
     assert_eq!(sum, 30_000, "the user's history adds up to the balance");
     server.stop().await;
     db.assert_verified().await;
+
+    // A payout whose status disagrees with its hold is caught.
+    db.execute("UPDATE payouts SET status = 'failed' WHERE status = 'completed' AND hold_reference IS NOT NULL").await;
+    let problems = db.store().await.verify().await.expect("verify").problems;
+    assert!(problems.iter().any(|p| p.contains("as its status says")), "{problems:?}");
 }
 
 async fn cancel_delete_and_patch_follow_the_state_machine(backend: Backend) {

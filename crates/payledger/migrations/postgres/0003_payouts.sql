@@ -23,10 +23,12 @@ CREATE TABLE payouts (
     source_kind        TEXT CHECK (source_kind IN ('organization', 'user')),
     source_key         TEXT,
     source_account_id  BIGINT,
+    hold_reference     TEXT,
     created_at         TIMESTAMPTZ NOT NULL,
     updated_at         TIMESTAMPTZ NOT NULL,
     archived_at        TIMESTAMPTZ,
-    CHECK ((source_kind IS NULL) = (source_account_id IS NULL))
+    CHECK ((source_kind IS NULL) = (source_account_id IS NULL)),
+    CHECK ((source_kind IS NULL) = (hold_reference IS NULL))
 );
 CREATE INDEX payouts_by_created ON payouts (created_at, id) WHERE archived_at IS NULL;
 CREATE INDEX payouts_by_amount ON payouts (amount, id) WHERE archived_at IS NULL;

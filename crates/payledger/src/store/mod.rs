@@ -1005,6 +1005,15 @@ const VERIFY_CHECKS: &[(&str, &str)] = &[
          GROUP BY l.id, l.amount, l.held_change HAVING COALESCE(SUM(e.amount), 0) <> l.amount + l.held_change",
     ),
     (
+        "each payout with a source holds, has captured or has released its amount as its status says",
+        "SELECT 'payout ' || p.hold_reference || ' is ' || p.status || ' but its hold is ' || COALESCE(h.status, 'missing')
+         FROM payouts p LEFT JOIN holds h ON h.reference = p.hold_reference
+         WHERE p.hold_reference IS NOT NULL AND NOT (
+               (p.status IN ('pending', 'processing') AND h.status = 'held' AND h.amount = p.amount)
+            OR (p.status IN ('completed', 'returned') AND h.status = 'captured' AND h.amount = p.amount)
+            OR (p.status IN ('failed', 'cancelled') AND h.status = 'released' AND h.amount = p.amount))",
+    ),
+    (
         "every bank payment transaction belongs to exactly one applied payment",
         "SELECT 'transaction ' || UUID_TEXT(t.id) || ' has ' || COUNT(p.id) || ' applied payments'
          FROM ledger_transactions t LEFT JOIN bank_payments p ON p.transaction_id = t.id AND p.status = 'applied'

@@ -146,8 +146,8 @@ impl PgBatch {
                     "INSERT INTO payouts (id, amount, currency, recipient_type, recipient_last4, recipient_holder,
                                           recipient_bik, recipient_secret, description, status, failure_reason,
                                           attempts, gateway_reference, source_kind, source_key, source_account_id,
-                                          created_at, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17)",
+                                          hold_reference, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $18, $17, $17)",
                 )
                 .bind(p.id)
                 .bind(p.amount)
@@ -166,6 +166,7 @@ impl PgBatch {
                 .bind(source_key)
                 .bind(source_account)
                 .bind(now)
+                .bind(source_account.map(|_| crate::engine::payouts::hold_reference(p.id)))
                 .execute(&mut *self.tx)
                 .await?;
             } else {

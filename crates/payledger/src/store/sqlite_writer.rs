@@ -91,8 +91,8 @@ impl SqliteBatch<'_> {
                         "INSERT INTO payouts (id, amount, currency, recipient_type, recipient_last4, recipient_holder,
                                               recipient_bik, recipient_secret, description, status, failure_reason,
                                               attempts, gateway_reference, source_kind, source_key, source_account_id,
-                                              created_at, updated_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?17)",
+                                              hold_reference, created_at, updated_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?18, ?17, ?17)",
                     )?
                     .execute(params![
                         p.id.as_bytes(),
@@ -111,7 +111,8 @@ impl SqliteBatch<'_> {
                         source_kind,
                         source_key,
                         source_account,
-                        now
+                        now,
+                        source_account.map(|_| crate::engine::payouts::hold_reference(p.id))
                     ])?;
             } else {
                 self.tx

@@ -69,6 +69,17 @@ impl TestDb {
         report
     }
 
+    /// Runs one statement behind the server's back (to tamper with data in verify tests).
+    pub async fn execute(&self, sql: &'static str) {
+        if self.url.starts_with("sqlite") {
+            let pool = sqlx::SqlitePool::connect(&self.url).await.expect("sqlite");
+            sqlx::query(sql).execute(&pool).await.expect("execute");
+        } else {
+            let pool = sqlx::PgPool::connect(&self.url).await.expect("postgres");
+            sqlx::query(sql).execute(&pool).await.expect("execute");
+        }
+    }
+
     /// One integer from a SQL query (for checks no API exposes yet).
     pub async fn scalar(&self, sql: &'static str) -> i64 {
         if self.url.starts_with("sqlite") {
