@@ -106,6 +106,9 @@ pub struct PayoutArgs {
     /// The HTTP gateway's HMAC-SHA256 signing secret.
     #[arg(long, env = "PAYLEDGER_GATEWAY_SECRET", hide_env_values = true)]
     pub gateway_secret: Option<String>,
+    /// The HTTP gateway's timeout per call (connect, send and answer), in seconds.
+    #[arg(long, env = "PAYLEDGER_GATEWAY_TIMEOUT_SECONDS", default_value_t = 20)]
+    pub gateway_timeout_seconds: u64,
     /// The simulated gateway's latency per call, in milliseconds.
     #[arg(long, env = "PAYLEDGER_GATEWAY_LATENCY_MS", default_value_t = 20)]
     pub gateway_latency_ms: u64,
@@ -227,11 +230,28 @@ impl PayoutArgs {
                     .gateway_secret
                     .clone()
                     .ok_or_else(|| anyhow::anyhow!("PAYLEDGER_GATEWAY=http needs PAYLEDGER_GATEWAY_SECRET"))?;
-                crate::gateway::GatewayConfig::http(url, secret)
+                let timeout = std::time::Duration::from_secs(self.gateway_timeout_seconds.max(1));
+                crate::gateway::GatewayConfig::Http {
+                    url,
+                    secret,
+                    timeout,
+                    connect_timeout: crate::gateway::DEFAULT_CONNECT_TIMEOUT.min(timeout),
+                }
             }
         };
         if self.max_attempts < 1 {
             anyhow::bail!("PAYLEDGER_PAYOUT_MAX_ATTEMPTS must be at least 1");
+        }
+        // A lease that can expire while its worker still waits for the gateway lets a second worker call the
+        // gateway for the same payout at the same time; the idempotency key keeps that safe, but it is waste.
+        if let crate::gateway::GatewayConfig::Http { timeout, .. } = &gateway
+            && std::time::Duration::from_secs(self.lease_seconds) <= *timeout
+        {
+            anyhow::bail!(
+                "PAYLEDGER_JOB_LEASE_SECONDS ({}) must be longer than the HTTP gateway's timeout ({} s)",
+                self.lease_seconds,
+                timeout.as_secs()
+            );
         }
         Ok(PayoutSettings {
             workers: self.workers,

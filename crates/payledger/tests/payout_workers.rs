@@ -71,6 +71,7 @@ fn worker_process(db: &TestDb, gateway_url: &str, workers: usize, lease_seconds:
         .env("PAYLEDGER_GATEWAY_SECRET", SECRET)
         .env("PAYLEDGER_CARD_KEYS", CARD_KEY)
         .env("PAYLEDGER_JOB_LEASE_SECONDS", lease_seconds.to_string())
+        .env("PAYLEDGER_GATEWAY_TIMEOUT_SECONDS", "1")
         .env("PAYLEDGER_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
