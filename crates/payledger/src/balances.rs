@@ -77,7 +77,7 @@ impl Balances {
         digest.update(endpoint.as_bytes());
         digest.update(b"\ninvalid\n");
         digest.update(body);
-        let fingerprint = digest.finalize().iter().map(|byte| format!("{byte:02x}")).collect();
+        let fingerprint = crate::hex::encode(&digest.finalize());
         self.record(WriteCommand::KeepRefusal(KeptRefusal { key, fingerprint, response })).await
     }
 
@@ -134,8 +134,7 @@ impl Drop for InFlight<'_> {
 /// Canonical JSON has sorted keys, no spaces, and amounts as exact decimal strings, so the same request
 /// written differently (key order, whitespace, `100` vs `"100.00"`) has the same fingerprint.
 pub fn fingerprint(endpoint: &str, operation: &BalanceOperation) -> String {
-    let digest = Sha256::digest(format!("{endpoint}\n{}", canonical_json(operation)).as_bytes());
-    digest.iter().map(|byte| format!("{byte:02x}")).collect()
+    crate::hex::encode(&Sha256::digest(format!("{endpoint}\n{}", canonical_json(operation)).as_bytes()))
 }
 
 /// The operation as canonical JSON (serde_json's maps keep keys sorted).

@@ -42,6 +42,9 @@ pub enum ApiError {
     /// 400: the input is invalid; `details` names each bad field.
     #[error("invalid data")]
     InvalidData(BTreeMap<String, String>),
+    /// 401: the request's signature or credentials are missing or wrong.
+    #[error("{0}")]
+    Unauthorized(String),
     /// 404: the resource does not exist.
     #[error("{0}")]
     NotFound(&'static str),
@@ -99,6 +102,7 @@ impl ApiError {
     fn parts(&self) -> (StatusCode, &'static str, String) {
         match self {
             ApiError::InvalidData(_) => (StatusCode::BAD_REQUEST, "invalid_data", "Invalid data".into()),
+            ApiError::Unauthorized(message) => (StatusCode::UNAUTHORIZED, "unauthorized", message.clone()),
             ApiError::NotFound(what) => (StatusCode::NOT_FOUND, "not_found", (*what).into()),
             ApiError::FieldNotFound { message, .. } => (StatusCode::NOT_FOUND, "not_found", message.clone()),
             ApiError::InsufficientFunds { .. } => {

@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use hmac::{Hmac, KeyInit, Mac};
+use hmac::{Hmac, KeyInit};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::{Method, Request, StatusCode, Uri, header};
 use hyper_rustls::HttpsConnector;
@@ -540,8 +540,8 @@ type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 pub struct HttpGateway {
     client: HttpsClient,
     url: Uri,
-    /// Keyed once with the secret; each call signs with a clone, so the secret itself is not kept.
-    mac: Hmac<Sha256>,
+    /// The signing secret; never printed (see the `Debug` impl).
+    secret: String,
     timeout: Duration,
 }
 
@@ -580,7 +580,7 @@ impl HttpGateway {
                 "the payout gateway URL is plain http: recipients' card and account numbers will cross the network unencrypted"
             );
         }
-        let mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes())
             .map_err(|_| GatewayConfigError::InvalidSecret("cannot key HMAC-SHA256"))?;
 
         let mut http = HttpConnector::new();
@@ -594,16 +594,12 @@ impl HttpGateway {
             .enable_http1()
             .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new()).build(connector);
-        Ok(HttpGateway { client, url: uri, mac, timeout })
+        Ok(HttpGateway { client, url: uri, secret: secret.to_owned(), timeout })
     }
 
     /// The value of [`SIGNATURE_HEADER`] for `body` sent at `timestamp` (unix seconds).
     fn signature(&self, timestamp: i64, body: &[u8]) -> String {
-        let mut mac = self.mac.clone();
-        mac.update(timestamp.to_string().as_bytes());
-        mac.update(b".");
-        mac.update(body);
-        format!("t={timestamp},v1={}", to_hex(&mac.finalize().into_bytes()))
+        crate::signature::sign(&self.secret, timestamp, body)
     }
 
     async fn send(&self, request: &GatewayRequest) -> Result<GatewayOutcome, GatewayError> {
@@ -847,16 +843,6 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
-}
-
-fn to_hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
-    }
-    out
 }
 
 #[cfg(test)]

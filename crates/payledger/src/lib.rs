@@ -10,10 +10,12 @@ pub mod engine;
 pub mod error;
 pub mod fields;
 pub mod gateway;
+pub mod hex;
 pub mod intake;
 pub mod payouts;
 pub mod router;
 pub mod seed;
+pub mod signature;
 pub mod store;
 pub mod telemetry;
 pub mod timefmt;
@@ -46,6 +48,8 @@ pub struct App {
     pub balances: balances::Balances,
     /// The payout service.
     pub payouts: payouts::Payouts,
+    /// The secret the payment gateway signs its callbacks with (the HTTP gateway's), if configured.
+    pub gateway_secret: Option<String>,
     /// How conflicting notices are answered.
     pub webhook_conflict: ConflictPolicy,
     /// The OpenAPI document.
@@ -143,6 +147,10 @@ pub async fn launch(
         intake,
         balances,
         payouts: payout_service,
+        gateway_secret: match &settings.payouts.gateway {
+            gateway::GatewayConfig::Http { secret, .. } => Some(secret.clone()),
+            gateway::GatewayConfig::Simulated { .. } => None,
+        },
         webhook_conflict: settings.webhook_conflict,
         redoc_html: Arc::new(api::docs::redoc_html(&openapi)),
         openapi: Arc::new(openapi),

@@ -59,6 +59,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(payouts::detail, payouts::patch, payouts::delete))
         .routes(routes!(payouts::jobs))
         .routes(routes!(payouts::retry_job))
+        .routes(routes!(payouts::gateway_event))
         .routes(routes!(health::health));
     // Nest under /api before splitting, so the spec's paths carry the prefix.
     OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api", api).split_for_parts()

@@ -201,7 +201,7 @@ impl Vault {
         let mut body = Vec::with_capacity(NONCE_LEN + sealed.len());
         body.extend_from_slice(&nonce);
         body.extend_from_slice(&sealed);
-        Ok(format!("{TOKEN_VERSION}:{}:{}", self.current.id, encode_hex(&body)))
+        Ok(format!("{TOKEN_VERSION}:{}:{}", self.current.id, crate::hex::encode(&body)))
     }
 
     /// Decrypts a token from [`Vault::encrypt`] with whichever held key it names, given the same
@@ -221,7 +221,7 @@ impl Vault {
             .chain(&self.previous)
             .find(|key| key.id == id)
             .ok_or_else(|| VaultError::UnknownKeyId { key_id: id.to_owned() })?;
-        let body = decode_hex(body).ok_or(VaultError::MalformedToken("data is not hex"))?;
+        let body = crate::hex::decode(body).ok_or(VaultError::MalformedToken("data is not hex"))?;
         if body.len() < NONCE_LEN + TAG_LEN {
             return Err(VaultError::MalformedToken("data is too short"));
         }
@@ -250,7 +250,7 @@ impl fmt::Debug for Vault {
 /// of a 256-bit random key reveals nothing usable about it.
 fn key_id(key: &[u8; KEY_LEN]) -> String {
     let digest = Sha256::digest(key);
-    encode_hex(&digest[..KEY_ID_LEN / 2])
+    crate::hex::encode(&digest[..KEY_ID_LEN / 2])
 }
 
 /// Reads a hex key, ignoring surrounding whitespace (a trailing newline, or an editor's indentation).
@@ -263,7 +263,7 @@ fn parse_key(text: &str) -> Result<[u8; KEY_LEN], KeyProblem> {
         return Err(KeyProblem::NotHex);
     }
     let wrong_length = || KeyProblem::WrongLength { hex_chars: text.len() };
-    decode_hex(text).ok_or_else(wrong_length)?.try_into().map_err(|_| wrong_length())
+    crate::hex::decode(text).ok_or_else(wrong_length)?.try_into().map_err(|_| wrong_length())
 }
 
 /// The key in `path`, or `None` if there is no such file.
@@ -306,10 +306,11 @@ fn create_key_file(data_dir: &Path, path: &Path) -> Result<([u8; KEY_LEN], bool)
     OsRng.try_fill_bytes(&mut suffix).map_err(VaultError::Randomness)?;
     // Same directory, so the hard link below stays on one filesystem; a random name, so concurrent
     // creators never share a temporary file.
-    let temporary = TemporaryFile(data_dir.join(format!(".{DEVELOPMENT_KEY_FILE}.{}.tmp", encode_hex(&suffix))));
+    let temporary =
+        TemporaryFile(data_dir.join(format!(".{DEVELOPMENT_KEY_FILE}.{}.tmp", crate::hex::encode(&suffix))));
     {
         let mut file = private_file(&temporary.0).map_err(key_file_error(&temporary.0))?;
-        let mut text = encode_hex(&key);
+        let mut text = crate::hex::encode(&key);
         text.push('\n');
         file.write_all(text.as_bytes()).map_err(key_file_error(&temporary.0))?;
         // On disk before it is published: a key lost to a crash would make every row written with it
@@ -377,34 +378,6 @@ impl Drop for TemporaryFile {
     }
 }
 
-/// Lower-case hex of `bytes`.
-fn encode_hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut text = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        text.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        text.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
-    }
-    text
-}
-
-/// The bytes of upper- or lower-case hex, or `None` for an odd length or a non-hex character.
-fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    fn digit(c: u8) -> Option<u8> {
-        match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            b'A'..=b'F' => Some(c - b'A' + 10),
-            _ => None,
-        }
-    }
-    let text = text.as_bytes();
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    text.chunks_exact(2).map(|pair| Some(digit(pair[0])? << 4 | digit(pair[1])?)).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -432,8 +405,8 @@ mod tests {
 
     #[test]
     fn key_id_is_a_prefix_of_the_keys_sha256() {
-        let key: [u8; 32] = decode_hex(KEY_A).unwrap().try_into().unwrap();
-        let expected = encode_hex(&Sha256::digest(key));
+        let key: [u8; 32] = crate::hex::decode(KEY_A).unwrap().try_into().unwrap();
+        let expected = crate::hex::encode(&Sha256::digest(key));
         assert_eq!(vault(&[KEY_A]).current_key_id(), &expected[..8]);
         // Case and whitespace in configuration do not change the key.
         assert_eq!(vault(&[&format!("  {}\n", KEY_A.to_uppercase())]).current_key_id(), &expected[..8]);
@@ -640,9 +613,9 @@ mod tests {
     #[test]
     fn hex_round_trips() {
         let bytes: Vec<u8> = (0..=255).collect();
-        assert_eq!(decode_hex(&encode_hex(&bytes)).unwrap(), bytes);
-        assert_eq!(decode_hex("ABcd").unwrap(), vec![0xab, 0xcd]);
-        assert!(decode_hex("abc").is_none());
-        assert!(decode_hex("+1").is_none());
+        assert_eq!(crate::hex::decode(&crate::hex::encode(&bytes)).unwrap(), bytes);
+        assert_eq!(crate::hex::decode("ABcd").unwrap(), vec![0xab, 0xcd]);
+        assert!(crate::hex::decode("abc").is_none());
+        assert!(crate::hex::decode("+1").is_none());
     }
 }

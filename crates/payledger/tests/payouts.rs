@@ -386,3 +386,50 @@ async fn lists_filter_order_and_paginate(backend: Backend) {
     }
     server.stop().await;
 }
+
+/// The gateway reports a completed payout returned through a signed callback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_signed_gateway_callback_marks_a_payout_returned() {
+    let Some(db) = TestDb::new(Backend::Sqlite).await else { return };
+    let server = TestServer::start(common::settings(&db)).await;
+    assert_eq!(server.post("/api/add_funds/", r#"{"user_id": 2, "amount": "10.00"}"#, None).await.status, 201);
+    let mut body = card_payout("4.00", CARD);
+    body["source"] = json!({"user_id": 2});
+    let id = create(&server, &body).await["id"].as_str().expect("id").to_owned();
+    wait_for(&server, &id, "completed").await;
+    server.stop().await;
+
+    let mut settings = without_workers(&db);
+    settings.payouts.gateway = payledger::gateway::GatewayConfig::http("http://127.0.0.1:9/pay", "gw-secret");
+    let server = TestServer::start(settings).await;
+    let event = json!({"payout_id": id, "event": "returned", "reason": "account closed"}).to_string();
+    let post = |signature: Option<String>| {
+        let mut request = server
+            .client
+            .post(server.url("/api/v1/gateway/events/"))
+            .header("Content-Type", "application/json")
+            .body(event.clone());
+        if let Some(signature) = signature {
+            request = request.header("X-Payledger-Signature", signature);
+        }
+        request.send()
+    };
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    for bad in [
+        None,
+        Some(payledger::signature::sign("wrong", now, event.as_bytes())),
+        Some(payledger::signature::sign("gw-secret", now - 3600, event.as_bytes())),
+    ] {
+        assert_eq!(post(bad).await.expect("request").status(), 401);
+    }
+    assert_eq!(server.user_balance(2).await, Some(("6.00".into(), "0.00".into())), "nothing changed");
+    let response = post(Some(payledger::signature::sign("gw-secret", now, event.as_bytes()))).await.expect("request");
+    assert_eq!(response.status(), 200);
+    let payout: Value = response.json().await.expect("json");
+    assert_eq!(payout["status"], "returned");
+    assert_eq!(server.user_balance(2).await, Some(("10.00".into(), "0.00".into())), "the money came back");
+    let again = post(Some(payledger::signature::sign("gw-secret", now, event.as_bytes()))).await.expect("request");
+    assert_eq!(again.status(), 409, "returned once");
+    server.stop().await;
+    db.assert_verified().await;
+}

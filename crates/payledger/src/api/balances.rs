@@ -650,19 +650,15 @@ pub struct HistoryAnswer {
 /// opaque.
 fn encode_cursor(sort: HistorySort, descending: bool, at: HistoryCursor) -> String {
     let text = format!("{}:{}:{}:{}", sort_name(sort), if descending { "desc" } else { "asc" }, at.amount, at.id);
-    text.bytes().map(|b| format!("{b:02x}")).collect()
+    crate::hex::encode(text.as_bytes())
 }
 
 fn decode_cursor(cursor: &str, sort: HistorySort, descending: bool) -> Result<HistoryCursor, ApiError> {
     let invalid = || ApiError::field("cursor", "is not a cursor of this list");
-    if !cursor.len().is_multiple_of(2) || cursor.len() > 200 {
+    if cursor.len() > 200 {
         return Err(invalid());
     }
-    let bytes = (0..cursor.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(cursor.get(i..i + 2).unwrap_or("zz"), 16))
-        .collect::<Result<Vec<u8>, _>>()
-        .map_err(|_| invalid())?;
+    let bytes = crate::hex::decode(cursor).ok_or_else(invalid)?;
     let text = String::from_utf8(bytes).map_err(|_| invalid())?;
     let parts: Vec<&str> = text.split(':').collect();
     let [name, direction, amount, id] = parts.as_slice() else { return Err(invalid()) };
