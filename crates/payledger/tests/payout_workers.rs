@@ -187,3 +187,67 @@ async fn a_worker_killed_mid_payout_is_taken_over_and_pays_once() {
     server.stop().await;
     db.assert_verified().await;
 }
+
+/// Full card numbers never reach the logs, even at debug level, through creation, processing and a decline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn card_numbers_never_reach_the_logs() {
+    let Some(db) = TestDb::new(Backend::Sqlite).await else { return };
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("address").port();
+    let log = db.dir.path().join("server.log");
+    let mut server = Command::new(env!("CARGO_BIN_EXE_payledger"))
+        .arg("serve")
+        .env("DATABASE_URL", &db.url)
+        .env("PAYLEDGER_DATA_DIR", db.dir.path())
+        .env("PAYLEDGER_BIND", format!("127.0.0.1:{port}"))
+        .env("PAYLEDGER_DEMO_ORGANIZATIONS", "0")
+        .env("PAYLEDGER_GATEWAY_LATENCY_MS", "1")
+        .env("PAYLEDGER_LOG", "debug")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("start payledger serve");
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    for _ in 0..200 {
+        if client.get(format!("{base}/api/health/")).send().await.is_ok_and(|r| r.status().is_success()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let mut ids = Vec::new();
+    for number in ["4111111111111111", payledger::gateway::DECLINED_CARD] {
+        let response = client
+            .post(format!("{base}/api/v1/payouts/"))
+            .header("Content-Type", "application/json")
+            .body(payout("3.00").replace("4111111111111111", number))
+            .send()
+            .await
+            .expect("create");
+        assert_eq!(response.status(), 201);
+        let body: Value = response.json().await.expect("json");
+        ids.push(body["id"].as_str().expect("id").to_owned());
+    }
+    for id in &ids {
+        for _ in 0..200 {
+            let body: Value = client
+                .get(format!("{base}/api/v1/payouts/{id}/"))
+                .send()
+                .await
+                .expect("get")
+                .json()
+                .await
+                .expect("json");
+            if body["status"] == "completed" || body["status"] == "failed" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+    let _ = Command::new("kill").arg("-TERM").arg(server.id().to_string()).status();
+    let _ = server.wait();
+    let text = std::fs::read_to_string(&log).expect("log");
+    assert!(text.contains("payout"), "the log has payout activity to check: {} bytes", text.len());
+    for number in ["4111111111111111", payledger::gateway::DECLINED_CARD] {
+        assert!(!text.contains(number), "a full card number reached the log");
+    }
+}
