@@ -100,6 +100,10 @@ pub async fn run_workers(
         .await
         .with_context(|| format!("connecting to {}", redact_url(&settings.database_url)))?;
     store.migrate().await.context("migrating the database")?;
+    if matches!(store, Store::Postgres(_)) && settings.payouts.card_keys.is_empty() {
+        // A worker on another host would generate its own development key and could decrypt nothing.
+        anyhow::bail!("payledger worker on PostgreSQL needs PAYLEDGER_CARD_KEYS, the same keys as the API's");
+    }
     let (engine, writer) = LedgerEngine::start(&store).await.context("starting the ledger engine")?;
     let (payout_service, gateway) = payout_parts(&settings, &engine)?;
     let (stop, stopped) = tokio::sync::watch::channel(false);

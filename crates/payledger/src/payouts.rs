@@ -103,6 +103,13 @@ impl Payouts {
         self.submit(PayoutCommand::Change { id, change, actor, job }).await
     }
 
+    /// Puts a failed payout back to pending with a fresh job, closing its dead job (an operator's retry).
+    pub async fn retry(&self, id: Uuid, dead_job: i64) -> Result<PayoutOutcome, EngineError> {
+        let end = JobEnd { job_id: dead_job, owner: None, dead: false, error: None };
+        let change = PayoutChange::Retry { max_attempts: self.max_attempts };
+        self.change(id, change, Actor::Operator, Some(end)).await
+    }
+
     async fn submit(&self, command: PayoutCommand) -> Result<PayoutOutcome, EngineError> {
         match self.engine.submit(WriteCommand::Payout(command)).await? {
             WriteOutcome::Payout(outcome) => Ok(outcome),

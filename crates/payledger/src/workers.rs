@@ -18,7 +18,7 @@ use tokio::task::JoinSet;
 use uuid::Uuid;
 
 use crate::config::PayoutSettings;
-use crate::engine::payouts::{JobEnd, PROCESS_PAYOUT_JOB, PayoutChange, PayoutOutcome};
+use crate::engine::payouts::{JobEnd, PROCESS_PAYOUT_JOB, PayoutChange, PayoutError, PayoutOutcome};
 use crate::gateway::{GatewayError, GatewayOutcome, GatewayRecipient, GatewayRequest, PayoutGateway};
 use crate::payouts::{Payouts, secret_binding};
 use crate::store::Store;
@@ -74,13 +74,35 @@ async fn run(context: WorkerContext, owner: String, mut stop: watch::Receiver<bo
             // A job in hand is finished even when shutdown is asked meanwhile: its gateway call is bounded
             // by the gateway's timeout, and releasing it half-way would only make another worker repeat it.
             if let Err(error) = process(&context, &owner, &job).await {
-                tracing::warn!(job = job.id, %error, "job failed; it will run again");
-                let retry_at = OffsetDateTime::now_utc() + FAILURE_PAUSE;
-                let _ = context.store.reschedule_job(job.id, &owner, Some(retry_at), Some(&error), now).await;
+                give_up_or_retry(&context, &owner, &job, &error).await;
             }
         }
     }
     tracing::debug!(%owner, "payout worker stopped");
+}
+
+/// After a failure that is not the gateway's (the database, the engine): retry with backoff like a transient
+/// gateway error, and past the job's attempts fail the payout with the reason, so nothing stays processing
+/// with money held forever.
+async fn give_up_or_retry(context: &WorkerContext, owner: &str, job: &ClaimedJob, error: &str) {
+    metrics::counter!("payledger_job_failures_total").increment(1);
+    let now = OffsetDateTime::now_utc();
+    if job.attempts < job.max_attempts {
+        tracing::warn!(job = job.id, attempt = job.attempts, %error, "job failed; it will run again");
+        let run_at = now + retry_delay(context.settings.retry_base, job.attempts);
+        let _ = context.store.reschedule_job(job.id, owner, Some(run_at), Some(error), now).await;
+        return;
+    }
+    tracing::error!(job = job.id, %error, "job failed on its last attempt; its payout fails");
+    if let Ok(id) = Uuid::parse_str(&job.payload) {
+        let change = PayoutChange::Status {
+            to: PayoutStatus::Failed,
+            reason: Some(format!("could not be processed: {error}")),
+            reference: None,
+        };
+        let end = JobEnd { job_id: job.id, owner: Some(owner.to_owned()), dead: true, error: Some(error.to_owned()) };
+        let _ = context.payouts.change(id, change, Actor::Worker, Some(end)).await;
+    }
 }
 
 async fn pause(stop: &mut watch::Receiver<bool>, duration: Duration) {
@@ -128,9 +150,13 @@ async fn process(context: &WorkerContext, owner: &str, job: &ClaimedJob) -> Resu
             return Ok(());
         }
     }
-    let _ = context.payouts.change(id, PayoutChange::Attempt, Actor::Worker, None).await;
-    let number =
-        context.payouts.vault().decrypt(&view.recipient_secret, &secret_binding(id)).map_err(|e| e.to_string())?;
+    // A number this process cannot decrypt (a worker without the vault's keys) is an error of this process:
+    // the job is retried (perhaps by a worker that has the keys) and, past its attempts, fails the payout.
+    let number = context
+        .payouts
+        .vault()
+        .decrypt(&view.recipient_secret, &secret_binding(id))
+        .map_err(|e| format!("cannot decrypt the recipient: {e}"))?;
     let recipient = match view.recipient_type.as_str() {
         "bank_account" => GatewayRecipient::BankAccount {
             account_number: number,
@@ -149,10 +175,14 @@ async fn process(context: &WorkerContext, owner: &str, job: &ClaimedJob) -> Resu
         recipient,
         description: view.state.description.clone(),
     };
+    // Counted right before the call, so only real gateway calls count.
+    let _ = context.payouts.change(id, PayoutChange::Attempt, Actor::Worker, None).await;
     let started = std::time::Instant::now();
     let answer = context.gateway.pay(&request).await;
     metrics::histogram!("payledger_gateway_seconds").record(started.elapsed());
-    let done = |dead: bool, error: Option<String>| Some(JobEnd { job_id: job.id, dead, error });
+    let done =
+        |dead: bool, error: Option<String>| Some(JobEnd { job_id: job.id, owner: Some(owner.to_owned()), dead, error });
+    let paid = matches!(answer, Ok(GatewayOutcome::Completed { .. }));
     let (change, job_end) = match answer {
         Ok(GatewayOutcome::Completed { reference }) => (
             PayoutChange::Status { to: PayoutStatus::Completed, reason: None, reference: Some(reference) },
@@ -200,8 +230,20 @@ async fn process(context: &WorkerContext, owner: &str, job: &ClaimedJob) -> Resu
             metrics::counter!("payledger_payouts_total", "status" => payout.status.as_str()).increment(1);
             Ok(())
         }
-        // Another worker (whose lease this one outlived) recorded it first.
-        PayoutOutcome::Refused(_) => {
+        // This worker's lease expired and another worker took the job over: that worker records the outcome
+        // (the gateway answers it the same under the payout's key).
+        PayoutOutcome::Refused(PayoutError::LeaseLost(_)) => {
+            metrics::counter!("payledger_job_leases_lost_total").increment(1);
+            tracing::warn!(payout = %id, job = job.id, "lease lost while calling the gateway; the new holder records the outcome");
+            Ok(())
+        }
+        PayoutOutcome::Refused(refusal) => {
+            if paid {
+                // The gateway paid a payout that has already moved on (e.g. failed by an earlier attempt's
+                // timeout): operators must reconcile it.
+                metrics::counter!("payledger_payout_outcome_conflicts_total").increment(1);
+                tracing::error!(payout = %id, %refusal, "the gateway paid a payout that is no longer processing");
+            }
             context.store.finish_job(job.id, owner, OffsetDateTime::now_utc()).await.map_err(|e| e.to_string())?;
             Ok(())
         }

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 
 /// The card vault key every process of a test shares (the API encrypts, the workers decrypt).
-const CARD_KEY: &str = "8f3b2c1d0e9f8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b";
+pub(crate) const CARD_KEY: &str = "8f3b2c1d0e9f8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b";
 const SECRET: &str = "test-gateway-secret";
 /// The amount whose first gateway call never answers (the worker making it is killed).
 const STALLING_AMOUNT: &str = "66.66";
@@ -111,7 +111,7 @@ async fn eight_workers_in_two_processes_call_the_gateway_once_per_payout() {
     let server = api_server(&db).await;
     let (gateway, url) = start_gateway().await;
     const PAYOUTS: usize = 1000;
-    let mut created = 0;
+    let mut created = std::collections::HashSet::new();
     for chunk in 0..(PAYOUTS / 50) {
         let mut tasks = tokio::task::JoinSet::new();
         for i in 0..50 {
@@ -119,12 +119,15 @@ async fn eight_workers_in_two_processes_call_the_gateway_once_per_payout() {
             let body = payout(&common::rubles(((chunk * 50 + i) % 9_999 + 1) as i64));
             tasks.spawn(async move {
                 let response = client.post(url).header("Content-Type", "application/json").body(body).send().await;
-                response.map(|r| r.status().as_u16()).unwrap_or(0)
+                let response = response.expect("create");
+                assert_eq!(response.status(), 201);
+                let payout: Value = response.json().await.expect("json");
+                payout["id"].as_str().expect("id").to_owned()
             });
         }
-        created += tasks.join_all().await.into_iter().filter(|status| *status == 201).count();
+        created.extend(tasks.join_all().await);
     }
-    assert_eq!(created, PAYOUTS);
+    assert_eq!(created.len(), PAYOUTS);
 
     let first = worker_process(&db, &url, 4, 30);
     let second = worker_process(&db, &url, 4, 30);
@@ -140,7 +143,8 @@ async fn eight_workers_in_two_processes_call_the_gateway_once_per_payout() {
     stop(second);
     assert_eq!(completed, PAYOUTS as i64, "every payout completed");
     let calls = gateway.calls.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    assert_eq!(calls.len(), PAYOUTS, "one idempotency key per payout");
+    let keys: std::collections::HashSet<String> = calls.keys().cloned().collect();
+    assert_eq!(keys, created, "each payout's id is its idempotency key");
     let repeated: Vec<_> = calls.iter().filter(|(_, n)| **n != 1).collect();
     assert!(repeated.is_empty(), "each payout's gateway call happened exactly once: {repeated:?}");
     server.stop().await;
@@ -249,5 +253,97 @@ async fn card_numbers_never_reach_the_logs() {
     assert!(text.contains("payout"), "the log has payout activity to check: {} bytes", text.len());
     for number in ["4111111111111111", payledger::gateway::DECLINED_CARD] {
         assert!(!text.contains(number), "a full card number reached the log");
+    }
+}
+
+mod stale_lease {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    use payledger::gateway::{GatewayError, GatewayFuture, GatewayOutcome, GatewayRequest, PayoutGateway};
+    use payledger::store::Store;
+    use payledger::workers::{WorkerContext, spawn};
+    use serde_json::json;
+    use tokio::sync::Notify;
+
+    use super::CARD_KEY;
+    use super::common::{self, Backend, TestDb, TestServer};
+
+    /// Worker A's gateway: answers nothing useful until long after A's lease expired.
+    struct Stalling {
+        called: Arc<Notify>,
+    }
+
+    impl PayoutGateway for Stalling {
+        fn pay<'a>(&'a self, _request: &'a GatewayRequest) -> GatewayFuture<'a> {
+            Box::pin(async move {
+                self.called.notify_one();
+                tokio::time::sleep(Duration::from_millis(2500)).await;
+                Err(GatewayError::Transient("no answer within 2500 ms".into()))
+            })
+        }
+    }
+
+    /// Worker B's gateway: pays.
+    struct Paying {
+        paid: Arc<AtomicBool>,
+    }
+
+    impl PayoutGateway for Paying {
+        fn pay<'a>(&'a self, request: &'a GatewayRequest) -> GatewayFuture<'a> {
+            Box::pin(async move {
+                self.paid.store(true, Ordering::SeqCst);
+                Ok(GatewayOutcome::Completed { reference: format!("gw-{}", request.payout_id.simple()) })
+            })
+        }
+    }
+
+    async fn context(db: &TestDb, gateway: Arc<dyn PayoutGateway>) -> (WorkerContext, payledger::engine::WriterHandle) {
+        let store = Store::connect(&db.url).await.expect("store");
+        let (engine, writer) = payledger::engine::LedgerEngine::start(&store).await.expect("engine");
+        let vault = payledger::vault::Vault::from_config(&[CARD_KEY]).expect("vault");
+        let payouts = payledger::payouts::Payouts::new(engine, Arc::new(vault), 1);
+        let mut settings = common::settings(db).payouts;
+        settings.lease = Duration::from_secs(1);
+        settings.max_attempts = 1;
+        (WorkerContext { store, payouts, gateway, settings }, writer)
+    }
+
+    /// A worker still waiting on the gateway when its lease expires records nothing once another worker has
+    /// taken the job over: the payout the gateway paid ends completed, captured once, never failed and refunded.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_worker_whose_lease_expired_records_nothing() {
+        let Some(db) = TestDb::new(Backend::Postgres).await else { return };
+        let mut settings = common::settings(&db);
+        settings.payouts.workers = 0;
+        settings.payouts.card_keys = vec![CARD_KEY.to_owned()];
+        let server = TestServer::start(settings).await;
+        assert_eq!(server.post("/api/add_funds/", r#"{"user_id": 5, "amount": "100.00"}"#, None).await.status, 201);
+        let body = json!({"amount": "70.00", "currency": "RUB", "source": {"user_id": 5},
+            "recipient_details": {"type": "card", "number": "4111111111111111", "holder": "X"}});
+        let created = server.post("/api/v1/payouts/", body.to_string(), None).await;
+        let id = created.json["id"].as_str().expect("id").to_owned();
+
+        let called = Arc::new(Notify::new());
+        let (a, _writer_a) = context(&db, Arc::new(Stalling { called: called.clone() })).await;
+        let (_stop_a, stopped_a) = tokio::sync::watch::channel(false);
+        let _workers_a = spawn(a, 1, stopped_a);
+        called.notified().await;
+        let paid = Arc::new(AtomicBool::new(false));
+        let (b, _writer_b) = context(&db, Arc::new(Paying { paid: paid.clone() })).await;
+        let (_stop_b, stopped_b) = tokio::sync::watch::channel(false);
+        let _workers_b = spawn(b, 1, stopped_b);
+
+        // B takes over after A's 1 s lease; A's stalled call ends at 2.5 s and must change nothing.
+        tokio::time::sleep(Duration::from_millis(3500)).await;
+        let (_, payout) = server.get(&format!("/api/v1/payouts/{id}/")).await;
+        assert!(paid.load(Ordering::SeqCst), "B paid");
+        assert_eq!(payout["status"], "completed", "{payout}");
+        assert_eq!(server.user_balance(5).await, Some(("30.00".into(), "0.00".into())), "captured once, not refunded");
+        let (_, dead) = server.get("/api/v1/jobs/?status=dead").await;
+        assert_eq!(dead, json!([]));
+        server.stop().await;
+        db.assert_verified().await;
     }
 }

@@ -120,8 +120,18 @@ async fn gateway_outcomes_fail_retry_and_go_dead(backend: Backend) {
     let server = TestServer::start(settings).await;
 
     let declined = create(&server, &card_payout("10.00", DECLINED_CARD)).await;
-    let declined = wait_for(&server, declined["id"].as_str().expect("id"), "failed").await;
+    let declined_id = declined["id"].as_str().expect("id").to_owned();
+    let declined = wait_for(&server, &declined_id, "failed").await;
     assert_eq!(declined["failure_reason"], "declined: card_declined");
+    // Only the retry endpoint puts a failed payout back to pending; PATCH cannot.
+    let (status, refused) = send(
+        &server,
+        reqwest::Method::PATCH,
+        &format!("/api/v1/payouts/{declined_id}/"),
+        Some(json!({"status": "pending"})),
+    )
+    .await;
+    assert_eq!((status, refused["code"].clone()), (409, json!("invalid_transition")), "{refused}");
 
     let once = create(&server, &card_payout("11.00", TIMEOUT_ONCE_CARD)).await;
     let once = wait_for(&server, once["id"].as_str().expect("id"), "completed").await;
@@ -149,6 +159,11 @@ async fn gateway_outcomes_fail_retry_and_go_dead(backend: Backend) {
     assert!(["pending", "processing"].contains(&retried["status"].as_str().unwrap_or("")), "{retried}");
     let (status, again) = send(&server, reqwest::Method::POST, &format!("/api/v1/jobs/{job}/retry/"), None).await;
     assert_eq!((status, again["code"].clone()), (409, json!("job_not_dead")));
+    let (_, queued) = server.get("/api/v1/jobs/?status=queued").await;
+    let fresh = queued.as_array().and_then(|jobs| jobs.iter().find(|j| j["payload"] == id.as_str()).cloned());
+    if let Some(fresh) = fresh {
+        assert_eq!(fresh["max_attempts"], 3, "the retried job gets the configured attempts");
+    }
     wait_for(&server, &id, "failed").await;
     server.stop().await;
     db.assert_verified().await;
@@ -244,6 +259,10 @@ async fn cancel_delete_and_patch_follow_the_state_machine(backend: Backend) {
     }
     let (status, bad) = send(&server, reqwest::Method::PATCH, &path, Some(json!({"status": "paid"}))).await;
     assert_eq!((status, bad["details"]["status"].is_string()), (400, true));
+    // A PATCH is all or nothing: a refused status leaves the description as it was.
+    let both = json!({"description": "changed", "status": "completed"});
+    assert_eq!(send(&server, reqwest::Method::PATCH, &path, Some(both)).await.0, 409);
+    assert_eq!(server.get(&path).await.1["description"], "new text");
 
     // DELETE of a pending payout cancels it (GET still shows it) and releases the hold.
     assert_eq!(send(&server, reqwest::Method::DELETE, &path, None).await.0, 204);
@@ -373,12 +392,20 @@ async fn lists_filter_order_and_paginate(backend: Backend) {
     assert_eq!(page["count"], 0);
     let (_, page) = server.get("/api/v1/payouts/?created_after=2000-01-01T00:00:00Z").await;
     assert_eq!(page["count"], 6);
+    // A cut-off between two payouts: created_after is inclusive, created_before exclusive.
+    let (_, oldest_first) = server.get("/api/v1/payouts/?ordering=created_at&page_size=100").await;
+    let third = oldest_first["results"][2]["created_at"].as_str().expect("created_at").to_owned();
+    let (_, after) = server.get(&format!("/api/v1/payouts/?created_after={third}")).await;
+    assert_eq!(after["count"], 4, "the third payout and the three after it");
+    let (_, before) = server.get(&format!("/api/v1/payouts/?created_before={third}")).await;
+    assert_eq!(before["count"], 2);
     for (query, field) in [
         ("status=paid", "status"),
         ("currency=XXX", "currency"),
         ("ordering=name", "ordering"),
         ("page=0", "page"),
         ("page_size=101", "page_size"),
+        ("page=9223372036854775807&page_size=100", "page"),
         ("created_after=yesterday", "created_after"),
     ] {
         let (status, body) = server.get(&format!("/api/v1/payouts/?{query}")).await;

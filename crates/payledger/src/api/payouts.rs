@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::api::extract::{ApiQuery, json_body};
-use crate::engine::payouts::{JobEnd, PayoutChange, PayoutError, PayoutOutcome, PayoutSource, PayoutState};
+use crate::engine::payouts::{PayoutChange, PayoutError, PayoutOutcome, PayoutSource, PayoutState};
 use crate::error::{ApiError, ErrorBody};
 use crate::fields::{FieldErrors, JsonObject, json_string, parse_integer};
 use crate::payouts::{PayoutRequest, PayoutServiceError};
@@ -171,6 +171,7 @@ fn payout_error(error: PayoutError) -> ApiError {
     let message = error.to_string();
     match error {
         PayoutError::NotFound => ApiError::NotFound("Payout not found"),
+        PayoutError::LeaseLost(_) => ApiError::Conflict { code: "job_changed", message },
         PayoutError::Transition(_) | PayoutError::NotDeletable(_) | PayoutError::NotEditable(_) => {
             ApiError::Conflict { code: "invalid_transition", message }
         }
@@ -444,7 +445,10 @@ pub async fn list(
         created_after: parse_time("created_after", query.created_after.as_deref())?,
         created_before: parse_time("created_before", query.created_before.as_deref())?,
     };
-    let offset = (page - 1).saturating_mul(page_size);
+    let offset = (page - 1)
+        .checked_mul(page_size)
+        .filter(|offset| offset.checked_add(page_size).is_some())
+        .ok_or_else(|| ApiError::field("page", "is too large"))?;
     let (count, views) = state.store.list_payouts(&filter, ordering, page_size, offset).await?;
     let link = |page: i64| {
         let mut url = format!("/api/v1/payouts/?page={page}&page_size={page_size}");
@@ -463,7 +467,7 @@ pub async fn list(
     };
     Ok(Json(PayoutPage {
         count,
-        next: (offset + page_size < count).then(|| link(page + 1)),
+        next: (offset.saturating_add(page_size) < count).then(|| link(page.saturating_add(1))),
         previous: (page > 1).then(|| link(page - 1)),
         results: views.iter().map(|view| PayoutAnswer::from_view(view, None)).collect(),
     }))
@@ -564,13 +568,8 @@ pub async fn patch(
     if status.is_none() && description.is_none() {
         return Err(ApiError::field("body", "give status or description"));
     }
-    if let Some(description) = description {
-        outcome(state.payouts.change(id, PayoutChange::Description(description), Actor::Operator, None).await?)?;
-    }
-    if let Some(to) = status {
-        let change = PayoutChange::Status { to, reason: None, reference: None };
-        outcome(state.payouts.change(id, change, Actor::Operator, None).await?)?;
-    }
+    // One command: the description and the status change together or not at all.
+    outcome(state.payouts.change(id, PayoutChange::Edit { description, status }, Actor::Operator, None).await?)?;
     answer_with(&state, id, StatusCode::OK).await
 }
 
@@ -757,8 +756,6 @@ pub async fn retry_job(State(state): State<AppState>, Path(id): Path<i64>) -> Re
         code: "job_not_retryable",
         message: format!("job {id} is not a payout job"),
     })?;
-    let change = PayoutChange::Status { to: PayoutStatus::Pending, reason: None, reference: None };
-    let end = JobEnd { job_id: id, dead: false, error: None };
-    outcome(state.payouts.change(payout, change, Actor::Operator, Some(end)).await?)?;
+    outcome(state.payouts.retry(payout, id).await?)?;
     answer_with(&state, payout, StatusCode::OK).await
 }

@@ -320,6 +320,11 @@ impl WriterState {
             payouts::PayoutCommand::Create(_) => None,
         }));
         let locked_payouts = tx.lock_payouts(&changed_payouts).await?;
+        let ended_jobs = sorted_unique(payout_commands.iter().filter_map(|c| match c {
+            payouts::PayoutCommand::Change { job: Some(job), .. } => Some(job.job_id),
+            _ => None,
+        }));
+        let locked_jobs = tx.lock_jobs(&ended_jobs).await?;
         let references = sorted_unique(
             balance_commands
                 .iter()
@@ -376,6 +381,7 @@ impl WriterState {
             BalanceBatch::new(balance_accounts, key_claims, holds, line_ids, applied_at).opening_accounts_of(opened);
         let accounts = AccountMap { organizations: &organizations, bank_inflow: self.system.bank_inflow };
         let mut payout_states = payouts::PayoutStates::new(locked_payouts, sources);
+        payout_states.jobs = locked_jobs;
         let mut plan = decide(commands, &claims, &claim_rows, &accounts, &mut balances, &mut payout_states, &mut sheet);
         // An account opened for a deposit that did not run (its key was reused, say) is removed again: only a
         // deposit opens an account.

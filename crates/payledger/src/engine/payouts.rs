@@ -107,8 +107,19 @@ pub enum PayoutChange {
         /// The gateway's reference (on completion).
         reference: Option<String>,
     },
-    /// Replace the description (pending only).
-    Description(String),
+    /// An operator's edit: a new description (pending, never sent), a new status (`cancelled` or
+    /// `returned`), or both, applied together or not at all.
+    Edit {
+        /// The new description.
+        description: Option<String>,
+        /// The new status.
+        status: Option<PayoutStatus>,
+    },
+    /// Put a failed payout back to pending with a fresh job (its source's money held again).
+    Retry {
+        /// Attempts the new job gets.
+        max_attempts: i32,
+    },
     /// Cancel a pending payout, or archive a cancelled one.
     Delete,
     /// Count one more gateway attempt (a worker is about to call the gateway).
@@ -120,6 +131,9 @@ pub enum PayoutChange {
 pub struct JobEnd {
     /// The job.
     pub job_id: i64,
+    /// The worker that must still hold the job's lease (a worker whose lease expired and was taken over
+    /// records nothing); `None` for an operator ending a dead job.
+    pub owner: Option<String>,
     /// Dead (attempts exhausted) rather than done.
     pub dead: bool,
     /// The last error, for a dead job.
@@ -233,6 +247,10 @@ pub enum PayoutError {
     /// The payout cannot be deleted in its status.
     #[error("{0}")]
     NotDeletable(payledger_core::payout::DeleteError),
+    /// The worker no longer holds the job (its lease expired and another worker took it), or the job is
+    /// not in the state the change needs.
+    #[error("job {0} is no longer this worker's")]
+    LeaseLost(i64),
     /// The payout's fields cannot change in its status.
     #[error("a {} payout cannot be edited", .0.as_str())]
     NotEditable(PayoutStatus),
@@ -276,6 +294,8 @@ pub struct PayoutStates {
     pub payouts: HashMap<Uuid, PayoutState>,
     /// Source accounts found for new payouts.
     pub sources: HashMap<PayoutSource, AccountId>,
+    /// The jobs the batch's changes end, locked: their status and lease owner.
+    pub jobs: HashMap<i64, (String, Option<String>)>,
     /// Ids of payouts this batch changed, in the order first changed.
     changed: Vec<Uuid>,
 }
@@ -283,7 +303,7 @@ pub struct PayoutStates {
 impl PayoutStates {
     /// The batch's view over the locked payouts and found source accounts.
     pub fn new(payouts: HashMap<Uuid, PayoutState>, sources: HashMap<PayoutSource, AccountId>) -> PayoutStates {
-        PayoutStates { payouts, sources, changed: Vec::new() }
+        PayoutStates { payouts, sources, jobs: HashMap::new(), changed: Vec::new() }
     }
 
     /// The payouts this batch created or changed, in their final state.
@@ -311,6 +331,11 @@ impl BalanceBatch<'_> {
         let decided = match command {
             PayoutCommand::Create(new) => self.create_payout(new, payouts, sheet, plan),
             PayoutCommand::Change { id, change, actor, job } => {
+                if let Some(job) = job
+                    && !holds_job(payouts, job)
+                {
+                    return PayoutOutcome::Refused(PayoutError::LeaseLost(job.job_id));
+                }
                 let result = self.change_payout(*id, change, *actor, payouts, sheet, plan);
                 if result.as_ref().is_ok_and(Result::is_ok)
                     && let Some(job) = job
@@ -404,11 +429,45 @@ impl BalanceBatch<'_> {
         let mut event_to: Option<&'static str> = None;
         let mut reason = None;
         match change {
-            PayoutChange::Description(text) => {
-                if !is_editable(from) {
+            PayoutChange::Edit { description, status } => {
+                // The description is what the gateway was (or will be) sent under the payout's key: once sent,
+                // it is frozen, also after a retry.
+                if description.is_some() && !(is_editable(from) && state.attempts == 0) {
                     return Ok(Err(PayoutError::NotEditable(from)));
                 }
-                state.description = text.clone();
+                if let Some(to) = status {
+                    if !matches!(to, PayoutStatus::Cancelled | PayoutStatus::Returned) {
+                        return Ok(Err(PayoutError::Transition(TransitionError::NotAllowed { from, to: *to })));
+                    }
+                    if let Err(error) = transition(from, *to, actor) {
+                        return Ok(Err(PayoutError::Transition(error)));
+                    }
+                    if let Err(refusal) = self.settle_payout(&state, *to, sheet, plan)? {
+                        return Ok(Err(refusal));
+                    }
+                    state.status = *to;
+                    event_to = Some(to.as_str());
+                }
+                if let Some(text) = description {
+                    state.description = text.clone();
+                }
+            }
+            PayoutChange::Retry { max_attempts } => {
+                if let Err(error) = transition(from, PayoutStatus::Pending, actor) {
+                    return Ok(Err(PayoutError::Transition(error)));
+                }
+                if let Err(refusal) = self.settle_payout(&state, PayoutStatus::Pending, sheet, plan)? {
+                    return Ok(Err(refusal));
+                }
+                state.status = PayoutStatus::Pending;
+                state.failure_reason = None;
+                plan.new_jobs.push(NewJob {
+                    kind: PROCESS_PAYOUT_JOB,
+                    payload: id.to_string(),
+                    max_attempts: *max_attempts,
+                });
+                event_to = Some(PayoutStatus::Pending.as_str());
+                reason = Some("retried by an operator".to_owned());
             }
             PayoutChange::Attempt => {
                 if from != PayoutStatus::Processing {
@@ -423,6 +482,9 @@ impl BalanceBatch<'_> {
                     event_to = Some("archived");
                 }
                 Ok(DeleteAction::Cancel) => {
+                    if let Err(error) = transition(from, PayoutStatus::Cancelled, actor) {
+                        return Ok(Err(PayoutError::Transition(error)));
+                    }
                     if let Err(refusal) = self.settle_payout(&state, PayoutStatus::Cancelled, sheet, plan)? {
                         return Ok(Err(refusal));
                     }
@@ -431,6 +493,10 @@ impl BalanceBatch<'_> {
                 }
             },
             PayoutChange::Status { to, reason: why, reference } => {
+                // Only workers move payouts through processing to an outcome; operators use Edit and Retry.
+                if *to == PayoutStatus::Pending {
+                    return Ok(Err(PayoutError::Transition(TransitionError::NotAllowed { from, to: *to })));
+                }
                 if let Err(error) = transition(from, *to, actor) {
                     return Ok(Err(PayoutError::Transition(error)));
                 }
@@ -441,16 +507,6 @@ impl BalanceBatch<'_> {
                 match to {
                     PayoutStatus::Failed => state.failure_reason = why.clone(),
                     PayoutStatus::Completed => state.gateway_reference = reference.clone(),
-                    PayoutStatus::Pending => {
-                        // A retried payout starts over: a new job, a clean slate.
-                        state.failure_reason = None;
-                        state.attempts = 0;
-                        plan.new_jobs.push(NewJob {
-                            kind: PROCESS_PAYOUT_JOB,
-                            payload: id.to_string(),
-                            max_attempts: DEFAULT_MAX_ATTEMPTS,
-                        });
-                    }
                     _ => {}
                 }
                 event_to = Some(to.as_str());
@@ -650,5 +706,12 @@ impl BalanceBatch<'_> {
     }
 }
 
-/// How many gateway attempts a payout's job gets before it is dead.
-pub const DEFAULT_MAX_ATTEMPTS: i32 = 8;
+/// Whether the job a change ends is still in the state the change expects: a worker's job is queued and
+/// leased to that worker; an operator's is dead.
+fn holds_job(payouts: &PayoutStates, job: &JobEnd) -> bool {
+    match (payouts.jobs.get(&job.job_id), &job.owner) {
+        (Some((status, lease_owner)), Some(owner)) => status == "queued" && lease_owner.as_ref() == Some(owner),
+        (Some((status, _)), None) => status == "dead",
+        (None, _) => false,
+    }
+}

@@ -257,6 +257,11 @@ pub trait BatchTx {
         kind: AccountKind,
         keys: &[String],
     ) -> impl Future<Output = Result<Vec<(String, AccountId)>, StoreError>>;
+    /// Locks the jobs with these ids (ascending) and loads their status and lease owner.
+    fn lock_jobs(
+        &mut self,
+        ids: &[i64],
+    ) -> impl Future<Output = Result<HashMap<i64, (String, Option<String>)>, StoreError>>;
     /// Locks the payouts with these ids (ascending) and loads them.
     fn lock_payouts(
         &mut self,

@@ -219,7 +219,7 @@ impl PgBatch {
                 "UPDATE jobs SET status = CASE WHEN $2 THEN 'dead' ELSE 'done' END,
                         last_error = COALESCE($3, last_error), lease_owner = NULL, lease_expires_at = NULL,
                         updated_at = $4
-                 WHERE id = $1",
+                 WHERE id = $1 AND status IN ('queued', 'dead')",
             )
             .bind(j.job_id)
             .bind(j.dead)
@@ -405,6 +405,17 @@ impl BatchTx for PgBatch {
         .execute(&mut *self.tx)
         .await?;
         self.find_accounts(kind, &sorted).await
+    }
+
+    async fn lock_jobs(&mut self, ids: &[i64]) -> Result<HashMap<i64, (String, Option<String>)>, StoreError> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let rows = sqlx::query("SELECT id, status, lease_owner FROM jobs WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+            .bind(ids)
+            .fetch_all(&mut *self.tx)
+            .await?;
+        rows.iter().map(|row| Ok((row.try_get(0)?, (row.try_get(1)?, row.try_get(2)?)))).collect()
     }
 
     async fn lock_payouts(&mut self, ids: &[Uuid]) -> Result<HashMap<Uuid, PayoutState>, StoreError> {

@@ -162,7 +162,7 @@ impl SqliteBatch<'_> {
                 .prepare_cached(
                     "UPDATE jobs SET status = CASE WHEN ?2 THEN 'dead' ELSE 'done' END, last_error = COALESCE(?3, last_error),
                             lease_owner = NULL, lease_expires_at = NULL, updated_at = ?4
-                     WHERE id = ?1",
+                     WHERE id = ?1 AND status IN ('queued', 'dead')",
                 )?
                 .execute(params![j.job_id, j.dead, j.error, now])?;
         }
@@ -348,6 +348,17 @@ impl BatchTx for SqliteBatch<'_> {
         }
         drop(create);
         self.find_accounts(kind, keys).await
+    }
+
+    async fn lock_jobs(&mut self, ids: &[i64]) -> Result<HashMap<i64, (String, Option<String>)>, StoreError> {
+        let mut statement = self.tx.prepare_cached("SELECT status, lease_owner FROM jobs WHERE id = ?1")?;
+        let mut found = HashMap::with_capacity(ids.len());
+        for id in ids {
+            if let Some(row) = statement.query_row(params![id], |row| Ok((row.get(0)?, row.get(1)?))).optional()? {
+                found.insert(*id, row);
+            }
+        }
+        Ok(found)
     }
 
     async fn lock_payouts(&mut self, ids: &[Uuid]) -> Result<HashMap<Uuid, PayoutState>, StoreError> {
