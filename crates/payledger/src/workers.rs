@@ -56,7 +56,14 @@ pub fn spawn(context: WorkerContext, count: usize, stop: watch::Receiver<bool>) 
 async fn run(context: WorkerContext, owner: String, mut stop: watch::Receiver<bool>) {
     tracing::debug!(%owner, "payout worker started");
     while !*stop.borrow() {
-        let now = OffsetDateTime::now_utc();
+        let now = match context.store.clock().await {
+            Ok(now) => now,
+            Err(error) => {
+                tracing::warn!(%error, "reading the database's clock failed");
+                pause(&mut stop, FAILURE_PAUSE).await;
+                continue;
+            }
+        };
         let lease = now + context.settings.lease;
         let claimed = match context.store.claim_jobs(&owner, now, lease, 1).await {
             Ok(claimed) => claimed,
@@ -86,7 +93,7 @@ async fn run(context: WorkerContext, owner: String, mut stop: watch::Receiver<bo
 /// with money held forever.
 async fn give_up_or_retry(context: &WorkerContext, owner: &str, job: &ClaimedJob, error: &str) {
     metrics::counter!("payledger_job_failures_total").increment(1);
-    let now = OffsetDateTime::now_utc();
+    let now = context.store.clock().await.unwrap_or_else(|_| OffsetDateTime::now_utc());
     if job.attempts < job.max_attempts {
         tracing::warn!(job = job.id, attempt = job.attempts, %error, "job failed; it will run again");
         let run_at = now + retry_delay(context.settings.retry_base, job.attempts);
@@ -206,12 +213,13 @@ async fn process(context: &WorkerContext, owner: &str, job: &ClaimedJob) -> Resu
         ),
         Err(GatewayError::Transient(message)) if job.attempts < job.max_attempts => {
             let delay = retry_delay(context.settings.retry_base, job.attempts);
-            let run_at = OffsetDateTime::now_utc() + delay;
+            let now = context.store.clock().await.map_err(|e| e.to_string())?;
+            let run_at = now + delay;
             metrics::counter!("payledger_payout_retries_total").increment(1);
             tracing::info!(payout = %id, attempt = job.attempts, ?delay, error = %message, "gateway unavailable; retrying later");
             context
                 .store
-                .reschedule_job(job.id, owner, Some(run_at), Some(&message), OffsetDateTime::now_utc())
+                .reschedule_job(job.id, owner, Some(run_at), Some(&message), now)
                 .await
                 .map_err(|e| e.to_string())?;
             return Ok(());

@@ -438,6 +438,15 @@ impl Store {
         }
     }
 
+    /// The time leases and due times are measured in: PostgreSQL's clock, which every process sharing the
+    /// queue reads alike (hosts' clocks may drift apart); the local clock for the embedded store.
+    pub async fn clock(&self) -> Result<OffsetDateTime, StoreError> {
+        match self {
+            Store::Sqlite(_) => Ok(OffsetDateTime::now_utc()),
+            Store::Postgres(store) => store.clock().await,
+        }
+    }
+
     /// Claims up to `limit` due jobs for `owner` until `lease` (PostgreSQL: `FOR UPDATE SKIP LOCKED`, so
     /// workers of several processes never claim the same job).
     pub async fn claim_jobs(

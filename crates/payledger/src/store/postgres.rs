@@ -54,6 +54,10 @@ impl PgStore {
         Ok(PgBatch { tx: self.pool.begin().await? })
     }
 
+    pub(super) async fn clock(&self) -> Result<OffsetDateTime, StoreError> {
+        Ok(sqlx::query_scalar("SELECT clock_timestamp()").fetch_one(&self.pool).await?)
+    }
+
     pub(super) async fn ensure_organizations(
         &self,
         orgs: &[(Inn, String)],
