@@ -111,13 +111,13 @@ fn outcome_label(outcome: &BalanceOutcome) -> &'static str {
 }
 
 /// A key marked in flight in this process until dropped, also when the request is cancelled.
-struct InFlight<'a> {
+pub(crate) struct InFlight<'a> {
     set: &'a Mutex<HashSet<String>>,
     key: String,
 }
 
 impl<'a> InFlight<'a> {
-    fn claim(set: &'a Mutex<HashSet<String>>, key: &str) -> Option<InFlight<'a>> {
+    pub(crate) fn claim(set: &'a Mutex<HashSet<String>>, key: &str) -> Option<InFlight<'a>> {
         let inserted = set.lock().unwrap_or_else(PoisonError::into_inner).insert(key.to_owned());
         inserted.then(|| InFlight { set, key: key.to_owned() })
     }

@@ -10,7 +10,8 @@ use uuid::Uuid;
 
 use crate::engine::batch::{WriteCommand, WriteOutcome};
 use crate::engine::payouts::{
-    JobEnd, NewPayout, PayoutChange, PayoutCommand, PayoutOutcome, PayoutSource, StoredRecipient,
+    JobEnd, NewPayout, PayoutChange, PayoutCommand, PayoutKey, PayoutOutcome, PayoutRenderer, PayoutSource,
+    StoredRecipient,
 };
 use crate::engine::{EngineError, LedgerEngine};
 use crate::vault::{Vault, VaultError};
@@ -50,12 +51,14 @@ pub struct Payouts {
     engine: LedgerEngine,
     vault: Arc<Vault>,
     max_attempts: i32,
+    /// Idempotency keys of creations this process is applying right now.
+    in_flight: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 impl Payouts {
     /// A service submitting to `engine` and encrypting numbers with `vault`.
     pub fn new(engine: LedgerEngine, vault: Arc<Vault>, max_attempts: i32) -> Payouts {
-        Payouts { engine, vault, max_attempts }
+        Payouts { engine, vault, max_attempts, in_flight: Arc::default() }
     }
 
     /// The card vault (workers decrypt with it).
@@ -64,7 +67,21 @@ impl Payouts {
     }
 
     /// Creates a payout: pending, its source's money held, its processing enqueued, all in one transaction.
-    pub async fn create(&self, request: PayoutRequest) -> Result<PayoutOutcome, PayoutServiceError> {
+    /// With an idempotency key, the key, a keyed fingerprint of the request and the answer are stored in that
+    /// transaction; the same key with the same request replays the answer, with another request it is refused.
+    pub async fn create(
+        &self,
+        request: PayoutRequest,
+        key: Option<(String, PayoutRenderer)>,
+    ) -> Result<PayoutOutcome, PayoutServiceError> {
+        let idempotency = key.map(|(key, render)| PayoutKey { key, fingerprint: self.fingerprint(&request), render });
+        let _claim = match &idempotency {
+            Some(key) => match crate::balances::InFlight::claim(&self.in_flight, &key.key) {
+                Some(claim) => Some(claim),
+                None => return Ok(PayoutOutcome::KeyInFlight),
+            },
+            None => None,
+        };
         let id = Uuid::now_v7();
         let number = match &request.recipient {
             RecipientDetails::Card { number, .. } => number,
@@ -88,8 +105,32 @@ impl Payouts {
             description: request.description,
             source: request.source,
             max_attempts: self.max_attempts,
+            idempotency,
         };
         Ok(self.submit(PayoutCommand::Create(new)).await?)
+    }
+
+    /// The request's identity under the vault's fingerprint key: canonical JSON (sorted keys, exact amounts)
+    /// of everything the request asks for, so the same request written differently is the same request.
+    fn fingerprint(&self, request: &PayoutRequest) -> String {
+        let recipient = match &request.recipient {
+            RecipientDetails::Card { number, holder } => {
+                serde_json::json!({"type": "card", "number": number, "holder": holder})
+            }
+            RecipientDetails::BankAccount { account_number, bik, holder } => serde_json::json!({
+                "type": "bank_account", "account_number": account_number, "bik": bik, "holder": holder,
+            }),
+        };
+        let source =
+            request.source.as_ref().map(|source| serde_json::json!({"kind": source.kind(), "key": source.key()}));
+        let canonical = serde_json::json!({
+            "amount": request.amount.to_decimal_string(),
+            "currency": request.amount.currency().code(),
+            "recipient_details": recipient,
+            "description": request.description,
+            "source": source,
+        });
+        self.vault.fingerprint(format!("payouts\n{canonical}").as_bytes())
     }
 
     /// Changes a payout as `actor`, ending `job` in the same transaction if given.

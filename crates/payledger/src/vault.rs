@@ -113,11 +113,21 @@ pub enum KeyProblem {
 struct VaultKey {
     id: String,
     cipher: Aes256Gcm,
+    /// A key derived for fingerprints (HMAC-SHA256 of the key over a label), never the encryption key itself.
+    fingerprint_key: [u8; 32],
 }
 
 impl VaultKey {
     fn new(key: &[u8; KEY_LEN]) -> VaultKey {
-        VaultKey { id: key_id(key), cipher: Aes256Gcm::new(&(*key).into()) }
+        // HMAC takes a key of any length, so keying cannot fail; the fallback only keeps this total.
+        let fingerprint_key = match <hmac::Hmac<Sha256> as hmac::KeyInit>::new_from_slice(key) {
+            Ok(mut mac) => {
+                hmac::Mac::update(&mut mac, b"payledger request fingerprints v1");
+                hmac::Mac::finalize(mac).into_bytes().into()
+            }
+            Err(_) => Sha256::digest(key).into(),
+        };
+        VaultKey { id: key_id(key), cipher: Aes256Gcm::new(&(*key).into()), fingerprint_key }
     }
 }
 
@@ -173,6 +183,19 @@ impl Vault {
             "card numbers are encrypted with a generated development key; configure keys for production"
         );
         Ok(vault)
+    }
+
+    /// A keyed digest (HMAC-SHA256) of `data`, for identifying requests that carry card numbers: a plain hash
+    /// of a card number could be reversed by trying every number, a keyed one cannot without the key.
+    pub fn fingerprint(&self, data: &[u8]) -> String {
+        let mac = <hmac::Hmac<Sha256> as hmac::KeyInit>::new_from_slice(&self.current.fingerprint_key);
+        match mac {
+            Ok(mut mac) => {
+                hmac::Mac::update(&mut mac, data);
+                crate::hex::encode(&hmac::Mac::finalize(mac).into_bytes())
+            }
+            Err(_) => String::new(),
+        }
     }
 
     /// The id of the key [`Vault::encrypt`] uses; a token naming another id is due for re-encryption.

@@ -147,6 +147,7 @@ async fn process(context: &WorkerContext, owner: &str, job: &ClaimedJob) -> Resu
                     return Ok(());
                 }
                 PayoutOutcome::Broken(defect) => return Err(defect),
+                other => return Err(format!("unexpected outcome {other:?}")),
             }
         }
         // A worker that died after this point left it processing: the gateway call is repeated with the
@@ -256,6 +257,7 @@ async fn process(context: &WorkerContext, owner: &str, job: &ClaimedJob) -> Resu
             Ok(())
         }
         PayoutOutcome::Broken(defect) => Err(defect),
+        other => Err(format!("unexpected outcome {other:?}")),
     }
 }
 

@@ -460,3 +460,34 @@ async fn a_signed_gateway_callback_marks_a_payout_returned() {
     server.stop().await;
     db.assert_verified().await;
 }
+
+/// An `Idempotency-Key` on payout creation: a retry replays the first answer and creates nothing, another
+/// request under the key is refused, a refusal (insufficient funds) is replayed too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn payout_creation_honours_idempotency_keys() {
+    let Some(db) = TestDb::new(Backend::Sqlite).await else { return };
+    let server = TestServer::start(without_workers(&db)).await;
+    let body = card_payout("15.00", CARD).to_string();
+    let first = server.post("/api/v1/payouts/", body.clone(), Some("payout-key-1")).await;
+    assert_eq!((first.status, first.replayed), (201, false), "{}", first.text);
+    let again = server.post("/api/v1/payouts/", body.clone(), Some("payout-key-1")).await;
+    assert_eq!((again.status, again.replayed, again.text.clone()), (201, true, first.text.clone()));
+    let other = server.post("/api/v1/payouts/", card_payout("16.00", CARD).to_string(), Some("payout-key-1")).await;
+    assert_eq!((other.status, other.json["code"].clone()), (409, json!("idempotency_key_reused")));
+    let (_, list) = server.get("/api/v1/payouts/").await;
+    assert_eq!(list["count"], 1, "one payout for the key");
+
+    let mut short = card_payout("15.00", CARD);
+    short["source"] = json!({"user_id": 1});
+    assert_eq!(server.post("/api/add_funds/", r#"{"user_id": 1, "amount": "10.00"}"#, None).await.status, 201);
+    let refused = server.post("/api/v1/payouts/", short.to_string(), Some("payout-key-2")).await;
+    assert_eq!(refused.status, 409);
+    assert_eq!(server.post("/api/add_funds/", r#"{"user_id": 1, "amount": "10.00"}"#, None).await.status, 201);
+    let replayed = server.post("/api/v1/payouts/", short.to_string(), Some("payout-key-2")).await;
+    assert_eq!((replayed.status, replayed.replayed), (409, true), "the refusal is kept under its key");
+    let stored: i64 =
+        db.scalar("SELECT COUNT(*) FROM idempotency_keys WHERE fingerprint LIKE '%4111111111111111%'").await;
+    assert_eq!(stored, 0);
+    server.stop().await;
+    db.assert_verified().await;
+}

@@ -171,7 +171,7 @@ pub struct TransferAnswer {
     pub recipient_transaction: TransactionObject,
 }
 
-fn json_response(status: StatusCode, body: &impl Serialize) -> StoredResponse {
+pub(crate) fn json_response(status: StatusCode, body: &impl Serialize) -> StoredResponse {
     // Serializing these plain structs cannot fail; an empty object would still be valid JSON.
     StoredResponse { status: status.as_u16(), body: serde_json::to_string(body).unwrap_or_else(|_| "{}".into()) }
 }
@@ -209,7 +209,7 @@ fn render_transfer(result: &OperationResult) -> StoredResponse {
     }
 }
 
-fn stored(response: StoredResponse, replayed: bool) -> Response {
+pub(crate) fn stored(response: StoredResponse, replayed: bool) -> Response {
     let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut answer =
         (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], response.body).into_response();
@@ -220,7 +220,7 @@ fn stored(response: StoredResponse, replayed: bool) -> Response {
 }
 
 /// The `Idempotency-Key` header, if sent: 1 to 255 visible ASCII characters.
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get(IDEMPOTENCY_KEY) else { return Ok(None) };
     let invalid = |reason: &str| ApiError::field("Idempotency-Key", reason);
     let key = value.to_str().map_err(|_| invalid("must be visible ASCII characters"))?;

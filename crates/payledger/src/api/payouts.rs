@@ -18,7 +18,9 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::AppState;
+use crate::api::balances::{idempotency_key, json_response, stored};
 use crate::api::extract::{ApiQuery, json_body};
+use crate::engine::balances::StoredResponse;
 use crate::engine::payouts::{PayoutChange, PayoutError, PayoutOutcome, PayoutSource, PayoutState};
 use crate::error::{ApiError, ErrorBody};
 use crate::fields::{FieldErrors, JsonObject, json_string, parse_integer};
@@ -209,6 +211,21 @@ fn outcome(outcome: PayoutOutcome) -> Result<Box<PayoutState>, ApiError> {
             tracing::error!(%defect, "the ledger engine could not decide a payout command");
             Err(ApiError::Engine(crate::engine::EngineError::Unavailable))
         }
+        other => {
+            tracing::error!(?other, "a keyed outcome for a command without a key");
+            Err(ApiError::Engine(crate::engine::EngineError::Unavailable))
+        }
+    }
+}
+
+/// A keyed creation's answer, stored with its key: the created payout (201) or the refusal.
+fn render_created(result: &Result<PayoutView, PayoutError>) -> StoredResponse {
+    match result {
+        Ok(view) => json_response(StatusCode::CREATED, &PayoutAnswer::from_view(view, None)),
+        Err(error) => {
+            let (status, body) = payout_error(error.clone()).status_and_body();
+            json_response(status, &body)
+        }
     }
 }
 
@@ -332,6 +349,7 @@ fn parse_payout(bytes: &[u8]) -> Result<PayoutRequest, FieldErrors> {
     post,
     path = "/v1/payouts/",
     tag = "payouts",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Up to 255 characters; a retry with the same key and request replays the first answer (the request is fingerprinted with a keyed HMAC, as it holds a card number)")),
     request_body(content = PayoutBody, content_type = "application/json", example = json!({
         "amount": "1500.00", "currency": "RUB",
         "recipient_details": {"type": "card", "number": "4111111111111111", "holder": "Иван Иванов"},
@@ -348,10 +366,27 @@ fn parse_payout(bytes: &[u8]) -> Result<PayoutRequest, FieldErrors> {
     )
 )]
 pub async fn create(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?;
     let bytes = json_body(&headers, body, MAX_PAYOUT_BODY_BYTES).await?;
     let request = parse_payout(&bytes).map_err(ApiError::InvalidData)?;
-    let created = outcome(state.payouts.create(request).await.map_err(service_error)?)?;
-    answer_with(&state, created.id, StatusCode::CREATED).await
+    let keyed = key.is_some();
+    match state.payouts.create(request, key.map(|key| (key, render_created as _))).await.map_err(service_error)? {
+        PayoutOutcome::Answered(response) => Ok(stored(response, false)),
+        PayoutOutcome::Replayed(response) => Ok(stored(response, true)),
+        PayoutOutcome::KeyReused => Err(ApiError::Conflict {
+            code: "idempotency_key_reused",
+            message: "This Idempotency-Key was used for a different request".into(),
+        }),
+        PayoutOutcome::KeyInFlight => Err(ApiError::Conflict {
+            code: "idempotency_key_in_flight",
+            message: "A request with this Idempotency-Key is being processed; retry shortly".into(),
+        }),
+        unkeyed if !keyed => {
+            let created = outcome(unkeyed)?;
+            answer_with(&state, created.id, StatusCode::CREATED).await
+        }
+        other => outcome(other).map(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response()),
+    }
 }
 
 /// List filters, ordering and page.

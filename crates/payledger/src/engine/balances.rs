@@ -277,7 +277,7 @@ impl<'a> BalanceBatch<'a> {
     }
 
     /// The answer for a key already used (stored, in use elsewhere, or earlier in this batch), if it was.
-    fn known_key(&self, key: &str, fingerprint: &str) -> Option<BalanceOutcome> {
+    pub(super) fn known_key(&self, key: &str, fingerprint: &str) -> Option<BalanceOutcome> {
         if let Some((first_fingerprint, response)) = self.first_keys.get(key) {
             // The same key twice in one batch: the second is a replay of the first, or a misuse.
             return Some(match response {
@@ -296,6 +296,12 @@ impl<'a> BalanceBatch<'a> {
                 BalanceOutcome::KeyReused
             }
         })
+    }
+
+    /// Stores a key's first response with this batch, and answers later uses of it in the batch with it.
+    pub(super) fn remember_key(&mut self, key: &str, fingerprint: &str, response: StoredResponse, plan: &mut Plan) {
+        plan.keys.push(NewKey { key: key.to_owned(), fingerprint: fingerprint.to_owned(), response: response.clone() });
+        self.first_keys.insert(key.to_owned(), (fingerprint.to_owned(), Some(response)));
     }
 
     /// Keeps the refusal of an invalid request under its key, so a retry of it gets the same answer and the

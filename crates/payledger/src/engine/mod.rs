@@ -302,6 +302,9 @@ impl WriterState {
             sorted_unique(balance_commands.iter().filter_map(|c| c.idempotency.as_ref().map(|i| i.key.clone())).chain(
                 commands.iter().filter_map(|c| match c {
                     WriteCommand::KeepRefusal(refusal) => Some(refusal.key.clone()),
+                    WriteCommand::Payout(payouts::PayoutCommand::Create(new)) => {
+                        new.idempotency.as_ref().map(|key| key.key.clone())
+                    }
                     _ => None,
                 }),
             ));

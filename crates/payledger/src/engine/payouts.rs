@@ -15,7 +15,7 @@ use payledger_core::{AccountId, BalanceSheet, HoldChange, Inn, LedgerError, Mone
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::balances::{ActivityLine, BalanceBatch, HoldState};
+use super::balances::{ActivityLine, BalanceBatch, HoldState, StoredResponse};
 use super::batch::{NewTransaction, Plan};
 
 /// The job kind that processes a payout.
@@ -78,6 +78,20 @@ impl std::fmt::Debug for StoredRecipient {
     }
 }
 
+/// Renders a payout creation's result for storage with its idempotency key (supplied by the HTTP layer).
+pub type PayoutRenderer = fn(&Result<crate::store::payouts::PayoutView, PayoutError>) -> StoredResponse;
+
+/// A payout creation's `Idempotency-Key`.
+#[derive(Debug, Clone)]
+pub struct PayoutKey {
+    /// The client's key.
+    pub key: String,
+    /// A keyed digest of the request (it holds a card number, so a plain hash would not do).
+    pub fingerprint: String,
+    /// How the result is rendered for storage.
+    pub render: PayoutRenderer,
+}
+
 /// A payout to create.
 #[derive(Debug, Clone)]
 pub struct NewPayout {
@@ -93,6 +107,8 @@ pub struct NewPayout {
     pub source: Option<PayoutSource>,
     /// How many gateway attempts its job gets.
     pub max_attempts: i32,
+    /// The client's idempotency key, if any.
+    pub idempotency: Option<PayoutKey>,
 }
 
 /// A change asked of an existing payout.
@@ -285,6 +301,26 @@ pub enum PayoutOutcome {
     Refused(PayoutError),
     /// The engine could not decide the command (a defect); nothing was stored.
     Broken(String),
+    /// A keyed creation's result (created or refused), stored with its key: answer exactly this.
+    Answered(StoredResponse),
+    /// The key was used before for the same request: its stored answer.
+    Replayed(StoredResponse),
+    /// The key was used before for another request.
+    KeyReused,
+    /// Another request with the key is being applied right now.
+    KeyInFlight,
+}
+
+/// The payout as the API shows it, from the batch's state and the recipient it stores.
+fn view_of(state: &PayoutState, recipient: &StoredRecipient) -> crate::store::payouts::PayoutView {
+    crate::store::payouts::PayoutView {
+        state: state.clone(),
+        recipient_type: recipient.kind.to_owned(),
+        recipient_last4: recipient.last4.clone(),
+        recipient_holder: recipient.holder.clone(),
+        recipient_bik: recipient.bik.clone(),
+        recipient_secret: recipient.secret.clone(),
+    }
 }
 
 /// The payouts one batch reads and changes.
@@ -329,7 +365,24 @@ impl BalanceBatch<'_> {
         plan: &mut Plan,
     ) -> PayoutOutcome {
         let decided = match command {
-            PayoutCommand::Create(new) => self.create_payout(new, payouts, sheet, plan),
+            PayoutCommand::Create(new) => {
+                let Some(key) = &new.idempotency else { return outcome(self.create_payout(new, payouts, sheet, plan)) };
+                if let Some(answered) = self.known_key(&key.key, &key.fingerprint) {
+                    return match answered {
+                        super::balances::BalanceOutcome::Replayed(response) => PayoutOutcome::Replayed(response),
+                        super::balances::BalanceOutcome::KeyReused => PayoutOutcome::KeyReused,
+                        _ => PayoutOutcome::KeyInFlight,
+                    };
+                }
+                match self.create_payout(new, payouts, sheet, plan) {
+                    Ok(result) => {
+                        let response = (key.render)(&result.map(|state| view_of(&state, &new.recipient)));
+                        self.remember_key(&key.key, &key.fingerprint, response.clone(), plan);
+                        return PayoutOutcome::Answered(response);
+                    }
+                    Err(defect) => Err(defect),
+                }
+            }
             PayoutCommand::Change { id, change, actor, job } => {
                 if let Some(job) = job
                     && !holds_job(payouts, job)
@@ -345,11 +398,7 @@ impl BalanceBatch<'_> {
                 result
             }
         };
-        match decided {
-            Ok(Ok(state)) => PayoutOutcome::Done(Box::new(state)),
-            Ok(Err(refusal)) => PayoutOutcome::Refused(refusal),
-            Err(defect) => PayoutOutcome::Broken(defect),
-        }
+        outcome(decided)
     }
 
     fn create_payout(
@@ -703,6 +752,14 @@ impl BalanceBatch<'_> {
             created_at: self.now,
         });
         Ok(())
+    }
+}
+
+fn outcome(decided: Result<Result<PayoutState, PayoutError>, String>) -> PayoutOutcome {
+    match decided {
+        Ok(Ok(state)) => PayoutOutcome::Done(Box::new(state)),
+        Ok(Err(refusal)) => PayoutOutcome::Refused(refusal),
+        Err(defect) => PayoutOutcome::Broken(defect),
     }
 }
 
