@@ -1,18 +1,25 @@
 #!/usr/bin/env bash
 # Runs payledger-bench against a fresh release server for each store × webhook mode × load shape, then the
-# transfers scenario (spread over 1000 users, and one hot pair) for each store, and prints one Markdown table
-# row per run (the numbers in BENCHMARKS.md come from this script).
+# transfers scenario (spread over 1000 users, and one hot pair) and the payouts scenario for each store, and
+# prints one Markdown table row per run, then a second table with each store's payout queue drain rates (the
+# numbers in BENCHMARKS.md come from this script).
 #
 #   scripts/bench-matrix.sh                       # SQLite only
 #   PG_URL=postgres://postgres@127.0.0.1:5432/postgres scripts/bench-matrix.sh   # and PostgreSQL
 #
-# Settings: DURATION (s, default 10), CONNECTIONS (default 64), PORT (default 18000).
+# Settings: DURATION (s, default 10), CONNECTIONS (default 64), PORT (default 18000), PAYOUT_WORKERS (the
+# server's payout workers in the payouts run, default 8), PAYOUT_CONVERGE (s the payout queue may take to
+# drain, default 900).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 DURATION="${DURATION:-10}"
 CONNECTIONS="${CONNECTIONS:-64}"
 PORT="${PORT:-18000}"
+PAYOUT_WORKERS="${PAYOUT_WORKERS:-8}"
+# Creation outruns the workers by far (on the 2-core machine of BENCHMARKS.md ~10k payouts/s created against
+# ~250/s completed by 8 workers), so a 10 s run leaves a queue that takes minutes to drain.
+PAYOUT_CONVERGE="${PAYOUT_CONVERGE:-900}"
 cargo build --release --workspace -q
 BIN="$CARGO_TARGET_DIR/release"
 work="$(mktemp -d)"
@@ -22,7 +29,8 @@ stores=("sqlite://$work/bench.db")
 if [ -n "${PG_URL:-}" ]; then stores+=("$PG_URL"); fi
 
 # One run: a fresh database, a server on it in webhook mode $1, the bench with the remaining arguments, and
-# a table row labelled with mode $2 and load $3.
+# a table row labelled with mode $2 and load $3. Set run_workers to give the server that many payout workers,
+# and run_converge for the bench's --converge (default 60). The bench's output stays in $out.
 run() {
   local mode="$1" label_mode="$2" label_load="$3"
   shift 3
@@ -33,12 +41,13 @@ run() {
     psql "$store" -qc "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null 2>&1
     url="${store%/*}/$db"
   fi
-  DATABASE_URL="$url" "$BIN/payledger" serve --bind "127.0.0.1:$PORT" --webhook-mode "$mode" \
+  env ${run_workers:+PAYLEDGER_WORKERS="$run_workers"} DATABASE_URL="$url" \
+    "$BIN/payledger" serve --bind "127.0.0.1:$PORT" --webhook-mode "$mode" \
     --demo-organizations 0 --log warn >"$work/server.log" 2>&1 &
   server=$!
   for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/api/health/" >/dev/null && break; sleep 0.1; done
   out="$("$BIN/payledger-bench" --url "http://127.0.0.1:$PORT" --connections "$CONNECTIONS" \
-    --duration "$DURATION" --converge 60 --server-pid "$server" "$@" 2>&1 || true)"
+    --duration "$DURATION" --converge "${run_converge:-60}" --server-pid "$server" "$@" 2>&1 || true)"
   kill "$server"; wait "$server" 2>/dev/null || true
   rps=$(grep -oP 'throughput:\s+\K[0-9.]+' <<<"$out" || echo "?")
   p50=$(grep -oP 'p50 \K[0-9.]+' <<<"$out" || echo "?")
@@ -46,11 +55,13 @@ run() {
   p999=$(grep -oP 'p99\.9 \K[0-9.]+' <<<"$out" || echo "?")
   errors=$(grep -oP '5xx: \K[0-9]+' <<<"$out" || echo "?")
   rss=$(grep -oP 'peak RSS: \K[0-9.]+ MiB' <<<"$out" || echo "?")
-  balances=$(grep -oP 'balances: \K\w+' <<<"$out" || echo "?")
+  # The payouts scenario ends with "payouts: OK|MISMATCH" instead of "balances: ...".
+  balances=$(grep -oP '^(balances|payouts): \K\w+' <<<"$out" || echo "?")
   echo "| ${store%%:*} | $label_mode | $label_load | $CONNECTIONS | $rps | $p50 | $p99 | $p999 | $errors | $rss | $balances |"
   if [[ "$store" != sqlite* ]]; then psql "$store" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null; fi
 }
 
+drain_rows=()
 echo "| store | mode | load | connections | req/s | p50 ms | p99 ms | p99.9 ms | errors | peak RSS | balances |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|"
 for store in "${stores[@]}"; do
@@ -72,4 +83,22 @@ for store in "${stores[@]}"; do
     esac
     run sync - "transfers $load" --scenario transfers "${args[@]}"
   done
+  # Payouts: creation measured like the rows above, then the queue drain. The server runs with
+  # PAYLEDGER_WORKERS=8 (PAYOUT_WORKERS) instead of its default of 2: each worker handles one payout at a time
+  # and waits 20 ms on the simulated gateway, so 2 workers could never drain faster than 100 payouts/s; the
+  # drain would measure little but that sleep, and a run's queue (~100k payouts) would take over 15 minutes.
+  # 8 workers raise the ceiling to 400/s, so the rate also shows the server's own cost per payout (claiming
+  # the job, the status changes). The webhook mode does not matter: sync, "-" in the mode column.
+  run_workers="$PAYOUT_WORKERS" run_converge="$PAYOUT_CONVERGE" run sync - payouts --scenario payouts
+  created=$(grep -oP '^created: +\K[0-9]+' <<<"$out" || echo "?")
+  drain=$(grep -oP '^drain: .*, \K[0-9.-]+(?= payouts/s)' <<<"$out" || echo "?")
+  if grep -qP '^drain: +still ' <<<"$out"; then drain="$drain (not drained in $PAYOUT_CONVERGE s)"; fi
+  overall=$(grep -oP '^overall: .*, \K[0-9.-]+(?= payouts/s)' <<<"$out" || echo "?")
+  failed=$(grep -oP '^by status: .*failed [0-9]+ \(\+\K[0-9]+' <<<"$out" || echo "?")
+  drain_rows+=("| ${store%%:*} | $PAYOUT_WORKERS | $created | $drain | $overall | $failed |")
 done
+
+echo
+echo "| store | workers | created | drain payouts/s | overall payouts/s | failed |"
+echo "|---|---|---|---|---|---|"
+printf '%s\n' "${drain_rows[@]}"

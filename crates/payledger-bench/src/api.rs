@@ -1,5 +1,6 @@
 //! The payledger endpoints the bench uses: the bank webhook and the organization balance (the `webhook`
-//! scenario), and the user deposit, transfer and balance (the `transfers` scenario).
+//! scenario), the user deposit, transfer and balance (the `transfers` scenario), and payout creation and
+//! the payout counts by status (the `payouts` scenario).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -30,6 +31,18 @@ pub const INSUFFICIENT_FUNDS: &str = "insufficient_funds";
 /// The `code` of a 409 saying a request with the same Idempotency-Key is still being processed.
 pub const KEY_IN_FLIGHT: &str = "idempotency_key_in_flight";
 
+/// The payout creation path, relative to `--url`; a `GET` with `?status=` lists (and counts) payouts.
+pub const PAYOUTS_PATH: &str = "/api/v1/payouts/";
+
+/// The `code` of a 503 saying the payout may or may not have been created (its commit failed).
+pub const UNCONFIRMED: &str = "unconfirmed";
+
+/// The card every bench payout goes to: a valid test number the simulated gateway always pays.
+pub const PAYOUT_CARD: &str = "4111111111111111";
+
+/// How often a payout count is attempted before the bench gives up on the run.
+const COUNT_ATTEMPTS: u32 = 8;
+
 /// How often a balance read is attempted before the bench gives up on the run.
 const BALANCE_ATTEMPTS: u32 = 8;
 
@@ -54,6 +67,84 @@ pub fn transfer_body(sender_id: u64, recipient_id: u64, kopecks: i64) -> Bytes {
         "{{\"sender_id\":{sender_id},\"recipient_id\":{recipient_id},\"amount\":\"{}\"}}",
         format_kopecks(kopecks)
     ))
+}
+
+/// A payout body: `kopecks` roubles to the bench card. The amount is sent as a decimal string, printed from
+/// integers.
+pub fn payout_body(kopecks: i64) -> Bytes {
+    Bytes::from(format!(
+        "{{\"amount\":\"{}\",\"currency\":\"RUB\",\"recipient_details\":{{\"type\":\"card\",\
+         \"number\":\"{PAYOUT_CARD}\",\"holder\":\"Bench\"}},\"description\":\"bench\"}}",
+        format_kopecks(kopecks)
+    ))
+}
+
+/// A payout status the bench counts, in the order a payout passes through them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayoutStatus {
+    /// Created, waiting for a worker.
+    Pending,
+    /// Claimed by a worker, at the gateway (or waiting to retry it).
+    Processing,
+    /// Paid.
+    Completed,
+    /// Declined or given up on.
+    Failed,
+}
+
+impl PayoutStatus {
+    /// As the API spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PayoutStatus::Pending => "pending",
+            PayoutStatus::Processing => "processing",
+            PayoutStatus::Completed => "completed",
+            PayoutStatus::Failed => "failed",
+        }
+    }
+}
+
+/// The list path that counts the payouts in `status` with the least work for the server (one per page).
+pub fn payout_count_path(status: PayoutStatus) -> String {
+    format!("{PAYOUTS_PATH}?status={}&page_size=1", status.as_str())
+}
+
+/// The `count` of a payout list page such as `{"count": 12, "next": null, ...}`.
+pub fn parse_payout_count(body: &[u8]) -> anyhow::Result<i64> {
+    let fields: HashMap<String, Box<RawValue>> =
+        serde_json::from_slice(body).context("payout list is not a JSON object")?;
+    let raw = fields.get("count").context("payout list has no \"count\"")?.get();
+    let count: i64 = serde_json::from_str(raw).with_context(|| format!("payout list: bad \"count\" {raw}"))?;
+    if count < 0 {
+        bail!("payout list: negative \"count\" {count}");
+    }
+    Ok(count)
+}
+
+/// How many payouts are in `status`. Transport failures and 5xx answers are retried with a short backoff
+/// (a count is a read); anything else is an error.
+pub async fn read_payout_count(client: &mut Client, status: PayoutStatus) -> anyhow::Result<i64> {
+    let path = payout_count_path(status);
+    let mut backoff = Duration::from_millis(50);
+    let mut attempt = 1;
+    loop {
+        let problem = match client.get(&path).await {
+            Ok(response) if response.status == StatusCode::OK => {
+                return parse_payout_count(&response.body).with_context(|| format!("GET {path}"));
+            }
+            Ok(response) if response.status.is_server_error() => format!("HTTP {}", response.status),
+            Ok(response) => {
+                bail!("GET {path}: unexpected HTTP {}: {}", response.status, String::from_utf8_lossy(&response.body))
+            }
+            Err(failure) => failure.to_string(),
+        };
+        if attempt >= COUNT_ATTEMPTS {
+            bail!("GET {path}: giving up after {attempt} attempts: {problem}");
+        }
+        attempt += 1;
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
 }
 
 /// The `code` of a JSON error body such as `{"error": "...", "code": "insufficient_funds"}`, if it has one.
@@ -322,6 +413,32 @@ mod tests {
         assert_eq!(error_code(br#"{"error": "x"}"#), None);
         assert_eq!(error_code(br#"{"code": 409}"#), None);
         assert_eq!(error_code(b"<html>busy</html>"), None);
+    }
+
+    #[test]
+    fn payout_api_is_the_documented_shape() {
+        let value: serde_json::Value = serde_json::from_slice(&payout_body(1_234)).unwrap();
+        assert_eq!(value["amount"], "12.34");
+        assert_eq!(value["currency"], "RUB");
+        assert_eq!(value["recipient_details"]["type"], "card");
+        assert_eq!(value["recipient_details"]["number"], PAYOUT_CARD);
+        assert_eq!(value["recipient_details"]["holder"], "Bench");
+        assert_eq!(value["description"], "bench");
+        let fields: HashMap<String, Box<RawValue>> = serde_json::from_slice(&payout_body(1)).unwrap();
+        assert_eq!(fields["amount"].get(), "\"0.01\"");
+        assert_eq!(payout_count_path(PayoutStatus::Processing), "/api/v1/payouts/?status=processing&page_size=1");
+    }
+
+    #[test]
+    fn payout_counts_are_read_exactly() {
+        let page = br#"{"count": 9007199254740993, "next": "/api/v1/payouts/?page=2&page_size=1", "previous": null,
+                        "results": [{"id": "x", "amount": "1.00"}]}"#;
+        assert_eq!(parse_payout_count(page).unwrap(), 9_007_199_254_740_993);
+        assert_eq!(parse_payout_count(br#"{"count":0,"results":[]}"#).unwrap(), 0);
+        for bad in [&br#"{"results": []}"#[..], br#"{"count": -1}"#, br#"{"count": 1.5}"#, br#"{"count": "3"}"#, b"[]"]
+        {
+            assert!(parse_payout_count(bad).is_err(), "{} was accepted", String::from_utf8_lossy(bad));
+        }
     }
 
     #[test]

@@ -137,6 +137,34 @@ impl TransferCounts {
     }
 }
 
+/// How payout creations came out (the `payouts` scenario only); every request is a new payout.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PayoutCounts {
+    /// 201: created.
+    pub created: u64,
+    /// Certainly not created: 503 `overloaded` or `unavailable`, a 4xx refusing the request, or not sent.
+    pub refused: u64,
+    /// 503 `unconfirmed`: the commit failed, so the payout may exist. Never resent (no idempotency key).
+    pub unconfirmed: u64,
+    /// Any other answer, or none at all (after the request was sent): the payout may exist.
+    pub unknown: u64,
+}
+
+impl PayoutCounts {
+    /// Adds `other` into `self`.
+    pub fn merge(&mut self, other: &PayoutCounts) {
+        self.created += other.created;
+        self.refused += other.refused;
+        self.unconfirmed += other.unconfirmed;
+        self.unknown += other.unknown;
+    }
+
+    /// Requests that may or may not have created a payout.
+    pub fn in_doubt(&self) -> u64 {
+        self.unconfirmed + self.unknown
+    }
+}
+
 /// Requests that got no HTTP response at all.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct ErrorCounts {
@@ -188,8 +216,10 @@ pub struct Stats {
     pub errors: ErrorCounts,
     /// Requests by body kind.
     pub kinds: KindCounts,
-    /// Transfer answers by outcome (all zero in the `webhook` scenario).
+    /// Transfer answers by outcome (all zero outside the `transfers` scenario).
     pub transfers: TransferCounts,
+    /// Payout creations by outcome (all zero outside the `payouts` scenario).
+    pub payouts: PayoutCounts,
 }
 
 impl Stats {
@@ -201,6 +231,7 @@ impl Stats {
         self.errors.merge(&other.errors);
         self.kinds.merge(&other.kinds);
         self.transfers.merge(&other.transfers);
+        self.payouts.merge(&other.payouts);
     }
 }
 

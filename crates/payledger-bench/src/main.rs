@@ -1,9 +1,11 @@
 //! `payledger-bench`: drives payledger with keep-alive HTTP/1.1 load, reports throughput and latency, then
 //! checks the balances to the kopeck.
 //!
-//! Two scenarios: `webhook` (the default) sends bank notices and checks that every acknowledged one was
+//! Three scenarios: `webhook` (the default) sends bank notices and checks that every acknowledged one was
 //! booked exactly once; `transfers` deposits into a set of users, moves money between them, and checks
-//! every user's balance against the applied transfers and that no money appeared or vanished.
+//! every user's balance against the applied transfers and that no money appeared or vanished; `payouts`
+//! creates payouts, then measures how fast the server's workers drain its payout queue and checks that
+//! every created payout completed.
 
 mod api;
 mod client;
@@ -13,6 +15,7 @@ mod load;
 #[cfg(test)]
 mod mock;
 mod money;
+mod payouts;
 mod report;
 mod rss;
 mod transfers;
@@ -29,9 +32,9 @@ use clap::{ArgAction, Parser, ValueEnum};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::client::Target;
+use crate::client::{Client, Target};
 use crate::load::{Plan, Shared, WorkerReport};
-use crate::report::{Check, Summary, TransferCheck};
+use crate::report::{Check, PayoutCheck, Summary, TransferCheck};
 use crate::verify::TransferBooks;
 
 /// What the load consists of.
@@ -41,16 +44,22 @@ enum Scenario {
     Webhook,
     /// Transfers among `--users` users, each given `--initial-balance` first.
     Transfers,
+    /// Payouts of 0.01..=100.00 to a test card, then the drain of the server's payout queue.
+    Payouts,
 }
+
+/// The `--converge` default of the payouts scenario, in seconds: how long the queue may take to drain.
+const PAYOUTS_CONVERGE_SECS: u64 = 120;
 
 /// Ids of one run's users are `first..first + USER_ID_BLOCK`, so different seeds get disjoint users.
 const USER_ID_BLOCK: u64 = 1_000_000;
 
-/// Load generator for payledger's bank webhook or user transfers, with an exact balance check at the end.
+/// Load generator for payledger's bank webhook, user transfers or payouts, with an exact check at the end.
 #[derive(Debug, Clone, Parser)]
 #[command(version, about)]
 struct Args {
-    /// What to load: bank notices (`webhook`) or user-to-user transfers (`transfers`).
+    /// What to load: bank notices (`webhook`), user-to-user transfers (`transfers`) or payout creation
+    /// followed by the drain of the payout queue (`payouts`).
     #[arg(long, env = "PAYLEDGER_BENCH_SCENARIO", value_enum, default_value_t = Scenario::Webhook)]
     scenario: Scenario,
 
@@ -117,12 +126,19 @@ struct Args {
     settle: u64,
 
     /// Seconds to keep re-reading balances until they match, for a server that applies acknowledged
-    /// notices in the background (`--webhook-mode async`); 0 checks once.
-    #[arg(long, env = "PAYLEDGER_BENCH_CONVERGE", default_value_t = 0)]
-    converge: u64,
+    /// notices in the background (`--webhook-mode async`); 0 checks once. Payouts scenario: seconds the
+    /// payout queue may take to drain after creation stops [default: 0; 120 for payouts].
+    #[arg(long, env = "PAYLEDGER_BENCH_CONVERGE")]
+    converge: Option<u64>,
 }
 
 impl Args {
+    /// `--converge` in seconds, with the scenario's default.
+    fn converge_secs(&self) -> u64 {
+        let default = if self.scenario == Scenario::Payouts { PAYOUTS_CONVERGE_SECS } else { 0 };
+        self.converge.unwrap_or(default)
+    }
+
     /// When measured load ends relative to the end of the warm-up, if by time at all.
     fn measured_window(&self) -> Option<Duration> {
         match (self.duration, self.requests) {
@@ -189,8 +205,8 @@ async fn stop_on_ctrl_c(stop: Arc<AtomicBool>) {
     }
 }
 
-/// 1 when the balances are wrong or nothing at all was acknowledged (applied, for transfers); errors and
-/// 5xx are only reported.
+/// 1 when the balances are wrong (for payouts: the queue did not drain, the counts do not add up, or a
+/// payout failed) or nothing at all was acknowledged (applied, created); errors and 5xx are only reported.
 fn exit_code(summary: &Summary) -> ExitCode {
     if !summary.verification.ok() {
         return ExitCode::from(1);
@@ -204,6 +220,10 @@ fn exit_code(summary: &Summary) -> ExitCode {
             eprintln!("payledger-bench: the server applied no transfer");
             ExitCode::from(1)
         }
+        Check::Payouts(p) if p.verification.created == 0 => {
+            eprintln!("payledger-bench: the server created no payout");
+            ExitCode::from(1)
+        }
         _ => ExitCode::SUCCESS,
     }
 }
@@ -213,7 +233,83 @@ async fn run(args: &Args, stop: Arc<AtomicBool>) -> anyhow::Result<Summary> {
     match args.scenario {
         Scenario::Webhook => run_webhook(args, stop).await,
         Scenario::Transfers => run_transfers(args, stop).await,
+        Scenario::Payouts => run_payouts(args, stop).await,
     }
+}
+
+/// The payouts scenario: baseline counts, creation (measured like the other scenarios), then the counts
+/// polled until the queue has drained, and the check.
+async fn run_payouts(args: &Args, stop: Arc<AtomicBool>) -> anyhow::Result<Summary> {
+    if args.duplicate_share > 0 {
+        bail!("--duplicate-share applies to the webhook scenario only");
+    }
+    let target = Target::resolve(&args.url).await?;
+    let timeout = Duration::from_secs(args.timeout);
+    let connections = args.connections as usize;
+    let patience_secs = args.converge_secs();
+    eprintln!(
+        "payledger-bench: payouts, {} ({}), {connections} connections, {} after {} s warm-up, then up to {} s \
+         for the queue to drain",
+        args.url,
+        target.addr(),
+        args.window_text(),
+        args.warmup,
+        patience_secs
+    );
+
+    let baseline = payouts::read_queue_counts(&mut Client::new(target.clone(), timeout))
+        .await
+        .context("reading the payout counts before the load")?;
+    if baseline.unfinished() > 0 {
+        eprintln!(
+            "payledger-bench: {} payouts pending and {} processing before the run; they will finish during it",
+            baseline.pending, baseline.processing
+        );
+    }
+
+    let shared = Arc::new(payouts::Shared::default());
+    let start = Instant::now();
+    let warmup_end = start + Duration::from_secs(args.warmup);
+    let plan = Arc::new(payouts::Plan {
+        target: target.clone(),
+        warmup_end,
+        deadline: args.measured_window().map(|window| warmup_end + window),
+        max_requests: args.requests,
+        timeout,
+        stop,
+    });
+    let workers: Vec<_> =
+        (0..connections).map(|_| tokio::spawn(payouts::worker(Arc::clone(&plan), Arc::clone(&shared)))).collect();
+    let mut load = payouts::WorkerReport::default();
+    for worker in workers {
+        // A lost worker would take its created payouts with it, making the check meaningless.
+        load.merge(worker.await.context("a load worker panicked")?);
+    }
+    let elapsed = load.last_measured.map(|last| last.saturating_duration_since(warmup_end)).unwrap_or_default();
+
+    let first_sent = load.first_sent.unwrap_or(start);
+    let patience = Duration::from_secs(patience_secs);
+    let drain = payouts::drain(&target, timeout, patience, first_sent, &plan.stop).await?;
+    let outcomes = load.outcomes;
+    let verification = verify::PayoutVerification {
+        created: outcomes.created,
+        in_doubt: outcomes.in_doubt(),
+        baseline,
+        last: drain.last,
+    };
+
+    Ok(Summary {
+        measured: load.measured,
+        elapsed,
+        warmup_requests: load.warmup_requests,
+        acknowledged_ops: outcomes.created,
+        connects: load.connects,
+        first_error: load.first_error,
+        settled: load::Settled::default(),
+        unresolved: usize::try_from(outcomes.in_doubt()).unwrap_or(usize::MAX),
+        verification: Check::Payouts(PayoutCheck { outcomes, drain, patience_secs, verification }),
+        server_peak_rss_kib: args.server_pid.map(|pid| rss::peak_rss_kib(pid).map_err(|e| format!("{e:#}"))),
+    })
 }
 
 /// The webhook scenario: baseline, load, settling of unknown outcomes, final balances and the check.
@@ -268,14 +364,14 @@ async fn run_webhook(args: &Args, stop: Arc<AtomicBool>) -> anyhow::Result<Summa
     let (settled, unresolved) = load::settle(pending, &target, timeout, settle_deadline, &shared).await;
 
     let converge_started = Instant::now();
-    let converge_deadline = converge_started + Duration::from_secs(args.converge);
+    let converge_deadline = converge_started + Duration::from_secs(args.converge_secs());
     let verification = loop {
         let actual = api::read_balances(&target, timeout, Arc::clone(&inns), connections)
             .await
             .context("reading final balances")?;
         let verification = verify::verify(&inns, &baseline, &shared.acknowledged_totals(), &actual, &unresolved);
         if verification.ok() || Instant::now() >= converge_deadline {
-            if args.converge > 0 {
+            if args.converge_secs() > 0 {
                 eprintln!("balances checked {} ms after the load ended", converge_started.elapsed().as_millis());
             }
             break verification;
@@ -370,14 +466,14 @@ async fn run_transfers(args: &Args, stop: Arc<AtomicBool>) -> anyhow::Result<Sum
     let (sent, received) = (shared.sent_totals(), shared.received_totals());
     let books = TransferBooks { users: &users, baseline: &baseline, deposit, sent: &sent, received: &received };
     let converge_started = Instant::now();
-    let converge_deadline = converge_started + Duration::from_secs(args.converge);
+    let converge_deadline = converge_started + Duration::from_secs(args.converge_secs());
     let verification = loop {
         let actual = api::read_user_balances(&target, timeout, Arc::clone(&users), connections)
             .await
             .context("reading final balances")?;
         let verification = verify::verify_transfers(books, &actual, &settled.unresolved);
         if verification.ok() || Instant::now() >= converge_deadline {
-            if args.converge > 0 {
+            if args.converge_secs() > 0 {
                 eprintln!("balances checked {} ms after the load ended", converge_started.elapsed().as_millis());
             }
             break verification;
@@ -424,14 +520,21 @@ mod tests {
     fn webhook(summary: &Summary) -> &verify::Verification {
         match &summary.verification {
             Check::Webhook(v) => v,
-            Check::Transfers(_) => panic!("not a webhook run"),
+            _ => panic!("not a webhook run"),
         }
     }
 
     fn transfers(summary: &Summary) -> &TransferCheck {
         match &summary.verification {
             Check::Transfers(t) => t,
-            Check::Webhook(_) => panic!("not a transfers run"),
+            _ => panic!("not a transfers run"),
+        }
+    }
+
+    fn payouts(summary: &Summary) -> &PayoutCheck {
+        match &summary.verification {
+            Check::Payouts(p) => p,
+            _ => panic!("not a payouts run"),
         }
     }
 
@@ -449,6 +552,18 @@ mod tests {
         assert!(Args::try_parse_from(["payledger-bench", "--connections", "0"]).is_err());
         assert_eq!(args.scenario, Scenario::Webhook);
         assert_eq!((args.users, args.initial_balance), (1000, 100_000_000));
+        assert_eq!(args.converge_secs(), 0);
+    }
+
+    #[test]
+    fn payouts_wait_two_minutes_for_the_drain_unless_told() {
+        let parse = |extra: &[&str]| Args::try_parse_from([&["payledger-bench"], extra].concat()).unwrap();
+        let payouts = parse(&["--scenario", "payouts"]);
+        assert_eq!((payouts.scenario, payouts.converge_secs()), (Scenario::Payouts, 120));
+        assert_eq!(parse(&["--scenario", "payouts", "--converge", "5"]).converge_secs(), 5);
+        assert_eq!(parse(&["--scenario", "payouts", "--converge", "0"]).converge_secs(), 0);
+        assert_eq!(parse(&["--scenario", "transfers"]).converge_secs(), 0);
+        assert_eq!(parse(&["--converge", "60"]).converge_secs(), 60);
     }
 
     #[test]
@@ -681,5 +796,181 @@ mod tests {
         let args = Args::try_parse_from(["payledger-bench", "--url", &url, "--timeout", "1", "--orgs", "1"]).unwrap();
         let error = run(&args, Arc::new(AtomicBool::new(false))).await.unwrap_err();
         assert!(format!("{error:#}").contains("baseline"), "{error:#}");
+    }
+    async fn bench_payouts(mock: &Mock, extra: &[&str]) -> Summary {
+        bench(mock, &[&["--scenario", "payouts"], extra].concat()).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn payouts_against_a_correct_server_are_counted_and_drained() {
+        // One simulated worker at 2 ms a payout: creation outruns it, so there is a queue left to drain.
+        let mock = Mock::start(MockConfig { payout_micros: 2_000, ..MockConfig::default() }).await;
+        let summary =
+            bench_payouts(&mock, &["--connections", "4", "--requests", "300", "--converge", "20", "--json"]).await;
+        let m = &summary.measured;
+        let p = payouts(&summary);
+        let v = &p.verification;
+        assert!(summary.verification.ok(), "{}", summary.render_text());
+        assert_eq!((m.requests, m.status.created, m.payouts.created, m.latency.count()), (300, 300, 300, 300));
+        assert_eq!((p.outcomes.created, p.outcomes.refused, p.outcomes.in_doubt()), (300, 0, 0));
+        assert_eq!((v.created, v.completed(), v.failed(), v.last.unfinished()), (300, 300, 0, 0));
+        assert_eq!((mock.payout_posts(), mock.payouts_created()), (300, 300));
+        assert!(p.drain.drained && p.drain.at_stop.unfinished() > 0, "{}", summary.render_text());
+        assert!(p.drain.completed_during_drain() > 0 && p.drain.drain_rate_tenths().is_some_and(|r| r > 0));
+        assert!(p.overall_rate_tenths().is_some_and(|r| r > 0));
+        assert!(p.drain.since_first_creation > p.drain.elapsed);
+        assert_eq!(exit_code(&summary), ExitCode::SUCCESS);
+        let text = summary.render_text();
+        assert!(
+            text.contains("statuses:    201: 300  4xx: 0  other 2xx: 0  1xx/3xx: 0  5xx: 0 (503: 0, of which"),
+            "{text}"
+        );
+        assert!(
+            text.contains("created:     300 payouts (warm-up included; connections opened: 4); 0 certainly"),
+            "{text}"
+        );
+        assert!(text.contains("drain:       nothing pending or processing "), "{text}");
+        assert!(text.contains("by status:   completed 300 (+300), failed 0 (+0), pending 0, processing 0"), "{text}");
+        assert!(
+            text.ends_with(
+                "payouts: OK (completed + failed grew by 300, expected 300 from 300 created; none failed)\n"
+            ),
+            "{text}"
+        );
+        let json = summary.to_json();
+        assert_eq!(json["scenario"], "payouts");
+        assert_eq!(json["status"]["201"], 300);
+        let j = &json["payouts"];
+        assert_eq!(
+            (j["ok"].as_bool(), j["created"].as_u64(), j["completed"].as_i64()),
+            (Some(true), Some(300), Some(300))
+        );
+        assert_eq!(
+            (j["failed"].as_i64(), j["in_doubt"].as_u64(), j["drained"].as_bool()),
+            (Some(0), Some(0), Some(true))
+        );
+        assert_eq!(j["counts_final"]["completed"], 300);
+        assert!(j["drain_payouts_per_sec"].as_f64().is_some_and(|r| r > 0.0), "{j}");
+        assert!(j["overall_payouts_per_sec"].as_f64().is_some_and(|r| r > 0.0), "{j}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn payouts_in_doubt_are_counted_and_never_resent() {
+        // Every 7th creation is refused with 503 overloaded, every 7th + 6 is created but answered 503
+        // unconfirmed, and connections are cut: nothing may be resent, and the counts must still add up.
+        let config = MockConfig { fail_every: 7, close_every: 11, ..MockConfig::default() };
+        let mock = Mock::start(config).await;
+        let summary = bench_payouts(&mock, &["--connections", "8", "--requests", "350", "--converge", "5"]).await;
+        let m = &summary.measured;
+        let p = payouts(&summary);
+        assert!(summary.verification.ok(), "{}", summary.render_text());
+        assert_eq!(m.requests, 350);
+        assert_eq!(p.outcomes.created + p.outcomes.refused + p.outcomes.in_doubt(), 350);
+        assert!(p.outcomes.refused >= 40 && p.outcomes.unconfirmed >= 40, "{:?}", p.outcomes);
+        assert_eq!(m.payouts.unconfirmed, p.outcomes.unconfirmed);
+        // One request, one creation attempt at most: nothing was resent.
+        assert!(mock.payout_posts() <= 350, "{} posts for 350 requests", mock.payout_posts());
+        let created = i64::try_from(mock.payouts_created()).unwrap();
+        assert_eq!(p.verification.completed(), created);
+        let (lower, upper) = p.verification.expected_finished();
+        assert!(lower < upper && (lower..=upper).contains(&created), "{lower}..={upper} vs {created}");
+        assert!(summary.render_text().contains("in doubt and not resent"), "{}", summary.render_text());
+        assert_eq!(exit_code(&summary), ExitCode::SUCCESS);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn lost_payouts_are_caught_by_the_drain_check() {
+        // Every 10th payout is answered 201 but never shows up in any count.
+        let mock = Mock::start(MockConfig { lose_payout_every: 10, ..MockConfig::default() }).await;
+        let summary = bench_payouts(&mock, &["--connections", "2", "--requests", "100", "--converge", "5"]).await;
+        let p = payouts(&summary);
+        assert!(!summary.verification.ok());
+        assert!(p.drain.drained, "the queue drained; the counts just do not add up");
+        assert_eq!((p.verification.created, p.verification.completed()), (100, 90));
+        let text = summary.render_text();
+        assert!(
+            text.contains(
+                "payouts: MISMATCH (completed + failed grew by 90, expected 100 from 100 created and 0 in doubt)"
+            ),
+            "{text}"
+        );
+        assert_eq!(summary.to_json()["payouts"]["ok"], false);
+        assert_eq!(exit_code(&summary), ExitCode::from(1));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn failed_payouts_fail_the_run() {
+        let mock = Mock::start(MockConfig { fail_payout_every: 25, ..MockConfig::default() }).await;
+        let summary = bench_payouts(&mock, &["--connections", "2", "--requests", "100", "--converge", "5"]).await;
+        let v = &payouts(&summary).verification;
+        assert!(v.adds_up() && v.drained() && !v.ok());
+        assert_eq!((v.completed(), v.failed()), (96, 4));
+        assert!(
+            summary.render_text().contains("payouts: MISMATCH (4 failed, and none should"),
+            "{}",
+            summary.render_text()
+        );
+        assert_eq!(exit_code(&summary), ExitCode::from(1));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_queue_that_never_drains_is_given_up_on_at_the_converge_limit() {
+        let mock = Mock::start(MockConfig { stuck_payouts: true, ..MockConfig::default() }).await;
+        let started = Instant::now();
+        let summary = bench_payouts(&mock, &["--connections", "2", "--requests", "20", "--converge", "1"]).await;
+        let p = payouts(&summary);
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(!p.drain.drained && p.drain.elapsed >= Duration::from_secs(1), "{:?}", p.drain);
+        assert!(p.drain.polls >= 4, "{:?}", p.drain);
+        assert_eq!(p.drain.last.pending, 20);
+        let text = summary.render_text();
+        assert!(text.contains("drain:       still 20 pending and 0 processing "), "{text}");
+        assert!(
+            text.contains("payouts: MISMATCH (the queue did not drain: 20 pending, 0 processing; completed"),
+            "{text}"
+        );
+        assert_eq!(summary.to_json()["payouts"]["drained"], false);
+        assert_eq!(exit_code(&summary), ExitCode::from(1));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn ctrl_c_during_the_drain_ends_it_and_still_checks() {
+        let mock = Mock::start(MockConfig { stuck_payouts: true, ..MockConfig::default() }).await;
+        let args =
+            args(&mock, &["--scenario", "payouts", "--connections", "2", "--requests", "10", "--converge", "60"]);
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            flag.store(true, Ordering::Relaxed);
+        });
+        let started = Instant::now();
+        let summary = run(&args, stop).await.unwrap();
+        let p = payouts(&summary);
+        assert!(started.elapsed() < Duration::from_secs(5), "the drain ignored the stop");
+        assert!(p.drain.interrupted && !p.drain.drained);
+        let text = summary.render_text();
+        assert!(text.contains("(stopped by Ctrl-C)"), "{text}");
+        assert!(text.contains("payouts: MISMATCH (the queue did not drain: 10 pending"), "{text}");
+        assert_eq!(exit_code(&summary), ExitCode::from(1));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_second_payouts_run_counts_from_the_first_runs_totals() {
+        let mock = Mock::start(MockConfig::default()).await;
+        let first = bench_payouts(&mock, &["--connections", "2", "--requests", "30"]).await;
+        let second = bench_payouts(&mock, &["--connections", "2", "--requests", "40"]).await;
+        assert!(first.verification.ok() && second.verification.ok(), "{}", second.render_text());
+        let v = &payouts(&second).verification;
+        assert_eq!((v.baseline.completed, v.last.completed, v.completed()), (30, 70, 40));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn duplicate_share_is_refused_for_payouts() {
+        let mock = Mock::start(MockConfig::default()).await;
+        let args = args(&mock, &["--scenario", "payouts", "--duplicate-share", "10"]);
+        let error = run(&args, Arc::new(AtomicBool::new(false))).await.unwrap_err();
+        assert!(format!("{error:#}").contains("--duplicate-share"), "{error:#}");
+        assert_eq!(mock.payout_posts(), 0);
     }
 }

@@ -1,13 +1,15 @@
 //! A throwaway stand-in for payledger, for tests only: a hand-written HTTP/1.1 responder on loopback.
 //!
 //! It implements just the endpoints the bench uses, keeps balances in kopecks, deduplicates webhook notices
-//! by operation_id and user-API requests by Idempotency-Key, and can misbehave on purpose (answer 503 after
-//! applying, drop connections, book duplicates twice, ignore idempotency keys, lose money) so the tests can
-//! show the bench tells a correct server from a broken one.
+//! by operation_id and user-API requests by Idempotency-Key, keeps a payout queue that one simulated worker
+//! drains at a fixed pace, and can misbehave on purpose (answer 503 after applying, drop connections, book
+//! duplicates twice, ignore idempotency keys, lose money, lose or fail payouts, never process them) so the
+//! tests can show the bench tells a correct server from a broken one.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde_json::value::RawValue;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -30,6 +32,14 @@ pub struct MockConfig {
     pub ignore_idempotency_keys: bool,
     /// Debit the sender of every applied transfer one kopeck more than the recipient is credited.
     pub skim: bool,
+    /// Microseconds the simulated payout worker spends on each payout, one at a time; 0 finishes each at once.
+    pub payout_micros: u64,
+    /// If > 0, every `lose_payout_every`-th created payout is answered 201 but then vanishes from every count.
+    pub lose_payout_every: u64,
+    /// If > 0, every `fail_payout_every`-th payout the worker finishes fails instead of completing.
+    pub fail_payout_every: u64,
+    /// The worker never runs: payouts stay pending forever.
+    pub stuck_payouts: bool,
 }
 
 /// A stored answer to a user-API request, replayed for a resend with the same Idempotency-Key.
@@ -49,6 +59,61 @@ struct Ledger {
     answered_keys: HashMap<String, Stored>,
     user_calls: u64,
     transactions: u64,
+    payouts: PayoutQueue,
+}
+
+/// The payout queue: counts by status and the simulated worker's progress.
+#[derive(Default)]
+struct PayoutQueue {
+    pending: u64,
+    completed: u64,
+    failed: u64,
+    /// Payouts created (201 or not), lost ones included.
+    created: u64,
+    /// Payout creation requests received.
+    posts: u64,
+    /// Payouts the worker has finished, to pick the ones that fail.
+    finished: u64,
+    /// Up to when the worker's time has been spent on payouts.
+    worked_until: Option<Instant>,
+}
+
+impl PayoutQueue {
+    /// Lets the worker finish what it could have since the last call: one payout per `payout_micros`.
+    fn advance(&mut self, config: MockConfig, now: Instant) {
+        if config.stuck_payouts {
+            return;
+        }
+        let since = *self.worked_until.get_or_insert(now);
+        let micros = u64::try_from(now.saturating_duration_since(since).as_micros()).unwrap_or(u64::MAX);
+        // No time per payout finishes everything at once.
+        let due = micros.checked_div(config.payout_micros).unwrap_or(u64::MAX).min(self.pending);
+        for _ in 0..due {
+            self.pending -= 1;
+            self.finished += 1;
+            if config.fail_payout_every > 0 && self.finished.is_multiple_of(config.fail_payout_every) {
+                self.failed += 1;
+            } else {
+                self.completed += 1;
+            }
+        }
+        // An idle worker banks no time; a busy one carries the part of a payout it is in the middle of.
+        self.worked_until =
+            Some(if self.pending == 0 { now } else { since + Duration::from_micros(due * config.payout_micros) });
+    }
+
+    /// The counts as the API shows them: the payout the worker is on is processing.
+    fn count(&self, config: MockConfig, status: &str) -> Option<u64> {
+        let processing = u64::from(self.pending > 0 && config.payout_micros > 0 && !config.stuck_payouts);
+        match status {
+            "pending" => Some(self.pending - processing),
+            "processing" => Some(processing),
+            "completed" => Some(self.completed),
+            "failed" => Some(self.failed),
+            "cancelled" | "returned" => Some(0),
+            _ => None,
+        }
+    }
 }
 
 /// A running mock server; it stops when dropped.
@@ -99,6 +164,16 @@ impl Mock {
     /// Deposit and transfer requests received, resends included.
     pub fn user_calls(&self) -> u64 {
         self.ledger.lock().unwrap().user_calls
+    }
+
+    /// Payout creation requests received.
+    pub fn payout_posts(&self) -> u64 {
+        self.ledger.lock().unwrap().payouts.posts
+    }
+
+    /// Payouts that exist (whatever was answered), lost ones included.
+    pub fn payouts_created(&self) -> u64 {
+        self.ledger.lock().unwrap().payouts.created
     }
 }
 
@@ -163,6 +238,9 @@ fn route(
     key: Option<&str>,
     body: &[u8],
 ) -> (&'static str, String) {
+    if path == "/api/v1/payouts/" || path.starts_with("/api/v1/payouts/?") {
+        return payouts(&mut ledger.payouts, config, method, path, body);
+    }
     if method == "POST" && (path == "/api/add_funds/" || path == "/api/transfer_funds/") {
         return user_post(ledger, config, path, key, body);
     }
@@ -200,6 +278,62 @@ fn route(
         },
         _ => ("404 Not Found", message("no such route")),
     }
+}
+
+/// Payout creation and counting. With `fail_every`, creation number `n` is refused with 503 `overloaded`
+/// when `n % fail_every == 1` and created but answered 503 `unconfirmed` when `n % fail_every == 0`.
+fn payouts(
+    queue: &mut PayoutQueue,
+    config: MockConfig,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> (&'static str, String) {
+    queue.advance(config, Instant::now());
+    if method == "GET" {
+        let mut status = None;
+        let mut page_size = None;
+        for pair in path.split_once('?').map_or("", |(_, query)| query).split('&') {
+            match pair.split_once('=') {
+                Some(("status", value)) => status = Some(value),
+                Some(("page_size", value)) => page_size = value.parse::<u32>().ok(),
+                _ => {}
+            }
+        }
+        return match (status.and_then(|s| queue.count(config, s)), page_size) {
+            (Some(count), Some(1..=100)) => {
+                ("200 OK", format!("{{\"count\": {count}, \"next\": null, \"previous\": null, \"results\": []}}"))
+            }
+            _ => ("400 Bad Request", r#"{"error":"Invalid data","code":"invalid_data"}"#.to_owned()),
+        };
+    }
+    if method != "POST" {
+        return ("405 Method Not Allowed", message("method"));
+    }
+    queue.posts += 1;
+    let call = queue.posts;
+    let fields: HashMap<String, Box<RawValue>> = serde_json::from_slice(body).unwrap_or_default();
+    let valid = fields
+        .get("amount")
+        .and_then(|raw| serde_json::from_str::<String>(raw.get()).ok())
+        .and_then(|text| parse_kopecks(&text).ok())
+        .is_some_and(|kopecks| kopecks > 0)
+        && fields.get("currency").map(|raw| raw.get()) == Some("\"RUB\"")
+        && fields.contains_key("recipient_details");
+    if !valid {
+        return ("400 Bad Request", r#"{"error":"Invalid data","code":"invalid_data"}"#.to_owned());
+    }
+    if config.fail_every > 0 && call % config.fail_every == 1 {
+        return ("503 Service Unavailable", r#"{"error":"busy","code":"overloaded"}"#.to_owned());
+    }
+    queue.created += 1;
+    if !(config.lose_payout_every > 0 && queue.created.is_multiple_of(config.lose_payout_every)) {
+        queue.pending += 1;
+    }
+    if config.fail_every > 0 && call.is_multiple_of(config.fail_every) {
+        return ("503 Service Unavailable", r#"{"error":"not confirmed","code":"unconfirmed"}"#.to_owned());
+    }
+    ("201 Created", format!("{{\"id\": \"00000000-0000-7000-8000-{:012x}\", \"status\": \"pending\"}}", queue.created))
 }
 
 fn parse_notice(body: &[u8]) -> Option<(String, String, i64)> {

@@ -5,10 +5,11 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::load::{Settled, Stats};
+use crate::load::{PayoutCounts, Settled, Stats};
 use crate::money::format_kopecks;
+use crate::payouts::{Drain, QueueCounts, rate_tenths};
 use crate::rss::format_mib;
-use crate::verify::{TransferVerification, Verification};
+use crate::verify::{PayoutVerification, TransferVerification, Verification};
 
 /// Percentiles reported, in parts per million, with their labels.
 const PERCENTILES: [(&str, u64); 4] = [("p50", 500_000), ("p90", 900_000), ("p99", 990_000), ("p99.9", 999_000)];
@@ -23,6 +24,8 @@ pub enum Check {
     Webhook(Verification),
     /// The transfers scenario's per-user and conservation check.
     Transfers(TransferCheck),
+    /// The payouts scenario's queue drain and count check.
+    Payouts(PayoutCheck),
 }
 
 impl Check {
@@ -31,6 +34,7 @@ impl Check {
         match self {
             Check::Webhook(v) => v.ok(),
             Check::Transfers(t) => t.verification.ok(),
+            Check::Payouts(p) => p.verification.ok(),
         }
     }
 
@@ -39,6 +43,7 @@ impl Check {
         match self {
             Check::Webhook(_) => "webhook",
             Check::Transfers(_) => "transfers",
+            Check::Payouts(_) => "payouts",
         }
     }
 }
@@ -56,6 +61,26 @@ pub struct TransferCheck {
     pub refused: u64,
     /// The balance check.
     pub verification: TransferVerification,
+}
+
+/// What the payouts scenario did and found.
+#[derive(Debug)]
+pub struct PayoutCheck {
+    /// How every creation request came out, warm-up included.
+    pub outcomes: PayoutCounts,
+    /// How the queue drained after creation stopped.
+    pub drain: Drain,
+    /// The `--converge` limit on the drain, in seconds.
+    pub patience_secs: u64,
+    /// The count check.
+    pub verification: PayoutVerification,
+}
+
+impl PayoutCheck {
+    /// Payouts completed per second from the first creation to the end of the drain, in tenths.
+    pub fn overall_rate_tenths(&self) -> Option<u64> {
+        rate_tenths(self.verification.completed(), self.drain.since_first_creation)
+    }
 }
 
 /// Everything the run measured and checked.
@@ -147,6 +172,20 @@ impl Summary {
                     s.unavailable
                 );
             }
+            Check::Payouts(_) => {
+                let _ = writeln!(
+                    out,
+                    "statuses:    201: {}  4xx: {}  other 2xx: {}  1xx/3xx: {}  5xx: {} (503: {}, of which \
+                     unconfirmed: {})",
+                    s.created,
+                    s.client_error,
+                    s.ok + s.other_2xx,
+                    s.other,
+                    s.server_error,
+                    s.unavailable,
+                    m.payouts.unconfirmed
+                );
+            }
         }
         let e = &m.errors;
         let _ = write!(out, "errors:      transport: {}  timeout: {}  connect: {}", e.transport, e.timeout, e.connect);
@@ -203,6 +242,7 @@ impl Summary {
                     self.unresolved
                 );
             }
+            Check::Payouts(p) => out.push_str(&render_payouts(p, self.connects)),
         }
         match &self.server_peak_rss_kib {
             Some(Ok(kib)) => {
@@ -222,6 +262,7 @@ impl Summary {
         let v = match &self.verification {
             Check::Webhook(v) => v,
             Check::Transfers(t) => return self.render_transfer_verification(t),
+            Check::Payouts(p) => return render_payout_verification(&p.verification),
         };
         let mut out = String::new();
         if v.ok() {
@@ -395,9 +436,150 @@ impl Summary {
                     "unverified_users": v.unverified_users,
                 });
             }
+            Check::Payouts(p) => {
+                let v = &p.verification;
+                let d = &p.drain;
+                let o = &p.outcomes;
+                let (lower, upper) = v.expected_finished();
+                summary["status"]["201"] = json!(m.status.created);
+                summary["status"]["other_2xx"] = json!(m.status.ok + m.status.other_2xx);
+                summary["status"]["503_unconfirmed"] = json!(m.payouts.unconfirmed);
+                // Rates are statistics, not money: floats are fine here.
+                let rate = |tenths: Option<u64>| tenths.map(|t| t as f64 / 10.0);
+                summary["payouts"] = json!({
+                    "ok": v.ok(),
+                    "created": o.created,
+                    "created_measured": m.payouts.created,
+                    "refused": o.refused,
+                    "unconfirmed": o.unconfirmed,
+                    "unknown": o.unknown,
+                    "in_doubt": o.in_doubt(),
+                    "completed": v.completed(),
+                    "failed": v.failed(),
+                    "expected_finished_min": lower,
+                    "expected_finished_max": upper,
+                    "drained": v.drained(),
+                    "drain_interrupted": d.interrupted,
+                    "drain_ms": d.elapsed.as_millis() as u64,
+                    "drain_limit_s": p.patience_secs,
+                    "completed_during_drain": d.completed_during_drain(),
+                    "drain_payouts_per_sec": rate(d.drain_rate_tenths()),
+                    "overall_ms": d.since_first_creation.as_millis() as u64,
+                    "overall_payouts_per_sec": rate(p.overall_rate_tenths()),
+                    "polls": d.polls,
+                    "counts_before": counts_json(&v.baseline),
+                    "counts_at_stop": counts_json(&d.at_stop),
+                    "counts_final": counts_json(&v.last),
+                });
+            }
         }
         summary
     }
+}
+
+/// Counts by status as a JSON object.
+fn counts_json(c: &QueueCounts) -> serde_json::Value {
+    json!({ "pending": c.pending, "processing": c.processing, "completed": c.completed, "failed": c.failed })
+}
+
+/// Tenths as `12.3`, or `-` for a rate over no time.
+fn tenths_text(tenths: Option<u64>) -> String {
+    match tenths {
+        Some(t) => format!("{}.{}", t / 10, t % 10),
+        None => "-".to_owned(),
+    }
+}
+
+/// The payouts scenario's creation, drain and count lines.
+fn render_payouts(p: &PayoutCheck, connects: u64) -> String {
+    let (o, d, v) = (&p.outcomes, &p.drain, &p.verification);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "created:     {} payouts (warm-up included; connections opened: {connects}); {} certainly not created; \
+         {} in doubt and not resent ({} 503 unconfirmed, {} other answers or none)",
+        o.created,
+        o.refused,
+        o.in_doubt(),
+        o.unconfirmed,
+        o.unknown
+    );
+    let drain_rate = tenths_text(d.drain_rate_tenths());
+    let meanwhile = d.completed_during_drain();
+    if !d.drained {
+        let _ = writeln!(
+            out,
+            "drain:       still {} pending and {} processing {} s after creation stopped ({}); {meanwhile} completed \
+             meanwhile, {drain_rate} payouts/s",
+            d.last.pending,
+            d.last.processing,
+            millis_as_seconds(d.elapsed),
+            if d.interrupted { "stopped by Ctrl-C".to_owned() } else { format!("--converge {}", p.patience_secs) }
+        );
+    } else if d.elapsed.is_zero() {
+        let _ = writeln!(out, "drain:       nothing was pending or processing when creation stopped, - payouts/s");
+    } else {
+        let _ = writeln!(
+            out,
+            "drain:       nothing pending or processing {} s after creation stopped; {meanwhile} completed \
+             meanwhile, {drain_rate} payouts/s",
+            millis_as_seconds(d.elapsed)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "overall:     {} completed in {} s since the first creation, {} payouts/s",
+        v.completed(),
+        millis_as_seconds(d.since_first_creation),
+        tenths_text(p.overall_rate_tenths())
+    );
+    let (b, l) = (&v.baseline, &v.last);
+    let _ = writeln!(
+        out,
+        "by status:   completed {} (+{}), failed {} (+{}), pending {}, processing {} (before the run: completed {}, \
+         failed {}, pending {}, processing {}; {} polls)",
+        l.completed,
+        v.completed(),
+        l.failed,
+        v.failed(),
+        l.pending,
+        l.processing,
+        b.completed,
+        b.failed,
+        b.pending,
+        b.processing,
+        d.polls
+    );
+    out
+}
+
+/// The payouts scenario's `payouts: OK|MISMATCH (...)` line.
+fn render_payout_verification(v: &PayoutVerification) -> String {
+    let (lower, upper) = v.expected_finished();
+    let range = if lower == upper { format!("{lower}") } else { format!("{lower}..={upper}") };
+    if v.ok() {
+        return format!(
+            "payouts: OK (completed + failed grew by {}, expected {range} from {} created; none failed)\n",
+            v.finished(),
+            v.created
+        );
+    }
+    let mut reasons = Vec::new();
+    if !v.drained() {
+        reasons.push(format!("the queue did not drain: {} pending, {} processing", v.last.pending, v.last.processing));
+    }
+    if !v.adds_up() {
+        reasons.push(format!(
+            "completed + failed grew by {}, expected {range} from {} created and {} in doubt",
+            v.finished(),
+            v.created,
+            v.in_doubt
+        ));
+    }
+    if v.failed() > 0 {
+        reasons.push(format!("{} failed, and none should with the bench's card", v.failed()));
+    }
+    format!("payouts: MISMATCH ({})\n", reasons.join("; "))
 }
 
 /// Nanoseconds as milliseconds with three decimals, rounded to the nearest microsecond.
@@ -584,5 +766,37 @@ mod tests {
         assert_eq!(json["latency"]["max_ms"], 1.0);
         assert_eq!(json["balances"]["total"], "1500.25");
         assert_eq!(json["server_peak_rss_kib"], 2_048);
+    }
+    #[test]
+    fn a_queue_empty_at_the_stop_has_no_drain_rate() {
+        let mut s = summary(10, Duration::from_secs(1));
+        let last = QueueCounts { completed: 12, ..QueueCounts::default() };
+        s.verification = Check::Payouts(PayoutCheck {
+            outcomes: PayoutCounts { created: 12, ..PayoutCounts::default() },
+            drain: Drain {
+                at_stop: last,
+                last,
+                drained: true,
+                interrupted: false,
+                elapsed: Duration::ZERO,
+                since_first_creation: Duration::from_secs(2),
+                polls: 1,
+            },
+            patience_secs: 120,
+            verification: PayoutVerification { created: 12, in_doubt: 0, baseline: QueueCounts::default(), last },
+        });
+        let text = s.render_text();
+        assert!(
+            text.contains("drain:       nothing was pending or processing when creation stopped, - payouts/s"),
+            "{text}"
+        );
+        assert!(
+            text.contains("overall:     12 completed in 2.000 s since the first creation, 6.0 payouts/s"),
+            "{text}"
+        );
+        let json = s.to_json();
+        assert_eq!(json["payouts"]["drain_payouts_per_sec"], serde_json::Value::Null);
+        assert_eq!(json["payouts"]["overall_payouts_per_sec"], 6.0);
+        assert_eq!(json["payouts"]["ok"], true);
     }
 }

@@ -3,9 +3,12 @@
 //! Webhook scenario: `final == baseline + acknowledged unique amounts`, per organization.
 //! Transfers scenario: `final == baseline + initial deposit + received - sent` over applied transfers, per
 //! user, nothing left reserved, and the users' total equal to what was deposited (money is conserved).
+//! Payouts scenario: once the queue has drained, `completed + failed` grew by exactly the payouts created
+//! (201s), and none failed.
 
 use crate::api::UserBalance;
 use crate::load::Pending;
+use crate::payouts::QueueCounts;
 use crate::transfers::Transfer;
 
 /// One organization whose balance is not what the acknowledged notices add up to.
@@ -194,6 +197,61 @@ pub fn verify_transfers(
     result
 }
 
+/// The payouts scenario's check: every created payout finished, and finished well.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PayoutVerification {
+    /// Payouts the server answered 201 for, warm-up included.
+    pub created: u64,
+    /// Requests that may or may not have created a payout (503 `unconfirmed`, other answers, no answer).
+    pub in_doubt: u64,
+    /// The counts before the run.
+    pub baseline: QueueCounts,
+    /// The counts at the end.
+    pub last: QueueCounts,
+}
+
+impl PayoutVerification {
+    /// Payouts completed during the run.
+    pub fn completed(&self) -> i64 {
+        self.last.completed.saturating_sub(self.baseline.completed)
+    }
+
+    /// Payouts failed during the run.
+    pub fn failed(&self) -> i64 {
+        self.last.failed.saturating_sub(self.baseline.failed)
+    }
+
+    /// Payouts that reached completed or failed during the run.
+    pub fn finished(&self) -> i64 {
+        self.completed().saturating_add(self.failed())
+    }
+
+    /// Whether nothing was pending or processing at the end.
+    pub fn drained(&self) -> bool {
+        self.last.unfinished() == 0
+    }
+
+    /// The range `finished` must lie in: exactly `created`, widened by the requests in doubt and by payouts
+    /// that were already unfinished before the run (they finish during it too).
+    pub fn expected_finished(&self) -> (i64, i64) {
+        let created = i64::try_from(self.created).unwrap_or(i64::MAX);
+        let doubt = i64::try_from(self.in_doubt).unwrap_or(i64::MAX);
+        let upper = created.saturating_add(doubt).saturating_add(self.baseline.unfinished().max(0));
+        (created, upper)
+    }
+
+    /// Whether the finished payouts add up to the created ones.
+    pub fn adds_up(&self) -> bool {
+        let (lower, upper) = self.expected_finished();
+        (lower..=upper).contains(&self.finished())
+    }
+
+    /// Drained, adding up, and none failed (the bench pays a card the gateway always pays).
+    pub fn ok(&self) -> bool {
+        self.drained() && self.adds_up() && self.failed() == 0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -279,6 +337,56 @@ mod tests {
         // Each one inside its range, but money appeared from nowhere.
         let v = verify_transfers(b, &[balance(1_000), balance(1_040), balance(1_000)], &unresolved);
         assert!(v.mismatches.is_empty() && !v.ok());
+    }
+
+    fn counts(pending: i64, processing: i64, completed: i64, failed: i64) -> QueueCounts {
+        QueueCounts { pending, processing, completed, failed }
+    }
+
+    #[test]
+    fn payouts_that_all_completed_pass() {
+        let v =
+            PayoutVerification { created: 500, baseline: counts(0, 0, 0, 0), last: counts(0, 0, 500, 0), in_doubt: 0 };
+        assert!(v.ok() && v.drained() && v.adds_up());
+        assert_eq!((v.completed(), v.failed(), v.finished(), v.expected_finished()), (500, 0, 500, (500, 500)));
+        // An earlier run's payouts are part of the baseline.
+        let v =
+            PayoutVerification { created: 7, baseline: counts(0, 0, 90, 3), last: counts(0, 0, 97, 3), in_doubt: 0 };
+        assert!(v.ok(), "{v:?}");
+    }
+
+    #[test]
+    fn a_payout_too_few_or_too_many_is_a_mismatch() {
+        let lost = PayoutVerification { created: 500, last: counts(0, 0, 499, 0), ..PayoutVerification::default() };
+        assert!(lost.drained() && !lost.adds_up() && !lost.ok());
+        let extra = PayoutVerification { created: 500, last: counts(0, 0, 501, 0), ..PayoutVerification::default() };
+        assert!(!extra.adds_up() && !extra.ok());
+    }
+
+    #[test]
+    fn failed_payouts_and_an_undrained_queue_fail_the_check() {
+        let failed = PayoutVerification { created: 10, last: counts(0, 0, 9, 1), ..PayoutVerification::default() };
+        assert!(failed.adds_up() && failed.drained() && !failed.ok());
+        let stuck = PayoutVerification { created: 10, last: counts(2, 1, 7, 0), ..PayoutVerification::default() };
+        assert!(!stuck.drained() && !stuck.adds_up() && !stuck.ok());
+    }
+
+    #[test]
+    fn payouts_in_doubt_widen_the_check_to_a_range() {
+        let v = |completed| PayoutVerification {
+            created: 100,
+            in_doubt: 3,
+            baseline: counts(1, 1, 0, 0),
+            last: counts(0, 0, completed, 0),
+        };
+        // 100 created, up to 3 more from the requests in doubt and 2 left unfinished by an earlier run.
+        assert_eq!(v(100).expected_finished(), (100, 105));
+        for completed in [100, 103, 105] {
+            assert!(v(completed).ok(), "{completed} should be possible");
+        }
+        for completed in [99, 106] {
+            assert!(!v(completed).ok(), "{completed} should not be possible");
+        }
     }
 
     #[test]
