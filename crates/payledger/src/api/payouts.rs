@@ -381,9 +381,17 @@ pub async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bod
             code: "idempotency_key_in_flight",
             message: "A request with this Idempotency-Key is being processed; retry shortly".into(),
         }),
+        // Answered from what was committed, not read back: a failed read must not turn a created payout
+        // into a "not created" 503.
         unkeyed if !keyed => {
             let created = outcome(unkeyed)?;
-            answer_with(&state, created.id, StatusCode::CREATED).await
+            match &created.recipient {
+                Some(recipient) => {
+                    let view = crate::engine::payouts::view_of(&created, recipient);
+                    Ok((StatusCode::CREATED, Json(PayoutAnswer::from_view(&view, None))).into_response())
+                }
+                None => answer_with(&state, created.id, StatusCode::CREATED).await,
+            }
         }
         other => outcome(other).map(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response()),
     }

@@ -312,7 +312,7 @@ pub enum PayoutOutcome {
 }
 
 /// The payout as the API shows it, from the batch's state and the recipient it stores.
-fn view_of(state: &PayoutState, recipient: &StoredRecipient) -> crate::store::payouts::PayoutView {
+pub fn view_of(state: &PayoutState, recipient: &StoredRecipient) -> crate::store::payouts::PayoutView {
     crate::store::payouts::PayoutView {
         state: state.clone(),
         recipient_type: recipient.kind.to_owned(),

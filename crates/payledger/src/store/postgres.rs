@@ -136,98 +136,115 @@ pub struct PgBatch {
 }
 
 impl PgBatch {
-    /// Writes the plan's payouts, their history and their jobs (rare next to ledger rows: plain statements).
+    /// Writes the plan's payouts, their history and their jobs: each kind of row is one statement over arrays,
+    /// so a batch of a thousand creations costs a handful of round trips, not thousands.
     async fn write_payouts(&mut self, plan: &Plan, now: OffsetDateTime) -> Result<(), StoreError> {
-        for p in &plan.payouts {
-            let (source_kind, source_key, source_account) = match &p.source {
-                Some((source, account)) => (Some(source.kind()), Some(source.key()), Some(account.0)),
-                None => (None, None, None),
-            };
-            if p.is_new {
-                let recipient =
-                    p.recipient.as_ref().ok_or_else(|| StoreError::Corrupt("a new payout without recipient".into()))?;
-                sqlx::query(
-                    "INSERT INTO payouts (id, amount, currency, recipient_type, recipient_last4, recipient_holder,
-                                          recipient_bik, recipient_secret, description, status, failure_reason,
-                                          attempts, gateway_reference, source_kind, source_key, source_account_id,
-                                          hold_reference, created_at, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $18, $17, $17)",
-                )
-                .bind(p.id)
-                .bind(p.amount)
-                .bind(p.currency)
-                .bind(recipient.kind)
-                .bind(&recipient.last4)
-                .bind(&recipient.holder)
-                .bind(&recipient.bik)
-                .bind(&recipient.secret)
-                .bind(&p.description)
-                .bind(p.status.as_str())
-                .bind(&p.failure_reason)
-                .bind(p.attempts)
-                .bind(&p.gateway_reference)
-                .bind(source_kind)
-                .bind(source_key)
-                .bind(source_account)
-                .bind(now)
-                .bind(source_account.map(|_| crate::engine::payouts::hold_reference(p.id)))
-                .execute(&mut *self.tx)
-                .await?;
-            } else {
-                sqlx::query(
-                    "UPDATE payouts SET description = $2, status = $3, failure_reason = $4, attempts = $5,
-                            gateway_reference = $6, updated_at = $7,
-                            archived_at = CASE WHEN $8 THEN COALESCE(archived_at, $7) ELSE NULL END
-                     WHERE id = $1",
-                )
-                .bind(p.id)
-                .bind(&p.description)
-                .bind(p.status.as_str())
-                .bind(&p.failure_reason)
-                .bind(p.attempts)
-                .bind(&p.gateway_reference)
-                .bind(now)
-                .bind(p.archived)
-                .execute(&mut *self.tx)
-                .await?;
+        let (new, changed): (Vec<_>, Vec<_>) = plan.payouts.iter().partition(|p| p.is_new);
+        if !new.is_empty() {
+            let mut recipients = Vec::with_capacity(new.len());
+            for p in &new {
+                recipients.push(
+                    p.recipient.as_ref().ok_or_else(|| StoreError::Corrupt("a new payout without recipient".into()))?,
+                );
             }
+            sqlx::query(
+                "INSERT INTO payouts (id, amount, currency, recipient_type, recipient_last4, recipient_holder,
+                                      recipient_bik, recipient_secret, description, status, attempts, source_kind,
+                                      source_key, source_account_id, hold_reference, created_at, updated_at)
+                 SELECT id, amount, currency, kind, last4, holder, bik, secret, description, status, 0, source_kind,
+                        source_key, source_account, hold, $14, $14
+                 FROM UNNEST($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                             $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::bigint[],
+                             $15::text[])
+                      AS p(id, amount, currency, kind, last4, holder, bik, secret, description, status, source_kind,
+                           source_key, source_account, hold)",
+            )
+            .bind(new.iter().map(|p| p.id).collect::<Vec<_>>())
+            .bind(new.iter().map(|p| p.amount).collect::<Vec<_>>())
+            .bind(new.iter().map(|p| p.currency).collect::<Vec<_>>())
+            .bind(recipients.iter().map(|r| r.kind).collect::<Vec<_>>())
+            .bind(recipients.iter().map(|r| r.last4.as_str()).collect::<Vec<_>>())
+            .bind(recipients.iter().map(|r| r.holder.as_str()).collect::<Vec<_>>())
+            .bind(recipients.iter().map(|r| r.bik.as_deref()).collect::<Vec<_>>())
+            .bind(recipients.iter().map(|r| r.secret.as_str()).collect::<Vec<_>>())
+            .bind(new.iter().map(|p| p.description.as_str()).collect::<Vec<_>>())
+            .bind(new.iter().map(|p| p.status.as_str()).collect::<Vec<_>>())
+            .bind(new.iter().map(|p| p.source.as_ref().map(|(s, _)| s.kind())).collect::<Vec<_>>())
+            .bind(new.iter().map(|p| p.source.as_ref().map(|(s, _)| s.key())).collect::<Vec<_>>())
+            .bind(new.iter().map(|p| p.source.as_ref().map(|(_, a)| a.0)).collect::<Vec<_>>())
+            .bind(now)
+            .bind(
+                new.iter()
+                    .map(|p| p.source.as_ref().map(|_| crate::engine::payouts::hold_reference(p.id)))
+                    .collect::<Vec<_>>(),
+            )
+            .execute(&mut *self.tx)
+            .await?;
         }
-        for e in &plan.payout_events {
+        if !changed.is_empty() {
+            sqlx::query(
+                "UPDATE payouts SET description = v.description, status = v.status, failure_reason = v.reason,
+                        attempts = v.attempts, gateway_reference = v.reference, updated_at = $7,
+                        archived_at = CASE WHEN v.archived THEN COALESCE(payouts.archived_at, $7) ELSE NULL END
+                 FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[], $8::bool[])
+                      AS v(id, description, status, reason, attempts, reference, archived)
+                 WHERE payouts.id = v.id",
+            )
+            .bind(changed.iter().map(|p| p.id).collect::<Vec<_>>())
+            .bind(changed.iter().map(|p| p.description.as_str()).collect::<Vec<_>>())
+            .bind(changed.iter().map(|p| p.status.as_str()).collect::<Vec<_>>())
+            .bind(changed.iter().map(|p| p.failure_reason.as_deref()).collect::<Vec<_>>())
+            .bind(changed.iter().map(|p| p.attempts).collect::<Vec<_>>())
+            .bind(changed.iter().map(|p| p.gateway_reference.as_deref()).collect::<Vec<_>>())
+            .bind(now)
+            .bind(changed.iter().map(|p| p.archived).collect::<Vec<_>>())
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        if !plan.payout_events.is_empty() {
+            let events = &plan.payout_events;
             sqlx::query(
                 "INSERT INTO payout_events (payout_id, from_status, to_status, actor, reason, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6)",
+                 SELECT p, f, t, a, r, $6 FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[])
+                      WITH ORDINALITY AS e(p, f, t, a, r, n)
+                 ORDER BY n",
             )
-            .bind(e.payout_id)
-            .bind(e.from.map(|s| s.as_str()))
-            .bind(e.to)
-            .bind(e.actor.as_str())
-            .bind(&e.reason)
+            .bind(events.iter().map(|e| e.payout_id).collect::<Vec<_>>())
+            .bind(events.iter().map(|e| e.from.map(|s| s.as_str())).collect::<Vec<_>>())
+            .bind(events.iter().map(|e| e.to).collect::<Vec<_>>())
+            .bind(events.iter().map(|e| e.actor.as_str()).collect::<Vec<_>>())
+            .bind(events.iter().map(|e| e.reason.as_deref()).collect::<Vec<_>>())
             .bind(now)
             .execute(&mut *self.tx)
             .await?;
         }
-        for j in &plan.new_jobs {
+        if !plan.new_jobs.is_empty() {
+            let jobs = &plan.new_jobs;
             sqlx::query(
                 "INSERT INTO jobs (kind, payload, status, run_at, max_attempts, created_at, updated_at)
-                 VALUES ($1, $2, 'queued', $3, $4, $3, $3)",
+                 SELECT k, p, 'queued', $4, m, $4, $4 FROM UNNEST($1::text[], $2::text[], $3::int[])
+                      WITH ORDINALITY AS j(k, p, m, n)
+                 ORDER BY n",
             )
-            .bind(j.kind)
-            .bind(&j.payload)
+            .bind(jobs.iter().map(|j| j.kind).collect::<Vec<_>>())
+            .bind(jobs.iter().map(|j| j.payload.as_str()).collect::<Vec<_>>())
+            .bind(jobs.iter().map(|j| j.max_attempts).collect::<Vec<_>>())
             .bind(now)
-            .bind(j.max_attempts)
             .execute(&mut *self.tx)
             .await?;
         }
-        for j in &plan.job_ends {
+        if !plan.job_ends.is_empty() {
+            let ends = &plan.job_ends;
             sqlx::query(
-                "UPDATE jobs SET status = CASE WHEN $2 THEN 'dead' ELSE 'done' END,
-                        last_error = COALESCE($3, last_error), lease_owner = NULL, lease_expires_at = NULL,
+                "UPDATE jobs SET status = CASE WHEN v.dead THEN 'dead' ELSE 'done' END,
+                        last_error = COALESCE(v.error, jobs.last_error), lease_owner = NULL, lease_expires_at = NULL,
                         updated_at = $4
-                 WHERE id = $1 AND status IN ('queued', 'dead')",
+                 FROM UNNEST($1::bigint[], $2::bool[], $3::text[]) AS v(id, dead, error)
+                 WHERE jobs.id = v.id AND jobs.status IN ('queued', 'dead')",
             )
-            .bind(j.job_id)
-            .bind(j.dead)
-            .bind(&j.error)
+            .bind(ends.iter().map(|j| j.job_id).collect::<Vec<_>>())
+            .bind(ends.iter().map(|j| j.dead).collect::<Vec<_>>())
+            .bind(ends.iter().map(|j| j.error.as_deref()).collect::<Vec<_>>())
             .bind(now)
             .execute(&mut *self.tx)
             .await?;
