@@ -86,9 +86,49 @@ pub struct ServeArgs {
     /// Demo organizations created on an empty database at start-up (0 to create none).
     #[arg(long, env = "PAYLEDGER_DEMO_ORGANIZATIONS", default_value_t = 5)]
     pub demo_organizations: u32,
+    /// Secrets the bank signs its webhooks with (`X-Payledger-Signature`), comma-separated so a secret can
+    /// rotate. Unset: unsigned webhooks are accepted (development).
+    #[arg(long, env = "PAYLEDGER_WEBHOOK_SECRET", hide_env_values = true, value_delimiter = ',')]
+    pub webhook_secret: Vec<String>,
+    /// How far a webhook signature's timestamp may be from now, in seconds.
+    #[arg(long, env = "PAYLEDGER_WEBHOOK_TOLERANCE_SECONDS", default_value_t = 300)]
+    pub webhook_tolerance_seconds: u32,
+    /// Networks the bank's webhooks may come from, comma-separated (`10.0.0.0/8,2001:db8::/32`). Unset: any.
+    #[arg(long, env = "PAYLEDGER_WEBHOOK_ALLOWED_NETWORKS", value_delimiter = ',')]
+    pub webhook_allowed_networks: Vec<String>,
     /// Payout processing.
     #[command(flatten)]
     pub payouts: PayoutArgs,
+}
+
+/// Who may post bank notices.
+#[derive(Debug, Clone, Default)]
+pub struct WebhookGuard {
+    /// Secrets a signature may be made with; empty accepts unsigned notices.
+    pub secrets: Vec<String>,
+    /// How far a signature's timestamp may be from now, in seconds.
+    pub tolerance_seconds: i64,
+    /// Networks notices may come from; empty allows any.
+    pub allowed_networks: Vec<crate::netlist::Network>,
+}
+
+impl ServeArgs {
+    /// The webhook guard these arguments describe, or why a network is malformed.
+    pub fn webhook_guard(&self) -> anyhow::Result<WebhookGuard> {
+        let allowed_networks = self
+            .webhook_allowed_networks
+            .iter()
+            .filter(|text| !text.trim().is_empty())
+            .map(|text| {
+                text.parse().map_err(|error: String| anyhow::anyhow!("PAYLEDGER_WEBHOOK_ALLOWED_NETWORKS: {error}"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(WebhookGuard {
+            secrets: self.webhook_secret.iter().filter(|secret| !secret.trim().is_empty()).cloned().collect(),
+            tolerance_seconds: i64::from(self.webhook_tolerance_seconds),
+            allowed_networks,
+        })
+    }
 }
 
 /// Payout workers, the payment gateway and the card vault.
@@ -177,6 +217,8 @@ pub struct Settings {
     pub demo_organizations: u32,
     /// Where generated development files (the card vault's key) live.
     pub data_dir: PathBuf,
+    /// Who may post bank notices.
+    pub webhook_guard: WebhookGuard,
     /// Payout processing.
     pub payouts: PayoutSettings,
 }
@@ -274,6 +316,7 @@ impl Settings {
             webhook_conflict: ConflictPolicy::Record,
             demo_organizations: 0,
             data_dir: PathBuf::from("./data"),
+            webhook_guard: WebhookGuard { tolerance_seconds: 300, ..WebhookGuard::default() },
             payouts: PayoutSettings::default(),
         }
     }

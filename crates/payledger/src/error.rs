@@ -45,6 +45,9 @@ pub enum ApiError {
     /// 401: the request's signature or credentials are missing or wrong.
     #[error("{0}")]
     Unauthorized(String),
+    /// 403: the caller may not do this.
+    #[error("{0}")]
+    Forbidden(String),
     /// 404: the resource does not exist.
     #[error("{0}")]
     NotFound(&'static str),
@@ -103,6 +106,7 @@ impl ApiError {
         match self {
             ApiError::InvalidData(_) => (StatusCode::BAD_REQUEST, "invalid_data", "Invalid data".into()),
             ApiError::Unauthorized(message) => (StatusCode::UNAUTHORIZED, "unauthorized", message.clone()),
+            ApiError::Forbidden(message) => (StatusCode::FORBIDDEN, "forbidden", message.clone()),
             ApiError::NotFound(what) => (StatusCode::NOT_FOUND, "not_found", (*what).into()),
             ApiError::FieldNotFound { message, .. } => (StatusCode::NOT_FOUND, "not_found", message.clone()),
             ApiError::InsufficientFunds { .. } => {

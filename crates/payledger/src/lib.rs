@@ -12,6 +12,7 @@ pub mod fields;
 pub mod gateway;
 pub mod hex;
 pub mod intake;
+pub mod netlist;
 pub mod payouts;
 pub mod router;
 pub mod seed;
@@ -52,6 +53,8 @@ pub struct App {
     pub gateway_secret: Option<String>,
     /// How conflicting notices are answered.
     pub webhook_conflict: ConflictPolicy,
+    /// Who may post bank notices: signature secrets and source networks.
+    pub webhook_guard: config::WebhookGuard,
     /// The OpenAPI document.
     pub openapi: Arc<utoipa::openapi::OpenApi>,
     /// The Redoc page, rendered once.
@@ -156,6 +159,7 @@ pub async fn launch(
             gateway::GatewayConfig::Simulated { .. } => None,
         },
         webhook_conflict: settings.webhook_conflict,
+        webhook_guard: settings.webhook_guard.clone(),
         redoc_html: Arc::new(api::docs::redoc_html(&openapi)),
         openapi: Arc::new(openapi),
         metrics: telemetry::metrics_handle(),
@@ -168,7 +172,10 @@ pub async fn launch(
         webhook_mode = ?settings.webhook_mode,
         "payledger is serving"
     );
-    axum::serve(listener, app.into_make_service()).with_graceful_shutdown(shutdown).await.context("serving HTTP")?;
+    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serving HTTP")?;
 
     // In-flight requests are answered; now stop the applier and let the writer drain what is queued.
     let _ = stop_applier.send(true);

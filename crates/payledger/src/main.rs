@@ -42,6 +42,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         webhook_conflict: serve.webhook_conflict,
         demo_organizations: serve.demo_organizations,
         data_dir: cli.common.data_dir.clone(),
+        webhook_guard: serve.webhook_guard()?,
         payouts: payout_args.settings()?,
     };
     match cli.command.unwrap_or(Command::Serve(serve.clone())) {

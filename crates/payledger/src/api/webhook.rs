@@ -62,13 +62,26 @@ pub struct BankNoticeBody {
     responses(
         (status = 200, description = "Processed, accepted, or already processed", body = WebhookAnswer),
         (status = 400, description = "Invalid data; `details` names each bad field", body = ErrorBody),
+        (status = 401, description = "Missing, expired or wrong `X-Payledger-Signature` (when PAYLEDGER_WEBHOOK_SECRET is set)", body = ErrorBody),
+        (status = 403, description = "The source network is not allowed (PAYLEDGER_WEBHOOK_ALLOWED_NETWORKS)", body = ErrorBody),
         (status = 409, description = "Known operation_id with different data (reject policy only)", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Not application/json", body = ErrorBody),
         (status = 503, description = "Nothing was applied; retry", body = ErrorBody),
     )
 )]
-pub async fn receive_bank_notice(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+pub async fn receive_bank_notice(State(state): State<AppState>, request: axum::extract::Request) -> Response {
+    let peer = request.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|info| info.0.ip());
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
+    let guard = &state.webhook_guard;
+    if let Some(peer) = peer
+        && !crate::netlist::allows(&guard.allowed_networks, peer)
+    {
+        tracing::warn!(%peer, "bank notice from a network outside the allow-list");
+        state.intake.reject("forbidden_network", &FieldErrors::from([("peer".into(), peer.to_string())]), b"").await;
+        return ApiError::Forbidden("This network may not post bank notices".into()).into_response();
+    }
     match handle(&state, &headers, body).await {
         Ok(answer) => Json(answer).into_response(),
         Err(error) => error.into_response(),
@@ -89,6 +102,21 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Web
         // The client went away or sent a broken body; there is nothing to keep.
         Err(_) => return Err(ApiError::field("body", "could not be read")),
     };
+    // The signature covers the raw bytes, checked before anything parses them.
+    if !state.webhook_guard.secrets.is_empty() {
+        let secrets: Vec<&str> = state.webhook_guard.secrets.iter().map(String::as_str).collect();
+        let header = headers.get(crate::signature::SIGNATURE_HEADER).and_then(|value| value.to_str().ok());
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        if let Err(error) =
+            crate::signature::verify(&secrets, header, &bytes, now, state.webhook_guard.tolerance_seconds)
+        {
+            state
+                .intake
+                .reject("bad_signature", &FieldErrors::from([("signature".into(), error.to_string())]), &bytes)
+                .await;
+            return Err(ApiError::Unauthorized(format!("Invalid webhook signature: {error}")));
+        }
+    }
     let notice = match parse_notice(&bytes) {
         Ok(notice) => notice,
         Err(details) => {
