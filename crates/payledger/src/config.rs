@@ -38,6 +38,10 @@ pub enum Command {
     },
     /// Run payout workers only (no HTTP), sharing the database's job queue with other processes.
     Worker(PayoutArgs),
+    /// Manage the users of the API and the console. Passwords are read from a prompt or standard input,
+    /// never from the command line.
+    #[command(subcommand)]
+    User(UserCommand),
     /// Recompute every balance from the ledger entries and check every invariant; exit 1 on any problem.
     Verify,
 }
@@ -86,6 +90,12 @@ pub struct ServeArgs {
     /// Demo organizations created on an empty database at start-up (0 to create none).
     #[arg(long, env = "PAYLEDGER_DEMO_ORGANIZATIONS", default_value_t = 5)]
     pub demo_organizations: u32,
+    /// The first admin's name, created on the first start when there are no users.
+    #[arg(long, env = "PAYLEDGER_ADMIN_USERNAME")]
+    pub admin_username: Option<String>,
+    /// The first admin's password (environment only in practice: never put it on a command line).
+    #[arg(long, env = "PAYLEDGER_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
     /// Secrets the bank signs its webhooks with (`X-Payledger-Signature`), comma-separated so a secret can
     /// rotate. Unset: unsigned webhooks are accepted (development).
     #[arg(long, env = "PAYLEDGER_WEBHOOK_SECRET", hide_env_values = true, value_delimiter = ',')]
@@ -129,6 +139,43 @@ impl ServeArgs {
             allowed_networks,
         })
     }
+}
+
+/// `payledger user …`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum UserCommand {
+    /// Create a user (the password is asked for, or read from standard input).
+    Create {
+        /// The login name.
+        username: String,
+        /// `viewer`, `operator` or `admin`.
+        #[arg(long, default_value = "viewer")]
+        role: String,
+    },
+    /// Set a user's password (asked for, or read from standard input).
+    Passwd {
+        /// The login name.
+        username: String,
+    },
+    /// Stop a user from logging in.
+    Disable {
+        /// The login name.
+        username: String,
+    },
+    /// Let a disabled user log in again.
+    Enable {
+        /// The login name.
+        username: String,
+    },
+    /// Change a user's role.
+    Role {
+        /// The login name.
+        username: String,
+        /// `viewer`, `operator` or `admin`.
+        role: String,
+    },
+    /// List the users.
+    List,
 }
 
 /// Payout workers, the payment gateway and the card vault.
@@ -219,6 +266,8 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// Who may post bank notices.
     pub webhook_guard: WebhookGuard,
+    /// The first admin to create when there are no users: name and password.
+    pub admin: Option<(String, String)>,
     /// Payout processing.
     pub payouts: PayoutSettings,
 }
@@ -317,6 +366,7 @@ impl Settings {
             demo_organizations: 0,
             data_dir: PathBuf::from("./data"),
             webhook_guard: WebhookGuard { tolerance_seconds: 300, ..WebhookGuard::default() },
+            admin: None,
             payouts: PayoutSettings::default(),
         }
     }

@@ -14,12 +14,14 @@ pub mod hex;
 pub mod intake;
 pub mod netlist;
 pub mod payouts;
+pub mod principals;
 pub mod router;
 pub mod seed;
 pub mod signature;
 pub mod store;
 pub mod telemetry;
 pub mod timefmt;
+pub mod tokens;
 pub mod vault;
 pub mod workers;
 
@@ -78,6 +80,26 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     Ok(store)
 }
 
+/// Creates the first admin when there are no users: the configured one, or one with a generated password that
+/// is printed once (development).
+async fn bootstrap_admin(store: &Store, settings: &Settings) -> anyhow::Result<()> {
+    let configured = settings.admin.as_ref().map(|(name, password)| (name.as_str(), password.as_str()));
+    match principals::bootstrap(store, configured, true).await.context("creating the first admin")? {
+        principals::Bootstrap::Existing => {}
+        principals::Bootstrap::Configured(username) => tracing::info!(%username, "created the first admin"),
+        principals::Bootstrap::Generated { username, password } => {
+            // Shown once, on the console only: it is not logged, and `payledger user passwd` replaces it.
+            eprintln!(
+                "\n  No users yet and no PAYLEDGER_ADMIN_USERNAME/PAYLEDGER_ADMIN_PASSWORD: created the admin\n  \
+                 user `{username}` with the generated password\n\n      {password}\n\n  It is shown only now. \
+                 Change it with `payledger user passwd {username}`.\n"
+            );
+            tracing::warn!(%username, "created the first admin with a generated password (printed once on stderr)");
+        }
+    }
+    Ok(())
+}
+
 /// The payout service and the gateway, from the settings: the card vault's keys (or the development key in
 /// the data directory) and the configured gateway.
 fn payout_parts(
@@ -132,6 +154,7 @@ pub async fn launch(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let store = open_store(&settings).await?;
+    bootstrap_admin(&store, &settings).await?;
     let (engine, writer) = LedgerEngine::start(&store).await.context("starting the ledger engine")?;
     let balances = balances::Balances::new(engine.clone());
     let (payout_service, gateway) = payout_parts(&settings, &engine)?;

@@ -43,6 +43,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         demo_organizations: serve.demo_organizations,
         data_dir: cli.common.data_dir.clone(),
         webhook_guard: serve.webhook_guard()?,
+        admin: serve.admin_username.clone().zip(serve.admin_password.clone()),
         payouts: payout_args.settings()?,
     };
     match cli.command.unwrap_or(Command::Serve(serve.clone())) {
@@ -55,6 +56,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Worker(_) => {
             payledger::run_workers(settings, shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::User(command) => {
+            let store = Store::connect(&database_url).await?;
+            store.migrate().await?;
+            user_command(&store, command).await
         }
         Command::Migrate => {
             let store = Store::connect(&database_url).await?;
@@ -94,6 +100,59 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
+/// Reads a password: from a prompt without echo on a terminal, else one line of standard input.
+fn read_password(prompt: &str) -> anyhow::Result<String> {
+    use std::io::IsTerminal;
+    let password = if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password(prompt)?;
+        let again = rpassword::prompt_password("Again: ")?;
+        anyhow::ensure!(first == again, "the passwords differ");
+        first
+    } else {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    };
+    Ok(password)
+}
+
+async fn user_command(store: &Store, command: payledger::config::UserCommand) -> anyhow::Result<ExitCode> {
+    use payledger::config::UserCommand;
+    use payledger::principals;
+    match command {
+        UserCommand::Create { username, role } => {
+            let password = read_password(&format!("Password for {username}: "))?;
+            principals::create(store, "cli", &username, &password, &role, false).await?;
+            println!("created {username} ({role})");
+        }
+        UserCommand::Passwd { username } => {
+            let password = read_password(&format!("New password for {username}: "))?;
+            principals::set_password(store, "cli", &username, &password).await?;
+            println!("password of {username} changed");
+        }
+        UserCommand::Disable { username } => {
+            principals::set_active(store, "cli", &username, false).await?;
+            println!("{username} disabled");
+        }
+        UserCommand::Enable { username } => {
+            principals::set_active(store, "cli", &username, true).await?;
+            println!("{username} enabled");
+        }
+        UserCommand::Role { username, role } => {
+            principals::set_role(store, "cli", &username, &role).await?;
+            println!("{username} is now {role}");
+        }
+        UserCommand::List => {
+            for user in store.principals().await? {
+                let state = if user.active { "active" } else { "disabled" };
+                let generated = if user.password_generated { " (generated password)" } else { "" };
+                println!("{}\t{}\t{}{}", user.username, user.role, state, generated);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn shutdown_signal() {
     let interrupt = async {
         let _ = tokio::signal::ctrl_c().await;

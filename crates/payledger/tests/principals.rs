@@ -1,0 +1,137 @@
+//! `payledger user …` and the first admin, as an operator runs them: the real binary against a database.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use common::{Backend, TestDb, TestServer};
+
+on_both_backends!(users_are_managed_from_the_cli_with_an_audit_trail, the_first_start_creates_one_admin);
+
+/// Runs `payledger` with `input` on standard input; returns the exit code, stdout and stderr.
+fn payledger(db: &TestDb, args: &[&str], input: &str, envs: &[(&str, &str)]) -> (i32, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_payledger"))
+        .args(args)
+        .env("DATABASE_URL", &db.url)
+        .env("PAYLEDGER_DATA_DIR", db.dir.path())
+        .env("PAYLEDGER_LOG", "warn")
+        .envs(envs.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run payledger");
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(input.as_bytes()).expect("stdin");
+    }
+    let output = child.wait_with_output().expect("payledger output");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+async fn users_are_managed_from_the_cli_with_an_audit_trail(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else { return };
+    let (code, out, err) =
+        payledger(&db, &["user", "create", "alice", "--role", "operator"], "a long enough password\n", &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, _, err) = payledger(&db, &["user", "create", "alice"], "another long password\n", &[]);
+    assert_ne!(code, 0);
+    assert!(err.contains("exists"), "{err}");
+    let (code, _, err) = payledger(&db, &["user", "create", "bob"], "short\n", &[]);
+    assert_ne!(code, 0);
+    assert!(err.contains("at least 12"), "{err}");
+    let (code, _, err) =
+        payledger(&db, &["user", "create", "carol", "--role", "root"], "a long enough password\n", &[]);
+    assert_ne!(code, 0, "{err}");
+
+    let (code, out, _) = payledger(&db, &["user", "list"], "", &[]);
+    assert_eq!(code, 0);
+    assert!(out.contains("alice\toperator\tactive"), "{out}");
+    assert!(!out.contains("a long enough password") && !out.contains("$argon2"), "no secrets listed: {out}");
+
+    let store = db.store().await;
+    let before = store.principal("alice").await.expect("read").expect("alice");
+    assert!(before.password_hash.starts_with("$argon2id$"));
+    assert!(payledger::principals::password_matches("a long enough password", &before.password_hash));
+    assert_eq!(payledger(&db, &["user", "passwd", "alice"], "a brand new password\n", &[]).0, 0);
+    let after = store.principal("alice").await.expect("read").expect("alice");
+    assert!(payledger::principals::password_matches("a brand new password", &after.password_hash));
+    assert_eq!(payledger(&db, &["user", "disable", "alice"], "", &[]).0, 0);
+    assert_eq!(payledger(&db, &["user", "role", "alice", "admin"], "", &[]).0, 0);
+    let alice = store.principal("alice").await.expect("read").expect("alice");
+    assert_eq!((alice.active, alice.role.as_str()), (false, "admin"));
+    assert_ne!(payledger(&db, &["user", "disable", "nobody"], "", &[]).0, 0);
+
+    // The password never appears on the command line; every change is in the audit log.
+    assert_eq!(
+        db.scalar("SELECT COUNT(*) FROM audit_log WHERE target = 'user:alice' AND actor = 'cli'").await,
+        4,
+        "create, passwd, disable, role"
+    );
+    assert_eq!(
+        db.scalar("SELECT COUNT(*) FROM audit_log WHERE after LIKE '%password%' OR before LIKE '%argon2%'").await,
+        0
+    );
+}
+
+async fn the_first_start_creates_one_admin(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else { return };
+    // Configured: the named admin, with the given password.
+    let mut settings = common::settings(&db);
+    settings.admin = Some(("root-admin".into(), "configured admin password".into()));
+    let server = TestServer::start(settings.clone()).await;
+    server.stop().await;
+    let store = db.store().await;
+    let admin = store.principal("root-admin").await.expect("read").expect("admin created");
+    assert_eq!((admin.role.as_str(), admin.password_generated), ("admin", false));
+    assert!(payledger::principals::password_matches("configured admin password", &admin.password_hash));
+    // A second start changes nothing.
+    let server = TestServer::start(settings).await;
+    server.stop().await;
+    assert_eq!(store.user_count().await.expect("count"), 1);
+}
+
+/// Without configuration the first start generates the admin's password and prints it once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_generated_admin_password_is_printed_once() {
+    let Some(db) = TestDb::new(Backend::Sqlite).await else { return };
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("address").port();
+    let run = || {
+        let mut server = Command::new(env!("CARGO_BIN_EXE_payledger"))
+            .arg("serve")
+            .env("DATABASE_URL", &db.url)
+            .env("PAYLEDGER_DATA_DIR", db.dir.path())
+            .env("PAYLEDGER_BIND", format!("127.0.0.1:{port}"))
+            .env("PAYLEDGER_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("serve");
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        let _ = Command::new("kill").arg("-TERM").arg(server.id().to_string()).status();
+        let _ = server.wait();
+        let mut err = String::new();
+        if let Some(mut stderr) = server.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut stderr, &mut err);
+        }
+        err
+    };
+    let first = run();
+    let password = first
+        .lines()
+        .skip_while(|line| !line.contains("generated password"))
+        .map(str::trim)
+        .find(|line| line.len() == 24)
+        .unwrap_or_else(|| panic!("a generated password is printed: {first}"))
+        .to_owned();
+    let store = db.store().await;
+    let admin = store.principal("admin").await.expect("read").expect("admin");
+    assert!(admin.password_generated);
+    assert!(payledger::principals::password_matches(&password, &admin.password_hash));
+    let second = run();
+    assert!(!second.contains(&password), "printed only once");
+}
