@@ -90,6 +90,16 @@ pub struct ServeArgs {
     /// Demo organizations created on an empty database at start-up (0 to create none).
     #[arg(long, env = "PAYLEDGER_DEMO_ORGANIZATIONS", default_value_t = 5)]
     pub demo_organizations: u32,
+    /// The key access tokens are signed with (HS256), at least 32 bytes. Unset: a random key per process
+    /// (development; tokens do not survive a restart or reach another instance).
+    #[arg(long, env = "PAYLEDGER_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// How long an access token is valid, in seconds.
+    #[arg(long, env = "PAYLEDGER_ACCESS_TOKEN_TTL_SECONDS", default_value_t = 900)]
+    pub access_token_ttl_seconds: u64,
+    /// How long a refresh token is valid, in seconds.
+    #[arg(long, env = "PAYLEDGER_REFRESH_TOKEN_TTL_SECONDS", default_value_t = 1_209_600)]
+    pub refresh_token_ttl_seconds: u64,
     /// The first admin's name, created on the first start when there are no users.
     #[arg(long, env = "PAYLEDGER_ADMIN_USERNAME")]
     pub admin_username: Option<String>,
@@ -109,6 +119,37 @@ pub struct ServeArgs {
     /// Payout processing.
     #[command(flatten)]
     pub payouts: PayoutArgs,
+}
+
+/// Access and refresh tokens.
+#[derive(Clone)]
+pub struct TokenSettings {
+    /// The signing key; `None` for a random key per process.
+    pub secret: Option<String>,
+    /// How long an access token is valid.
+    pub access_ttl: std::time::Duration,
+    /// How long a refresh token is valid.
+    pub refresh_ttl: std::time::Duration,
+}
+
+impl std::fmt::Debug for TokenSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenSettings")
+            .field("secret", &self.secret.as_ref().map(|_| "<set>"))
+            .field("access_ttl", &self.access_ttl)
+            .field("refresh_ttl", &self.refresh_ttl)
+            .finish()
+    }
+}
+
+impl Default for TokenSettings {
+    fn default() -> TokenSettings {
+        TokenSettings {
+            secret: None,
+            access_ttl: std::time::Duration::from_secs(900),
+            refresh_ttl: std::time::Duration::from_secs(1_209_600),
+        }
+    }
 }
 
 /// Who may post bank notices.
@@ -268,6 +309,8 @@ pub struct Settings {
     pub webhook_guard: WebhookGuard,
     /// The first admin to create when there are no users: name and password.
     pub admin: Option<(String, String)>,
+    /// Access and refresh tokens.
+    pub tokens: TokenSettings,
     /// Payout processing.
     pub payouts: PayoutSettings,
 }
@@ -367,6 +410,7 @@ impl Settings {
             data_dir: PathBuf::from("./data"),
             webhook_guard: WebhookGuard { tolerance_seconds: 300, ..WebhookGuard::default() },
             admin: None,
+            tokens: TokenSettings::default(),
             payouts: PayoutSettings::default(),
         }
     }

@@ -57,6 +57,10 @@ pub struct App {
     pub webhook_conflict: ConflictPolicy,
     /// Who may post bank notices: signature secrets and source networks.
     pub webhook_guard: config::WebhookGuard,
+    /// The key access tokens are signed with.
+    pub token_keys: tokens::TokenKeys,
+    /// Token lifetimes.
+    pub token_settings: config::TokenSettings,
     /// The OpenAPI document.
     pub openapi: Arc<utoipa::openapi::OpenApi>,
     /// The Redoc page, rendered once.
@@ -98,6 +102,19 @@ async fn bootstrap_admin(store: &Store, settings: &Settings) -> anyhow::Result<(
         }
     }
     Ok(())
+}
+
+/// The access-token key: the configured secret, or (development) a random one for this process.
+fn token_keys(settings: &Settings) -> anyhow::Result<tokens::TokenKeys> {
+    let secret = match &settings.tokens.secret {
+        Some(secret) => secret.as_bytes().to_vec(),
+        None => {
+            let (random, _) = tokens::new_refresh_token().context("generating a token key")?;
+            tracing::warn!("no PAYLEDGER_JWT_SECRET: access tokens are signed with a random key of this process");
+            random.into_bytes()
+        }
+    };
+    tokens::TokenKeys::new(&secret).context("PAYLEDGER_JWT_SECRET")
 }
 
 /// The payout service and the gateway, from the settings: the card vault's keys (or the development key in
@@ -183,6 +200,8 @@ pub async fn launch(
         },
         webhook_conflict: settings.webhook_conflict,
         webhook_guard: settings.webhook_guard.clone(),
+        token_keys: token_keys(&settings)?,
+        token_settings: settings.tokens.clone(),
         redoc_html: Arc::new(api::docs::redoc_html(&openapi)),
         openapi: Arc::new(openapi),
         metrics: telemetry::metrics_handle(),

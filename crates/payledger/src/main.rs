@@ -44,6 +44,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         data_dir: cli.common.data_dir.clone(),
         webhook_guard: serve.webhook_guard()?,
         admin: serve.admin_username.clone().zip(serve.admin_password.clone()),
+        tokens: payledger::config::TokenSettings {
+            secret: serve.jwt_secret.clone(),
+            access_ttl: std::time::Duration::from_secs(serve.access_token_ttl_seconds.max(1)),
+            refresh_ttl: std::time::Duration::from_secs(serve.refresh_token_ttl_seconds.max(1)),
+        },
         payouts: payout_args.settings()?,
     };
     match cli.command.unwrap_or(Command::Serve(serve.clone())) {

@@ -16,7 +16,7 @@ use utoipa_axum::routes;
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use crate::AppState;
-use crate::api::{balances, docs, health, organizations, payouts, reports, webhook};
+use crate::api::{auth, balances, docs, health, organizations, payouts, reports, webhook};
 
 /// How long any request may take before it is answered 408.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -35,6 +35,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
         (name = "reports", description = "Accounting reports"),
         (name = "payouts", description = "Payout requests, processed asynchronously by workers through the payment gateway. Also served under `/api/payouts/`."),
         (name = "jobs", description = "The durable job queue: dead jobs and their retry"),
+        (name = "auth", description = "Access and refresh tokens"),
         (name = "operations", description = "Health and monitoring"),
     )
 )]
@@ -60,6 +61,8 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(payouts::jobs))
         .routes(routes!(payouts::retry_job))
         .routes(routes!(payouts::gateway_event))
+        .routes(routes!(auth::token))
+        .routes(routes!(auth::refresh))
         .routes(routes!(health::health));
     // Nest under /api before splitting, so the spec's paths carry the prefix.
     OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api", api).split_for_parts()

@@ -135,3 +135,76 @@ async fn a_generated_admin_password_is_printed_once() {
     let second = run();
     assert!(!second.contains(&password), "printed only once");
 }
+
+mod tokens {
+    use std::time::{Duration, Instant};
+
+    use serde_json::{Value, json};
+
+    use super::common::{self, Backend, TestDb, TestServer};
+
+    async fn post(server: &TestServer, path: &str, body: Value) -> (u16, Value) {
+        let answer = server.post(path, body.to_string(), None).await;
+        (answer.status, answer.json)
+    }
+
+    /// Logging in gives a pair; a wrong password, an unknown user and a disabled user get the same 401.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn login_refresh_rotation_and_reuse_detection() {
+        let Some(db) = TestDb::new(Backend::Sqlite).await else { return };
+        let mut settings = common::settings(&db);
+        settings.admin = Some(("alice".into(), "alice's long password".into()));
+        settings.tokens.secret = Some("a test signing key that is long enough!".into());
+        let server = TestServer::start(settings).await;
+
+        let (status, pair) =
+            post(&server, "/api/token/", json!({"username": "alice", "password": "alice's long password"})).await;
+        assert_eq!(status, 200, "{pair}");
+        let (access, refresh) = (pair["access"].as_str().expect("access"), pair["refresh"].as_str().expect("refresh"));
+        assert_eq!(access.split('.').count(), 3, "a JWT");
+        let keys = payledger::tokens::TokenKeys::new(b"a test signing key that is long enough!").expect("keys");
+        let claims = keys.verify_access(access, time::OffsetDateTime::now_utc()).expect("valid access token");
+        assert_eq!((claims.name.as_str(), claims.role), ("alice", payledger::tokens::Role::Admin));
+
+        let started = Instant::now();
+        let (wrong_status, wrong) =
+            post(&server, "/api/token/", json!({"username": "alice", "password": "nope nope nope"})).await;
+        let wrong_took = started.elapsed();
+        let started = Instant::now();
+        let (unknown_status, unknown) =
+            post(&server, "/api/token/", json!({"username": "mallory", "password": "nope nope nope"})).await;
+        let unknown_took = started.elapsed();
+        assert_eq!((wrong_status, unknown_status), (401, 401));
+        assert_eq!(wrong, unknown, "the same answer");
+        // Both verify an argon2 hash; neither answers instantly.
+        assert!(
+            unknown_took >= wrong_took / 4 && unknown_took > Duration::from_millis(1),
+            "{wrong_took:?} vs {unknown_took:?}"
+        );
+
+        // Rotation: a refresh token works once and gives a new pair.
+        let (status, second) = post(&server, "/api/token/refresh/", json!({"refresh": refresh})).await;
+        assert_eq!(status, 200, "{second}");
+        let newer = second["refresh"].as_str().expect("refresh").to_owned();
+        assert_ne!(newer, refresh);
+        // Reuse of the first one revokes the whole login: the newer token stops working too.
+        let (status, reused) = post(&server, "/api/token/refresh/", json!({"refresh": refresh})).await;
+        assert_eq!(status, 401, "{reused}");
+        assert!(reused["error"].as_str().is_some_and(|e| e.contains("reuse")), "{reused}");
+        assert_eq!(post(&server, "/api/token/refresh/", json!({"refresh": newer})).await.0, 401);
+        assert_eq!(post(&server, "/api/token/refresh/", json!({"refresh": "garbage"})).await.0, 401);
+        assert_eq!(post(&server, "/api/token/", json!({"username": "alice"})).await.0, 400);
+        server.stop().await;
+
+        // A disabled user cannot log in.
+        let store = db.store().await;
+        payledger::principals::set_active(&store, "test", "alice", false).await.expect("disable");
+        let mut settings = common::settings(&db);
+        settings.tokens.secret = Some("a test signing key that is long enough!".into());
+        let server = TestServer::start(settings).await;
+        let (status, body) =
+            post(&server, "/api/token/", json!({"username": "alice", "password": "alice's long password"})).await;
+        assert_eq!((status, body), (401, unknown));
+        server.stop().await;
+    }
+}

@@ -219,6 +219,23 @@ pub struct PrincipalRow {
     pub created_at: OffsetDateTime,
 }
 
+/// A stored refresh token (by its hash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshRow {
+    /// Its id.
+    pub id: i64,
+    /// Whose.
+    pub user_id: i64,
+    /// The login it descends from.
+    pub family: String,
+    /// When it stops working.
+    pub expires_at: OffsetDateTime,
+    /// Whether it was already exchanged.
+    pub used: bool,
+    /// Whether its family was revoked.
+    pub revoked: bool,
+}
+
 /// One privileged action, for the audit log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEntry {
@@ -589,6 +606,53 @@ impl Store {
         match self {
             Store::Sqlite(store) => store.update_principal(username, password_hash, role, active, audit, now).await,
             Store::Postgres(store) => store.update_principal(username, password_hash, role, active, audit, now).await,
+        }
+    }
+
+    /// Stores a refresh token's hash.
+    pub async fn insert_refresh(
+        &self,
+        user_id: i64,
+        family: &str,
+        hash: &str,
+        expires_at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(store) => store.insert_refresh(user_id, family, hash, expires_at, now).await,
+            Store::Postgres(store) => store.insert_refresh(user_id, family, hash, expires_at, now).await,
+        }
+    }
+
+    /// A refresh token by its hash.
+    pub async fn refresh_by_hash(&self, hash: &str) -> Result<Option<RefreshRow>, StoreError> {
+        match self {
+            Store::Sqlite(store) => store.refresh_by_hash(hash).await,
+            Store::Postgres(store) => store.refresh_by_hash(hash).await,
+        }
+    }
+
+    /// Marks a refresh token used; false if it already was, or was revoked.
+    pub async fn use_refresh(&self, id: i64, now: OffsetDateTime) -> Result<bool, StoreError> {
+        match self {
+            Store::Sqlite(store) => store.use_refresh(id, now).await,
+            Store::Postgres(store) => store.use_refresh(id, now).await,
+        }
+    }
+
+    /// Revokes every refresh token of a login.
+    pub async fn revoke_family(&self, family: &str, now: OffsetDateTime) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(store) => store.revoke_family(family, now).await,
+            Store::Postgres(store) => store.revoke_family(family, now).await,
+        }
+    }
+
+    /// A user by id.
+    pub async fn principal_by_id(&self, id: i64) -> Result<Option<PrincipalRow>, StoreError> {
+        match self {
+            Store::Sqlite(store) => store.principal_by_id(id).await,
+            Store::Postgres(store) => store.principal_by_id(id).await,
         }
     }
 
@@ -1110,6 +1174,81 @@ macro_rules! shared_queries {
             }
             tx.commit().await?;
             Ok(updated)
+        }
+
+        pub(super) async fn insert_refresh(
+            &self,
+            user_id: i64,
+            family: &str,
+            hash: &str,
+            expires_at: time::OffsetDateTime,
+            now: time::OffsetDateTime,
+        ) -> Result<(), $crate::store::StoreError> {
+            sqlx::query(
+                "INSERT INTO refresh_tokens (user_id, family, token_hash, expires_at, created_at) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(user_id)
+            .bind(family)
+            .bind(hash)
+            .bind($bind_time(expires_at))
+            .bind($bind_time(now))
+            .execute(&self.$writer)
+            .await?;
+            Ok(())
+        }
+
+        pub(super) async fn refresh_by_hash(&self, hash: &str) -> Result<Option<$crate::store::RefreshRow>, $crate::store::StoreError> {
+            let row = sqlx::query(
+                "SELECT id, user_id, family, expires_at, used_at, revoked_at FROM refresh_tokens WHERE token_hash = $1",
+            )
+            .bind(hash)
+            .fetch_optional(&self.$writer)
+            .await?;
+            Ok(match row {
+                Some(row) => {
+                    let used: Option<time::OffsetDateTime> = row.try_get(4)?;
+                    let revoked: Option<time::OffsetDateTime> = row.try_get(5)?;
+                    Some($crate::store::RefreshRow {
+                        id: row.try_get(0)?,
+                        user_id: row.try_get(1)?,
+                        family: row.try_get(2)?,
+                        expires_at: row.try_get(3)?,
+                        used: used.is_some(),
+                        revoked: revoked.is_some(),
+                    })
+                }
+                None => None,
+            })
+        }
+
+        /// Marks a refresh token used; false if it already was (a second use: the race is decided here).
+        pub(super) async fn use_refresh(&self, id: i64, now: time::OffsetDateTime) -> Result<bool, $crate::store::StoreError> {
+            let done = sqlx::query("UPDATE refresh_tokens SET used_at = $2 WHERE id = $1 AND used_at IS NULL AND revoked_at IS NULL")
+                .bind(id)
+                .bind($bind_time(now))
+                .execute(&self.$writer)
+                .await?;
+            Ok(done.rows_affected() == 1)
+        }
+
+        pub(super) async fn revoke_family(&self, family: &str, now: time::OffsetDateTime) -> Result<(), $crate::store::StoreError> {
+            sqlx::query("UPDATE refresh_tokens SET revoked_at = $2 WHERE family = $1 AND revoked_at IS NULL")
+                .bind(family)
+                .bind($bind_time(now))
+                .execute(&self.$writer)
+                .await?;
+            Ok(())
+        }
+
+        pub(super) async fn principal_by_id(&self, id: i64) -> Result<Option<$crate::store::PrincipalRow>, $crate::store::StoreError> {
+            let username: Option<String> = sqlx::query_scalar("SELECT username FROM users WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.$writer)
+                .await?;
+            match username {
+                Some(username) => self.principal(&username).await,
+                None => Ok(None),
+            }
         }
 
         pub(super) async fn user_count(&self) -> Result<i64, $crate::store::StoreError> {

@@ -1,0 +1,138 @@
+//! `POST /api/token/` and `POST /api/token/refresh/`: access tokens for a username and password, and
+//! refresh-token rotation with reuse detection.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use serde::Serialize;
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::api::extract::json_body;
+use crate::error::{ApiError, ErrorBody};
+use crate::fields::{JsonObject, json_string};
+use crate::principals::password_matches;
+use crate::store::PrincipalRow;
+use crate::tokens::{Role, new_refresh_token, refresh_token_hash};
+
+/// The largest token request accepted, in bytes.
+const MAX_TOKEN_BODY_BYTES: usize = 4 * 1024;
+
+/// A hash of a random password nobody knows, verified for unknown users so that an unknown name and a wrong
+/// password take the same time (made by the same hasher, so with the same parameters as real hashes).
+static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    crate::principals::generate_password()
+        .and_then(|password| crate::principals::hash_password(&password))
+        .unwrap_or_default()
+});
+
+/// A token pair.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenPair {
+    /// The access token (a JWT), for `Authorization: Bearer …`.
+    pub access: String,
+    /// The refresh token, to exchange at `/api/token/refresh/` for a new pair (once).
+    pub refresh: String,
+}
+
+fn refused() -> ApiError {
+    ApiError::Unauthorized("Invalid username or password".into())
+}
+
+/// Issues an access token and a refresh token in `family` for `user`.
+async fn issue(state: &AppState, user: &PrincipalRow, family: &str) -> Result<TokenPair, ApiError> {
+    let role = Role::parse(&user.role).ok_or_else(|| {
+        ApiError::Store(crate::store::StoreError::Corrupt(format!("user {}: role {}", user.username, user.role)))
+    })?;
+    let now = OffsetDateTime::now_utc();
+    let settings = &state.token_settings;
+    let (access, _) = state
+        .token_keys
+        .issue_access(
+            user.id,
+            &user.username,
+            role,
+            now,
+            time::Duration::try_from(settings.access_ttl).unwrap_or(time::Duration::MINUTE),
+        )
+        .map_err(|error| ApiError::Unauthorized(error.to_string()))?;
+    let (refresh, hash) = new_refresh_token().map_err(|error| ApiError::Unauthorized(error.to_string()))?;
+    state.store.insert_refresh(user.id, family, &hash, now + settings.refresh_ttl, now).await?;
+    Ok(TokenPair { access, refresh })
+}
+
+/// Exchange a username and password for tokens.
+///
+/// A wrong password, an unknown user and a disabled user get the same answer, in the same time.
+#[utoipa::path(
+    post,
+    path = "/token/",
+    tag = "auth",
+    request_body(content = Object, content_type = "application/json", example = json!({"username": "alice", "password": "…"})),
+    responses(
+        (status = 200, body = TokenPair),
+        (status = 400, description = "Invalid data", body = ErrorBody),
+        (status = 401, description = "Invalid username or password", body = ErrorBody),
+    )
+)]
+pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Json<TokenPair>, ApiError> {
+    let bytes = json_body(&headers, body, MAX_TOKEN_BODY_BYTES).await?;
+    let mut fields = JsonObject::parse(&bytes).map_err(ApiError::InvalidData)?;
+    let username = fields.field("username", json_string);
+    let password = fields.field("password", json_string);
+    fields.finish().map_err(ApiError::InvalidData)?;
+    let (Some(username), Some(password)) = (username, password) else { return Err(refused()) };
+    let user = state.store.principal(&username).await?;
+    let hash = user.as_ref().map_or_else(|| DUMMY_HASH.clone(), |user| user.password_hash.clone());
+    // argon2 is CPU work: off the async workers.
+    let matches = tokio::task::spawn_blocking(move || password_matches(&password, &hash)).await.unwrap_or(false);
+    match user {
+        Some(user) if matches && user.active => {
+            let family = Uuid::new_v4().to_string();
+            Ok(Json(issue(&state, &user, &family).await?))
+        }
+        _ => Err(refused()),
+    }
+}
+
+/// Exchange a refresh token for a new pair. Each refresh token works once: a second use revokes every token of
+/// its login (it was copied), and the caller must log in again.
+#[utoipa::path(
+    post,
+    path = "/token/refresh/",
+    tag = "auth",
+    request_body(content = Object, content_type = "application/json", example = json!({"refresh": "…"})),
+    responses(
+        (status = 200, body = TokenPair),
+        (status = 400, description = "Invalid data", body = ErrorBody),
+        (status = 401, description = "Unknown, expired, used or revoked refresh token", body = ErrorBody),
+    )
+)]
+pub async fn refresh(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<TokenPair>, ApiError> {
+    let bytes = json_body(&headers, body, MAX_TOKEN_BODY_BYTES).await?;
+    let mut fields = JsonObject::parse(&bytes).map_err(ApiError::InvalidData)?;
+    let token = fields.field("refresh", json_string);
+    fields.finish().map_err(ApiError::InvalidData)?;
+    let invalid = || ApiError::Unauthorized("Invalid refresh token".into());
+    let token = token.ok_or_else(invalid)?;
+    let now = OffsetDateTime::now_utc();
+    let stored = state.store.refresh_by_hash(&refresh_token_hash(&token)).await?.ok_or_else(invalid)?;
+    if stored.revoked || stored.expires_at <= now {
+        return Err(invalid());
+    }
+    if stored.used || !state.store.use_refresh(stored.id, now).await? {
+        // Reuse: whoever holds the newer token of this family may be an attacker, or the victim.
+        state.store.revoke_family(&stored.family, now).await?;
+        tracing::warn!(user = stored.user_id, "a refresh token was used twice; its login is revoked");
+        return Err(ApiError::Unauthorized("Refresh token reuse detected; log in again".into()));
+    }
+    let user = state.store.principal_by_id(stored.user_id).await?.filter(|user| user.active).ok_or_else(invalid)?;
+    Ok(Json(issue(&state, &user, &stored.family).await?))
+}
