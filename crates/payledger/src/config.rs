@@ -100,6 +100,9 @@ pub struct ServeArgs {
     /// How long a refresh token is valid, in seconds.
     #[arg(long, env = "PAYLEDGER_REFRESH_TOKEN_TTL_SECONDS", default_value_t = 1_209_600)]
     pub refresh_token_ttl_seconds: u64,
+    /// Requests per minute one client address may make to the token endpoints (429 past it).
+    #[arg(long, env = "PAYLEDGER_LOGIN_RATE_PER_MINUTE", default_value_t = 10)]
+    pub login_rate_per_minute: u32,
     /// The first admin's name, created on the first start when there are no users.
     #[arg(long, env = "PAYLEDGER_ADMIN_USERNAME")]
     pub admin_username: Option<String>,
@@ -130,6 +133,8 @@ pub struct TokenSettings {
     pub access_ttl: std::time::Duration,
     /// How long a refresh token is valid.
     pub refresh_ttl: std::time::Duration,
+    /// Requests per minute one client address may make to the token endpoints.
+    pub login_attempts_per_minute: u32,
 }
 
 impl std::fmt::Debug for TokenSettings {
@@ -148,6 +153,7 @@ impl Default for TokenSettings {
             secret: None,
             access_ttl: std::time::Duration::from_secs(900),
             refresh_ttl: std::time::Duration::from_secs(1_209_600),
+            login_attempts_per_minute: 10,
         }
     }
 }

@@ -45,6 +45,9 @@ pub enum ApiError {
     /// 401: the request's signature or credentials are missing or wrong.
     #[error("{0}")]
     Unauthorized(String),
+    /// 429: too many requests from this address; retry after the given seconds.
+    #[error("too many requests")]
+    TooManyRequests(u64),
     /// 403: the caller may not do this.
     #[error("{0}")]
     Forbidden(String),
@@ -106,6 +109,9 @@ impl ApiError {
         match self {
             ApiError::InvalidData(_) => (StatusCode::BAD_REQUEST, "invalid_data", "Invalid data".into()),
             ApiError::Unauthorized(message) => (StatusCode::UNAUTHORIZED, "unauthorized", message.clone()),
+            ApiError::TooManyRequests(_) => {
+                (StatusCode::TOO_MANY_REQUESTS, "rate_limited", "Too many requests; retry later".into())
+            }
             ApiError::Forbidden(message) => (StatusCode::FORBIDDEN, "forbidden", message.clone()),
             ApiError::NotFound(what) => (StatusCode::NOT_FOUND, "not_found", (*what).into()),
             ApiError::FieldNotFound { message, .. } => (StatusCode::NOT_FOUND, "not_found", message.clone()),
@@ -176,12 +182,21 @@ impl From<BalanceError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let retry_after = match &self {
+            ApiError::TooManyRequests(seconds) => Some(*seconds),
+            _ => None,
+        };
         let (status, body) = self.status_and_body();
         let mut response = (status, axum::Json(body)).into_response();
         if status == StatusCode::PAYLOAD_TOO_LARGE {
             // The rest of the body was never read, so this connection cannot carry another request; saying
             // so keeps clients from reusing it and failing their next request.
             response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        if let Some(seconds) = retry_after
+            && let Ok(value) = HeaderValue::from_str(&seconds.max(1).to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
         }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

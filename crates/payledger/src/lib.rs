@@ -15,6 +15,7 @@ pub mod intake;
 pub mod netlist;
 pub mod payouts;
 pub mod principals;
+pub mod ratelimit;
 pub mod router;
 pub mod seed;
 pub mod signature;
@@ -61,6 +62,8 @@ pub struct App {
     pub token_keys: tokens::TokenKeys,
     /// Token lifetimes.
     pub token_settings: config::TokenSettings,
+    /// Requests per client address to the token endpoints.
+    pub login_limiter: ratelimit::RateLimiter,
     /// The OpenAPI document.
     pub openapi: Arc<utoipa::openapi::OpenApi>,
     /// The Redoc page, rendered once.
@@ -202,6 +205,10 @@ pub async fn launch(
         webhook_guard: settings.webhook_guard.clone(),
         token_keys: token_keys(&settings)?,
         token_settings: settings.tokens.clone(),
+        login_limiter: ratelimit::RateLimiter::new(
+            settings.tokens.login_attempts_per_minute,
+            std::time::Duration::from_secs(60),
+        ),
         redoc_html: Arc::new(api::docs::redoc_html(&openapi)),
         openapi: Arc::new(openapi),
         metrics: telemetry::metrics_handle(),

@@ -48,6 +48,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             secret: serve.jwt_secret.clone(),
             access_ttl: std::time::Duration::from_secs(serve.access_token_ttl_seconds.max(1)),
             refresh_ttl: std::time::Duration::from_secs(serve.refresh_token_ttl_seconds.max(1)),
+            login_attempts_per_minute: serve.login_rate_per_minute,
         },
         payouts: payout_args.settings()?,
     };

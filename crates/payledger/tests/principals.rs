@@ -208,3 +208,30 @@ mod tokens {
         server.stop().await;
     }
 }
+
+/// Password guessing is rate-limited per client address: 429 with Retry-After.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn token_requests_are_rate_limited_per_address() {
+    let Some(db) = TestDb::new(Backend::Sqlite).await else { return };
+    let mut settings = common::settings(&db);
+    settings.tokens.login_attempts_per_minute = 3;
+    let server = TestServer::start(settings).await;
+    let body = serde_json::json!({"username": "admin", "password": "guess guess guess"}).to_string();
+    for _ in 0..3 {
+        assert_eq!(server.post("/api/token/", body.clone(), None).await.status, 401);
+    }
+    let response = server
+        .client
+        .post(server.url("/api/token/"))
+        .header("Content-Type", "application/json")
+        .body(body.clone())
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 429);
+    let retry_after: u64 = response.headers()["retry-after"].to_str().ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    let answer: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(answer["code"], "rate_limited");
+    server.stop().await;
+}

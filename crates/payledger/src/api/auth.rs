@@ -3,7 +3,9 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::State;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -36,6 +38,14 @@ pub struct TokenPair {
     pub access: String,
     /// The refresh token, to exchange at `/api/token/refresh/` for a new pair (once).
     pub refresh: String,
+}
+
+/// Refuses a client address past its rate of token requests (password guessing).
+fn limit(state: &AppState, peer: SocketAddr) -> Result<(), ApiError> {
+    state.login_limiter.check(peer.ip(), std::time::Instant::now()).map_err(|wait| {
+        tracing::warn!(peer = %peer.ip(), "token requests rate-limited");
+        ApiError::TooManyRequests(wait.as_secs())
+    })
 }
 
 fn refused() -> ApiError {
@@ -76,9 +86,16 @@ async fn issue(state: &AppState, user: &PrincipalRow, family: &str) -> Result<To
         (status = 200, body = TokenPair),
         (status = 400, description = "Invalid data", body = ErrorBody),
         (status = 401, description = "Invalid username or password", body = ErrorBody),
+        (status = 429, description = "Too many requests from this address; see Retry-After", body = ErrorBody),
     )
 )]
-pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Json<TokenPair>, ApiError> {
+pub async fn token(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<TokenPair>, ApiError> {
+    limit(&state, peer)?;
     let bytes = json_body(&headers, body, MAX_TOKEN_BODY_BYTES).await?;
     let mut fields = JsonObject::parse(&bytes).map_err(ApiError::InvalidData)?;
     let username = fields.field("username", json_string);
@@ -109,13 +126,16 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Body
         (status = 200, body = TokenPair),
         (status = 400, description = "Invalid data", body = ErrorBody),
         (status = 401, description = "Unknown, expired, used or revoked refresh token", body = ErrorBody),
+        (status = 429, description = "Too many requests from this address; see Retry-After", body = ErrorBody),
     )
 )]
 pub async fn refresh(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<TokenPair>, ApiError> {
+    limit(&state, peer)?;
     let bytes = json_body(&headers, body, MAX_TOKEN_BODY_BYTES).await?;
     let mut fields = JsonObject::parse(&bytes).map_err(ApiError::InvalidData)?;
     let token = fields.field("refresh", json_string);
