@@ -137,7 +137,8 @@ impl Intake {
             | WriteOutcome::Stored
             | WriteOutcome::NotRecorded
             | WriteOutcome::Balance(_)
-            | WriteOutcome::Payout(_) => "other",
+            | WriteOutcome::Payout(_)
+            | WriteOutcome::Jobs(_) => "other",
         };
         metrics::counter!("payledger_webhook_notices_total", "outcome" => label).increment(1);
         Ok(outcome)

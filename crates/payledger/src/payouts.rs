@@ -151,6 +151,21 @@ impl Payouts {
         self.change(id, change, Actor::Operator, Some(end)).await
     }
 
+    /// Claims up to `limit` due jobs for `owner` through the ledger engine's queue (SQLite: the one write lock
+    /// is then shared in arrival order with the ledger's batches, instead of being raced for).
+    pub async fn claim_jobs(
+        &self,
+        owner: &str,
+        lease: std::time::Duration,
+        limit: i64,
+    ) -> Result<Vec<crate::store::payouts::ClaimedJob>, EngineError> {
+        let claim = crate::engine::batch::JobClaim { owner: owner.to_owned(), lease, limit };
+        match self.engine.submit(WriteCommand::ClaimJobs(claim)).await? {
+            WriteOutcome::Jobs(jobs) => Ok(jobs),
+            _ => Ok(Vec::new()),
+        }
+    }
+
     async fn submit(&self, command: PayoutCommand) -> Result<PayoutOutcome, EngineError> {
         match self.engine.submit(WriteCommand::Payout(command)).await? {
             WriteOutcome::Payout(outcome) => Ok(outcome),

@@ -65,7 +65,16 @@ async fn run(context: WorkerContext, owner: String, mut stop: watch::Receiver<bo
             }
         };
         let lease = now + context.settings.lease;
-        let claimed = match context.store.claim_jobs(&owner, now, lease, 1).await {
+        // On SQLite the claim waits its turn in the ledger writer's queue; racing the writer for SQLite's one
+        // write lock from another connection starves the workers while the ledger is busy. On PostgreSQL the
+        // claim goes straight to the database (`FOR UPDATE SKIP LOCKED`), never blocking the ledger's batches.
+        let claimed = match &context.store {
+            Store::Sqlite(_) => {
+                context.payouts.claim_jobs(&owner, context.settings.lease, 1).await.map_err(|e| e.to_string())
+            }
+            Store::Postgres(_) => context.store.claim_jobs(&owner, now, lease, 1).await.map_err(|e| e.to_string()),
+        };
+        let claimed = match claimed {
             Ok(claimed) => claimed,
             Err(error) => {
                 tracing::warn!(%error, "claiming jobs failed");

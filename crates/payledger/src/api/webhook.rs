@@ -157,7 +157,7 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Web
         WriteOutcome::NoticeFailed(error) => {
             Err(ApiError::Unprocessable(format!("Payment could not be applied: {error}")))
         }
-        WriteOutcome::NotRecorded | WriteOutcome::Balance(_) | WriteOutcome::Payout(_) => {
+        WriteOutcome::NotRecorded | WriteOutcome::Balance(_) | WriteOutcome::Payout(_) | WriteOutcome::Jobs(_) => {
             Err(ApiError::Engine(crate::engine::EngineError::Unavailable))
         }
     }

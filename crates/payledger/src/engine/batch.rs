@@ -43,6 +43,19 @@ pub enum WriteCommand {
     Payout(PayoutCommand),
     /// Keep an invalid balance request's refusal under its idempotency key.
     KeepRefusal(KeptRefusal),
+    /// Claim due jobs for a worker (on SQLite, where the one write lock is fairest shared through this queue).
+    ClaimJobs(JobClaim),
+}
+
+/// A worker's claim of due jobs.
+#[derive(Debug, Clone)]
+pub struct JobClaim {
+    /// The worker.
+    pub owner: String,
+    /// How long the claimed jobs are the worker's.
+    pub lease: std::time::Duration,
+    /// At most this many.
+    pub limit: i64,
 }
 
 impl WriteCommand {
@@ -56,7 +69,8 @@ impl WriteCommand {
             | WriteCommand::RecordRejected(_)
             | WriteCommand::Balance(_)
             | WriteCommand::Payout(_)
-            | WriteCommand::KeepRefusal(_) => None,
+            | WriteCommand::KeepRefusal(_)
+            | WriteCommand::ClaimJobs(_) => None,
         }
     }
 }
@@ -97,6 +111,8 @@ pub enum WriteOutcome {
     Balance(BalanceOutcome),
     /// What became of a payout command.
     Payout(PayoutOutcome),
+    /// The jobs a claim got.
+    Jobs(Vec<crate::store::payouts::ClaimedJob>),
 }
 
 /// A notice row the batch tries to insert; the unique operation id decides whether it is new.
@@ -271,7 +287,7 @@ pub fn decide(
     let mut first_in_batch: HashMap<OperationId, &BankNotice> = HashMap::new();
     let mut applied_recorded: HashSet<OperationId> = HashSet::new();
     let mut plan = Plan::default();
-    for command in commands {
+    for (index, command) in commands.iter().enumerate() {
         let outcome = match command {
             WriteCommand::IntakeNotice { notice, apply, raw } => {
                 let id = notice.operation_id;
@@ -305,6 +321,7 @@ pub fn decide(
             }
             WriteCommand::Balance(command) => WriteOutcome::Balance(balances.decide(command, sheet, &mut plan)),
             WriteCommand::KeepRefusal(refusal) => WriteOutcome::Balance(balances.keep_refusal(refusal, &mut plan)),
+            WriteCommand::ClaimJobs(_) => WriteOutcome::Jobs(payouts.claimed_jobs.remove(&index).unwrap_or_default()),
             WriteCommand::Payout(command) => {
                 WriteOutcome::Payout(balances.decide_payout(command, payouts, sheet, &mut plan))
             }

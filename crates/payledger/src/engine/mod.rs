@@ -385,6 +385,13 @@ impl WriterState {
         let accounts = AccountMap { organizations: &organizations, bank_inflow: self.system.bank_inflow };
         let mut payout_states = payouts::PayoutStates::new(locked_payouts, sources);
         payout_states.jobs = locked_jobs;
+        // Job claims last: they lock nothing the other phases wait for (a claim skips leased jobs).
+        for (index, command) in commands.iter().enumerate() {
+            if let WriteCommand::ClaimJobs(claim) = command {
+                let jobs = tx.claim_jobs(&claim.owner, applied_at, applied_at + claim.lease, claim.limit).await?;
+                payout_states.claimed_jobs.insert(index, jobs);
+            }
+        }
         let mut plan = decide(commands, &claims, &claim_rows, &accounts, &mut balances, &mut payout_states, &mut sheet);
         // An account opened for a deposit that did not run (its key was reused, say) is removed again: only a
         // deposit opens an account.
@@ -426,7 +433,8 @@ impl WriterState {
                 WriteCommand::RecordRejected(_)
                 | WriteCommand::Balance(_)
                 | WriteCommand::Payout(_)
-                | WriteCommand::KeepRefusal(_) => false,
+                | WriteCommand::KeepRefusal(_)
+                | WriteCommand::ClaimJobs(_) => false,
             })
             .filter_map(WriteCommand::organization)
             .collect();

@@ -332,6 +332,8 @@ pub struct PayoutStates {
     pub sources: HashMap<PayoutSource, AccountId>,
     /// The jobs the batch's changes end, locked: their status and lease owner.
     pub jobs: HashMap<i64, (String, Option<String>)>,
+    /// The jobs the batch's claims got, by the claiming command's position in the batch.
+    pub claimed_jobs: HashMap<usize, Vec<crate::store::payouts::ClaimedJob>>,
     /// Ids of payouts this batch changed, in the order first changed.
     changed: Vec<Uuid>,
 }
@@ -339,7 +341,7 @@ pub struct PayoutStates {
 impl PayoutStates {
     /// The batch's view over the locked payouts and found source accounts.
     pub fn new(payouts: HashMap<Uuid, PayoutState>, sources: HashMap<PayoutSource, AccountId>) -> PayoutStates {
-        PayoutStates { payouts, sources, jobs: HashMap::new(), changed: Vec::new() }
+        PayoutStates { payouts, sources, jobs: HashMap::new(), claimed_jobs: HashMap::new(), changed: Vec::new() }
     }
 
     /// The payouts this batch created or changed, in their final state.

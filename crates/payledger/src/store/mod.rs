@@ -322,6 +322,14 @@ pub trait BatchTx {
         kind: AccountKind,
         keys: &[String],
     ) -> impl Future<Output = Result<Vec<(String, AccountId)>, StoreError>>;
+    /// Claims up to `limit` due jobs for `owner` until `lease`, inside this batch.
+    fn claim_jobs(
+        &mut self,
+        owner: &str,
+        now: OffsetDateTime,
+        lease: OffsetDateTime,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<payouts::ClaimedJob>, StoreError>>;
     /// Locks the jobs with these ids (ascending) and loads their status and lease owner.
     fn lock_jobs(
         &mut self,

@@ -428,6 +428,33 @@ impl BatchTx for PgBatch {
         self.find_accounts(kind, &sorted).await
     }
 
+    async fn claim_jobs(
+        &mut self,
+        owner: &str,
+        now: OffsetDateTime,
+        lease: OffsetDateTime,
+        limit: i64,
+    ) -> Result<Vec<crate::store::payouts::ClaimedJob>, StoreError> {
+        let rows = sqlx::query(super::claim_jobs_sql!("FOR UPDATE SKIP LOCKED"))
+            .bind(owner)
+            .bind(lease)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&mut *self.tx)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(crate::store::payouts::ClaimedJob {
+                    id: row.try_get(0)?,
+                    kind: row.try_get(1)?,
+                    payload: row.try_get(2)?,
+                    attempts: row.try_get(3)?,
+                    max_attempts: row.try_get(4)?,
+                })
+            })
+            .collect()
+    }
+
     async fn lock_jobs(&mut self, ids: &[i64]) -> Result<HashMap<i64, (String, Option<String>)>, StoreError> {
         if ids.is_empty() {
             return Ok(HashMap::new());

@@ -350,6 +350,26 @@ impl BatchTx for SqliteBatch<'_> {
         self.find_accounts(kind, keys).await
     }
 
+    async fn claim_jobs(
+        &mut self,
+        owner: &str,
+        now: OffsetDateTime,
+        lease: OffsetDateTime,
+        limit: i64,
+    ) -> Result<Vec<crate::store::payouts::ClaimedJob>, StoreError> {
+        let mut statement = self.tx.prepare_cached(super::claim_jobs_sql!(""))?;
+        let rows = statement.query_map(params![owner, sqlite_text(lease), sqlite_text(now), limit], |row| {
+            Ok(crate::store::payouts::ClaimedJob {
+                id: row.get(0)?,
+                kind: row.get(1)?,
+                payload: row.get(2)?,
+                attempts: row.get(3)?,
+                max_attempts: row.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
     async fn lock_jobs(&mut self, ids: &[i64]) -> Result<HashMap<i64, (String, Option<String>)>, StoreError> {
         let mut statement = self.tx.prepare_cached("SELECT status, lease_owner FROM jobs WHERE id = ?1")?;
         let mut found = HashMap::with_capacity(ids.len());
