@@ -593,7 +593,7 @@ impl BalanceBatch<'_> {
                     account,
                     amount,
                     HoldStatus::Captured,
-                    Some(self.clearing_for(state)),
+                    Some(self.payout_clearing_account()),
                     sheet,
                     plan,
                 )? {
@@ -616,7 +616,7 @@ impl BalanceBatch<'_> {
             }
             PayoutStatus::Returned => {
                 let postings =
-                    [Posting { account: self.clearing_for(state), amount: -amount }, Posting { account, amount }];
+                    [Posting { account: self.payout_clearing_account(), amount: -amount }, Posting { account, amount }];
                 match self.post(PAYOUT_RETURN_KIND, &postings, sheet, plan)? {
                     Ok(transaction) => {
                         if let Some(user) = user {
@@ -644,10 +644,6 @@ impl BalanceBatch<'_> {
             self.payout_line(account, user, kind, available_change, held_change, id, transaction, plan)?;
         }
         Ok(Ok(()))
-    }
-
-    fn clearing_for(&self, _state: &PayoutState) -> AccountId {
-        self.payout_clearing_account()
     }
 
     /// Places, captures or releases a payout's hold; a capture also posts source → `capture_to`.
