@@ -358,6 +358,16 @@ pub trait BatchTx {
     fn commit(self) -> impl Future<Output = Result<(), StoreError>>;
 }
 
+/// Runs the same expression on whichever backend the store is: each backend implements the method itself.
+macro_rules! on_backend {
+    ($self:expr, $store:ident => $body:expr) => {
+        match $self {
+            Store::Sqlite($store) => $body,
+            Store::Postgres($store) => $body,
+        }
+    };
+}
+
 /// The database, whichever backend it is.
 #[derive(Clone, Debug)]
 pub enum Store {
@@ -389,10 +399,7 @@ impl Store {
 
     /// Applies the backend's pending migrations; safe to run from several instances at once.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(store) => store.migrate().await,
-            Store::Postgres(store) => store.migrate().await,
-        }
+        on_backend!(self, store => store.migrate().await)
     }
 
     /// Creates the organizations (and their accounts) that do not exist yet, returning every account id.
@@ -401,34 +408,22 @@ impl Store {
         if orgs.is_empty() {
             return Ok(Vec::new());
         }
-        match self {
-            Store::Sqlite(store) => store.ensure_organizations(orgs).await,
-            Store::Postgres(store) => store.ensure_organizations(orgs).await,
-        }
+        on_backend!(self, store => store.ensure_organizations(orgs).await)
     }
 
     /// Creates a system account (one that may go negative) if needed and returns its id.
     pub async fn system_account(&self, key: &str) -> Result<AccountId, StoreError> {
-        match self {
-            Store::Sqlite(store) => store.system_account(key).await,
-            Store::Postgres(store) => store.system_account(key).await,
-        }
+        on_backend!(self, store => store.system_account(key).await)
     }
 
     /// How many organizations exist.
     pub async fn organization_count(&self) -> Result<i64, StoreError> {
-        match self {
-            Store::Sqlite(store) => store.organization_count().await,
-            Store::Postgres(store) => store.organization_count().await,
-        }
+        on_backend!(self, store => store.organization_count().await)
     }
 
     /// An organization's balance in minor units, or `None` if the organization is unknown.
     pub async fn organization_balance(&self, inn: &Inn) -> Result<Option<i64>, StoreError> {
-        match self {
-            Store::Sqlite(store) => store.organization_balance(inn).await,
-            Store::Postgres(store) => store.organization_balance(inn).await,
-        }
+        on_backend!(self, store => store.organization_balance(inn).await)
     }
 
     /// Up to `limit` balance-log rows of an organization, newest first, older than entry `before`.
@@ -439,34 +434,22 @@ impl Store {
         before: Option<i64>,
         limit: i64,
     ) -> Result<Option<Vec<BalanceLogRow>>, StoreError> {
-        match self {
-            Store::Sqlite(store) => store.balance_log(inn, before.unwrap_or(i64::MAX), limit).await,
-            Store::Postgres(store) => store.balance_log(inn, before.unwrap_or(i64::MAX), limit).await,
-        }
+        on_backend!(self, store => store.balance_log(inn, before.unwrap_or(i64::MAX), limit).await)
     }
 
     /// Up to `limit` recorded notices that wait to be applied, oldest first.
     pub async fn waiting_notices(&self, limit: i64) -> Result<Vec<BankNotice>, StoreError> {
-        match self {
-            Store::Sqlite(store) => store.waiting_notices(limit).await,
-            Store::Postgres(store) => store.waiting_notices(limit).await,
-        }
+        on_backend!(self, store => store.waiting_notices(limit).await)
     }
 
     /// A user's balance, or `None` if the user has no account.
     pub async fn user_balance(&self, user: i64) -> Result<Option<UserBalance>, StoreError> {
-        match self {
-            Store::Sqlite(store) => store.user_balance(user).await,
-            Store::Postgres(store) => store.user_balance(user).await,
-        }
+        on_backend!(self, store => store.user_balance(user).await)
     }
 
     /// One page of a user's history, or `None` if the user has no account.
     pub async fn user_history(&self, user: i64, page: HistoryPage) -> Result<Option<Vec<ActivityRow>>, StoreError> {
-        match self {
-            Store::Sqlite(store) => store.user_history(user, page).await,
-            Store::Postgres(store) => store.user_history(user, page).await,
-        }
+        on_backend!(self, store => store.user_history(user, page).await)
     }
 
     /// The revenue recognized per service (ascending service id) in `[start, end)`, in minor units.
@@ -475,26 +458,17 @@ impl Store {
         start: OffsetDateTime,
         end: OffsetDateTime,
     ) -> Result<Vec<(i64, i64)>, StoreError> {
-        match self {
-            Store::Sqlite(store) => store.revenue_by_service(start, end).await,
-            Store::Postgres(store) => store.revenue_by_service(start, end).await,
-        }
+        on_backend!(self, store => store.revenue_by_service(start, end).await)
     }
 
     /// A payout that is not archived.
     pub async fn payout(&self, id: uuid::Uuid) -> Result<Option<payouts::PayoutView>, StoreError> {
-        match self {
-            Store::Sqlite(store) => store.payout(id).await,
-            Store::Postgres(store) => store.payout(id).await,
-        }
+        on_backend!(self, store => store.payout(id).await)
     }
 
     /// A payout's status history, oldest first.
     pub async fn payout_events(&self, id: uuid::Uuid) -> Result<Vec<payouts::PayoutEventRow>, StoreError> {
-        match self {
-            Store::Sqlite(store) => store.payout_events(id).await,
-            Store::Postgres(store) => store.payout_events(id).await,
-        }
+        on_backend!(self, store => store.payout_events(id).await)
     }
 
     /// A page of payouts and how many the filter selects in all.
@@ -505,10 +479,7 @@ impl Store {
         limit: i64,
         offset: i64,
     ) -> Result<(i64, Vec<payouts::PayoutView>), StoreError> {
-        match self {
-            Store::Sqlite(store) => store.list_payouts(filter, ordering, limit, offset).await,
-            Store::Postgres(store) => store.list_payouts(filter, ordering, limit, offset).await,
-        }
+        on_backend!(self, store => store.list_payouts(filter, ordering, limit, offset).await)
     }
 
     /// The time leases and due times are measured in: PostgreSQL's clock, which every process sharing the
@@ -529,10 +500,7 @@ impl Store {
         lease: OffsetDateTime,
         limit: i64,
     ) -> Result<Vec<payouts::ClaimedJob>, StoreError> {
-        match self {
-            Store::Sqlite(store) => store.claim_jobs(owner, now, lease, limit).await,
-            Store::Postgres(store) => store.claim_jobs(owner, now, lease, limit).await,
-        }
+        on_backend!(self, store => store.claim_jobs(owner, now, lease, limit).await)
     }
 
     /// Gives a claimed job back: due again at `run_at` after a failed attempt (with its error), or, with no
@@ -545,59 +513,38 @@ impl Store {
         error: Option<&str>,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        match self {
-            Store::Sqlite(store) => store.reschedule_job(id, owner, run_at, error, now).await,
-            Store::Postgres(store) => store.reschedule_job(id, owner, run_at, error, now).await,
-        }
+        on_backend!(self, store => store.reschedule_job(id, owner, run_at, error, now).await)
     }
 
     /// Ends a claimed job that has nothing left to do (its payout already moved on). False if the worker no
     /// longer held it.
     pub async fn finish_job(&self, id: i64, owner: &str, now: OffsetDateTime) -> Result<bool, StoreError> {
-        match self {
-            Store::Sqlite(store) => store.finish_job(id, owner, now).await,
-            Store::Postgres(store) => store.finish_job(id, owner, now).await,
-        }
+        on_backend!(self, store => store.finish_job(id, owner, now).await)
     }
 
     /// Jobs in a status, newest first.
     pub async fn list_jobs(&self, status: &str, limit: i64) -> Result<Vec<payouts::JobRow>, StoreError> {
-        match self {
-            Store::Sqlite(store) => store.list_jobs(status, limit).await,
-            Store::Postgres(store) => store.list_jobs(status, limit).await,
-        }
+        on_backend!(self, store => store.list_jobs(status, limit).await)
     }
 
     /// One job.
     pub async fn job(&self, id: i64) -> Result<Option<payouts::JobRow>, StoreError> {
-        match self {
-            Store::Sqlite(store) => store.job(id).await,
-            Store::Postgres(store) => store.job(id).await,
-        }
+        on_backend!(self, store => store.job(id).await)
     }
 
     /// A user of the API by name.
     pub async fn principal(&self, username: &str) -> Result<Option<PrincipalRow>, StoreError> {
-        match self {
-            Store::Sqlite(store) => store.principal(username).await,
-            Store::Postgres(store) => store.principal(username).await,
-        }
+        on_backend!(self, store => store.principal(username).await)
     }
 
     /// Every user of the API, by name.
     pub async fn principals(&self) -> Result<Vec<PrincipalRow>, StoreError> {
-        match self {
-            Store::Sqlite(store) => store.principals().await,
-            Store::Postgres(store) => store.principals().await,
-        }
+        on_backend!(self, store => store.principals().await)
     }
 
     /// Creates a user (and its audit row) unless the name is taken; true if created.
     pub async fn create_principal(&self, row: &PrincipalRow, audit: &AuditEntry) -> Result<bool, StoreError> {
-        match self {
-            Store::Sqlite(store) => store.create_principal(row, audit).await,
-            Store::Postgres(store) => store.create_principal(row, audit).await,
-        }
+        on_backend!(self, store => store.create_principal(row, audit).await)
     }
 
     /// Changes a user's password (and whether it was generated), role or active flag, with its audit row;
@@ -611,10 +558,7 @@ impl Store {
         audit: &AuditEntry,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        match self {
-            Store::Sqlite(store) => store.update_principal(username, password_hash, role, active, audit, now).await,
-            Store::Postgres(store) => store.update_principal(username, password_hash, role, active, audit, now).await,
-        }
+        on_backend!(self, store => store.update_principal(username, password_hash, role, active, audit, now).await)
     }
 
     /// Stores a refresh token's hash.
@@ -626,58 +570,37 @@ impl Store {
         expires_at: OffsetDateTime,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(store) => store.insert_refresh(user_id, family, hash, expires_at, now).await,
-            Store::Postgres(store) => store.insert_refresh(user_id, family, hash, expires_at, now).await,
-        }
+        on_backend!(self, store => store.insert_refresh(user_id, family, hash, expires_at, now).await)
     }
 
     /// A refresh token by its hash.
     pub async fn refresh_by_hash(&self, hash: &str) -> Result<Option<RefreshRow>, StoreError> {
-        match self {
-            Store::Sqlite(store) => store.refresh_by_hash(hash).await,
-            Store::Postgres(store) => store.refresh_by_hash(hash).await,
-        }
+        on_backend!(self, store => store.refresh_by_hash(hash).await)
     }
 
     /// Marks a refresh token used; false if it already was, or was revoked.
     pub async fn use_refresh(&self, id: i64, now: OffsetDateTime) -> Result<bool, StoreError> {
-        match self {
-            Store::Sqlite(store) => store.use_refresh(id, now).await,
-            Store::Postgres(store) => store.use_refresh(id, now).await,
-        }
+        on_backend!(self, store => store.use_refresh(id, now).await)
     }
 
     /// Revokes every refresh token of a login.
     pub async fn revoke_family(&self, family: &str, now: OffsetDateTime) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(store) => store.revoke_family(family, now).await,
-            Store::Postgres(store) => store.revoke_family(family, now).await,
-        }
+        on_backend!(self, store => store.revoke_family(family, now).await)
     }
 
     /// A user by id.
     pub async fn principal_by_id(&self, id: i64) -> Result<Option<PrincipalRow>, StoreError> {
-        match self {
-            Store::Sqlite(store) => store.principal_by_id(id).await,
-            Store::Postgres(store) => store.principal_by_id(id).await,
-        }
+        on_backend!(self, store => store.principal_by_id(id).await)
     }
 
     /// How many users exist.
     pub async fn user_count(&self) -> Result<i64, StoreError> {
-        match self {
-            Store::Sqlite(store) => store.user_count().await,
-            Store::Postgres(store) => store.user_count().await,
-        }
+        on_backend!(self, store => store.user_count().await)
     }
 
     /// Recomputes every balance from the entries and checks every ledger invariant.
     pub async fn verify(&self) -> Result<VerifyReport, StoreError> {
-        match self {
-            Store::Sqlite(store) => store.verify().await,
-            Store::Postgres(store) => store.verify().await,
-        }
+        on_backend!(self, store => store.verify().await)
     }
 }
 
