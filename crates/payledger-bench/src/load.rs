@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -18,7 +18,8 @@ use rand::{Rng, SeedableRng};
 use uuid::Uuid;
 
 use crate::api::{WEBHOOK_PATH, webhook_body};
-use crate::client::{Client, Failure, Target};
+use crate::client::{Client, Failure, Response, Target};
+use crate::closed_loop::{self, Pace, Request, Scenario, Tally};
 use crate::histogram::Histogram;
 
 /// The largest amount of one generated payment, in kopecks (1000.00 roubles).
@@ -32,22 +33,12 @@ const DUPLICATE_POOL: usize = 4_096;
 /// How the load phase is shaped; shared read-only by all workers.
 #[derive(Debug, Clone)]
 pub struct Plan {
-    /// The server.
-    pub target: Target,
+    /// The server, the warm-up, the end of the load and how to stop it early.
+    pub pace: Pace,
     /// The organizations' INNs; requests pick one uniformly.
     pub inns: Arc<Vec<String>>,
     /// Percent (0..=100) of requests that resend an already acknowledged body.
     pub duplicate_percent: u8,
-    /// Requests starting before this instant are warm-up: booked for verification, left out of the report.
-    pub warmup_end: Instant,
-    /// No request starts at or after this instant, if set.
-    pub deadline: Option<Instant>,
-    /// Stop after this many measured requests in total, if set.
-    pub max_requests: Option<u64>,
-    /// Bound on each connect and each request/response.
-    pub timeout: Duration,
-    /// Set (by Ctrl-C) to end the load early; in-flight requests still finish and are booked.
-    pub stop: Arc<AtomicBool>,
 }
 
 /// State the workers share while running.
@@ -249,34 +240,20 @@ pub struct Pending {
 /// What one worker (or all of them, merged) did.
 #[derive(Debug, Default)]
 pub struct WorkerReport {
-    /// Requests after the warm-up.
-    pub measured: Stats,
-    /// Requests during the warm-up (sent, answered or not).
-    pub warmup_requests: u64,
+    /// What the closed loop counted: measured requests, warm-up, connects, the first failure.
+    pub tally: Tally,
     /// Unique operations acknowledged, warm-up included.
     pub acknowledged_ops: u64,
-    /// When the last measured request finished.
-    pub last_measured: Option<Instant>,
     /// Operations whose outcome is still unknown.
     pub pending: Vec<Pending>,
-    /// Connections opened.
-    pub connects: u64,
-    /// The first connect or transport failure seen, to tell the operator why requests failed.
-    pub first_error: Option<String>,
 }
 
 impl WorkerReport {
     /// Adds `other` into `self`.
     pub fn merge(&mut self, other: WorkerReport) {
-        self.measured.merge(&other.measured);
-        self.warmup_requests += other.warmup_requests;
+        self.tally.merge(other.tally);
         self.acknowledged_ops += other.acknowledged_ops;
-        self.last_measured = self.last_measured.max(other.last_measured);
         self.pending.extend(other.pending);
-        self.connects += other.connects;
-        if self.first_error.is_none() {
-            self.first_error = other.first_error;
-        }
     }
 }
 
@@ -287,48 +264,29 @@ enum Job {
     Duplicate(Bytes),
 }
 
-/// Runs one worker until the deadline, the request budget or a stop request.
-pub async fn worker(plan: Arc<Plan>, shared: Arc<Shared>) -> WorkerReport {
-    let mut rng = SmallRng::from_os_rng();
-    let mut client = Client::new(plan.target.clone(), plan.timeout);
-    let mut report = WorkerReport::default();
-    let mut unsettled: VecDeque<Pending> = VecDeque::new();
-    let mut acknowledged_bodies: Vec<Bytes> = Vec::new();
-    let mut connect_backoff = Duration::from_millis(10);
+/// The webhook scenario's part of a worker: what it still has to settle and what it may resend.
+struct Webhook<'a> {
+    plan: &'a Plan,
+    shared: &'a Shared,
+    rng: SmallRng,
+    unsettled: VecDeque<Pending>,
+    acknowledged_bodies: Vec<Bytes>,
+    acknowledged_ops: u64,
+}
 
-    loop {
-        if plan.stop.load(Ordering::Relaxed) || plan.deadline.is_some_and(|end| Instant::now() >= end) {
-            break;
-        }
-        if let Err(failure) = client.ensure_connected().await {
-            // Nothing was sent, so nothing is in doubt: wait a little instead of hammering a dead port.
-            if Instant::now() >= plan.warmup_end {
-                report.measured.errors.connect += 1;
-            }
-            report.first_error.get_or_insert_with(|| failure.to_string());
-            tokio::time::sleep(connect_backoff).await;
-            connect_backoff = (connect_backoff * 2).min(Duration::from_millis(500));
-            continue;
-        }
-        connect_backoff = Duration::from_millis(10);
+impl Scenario for Webhook<'_> {
+    type Job = Job;
 
-        let started = Instant::now();
-        let warmup = started < plan.warmup_end;
-        if !warmup
-            && let Some(budget) = plan.max_requests
-            && shared.issued.fetch_add(1, Ordering::Relaxed) >= budget
-        {
-            break;
-        }
-
+    fn next(&mut self, _started: Instant) -> (Job, Request) {
+        let (plan, rng) = (self.plan, &mut self.rng);
         // Unsettled operations go first: each one is a kopeck-exact question the verification must answer.
-        let job = if let Some(pending) = unsettled.pop_front() {
+        let job = if let Some(pending) = self.unsettled.pop_front() {
             Job::Retry(pending)
         } else if plan.duplicate_percent > 0
-            && !acknowledged_bodies.is_empty()
+            && !self.acknowledged_bodies.is_empty()
             && rng.random_range(0..100u8) < plan.duplicate_percent
         {
-            Job::Duplicate(acknowledged_bodies[rng.random_range(0..acknowledged_bodies.len())].clone())
+            Job::Duplicate(self.acknowledged_bodies[rng.random_range(0..self.acknowledged_bodies.len())].clone())
         } else {
             let org = rng.random_range(0..plan.inns.len());
             let kopecks = rng.random_range(1..=MAX_AMOUNT_KOPECKS);
@@ -340,61 +298,46 @@ pub async fn worker(plan: Arc<Plan>, shared: Arc<Shared>) -> WorkerReport {
             Job::Fresh(p) | Job::Retry(p) => p.body.clone(),
             Job::Duplicate(body) => body.clone(),
         };
+        (job, Request { path: WEBHOOK_PATH, body, idempotency_key: None })
+    }
 
-        let result = client.post_json(WEBHOOK_PATH, body).await;
-        let finished = Instant::now();
-        let stats = &mut report.measured;
-        if warmup {
-            report.warmup_requests += 1;
-        } else {
-            stats.requests += 1;
-            report.last_measured = Some(finished);
+    fn book(&mut self, job: Job, result: &Result<Response, Failure>, measured: Option<&mut Stats>) -> Option<Duration> {
+        if let Some(stats) = measured {
             match &job {
                 Job::Fresh(_) => stats.kinds.fresh += 1,
                 Job::Retry(_) => stats.kinds.retry += 1,
                 Job::Duplicate(_) => stats.kinds.duplicate += 1,
             }
         }
-
-        let acknowledged = match result {
-            Ok(response) => {
-                if !warmup {
-                    let nanos = u64::try_from((finished - started).as_nanos()).unwrap_or(u64::MAX);
-                    stats.latency.record(nanos);
-                    stats.status.count(response.status);
-                }
-                response.status == StatusCode::OK
-            }
-            Err(failure) => {
-                report.first_error.get_or_insert_with(|| failure.to_string());
-                if !warmup {
-                    match failure {
-                        Failure::Connect(_) => stats.errors.connect += 1,
-                        Failure::Transport(_) => stats.errors.transport += 1,
-                        Failure::Timeout => stats.errors.timeout += 1,
-                    }
-                }
-                false
-            }
-        };
-
+        let acknowledged = matches!(result, Ok(response) if response.status == StatusCode::OK);
         match job {
             // A duplicate of an acknowledged operation changes nothing, whatever the answer.
             Job::Duplicate(_) => {}
             Job::Fresh(op) | Job::Retry(op) if acknowledged => {
-                shared.acknowledged[op.org].fetch_add(op.kopecks, Ordering::Relaxed);
-                report.acknowledged_ops += 1;
-                if plan.duplicate_percent > 0 {
-                    remember(&mut acknowledged_bodies, op.body, &mut rng);
+                self.shared.acknowledged[op.org].fetch_add(op.kopecks, Ordering::Relaxed);
+                self.acknowledged_ops += 1;
+                if self.plan.duplicate_percent > 0 {
+                    remember(&mut self.acknowledged_bodies, op.body, &mut self.rng);
                 }
             }
-            Job::Fresh(op) | Job::Retry(op) => unsettled.push_back(op),
+            Job::Fresh(op) | Job::Retry(op) => self.unsettled.push_back(op),
         }
+        None
     }
+}
 
-    report.pending = unsettled.into();
-    report.connects = client.connects();
-    report
+/// Runs one worker until the deadline, the request budget or a stop request.
+pub async fn worker(plan: Arc<Plan>, shared: Arc<Shared>) -> WorkerReport {
+    let mut webhook = Webhook {
+        plan: &plan,
+        shared: &shared,
+        rng: SmallRng::from_os_rng(),
+        unsettled: VecDeque::new(),
+        acknowledged_bodies: Vec::new(),
+        acknowledged_ops: 0,
+    };
+    let tally = closed_loop::run(&plan.pace, &shared.issued, &mut webhook).await;
+    WorkerReport { tally, acknowledged_ops: webhook.acknowledged_ops, pending: webhook.unsettled.into() }
 }
 
 /// Keeps `body` as a candidate duplicate, replacing a random one once the pool is full.

@@ -9,6 +9,7 @@
 
 mod api;
 mod client;
+mod closed_loop;
 mod histogram;
 mod inn;
 mod load;
@@ -33,6 +34,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::client::{Client, Target};
+use crate::closed_loop::Pace;
 use crate::load::{Plan, Shared, WorkerReport};
 use crate::report::{Check, PayoutCheck, Summary, TransferCheck};
 use crate::verify::TransferBooks;
@@ -148,6 +150,18 @@ impl Args {
         }
     }
 
+    /// How the closed-loop workers are paced when the warm-up ends at `warmup_end`.
+    fn pace(&self, target: &Target, timeout: Duration, warmup_end: Instant, stop: Arc<AtomicBool>) -> Pace {
+        Pace {
+            target: target.clone(),
+            warmup_end,
+            deadline: self.measured_window().map(|window| warmup_end + window),
+            max_requests: self.requests,
+            timeout,
+            stop,
+        }
+    }
+
     /// The measured window, for the start-up line.
     fn window_text(&self) -> String {
         match (self.measured_window(), self.requests) {
@@ -228,6 +242,41 @@ fn exit_code(summary: &Summary) -> ExitCode {
     }
 }
 
+/// Runs `connections` closed-loop workers to the end and merges their reports.
+async fn run_workers<R, F>(connections: usize, worker: impl Fn() -> F, merge: fn(&mut R, R)) -> anyhow::Result<R>
+where
+    F: Future<Output = R> + Send + 'static,
+    R: Default + Send + 'static,
+{
+    let workers: Vec<_> = (0..connections).map(|_| tokio::spawn(worker())).collect();
+    let mut load = R::default();
+    for worker in workers {
+        // A lost worker would take what it booked with it, making the check meaningless.
+        merge(&mut load, worker.await.context("a load worker panicked")?);
+    }
+    Ok(load)
+}
+
+/// Reads and checks the final balances until they agree or `--converge` runs out, and returns the last verdict.
+async fn converge<V>(
+    args: &Args,
+    ok: fn(&V) -> bool,
+    mut check: impl AsyncFnMut() -> anyhow::Result<V>,
+) -> anyhow::Result<V> {
+    let converge_started = Instant::now();
+    let converge_deadline = converge_started + Duration::from_secs(args.converge_secs());
+    loop {
+        let verification = check().await?;
+        if ok(&verification) || Instant::now() >= converge_deadline {
+            if args.converge_secs() > 0 {
+                eprintln!("balances checked {} ms after the load ended", converge_started.elapsed().as_millis());
+            }
+            return Ok(verification);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// The whole run of the chosen scenario.
 async fn run(args: &Args, stop: Arc<AtomicBool>) -> anyhow::Result<Summary> {
     match args.scenario {
@@ -270,26 +319,18 @@ async fn run_payouts(args: &Args, stop: Arc<AtomicBool>) -> anyhow::Result<Summa
     let shared = Arc::new(payouts::Shared::default());
     let start = Instant::now();
     let warmup_end = start + Duration::from_secs(args.warmup);
-    let plan = Arc::new(payouts::Plan {
-        target: target.clone(),
-        warmup_end,
-        deadline: args.measured_window().map(|window| warmup_end + window),
-        max_requests: args.requests,
-        timeout,
-        stop,
-    });
-    let workers: Vec<_> =
-        (0..connections).map(|_| tokio::spawn(payouts::worker(Arc::clone(&plan), Arc::clone(&shared)))).collect();
-    let mut load = payouts::WorkerReport::default();
-    for worker in workers {
-        // A lost worker would take its created payouts with it, making the check meaningless.
-        load.merge(worker.await.context("a load worker panicked")?);
-    }
-    let elapsed = load.last_measured.map(|last| last.saturating_duration_since(warmup_end)).unwrap_or_default();
+    let plan = Arc::new(payouts::Plan { pace: args.pace(&target, timeout, warmup_end, stop) });
+    let load = run_workers(
+        connections,
+        || payouts::worker(Arc::clone(&plan), Arc::clone(&shared)),
+        payouts::WorkerReport::merge,
+    )
+    .await?;
+    let elapsed = load.tally.elapsed(warmup_end);
 
     let first_sent = load.first_sent.unwrap_or(start);
     let patience = Duration::from_secs(patience_secs);
-    let drain = payouts::drain(&target, timeout, patience, first_sent, &plan.stop).await?;
+    let drain = payouts::drain(&target, timeout, patience, first_sent, &plan.pace.stop).await?;
     let outcomes = load.outcomes;
     let verification = verify::PayoutVerification {
         created: outcomes.created,
@@ -299,12 +340,12 @@ async fn run_payouts(args: &Args, stop: Arc<AtomicBool>) -> anyhow::Result<Summa
     };
 
     Ok(Summary {
-        measured: load.measured,
+        measured: load.tally.measured,
         elapsed,
-        warmup_requests: load.warmup_requests,
+        warmup_requests: load.tally.warmup_requests,
         acknowledged_ops: outcomes.created,
-        connects: load.connects,
-        first_error: load.first_error,
+        connects: load.tally.connects,
+        first_error: load.tally.first_error,
         settled: load::Settled::default(),
         unresolved: usize::try_from(outcomes.in_doubt()).unwrap_or(usize::MAX),
         verification: Check::Payouts(PayoutCheck { outcomes, drain, patience_secs, verification }),
@@ -338,23 +379,13 @@ async fn run_webhook(args: &Args, stop: Arc<AtomicBool>) -> anyhow::Result<Summa
     let start = Instant::now();
     let warmup_end = start + Duration::from_secs(args.warmup);
     let plan = Arc::new(Plan {
-        target: target.clone(),
+        pace: args.pace(&target, timeout, warmup_end, stop),
         inns: Arc::clone(&inns),
         duplicate_percent: args.duplicate_share,
-        warmup_end,
-        deadline: args.measured_window().map(|window| warmup_end + window),
-        max_requests: args.requests,
-        timeout,
-        stop,
     });
-    let workers: Vec<_> =
-        (0..connections).map(|_| tokio::spawn(load::worker(Arc::clone(&plan), Arc::clone(&shared)))).collect();
-    let mut load = WorkerReport::default();
-    for worker in workers {
-        // A lost worker would take its acknowledged amounts with it, making the check meaningless.
-        load.merge(worker.await.context("a load worker panicked")?);
-    }
-    let elapsed = load.last_measured.map(|last| last.saturating_duration_since(warmup_end)).unwrap_or_default();
+    let mut load =
+        run_workers(connections, || load::worker(Arc::clone(&plan), Arc::clone(&shared)), WorkerReport::merge).await?;
+    let elapsed = load.tally.elapsed(warmup_end);
 
     let pending = std::mem::take(&mut load.pending);
     if !pending.is_empty() {
@@ -363,29 +394,21 @@ async fn run_webhook(args: &Args, stop: Arc<AtomicBool>) -> anyhow::Result<Summa
     let settle_deadline = Instant::now() + Duration::from_secs(args.settle);
     let (settled, unresolved) = load::settle(pending, &target, timeout, settle_deadline, &shared).await;
 
-    let converge_started = Instant::now();
-    let converge_deadline = converge_started + Duration::from_secs(args.converge_secs());
-    let verification = loop {
+    let verification = converge(args, verify::Verification::ok, async || {
         let actual = api::read_balances(&target, timeout, Arc::clone(&inns), connections)
             .await
             .context("reading final balances")?;
-        let verification = verify::verify(&inns, &baseline, &shared.acknowledged_totals(), &actual, &unresolved);
-        if verification.ok() || Instant::now() >= converge_deadline {
-            if args.converge_secs() > 0 {
-                eprintln!("balances checked {} ms after the load ended", converge_started.elapsed().as_millis());
-            }
-            break verification;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+        Ok(verify::verify(&inns, &baseline, &shared.acknowledged_totals(), &actual, &unresolved))
+    })
+    .await?;
 
     Ok(Summary {
-        measured: load.measured,
+        measured: load.tally.measured,
         elapsed,
-        warmup_requests: load.warmup_requests,
+        warmup_requests: load.tally.warmup_requests,
         acknowledged_ops: load.acknowledged_ops,
-        connects: load.connects,
-        first_error: load.first_error,
+        connects: load.tally.connects,
+        first_error: load.tally.first_error,
         settled,
         unresolved: unresolved.len(),
         verification: Check::Webhook(verification),
@@ -438,23 +461,15 @@ async fn run_transfers(args: &Args, stop: Arc<AtomicBool>) -> anyhow::Result<Sum
     let shared = Arc::new(transfers::Shared::new(users.len()));
     let start = Instant::now();
     let warmup_end = start + Duration::from_secs(args.warmup);
-    let plan = Arc::new(transfers::Plan {
-        target: target.clone(),
-        users: Arc::clone(&users),
-        warmup_end,
-        deadline: args.measured_window().map(|window| warmup_end + window),
-        max_requests: args.requests,
-        timeout,
-        stop,
-    });
-    let workers: Vec<_> =
-        (0..connections).map(|_| tokio::spawn(transfers::worker(Arc::clone(&plan), Arc::clone(&shared)))).collect();
-    let mut load = transfers::WorkerReport::default();
-    for worker in workers {
-        // A lost worker would take its applied transfers with it, making the check meaningless.
-        load.merge(worker.await.context("a load worker panicked")?);
-    }
-    let elapsed = load.last_measured.map(|last| last.saturating_duration_since(warmup_end)).unwrap_or_default();
+    let plan =
+        Arc::new(transfers::Plan { pace: args.pace(&target, timeout, warmup_end, stop), users: Arc::clone(&users) });
+    let mut load = run_workers(
+        connections,
+        || transfers::worker(Arc::clone(&plan), Arc::clone(&shared)),
+        transfers::WorkerReport::merge,
+    )
+    .await?;
+    let elapsed = load.tally.elapsed(warmup_end);
 
     let pending = std::mem::take(&mut load.pending);
     if !pending.is_empty() {
@@ -465,29 +480,21 @@ async fn run_transfers(args: &Args, stop: Arc<AtomicBool>) -> anyhow::Result<Sum
 
     let (sent, received) = (shared.sent_totals(), shared.received_totals());
     let books = TransferBooks { users: &users, baseline: &baseline, deposit, sent: &sent, received: &received };
-    let converge_started = Instant::now();
-    let converge_deadline = converge_started + Duration::from_secs(args.converge_secs());
-    let verification = loop {
+    let verification = converge(args, verify::TransferVerification::ok, async || {
         let actual = api::read_user_balances(&target, timeout, Arc::clone(&users), connections)
             .await
             .context("reading final balances")?;
-        let verification = verify::verify_transfers(books, &actual, &settled.unresolved);
-        if verification.ok() || Instant::now() >= converge_deadline {
-            if args.converge_secs() > 0 {
-                eprintln!("balances checked {} ms after the load ended", converge_started.elapsed().as_millis());
-            }
-            break verification;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+        Ok(verify::verify_transfers(books, &actual, &settled.unresolved))
+    })
+    .await?;
 
     Ok(Summary {
-        measured: load.measured,
+        measured: load.tally.measured,
         elapsed,
-        warmup_requests: load.warmup_requests,
+        warmup_requests: load.tally.warmup_requests,
         acknowledged_ops: load.applied + load.refused,
-        connects: load.connects,
-        first_error: load.first_error,
+        connects: load.tally.connects,
+        first_error: load.tally.first_error,
         settled: settled.settled,
         unresolved: settled.unresolved.len(),
         verification: Check::Transfers(TransferCheck {

@@ -20,6 +20,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::api::{PAYOUTS_PATH, PayoutStatus, UNCONFIRMED, error_code, payout_body, read_payout_count};
 use crate::client::{Client, Failure, Response, Target};
+use crate::closed_loop::{self, Pace, Request, Scenario, Tally};
 use crate::load::{PayoutCounts, Stats};
 
 /// The largest amount of one generated payout, in kopecks (100.00 roubles); the smallest is 1 (0.01).
@@ -34,18 +35,9 @@ const PROGRESS_EVERY: u64 = 40;
 /// How the creation phase is shaped; shared read-only by all workers.
 #[derive(Debug, Clone)]
 pub struct Plan {
-    /// The server.
-    pub target: Target,
-    /// Requests starting before this instant are warm-up: their payouts count, their latency does not.
-    pub warmup_end: Instant,
-    /// No request starts at or after this instant, if set.
-    pub deadline: Option<Instant>,
-    /// Stop after this many measured requests in total, if set.
-    pub max_requests: Option<u64>,
-    /// Bound on each connect and each request/response.
-    pub timeout: Duration,
-    /// Set (by Ctrl-C) to end creation early; in-flight requests still finish and are counted.
-    pub stop: Arc<AtomicBool>,
+    /// The server, the warm-up, the end of creation and how to stop it early; in-flight requests still finish
+    /// and are counted.
+    pub pace: Pace,
 }
 
 /// State the workers share while running.
@@ -107,111 +99,59 @@ impl PayoutCounts {
 /// What one worker (or all of them, merged) did.
 #[derive(Debug, Default)]
 pub struct WorkerReport {
-    /// Requests after the warm-up.
-    pub measured: Stats,
-    /// Requests during the warm-up (sent, answered or not).
-    pub warmup_requests: u64,
+    /// What the closed loop counted: measured requests, warm-up, connects, the first failure.
+    pub tally: Tally,
     /// Every creation's outcome, warm-up included: what the queue's counts are checked against.
     pub outcomes: PayoutCounts,
     /// When the first creation request was sent.
     pub first_sent: Option<Instant>,
-    /// When the last measured request finished.
-    pub last_measured: Option<Instant>,
-    /// Connections opened.
-    pub connects: u64,
-    /// The first connect or transport failure seen, to tell the operator why requests failed.
-    pub first_error: Option<String>,
 }
 
 impl WorkerReport {
     /// Adds `other` into `self`.
     pub fn merge(&mut self, other: WorkerReport) {
-        self.measured.merge(&other.measured);
-        self.warmup_requests += other.warmup_requests;
+        self.tally.merge(other.tally);
         self.outcomes.merge(&other.outcomes);
         self.first_sent = match (self.first_sent, other.first_sent) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        self.last_measured = self.last_measured.max(other.last_measured);
-        self.connects += other.connects;
-        if self.first_error.is_none() {
-            self.first_error = other.first_error;
+    }
+}
+
+/// The payouts scenario's part of a worker: how its creations came out.
+struct Payouts {
+    rng: SmallRng,
+    outcomes: PayoutCounts,
+    first_sent: Option<Instant>,
+}
+
+impl Scenario for Payouts {
+    type Job = ();
+
+    fn next(&mut self, started: Instant) -> ((), Request) {
+        // Every request is a new payout; one whose outcome is unknown is never resent.
+        let body = payout_body(self.rng.random_range(1..=MAX_PAYOUT_KOPECKS));
+        self.first_sent.get_or_insert(started);
+        ((), Request { path: PAYOUTS_PATH, body, idempotency_key: None })
+    }
+
+    fn book(&mut self, (): (), result: &Result<Response, Failure>, measured: Option<&mut Stats>) -> Option<Duration> {
+        let outcome = classify(result);
+        self.outcomes.count(outcome);
+        if let Some(stats) = measured {
+            stats.kinds.fresh += 1;
+            stats.payouts.count(outcome);
         }
+        None
     }
 }
 
 /// Runs one worker until the deadline, the request budget or a stop request.
 pub async fn worker(plan: Arc<Plan>, shared: Arc<Shared>) -> WorkerReport {
-    let mut rng = SmallRng::from_os_rng();
-    let mut client = Client::new(plan.target.clone(), plan.timeout);
-    let mut report = WorkerReport::default();
-    let mut connect_backoff = Duration::from_millis(10);
-
-    loop {
-        if plan.stop.load(Ordering::Relaxed) || plan.deadline.is_some_and(|end| Instant::now() >= end) {
-            break;
-        }
-        if let Err(failure) = client.ensure_connected().await {
-            // Nothing was sent, so nothing is in doubt: wait a little instead of hammering a dead port.
-            if Instant::now() >= plan.warmup_end {
-                report.measured.errors.connect += 1;
-            }
-            report.first_error.get_or_insert_with(|| failure.to_string());
-            tokio::time::sleep(connect_backoff).await;
-            connect_backoff = (connect_backoff * 2).min(Duration::from_millis(500));
-            continue;
-        }
-        connect_backoff = Duration::from_millis(10);
-
-        let started = Instant::now();
-        let warmup = started < plan.warmup_end;
-        if !warmup
-            && let Some(budget) = plan.max_requests
-            && shared.issued.fetch_add(1, Ordering::Relaxed) >= budget
-        {
-            break;
-        }
-
-        // Every request is a new payout; one whose outcome is unknown is never resent.
-        let body = payout_body(rng.random_range(1..=MAX_PAYOUT_KOPECKS));
-        report.first_sent.get_or_insert(started);
-        let result = client.post_json(PAYOUTS_PATH, body).await;
-        let finished = Instant::now();
-        let outcome = classify(&result);
-        report.outcomes.count(outcome);
-        let stats = &mut report.measured;
-        if warmup {
-            report.warmup_requests += 1;
-        } else {
-            stats.requests += 1;
-            stats.kinds.fresh += 1;
-            stats.payouts.count(outcome);
-            report.last_measured = Some(finished);
-        }
-        match result {
-            Ok(response) => {
-                if !warmup {
-                    let nanos = u64::try_from((finished - started).as_nanos()).unwrap_or(u64::MAX);
-                    stats.latency.record(nanos);
-                    stats.status.count(response.status);
-                }
-            }
-            Err(failure) => {
-                report.first_error.get_or_insert_with(|| failure.to_string());
-                if !warmup {
-                    match failure {
-                        Failure::Connect(_) => stats.errors.connect += 1,
-                        Failure::Transport(_) => stats.errors.transport += 1,
-                        Failure::Timeout => stats.errors.timeout += 1,
-                    }
-                }
-            }
-        }
-    }
-
-    report.connects = client.connects();
-    report
+    let mut payouts = Payouts { rng: SmallRng::from_os_rng(), outcomes: PayoutCounts::default(), first_sent: None };
+    let tally = closed_loop::run(&plan.pace, &shared.issued, &mut payouts).await;
+    WorkerReport { tally, outcomes: payouts.outcomes, first_sent: payouts.first_sent }
 }
 
 /// The server's payout counts by status (its whole table, not only this run's payouts).

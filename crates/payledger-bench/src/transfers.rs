@@ -9,7 +9,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -24,6 +24,7 @@ use crate::api::{
     ADD_FUNDS_PATH, INSUFFICIENT_FUNDS, KEY_IN_FLIGHT, TRANSFER_FUNDS_PATH, add_funds_body, error_code, transfer_body,
 };
 use crate::client::{Client, Failure, Response, Target};
+use crate::closed_loop::{self, Pace, Request, Scenario, Tally};
 use crate::load::{Settled, Stats};
 
 /// The largest amount of one generated transfer, in kopecks (100.00 roubles).
@@ -36,20 +37,10 @@ const IN_FLIGHT_PAUSE: Duration = Duration::from_millis(10);
 /// How the load phase is shaped; shared read-only by all workers.
 #[derive(Debug, Clone)]
 pub struct Plan {
-    /// The server.
-    pub target: Target,
+    /// The server, the warm-up, the end of the load and how to stop it early.
+    pub pace: Pace,
     /// The users' ids; each transfer picks two distinct ones uniformly.
     pub users: Arc<Vec<u64>>,
-    /// Requests starting before this instant are warm-up: booked for verification, left out of the report.
-    pub warmup_end: Instant,
-    /// No request starts at or after this instant, if set.
-    pub deadline: Option<Instant>,
-    /// Stop after this many measured requests in total, if set.
-    pub max_requests: Option<u64>,
-    /// Bound on each connect and each request/response.
-    pub timeout: Duration,
-    /// Set (by Ctrl-C) to end the load early; in-flight requests still finish and are booked.
-    pub stop: Arc<AtomicBool>,
 }
 
 /// State the workers share while running: the money applied transfers moved, per user.
@@ -155,76 +146,44 @@ pub fn classify(result: &Result<Response, Failure>) -> Outcome {
 /// What one worker (or all of them, merged) did.
 #[derive(Debug, Default)]
 pub struct WorkerReport {
-    /// Requests after the warm-up.
-    pub measured: Stats,
-    /// Requests during the warm-up (sent, answered or not).
-    pub warmup_requests: u64,
+    /// What the closed loop counted: measured requests, warm-up, connects, the first failure.
+    pub tally: Tally,
     /// Transfers applied, warm-up included.
     pub applied: u64,
     /// Transfers refused for insufficient funds, warm-up included.
     pub refused: u64,
-    /// When the last measured request finished.
-    pub last_measured: Option<Instant>,
     /// Transfers whose outcome is still unknown.
     pub pending: Vec<Transfer>,
-    /// Connections opened.
-    pub connects: u64,
-    /// The first connect or transport failure seen, to tell the operator why requests failed.
-    pub first_error: Option<String>,
 }
 
 impl WorkerReport {
     /// Adds `other` into `self`.
     pub fn merge(&mut self, other: WorkerReport) {
-        self.measured.merge(&other.measured);
-        self.warmup_requests += other.warmup_requests;
+        self.tally.merge(other.tally);
         self.applied += other.applied;
         self.refused += other.refused;
-        self.last_measured = self.last_measured.max(other.last_measured);
         self.pending.extend(other.pending);
-        self.connects += other.connects;
-        if self.first_error.is_none() {
-            self.first_error = other.first_error;
-        }
     }
 }
 
-/// Runs one worker until the deadline, the request budget or a stop request.
-pub async fn worker(plan: Arc<Plan>, shared: Arc<Shared>) -> WorkerReport {
-    let mut rng = SmallRng::from_os_rng();
-    let mut client = Client::new(plan.target.clone(), plan.timeout);
-    let mut report = WorkerReport::default();
-    let mut unsettled: VecDeque<Transfer> = VecDeque::new();
-    let mut connect_backoff = Duration::from_millis(10);
-    let users = plan.users.len();
+/// The transfers scenario's part of a worker: the transfers it still has to settle.
+struct Transfers<'a> {
+    plan: &'a Plan,
+    shared: &'a Shared,
+    rng: SmallRng,
+    unsettled: VecDeque<Transfer>,
+    applied: u64,
+    refused: u64,
+}
 
-    loop {
-        if plan.stop.load(Ordering::Relaxed) || plan.deadline.is_some_and(|end| Instant::now() >= end) {
-            break;
-        }
-        if let Err(failure) = client.ensure_connected().await {
-            // Nothing was sent, so nothing is in doubt: wait a little instead of hammering a dead port.
-            if Instant::now() >= plan.warmup_end {
-                report.measured.errors.connect += 1;
-            }
-            report.first_error.get_or_insert_with(|| failure.to_string());
-            tokio::time::sleep(connect_backoff).await;
-            connect_backoff = (connect_backoff * 2).min(Duration::from_millis(500));
-            continue;
-        }
-        connect_backoff = Duration::from_millis(10);
+impl Scenario for Transfers<'_> {
+    /// The transfer, and whether it is a resend.
+    type Job = (Transfer, bool);
 
-        let started = Instant::now();
-        let warmup = started < plan.warmup_end;
-        if !warmup
-            && let Some(budget) = plan.max_requests
-            && shared.issued.fetch_add(1, Ordering::Relaxed) >= budget
-        {
-            break;
-        }
-
+    fn next(&mut self, _started: Instant) -> ((Transfer, bool), Request) {
+        let (users, rng) = (self.plan.users.len(), &mut self.rng);
         // Unsettled transfers go first: each one is a kopeck-exact question the verification must answer.
-        let (transfer, retry) = match unsettled.pop_front() {
+        let (transfer, retry) = match self.unsettled.pop_front() {
             Some(transfer) => (transfer, true),
             None => {
                 let sender = rng.random_range(0..users);
@@ -234,20 +193,25 @@ pub async fn worker(plan: Arc<Plan>, shared: Arc<Shared>) -> WorkerReport {
                     recipient += 1;
                 }
                 let kopecks = rng.random_range(1..=MAX_TRANSFER_KOPECKS);
-                (Transfer::new(&plan.users, sender, recipient, kopecks), false)
+                (Transfer::new(&self.plan.users, sender, recipient, kopecks), false)
             }
         };
+        let request = Request {
+            path: TRANSFER_FUNDS_PATH,
+            body: transfer.body.clone(),
+            idempotency_key: Some(transfer.key.clone()),
+        };
+        ((transfer, retry), request)
+    }
 
-        let result =
-            client.post_json_idempotent(TRANSFER_FUNDS_PATH, transfer.body.clone(), transfer.key.clone()).await;
-        let finished = Instant::now();
-        let outcome = classify(&result);
-        let stats = &mut report.measured;
-        if warmup {
-            report.warmup_requests += 1;
-        } else {
-            stats.requests += 1;
-            report.last_measured = Some(finished);
+    fn book(
+        &mut self,
+        (transfer, retry): (Transfer, bool),
+        result: &Result<Response, Failure>,
+        measured: Option<&mut Stats>,
+    ) -> Option<Duration> {
+        let outcome = classify(result);
+        if let Some(stats) = measured {
             if retry {
                 stats.kinds.retry += 1;
             } else {
@@ -260,43 +224,34 @@ pub async fn worker(plan: Arc<Plan>, shared: Arc<Shared>) -> WorkerReport {
                 Outcome::Unknown => {}
             }
         }
-        match result {
-            Ok(response) => {
-                if !warmup {
-                    let nanos = u64::try_from((finished - started).as_nanos()).unwrap_or(u64::MAX);
-                    stats.latency.record(nanos);
-                    stats.status.count(response.status);
-                }
-            }
-            Err(failure) => {
-                report.first_error.get_or_insert_with(|| failure.to_string());
-                if !warmup {
-                    match failure {
-                        Failure::Connect(_) => stats.errors.connect += 1,
-                        Failure::Transport(_) => stats.errors.transport += 1,
-                        Failure::Timeout => stats.errors.timeout += 1,
-                    }
-                }
-            }
-        }
-
         match outcome {
             Outcome::Applied => {
-                shared.apply(&transfer);
-                report.applied += 1;
+                self.shared.apply(&transfer);
+                self.applied += 1;
             }
-            Outcome::Refused => report.refused += 1,
+            Outcome::Refused => self.refused += 1,
             Outcome::InFlight => {
-                unsettled.push_back(transfer);
-                tokio::time::sleep(IN_FLIGHT_PAUSE).await;
+                self.unsettled.push_back(transfer);
+                return Some(IN_FLIGHT_PAUSE);
             }
-            Outcome::Unknown => unsettled.push_back(transfer),
+            Outcome::Unknown => self.unsettled.push_back(transfer),
         }
+        None
     }
+}
 
-    report.pending = unsettled.into();
-    report.connects = client.connects();
-    report
+/// Runs one worker until the deadline, the request budget or a stop request.
+pub async fn worker(plan: Arc<Plan>, shared: Arc<Shared>) -> WorkerReport {
+    let mut transfers = Transfers {
+        plan: &plan,
+        shared: &shared,
+        rng: SmallRng::from_os_rng(),
+        unsettled: VecDeque::new(),
+        applied: 0,
+        refused: 0,
+    };
+    let tally = closed_loop::run(&plan.pace, &shared.issued, &mut transfers).await;
+    WorkerReport { tally, applied: transfers.applied, refused: transfers.refused, pending: transfers.unsettled.into() }
 }
 
 /// How the settle phase went, with the transfers it settled split by outcome.
