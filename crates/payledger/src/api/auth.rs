@@ -48,6 +48,22 @@ fn limit(state: &AppState, peer: SocketAddr) -> Result<(), ApiError> {
     })
 }
 
+/// A token request's string fields, after its address's rate limit: 400 naming every missing or bad field.
+async fn string_fields<const N: usize>(
+    state: &AppState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    body: Body,
+    names: [&str; N],
+) -> Result<[String; N], ApiError> {
+    limit(state, peer)?;
+    let bytes = json_body(headers, body, MAX_TOKEN_BODY_BYTES).await?;
+    let mut fields = JsonObject::parse(&bytes).map_err(ApiError::InvalidData)?;
+    let values = names.map(|name| fields.field(name, json_string));
+    fields.finish().map_err(ApiError::InvalidData)?;
+    Ok(values.map(Option::unwrap_or_default))
+}
+
 fn refused() -> ApiError {
     ApiError::Unauthorized("Invalid username or password".into())
 }
@@ -95,13 +111,7 @@ pub async fn token(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<TokenPair>, ApiError> {
-    limit(&state, peer)?;
-    let bytes = json_body(&headers, body, MAX_TOKEN_BODY_BYTES).await?;
-    let mut fields = JsonObject::parse(&bytes).map_err(ApiError::InvalidData)?;
-    let username = fields.field("username", json_string);
-    let password = fields.field("password", json_string);
-    fields.finish().map_err(ApiError::InvalidData)?;
-    let (Some(username), Some(password)) = (username, password) else { return Err(refused()) };
+    let [username, password] = string_fields(&state, peer, &headers, body, ["username", "password"]).await?;
     let user = state.store.principal(&username).await?;
     let hash = user.as_ref().map_or_else(|| DUMMY_HASH.clone(), |user| user.password_hash.clone());
     // argon2 is CPU work: off the async workers.
@@ -135,13 +145,8 @@ pub async fn refresh(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<TokenPair>, ApiError> {
-    limit(&state, peer)?;
-    let bytes = json_body(&headers, body, MAX_TOKEN_BODY_BYTES).await?;
-    let mut fields = JsonObject::parse(&bytes).map_err(ApiError::InvalidData)?;
-    let token = fields.field("refresh", json_string);
-    fields.finish().map_err(ApiError::InvalidData)?;
+    let [token] = string_fields(&state, peer, &headers, body, ["refresh"]).await?;
     let invalid = || ApiError::Unauthorized("Invalid refresh token".into());
-    let token = token.ok_or_else(invalid)?;
     let now = OffsetDateTime::now_utc();
     let stored = state.store.refresh_by_hash(&refresh_token_hash(&token)).await?.ok_or_else(invalid)?;
     if stored.revoked || stored.expires_at <= now {

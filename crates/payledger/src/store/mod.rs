@@ -646,6 +646,40 @@ pub(crate) fn notice_from_row(
 /// The reads, seeds and checks whose SQL is the same on both backends, implemented once for each store.
 /// `$reader` and `$writer` name the store's pools; `$begin_snapshot` starts a read-only snapshot and
 /// `$uuid_text` is the function that prints an id in `verify`'s messages.
+/// A job from columns `id, kind, payload, status, attempts, max_attempts, last_error, run_at, updated_at`.
+macro_rules! job_from_row {
+    ($row:expr) => {
+        $crate::store::payouts::JobRow {
+            id: $row.try_get(0)?,
+            kind: $row.try_get(1)?,
+            payload: $row.try_get(2)?,
+            status: $row.try_get(3)?,
+            attempts: $row.try_get(4)?,
+            max_attempts: $row.try_get(5)?,
+            last_error: $row.try_get(6)?,
+            run_at: $row.try_get(7)?,
+            updated_at: $row.try_get(8)?,
+        }
+    };
+}
+pub(crate) use job_from_row;
+
+/// A user from columns `id, username, password_hash, role, active, password_generated, created_at`.
+macro_rules! principal_from_row {
+    ($row:expr) => {
+        $crate::store::PrincipalRow {
+            id: $row.try_get(0)?,
+            username: $row.try_get(1)?,
+            password_hash: $row.try_get(2)?,
+            role: $row.try_get(3)?,
+            active: $row.try_get(4)?,
+            password_generated: $row.try_get(5)?,
+            created_at: $row.try_get(6)?,
+        }
+    };
+}
+pub(crate) use principal_from_row;
+
 macro_rules! shared_queries {
     ($store:ty, reader: $reader:ident, writer: $writer:ident, begin_snapshot: $begin_snapshot:literal, uuid_text: $uuid_text:literal, bind_time: $bind_time:path, claim_jobs_sql: $claim_jobs_sql:expr) => {
         impl $store {
@@ -962,17 +996,7 @@ macro_rules! shared_queries {
             .await?;
             rows.iter()
                 .map(|row| {
-                    Ok($crate::store::payouts::JobRow {
-                        id: row.try_get(0)?,
-                        kind: row.try_get(1)?,
-                        payload: row.try_get(2)?,
-                        status: row.try_get(3)?,
-                        attempts: row.try_get(4)?,
-                        max_attempts: row.try_get(5)?,
-                        last_error: row.try_get(6)?,
-                        run_at: row.try_get(7)?,
-                        updated_at: row.try_get(8)?,
-                    })
+                    Ok($crate::store::job_from_row!(row))
                 })
                 .collect::<Result<Vec<_>, sqlx::Error>>()
                 .map_err(Into::into)
@@ -987,17 +1011,7 @@ macro_rules! shared_queries {
             .fetch_optional(&self.$reader)
             .await?;
             let Some(row) = row else { return Ok(None) };
-            Ok(Some($crate::store::payouts::JobRow {
-                id: row.try_get(0)?,
-                kind: row.try_get(1)?,
-                payload: row.try_get(2)?,
-                status: row.try_get(3)?,
-                attempts: row.try_get(4)?,
-                max_attempts: row.try_get(5)?,
-                last_error: row.try_get(6)?,
-                run_at: row.try_get(7)?,
-                updated_at: row.try_get(8)?,
-            }))
+            Ok(Some($crate::store::job_from_row!(row)))
         }
 
         pub(super) async fn principal(&self, username: &str) -> Result<Option<$crate::store::PrincipalRow>, $crate::store::StoreError> {
@@ -1008,15 +1022,7 @@ macro_rules! shared_queries {
             .fetch_optional(&self.$writer)
             .await?;
             Ok(match row {
-                Some(row) => Some($crate::store::PrincipalRow {
-                    id: row.try_get(0)?,
-                    username: row.try_get(1)?,
-                    password_hash: row.try_get(2)?,
-                    role: row.try_get(3)?,
-                    active: row.try_get(4)?,
-                    password_generated: row.try_get(5)?,
-                    created_at: row.try_get(6)?,
-                }),
+                Some(row) => Some($crate::store::principal_from_row!(row)),
                 None => None,
             })
         }
@@ -1029,15 +1035,7 @@ macro_rules! shared_queries {
             .await?;
             rows.iter()
                 .map(|row| {
-                    Ok($crate::store::PrincipalRow {
-                        id: row.try_get(0)?,
-                        username: row.try_get(1)?,
-                        password_hash: row.try_get(2)?,
-                        role: row.try_get(3)?,
-                        active: row.try_get(4)?,
-                        password_generated: row.try_get(5)?,
-                        created_at: row.try_get(6)?,
-                    })
+                    Ok($crate::store::principal_from_row!(row))
                 })
                 .collect::<Result<Vec<_>, sqlx::Error>>()
                 .map_err(Into::into)

@@ -205,8 +205,8 @@ pub(crate) const GET_SQL: &str =
             recipient_holder, recipient_bik, recipient_secret
      FROM payouts WHERE id = $1 AND archived_at IS NULL";
 
-/// Reads the payout columns of [`GET_SQL`] and [`list_sql`], the same on both backends.
-macro_rules! payout_view_from_row {
+/// Reads a payout's state from columns 0-13 in the order of [`GET_SQL`], the same on both backends (sqlx rows).
+macro_rules! payout_state_from_row {
     ($row:expr) => {{
         let row = $row;
         let archived: Option<time::OffsetDateTime> = row.try_get(11)?;
@@ -226,8 +226,17 @@ macro_rules! payout_view_from_row {
             created_at: (),
             updated_at: (),
         };
+        payout.into_state(row.try_get(12)?, row.try_get(13)?)?
+    }};
+}
+pub(crate) use payout_state_from_row;
+
+/// Reads the payout columns of [`GET_SQL`] and [`list_sql`], the same on both backends.
+macro_rules! payout_view_from_row {
+    ($row:expr) => {{
+        let row = $row;
         $crate::store::payouts::PayoutView {
-            state: payout.into_state(row.try_get(12)?, row.try_get(13)?)?,
+            state: $crate::store::payouts::payout_state_from_row!(row),
             recipient_type: row.try_get(14)?,
             recipient_last4: row.try_get(15)?,
             recipient_holder: row.try_get(16)?,

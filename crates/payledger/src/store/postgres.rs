@@ -14,7 +14,6 @@ use sqlx::{Postgres, Row, Transaction};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::payouts::PayoutRow;
 use super::{AccountKind, BatchTx, MAX_KEPT_NOTICES, StoreError, hold_from_row, notice_from_row, organization_account};
 use crate::engine::balances::{HoldState, KeyClaims, StoredKey, StoredResponse};
 use crate::engine::batch::{NoticeClaim, Plan};
@@ -480,24 +479,7 @@ impl BatchTx for PgBatch {
         .await?;
         let mut found = HashMap::with_capacity(rows.len());
         for row in rows {
-            let archived: Option<OffsetDateTime> = row.try_get(11)?;
-            let payout = PayoutRow {
-                id: row.try_get(0)?,
-                amount: row.try_get(1)?,
-                currency: row.try_get(2)?,
-                status: row.try_get(3)?,
-                failure_reason: row.try_get(4)?,
-                attempts: row.try_get(5)?,
-                gateway_reference: row.try_get(6)?,
-                description: row.try_get(7)?,
-                source_kind: row.try_get(8)?,
-                source_key: row.try_get(9)?,
-                source_account_id: row.try_get(10)?,
-                archived: archived.is_some(),
-                created_at: (),
-                updated_at: (),
-            };
-            let state = payout.into_state(row.try_get(12)?, row.try_get(13)?)?;
+            let state = super::payouts::payout_state_from_row!(&row);
             found.insert(state.id, state);
         }
         Ok(found)
