@@ -41,8 +41,8 @@ async fn signed_webhooks_are_checked_over_the_raw_body() {
     let refused = [
         ("missing", None),
         ("wrong secret", Some(sign("other", now, body.as_bytes()))),
-        ("expired", Some(sign("new-secret", now - 301, body.as_bytes()))),
-        ("from the future", Some(sign("new-secret", now + 301, body.as_bytes()))),
+        ("expired", Some(sign("new-secret", now - 400, body.as_bytes()))),
+        ("from the future", Some(sign("new-secret", now + 400, body.as_bytes()))),
         ("tampered body", Some(sign("new-secret", now, body.replace("100.00", "900.00").as_bytes()))),
         ("malformed", Some("v1=abc".to_owned())),
     ];
