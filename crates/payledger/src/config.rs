@@ -76,6 +76,10 @@ impl CommonArgs {
 /// Settings of `serve`.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
+    /// `development` relaxes what a laptop needs relaxed (and says so in a banner); `production` refuses to
+    /// start unless every secret is set and strong, and requires authentication everywhere.
+    #[arg(long, env = "PAYLEDGER_PROFILE", value_enum, default_value_t = Profile::Development)]
+    pub profile: Profile,
     /// Address to listen on.
     #[arg(long, env = "PAYLEDGER_BIND", default_value = "127.0.0.1:8000")]
     pub bind: SocketAddr,
@@ -271,6 +275,32 @@ pub enum GatewayKind {
     Http,
 }
 
+/// How strict the server is about its own configuration and its callers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Profile {
+    /// The default: unsigned webhooks, anonymous balance reads, generated keys and passwords, all listed in a
+    /// banner at start-up.
+    Development,
+    /// Every secret set and strong, authentication on every endpoint but the signed webhook, health and
+    /// metrics; start-up is refused otherwise.
+    Production,
+}
+
+/// Admin passwords that ship in examples and tutorials: production refuses them even when long enough.
+const DEFAULT_PASSWORDS: [&str; 8] = [
+    "administrator",
+    "password1234",
+    "changeme1234",
+    "123456789012",
+    "admin1234567",
+    "adminadminadmin",
+    "qwertyuiop12",
+    "payledger-admin",
+];
+
+/// The shortest webhook secret production accepts, in bytes.
+pub const MIN_WEBHOOK_SECRET_LEN: usize = 16;
+
 /// How webhooks are applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum WebhookMode {
@@ -301,8 +331,12 @@ pub enum LogFormat {
 /// Everything the server needs to start, independent of where it came from (CLI or a test).
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// Development or production.
+    pub profile: Profile,
     /// The database URL.
     pub database_url: String,
+    /// Whether the database was named explicitly (production refuses the implicit embedded default).
+    pub database_configured: bool,
     /// How webhooks are applied.
     pub webhook_mode: WebhookMode,
     /// How conflicting notices are answered.
@@ -409,7 +443,9 @@ impl Settings {
     /// Settings for a database URL with every other value at its default.
     pub fn for_database(database_url: impl Into<String>) -> Settings {
         Settings {
+            profile: Profile::Development,
             database_url: database_url.into(),
+            database_configured: true,
             webhook_mode: WebhookMode::Sync,
             webhook_conflict: ConflictPolicy::Record,
             demo_organizations: 0,
@@ -419,6 +455,85 @@ impl Settings {
             tokens: TokenSettings::default(),
             payouts: PayoutSettings::default(),
         }
+    }
+}
+
+impl Settings {
+    /// Each setting that keeps these settings from the production profile, named with its variable and why.
+    /// Empty when production may start (the database adds its own check: no generated admin password).
+    pub fn production_problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.webhook_guard.secrets.is_empty() {
+            problems.push("PAYLEDGER_WEBHOOK_SECRET is not set: unsigned bank webhooks would be accepted".to_owned());
+        } else if self.webhook_guard.secrets.iter().any(|secret| secret.len() < MIN_WEBHOOK_SECRET_LEN) {
+            problems.push(format!(
+                "PAYLEDGER_WEBHOOK_SECRET: every secret must be at least {MIN_WEBHOOK_SECRET_LEN} bytes"
+            ));
+        }
+        match &self.tokens.secret {
+            None => problems.push(
+                "PAYLEDGER_JWT_SECRET is not set: access tokens would be signed with a random key per process"
+                    .to_owned(),
+            ),
+            Some(secret) if secret.len() < crate::tokens::MIN_SECRET_LEN => problems.push(format!(
+                "PAYLEDGER_JWT_SECRET is {} bytes: it must be at least {} bytes",
+                secret.len(),
+                crate::tokens::MIN_SECRET_LEN
+            )),
+            Some(_) => {}
+        }
+        if let Some((username, password)) = &self.admin {
+            let lowered = password.to_lowercase();
+            if DEFAULT_PASSWORDS.contains(&lowered.as_str()) || lowered == username.to_lowercase() {
+                problems.push("PAYLEDGER_ADMIN_PASSWORD is a well-known default password".to_owned());
+            } else if password.chars().count() < crate::principals::MIN_PASSWORD_CHARS {
+                problems.push(format!(
+                    "PAYLEDGER_ADMIN_PASSWORD is shorter than {} characters",
+                    crate::principals::MIN_PASSWORD_CHARS
+                ));
+            }
+        }
+        if !self.database_configured {
+            problems.push("DATABASE_URL is not set: the implicit embedded database would be used".to_owned());
+        }
+        if self.payouts.card_keys.is_empty() {
+            problems.push(
+                "PAYLEDGER_CARD_KEYS is not set: card numbers would be encrypted with a generated development key"
+                    .to_owned(),
+            );
+        }
+        if matches!(self.payouts.gateway, crate::gateway::GatewayConfig::Simulated { .. }) {
+            problems.push("PAYLEDGER_GATEWAY is `simulated`: payouts would complete without paying anyone".to_owned());
+        }
+        problems
+    }
+
+    /// What the development profile relaxes with these settings, for the start-up banner.
+    pub fn development_relaxations(&self) -> Vec<String> {
+        let mut relaxed = vec!["anonymous reads of balances, their history and the API docs".to_owned()];
+        if self.webhook_guard.secrets.is_empty() {
+            relaxed.push("unsigned bank webhooks are accepted (no PAYLEDGER_WEBHOOK_SECRET)".to_owned());
+        }
+        if self.tokens.secret.is_none() {
+            relaxed.push(
+                "access tokens are signed with a random key of this process (no PAYLEDGER_JWT_SECRET)".to_owned(),
+            );
+        }
+        if self.admin.is_none() {
+            relaxed.push(
+                "the first admin gets a generated password, printed once (no PAYLEDGER_ADMIN_PASSWORD)".to_owned(),
+            );
+        }
+        if !self.database_configured {
+            relaxed.push(format!("the embedded database {} (no DATABASE_URL)", self.database_url));
+        }
+        if self.payouts.card_keys.is_empty() {
+            relaxed.push("card numbers are encrypted with a development key file (no PAYLEDGER_CARD_KEYS)".to_owned());
+        }
+        if matches!(self.payouts.gateway, crate::gateway::GatewayConfig::Simulated { .. }) {
+            relaxed.push("payouts go to the simulated gateway".to_owned());
+        }
+        relaxed
     }
 }
 

@@ -45,6 +45,10 @@ pub enum ApiError {
     /// 401: the request's signature or credentials are missing or wrong.
     #[error("{0}")]
     Unauthorized(String),
+    /// 401 from the authentication layer: no, malformed or wrong credentials; answered with the schemes the
+    /// API takes in `WWW-Authenticate`.
+    #[error("{0}")]
+    Unauthenticated(String),
     /// 429: too many requests from this address; retry after the given seconds.
     #[error("too many requests")]
     TooManyRequests(u64),
@@ -108,7 +112,9 @@ impl ApiError {
     fn parts(&self) -> (StatusCode, &'static str, String) {
         match self {
             ApiError::InvalidData(_) => (StatusCode::BAD_REQUEST, "invalid_data", "Invalid data".into()),
-            ApiError::Unauthorized(message) => (StatusCode::UNAUTHORIZED, "unauthorized", message.clone()),
+            ApiError::Unauthorized(message) | ApiError::Unauthenticated(message) => {
+                (StatusCode::UNAUTHORIZED, "unauthorized", message.clone())
+            }
             ApiError::TooManyRequests(_) => {
                 (StatusCode::TOO_MANY_REQUESTS, "rate_limited", "Too many requests; retry later".into())
             }
@@ -186,6 +192,7 @@ impl IntoResponse for ApiError {
             ApiError::TooManyRequests(seconds) => Some(*seconds),
             _ => None,
         };
+        let challenge = matches!(self, ApiError::Unauthenticated(_));
         let (status, body) = self.status_and_body();
         let mut response = (status, axum::Json(body)).into_response();
         if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -197,6 +204,14 @@ impl IntoResponse for ApiError {
             && let Ok(value) = HeaderValue::from_str(&seconds.max(1).to_string())
         {
             response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        if challenge {
+            let headers = response.headers_mut();
+            headers.append(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"payledger\""));
+            headers.append(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"payledger\", charset=\"UTF-8\""),
+            );
         }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

@@ -3,6 +3,7 @@
 //! [`launch`] runs the whole server (HTTP API, ledger writer, background applier) on a listener until a
 //! shutdown future resolves; `main` and the integration tests both use it.
 
+pub mod access;
 pub mod api;
 pub mod balances;
 pub mod config;
@@ -58,6 +59,10 @@ pub struct App {
     pub webhook_conflict: ConflictPolicy,
     /// Who may post bank notices: signature secrets and source networks.
     pub webhook_guard: config::WebhookGuard,
+    /// Development or production: whether anonymous balance reads are allowed.
+    pub profile: config::Profile,
+    /// Basic credentials verified recently, so a password is not re-hashed on every request.
+    pub credentials: access::CredentialMemory,
     /// The key access tokens are signed with.
     pub token_keys: tokens::TokenKeys,
     /// Token lifetimes.
@@ -91,7 +96,8 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
 /// is printed once (development).
 async fn bootstrap_admin(store: &Store, settings: &Settings) -> anyhow::Result<()> {
     let configured = settings.admin.as_ref().map(|(name, password)| (name.as_str(), password.as_str()));
-    match principals::bootstrap(store, configured, true).await.context("creating the first admin")? {
+    let generate = settings.profile == config::Profile::Development;
+    match principals::bootstrap(store, configured, generate).await.context("creating the first admin")? {
         principals::Bootstrap::Existing => {}
         principals::Bootstrap::Configured(username) => tracing::info!(%username, "created the first admin"),
         principals::Bootstrap::Generated { username, password } => {
@@ -105,6 +111,17 @@ async fn bootstrap_admin(store: &Store, settings: &Settings) -> anyhow::Result<(
         }
     }
     Ok(())
+}
+
+/// Tells whoever starts a development server what it relaxes, so nobody runs one in production unawares.
+fn print_development_banner(settings: &Settings) {
+    let relaxed = settings.development_relaxations();
+    eprintln!(
+        "\n  payledger is running in the DEVELOPMENT profile, which relaxes:\n{}\n  Use --profile production \
+         (PAYLEDGER_PROFILE=production) for a deployment.\n",
+        relaxed.iter().map(|line| format!("    - {line}")).collect::<Vec<_>>().join("\n")
+    );
+    tracing::warn!(relaxed = relaxed.len(), "development profile");
 }
 
 /// The access-token key: the configured secret, or (development) a random one for this process.
@@ -173,8 +190,24 @@ pub async fn launch(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let mut problems = match settings.profile {
+        config::Profile::Production => settings.production_problems(),
+        config::Profile::Development => Vec::new(),
+    };
     let store = open_store(&settings).await?;
+    if settings.profile == config::Profile::Production {
+        problems.extend(principals::production_problems(&store, settings.admin.is_some()).await?);
+        if !problems.is_empty() {
+            anyhow::bail!(
+                "refusing to start in the production profile:\n  - {}\n(see README, \"Production profile\")",
+                problems.join("\n  - ")
+            );
+        }
+    }
     bootstrap_admin(&store, &settings).await?;
+    if settings.profile == config::Profile::Development {
+        print_development_banner(&settings);
+    }
     let (engine, writer) = LedgerEngine::start(&store).await.context("starting the ledger engine")?;
     let balances = balances::Balances::new(engine.clone());
     let (payout_service, gateway) = payout_parts(&settings, &engine)?;
@@ -203,6 +236,8 @@ pub async fn launch(
         },
         webhook_conflict: settings.webhook_conflict,
         webhook_guard: settings.webhook_guard.clone(),
+        profile: settings.profile,
+        credentials: access::CredentialMemory::new().context("generating the credential memory's key")?,
         token_keys: token_keys(&settings)?,
         token_settings: settings.tokens.clone(),
         login_limiter: ratelimit::RateLimiter::new(

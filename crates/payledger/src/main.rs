@@ -37,7 +37,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         _ => serve.payouts.clone(),
     };
     let settings = Settings {
+        profile: serve.profile,
         database_url: database_url.clone(),
+        database_configured: cli.common.database_url.is_some(),
         webhook_mode: serve.webhook_mode,
         webhook_conflict: serve.webhook_conflict,
         demo_organizations: serve.demo_organizations,

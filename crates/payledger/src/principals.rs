@@ -207,6 +207,29 @@ pub async fn bootstrap(
     }
 }
 
+/// What the users table keeps from the production profile: active users still on a generated password, or
+/// no users at all and no configured admin (one would be generated).
+pub async fn production_problems(store: &Store, admin_configured: bool) -> Result<Vec<String>, PrincipalError> {
+    let users = store.principals().await?;
+    if users.is_empty() && !admin_configured {
+        return Ok(vec![
+            "PAYLEDGER_ADMIN_USERNAME/PAYLEDGER_ADMIN_PASSWORD are not set and there are no users: a generated \
+             password would be used"
+                .to_owned(),
+        ]);
+    }
+    Ok(users
+        .iter()
+        .filter(|user| user.active && user.password_generated)
+        .map(|user| {
+            format!(
+                "user `{}` still has the password payledger generated: set one with `payledger user passwd {}`",
+                user.username, user.username
+            )
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -192,12 +192,17 @@ async fn a_worker_killed_mid_payout_is_taken_over_and_pays_once() {
     db.assert_verified().await;
 }
 
-/// Full card numbers never reach the logs, even at debug level, through creation, processing and a decline.
+/// Secrets never reach the logs, even at debug level: full card numbers (through creation, processing and a
+/// decline), the admin's password (sent as Basic credentials, in a token request and a failed one), access
+/// and refresh tokens, and the configured JWT, webhook and card-vault secrets.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn card_numbers_never_reach_the_logs() {
+async fn secrets_never_reach_the_logs() {
     let Some(db) = TestDb::new(Backend::Sqlite).await else { return };
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("address").port();
     let log = db.dir.path().join("server.log");
+    const ADMIN_PASSWORD: &str = "log-test-admin-password-7f3a";
+    const JWT_SECRET: &str = "log-test-jwt-secret-0123456789abcdef-xyz";
+    const WEBHOOK_SECRET: &str = "log-test-webhook-secret-42";
     let mut server = Command::new(env!("CARGO_BIN_EXE_payledger"))
         .arg("serve")
         .env("DATABASE_URL", &db.url)
@@ -205,6 +210,11 @@ async fn card_numbers_never_reach_the_logs() {
         .env("PAYLEDGER_BIND", format!("127.0.0.1:{port}"))
         .env("PAYLEDGER_DEMO_ORGANIZATIONS", "0")
         .env("PAYLEDGER_GATEWAY_LATENCY_MS", "1")
+        .env("PAYLEDGER_ADMIN_USERNAME", "root")
+        .env("PAYLEDGER_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .env("PAYLEDGER_JWT_SECRET", JWT_SECRET)
+        .env("PAYLEDGER_WEBHOOK_SECRET", WEBHOOK_SECRET)
+        .env("PAYLEDGER_CARD_KEYS", CARD_KEY)
         .env("PAYLEDGER_LOG", "debug")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).expect("log file"))
@@ -218,15 +228,47 @@ async fn card_numbers_never_reach_the_logs() {
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+    let tokens: Value = client
+        .post(format!("{base}/api/token/"))
+        .json(&json!({"username": "root", "password": ADMIN_PASSWORD}))
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("token json");
+    let access = tokens["access"].as_str().expect("access").to_owned();
+    let refresh = tokens["refresh"].as_str().expect("refresh").to_owned();
+    let refreshed: Value = client
+        .post(format!("{base}/api/token/refresh/"))
+        .json(&json!({"refresh": refresh}))
+        .send()
+        .await
+        .expect("refresh")
+        .json()
+        .await
+        .expect("refresh json");
+    let second_refresh = refreshed["refresh"].as_str().expect("rotated refresh").to_owned();
+    // A wrong password, and a reused refresh token: both refused, and both must stay out of the log.
+    let wrong = client
+        .post(format!("{base}/api/token/"))
+        .json(&json!({"username": "root", "password": "wrong-password-in-the-log-test"}))
+        .send()
+        .await
+        .expect("wrong login");
+    assert_eq!(wrong.status(), 401);
+    let reused = client.post(format!("{base}/api/token/refresh/")).json(&json!({"refresh": refresh})).send().await;
+    assert_eq!(reused.expect("reuse").status(), 401);
     let mut ids = Vec::new();
-    for number in ["4111111111111111", payledger::gateway::DECLINED_CARD] {
-        let response = client
+    for (index, number) in ["4111111111111111", payledger::gateway::DECLINED_CARD].into_iter().enumerate() {
+        let request = client
             .post(format!("{base}/api/v1/payouts/"))
             .header("Content-Type", "application/json")
-            .body(payout("3.00").replace("4111111111111111", number))
-            .send()
-            .await
-            .expect("create");
+            .body(payout("3.00").replace("4111111111111111", number));
+        // One with a Bearer token, one with Basic credentials.
+        let request =
+            if index == 0 { request.bearer_auth(&access) } else { request.basic_auth("root", Some(ADMIN_PASSWORD)) };
+        let response = request.send().await.expect("create");
         assert_eq!(response.status(), 201);
         let body: Value = response.json().await.expect("json");
         ids.push(body["id"].as_str().expect("id").to_owned());
@@ -235,6 +277,7 @@ async fn card_numbers_never_reach_the_logs() {
         for _ in 0..200 {
             let body: Value = client
                 .get(format!("{base}/api/v1/payouts/{id}/"))
+                .bearer_auth(&access)
                 .send()
                 .await
                 .expect("get")
@@ -251,8 +294,27 @@ async fn card_numbers_never_reach_the_logs() {
     let _ = server.wait();
     let text = std::fs::read_to_string(&log).expect("log");
     assert!(text.contains("payout"), "the log has payout activity to check: {} bytes", text.len());
-    for number in ["4111111111111111", payledger::gateway::DECLINED_CARD] {
-        assert!(!text.contains(number), "a full card number reached the log");
+    assert!(text.contains("/api/token/"), "the log has the token requests to check");
+    let basic = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(format!("root:{ADMIN_PASSWORD}"))
+    };
+    let secrets = [
+        ("a card number", "4111111111111111"),
+        ("a card number", payledger::gateway::DECLINED_CARD),
+        ("the admin password", ADMIN_PASSWORD),
+        ("a wrong password", "wrong-password-in-the-log-test"),
+        ("Basic credentials", basic.as_str()),
+        ("the JWT secret", JWT_SECRET),
+        ("the webhook secret", WEBHOOK_SECRET),
+        ("the card key", CARD_KEY),
+        ("an access token", access.as_str()),
+        ("an access token's signature", access.rsplit('.').next().unwrap_or_default()),
+        ("a refresh token", refresh.as_str()),
+        ("a refresh token", second_refresh.as_str()),
+    ];
+    for (what, secret) in secrets {
+        assert!(!secret.is_empty() && !text.contains(secret), "{what} reached the log");
     }
 }
 

@@ -200,6 +200,7 @@ mod tokens {
         let store = db.store().await;
         payledger::principals::set_active(&store, "test", "alice", false).await.expect("disable");
         let mut settings = common::settings(&db);
+        settings.admin = None;
         settings.tokens.secret = Some("a test signing key that is long enough!".into());
         let server = TestServer::start(settings).await;
         let (status, body) =
@@ -215,6 +216,7 @@ async fn token_requests_are_rate_limited_per_address() {
     let Some(db) = TestDb::new(Backend::Sqlite).await else { return };
     let mut settings = common::settings(&db);
     settings.tokens.login_attempts_per_minute = 3;
+    settings.admin = None;
     let server = TestServer::start(settings).await;
     let body = serde_json::json!({"username": "admin", "password": "guess guess guess"}).to_string();
     for _ in 0..3 {
@@ -233,5 +235,14 @@ async fn token_requests_are_rate_limited_per_address() {
     assert!((1..=60).contains(&retry_after), "{retry_after}");
     let answer: serde_json::Value = response.json().await.expect("json");
     assert_eq!(answer["code"], "rate_limited");
+    // Basic credentials verify the same passwords: they are no way around the limit.
+    let basic = server
+        .anonymous
+        .get(server.url("/api/v1/payouts/"))
+        .basic_auth("admin", Some("guess guess guess"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(basic.status(), 429);
     server.stop().await;
 }

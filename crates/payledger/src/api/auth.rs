@@ -31,6 +31,11 @@ static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         .unwrap_or_default()
 });
 
+/// The dummy hash, for another place that must take as long for an unknown user as for a wrong password.
+pub fn dummy_hash() -> String {
+    DUMMY_HASH.clone()
+}
+
 /// A token pair.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TokenPair {
@@ -113,7 +118,7 @@ pub async fn token(
 ) -> Result<Json<TokenPair>, ApiError> {
     let [username, password] = string_fields(&state, peer, &headers, body, ["username", "password"]).await?;
     let user = state.store.principal(&username).await?;
-    let hash = user.as_ref().map_or_else(|| DUMMY_HASH.clone(), |user| user.password_hash.clone());
+    let hash = user.as_ref().map_or_else(dummy_hash, |user| user.password_hash.clone());
     // argon2 is CPU work: off the async workers.
     let matches = tokio::task::spawn_blocking(move || password_matches(&password, &hash)).await.unwrap_or(false);
     match user {

@@ -133,8 +133,12 @@ fn replace_database(url: &str, name: &str) -> String {
 
 /// Settings for tests: no demo organizations, sync mode, record conflicts, the data directory in the test's
 /// scratch folder, and payout workers that poll and retry quickly.
+/// The first admin every test server is bootstrapped with.
+pub const ADMIN: (&str, &str) = ("admin", "test-admin-password");
+
 pub fn settings(db: &TestDb) -> Settings {
     let mut settings = Settings::for_database(db.url.clone());
+    settings.admin = Some((ADMIN.0.to_owned(), ADMIN.1.to_owned()));
     settings.data_dir = db.dir.path().to_path_buf();
     settings.payouts.poll = Duration::from_millis(20);
     settings.payouts.retry_base = Duration::from_millis(20);
@@ -155,7 +159,11 @@ pub fn strict_settings(db: &TestDb) -> Settings {
 /// The real server on a random port.
 pub struct TestServer {
     pub address: SocketAddr,
+    /// A client that sends the bootstrapped admin's access token on every request (anonymous when the
+    /// settings configure no admin).
     pub client: reqwest::Client,
+    /// A client without credentials.
+    pub anonymous: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -165,21 +173,58 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("address");
         let (stop, stopped) = oneshot::channel::<()>();
+        let admin = settings.admin.clone();
         let task = tokio::spawn(payledger::launch(settings, listener, async {
             let _ = stopped.await;
         }));
-        let client = reqwest::Client::builder().pool_max_idle_per_host(512).build().expect("client");
-        let server = TestServer { address, client, stop: Some(stop), task: Some(task) };
+        let anonymous = reqwest::Client::builder().pool_max_idle_per_host(512).build().expect("client");
+        let mut server =
+            TestServer { address, client: anonymous.clone(), anonymous, stop: Some(stop), task: Some(task) };
+        server.wait_until_up().await;
+        if let Some((username, password)) = admin {
+            let token = server.login(&username, &password).await;
+            server.client = server.client_with_token(&token);
+        }
+        server
+    }
+
+    async fn wait_until_up(&mut self) {
         // Wait until it answers, so tests never race start-up.
         for _ in 0..200 {
-            if let Ok(response) = server.client.get(server.url("/api/health/")).send().await
+            if let Ok(response) = self.anonymous.get(self.url("/api/health/")).send().await
                 && response.status().is_success()
             {
-                return server;
+                return;
+            }
+            if self.task.as_ref().is_some_and(JoinHandle::is_finished) {
+                let result = self.task.take().expect("task").await;
+                panic!("server stopped during start-up: {result:?}");
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
         panic!("server did not start");
+    }
+
+    /// An access token for a user.
+    pub async fn login(&self, username: &str, password: &str) -> String {
+        let response = self
+            .anonymous
+            .post(self.url("/api/token/"))
+            .json(&json!({"username": username, "password": password}))
+            .send()
+            .await
+            .expect("token request");
+        assert_eq!(response.status(), 200, "login as {username}");
+        let body: Value = response.json().await.expect("token json");
+        body["access"].as_str().expect("access token").to_owned()
+    }
+
+    /// A client that sends `token` as its Bearer credentials.
+    pub fn client_with_token(&self, token: &str) -> reqwest::Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        let value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).expect("header");
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+        reqwest::Client::builder().pool_max_idle_per_host(512).default_headers(headers).build().expect("client")
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -1,0 +1,333 @@
+//! Who may call what: authentication (Bearer access tokens and HTTP Basic) and the role matrix, enforced in
+//! one place for every route.
+//!
+//! [`guard`] runs on every matched route. It looks the route up in [`gate`] — the one table of the access
+//! rules — authenticates the caller when the route needs one, refuses with 401 (no or bad credentials) or 403
+//! (a role too low), and hands the handler a [`Caller`]. A route missing from the table needs an admin, so a
+//! new endpoint is closed until someone decides who may call it.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Mutex, PoisonError};
+
+use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+use time::OffsetDateTime;
+
+use crate::AppState;
+use crate::config::Profile;
+use crate::error::ApiError;
+use crate::tokens::{Role, TokenError};
+
+/// The most verified Basic credentials remembered per process; past it the memory is cleared.
+const MAX_REMEMBERED_CREDENTIALS: usize = 10_000;
+
+/// An authenticated user, as a handler sees them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The user's id.
+    pub id: i64,
+    /// The login name.
+    pub username: String,
+    /// The role in effect for this request.
+    pub role: Role,
+}
+
+/// Who is calling: a user, or nobody (a route open to anonymous callers).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Caller {
+    /// No credentials, on a route that allows that.
+    #[default]
+    Anonymous,
+    /// An authenticated user.
+    User(Principal),
+}
+
+impl Caller {
+    /// The name the audit log records: the username, or `anonymous`.
+    pub fn name(&self) -> &str {
+        match self {
+            Caller::Anonymous => "anonymous",
+            Caller::User(principal) => &principal.username,
+        }
+    }
+
+    /// A prefix that scopes what a caller stores under its own names (idempotency keys), so one caller's key
+    /// can neither collide with nor replay another's.
+    pub fn scope(&self) -> String {
+        match self {
+            Caller::Anonymous => "anonymous".to_owned(),
+            Caller::User(principal) => format!("user:{}", principal.id),
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts.extensions.get::<Caller>().cloned().unwrap_or_default())
+    }
+}
+
+/// What a route asks of its caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    /// Anyone: health, metrics, and the token endpoints (they take a password or a refresh token).
+    Open,
+    /// Anyone whose request carries a valid HMAC signature, which the handler checks: the bank's webhook
+    /// (signed whenever a secret is configured, which production requires) and the gateway's callbacks.
+    Signed,
+    /// A user with at least this role. In the development profile, `anonymous_in_development` lets callers
+    /// without credentials through as well, so the original curl examples work verbatim.
+    Role {
+        /// The least role.
+        role: Role,
+        /// Whether the development profile lets anonymous callers in.
+        anonymous_in_development: bool,
+    },
+}
+
+const fn role(role: Role) -> Gate {
+    Gate::Role { role, anonymous_in_development: false }
+}
+
+/// Reads anyone may make in development: balances, their history and the API documentation.
+const fn read_open_in_development() -> Gate {
+    Gate::Role { role: Role::Viewer, anonymous_in_development: true }
+}
+
+/// The access rule of a route, by method and route template (as axum matched it). The one table of who may
+/// call what; the role-matrix test walks it cell by cell.
+pub fn gate(method: &Method, route: &str) -> Gate {
+    use Role::{Admin, Operator, Viewer};
+    let is_get = method == Method::GET || method == Method::HEAD;
+    match route {
+        "/api/health/" | "/metrics" | "/api/token/" | "/api/token/refresh/" => Gate::Open,
+        "/api/webhook/bank/" | "/api/v1/gateway/events/" => Gate::Signed,
+        "/api/organizations/{inn}/balance/"
+        | "/api/organizations/{inn}/balance-log/"
+        | "/api/balances/"
+        | "/api/users/{user_id}/transactions/" => read_open_in_development(),
+        "/api/reports/revenue/" => role(Viewer),
+        "/api/add_funds/"
+        | "/api/withdraw_funds/"
+        | "/api/reserve_funds/"
+        | "/api/deduct_funds/"
+        | "/api/unreserve_funds/"
+        | "/api/transfer_funds/" => role(Operator),
+        "/api/v1/payouts/" | "/api/payouts/" | "/api/v1/payouts/{id}/" | "/api/payouts/{id}/" => {
+            if is_get {
+                role(Viewer)
+            } else if method == Method::DELETE {
+                role(Admin)
+            } else {
+                role(Operator)
+            }
+        }
+        "/api/v1/jobs/" | "/api/v1/jobs/{id}/retry/" => role(Admin),
+        "/api/v1/users/" | "/api/v1/users/{username}/" | "/api/v1/audit/" => role(Admin),
+        _ if route.starts_with("/api/schema") || route.starts_with("/assets/") => read_open_in_development(),
+        // Closed by default: a route nobody put in this table needs an admin.
+        _ => role(Admin),
+    }
+}
+
+/// Verified Basic credentials, so a client sending its password on every request does not pay for an
+/// argon2 verification each time. Keyed by an HMAC (under a per-process random key) of the username and
+/// password, so the memory never holds a password; the value is the stored hash the password matched, and a
+/// remembered entry only counts while the user's stored hash is still that one (a changed password, or a
+/// disabled user, takes effect on the next request).
+pub struct CredentialMemory {
+    key: [u8; 32],
+    verified: Mutex<HashMap<[u8; 32], String>>,
+}
+
+impl std::fmt::Debug for CredentialMemory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CredentialMemory").finish_non_exhaustive()
+    }
+}
+
+impl CredentialMemory {
+    /// An empty memory with a fresh random key.
+    pub fn new() -> Result<CredentialMemory, TokenError> {
+        let (random, _) = crate::tokens::new_refresh_token()?;
+        let mut key = [0u8; 32];
+        key.copy_from_slice(&sha2::Digest::finalize(<Sha256 as sha2::Digest>::new_with_prefix(random.as_bytes())));
+        Ok(CredentialMemory { key, verified: Mutex::new(HashMap::new()) })
+    }
+
+    fn digest(&self, username: &str, password: &str) -> [u8; 32] {
+        let mut mac = match Hmac::<Sha256>::new_from_slice(&self.key) {
+            Ok(mac) => mac,
+            // HMAC takes keys of any length; this cannot happen.
+            Err(_) => return [0; 32],
+        };
+        mac.update(username.as_bytes());
+        mac.update(&[0]);
+        mac.update(password.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
+    fn remembers(&self, digest: &[u8; 32], stored_hash: &str) -> bool {
+        let verified = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
+        verified.get(digest).is_some_and(|hash| hash == stored_hash)
+    }
+
+    fn remember(&self, digest: [u8; 32], stored_hash: String) {
+        let mut verified = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
+        if verified.len() >= MAX_REMEMBERED_CREDENTIALS {
+            verified.clear();
+        }
+        verified.insert(digest, stored_hash);
+    }
+}
+
+/// A 401 that tells the client which schemes the API takes.
+fn unauthenticated(message: impl Into<String>) -> ApiError {
+    ApiError::Unauthenticated(message.into())
+}
+
+/// The caller a request's `Authorization` header names: `None` without the header, an error for a header that
+/// is malformed or whose credentials are wrong, expired or disabled.
+async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: Option<SocketAddr>,
+) -> Result<Option<Principal>, ApiError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else { return Ok(None) };
+    let value = value.to_str().map_err(|_| unauthenticated("Malformed Authorization header"))?;
+    let (scheme, credentials) =
+        value.trim().split_once(' ').ok_or_else(|| unauthenticated("Malformed Authorization header"))?;
+    let credentials = credentials.trim();
+    if scheme.eq_ignore_ascii_case("bearer") {
+        let claims =
+            state.token_keys.verify_access(credentials, OffsetDateTime::now_utc()).map_err(|error| match error {
+                TokenError::Expired => unauthenticated("The access token has expired"),
+                _ => unauthenticated("The access token is invalid"),
+            })?;
+        return Ok(Some(Principal { id: claims.sub, username: claims.name, role: claims.role }));
+    }
+    if scheme.eq_ignore_ascii_case("basic") {
+        return basic(state, credentials, peer).await.map(Some);
+    }
+    Err(unauthenticated("Unsupported authorization scheme; use Bearer or Basic"))
+}
+
+/// Verifies HTTP Basic credentials against the users table.
+async fn basic(state: &AppState, credentials: &str, peer: Option<SocketAddr>) -> Result<Principal, ApiError> {
+    let malformed = || unauthenticated("Malformed Basic credentials");
+    let decoded = base64::engine::general_purpose::STANDARD.decode(credentials).map_err(|_| malformed())?;
+    let decoded = String::from_utf8(decoded).map_err(|_| malformed())?;
+    let (username, password) = decoded.split_once(':').ok_or_else(malformed)?;
+    let refused = || unauthenticated("Invalid username or password");
+    let user = state.store.principal(username).await?;
+    let digest = state.credentials.digest(username, password);
+    if let Some(user) = &user
+        && user.active
+        && state.credentials.remembers(&digest, &user.password_hash)
+    {
+        return principal_of(user);
+    }
+    // A verification costs an argon2 hash: it counts against the address's login rate, as a token request
+    // does, so Basic is no side door for password guessing.
+    if let Some(peer) = peer {
+        state.login_limiter.check(peer.ip(), std::time::Instant::now()).map_err(|wait| {
+            tracing::warn!(peer = %peer.ip(), "Basic authentication rate-limited");
+            ApiError::TooManyRequests(wait.as_secs())
+        })?;
+    }
+    let hash = user.as_ref().map_or_else(crate::api::auth::dummy_hash, |user| user.password_hash.clone());
+    let password = password.to_owned();
+    let checked_hash = hash.clone();
+    let matches = tokio::task::spawn_blocking(move || crate::principals::password_matches(&password, &checked_hash))
+        .await
+        .unwrap_or(false);
+    match user {
+        Some(user) if matches && user.active => {
+            state.credentials.remember(digest, hash);
+            principal_of(&user)
+        }
+        _ => Err(refused()),
+    }
+}
+
+fn principal_of(user: &crate::store::PrincipalRow) -> Result<Principal, ApiError> {
+    let role = Role::parse(&user.role).ok_or_else(|| {
+        ApiError::Store(crate::store::StoreError::Corrupt(format!("user {}: role {}", user.username, user.role)))
+    })?;
+    Ok(Principal { id: user.id, username: user.username.clone(), role })
+}
+
+/// The middleware on every route: applies [`gate`] and leaves the [`Caller`] for the handler.
+pub async fn guard(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let Some(route) = request.extensions().get::<MatchedPath>().map(|path| path.as_str().to_owned()) else {
+        return next.run(request).await;
+    };
+    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0);
+    match admit(&state, gate(request.method(), &route), request.headers(), peer).await {
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+/// Whether a request may pass `gate`, and as whom.
+async fn admit(
+    state: &AppState,
+    gate: Gate,
+    headers: &HeaderMap,
+    peer: Option<SocketAddr>,
+) -> Result<Caller, ApiError> {
+    let (needed, anonymous_in_development) = match gate {
+        Gate::Open | Gate::Signed => return Ok(Caller::Anonymous),
+        Gate::Role { role, anonymous_in_development } => (role, anonymous_in_development),
+    };
+    match authenticate(state, headers, peer).await? {
+        Some(principal) if principal.role.at_least(needed) => Ok(Caller::User(principal)),
+        Some(principal) => Err(ApiError::Forbidden(format!(
+            "This needs the {needed} role; {} is {}",
+            principal.username, principal.role
+        ))),
+        None if anonymous_in_development && state.profile == Profile::Development => Ok(Caller::Anonymous),
+        None => Err(unauthenticated("Authentication required: send Authorization: Bearer <token> or Basic")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_routes_need_an_admin() {
+        assert_eq!(gate(&Method::GET, "/api/v1/something-new/"), role(Role::Admin));
+    }
+
+    #[test]
+    fn payouts_split_by_method() {
+        let route = "/api/v1/payouts/{id}/";
+        assert_eq!(gate(&Method::GET, route), role(Role::Viewer));
+        assert_eq!(gate(&Method::PATCH, route), role(Role::Operator));
+        assert_eq!(gate(&Method::DELETE, route), role(Role::Admin));
+    }
+
+    #[test]
+    fn credential_memory_keys_on_both_name_and_password() {
+        let memory = CredentialMemory::new().expect("random");
+        let digest = memory.digest("alice", "secret");
+        memory.remember(digest, "hash-1".into());
+        assert!(memory.remembers(&memory.digest("alice", "secret"), "hash-1"));
+        assert!(!memory.remembers(&memory.digest("alice", "secret"), "hash-2"), "a changed password forgets");
+        assert!(!memory.remembers(&memory.digest("alice", "other"), "hash-1"));
+        assert!(!memory.remembers(&memory.digest("alicesecret", ""), "hash-1"));
+    }
+}
