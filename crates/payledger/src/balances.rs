@@ -38,7 +38,8 @@ impl Balances {
         Balances { engine, in_flight: Arc::default() }
     }
 
-    /// Applies an operation, at most once per idempotency key. An error means nothing was applied.
+    /// Applies an operation, at most once per idempotency key, audited under `by`. An error means nothing was
+    /// applied.
     ///
     /// A key this process is applying is answered "in flight" at once; one another instance is applying is
     /// answered the same way by the batch transaction. A stored key is answered by the batch transaction
@@ -49,16 +50,17 @@ impl Balances {
         &self,
         operation: BalanceOperation,
         idempotency: Option<Idempotency>,
+        by: Option<String>,
     ) -> Result<BalanceOutcome, EngineError> {
         let Some(idempotency) = idempotency else {
-            return self.submit(BalanceCommand { operation, idempotency: None }).await;
+            return self.submit(BalanceCommand { operation, idempotency: None, by }).await;
         };
         let fingerprint = fingerprint(idempotency.endpoint, &operation);
         let Some(_claim) = InFlight::claim(&self.in_flight, &idempotency.key) else {
             return Ok(BalanceOutcome::KeyInFlight);
         };
         let request = IdempotencyRequest { key: idempotency.key, fingerprint, render: idempotency.render };
-        self.submit(BalanceCommand { operation, idempotency: Some(request) }).await
+        self.submit(BalanceCommand { operation, idempotency: Some(request), by }).await
     }
 
     /// Keeps an invalid request's 4xx answer under its idempotency key (unless the key is already used), so

@@ -73,6 +73,7 @@ impl Payouts {
         &self,
         request: PayoutRequest,
         key: Option<(String, PayoutRenderer)>,
+        by: Option<String>,
     ) -> Result<PayoutOutcome, PayoutServiceError> {
         let idempotency = key.map(|(key, render)| PayoutKey { key, fingerprint: self.fingerprint(&request), render });
         let _claim = match &idempotency {
@@ -106,6 +107,7 @@ impl Payouts {
             source: request.source,
             max_attempts: self.max_attempts,
             idempotency,
+            by,
         };
         Ok(self.submit(PayoutCommand::Create(new)).await?)
     }
@@ -133,22 +135,23 @@ impl Payouts {
         self.vault.fingerprint(format!("payouts\n{canonical}").as_bytes())
     }
 
-    /// Changes a payout as `actor`, ending `job` in the same transaction if given.
+    /// Changes a payout as `actor`, ending `job` in the same transaction if given; audited under `by`.
     pub async fn change(
         &self,
         id: Uuid,
         change: PayoutChange,
         actor: Actor,
         job: Option<JobEnd>,
+        by: Option<String>,
     ) -> Result<PayoutOutcome, EngineError> {
-        self.submit(PayoutCommand::Change { id, change, actor, job }).await
+        self.submit(PayoutCommand::Change { id, change, actor, job, by }).await
     }
 
     /// Puts a failed payout back to pending with a fresh job, closing its dead job (an operator's retry).
-    pub async fn retry(&self, id: Uuid, dead_job: i64) -> Result<PayoutOutcome, EngineError> {
+    pub async fn retry(&self, id: Uuid, dead_job: i64, by: Option<String>) -> Result<PayoutOutcome, EngineError> {
         let end = JobEnd { job_id: dead_job, owner: None, dead: false, error: None };
         let change = PayoutChange::Retry { max_attempts: self.max_attempts };
-        self.change(id, change, Actor::Operator, Some(end)).await
+        self.change(id, change, Actor::Operator, Some(end), by).await
     }
 
     /// Claims up to `limit` due jobs for `owner` through the ledger engine's queue (SQLite: the one write lock

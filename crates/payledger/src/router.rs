@@ -18,7 +18,7 @@ use utoipa_axum::routes;
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use crate::AppState;
-use crate::api::{auth, balances, docs, health, organizations, payouts, reports, webhook};
+use crate::api::{auth, balances, docs, health, organizations, payouts, reports, users, webhook};
 
 /// How long any request may take before it is answered 408.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -38,6 +38,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
         (name = "payouts", description = "Payout requests, processed asynchronously by workers through the payment gateway. Also served under `/api/payouts/`."),
         (name = "jobs", description = "The durable job queue: dead jobs and their retry"),
         (name = "auth", description = "Access and refresh tokens"),
+        (name = "users", description = "Admin only: the users of the API and the console, and the audit log"),
         (name = "operations", description = "Health and monitoring"),
     )
 )]
@@ -63,11 +64,77 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(payouts::jobs))
         .routes(routes!(payouts::retry_job))
         .routes(routes!(payouts::gateway_event))
+        .routes(routes!(users::list, users::create))
+        .routes(routes!(users::patch))
+        .routes(routes!(users::audit))
         .routes(routes!(auth::token))
         .routes(routes!(auth::refresh))
         .routes(routes!(health::health));
     // Nest under /api before splitting, so the spec's paths carry the prefix.
-    OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api", api).split_for_parts()
+    let (router, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api", api).split_for_parts();
+    document_security(&mut openapi);
+    (router, openapi)
+}
+
+/// Writes the access table ([`crate::access::gate`]) into the spec: the security schemes, and on every
+/// operation the credentials it takes and the least role it needs, read from the same table the server
+/// enforces.
+fn document_security(openapi: &mut utoipa::openapi::OpenApi) {
+    use crate::access::{Gate, gate};
+    use axum::http::Method;
+    use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
+
+    let components = openapi.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        "bearer",
+        SecurityScheme::Http(Http::builder().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+    );
+    components.add_security_scheme("basic", SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)));
+    components.add_security_scheme(
+        "signature",
+        SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+            "X-Payledger-Signature",
+            "t=<unix seconds>,v1=<hex HMAC-SHA256 of \"<t>.<raw body>\">; required when a secret is configured",
+        ))),
+    );
+    for (path, item) in openapi.paths.paths.iter_mut() {
+        let operations = [
+            (Method::GET, &mut item.get),
+            (Method::POST, &mut item.post),
+            (Method::PATCH, &mut item.patch),
+            (Method::PUT, &mut item.put),
+            (Method::DELETE, &mut item.delete),
+        ];
+        for (method, operation) in operations {
+            let Some(operation) = operation else { continue };
+            let (security, note) = match gate(&method, path) {
+                Gate::Open => (vec![SecurityRequirement::default()], "No authentication.".to_owned()),
+                Gate::Signed => (
+                    vec![SecurityRequirement::new("signature", Vec::<String>::new())],
+                    "Authenticated by its HMAC signature, not by a user.".to_owned(),
+                ),
+                Gate::Role { role, anonymous_in_development } => {
+                    let mut security = vec![
+                        SecurityRequirement::new("bearer", Vec::<String>::new()),
+                        SecurityRequirement::new("basic", Vec::<String>::new()),
+                    ];
+                    if anonymous_in_development {
+                        security.push(SecurityRequirement::default());
+                    }
+                    let anonymous = if anonymous_in_development {
+                        " Anonymous callers too in the development profile."
+                    } else {
+                        ""
+                    };
+                    (security, format!("Needs the **{role}** role or higher.{anonymous}"))
+                }
+            };
+            operation.security = Some(security);
+            let description = operation.description.take().unwrap_or_default();
+            operation.description =
+                Some(if description.is_empty() { note } else { format!("{description}\n\n{note}") });
+        }
+    }
 }
 
 /// The whole application: API, docs, metrics, and the layers every request passes through.

@@ -117,7 +117,7 @@ async fn give_up_or_retry(context: &WorkerContext, owner: &str, job: &ClaimedJob
             reference: None,
         };
         let end = JobEnd { job_id: job.id, owner: Some(owner.to_owned()), dead: true, error: Some(error.to_owned()) };
-        let _ = context.payouts.change(id, change, Actor::Worker, Some(end)).await;
+        let _ = context.payouts.change(id, change, Actor::Worker, Some(end), None).await;
     }
 }
 
@@ -148,7 +148,7 @@ async fn process(context: &WorkerContext, owner: &str, job: &ClaimedJob) -> Resu
     match view.state.status {
         PayoutStatus::Pending => {
             let to = PayoutChange::Status { to: PayoutStatus::Processing, reason: None, reference: None };
-            match context.payouts.change(id, to, Actor::Worker, None).await.map_err(|e| e.to_string())? {
+            match context.payouts.change(id, to, Actor::Worker, None, None).await.map_err(|e| e.to_string())? {
                 PayoutOutcome::Done(_) => {}
                 // Cancelled (or otherwise moved on) meanwhile: nothing to pay.
                 PayoutOutcome::Refused(_) => {
@@ -193,7 +193,7 @@ async fn process(context: &WorkerContext, owner: &str, job: &ClaimedJob) -> Resu
         description: view.state.description.clone(),
     };
     // Counted right before the call, so only real gateway calls count.
-    let _ = context.payouts.change(id, PayoutChange::Attempt, Actor::Worker, None).await;
+    let _ = context.payouts.change(id, PayoutChange::Attempt, Actor::Worker, None, None).await;
     let started = std::time::Instant::now();
     let answer = context.gateway.pay(&request).await;
     metrics::histogram!("payledger_gateway_seconds").record(started.elapsed());
@@ -243,7 +243,7 @@ async fn process(context: &WorkerContext, owner: &str, job: &ClaimedJob) -> Resu
             done(true, Some(message)),
         ),
     };
-    match context.payouts.change(id, change, Actor::Worker, job_end).await.map_err(|e| e.to_string())? {
+    match context.payouts.change(id, change, Actor::Worker, job_end, None).await.map_err(|e| e.to_string())? {
         PayoutOutcome::Done(payout) => {
             metrics::counter!("payledger_payouts_total", "status" => payout.status.as_str()).increment(1);
             Ok(())

@@ -15,6 +15,7 @@ use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
+use crate::access::Caller;
 use crate::api::JsonRubles;
 use crate::api::extract::{ApiQuery, json_body};
 use crate::balances::Idempotency;
@@ -219,8 +220,9 @@ pub(crate) fn stored(response: StoredResponse, replayed: bool) -> Response {
     answer
 }
 
-/// The `Idempotency-Key` header, if sent: 1 to 255 visible ASCII characters.
-pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+/// The `Idempotency-Key` header, if sent (1 to 255 visible ASCII characters), scoped to the caller: two
+/// callers' keys never meet, so neither can collide with nor replay the other's requests.
+pub(crate) fn idempotency_key(headers: &HeaderMap, caller: &Caller) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get(IDEMPOTENCY_KEY) else { return Ok(None) };
     let invalid = |reason: &str| ApiError::field("Idempotency-Key", reason);
     let key = value.to_str().map_err(|_| invalid("must be visible ASCII characters"))?;
@@ -233,23 +235,25 @@ pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Api
     if !key.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
         return Err(invalid("must be visible ASCII characters"));
     }
-    Ok(Some(key.to_owned()))
+    Ok(Some(format!("{}/{key}", caller.scope())))
 }
 
 /// One balance operation endpoint: parse, apply at most once per key, answer.
 async fn operation(
     state: &AppState,
+    caller: &Caller,
     headers: &HeaderMap,
     body: Body,
     endpoint: &'static str,
     parse: fn(&[u8]) -> Result<BalanceOperation, FieldErrors>,
     render: Renderer,
 ) -> Result<Response, ApiError> {
-    let key = idempotency_key(headers)?;
+    let key = idempotency_key(headers, caller)?;
     let bytes = json_body(headers, body, MAX_OPERATION_BODY_BYTES).await?;
+    let by = Some(caller.name().to_owned());
     let outcome = match (parse(&bytes), key) {
         (Ok(operation), key) => {
-            state.balances.apply(operation, key.map(|key| Idempotency { key, endpoint, render })).await?
+            state.balances.apply(operation, key.map(|key| Idempotency { key, endpoint, render }), by).await?
         }
         (Err(details), None) => return Err(ApiError::InvalidData(details)),
         // A 4xx is kept under the key like any other answer: the same request gets it again, another
@@ -441,8 +445,13 @@ pub struct TransferBody {
         (status = 503, description = "Not applied (`unavailable`, `overloaded`) or not confirmed (`unconfirmed`): retry with the same Idempotency-Key", body = ErrorBody),
     )
 )]
-pub async fn add_funds(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
-    operation(&state, &headers, body, "add_funds", parse_deposit, render_single).await
+pub async fn add_funds(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    operation(&state, &caller, &headers, body, "add_funds", parse_deposit, render_single).await
 }
 
 /// Withdraw a user's available money.
@@ -464,10 +473,11 @@ pub async fn add_funds(State(state): State<AppState>, headers: HeaderMap, body: 
 )]
 pub async fn withdraw_funds(
     State(state): State<AppState>,
+    caller: Caller,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    operation(&state, &headers, body, "withdraw_funds", parse_withdraw, render_single).await
+    operation(&state, &caller, &headers, body, "withdraw_funds", parse_withdraw, render_single).await
 }
 
 /// Reserve a user's available money for an order. Each (user, service, order) can be reserved once, ever.
@@ -489,10 +499,11 @@ pub async fn withdraw_funds(
 )]
 pub async fn reserve_funds(
     State(state): State<AppState>,
+    caller: Caller,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    operation(&state, &headers, body, "reserve_funds", parse_reserve, render_single).await
+    operation(&state, &caller, &headers, body, "reserve_funds", parse_reserve, render_single).await
 }
 
 /// Recognize revenue: capture an order's reservation into its service's revenue account.
@@ -512,8 +523,13 @@ pub async fn reserve_funds(
         (status = 503, description = "Not applied (`unavailable`, `overloaded`) or not confirmed (`unconfirmed`): retry with the same Idempotency-Key", body = ErrorBody),
     )
 )]
-pub async fn deduct_funds(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
-    operation(&state, &headers, body, "deduct_funds", parse_deduct, render_single).await
+pub async fn deduct_funds(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    operation(&state, &caller, &headers, body, "deduct_funds", parse_deduct, render_single).await
 }
 
 /// Release an order's reservation back to the user's available balance.
@@ -535,10 +551,11 @@ pub async fn deduct_funds(State(state): State<AppState>, headers: HeaderMap, bod
 )]
 pub async fn unreserve_funds(
     State(state): State<AppState>,
+    caller: Caller,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    operation(&state, &headers, body, "unreserve_funds", parse_release, render_single).await
+    operation(&state, &caller, &headers, body, "unreserve_funds", parse_release, render_single).await
 }
 
 /// Transfer available money between two users who both have accounts.
@@ -560,10 +577,11 @@ pub async fn unreserve_funds(
 )]
 pub async fn transfer_funds(
     State(state): State<AppState>,
+    caller: Caller,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    operation(&state, &headers, body, "transfer_funds", parse_transfer, render_transfer).await
+    operation(&state, &caller, &headers, body, "transfer_funds", parse_transfer, render_transfer).await
 }
 
 /// Whose balance.

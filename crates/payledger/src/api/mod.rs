@@ -8,6 +8,7 @@ pub mod health;
 pub mod organizations;
 pub mod payouts;
 pub mod reports;
+pub mod users;
 pub mod webhook;
 
 use payledger_core::money::format_minor;

@@ -18,6 +18,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::AppState;
+use crate::access::Caller;
 use crate::api::balances::{idempotency_key, json_response, stored};
 use crate::api::extract::{ApiQuery, json_body};
 use crate::engine::balances::StoredResponse;
@@ -365,12 +366,22 @@ fn parse_payout(bytes: &[u8]) -> Result<PayoutRequest, FieldErrors> {
         (status = 503, description = "Not created; retry", body = ErrorBody),
     )
 )]
-pub async fn create(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
-    let key = idempotency_key(&headers)?;
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers, &caller)?;
     let bytes = json_body(&headers, body, MAX_PAYOUT_BODY_BYTES).await?;
     let request = parse_payout(&bytes).map_err(ApiError::InvalidData)?;
     let keyed = key.is_some();
-    match state.payouts.create(request, key.map(|key| (key, render_created as _))).await.map_err(service_error)? {
+    match state
+        .payouts
+        .create(request, key.map(|key| (key, render_created as _)), Some(caller.name().to_owned()))
+        .await
+        .map_err(service_error)?
+    {
         PayoutOutcome::Answered(response) => Ok(stored(response, false)),
         PayoutOutcome::Replayed(response) => Ok(stored(response, true)),
         PayoutOutcome::KeyReused => Err(ApiError::Conflict {
@@ -395,6 +406,11 @@ pub async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bod
         }
         other => outcome(other).map(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response()),
     }
+}
+
+/// The audit log's name for the caller.
+fn by(caller: &Caller) -> Option<String> {
+    Some(caller.name().to_owned())
 }
 
 /// List filters, ordering and page.
@@ -591,6 +607,7 @@ pub struct PatchBody {
 )]
 pub async fn patch(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Body,
@@ -612,7 +629,12 @@ pub async fn patch(
         return Err(ApiError::field("body", "give status or description"));
     }
     // One command: the description and the status change together or not at all.
-    outcome(state.payouts.change(id, PayoutChange::Edit { description, status }, Actor::Operator, None).await?)?;
+    outcome(
+        state
+            .payouts
+            .change(id, PayoutChange::Edit { description, status }, Actor::Operator, None, by(&caller))
+            .await?,
+    )?;
     answer_with(&state, id, StatusCode::OK).await
 }
 
@@ -629,9 +651,13 @@ pub async fn patch(
         (status = 409, description = "Not pending or cancelled", body = ErrorBody),
     )
 )]
-pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
     let id = payout_id(&id)?;
-    outcome(state.payouts.change(id, PayoutChange::Delete, Actor::Operator, None).await?)?;
+    outcome(state.payouts.change(id, PayoutChange::Delete, Actor::Operator, None, by(&caller)).await?)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -698,7 +724,7 @@ pub async fn gateway_event(
         reason: Some(format!("returned by the gateway: {}", reason.unwrap_or_default())),
         reference: None,
     };
-    outcome(state.payouts.change(id, change, Actor::Operator, None).await?)?;
+    outcome(state.payouts.change(id, change, Actor::Operator, None, Some("gateway".to_owned())).await?)?;
     answer_with(&state, id, StatusCode::OK).await
 }
 
@@ -790,7 +816,11 @@ pub async fn jobs(
         (status = 409, description = "The job is not dead, or its payout is not failed (or its source is short)", body = ErrorBody),
     )
 )]
-pub async fn retry_job(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Response, ApiError> {
+pub async fn retry_job(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> Result<Response, ApiError> {
     let job = state.store.job(id).await?.ok_or(ApiError::NotFound("Job not found"))?;
     if job.status != "dead" {
         return Err(ApiError::Conflict { code: "job_not_dead", message: format!("job {id} is {}", job.status) });
@@ -799,6 +829,6 @@ pub async fn retry_job(State(state): State<AppState>, Path(id): Path<i64>) -> Re
         code: "job_not_retryable",
         message: format!("job {id} is not a payout job"),
     })?;
-    outcome(state.payouts.retry(payout, id).await?)?;
+    outcome(state.payouts.retry(payout, id, by(&caller)).await?)?;
     answer_with(&state, payout, StatusCode::OK).await
 }

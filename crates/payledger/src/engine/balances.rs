@@ -52,6 +52,8 @@ pub struct BalanceCommand {
     pub operation: BalanceOperation,
     /// The idempotency key, if the client sent one.
     pub idempotency: Option<IdempotencyRequest>,
+    /// The user who asked, for the audit log (`None`: not audited).
+    pub by: Option<String>,
 }
 
 /// One line of a user's history.
@@ -641,6 +643,7 @@ mod tests {
         let with_key = |operation: BalanceOperation, fingerprint: &str| BalanceCommand {
             operation,
             idempotency: Some(IdempotencyRequest { key: "k".into(), fingerprint: fingerprint.into(), render }),
+            by: None,
         };
         let deposit = BalanceOperation::Deposit { user: user(1), amount: rub(100) };
         let outcomes = ledger.batch(
@@ -663,6 +666,7 @@ mod tests {
         let busy = BalanceCommand {
             operation: deposit.clone(),
             idempotency: Some(IdempotencyRequest { key: "busy".into(), fingerprint: "a".into(), render }),
+            by: None,
         };
         let outcomes = ledger.batch(&[with_key(deposit.clone(), "a"), with_key(deposit.clone(), "c"), busy], stored);
         assert_eq!(
@@ -777,7 +781,7 @@ mod tests {
             let mut model = Model::default();
             for batch in batches {
                 let commands: Vec<BalanceCommand> =
-                    batch.iter().map(|operation| BalanceCommand { operation: operation.clone(), idempotency: None }).collect();
+                    batch.iter().map(|operation| BalanceCommand { operation: operation.clone(), idempotency: None, by: None }).collect();
                 let outcomes = ledger.batch(&commands, KeyClaims::default());
                 for (operation, outcome) in batch.iter().zip(outcomes) {
                     let expected = model.apply(operation);

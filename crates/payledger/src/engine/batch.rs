@@ -221,6 +221,8 @@ pub struct Plan {
     pub new_jobs: Vec<NewJob>,
     /// Jobs that end with this batch's payout changes.
     pub job_ends: Vec<JobEnd>,
+    /// Audit rows of the changes users asked for.
+    pub audit: Vec<crate::store::AuditEntry>,
     /// Accounts this batch opened but did not use, to delete again.
     pub unused_accounts: Vec<AccountId>,
     /// One outcome per command.
@@ -319,11 +321,20 @@ pub fn decide(
                 plan.rejected.push(rejected.clone());
                 WriteOutcome::Stored
             }
-            WriteCommand::Balance(command) => WriteOutcome::Balance(balances.decide(command, sheet, &mut plan)),
+            WriteCommand::Balance(command) => {
+                let outcome = balances.decide(command, sheet, &mut plan);
+                plan.audit.extend(super::audit::balance_entry(command, &outcome));
+                WriteOutcome::Balance(outcome)
+            }
             WriteCommand::KeepRefusal(refusal) => WriteOutcome::Balance(balances.keep_refusal(refusal, &mut plan)),
             WriteCommand::ClaimJobs(_) => WriteOutcome::Jobs(payouts.claimed_jobs.remove(&index).unwrap_or_default()),
             WriteCommand::Payout(command) => {
-                WriteOutcome::Payout(balances.decide_payout(command, payouts, sheet, &mut plan))
+                let id = command.payout_id();
+                let before = if super::audit::is_audited(command) { payouts.payouts.get(&id).cloned() } else { None };
+                let outcome = balances.decide_payout(command, payouts, sheet, &mut plan);
+                let after = payouts.payouts.get(&id);
+                plan.audit.extend(super::audit::payout_entry(command, before.as_ref(), after, &outcome));
+                WriteOutcome::Payout(outcome)
             }
         };
         plan.outcomes.push(outcome);

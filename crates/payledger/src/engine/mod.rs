@@ -5,6 +5,7 @@
 //! database transaction, commits, and only then answers every caller. A failed command is refused alone;
 //! an infrastructure error fails the whole batch and nothing of it is applied.
 
+pub mod audit;
 pub mod balances;
 pub mod batch;
 pub mod payouts;

@@ -109,6 +109,8 @@ pub struct NewPayout {
     pub max_attempts: i32,
     /// The client's idempotency key, if any.
     pub idempotency: Option<PayoutKey>,
+    /// The user who asked, for the audit log.
+    pub by: Option<String>,
 }
 
 /// A change asked of an existing payout.
@@ -171,6 +173,8 @@ pub enum PayoutCommand {
         actor: Actor,
         /// The job to end with it, if a worker asks.
         job: Option<JobEnd>,
+        /// The user who asked, for the audit log (`None` for workers and the gateway).
+        by: Option<String>,
     },
 }
 
@@ -385,7 +389,7 @@ impl BalanceBatch<'_> {
                     Err(defect) => Err(defect),
                 }
             }
-            PayoutCommand::Change { id, change, actor, job } => {
+            PayoutCommand::Change { id, change, actor, job, .. } => {
                 if let Some(job) = job
                     && !holds_job(payouts, job)
                 {

@@ -251,6 +251,32 @@ pub struct AuditEntry {
     pub after: Option<String>,
 }
 
+/// A stored audit row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRow {
+    /// Its id: later rows have larger ids.
+    pub id: i64,
+    /// What was done, by whom, on what.
+    pub entry: AuditEntry,
+    /// When.
+    pub at: OffsetDateTime,
+}
+
+/// Which audit rows to read: every given filter must match; newest first, before `before_id` if given.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// Only this actor.
+    pub actor: Option<String>,
+    /// Only this action.
+    pub action: Option<String>,
+    /// Only this target.
+    pub target: Option<String>,
+    /// Only rows older than this id (the previous page's last id).
+    pub before_id: Option<i64>,
+    /// At most this many.
+    pub limit: i64,
+}
+
 /// The sqlx database type of a store, for statements shared by both backends.
 pub trait Backend {
     /// The sqlx database.
@@ -540,6 +566,11 @@ impl Store {
     /// Every user of the API, by name.
     pub async fn principals(&self) -> Result<Vec<PrincipalRow>, StoreError> {
         on_backend!(self, store => store.principals().await)
+    }
+
+    /// Audit rows, newest first.
+    pub async fn audit_rows(&self, filter: &AuditFilter) -> Result<Vec<AuditRow>, StoreError> {
+        on_backend!(self, store => store.audit_rows(filter).await)
     }
 
     /// Creates a user (and its audit row) unless the name is taken; true if created.
@@ -1036,6 +1067,41 @@ macro_rules! shared_queries {
             rows.iter()
                 .map(|row| {
                     Ok($crate::store::principal_from_row!(row))
+                })
+                .collect::<Result<Vec<_>, sqlx::Error>>()
+                .map_err(Into::into)
+        }
+
+        pub(super) async fn audit_rows(
+            &self,
+            filter: &$crate::store::AuditFilter,
+        ) -> Result<Vec<$crate::store::AuditRow>, $crate::store::StoreError> {
+            let rows = sqlx::query(
+                "SELECT id, actor, action, target, before, after, at FROM audit_log
+                 WHERE ($1 IS NULL OR actor = $1) AND ($2 IS NULL OR action = $2) AND ($3 IS NULL OR target = $3)
+                   AND ($4 IS NULL OR id < $4)
+                 ORDER BY id DESC LIMIT $5",
+            )
+            .bind(filter.actor.as_deref())
+            .bind(filter.action.as_deref())
+            .bind(filter.target.as_deref())
+            .bind(filter.before_id)
+            .bind(filter.limit)
+            .fetch_all(&self.$reader)
+            .await?;
+            rows.iter()
+                .map(|row| {
+                    Ok($crate::store::AuditRow {
+                        id: row.try_get(0)?,
+                        entry: $crate::store::AuditEntry {
+                            actor: row.try_get(1)?,
+                            action: row.try_get(2)?,
+                            target: row.try_get(3)?,
+                            before: row.try_get(4)?,
+                            after: row.try_get(5)?,
+                        },
+                        at: row.try_get(6)?,
+                    })
                 })
                 .collect::<Result<Vec<_>, sqlx::Error>>()
                 .map_err(Into::into)

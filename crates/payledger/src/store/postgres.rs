@@ -217,6 +217,23 @@ impl PgBatch {
             .execute(&mut *self.tx)
             .await?;
         }
+        if !plan.audit.is_empty() {
+            let audit = &plan.audit;
+            sqlx::query(
+                "INSERT INTO audit_log (actor, action, target, before, after, at)
+                 SELECT a, c, t, b, f, $6 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
+                      WITH ORDINALITY AS e(a, c, t, b, f, n)
+                 ORDER BY n",
+            )
+            .bind(audit.iter().map(|a| a.actor.as_str()).collect::<Vec<_>>())
+            .bind(audit.iter().map(|a| a.action.as_str()).collect::<Vec<_>>())
+            .bind(audit.iter().map(|a| a.target.as_str()).collect::<Vec<_>>())
+            .bind(audit.iter().map(|a| a.before.as_deref()).collect::<Vec<_>>())
+            .bind(audit.iter().map(|a| a.after.as_deref()).collect::<Vec<_>>())
+            .bind(now)
+            .execute(&mut *self.tx)
+            .await?;
+        }
         if !plan.new_jobs.is_empty() {
             let jobs = &plan.new_jobs;
             sqlx::query(

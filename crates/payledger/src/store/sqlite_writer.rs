@@ -76,7 +76,7 @@ fn uuid_from(bytes: &[u8]) -> Result<Uuid, StoreError> {
 }
 
 impl SqliteBatch<'_> {
-    /// Writes the plan's payouts, their history and their jobs.
+    /// Writes the plan's payouts, their history and their jobs, and its audit rows.
     fn write_payouts(&mut self, plan: &Plan, now: &str) -> Result<(), StoreError> {
         for p in &plan.payouts {
             let (source_kind, source_key, source_account) = match &p.source {
@@ -148,6 +148,13 @@ impl SqliteBatch<'_> {
                     e.reason,
                     now
                 ])?;
+        }
+        for a in &plan.audit {
+            self.tx
+                .prepare_cached(
+                    "INSERT INTO audit_log (actor, action, target, before, after, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?
+                .execute(params![a.actor, a.action, a.target, a.before, a.after, now])?;
         }
         for j in &plan.new_jobs {
             self.tx

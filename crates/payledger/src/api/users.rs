@@ -1,0 +1,290 @@
+//! Admin-only: the users of the API and the console, and the audit log.
+//!
+//! The same operations as `payledger user …`, through the same functions in [`crate::principals`], each
+//! writing its audit row in its own transaction with the admin's name as the actor.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::AppState;
+use crate::access::Caller;
+use crate::api::extract::{ApiQuery, json_body};
+use crate::error::{ApiError, ErrorBody};
+use crate::fields::{JsonObject, json_string};
+use crate::principals::{self, PrincipalError};
+use crate::store::{AuditFilter, PrincipalRow};
+use crate::tokens::Role;
+
+/// The largest user request accepted, in bytes.
+const MAX_USER_BODY_BYTES: usize = 4 * 1024;
+
+/// The most audit rows one page holds.
+const MAX_AUDIT_PAGE: i64 = 500;
+
+/// A user as admins see it: never the password or its hash.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserAnswer {
+    /// The login name.
+    #[schema(example = "alice")]
+    pub username: String,
+    /// `viewer`, `operator` or `admin`.
+    #[schema(example = "operator")]
+    pub role: String,
+    /// Whether the user may log in.
+    pub active: bool,
+    /// Whether the password is one payledger generated (the production profile refuses to start with one).
+    pub password_generated: bool,
+    /// When the user was created (RFC 3339, UTC).
+    #[schema(example = "2026-11-30T10:00:00Z")]
+    pub created_at: String,
+}
+
+impl From<&PrincipalRow> for UserAnswer {
+    fn from(row: &PrincipalRow) -> UserAnswer {
+        UserAnswer {
+            username: row.username.clone(),
+            role: row.role.clone(),
+            active: row.active,
+            password_generated: row.password_generated,
+            created_at: crate::timefmt::rfc3339(row.created_at),
+        }
+    }
+}
+
+fn principal_error(error: PrincipalError) -> ApiError {
+    match error {
+        PrincipalError::BadUsername => ApiError::field("username", error.to_string()),
+        PrincipalError::WeakPassword => ApiError::field("password", error.to_string()),
+        PrincipalError::BadRole => ApiError::field("role", error.to_string()),
+        PrincipalError::Exists => ApiError::Conflict { code: "user_exists", message: error.to_string() },
+        PrincipalError::NotFound => ApiError::NotFound("User not found"),
+        PrincipalError::Hashing(_) => ApiError::Unprocessable("the password could not be hashed".into()),
+        PrincipalError::Store(error) => ApiError::Store(error),
+    }
+}
+
+fn role_field(raw: &RawValue) -> Result<String, String> {
+    let text = json_string(raw)?;
+    Role::parse(&text).map(|role| role.as_str().to_owned()).ok_or_else(|| "must be viewer, operator or admin".into())
+}
+
+fn bool_field(raw: &RawValue) -> Result<bool, String> {
+    serde_json::from_str::<bool>(raw.get()).map_err(|_| "must be true or false".into())
+}
+
+async fn answer(state: &AppState, username: &str) -> Result<Json<UserAnswer>, ApiError> {
+    let row = state.store.principal(username).await?.ok_or(ApiError::NotFound("User not found"))?;
+    Ok(Json(UserAnswer::from(&row)))
+}
+
+/// List the users.
+#[utoipa::path(
+    get,
+    path = "/v1/users/",
+    tag = "users",
+    responses(
+        (status = 200, body = Vec<UserAnswer>),
+        (status = 401, description = "Not authenticated", body = ErrorBody),
+        (status = 403, description = "Not an admin", body = ErrorBody),
+    )
+)]
+pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<UserAnswer>>, ApiError> {
+    Ok(Json(state.store.principals().await?.iter().map(UserAnswer::from).collect()))
+}
+
+/// Create a user.
+#[utoipa::path(
+    post,
+    path = "/v1/users/",
+    tag = "users",
+    request_body(content = Object, content_type = "application/json",
+        example = json!({"username": "alice", "password": "a long passphrase", "role": "operator"})),
+    responses(
+        (status = 201, body = UserAnswer),
+        (status = 400, description = "Invalid data; `details` names each bad field", body = ErrorBody),
+        (status = 409, description = "`user_exists`", body = ErrorBody),
+    )
+)]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<UserAnswer>), ApiError> {
+    let bytes = json_body(&headers, body, MAX_USER_BODY_BYTES).await?;
+    let mut fields = JsonObject::parse(&bytes).map_err(ApiError::InvalidData)?;
+    let username = fields.field("username", json_string);
+    let password = fields.field("password", json_string);
+    let role = fields.optional_field("role", role_field).unwrap_or_else(|| Role::Viewer.as_str().to_owned());
+    fields.finish().map_err(ApiError::InvalidData)?;
+    let (Some(username), Some(password)) = (username, password) else {
+        return Err(ApiError::field("username", "this field is required"));
+    };
+    principals::create(&state.store, caller.name(), &username, &password, &role, false)
+        .await
+        .map_err(principal_error)?;
+    Ok((StatusCode::CREATED, answer(&state, &username).await?))
+}
+
+/// Change a user: role, active, password (any of them).
+///
+/// The last active admin can be neither demoted nor disabled, so the API never locks its admins out.
+#[utoipa::path(
+    patch,
+    path = "/v1/users/{username}/",
+    tag = "users",
+    params(("username" = String, Path, description = "The login name")),
+    request_body(content = Object, content_type = "application/json",
+        example = json!({"role": "viewer", "active": false, "password": "a new long passphrase"})),
+    responses(
+        (status = 200, body = UserAnswer),
+        (status = 400, description = "Invalid data", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+        (status = 409, description = "`last_admin`: it would leave no active admin", body = ErrorBody),
+    )
+)]
+pub async fn patch(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(username): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<UserAnswer>, ApiError> {
+    let bytes = json_body(&headers, body, MAX_USER_BODY_BYTES).await?;
+    let mut fields = JsonObject::parse(&bytes).map_err(ApiError::InvalidData)?;
+    let role = fields.optional_field("role", role_field);
+    let active = fields.optional_field("active", bool_field);
+    let password = fields.optional_field("password", json_string);
+    if let Some(password) = &password
+        && password.chars().count() < principals::MIN_PASSWORD_CHARS
+    {
+        fields.error("password", &PrincipalError::WeakPassword.to_string());
+    }
+    fields.finish().map_err(ApiError::InvalidData)?;
+    if role.is_none() && active.is_none() && password.is_none() {
+        return Err(ApiError::field("body", "give role, active or password"));
+    }
+    let users = state.store.principals().await?;
+    let user = users.iter().find(|user| user.username == username).ok_or(ApiError::NotFound("User not found"))?;
+    let stays_admin = role.as_deref().unwrap_or(&user.role) == "admin" && active.unwrap_or(user.active);
+    let other_admins = users.iter().filter(|other| other.username != username && other.active && other.role == "admin");
+    if user.role == "admin" && user.active && !stays_admin && other_admins.count() == 0 {
+        return Err(ApiError::Conflict { code: "last_admin", message: format!("{username} is the last active admin") });
+    }
+    let actor = caller.name();
+    if let Some(password) = &password {
+        principals::set_password(&state.store, actor, &username, password).await.map_err(principal_error)?;
+    }
+    if let Some(role) = &role
+        && *role != user.role
+    {
+        principals::set_role(&state.store, actor, &username, role).await.map_err(principal_error)?;
+    }
+    if let Some(active) = active
+        && active != user.active
+    {
+        principals::set_active(&state.store, actor, &username, active).await.map_err(principal_error)?;
+    }
+    answer(&state, &username).await
+}
+
+/// Audit log filters and page.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct AuditQuery {
+    /// Only this actor (a username, `cli`, `bootstrap` or `gateway`).
+    actor: Option<String>,
+    /// Only this action, e.g. `payout.delete`.
+    action: Option<String>,
+    /// Only this target, e.g. `payout:0193…` or `user:alice`.
+    target: Option<String>,
+    /// Only entries older than this id (the previous page's `next_before`).
+    before: Option<i64>,
+    /// Entries per page, 1 to 500 (default 100).
+    limit: Option<i64>,
+}
+
+/// One audit entry.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditAnswer {
+    /// Its id; newer entries have larger ids.
+    pub id: i64,
+    /// Who: a username, `cli`, `bootstrap` or `gateway`.
+    pub actor: String,
+    /// What, e.g. `user.create`, `payout.delete`, `balance.deposit`, `job.retry`.
+    pub action: String,
+    /// On what, e.g. `user:alice`, `payout:<id>`, `balance-user:5`, `order:5:1:42`.
+    pub target: String,
+    /// The state before (JSON), if the action has one.
+    #[schema(value_type = Option<Object>)]
+    pub before: Option<Box<RawValue>>,
+    /// The state after (JSON), if the action has one.
+    #[schema(value_type = Option<Object>)]
+    pub after: Option<Box<RawValue>>,
+    /// When (RFC 3339, UTC).
+    pub at: String,
+}
+
+/// A page of the audit log, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditPage {
+    /// This page.
+    pub results: Vec<AuditAnswer>,
+    /// Pass as `before` for the next (older) page; null on the last page.
+    pub next_before: Option<i64>,
+}
+
+fn raw_json(text: Option<String>) -> Option<Box<RawValue>> {
+    text.and_then(|text| RawValue::from_string(text).ok())
+}
+
+/// Read the audit log: every privileged action, who did it, on what, before and after, newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/audit/",
+    tag = "users",
+    params(AuditQuery),
+    responses(
+        (status = 200, body = AuditPage),
+        (status = 400, description = "Invalid query", body = ErrorBody),
+        (status = 401, description = "Not authenticated", body = ErrorBody),
+        (status = 403, description = "Not an admin", body = ErrorBody),
+    )
+)]
+pub async fn audit(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<AuditQuery>,
+) -> Result<Json<AuditPage>, ApiError> {
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=MAX_AUDIT_PAGE).contains(&limit) {
+        return Err(ApiError::field("limit", format!("must be 1 to {MAX_AUDIT_PAGE}")));
+    }
+    let filter = AuditFilter {
+        actor: query.actor,
+        action: query.action,
+        target: query.target,
+        before_id: query.before,
+        limit: limit + 1,
+    };
+    let mut rows = state.store.audit_rows(&filter).await?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(usize::try_from(limit).unwrap_or(0));
+    let next_before = if more { rows.last().map(|row| row.id) } else { None };
+    let results = rows
+        .into_iter()
+        .map(|row| AuditAnswer {
+            id: row.id,
+            actor: row.entry.actor,
+            action: row.entry.action,
+            target: row.entry.target,
+            before: raw_json(row.entry.before),
+            after: raw_json(row.entry.after),
+            at: crate::timefmt::rfc3339(row.at),
+        })
+        .collect();
+    Ok(Json(AuditPage { results, next_before }))
+}
