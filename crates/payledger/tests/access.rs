@@ -24,7 +24,6 @@ enum Who {
     Admin,
 }
 
-
 /// What a route asks, written out here independently of the server's table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Needs {
@@ -600,4 +599,44 @@ async fn development_prints_what_it_relaxes() {
     assert!(text.contains("DEVELOPMENT profile"), "{text}");
     assert!(text.contains("unsigned bank webhooks are accepted"), "{text}");
     assert!(text.contains("anonymous reads of balances"), "{text}");
+}
+
+/// The same refresh token sent twenty times at once: exactly one request gets a new pair, the others are
+/// refused as reuse, and the reuse revokes the login, so even the winner's new refresh token is dead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_refreshes_of_one_token_give_one_pair_and_revoke_the_login() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let Some(db) = TestDb::new(backend).await else { continue };
+        let mut settings = common::settings(&db);
+        settings.tokens.login_attempts_per_minute = 1000;
+        let server = TestServer::start(settings).await;
+        let pair: Value = server
+            .anonymous
+            .post(server.url("/api/token/"))
+            .json(&json!({"username": ADMIN.0, "password": ADMIN.1}))
+            .send()
+            .await
+            .expect("login")
+            .json()
+            .await
+            .expect("json");
+        let refresh = pair["refresh"].as_str().expect("refresh").to_owned();
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..20 {
+            let (client, url, refresh) = (server.anonymous.clone(), server.url("/api/token/refresh/"), refresh.clone());
+            tasks.spawn(async move {
+                let response = client.post(url).json(&json!({"refresh": refresh})).send().await.expect("refresh");
+                let status = response.status().as_u16();
+                (status, response.json::<Value>().await.unwrap_or(Value::Null))
+            });
+        }
+        let answers = tasks.join_all().await;
+        let winners: Vec<_> = answers.iter().filter(|(status, _)| *status == 200).collect();
+        assert_eq!(winners.len(), 1, "{backend:?}: {answers:?}");
+        assert!(answers.iter().all(|(status, _)| *status == 200 || *status == 401), "{answers:?}");
+        let newer = winners[0].1["refresh"].as_str().expect("rotated").to_owned();
+        let response = server.anonymous.post(server.url("/api/token/refresh/")).json(&json!({"refresh": newer})).send();
+        assert_eq!(response.await.expect("refresh").status(), 401, "{backend:?}: the login is revoked");
+        server.stop().await;
+    }
 }

@@ -1216,9 +1216,17 @@ macro_rules! shared_queries {
             })
         }
 
-        /// Marks a refresh token used; false if it already was (a second use: the race is decided here).
+        /// Marks a refresh token used; false if it already was (a second use: the race is decided here), or if
+        /// any token of its login is revoked. The second condition makes a revocation stick to the whole login:
+        /// a reuse detected while the first use is still issuing its new token revokes the old rows only (the
+        /// new one is not inserted yet), and the new token is then refused here when it is used.
         pub(super) async fn use_refresh(&self, id: i64, now: time::OffsetDateTime) -> Result<bool, $crate::store::StoreError> {
-            let done = sqlx::query("UPDATE refresh_tokens SET used_at = $2 WHERE id = $1 AND used_at IS NULL AND revoked_at IS NULL")
+            let done = sqlx::query(
+                "UPDATE refresh_tokens SET used_at = $2
+                 WHERE id = $1 AND used_at IS NULL AND revoked_at IS NULL
+                   AND NOT EXISTS (SELECT 1 FROM refresh_tokens revoked
+                                   WHERE revoked.family = refresh_tokens.family AND revoked.revoked_at IS NOT NULL)",
+            )
                 .bind(id)
                 .bind($bind_time(now))
                 .execute(&self.$writer)
