@@ -10,6 +10,9 @@
 # Settings: DURATION (s, default 10), CONNECTIONS (default 64), PORT (default 18000), PAYOUT_WORKERS (the
 # server's payout workers in the payouts run, default 8), PAYOUT_CONVERGE (s the payout queue may take to
 # drain, default 900).
+#
+# Every server starts with a first admin, BENCH_USER (the bench logs in as it once per run and sends its
+# access token with every request), and a login rate high enough that the bench is never throttled.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
@@ -20,6 +23,10 @@ PAYOUT_WORKERS="${PAYOUT_WORKERS:-8}"
 # Creation outruns the workers by far (on the 2-core machine of BENCHMARKS.md ~10k payouts/s created against
 # ~250/s completed by 8 workers), so a 10 s run leaves a queue that takes minutes to drain.
 PAYOUT_CONVERGE="${PAYOUT_CONVERGE:-900}"
+# Throwaway credentials of a throwaway server on loopback, not a secret: the first admin of every run's fresh
+# database, which the bench logs in as (the password reaches it through the environment, not its command line).
+BENCH_USER=bench
+BENCH_PASSWORD=bench-matrix-admin-password-2024
 cargo build --release --workspace -q
 BIN="$CARGO_TARGET_DIR/release"
 work="$(mktemp -d)"
@@ -42,12 +49,15 @@ run() {
     url="${store%/*}/$db"
   fi
   env ${run_workers:+PAYLEDGER_WORKERS="$run_workers"} DATABASE_URL="$url" \
+    PAYLEDGER_ADMIN_USERNAME="$BENCH_USER" PAYLEDGER_ADMIN_PASSWORD="$BENCH_PASSWORD" \
+    PAYLEDGER_LOGIN_RATE_PER_MINUTE=1000 \
     "$BIN/payledger" serve --bind "127.0.0.1:$PORT" --webhook-mode "$mode" \
     --demo-organizations 0 --log warn >"$work/server.log" 2>&1 &
   server=$!
   for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/api/health/" >/dev/null && break; sleep 0.1; done
-  out="$("$BIN/payledger-bench" --url "http://127.0.0.1:$PORT" --connections "$CONNECTIONS" \
-    --duration "$DURATION" --converge "${run_converge:-60}" --server-pid "$server" "$@" 2>&1 || true)"
+  out="$(PAYLEDGER_BENCH_PASSWORD="$BENCH_PASSWORD" "$BIN/payledger-bench" --url "http://127.0.0.1:$PORT" \
+    --username "$BENCH_USER" --connections "$CONNECTIONS" --duration "$DURATION" \
+    --converge "${run_converge:-60}" --server-pid "$server" "$@" 2>&1 || true)"
   kill "$server"; wait "$server" 2>/dev/null || true
   rps=$(grep -oP 'throughput:\s+\K[0-9.]+' <<<"$out" || echo "?")
   p50=$(grep -oP 'p50 \K[0-9.]+' <<<"$out" || echo "?")
@@ -57,6 +67,13 @@ run() {
   rss=$(grep -oP 'peak RSS: \K[0-9.]+ MiB' <<<"$out" || echo "?")
   # The payouts scenario ends with "payouts: OK|MISMATCH" instead of "balances: ...".
   balances=$(grep -oP '^(balances|payouts): \K\w+' <<<"$out" || echo "?")
+  # A run whose requests were refused (401/403) measured the refusals, not the server's work: say so.
+  if grep -q '^auth: *FAILED' <<<"$out"; then
+    balances="$balances, AUTH FAILED"
+    grep '^auth:' <<<"$out" >&2
+  fi
+  # A failed login (or any other error before the load) leaves no summary at all.
+  if ! grep -q '^throughput:' <<<"$out"; then printf '%s\n' "$out" | tail -n 3 >&2; fi
   echo "| ${store%%:*} | $label_mode | $label_load | $CONNECTIONS | $rps | $p50 | $p99 | $p999 | $errors | $rss | $balances |"
   if [[ "$store" != sqlite* ]]; then psql "$store" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null; fi
 }

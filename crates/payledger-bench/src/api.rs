@@ -1,6 +1,6 @@
 //! The payledger endpoints the bench uses: the bank webhook and the organization balance (the `webhook`
 //! scenario), the user deposit, transfer and balance (the `transfers` scenario), and payout creation and
-//! the payout counts by status (the `payouts` scenario).
+//! the payout counts by status (the `payouts` scenario); and the login every scenario may start with.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,8 +13,11 @@ use hyper::StatusCode;
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
-use crate::client::{Client, Target};
+use crate::client::{Client, Target, auth_hint};
 use crate::money::{format_kopecks, parse_kopecks};
+
+/// The login path, relative to `--url`: a username and password for an access token.
+pub const TOKEN_PATH: &str = "/api/token/";
 
 /// The webhook path, relative to `--url`.
 pub const WEBHOOK_PATH: &str = "/api/webhook/bank/";
@@ -133,9 +136,12 @@ pub async fn read_payout_count(client: &mut Client, status: PayoutStatus) -> any
                 return parse_payout_count(&response.body).with_context(|| format!("GET {path}"));
             }
             Ok(response) if response.status.is_server_error() => format!("HTTP {}", response.status),
-            Ok(response) => {
-                bail!("GET {path}: unexpected HTTP {}: {}", response.status, String::from_utf8_lossy(&response.body))
-            }
+            Ok(response) => bail!(
+                "GET {path}: unexpected HTTP {}{}: {}",
+                response.status,
+                auth_hint(response.status),
+                String::from_utf8_lossy(&response.body)
+            ),
             Err(failure) => failure.to_string(),
         };
         if attempt >= COUNT_ATTEMPTS {
@@ -242,8 +248,9 @@ async fn get_balance_body(client: &mut Client, path: &str, what: &str) -> anyhow
             Ok(response) if response.status == StatusCode::NOT_FOUND => return Ok(None),
             Ok(response) if response.status.is_server_error() => format!("HTTP {}", response.status),
             Ok(response) => bail!(
-                "balance of {what}: unexpected HTTP {}: {}",
+                "balance of {what}: unexpected HTTP {}{}: {}",
                 response.status,
+                auth_hint(response.status),
                 String::from_utf8_lossy(&response.body)
             ),
             Err(failure) => failure.to_string(),

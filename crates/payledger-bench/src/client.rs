@@ -3,16 +3,22 @@
 //! The bench wants exactly `--connections` sockets and one request in flight on each, so it drives
 //! `hyper::client::conn::http1` itself instead of going through a pooling client whose pool would decide
 //! how many sockets exist. A connection that fails is dropped and the next request dials a new one.
+//!
+//! Every request of every client goes through [`Client::send`], the one place that adds the
+//! `Authorization` header (when the bench has logged in, see [`crate::auth`]) and that notices 401 and 403
+//! answers, so no scenario deals with authentication itself.
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::{self, SendRequest};
-use hyper::header::{CONTENT_TYPE, HOST, HeaderName, HeaderValue};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderName, HeaderValue};
 use hyper::{Method, Request, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -21,12 +27,60 @@ use tokio::task::JoinHandle;
 /// The header that makes a payledger `POST` safe to resend: the same key and body replay the first answer.
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
-/// Where the server is: its socket address, the `Host` header to send and any path prefix from `--url`.
+/// How many characters of a refused request's answer the report quotes.
+const REFUSAL_BODY_CHARS: usize = 200;
+
+/// Where the server is: its socket address, the `Host` header to send and any path prefix from `--url`; and,
+/// shared by every clone, the `Authorization` value requests carry and the 401/403 answers they got.
 #[derive(Debug, Clone)]
 pub struct Target {
     addr: SocketAddr,
     host: HeaderValue,
     base_path: String,
+    auth: Arc<AuthState>,
+}
+
+/// What all clients of one target share about authentication.
+#[derive(Default)]
+struct AuthState {
+    /// The `Authorization` value every request carries; `None` sends none. Replaced when a token is renewed.
+    header: RwLock<Option<HeaderValue>>,
+    /// 401 answers, to any request.
+    unauthorized: AtomicU64,
+    /// 403 answers, to any request.
+    forbidden: AtomicU64,
+    /// The first 401 or 403: the request and what the server said.
+    first: OnceLock<String>,
+}
+
+impl fmt::Debug for AuthState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the header itself: it is a credential.
+        let authorized = self.header.read().unwrap_or_else(PoisonError::into_inner).is_some();
+        f.debug_struct("AuthState")
+            .field("authorized", &authorized)
+            .field("unauthorized", &self.unauthorized.load(Ordering::Relaxed))
+            .field("forbidden", &self.forbidden.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// The 401 and 403 answers a target's clients got: requests the server refused to authenticate or authorize.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Refusals {
+    /// 401 Unauthorized: no, a malformed, a wrong or an expired credential.
+    pub unauthorized: u64,
+    /// 403 Forbidden: the user's role is too low for the request.
+    pub forbidden: u64,
+    /// The first of them: method, path, status and the start of the answer.
+    pub first: Option<String>,
+}
+
+impl Refusals {
+    /// 401s and 403s together.
+    pub fn total(&self) -> u64 {
+        self.unauthorized + self.forbidden
+    }
 }
 
 impl Target {
@@ -53,12 +107,60 @@ impl Target {
             addr,
             host: HeaderValue::from_str(authority.as_str())?,
             base_path: uri.path().trim_end_matches('/').to_owned(),
+            auth: Arc::default(),
         })
     }
 
     /// The resolved socket address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Makes every request of every client of this target (and of its clones, past and future) carry
+    /// `Authorization: value` from now on.
+    pub fn set_authorization(&self, mut value: HeaderValue) {
+        value.set_sensitive(true);
+        *self.auth.header.write().unwrap_or_else(PoisonError::into_inner) = Some(value);
+    }
+
+    /// The `Authorization` value requests carry now, if any.
+    fn authorization(&self) -> Option<HeaderValue> {
+        self.auth.header.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// The 401 and 403 answers this target's clients have got so far.
+    pub fn refusals(&self) -> Refusals {
+        Refusals {
+            unauthorized: self.auth.unauthorized.load(Ordering::Relaxed),
+            forbidden: self.auth.forbidden.load(Ordering::Relaxed),
+            first: self.auth.first.get().cloned(),
+        }
+    }
+
+    /// Counts `response` if it refuses the request's credentials (401) or their role (403).
+    fn note_refusal(&self, method: &Method, path: &str, response: &Response) {
+        let counter = match response.status {
+            StatusCode::UNAUTHORIZED => &self.auth.unauthorized,
+            StatusCode::FORBIDDEN => &self.auth.forbidden,
+            _ => return,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        if self.auth.first.get().is_none() {
+            let said: String = String::from_utf8_lossy(&response.body).chars().take(REFUSAL_BODY_CHARS).collect();
+            let _ = self.auth.first.set(format!("{method} {path}: HTTP {}: {said}", response.status));
+        }
+    }
+}
+
+/// A hint for an error about an answer with `status`, saying what a 401 or 403 means for the bench.
+pub fn auth_hint(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::UNAUTHORIZED => {
+            " (authentication failed: pass --username and --password, or check them; an expired token means the \
+             run outlived it)"
+        }
+        StatusCode::FORBIDDEN => " (the --username's role is too low: the bench needs an operator, or an admin)",
+        _ => "",
     }
 }
 
@@ -169,6 +271,8 @@ impl Client {
         self.send(Method::GET, path, None, None).await
     }
 
+    /// Sends one request, with the target's `Authorization` value if it has one, and reads the whole answer;
+    /// a 401 or 403 is counted in the target's [`Refusals`].
     async fn send(
         &mut self,
         method: Method,
@@ -178,9 +282,12 @@ impl Client {
     ) -> Result<Response, Failure> {
         self.ensure_connected().await?;
         let mut request = Request::builder()
-            .method(method)
+            .method(method.clone())
             .uri(format!("{}{path}", self.target.base_path))
             .header(HOST, self.target.host.clone());
+        if let Some(authorization) = self.target.authorization() {
+            request = request.header(AUTHORIZATION, authorization);
+        }
         if body.is_some() {
             request = request.header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         }
@@ -202,7 +309,10 @@ impl Client {
         };
         let outcome = tokio::time::timeout(self.timeout, exchange).await;
         match outcome {
-            Ok(Ok(response)) => Ok(response),
+            Ok(Ok(response)) => {
+                self.target.note_refusal(&method, path, &response);
+                Ok(response)
+            }
             Ok(Err(e)) => {
                 self.conn = None;
                 Err(Failure::Transport(e.into()))

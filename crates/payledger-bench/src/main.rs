@@ -6,8 +6,12 @@
 //! every user's balance against the applied transfers and that no money appeared or vanished; `payouts`
 //! creates payouts, then measures how fast the server's workers drain its payout queue and checks that
 //! every created payout completed.
+//!
+//! With `--username`/`--password` the bench logs in once at the start and every request it sends carries
+//! `Authorization: Bearer <access token>`, renewed before it expires; any 401 or 403 answer fails the run.
 
 mod api;
+mod auth;
 mod client;
 mod closed_loop;
 mod histogram;
@@ -33,10 +37,11 @@ use clap::{ArgAction, Parser, ValueEnum};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use crate::auth::{Credentials, Session};
 use crate::client::{Client, Target};
 use crate::closed_loop::Pace;
 use crate::load::{Plan, Shared, WorkerReport};
-use crate::report::{Check, PayoutCheck, Summary, TransferCheck};
+use crate::report::{AuthReport, Check, PayoutCheck, Summary, TransferCheck};
 use crate::verify::TransferBooks;
 
 /// What the load consists of.
@@ -68,6 +73,16 @@ struct Args {
     /// Base URL of the server (plain http only).
     #[arg(long, env = "PAYLEDGER_BENCH_URL", default_value = "http://127.0.0.1:8000")]
     url: String,
+
+    /// User to log in as (`POST /api/token/`, once per run); every request then carries its access token
+    /// as `Authorization: Bearer`. Transfers and payouts need an operator (or admin). Without it no
+    /// Authorization header is sent, which only a development server accepts, for webhooks and balance reads.
+    #[arg(long, env = "PAYLEDGER_BENCH_USERNAME", requires = "password")]
+    username: Option<String>,
+
+    /// The --username's password (prefer the environment variable over the command line).
+    #[arg(long, env = "PAYLEDGER_BENCH_PASSWORD", hide_env_values = true, requires = "username")]
+    password: Option<String>,
 
     /// Concurrent keep-alive connections, each with one request in flight.
     #[arg(long, env = "PAYLEDGER_BENCH_CONNECTIONS", default_value_t = 64,
@@ -135,6 +150,16 @@ struct Args {
 }
 
 impl Args {
+    /// `--username` and `--password`, if given (clap makes sure they come together).
+    fn credentials(&self) -> Option<Credentials> {
+        match (&self.username, &self.password) {
+            (Some(username), Some(password)) => {
+                Some(Credentials { username: username.clone(), password: password.clone() })
+            }
+            _ => None,
+        }
+    }
+
     /// `--converge` in seconds, with the scenario's default.
     fn converge_secs(&self) -> u64 {
         let default = if self.scenario == Scenario::Payouts { PAYOUTS_CONVERGE_SECS } else { 0 };
@@ -219,9 +244,22 @@ async fn stop_on_ctrl_c(stop: Arc<AtomicBool>) {
     }
 }
 
-/// 1 when the balances are wrong (for payouts: the queue did not drain, the counts do not add up, or a
-/// payout failed) or nothing at all was acknowledged (applied, created); errors and 5xx are only reported.
+/// 1 when any request was refused for authentication (401 or 403), the balances are wrong (for payouts: the
+/// queue did not drain, the counts do not add up, or a payout failed) or nothing at all was acknowledged
+/// (applied, created); errors and 5xx are only reported.
 fn exit_code(summary: &Summary) -> ExitCode {
+    let refusals = &summary.auth.refusals;
+    if refusals.total() > 0 {
+        // A refused request was measured as fast as the server could say no: the numbers mean nothing.
+        eprintln!(
+            "payledger-bench: the server refused {} requests for authentication (401: {}, 403: {}); check \
+             --username/--password and the user's role",
+            refusals.total(),
+            refusals.unauthorized,
+            refusals.forbidden
+        );
+        return ExitCode::from(1);
+    }
     if !summary.verification.ok() {
         return ExitCode::from(1);
     }
@@ -277,22 +315,47 @@ async fn converge<V>(
     }
 }
 
-/// The whole run of the chosen scenario.
+/// The whole run of the chosen scenario: the server resolved, the login (if any), the scenario, and what the
+/// server refused for authentication along the way.
 async fn run(args: &Args, stop: Arc<AtomicBool>) -> anyhow::Result<Summary> {
-    match args.scenario {
-        Scenario::Webhook => run_webhook(args, stop).await,
-        Scenario::Transfers => run_transfers(args, stop).await,
-        Scenario::Payouts => run_payouts(args, stop).await,
-    }
+    let target = Target::resolve(&args.url).await?;
+    // Kept to the end of the run: dropping it stops renewing the token.
+    let session = match args.credentials() {
+        Some(credentials) => {
+            let user = credentials.username.clone();
+            let session = Session::start(&target, credentials, Duration::from_secs(args.timeout))
+                .await
+                .with_context(|| format!("logging in as {user}"))?;
+            let lifetime =
+                session.lifetime().map_or_else(|| "unknown".to_owned(), |lifetime| format!("{} s", lifetime.as_secs()));
+            eprintln!(
+                "payledger-bench: logged in as {}; access token lifetime {lifetime}, renewed every {} s",
+                session.username(),
+                auth::renewal_delay(session.lifetime()).as_secs()
+            );
+            Some(session)
+        }
+        None => None,
+    };
+    let mut summary = match args.scenario {
+        Scenario::Webhook => run_webhook(args, &target, stop).await,
+        Scenario::Transfers => run_transfers(args, &target, stop).await,
+        Scenario::Payouts => run_payouts(args, &target, stop).await,
+    }?;
+    summary.auth = AuthReport {
+        user: session.as_ref().map(|s| s.username().to_owned()),
+        logins: session.as_ref().map_or(0, Session::logins),
+        refusals: target.refusals(),
+    };
+    Ok(summary)
 }
 
 /// The payouts scenario: baseline counts, creation (measured like the other scenarios), then the counts
 /// polled until the queue has drained, and the check.
-async fn run_payouts(args: &Args, stop: Arc<AtomicBool>) -> anyhow::Result<Summary> {
+async fn run_payouts(args: &Args, target: &Target, stop: Arc<AtomicBool>) -> anyhow::Result<Summary> {
     if args.duplicate_share > 0 {
         bail!("--duplicate-share applies to the webhook scenario only");
     }
-    let target = Target::resolve(&args.url).await?;
     let timeout = Duration::from_secs(args.timeout);
     let connections = args.connections as usize;
     let patience_secs = args.converge_secs();
@@ -319,7 +382,7 @@ async fn run_payouts(args: &Args, stop: Arc<AtomicBool>) -> anyhow::Result<Summa
     let shared = Arc::new(payouts::Shared::default());
     let start = Instant::now();
     let warmup_end = start + Duration::from_secs(args.warmup);
-    let plan = Arc::new(payouts::Plan { pace: args.pace(&target, timeout, warmup_end, stop) });
+    let plan = Arc::new(payouts::Plan { pace: args.pace(target, timeout, warmup_end, stop) });
     let load = run_workers(
         connections,
         || payouts::worker(Arc::clone(&plan), Arc::clone(&shared)),
@@ -330,7 +393,7 @@ async fn run_payouts(args: &Args, stop: Arc<AtomicBool>) -> anyhow::Result<Summa
 
     let first_sent = load.first_sent.unwrap_or(start);
     let patience = Duration::from_secs(patience_secs);
-    let drain = payouts::drain(&target, timeout, patience, first_sent, &plan.pace.stop).await?;
+    let drain = payouts::drain(target, timeout, patience, first_sent, &plan.pace.stop).await?;
     let outcomes = load.outcomes;
     let verification = verify::PayoutVerification {
         created: outcomes.created,
@@ -350,12 +413,13 @@ async fn run_payouts(args: &Args, stop: Arc<AtomicBool>) -> anyhow::Result<Summa
         unresolved: usize::try_from(outcomes.in_doubt()).unwrap_or(usize::MAX),
         verification: Check::Payouts(PayoutCheck { outcomes, drain, patience_secs, verification }),
         server_peak_rss_kib: args.server_pid.map(|pid| rss::peak_rss_kib(pid).map_err(|e| format!("{e:#}"))),
+        // Filled in by `run`, which knows the whole run's refusals.
+        auth: AuthReport::default(),
     })
 }
 
 /// The webhook scenario: baseline, load, settling of unknown outcomes, final balances and the check.
-async fn run_webhook(args: &Args, stop: Arc<AtomicBool>) -> anyhow::Result<Summary> {
-    let target = Target::resolve(&args.url).await?;
+async fn run_webhook(args: &Args, target: &Target, stop: Arc<AtomicBool>) -> anyhow::Result<Summary> {
     let timeout = Duration::from_secs(args.timeout);
     let connections = args.connections as usize;
     let seed = args.seed.unwrap_or_else(rand::random);
@@ -371,7 +435,7 @@ async fn run_webhook(args: &Args, stop: Arc<AtomicBool>) -> anyhow::Result<Summa
         args.warmup
     );
 
-    let baseline = api::read_balances(&target, timeout, Arc::clone(&inns), connections)
+    let baseline = api::read_balances(target, timeout, Arc::clone(&inns), connections)
         .await
         .context("reading baseline balances")?;
 
@@ -379,7 +443,7 @@ async fn run_webhook(args: &Args, stop: Arc<AtomicBool>) -> anyhow::Result<Summa
     let start = Instant::now();
     let warmup_end = start + Duration::from_secs(args.warmup);
     let plan = Arc::new(Plan {
-        pace: args.pace(&target, timeout, warmup_end, stop),
+        pace: args.pace(target, timeout, warmup_end, stop),
         inns: Arc::clone(&inns),
         duplicate_percent: args.duplicate_share,
     });
@@ -392,10 +456,10 @@ async fn run_webhook(args: &Args, stop: Arc<AtomicBool>) -> anyhow::Result<Summa
         eprintln!("payledger-bench: resending {} notices whose outcome is unknown", pending.len());
     }
     let settle_deadline = Instant::now() + Duration::from_secs(args.settle);
-    let (settled, unresolved) = load::settle(pending, &target, timeout, settle_deadline, &shared).await;
+    let (settled, unresolved) = load::settle(pending, target, timeout, settle_deadline, &shared).await;
 
     let verification = converge(args, verify::Verification::ok, async || {
-        let actual = api::read_balances(&target, timeout, Arc::clone(&inns), connections)
+        let actual = api::read_balances(target, timeout, Arc::clone(&inns), connections)
             .await
             .context("reading final balances")?;
         Ok(verify::verify(&inns, &baseline, &shared.acknowledged_totals(), &actual, &unresolved))
@@ -413,16 +477,17 @@ async fn run_webhook(args: &Args, stop: Arc<AtomicBool>) -> anyhow::Result<Summa
         unresolved: unresolved.len(),
         verification: Check::Webhook(verification),
         server_peak_rss_kib: args.server_pid.map(|pid| rss::peak_rss_kib(pid).map_err(|e| format!("{e:#}"))),
+        // Filled in by `run`, which knows the whole run's refusals.
+        auth: AuthReport::default(),
     })
 }
 
 /// The transfers scenario: baseline, deposits (not measured), load, settling of unknown outcomes, final
 /// balances and the check.
-async fn run_transfers(args: &Args, stop: Arc<AtomicBool>) -> anyhow::Result<Summary> {
+async fn run_transfers(args: &Args, target: &Target, stop: Arc<AtomicBool>) -> anyhow::Result<Summary> {
     if args.duplicate_share > 0 {
         bail!("--duplicate-share applies to the webhook scenario only");
     }
-    let target = Target::resolve(&args.url).await?;
     let timeout = Duration::from_secs(args.timeout);
     let connections = args.connections as usize;
     let seed = args.seed.unwrap_or_else(rand::random);
@@ -442,7 +507,7 @@ async fn run_transfers(args: &Args, stop: Arc<AtomicBool>) -> anyhow::Result<Sum
         args.warmup
     );
 
-    let baseline = api::read_user_balances(&target, timeout, Arc::clone(&users), connections)
+    let baseline = api::read_user_balances(target, timeout, Arc::clone(&users), connections)
         .await
         .context("reading baseline balances")?;
     // Everything the users will own must fit in kopecks as i64, or the check itself would overflow.
@@ -454,7 +519,7 @@ async fn run_transfers(args: &Args, stop: Arc<AtomicBool>) -> anyhow::Result<Sum
         bail!("{} users × {} is too much money to check exactly", args.users, money::format_kopecks(deposit));
     }
     let patience = Duration::from_secs(args.settle.max(1));
-    let deposits_resent = transfers::deposit_all(&target, timeout, Arc::clone(&users), deposit, connections, patience)
+    let deposits_resent = transfers::deposit_all(target, timeout, Arc::clone(&users), deposit, connections, patience)
         .await
         .context("depositing the initial balances")?;
 
@@ -462,7 +527,7 @@ async fn run_transfers(args: &Args, stop: Arc<AtomicBool>) -> anyhow::Result<Sum
     let start = Instant::now();
     let warmup_end = start + Duration::from_secs(args.warmup);
     let plan =
-        Arc::new(transfers::Plan { pace: args.pace(&target, timeout, warmup_end, stop), users: Arc::clone(&users) });
+        Arc::new(transfers::Plan { pace: args.pace(target, timeout, warmup_end, stop), users: Arc::clone(&users) });
     let mut load = run_workers(
         connections,
         || transfers::worker(Arc::clone(&plan), Arc::clone(&shared)),
@@ -476,12 +541,12 @@ async fn run_transfers(args: &Args, stop: Arc<AtomicBool>) -> anyhow::Result<Sum
         eprintln!("payledger-bench: resending {} transfers whose outcome is unknown", pending.len());
     }
     let settle_deadline = Instant::now() + Duration::from_secs(args.settle);
-    let settled = transfers::settle(pending, &target, timeout, settle_deadline, &shared).await;
+    let settled = transfers::settle(pending, target, timeout, settle_deadline, &shared).await;
 
     let (sent, received) = (shared.sent_totals(), shared.received_totals());
     let books = TransferBooks { users: &users, baseline: &baseline, deposit, sent: &sent, received: &received };
     let verification = converge(args, verify::TransferVerification::ok, async || {
-        let actual = api::read_user_balances(&target, timeout, Arc::clone(&users), connections)
+        let actual = api::read_user_balances(target, timeout, Arc::clone(&users), connections)
             .await
             .context("reading final balances")?;
         Ok(verify::verify_transfers(books, &actual, &settled.unresolved))
@@ -505,13 +570,16 @@ async fn run_transfers(args: &Args, stop: Arc<AtomicBool>) -> anyhow::Result<Sum
             verification,
         }),
         server_peak_rss_kib: args.server_pid.map(|pid| rss::peak_rss_kib(pid).map_err(|e| format!("{e:#}"))),
+        // Filled in by `run`, which knows the whole run's refusals.
+        auth: AuthReport::default(),
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mock::{Mock, MockConfig};
+    use crate::client::Refusals;
+    use crate::mock::{MOCK_OPERATOR, MOCK_PASSWORD, MOCK_VIEWER, Mock, MockConfig};
 
     fn args(mock: &Mock, extra: &[&str]) -> Args {
         let url = format!("http://{}", mock.addr());
@@ -970,6 +1038,117 @@ mod tests {
         assert!(first.verification.ok() && second.verification.ok(), "{}", second.render_text());
         let v = &payouts(&second).verification;
         assert_eq!((v.baseline.completed, v.last.completed, v.completed()), (30, 70, 40));
+    }
+
+    fn authenticated_config(token_ttl_secs: u64) -> MockConfig {
+        MockConfig { token_ttl_secs, payout_micros: 100, ..MockConfig::default() }
+    }
+
+    const AS_OPERATOR: [&str; 4] = ["--username", MOCK_OPERATOR, "--password", MOCK_PASSWORD];
+
+    #[test]
+    fn username_and_password_come_together() {
+        let parse = |extra: &[&str]| Args::try_parse_from([&["payledger-bench"], extra].concat());
+        let both = parse(&["--username", "bench", "--password", "s3cret"]).unwrap();
+        let credentials = both.credentials().unwrap();
+        assert_eq!((credentials.username.as_str(), credentials.password.as_str()), ("bench", "s3cret"));
+        assert!(parse(&["--username", "bench"]).is_err());
+        assert!(parse(&["--password", "s3cret"]).is_err());
+        assert!(parse(&[]).unwrap().credentials().is_none());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_scenario_logs_in_once_and_sends_the_token_everywhere() {
+        // The mock refuses every request but the webhook's without a live token.
+        let mock = Mock::start(authenticated_config(900)).await;
+        let runs = [
+            &["--orgs", "3"][..],
+            &["--scenario", "transfers", "--users", "4"],
+            &["--scenario", "payouts", "--converge", "10"],
+        ];
+        for (index, scenario) in runs.into_iter().enumerate() {
+            let summary =
+                bench(&mock, &[&AS_OPERATOR[..], &["--connections", "3", "--requests", "60"], scenario].concat()).await;
+            assert!(summary.verification.ok(), "{}", summary.render_text());
+            assert_eq!(summary.auth.refusals, Refusals::default(), "{}", summary.render_text());
+            assert_eq!((summary.auth.user.as_deref(), summary.auth.logins), (Some(MOCK_OPERATOR), 1));
+            assert_eq!(mock.logins(), index as u64 + 1, "one login per run, not per connection");
+            assert_eq!(exit_code(&summary), ExitCode::SUCCESS);
+            let text = summary.render_text();
+            assert!(
+                text.contains("auth:        Bearer token (as user bench, logins: 1); no request refused\n"),
+                "{text}"
+            );
+            let json = summary.to_json();
+            assert_eq!((json["auth"]["user"].as_str(), json["auth"]["401"].as_u64()), (Some("bench"), Some(0)));
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_token_is_renewed_before_it_expires() {
+        // 2 s tokens, renewed every 1.6 s: a 4 s run needs at least two renewals and must see no 401.
+        let mock = Mock::start(authenticated_config(2)).await;
+        let summary = bench(
+            &mock,
+            &[&AS_OPERATOR[..], &["--scenario", "transfers", "--users", "3", "--connections", "2", "--duration", "4"]]
+                .concat(),
+        )
+        .await;
+        assert!(summary.verification.ok(), "{}", summary.render_text());
+        assert_eq!(summary.auth.refusals, Refusals::default(), "{}", summary.render_text());
+        assert!(summary.auth.logins >= 3, "{:?}", summary.auth);
+        assert_eq!(mock.logins(), summary.auth.logins);
+        assert!(summary.measured.requests > 0 && summary.measured.status.client_error == 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_wrong_password_fails_up_front() {
+        let mock = Mock::start(authenticated_config(900)).await;
+        let args = args(&mock, &["--username", MOCK_OPERATOR, "--password", "wrong password", "--orgs", "1"]);
+        let error = run(&args, Arc::new(AtomicBool::new(false))).await.unwrap_err();
+        let text = format!("{error:#}");
+        assert!(text.contains("logging in as bench") && text.contains("refused user \"bench\""), "{text}");
+        assert!(!text.contains("wrong password"), "the password must not be echoed: {text}");
+        assert_eq!(mock.logins(), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn without_credentials_a_401_is_named_as_an_authentication_failure() {
+        let mock = Mock::start(authenticated_config(900)).await;
+        let args = args(&mock, &["--scenario", "transfers", "--users", "2"]);
+        let error = run(&args, Arc::new(AtomicBool::new(false))).await.unwrap_err();
+        let text = format!("{error:#}");
+        assert!(text.contains("401 Unauthorized (authentication failed: pass --username and --password"), "{text}");
+        // The webhook needs no token, so an anonymous webhook run still works.
+        let summary = bench(&mock, &["--connections", "2", "--requests", "20"]).await;
+        assert_eq!(summary.measured.status.ok, 20);
+        assert_eq!(summary.auth.refusals, Refusals::default());
+        assert!(!summary.render_text().contains("auth:"), "{}", summary.render_text());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn refused_requests_are_reported_and_fail_the_run() {
+        // A viewer may read the payout counts but not create payouts: every creation is answered 403.
+        let mock = Mock::start(authenticated_config(900)).await;
+        let summary = bench_payouts(
+            &mock,
+            &["--username", MOCK_VIEWER, "--password", MOCK_PASSWORD, "--connections", "2", "--requests", "30"],
+        )
+        .await;
+        let refusals = &summary.auth.refusals;
+        assert_eq!((refusals.unauthorized, refusals.forbidden), (0, 30));
+        assert_eq!(payouts(&summary).outcomes.refused, 30);
+        let first = refusals.first.as_deref().unwrap();
+        assert!(first.starts_with("POST /api/v1/payouts/: HTTP 403 Forbidden: {"), "{first}");
+        let text = summary.render_text();
+        assert!(
+            text.contains(
+                "auth:        FAILED: 30 requests refused, 401 Unauthorized: 0  403 Forbidden: 30 (as user viewer"
+            ),
+            "{text}"
+        );
+        assert_eq!(summary.to_json()["auth"]["403"], 30);
+        assert_eq!(exit_code(&summary), ExitCode::from(1));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

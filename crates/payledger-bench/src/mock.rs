@@ -2,7 +2,7 @@
 //!
 //! It implements just the endpoints the bench uses, keeps balances in kopecks, deduplicates webhook notices
 //! by operation_id and user-API requests by Idempotency-Key, keeps a payout queue that one simulated worker
-//! drains at a fixed pace, and can misbehave on purpose (answer 503 after applying, drop connections, book
+//! drains at a fixed pace, can require Bearer tokens from its own `POST /api/token/`, and can misbehave on purpose (answer 503 after applying, drop connections, book
 //! duplicates twice, ignore idempotency keys, lose money, lose or fail payouts, never process them) so the
 //! tests can show the bench tells a correct server from a broken one.
 
@@ -16,7 +16,17 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
+use crate::auth::base64url_encode;
 use crate::money::{format_kopecks, parse_kopecks};
+
+/// The operator the mock issues tokens to, with [`MOCK_PASSWORD`].
+pub const MOCK_OPERATOR: &str = "bench";
+
+/// A user the mock issues tokens to who may read but not create anything (403), with [`MOCK_PASSWORD`].
+pub const MOCK_VIEWER: &str = "viewer";
+
+/// The password of both mock users.
+pub const MOCK_PASSWORD: &str = "correct horse battery staple";
 
 /// How the mock misbehaves; the default is a correct server.
 #[derive(Debug, Clone, Copy, Default)]
@@ -40,6 +50,16 @@ pub struct MockConfig {
     pub fail_payout_every: u64,
     /// The worker never runs: payouts stay pending forever.
     pub stuck_payouts: bool,
+    /// If > 0, every route but the webhook, `POST /api/token/` and (as in payledger's development profile)
+    /// balance reads without an Authorization header needs `Authorization: Bearer` with a token from
+    /// `POST /api/token/`, valid this many seconds; a viewer's token is refused (403) for any `POST`.
+    pub token_ttl_secs: u64,
+}
+
+/// A token the mock issued.
+struct Issued {
+    expires: Instant,
+    may_write: bool,
 }
 
 /// A stored answer to a user-API request, replayed for a resend with the same Idempotency-Key.
@@ -60,6 +80,8 @@ struct Ledger {
     user_calls: u64,
     transactions: u64,
     payouts: PayoutQueue,
+    tokens: HashMap<String, Issued>,
+    logins: u64,
 }
 
 /// The payout queue: counts by status and the simulated worker's progress.
@@ -175,6 +197,11 @@ impl Mock {
     pub fn payouts_created(&self) -> u64 {
         self.ledger.lock().unwrap().payouts.created
     }
+
+    /// Tokens issued by `POST /api/token/`.
+    pub fn logins(&self) -> u64 {
+        self.ledger.lock().unwrap().logins
+    }
 }
 
 async fn serve(stream: TcpStream, ledger: Arc<Mutex<Ledger>>, config: MockConfig) {
@@ -186,6 +213,7 @@ async fn serve(stream: TcpStream, ledger: Arc<Mutex<Ledger>>, config: MockConfig
         }
         let mut content_length = 0usize;
         let mut key = None;
+        let mut authorization = None;
         loop {
             let mut header = String::new();
             if stream.read_line(&mut header).await.unwrap_or(0) == 0 {
@@ -200,6 +228,8 @@ async fn serve(stream: TcpStream, ledger: Arc<Mutex<Ledger>>, config: MockConfig
                     content_length = value.trim().parse().unwrap_or(0);
                 } else if name.eq_ignore_ascii_case("idempotency-key") {
                     key = Some(value.trim().to_owned());
+                } else if name.eq_ignore_ascii_case("authorization") {
+                    authorization = Some(value.trim().to_owned());
                 }
             }
         }
@@ -211,7 +241,11 @@ async fn serve(stream: TcpStream, ledger: Arc<Mutex<Ledger>>, config: MockConfig
         let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
         let (status, reply, close) = {
             let mut ledger = ledger.lock().unwrap();
-            let (status, reply) = route(&mut ledger, config, method, path, key.as_deref(), &body);
+            let (status, reply) = match authenticate(&mut ledger, config, method, path, authorization.as_deref(), &body)
+            {
+                Some(refusal_or_token) => refusal_or_token,
+                None => route(&mut ledger, config, method, path, key.as_deref(), &body),
+            };
             ledger.responses += 1;
             let close = config.close_every > 0 && ledger.responses.is_multiple_of(config.close_every);
             (status, reply, close)
@@ -223,6 +257,54 @@ async fn serve(stream: TcpStream, ledger: Arc<Mutex<Ledger>>, config: MockConfig
         if stream.get_mut().write_all(response.as_bytes()).await.is_err() || close {
             return;
         }
+    }
+}
+
+/// With `token_ttl_secs`, answers `POST /api/token/`, and refuses a request to any other route but the
+/// webhook and anonymous balance reads without a live token (401) or with a viewer's token on a `POST` (403);
+/// `None` lets it through.
+fn authenticate(
+    ledger: &mut Ledger,
+    config: MockConfig,
+    method: &str,
+    path: &str,
+    authorization: Option<&str>,
+    body: &[u8],
+) -> Option<(&'static str, String)> {
+    if config.token_ttl_secs == 0 || path == "/api/webhook/bank/" {
+        return None;
+    }
+    let now = Instant::now();
+    if path == "/api/token/" {
+        let fields: HashMap<String, String> = serde_json::from_slice(body).unwrap_or_default();
+        let user = fields.get("username").map(String::as_str);
+        if method != "POST" || fields.get("password").map(String::as_str) != Some(MOCK_PASSWORD) {
+            return Some(("401 Unauthorized", r#"{"error":"Invalid username or password"}"#.to_owned()));
+        }
+        let may_write = match user {
+            Some(MOCK_OPERATOR) => true,
+            Some(MOCK_VIEWER) => false,
+            _ => return Some(("401 Unauthorized", r#"{"error":"Invalid username or password"}"#.to_owned())),
+        };
+        ledger.logins += 1;
+        let iat = 1_700_000_000 + ledger.logins;
+        let claims = format!("{{\"iat\":{iat},\"exp\":{}}}", iat + config.token_ttl_secs);
+        let token = format!("eyJhbGciOiJIUzI1NiJ9.{}.sig{}", base64url_encode(claims.as_bytes()), ledger.logins);
+        let expires = now + Duration::from_secs(config.token_ttl_secs);
+        ledger.tokens.insert(token.clone(), Issued { expires, may_write });
+        return Some(("200 OK", format!("{{\"access\":\"{token}\",\"refresh\":\"r{}\"}}", ledger.logins)));
+    }
+    let balance_read =
+        method == "GET" && (path.starts_with("/api/balances/") || path.starts_with("/api/organizations/"));
+    if authorization.is_none() && balance_read {
+        return None;
+    }
+    let issued = authorization.and_then(|value| value.strip_prefix("Bearer ")).and_then(|t| ledger.tokens.get(t));
+    match issued {
+        Some(issued) if issued.expires > now => (method == "POST" && !issued.may_write)
+            .then(|| ("403 Forbidden", r#"{"error":"This needs the operator role","code":"forbidden"}"#.to_owned())),
+        Some(_) => Some(("401 Unauthorized", r#"{"error":"The access token has expired"}"#.to_owned())),
+        None => Some(("401 Unauthorized", r#"{"error":"Authentication required"}"#.to_owned())),
     }
 }
 

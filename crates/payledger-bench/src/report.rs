@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use crate::client::Refusals;
 use crate::load::{PayoutCounts, Settled, Stats};
 use crate::money::format_kopecks;
 use crate::payouts::{Drain, QueueCounts, rate_tenths};
@@ -83,6 +84,42 @@ impl PayoutCheck {
     }
 }
 
+/// How the run authenticated, and what the server refused.
+#[derive(Debug, Default, Clone)]
+pub struct AuthReport {
+    /// Who the bench logged in as (`--username`), if it did.
+    pub user: Option<String>,
+    /// Successful logins, renewals of the access token included.
+    pub logins: u64,
+    /// The 401 and 403 answers to any of the run's requests: set-up, load, resends and reads.
+    pub refusals: Refusals,
+}
+
+impl AuthReport {
+    /// The `auth:` line: what was refused, else who the bench was; nothing for an anonymous run that no
+    /// request needed credentials for.
+    fn render(&self) -> String {
+        let r = &self.refusals;
+        let who = match &self.user {
+            Some(user) => format!("as user {user}, logins: {}", self.logins),
+            None => "without credentials: no --username/--password".to_owned(),
+        };
+        if r.total() > 0 {
+            let first = r.first.as_deref().unwrap_or("-");
+            return format!(
+                "auth:        FAILED: {} requests refused, 401 Unauthorized: {}  403 Forbidden: {} ({who}; first: {first})\n",
+                r.total(),
+                r.unauthorized,
+                r.forbidden
+            );
+        }
+        match &self.user {
+            Some(_) => format!("auth:        Bearer token ({who}); no request refused\n"),
+            None => String::new(),
+        }
+    }
+}
+
 /// Everything the run measured and checked.
 #[derive(Debug)]
 pub struct Summary {
@@ -106,6 +143,8 @@ pub struct Summary {
     pub verification: Check,
     /// The server's peak RSS in KiB, or why it could not be read, if `--server-pid` was given.
     pub server_peak_rss_kib: Option<Result<u64, String>>,
+    /// Who the run was, and the 401 and 403 answers it got.
+    pub auth: AuthReport,
 }
 
 impl Summary {
@@ -195,6 +234,7 @@ impl Summary {
             }
             None => out.push('\n'),
         }
+        out.push_str(&self.auth.render());
         let k = &m.kinds;
         match &self.verification {
             Check::Webhook(_) => {
@@ -396,6 +436,13 @@ impl Summary {
             "unresolved_ops": self.unresolved,
             "server_peak_rss_kib": rss,
             "server_peak_rss_error": rss_error,
+            "auth": {
+                "user": self.auth.user,
+                "logins": self.auth.logins,
+                "401": self.auth.refusals.unauthorized,
+                "403": self.auth.refusals.forbidden,
+                "first_refusal": self.auth.refusals.first,
+            },
         });
         match &self.verification {
             Check::Webhook(v) => {
@@ -626,6 +673,7 @@ mod tests {
                 ..Verification::default()
             }),
             server_peak_rss_kib: Some(Ok(2_048)),
+            auth: AuthReport::default(),
         }
     }
 
@@ -754,6 +802,29 @@ mod tests {
             ),
             "{text}"
         );
+    }
+
+    #[test]
+    fn authentication_is_reported_only_when_it_matters() {
+        let mut s = summary(10, Duration::from_secs(1));
+        assert!(!s.render_text().contains("auth:"), "an anonymous run nothing refused says nothing");
+        s.auth.refusals = Refusals {
+            unauthorized: 7,
+            forbidden: 0,
+            first: Some("GET /api/v1/payouts/?status=pending&page_size=1: HTTP 401 Unauthorized: {}".into()),
+        };
+        let text = s.render_text();
+        assert!(
+            text.contains(
+                "auth:        FAILED: 7 requests refused, 401 Unauthorized: 7  403 Forbidden: 0 (without credentials: \
+                 no --username/--password; first: GET /api/v1/payouts/?status=pending&page_size=1: HTTP 401"
+            ),
+            "{text}"
+        );
+        let json = s.to_json();
+        assert_eq!((json["auth"]["401"].as_u64(), json["auth"]["user"].is_null()), (Some(7), true));
+        s.auth = AuthReport { user: Some("bench".into()), logins: 2, refusals: Refusals::default() };
+        assert!(s.render_text().contains("auth:        Bearer token (as user bench, logins: 2); no request refused\n"));
     }
 
     #[test]

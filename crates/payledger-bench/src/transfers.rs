@@ -23,7 +23,7 @@ use uuid::Uuid;
 use crate::api::{
     ADD_FUNDS_PATH, INSUFFICIENT_FUNDS, KEY_IN_FLIGHT, TRANSFER_FUNDS_PATH, add_funds_body, error_code, transfer_body,
 };
-use crate::client::{Client, Failure, Response, Target};
+use crate::client::{Client, Failure, Response, Target, auth_hint};
 use crate::closed_loop::{self, Pace, Request, Scenario, Tally};
 use crate::load::{Settled, Stats};
 
@@ -364,9 +364,12 @@ async fn deposit(client: &mut Client, user: u64, kopecks: i64, patience: Duratio
             {
                 "the first attempt is still in flight".to_owned()
             }
-            Ok(response) if response.status.is_client_error() => {
-                bail!("deposit for user {user}: HTTP {}: {}", response.status, String::from_utf8_lossy(&response.body))
-            }
+            Ok(response) if response.status.is_client_error() => bail!(
+                "deposit for user {user}: HTTP {}{}: {}",
+                response.status,
+                auth_hint(response.status),
+                String::from_utf8_lossy(&response.body)
+            ),
             Ok(response) => format!("HTTP {}", response.status),
             Err(failure) => failure.to_string(),
         };
