@@ -213,7 +213,13 @@ async fn authenticate(
                 TokenError::Expired => unauthenticated("The access token has expired"),
                 _ => unauthenticated("The access token is invalid"),
             })?;
-        return Ok(Some(Principal { id: claims.sub, username: claims.name, role: claims.role }));
+        // The token proves who the caller was at login; what they may do is read now: a disabled user's
+        // token stops working at once, and a changed role applies to the next request.
+        let user = state.store.principal_by_id(claims.sub).await?;
+        return match user {
+            Some(user) if user.active && user.username == claims.name => principal_of(&user).map(Some),
+            _ => Err(unauthenticated("The access token's user is disabled or gone")),
+        };
     }
     if scheme.eq_ignore_ascii_case("basic") {
         return basic(state, credentials, peer).await.map(Some);
@@ -228,7 +234,11 @@ async fn basic(state: &AppState, credentials: &str, peer: Option<SocketAddr>) ->
     let decoded = String::from_utf8(decoded).map_err(|_| malformed())?;
     let (username, password) = decoded.split_once(':').ok_or_else(malformed)?;
     let refused = || unauthenticated("Invalid username or password");
-    let user = state.store.principal(username).await?;
+    // A name no user can have (a NUL byte, say) is looked up as nobody, not sent to the database.
+    let user = match crate::principals::check_username(username) {
+        Ok(()) => state.store.principal(username).await?,
+        Err(_) => None,
+    };
     let digest = state.credentials.digest(username, password);
     if let Some(user) = &user
         && user.active
@@ -268,9 +278,8 @@ fn principal_of(user: &crate::store::PrincipalRow) -> Result<Principal, ApiError
 
 /// The middleware on every route: applies [`gate`] and leaves the [`Caller`] for the handler.
 pub async fn guard(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    let Some(route) = request.extensions().get::<MatchedPath>().map(|path| path.as_str().to_owned()) else {
-        return next.run(request).await;
-    };
+    // Every route this layer wraps has a matched path; were one to lack it, it gets the closed default.
+    let route = request.extensions().get::<MatchedPath>().map(|path| path.as_str().to_owned()).unwrap_or_default();
     let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0);
     match admit(&state, gate(request.method(), &route), request.headers(), peer).await {
         Ok(caller) => {

@@ -298,6 +298,9 @@ const DEFAULT_PASSWORDS: [&str; 8] = [
     "payledger-admin",
 ];
 
+/// The shortest payment-gateway secret production accepts, in bytes.
+pub const MIN_GATEWAY_SECRET_LEN: usize = 32;
+
 /// The shortest webhook secret production accepts, in bytes.
 pub const MIN_WEBHOOK_SECRET_LEN: usize = 16;
 
@@ -502,8 +505,16 @@ impl Settings {
                     .to_owned(),
             );
         }
-        if matches!(self.payouts.gateway, crate::gateway::GatewayConfig::Simulated { .. }) {
-            problems.push("PAYLEDGER_GATEWAY is `simulated`: payouts would complete without paying anyone".to_owned());
+        match &self.payouts.gateway {
+            crate::gateway::GatewayConfig::Simulated { .. } => problems
+                .push("PAYLEDGER_GATEWAY is `simulated`: payouts would complete without paying anyone".to_owned()),
+            crate::gateway::GatewayConfig::Http { secret, .. } if secret.len() < MIN_GATEWAY_SECRET_LEN => problems
+                .push(format!(
+                    "PAYLEDGER_GATEWAY_SECRET is {} bytes: it must be at least {MIN_GATEWAY_SECRET_LEN} bytes (it \
+                     signs the gateway's callbacks, which can move money)",
+                    secret.len()
+                )),
+            crate::gateway::GatewayConfig::Http { .. } => {}
         }
         problems
     }

@@ -7,6 +7,7 @@ pub mod access;
 pub mod api;
 pub mod balances;
 pub mod config;
+pub mod console;
 pub mod engine;
 pub mod error;
 pub mod fields;

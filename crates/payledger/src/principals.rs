@@ -7,7 +7,7 @@ use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use rand::TryRngCore;
 use time::OffsetDateTime;
 
-use crate::store::{AuditEntry, PrincipalRow, Store, StoreError};
+use crate::store::{AuditEntry, PrincipalChange, PrincipalRow, PrincipalUpdate, Store, StoreError};
 
 /// The shortest password accepted.
 pub const MIN_PASSWORD_CHARS: usize = 12;
@@ -34,6 +34,9 @@ pub enum PrincipalError {
     /// No such user.
     #[error("no such user")]
     NotFound,
+    /// The change would leave no active admin.
+    #[error("this would leave no active admin")]
+    LastAdmin,
     /// Hashing failed (the OS random generator, or argon2 itself).
     #[error("password hashing failed: {0}")]
     Hashing(String),
@@ -42,7 +45,7 @@ pub enum PrincipalError {
     Store(#[from] StoreError),
 }
 
-fn check_username(username: &str) -> Result<(), PrincipalError> {
+pub fn check_username(username: &str) -> Result<(), PrincipalError> {
     let fine = !username.is_empty()
         && username.chars().count() <= MAX_USERNAME_CHARS
         && username.chars().all(|c| c.is_alphanumeric() || ".-_@".contains(c));
@@ -120,45 +123,72 @@ pub async fn create(
     if store.create_principal(&row, &entry).await? { Ok(()) } else { Err(PrincipalError::Exists) }
 }
 
-/// Sets a user's password.
-pub async fn set_password(store: &Store, actor: &str, username: &str, password: &str) -> Result<(), PrincipalError> {
-    let hash = hash_password(password)?;
-    let entry = audit(actor, "user.password", username, None, None);
-    let now = OffsetDateTime::now_utc();
-    if store.update_principal(username, Some((&hash, false)), None, None, &entry, now).await? {
-        Ok(())
-    } else {
-        Err(PrincipalError::NotFound)
+/// A change to a user: any of a new password, a new role, a new active flag.
+#[derive(Debug, Clone, Default)]
+pub struct UserChange {
+    /// A new password (hashed here).
+    pub password: Option<String>,
+    /// A new role.
+    pub role: Option<String>,
+    /// Enable or disable.
+    pub active: Option<bool>,
+}
+
+/// Applies a change to a user in one transaction, with one audit row per field changed. Refused with
+/// [`PrincipalError::LastAdmin`] if it would leave no active admin.
+pub async fn update(store: &Store, actor: &str, username: &str, change: &UserChange) -> Result<(), PrincipalError> {
+    if let Some(role) = &change.role {
+        check_role(role)?;
     }
+    let hash = change.password.as_deref().map(hash_password).transpose()?;
+    let before = store.principal(username).await?.ok_or(PrincipalError::NotFound)?;
+    let mut audits = Vec::new();
+    if hash.is_some() {
+        audits.push(audit(actor, "user.password", username, None, None));
+    }
+    if let Some(role) = change.role.as_deref().filter(|role| *role != before.role) {
+        audits.push(audit(
+            actor,
+            "user.role",
+            username,
+            Some(serde_json::json!({"role": before.role})),
+            Some(serde_json::json!({"role": role})),
+        ));
+    }
+    if let Some(active) = change.active.filter(|active| *active != before.active) {
+        audits.push(audit(
+            actor,
+            if active { "user.enable" } else { "user.disable" },
+            username,
+            Some(serde_json::json!({"active": before.active})),
+            Some(serde_json::json!({"active": active})),
+        ));
+    }
+    let stored = PrincipalChange {
+        password_hash: hash.as_deref().map(|hash| (hash, false)),
+        role: change.role.as_deref(),
+        active: change.active,
+    };
+    match store.update_principal(username, &stored, &audits, OffsetDateTime::now_utc()).await? {
+        PrincipalUpdate::Updated => Ok(()),
+        PrincipalUpdate::NotFound => Err(PrincipalError::NotFound),
+        PrincipalUpdate::LastAdmin => Err(PrincipalError::LastAdmin),
+    }
+}
+
+/// Sets a user's password (every refresh token of theirs stops working).
+pub async fn set_password(store: &Store, actor: &str, username: &str, password: &str) -> Result<(), PrincipalError> {
+    update(store, actor, username, &UserChange { password: Some(password.to_owned()), ..UserChange::default() }).await
 }
 
 /// Enables or disables a user.
 pub async fn set_active(store: &Store, actor: &str, username: &str, active: bool) -> Result<(), PrincipalError> {
-    let before = store.principal(username).await?.ok_or(PrincipalError::NotFound)?;
-    let entry = audit(
-        actor,
-        if active { "user.enable" } else { "user.disable" },
-        username,
-        Some(serde_json::json!({"active": before.active})),
-        Some(serde_json::json!({"active": active})),
-    );
-    store.update_principal(username, None, None, Some(active), &entry, OffsetDateTime::now_utc()).await?;
-    Ok(())
+    update(store, actor, username, &UserChange { active: Some(active), ..UserChange::default() }).await
 }
 
 /// Changes a user's role.
 pub async fn set_role(store: &Store, actor: &str, username: &str, role: &str) -> Result<(), PrincipalError> {
-    check_role(role)?;
-    let before = store.principal(username).await?.ok_or(PrincipalError::NotFound)?;
-    let entry = audit(
-        actor,
-        "user.role",
-        username,
-        Some(serde_json::json!({"role": before.role})),
-        Some(serde_json::json!({"role": role})),
-    );
-    store.update_principal(username, None, Some(role), None, &entry, OffsetDateTime::now_utc()).await?;
-    Ok(())
+    update(store, actor, username, &UserChange { role: Some(role.to_owned()), ..UserChange::default() }).await
 }
 
 /// What the first start did about the first admin.

@@ -153,8 +153,10 @@ pub fn app(state: AppState) -> Router {
         .route("/api/payouts/", get(payouts::list).post(payouts::create))
         .route("/api/payouts/{id}/", get(payouts::detail).patch(payouts::patch).delete(payouts::delete))
         .merge(swagger)
-        // After every route, so each one passes the access table; the fallback (404) needs nothing.
+        // After every API route, so each one passes the access table; the fallback (404) needs nothing.
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::access::guard))
+        // The console has its own guard (sessions, CSRF) on its own routes.
+        .merge(crate::console::router(state.clone()))
         .fallback(not_found)
         .with_state(state)
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))

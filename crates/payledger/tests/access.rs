@@ -130,7 +130,7 @@ fn production_settings(db: &TestDb) -> Settings {
     settings.payouts.workers = 0;
     settings.payouts.gateway = payledger::gateway::GatewayConfig::Http {
         url: "http://127.0.0.1:9/pay".into(),
-        secret: "access-test-gateway-secret".into(),
+        secret: "access-test-gateway-secret-of-32-bytes-or-more".into(),
         timeout: Duration::from_secs(1),
         connect_timeout: Duration::from_secs(1),
     };
@@ -531,7 +531,7 @@ async fn production_refuses_to_start_without_its_settings() {
         ("PAYLEDGER_CARD_KEYS", "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"),
         ("PAYLEDGER_GATEWAY", "http"),
         ("PAYLEDGER_GATEWAY_URL", "http://127.0.0.1:9/pay"),
-        ("PAYLEDGER_GATEWAY_SECRET", "gateway-secret"),
+        ("PAYLEDGER_GATEWAY_SECRET", "production-gateway-secret-at-least-32-bytes"),
         ("PAYLEDGER_WORKERS", "0"),
     ];
     let with = |changes: &[(&'static str, &'static str)]| {
@@ -637,6 +637,114 @@ async fn concurrent_refreshes_of_one_token_give_one_pair_and_revoke_the_login() 
         let newer = winners[0].1["refresh"].as_str().expect("rotated").to_owned();
         let response = server.anonymous.post(server.url("/api/token/refresh/")).json(&json!({"refresh": newer})).send();
         assert_eq!(response.await.expect("refresh").status(), 401, "{backend:?}: the login is revoked");
+        server.stop().await;
+    }
+}
+
+/// A disabled user's access token stops working at once, and a role change applies to the next request: the
+/// token says who, the users table says what they may do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn access_tokens_follow_the_user_row() {
+    let Some(db) = TestDb::new(Backend::Sqlite).await else { return };
+    let server = TestServer::start(common::settings(&db)).await;
+    let store = db.store().await;
+    payledger::principals::create(&store, "test", "adm2", PASSWORD, "admin", false).await.expect("user");
+    let adm2 = server.client_with_token(&server.login("adm2", PASSWORD).await);
+    assert_eq!(adm2.get(server.url("/api/v1/jobs/")).send().await.expect("jobs").status(), 200);
+    payledger::principals::set_role(&store, "test", "adm2", "viewer").await.expect("demote");
+    assert_eq!(adm2.get(server.url("/api/v1/jobs/")).send().await.expect("jobs").status(), 403, "demoted at once");
+    payledger::principals::set_active(&store, "test", "adm2", false).await.expect("disable");
+    let response = adm2.patch(server.url("/api/v1/users/adm2/")).json(&json!({"active": true})).send().await;
+    assert_eq!(response.expect("patch").status(), 401, "a disabled user's token cannot re-enable them");
+    let page: Value =
+        server.client.get(server.url("/api/v1/users/")).send().await.expect("users").json().await.expect("json");
+    let adm2_row = page.as_array().expect("users").iter().find(|u| u["username"] == "adm2").cloned().expect("adm2");
+    assert_eq!(adm2_row["active"], false);
+    server.stop().await;
+}
+
+/// Two admins disabling each other at the same moment: one of them wins, and an active admin remains.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_admins_cannot_disable_each_other_at_once() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let Some(db) = TestDb::new(backend).await else { continue };
+        let server = TestServer::start(common::settings(&db)).await;
+        let store = db.store().await;
+        for round in 0..5 {
+            let other = format!("adm{round}");
+            payledger::principals::create(&store, "test", &other, PASSWORD, "admin", false).await.expect("user");
+            let theirs = server.client_with_token(&server.login(&other, PASSWORD).await);
+            let ours = server.client.clone();
+            let (a, b) = tokio::join!(
+                ours.patch(server.url(&format!("/api/v1/users/{other}/"))).json(&json!({"active": false})).send(),
+                theirs.patch(server.url(&format!("/api/v1/users/{}/", ADMIN.0))).json(&json!({"active": false})).send(),
+            );
+            let statuses = [a.expect("patch").status().as_u16(), b.expect("patch").status().as_u16()];
+            let users: Value = server
+                .client
+                .get(server.url("/api/v1/users/"))
+                .send()
+                .await
+                .expect("users")
+                .json()
+                .await
+                .unwrap_or(Value::Null);
+            let active_admins = db.scalar("SELECT COUNT(*) FROM users WHERE role = 'admin' AND active").await;
+            assert!(active_admins >= 1, "{backend:?} round {round}: {statuses:?}, {users}");
+            if active_admins == 2 {
+                // Neither applied (one lost its token's user first): nothing to undo.
+                continue;
+            }
+            // Put things back for the next round: whoever is disabled, re-enable them from the CLI side.
+            for name in [ADMIN.0, other.as_str()] {
+                payledger::principals::set_active(&store, "test", name, true).await.expect("enable");
+            }
+            payledger::principals::set_active(&store, "test", &other, false).await.expect("disable the extra");
+        }
+        server.stop().await;
+    }
+}
+
+/// A new password ends every login: refresh tokens issued before it are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_password_revokes_refresh_tokens() {
+    let Some(db) = TestDb::new(Backend::Sqlite).await else { return };
+    let server = TestServer::start(common::settings(&db)).await;
+    let pair: Value = server
+        .anonymous
+        .post(server.url("/api/token/"))
+        .json(&json!({"username": ADMIN.0, "password": ADMIN.1}))
+        .send()
+        .await
+        .expect("login")
+        .json()
+        .await
+        .expect("json");
+    let response = server
+        .client
+        .patch(server.url(&format!("/api/v1/users/{}/", ADMIN.0)))
+        .json(&json!({"password": "the admin's new password"}))
+        .send()
+        .await
+        .expect("patch");
+    assert_eq!(response.status(), 200);
+    let refreshed =
+        server.anonymous.post(server.url("/api/token/refresh/")).json(&json!({"refresh": pair["refresh"]})).send();
+    assert_eq!(refreshed.await.expect("refresh").status(), 401);
+    server.stop().await;
+}
+
+/// A username no user can have (a NUL byte) is refused like any unknown name, not answered 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn impossible_usernames_are_just_unknown() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let Some(db) = TestDb::new(backend).await else { continue };
+        let server = TestServer::start(common::settings(&db)).await;
+        let token =
+            server.anonymous.post(server.url("/api/token/")).json(&json!({"username": "vera\u{0}", "password": "x"}));
+        assert_eq!(token.send().await.expect("token").status(), 401);
+        let basic = server.anonymous.get(server.url("/api/v1/payouts/")).basic_auth("vera\0", Some("x")).send().await;
+        assert_eq!(basic.expect("basic").status(), 401);
         server.stop().await;
     }
 }

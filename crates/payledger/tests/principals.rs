@@ -196,8 +196,9 @@ mod tokens {
         assert_eq!(post(&server, "/api/token/", json!({"username": "alice"})).await.0, 400);
         server.stop().await;
 
-        // A disabled user cannot log in.
+        // A disabled user cannot log in (another admin stays: the last one cannot be disabled).
         let store = db.store().await;
+        payledger::principals::create(&store, "test", "bob", "bob's long password", "admin", false).await.expect("bob");
         payledger::principals::set_active(&store, "test", "alice", false).await.expect("disable");
         let mut settings = common::settings(&db);
         settings.admin = None;

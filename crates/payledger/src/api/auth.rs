@@ -73,8 +73,14 @@ fn refused() -> ApiError {
     ApiError::Unauthorized("Invalid username or password".into())
 }
 
-/// Issues an access token and a refresh token in `family` for `user`.
-async fn issue(state: &AppState, user: &PrincipalRow, family: &str) -> Result<TokenPair, ApiError> {
+/// Issues an access token and a refresh token in `family` for `user`; the refresh token expires at
+/// `expires_at`, or a refresh lifetime from now for a new login.
+async fn issue(
+    state: &AppState,
+    user: &PrincipalRow,
+    family: &str,
+    expires_at: Option<OffsetDateTime>,
+) -> Result<TokenPair, ApiError> {
     let role = Role::parse(&user.role).ok_or_else(|| {
         ApiError::Store(crate::store::StoreError::Corrupt(format!("user {}: role {}", user.username, user.role)))
     })?;
@@ -91,7 +97,8 @@ async fn issue(state: &AppState, user: &PrincipalRow, family: &str) -> Result<To
         )
         .map_err(|error| ApiError::Unauthorized(error.to_string()))?;
     let (refresh, hash) = new_refresh_token().map_err(|error| ApiError::Unauthorized(error.to_string()))?;
-    state.store.insert_refresh(user.id, family, &hash, now + settings.refresh_ttl, now).await?;
+    let expires_at = expires_at.unwrap_or(now + settings.refresh_ttl);
+    state.store.insert_refresh(user.id, family, &hash, expires_at, now).await?;
     Ok(TokenPair { access, refresh })
 }
 
@@ -117,14 +124,17 @@ pub async fn token(
     body: Body,
 ) -> Result<Json<TokenPair>, ApiError> {
     let [username, password] = string_fields(&state, peer, &headers, body, ["username", "password"]).await?;
-    let user = state.store.principal(&username).await?;
+    let user = match crate::principals::check_username(&username) {
+        Ok(()) => state.store.principal(&username).await?,
+        Err(_) => None,
+    };
     let hash = user.as_ref().map_or_else(dummy_hash, |user| user.password_hash.clone());
     // argon2 is CPU work: off the async workers.
     let matches = tokio::task::spawn_blocking(move || password_matches(&password, &hash)).await.unwrap_or(false);
     match user {
         Some(user) if matches && user.active => {
             let family = Uuid::new_v4().to_string();
-            Ok(Json(issue(&state, &user, &family).await?))
+            Ok(Json(issue(&state, &user, &family, None).await?))
         }
         _ => Err(refused()),
     }
@@ -161,8 +171,17 @@ pub async fn refresh(
         // Reuse: whoever holds the newer token of this family may be an attacker, or the victim.
         state.store.revoke_family(&stored.family, now).await?;
         tracing::warn!(user = stored.user_id, "a refresh token was used twice; its login is revoked");
+        let entry = crate::store::AuditEntry {
+            actor: "auth".into(),
+            action: "token.reuse".into(),
+            target: format!("login:{}", stored.family),
+            before: None,
+            after: Some(serde_json::json!({"user_id": stored.user_id, "peer": peer.ip().to_string()}).to_string()),
+        };
+        state.store.write_audit_entry(&entry, now).await?;
         return Err(ApiError::Unauthorized("Refresh token reuse detected; log in again".into()));
     }
     let user = state.store.principal_by_id(stored.user_id).await?.filter(|user| user.active).ok_or_else(invalid)?;
-    Ok(Json(issue(&state, &user, &stored.family).await?))
+    // A rotation keeps the login's first expiry: refreshing forever never makes a login last forever.
+    Ok(Json(issue(&state, &user, &stored.family, Some(stored.expires_at)).await?))
 }

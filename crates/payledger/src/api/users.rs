@@ -63,6 +63,7 @@ fn principal_error(error: PrincipalError) -> ApiError {
         PrincipalError::BadRole => ApiError::field("role", error.to_string()),
         PrincipalError::Exists => ApiError::Conflict { code: "user_exists", message: error.to_string() },
         PrincipalError::NotFound => ApiError::NotFound("User not found"),
+        PrincipalError::LastAdmin => ApiError::Conflict { code: "last_admin", message: error.to_string() },
         PrincipalError::Hashing(_) => ApiError::Unprocessable("the password could not be hashed".into()),
         PrincipalError::Store(error) => ApiError::Store(error),
     }
@@ -133,7 +134,8 @@ pub async fn create(
 
 /// Change a user: role, active, password (any of them).
 ///
-/// The last active admin can be neither demoted nor disabled, so the API never locks its admins out.
+/// All the changes apply in one transaction or none does. The last active admin can be neither demoted nor
+/// disabled, so the API never locks its admins out. A new password or disabling ends every login of the user.
 #[utoipa::path(
     patch,
     path = "/v1/users/{username}/",
@@ -169,27 +171,8 @@ pub async fn patch(
     if role.is_none() && active.is_none() && password.is_none() {
         return Err(ApiError::field("body", "give role, active or password"));
     }
-    let users = state.store.principals().await?;
-    let user = users.iter().find(|user| user.username == username).ok_or(ApiError::NotFound("User not found"))?;
-    let stays_admin = role.as_deref().unwrap_or(&user.role) == "admin" && active.unwrap_or(user.active);
-    let other_admins = users.iter().filter(|other| other.username != username && other.active && other.role == "admin");
-    if user.role == "admin" && user.active && !stays_admin && other_admins.count() == 0 {
-        return Err(ApiError::Conflict { code: "last_admin", message: format!("{username} is the last active admin") });
-    }
-    let actor = caller.name();
-    if let Some(password) = &password {
-        principals::set_password(&state.store, actor, &username, password).await.map_err(principal_error)?;
-    }
-    if let Some(role) = &role
-        && *role != user.role
-    {
-        principals::set_role(&state.store, actor, &username, role).await.map_err(principal_error)?;
-    }
-    if let Some(active) = active
-        && active != user.active
-    {
-        principals::set_active(&state.store, actor, &username, active).await.map_err(principal_error)?;
-    }
+    let change = principals::UserChange { password, role, active };
+    principals::update(&state.store, caller.name(), &username, &change).await.map_err(principal_error)?;
     answer(&state, &username).await
 }
 

@@ -251,6 +251,28 @@ pub struct AuditEntry {
     pub after: Option<String>,
 }
 
+/// A change to a user; `None` leaves a field as it is.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PrincipalChange<'a> {
+    /// A new password hash, and whether it was generated.
+    pub password_hash: Option<(&'a str, bool)>,
+    /// A new role.
+    pub role: Option<&'a str>,
+    /// A new active flag.
+    pub active: Option<bool>,
+}
+
+/// What became of a change to a user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrincipalUpdate {
+    /// Changed.
+    Updated,
+    /// No such user.
+    NotFound,
+    /// Refused: it would leave no active admin.
+    LastAdmin,
+}
+
 /// A stored audit row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditRow {
@@ -393,6 +415,8 @@ macro_rules! on_backend {
         }
     };
 }
+
+pub mod console;
 
 /// The database, whichever backend it is.
 #[derive(Clone, Debug)]
@@ -578,18 +602,23 @@ impl Store {
         on_backend!(self, store => store.create_principal(row, audit).await)
     }
 
-    /// Changes a user's password (and whether it was generated), role or active flag, with its audit row;
-    /// true if the user exists.
+    /// Changes a user's password (and whether it was generated), role and active flag in one transaction, with
+    /// their audit rows. Refused if it would leave no active admin (the admins' rows are locked first, so two
+    /// concurrent changes cannot each leave the other as the last one). A new password or a disabled user
+    /// revokes every refresh token of the user.
     pub async fn update_principal(
         &self,
         username: &str,
-        password_hash: Option<(&str, bool)>,
-        role: Option<&str>,
-        active: Option<bool>,
-        audit: &AuditEntry,
+        change: &PrincipalChange<'_>,
+        audits: &[AuditEntry],
         now: OffsetDateTime,
-    ) -> Result<bool, StoreError> {
-        on_backend!(self, store => store.update_principal(username, password_hash, role, active, audit, now).await)
+    ) -> Result<PrincipalUpdate, StoreError> {
+        on_backend!(self, store => store.update_principal(username, change, audits, now).await)
+    }
+
+    /// Writes one audit row on its own.
+    pub async fn write_audit_entry(&self, audit: &AuditEntry, now: OffsetDateTime) -> Result<(), StoreError> {
+        on_backend!(self, store => store.write_audit_entry(audit, now).await)
     }
 
     /// Stores a refresh token's hash.
@@ -712,7 +741,7 @@ macro_rules! principal_from_row {
 pub(crate) use principal_from_row;
 
 macro_rules! shared_queries {
-    ($store:ty, reader: $reader:ident, writer: $writer:ident, begin_snapshot: $begin_snapshot:literal, uuid_text: $uuid_text:literal, bind_time: $bind_time:path, claim_jobs_sql: $claim_jobs_sql:expr) => {
+    ($store:ty, reader: $reader:ident, writer: $writer:ident, begin_snapshot: $begin_snapshot:literal, begin_write: $begin_write:literal, for_update: $for_update:literal, uuid_text: $uuid_text:literal, bind_time: $bind_time:path, claim_jobs_sql: $claim_jobs_sql:expr) => {
         impl $store {
         pub(super) async fn system_account(&self, key: &str) -> Result<payledger_core::AccountId, $crate::store::StoreError> {
             sqlx::query(
@@ -1141,13 +1170,32 @@ macro_rules! shared_queries {
         pub(super) async fn update_principal(
             &self,
             username: &str,
-            password_hash: Option<(&str, bool)>,
-            role: Option<&str>,
-            active: Option<bool>,
-            audit: &$crate::store::AuditEntry,
+            change: &$crate::store::PrincipalChange<'_>,
+            audits: &[$crate::store::AuditEntry],
             now: time::OffsetDateTime,
-        ) -> Result<bool, $crate::store::StoreError> {
-            let mut tx = self.$writer.begin().await?;
+        ) -> Result<$crate::store::PrincipalUpdate, $crate::store::StoreError> {
+            use sqlx::Row;
+            // The write lock first (SQLite) or the active admins' rows (PostgreSQL), in id order.
+            let mut tx = self.$writer.begin_with($begin_write).await?;
+            let admins: Vec<String> = sqlx::query_scalar(concat!(
+                "SELECT username FROM users WHERE role = 'admin' AND active ORDER BY id",
+                $for_update
+            ))
+            .fetch_all(&mut *tx)
+            .await?;
+            let Some(row) = sqlx::query(concat!("SELECT id, role, active FROM users WHERE username = $1", $for_update))
+                .bind(username)
+                .fetch_optional(&mut *tx)
+                .await?
+            else {
+                return Ok($crate::store::PrincipalUpdate::NotFound);
+            };
+            let (id, role, active): (i64, String, bool) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+            let stays_admin = change.role.unwrap_or(&role) == "admin" && change.active.unwrap_or(active);
+            if role == "admin" && active && !stays_admin && !admins.iter().any(|admin| admin != username) {
+                return Ok($crate::store::PrincipalUpdate::LastAdmin);
+            }
+            let (password_hash, role, active) = (change.password_hash, change.role, change.active);
             let updated = sqlx::query(
                 "UPDATE users SET password_hash = COALESCE($2, password_hash),
                         password_generated = COALESCE($3, password_generated),
@@ -1164,11 +1212,31 @@ macro_rules! shared_queries {
             .await?
             .rows_affected()
                 == 1;
-            if updated {
+            if !updated {
+                return Ok($crate::store::PrincipalUpdate::NotFound);
+            }
+            if password_hash.is_some() || active == Some(false) {
+                // A new password or a disabled user ends every login: no refresh token of theirs works again,
+                // also after the user is enabled once more.
+                sqlx::query("UPDATE refresh_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL")
+                    .bind(id)
+                    .bind($bind_time(now))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            for audit in audits {
                 Self::write_audit(&mut *tx, audit, now).await?;
             }
             tx.commit().await?;
-            Ok(updated)
+            Ok($crate::store::PrincipalUpdate::Updated)
+        }
+
+        pub(super) async fn write_audit_entry(
+            &self,
+            audit: &$crate::store::AuditEntry,
+            now: time::OffsetDateTime,
+        ) -> Result<(), $crate::store::StoreError> {
+            Self::write_audit(&self.$writer, audit, now).await
         }
 
         pub(super) async fn insert_refresh(
@@ -1244,14 +1312,16 @@ macro_rules! shared_queries {
         }
 
         pub(super) async fn principal_by_id(&self, id: i64) -> Result<Option<$crate::store::PrincipalRow>, $crate::store::StoreError> {
-            let username: Option<String> = sqlx::query_scalar("SELECT username FROM users WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&self.$writer)
-                .await?;
-            match username {
-                Some(username) => self.principal(&username).await,
-                None => Ok(None),
-            }
+            let row = sqlx::query(
+                "SELECT id, username, password_hash, role, active, password_generated, created_at FROM users WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(&self.$writer)
+            .await?;
+            Ok(match row {
+                Some(row) => Some($crate::store::principal_from_row!(row)),
+                None => None,
+            })
         }
 
         pub(super) async fn user_count(&self) -> Result<i64, $crate::store::StoreError> {

@@ -66,11 +66,20 @@ impl PgStore {
     }
 }
 
+super::console::sessions::console_session_queries!(
+    PgStore,
+    reader: pool,
+    writer: pool,
+    bind_time: std::convert::identity
+);
+
 super::shared_queries!(
     PgStore,
     reader: pool,
     writer: pool,
     begin_snapshot: "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+    begin_write: "BEGIN",
+    for_update: " FOR UPDATE",
     uuid_text: "uuid_hex(",
     bind_time: std::convert::identity,
     claim_jobs_sql: super::claim_jobs_sql!("FOR UPDATE SKIP LOCKED")

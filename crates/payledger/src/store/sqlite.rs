@@ -87,11 +87,20 @@ impl SqliteStore {
     }
 }
 
+super::console::sessions::console_session_queries!(
+    SqliteStore,
+    reader: reader,
+    writer: writer,
+    bind_time: crate::timefmt::sqlite_text
+);
+
 super::shared_queries!(
     SqliteStore,
     reader: reader,
     writer: writer,
     begin_snapshot: "BEGIN",
+    begin_write: "BEGIN IMMEDIATE",
+    for_update: "",
     uuid_text: "hex(",
     bind_time: crate::timefmt::sqlite_text,
     claim_jobs_sql: super::claim_jobs_sql!("")

@@ -2,6 +2,8 @@
 //! `TEST_DATABASE_URL` is set) and the real server on a random port.
 #![allow(dead_code)]
 
+pub mod console;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

@@ -1,0 +1,351 @@
+//! The operators' console at `/admin/`: server-rendered pages (askama templates under `templates/console/`),
+//! working without JavaScript; a vendored htmx only refreshes live parts of some pages.
+//!
+//! Every console route passes [`guard`]: it finds the session, checks the role the route needs in
+//! [`needs`] (the console's one access table, with the API's roles), and checks the CSRF token of every
+//! POST. Handlers receive the [`ConsoleUser`]. Every change goes through the same services (and the ledger
+//! engine) as the API, with the user's name for the audit log.
+
+pub mod format;
+pub mod session;
+
+use axum::Router;
+use axum::body::{Body, to_bytes};
+use axum::extract::{FromRequestParts, MatchedPath, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+
+use crate::AppState;
+use crate::store::StoreError;
+use crate::tokens::{Role, refresh_token_hash};
+
+/// The largest console form accepted, in bytes.
+pub const MAX_FORM_BYTES: usize = 64 * 1024;
+
+/// The console's stylesheet and the vendored htmx, embedded in the binary.
+const CONSOLE_CSS: &str = include_str!("../../assets/console/console.css");
+const HTMX_JS: &[u8] = include_bytes!("../../assets/htmx/htmx-2.0.11.min.js");
+
+/// The signed-in user, as pages see them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleUser {
+    /// The user's id.
+    pub id: i64,
+    /// The login name.
+    pub username: String,
+    /// The role now.
+    pub role: Role,
+    /// This session's CSRF token, for the forms of the page.
+    pub csrf: String,
+}
+
+impl ConsoleUser {
+    /// Whether the user has at least `role` (to show or hide actions; the guard enforces).
+    pub fn can(&self, role: Role) -> bool {
+        self.role.at_least(role)
+    }
+
+    /// The page frame for this user.
+    pub fn layout(&self, title: impl Into<String>, section: &'static str) -> Layout {
+        Layout {
+            title: title.into(),
+            section,
+            username: Some(self.username.clone()),
+            role: self.role.as_str(),
+            csrf: self.csrf.clone(),
+            can_operate: self.can(Role::Operator),
+            is_admin: self.can(Role::Admin),
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ConsoleUser {
+    type Rejection = ConsoleError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<ConsoleUser>().cloned().ok_or(ConsoleError::LoggedOut(None))
+    }
+}
+
+/// What every page's frame needs: title, the navigation's current section, the user and the CSRF token.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// The page title.
+    pub title: String,
+    /// Which navigation entry is current.
+    pub section: &'static str,
+    /// The signed-in user, if any.
+    pub username: Option<String>,
+    /// Their role.
+    pub role: &'static str,
+    /// The CSRF token for forms.
+    pub csrf: String,
+    /// Whether operator actions are shown.
+    pub can_operate: bool,
+    /// Whether admin pages are shown.
+    pub is_admin: bool,
+}
+
+impl Layout {
+    /// The frame of a page seen before logging in.
+    pub fn anonymous(title: &str, csrf: String) -> Layout {
+        Layout {
+            title: title.to_owned(),
+            section: "",
+            username: None,
+            role: "",
+            csrf,
+            can_operate: false,
+            is_admin: false,
+        }
+    }
+}
+
+/// Renders a template, or the error page if rendering failed (a defect, logged).
+pub fn render<T: askama::Template>(template: &T) -> Response {
+    match template.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(error) => {
+            tracing::error!(%error, "a console template failed to render");
+            ConsoleError::Defect.into_response()
+        }
+    }
+}
+
+/// Why a console request was not answered with its page.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsoleError {
+    /// No session (or it ended): to the login page, then back to `next`.
+    #[error("log in")]
+    LoggedOut(Option<String>),
+    /// The user's role is too low.
+    #[error("{0}")]
+    Forbidden(String),
+    /// A form without a valid CSRF token.
+    #[error("the form expired or did not come from this console; reload the page and try again")]
+    Csrf,
+    /// Too many logins from this address.
+    #[error("too many attempts; retry in {0} s")]
+    RateLimited(u64),
+    /// Nothing there.
+    #[error("{0}")]
+    NotFound(String),
+    /// A malformed request (a bad query parameter).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The database failed.
+    #[error("the database is unavailable; retry shortly")]
+    Store(#[from] StoreError),
+    /// The ledger engine could not take the change.
+    #[error("the ledger is busy or unavailable; nothing was changed; retry shortly")]
+    Engine(#[from] crate::engine::EngineError),
+    /// Something that cannot be rendered (a template defect).
+    #[error("internal error")]
+    Defect,
+    /// Temporarily unavailable.
+    #[error("temporarily unavailable")]
+    Unavailable,
+}
+
+/// The error page.
+#[derive(askama::Template)]
+#[template(path = "console/error.html")]
+struct ErrorPage {
+    layout: Layout,
+    status: u16,
+    message: String,
+}
+
+impl IntoResponse for ConsoleError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            ConsoleError::LoggedOut(next) => {
+                let target = match next {
+                    Some(next) => format!("/admin/login?next={}", percent_encode(next)),
+                    None => "/admin/login".to_owned(),
+                };
+                return Redirect::to(&target).into_response();
+            }
+            ConsoleError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ConsoleError::Csrf => StatusCode::FORBIDDEN,
+            ConsoleError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ConsoleError::NotFound(_) => StatusCode::NOT_FOUND,
+            ConsoleError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ConsoleError::Store(error) => {
+                tracing::error!(%error, "console: the store failed");
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ConsoleError::Engine(_) | ConsoleError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ConsoleError::Defect => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let page = ErrorPage {
+            layout: Layout::anonymous("Error", String::new()),
+            status: status.as_u16(),
+            message: self.to_string(),
+        };
+        let mut response = (status, render(&page)).into_response();
+        if let ConsoleError::RateLimited(seconds) = self
+            && let Ok(value) = HeaderValue::from_str(&seconds.max(1).to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        response
+    }
+}
+
+/// Percent-encodes a query value (everything but unreserved characters).
+pub fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~/".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// The role a console route needs: the console's one access table. `None`: open (the login page, assets).
+/// Reads need a viewer; changes an operator; jobs, users and the audit log an admin. A route missing here
+/// needs an admin.
+pub fn needs(method: &Method, route: &str) -> Option<Role> {
+    let read = method == Method::GET || method == Method::HEAD;
+    match route {
+        "/admin/login" | "/admin/assets/console.css" | "/admin/assets/htmx.min.js" => None,
+        "/admin/logout" => Some(Role::Viewer),
+        _ if route.starts_with("/admin/jobs")
+            || route.starts_with("/admin/users")
+            || route.starts_with("/admin/audit") =>
+        {
+            Some(Role::Admin)
+        }
+        _ if read => Some(Role::Viewer),
+        _ if route.starts_with("/admin/") => Some(Role::Operator),
+        _ => Some(Role::Admin),
+    }
+}
+
+/// The middleware on every console route: session, role, CSRF.
+pub async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    match admit(&state, request).await {
+        Ok(request) => next.run(request).await,
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+async fn admit(state: &AppState, request: Request) -> Result<Request, ConsoleError> {
+    let route = request.extensions().get::<MatchedPath>().map(|path| path.as_str().to_owned()).unwrap_or_default();
+    let Some(role) = needs(request.method(), &route) else { return Ok(request) };
+    let here = request.uri().path_and_query().map(|path| path.as_str().to_owned());
+    let token = session::cookie(request.headers(), session::SESSION_COOKIE).map(refresh_token_hash);
+    let Some(token) = token else { return Err(ConsoleError::LoggedOut(here)) };
+    let found = state.store.console_session(&token, time::OffsetDateTime::now_utc()).await?;
+    let Some(found) = found else { return Err(ConsoleError::LoggedOut(here)) };
+    let Some(user_role) = Role::parse(&found.role) else { return Err(ConsoleError::Defect) };
+    let user = ConsoleUser { id: found.user_id, username: found.username, role: user_role, csrf: found.csrf };
+    if !user.can(role) {
+        return Err(ConsoleError::Forbidden(format!("This needs the {role} role; you are {}.", user.role)));
+    }
+    let mut request = if request.method() == Method::POST { check_csrf(request, &user.csrf).await? } else { request };
+    request.extensions_mut().insert(user);
+    Ok(request)
+}
+
+/// Reads the form (bounded), checks its `csrf` field (or the `X-CSRF-Token` header htmx sends), and puts the
+/// body back for the handler.
+async fn check_csrf(request: Request, expected: &str) -> Result<Request, ConsoleError> {
+    let header_token = request.headers().get("x-csrf-token").and_then(|value| value.to_str().ok()).map(str::to_owned);
+    let (parts, body) = request.into_parts();
+    let bytes = to_bytes(body, MAX_FORM_BYTES).await.map_err(|_| ConsoleError::BadRequest("form too large".into()))?;
+    let form_token = form_field(&bytes, "csrf");
+    let sent = form_token.or(header_token).unwrap_or_default();
+    if sent.is_empty() || !session::same_secret(&sent, expected) {
+        return Err(ConsoleError::Csrf);
+    }
+    Ok(Request::from_parts(parts, Body::from(bytes)))
+}
+
+/// One field of an `application/x-www-form-urlencoded` body.
+fn form_field(body: &[u8], name: &str) -> Option<String> {
+    serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
+        .ok()?
+        .into_iter()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value)
+}
+
+async fn css() -> Response {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], CONSOLE_CSS).into_response()
+}
+
+async fn htmx() -> Response {
+    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], HTMX_JS).into_response()
+}
+
+/// The dashboard (filled in by the dashboard module).
+#[derive(askama::Template)]
+#[template(path = "console/dashboard.html")]
+struct DashboardPage {
+    layout: Layout,
+}
+
+async fn dashboard(user: ConsoleUser) -> Response {
+    render(&DashboardPage { layout: user.layout("Dashboard", "dashboard") })
+}
+
+async fn to_dashboard() -> Redirect {
+    Redirect::permanent("/admin/")
+}
+
+/// The console's routes, each behind [`guard`].
+pub fn router(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/admin", get(to_dashboard))
+        .route("/admin/", get(dashboard))
+        .route("/admin/login", get(session::login_form).post(session::login))
+        .route("/admin/logout", post(session::logout))
+        .route("/admin/assets/console.css", get(css))
+        .route("/admin/assets/htmx.min.js", get(htmx))
+        .route_layer(axum::middleware::from_fn_with_state(state, guard))
+        // Only this origin's scripts, styles and forms; no framing; no inline script can run even if some
+        // text escaped escaping.
+        .layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+        ))
+        .layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+}
+
+/// The console pages' Content-Security-Policy.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; \
+     script-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_console_table_is_closed_by_default() {
+        assert_eq!(needs(&Method::GET, "/admin/login"), None);
+        assert_eq!(needs(&Method::GET, "/admin/"), Some(Role::Viewer));
+        assert_eq!(needs(&Method::POST, "/admin/payouts/{id}/cancel"), Some(Role::Operator));
+        assert_eq!(needs(&Method::GET, "/admin/jobs"), Some(Role::Admin));
+        assert_eq!(needs(&Method::GET, "/admin/users"), Some(Role::Admin));
+        assert_eq!(needs(&Method::GET, "/admin/audit"), Some(Role::Admin));
+        assert_eq!(needs(&Method::GET, "/elsewhere"), Some(Role::Viewer));
+        assert_eq!(needs(&Method::POST, "/elsewhere"), Some(Role::Admin));
+    }
+
+    #[test]
+    fn form_fields_are_decoded() {
+        assert_eq!(form_field(b"a=1&csrf=x%2By&b=2", "csrf").as_deref(), Some("x+y"));
+        assert_eq!(form_field(b"a=1", "csrf"), None);
+    }
+}

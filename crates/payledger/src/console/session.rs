@@ -1,0 +1,203 @@
+//! Logging in and out of the console, the session cookie, and the CSRF checks.
+//!
+//! - The session cookie holds 32 random bytes; the database keeps only their SHA-256 with the user's id and the
+//!   session's CSRF token. The cookie is `HttpOnly`, `SameSite=Strict`, scoped to `/admin`, and `Secure` when
+//!   the request arrived over TLS (directly or as said by `X-Forwarded-Proto: https` from the proxy in front).
+//! - Each session has its own CSRF token, embedded in every form and checked on every POST (constant time).
+//!   The login form, before any session exists, carries a token that must match a short-lived cookie (double
+//!   submit).
+//! - The user's role and active flag are read with the session on every request, so a disabled user or a
+//!   changed role takes effect at once.
+//! - Login attempts count against the same per-address limit as `/api/token/`.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Form, Query, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use time::OffsetDateTime;
+
+use super::{ConsoleError, ConsoleUser, Layout, render};
+use crate::AppState;
+use crate::principals::password_matches;
+use crate::tokens::{new_refresh_token, refresh_token_hash};
+
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "payledger_session";
+
+/// The login form's double-submit CSRF cookie.
+const LOGIN_CSRF_COOKIE: &str = "payledger_login_csrf";
+
+/// How long a console session lasts from login.
+pub const SESSION_TTL: time::Duration = time::Duration::hours(8);
+
+/// The value of cookie `name` in the request, if sent.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value)
+}
+
+/// Whether the browser reached us over TLS, so cookies may (and must) be `Secure`.
+fn over_tls(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-forwarded-proto")
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"))
+}
+
+fn set_cookie(headers: &HeaderMap, name: &str, value: &str, max_age: i64) -> Option<HeaderValue> {
+    let secure = if over_tls(headers) { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!("{name}={value}; Path=/admin; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"))
+        .ok()
+}
+
+/// Compares two secrets in constant time (for equal lengths; lengths are not secret).
+pub fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Where to go after logging in: only a path inside the console, never another site.
+fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(path) if path.starts_with("/admin") && !path.starts_with("//") && !path.contains("://") => path.to_owned(),
+        _ => "/admin/".to_owned(),
+    }
+}
+
+/// The login page.
+#[derive(askama::Template)]
+#[template(path = "console/login.html")]
+struct LoginPage {
+    layout: Layout,
+    next: String,
+    username: String,
+    error: Option<String>,
+}
+
+/// `?next=` on the login page.
+#[derive(Debug, Deserialize)]
+pub struct NextQuery {
+    next: Option<String>,
+}
+
+fn login_page(headers: &HeaderMap, next: String, username: String, error: Option<String>) -> Response {
+    let csrf = match new_refresh_token() {
+        Ok((token, _)) => token,
+        Err(_) => return ConsoleError::Unavailable.into_response(),
+    };
+    let page = LoginPage { layout: Layout::anonymous("Log in", csrf.clone()), next, username, error };
+    let status = if page.error.is_some() { axum::http::StatusCode::UNAUTHORIZED } else { axum::http::StatusCode::OK };
+    let mut response = (status, render(&page)).into_response();
+    if let Some(value) = set_cookie(headers, LOGIN_CSRF_COOKIE, &csrf, 3600) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
+}
+
+/// `GET /admin/login`.
+pub async fn login_form(headers: HeaderMap, Query(query): Query<NextQuery>) -> Response {
+    login_page(&headers, safe_next(query.next.as_deref()), String::new(), None)
+}
+
+/// The login form's fields.
+#[derive(Debug, Deserialize)]
+pub struct LoginForm {
+    username: String,
+    password: String,
+    csrf: String,
+    next: Option<String>,
+}
+
+/// `POST /admin/login`: a session for a valid username and password.
+pub async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Result<Response, ConsoleError> {
+    let next = safe_next(form.next.as_deref());
+    let expected = cookie(&headers, LOGIN_CSRF_COOKIE).unwrap_or_default();
+    if expected.is_empty() || !same_secret(expected, &form.csrf) {
+        return Err(ConsoleError::Csrf);
+    }
+    if let Err(wait) = state.login_limiter.check(peer.ip(), std::time::Instant::now()) {
+        tracing::warn!(peer = %peer.ip(), "console logins rate-limited");
+        return Err(ConsoleError::RateLimited(wait.as_secs()));
+    }
+    let user = state.store.principal(&form.username).await?;
+    let hash = user.as_ref().map_or_else(crate::api::auth::dummy_hash, |user| user.password_hash.clone());
+    let password = form.password;
+    let matches = tokio::task::spawn_blocking(move || password_matches(&password, &hash)).await.unwrap_or(false);
+    let user = match user {
+        Some(user) if matches && user.active => user,
+        _ => {
+            return Ok(login_page(&headers, next, form.username, Some("Invalid username or password".into())));
+        }
+    };
+    let (token, token_hash) = new_refresh_token().map_err(|_| ConsoleError::Unavailable)?;
+    let (csrf, _) = new_refresh_token().map_err(|_| ConsoleError::Unavailable)?;
+    let now = OffsetDateTime::now_utc();
+    state.store.create_console_session(&token_hash, user.id, &csrf, now, now + SESSION_TTL).await?;
+    tracing::info!(user = %user.username, "console login");
+    let mut response = Redirect::to(&next).into_response();
+    let headers_out = response.headers_mut();
+    if let Some(value) = set_cookie(&headers, SESSION_COOKIE, &token, SESSION_TTL.whole_seconds()) {
+        headers_out.append(header::SET_COOKIE, value);
+    }
+    if let Some(value) = set_cookie(&headers, LOGIN_CSRF_COOKIE, "", 0) {
+        headers_out.append(header::SET_COOKIE, value);
+    }
+    Ok(response)
+}
+
+/// `POST /admin/logout` (CSRF-checked by the guard): ends the session and clears the cookie.
+pub async fn logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    _user: ConsoleUser,
+) -> Result<Response, ConsoleError> {
+    if let Some(token) = cookie(&headers, SESSION_COOKIE) {
+        state.store.end_console_session(&refresh_token_hash(token)).await?;
+    }
+    let mut response = Redirect::to("/admin/login").into_response();
+    if let Some(value) = set_cookie(&headers, SESSION_COOKIE, "", 0) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_stays_inside_the_console() {
+        assert_eq!(safe_next(Some("/admin/payouts?status=failed")), "/admin/payouts?status=failed");
+        assert_eq!(safe_next(Some("https://evil.example/admin")), "/admin/");
+        assert_eq!(safe_next(Some("//evil.example/admin")), "/admin/");
+        assert_eq!(safe_next(Some("/api/v1/jobs/")), "/admin/");
+        assert_eq!(safe_next(None), "/admin/");
+    }
+
+    #[test]
+    fn cookies_are_found_by_exact_name() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::COOKIE, HeaderValue::from_static("a=1; payledger_session_x=2; payledger_session=3"));
+        assert_eq!(cookie(&headers, SESSION_COOKIE), Some("3"));
+        assert_eq!(cookie(&headers, "missing"), None);
+    }
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(same_secret("abc", "abc"));
+        assert!(!same_secret("abc", "abd"));
+        assert!(!same_secret("abc", "ab"));
+    }
+}

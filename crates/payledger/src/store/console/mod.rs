@@ -1,0 +1,5 @@
+//! What the admin console reads and writes beyond the API's queries: its sessions, and the read models of its
+//! pages. Each area has its own file with one macro of queries, instantiated for both backends (the SQL is
+//! shared; SQLite accepts `$n` placeholders), and its `Store` methods.
+
+pub mod sessions;
