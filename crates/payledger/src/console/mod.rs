@@ -7,6 +7,9 @@
 //! engine) as the API, with the user's name for the audit log.
 
 pub mod format;
+pub mod overview;
+pub mod payouts;
+pub mod people;
 pub mod session;
 
 use axum::Router;
@@ -286,17 +289,6 @@ async fn htmx() -> Response {
     ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], HTMX_JS).into_response()
 }
 
-/// The dashboard (filled in by the dashboard module).
-#[derive(askama::Template)]
-#[template(path = "console/dashboard.html")]
-struct DashboardPage {
-    layout: Layout,
-}
-
-async fn dashboard(user: ConsoleUser) -> Response {
-    render(&DashboardPage { layout: user.layout("Dashboard", "dashboard") })
-}
-
 async fn to_dashboard() -> Redirect {
     Redirect::permanent("/admin/")
 }
@@ -305,11 +297,13 @@ async fn to_dashboard() -> Redirect {
 pub fn router(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/admin", get(to_dashboard))
-        .route("/admin/", get(dashboard))
         .route("/admin/login", get(session::login_form).post(session::login))
         .route("/admin/logout", post(session::logout))
         .route("/admin/assets/console.css", get(css))
         .route("/admin/assets/htmx.min.js", get(htmx))
+        .merge(overview::routes())
+        .merge(payouts::routes())
+        .merge(people::routes())
         .route_layer(axum::middleware::from_fn_with_state(state, guard))
         // Only this origin's scripts, styles and forms; no framing; no inline script can run even if some
         // text escaped escaping.

@@ -66,6 +66,27 @@ impl PgStore {
     }
 }
 
+super::console::overview::console_overview_queries!(
+    PgStore,
+    reader: pool,
+    writer: pool,
+    bind_time: std::convert::identity
+);
+
+super::console::payouts::console_payouts_queries!(
+    PgStore,
+    reader: pool,
+    writer: pool,
+    bind_time: std::convert::identity
+);
+
+super::console::people::console_people_queries!(
+    PgStore,
+    reader: pool,
+    writer: pool,
+    bind_time: std::convert::identity
+);
+
 super::console::sessions::console_session_queries!(
     PgStore,
     reader: pool,

@@ -87,6 +87,27 @@ impl SqliteStore {
     }
 }
 
+super::console::overview::console_overview_queries!(
+    SqliteStore,
+    reader: reader,
+    writer: writer,
+    bind_time: crate::timefmt::sqlite_text
+);
+
+super::console::payouts::console_payouts_queries!(
+    SqliteStore,
+    reader: reader,
+    writer: writer,
+    bind_time: crate::timefmt::sqlite_text
+);
+
+super::console::people::console_people_queries!(
+    SqliteStore,
+    reader: reader,
+    writer: writer,
+    bind_time: crate::timefmt::sqlite_text
+);
+
 super::console::sessions::console_session_queries!(
     SqliteStore,
     reader: reader,
