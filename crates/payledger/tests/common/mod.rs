@@ -2,6 +2,7 @@
 //! `TEST_DATABASE_URL` is set) and the real server on a random port.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod console;
 
 use std::net::SocketAddr;
