@@ -23,7 +23,9 @@ pub fn available() -> bool {
             std::env::var_os("PAYLEDGER_REQUIRE_BROWSER_TESTS").is_none(),
             "PAYLEDGER_REQUIRE_BROWSER_TESTS is set but {CHROMIUM} or {CHROMEDRIVER} is missing"
         );
-        eprintln!("SKIPPED: browser tests need {CHROMIUM} and {CHROMEDRIVER} (apt-get install chromium chromium-driver)");
+        eprintln!(
+            "SKIPPED: browser tests need {CHROMIUM} and {CHROMEDRIVER} (apt-get install chromium chromium-driver)"
+        );
     }
     present
 }
@@ -82,7 +84,8 @@ impl Browser {
             .json()
             .await
             .expect("session json");
-        let session = answer["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {answer}")).to_owned();
+        let session =
+            answer["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {answer}")).to_owned();
         Browser { driver, http, base, session }
     }
 
@@ -145,7 +148,11 @@ impl Browser {
     /// The visible text of the first element matching a selector.
     pub async fn text(&self, selector: &str) -> String {
         let Element(id) = self.find(selector).await;
-        self.command(reqwest::Method::GET, &format!("/element/{id}/text"), None).await.as_str().unwrap_or_default().to_owned()
+        self.command(reqwest::Method::GET, &format!("/element/{id}/text"), None)
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
     }
 
     /// Waits up to `seconds` until the page's visible body text contains `needle`, reloading with `reload`
