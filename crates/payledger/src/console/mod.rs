@@ -142,15 +142,27 @@ pub enum ConsoleError {
     /// The database failed.
     #[error("the database is unavailable; retry shortly")]
     Store(#[from] StoreError),
-    /// The ledger engine could not take the change.
-    #[error("the ledger is busy or unavailable; nothing was changed; retry shortly")]
+    /// The ledger engine could not take the change (or, for `Unconfirmed`, cannot say whether it did).
+    #[error("{}", engine_message(.0))]
     Engine(#[from] crate::engine::EngineError),
+    /// The change conflicts with what is stored (an invalid transition, a duplicate).
+    #[error("{0}")]
+    Conflict(String),
     /// Something that cannot be rendered (a template defect).
     #[error("internal error")]
     Defect,
     /// Temporarily unavailable.
     #[error("temporarily unavailable")]
     Unavailable,
+}
+
+fn engine_message(error: &crate::engine::EngineError) -> &'static str {
+    match error {
+        crate::engine::EngineError::Unconfirmed => {
+            "the database failed while committing: the change may or may not have been made; look before retrying"
+        }
+        _ => "the ledger is busy or unavailable; nothing was changed; retry shortly",
+    }
 }
 
 /// The error page.
@@ -176,6 +188,7 @@ impl IntoResponse for ConsoleError {
             ConsoleError::Csrf => StatusCode::FORBIDDEN,
             ConsoleError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ConsoleError::NotFound(_) => StatusCode::NOT_FOUND,
+            ConsoleError::Conflict(_) => StatusCode::CONFLICT,
             ConsoleError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ConsoleError::Store(error) => {
                 tracing::error!(%error, "console: the store failed");
