@@ -45,7 +45,6 @@ async fn a_webhook_shows_on_the_organization_page() {
     let inn = orgs[0].0.as_str().to_owned();
     let browser = Browser::start(1280, 900).await;
     browser.login(&server.url(""), ADMIN.0, ADMIN.1).await;
-    snapshot(&browser, "dashboard").await;
 
     let page = server.url(&format!("/admin/organizations/{inn}"));
     browser.goto(&page).await;
@@ -59,7 +58,9 @@ async fn a_webhook_shows_on_the_organization_page() {
     snapshot(&browser, "organization").await;
     browser.goto(&server.url("/admin/organizations")).await;
     browser.wait_for_text(&inn, 10, None).await;
-    snapshot(&browser, "organizations").await;
+    browser.goto(&server.url("/admin/")).await;
+    browser.wait_for_text("145,000.00 RUB", 10, None).await;
+    snapshot(&browser, "dashboard").await;
     browser.quit().await;
     server.stop().await;
 }
@@ -151,7 +152,6 @@ async fn a_viewer_is_refused_an_operator_action() {
     browser.goto(&server.url(&format!("/admin/payouts/{id}/cancel"))).await;
     let refusal = browser.wait_for_text("operator", 10, None).await;
     assert!(refusal.contains("403"), "{refusal}");
-    snapshot(&browser, "refused").await;
     assert_eq!(server.user_balance(8).await, Some(("30.00".into(), "20.00".into())), "nothing changed");
     let (_, payout) = server.get(&format!("/api/v1/payouts/{id}/")).await;
     assert_eq!(payout["status"], "pending");
