@@ -78,6 +78,9 @@ async fn roles_and_disabled_users() {
     let home = viewer.get("/admin/").await;
     assert_eq!(home.status, 200);
     assert!(!home.body.contains("/admin/jobs"), "admin sections are not offered to a viewer");
+    for admin_page in ["/admin/jobs", "/admin/users", "/admin/audit"] {
+        assert_eq!(viewer.get(admin_page).await.status, 403, "{admin_page}");
+    }
     // Disabling the user ends their console session at once.
     let store = db.store().await;
     payledger::principals::set_active(&store, "test", "vera", false).await.expect("disable");
@@ -114,5 +117,22 @@ async fn pages_carry_security_headers_and_cookies_are_strict() {
         assert_eq!(reqwest::get(server.url(asset)).await.expect("asset").status(), 200, "{asset}");
     }
     assert!(!html.contains("http://") && !html.contains("https://"), "no external URL in a console page");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn malformed_forms_get_the_console_error_page() {
+    let Some(db) = TestDb::new(Backend::Sqlite).await else { return };
+    let server = server_with_users(&db).await;
+    let response = reqwest::Client::new()
+        .post(server.url("/admin/login"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body("csrf=x")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(response.status(), 400);
+    assert!(response.headers()["content-type"].to_str().unwrap_or_default().starts_with("text/html"));
+    assert!(response.text().await.unwrap_or_default().contains("the form is malformed"));
     server.stop().await;
 }

@@ -158,3 +158,27 @@ async fn a_viewer_is_refused_an_operator_action() {
     browser.quit().await;
     server.stop().await;
 }
+
+/// A payout's page follows its status without a reload while it is in flight (htmx polling).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_payout_page_follows_its_status_live() {
+    if !browser::available() {
+        return;
+    }
+    let Some(db) = TestDb::new(Backend::Sqlite).await else { return };
+    let mut settings = common::settings(&db);
+    settings.payouts.workers = 0;
+    let server = TestServer::start(settings).await;
+    deposit(&server, 9, "50.00").await;
+    let id = payout_for(&server, 9, "10.00").await;
+    let browser = Browser::start(1280, 900).await;
+    browser.login(&server.url(""), ADMIN.0, ADMIN.1).await;
+    browser.goto(&server.url(&format!("/admin/payouts/{id}"))).await;
+    browser.wait_for_text("pending", 10, None).await;
+    // Changed behind the page's back, through the API.
+    let response = server.client.delete(server.url(&format!("/api/v1/payouts/{id}/"))).send().await.expect("cancel");
+    assert_eq!(response.status(), 204);
+    browser.wait_for_text("cancelled", 15, None).await;
+    browser.quit().await;
+    server.stop().await;
+}

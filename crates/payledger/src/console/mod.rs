@@ -212,6 +212,40 @@ impl IntoResponse for ConsoleError {
     }
 }
 
+/// A form body; a malformed one is the console's 400 page, not axum's plain text.
+#[derive(Debug)]
+pub struct Form<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for Form<T> {
+    type Rejection = ConsoleError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Form::<T>::from_request(request, state).await {
+            Ok(axum::extract::Form(value)) => Ok(Form(value)),
+            Err(rejection) => {
+                Err(ConsoleError::BadRequest(format!("the form is malformed: {}", rejection.body_text())))
+            }
+        }
+    }
+}
+
+/// Query parameters; malformed ones are the console's 400 page, not axum's plain text.
+#[derive(Debug)]
+pub struct Query<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ConsoleError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(Query(value)),
+            Err(rejection) => {
+                Err(ConsoleError::BadRequest(format!("the address is malformed: {}", rejection.body_text())))
+            }
+        }
+    }
+}
+
 /// Percent-encodes a query value (everything but unreserved characters).
 pub fn percent_encode(text: &str) -> String {
     let mut out = String::with_capacity(text.len());

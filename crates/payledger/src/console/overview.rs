@@ -6,8 +6,9 @@
 
 use std::collections::BTreeMap;
 
+use super::Form;
 use axum::Router;
-use axum::extract::{Form, Path, RawQuery, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;

@@ -13,8 +13,9 @@
 
 use std::collections::BTreeMap;
 
+use super::{Form, Query};
 use axum::Router;
-use axum::extract::{Form, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};

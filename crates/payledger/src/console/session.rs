@@ -12,7 +12,8 @@
 
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, Form, Query, State};
+use super::{Form, Query};
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
