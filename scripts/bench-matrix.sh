@@ -9,7 +9,7 @@
 #
 # Settings: DURATION (s, default 10), CONNECTIONS (default 64), PORT (default 18000), PAYOUT_WORKERS (the
 # server's payout workers in the payouts run, default 8), PAYOUT_CONVERGE (s the payout queue may take to
-# drain, default 900).
+# drain, default 900), PAYOUTS (0 skips the payouts run and its drain table).
 #
 # Every server starts with a first admin, BENCH_USER (the bench logs in as it once per run and sends its
 # access token with every request), and a login rate high enough that the bench is never throttled.
@@ -23,6 +23,7 @@ PAYOUT_WORKERS="${PAYOUT_WORKERS:-8}"
 # Creation outruns the workers by far (on the 2-core machine of BENCHMARKS.md ~10k payouts/s created against
 # ~250/s completed by 8 workers), so a 10 s run leaves a queue that takes minutes to drain.
 PAYOUT_CONVERGE="${PAYOUT_CONVERGE:-900}"
+PAYOUTS="${PAYOUTS:-1}"
 # Throwaway credentials of a throwaway server on loopback, not a secret: the first admin of every run's fresh
 # database, which the bench logs in as (the password reaches it through the environment, not its command line).
 BENCH_USER=bench
@@ -106,6 +107,7 @@ for store in "${stores[@]}"; do
   # drain would measure little but that sleep, and a run's queue (~100k payouts) would take over 15 minutes.
   # 8 workers raise the ceiling to 400/s, so the rate also shows the server's own cost per payout (claiming
   # the job, the status changes). The webhook mode does not matter: sync, "-" in the mode column.
+  if [ "$PAYOUTS" = 0 ]; then continue; fi
   run_workers="$PAYOUT_WORKERS" run_converge="$PAYOUT_CONVERGE" run sync - payouts --scenario payouts
   created=$(grep -oP '^created: +\K[0-9]+' <<<"$out" || echo "?")
   drain=$(grep -oP '^drain: .*, \K[0-9.-]+(?= payouts/s)' <<<"$out" || echo "?")
@@ -115,6 +117,7 @@ for store in "${stores[@]}"; do
   drain_rows+=("| ${store%%:*} | $PAYOUT_WORKERS | $created | $drain | $overall | $failed |")
 done
 
+if [ "$PAYOUTS" = 0 ]; then exit 0; fi
 echo
 echo "| store | workers | created | drain payouts/s | overall payouts/s | failed |"
 echo "|---|---|---|---|---|---|"

@@ -84,6 +84,10 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
         .await
         .with_context(|| format!("connecting to {}", redact_url(&settings.database_url)))?;
     store.migrate().await.context("migrating the database")?;
+    let folded = store.fold_missing_names().await.context("filling in organizations' search names")?;
+    if folded > 0 {
+        tracing::info!(organizations = folded, "filled in search names");
+    }
     if settings.demo_organizations > 0 && store.organization_count().await? == 0 {
         let orgs = seed::seed(&store, settings.demo_organizations).await?;
         for (inn, name) in &orgs {

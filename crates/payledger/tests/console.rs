@@ -86,6 +86,14 @@ async fn roles_and_disabled_users() {
     payledger::principals::set_active(&store, "test", "vera", false).await.expect("disable");
     assert_eq!(viewer.get("/admin/").await.status, 303);
     assert_eq!(submit_login(&server, "vera", PASSWORD).await.0.status, 401);
+    // Enabling the user again does not bring the old session back.
+    payledger::principals::set_active(&store, "test", "vera", true).await.expect("enable");
+    assert_eq!(viewer.get("/admin/").await.status, 303);
+    // A new password ends a live session too.
+    let again = ConsoleClient::login(&server, "vera", PASSWORD).await;
+    assert_eq!(again.get("/admin/").await.status, 200);
+    payledger::principals::set_password(&store, "test", "vera", "vera's next long password").await.expect("passwd");
+    assert_eq!(again.get("/admin/").await.status, 303);
     server.stop().await;
 }
 
@@ -135,4 +143,22 @@ async fn malformed_forms_get_the_console_error_page() {
     assert!(response.headers()["content-type"].to_str().unwrap_or_default().starts_with("text/html"));
     assert!(response.text().await.unwrap_or_default().contains("the form is malformed"));
     server.stop().await;
+}
+
+/// Organization search ignores case the same way on both backends, Cyrillic included (SQLite's own LOWER
+/// folds only ASCII).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn organization_search_folds_cyrillic_on_both_backends() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let Some(db) = TestDb::new(backend).await else { continue };
+        let server = TestServer::start(common::settings(&db)).await;
+        let orgs = payledger::seed::seed(&db.store().await, 3).await.expect("seed");
+        let (inn, name) = (&orgs[0].0, &orgs[0].1);
+        let admin = ConsoleClient::login(&server, ADMIN.0, ADMIN.1).await;
+        let word = name.split_whitespace().last().expect("a word").trim_matches('»').to_lowercase();
+        let page = admin.get(&format!("/admin/organizations?q={}", common::console::query_value(&word))).await;
+        assert_eq!(page.status, 200);
+        assert!(page.body.contains(inn.as_str()), "{backend:?}: searching {word:?} finds {name}");
+        server.stop().await;
+    }
 }

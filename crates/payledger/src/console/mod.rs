@@ -290,7 +290,11 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
 async fn admit(state: &AppState, request: Request) -> Result<Request, ConsoleError> {
     let route = request.extensions().get::<MatchedPath>().map(|path| path.as_str().to_owned()).unwrap_or_default();
     let Some(role) = needs(request.method(), &route) else { return Ok(request) };
-    let here = request.uri().path_and_query().map(|path| path.as_str().to_owned());
+    // Back to where the browser was going after logging in: only for pages (a POST's address is an action
+    // that answers only POSTs).
+    let here = matches!(*request.method(), Method::GET | Method::HEAD)
+        .then(|| request.uri().path_and_query().map(|path| path.as_str().to_owned()))
+        .flatten();
     let token = session::cookie(request.headers(), session::SESSION_COOKIE).map(refresh_token_hash);
     let Some(token) = token else { return Err(ConsoleError::LoggedOut(here)) };
     let found = state.store.console_session(&token, time::OffsetDateTime::now_utc()).await?;

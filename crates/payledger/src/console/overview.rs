@@ -484,8 +484,8 @@ async fn dashboard(State(state): State<AppState>, user: ConsoleUser) -> Result<R
         ],
         payouts,
         jobs: vec![
-            stat("Queued", count(counts.jobs_queued), jobs_link("queued")),
-            stat("Retrying", count(counts.jobs_retrying), jobs_link("queued")),
+            stat("Queued", count(counts.jobs_queued), None),
+            stat("Retrying", count(counts.jobs_retrying), jobs_link("retrying")),
             stat("Dead", count(counts.jobs_dead), jobs_link("dead")),
         ],
         notices: vec![

@@ -1210,7 +1210,7 @@ struct AuditQuery {
 }
 
 /// The actions the audit log records, offered as suggestions in the filter.
-const ACTIONS: [&str; 19] = [
+const ACTIONS: [&str; 21] = [
     "balance.deposit",
     "balance.withdraw",
     "balance.reserve",
@@ -1224,6 +1224,8 @@ const ACTIONS: [&str; 19] = [
     "payout.status",
     "payout.attempt",
     "job.retry",
+    "job.discard",
+    "organization.create",
     "user.create",
     "user.role",
     "user.enable",

@@ -67,7 +67,14 @@ pub fn same_secret(a: &str, b: &str) -> bool {
 /// Where to go after logging in: only a path inside the console, never another site.
 fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(path) if path.starts_with("/admin") && !path.starts_with("//") && !path.contains("://") => path.to_owned(),
+        Some(path)
+            if path.starts_with("/admin")
+                && !path.starts_with("//")
+                && !path.contains("://")
+                && !path.chars().any(char::is_control) =>
+        {
+            path.to_owned()
+        }
         _ => "/admin/".to_owned(),
     }
 }
@@ -185,6 +192,7 @@ mod tests {
         assert_eq!(safe_next(Some("//evil.example/admin")), "/admin/");
         assert_eq!(safe_next(Some("/api/v1/jobs/")), "/admin/");
         assert_eq!(safe_next(None), "/admin/");
+        assert_eq!(safe_next(Some("/admin/\r\nSet-Cookie: x=y")), "/admin/");
     }
 
     #[test]

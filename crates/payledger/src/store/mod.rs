@@ -39,6 +39,12 @@ pub fn kept_body(body: &[u8]) -> String {
 }
 
 /// The key of the system account that mirrors money received from the bank.
+/// An organization's name as searches compare it: lower case by Unicode's rules (SQLite's `LOWER` folds only
+/// ASCII, so the folding happens here, the same for both backends).
+pub fn fold_name(name: &str) -> String {
+    name.to_lowercase()
+}
+
 pub const BANK_INFLOW_ACCOUNT: &str = "bank_inflow";
 /// The key of the system account that mirrors money users deposited.
 pub const USER_DEPOSITS_ACCOUNT: &str = "user_deposits";
@@ -1223,6 +1229,7 @@ macro_rules! shared_queries {
                     .bind($bind_time(now))
                     .execute(&mut *tx)
                     .await?;
+                sqlx::query("DELETE FROM console_sessions WHERE user_id = $1").bind(id).execute(&mut *tx).await?;
             }
             for audit in audits {
                 Self::write_audit(&mut *tx, audit, now).await?;

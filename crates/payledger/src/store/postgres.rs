@@ -128,13 +128,16 @@ async fn insert_organizations(
     sorted.dedup_by(|a, b| a.0 == b.0);
     let inns: Vec<&str> = sorted.iter().map(|(inn, _)| inn.as_str()).collect();
     let names: Vec<&str> = sorted.iter().map(|(_, name)| name.as_str()).collect();
+    let folded: Vec<String> = sorted.iter().map(|(_, name)| super::fold_name(name)).collect();
     sqlx::query(
-        "INSERT INTO organizations (inn, name)
-         SELECT inn, name FROM UNNEST($1::text[], $2::text[]) WITH ORDINALITY AS o(inn, name, n) ORDER BY n
+        "INSERT INTO organizations (inn, name, name_folded)
+         SELECT inn, name, folded FROM UNNEST($1::text[], $2::text[], $3::text[])
+              WITH ORDINALITY AS o(inn, name, folded, n) ORDER BY n
          ON CONFLICT (inn) DO NOTHING",
     )
     .bind(&inns)
     .bind(&names)
+    .bind(&folded)
     .execute(&mut *conn)
     .await?;
     sqlx::query(

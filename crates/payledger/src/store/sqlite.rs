@@ -157,10 +157,12 @@ async fn insert_organizations(
     if orgs.is_empty() {
         return Ok(Vec::new());
     }
-    let rows = json!(orgs.iter().map(|(inn, name)| json!([inn.as_str(), name])).collect::<Vec<_>>()).to_string();
+    let rows =
+        json!(orgs.iter().map(|(inn, name)| json!([inn.as_str(), name, super::fold_name(name)])).collect::<Vec<_>>())
+            .to_string();
     sqlx::query(
-        "INSERT INTO organizations (inn, name) SELECT value->>0, value->>1 FROM json_each($1) WHERE true
-         ON CONFLICT (inn) DO NOTHING",
+        "INSERT INTO organizations (inn, name, name_folded) SELECT value->>0, value->>1, value->>2
+         FROM json_each($1) WHERE true ON CONFLICT (inn) DO NOTHING",
     )
     .bind(&rows)
     .execute(&mut *conn)

@@ -236,9 +236,9 @@ impl BatchTx for SqliteBatch<'_> {
     }
 
     async fn ensure_organizations(&mut self, orgs: &[(Inn, String)]) -> Result<Vec<(Inn, AccountId)>, StoreError> {
-        let mut organization = self
-            .tx
-            .prepare_cached("INSERT INTO organizations (inn, name) VALUES (?1, ?2) ON CONFLICT (inn) DO NOTHING")?;
+        let mut organization = self.tx.prepare_cached(
+            "INSERT INTO organizations (inn, name, name_folded) VALUES (?1, ?2, ?3) ON CONFLICT (inn) DO NOTHING",
+        )?;
         let mut account = self.tx.prepare_cached(
             "INSERT INTO accounts (kind, external_key, currency) VALUES ('organization', ?1, 'RUB')
              ON CONFLICT (kind, external_key, currency) DO NOTHING",
@@ -248,7 +248,7 @@ impl BatchTx for SqliteBatch<'_> {
         )?;
         let mut found = Vec::with_capacity(orgs.len());
         for (inn, name) in orgs {
-            organization.execute(params![inn.as_str(), name])?;
+            organization.execute(params![inn.as_str(), name, super::fold_name(name)])?;
             account.execute(params![inn.as_str()])?;
             found.push((inn.clone(), AccountId(find.query_row(params![inn.as_str()], |row| row.get(0))?)));
         }

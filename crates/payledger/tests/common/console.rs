@@ -120,3 +120,10 @@ impl ConsoleClient {
         page(response).await
     }
 }
+
+/// Percent-encodes a query value.
+pub fn query_value(text: &str) -> String {
+    text.bytes()
+        .map(|byte| if byte.is_ascii_alphanumeric() { char::from(byte).to_string() } else { format!("%{byte:02X}") })
+        .collect()
+}

@@ -185,8 +185,7 @@ macro_rules! organizations_sql {
             "SELECT o.inn, o.name, COALESCE(a.balance, 0), COALESCE(a.held, 0), o.created_at
              FROM organizations o
              LEFT JOIN accounts a ON a.kind = 'organization' AND a.external_key = o.inn AND a.currency = 'RUB'
-             WHERE ($1 = '' OR o.inn LIKE $2 ESCAPE '\\' OR o.name LIKE $2 ESCAPE '\\'
-                    OR LOWER(o.name) LIKE $3 ESCAPE '\\')
+             WHERE ($1 = '' OR o.inn LIKE $2 ESCAPE '\\' OR o.name_folded LIKE $3 ESCAPE '\\')
              ORDER BY ",
             $order,
             " LIMIT $4 OFFSET $5"
@@ -206,7 +205,7 @@ pub(crate) fn organizations_sql(sort: OrganizationSort) -> &'static str {
 
 /// Counts what [`organizations_sql`] lists.
 pub(crate) const ORGANIZATIONS_COUNT_SQL: &str = "SELECT COUNT(*) FROM organizations o
-     WHERE ($1 = '' OR o.inn LIKE $2 ESCAPE '\\' OR o.name LIKE $2 ESCAPE '\\' OR LOWER(o.name) LIKE $3 ESCAPE '\\')";
+     WHERE ($1 = '' OR o.inn LIKE $2 ESCAPE '\\' OR o.name_folded LIKE $3 ESCAPE '\\')";
 
 /// The columns of a [`PaymentRow`], in `payment_from_row!`'s order.
 macro_rules! payment_columns {
@@ -381,6 +380,22 @@ macro_rules! console_overview_queries {
                 }))
             }
 
+            pub(in crate::store) async fn fold_missing_names(&self) -> Result<u64, $crate::store::StoreError> {
+                use sqlx::Row;
+                let rows = sqlx::query("SELECT inn, name FROM organizations WHERE name_folded = '' AND name <> ''")
+                    .fetch_all(&self.$writer)
+                    .await?;
+                for row in &rows {
+                    let (inn, name): (String, String) = (row.try_get(0)?, row.try_get(1)?);
+                    sqlx::query("UPDATE organizations SET name_folded = $2 WHERE inn = $1")
+                        .bind(&inn)
+                        .bind($crate::store::fold_name(&name))
+                        .execute(&self.$writer)
+                        .await?;
+                }
+                Ok(rows.len() as u64)
+            }
+
             /// Creates the organization and its account, with the audit row, in one transaction; false if
             /// the INN exists (nothing is written then).
             pub(in crate::store) async fn console_create_organization(
@@ -393,11 +408,13 @@ macro_rules! console_overview_queries {
                 // The first statement writes, so SQLite takes its write lock at once (no read-to-write upgrade).
                 let mut tx = self.$writer.begin().await?;
                 let inserted = sqlx::query(
-                    "INSERT INTO organizations (inn, name, created_at) VALUES ($1, $2, $3) ON CONFLICT (inn) DO NOTHING",
+                    "INSERT INTO organizations (inn, name, created_at, name_folded) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (inn) DO NOTHING",
                 )
                 .bind(inn)
                 .bind(name)
                 .bind($bind_time(now))
+                .bind($crate::store::fold_name(name))
                 .execute(&mut *tx)
                 .await?
                 .rows_affected()
@@ -525,10 +542,15 @@ pub(crate) fn like_patterns(search: &str) -> (String, String) {
         }
         escaped.push(character);
     }
-    (format!("%{escaped}%"), format!("%{}%", escaped.to_lowercase()))
+    (format!("%{escaped}%"), format!("%{}%", crate::store::fold_name(&escaped)))
 }
 
 impl Store {
+    /// Fills in the search name of organizations stored before it existed; how many there were.
+    pub async fn fold_missing_names(&self) -> Result<u64, StoreError> {
+        on_backend!(self, store => store.fold_missing_names().await)
+    }
+
     /// The RUB inflow of bank payments credited in each `[start, end)` range, in kopecks.
     pub async fn console_inflow(&self, ranges: &[(OffsetDateTime, OffsetDateTime)]) -> Result<Vec<i64>, StoreError> {
         let ids: Vec<(Uuid, Uuid)> = ranges.iter().map(|(start, end)| (v7_floor(*start), v7_floor(*end))).collect();
