@@ -1085,7 +1085,7 @@ macro_rules! shared_queries {
                 "SELECT id, username, password_hash, role, active, password_generated, created_at FROM users WHERE username = $1",
             )
             .bind(username)
-            .fetch_optional(&self.$writer)
+            .fetch_optional(&self.$reader)
             .await?;
             Ok(match row {
                 Some(row) => Some($crate::store::principal_from_row!(row)),
@@ -1323,7 +1323,7 @@ macro_rules! shared_queries {
                 "SELECT id, username, password_hash, role, active, password_generated, created_at FROM users WHERE id = $1",
             )
             .bind(id)
-            .fetch_optional(&self.$writer)
+            .fetch_optional(&self.$reader)
             .await?;
             Ok(match row {
                 Some(row) => Some($crate::store::principal_from_row!(row)),

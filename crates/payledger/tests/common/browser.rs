@@ -33,6 +33,8 @@ pub fn available() -> bool {
 /// A headless Chromium session.
 pub struct Browser {
     driver: Child,
+    /// Chromium's profile folder, unique to this browser: it names the browser's processes for cleanup.
+    profile: tempfile::TempDir,
     http: reqwest::Client,
     base: String,
     session: String,
@@ -54,6 +56,7 @@ impl Browser {
             .expect("start chromedriver");
         let http = reqwest::Client::new();
         let base = format!("http://127.0.0.1:{port}");
+        let profile = tempfile::tempdir().expect("profile folder");
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let ready = http.get(format!("{base}/status")).send().await;
@@ -72,6 +75,7 @@ impl Browser {
                 "binary": CHROMIUM,
                 "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                          "--hide-scrollbars", "--force-device-scale-factor=1",
+                         format!("--user-data-dir={}", profile.path().display()),
                          format!("--window-size={width},{height}")]
             }
         }}});
@@ -86,7 +90,7 @@ impl Browser {
             .expect("session json");
         let session =
             answer["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {answer}")).to_owned();
-        Browser { driver, http, base, session }
+        Browser { driver, profile, http, base, session }
     }
 
     async fn command(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
@@ -204,5 +208,8 @@ impl Drop for Browser {
     fn drop(&mut self) {
         let _ = self.driver.kill();
         let _ = self.driver.wait();
+        // A test that failed never ended its session: its Chromium outlives the driver. Its processes all
+        // carry this browser's profile folder on their command line.
+        let _ = Command::new("pkill").arg("-f").arg(self.profile.path()).status();
     }
 }

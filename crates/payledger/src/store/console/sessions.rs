@@ -64,7 +64,7 @@ macro_rules! console_session_queries {
                 )
                 .bind(token_hash)
                 .bind($bind_time(now))
-                .fetch_optional(&self.$writer)
+                .fetch_optional(&self.$reader)
                 .await?;
                 let Some(row) = row else { return Ok(None) };
                 Ok(Some($crate::store::console::sessions::ConsoleSession {
