@@ -217,6 +217,13 @@ async fn authenticate(
         // token stops working at once, and a changed role applies to the next request.
         let user = state.store.principal_by_id(claims.sub).await?;
         return match user {
+            Some(user)
+                if user
+                    .tokens_valid_after
+                    .is_some_and(|after| claims.issued_ms < crate::tokens::unix_millis(after)) =>
+            {
+                Err(unauthenticated("The access token was revoked; log in again"))
+            }
             Some(user) if user.active && user.username == claims.name => principal_of(&user).map(Some),
             _ => Err(unauthenticated("The access token's user is disabled or gone")),
         };

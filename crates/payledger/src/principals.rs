@@ -118,6 +118,7 @@ pub async fn create(
         active: true,
         password_generated: generated,
         created_at: crate::timefmt::to_micros(OffsetDateTime::now_utc()),
+        tokens_valid_after: None,
     };
     let entry = audit(actor, "user.create", username, None, Some(serde_json::json!({"role": role, "active": true})));
     if store.create_principal(&row, &entry).await? { Ok(()) } else { Err(PrincipalError::Exists) }

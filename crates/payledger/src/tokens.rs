@@ -120,6 +120,8 @@ pub struct Claims {
     pub exp: i64,
     /// When the token was issued, in unix seconds.
     pub iat: i64,
+    /// When the token was issued, in unix milliseconds.
+    pub issued_ms: i64,
     /// The token's unique id (a UUID), so one token can be named in logs or a deny-list.
     pub jti: String,
 }
@@ -133,8 +135,17 @@ struct AccessPayload {
     role: Role,
     exp: i64,
     iat: i64,
+    /// When the token was issued, in unix milliseconds: `iat` is whole seconds, too coarse to tell a token
+    /// issued just before a revocation from one issued just after it.
+    #[serde(default)]
+    iat_ms: i64,
     jti: String,
     typ: String,
+}
+
+/// A moment in unix milliseconds.
+pub fn unix_millis(moment: OffsetDateTime) -> i64 {
+    i64::try_from(moment.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
 
 /// The keys that sign and verify access tokens, from one HS256 secret.
@@ -199,6 +210,7 @@ impl TokenKeys {
             role,
             exp,
             iat: now.unix_timestamp(),
+            iat_ms: unix_millis(now),
             jti: new_jti()?,
             typ: ACCESS_TYP.to_owned(),
         };
@@ -228,7 +240,17 @@ impl TokenKeys {
         if now >= expires {
             return Err(TokenError::Expired);
         }
-        Ok(Claims { sub, name: payload.name, role: payload.role, exp: payload.exp, iat: payload.iat, jti: payload.jti })
+        // A token without `iat_ms` counts as issued at the start of its `iat` second.
+        let issued_ms = if payload.iat_ms > 0 { payload.iat_ms } else { payload.iat.saturating_mul(1000) };
+        Ok(Claims {
+            sub,
+            name: payload.name,
+            role: payload.role,
+            exp: payload.exp,
+            iat: payload.iat,
+            issued_ms,
+            jti: payload.jti,
+        })
     }
 }
 
@@ -411,6 +433,7 @@ mod tests {
             role: Role::Admin,
             exp: NOW.unix_timestamp() + 600,
             iat: NOW.unix_timestamp(),
+            iat_ms: 0,
             jti: "x".into(),
             typ: ACCESS_TYP.into(),
         };

@@ -142,6 +142,13 @@ async fn malformed_forms_get_the_console_error_page() {
     assert_eq!(response.status(), 400);
     assert!(response.headers()["content-type"].to_str().unwrap_or_default().starts_with("text/html"));
     assert!(response.text().await.unwrap_or_default().contains("the form is malformed"));
+    // A path segment that is not UTF-8.
+    let admin = ConsoleClient::login(&server, ADMIN.0, ADMIN.1).await;
+    for path in ["/admin/organizations/%FF", "/admin/payouts/%FF", "/admin/payments/%FF"] {
+        let page = admin.get(path).await;
+        assert_eq!(page.status, 400, "{path}");
+        assert!(page.body.contains("the address is malformed"), "{path}: {}", page.body);
+    }
     server.stop().await;
 }
 

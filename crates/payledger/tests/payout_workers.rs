@@ -237,7 +237,7 @@ async fn secrets_never_reach_the_logs() {
         .json()
         .await
         .expect("token json");
-    let access = tokens["access"].as_str().expect("access").to_owned();
+    let first_access = tokens["access"].as_str().expect("access").to_owned();
     let refresh = tokens["refresh"].as_str().expect("refresh").to_owned();
     let refreshed: Value = client
         .post(format!("{base}/api/token/refresh/"))
@@ -259,6 +259,17 @@ async fn secrets_never_reach_the_logs() {
     assert_eq!(wrong.status(), 401);
     let reused = client.post(format!("{base}/api/token/refresh/")).json(&json!({"refresh": refresh})).send().await;
     assert_eq!(reused.expect("reuse").status(), 401);
+    // The reuse revoked the user's access tokens too: log in again.
+    let tokens: Value = client
+        .post(format!("{base}/api/token/"))
+        .json(&json!({"username": "root", "password": ADMIN_PASSWORD}))
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("token json");
+    let access = tokens["access"].as_str().expect("access").to_owned();
     let mut ids = Vec::new();
     for (index, number) in ["4111111111111111", payledger::gateway::DECLINED_CARD].into_iter().enumerate() {
         let request = client
@@ -309,6 +320,7 @@ async fn secrets_never_reach_the_logs() {
         ("the webhook secret", WEBHOOK_SECRET),
         ("the card key", CARD_KEY),
         ("an access token", access.as_str()),
+        ("an access token", first_access.as_str()),
         ("an access token's signature", access.rsplit('.').next().unwrap_or_default()),
         ("a refresh token", refresh.as_str()),
         ("a refresh token", second_refresh.as_str()),

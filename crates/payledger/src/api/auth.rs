@@ -164,24 +164,43 @@ pub async fn refresh(
     let invalid = || ApiError::Unauthorized("Invalid refresh token".into());
     let now = OffsetDateTime::now_utc();
     let stored = state.store.refresh_by_hash(&refresh_token_hash(&token)).await?.ok_or_else(invalid)?;
+    // A revoked token is only refused: it was revoked on purpose (a new password, a disabled user, an
+    // earlier reuse), and an old client presenting it must not end the user's newer logins.
     if stored.revoked || stored.expires_at <= now {
         return Err(invalid());
     }
     if stored.used || !state.store.use_refresh(stored.id, now).await? {
-        // Reuse: whoever holds the newer token of this family may be an attacker, or the victim.
-        state.store.revoke_family(&stored.family, now).await?;
-        tracing::warn!(user = stored.user_id, "a refresh token was used twice; its login is revoked");
-        let entry = crate::store::AuditEntry {
-            actor: "auth".into(),
-            action: "token.reuse".into(),
-            target: format!("login:{}", stored.family),
-            before: None,
-            after: Some(serde_json::json!({"user_id": stored.user_id, "peer": peer.ip().to_string()}).to_string()),
-        };
-        state.store.write_audit_entry(&entry, now).await?;
-        return Err(ApiError::Unauthorized("Refresh token reuse detected; log in again".into()));
+        return Err(reuse(&state, &stored, peer, now).await?);
     }
     let user = state.store.principal_by_id(stored.user_id).await?.filter(|user| user.active).ok_or_else(invalid)?;
     // A rotation keeps the login's first expiry: refreshing forever never makes a login last forever.
-    Ok(Json(issue(&state, &user, &stored.family, Some(stored.expires_at)).await?))
+    let pair = issue(&state, &user, &stored.family, Some(stored.expires_at)).await?;
+    // A reuse detected while this pair was being issued revoked the login before the new refresh token
+    // existed: look again now that it does, so the new pair (its access token included) cannot outlive it.
+    if state.store.family_revoked(&stored.family).await? {
+        return Err(reuse(&state, &stored, peer, OffsetDateTime::now_utc()).await?);
+    }
+    Ok(Json(pair))
+}
+
+/// A refresh token used twice (or one of a revoked login): whoever holds the other copy may be an attacker,
+/// or the victim. The login's refresh tokens and the user's access tokens issued until now stop working, the
+/// event is audited, and the answer says to log in again.
+async fn reuse(
+    state: &AppState,
+    stored: &crate::store::RefreshRow,
+    peer: SocketAddr,
+    now: OffsetDateTime,
+) -> Result<ApiError, ApiError> {
+    state.store.revoke_family(&stored.family, now).await?;
+    tracing::warn!(user = stored.user_id, "a refresh token was used twice; its login is revoked");
+    let entry = crate::store::AuditEntry {
+        actor: "auth".into(),
+        action: "token.reuse".into(),
+        target: format!("login:{}", stored.family),
+        before: None,
+        after: Some(serde_json::json!({"user_id": stored.user_id, "peer": peer.ip().to_string()}).to_string()),
+    };
+    state.store.write_audit_entry(&entry, now).await?;
+    Ok(ApiError::Unauthorized("Refresh token reuse detected; log in again".into()))
 }

@@ -246,6 +246,23 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Que
     }
 }
 
+/// Path parameters; undecodable ones (invalid UTF-8, say) are the console's 400 page, not axum's plain text.
+#[derive(Debug)]
+pub struct Path<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
+    type Rejection = ConsoleError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Path(value)),
+            Err(rejection) => {
+                Err(ConsoleError::BadRequest(format!("the address is malformed: {}", rejection.body_text())))
+            }
+        }
+    }
+}
+
 /// Percent-encodes a query value (everything but unreserved characters).
 pub fn percent_encode(text: &str) -> String {
     let mut out = String::with_capacity(text.len());

@@ -7,8 +7,9 @@
 use std::collections::BTreeMap;
 
 use super::Form;
+use super::Path;
 use axum::Router;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;

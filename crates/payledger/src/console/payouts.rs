@@ -11,8 +11,9 @@
 //! Recipients are shown masked (`•••• 1234`): pages read only the stored last four digits, never the encrypted
 //! full number.
 
+use super::Path;
 use axum::Router;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;

@@ -223,6 +223,9 @@ pub struct PrincipalRow {
     pub password_generated: bool,
     /// When the user was created.
     pub created_at: OffsetDateTime,
+    /// Access tokens issued before this are refused (set on a new password, on disabling, on a refresh-token
+    /// reuse).
+    pub tokens_valid_after: Option<OffsetDateTime>,
 }
 
 /// A stored refresh token (by its hash).
@@ -649,9 +652,14 @@ impl Store {
         on_backend!(self, store => store.use_refresh(id, now).await)
     }
 
-    /// Revokes every refresh token of a login.
+    /// Revokes every refresh token of a login, and every access token its user holds.
     pub async fn revoke_family(&self, family: &str, now: OffsetDateTime) -> Result<(), StoreError> {
         on_backend!(self, store => store.revoke_family(family, now).await)
+    }
+
+    /// Whether any refresh token of a login is revoked (the login is).
+    pub async fn family_revoked(&self, family: &str) -> Result<bool, StoreError> {
+        on_backend!(self, store => store.family_revoked(family).await)
     }
 
     /// A user by id.
@@ -730,7 +738,8 @@ macro_rules! job_from_row {
 }
 pub(crate) use job_from_row;
 
-/// A user from columns `id, username, password_hash, role, active, password_generated, created_at`.
+/// A user from columns `id, username, password_hash, role, active, password_generated, created_at,
+/// tokens_valid_after`.
 macro_rules! principal_from_row {
     ($row:expr) => {
         $crate::store::PrincipalRow {
@@ -741,6 +750,7 @@ macro_rules! principal_from_row {
             active: $row.try_get(4)?,
             password_generated: $row.try_get(5)?,
             created_at: $row.try_get(6)?,
+            tokens_valid_after: $row.try_get(7)?,
         }
     };
 }
@@ -1082,7 +1092,7 @@ macro_rules! shared_queries {
 
         pub(super) async fn principal(&self, username: &str) -> Result<Option<$crate::store::PrincipalRow>, $crate::store::StoreError> {
             let row = sqlx::query(
-                "SELECT id, username, password_hash, role, active, password_generated, created_at FROM users WHERE username = $1",
+                "SELECT id, username, password_hash, role, active, password_generated, created_at, tokens_valid_after FROM users WHERE username = $1",
             )
             .bind(username)
             .fetch_optional(&self.$reader)
@@ -1095,7 +1105,7 @@ macro_rules! shared_queries {
 
         pub(super) async fn principals(&self) -> Result<Vec<$crate::store::PrincipalRow>, $crate::store::StoreError> {
             let rows = sqlx::query(
-                "SELECT id, username, password_hash, role, active, password_generated, created_at FROM users ORDER BY username",
+                "SELECT id, username, password_hash, role, active, password_generated, created_at, tokens_valid_after FROM users ORDER BY username",
             )
             .fetch_all(&self.$writer)
             .await?;
@@ -1230,6 +1240,11 @@ macro_rules! shared_queries {
                     .execute(&mut *tx)
                     .await?;
                 sqlx::query("DELETE FROM console_sessions WHERE user_id = $1").bind(id).execute(&mut *tx).await?;
+                sqlx::query("UPDATE users SET tokens_valid_after = $2 WHERE id = $1")
+                    .bind(id)
+                    .bind($bind_time(now))
+                    .execute(&mut *tx)
+                    .await?;
             }
             for audit in audits {
                 Self::write_audit(&mut *tx, audit, now).await?;
@@ -1310,17 +1325,39 @@ macro_rules! shared_queries {
         }
 
         pub(super) async fn revoke_family(&self, family: &str, now: time::OffsetDateTime) -> Result<(), $crate::store::StoreError> {
+            let mut tx = self.$writer.begin_with($begin_write).await?;
             sqlx::query("UPDATE refresh_tokens SET revoked_at = $2 WHERE family = $1 AND revoked_at IS NULL")
                 .bind(family)
                 .bind($bind_time(now))
-                .execute(&self.$writer)
+                .execute(&mut *tx)
                 .await?;
+            // The copy may hold an access token of this login too: the user's access tokens issued until now
+            // stop working (the user logs in again; other logins of theirs must too).
+            sqlx::query(
+                "UPDATE users SET tokens_valid_after = $2
+                 WHERE id = (SELECT user_id FROM refresh_tokens WHERE family = $1 LIMIT 1)",
+            )
+            .bind(family)
+            .bind($bind_time(now))
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
             Ok(())
+        }
+
+        pub(super) async fn family_revoked(&self, family: &str) -> Result<bool, $crate::store::StoreError> {
+            let revoked: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM refresh_tokens WHERE family = $1 AND revoked_at IS NOT NULL",
+            )
+            .bind(family)
+            .fetch_one(&self.$writer)
+            .await?;
+            Ok(revoked > 0)
         }
 
         pub(super) async fn principal_by_id(&self, id: i64) -> Result<Option<$crate::store::PrincipalRow>, $crate::store::StoreError> {
             let row = sqlx::query(
-                "SELECT id, username, password_hash, role, active, password_generated, created_at FROM users WHERE id = $1",
+                "SELECT id, username, password_hash, role, active, password_generated, created_at, tokens_valid_after FROM users WHERE id = $1",
             )
             .bind(id)
             .fetch_optional(&self.$reader)
