@@ -129,6 +129,8 @@ fn link(path: &str, params: &[(&str, String)]) -> String {
 #[derive(Debug, Clone, Default)]
 struct Pager {
     prev: Option<String>,
+    /// What the link to `prev` says.
+    prev_label: &'static str,
     next: Option<String>,
     summary: String,
 }
@@ -158,20 +160,24 @@ impl Pager {
         };
         Pager {
             prev: (paging.page > 1).then(|| at((paging.page - 1).min(pages))),
+            prev_label: "← Previous",
             next: (paging.page < pages).then(|| at(paging.page + 1)),
             summary,
         }
     }
 
-    /// For a list read one row beyond the page, so whether a next page exists is known without counting.
-    fn uncounted(path: &str, params: &[(&str, String)], paging: Paging, shown: usize, more: bool) -> Pager {
-        let at = |page: i64| {
+    /// For a list read one row beyond the page, so whether a next page exists is known without counting,
+    /// newest first by id: "Next" continues below the last row shown (`before`), so rows arriving meanwhile
+    /// neither repeat nor hide rows; "Previous" goes back to the newest.
+    fn keyset(path: &str, params: &[(&str, String)], paging: Paging, shown: usize, last: Option<i64>) -> Pager {
+        let at = |page: i64, before: Option<i64>| {
             let mut all = params.to_vec();
             if paging.size != DEFAULT_PAGE_SIZE {
                 all.push(("page_size", paging.size.to_string()));
             }
-            if page > 1 {
+            if let Some(before) = before {
                 all.push(("page", page.to_string()));
+                all.push(("before", before.to_string()));
             }
             link(path, &all)
         };
@@ -181,7 +187,12 @@ impl Pager {
         } else {
             format!("{first}–{} · page {}", paging.offset() + shown as i64, paging.page)
         };
-        Pager { prev: (paging.page > 1).then(|| at(paging.page - 1)), next: more.then(|| at(paging.page + 1)), summary }
+        Pager {
+            prev: (paging.page > 1).then(|| at(1, None)),
+            prev_label: "← Newest",
+            next: last.map(|last| at(paging.page + 1, Some(last))),
+            summary,
+        }
     }
 }
 
@@ -918,6 +929,8 @@ async fn payments(
 ) -> Result<Response, ConsoleError> {
     let params = Params::parse(query);
     let paging = params.paging()?;
+    // The page is a keyset cursor (`before` = the previous page's last id); `page` only numbers it.
+    let before = params.number("before", 0, i64::MAX)?;
     let text = |name: &str| params.get(name).unwrap_or("").to_owned();
     let mut filters = PaymentFilters {
         status: text("status"),
@@ -974,13 +987,14 @@ async fn payments(
         // The end date is included: received before the next day starts.
         until: to.map(|to| start_of_day(to) + Duration::days(1)),
         limit: paging.size + 1,
-        offset: paging.offset(),
+        before: (before > 0).then_some(before),
     };
     let mut rows = state.store.console_payments(&query).await?;
     let more = rows.len() as i64 > paging.size;
     rows.truncate(usize::try_from(paging.size).unwrap_or(0));
     let params = [("status", filters.status), ("inn", filters.inn), ("from", filters.from), ("to", filters.to)];
-    page.pager = Pager::uncounted("/admin/payments", &params, paging, rows.len(), more);
+    page.pager =
+        Pager::keyset("/admin/payments", &params, paging, rows.len(), rows.last().filter(|_| more).map(|row| row.id));
     page.rows = rows.iter().map(PaymentView::new).collect();
     Ok(render(&page))
 }

@@ -118,8 +118,8 @@ pub struct PaymentQuery {
     pub until: Option<OffsetDateTime>,
     /// At most this many.
     pub limit: i64,
-    /// After skipping this many.
-    pub offset: i64,
+    /// Only payments older than this id (the previous page's last): pages stay put while notices arrive.
+    pub before: Option<i64>,
 }
 
 /// A notice the intake refused.
@@ -221,7 +221,8 @@ pub(crate) const PAYMENTS_SQL: &str = concat!(
     payment_columns!(),
     "WHERE ($1 IS NULL OR p.status = $1) AND ($2 IS NULL OR p.payer_inn = $2)
        AND ($3 IS NULL OR p.received_at >= $3) AND ($4 IS NULL OR p.received_at < $4)
-     ORDER BY p.id DESC LIMIT $5 OFFSET $6"
+       AND ($6 IS NULL OR p.id < $6)
+     ORDER BY p.id DESC LIMIT $5"
 );
 
 /// One payment by operation id.
@@ -447,7 +448,7 @@ macro_rules! console_overview_queries {
                     .bind(query.from.map($bind_time))
                     .bind(query.until.map($bind_time))
                     .bind(query.limit)
-                    .bind(query.offset)
+                    .bind(query.before)
                     .fetch_all(&self.$reader)
                     .await?;
                 rows.iter()
