@@ -286,9 +286,10 @@ fn principal_of(user: &crate::store::PrincipalRow) -> Result<Principal, ApiError
 /// The middleware on every route: applies [`gate`] and leaves the [`Caller`] for the handler.
 pub async fn guard(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     // Every route this layer wraps has a matched path; were one to lack it, it gets the closed default.
-    let route = request.extensions().get::<MatchedPath>().map(|path| path.as_str().to_owned()).unwrap_or_default();
+    let route = request.extensions().get::<MatchedPath>().map_or("", MatchedPath::as_str);
+    let gate = gate(request.method(), route);
     let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0);
-    match admit(&state, gate(request.method(), &route), request.headers(), peer).await {
+    match admit(&state, gate, request.headers(), peer).await {
         Ok(caller) => {
             request.extensions_mut().insert(caller);
             next.run(request).await

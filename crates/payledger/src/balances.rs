@@ -141,8 +141,13 @@ pub fn fingerprint(endpoint: &str, operation: &BalanceOperation) -> String {
 
 /// The operation as canonical JSON (serde_json's maps keep keys sorted).
 pub fn canonical_json(operation: &BalanceOperation) -> String {
+    canonical_value(operation).to_string()
+}
+
+/// The operation as a JSON value: its fields with exact decimal amounts.
+pub fn canonical_value(operation: &BalanceOperation) -> serde_json::Value {
     use serde_json::json;
-    let value = match operation {
+    match operation {
         BalanceOperation::Deposit { user, amount } => {
             json!({"user_id": user.get(), "amount": amount.to_decimal_string()})
         }
@@ -160,8 +165,7 @@ pub fn canonical_json(operation: &BalanceOperation) -> String {
         BalanceOperation::Transfer { sender, recipient, amount } => json!({
             "sender_id": sender.get(), "recipient_id": recipient.get(), "amount": amount.to_decimal_string(),
         }),
-    };
-    value.to_string()
+    }
 }
 
 #[cfg(test)]

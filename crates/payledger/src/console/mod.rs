@@ -305,8 +305,8 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
 }
 
 async fn admit(state: &AppState, request: Request) -> Result<Request, ConsoleError> {
-    let route = request.extensions().get::<MatchedPath>().map(|path| path.as_str().to_owned()).unwrap_or_default();
-    let Some(role) = needs(request.method(), &route) else { return Ok(request) };
+    let route = request.extensions().get::<MatchedPath>().map_or("", MatchedPath::as_str);
+    let Some(role) = needs(request.method(), route) else { return Ok(request) };
     // Back to where the browser was going after logging in: only for pages (a POST's address is an action
     // that answers only POSTs).
     let here = matches!(*request.method(), Method::GET | Method::HEAD)

@@ -16,7 +16,7 @@ use axum::Router;
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::get;
+use axum::routing::{MethodRouter, get};
 use payledger_core::Currency;
 use payledger_core::payout::{Actor, MASK_PREFIX, PayoutStatus, transition};
 use serde::Deserialize;
@@ -40,9 +40,9 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/admin/payouts", get(list))
         .route("/admin/payouts/{id}", get(detail))
-        .route("/admin/payouts/{id}/cancel", get(confirm_cancel).post(cancel))
-        .route("/admin/payouts/{id}/retry", get(confirm_retry).post(retry))
-        .route("/admin/payouts/{id}/return", get(confirm_return).post(mark_returned))
+        .route("/admin/payouts/{id}/cancel", payout_action(PayoutAction::Cancel))
+        .route("/admin/payouts/{id}/retry", payout_action(PayoutAction::Retry))
+        .route("/admin/payouts/{id}/return", payout_action(PayoutAction::Return))
         .route("/admin/jobs", get(jobs))
         .route("/admin/jobs/{id}/retry", get(confirm_job_retry).post(job_retry))
         .route("/admin/jobs/{id}/discard", get(confirm_discard).post(discard))
@@ -794,58 +794,14 @@ async fn do_payout_action(
     }
 }
 
-/// `GET /admin/payouts/{id}/cancel`.
-async fn confirm_cancel(
-    State(state): State<AppState>,
-    user: ConsoleUser,
-    Path(id): Path<String>,
-) -> Result<Response, ConsoleError> {
-    confirm_payout_action(&state, &user, &id, PayoutAction::Cancel).await
-}
-
-/// `POST /admin/payouts/{id}/cancel`.
-async fn cancel(
-    State(state): State<AppState>,
-    user: ConsoleUser,
-    Path(id): Path<String>,
-) -> Result<Response, ConsoleError> {
-    do_payout_action(&state, &user, &id, PayoutAction::Cancel).await
-}
-
-/// `GET /admin/payouts/{id}/retry`.
-async fn confirm_retry(
-    State(state): State<AppState>,
-    user: ConsoleUser,
-    Path(id): Path<String>,
-) -> Result<Response, ConsoleError> {
-    confirm_payout_action(&state, &user, &id, PayoutAction::Retry).await
-}
-
-/// `POST /admin/payouts/{id}/retry`.
-async fn retry(
-    State(state): State<AppState>,
-    user: ConsoleUser,
-    Path(id): Path<String>,
-) -> Result<Response, ConsoleError> {
-    do_payout_action(&state, &user, &id, PayoutAction::Retry).await
-}
-
-/// `GET /admin/payouts/{id}/return`.
-async fn confirm_return(
-    State(state): State<AppState>,
-    user: ConsoleUser,
-    Path(id): Path<String>,
-) -> Result<Response, ConsoleError> {
-    confirm_payout_action(&state, &user, &id, PayoutAction::Return).await
-}
-
-/// `POST /admin/payouts/{id}/return`.
-async fn mark_returned(
-    State(state): State<AppState>,
-    user: ConsoleUser,
-    Path(id): Path<String>,
-) -> Result<Response, ConsoleError> {
-    do_payout_action(&state, &user, &id, PayoutAction::Return).await
+/// The confirmation page (GET) and the action itself (POST) of one payout action.
+fn payout_action(action: PayoutAction) -> MethodRouter<AppState> {
+    get(move |State(state): State<AppState>, user: ConsoleUser, Path(id): Path<String>| async move {
+        confirm_payout_action(&state, &user, &id, action).await
+    })
+    .post(move |State(state): State<AppState>, user: ConsoleUser, Path(id): Path<String>| async move {
+        do_payout_action(&state, &user, &id, action).await
+    })
 }
 
 // ---------------------------------------------------------------------------------------------------------------

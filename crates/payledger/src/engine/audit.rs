@@ -31,9 +31,7 @@ pub fn balance_entry(command: &BalanceCommand, outcome: &BalanceOutcome) -> Opti
     let mut transactions: Vec<String> =
         lines.iter().filter_map(|line| line.transaction_id).map(|id| id.to_string()).collect();
     transactions.dedup();
-    let request: serde_json::Value =
-        serde_json::from_str(&crate::balances::canonical_json(operation)).unwrap_or(serde_json::Value::Null);
-    let after = json!({"request": request, "transactions": transactions});
+    let after = json!({"request": crate::balances::canonical_value(operation), "transactions": transactions});
     Some(AuditEntry {
         actor: by.clone(),
         action: action.to_owned(),
