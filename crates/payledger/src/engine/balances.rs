@@ -6,26 +6,18 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use payledger_core::balances::{ActivityKind, BalanceError, HoldStatus, OrderId, UserRole};
+use payledger_core::balances::{ActivityKind, BalanceError, HoldStatus, UserRole};
 use payledger_core::{
     AccountId, BalanceOperation, BalanceSheet, HoldChange, LedgerError, OrderKey, Posting, ServiceId, UserId,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::batch::{NewTransaction, Plan};
+pub use crate::store::batch::{ActivityLine, HoldState, HoldWrite, KeyClaims, NewKey, StoredKey, StoredResponse};
+use crate::store::batch::{NewTransaction, Plan};
 
 /// The longest `Idempotency-Key` accepted.
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
-
-/// A response as the client first got it; a replay sends exactly this.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredResponse {
-    /// The HTTP status.
-    pub status: u16,
-    /// The JSON body.
-    pub body: String,
-}
 
 /// What an executed operation produced: its users' new history lines, or why nothing changed.
 pub type OperationResult = Result<Vec<ActivityLine>, BalanceError>;
@@ -54,33 +46,6 @@ pub struct BalanceCommand {
     pub idempotency: Option<IdempotencyRequest>,
     /// The user who asked, for the audit log (`None`: not audited).
     pub by: Option<String>,
-}
-
-/// One line of a user's history.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ActivityLine {
-    /// Its id, increasing in the order lines were applied to the account.
-    pub id: i64,
-    /// The user's account.
-    pub account: AccountId,
-    /// The user.
-    pub user: UserId,
-    /// What happened.
-    pub kind: ActivityKind,
-    /// The change of the user's available balance, in minor units.
-    pub amount: i64,
-    /// The change of the user's reserved (held) money, in minor units.
-    pub held_change: i64,
-    /// The other user of a transfer.
-    pub counterparty: Option<UserId>,
-    /// The service and order of a reservation, capture or release.
-    pub order: Option<(ServiceId, OrderId)>,
-    /// The payout whose hold, payment or return this is.
-    pub payout: Option<Uuid>,
-    /// The ledger transaction, when the balance changed.
-    pub transaction_id: Option<Uuid>,
-    /// When it was applied.
-    pub created_at: OffsetDateTime,
 }
 
 /// What became of a balance command.
@@ -114,59 +79,6 @@ pub struct KeptRefusal {
     pub fingerprint: String,
     /// The 4xx response it got.
     pub response: StoredResponse,
-}
-
-/// A stored idempotency key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredKey {
-    /// The fingerprint of the request that used it.
-    pub fingerprint: String,
-    /// The response that request got.
-    pub response: StoredResponse,
-}
-
-/// A new idempotency key to store.
-#[derive(Debug, Clone)]
-pub struct NewKey {
-    /// The key.
-    pub key: String,
-    /// The request's fingerprint.
-    pub fingerprint: String,
-    /// The response.
-    pub response: StoredResponse,
-}
-
-/// What the store found of the batch's idempotency keys.
-#[derive(Debug, Default)]
-pub struct KeyClaims {
-    /// Keys another transaction is applying right now.
-    pub in_flight: HashSet<String>,
-    /// Keys stored by committed transactions.
-    pub stored: HashMap<String, StoredKey>,
-}
-
-/// A reservation as the batch sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HoldState {
-    /// Whether this batch placed it.
-    pub is_new: bool,
-    /// The account whose money it holds.
-    pub account: AccountId,
-    /// The held amount, in minor units.
-    pub amount: i64,
-    /// Its status.
-    pub status: HoldStatus,
-    /// The transaction that captured it.
-    pub transaction_id: Option<Uuid>,
-}
-
-/// A reservation to insert or update.
-#[derive(Debug, Clone)]
-pub struct HoldWrite {
-    /// Its unique reference.
-    pub reference: String,
-    /// Its final state in this batch.
-    pub state: HoldState,
 }
 
 /// The accounts balance operations move.
@@ -529,6 +441,7 @@ pub fn max_lines(operation: &BalanceOperation) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use payledger_core::balances::OrderId;
     use payledger_core::{AccountBalance, Currency, Money};
     use proptest::prelude::*;
 

@@ -7,12 +7,14 @@
 use std::collections::{HashMap, HashSet};
 
 use payledger_core::bank::NoticeField;
-use payledger_core::{AccountId, BalanceSheet, BankNotice, EntryDraft, Inn, LedgerError, OperationId, Posting};
-use time::OffsetDateTime;
+use payledger_core::{AccountId, BalanceSheet, BankNotice, Inn, LedgerError, OperationId, Posting};
 use uuid::Uuid;
 
-use super::balances::{ActivityLine, BalanceBatch, BalanceCommand, BalanceOutcome, HoldWrite, KeptRefusal, NewKey};
-use super::payouts::{JobEnd, NewJob, PayoutCommand, PayoutEvent, PayoutOutcome, PayoutState, PayoutStates};
+use super::balances::{BalanceBatch, BalanceCommand, BalanceOutcome, KeptRefusal};
+use super::payouts::{PayoutCommand, PayoutOutcome, PayoutStates};
+pub use crate::store::batch::{
+    ConflictRecord, NewTransaction, NoticeClaim, NoticeStatus, NoticeUpdate, Plan, RejectedNotice,
+};
 
 /// The ledger transaction kind of a credited bank payment.
 pub const BANK_PAYMENT_KIND: &str = "bank_payment";
@@ -75,19 +77,6 @@ impl WriteCommand {
     }
 }
 
-/// An invalid notice, with the reason it was refused.
-#[derive(Debug, Clone)]
-pub struct RejectedNotice {
-    /// A short reason such as `invalid_data` or `bad_signature`.
-    pub reason: String,
-    /// The field errors, as JSON text.
-    pub details: String,
-    /// The raw body, truncated to a bound.
-    pub body: String,
-    /// When it arrived.
-    pub received_at: OffsetDateTime,
-}
-
 /// What became of one command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WriteOutcome {
@@ -115,74 +104,6 @@ pub enum WriteOutcome {
     Jobs(Vec<crate::store::payouts::ClaimedJob>),
 }
 
-/// A notice row the batch tries to insert; the unique operation id decides whether it is new.
-#[derive(Debug, Clone)]
-pub struct NoticeClaim {
-    /// The notice.
-    pub notice: BankNotice,
-    /// `applied` (sync mode, with `transaction_id`) or `received` (async mode).
-    pub status: NoticeStatus,
-    /// The ledger transaction that will credit it, chosen before the claim so one insert says everything.
-    pub transaction_id: Option<Uuid>,
-}
-
-/// The life cycle of a stored bank payment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NoticeStatus {
-    /// Recorded, waiting for the background applier.
-    Received,
-    /// Credited to the organization.
-    Applied,
-    /// Refused by the ledger; see its failure reason.
-    Failed,
-}
-
-impl NoticeStatus {
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NoticeStatus::Received => "received",
-            NoticeStatus::Applied => "applied",
-            NoticeStatus::Failed => "failed",
-        }
-    }
-}
-
-/// A ledger transaction to insert.
-#[derive(Debug, Clone)]
-pub struct NewTransaction {
-    /// Its id.
-    pub id: Uuid,
-    /// What kind of operation it records.
-    pub kind: &'static str,
-    /// The unique key that makes it happen at most once, where no other table's unique key does.
-    pub idempotency_key: Option<String>,
-}
-
-/// A change of a stored notice's status after the ledger decided.
-#[derive(Debug, Clone)]
-pub struct NoticeUpdate {
-    /// Which notice.
-    pub operation_id: OperationId,
-    /// Its new status.
-    pub status: NoticeStatus,
-    /// The crediting transaction, when applied.
-    pub transaction_id: Option<Uuid>,
-    /// Why it failed, when failed.
-    pub failure_reason: Option<String>,
-}
-
-/// A conflicting notice to keep for operators.
-#[derive(Debug, Clone)]
-pub struct ConflictRecord {
-    /// The operation id both notices carry.
-    pub operation_id: OperationId,
-    /// The fields that differ, comma-separated.
-    pub differing_fields: String,
-    /// The later notice as received.
-    pub notice: String,
-}
-
 /// Everything the store learned inside the batch transaction, before any decision.
 #[derive(Debug, Default)]
 pub struct Claims {
@@ -192,41 +113,6 @@ pub struct Claims {
     pub stored: HashMap<OperationId, BankNotice>,
     /// Recorded notices, locked by this batch, that are still waiting to be applied.
     pub waiting: HashSet<OperationId>,
-}
-
-/// The rows one batch writes and the outcome of each command, in command order.
-#[derive(Debug, Default)]
-pub struct Plan {
-    /// New ledger transactions.
-    pub transactions: Vec<NewTransaction>,
-    /// Their entries, with the transaction each belongs to.
-    pub entries: Vec<(Uuid, EntryDraft)>,
-    /// Status changes of stored notices.
-    pub notice_updates: Vec<NoticeUpdate>,
-    /// Conflicting notices.
-    pub conflicts: Vec<ConflictRecord>,
-    /// Rejected notices.
-    pub rejected: Vec<RejectedNotice>,
-    /// New lines of users' histories.
-    pub activity: Vec<ActivityLine>,
-    /// Reservations placed or settled.
-    pub holds: Vec<HoldWrite>,
-    /// Idempotency keys with their stored responses.
-    pub keys: Vec<NewKey>,
-    /// Payouts created or changed, in their final state.
-    pub payouts: Vec<PayoutState>,
-    /// Payout status changes to append to their history.
-    pub payout_events: Vec<PayoutEvent>,
-    /// Jobs to enqueue.
-    pub new_jobs: Vec<NewJob>,
-    /// Jobs that end with this batch's payout changes.
-    pub job_ends: Vec<JobEnd>,
-    /// Audit rows of the changes users asked for.
-    pub audit: Vec<crate::store::AuditEntry>,
-    /// Accounts this batch opened but did not use, to delete again.
-    pub unused_accounts: Vec<AccountId>,
-    /// One outcome per command.
-    pub outcomes: Vec<WriteOutcome>,
 }
 
 /// The notice rows a batch should try to insert: the first occurrence of each new operation id, in
@@ -272,8 +158,8 @@ pub struct AccountMap<'a> {
 
 /// Decides every command of a batch in order against the running balances in `sheet`.
 ///
-/// A refused command affects only itself. The returned plan holds every row to write; `sheet` ends
-/// holding the final balance of each touched account.
+/// A refused command affects only itself. Returns the plan (every row to write) and one outcome per
+/// command, in command order; `sheet` ends holding the final balance of each touched account.
 pub fn decide(
     commands: &[WriteCommand],
     claims: &Claims,
@@ -282,13 +168,14 @@ pub fn decide(
     balances: &mut BalanceBatch<'_>,
     payouts: &mut PayoutStates,
     sheet: &mut BalanceSheet,
-) -> Plan {
+) -> (Plan, Vec<WriteOutcome>) {
     let claimed_transaction: HashMap<OperationId, Option<Uuid>> =
         claim_rows.iter().map(|claim| (claim.notice.operation_id, claim.transaction_id)).collect();
     // The first notice of each operation id in this batch; later ones in the batch compare against it.
     let mut first_in_batch: HashMap<OperationId, &BankNotice> = HashMap::new();
     let mut applied_recorded: HashSet<OperationId> = HashSet::new();
     let mut plan = Plan::default();
+    let mut outcomes = Vec::with_capacity(commands.len());
     for (index, command) in commands.iter().enumerate() {
         let outcome = match command {
             WriteCommand::IntakeNotice { notice, apply, raw } => {
@@ -337,11 +224,11 @@ pub fn decide(
                 WriteOutcome::Payout(outcome)
             }
         };
-        plan.outcomes.push(outcome);
+        outcomes.push(outcome);
     }
     plan.holds = balances.hold_writes();
     plan.payouts = payouts.writes();
-    plan
+    (plan, outcomes)
 }
 
 fn compare_with_original(original: &BankNotice, notice: &BankNotice, raw: &[u8], plan: &mut Plan) -> WriteOutcome {
@@ -410,6 +297,7 @@ fn fail(notice: &BankNotice, error: LedgerError, plan: &mut Plan) -> WriteOutcom
 mod tests {
     use super::*;
     use payledger_core::{AccountBalance, Currency, Money};
+    use time::OffsetDateTime;
 
     fn notice(id: u128, amount: i64) -> BankNotice {
         BankNotice {
@@ -454,7 +342,7 @@ mod tests {
         Fixture { organizations, sheet }
     }
 
-    fn run(commands: &[WriteCommand], stored: &[BankNotice]) -> (Plan, BalanceSheet) {
+    fn run(commands: &[WriteCommand], stored: &[BankNotice]) -> (Plan, Vec<WriteOutcome>, BalanceSheet) {
         let mut fixture = fixture();
         let claim_rows = notice_claims(commands);
         let stored_ids: HashSet<_> = stored.iter().map(|n| n.operation_id).collect();
@@ -466,7 +354,7 @@ mod tests {
         let accounts = AccountMap { organizations: &fixture.organizations, bank_inflow: AccountId(1) };
         let (users, services) = (HashMap::new(), HashMap::new());
         let mut balances = no_balances(&users, &services);
-        let plan = decide(
+        let (plan, outcomes) = decide(
             commands,
             &claims,
             &claim_rows,
@@ -475,14 +363,14 @@ mod tests {
             &mut Default::default(),
             &mut fixture.sheet,
         );
-        (plan, fixture.sheet)
+        (plan, outcomes, fixture.sheet)
     }
 
     #[test]
     fn duplicates_inside_one_batch_credit_once() {
-        let (plan, sheet) = run(&[intake(7, 100), intake(7, 100), intake(8, 50), intake(7, 999)], &[]);
+        let (plan, outcomes, sheet) = run(&[intake(7, 100), intake(7, 100), intake(8, 50), intake(7, 999)], &[]);
         assert_eq!(
-            plan.outcomes,
+            outcomes,
             vec![
                 WriteOutcome::NoticeApplied,
                 WriteOutcome::NoticeDuplicate,
@@ -498,9 +386,9 @@ mod tests {
 
     #[test]
     fn a_notice_stored_by_an_earlier_batch_is_a_duplicate_or_a_conflict() {
-        let (plan, sheet) = run(&[intake(7, 100), intake(7, 200)], &[notice(7, 100)]);
+        let (plan, outcomes, sheet) = run(&[intake(7, 100), intake(7, 200)], &[notice(7, 100)]);
         assert_eq!(
-            plan.outcomes,
+            outcomes,
             vec![WriteOutcome::NoticeDuplicate, WriteOutcome::NoticeConflict(vec![NoticeField::Amount])]
         );
         assert_eq!(sheet.get(AccountId(2)).map(|a| a.balance), Some(0));
@@ -580,9 +468,9 @@ mod tests {
                     let accounts = AccountMap { organizations: &organizations, bank_inflow: AccountId(1) };
                     let (users, services) = (HashMap::new(), HashMap::new());
                     let mut balances = no_balances(&users, &services);
-                    let plan = decide(&commands, &claims, &claim_rows, &accounts, &mut balances, &mut Default::default(), &mut sheet);
-                    prop_assert_eq!(plan.outcomes.len(), commands.len());
-                    for (command, outcome) in commands.iter().zip(&plan.outcomes) {
+                    let (plan, outcomes) = decide(&commands, &claims, &claim_rows, &accounts, &mut balances, &mut Default::default(), &mut sheet);
+                    prop_assert_eq!(outcomes.len(), commands.len());
+                    for (command, outcome) in commands.iter().zip(&outcomes) {
                         let WriteCommand::IntakeNotice { notice, .. } = command else { continue };
                         match first.get(&notice.operation_id) {
                             None => {

@@ -393,7 +393,8 @@ impl WriterState {
                 payout_states.claimed_jobs.insert(index, jobs);
             }
         }
-        let mut plan = decide(commands, &claims, &claim_rows, &accounts, &mut balances, &mut payout_states, &mut sheet);
+        let (mut plan, outcomes) =
+            decide(commands, &claims, &claim_rows, &accounts, &mut balances, &mut payout_states, &mut sheet);
         // An account opened for a deposit that did not run (its key was reused, say) is removed again: only a
         // deposit opens an account.
         for (user, account) in balances.unopened_accounts() {
@@ -412,7 +413,7 @@ impl WriterState {
             committed = ?started.elapsed(),
             "batch phases"
         );
-        Ok((plan.outcomes, learned))
+        Ok((outcomes, learned))
     }
 
     /// The accounts of the organizations this batch credits, created if new. A duplicate or a conflicting

@@ -11,72 +11,18 @@ use payledger_core::balances::{ActivityKind, HoldStatus};
 use payledger_core::payout::{
     Actor, DeleteAction, PayoutStatus, TransitionError, delete_action, is_editable, transition,
 };
-use payledger_core::{AccountId, BalanceSheet, HoldChange, Inn, LedgerError, Money, Posting, UserId};
-use time::OffsetDateTime;
+use payledger_core::{AccountId, BalanceSheet, HoldChange, LedgerError, Money, Posting, UserId};
 use uuid::Uuid;
 
-use super::balances::{ActivityLine, BalanceBatch, HoldState, StoredResponse};
-use super::batch::{NewTransaction, Plan};
-
-/// The job kind that processes a payout.
-pub const PROCESS_PAYOUT_JOB: &str = "process_payout";
+use super::balances::BalanceBatch;
+use crate::store::batch::{ActivityLine, HoldState, NewTransaction, Plan, StoredResponse};
+pub use crate::store::batch::{
+    JobEnd, NewJob, PROCESS_PAYOUT_JOB, PayoutEvent, PayoutSource, PayoutState, StoredRecipient, hold_reference,
+};
 
 /// The ledger transaction kinds of payouts.
 const PAYOUT_KIND: &str = "payout";
 const PAYOUT_RETURN_KIND: &str = "payout_return";
-
-/// The reservation that holds a payout's amount on its source account.
-pub fn hold_reference(id: Uuid) -> String {
-    format!("payout:{id}")
-}
-
-/// Where a payout's money comes from.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum PayoutSource {
-    /// An organization's account, by INN.
-    Organization(Inn),
-    /// A user's account.
-    User(UserId),
-}
-
-impl PayoutSource {
-    /// The stored kind.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            PayoutSource::Organization(_) => "organization",
-            PayoutSource::User(_) => "user",
-        }
-    }
-
-    /// The stored key (INN or user id).
-    pub fn key(&self) -> String {
-        match self {
-            PayoutSource::Organization(inn) => inn.to_string(),
-            PayoutSource::User(user) => user.to_string(),
-        }
-    }
-}
-
-/// The recipient as stored: what may be shown, and the encrypted full number.
-#[derive(Clone, PartialEq, Eq)]
-pub struct StoredRecipient {
-    /// `card` or `bank_account`.
-    pub kind: &'static str,
-    /// The last four digits of the card or account number.
-    pub last4: String,
-    /// The holder's name.
-    pub holder: String,
-    /// The bank's BIK, for a bank account.
-    pub bik: Option<String>,
-    /// The full details, encrypted by the card vault.
-    pub secret: String,
-}
-
-impl std::fmt::Debug for StoredRecipient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StoredRecipient").field("kind", &self.kind).field("last4", &self.last4).finish_non_exhaustive()
-    }
-}
 
 /// Renders a payout creation's result for storage with its idempotency key (supplied by the HTTP layer).
 pub type PayoutRenderer = fn(&Result<crate::store::payouts::PayoutView, PayoutError>) -> StoredResponse;
@@ -144,20 +90,6 @@ pub enum PayoutChange {
     Attempt,
 }
 
-/// How a job ends, in the same transaction as the payout change it led to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JobEnd {
-    /// The job.
-    pub job_id: i64,
-    /// The worker that must still hold the job's lease (a worker whose lease expired and was taken over
-    /// records nothing); `None` for an operator ending a dead job.
-    pub owner: Option<String>,
-    /// Dead (attempts exhausted) rather than done.
-    pub dead: bool,
-    /// The last error, for a dead job.
-    pub error: Option<String>,
-}
-
 /// A payout command as submitted to the engine.
 #[derive(Debug, Clone)]
 pub enum PayoutCommand {
@@ -194,65 +126,6 @@ impl PayoutCommand {
             PayoutCommand::Change { .. } => None,
         }
     }
-}
-
-/// A payout as the batch sees (and leaves) it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PayoutState {
-    /// Whether this batch creates it.
-    pub is_new: bool,
-    /// Its id.
-    pub id: Uuid,
-    /// The amount in minor units.
-    pub amount: i64,
-    /// The currency code.
-    pub currency: &'static str,
-    /// The status.
-    pub status: PayoutStatus,
-    /// Why it failed.
-    pub failure_reason: Option<String>,
-    /// Gateway attempts so far.
-    pub attempts: i32,
-    /// The gateway's reference.
-    pub gateway_reference: Option<String>,
-    /// The description.
-    pub description: String,
-    /// The source account: its kind, key and id.
-    pub source: Option<(PayoutSource, AccountId)>,
-    /// Set once archived.
-    pub archived: bool,
-    /// The recipient (only for a new payout: stored rows keep theirs).
-    pub recipient: Option<StoredRecipient>,
-    /// When it was created.
-    pub created_at: OffsetDateTime,
-    /// When it last changed.
-    pub updated_at: OffsetDateTime,
-}
-
-/// One status change to append to a payout's history.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PayoutEvent {
-    /// The payout.
-    pub payout_id: Uuid,
-    /// The status before (none on creation).
-    pub from: Option<PayoutStatus>,
-    /// The status after, or `archived`.
-    pub to: &'static str,
-    /// Who made the change.
-    pub actor: Actor,
-    /// Why.
-    pub reason: Option<String>,
-}
-
-/// A job to enqueue.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewJob {
-    /// Its kind.
-    pub kind: &'static str,
-    /// What it works on.
-    pub payload: String,
-    /// How many attempts it gets.
-    pub max_attempts: i32,
 }
 
 /// Why a payout command was refused. Nothing changed.

@@ -3,21 +3,20 @@
 //! Each backend owns its migrations and SQL. The write side is only reached through the ledger engine's
 //! [`BatchTx`]; everything else here is a read, a seed or a check.
 
+pub mod batch;
 pub mod payouts;
 mod postgres;
 mod sqlite;
 mod sqlite_writer;
 
-use std::collections::{HashMap, HashSet};
-use std::future::Future;
 use std::path::Path;
 
-use payledger_core::{AccountId, BalanceSheet, BankNotice, Inn, OperationId};
+use payledger_core::{AccountId, BankNotice, Inn, OperationId};
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::engine::balances::{HoldState, KeyClaims};
-use crate::engine::batch::{NoticeClaim, Plan};
+use batch::HoldState;
+pub use batch::{AuditEntry, BatchTx};
 
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -245,21 +244,6 @@ pub struct RefreshRow {
     pub revoked: bool,
 }
 
-/// One privileged action, for the audit log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditEntry {
-    /// Who did it (a username, or `cli` / `bootstrap`).
-    pub actor: String,
-    /// What, e.g. `user.create`.
-    pub action: String,
-    /// On what, e.g. `user:alice`.
-    pub target: String,
-    /// The state before, as JSON (secrets left out).
-    pub before: Option<String>,
-    /// The state after, as JSON (secrets left out).
-    pub after: Option<String>,
-}
-
 /// A change to a user; `None` leaves a field as it is.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PrincipalChange<'a> {
@@ -335,84 +319,6 @@ pub struct VerifyReport {
     pub bank_payments: i64,
     /// Every broken invariant, described.
     pub problems: Vec<String>,
-}
-
-/// The write side of one batch transaction. The engine drives it; each backend implements it.
-pub trait BatchTx {
-    /// Inserts the notice rows whose operation id is new and returns those ids.
-    fn claim_notices(
-        &mut self,
-        claims: &[NoticeClaim],
-        now: OffsetDateTime,
-    ) -> impl Future<Output = Result<HashSet<OperationId>, StoreError>>;
-    /// Creates, inside this transaction, the organizations and accounts that do not exist yet, in ascending
-    /// INN order, and returns every account id.
-    fn ensure_organizations(
-        &mut self,
-        orgs: &[(Inn, String)],
-    ) -> impl Future<Output = Result<Vec<(Inn, AccountId)>, StoreError>>;
-    /// Loads stored notices by operation id.
-    fn stored_notices(
-        &mut self,
-        ids: &[OperationId],
-    ) -> impl Future<Output = Result<HashMap<OperationId, BankNotice>, StoreError>>;
-    /// Locks the recorded notices among `ids` that still wait to be applied and returns their ids.
-    fn lock_waiting(&mut self, ids: &[OperationId]) -> impl Future<Output = Result<HashSet<OperationId>, StoreError>>;
-    /// Finds the stored keys among `keys` and tells which are in use by another open transaction; never
-    /// waits for one.
-    fn claim_keys(&mut self, keys: &[String]) -> impl Future<Output = Result<KeyClaims, StoreError>>;
-    /// Locks the reservations with these references (ascending) and loads them.
-    fn lock_holds(
-        &mut self,
-        references: &[String],
-    ) -> impl Future<Output = Result<HashMap<String, HoldState>, StoreError>>;
-    /// The ids of the existing accounts of this kind with these keys.
-    fn find_accounts(
-        &mut self,
-        kind: AccountKind,
-        keys: &[String],
-    ) -> impl Future<Output = Result<Vec<(String, AccountId)>, StoreError>>;
-    /// Creates the accounts of this kind that do not exist yet, in ascending key order, and returns every
-    /// one's id.
-    fn create_accounts(
-        &mut self,
-        kind: AccountKind,
-        keys: &[String],
-    ) -> impl Future<Output = Result<Vec<(String, AccountId)>, StoreError>>;
-    /// Claims up to `limit` due jobs for `owner` until `lease`, inside this batch.
-    fn claim_jobs(
-        &mut self,
-        owner: &str,
-        now: OffsetDateTime,
-        lease: OffsetDateTime,
-        limit: i64,
-    ) -> impl Future<Output = Result<Vec<payouts::ClaimedJob>, StoreError>>;
-    /// Locks the jobs with these ids (ascending) and loads their status and lease owner.
-    fn lock_jobs(
-        &mut self,
-        ids: &[i64],
-    ) -> impl Future<Output = Result<HashMap<i64, (String, Option<String>)>, StoreError>>;
-    /// Locks the payouts with these ids (ascending) and loads them.
-    fn lock_payouts(
-        &mut self,
-        ids: &[uuid::Uuid],
-    ) -> impl Future<Output = Result<HashMap<uuid::Uuid, crate::engine::payouts::PayoutState>, StoreError>>;
-    /// The time this batch applies at: the database's clock where it has one shared by every instance.
-    fn clock(&mut self) -> impl Future<Output = Result<OffsetDateTime, StoreError>>;
-    /// Reserves `count` new, increasing history line ids.
-    fn allocate_line_ids(&mut self, count: usize) -> impl Future<Output = Result<Vec<i64>, StoreError>>;
-    /// Locks the accounts in ascending id order and loads their balances.
-    fn lock_accounts(&mut self, ids: &[AccountId]) -> impl Future<Output = Result<BalanceSheet, StoreError>>;
-    /// Writes every row of the plan and the final balances of `touched` accounts.
-    fn write_plan(
-        &mut self,
-        plan: &Plan,
-        sheet: &BalanceSheet,
-        touched: &[AccountId],
-        now: OffsetDateTime,
-    ) -> impl Future<Output = Result<(), StoreError>>;
-    /// Commits durably.
-    fn commit(self) -> impl Future<Output = Result<(), StoreError>>;
 }
 
 /// Runs the same expression on whichever backend the store is: each backend implements the method itself.

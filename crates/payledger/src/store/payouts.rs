@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::StoreError;
-use crate::engine::payouts::{PayoutSource, PayoutState};
+use super::batch::{PayoutSource, PayoutState};
 
 /// The columns of a payout the engine needs, by id (`$1`/`?1`).
 pub(crate) const PAYOUT_STATE_SQL: &str =

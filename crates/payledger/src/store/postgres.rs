@@ -14,10 +14,8 @@ use sqlx::{Postgres, Row, Transaction};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::batch::{HoldState, KeyClaims, NoticeClaim, PayoutState, Plan, StoredKey, StoredResponse, hold_reference};
 use super::{AccountKind, BatchTx, MAX_KEPT_NOTICES, StoreError, hold_from_row, notice_from_row, organization_account};
-use crate::engine::balances::{HoldState, KeyClaims, StoredKey, StoredResponse};
-use crate::engine::batch::{NoticeClaim, Plan};
-use crate::engine::payouts::PayoutState;
 
 /// Connections per instance: the writer's transaction, the async applier and API reads.
 const MAX_CONNECTIONS: u32 = 12;
@@ -205,11 +203,7 @@ impl PgBatch {
             .bind(new.iter().map(|p| p.source.as_ref().map(|(s, _)| s.key())).collect::<Vec<_>>())
             .bind(new.iter().map(|p| p.source.as_ref().map(|(_, a)| a.0)).collect::<Vec<_>>())
             .bind(now)
-            .bind(
-                new.iter()
-                    .map(|p| p.source.as_ref().map(|_| crate::engine::payouts::hold_reference(p.id)))
-                    .collect::<Vec<_>>(),
-            )
+            .bind(new.iter().map(|p| p.source.as_ref().map(|_| hold_reference(p.id))).collect::<Vec<_>>())
             .execute(&mut *self.tx)
             .await?;
         }

@@ -15,11 +15,9 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
+use super::batch::{HoldState, KeyClaims, NoticeClaim, PayoutState, Plan, StoredKey, StoredResponse, hold_reference};
 use super::payouts::{PAYOUT_STATE_SQL, PayoutRow};
 use super::{AccountKind, BatchTx, MAX_KEPT_NOTICES, StoreError, hold_from_row, notice_from_row};
-use crate::engine::balances::{HoldState, KeyClaims, StoredKey, StoredResponse};
-use crate::engine::batch::{NoticeClaim, Plan};
-use crate::engine::payouts::PayoutState;
 use crate::timefmt::sqlite_text;
 
 /// How many prepared statements the writer keeps.
@@ -112,7 +110,7 @@ impl SqliteBatch<'_> {
                         source_key,
                         source_account,
                         now,
-                        source_account.map(|_| crate::engine::payouts::hold_reference(p.id))
+                        source_account.map(|_| hold_reference(p.id))
                     ])?;
             } else {
                 self.tx

@@ -162,7 +162,7 @@ macro_rules! console_payouts_queries {
                     " FROM jobs WHERE payload = $1 AND kind = $2 ORDER BY id"
                 ))
                 .bind(payout.to_string())
-                .bind($crate::engine::payouts::PROCESS_PAYOUT_JOB)
+                .bind($crate::store::batch::PROCESS_PAYOUT_JOB)
                 .fetch_all(&self.$reader)
                 .await?;
                 rows.iter()

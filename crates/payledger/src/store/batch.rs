@@ -1,0 +1,441 @@
+//! The ledger engine's write contract: [`BatchTx`], the one transaction a batch of commands runs in, and
+//! every row it reads or writes.
+//!
+//! The engine claims and locks through a `BatchTx`, decides without I/O, and hands back a [`Plan`] that
+//! holds only rows; each backend writes a plan in full. The types live here, beside the trait, so the store
+//! needs nothing from the engine: a new kind of row is a field of `Plan`, a type here, and one writer per
+//! backend (each backend destructures `Plan` without `..`, so a field it forgets does not compile).
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+
+use payledger_core::balances::{ActivityKind, HoldStatus, OrderId};
+use payledger_core::payout::{Actor, PayoutStatus};
+use payledger_core::{AccountId, BalanceSheet, BankNotice, EntryDraft, Inn, OperationId, ServiceId, UserId};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::payouts::ClaimedJob;
+use super::{AccountKind, StoreError};
+
+/// An invalid notice, with the reason it was refused.
+#[derive(Debug, Clone)]
+pub struct RejectedNotice {
+    /// A short reason such as `invalid_data` or `bad_signature`.
+    pub reason: String,
+    /// The field errors, as JSON text.
+    pub details: String,
+    /// The raw body, truncated to a bound.
+    pub body: String,
+    /// When it arrived.
+    pub received_at: OffsetDateTime,
+}
+
+/// A notice row the batch tries to insert; the unique operation id decides whether it is new.
+#[derive(Debug, Clone)]
+pub struct NoticeClaim {
+    /// The notice.
+    pub notice: BankNotice,
+    /// `applied` (sync mode, with `transaction_id`) or `received` (async mode).
+    pub status: NoticeStatus,
+    /// The ledger transaction that will credit it, chosen before the claim so one insert says everything.
+    pub transaction_id: Option<Uuid>,
+}
+
+/// The life cycle of a stored bank payment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoticeStatus {
+    /// Recorded, waiting for the background applier.
+    Received,
+    /// Credited to the organization.
+    Applied,
+    /// Refused by the ledger; see its failure reason.
+    Failed,
+}
+
+impl NoticeStatus {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NoticeStatus::Received => "received",
+            NoticeStatus::Applied => "applied",
+            NoticeStatus::Failed => "failed",
+        }
+    }
+}
+
+/// A ledger transaction to insert.
+#[derive(Debug, Clone)]
+pub struct NewTransaction {
+    /// Its id.
+    pub id: Uuid,
+    /// What kind of operation it records.
+    pub kind: &'static str,
+    /// The unique key that makes it happen at most once, where no other table's unique key does.
+    pub idempotency_key: Option<String>,
+}
+
+/// A change of a stored notice's status after the ledger decided.
+#[derive(Debug, Clone)]
+pub struct NoticeUpdate {
+    /// Which notice.
+    pub operation_id: OperationId,
+    /// Its new status.
+    pub status: NoticeStatus,
+    /// The crediting transaction, when applied.
+    pub transaction_id: Option<Uuid>,
+    /// Why it failed, when failed.
+    pub failure_reason: Option<String>,
+}
+
+/// A conflicting notice to keep for operators.
+#[derive(Debug, Clone)]
+pub struct ConflictRecord {
+    /// The operation id both notices carry.
+    pub operation_id: OperationId,
+    /// The fields that differ, comma-separated.
+    pub differing_fields: String,
+    /// The later notice as received.
+    pub notice: String,
+}
+
+/// The rows one batch writes. The engine's answer to each command travels beside it, not in it.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// New ledger transactions.
+    pub transactions: Vec<NewTransaction>,
+    /// Their entries, with the transaction each belongs to.
+    pub entries: Vec<(Uuid, EntryDraft)>,
+    /// Status changes of stored notices.
+    pub notice_updates: Vec<NoticeUpdate>,
+    /// Conflicting notices.
+    pub conflicts: Vec<ConflictRecord>,
+    /// Rejected notices.
+    pub rejected: Vec<RejectedNotice>,
+    /// New lines of users' histories.
+    pub activity: Vec<ActivityLine>,
+    /// Reservations placed or settled.
+    pub holds: Vec<HoldWrite>,
+    /// Idempotency keys with their stored responses.
+    pub keys: Vec<NewKey>,
+    /// Payouts created or changed, in their final state.
+    pub payouts: Vec<PayoutState>,
+    /// Payout status changes to append to their history.
+    pub payout_events: Vec<PayoutEvent>,
+    /// Jobs to enqueue.
+    pub new_jobs: Vec<NewJob>,
+    /// Jobs that end with this batch's payout changes.
+    pub job_ends: Vec<JobEnd>,
+    /// Audit rows of the changes users asked for.
+    pub audit: Vec<AuditEntry>,
+    /// Accounts this batch opened but did not use, to delete again.
+    pub unused_accounts: Vec<AccountId>,
+}
+
+/// A response as the client first got it; a replay sends exactly this.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredResponse {
+    /// The HTTP status.
+    pub status: u16,
+    /// The JSON body.
+    pub body: String,
+}
+
+/// One line of a user's history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActivityLine {
+    /// Its id, increasing in the order lines were applied to the account.
+    pub id: i64,
+    /// The user's account.
+    pub account: AccountId,
+    /// The user.
+    pub user: UserId,
+    /// What happened.
+    pub kind: ActivityKind,
+    /// The change of the user's available balance, in minor units.
+    pub amount: i64,
+    /// The change of the user's reserved (held) money, in minor units.
+    pub held_change: i64,
+    /// The other user of a transfer.
+    pub counterparty: Option<UserId>,
+    /// The service and order of a reservation, capture or release.
+    pub order: Option<(ServiceId, OrderId)>,
+    /// The payout whose hold, payment or return this is.
+    pub payout: Option<Uuid>,
+    /// The ledger transaction, when the balance changed.
+    pub transaction_id: Option<Uuid>,
+    /// When it was applied.
+    pub created_at: OffsetDateTime,
+}
+
+/// A stored idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredKey {
+    /// The fingerprint of the request that used it.
+    pub fingerprint: String,
+    /// The response that request got.
+    pub response: StoredResponse,
+}
+
+/// A new idempotency key to store.
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    /// The key.
+    pub key: String,
+    /// The request's fingerprint.
+    pub fingerprint: String,
+    /// The response.
+    pub response: StoredResponse,
+}
+
+/// What the store found of the batch's idempotency keys.
+#[derive(Debug, Default)]
+pub struct KeyClaims {
+    /// Keys another transaction is applying right now.
+    pub in_flight: HashSet<String>,
+    /// Keys stored by committed transactions.
+    pub stored: HashMap<String, StoredKey>,
+}
+
+/// A reservation as the batch sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HoldState {
+    /// Whether this batch placed it.
+    pub is_new: bool,
+    /// The account whose money it holds.
+    pub account: AccountId,
+    /// The held amount, in minor units.
+    pub amount: i64,
+    /// Its status.
+    pub status: HoldStatus,
+    /// The transaction that captured it.
+    pub transaction_id: Option<Uuid>,
+}
+
+/// A reservation to insert or update.
+#[derive(Debug, Clone)]
+pub struct HoldWrite {
+    /// Its unique reference.
+    pub reference: String,
+    /// Its final state in this batch.
+    pub state: HoldState,
+}
+
+/// The job kind that processes a payout.
+pub const PROCESS_PAYOUT_JOB: &str = "process_payout";
+
+/// The reservation that holds a payout's amount on its source account.
+pub fn hold_reference(id: Uuid) -> String {
+    format!("payout:{id}")
+}
+
+/// Where a payout's money comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum PayoutSource {
+    /// An organization's account, by INN.
+    Organization(Inn),
+    /// A user's account.
+    User(UserId),
+}
+
+impl PayoutSource {
+    /// The stored kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PayoutSource::Organization(_) => "organization",
+            PayoutSource::User(_) => "user",
+        }
+    }
+
+    /// The stored key (INN or user id).
+    pub fn key(&self) -> String {
+        match self {
+            PayoutSource::Organization(inn) => inn.to_string(),
+            PayoutSource::User(user) => user.to_string(),
+        }
+    }
+}
+
+/// The recipient as stored: what may be shown, and the encrypted full number.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredRecipient {
+    /// `card` or `bank_account`.
+    pub kind: &'static str,
+    /// The last four digits of the card or account number.
+    pub last4: String,
+    /// The holder's name.
+    pub holder: String,
+    /// The bank's BIK, for a bank account.
+    pub bik: Option<String>,
+    /// The full details, encrypted by the card vault.
+    pub secret: String,
+}
+
+impl std::fmt::Debug for StoredRecipient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredRecipient").field("kind", &self.kind).field("last4", &self.last4).finish_non_exhaustive()
+    }
+}
+
+/// How a job ends, in the same transaction as the payout change it led to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobEnd {
+    /// The job.
+    pub job_id: i64,
+    /// The worker that must still hold the job's lease (a worker whose lease expired and was taken over
+    /// records nothing); `None` for an operator ending a dead job.
+    pub owner: Option<String>,
+    /// Dead (attempts exhausted) rather than done.
+    pub dead: bool,
+    /// The last error, for a dead job.
+    pub error: Option<String>,
+}
+
+/// A payout as the batch sees (and leaves) it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayoutState {
+    /// Whether this batch creates it.
+    pub is_new: bool,
+    /// Its id.
+    pub id: Uuid,
+    /// The amount in minor units.
+    pub amount: i64,
+    /// The currency code.
+    pub currency: &'static str,
+    /// The status.
+    pub status: PayoutStatus,
+    /// Why it failed.
+    pub failure_reason: Option<String>,
+    /// Gateway attempts so far.
+    pub attempts: i32,
+    /// The gateway's reference.
+    pub gateway_reference: Option<String>,
+    /// The description.
+    pub description: String,
+    /// The source account: its kind, key and id.
+    pub source: Option<(PayoutSource, AccountId)>,
+    /// Set once archived.
+    pub archived: bool,
+    /// The recipient (only for a new payout: stored rows keep theirs).
+    pub recipient: Option<StoredRecipient>,
+    /// When it was created.
+    pub created_at: OffsetDateTime,
+    /// When it last changed.
+    pub updated_at: OffsetDateTime,
+}
+
+/// One status change to append to a payout's history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayoutEvent {
+    /// The payout.
+    pub payout_id: Uuid,
+    /// The status before (none on creation).
+    pub from: Option<PayoutStatus>,
+    /// The status after, or `archived`.
+    pub to: &'static str,
+    /// Who made the change.
+    pub actor: Actor,
+    /// Why.
+    pub reason: Option<String>,
+}
+
+/// A job to enqueue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewJob {
+    /// Its kind.
+    pub kind: &'static str,
+    /// What it works on.
+    pub payload: String,
+    /// How many attempts it gets.
+    pub max_attempts: i32,
+}
+
+/// One privileged action, for the audit log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    /// Who did it (a username, or `cli` / `bootstrap`).
+    pub actor: String,
+    /// What, e.g. `user.create`.
+    pub action: String,
+    /// On what, e.g. `user:alice`.
+    pub target: String,
+    /// The state before, as JSON (secrets left out).
+    pub before: Option<String>,
+    /// The state after, as JSON (secrets left out).
+    pub after: Option<String>,
+}
+
+/// The write side of one batch transaction. The engine drives it; each backend implements it.
+pub trait BatchTx {
+    /// Inserts the notice rows whose operation id is new and returns those ids.
+    fn claim_notices(
+        &mut self,
+        claims: &[NoticeClaim],
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<HashSet<OperationId>, StoreError>>;
+    /// Creates, inside this transaction, the organizations and accounts that do not exist yet, in ascending
+    /// INN order, and returns every account id.
+    fn ensure_organizations(
+        &mut self,
+        orgs: &[(Inn, String)],
+    ) -> impl Future<Output = Result<Vec<(Inn, AccountId)>, StoreError>>;
+    /// Loads stored notices by operation id.
+    fn stored_notices(
+        &mut self,
+        ids: &[OperationId],
+    ) -> impl Future<Output = Result<HashMap<OperationId, BankNotice>, StoreError>>;
+    /// Locks the recorded notices among `ids` that still wait to be applied and returns their ids.
+    fn lock_waiting(&mut self, ids: &[OperationId]) -> impl Future<Output = Result<HashSet<OperationId>, StoreError>>;
+    /// Finds the stored keys among `keys` and tells which are in use by another open transaction; never
+    /// waits for one.
+    fn claim_keys(&mut self, keys: &[String]) -> impl Future<Output = Result<KeyClaims, StoreError>>;
+    /// Locks the reservations with these references (ascending) and loads them.
+    fn lock_holds(
+        &mut self,
+        references: &[String],
+    ) -> impl Future<Output = Result<HashMap<String, HoldState>, StoreError>>;
+    /// The ids of the existing accounts of this kind with these keys.
+    fn find_accounts(
+        &mut self,
+        kind: AccountKind,
+        keys: &[String],
+    ) -> impl Future<Output = Result<Vec<(String, AccountId)>, StoreError>>;
+    /// Creates the accounts of this kind that do not exist yet, in ascending key order, and returns every
+    /// one's id.
+    fn create_accounts(
+        &mut self,
+        kind: AccountKind,
+        keys: &[String],
+    ) -> impl Future<Output = Result<Vec<(String, AccountId)>, StoreError>>;
+    /// Claims up to `limit` due jobs for `owner` until `lease`, inside this batch.
+    fn claim_jobs(
+        &mut self,
+        owner: &str,
+        now: OffsetDateTime,
+        lease: OffsetDateTime,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<ClaimedJob>, StoreError>>;
+    /// Locks the jobs with these ids (ascending) and loads their status and lease owner.
+    fn lock_jobs(
+        &mut self,
+        ids: &[i64],
+    ) -> impl Future<Output = Result<HashMap<i64, (String, Option<String>)>, StoreError>>;
+    /// Locks the payouts with these ids (ascending) and loads them.
+    fn lock_payouts(&mut self, ids: &[Uuid]) -> impl Future<Output = Result<HashMap<Uuid, PayoutState>, StoreError>>;
+    /// The time this batch applies at: the database's clock where it has one shared by every instance.
+    fn clock(&mut self) -> impl Future<Output = Result<OffsetDateTime, StoreError>>;
+    /// Reserves `count` new, increasing history line ids.
+    fn allocate_line_ids(&mut self, count: usize) -> impl Future<Output = Result<Vec<i64>, StoreError>>;
+    /// Locks the accounts in ascending id order and loads their balances.
+    fn lock_accounts(&mut self, ids: &[AccountId]) -> impl Future<Output = Result<BalanceSheet, StoreError>>;
+    /// Writes every row of the plan and the final balances of `touched` accounts.
+    fn write_plan(
+        &mut self,
+        plan: &Plan,
+        sheet: &BalanceSheet,
+        touched: &[AccountId],
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<(), StoreError>>;
+    /// Commits durably.
+    fn commit(self) -> impl Future<Output = Result<(), StoreError>>;
+}
