@@ -13,6 +13,7 @@ pub mod error;
 pub mod fields;
 pub mod gateway;
 pub mod hex;
+pub mod idempotency;
 pub mod intake;
 pub mod netlist;
 pub mod payouts;

@@ -14,6 +14,7 @@ use crate::engine::payouts::{
     StoredRecipient,
 };
 use crate::engine::{EngineError, LedgerEngine};
+use crate::idempotency::{IdempotencyKey, InFlightKeys};
 use crate::vault::{Vault, VaultError};
 
 /// Why the service could not give a payout command an outcome.
@@ -52,13 +53,13 @@ pub struct Payouts {
     vault: Arc<Vault>,
     max_attempts: i32,
     /// Idempotency keys of creations this process is applying right now.
-    in_flight: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    in_flight: InFlightKeys,
 }
 
 impl Payouts {
     /// A service submitting to `engine` and encrypting numbers with `vault`.
     pub fn new(engine: LedgerEngine, vault: Arc<Vault>, max_attempts: i32) -> Payouts {
-        Payouts { engine, vault, max_attempts, in_flight: Arc::default() }
+        Payouts { engine, vault, max_attempts, in_flight: InFlightKeys::default() }
     }
 
     /// The card vault (workers decrypt with it).
@@ -72,12 +73,12 @@ impl Payouts {
     pub async fn create(
         &self,
         request: PayoutRequest,
-        key: Option<(String, PayoutRenderer)>,
+        key: Option<(IdempotencyKey, PayoutRenderer)>,
         by: Option<String>,
     ) -> Result<PayoutOutcome, PayoutServiceError> {
         let idempotency = key.map(|(key, render)| PayoutKey { key, fingerprint: self.fingerprint(&request), render });
         let _claim = match &idempotency {
-            Some(key) => match crate::balances::InFlight::claim(&self.in_flight, &key.key) {
+            Some(key) => match self.in_flight.claim(&key.key) {
                 Some(claim) => Some(claim),
                 None => return Ok(PayoutOutcome::KeyInFlight),
             },

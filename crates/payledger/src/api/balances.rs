@@ -19,11 +19,10 @@ use crate::access::Caller;
 use crate::api::JsonRubles;
 use crate::api::extract::{ApiQuery, json_body};
 use crate::balances::Idempotency;
-use crate::engine::balances::{
-    ActivityLine, BalanceOutcome, MAX_IDEMPOTENCY_KEY_LEN, OperationResult, Renderer, StoredResponse,
-};
+use crate::engine::balances::{ActivityLine, BalanceOutcome, OperationResult, Renderer, StoredResponse};
 use crate::error::{ApiError, ErrorBody};
 use crate::fields::{FieldErrors, JsonObject, parse_amount, parse_integer};
+use crate::idempotency::IdempotencyKey;
 use crate::store::{ActivityRow, HistoryCursor, HistoryPage, HistorySort};
 use crate::timefmt::serde_rfc3339;
 
@@ -220,22 +219,12 @@ pub(crate) fn stored(response: StoredResponse, replayed: bool) -> Response {
     answer
 }
 
-/// The `Idempotency-Key` header, if sent (1 to 255 visible ASCII characters), scoped to the caller: two
-/// callers' keys never meet, so neither can collide with nor replay the other's requests.
-pub(crate) fn idempotency_key(headers: &HeaderMap, caller: &Caller) -> Result<Option<String>, ApiError> {
+/// The `Idempotency-Key` header, if sent, scoped to the caller (see [`IdempotencyKey::parse`]).
+pub(crate) fn idempotency_key(headers: &HeaderMap, caller: &Caller) -> Result<Option<IdempotencyKey>, ApiError> {
     let Some(value) = headers.get(IDEMPOTENCY_KEY) else { return Ok(None) };
-    let invalid = |reason: &str| ApiError::field("Idempotency-Key", reason);
-    let key = value.to_str().map_err(|_| invalid("must be visible ASCII characters"))?;
-    if key.is_empty() {
-        return Err(invalid("must not be empty"));
-    }
-    if key.len() > MAX_IDEMPOTENCY_KEY_LEN {
-        return Err(invalid(&format!("must be at most {MAX_IDEMPOTENCY_KEY_LEN} characters")));
-    }
-    if !key.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
-        return Err(invalid("must be visible ASCII characters"));
-    }
-    Ok(Some(format!("{}/{key}", caller.scope())))
+    IdempotencyKey::parse(value.as_bytes(), &caller.scope())
+        .map(Some)
+        .map_err(|error| ApiError::field("Idempotency-Key", &error.to_string()))
 }
 
 /// One balance operation endpoint: parse, apply at most once per key, answer.

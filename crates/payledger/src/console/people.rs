@@ -29,6 +29,7 @@ use crate::AppState;
 use crate::balances::Idempotency;
 use crate::engine::EngineError;
 use crate::engine::balances::{BalanceOutcome, OperationResult, StoredResponse};
+use crate::idempotency::IdempotencyKey;
 use crate::principals::{self, PrincipalError, UserChange};
 use crate::store::console::people::{OpenHold, UserListRow};
 use crate::store::{ActivityRow, AuditFilter, AuditRow, HistoryCursor, HistoryPage, HistorySort};
@@ -536,7 +537,7 @@ async fn try_operate(state: &AppState, user: &ConsoleUser, op: Op, input: OpInpu
         return confirmation(state, user, op, &operation, &nonce, None, StatusCode::OK).await;
     }
     let idempotency = nonce.as_ref().map(|nonce| Idempotency {
-        key: format!("console:{}/{nonce}", user.id),
+        key: IdempotencyKey::console(user.id, nonce),
         endpoint: op.endpoint(),
         render: stored_result,
     });

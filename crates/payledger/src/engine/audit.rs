@@ -31,7 +31,7 @@ pub fn balance_entry(command: &BalanceCommand, outcome: &BalanceOutcome) -> Opti
     let mut transactions: Vec<String> =
         lines.iter().filter_map(|line| line.transaction_id).map(|id| id.to_string()).collect();
     transactions.dedup();
-    let after = json!({"request": crate::balances::canonical_value(operation), "transactions": transactions});
+    let after = json!({"request": crate::idempotency::canonical_value(operation), "transactions": transactions});
     Some(AuditEntry {
         actor: by.clone(),
         action: action.to_owned(),

@@ -13,11 +13,9 @@ use payledger_core::{
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::idempotency::IdempotencyKey;
 pub use crate::store::batch::{ActivityLine, HoldState, HoldWrite, KeyClaims, NewKey, StoredKey, StoredResponse};
 use crate::store::batch::{NewTransaction, Plan};
-
-/// The longest `Idempotency-Key` accepted.
-pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 
 /// What an executed operation produced: its users' new history lines, or why nothing changed.
 pub type OperationResult = Result<Vec<ActivityLine>, BalanceError>;
@@ -29,8 +27,8 @@ pub type Renderer = fn(&OperationResult) -> StoredResponse;
 /// The `Idempotency-Key` of a request, with what identifies the request itself.
 #[derive(Debug, Clone)]
 pub struct IdempotencyRequest {
-    /// The client's key.
-    pub key: String,
+    /// The client's key, scoped to its caller.
+    pub key: IdempotencyKey,
     /// A digest of the endpoint and the canonical request body.
     pub fingerprint: String,
     /// How to render the response stored with the key.
@@ -73,8 +71,8 @@ pub enum BalanceOutcome {
 /// An invalid request's refusal, to keep under its idempotency key.
 #[derive(Debug, Clone)]
 pub struct KeptRefusal {
-    /// The client's key.
-    pub key: String,
+    /// The client's key, scoped to its caller.
+    pub key: IdempotencyKey,
     /// A digest of the endpoint and the raw body.
     pub fingerprint: String,
     /// The 4xx response it got.
@@ -158,22 +156,22 @@ impl<'a> BalanceBatch<'a> {
                 Err(defect) => BalanceOutcome::Broken(defect),
             };
         };
-        if let Some(answered) = self.known_key(&request.key, &request.fingerprint) {
+        if let Some(answered) = self.known_key(request.key.as_str(), &request.fingerprint) {
             return answered;
         }
         match self.execute(&command.operation, sheet, plan) {
             Ok(result) => {
                 let response = (request.render)(&result);
                 plan.keys.push(NewKey {
-                    key: request.key.clone(),
+                    key: request.key.to_string(),
                     fingerprint: request.fingerprint.clone(),
                     response: response.clone(),
                 });
-                self.first_keys.insert(request.key.clone(), (request.fingerprint.clone(), Some(response.clone())));
+                self.first_keys.insert(request.key.to_string(), (request.fingerprint.clone(), Some(response.clone())));
                 BalanceOutcome::Executed { result, response: Some(response) }
             }
             Err(defect) => {
-                self.first_keys.insert(request.key.clone(), (request.fingerprint.clone(), None));
+                self.first_keys.insert(request.key.to_string(), (request.fingerprint.clone(), None));
                 BalanceOutcome::Broken(defect)
             }
         }
@@ -221,15 +219,15 @@ impl<'a> BalanceBatch<'a> {
     /// Keeps the refusal of an invalid request under its key, so a retry of it gets the same answer and the
     /// key cannot then be used for another request.
     pub fn keep_refusal(&mut self, refusal: &KeptRefusal, plan: &mut Plan) -> BalanceOutcome {
-        if let Some(answered) = self.known_key(&refusal.key, &refusal.fingerprint) {
+        if let Some(answered) = self.known_key(refusal.key.as_str(), &refusal.fingerprint) {
             return answered;
         }
         plan.keys.push(NewKey {
-            key: refusal.key.clone(),
+            key: refusal.key.to_string(),
             fingerprint: refusal.fingerprint.clone(),
             response: refusal.response.clone(),
         });
-        self.first_keys.insert(refusal.key.clone(), (refusal.fingerprint.clone(), Some(refusal.response.clone())));
+        self.first_keys.insert(refusal.key.to_string(), (refusal.fingerprint.clone(), Some(refusal.response.clone())));
         BalanceOutcome::Kept(refusal.response.clone())
     }
 

@@ -299,16 +299,17 @@ impl WriterState {
                 _ => None,
             })
             .collect();
-        let keys =
-            sorted_unique(balance_commands.iter().filter_map(|c| c.idempotency.as_ref().map(|i| i.key.clone())).chain(
+        let keys = sorted_unique(
+            balance_commands.iter().filter_map(|c| c.idempotency.as_ref().map(|i| i.key.as_str().to_owned())).chain(
                 commands.iter().filter_map(|c| match c {
-                    WriteCommand::KeepRefusal(refusal) => Some(refusal.key.clone()),
+                    WriteCommand::KeepRefusal(refusal) => Some(refusal.key.as_str().to_owned()),
                     WriteCommand::Payout(payouts::PayoutCommand::Create(new)) => {
-                        new.idempotency.as_ref().map(|key| key.key.clone())
+                        new.idempotency.as_ref().map(|key| key.key.as_str().to_owned())
                     }
                     _ => None,
                 }),
-            ));
+            ),
+        );
         let key_claims = tx.claim_keys(&keys).await?;
         let waiting = tx.lock_waiting(&recorded_to_apply(commands)).await?;
         let claims = Claims { inserted, stored, waiting };
@@ -488,8 +489,8 @@ impl WriterState {
         let mut seen_keys = HashSet::new();
         let depositors = sorted_unique(commands.iter().filter_map(|c| {
             if let Some(request) = &c.idempotency
-                && (keys.stored.contains_key(&request.key)
-                    || keys.in_flight.contains(&request.key)
+                && (keys.stored.contains_key(request.key.as_str())
+                    || keys.in_flight.contains(request.key.as_str())
                     || !seen_keys.insert(request.key.as_str()))
             {
                 return None;

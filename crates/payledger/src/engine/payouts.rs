@@ -30,8 +30,8 @@ pub type PayoutRenderer = fn(&Result<crate::store::payouts::PayoutView, PayoutEr
 /// A payout creation's `Idempotency-Key`.
 #[derive(Debug, Clone)]
 pub struct PayoutKey {
-    /// The client's key.
-    pub key: String,
+    /// The client's key, scoped to its caller.
+    pub key: crate::idempotency::IdempotencyKey,
     /// A keyed digest of the request (it holds a card number, so a plain hash would not do).
     pub fingerprint: String,
     /// How the result is rendered for storage.
@@ -246,7 +246,7 @@ impl BalanceBatch<'_> {
         let decided = match command {
             PayoutCommand::Create(new) => {
                 let Some(key) = &new.idempotency else { return outcome(self.create_payout(new, payouts, sheet, plan)) };
-                if let Some(answered) = self.known_key(&key.key, &key.fingerprint) {
+                if let Some(answered) = self.known_key(key.key.as_str(), &key.fingerprint) {
                     return match answered {
                         super::balances::BalanceOutcome::Replayed(response) => PayoutOutcome::Replayed(response),
                         super::balances::BalanceOutcome::KeyReused => PayoutOutcome::KeyReused,
@@ -256,7 +256,7 @@ impl BalanceBatch<'_> {
                 match self.create_payout(new, payouts, sheet, plan) {
                     Ok(result) => {
                         let response = (key.render)(&result.map(|state| view_of(&state, &new.recipient)));
-                        self.remember_key(&key.key, &key.fingerprint, response.clone(), plan);
+                        self.remember_key(key.key.as_str(), &key.fingerprint, response.clone(), plan);
                         return PayoutOutcome::Answered(response);
                     }
                     Err(defect) => Err(defect),
