@@ -92,16 +92,33 @@ super::console::sessions::console_session_queries!(
     bind_time: std::convert::identity
 );
 
-super::shared_queries!(
+// The queries both backends share (see `queries/`), with what differs here.
+super::queries::accounts::account_queries!(PgStore, reader: pool, writer: pool);
+super::queries::notices::notice_queries!(PgStore, reader: pool);
+super::queries::balances::balance_queries!(PgStore, reader: pool, bind_time: std::convert::identity);
+super::queries::payouts::payout_queries!(PgStore, reader: pool, bind_time: std::convert::identity);
+super::queries::jobs::job_queries!(
     PgStore,
     reader: pool,
     writer: pool,
-    begin_snapshot: "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+    bind_time: std::convert::identity,
+    claim_jobs_sql: super::queries::jobs::claim_jobs_sql!("FOR UPDATE SKIP LOCKED")
+);
+super::queries::principals::principal_queries!(
+    PgStore,
+    reader: pool,
+    writer: pool,
     begin_write: "BEGIN",
     for_update: " FOR UPDATE",
-    uuid_text: "uuid_hex(",
-    bind_time: std::convert::identity,
-    claim_jobs_sql: super::claim_jobs_sql!("FOR UPDATE SKIP LOCKED")
+    bind_time: std::convert::identity
+);
+super::queries::tokens::token_queries!(PgStore, writer: pool, begin_write: "BEGIN", bind_time: std::convert::identity);
+super::queries::audit::audit_queries!(PgStore, reader: pool, writer: pool, bind_time: std::convert::identity);
+super::queries::verify::verify_queries!(
+    PgStore,
+    reader: pool,
+    begin_snapshot: "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+    uuid_text: "uuid_hex("
 );
 
 fn notice_from_pg_row(row: &sqlx::postgres::PgRow) -> Result<BankNotice, StoreError> {
@@ -478,7 +495,7 @@ impl BatchTx for PgBatch {
         lease: OffsetDateTime,
         limit: i64,
     ) -> Result<Vec<crate::store::payouts::ClaimedJob>, StoreError> {
-        let rows = sqlx::query(super::claim_jobs_sql!("FOR UPDATE SKIP LOCKED"))
+        let rows = sqlx::query(super::queries::jobs::claim_jobs_sql!("FOR UPDATE SKIP LOCKED"))
             .bind(owner)
             .bind(lease)
             .bind(now)

@@ -362,7 +362,7 @@ impl BatchTx for SqliteBatch<'_> {
         lease: OffsetDateTime,
         limit: i64,
     ) -> Result<Vec<crate::store::payouts::ClaimedJob>, StoreError> {
-        let mut statement = self.tx.prepare_cached(super::claim_jobs_sql!(""))?;
+        let mut statement = self.tx.prepare_cached(super::queries::jobs::claim_jobs_sql!(""))?;
         let rows = statement.query_map(params![owner, sqlite_text(lease), sqlite_text(now), limit], |row| {
             Ok(crate::store::payouts::ClaimedJob {
                 id: row.get(0)?,
