@@ -1,13 +1,14 @@
 //! Storage: one enum over the two backends, chosen once at start-up from the database URL.
 //!
 //! Each backend owns its migrations and SQL. The write side is only reached through the ledger engine's
-//! [`BatchTx`] (`batch.rs` holds the contract; `sqlite_writer.rs` and `postgres.rs` implement it);
+//! [`BatchTx`] (`batch.rs` holds the contract; `sqlite_writer.rs` and `postgres_writer.rs` implement it);
 //! everything else here is a read, a seed or a check. Those whose SQL both backends share are in
 //! `queries/`, one file per area; the rows they return are in `rows.rs`.
 
 pub mod batch;
 pub mod payouts;
 mod postgres;
+mod postgres_writer;
 mod rows;
 mod sqlite;
 mod sqlite_writer;

@@ -1,5 +1,5 @@
 //! The job queue outside batches: claims, reschedules and finishes (which change no ledger state, so they
-//! do not go through the engine), and the console's reads of jobs.
+//! are not ledger batches), and the console's reads of jobs.
 
 use time::OffsetDateTime;
 
