@@ -97,7 +97,8 @@ macro_rules! principal_queries {
             Ok(inserted)
         }
 
-        /// Changes a user's password, role or active flag (whichever is given); true if the user exists.
+        /// Changes a user's password, role or active flag (whichever is given), unless no active admin would be
+        /// left; says which happened.
         pub(in crate::store) async fn update_principal(
             &self,
             username: &str,
