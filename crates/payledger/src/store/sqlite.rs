@@ -115,17 +115,39 @@ super::console::sessions::console_session_queries!(
     bind_time: crate::timefmt::sqlite_text
 );
 
-super::shared_queries!(
+// The queries both backends share (see `queries/`), with what differs here.
+super::queries::accounts::account_queries!(SqliteStore, reader: reader, writer: writer);
+super::queries::notices::notice_queries!(SqliteStore, reader: reader);
+super::queries::balances::balance_queries!(SqliteStore, reader: reader, bind_time: crate::timefmt::sqlite_text);
+super::queries::payouts::payout_queries!(SqliteStore, reader: reader, bind_time: crate::timefmt::sqlite_text);
+super::queries::jobs::job_queries!(
     SqliteStore,
     reader: reader,
     writer: writer,
-    begin_snapshot: "BEGIN",
+    bind_time: crate::timefmt::sqlite_text,
+    claim_jobs_sql: super::queries::jobs::claim_jobs_sql!("")
+);
+super::queries::principals::principal_queries!(
+    SqliteStore,
+    reader: reader,
+    writer: writer,
     begin_write: "BEGIN IMMEDIATE",
     for_update: "",
-    uuid_text: "hex(",
-    bind_time: crate::timefmt::sqlite_text,
-    claim_jobs_sql: super::claim_jobs_sql!("")
+    bind_time: crate::timefmt::sqlite_text
 );
+super::queries::tokens::token_queries!(
+    SqliteStore,
+    writer: writer,
+    begin_write: "BEGIN IMMEDIATE",
+    bind_time: crate::timefmt::sqlite_text
+);
+super::queries::audit::audit_queries!(
+    SqliteStore,
+    reader: reader,
+    writer: writer,
+    bind_time: crate::timefmt::sqlite_text
+);
+super::queries::verify::verify_queries!(SqliteStore, reader: reader, begin_snapshot: "BEGIN", uuid_text: "hex(");
 
 /// Copies committed WAL frames into the database file off the writer's path.
 ///

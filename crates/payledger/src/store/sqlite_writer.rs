@@ -9,15 +9,18 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::time::Duration;
 
-use payledger_core::{AccountBalance, AccountId, BalanceSheet, BankNotice, Inn, OperationId};
+use payledger_core::{AccountBalance, AccountId, BalanceSheet, BankNotice, EntryDraft, Inn, OperationId};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
-use super::batch::{HoldState, KeyClaims, NoticeClaim, PayoutState, Plan, StoredKey, StoredResponse, hold_reference};
+use super::batch::{
+    ActivityLine, ConflictRecord, HoldState, HoldWrite, JobEnd, KeyClaims, NewJob, NewKey, NewTransaction, NoticeClaim,
+    NoticeUpdate, PayoutEvent, PayoutState, Plan, RejectedNotice, StoredKey, StoredResponse, hold_reference,
+};
 use super::payouts::{PAYOUT_STATE_SQL, PayoutRow};
-use super::{AccountKind, BatchTx, MAX_KEPT_NOTICES, StoreError, hold_from_row, notice_from_row};
+use super::{AccountKind, AuditEntry, BatchTx, MAX_KEPT_NOTICES, StoreError, hold_from_row, notice_from_row};
 use crate::timefmt::sqlite_text;
 
 /// How many prepared statements the writer keeps.
@@ -74,9 +77,9 @@ fn uuid_from(bytes: &[u8]) -> Result<Uuid, StoreError> {
 }
 
 impl SqliteBatch<'_> {
-    /// Writes the plan's payouts, their history and their jobs, and its audit rows.
-    fn write_payouts(&mut self, plan: &Plan, now: &str) -> Result<(), StoreError> {
-        for p in &plan.payouts {
+    /// Writes the payouts created or changed, in their final state.
+    fn write_payouts(&self, payouts: &[PayoutState], now: &str) -> Result<(), StoreError> {
+        for p in payouts {
             let (source_kind, source_key, source_account) = match &p.source {
                 Some((source, account)) => (Some(source.kind()), Some(source.key()), Some(account.0)),
                 None => (None, None, None),
@@ -132,7 +135,12 @@ impl SqliteBatch<'_> {
                     ])?;
             }
         }
-        for e in &plan.payout_events {
+        Ok(())
+    }
+
+    /// Appends payout status changes to their history.
+    fn write_payout_events(&self, events: &[PayoutEvent], now: &str) -> Result<(), StoreError> {
+        for e in events {
             self.tx
                 .prepare_cached(
                     "INSERT INTO payout_events (payout_id, from_status, to_status, actor, reason, created_at)
@@ -147,14 +155,24 @@ impl SqliteBatch<'_> {
                     now
                 ])?;
         }
-        for a in &plan.audit {
+        Ok(())
+    }
+
+    /// Writes the audit rows of the changes users asked for.
+    fn write_audit(&self, audit: &[AuditEntry], now: &str) -> Result<(), StoreError> {
+        for a in audit {
             self.tx
                 .prepare_cached(
                     "INSERT INTO audit_log (actor, action, target, before, after, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )?
                 .execute(params![a.actor, a.action, a.target, a.before, a.after, now])?;
         }
-        for j in &plan.new_jobs {
+        Ok(())
+    }
+
+    /// Enqueues jobs, due at once.
+    fn write_new_jobs(&self, jobs: &[NewJob], now: &str) -> Result<(), StoreError> {
+        for j in jobs {
             self.tx
                 .prepare_cached(
                     "INSERT INTO jobs (kind, payload, status, run_at, max_attempts, created_at, updated_at)
@@ -162,7 +180,12 @@ impl SqliteBatch<'_> {
                 )?
                 .execute(params![j.kind, j.payload, now, j.max_attempts])?;
         }
-        for j in &plan.job_ends {
+        Ok(())
+    }
+
+    /// Ends the jobs whose payouts this batch moved on (done, or dead with their error).
+    fn write_job_ends(&self, ends: &[JobEnd], now: &str) -> Result<(), StoreError> {
+        for j in ends {
             self.tx
                 .prepare_cached(
                     "UPDATE jobs SET status = CASE WHEN ?2 THEN 'dead' ELSE 'done' END, last_error = COALESCE(?3, last_error),
@@ -170,6 +193,182 @@ impl SqliteBatch<'_> {
                      WHERE id = ?1 AND status IN ('queued', 'dead')",
                 )?
                 .execute(params![j.job_id, j.dead, j.error, now])?;
+        }
+        Ok(())
+    }
+
+    /// Writes the new ledger transactions.
+    fn write_transactions(&self, transactions: &[NewTransaction], now: &str) -> Result<(), StoreError> {
+        let mut transaction = self.tx.prepare_cached(
+            "INSERT INTO ledger_transactions (id, kind, idempotency_key, created_at) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for t in transactions {
+            transaction.execute(params![t.id.as_bytes(), t.kind, t.idempotency_key, now])?;
+        }
+        Ok(())
+    }
+
+    /// Writes the transactions' entries.
+    fn write_entries(&self, entries: &[(Uuid, EntryDraft)], now: &str) -> Result<(), StoreError> {
+        let mut entry = self.tx.prepare_cached(
+            "INSERT INTO entries (transaction_id, account_id, amount, balance_before, balance_after, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        for (transaction_id, e) in entries {
+            entry.execute(params![
+                transaction_id.as_bytes(),
+                e.account.0,
+                e.amount,
+                e.balance_before,
+                e.balance_after,
+                now
+            ])?;
+        }
+        Ok(())
+    }
+
+    /// Writes the final balance and held money of each touched account.
+    fn write_balances(&self, sheet: &BalanceSheet, touched: &[AccountId]) -> Result<(), StoreError> {
+        let mut account = self
+            .tx
+            .prepare_cached("UPDATE accounts SET balance = ?2, held = ?3, version = version + 1 WHERE id = ?1")?;
+        for id in touched {
+            if let Some(balance) = sheet.get(*id) {
+                account.execute(params![id.0, balance.balance, balance.held])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the new lines of users' histories.
+    fn write_activity(&self, activity: &[ActivityLine], now: &str) -> Result<(), StoreError> {
+        if !activity.is_empty() {
+            let mut line = self.tx.prepare_cached(
+                "INSERT INTO account_activity (id, account_id, kind, amount, held_change, counterparty, service_id,
+                                               order_id, payout_id, transaction_id, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?;
+            for l in activity {
+                line.execute(params![
+                    l.id,
+                    l.account.0,
+                    l.kind.as_str(),
+                    l.amount,
+                    l.held_change,
+                    l.counterparty.map(|user| user.get()),
+                    l.order.map(|(service, _)| service.get()),
+                    l.order.map(|(_, order)| order.get()),
+                    l.payout.as_ref().map(|id| id.as_bytes().as_slice()),
+                    l.transaction_id.as_ref().map(|id| id.as_bytes().as_slice()),
+                    now
+                ])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Places new reservations and settles (captures or releases) stored ones.
+    fn write_holds(&self, holds: &[HoldWrite], now: &str) -> Result<(), StoreError> {
+        for hold in holds {
+            let state = &hold.state;
+            let transaction = state.transaction_id.as_ref().map(|id| id.as_bytes().as_slice());
+            let settled_at = (state.status != payledger_core::balances::HoldStatus::Held).then_some(now);
+            if state.is_new {
+                self.tx
+                    .prepare_cached(
+                        "INSERT INTO holds (reference, account_id, amount, status, transaction_id, created_at, settled_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    )?
+                    .execute(params![
+                        hold.reference,
+                        state.account.0,
+                        state.amount,
+                        state.status.as_str(),
+                        transaction,
+                        now,
+                        settled_at
+                    ])?;
+            } else {
+                self.tx
+                    .prepare_cached(
+                        "UPDATE holds SET status = ?2, transaction_id = ?3, settled_at = ?4 WHERE reference = ?1",
+                    )?
+                    .execute(params![hold.reference, state.status.as_str(), transaction, settled_at])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes the accounts this batch opened but did not use, unless they hold money after all.
+    fn delete_unused_accounts(&self, accounts: &[AccountId]) -> Result<(), StoreError> {
+        for account in accounts {
+            self.tx
+                .prepare_cached("DELETE FROM accounts WHERE id = ?1 AND balance = 0 AND held = 0")?
+                .execute(params![account.0])?;
+        }
+        Ok(())
+    }
+
+    /// Stores idempotency keys with the responses a replay sends.
+    fn write_keys(&self, keys: &[NewKey], now: &str) -> Result<(), StoreError> {
+        if !keys.is_empty() {
+            let mut key = self.tx.prepare_cached(
+                "INSERT INTO idempotency_keys (key, fingerprint, status, response, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for k in keys {
+                key.execute(params![k.key, k.fingerprint, k.response.status, k.response.body, now])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the status changes of stored notices (applied, or failed with a reason).
+    fn write_notice_updates(&self, updates: &[NoticeUpdate], now: &str) -> Result<(), StoreError> {
+        let mut notice = self.tx.prepare_cached(
+            "UPDATE bank_payments SET status = ?2, transaction_id = ?3, failure_reason = ?4, applied_at = ?5
+             WHERE operation_id = ?1",
+        )?;
+        for update in updates {
+            notice.execute(params![
+                update.operation_id.0.as_bytes(),
+                update.status.as_str(),
+                update.transaction_id.as_ref().map(|id| id.as_bytes().as_slice()),
+                update.failure_reason,
+                now
+            ])?;
+        }
+        Ok(())
+    }
+
+    /// Keeps conflicting notices for operators, pruning all but the newest [`MAX_KEPT_NOTICES`].
+    fn write_conflicts(&self, conflicts: &[ConflictRecord], now: &str) -> Result<(), StoreError> {
+        if !conflicts.is_empty() {
+            let mut conflict = self.tx.prepare_cached(
+                "INSERT INTO notice_conflicts (operation_id, differing_fields, notice, received_at)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for c in conflicts {
+                conflict.execute(params![c.operation_id.0.as_bytes(), c.differing_fields, c.notice, now])?;
+            }
+            self.tx
+                .prepare_cached("DELETE FROM notice_conflicts WHERE id <= (SELECT MAX(id) FROM notice_conflicts) - ?1")?
+                .execute(params![MAX_KEPT_NOTICES])?;
+        }
+        Ok(())
+    }
+
+    /// Keeps rejected notices for operators, pruning all but the newest [`MAX_KEPT_NOTICES`].
+    fn write_rejected(&self, rejected: &[RejectedNotice]) -> Result<(), StoreError> {
+        if !rejected.is_empty() {
+            let mut statement = self.tx.prepare_cached(
+                "INSERT INTO rejected_notices (reason, details, body, received_at) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for r in rejected {
+                statement.execute(params![r.reason, r.details, r.body, sqlite_text(r.received_at)])?;
+            }
+            self.tx
+                .prepare_cached("DELETE FROM rejected_notices WHERE id <= (SELECT MAX(id) FROM rejected_notices) - ?1")?
+                .execute(params![MAX_KEPT_NOTICES])?;
         }
         Ok(())
     }
@@ -362,7 +561,7 @@ impl BatchTx for SqliteBatch<'_> {
         lease: OffsetDateTime,
         limit: i64,
     ) -> Result<Vec<crate::store::payouts::ClaimedJob>, StoreError> {
-        let mut statement = self.tx.prepare_cached(super::claim_jobs_sql!(""))?;
+        let mut statement = self.tx.prepare_cached(super::queries::jobs::claim_jobs_sql!(""))?;
         let rows = statement.query_map(params![owner, sqlite_text(lease), sqlite_text(now), limit], |row| {
             Ok(crate::store::payouts::ClaimedJob {
                 id: row.get(0)?,
@@ -457,134 +656,42 @@ impl BatchTx for SqliteBatch<'_> {
         touched: &[AccountId],
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
+        // No `..`: a field added to `Plan` must not compile here until this backend writes it. Reading the
+        // fields one by one compiled with a new field unread, and its rows were silently never written.
+        let Plan {
+            transactions,
+            entries,
+            notice_updates,
+            conflicts,
+            rejected,
+            activity,
+            holds,
+            keys,
+            payouts,
+            payout_events,
+            new_jobs,
+            job_ends,
+            audit,
+            unused_accounts,
+        } = plan;
         let now = sqlite_text(now);
-        self.write_payouts(plan, &now)?;
-        let mut transaction = self.tx.prepare_cached(
-            "INSERT INTO ledger_transactions (id, kind, idempotency_key, created_at) VALUES (?1, ?2, ?3, ?4)",
-        )?;
-        for t in &plan.transactions {
-            transaction.execute(params![t.id.as_bytes(), t.kind, t.idempotency_key, now])?;
-        }
-        let mut entry = self.tx.prepare_cached(
-            "INSERT INTO entries (transaction_id, account_id, amount, balance_before, balance_after, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?;
-        for (transaction_id, e) in &plan.entries {
-            entry.execute(params![
-                transaction_id.as_bytes(),
-                e.account.0,
-                e.amount,
-                e.balance_before,
-                e.balance_after,
-                now
-            ])?;
-        }
-        let mut account = self
-            .tx
-            .prepare_cached("UPDATE accounts SET balance = ?2, held = ?3, version = version + 1 WHERE id = ?1")?;
-        for id in touched {
-            if let Some(balance) = sheet.get(*id) {
-                account.execute(params![id.0, balance.balance, balance.held])?;
-            }
-        }
-        if !plan.activity.is_empty() {
-            let mut line = self.tx.prepare_cached(
-                "INSERT INTO account_activity (id, account_id, kind, amount, held_change, counterparty, service_id,
-                                               order_id, payout_id, transaction_id, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            )?;
-            for l in &plan.activity {
-                line.execute(params![
-                    l.id,
-                    l.account.0,
-                    l.kind.as_str(),
-                    l.amount,
-                    l.held_change,
-                    l.counterparty.map(|user| user.get()),
-                    l.order.map(|(service, _)| service.get()),
-                    l.order.map(|(_, order)| order.get()),
-                    l.payout.as_ref().map(|id| id.as_bytes().as_slice()),
-                    l.transaction_id.as_ref().map(|id| id.as_bytes().as_slice()),
-                    now
-                ])?;
-            }
-        }
-        for hold in &plan.holds {
-            let state = &hold.state;
-            let transaction = state.transaction_id.as_ref().map(|id| id.as_bytes().as_slice());
-            let settled_at = (state.status != payledger_core::balances::HoldStatus::Held).then_some(now.as_str());
-            if state.is_new {
-                self.tx
-                    .prepare_cached(
-                        "INSERT INTO holds (reference, account_id, amount, status, transaction_id, created_at, settled_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                    )?
-                    .execute(params![
-                        hold.reference,
-                        state.account.0,
-                        state.amount,
-                        state.status.as_str(),
-                        transaction,
-                        now,
-                        settled_at
-                    ])?;
-            } else {
-                self.tx
-                    .prepare_cached(
-                        "UPDATE holds SET status = ?2, transaction_id = ?3, settled_at = ?4 WHERE reference = ?1",
-                    )?
-                    .execute(params![hold.reference, state.status.as_str(), transaction, settled_at])?;
-            }
-        }
-        for account in &plan.unused_accounts {
-            self.tx
-                .prepare_cached("DELETE FROM accounts WHERE id = ?1 AND balance = 0 AND held = 0")?
-                .execute(params![account.0])?;
-        }
-        if !plan.keys.is_empty() {
-            let mut key = self.tx.prepare_cached(
-                "INSERT INTO idempotency_keys (key, fingerprint, status, response, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?;
-            for k in &plan.keys {
-                key.execute(params![k.key, k.fingerprint, k.response.status, k.response.body, now])?;
-            }
-        }
-        let mut notice = self.tx.prepare_cached(
-            "UPDATE bank_payments SET status = ?2, transaction_id = ?3, failure_reason = ?4, applied_at = ?5
-             WHERE operation_id = ?1",
-        )?;
-        for update in &plan.notice_updates {
-            notice.execute(params![
-                update.operation_id.0.as_bytes(),
-                update.status.as_str(),
-                update.transaction_id.as_ref().map(|id| id.as_bytes().as_slice()),
-                update.failure_reason,
-                now
-            ])?;
-        }
-        if !plan.conflicts.is_empty() {
-            let mut conflict = self.tx.prepare_cached(
-                "INSERT INTO notice_conflicts (operation_id, differing_fields, notice, received_at)
-                 VALUES (?1, ?2, ?3, ?4)",
-            )?;
-            for c in &plan.conflicts {
-                conflict.execute(params![c.operation_id.0.as_bytes(), c.differing_fields, c.notice, now])?;
-            }
-            self.tx
-                .prepare_cached("DELETE FROM notice_conflicts WHERE id <= (SELECT MAX(id) FROM notice_conflicts) - ?1")?
-                .execute(params![MAX_KEPT_NOTICES])?;
-        }
-        if !plan.rejected.is_empty() {
-            let mut rejected = self.tx.prepare_cached(
-                "INSERT INTO rejected_notices (reason, details, body, received_at) VALUES (?1, ?2, ?3, ?4)",
-            )?;
-            for r in &plan.rejected {
-                rejected.execute(params![r.reason, r.details, r.body, sqlite_text(r.received_at)])?;
-            }
-            self.tx
-                .prepare_cached("DELETE FROM rejected_notices WHERE id <= (SELECT MAX(id) FROM rejected_notices) - ?1")?
-                .execute(params![MAX_KEPT_NOTICES])?;
-        }
+        // The statements run in the order they always have: the unused accounts are deleted only after the
+        // balances are written, so an account the batch did put money in stays.
+        self.write_payouts(payouts, &now)?;
+        self.write_payout_events(payout_events, &now)?;
+        self.write_audit(audit, &now)?;
+        self.write_new_jobs(new_jobs, &now)?;
+        self.write_job_ends(job_ends, &now)?;
+        self.write_transactions(transactions, &now)?;
+        self.write_entries(entries, &now)?;
+        self.write_balances(sheet, touched)?;
+        self.write_activity(activity, &now)?;
+        self.write_holds(holds, &now)?;
+        self.delete_unused_accounts(unused_accounts)?;
+        self.write_keys(keys, &now)?;
+        self.write_notice_updates(notice_updates, &now)?;
+        self.write_conflicts(conflicts, &now)?;
+        self.write_rejected(rejected)?;
         Ok(())
     }
 
