@@ -75,6 +75,17 @@ pub fn password_matches(password: &str, hash: &str) -> bool {
     PasswordHash::new(hash).is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
 }
 
+/// A hash of a random password nobody knows, verified for unknown users so that an unknown name and a wrong
+/// password take the same time (made by the same hasher, so with the same parameters as real hashes).
+static DUMMY_HASH: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| generate_password().and_then(|password| hash_password(&password)).unwrap_or_default());
+
+/// The hash to verify a password against when the user is unknown: every login path (the token endpoint,
+/// HTTP Basic, the console) must take as long for an unknown user as for a wrong password.
+pub fn dummy_hash() -> String {
+    DUMMY_HASH.clone()
+}
+
 /// A random password for the development bootstrap: 24 characters from an unambiguous alphabet.
 pub fn generate_password() -> Result<String, PrincipalError> {
     const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";

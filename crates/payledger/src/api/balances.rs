@@ -269,24 +269,16 @@ async fn operation(
         }
         BalanceOutcome::Executed { result, response: None } => stored(render(&result), false),
         BalanceOutcome::Replayed(response) => stored(response, true),
-        BalanceOutcome::KeyReused => {
-            return Err(ApiError::Conflict {
-                code: "idempotency_key_reused",
-                message: "This Idempotency-Key was used for a different request".into(),
-            });
-        }
+        BalanceOutcome::KeyReused => return Err(ApiError::idempotency_key_reused()),
         BalanceOutcome::KeyInFlight => {
-            let mut response = ApiError::Conflict {
-                code: "idempotency_key_in_flight",
-                message: "A request with this Idempotency-Key is being processed; retry shortly".into(),
-            }
-            .into_response();
+            let mut response = ApiError::idempotency_key_in_flight().into_response();
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             response
         }
         BalanceOutcome::Broken(defect) => {
-            tracing::error!(%defect, endpoint, "the ledger engine could not decide a balance operation");
-            crate::error::panic_response(Box::new(()))
+            return Err(ApiError::Internal(format!(
+                "the ledger engine could not decide a {endpoint} operation: {defect}"
+            )));
         }
     })
 }
