@@ -45,6 +45,7 @@ pub enum PrincipalError {
     Store(#[from] StoreError),
 }
 
+/// Whether `username` is one a user may have: 1 to [`MAX_USERNAME_CHARS`] letters, digits or `.-_@`.
 pub fn check_username(username: &str) -> Result<(), PrincipalError> {
     let fine = !username.is_empty()
         && username.chars().count() <= MAX_USERNAME_CHARS

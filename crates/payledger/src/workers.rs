@@ -53,6 +53,7 @@ pub fn spawn(context: WorkerContext, count: usize, stop: watch::Receiver<bool>) 
     workers
 }
 
+/// One worker: claims a due job at a time and processes it, until `stop` turns true.
 async fn run(context: WorkerContext, owner: String, mut stop: watch::Receiver<bool>) {
     tracing::debug!(%owner, "payout worker started");
     while !*stop.borrow() {
@@ -121,6 +122,7 @@ async fn give_up_or_retry(context: &WorkerContext, owner: &str, job: &ClaimedJob
     }
 }
 
+/// Waits `duration`, or less if shutdown is asked meanwhile.
 async fn pause(stop: &mut watch::Receiver<bool>, duration: Duration) {
     tokio::select! {
         _ = tokio::time::sleep(duration) => {}

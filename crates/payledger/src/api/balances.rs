@@ -172,6 +172,7 @@ pub struct TransferAnswer {
     pub recipient_transaction: TransactionObject,
 }
 
+/// An answer as stored under an idempotency key: the status and the JSON text of `body`.
 pub(crate) fn json_response(status: StatusCode, body: &impl Serialize) -> StoredResponse {
     // Serializing these plain structs cannot fail; an empty object would still be valid JSON.
     StoredResponse { status: status.as_u16(), body: serde_json::to_string(body).unwrap_or_else(|_| "{}".into()) }
@@ -210,6 +211,7 @@ fn render_transfer(result: &OperationResult) -> StoredResponse {
     }
 }
 
+/// The HTTP answer for a stored response; a replayed one is marked with `Idempotent-Replayed: true`.
 pub(crate) fn stored(response: StoredResponse, replayed: bool) -> Response {
     let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut answer =

@@ -126,11 +126,13 @@ pub struct PayoutAnswer {
     pub status_history: Option<Vec<StatusChange>>,
 }
 
+/// The amount as a decimal string with the currency's minor digits (2 for an unknown code).
 fn amount_text(amount: i64, currency: &str) -> String {
     let digits = Currency::from_code(currency).map_or(2, |c| c.minor_digits());
     format_minor(amount, digits)
 }
 
+/// The account the payout is drawn from, as shown.
 fn source_answer(state: &PayoutState) -> Option<SourceAnswer> {
     state.source.as_ref().map(|(source, _)| match source {
         PayoutSource::Organization(inn) => SourceAnswer { organization_inn: Some(inn.to_string()), user_id: None },
@@ -138,6 +140,7 @@ fn source_answer(state: &PayoutState) -> Option<SourceAnswer> {
     })
 }
 
+/// A number shown by its last four digits only.
 fn masked(last4: &str) -> String {
     format!("{MASK_PREFIX}{last4}")
 }
@@ -224,10 +227,6 @@ pub struct PayoutBody {
     source: Option<String>,
 }
 
-fn optional_string(raw: &serde_json::value::RawValue) -> Result<String, String> {
-    json_string(raw)
-}
-
 /// Parses a payout request, reporting every bad field at once.
 fn parse_payout(bytes: &[u8]) -> Result<PayoutRequest, FieldErrors> {
     let mut body = JsonObject::parse(bytes)?;
@@ -246,7 +245,7 @@ fn parse_payout(bytes: &[u8]) -> Result<PayoutRequest, FieldErrors> {
         }
         _ => None,
     };
-    let description = body.optional_field("description", optional_string).unwrap_or_default();
+    let description = body.optional_field("description", json_string).unwrap_or_default();
     if let Err(reason) = validate_description(&description) {
         body.error("description", &reason);
     }
@@ -517,6 +516,7 @@ fn encode_query(value: &str) -> String {
         .collect()
 }
 
+/// The payout id of a path, parsed here so a malformed one is a 400 naming `id`, not axum's own rejection.
 fn payout_id(text: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(text).map_err(|_| ApiError::field("id", "must be a UUID"))
 }

@@ -38,6 +38,7 @@ enum WireRecipient<'a> {
     BankAccount { account_number: &'a str, bik: &'a str, holder: &'a str },
 }
 
+/// The JSON body of the POST for `request`, with the recipient in full and the amount as an exact decimal.
 pub(super) fn wire_body(request: &GatewayRequest) -> Result<Vec<u8>, GatewayError> {
     let recipient = match &request.recipient {
         GatewayRecipient::Card { number, holder } => WireRecipient::Card { number, holder },
