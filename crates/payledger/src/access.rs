@@ -190,11 +190,6 @@ impl CredentialMemory {
     }
 }
 
-/// A 401 that tells the client which schemes the API takes.
-fn unauthenticated(message: impl Into<String>) -> ApiError {
-    ApiError::Unauthenticated(message.into())
-}
-
 /// The caller a request's `Authorization` header names: `None` without the header, an error for a header that
 /// is malformed or whose credentials are wrong, expired or disabled.
 async fn authenticate(
@@ -203,16 +198,12 @@ async fn authenticate(
     peer: Option<SocketAddr>,
 ) -> Result<Option<Principal>, ApiError> {
     let Some(value) = headers.get(header::AUTHORIZATION) else { return Ok(None) };
-    let value = value.to_str().map_err(|_| unauthenticated("Malformed Authorization header"))?;
+    let value = value.to_str().map_err(|_| ApiError::unauthenticated("Malformed Authorization header"))?;
     let (scheme, credentials) =
-        value.trim().split_once(' ').ok_or_else(|| unauthenticated("Malformed Authorization header"))?;
+        value.trim().split_once(' ').ok_or_else(|| ApiError::unauthenticated("Malformed Authorization header"))?;
     let credentials = credentials.trim();
     if scheme.eq_ignore_ascii_case("bearer") {
-        let claims =
-            state.token_keys.verify_access(credentials, OffsetDateTime::now_utc()).map_err(|error| match error {
-                TokenError::Expired => unauthenticated("The access token has expired"),
-                _ => unauthenticated("The access token is invalid"),
-            })?;
+        let claims = state.token_keys.verify_access(credentials, OffsetDateTime::now_utc())?;
         // The token proves who the caller was at login; what they may do is read now: a disabled user's
         // token stops working at once, and a changed role applies to the next request.
         let user = state.store.principal_by_id(claims.sub).await?;
@@ -222,25 +213,25 @@ async fn authenticate(
                     .tokens_valid_after
                     .is_some_and(|after| claims.issued_ms < crate::tokens::unix_millis(after)) =>
             {
-                Err(unauthenticated("The access token was revoked; log in again"))
+                Err(ApiError::unauthenticated("The access token was revoked; log in again"))
             }
             Some(user) if user.active && user.username == claims.name => principal_of(&user).map(Some),
-            _ => Err(unauthenticated("The access token's user is disabled or gone")),
+            _ => Err(ApiError::unauthenticated("The access token's user is disabled or gone")),
         };
     }
     if scheme.eq_ignore_ascii_case("basic") {
         return basic(state, credentials, peer).await.map(Some);
     }
-    Err(unauthenticated("Unsupported authorization scheme; use Bearer or Basic"))
+    Err(ApiError::unauthenticated("Unsupported authorization scheme; use Bearer or Basic"))
 }
 
 /// Verifies HTTP Basic credentials against the users table.
 async fn basic(state: &AppState, credentials: &str, peer: Option<SocketAddr>) -> Result<Principal, ApiError> {
-    let malformed = || unauthenticated("Malformed Basic credentials");
+    let malformed = || ApiError::unauthenticated("Malformed Basic credentials");
     let decoded = base64::engine::general_purpose::STANDARD.decode(credentials).map_err(|_| malformed())?;
     let decoded = String::from_utf8(decoded).map_err(|_| malformed())?;
     let (username, password) = decoded.split_once(':').ok_or_else(malformed)?;
-    let refused = || unauthenticated("Invalid username or password");
+    let refused = || ApiError::unauthenticated("Invalid username or password");
     // A name no user can have (a NUL byte, say) is looked up as nobody, not sent to the database.
     let user = match crate::principals::check_username(username) {
         Ok(()) => state.store.principal(username).await?,
@@ -261,7 +252,7 @@ async fn basic(state: &AppState, credentials: &str, peer: Option<SocketAddr>) ->
             ApiError::TooManyRequests(wait.as_secs())
         })?;
     }
-    let hash = user.as_ref().map_or_else(crate::api::auth::dummy_hash, |user| user.password_hash.clone());
+    let hash = user.as_ref().map_or_else(crate::principals::dummy_hash, |user| user.password_hash.clone());
     let password = password.to_owned();
     let checked_hash = hash.clone();
     let matches = tokio::task::spawn_blocking(move || crate::principals::password_matches(&password, &checked_hash))
@@ -316,7 +307,7 @@ async fn admit(
             principal.username, principal.role
         ))),
         None if anonymous_in_development && state.profile == Profile::Development => Ok(Caller::Anonymous),
-        None => Err(unauthenticated("Authentication required: send Authorization: Bearer <token> or Basic")),
+        None => Err(ApiError::unauthenticated("Authentication required: send Authorization: Bearer <token> or Basic")),
     }
 }
 

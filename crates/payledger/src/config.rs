@@ -548,30 +548,9 @@ impl Settings {
     }
 }
 
-/// Hides the password of a database URL for logs.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let credentials = &url[scheme_end + 3..at];
-            match credentials.split_once(':') {
-                Some((user, _)) => format!("{}{}:***{}", &url[..scheme_end + 3], user, &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn database_passwords_are_redacted() {
-        assert_eq!(redact_url("postgres://app:s3cret@db:5432/ledger"), "postgres://app:***@db:5432/ledger");
-        assert_eq!(redact_url("postgres://app@db/ledger"), "postgres://app@db/ledger");
-        assert_eq!(redact_url("sqlite://./data/payledger.db"), "sqlite://./data/payledger.db");
-    }
 
     #[test]
     fn the_cli_definition_is_consistent() {

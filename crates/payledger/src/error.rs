@@ -1,4 +1,5 @@
-//! The one API error type: every failure a handler can return, mapped to a status and JSON body here.
+//! The one API error type: every failure a handler can return, and every mapping from a domain error to it,
+//! with the status and JSON body each one answers.
 
 use std::collections::BTreeMap;
 
@@ -11,7 +12,11 @@ use payledger_core::BalanceError;
 use payledger_core::money::format_minor;
 
 use crate::engine::EngineError;
+use crate::engine::payouts::PayoutError;
+use crate::payouts::PayoutServiceError;
+use crate::principals::PrincipalError;
 use crate::store::StoreError;
+use crate::tokens::TokenError;
 
 /// What a client sees of an error: a human message, a stable machine code, and field details.
 #[derive(Debug, Serialize, ToSchema)]
@@ -36,29 +41,31 @@ pub struct ErrorBody {
     pub reserved: Option<String>,
 }
 
-/// An error a handler returns. Each variant documents its status.
+/// An error a handler returns. Each variant documents its status and code.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    /// 400: the input is invalid; `details` names each bad field.
+    /// 400 `invalid_data`: the input is invalid; `details` names each bad field.
     #[error("invalid data")]
     InvalidData(BTreeMap<String, String>),
-    /// 401: the request's signature or credentials are missing or wrong.
-    #[error("{0}")]
-    Unauthorized(String),
-    /// 401 from the authentication layer: no, malformed or wrong credentials; answered with the schemes the
-    /// API takes in `WWW-Authenticate`.
-    #[error("{0}")]
-    Unauthenticated(String),
-    /// 429: too many requests from this address; retry after the given seconds.
+    /// 401 `unauthorized`: the credentials or the signature are missing or wrong.
+    #[error("{message}")]
+    Unauthorized {
+        /// Human message.
+        message: String,
+        /// Whether the answer names the schemes the API takes in `WWW-Authenticate` (Bearer and Basic): set
+        /// by the authentication layer, not by a refused signature or login, where those schemes do not help.
+        challenge: bool,
+    },
+    /// 429 `rate_limited`: too many requests from this address; `Retry-After` gives the seconds.
     #[error("too many requests")]
     TooManyRequests(u64),
-    /// 403: the caller may not do this.
+    /// 403 `forbidden`: the caller may not do this.
     #[error("{0}")]
     Forbidden(String),
-    /// 404: the resource does not exist.
+    /// 404 `not_found`: the resource does not exist.
     #[error("{0}")]
     NotFound(&'static str),
-    /// 404: what a request field names does not exist.
+    /// 404 `not_found`: what a request field names does not exist; `details` names the field.
     #[error("{message}")]
     FieldNotFound {
         /// The request field.
@@ -78,7 +85,7 @@ pub enum ApiError {
         /// What is reserved, in kopecks.
         reserved: i64,
     },
-    /// 409: the request conflicts with what is stored.
+    /// 409 with the given code: the request conflicts with what is stored.
     #[error("{message}")]
     Conflict {
         /// Machine code.
@@ -86,19 +93,23 @@ pub enum ApiError {
         /// Human message.
         message: String,
     },
-    /// 413: the body is larger than the route accepts.
+    /// 413 `payload_too_large`: the body is larger than the route accepts; the connection is closed.
     #[error("payload too large")]
     PayloadTooLarge,
-    /// 415: the body is not JSON.
+    /// 415 `unsupported_media_type`: the body is not JSON.
     #[error("unsupported media type")]
     UnsupportedMediaType,
-    /// 422: well-formed, but the ledger refused it.
+    /// 422 `ledger_refused`: well-formed, but the ledger refused it.
     #[error("{0}")]
     Unprocessable(String),
-    /// 503: the ledger could not apply the request; nothing was applied and a retry may succeed.
+    /// 500 `internal`: a defect in payledger. The client gets an opaque body; the detail goes to the log only.
+    #[error("internal error: {0}")]
+    Internal(String),
+    /// 503 `overloaded`, `unconfirmed` or `unavailable`: the ledger could not apply the request; nothing was
+    /// applied and a retry may succeed (`Retry-After: 1`).
     #[error(transparent)]
     Engine(#[from] EngineError),
-    /// 503: the database failed; the detail goes to the log only.
+    /// 503 `unavailable`: the database failed; the detail goes to the log only (`Retry-After: 1`).
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -109,12 +120,36 @@ impl ApiError {
         ApiError::InvalidData(BTreeMap::from([(field.to_owned(), reason.into())]))
     }
 
+    /// A 401 without a challenge: a signature or a login that failed, where Bearer or Basic would not help.
+    pub fn unauthorized(message: impl Into<String>) -> ApiError {
+        ApiError::Unauthorized { message: message.into(), challenge: false }
+    }
+
+    /// A 401 from the authentication layer, naming the schemes the API takes in `WWW-Authenticate`.
+    pub fn unauthenticated(message: impl Into<String>) -> ApiError {
+        ApiError::Unauthorized { message: message.into(), challenge: true }
+    }
+
+    /// 409 `idempotency_key_reused`: the key was used before for a different request.
+    pub fn idempotency_key_reused() -> ApiError {
+        ApiError::Conflict {
+            code: "idempotency_key_reused",
+            message: "This Idempotency-Key was used for a different request".into(),
+        }
+    }
+
+    /// 409 `idempotency_key_in_flight`: another request with the key is being applied right now.
+    pub fn idempotency_key_in_flight() -> ApiError {
+        ApiError::Conflict {
+            code: "idempotency_key_in_flight",
+            message: "A request with this Idempotency-Key is being processed; retry shortly".into(),
+        }
+    }
+
     fn parts(&self) -> (StatusCode, &'static str, String) {
         match self {
             ApiError::InvalidData(_) => (StatusCode::BAD_REQUEST, "invalid_data", "Invalid data".into()),
-            ApiError::Unauthorized(message) | ApiError::Unauthenticated(message) => {
-                (StatusCode::UNAUTHORIZED, "unauthorized", message.clone())
-            }
+            ApiError::Unauthorized { message, .. } => (StatusCode::UNAUTHORIZED, "unauthorized", message.clone()),
             ApiError::TooManyRequests(_) => {
                 (StatusCode::TOO_MANY_REQUESTS, "rate_limited", "Too many requests; retry later".into())
             }
@@ -137,6 +172,8 @@ impl ApiError {
                 "Content-Type must be application/json".into(),
             ),
             ApiError::Unprocessable(message) => (StatusCode::UNPROCESSABLE_ENTITY, "ledger_refused", message.clone()),
+            // Opaque on purpose: a defect's detail (a query, a key id, a stack of causes) is for the log.
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error".into()),
             ApiError::Engine(EngineError::Overloaded) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "overloaded", "Service overloaded, retry later".into())
             }
@@ -151,7 +188,8 @@ impl ApiError {
         }
     }
 
-    /// The status and body a client gets for this error.
+    /// The status and body a client gets for this error. A server error's detail is logged here, since the
+    /// body never carries it.
     pub fn status_and_body(self) -> (StatusCode, ErrorBody) {
         let (status, code, error) = self.parts();
         if status.is_server_error() {
@@ -172,6 +210,7 @@ impl ApiError {
 }
 
 impl From<BalanceError> for ApiError {
+    /// A refused balance operation: 404 for an unknown user or hold, 409 for the conflicts, 422 for overflow.
     fn from(error: BalanceError) -> ApiError {
         let message = error.to_string();
         match error {
@@ -186,13 +225,76 @@ impl From<BalanceError> for ApiError {
     }
 }
 
+impl From<PayoutError> for ApiError {
+    /// A refused payout command: 404 for an unknown payout or source, 409 for a change its status does not
+    /// allow, 422 for overflow.
+    fn from(error: PayoutError) -> ApiError {
+        let message = error.to_string();
+        match error {
+            PayoutError::NotFound => ApiError::NotFound("Payout not found"),
+            PayoutError::LeaseLost(_) => ApiError::Conflict { code: "job_changed", message },
+            PayoutError::Transition(_) | PayoutError::NotDeletable(_) | PayoutError::NotEditable(_) => {
+                ApiError::Conflict { code: "invalid_transition", message }
+            }
+            PayoutError::UnknownSource { kind, .. } => ApiError::FieldNotFound {
+                field: if kind == "organization" { "source.organization_inn" } else { "source.user_id" },
+                message,
+            },
+            PayoutError::CurrencyMismatch(_) => ApiError::Conflict { code: "currency_mismatch", message },
+            PayoutError::InsufficientFunds { available } => ApiError::InsufficientFunds { available },
+            PayoutError::Overflow => ApiError::Unprocessable(message),
+        }
+    }
+}
+
+impl From<PayoutServiceError> for ApiError {
+    /// A payout command that got no outcome: 503, as nothing was stored and a retry may succeed.
+    fn from(error: PayoutServiceError) -> ApiError {
+        match error {
+            PayoutServiceError::Engine(error) => ApiError::Engine(error),
+            PayoutServiceError::Vault(error) => {
+                tracing::error!(%error, "card vault failed");
+                ApiError::Engine(EngineError::Unavailable)
+            }
+        }
+    }
+}
+
+impl From<PrincipalError> for ApiError {
+    /// A refused user change: 400 naming the bad field, 404 for an unknown user, 409 for a taken name or the
+    /// last admin.
+    fn from(error: PrincipalError) -> ApiError {
+        match error {
+            PrincipalError::BadUsername => ApiError::field("username", error.to_string()),
+            PrincipalError::WeakPassword => ApiError::field("password", error.to_string()),
+            PrincipalError::BadRole => ApiError::field("role", error.to_string()),
+            PrincipalError::Exists => ApiError::Conflict { code: "user_exists", message: error.to_string() },
+            PrincipalError::NotFound => ApiError::NotFound("User not found"),
+            PrincipalError::LastAdmin => ApiError::Conflict { code: "last_admin", message: error.to_string() },
+            PrincipalError::Hashing(_) => ApiError::Unprocessable("the password could not be hashed".into()),
+            PrincipalError::Store(error) => ApiError::Store(error),
+        }
+    }
+}
+
+impl From<TokenError> for ApiError {
+    /// A refused access token: 401 with the challenge. Only an expiry is told apart, so an answer never tells
+    /// an attacker which other check failed.
+    fn from(error: TokenError) -> ApiError {
+        match error {
+            TokenError::Expired => ApiError::unauthenticated("The access token has expired"),
+            _ => ApiError::unauthenticated("The access token is invalid"),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let retry_after = match &self {
             ApiError::TooManyRequests(seconds) => Some(*seconds),
             _ => None,
         };
-        let challenge = matches!(self, ApiError::Unauthenticated(_));
+        let challenge = matches!(self, ApiError::Unauthorized { challenge: true, .. });
         let (status, body) = self.status_and_body();
         let mut response = (status, axum::Json(body)).into_response();
         if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -220,10 +322,44 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The answer when a handler panicked: an opaque 500; the panic itself is in the log.
-pub fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    tracing::error!("a request handler panicked");
-    let body =
-        ErrorBody { error: "Internal error".into(), code: "internal", details: None, available: None, reserved: None };
-    (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(body)).into_response()
+/// The answer when a handler panicked: [`ApiError::Internal`], with the panic's message in the log.
+pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|text| (*text).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".to_owned());
+    ApiError::Internal(format!("a request handler panicked: {message}")).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body_text(response: Response) -> String {
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap_or_default();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    #[tokio::test]
+    async fn an_internal_error_is_opaque() {
+        let response = ApiError::Internal("secret detail".into()).into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(response.headers().get(header::RETRY_AFTER).is_none());
+        assert_eq!(body_text(response).await, r#"{"error":"Internal error","code":"internal"}"#);
+        let response = panic_response(Box::new("boom"));
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(body_text(response).await, r#"{"error":"Internal error","code":"internal"}"#);
+    }
+
+    #[tokio::test]
+    async fn only_the_authentication_layer_challenges() {
+        let challenged = ApiError::unauthenticated("Malformed Authorization header").into_response();
+        assert_eq!(challenged.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(challenged.headers().get_all(header::WWW_AUTHENTICATE).iter().count(), 2);
+        let plain = ApiError::unauthorized("Invalid username or password").into_response();
+        assert_eq!(plain.status(), StatusCode::UNAUTHORIZED);
+        assert!(plain.headers().get(header::WWW_AUTHENTICATE).is_none());
+        assert_eq!(body_text(plain).await, r#"{"error":"Invalid username or password","code":"unauthorized"}"#);
+    }
 }

@@ -19,6 +19,7 @@ pub mod netlist;
 pub mod payouts;
 pub mod principals;
 pub mod ratelimit;
+pub mod redact;
 pub mod router;
 pub mod seed;
 pub mod signature;
@@ -37,9 +38,10 @@ use axum::ServiceExt;
 use tokio::net::TcpListener;
 use tower::Layer;
 
-use crate::config::{ConflictPolicy, Settings, redact_url};
+use crate::config::{ConflictPolicy, Settings};
 use crate::engine::LedgerEngine;
 use crate::intake::Intake;
+use crate::redact::redact_url;
 use crate::store::Store;
 
 /// What every handler can reach, shared behind one `Arc` so a request clones a pointer, not the pools.

@@ -45,6 +45,7 @@ pub enum PrincipalError {
     Store(#[from] StoreError),
 }
 
+/// Whether `username` is one a user may have: 1 to [`MAX_USERNAME_CHARS`] letters, digits or `.-_@`.
 pub fn check_username(username: &str) -> Result<(), PrincipalError> {
     let fine = !username.is_empty()
         && username.chars().count() <= MAX_USERNAME_CHARS
@@ -73,6 +74,17 @@ pub fn hash_password(password: &str) -> Result<String, PrincipalError> {
 /// Whether `password` matches the stored hash. A malformed hash matches nothing.
 pub fn password_matches(password: &str, hash: &str) -> bool {
     PasswordHash::new(hash).is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+}
+
+/// A hash of a random password nobody knows, verified for unknown users so that an unknown name and a wrong
+/// password take the same time (made by the same hasher, so with the same parameters as real hashes).
+static DUMMY_HASH: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| generate_password().and_then(|password| hash_password(&password)).unwrap_or_default());
+
+/// The hash to verify a password against when the user is unknown: every login path (the token endpoint,
+/// HTTP Basic, the console) must take as long for an unknown user as for a wrong password.
+pub fn dummy_hash() -> String {
+    DUMMY_HASH.clone()
 }
 
 /// A random password for the development bootstrap: 24 characters from an unambiguous alphabet.

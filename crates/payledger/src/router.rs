@@ -18,7 +18,7 @@ use utoipa_axum::routes;
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use crate::AppState;
-use crate::api::{auth, balances, docs, health, organizations, payouts, reports, users, webhook};
+use crate::api::{auth, balances, docs, gateway_events, health, jobs, organizations, payouts, reports, users, webhook};
 
 /// How long any request may take before it is answered 408.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -61,9 +61,9 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(reports::revenue))
         .routes(routes!(payouts::create, payouts::list))
         .routes(routes!(payouts::detail, payouts::patch, payouts::delete))
-        .routes(routes!(payouts::jobs))
-        .routes(routes!(payouts::retry_job))
-        .routes(routes!(payouts::gateway_event))
+        .routes(routes!(jobs::jobs))
+        .routes(routes!(jobs::retry_job))
+        .routes(routes!(gateway_events::gateway_event))
         .routes(routes!(users::list, users::create))
         .routes(routes!(users::patch))
         .routes(routes!(users::audit))

@@ -22,7 +22,7 @@ use crate::engine::payouts::{JobEnd, PROCESS_PAYOUT_JOB, PayoutChange, PayoutErr
 use crate::gateway::{GatewayError, GatewayOutcome, GatewayRecipient, GatewayRequest, PayoutGateway};
 use crate::payouts::{Payouts, secret_binding};
 use crate::store::Store;
-use crate::store::payouts::ClaimedJob;
+use crate::store::payouts::{ClaimedJob, PayoutView};
 
 /// The longest wait between two attempts.
 pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(300);
@@ -53,6 +53,7 @@ pub fn spawn(context: WorkerContext, count: usize, stop: watch::Receiver<bool>) 
     workers
 }
 
+/// One worker: claims a due job at a time and processes it, until `stop` turns true.
 async fn run(context: WorkerContext, owner: String, mut stop: watch::Receiver<bool>) {
     tracing::debug!(%owner, "payout worker started");
     while !*stop.borrow() {
@@ -121,6 +122,7 @@ async fn give_up_or_retry(context: &WorkerContext, owner: &str, job: &ClaimedJob
     }
 }
 
+/// Waits `duration`, or less if shutdown is asked meanwhile.
 async fn pause(stop: &mut watch::Receiver<bool>, duration: Duration) {
     tokio::select! {
         _ = tokio::time::sleep(duration) => {}
@@ -131,19 +133,37 @@ async fn pause(stop: &mut watch::Receiver<bool>, duration: Duration) {
 /// Runs one claimed job. An `Err` is an infrastructure failure (the job is rescheduled); every outcome of
 /// the payout itself is recorded and returns `Ok`.
 async fn process(context: &WorkerContext, owner: &str, job: &ClaimedJob) -> Result<(), String> {
+    let Some((id, view)) = start_payout(context, owner, job).await? else { return Ok(()) };
+    let request = gateway_request(context, id, &view)?;
+    let answer = call_gateway(context, &request).await;
+    let paid = matches!(answer, Ok(GatewayOutcome::Completed { .. }));
+    match verdict(owner, job, answer) {
+        Verdict::Record { change, job_end } => record_outcome(context, owner, job, id, change, job_end, paid).await,
+        Verdict::RetryLater(message) => retry_later(context, owner, job, id, &message).await,
+    }
+}
+
+/// The payout a job must pay, moved to processing, with its id; `None` when there is nothing to pay (an
+/// unknown job kind, a payout that is gone, finished or cancelled meanwhile), the job then ended.
+async fn start_payout(
+    context: &WorkerContext,
+    owner: &str,
+    job: &ClaimedJob,
+) -> Result<Option<(Uuid, PayoutView)>, String> {
     let now = OffsetDateTime::now_utc();
+    let end_job = || async { context.store.finish_job(job.id, owner, now).await.map_err(|e| e.to_string()) };
     if job.kind != PROCESS_PAYOUT_JOB {
         tracing::error!(job = job.id, kind = %job.kind, "unknown job kind; ending it");
-        context.store.finish_job(job.id, owner, now).await.map_err(|e| e.to_string())?;
-        return Ok(());
+        end_job().await?;
+        return Ok(None);
     }
     let Ok(id) = Uuid::parse_str(&job.payload) else {
-        context.store.finish_job(job.id, owner, now).await.map_err(|e| e.to_string())?;
-        return Ok(());
+        end_job().await?;
+        return Ok(None);
     };
     let Some(view) = context.store.payout(id).await.map_err(|e| e.to_string())? else {
-        context.store.finish_job(job.id, owner, now).await.map_err(|e| e.to_string())?;
-        return Ok(());
+        end_job().await?;
+        return Ok(None);
     };
     match view.state.status {
         PayoutStatus::Pending => {
@@ -152,8 +172,8 @@ async fn process(context: &WorkerContext, owner: &str, job: &ClaimedJob) -> Resu
                 PayoutOutcome::Done(_) => {}
                 // Cancelled (or otherwise moved on) meanwhile: nothing to pay.
                 PayoutOutcome::Refused(_) => {
-                    context.store.finish_job(job.id, owner, now).await.map_err(|e| e.to_string())?;
-                    return Ok(());
+                    end_job().await?;
+                    return Ok(None);
                 }
                 PayoutOutcome::Broken(defect) => return Err(defect),
                 other => return Err(format!("unexpected outcome {other:?}")),
@@ -163,10 +183,15 @@ async fn process(context: &WorkerContext, owner: &str, job: &ClaimedJob) -> Resu
         // same idempotency key, and the gateway answers with its first outcome.
         PayoutStatus::Processing => {}
         PayoutStatus::Completed | PayoutStatus::Failed | PayoutStatus::Cancelled | PayoutStatus::Returned => {
-            context.store.finish_job(job.id, owner, now).await.map_err(|e| e.to_string())?;
-            return Ok(());
+            end_job().await?;
+            return Ok(None);
         }
     }
+    Ok(Some((id, view)))
+}
+
+/// What the gateway is asked to pay for payout `id`, with the recipient's number decrypted for this call.
+fn gateway_request(context: &WorkerContext, id: Uuid, view: &PayoutView) -> Result<GatewayRequest, String> {
     // A number this process cannot decrypt (a worker without the vault's keys) is an error of this process:
     // the job is retried (perhaps by a worker that has the keys) and, past its attempts, fails the payout.
     let number = context
@@ -184,66 +209,96 @@ async fn process(context: &WorkerContext, owner: &str, job: &ClaimedJob) -> Resu
     };
     let currency = payledger_core::Currency::from_code(view.state.currency)
         .ok_or_else(|| format!("payout {id}: unknown currency {}", view.state.currency))?;
-    let request = GatewayRequest {
+    Ok(GatewayRequest {
         payout_id: id,
         amount_minor: view.state.amount,
         currency: currency.code().to_owned(),
         minor_digits: currency.minor_digits(),
         recipient,
         description: view.state.description.clone(),
-    };
-    // Counted right before the call, so only real gateway calls count.
-    let _ = context.payouts.change(id, PayoutChange::Attempt, Actor::Worker, None, None).await;
+    })
+}
+
+/// Counts the attempt on the payout, then calls the gateway and times the call.
+async fn call_gateway(context: &WorkerContext, request: &GatewayRequest) -> Result<GatewayOutcome, GatewayError> {
+    // Counted right before the call, so only real gateway calls count. A failed count only makes the
+    // payout's attempt number low; it must not stop the payment.
+    let _ = context.payouts.change(request.payout_id, PayoutChange::Attempt, Actor::Worker, None, None).await;
     let started = std::time::Instant::now();
-    let answer = context.gateway.pay(&request).await;
+    let answer = context.gateway.pay(request).await;
     metrics::histogram!("payledger_gateway_seconds").record(started.elapsed());
-    let done =
-        |dead: bool, error: Option<String>| Some(JobEnd { job_id: job.id, owner: Some(owner.to_owned()), dead, error });
-    let paid = matches!(answer, Ok(GatewayOutcome::Completed { .. }));
-    let (change, job_end) = match answer {
-        Ok(GatewayOutcome::Completed { reference }) => (
-            PayoutChange::Status { to: PayoutStatus::Completed, reason: None, reference: Some(reference) },
-            done(false, None),
-        ),
-        Ok(GatewayOutcome::Declined { reason }) => (
-            PayoutChange::Status {
-                to: PayoutStatus::Failed,
-                reason: Some(format!("declined: {reason}")),
-                reference: None,
-            },
-            done(false, None),
-        ),
-        Err(GatewayError::Permanent(message)) => (
-            PayoutChange::Status {
-                to: PayoutStatus::Failed,
-                reason: Some(format!("gateway refused the request: {message}")),
-                reference: None,
-            },
-            done(true, Some(message)),
-        ),
-        Err(GatewayError::Transient(message)) if job.attempts < job.max_attempts => {
-            let delay = retry_delay(context.settings.retry_base, job.attempts);
-            let now = context.store.clock().await.map_err(|e| e.to_string())?;
-            let run_at = now + delay;
-            metrics::counter!("payledger_payout_retries_total").increment(1);
-            tracing::info!(payout = %id, attempt = job.attempts, ?delay, error = %message, "gateway unavailable; retrying later");
-            context
-                .store
-                .reschedule_job(job.id, owner, Some(run_at), Some(&message), now)
-                .await
-                .map_err(|e| e.to_string())?;
-            return Ok(());
+    answer
+}
+
+/// What a gateway answer means for the payout and its job.
+enum Verdict {
+    /// Record this change of the payout, ending the job with it.
+    Record {
+        /// The payout's new status.
+        change: PayoutChange,
+        /// How the job ends.
+        job_end: JobEnd,
+    },
+    /// The gateway could not be reached and the job has attempts left: run it again later.
+    RetryLater(String),
+}
+
+/// Decides what the gateway's answer does: complete or fail the payout, or retry a transient error while the
+/// job has attempts left.
+fn verdict(owner: &str, job: &ClaimedJob, answer: Result<GatewayOutcome, GatewayError>) -> Verdict {
+    let job_end =
+        |dead: bool, error: Option<String>| JobEnd { job_id: job.id, owner: Some(owner.to_owned()), dead, error };
+    let failed =
+        |reason: String| PayoutChange::Status { to: PayoutStatus::Failed, reason: Some(reason), reference: None };
+    match answer {
+        Ok(GatewayOutcome::Completed { reference }) => Verdict::Record {
+            change: PayoutChange::Status { to: PayoutStatus::Completed, reason: None, reference: Some(reference) },
+            job_end: job_end(false, None),
+        },
+        Ok(GatewayOutcome::Declined { reason }) => {
+            Verdict::Record { change: failed(format!("declined: {reason}")), job_end: job_end(false, None) }
         }
-        Err(GatewayError::Transient(message)) => (
-            PayoutChange::Status {
-                to: PayoutStatus::Failed,
-                reason: Some(format!("gateway unavailable after {} attempts: {message}", job.attempts)),
-                reference: None,
-            },
-            done(true, Some(message)),
-        ),
-    };
-    match context.payouts.change(id, change, Actor::Worker, job_end, None).await.map_err(|e| e.to_string())? {
+        Err(GatewayError::Permanent(message)) => Verdict::Record {
+            change: failed(format!("gateway refused the request: {message}")),
+            job_end: job_end(true, Some(message)),
+        },
+        Err(GatewayError::Transient(message)) if job.attempts < job.max_attempts => Verdict::RetryLater(message),
+        Err(GatewayError::Transient(message)) => Verdict::Record {
+            change: failed(format!("gateway unavailable after {} attempts: {message}", job.attempts)),
+            job_end: job_end(true, Some(message)),
+        },
+    }
+}
+
+/// Puts the job back in the queue after a transient gateway error, due after the backoff delay.
+async fn retry_later(
+    context: &WorkerContext,
+    owner: &str,
+    job: &ClaimedJob,
+    id: Uuid,
+    message: &str,
+) -> Result<(), String> {
+    let delay = retry_delay(context.settings.retry_base, job.attempts);
+    let now = context.store.clock().await.map_err(|e| e.to_string())?;
+    let run_at = now + delay;
+    metrics::counter!("payledger_payout_retries_total").increment(1);
+    tracing::info!(payout = %id, attempt = job.attempts, ?delay, error = %message, "gateway unavailable; retrying later");
+    context.store.reschedule_job(job.id, owner, Some(run_at), Some(message), now).await.map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Records the gateway's verdict on the payout and ends the job in the same ledger transaction. `paid` says
+/// the gateway sent the money, which matters when the payout can no longer take the change.
+async fn record_outcome(
+    context: &WorkerContext,
+    owner: &str,
+    job: &ClaimedJob,
+    id: Uuid,
+    change: PayoutChange,
+    job_end: JobEnd,
+    paid: bool,
+) -> Result<(), String> {
+    match context.payouts.change(id, change, Actor::Worker, Some(job_end), None).await.map_err(|e| e.to_string())? {
         PayoutOutcome::Done(payout) => {
             metrics::counter!("payledger_payouts_total", "status" => payout.status.as_str()).increment(1);
             Ok(())

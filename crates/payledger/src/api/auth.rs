@@ -23,18 +23,8 @@ use crate::tokens::{Role, new_refresh_token, refresh_token_hash};
 /// The largest token request accepted, in bytes.
 const MAX_TOKEN_BODY_BYTES: usize = 4 * 1024;
 
-/// A hash of a random password nobody knows, verified for unknown users so that an unknown name and a wrong
-/// password take the same time (made by the same hasher, so with the same parameters as real hashes).
-static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    crate::principals::generate_password()
-        .and_then(|password| crate::principals::hash_password(&password))
-        .unwrap_or_default()
-});
-
-/// The dummy hash, for another place that must take as long for an unknown user as for a wrong password.
-pub fn dummy_hash() -> String {
-    DUMMY_HASH.clone()
-}
+/// Re-exported for the console's login, which still names it here; the helper lives with password hashing.
+pub use crate::principals::dummy_hash;
 
 /// A token pair.
 #[derive(Debug, Serialize, ToSchema)]
@@ -70,7 +60,7 @@ async fn string_fields<const N: usize>(
 }
 
 fn refused() -> ApiError {
-    ApiError::Unauthorized("Invalid username or password".into())
+    ApiError::unauthorized("Invalid username or password")
 }
 
 /// Issues an access token and a refresh token in `family` for `user`; the refresh token expires at
@@ -95,8 +85,9 @@ async fn issue(
             now,
             time::Duration::try_from(settings.access_ttl).unwrap_or(time::Duration::MINUTE),
         )
-        .map_err(|error| ApiError::Unauthorized(error.to_string()))?;
-    let (refresh, hash) = new_refresh_token().map_err(|error| ApiError::Unauthorized(error.to_string()))?;
+        .map_err(|error| ApiError::Internal(format!("issuing an access token: {error}")))?;
+    let (refresh, hash) =
+        new_refresh_token().map_err(|error| ApiError::Internal(format!("making a refresh token: {error}")))?;
     let expires_at = expires_at.unwrap_or(now + settings.refresh_ttl);
     state.store.insert_refresh(user.id, family, &hash, expires_at, now).await?;
     Ok(TokenPair { access, refresh })
@@ -161,7 +152,7 @@ pub async fn refresh(
     body: Body,
 ) -> Result<Json<TokenPair>, ApiError> {
     let [token] = string_fields(&state, peer, &headers, body, ["refresh"]).await?;
-    let invalid = || ApiError::Unauthorized("Invalid refresh token".into());
+    let invalid = || ApiError::unauthorized("Invalid refresh token");
     let now = OffsetDateTime::now_utc();
     let stored = state.store.refresh_by_hash(&refresh_token_hash(&token)).await?.ok_or_else(invalid)?;
     // A revoked token is only refused: it was revoked on purpose (a new password, a disabled user, an
@@ -202,5 +193,5 @@ async fn reuse(
         after: Some(serde_json::json!({"user_id": stored.user_id, "peer": peer.ip().to_string()}).to_string()),
     };
     state.store.write_audit_entry(&entry, now).await?;
-    Ok(ApiError::Unauthorized("Refresh token reuse detected; log in again".into()))
+    Ok(ApiError::unauthorized("Refresh token reuse detected; log in again"))
 }

@@ -171,6 +171,7 @@ pub struct TransferAnswer {
     pub recipient_transaction: TransactionObject,
 }
 
+/// An answer as stored under an idempotency key: the status and the JSON text of `body`.
 pub(crate) fn json_response(status: StatusCode, body: &impl Serialize) -> StoredResponse {
     // Serializing these plain structs cannot fail; an empty object would still be valid JSON.
     StoredResponse { status: status.as_u16(), body: serde_json::to_string(body).unwrap_or_else(|_| "{}".into()) }
@@ -209,6 +210,7 @@ fn render_transfer(result: &OperationResult) -> StoredResponse {
     }
 }
 
+/// The HTTP answer for a stored response; a replayed one is marked with `Idempotent-Replayed: true`.
 pub(crate) fn stored(response: StoredResponse, replayed: bool) -> Response {
     let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut answer =
@@ -258,24 +260,16 @@ async fn operation(
         }
         BalanceOutcome::Executed { result, response: None } => stored(render(&result), false),
         BalanceOutcome::Replayed(response) => stored(response, true),
-        BalanceOutcome::KeyReused => {
-            return Err(ApiError::Conflict {
-                code: "idempotency_key_reused",
-                message: "This Idempotency-Key was used for a different request".into(),
-            });
-        }
+        BalanceOutcome::KeyReused => return Err(ApiError::idempotency_key_reused()),
         BalanceOutcome::KeyInFlight => {
-            let mut response = ApiError::Conflict {
-                code: "idempotency_key_in_flight",
-                message: "A request with this Idempotency-Key is being processed; retry shortly".into(),
-            }
-            .into_response();
+            let mut response = ApiError::idempotency_key_in_flight().into_response();
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             response
         }
         BalanceOutcome::Broken(defect) => {
-            tracing::error!(%defect, endpoint, "the ledger engine could not decide a balance operation");
-            crate::error::panic_response(Box::new(()))
+            return Err(ApiError::Internal(format!(
+                "the ledger engine could not decide a {endpoint} operation: {defect}"
+            )));
         }
     })
 }

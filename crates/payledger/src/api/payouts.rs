@@ -1,5 +1,5 @@
-//! The payout API (`/api/v1/payouts/`, also at `/api/payouts/`) and the job queue's operator endpoints
-//! (`/api/v1/jobs/`).
+//! The payout API: `/api/v1/payouts/` (also at `/api/payouts/`), payout requests that workers send through
+//! the payment gateway.
 
 use axum::Json;
 use axum::body::Body;
@@ -25,8 +25,8 @@ use crate::engine::balances::StoredResponse;
 use crate::engine::payouts::{PayoutChange, PayoutError, PayoutOutcome, PayoutSource, PayoutState};
 use crate::error::{ApiError, ErrorBody};
 use crate::fields::{FieldErrors, JsonObject, json_string, parse_integer};
-use crate::payouts::{PayoutRequest, PayoutServiceError};
-use crate::store::payouts::{JobRow, PayoutFilter, PayoutOrdering, PayoutView};
+use crate::payouts::PayoutRequest;
+use crate::store::payouts::{PayoutFilter, PayoutOrdering, PayoutView};
 use crate::timefmt::serde_rfc3339;
 
 /// The largest payout request body accepted, in bytes.
@@ -126,11 +126,13 @@ pub struct PayoutAnswer {
     pub status_history: Option<Vec<StatusChange>>,
 }
 
+/// The amount as a decimal string with the currency's minor digits (2 for an unknown code).
 fn amount_text(amount: i64, currency: &str) -> String {
     let digits = Currency::from_code(currency).map_or(2, |c| c.minor_digits());
     format_minor(amount, digits)
 }
 
+/// The account the payout is drawn from, as shown.
 fn source_answer(state: &PayoutState) -> Option<SourceAnswer> {
     state.source.as_ref().map(|(source, _)| match source {
         PayoutSource::Organization(inn) => SourceAnswer { organization_inn: Some(inn.to_string()), user_id: None },
@@ -138,6 +140,7 @@ fn source_answer(state: &PayoutState) -> Option<SourceAnswer> {
     })
 }
 
+/// A number shown by its last four digits only.
 fn masked(last4: &str) -> String {
     format!("{MASK_PREFIX}{last4}")
 }
@@ -170,44 +173,17 @@ impl PayoutAnswer {
     }
 }
 
-fn payout_error(error: PayoutError) -> ApiError {
-    let message = error.to_string();
-    match error {
-        PayoutError::NotFound => ApiError::NotFound("Payout not found"),
-        PayoutError::LeaseLost(_) => ApiError::Conflict { code: "job_changed", message },
-        PayoutError::Transition(_) | PayoutError::NotDeletable(_) | PayoutError::NotEditable(_) => {
-            ApiError::Conflict { code: "invalid_transition", message }
-        }
-        PayoutError::UnknownSource { kind, .. } => ApiError::FieldNotFound {
-            field: if kind == "organization" { "source.organization_inn" } else { "source.user_id" },
-            message,
-        },
-        PayoutError::CurrencyMismatch(_) => ApiError::Conflict { code: "currency_mismatch", message },
-        PayoutError::InsufficientFunds { available } => ApiError::InsufficientFunds { available },
-        PayoutError::Overflow => ApiError::Unprocessable(message),
-    }
-}
-
-fn service_error(error: PayoutServiceError) -> ApiError {
-    match error {
-        PayoutServiceError::Engine(error) => ApiError::Engine(error),
-        PayoutServiceError::Vault(error) => {
-            tracing::error!(%error, "card vault failed");
-            ApiError::Engine(crate::engine::EngineError::Unavailable)
-        }
-    }
-}
-
 /// Reads the payout as it now is and answers with it.
-async fn answer_with(state: &AppState, id: Uuid, status: StatusCode) -> Result<Response, ApiError> {
+pub(super) async fn answer_with(state: &AppState, id: Uuid, status: StatusCode) -> Result<Response, ApiError> {
     let view = state.store.payout(id).await?.ok_or(ApiError::NotFound("Payout not found"))?;
     Ok((status, Json(PayoutAnswer::from_view(&view, None))).into_response())
 }
 
-fn outcome(outcome: PayoutOutcome) -> Result<Box<PayoutState>, ApiError> {
+/// The payout a command changed, or the error that answers its refusal (or the engine's defect).
+pub(super) fn changed_payout(outcome: PayoutOutcome) -> Result<Box<PayoutState>, ApiError> {
     match outcome {
         PayoutOutcome::Done(state) => Ok(state),
-        PayoutOutcome::Refused(error) => Err(payout_error(error)),
+        PayoutOutcome::Refused(error) => Err(ApiError::from(error)),
         PayoutOutcome::Broken(defect) => {
             tracing::error!(%defect, "the ledger engine could not decide a payout command");
             Err(ApiError::Engine(crate::engine::EngineError::Unavailable))
@@ -224,7 +200,7 @@ fn render_created(result: &Result<PayoutView, PayoutError>) -> StoredResponse {
     match result {
         Ok(view) => json_response(StatusCode::CREATED, &PayoutAnswer::from_view(view, None)),
         Err(error) => {
-            let (status, body) = payout_error(error.clone()).status_and_body();
+            let (status, body) = ApiError::from(error.clone()).status_and_body();
             json_response(status, &body)
         }
     }
@@ -251,10 +227,6 @@ pub struct PayoutBody {
     source: Option<String>,
 }
 
-fn optional_string(raw: &serde_json::value::RawValue) -> Result<String, String> {
-    json_string(raw)
-}
-
 /// Parses a payout request, reporting every bad field at once.
 fn parse_payout(bytes: &[u8]) -> Result<PayoutRequest, FieldErrors> {
     let mut body = JsonObject::parse(bytes)?;
@@ -273,7 +245,7 @@ fn parse_payout(bytes: &[u8]) -> Result<PayoutRequest, FieldErrors> {
         }
         _ => None,
     };
-    let description = body.optional_field("description", optional_string).unwrap_or_default();
+    let description = body.optional_field("description", json_string).unwrap_or_default();
     if let Err(reason) = validate_description(&description) {
         body.error("description", &reason);
     }
@@ -379,23 +351,16 @@ pub async fn create(
     match state
         .payouts
         .create(request, key.map(|key| (key, render_created as _)), Some(caller.name().to_owned()))
-        .await
-        .map_err(service_error)?
+        .await?
     {
         PayoutOutcome::Answered(response) => Ok(stored(response, false)),
         PayoutOutcome::Replayed(response) => Ok(stored(response, true)),
-        PayoutOutcome::KeyReused => Err(ApiError::Conflict {
-            code: "idempotency_key_reused",
-            message: "This Idempotency-Key was used for a different request".into(),
-        }),
-        PayoutOutcome::KeyInFlight => Err(ApiError::Conflict {
-            code: "idempotency_key_in_flight",
-            message: "A request with this Idempotency-Key is being processed; retry shortly".into(),
-        }),
+        PayoutOutcome::KeyReused => Err(ApiError::idempotency_key_reused()),
+        PayoutOutcome::KeyInFlight => Err(ApiError::idempotency_key_in_flight()),
         // Answered from what was committed, not read back: a failed read must not turn a created payout
         // into a "not created" 503.
         unkeyed if !keyed => {
-            let created = outcome(unkeyed)?;
+            let created = changed_payout(unkeyed)?;
             match &created.recipient {
                 Some(recipient) => {
                     let view = crate::engine::payouts::view_of(&created, recipient);
@@ -404,12 +369,20 @@ pub async fn create(
                 None => answer_with(&state, created.id, StatusCode::CREATED).await,
             }
         }
-        other => outcome(other).map(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response()),
+        // A refusal or a defect of the engine is answered as for an unkeyed request; a payout without its
+        // stored answer cannot be told to a keyed client, as a retry must get the same answer.
+        other => {
+            let created = changed_payout(other)?;
+            Err(ApiError::Internal(format!(
+                "keyed creation of payout {} came back without its stored answer",
+                created.id
+            )))
+        }
     }
 }
 
 /// The audit log's name for the caller.
-fn by(caller: &Caller) -> Option<String> {
+pub(super) fn audit_actor(caller: &Caller) -> Option<String> {
     Some(caller.name().to_owned())
 }
 
@@ -543,6 +516,7 @@ fn encode_query(value: &str) -> String {
         .collect()
 }
 
+/// The payout id of a path, parsed here so a malformed one is a 400 naming `id`, not axum's own rejection.
 fn payout_id(text: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(text).map_err(|_| ApiError::field("id", "must be a UUID"))
 }
@@ -629,10 +603,10 @@ pub async fn patch(
         return Err(ApiError::field("body", "give status or description"));
     }
     // One command: the description and the status change together or not at all.
-    outcome(
+    changed_payout(
         state
             .payouts
-            .change(id, PayoutChange::Edit { description, status }, Actor::Operator, None, by(&caller))
+            .change(id, PayoutChange::Edit { description, status }, Actor::Operator, None, audit_actor(&caller))
             .await?,
     )?;
     answer_with(&state, id, StatusCode::OK).await
@@ -657,178 +631,6 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = payout_id(&id)?;
-    outcome(state.payouts.change(id, PayoutChange::Delete, Actor::Operator, None, by(&caller)).await?)?;
+    changed_payout(state.payouts.change(id, PayoutChange::Delete, Actor::Operator, None, audit_actor(&caller)).await?)?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// A callback from the payment gateway, as documented for the gateway.
-#[derive(Debug, ToSchema)]
-#[allow(dead_code)]
-pub struct GatewayEventBody {
-    /// The payout (the idempotency key the gateway was given).
-    payout_id: Uuid,
-    /// `returned`: the money came back after the payout completed.
-    #[schema(example = "returned")]
-    event: String,
-    /// Why, for the payout's history.
-    #[schema(example = "account closed")]
-    reason: Option<String>,
-}
-
-/// The payment gateway reports a completed payout returned.
-///
-/// Signed like payledger's requests to the gateway: `X-Payledger-Signature: t=<unix>,v1=<hex HMAC-SHA256 of
-/// "<t>.<raw body>" with PAYLEDGER_GATEWAY_SECRET>`, within 300 s of now. The payout becomes `returned` and
-/// the money goes back to its source account.
-#[utoipa::path(
-    post,
-    path = "/v1/gateway/events/",
-    tag = "payouts",
-    request_body(content = GatewayEventBody, content_type = "application/json",
-                 example = json!({"payout_id": "01a22d99-a8b9-7724-80e7-434be47b8c17", "event": "returned", "reason": "account closed"})),
-    responses(
-        (status = 200, description = "The payout, returned", body = PayoutAnswer),
-        (status = 400, description = "Invalid data", body = ErrorBody),
-        (status = 401, description = "Missing, expired or wrong signature (or no gateway secret configured)", body = ErrorBody),
-        (status = 404, description = "No such payout", body = ErrorBody),
-        (status = 409, description = "The payout is not completed", body = ErrorBody),
-    )
-)]
-pub async fn gateway_event(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    let bytes = json_body(&headers, body, MAX_PAYOUT_BODY_BYTES).await?;
-    let Some(secret) = state.gateway_secret.as_deref() else {
-        return Err(ApiError::Unauthorized("gateway callbacks need PAYLEDGER_GATEWAY_SECRET".into()));
-    };
-    let header = headers.get(crate::signature::SIGNATURE_HEADER).and_then(|value| value.to_str().ok());
-    let now = OffsetDateTime::now_utc().unix_timestamp();
-    crate::signature::verify(&[secret], header, &bytes, now, crate::signature::DEFAULT_TOLERANCE_SECONDS)
-        .map_err(|error| ApiError::Unauthorized(error.to_string()))?;
-    let mut fields = JsonObject::parse(&bytes).map_err(ApiError::InvalidData)?;
-    let id = fields.field("payout_id", |raw| Uuid::parse_str(&json_string(raw)?).map_err(|_| "must be a UUID".into()));
-    let event = fields.field("event", json_string);
-    if event.as_deref().is_some_and(|event| event != "returned") {
-        fields.error("event", "must be returned");
-    }
-    let reason = fields.optional_field("reason", |raw| {
-        let text = json_string(raw)?;
-        validate_description(&text).map(|()| text)
-    });
-    fields.finish().map_err(ApiError::InvalidData)?;
-    let id = id.ok_or_else(|| ApiError::field("payout_id", "this field is required"))?;
-    let change = PayoutChange::Status {
-        to: PayoutStatus::Returned,
-        reason: Some(format!("returned by the gateway: {}", reason.unwrap_or_default())),
-        reference: None,
-    };
-    outcome(state.payouts.change(id, change, Actor::Operator, None, Some("gateway".to_owned())).await?)?;
-    answer_with(&state, id, StatusCode::OK).await
-}
-
-/// Which jobs.
-#[derive(Debug, Deserialize, IntoParams)]
-pub struct JobQuery {
-    /// `dead` (default), `queued` or `done`.
-    status: Option<String>,
-    /// At most this many, newest first (default 50, at most 500).
-    limit: Option<i64>,
-}
-
-/// A job of the queue.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct JobAnswer {
-    /// The job.
-    pub id: i64,
-    /// Its kind, e.g. `process_payout`.
-    pub kind: String,
-    /// What it works on (a payout id).
-    pub payload: String,
-    /// `queued`, `done` or `dead`.
-    pub status: String,
-    /// Attempts so far.
-    pub attempts: i32,
-    /// Attempts allowed.
-    pub max_attempts: i32,
-    /// The last error.
-    pub last_error: Option<String>,
-    /// When it is (or was) due.
-    #[serde(with = "serde_rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
-    pub run_at: OffsetDateTime,
-    /// When it last changed.
-    #[serde(with = "serde_rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
-    pub updated_at: OffsetDateTime,
-}
-
-impl From<JobRow> for JobAnswer {
-    fn from(row: JobRow) -> JobAnswer {
-        JobAnswer {
-            id: row.id,
-            kind: row.kind,
-            payload: row.payload,
-            status: row.status,
-            attempts: row.attempts,
-            max_attempts: row.max_attempts,
-            last_error: row.last_error,
-            run_at: row.run_at,
-            updated_at: row.updated_at,
-        }
-    }
-}
-
-/// List jobs of the queue, e.g. the dead ones (`?status=dead`).
-#[utoipa::path(
-    get,
-    path = "/v1/jobs/",
-    tag = "jobs",
-    params(JobQuery),
-    responses((status = 200, body = [JobAnswer]), (status = 400, body = ErrorBody))
-)]
-pub async fn jobs(
-    State(state): State<AppState>,
-    ApiQuery(query): ApiQuery<JobQuery>,
-) -> Result<Json<Vec<JobAnswer>>, ApiError> {
-    let status = query.status.as_deref().unwrap_or("dead");
-    if !["dead", "queued", "done"].contains(&status) {
-        return Err(ApiError::field("status", "must be dead, queued or done"));
-    }
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::field("limit", "must be between 1 and 500"));
-    }
-    Ok(Json(state.store.list_jobs(status, limit).await?.into_iter().map(JobAnswer::from).collect()))
-}
-
-/// Retry a dead payout job: its failed payout goes back to pending (its source's money held again) with a
-/// fresh job, and the dead job is closed.
-#[utoipa::path(
-    post,
-    path = "/v1/jobs/{id}/retry/",
-    tag = "jobs",
-    params(("id" = i64, Path, description = "The dead job")),
-    responses(
-        (status = 200, description = "The payout, pending again", body = PayoutAnswer),
-        (status = 404, description = "No such job", body = ErrorBody),
-        (status = 409, description = "The job is not dead, or its payout is not failed (or its source is short)", body = ErrorBody),
-    )
-)]
-pub async fn retry_job(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<i64>,
-) -> Result<Response, ApiError> {
-    let job = state.store.job(id).await?.ok_or(ApiError::NotFound("Job not found"))?;
-    if job.status != "dead" {
-        return Err(ApiError::Conflict { code: "job_not_dead", message: format!("job {id} is {}", job.status) });
-    }
-    let payout = Uuid::parse_str(&job.payload).map_err(|_| ApiError::Conflict {
-        code: "job_not_retryable",
-        message: format!("job {id} is not a payout job"),
-    })?;
-    outcome(state.payouts.retry(payout, id, by(&caller)).await?)?;
-    answer_with(&state, payout, StatusCode::OK).await
 }

@@ -56,19 +56,6 @@ impl From<&PrincipalRow> for UserAnswer {
     }
 }
 
-fn principal_error(error: PrincipalError) -> ApiError {
-    match error {
-        PrincipalError::BadUsername => ApiError::field("username", error.to_string()),
-        PrincipalError::WeakPassword => ApiError::field("password", error.to_string()),
-        PrincipalError::BadRole => ApiError::field("role", error.to_string()),
-        PrincipalError::Exists => ApiError::Conflict { code: "user_exists", message: error.to_string() },
-        PrincipalError::NotFound => ApiError::NotFound("User not found"),
-        PrincipalError::LastAdmin => ApiError::Conflict { code: "last_admin", message: error.to_string() },
-        PrincipalError::Hashing(_) => ApiError::Unprocessable("the password could not be hashed".into()),
-        PrincipalError::Store(error) => ApiError::Store(error),
-    }
-}
-
 fn role_field(raw: &RawValue) -> Result<String, String> {
     let text = json_string(raw)?;
     Role::parse(&text).map(|role| role.as_str().to_owned()).ok_or_else(|| "must be viewer, operator or admin".into())
@@ -126,9 +113,7 @@ pub async fn create(
     let (Some(username), Some(password)) = (username, password) else {
         return Err(ApiError::field("username", "this field is required"));
     };
-    principals::create(&state.store, caller.name(), &username, &password, &role, false)
-        .await
-        .map_err(principal_error)?;
+    principals::create(&state.store, caller.name(), &username, &password, &role, false).await?;
     Ok((StatusCode::CREATED, answer(&state, &username).await?))
 }
 
@@ -172,7 +157,7 @@ pub async fn patch(
         return Err(ApiError::field("body", "give role, active or password"));
     }
     let change = principals::UserChange { password, role, active };
-    principals::update(&state.store, caller.name(), &username, &change).await.map_err(principal_error)?;
+    principals::update(&state.store, caller.name(), &username, &change).await?;
     answer(&state, &username).await
 }
 

@@ -114,7 +114,7 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Web
                 .intake
                 .reject("bad_signature", &FieldErrors::from([("signature".into(), error.to_string())]), &bytes)
                 .await;
-            return Err(ApiError::Unauthorized(format!("Invalid webhook signature: {error}")));
+            return Err(ApiError::unauthorized(format!("Invalid webhook signature: {error}")));
         }
     }
     let notice = match parse_notice(&bytes) {
