@@ -6,10 +6,10 @@
 //! POST. Handlers receive the [`ConsoleUser`]. Every change goes through the same services (and the ledger
 //! engine) as the API, with the user's name for the audit log.
 
+pub mod balances;
 pub mod format;
-pub mod overview;
+pub mod organizations;
 pub mod payouts;
-pub mod people;
 pub mod session;
 
 use axum::Router;
@@ -369,9 +369,9 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/admin/logout", post(session::logout))
         .route("/admin/assets/console.css", get(css))
         .route("/admin/assets/htmx.min.js", get(htmx))
-        .merge(overview::routes())
+        .merge(organizations::routes())
         .merge(payouts::routes())
-        .merge(people::routes())
+        .merge(balances::routes())
         .route_layer(axum::middleware::from_fn_with_state(state, guard))
         // Only this origin's scripts, styles and forms; no framing; no inline script can run even if some
         // text escaped escaping.

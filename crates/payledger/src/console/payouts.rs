@@ -26,7 +26,7 @@ use uuid::Uuid;
 use super::{ConsoleError, ConsoleUser, Layout, format, percent_encode, render};
 use crate::AppState;
 use crate::engine::payouts::{PayoutChange, PayoutError, PayoutOutcome, PayoutSource};
-use crate::store::console::payouts::{ConsoleJob, DiscardOutcome, JobList};
+use crate::store::console::jobs::{ConsoleJob, DiscardOutcome, JobList};
 use crate::store::payouts::{PayoutEventRow, PayoutFilter, PayoutOrdering, PayoutView};
 use crate::tokens::Role;
 

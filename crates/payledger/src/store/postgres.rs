@@ -66,21 +66,21 @@ impl PgStore {
     }
 }
 
-super::console::overview::console_overview_queries!(
+super::console::payments::console_overview_queries!(
     PgStore,
     reader: pool,
     writer: pool,
     bind_time: std::convert::identity
 );
 
-super::console::payouts::console_payouts_queries!(
+super::console::jobs::console_payouts_queries!(
     PgStore,
     reader: pool,
     writer: pool,
     bind_time: std::convert::identity
 );
 
-super::console::people::console_people_queries!(
+super::console::balances::console_people_queries!(
     PgStore,
     reader: pool,
     writer: pool,

@@ -87,21 +87,21 @@ impl SqliteStore {
     }
 }
 
-super::console::overview::console_overview_queries!(
+super::console::payments::console_overview_queries!(
     SqliteStore,
     reader: reader,
     writer: writer,
     bind_time: crate::timefmt::sqlite_text
 );
 
-super::console::payouts::console_payouts_queries!(
+super::console::jobs::console_payouts_queries!(
     SqliteStore,
     reader: reader,
     writer: writer,
     bind_time: crate::timefmt::sqlite_text
 );
 
-super::console::people::console_people_queries!(
+super::console::balances::console_people_queries!(
     SqliteStore,
     reader: reader,
     writer: writer,

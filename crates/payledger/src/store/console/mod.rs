@@ -2,7 +2,7 @@
 //! pages. Each area has its own file with one macro of queries, instantiated for both backends (the SQL is
 //! shared; SQLite accepts `$n` placeholders), and its `Store` methods.
 
-pub mod overview;
-pub mod payouts;
-pub mod people;
+pub mod balances;
+pub mod jobs;
+pub mod payments;
 pub mod sessions;

@@ -231,7 +231,7 @@ pub(crate) const PAYMENT_SQL: &str = concat!(payment_columns!(), "WHERE p.operat
 /// A [`PaymentRow`] from the columns of `payment_columns!`.
 macro_rules! payment_from_row {
     ($row:expr) => {
-        $crate::store::console::overview::PaymentRow {
+        $crate::store::console::payments::PaymentRow {
             id: $row.try_get(0)?,
             operation_id: $row.try_get(1)?,
             amount: $row.try_get(2)?,
@@ -253,7 +253,7 @@ pub(crate) use payment_from_row;
 /// A [`ConflictRow`] from columns `id, operation_id, differing_fields, notice, received_at`.
 macro_rules! conflict_from_row {
     ($row:expr) => {
-        $crate::store::console::overview::ConflictRow {
+        $crate::store::console::payments::ConflictRow {
             id: $row.try_get(0)?,
             operation_id: $row.try_get(1)?,
             differing_fields: $row.try_get(2)?,
@@ -276,7 +276,7 @@ macro_rules! console_overview_queries {
                     return Ok(Vec::new());
                 }
                 // The text depends only on how many ranges there are; every value is bound.
-                let sql = $crate::store::console::overview::inflow_sql(ranges.len());
+                let sql = $crate::store::console::payments::inflow_sql(ranges.len());
                 let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
                 for (start, end) in ranges {
                     query = query.bind(*start).bind(*end);
@@ -288,7 +288,7 @@ macro_rules! console_overview_queries {
             pub(in crate::store) async fn console_dashboard_counts(
                 &self,
                 since: time::OffsetDateTime,
-            ) -> Result<$crate::store::console::overview::DashboardCounts, $crate::store::StoreError> {
+            ) -> Result<$crate::store::console::payments::DashboardCounts, $crate::store::StoreError> {
                 use sqlx::Row;
                 let row = sqlx::query(
                     "SELECT (SELECT COUNT(*) FROM organizations),
@@ -307,7 +307,7 @@ macro_rules! console_overview_queries {
                 )
                 .fetch_all(&self.$reader)
                 .await?;
-                Ok($crate::store::console::overview::DashboardCounts {
+                Ok($crate::store::console::payments::DashboardCounts {
                     organizations: row.try_get(0)?,
                     user_accounts: row.try_get(1)?,
                     jobs_queued: row.try_get(2)?,
@@ -324,17 +324,17 @@ macro_rules! console_overview_queries {
 
             pub(in crate::store) async fn console_organizations(
                 &self,
-                query: &$crate::store::console::overview::OrganizationQuery,
-            ) -> Result<(i64, Vec<$crate::store::console::overview::OrganizationRow>), $crate::store::StoreError> {
+                query: &$crate::store::console::payments::OrganizationQuery,
+            ) -> Result<(i64, Vec<$crate::store::console::payments::OrganizationRow>), $crate::store::StoreError> {
                 use sqlx::Row;
-                let (pattern, lowered) = $crate::store::console::overview::like_patterns(&query.search);
-                let total: i64 = sqlx::query_scalar($crate::store::console::overview::ORGANIZATIONS_COUNT_SQL)
+                let (pattern, lowered) = $crate::store::console::payments::like_patterns(&query.search);
+                let total: i64 = sqlx::query_scalar($crate::store::console::payments::ORGANIZATIONS_COUNT_SQL)
                     .bind(&query.search)
                     .bind(&pattern)
                     .bind(&lowered)
                     .fetch_one(&self.$reader)
                     .await?;
-                let rows = sqlx::query($crate::store::console::overview::organizations_sql(query.sort))
+                let rows = sqlx::query($crate::store::console::payments::organizations_sql(query.sort))
                     .bind(&query.search)
                     .bind(&pattern)
                     .bind(&lowered)
@@ -345,7 +345,7 @@ macro_rules! console_overview_queries {
                 let list = rows
                     .iter()
                     .map(|row| {
-                        Ok($crate::store::console::overview::OrganizationRow {
+                        Ok($crate::store::console::payments::OrganizationRow {
                             inn: row.try_get(0)?,
                             name: row.try_get(1)?,
                             balance: row.try_get(2)?,
@@ -360,7 +360,7 @@ macro_rules! console_overview_queries {
             pub(in crate::store) async fn console_organization(
                 &self,
                 inn: &str,
-            ) -> Result<Option<$crate::store::console::overview::OrganizationRow>, $crate::store::StoreError> {
+            ) -> Result<Option<$crate::store::console::payments::OrganizationRow>, $crate::store::StoreError> {
                 use sqlx::Row;
                 let row = sqlx::query(
                     "SELECT o.inn, o.name, COALESCE(a.balance, 0), COALESCE(a.held, 0), o.created_at
@@ -372,7 +372,7 @@ macro_rules! console_overview_queries {
                 .fetch_optional(&self.$reader)
                 .await?;
                 let Some(row) = row else { return Ok(None) };
-                Ok(Some($crate::store::console::overview::OrganizationRow {
+                Ok(Some($crate::store::console::payments::OrganizationRow {
                     inn: row.try_get(0)?,
                     name: row.try_get(1)?,
                     balance: row.try_get(2)?,
@@ -439,10 +439,10 @@ macro_rules! console_overview_queries {
 
             pub(in crate::store) async fn console_payments(
                 &self,
-                query: &$crate::store::console::overview::PaymentQuery,
-            ) -> Result<Vec<$crate::store::console::overview::PaymentRow>, $crate::store::StoreError> {
+                query: &$crate::store::console::payments::PaymentQuery,
+            ) -> Result<Vec<$crate::store::console::payments::PaymentRow>, $crate::store::StoreError> {
                 use sqlx::Row;
-                let rows = sqlx::query($crate::store::console::overview::PAYMENTS_SQL)
+                let rows = sqlx::query($crate::store::console::payments::PAYMENTS_SQL)
                     .bind(query.status.as_deref())
                     .bind(query.inn.as_deref())
                     .bind(query.from.map($bind_time))
@@ -452,7 +452,7 @@ macro_rules! console_overview_queries {
                     .fetch_all(&self.$reader)
                     .await?;
                 rows.iter()
-                    .map(|row| Ok($crate::store::console::overview::payment_from_row!(row)))
+                    .map(|row| Ok($crate::store::console::payments::payment_from_row!(row)))
                     .collect::<Result<Vec<_>, sqlx::Error>>()
                     .map_err(Into::into)
             }
@@ -460,21 +460,21 @@ macro_rules! console_overview_queries {
             pub(in crate::store) async fn console_payment(
                 &self,
                 operation_id: uuid::Uuid,
-            ) -> Result<Option<$crate::store::console::overview::PaymentRow>, $crate::store::StoreError> {
+            ) -> Result<Option<$crate::store::console::payments::PaymentRow>, $crate::store::StoreError> {
                 use sqlx::Row;
-                let row = sqlx::query($crate::store::console::overview::PAYMENT_SQL)
+                let row = sqlx::query($crate::store::console::payments::PAYMENT_SQL)
                     .bind(operation_id)
                     .fetch_optional(&self.$reader)
                     .await?;
                 let Some(row) = row else { return Ok(None) };
-                Ok(Some($crate::store::console::overview::payment_from_row!(row)))
+                Ok(Some($crate::store::console::payments::payment_from_row!(row)))
             }
 
             pub(in crate::store) async fn console_rejected_notices(
                 &self,
                 limit: i64,
                 offset: i64,
-            ) -> Result<(i64, Vec<$crate::store::console::overview::RejectedRow>), $crate::store::StoreError> {
+            ) -> Result<(i64, Vec<$crate::store::console::payments::RejectedRow>), $crate::store::StoreError> {
                 use sqlx::Row;
                 let total: i64 =
                     sqlx::query_scalar("SELECT COUNT(*) FROM rejected_notices").fetch_one(&self.$reader).await?;
@@ -489,7 +489,7 @@ macro_rules! console_overview_queries {
                 let list = rows
                     .iter()
                     .map(|row| {
-                        Ok($crate::store::console::overview::RejectedRow {
+                        Ok($crate::store::console::payments::RejectedRow {
                             id: row.try_get(0)?,
                             reason: row.try_get(1)?,
                             details: row.try_get(2)?,
@@ -506,7 +506,7 @@ macro_rules! console_overview_queries {
                 operation_id: Option<uuid::Uuid>,
                 limit: i64,
                 offset: i64,
-            ) -> Result<(i64, Vec<$crate::store::console::overview::ConflictRow>), $crate::store::StoreError> {
+            ) -> Result<(i64, Vec<$crate::store::console::payments::ConflictRow>), $crate::store::StoreError> {
                 use sqlx::Row;
                 let total: i64 =
                     sqlx::query_scalar("SELECT COUNT(*) FROM notice_conflicts WHERE ($1 IS NULL OR operation_id = $1)")
@@ -524,7 +524,7 @@ macro_rules! console_overview_queries {
                 .await?;
                 let list = rows
                     .iter()
-                    .map(|row| Ok($crate::store::console::overview::conflict_from_row!(row)))
+                    .map(|row| Ok($crate::store::console::payments::conflict_from_row!(row)))
                     .collect::<Result<Vec<_>, sqlx::Error>>()?;
                 Ok((total, list))
             }

@@ -21,7 +21,7 @@ use time::{Date, Duration, OffsetDateTime, Time};
 use super::{ConsoleError, ConsoleUser, Layout, format, percent_encode, render};
 use crate::AppState;
 use crate::store::AuditEntry;
-use crate::store::console::overview::{
+use crate::store::console::payments::{
     ConflictRow, OrganizationQuery, OrganizationRow, OrganizationSort, PaymentQuery, PaymentRow, RejectedRow,
 };
 use crate::tokens::Role;

@@ -30,7 +30,7 @@ use crate::balances::Idempotency;
 use crate::engine::EngineError;
 use crate::engine::balances::{BalanceOutcome, OperationResult, StoredResponse};
 use crate::principals::{self, PrincipalError, UserChange};
-use crate::store::console::people::{OpenHold, UserListRow};
+use crate::store::console::balances::{OpenHold, UserListRow};
 use crate::store::{ActivityRow, AuditFilter, AuditRow, HistoryCursor, HistoryPage, HistorySort};
 
 /// History lines per page.

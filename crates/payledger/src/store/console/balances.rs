@@ -42,7 +42,7 @@ macro_rules! console_people_queries {
                 user: i64,
                 after_id: i64,
                 limit: i64,
-            ) -> Result<Vec<$crate::store::console::people::OpenHold>, $crate::store::StoreError> {
+            ) -> Result<Vec<$crate::store::console::balances::OpenHold>, $crate::store::StoreError> {
                 use sqlx::Row;
                 let rows = sqlx::query(
                     "SELECT h.id, h.reference, h.amount, h.created_at
@@ -58,7 +58,7 @@ macro_rules! console_people_queries {
                 .await?;
                 rows.iter()
                     .map(|row| {
-                        Ok($crate::store::console::people::OpenHold {
+                        Ok($crate::store::console::balances::OpenHold {
                             id: row.try_get(0)?,
                             reference: row.try_get(1)?,
                             amount: row.try_get(2)?,
@@ -88,7 +88,7 @@ macro_rules! console_people_queries {
                 &self,
                 after_username: &str,
                 limit: i64,
-            ) -> Result<Vec<$crate::store::console::people::UserListRow>, $crate::store::StoreError> {
+            ) -> Result<Vec<$crate::store::console::balances::UserListRow>, $crate::store::StoreError> {
                 use sqlx::Row;
                 // Read where user changes are written, so a page loaded right after a change shows it.
                 let rows = sqlx::query(
@@ -101,7 +101,7 @@ macro_rules! console_people_queries {
                 .await?;
                 rows.iter()
                     .map(|row| {
-                        Ok($crate::store::console::people::UserListRow {
+                        Ok($crate::store::console::balances::UserListRow {
                             id: row.try_get(0)?,
                             username: row.try_get(1)?,
                             role: row.try_get(2)?,
