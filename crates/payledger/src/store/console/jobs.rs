@@ -1,4 +1,4 @@
-//! Console queries of the payouts pages: a payout's jobs, the dead and retrying jobs, and discarding a dead job.
+//! Console queries of jobs: a payout's processing jobs, the dead and retrying jobs, and discarding a dead job.
 //!
 //! A discarded job is closed (`status = 'done'`, as an operator's retry closes a dead job) and marked by
 //! `discarded_at` / `discarded_by` (migration 0007): the `jobs.status` CHECK constraint has no other status and
@@ -148,7 +148,8 @@ macro_rules! console_job_from_row {
 }
 pub(crate) use console_job_from_row;
 
-macro_rules! console_payouts_queries {
+/// The jobs queries, for one backend's store.
+macro_rules! console_job_queries {
     ($store:ty, reader: $reader:ident, writer: $writer:ident, bind_time: $bind_time:path) => {
         impl $store {
             pub(in crate::store) async fn console_payout_jobs(
@@ -260,7 +261,7 @@ macro_rules! console_payouts_queries {
         }
     };
 }
-pub(crate) use console_payouts_queries;
+pub(crate) use console_job_queries;
 
 /// The audit row of a discard: the job as it was (dead) and as it is.
 pub(crate) fn discard_audit(job: &ConsoleJob, by: &str) -> crate::store::AuditEntry {
