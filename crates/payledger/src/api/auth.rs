@@ -24,7 +24,7 @@ use crate::tokens::{Role, new_refresh_token, refresh_token_hash};
 const MAX_TOKEN_BODY_BYTES: usize = 4 * 1024;
 
 /// Re-exported for the console's login, which still names it here; the helper lives with password hashing.
-pub use crate::principals::dummy_hash;
+use crate::principals::dummy_hash;
 
 /// A token pair.
 #[derive(Debug, Serialize, ToSchema)]

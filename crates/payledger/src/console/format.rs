@@ -1,4 +1,5 @@
-//! How the console writes amounts and times: thousands separators and the currency, UTC with its offset.
+//! How the console writes amounts, times, ids and messages: thousands separators and the currency, UTC with its
+//! offset.
 
 use payledger_core::money::{Currency, format_minor};
 use time::OffsetDateTime;
@@ -43,6 +44,20 @@ pub fn time(moment: OffsetDateTime) -> String {
     .unwrap_or_else(|_| utc.to_string())
 }
 
+/// A UUID as pages show and link it: hyphenated, lower case.
+pub fn uuid_text(id: uuid::Uuid) -> String {
+    id.hyphenated().to_string()
+}
+
+/// A refusal's message as a sentence of its own: the first letter capitalized and a full stop added.
+pub fn sentence(message: &str) -> String {
+    let mut chars = message.chars();
+    match chars.next() {
+        Some(first) => format!("{}{}.", first.to_uppercase(), chars.as_str()),
+        None => String::new(),
+    }
+}
+
 /// Just the date: `2026-11-30`.
 pub fn date(moment: OffsetDateTime) -> String {
     let utc = moment.to_offset(time::UtcOffset::UTC);
@@ -71,5 +86,11 @@ mod tests {
         let moment = time::macros::datetime!(2026-11-30 22:55:12 +03:00);
         assert_eq!(time(moment), "2026-11-30 19:55:12 +00:00");
         assert_eq!(date(moment), "2026-11-30");
+    }
+
+    #[test]
+    fn messages_become_sentences() {
+        assert_eq!(sentence("no such hold"), "No such hold.");
+        assert_eq!(sentence(""), "");
     }
 }

@@ -5,12 +5,28 @@
 //! [`needs`] (the console's one access table, with the API's roles), and checks the CSRF token of every
 //! POST. Handlers receive the [`ConsoleUser`]. Every change goes through the same services (and the ledger
 //! engine) as the API, with the user's name for the audit log.
+//!
+//! One module per page or area, each with its routes: [`dashboard`], [`organizations`], [`payments`] (bank
+//! payments), [`balances`] and its [`balance_operations`], [`users`], [`audit`], [`payouts`] and [`jobs`];
+//! [`session`] logs in and out. What several of them share has a module of its own: [`format`] (amounts,
+//! times, ids), `lists` and `payout_lists` (query strings, paging, choices), `charts`, `calendar` and `ids`.
 
+pub mod audit;
+pub mod balance_operations;
+pub mod balances;
+mod calendar;
+mod charts;
+pub mod dashboard;
 pub mod format;
-pub mod overview;
+mod ids;
+pub mod jobs;
+mod lists;
+pub mod organizations;
+pub mod payments;
+mod payout_lists;
 pub mod payouts;
-pub mod people;
 pub mod session;
+pub mod users;
 
 use axum::Router;
 use axum::body::{Body, to_bytes};
@@ -156,6 +172,7 @@ pub enum ConsoleError {
     Unavailable,
 }
 
+/// Why the engine could not take a change, for people.
 fn engine_message(error: &crate::engine::EngineError) -> &'static str {
     match error {
         crate::engine::EngineError::Unconfirmed => {
@@ -304,6 +321,7 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
     }
 }
 
+/// The request with its [`ConsoleUser`], or why it is refused.
 async fn admit(state: &AppState, request: Request) -> Result<Request, ConsoleError> {
     let route = request.extensions().get::<MatchedPath>().map_or("", MatchedPath::as_str);
     let Some(role) = needs(request.method(), route) else { return Ok(request) };
@@ -349,14 +367,17 @@ fn form_field(body: &[u8], name: &str) -> Option<String> {
         .map(|(_, value)| value)
 }
 
+/// `GET /admin/assets/console.css`.
 async fn css() -> Response {
     ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], CONSOLE_CSS).into_response()
 }
 
+/// `GET /admin/assets/htmx.min.js`.
 async fn htmx() -> Response {
     ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], HTMX_JS).into_response()
 }
 
+/// `GET /admin`: the dashboard is at `/admin/`.
 async fn to_dashboard() -> Redirect {
     Redirect::permanent("/admin/")
 }
@@ -369,9 +390,15 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/admin/logout", post(session::logout))
         .route("/admin/assets/console.css", get(css))
         .route("/admin/assets/htmx.min.js", get(htmx))
-        .merge(overview::routes())
+        .merge(dashboard::routes())
+        .merge(organizations::routes())
+        .merge(payments::routes())
+        .merge(balances::routes())
+        .merge(balance_operations::routes())
+        .merge(users::routes())
+        .merge(audit::routes())
         .merge(payouts::routes())
-        .merge(people::routes())
+        .merge(jobs::routes())
         .route_layer(axum::middleware::from_fn_with_state(state, guard))
         // Only this origin's scripts, styles and forms; no framing; no inline script can run even if some
         // text escaped escaping.

@@ -1,4 +1,4 @@
-//! The payouts and jobs pages.
+//! The payouts pages.
 //!
 //! - `/admin/payouts`: the payouts, filtered (status, currency, creation dates), ordered and paginated by the
 //!   query string, so every view is a link that can be shared.
@@ -6,12 +6,10 @@
 //! - `/admin/payouts/{id}/cancel`, `/retry`, `/return`: each action's confirmation (GET) and the action (POST),
 //!   through the same payout service as the API (the engine re-checks the state machine and writes the audit
 //!   row in the change's transaction).
-//! - `/admin/jobs` (admins): the dead and retrying jobs; `/admin/jobs/{id}/retry` and `/admin/jobs/{id}/discard`.
 //!
 //! Recipients are shown masked (`•••• 1234`): pages read only the stored last four digits, never the encrypted
-//! full number.
+//! full number. The jobs pages ([`super::jobs`]) confirm their actions on the same page as these.
 
-use super::Path;
 use axum::Router;
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
@@ -23,19 +21,17 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{ConsoleError, ConsoleUser, Layout, format, percent_encode, render};
+use super::jobs::JobLine;
+use super::lists::{Choice, choices};
+use super::payout_lists::{DEFAULT_PAGE_SIZE, Pager, decode_query, given, paging};
+use super::{ConsoleError, ConsoleUser, Layout, Path, format, percent_encode, render};
 use crate::AppState;
 use crate::engine::payouts::{PayoutChange, PayoutError, PayoutOutcome, PayoutSource};
-use crate::store::console::payouts::{ConsoleJob, DiscardOutcome, JobList};
+use crate::store::console::jobs::ConsoleJob;
 use crate::store::payouts::{PayoutEventRow, PayoutFilter, PayoutOrdering, PayoutView};
 use crate::tokens::Role;
 
-/// Rows per page of the payouts and jobs lists, unless `page_size` says otherwise.
-pub const DEFAULT_PAGE_SIZE: i64 = 25;
-/// The largest `page_size`.
-pub const MAX_PAGE_SIZE: i64 = 100;
-
-/// This area's routes (each behind the console guard, which `console::router` adds).
+/// The payouts pages' routes (each behind the console guard, which `console::router` adds).
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/admin/payouts", get(list))
@@ -43,102 +39,24 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/payouts/{id}/cancel", payout_action(PayoutAction::Cancel))
         .route("/admin/payouts/{id}/retry", payout_action(PayoutAction::Retry))
         .route("/admin/payouts/{id}/return", payout_action(PayoutAction::Return))
-        .route("/admin/jobs", get(jobs))
-        .route("/admin/jobs/{id}/retry", get(confirm_job_retry).post(job_retry))
-        .route("/admin/jobs/{id}/discard", get(confirm_discard).post(discard))
 }
 
-// ---------------------------------------------------------------------------------------------------------------
-// Shared pieces
-
-/// One option of a `<select>`.
-#[derive(Debug, Clone)]
-struct Choice {
-    value: &'static str,
-    label: &'static str,
-    selected: bool,
-}
-
-fn choices(options: &[(&'static str, &'static str)], current: &str) -> Vec<Choice> {
-    options.iter().map(|&(value, label)| Choice { value, label, selected: value == current }).collect()
-}
-
-/// Previous and next links of a list, and where it is.
-#[derive(Debug, Clone, Default)]
-struct Pager {
-    page: i64,
-    pages: i64,
-    count: i64,
-    previous: Option<String>,
-    next: Option<String>,
-    first: Option<String>,
-}
-
-impl Pager {
-    fn new(page: i64, page_size: i64, count: i64, link: impl Fn(i64) -> String) -> Pager {
-        let pages = if count == 0 { 1 } else { (count - 1) / page_size + 1 };
-        Pager {
-            page,
-            pages,
-            count,
-            previous: (page > 1).then(|| link((page - 1).min(pages))),
-            next: (page < pages).then(|| link(page + 1)),
-            first: (page > pages).then(|| link(1)),
-        }
-    }
-}
-
-/// A query-string value that was given and is not blank.
-fn given(value: &Option<String>) -> Option<&str> {
-    value.as_deref().map(str::trim).filter(|value| !value.is_empty())
-}
-
-/// Decodes a query string into `T`; a malformed one is a 400.
-fn decode_query<T: for<'de> Deserialize<'de> + Default>(raw: Option<String>) -> Result<T, ConsoleError> {
-    match raw {
-        None => Ok(T::default()),
-        Some(raw) => serde_urlencoded::from_str(&raw)
-            .map_err(|_| ConsoleError::BadRequest("The address has a malformed query string.".into())),
-    }
-}
-
-/// `page` and `page_size` from the query, or what is wrong with them.
-fn paging(page: &Option<String>, page_size: &Option<String>) -> Result<(i64, i64, i64), String> {
-    let page = match given(page) {
-        None => 1,
-        Some(text) => text.parse::<i64>().ok().filter(|page| *page >= 1).ok_or("The page must be 1 or more.")?,
-    };
-    let page_size = match given(page_size) {
-        None => DEFAULT_PAGE_SIZE,
-        Some(text) => text
-            .parse::<i64>()
-            .ok()
-            .filter(|size| (1..=MAX_PAGE_SIZE).contains(size))
-            .ok_or_else(|| format!("The page size must be between 1 and {MAX_PAGE_SIZE}."))?,
-    };
-    let offset = (page - 1)
-        .checked_mul(page_size)
-        .filter(|offset| offset.checked_add(page_size).is_some())
-        .ok_or("The page is too large.")?;
-    Ok((page, page_size, offset))
-}
-
+/// The payout of a path; an id that is not a UUID names no payout (404).
 fn payout_id(text: &str) -> Result<Uuid, ConsoleError> {
     Uuid::parse_str(text).map_err(|_| ConsoleError::NotFound("No such payout.".into()))
 }
 
-fn job_id(text: &str) -> Result<i64, ConsoleError> {
-    text.parse::<i64>().map_err(|_| ConsoleError::NotFound("No such job.".into()))
-}
-
+/// The recipient as pages may show it: only its last four digits.
 fn masked_recipient(view: &PayoutView) -> String {
     format!("{MASK_PREFIX}{}", view.recipient_last4)
 }
 
+/// What kind of account the recipient is.
 fn recipient_kind(view: &PayoutView) -> &'static str {
     if view.recipient_type == "bank_account" { "Bank account" } else { "Card" }
 }
 
+/// Whose ledger account the payout's money comes from, if any.
 fn source_text(view: &PayoutView) -> String {
     match &view.state.source {
         None => "none (no ledger account)".to_owned(),
@@ -149,13 +67,15 @@ fn source_text(view: &PayoutView) -> String {
 
 /// `01a22e23…5765`: payout ids are UUIDv7, whose first digits are their creation time (shared by payouts made
 /// within a minute), so the random last digits are kept too.
-fn short_id(id: &str) -> String {
+pub(super) fn short_id(id: &str) -> String {
     match (id.get(..8), id.len().checked_sub(4).and_then(|start| id.get(start..))) {
         (Some(head), Some(tail)) if id.len() > 12 => format!("{head}…{tail}"),
         _ => id.to_owned(),
     }
 }
 
+/// The actions' confirmation pages (GET) are shown only to those who may act: the guard lets viewers read
+/// every page.
 fn require_operator(user: &ConsoleUser, what: &str) -> Result<(), ConsoleError> {
     if user.can(Role::Operator) {
         Ok(())
@@ -164,29 +84,35 @@ fn require_operator(user: &ConsoleUser, what: &str) -> Result<(), ConsoleError> 
     }
 }
 
-/// A confirmation step (GET), or the refusal of an action (409), for payouts and jobs alike.
+/// A confirmation step (GET), or the refusal of an action (409), for payouts and their jobs alike.
 #[derive(askama::Template)]
 #[template(path = "console/payouts_confirm.html")]
-struct ConfirmPage {
-    layout: Layout,
+pub(super) struct ConfirmPage {
+    /// The page frame.
+    pub(super) layout: Layout,
     /// The question (when the action is possible).
-    question: String,
+    pub(super) question: String,
     /// What is acted on.
-    facts: Vec<(&'static str, String)>,
+    pub(super) facts: Vec<(&'static str, String)>,
     /// What the action will do.
-    consequence: String,
+    pub(super) consequence: String,
     /// Where the form posts; `None` when the action is not possible now.
-    action: Option<String>,
-    button: &'static str,
-    danger: bool,
-    back: String,
-    back_label: String,
+    pub(super) action: Option<String>,
+    /// What the confirm button says.
+    pub(super) button: &'static str,
+    /// Whether the button is styled as destructive.
+    pub(super) danger: bool,
+    /// Where "back" goes.
+    pub(super) back: String,
+    /// What "back" says.
+    pub(super) back_label: String,
     /// Why the action was refused or is not possible.
-    error: Option<String>,
+    pub(super) error: Option<String>,
 }
 
 impl ConfirmPage {
-    fn respond(self) -> Response {
+    /// The page, with 409 when it shows a refusal.
+    pub(super) fn respond(self) -> Response {
         let status = if self.error.is_some() { StatusCode::CONFLICT } else { StatusCode::OK };
         (status, render(&self)).into_response()
     }
@@ -195,6 +121,7 @@ impl ConfirmPage {
 // ---------------------------------------------------------------------------------------------------------------
 // The payouts list
 
+/// The status filter's choices.
 const STATUS_CHOICES: &[(&str, &str)] = &[
     ("", "Any status"),
     ("pending", "Pending"),
@@ -205,6 +132,7 @@ const STATUS_CHOICES: &[(&str, &str)] = &[
     ("returned", "Returned"),
 ];
 
+/// The orders offered, `-` first for descending.
 const ORDERING_CHOICES: &[(&str, &str)] = &[
     ("-created_at", "Newest first"),
     ("created_at", "Oldest first"),
@@ -236,6 +164,7 @@ struct ListErrors {
 }
 
 impl ListErrors {
+    /// Whether any filter is refused.
     fn any(&self) -> bool {
         self.status.is_some()
             || self.currency.is_some()
@@ -260,6 +189,25 @@ struct PayoutLine {
     attempts: i32,
 }
 
+impl PayoutLine {
+    /// The payout as the list shows it.
+    fn new(view: &PayoutView) -> PayoutLine {
+        let id = view.state.id.to_string();
+        PayoutLine {
+            short_id: short_id(&id),
+            id,
+            created: format::time(view.state.created_at),
+            amount: format::money(view.state.amount, view.state.currency),
+            status: view.state.status.as_str(),
+            recipient: masked_recipient(view),
+            holder: view.recipient_holder.clone(),
+            source: source_text(view),
+            attempts: view.state.attempts,
+        }
+    }
+}
+
+/// The payouts list.
 #[derive(askama::Template)]
 #[template(path = "console/payouts_list.html")]
 struct ListPage {
@@ -283,114 +231,137 @@ fn parse_date(text: &str) -> Result<OffsetDateTime, String> {
         .map_err(|_| "Give a date as YYYY-MM-DD.".to_owned())
 }
 
-/// `GET /admin/payouts`.
+/// The list's query read for the store: what to list, in which order, which page; and what is wrong with it.
+struct ListRequest {
+    filter: PayoutFilter,
+    ordering: PayoutOrdering,
+    page: i64,
+    page_size: i64,
+    offset: i64,
+    errors: ListErrors,
+}
+
+impl ListRequest {
+    /// Reads every filter, noting each bad one instead of stopping at the first.
+    fn read(query: &ListQuery) -> ListRequest {
+        let mut errors = ListErrors::default();
+        let status = list_status(given(&query.status).unwrap_or(""), &mut errors.status);
+        let currency = list_currency(given(&query.currency), &mut errors.currency);
+        let created_after = list_date(given(&query.created_after), &mut errors.created_after);
+        let created_before = list_date(given(&query.created_before), &mut errors.created_before);
+        let ordering = list_ordering(given(&query.ordering).unwrap_or("-created_at"), &mut errors.ordering);
+        let (page, page_size, offset) = match paging(&query.page, &query.page_size) {
+            Ok(paging) => paging,
+            Err(message) => {
+                errors.page = Some(message);
+                (1, DEFAULT_PAGE_SIZE, 0)
+            }
+        };
+        ListRequest {
+            filter: PayoutFilter { status, currency, created_after, created_before },
+            ordering,
+            page,
+            page_size,
+            offset,
+            errors,
+        }
+    }
+}
+
+/// The status filter (`""`: any), or `error`.
+fn list_status(text: &str, error: &mut Option<String>) -> Option<PayoutStatus> {
+    if text.is_empty() {
+        return None;
+    }
+    let parsed = PayoutStatus::parse(text);
+    if parsed.is_none() {
+        *error = Some("Choose one of the listed statuses.".into());
+    }
+    parsed
+}
+
+/// The currency filter as its ISO code (any case typed), or `error`.
+fn list_currency(code: Option<&str>, error: &mut Option<String>) -> Option<String> {
+    match Currency::from_code_ignore_case(code?) {
+        Some(currency) => Some(currency.code().to_owned()),
+        None => {
+            *error = Some("Give an ISO 4217 code, e.g. RUB.".into());
+            None
+        }
+    }
+}
+
+/// A creation date filter, or `error`.
+fn list_date(text: Option<&str>, error: &mut Option<String>) -> Option<OffsetDateTime> {
+    match parse_date(text?) {
+        Ok(moment) => Some(moment),
+        Err(message) => {
+            *error = Some(message);
+            None
+        }
+    }
+}
+
+/// The order (newest first unless given), or `error` (and newest first).
+fn list_ordering(text: &str, error: &mut Option<String>) -> PayoutOrdering {
+    match text {
+        "created_at" => PayoutOrdering::CreatedAsc,
+        "-created_at" => PayoutOrdering::CreatedDesc,
+        "amount" => PayoutOrdering::AmountAsc,
+        "-amount" => PayoutOrdering::AmountDesc,
+        _ => {
+            *error = Some("Choose one of the listed orders.".into());
+            PayoutOrdering::CreatedDesc
+        }
+    }
+}
+
+/// Page `page` of the list with the query's other parameters, as given.
+fn list_link(query: &ListQuery, page: i64) -> String {
+    let mut url = format!("/admin/payouts?page={page}");
+    for (name, value) in [
+        ("status", given(&query.status)),
+        ("currency", given(&query.currency)),
+        ("created_after", given(&query.created_after)),
+        ("created_before", given(&query.created_before)),
+        ("ordering", given(&query.ordering)),
+        ("page_size", given(&query.page_size)),
+    ] {
+        if let Some(value) = value {
+            url.push_str(&format!("&{name}={}", percent_encode(value)));
+        }
+    }
+    url
+}
+
+/// `GET /admin/payouts?status=&currency=&created_after=&created_before=&ordering=&page=&page_size=`.
 async fn list(
     State(state): State<AppState>,
     user: ConsoleUser,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ConsoleError> {
     let query: ListQuery = decode_query(raw)?;
-    let mut errors = ListErrors::default();
-    let status_text = given(&query.status).unwrap_or("");
-    let status = match status_text {
-        "" => None,
-        text => {
-            let parsed = PayoutStatus::parse(text);
-            if parsed.is_none() {
-                errors.status = Some("Choose one of the listed statuses.".into());
-            }
-            parsed
-        }
-    };
-    let currency = match given(&query.currency) {
-        None => None,
-        Some(code) => match Currency::from_code_ignore_case(code) {
-            Some(currency) => Some(currency.code().to_owned()),
-            None => {
-                errors.currency = Some("Give an ISO 4217 code, e.g. RUB.".into());
-                None
-            }
-        },
-    };
-    let date = |text: Option<&str>, error: &mut Option<String>| match text.map(parse_date) {
-        None => None,
-        Some(Ok(moment)) => Some(moment),
-        Some(Err(message)) => {
-            *error = Some(message);
-            None
-        }
-    };
-    let created_after = date(given(&query.created_after), &mut errors.created_after);
-    let created_before = date(given(&query.created_before), &mut errors.created_before);
-    let ordering_text = given(&query.ordering).unwrap_or("-created_at");
-    let ordering = match ordering_text {
-        "created_at" => PayoutOrdering::CreatedAsc,
-        "-created_at" => PayoutOrdering::CreatedDesc,
-        "amount" => PayoutOrdering::AmountAsc,
-        "-amount" => PayoutOrdering::AmountDesc,
-        _ => {
-            errors.ordering = Some("Choose one of the listed orders.".into());
-            PayoutOrdering::CreatedDesc
-        }
-    };
-    let (page, page_size, offset) = match paging(&query.page, &query.page_size) {
-        Ok(paging) => paging,
-        Err(message) => {
-            errors.page = Some(message);
-            (1, DEFAULT_PAGE_SIZE, 0)
-        }
-    };
+    let request = ListRequest::read(&query);
+    // The form shows the filters as typed, so a bad one can be corrected where it is.
     let mut page_view = ListPage {
         layout: user.layout("Payouts", "payouts"),
-        statuses: choices(STATUS_CHOICES, status_text),
-        orderings: choices(ORDERING_CHOICES, ordering_text),
+        statuses: choices(STATUS_CHOICES, given(&query.status).unwrap_or("")),
+        orderings: choices(ORDERING_CHOICES, given(&query.ordering).unwrap_or("-created_at")),
         currency: given(&query.currency).unwrap_or("").to_owned(),
         created_after: given(&query.created_after).unwrap_or("").to_owned(),
         created_before: given(&query.created_before).unwrap_or("").to_owned(),
         page_size: given(&query.page_size).map(str::to_owned),
-        errors,
+        errors: request.errors,
         rows: Vec::new(),
         pager: Pager::default(),
     };
     if page_view.errors.any() {
         return Ok((StatusCode::BAD_REQUEST, render(&page_view)).into_response());
     }
-    let filter = PayoutFilter { status, currency, created_after, created_before };
-    let (count, views) = state.store.list_payouts(&filter, ordering, page_size, offset).await?;
-    let link = |page: i64| {
-        let mut url = format!("/admin/payouts?page={page}");
-        for (name, value) in [
-            ("status", given(&query.status)),
-            ("currency", given(&query.currency)),
-            ("created_after", given(&query.created_after)),
-            ("created_before", given(&query.created_before)),
-            ("ordering", given(&query.ordering)),
-            ("page_size", given(&query.page_size)),
-        ] {
-            if let Some(value) = value {
-                url.push_str(&format!("&{name}={}", percent_encode(value)));
-            }
-        }
-        url
-    };
-    page_view.pager = Pager::new(page, page_size, count, link);
-    page_view.rows = views
-        .iter()
-        .map(|view| {
-            let id = view.state.id.to_string();
-            PayoutLine {
-                short_id: short_id(&id),
-                id,
-                created: format::time(view.state.created_at),
-                amount: format::money(view.state.amount, view.state.currency),
-                status: view.state.status.as_str(),
-                recipient: masked_recipient(view),
-                holder: view.recipient_holder.clone(),
-                source: source_text(view),
-                attempts: view.state.attempts,
-            }
-        })
-        .collect();
+    let (count, views) =
+        state.store.list_payouts(&request.filter, request.ordering, request.page_size, request.offset).await?;
+    page_view.pager = Pager::new(request.page, request.page_size, count, |page| list_link(&query, page));
+    page_view.rows = views.iter().map(PayoutLine::new).collect();
     Ok(render(&page_view))
 }
 
@@ -419,61 +390,19 @@ impl From<&PayoutEventRow> for HistoryLine {
     }
 }
 
-/// One job, as the pages show it.
-#[derive(Debug)]
-struct JobLine {
-    id: i64,
-    kind: String,
-    /// The payout it works on, if the payload is one.
-    payout: Option<String>,
-    payout_short: String,
-    payload: String,
-    status: &'static str,
-    dead: bool,
-    attempts: String,
-    last_error: String,
-    next_run: String,
-    updated: String,
-    discarded: Option<String>,
-}
-
-impl From<&ConsoleJob> for JobLine {
-    fn from(job: &ConsoleJob) -> JobLine {
-        let payout = Uuid::parse_str(&job.payload).ok().map(|id| id.to_string());
-        let status = job.shown_status();
-        let next_run = match status {
-            "queued" | "retrying" if job.leased => "running now".to_owned(),
-            "queued" | "retrying" => format::time(job.run_at),
-            _ => "—".to_owned(),
-        };
-        JobLine {
-            id: job.id,
-            kind: job.kind.clone(),
-            payout_short: payout.as_deref().map(short_id).unwrap_or_default(),
-            payout,
-            payload: job.payload.clone(),
-            status,
-            dead: job.is_dead(),
-            attempts: format!("{} / {}", job.attempts, job.max_attempts),
-            last_error: job.last_error.clone().unwrap_or_default(),
-            next_run,
-            updated: format::time(job.updated_at),
-            discarded: job
-                .discarded_at
-                .map(|at| format!("by {} at {}", job.discarded_by.as_deref().unwrap_or("an admin"), format::time(at))),
-        }
-    }
-}
-
 /// The actions of a payout page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum PayoutAction {
+pub(super) enum PayoutAction {
+    /// Cancel a pending payout.
     Cancel,
+    /// Send a failed payout again, closing its dead job.
     Retry,
+    /// Mark a completed payout returned by the recipient's bank.
     Return,
 }
 
 impl PayoutAction {
+    /// The action's path segment.
     fn slug(self) -> &'static str {
         match self {
             PayoutAction::Cancel => "cancel",
@@ -515,6 +444,7 @@ impl PayoutAction {
         }
     }
 
+    /// What the confirmation page asks.
     fn question(self, view: &PayoutView) -> String {
         let what = format!(
             "payout {} of {} to {}",
@@ -529,7 +459,8 @@ impl PayoutAction {
         }
     }
 
-    fn consequence(self, dead_job: Option<i64>) -> String {
+    /// What the action will do, in words; a retry names the dead job it closes.
+    pub(super) fn consequence(self, dead_job: Option<i64>) -> String {
         match self {
             PayoutAction::Cancel => {
                 "It will never be sent to the gateway. Money held on its source account, if it has one, is released."
@@ -547,6 +478,7 @@ impl PayoutAction {
         }
     }
 
+    /// What the confirm button says.
     fn button(self) -> &'static str {
         match self {
             PayoutAction::Cancel => "Cancel payout",
@@ -555,6 +487,7 @@ impl PayoutAction {
         }
     }
 
+    /// What the payout page says after an action, from its `done` parameter.
     fn notice(done: &str) -> Option<&'static str> {
         match done {
             "cancelled" => Some("Payout cancelled. Money held on its source account, if any, was released."),
@@ -564,6 +497,7 @@ impl PayoutAction {
         }
     }
 
+    /// The `done` parameter an action redirects with.
     fn done(self) -> &'static str {
         match self {
             PayoutAction::Cancel => "cancelled",
@@ -592,6 +526,7 @@ fn why_not_retryable(view: &PayoutView, jobs: &[ConsoleJob]) -> String {
     )
 }
 
+/// One payout's page.
 #[derive(askama::Template)]
 #[template(path = "console/payouts_detail.html")]
 struct DetailPage {
@@ -621,11 +556,13 @@ struct DetailPage {
     retry_blocked: Option<String>,
 }
 
+/// `/admin/payouts/{id}?done=`: the action just done.
 #[derive(Debug, Default, Deserialize)]
 struct DetailQuery {
     done: Option<String>,
 }
 
+/// The payout and its jobs, or 404.
 async fn load(state: &AppState, id: Uuid) -> Result<(PayoutView, Vec<ConsoleJob>), ConsoleError> {
     let view = state.store.payout(id).await?.ok_or_else(|| ConsoleError::NotFound("No such payout.".into()))?;
     let jobs = state.store.console_payout_jobs(id).await?;
@@ -676,7 +613,11 @@ async fn detail(
     Ok(render(&page))
 }
 
-fn payout_facts(view: &PayoutView) -> Vec<(&'static str, String)> {
+// ---------------------------------------------------------------------------------------------------------------
+// Its actions: cancel, retry, mark returned
+
+/// What a confirmation page says about the payout acted on.
+pub(super) fn payout_facts(view: &PayoutView) -> Vec<(&'static str, String)> {
     vec![
         ("Payout", view.state.id.to_string()),
         ("Amount", format::money(view.state.amount, view.state.currency)),
@@ -686,6 +627,7 @@ fn payout_facts(view: &PayoutView) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// The confirmation page of `action`, or its refusal: `error`, or why the payout's state does not allow it.
 fn payout_confirm(
     user: &ConsoleUser,
     action: PayoutAction,
@@ -715,6 +657,7 @@ fn payout_confirm(
     }
 }
 
+/// `GET /admin/payouts/{id}/{action}` (operators).
 async fn confirm_payout_action(
     state: &AppState,
     user: &ConsoleUser,
@@ -728,7 +671,7 @@ async fn confirm_payout_action(
 }
 
 /// Why the engine refused a payout change, for people.
-fn refusal_message(error: &PayoutError, currency: &str) -> String {
+pub(super) fn refusal_message(error: &PayoutError, currency: &str) -> String {
     let text = match error {
         PayoutError::InsufficientFunds { available } => {
             format!("its source account no longer has enough money ({} available)", format::money(*available, currency))
@@ -741,6 +684,8 @@ fn refusal_message(error: &PayoutError, currency: &str) -> String {
     format!("Nothing was changed: {text}.")
 }
 
+/// `POST /admin/payouts/{id}/{action}` (operators): the action through the payout service, then the payout's
+/// page; a refusal is shown on the confirmation page.
 async fn do_payout_action(
     state: &AppState,
     user: &ConsoleUser,
@@ -804,283 +749,9 @@ fn payout_action(action: PayoutAction) -> MethodRouter<AppState> {
     })
 }
 
-// ---------------------------------------------------------------------------------------------------------------
-// Jobs
-
-const JOB_LIST_CHOICES: &[(&str, &str)] =
-    &[("", "Dead and retrying"), ("dead", "Dead only"), ("retrying", "Retrying only")];
-
-#[derive(Debug, Default, Deserialize)]
-struct JobsQuery {
-    status: Option<String>,
-    page: Option<String>,
-    page_size: Option<String>,
-    done: Option<String>,
-    job: Option<String>,
-}
-
-#[derive(askama::Template)]
-#[template(path = "console/jobs_list.html")]
-struct JobsPage {
-    layout: Layout,
-    notice: Option<String>,
-    lists: Vec<Choice>,
-    page_size: Option<String>,
-    errors: Vec<String>,
-    rows: Vec<JobLine>,
-    pager: Pager,
-}
-
-/// `GET /admin/jobs` (admins).
-async fn jobs(
-    State(state): State<AppState>,
-    user: ConsoleUser,
-    RawQuery(raw): RawQuery,
-) -> Result<Response, ConsoleError> {
-    let query: JobsQuery = decode_query(raw)?;
-    let list_text = given(&query.status).unwrap_or("");
-    let mut errors = Vec::new();
-    let list = match list_text {
-        "" => JobList::Troubled,
-        "dead" => JobList::Dead,
-        "retrying" => JobList::Retrying,
-        _ => {
-            errors.push("Choose one of the listed job lists.".to_owned());
-            JobList::Troubled
-        }
-    };
-    let (page, page_size, offset) = paging(&query.page, &query.page_size).unwrap_or_else(|message| {
-        errors.push(message);
-        (1, DEFAULT_PAGE_SIZE, 0)
-    });
-    let notice = match (given(&query.done), given(&query.job).and_then(|job| job.parse::<i64>().ok())) {
-        (Some("discarded"), Some(job)) => {
-            Some(format!("Job {job} discarded. It left the dead list; its payout stays failed and no money moved."))
-        }
-        _ => None,
-    };
-    let mut page_view = JobsPage {
-        layout: user.layout("Jobs", "jobs"),
-        notice,
-        lists: choices(JOB_LIST_CHOICES, list_text),
-        page_size: given(&query.page_size).map(str::to_owned),
-        errors,
-        rows: Vec::new(),
-        pager: Pager::default(),
-    };
-    if !page_view.errors.is_empty() {
-        return Ok((StatusCode::BAD_REQUEST, render(&page_view)).into_response());
-    }
-    let (count, found) = state.store.console_jobs(list, page_size, offset).await?;
-    let link = |page: i64| {
-        let mut url = format!("/admin/jobs?page={page}");
-        for (name, value) in [("status", given(&query.status)), ("page_size", given(&query.page_size))] {
-            if let Some(value) = value {
-                url.push_str(&format!("&{name}={}", percent_encode(value)));
-            }
-        }
-        url
-    };
-    page_view.pager = Pager::new(page, page_size, count, link);
-    page_view.rows = found.iter().map(JobLine::from).collect();
-    Ok(render(&page_view))
-}
-
-/// The actions of the jobs page.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum JobAction {
-    Retry,
-    Discard,
-}
-
-async fn job_and_payout(state: &AppState, id: i64) -> Result<(ConsoleJob, Option<PayoutView>), ConsoleError> {
-    let job = state.store.console_job(id).await?.ok_or_else(|| ConsoleError::NotFound("No such job.".into()))?;
-    let payout = match Uuid::parse_str(&job.payload) {
-        Ok(payout) => state.store.payout(payout).await?,
-        Err(_) => None,
-    };
-    Ok((job, payout))
-}
-
-/// Whether a dead-job action is possible now (the engine and the store check again), or why not.
-fn job_check(action: JobAction, job: &ConsoleJob, payout: Option<&PayoutView>) -> Result<(), String> {
-    match action {
-        JobAction::Retry => retry_target(job, payout).map(|_| ()),
-        JobAction::Discard if job.is_dead() => Ok(()),
-        JobAction::Discard => {
-            Err(format!("Job {} is {}: only dead jobs can be discarded.", job.id, job.shown_status()))
-        }
-    }
-}
-
-/// The payout a retry of this job puts back to pending, or why it cannot.
-fn retry_target(job: &ConsoleJob, payout: Option<&PayoutView>) -> Result<Uuid, String> {
-    if !job.is_dead() {
-        return Err(format!("Job {} is {}: only dead jobs can be retried.", job.id, job.shown_status()));
-    }
-    let Some(payout) = payout else {
-        return Err(format!("Job {} has no payout to retry (its payload is {:?}).", job.id, job.payload));
-    };
-    let status = payout.state.status;
-    if transition(status, PayoutStatus::Pending, Actor::Operator).is_err() {
-        return Err(format!("Its payout is {status}: only failed payouts can be retried."));
-    }
-    Ok(payout.state.id)
-}
-
-fn job_confirm(
-    user: &ConsoleUser,
-    action: JobAction,
-    job: &ConsoleJob,
-    payout: Option<&PayoutView>,
-    error: Option<String>,
-) -> ConfirmPage {
-    let checked = job_check(action, job, payout);
-    let error = error.or_else(|| checked.err());
-    let mut facts = vec![
-        ("Job", job.id.to_string()),
-        ("Kind", job.kind.clone()),
-        ("Status", job.shown_status().to_owned()),
-        ("Attempts", format!("{} / {}", job.attempts, job.max_attempts)),
-        ("Last error", job.last_error.clone().unwrap_or_else(|| "—".to_owned())),
-        ("Last changed", format::time(job.updated_at)),
-    ];
-    match payout {
-        Some(view) => facts.extend(payout_facts(view)),
-        None => facts.push(("Payload", job.payload.clone())),
-    }
-    let (question, consequence, button, slug) = match action {
-        JobAction::Retry => {
-            (format!("Retry dead job {}?", job.id), PayoutAction::Retry.consequence(Some(job.id)), "Retry job", "retry")
-        }
-        JobAction::Discard => (
-            format!("Discard dead job {}?", job.id),
-            "The job is closed for good: it leaves the dead list and can no longer be retried. Its payout stays \
-             failed. No money moves: the payout failed when its job died, which released any money it held."
-                .to_owned(),
-            "Discard job",
-            "discard",
-        ),
-    };
-    ConfirmPage {
-        layout: user.layout(button, "jobs"),
-        question,
-        facts,
-        consequence,
-        action: error.is_none().then(|| format!("/admin/jobs/{}/{slug}", job.id)),
-        button,
-        danger: action == JobAction::Discard,
-        back: "/admin/jobs".to_owned(),
-        back_label: "Back to the jobs".to_owned(),
-        error,
-    }
-}
-
-/// `GET /admin/jobs/{id}/retry` (admins).
-async fn confirm_job_retry(
-    State(state): State<AppState>,
-    user: ConsoleUser,
-    Path(id): Path<String>,
-) -> Result<Response, ConsoleError> {
-    let (job, payout) = job_and_payout(&state, job_id(&id)?).await?;
-    Ok(job_confirm(&user, JobAction::Retry, &job, payout.as_ref(), None).respond())
-}
-
-/// `POST /admin/jobs/{id}/retry` (admins): what `POST /api/v1/jobs/{id}/retry/` does.
-async fn job_retry(
-    State(state): State<AppState>,
-    user: ConsoleUser,
-    Path(id): Path<String>,
-) -> Result<Response, ConsoleError> {
-    let id = job_id(&id)?;
-    let (job, payout) = job_and_payout(&state, id).await?;
-    let payout_id = match retry_target(&job, payout.as_ref()) {
-        Ok(payout_id) => payout_id,
-        Err(why) => return Ok(job_confirm(&user, JobAction::Retry, &job, payout.as_ref(), Some(why)).respond()),
-    };
-    let currency = payout.as_ref().map_or("RUB", |view| view.state.currency);
-    match state.payouts.retry(payout_id, id, Some(user.username.clone())).await? {
-        PayoutOutcome::Done(_) => {
-            tracing::info!(user = %user.username, job = id, payout = %payout_id, "console job retry");
-            Ok(Redirect::to(&format!("/admin/payouts/{payout_id}?done=retried")).into_response())
-        }
-        PayoutOutcome::Refused(refusal) => {
-            let message = refusal_message(&refusal, currency);
-            let (job, payout) = job_and_payout(&state, id).await?;
-            Ok(job_confirm(&user, JobAction::Retry, &job, payout.as_ref(), Some(message)).respond())
-        }
-        PayoutOutcome::Broken(defect) => {
-            tracing::error!(%defect, job = id, "the ledger engine could not decide a console job retry");
-            Err(ConsoleError::Unavailable)
-        }
-        other => {
-            tracing::error!(?other, "a keyed outcome for a console job retry");
-            Err(ConsoleError::Unavailable)
-        }
-    }
-}
-
-/// `GET /admin/jobs/{id}/discard` (admins).
-async fn confirm_discard(
-    State(state): State<AppState>,
-    user: ConsoleUser,
-    Path(id): Path<String>,
-) -> Result<Response, ConsoleError> {
-    let (job, payout) = job_and_payout(&state, job_id(&id)?).await?;
-    Ok(job_confirm(&user, JobAction::Discard, &job, payout.as_ref(), None).respond())
-}
-
-/// `POST /admin/jobs/{id}/discard` (admins): closes a dead job for good, audited as `job.discard`.
-async fn discard(
-    State(state): State<AppState>,
-    user: ConsoleUser,
-    Path(id): Path<String>,
-) -> Result<Response, ConsoleError> {
-    let id = job_id(&id)?;
-    let now = state.store.clock().await?;
-    match state.store.discard_job(id, &user.username, now).await? {
-        DiscardOutcome::Discarded(job) => {
-            tracing::info!(user = %user.username, job = job.id, payload = %job.payload, "console job discard");
-            Ok(Redirect::to(&format!("/admin/jobs?done=discarded&job={}", job.id)).into_response())
-        }
-        DiscardOutcome::NotFound => Err(ConsoleError::NotFound("No such job.".into())),
-        DiscardOutcome::NotDead(status) => {
-            let (job, payout) = job_and_payout(&state, id).await?;
-            let why = format!("Job {id} is {status}: only dead jobs can be discarded.");
-            Ok(job_confirm(&user, JobAction::Discard, &job, payout.as_ref(), Some(why)).respond())
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pages_are_counted_and_linked() {
-        let pager = Pager::new(2, 10, 25, |page| format!("?page={page}"));
-        assert_eq!(
-            (pager.pages, pager.previous.as_deref(), pager.next.as_deref()),
-            (3, Some("?page=1"), Some("?page=3"))
-        );
-        let empty = Pager::new(1, 10, 0, |page| format!("?page={page}"));
-        assert_eq!((empty.pages, empty.previous, empty.next), (1, None, None));
-        let beyond = Pager::new(9, 10, 25, |page| format!("?page={page}"));
-        assert_eq!(
-            (beyond.previous.as_deref(), beyond.next, beyond.first.as_deref()),
-            (Some("?page=3"), None, Some("?page=1"))
-        );
-    }
-
-    #[test]
-    fn paging_is_checked() {
-        assert_eq!(paging(&None, &None), Ok((1, DEFAULT_PAGE_SIZE, 0)));
-        assert_eq!(paging(&Some("3".into()), &Some("10".into())), Ok((3, 10, 20)));
-        assert!(paging(&Some("0".into()), &None).is_err());
-        assert!(paging(&Some("x".into()), &None).is_err());
-        assert!(paging(&None, &Some("101".into())).is_err());
-        assert!(paging(&Some(i64::MAX.to_string()), &None).is_err());
-    }
 
     #[test]
     fn dates_are_midnight_utc() {

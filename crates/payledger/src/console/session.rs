@@ -140,7 +140,7 @@ pub async fn login(
         return Err(ConsoleError::RateLimited(wait.as_secs()));
     }
     let user = state.store.principal(&form.username).await?;
-    let hash = user.as_ref().map_or_else(crate::api::auth::dummy_hash, |user| user.password_hash.clone());
+    let hash = user.as_ref().map_or_else(crate::principals::dummy_hash, |user| user.password_hash.clone());
     let password = form.password;
     let matches = tokio::task::spawn_blocking(move || password_matches(&password, &hash)).await.unwrap_or(false);
     let user = match user {

@@ -60,21 +60,35 @@ impl PgStore {
     }
 }
 
-super::console::overview::console_overview_queries!(
+super::console::balances::console_balance_queries!(
     PgStore,
     reader: pool,
     writer: pool,
     bind_time: std::convert::identity
 );
 
-super::console::payouts::console_payouts_queries!(
+super::console::dashboard::console_dashboard_queries!(
     PgStore,
     reader: pool,
     writer: pool,
     bind_time: std::convert::identity
 );
 
-super::console::people::console_people_queries!(
+super::console::jobs::console_job_queries!(
+    PgStore,
+    reader: pool,
+    writer: pool,
+    bind_time: std::convert::identity
+);
+
+super::console::organizations::console_organization_queries!(
+    PgStore,
+    reader: pool,
+    writer: pool,
+    bind_time: std::convert::identity
+);
+
+super::console::payments::console_payment_queries!(
     PgStore,
     reader: pool,
     writer: pool,
@@ -82,6 +96,13 @@ super::console::people::console_people_queries!(
 );
 
 super::console::sessions::console_session_queries!(
+    PgStore,
+    reader: pool,
+    writer: pool,
+    bind_time: std::convert::identity
+);
+
+super::console::users::console_user_queries!(
     PgStore,
     reader: pool,
     writer: pool,

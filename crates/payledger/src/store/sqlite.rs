@@ -87,21 +87,35 @@ impl SqliteStore {
     }
 }
 
-super::console::overview::console_overview_queries!(
+super::console::balances::console_balance_queries!(
     SqliteStore,
     reader: reader,
     writer: writer,
     bind_time: crate::timefmt::sqlite_text
 );
 
-super::console::payouts::console_payouts_queries!(
+super::console::dashboard::console_dashboard_queries!(
     SqliteStore,
     reader: reader,
     writer: writer,
     bind_time: crate::timefmt::sqlite_text
 );
 
-super::console::people::console_people_queries!(
+super::console::jobs::console_job_queries!(
+    SqliteStore,
+    reader: reader,
+    writer: writer,
+    bind_time: crate::timefmt::sqlite_text
+);
+
+super::console::organizations::console_organization_queries!(
+    SqliteStore,
+    reader: reader,
+    writer: writer,
+    bind_time: crate::timefmt::sqlite_text
+);
+
+super::console::payments::console_payment_queries!(
     SqliteStore,
     reader: reader,
     writer: writer,
@@ -109,6 +123,13 @@ super::console::people::console_people_queries!(
 );
 
 super::console::sessions::console_session_queries!(
+    SqliteStore,
+    reader: reader,
+    writer: writer,
+    bind_time: crate::timefmt::sqlite_text
+);
+
+super::console::users::console_user_queries!(
     SqliteStore,
     reader: reader,
     writer: writer,

@@ -21,6 +21,7 @@ pub struct ConsoleSession {
     pub expires_at: OffsetDateTime,
 }
 
+/// The sessions' queries, for one backend's store.
 macro_rules! console_session_queries {
     ($store:ty, reader: $reader:ident, writer: $writer:ident, bind_time: $bind_time:path) => {
         impl $store {

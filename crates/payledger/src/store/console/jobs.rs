@@ -1,4 +1,4 @@
-//! Console queries of the payouts pages: a payout's jobs, the dead and retrying jobs, and discarding a dead job.
+//! Console queries of jobs: a payout's processing jobs, the dead and retrying jobs, and discarding a dead job.
 //!
 //! A discarded job is closed (`status = 'done'`, as an operator's retry closes a dead job) and marked by
 //! `discarded_at` / `discarded_by` (migration 0007): the `jobs.status` CHECK constraint has no other status and
@@ -130,7 +130,7 @@ pub(crate) fn jobs_count_sql(list: JobList) -> &'static str {
 macro_rules! console_job_from_row {
     ($row:expr) => {{
         let row = $row;
-        $crate::store::console::payouts::ConsoleJob {
+        $crate::store::console::jobs::ConsoleJob {
             id: row.try_get(0)?,
             kind: row.try_get(1)?,
             payload: row.try_get(2)?,
@@ -148,17 +148,18 @@ macro_rules! console_job_from_row {
 }
 pub(crate) use console_job_from_row;
 
-macro_rules! console_payouts_queries {
+/// The jobs queries, for one backend's store.
+macro_rules! console_job_queries {
     ($store:ty, reader: $reader:ident, writer: $writer:ident, bind_time: $bind_time:path) => {
         impl $store {
             pub(in crate::store) async fn console_payout_jobs(
                 &self,
                 payout: uuid::Uuid,
-            ) -> Result<Vec<$crate::store::console::payouts::ConsoleJob>, $crate::store::StoreError> {
+            ) -> Result<Vec<$crate::store::console::jobs::ConsoleJob>, $crate::store::StoreError> {
                 use sqlx::Row;
                 let rows = sqlx::query(concat!(
                     "SELECT ",
-                    $crate::store::console::payouts::console_job_columns!(),
+                    $crate::store::console::jobs::console_job_columns!(),
                     " FROM jobs WHERE payload = $1 AND kind = $2 ORDER BY id"
                 ))
                 .bind(payout.to_string())
@@ -166,7 +167,7 @@ macro_rules! console_payouts_queries {
                 .fetch_all(&self.$reader)
                 .await?;
                 rows.iter()
-                    .map(|row| Ok($crate::store::console::payouts::console_job_from_row!(row)))
+                    .map(|row| Ok($crate::store::console::jobs::console_job_from_row!(row)))
                     .collect::<Result<Vec<_>, sqlx::Error>>()
                     .map_err(Into::into)
             }
@@ -174,38 +175,38 @@ macro_rules! console_payouts_queries {
             pub(in crate::store) async fn console_job(
                 &self,
                 id: i64,
-            ) -> Result<Option<$crate::store::console::payouts::ConsoleJob>, $crate::store::StoreError> {
+            ) -> Result<Option<$crate::store::console::jobs::ConsoleJob>, $crate::store::StoreError> {
                 use sqlx::Row;
                 let row = sqlx::query(concat!(
                     "SELECT ",
-                    $crate::store::console::payouts::console_job_columns!(),
+                    $crate::store::console::jobs::console_job_columns!(),
                     " FROM jobs WHERE id = $1"
                 ))
                 .bind(id)
                 .fetch_optional(&self.$reader)
                 .await?;
                 let Some(row) = row else { return Ok(None) };
-                Ok(Some($crate::store::console::payouts::console_job_from_row!(&row)))
+                Ok(Some($crate::store::console::jobs::console_job_from_row!(&row)))
             }
 
             pub(in crate::store) async fn console_jobs(
                 &self,
-                list: $crate::store::console::payouts::JobList,
+                list: $crate::store::console::jobs::JobList,
                 limit: i64,
                 offset: i64,
-            ) -> Result<(i64, Vec<$crate::store::console::payouts::ConsoleJob>), $crate::store::StoreError> {
+            ) -> Result<(i64, Vec<$crate::store::console::jobs::ConsoleJob>), $crate::store::StoreError> {
                 use sqlx::Row;
-                let count: i64 = sqlx::query_scalar($crate::store::console::payouts::jobs_count_sql(list))
+                let count: i64 = sqlx::query_scalar($crate::store::console::jobs::jobs_count_sql(list))
                     .fetch_one(&self.$reader)
                     .await?;
-                let rows = sqlx::query($crate::store::console::payouts::jobs_sql(list))
+                let rows = sqlx::query($crate::store::console::jobs::jobs_sql(list))
                     .bind(limit)
                     .bind(offset)
                     .fetch_all(&self.$reader)
                     .await?;
                 let jobs = rows
                     .iter()
-                    .map(|row| Ok($crate::store::console::payouts::console_job_from_row!(row)))
+                    .map(|row| Ok($crate::store::console::jobs::console_job_from_row!(row)))
                     .collect::<Result<Vec<_>, sqlx::Error>>()?;
                 Ok((count, jobs))
             }
@@ -215,9 +216,9 @@ macro_rules! console_payouts_queries {
                 id: i64,
                 by: &str,
                 now: time::OffsetDateTime,
-            ) -> Result<$crate::store::console::payouts::DiscardOutcome, $crate::store::StoreError> {
+            ) -> Result<$crate::store::console::jobs::DiscardOutcome, $crate::store::StoreError> {
                 use sqlx::Row;
-                use $crate::store::console::payouts::DiscardOutcome;
+                use $crate::store::console::jobs::DiscardOutcome;
                 // The update is the transaction's first statement: it takes SQLite's write lock (or PostgreSQL's
                 // row lock) and only a job still dead matches, so a concurrent retry or discard of the same job
                 // makes this one find nothing rather than close it twice.
@@ -226,7 +227,7 @@ macro_rules! console_payouts_queries {
                     "UPDATE jobs SET status = 'done', discarded_at = $2, discarded_by = $3, updated_at = $2,
                             lease_owner = NULL, lease_expires_at = NULL
                      WHERE id = $1 AND status = 'dead' RETURNING ",
-                    $crate::store::console::payouts::console_job_columns!()
+                    $crate::store::console::jobs::console_job_columns!()
                 ))
                 .bind(id)
                 .bind($bind_time(now))
@@ -236,7 +237,7 @@ macro_rules! console_payouts_queries {
                 let Some(row) = row else {
                     let found = sqlx::query(concat!(
                         "SELECT ",
-                        $crate::store::console::payouts::console_job_columns!(),
+                        $crate::store::console::jobs::console_job_columns!(),
                         " FROM jobs WHERE id = $1"
                     ))
                     .bind(id)
@@ -246,13 +247,13 @@ macro_rules! console_payouts_queries {
                     return Ok(match found {
                         None => DiscardOutcome::NotFound,
                         Some(row) => {
-                            let job = $crate::store::console::payouts::console_job_from_row!(&row);
+                            let job = $crate::store::console::jobs::console_job_from_row!(&row);
                             DiscardOutcome::NotDead(job.shown_status())
                         }
                     });
                 };
-                let job = $crate::store::console::payouts::console_job_from_row!(&row);
-                let audit = $crate::store::console::payouts::discard_audit(&job, by);
+                let job = $crate::store::console::jobs::console_job_from_row!(&row);
+                let audit = $crate::store::console::jobs::discard_audit(&job, by);
                 Self::write_audit(&mut *tx, &audit, now).await?;
                 tx.commit().await?;
                 Ok(DiscardOutcome::Discarded(Box::new(job)))
@@ -260,7 +261,7 @@ macro_rules! console_payouts_queries {
         }
     };
 }
-pub(crate) use console_payouts_queries;
+pub(crate) use console_job_queries;
 
 /// The audit row of a discard: the job as it was (dead) and as it is.
 pub(crate) fn discard_audit(job: &ConsoleJob, by: &str) -> crate::store::AuditEntry {
