@@ -170,7 +170,7 @@ pub struct WebhookGuard {
     /// How far a signature's timestamp may be from now, in seconds.
     pub tolerance_seconds: i64,
     /// Networks notices may come from; empty allows any.
-    pub allowed_networks: Vec<crate::netlist::Network>,
+    pub allowed_networks: Vec<crate::webhook::networks::Network>,
 }
 
 impl ServeArgs {
@@ -478,10 +478,10 @@ impl Settings {
                 "PAYLEDGER_JWT_SECRET is not set: access tokens would be signed with a random key per process"
                     .to_owned(),
             ),
-            Some(secret) if secret.len() < crate::tokens::MIN_SECRET_LEN => problems.push(format!(
+            Some(secret) if secret.len() < crate::auth::tokens::MIN_SECRET_LEN => problems.push(format!(
                 "PAYLEDGER_JWT_SECRET is {} bytes: it must be at least {} bytes",
                 secret.len(),
-                crate::tokens::MIN_SECRET_LEN
+                crate::auth::tokens::MIN_SECRET_LEN
             )),
             Some(_) => {}
         }
@@ -489,10 +489,10 @@ impl Settings {
             let lowered = password.to_lowercase();
             if DEFAULT_PASSWORDS.contains(&lowered.as_str()) || lowered == username.to_lowercase() {
                 problems.push("PAYLEDGER_ADMIN_PASSWORD is a well-known default password".to_owned());
-            } else if password.chars().count() < crate::principals::MIN_PASSWORD_CHARS {
+            } else if password.chars().count() < crate::auth::principals::MIN_PASSWORD_CHARS {
                 problems.push(format!(
                     "PAYLEDGER_ADMIN_PASSWORD is shorter than {} characters",
-                    crate::principals::MIN_PASSWORD_CHARS
+                    crate::auth::principals::MIN_PASSWORD_CHARS
                 ));
             }
         }

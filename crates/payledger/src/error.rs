@@ -11,12 +11,12 @@ use utoipa::ToSchema;
 use payledger_core::BalanceError;
 use payledger_core::money::format_minor;
 
+use crate::auth::principals::PrincipalError;
+use crate::auth::tokens::TokenError;
 use crate::engine::EngineError;
 use crate::engine::payouts::PayoutError;
 use crate::payouts::PayoutServiceError;
-use crate::principals::PrincipalError;
 use crate::store::StoreError;
-use crate::tokens::TokenError;
 
 /// What a client sees of an error: a human message, a stable machine code, and field details.
 #[derive(Debug, Serialize, ToSchema)]

@@ -3,8 +3,8 @@
 //! [`launch`] runs the whole server (HTTP API, ledger writer, background applier) on a listener until a
 //! shutdown future resolves; `main` and the integration tests both use it.
 
-pub mod access;
 pub mod api;
+pub mod auth;
 pub mod balances;
 pub mod config;
 pub mod console;
@@ -14,20 +14,15 @@ pub mod fields;
 pub mod gateway;
 pub mod hex;
 pub mod idempotency;
-pub mod intake;
-pub mod netlist;
 pub mod payouts;
-pub mod principals;
-pub mod ratelimit;
 pub mod redact;
 pub mod router;
 pub mod seed;
-pub mod signature;
 pub mod store;
 pub mod telemetry;
 pub mod timefmt;
-pub mod tokens;
 pub mod vault;
+pub mod webhook;
 pub mod workers;
 
 use std::future::Future;
@@ -40,9 +35,9 @@ use tower::Layer;
 
 use crate::config::{ConflictPolicy, Settings};
 use crate::engine::LedgerEngine;
-use crate::intake::Intake;
 use crate::redact::redact_url;
 use crate::store::Store;
+use crate::webhook::intake::Intake;
 
 /// What every handler can reach, shared behind one `Arc` so a request clones a pointer, not the pools.
 pub type AppState = Arc<App>;
@@ -66,13 +61,13 @@ pub struct App {
     /// Development or production: whether anonymous balance reads are allowed.
     pub profile: config::Profile,
     /// Basic credentials verified recently, so a password is not re-hashed on every request.
-    pub credentials: access::CredentialMemory,
+    pub credentials: auth::access::CredentialMemory,
     /// The key access tokens are signed with.
-    pub token_keys: tokens::TokenKeys,
+    pub token_keys: auth::tokens::TokenKeys,
     /// Token lifetimes.
     pub token_settings: config::TokenSettings,
     /// Requests per client address to the token endpoints.
-    pub login_limiter: ratelimit::RateLimiter,
+    pub login_limiter: auth::ratelimit::RateLimiter,
     /// The OpenAPI document.
     pub openapi: Arc<utoipa::openapi::OpenApi>,
     /// The Redoc page, rendered once.
@@ -105,10 +100,10 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
 async fn bootstrap_admin(store: &Store, settings: &Settings) -> anyhow::Result<()> {
     let configured = settings.admin.as_ref().map(|(name, password)| (name.as_str(), password.as_str()));
     let generate = settings.profile == config::Profile::Development;
-    match principals::bootstrap(store, configured, generate).await.context("creating the first admin")? {
-        principals::Bootstrap::Existing => {}
-        principals::Bootstrap::Configured(username) => tracing::info!(%username, "created the first admin"),
-        principals::Bootstrap::Generated { username, password } => {
+    match auth::principals::bootstrap(store, configured, generate).await.context("creating the first admin")? {
+        auth::principals::Bootstrap::Existing => {}
+        auth::principals::Bootstrap::Configured(username) => tracing::info!(%username, "created the first admin"),
+        auth::principals::Bootstrap::Generated { username, password } => {
             // Shown once, on the console only: it is not logged, and `payledger user passwd` replaces it.
             eprintln!(
                 "\n  No users yet and no PAYLEDGER_ADMIN_USERNAME/PAYLEDGER_ADMIN_PASSWORD: created the admin\n  \
@@ -133,16 +128,16 @@ fn print_development_banner(settings: &Settings) {
 }
 
 /// The access-token key: the configured secret, or (development) a random one for this process.
-fn token_keys(settings: &Settings) -> anyhow::Result<tokens::TokenKeys> {
+fn token_keys(settings: &Settings) -> anyhow::Result<auth::tokens::TokenKeys> {
     let secret = match &settings.tokens.secret {
         Some(secret) => secret.as_bytes().to_vec(),
         None => {
-            let (random, _) = tokens::new_refresh_token().context("generating a token key")?;
+            let random = auth::tokens::random_secret().context("generating a token key")?;
             tracing::warn!("no PAYLEDGER_JWT_SECRET: access tokens are signed with a random key of this process");
             random.into_bytes()
         }
     };
-    tokens::TokenKeys::new(&secret).context("PAYLEDGER_JWT_SECRET")
+    auth::tokens::TokenKeys::new(&secret).context("PAYLEDGER_JWT_SECRET")
 }
 
 /// The payout service and the gateway, from the settings: the card vault's keys (or the development key in
@@ -204,7 +199,7 @@ pub async fn launch(
     };
     let store = open_store(&settings).await?;
     if settings.profile == config::Profile::Production {
-        problems.extend(principals::production_problems(&store, settings.admin.is_some()).await?);
+        problems.extend(auth::principals::production_problems(&store, settings.admin.is_some()).await?);
         if !problems.is_empty() {
             anyhow::bail!(
                 "refusing to start in the production profile:\n  - {}\n(see README, \"Production profile\")",
@@ -245,10 +240,10 @@ pub async fn launch(
         webhook_conflict: settings.webhook_conflict,
         webhook_guard: settings.webhook_guard.clone(),
         profile: settings.profile,
-        credentials: access::CredentialMemory::new().context("generating the credential memory's key")?,
+        credentials: auth::access::CredentialMemory::new().context("generating the credential memory's key")?,
         token_keys: token_keys(&settings)?,
         token_settings: settings.tokens.clone(),
-        login_limiter: ratelimit::RateLimiter::new(
+        login_limiter: auth::ratelimit::RateLimiter::new(
             settings.tokens.login_attempts_per_minute,
             std::time::Duration::from_secs(60),
         ),

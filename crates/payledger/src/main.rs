@@ -125,8 +125,8 @@ fn read_password(prompt: &str) -> anyhow::Result<String> {
 }
 
 async fn user_command(store: &Store, command: payledger::config::UserCommand) -> anyhow::Result<ExitCode> {
+    use payledger::auth::principals;
     use payledger::config::UserCommand;
-    use payledger::principals;
     match command {
         UserCommand::Create { username, role } => {
             let password = read_password(&format!("Password for {username}: "))?;

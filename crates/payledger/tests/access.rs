@@ -147,7 +147,7 @@ async fn callers(settings: Settings, db: &TestDb) -> Callers {
     let server = TestServer::start(settings).await;
     let store = db.store().await;
     for (name, role) in [("vera", "viewer"), ("oleg", "operator")] {
-        payledger::principals::create(&store, "test", name, PASSWORD, role, false).await.expect("create user");
+        payledger::auth::principals::create(&store, "test", name, PASSWORD, role, false).await.expect("create user");
     }
     let viewer = server.client_with_token(&server.login("vera", PASSWORD).await);
     let operator = server.client_with_token(&server.login("oleg", PASSWORD).await);
@@ -255,18 +255,19 @@ async fn expired_forged_and_tampered_tokens_are_refused() {
     let mut settings = common::settings(&db);
     settings.tokens.secret = Some(JWT_SECRET.into());
     let server = TestServer::start(settings).await;
-    let keys = payledger::tokens::TokenKeys::new(JWT_SECRET.as_bytes()).expect("keys");
-    let role = payledger::tokens::Role::Admin;
+    let keys = payledger::auth::tokens::TokenKeys::new(JWT_SECRET.as_bytes()).expect("keys");
+    let role = payledger::auth::tokens::Role::Admin;
     let now = time::OffsetDateTime::now_utc();
     let (expired, _) =
         keys.issue_access(1, ADMIN.0, role, now - time::Duration::hours(1), time::Duration::minutes(5)).expect("token");
     let (fresh, _) = keys.issue_access(1, ADMIN.0, role, now, time::Duration::minutes(5)).expect("token");
-    let other = payledger::tokens::TokenKeys::new(b"another key, also long enough for HS256").expect("keys");
+    let other = payledger::auth::tokens::TokenKeys::new(b"another key, also long enough for HS256").expect("keys");
     let (forged, _) = other.issue_access(1, ADMIN.0, role, now, time::Duration::minutes(5)).expect("token");
     let mut parts: Vec<String> = fresh.split('.').map(str::to_owned).collect();
     // The payload of a viewer's token under the admin's signature.
-    let (viewer, _) =
-        keys.issue_access(1, ADMIN.0, payledger::tokens::Role::Viewer, now, time::Duration::minutes(5)).expect("token");
+    let (viewer, _) = keys
+        .issue_access(1, ADMIN.0, payledger::auth::tokens::Role::Viewer, now, time::Duration::minutes(5))
+        .expect("token");
     parts[1] = viewer.split('.').nth(1).expect("payload").to_owned();
     let tampered = parts.join(".");
 
@@ -560,7 +561,7 @@ async fn production_refuses_to_start_without_its_settings() {
 
     // A user still on a generated password keeps production from starting.
     let store = db.store().await;
-    payledger::principals::create(&store, "test", "temp", "generated-password-xyz", "operator", true)
+    payledger::auth::principals::create(&store, "test", "temp", "generated-password-xyz", "operator", true)
         .await
         .expect("user");
     let (code, stderr) = start_production(&db, &good, 30);
@@ -661,12 +662,12 @@ async fn access_tokens_follow_the_user_row() {
     let Some(db) = TestDb::new(Backend::Sqlite).await else { return };
     let server = TestServer::start(common::settings(&db)).await;
     let store = db.store().await;
-    payledger::principals::create(&store, "test", "adm2", PASSWORD, "admin", false).await.expect("user");
+    payledger::auth::principals::create(&store, "test", "adm2", PASSWORD, "admin", false).await.expect("user");
     let adm2 = server.client_with_token(&server.login("adm2", PASSWORD).await);
     assert_eq!(adm2.get(server.url("/api/v1/jobs/")).send().await.expect("jobs").status(), 200);
-    payledger::principals::set_role(&store, "test", "adm2", "viewer").await.expect("demote");
+    payledger::auth::principals::set_role(&store, "test", "adm2", "viewer").await.expect("demote");
     assert_eq!(adm2.get(server.url("/api/v1/jobs/")).send().await.expect("jobs").status(), 403, "demoted at once");
-    payledger::principals::set_active(&store, "test", "adm2", false).await.expect("disable");
+    payledger::auth::principals::set_active(&store, "test", "adm2", false).await.expect("disable");
     let response = adm2.patch(server.url("/api/v1/users/adm2/")).json(&json!({"active": true})).send().await;
     assert_eq!(response.expect("patch").status(), 401, "a disabled user's token cannot re-enable them");
     let page: Value =
@@ -685,7 +686,7 @@ async fn two_admins_cannot_disable_each_other_at_once() {
         let store = db.store().await;
         for round in 0..5 {
             let other = format!("adm{round}");
-            payledger::principals::create(&store, "test", &other, PASSWORD, "admin", false).await.expect("user");
+            payledger::auth::principals::create(&store, "test", &other, PASSWORD, "admin", false).await.expect("user");
             let theirs = server.client_with_token(&server.login(&other, PASSWORD).await);
             let ours = server.client.clone();
             let (a, b) = tokio::join!(
@@ -710,9 +711,9 @@ async fn two_admins_cannot_disable_each_other_at_once() {
             }
             // Put things back for the next round: whoever is disabled, re-enable them from the CLI side.
             for name in [ADMIN.0, other.as_str()] {
-                payledger::principals::set_active(&store, "test", name, true).await.expect("enable");
+                payledger::auth::principals::set_active(&store, "test", name, true).await.expect("enable");
             }
-            payledger::principals::set_active(&store, "test", &other, false).await.expect("disable the extra");
+            payledger::auth::principals::set_active(&store, "test", &other, false).await.expect("disable the extra");
         }
         server.stop().await;
     }

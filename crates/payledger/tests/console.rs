@@ -12,7 +12,7 @@ async fn server_with_users(db: &TestDb) -> TestServer {
     let server = TestServer::start(common::settings(db)).await;
     let store = db.store().await;
     for (name, role) in [("vera", "viewer"), ("oleg", "operator")] {
-        payledger::principals::create(&store, "test", name, PASSWORD, role, false).await.expect("user");
+        payledger::auth::principals::create(&store, "test", name, PASSWORD, role, false).await.expect("user");
     }
     server
 }
@@ -83,16 +83,18 @@ async fn roles_and_disabled_users() {
     }
     // Disabling the user ends their console session at once.
     let store = db.store().await;
-    payledger::principals::set_active(&store, "test", "vera", false).await.expect("disable");
+    payledger::auth::principals::set_active(&store, "test", "vera", false).await.expect("disable");
     assert_eq!(viewer.get("/admin/").await.status, 303);
     assert_eq!(submit_login(&server, "vera", PASSWORD).await.0.status, 401);
     // Enabling the user again does not bring the old session back.
-    payledger::principals::set_active(&store, "test", "vera", true).await.expect("enable");
+    payledger::auth::principals::set_active(&store, "test", "vera", true).await.expect("enable");
     assert_eq!(viewer.get("/admin/").await.status, 303);
     // A new password ends a live session too.
     let again = ConsoleClient::login(&server, "vera", PASSWORD).await;
     assert_eq!(again.get("/admin/").await.status, 200);
-    payledger::principals::set_password(&store, "test", "vera", "vera's next long password").await.expect("passwd");
+    payledger::auth::principals::set_password(&store, "test", "vera", "vera's next long password")
+        .await
+        .expect("passwd");
     assert_eq!(again.get("/admin/").await.status, 303);
     server.stop().await;
 }

@@ -107,7 +107,9 @@ async fn cancel_a_pending_payout() {
     let mut settings = common::settings(&db);
     settings.payouts.workers = 0;
     let server = TestServer::start(settings).await;
-    payledger::principals::create(&db.store().await, "test", "oleg", PASSWORD, "operator", false).await.expect("user");
+    payledger::auth::principals::create(&db.store().await, "test", "oleg", PASSWORD, "operator", false)
+        .await
+        .expect("user");
     deposit(&server, 7, "50.00").await;
     let id = payout_for(&server, 7, "20.00").await;
     assert_eq!(server.user_balance(7).await, Some(("30.00".into(), "20.00".into())));
@@ -138,7 +140,9 @@ async fn a_viewer_is_refused_an_operator_action() {
     let mut settings = common::settings(&db);
     settings.payouts.workers = 0;
     let server = TestServer::start(settings).await;
-    payledger::principals::create(&db.store().await, "test", "vera", PASSWORD, "viewer", false).await.expect("user");
+    payledger::auth::principals::create(&db.store().await, "test", "vera", PASSWORD, "viewer", false)
+        .await
+        .expect("user");
     deposit(&server, 8, "50.00").await;
     let id = payout_for(&server, 8, "20.00").await;
 

@@ -19,7 +19,7 @@ async fn start(db: &TestDb, settings: payledger::config::Settings) -> TestServer
     let server = TestServer::start(settings).await;
     let store = db.store().await;
     for (name, role) in [("vera", "viewer"), ("oleg", "operator")] {
-        payledger::principals::create(&store, "test", name, PASSWORD, role, false).await.expect("user");
+        payledger::auth::principals::create(&store, "test", name, PASSWORD, role, false).await.expect("user");
     }
     server
 }

@@ -14,7 +14,7 @@ async fn server_with_users(db: &TestDb) -> TestServer {
     let server = TestServer::start(common::settings(db)).await;
     let store = db.store().await;
     for (name, role) in [("vera", "viewer"), ("oleg", "operator")] {
-        payledger::principals::create(&store, "test", name, PASSWORD, role, false).await.expect("user");
+        payledger::auth::principals::create(&store, "test", name, PASSWORD, role, false).await.expect("user");
     }
     server
 }

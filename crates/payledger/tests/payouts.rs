@@ -444,18 +444,20 @@ async fn a_signed_gateway_callback_marks_a_payout_returned() {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     for bad in [
         None,
-        Some(payledger::signature::sign("wrong", now, event.as_bytes())),
-        Some(payledger::signature::sign("gw-secret", now - 3600, event.as_bytes())),
+        Some(payledger::webhook::signature::sign("wrong", now, event.as_bytes())),
+        Some(payledger::webhook::signature::sign("gw-secret", now - 3600, event.as_bytes())),
     ] {
         assert_eq!(post(bad).await.expect("request").status(), 401);
     }
     assert_eq!(server.user_balance(2).await, Some(("6.00".into(), "0.00".into())), "nothing changed");
-    let response = post(Some(payledger::signature::sign("gw-secret", now, event.as_bytes()))).await.expect("request");
+    let response =
+        post(Some(payledger::webhook::signature::sign("gw-secret", now, event.as_bytes()))).await.expect("request");
     assert_eq!(response.status(), 200);
     let payout: Value = response.json().await.expect("json");
     assert_eq!(payout["status"], "returned");
     assert_eq!(server.user_balance(2).await, Some(("10.00".into(), "0.00".into())), "the money came back");
-    let again = post(Some(payledger::signature::sign("gw-secret", now, event.as_bytes()))).await.expect("request");
+    let again =
+        post(Some(payledger::webhook::signature::sign("gw-secret", now, event.as_bytes()))).await.expect("request");
     assert_eq!(again.status(), 409, "returned once");
     server.stop().await;
     db.assert_verified().await;

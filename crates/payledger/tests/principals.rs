@@ -56,10 +56,10 @@ async fn users_are_managed_from_the_cli_with_an_audit_trail(backend: Backend) {
     let store = db.store().await;
     let before = store.principal("alice").await.expect("read").expect("alice");
     assert!(before.password_hash.starts_with("$argon2id$"));
-    assert!(payledger::principals::password_matches("a long enough password", &before.password_hash));
+    assert!(payledger::auth::principals::password_matches("a long enough password", &before.password_hash));
     assert_eq!(payledger(&db, &["user", "passwd", "alice"], "a brand new password\n", &[]).0, 0);
     let after = store.principal("alice").await.expect("read").expect("alice");
-    assert!(payledger::principals::password_matches("a brand new password", &after.password_hash));
+    assert!(payledger::auth::principals::password_matches("a brand new password", &after.password_hash));
     assert_eq!(payledger(&db, &["user", "disable", "alice"], "", &[]).0, 0);
     assert_eq!(payledger(&db, &["user", "role", "alice", "admin"], "", &[]).0, 0);
     let alice = store.principal("alice").await.expect("read").expect("alice");
@@ -88,7 +88,7 @@ async fn the_first_start_creates_one_admin(backend: Backend) {
     let store = db.store().await;
     let admin = store.principal("root-admin").await.expect("read").expect("admin created");
     assert_eq!((admin.role.as_str(), admin.password_generated), ("admin", false));
-    assert!(payledger::principals::password_matches("configured admin password", &admin.password_hash));
+    assert!(payledger::auth::principals::password_matches("configured admin password", &admin.password_hash));
     // A second start changes nothing.
     let server = TestServer::start(settings).await;
     server.stop().await;
@@ -131,7 +131,7 @@ async fn a_generated_admin_password_is_printed_once() {
     let store = db.store().await;
     let admin = store.principal("admin").await.expect("read").expect("admin");
     assert!(admin.password_generated);
-    assert!(payledger::principals::password_matches(&password, &admin.password_hash));
+    assert!(payledger::auth::principals::password_matches(&password, &admin.password_hash));
     let second = run();
     assert!(!second.contains(&password), "printed only once");
 }
@@ -162,9 +162,9 @@ mod tokens {
         assert_eq!(status, 200, "{pair}");
         let (access, refresh) = (pair["access"].as_str().expect("access"), pair["refresh"].as_str().expect("refresh"));
         assert_eq!(access.split('.').count(), 3, "a JWT");
-        let keys = payledger::tokens::TokenKeys::new(b"a test signing key that is long enough!").expect("keys");
+        let keys = payledger::auth::tokens::TokenKeys::new(b"a test signing key that is long enough!").expect("keys");
         let claims = keys.verify_access(access, time::OffsetDateTime::now_utc()).expect("valid access token");
-        assert_eq!((claims.name.as_str(), claims.role), ("alice", payledger::tokens::Role::Admin));
+        assert_eq!((claims.name.as_str(), claims.role), ("alice", payledger::auth::tokens::Role::Admin));
 
         let started = Instant::now();
         let (wrong_status, wrong) =
@@ -198,8 +198,10 @@ mod tokens {
 
         // A disabled user cannot log in (another admin stays: the last one cannot be disabled).
         let store = db.store().await;
-        payledger::principals::create(&store, "test", "bob", "bob's long password", "admin", false).await.expect("bob");
-        payledger::principals::set_active(&store, "test", "alice", false).await.expect("disable");
+        payledger::auth::principals::create(&store, "test", "bob", "bob's long password", "admin", false)
+            .await
+            .expect("bob");
+        payledger::auth::principals::set_active(&store, "test", "alice", false).await.expect("disable");
         let mut settings = common::settings(&db);
         settings.admin = None;
         settings.tokens.secret = Some("a test signing key that is long enough!".into());

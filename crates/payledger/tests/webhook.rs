@@ -192,7 +192,7 @@ async fn wrong_content_type_and_oversized_bodies_are_refused(backend: Backend) {
     let response = server.client.post(server.url("/api/webhook/bank/")).body(body).send().await.unwrap();
     assert_eq!(response.status(), 415);
 
-    let huge = format!("{{\"pad\": \"{}\"}}", "x".repeat(payledger::intake::MAX_WEBHOOK_BODY_BYTES));
+    let huge = format!("{{\"pad\": \"{}\"}}", "x".repeat(payledger::webhook::intake::MAX_WEBHOOK_BODY_BYTES));
     let (status, answer) = server.post_webhook_raw(huge).await;
     assert_eq!(status, 413);
     assert_eq!(answer["code"], "payload_too_large");

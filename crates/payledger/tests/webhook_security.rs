@@ -3,7 +3,7 @@
 mod common;
 
 use common::{Backend, TestDb, TestServer, notice};
-use payledger::signature::sign;
+use payledger::webhook::signature::sign;
 use serde_json::json;
 use uuid::Uuid;
 

@@ -14,17 +14,17 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::api::extract::json_body;
+use crate::auth::principals::password_matches;
+use crate::auth::tokens::{Role, random_secret, secret_hash};
 use crate::error::{ApiError, ErrorBody};
 use crate::fields::{JsonObject, json_string};
-use crate::principals::password_matches;
 use crate::store::PrincipalRow;
-use crate::tokens::{Role, new_refresh_token, refresh_token_hash};
 
 /// The largest token request accepted, in bytes.
 const MAX_TOKEN_BODY_BYTES: usize = 4 * 1024;
 
 /// Re-exported for the console's login, which still names it here; the helper lives with password hashing.
-use crate::principals::dummy_hash;
+use crate::auth::principals::dummy_hash;
 
 /// A token pair.
 #[derive(Debug, Serialize, ToSchema)]
@@ -86,8 +86,8 @@ async fn issue(
             time::Duration::try_from(settings.access_ttl).unwrap_or(time::Duration::MINUTE),
         )
         .map_err(|error| ApiError::Internal(format!("issuing an access token: {error}")))?;
-    let (refresh, hash) =
-        new_refresh_token().map_err(|error| ApiError::Internal(format!("making a refresh token: {error}")))?;
+    let refresh = random_secret().map_err(|error| ApiError::Internal(format!("making a refresh token: {error}")))?;
+    let hash = secret_hash(&refresh);
     let expires_at = expires_at.unwrap_or(now + settings.refresh_ttl);
     state.store.insert_refresh(user.id, family, &hash, expires_at, now).await?;
     Ok(TokenPair { access, refresh })
@@ -115,7 +115,7 @@ pub async fn token(
     body: Body,
 ) -> Result<Json<TokenPair>, ApiError> {
     let [username, password] = string_fields(&state, peer, &headers, body, ["username", "password"]).await?;
-    let user = match crate::principals::check_username(&username) {
+    let user = match crate::auth::principals::check_username(&username) {
         Ok(()) => state.store.principal(&username).await?,
         Err(_) => None,
     };
@@ -154,7 +154,7 @@ pub async fn refresh(
     let [token] = string_fields(&state, peer, &headers, body, ["refresh"]).await?;
     let invalid = || ApiError::unauthorized("Invalid refresh token");
     let now = OffsetDateTime::now_utc();
-    let stored = state.store.refresh_by_hash(&refresh_token_hash(&token)).await?.ok_or_else(invalid)?;
+    let stored = state.store.refresh_by_hash(&secret_hash(&token)).await?.ok_or_else(invalid)?;
     // A revoked token is only refused: it was revoked on purpose (a new password, a disabled user, an
     // earlier reuse), and an old client presenting it must not end the user's newer logins.
     if stored.revoked || stored.expires_at <= now {

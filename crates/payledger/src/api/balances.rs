@@ -15,9 +15,9 @@ use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
-use crate::access::Caller;
 use crate::api::JsonRubles;
 use crate::api::extract::{ApiQuery, json_body};
+use crate::auth::access::Caller;
 use crate::balances::Idempotency;
 use crate::engine::balances::{ActivityLine, BalanceOutcome, OperationResult, Renderer, StoredResponse};
 use crate::error::{ApiError, ErrorBody};

@@ -58,10 +58,16 @@ pub async fn gateway_event(
     let Some(secret) = state.gateway_secret.as_deref() else {
         return Err(ApiError::unauthorized("gateway callbacks need PAYLEDGER_GATEWAY_SECRET"));
     };
-    let header = headers.get(crate::signature::SIGNATURE_HEADER).and_then(|value| value.to_str().ok());
+    let header = headers.get(crate::webhook::signature::SIGNATURE_HEADER).and_then(|value| value.to_str().ok());
     let now = OffsetDateTime::now_utc().unix_timestamp();
-    crate::signature::verify(&[secret], header, &bytes, now, crate::signature::DEFAULT_TOLERANCE_SECONDS)
-        .map_err(|error| ApiError::unauthorized(error.to_string()))?;
+    crate::webhook::signature::verify(
+        &[secret],
+        header,
+        &bytes,
+        now,
+        crate::webhook::signature::DEFAULT_TOLERANCE_SECONDS,
+    )
+    .map_err(|error| ApiError::unauthorized(error.to_string()))?;
     let mut fields = JsonObject::parse(&bytes).map_err(ApiError::InvalidData)?;
     let id = fields.field("payout_id", |raw| Uuid::parse_str(&json_string(raw)?).map_err(|_| "must be a UUID".into()));
     let event = fields.field("event", json_string);

@@ -1,6 +1,6 @@
 //! Admin-only: the users of the API and the console, and the audit log.
 //!
-//! The same operations as `payledger user …`, through the same functions in [`crate::principals`], each
+//! The same operations as `payledger user …`, through the same functions in [`crate::auth::principals`], each
 //! writing its audit row in its own transaction with the admin's name as the actor.
 
 use axum::Json;
@@ -12,13 +12,13 @@ use serde_json::value::RawValue;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
-use crate::access::Caller;
 use crate::api::extract::{ApiQuery, json_body};
+use crate::auth::access::Caller;
+use crate::auth::principals::{self, PrincipalError};
+use crate::auth::tokens::Role;
 use crate::error::{ApiError, ErrorBody};
 use crate::fields::{JsonObject, json_string};
-use crate::principals::{self, PrincipalError};
 use crate::store::{AuditFilter, PrincipalRow};
-use crate::tokens::Role;
 
 /// The largest user request accepted, in bytes.
 const MAX_USER_BODY_BYTES: usize = 4 * 1024;

@@ -12,7 +12,7 @@ use crate::api::extract::{is_json, is_length_limit};
 use crate::config::ConflictPolicy;
 use crate::engine::batch::WriteOutcome;
 use crate::error::{ApiError, ErrorBody};
-use crate::intake::{FieldErrors, MAX_WEBHOOK_BODY_BYTES, parse_notice};
+use crate::webhook::intake::{FieldErrors, MAX_WEBHOOK_BODY_BYTES, parse_notice};
 
 /// The answer to an accepted notice (new, duplicate or conflicting).
 #[derive(Debug, Serialize, ToSchema)]
@@ -76,7 +76,7 @@ pub async fn receive_bank_notice(State(state): State<AppState>, request: axum::e
     let headers = parts.headers;
     let guard = &state.webhook_guard;
     if let Some(peer) = peer
-        && !crate::netlist::allows(&guard.allowed_networks, peer)
+        && !crate::webhook::networks::allows(&guard.allowed_networks, peer)
     {
         tracing::warn!(%peer, "bank notice from a network outside the allow-list");
         state.intake.reject("forbidden_network", &FieldErrors::from([("peer".into(), peer.to_string())]), b"").await;
@@ -105,10 +105,10 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Web
     // The signature covers the raw bytes, checked before anything parses them.
     if !state.webhook_guard.secrets.is_empty() {
         let secrets: Vec<&str> = state.webhook_guard.secrets.iter().map(String::as_str).collect();
-        let header = headers.get(crate::signature::SIGNATURE_HEADER).and_then(|value| value.to_str().ok());
+        let header = headers.get(crate::webhook::signature::SIGNATURE_HEADER).and_then(|value| value.to_str().ok());
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         if let Err(error) =
-            crate::signature::verify(&secrets, header, &bytes, now, state.webhook_guard.tolerance_seconds)
+            crate::webhook::signature::verify(&secrets, header, &bytes, now, state.webhook_guard.tolerance_seconds)
         {
             state
                 .intake

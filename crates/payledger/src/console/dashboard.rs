@@ -13,7 +13,7 @@ use super::charts::{Chart, inflow_chart};
 use super::lists::link;
 use super::{ConsoleError, ConsoleUser, Layout, format, render};
 use crate::AppState;
-use crate::tokens::Role;
+use crate::auth::tokens::Role;
 
 /// How many days the dashboard's inflow chart shows, today included.
 const CHART_DAYS: i64 = 30;

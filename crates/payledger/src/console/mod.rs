@@ -38,8 +38,8 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 
 use crate::AppState;
+use crate::auth::tokens::{Role, secret_hash};
 use crate::store::StoreError;
-use crate::tokens::{Role, refresh_token_hash};
 
 /// The largest console form accepted, in bytes.
 pub const MAX_FORM_BYTES: usize = 64 * 1024;
@@ -330,7 +330,7 @@ async fn admit(state: &AppState, request: Request) -> Result<Request, ConsoleErr
     let here = matches!(*request.method(), Method::GET | Method::HEAD)
         .then(|| request.uri().path_and_query().map(|path| path.as_str().to_owned()))
         .flatten();
-    let token = session::cookie(request.headers(), session::SESSION_COOKIE).map(refresh_token_hash);
+    let token = session::cookie(request.headers(), session::SESSION_COOKIE).map(secret_hash);
     let Some(token) = token else { return Err(ConsoleError::LoggedOut(here)) };
     let found = state.store.console_session(&token, time::OffsetDateTime::now_utc()).await?;
     let Some(found) = found else { return Err(ConsoleError::LoggedOut(here)) };

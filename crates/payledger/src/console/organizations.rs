@@ -18,9 +18,9 @@ use super::lists::{Choice, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Pager, Params, link
 use super::payments::payment_href;
 use super::{ConsoleError, ConsoleUser, Form, Layout, Path, format, percent_encode, render};
 use crate::AppState;
+use crate::auth::tokens::Role;
 use crate::store::AuditEntry;
 use crate::store::console::organizations::{OrganizationQuery, OrganizationRow, OrganizationSort};
-use crate::tokens::Role;
 
 /// How many of the latest balance changes the organization's chart draws.
 const CHART_CHANGES: i64 = 500;

@@ -26,10 +26,10 @@ use super::lists::{Choice, choices};
 use super::payout_lists::{DEFAULT_PAGE_SIZE, Pager, decode_query, given, paging};
 use super::{ConsoleError, ConsoleUser, Layout, Path, format, percent_encode, render};
 use crate::AppState;
+use crate::auth::tokens::Role;
 use crate::engine::payouts::{PayoutChange, PayoutError, PayoutOutcome, PayoutSource};
 use crate::store::console::jobs::ConsoleJob;
 use crate::store::payouts::{PayoutEventRow, PayoutFilter, PayoutOrdering, PayoutView};
-use crate::tokens::Role;
 
 /// The payouts pages' routes (each behind the console guard, which `console::router` adds).
 pub fn routes() -> Router<AppState> {

@@ -21,8 +21,8 @@ use time::OffsetDateTime;
 
 use super::{ConsoleError, ConsoleUser, Layout, render};
 use crate::AppState;
-use crate::principals::password_matches;
-use crate::tokens::{new_refresh_token, refresh_token_hash};
+use crate::auth::principals::password_matches;
+use crate::auth::tokens::{random_secret, secret_hash};
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "payledger_session";
@@ -96,8 +96,8 @@ pub struct NextQuery {
 }
 
 fn login_page(headers: &HeaderMap, next: String, username: String, error: Option<String>) -> Response {
-    let csrf = match new_refresh_token() {
-        Ok((token, _)) => token,
+    let csrf = match random_secret() {
+        Ok(token) => token,
         Err(_) => return ConsoleError::Unavailable.into_response(),
     };
     let page = LoginPage { layout: Layout::anonymous("Log in", csrf.clone()), next, username, error };
@@ -140,7 +140,7 @@ pub async fn login(
         return Err(ConsoleError::RateLimited(wait.as_secs()));
     }
     let user = state.store.principal(&form.username).await?;
-    let hash = user.as_ref().map_or_else(crate::principals::dummy_hash, |user| user.password_hash.clone());
+    let hash = user.as_ref().map_or_else(crate::auth::principals::dummy_hash, |user| user.password_hash.clone());
     let password = form.password;
     let matches = tokio::task::spawn_blocking(move || password_matches(&password, &hash)).await.unwrap_or(false);
     let user = match user {
@@ -149,8 +149,9 @@ pub async fn login(
             return Ok(login_page(&headers, next, form.username, Some("Invalid username or password".into())));
         }
     };
-    let (token, token_hash) = new_refresh_token().map_err(|_| ConsoleError::Unavailable)?;
-    let (csrf, _) = new_refresh_token().map_err(|_| ConsoleError::Unavailable)?;
+    let token = random_secret().map_err(|_| ConsoleError::Unavailable)?;
+    let token_hash = secret_hash(&token);
+    let csrf = random_secret().map_err(|_| ConsoleError::Unavailable)?;
     let now = OffsetDateTime::now_utc();
     state.store.create_console_session(&token_hash, user.id, &csrf, now, now + SESSION_TTL).await?;
     tracing::info!(user = %user.username, "console login");
@@ -172,7 +173,7 @@ pub async fn logout(
     _user: ConsoleUser,
 ) -> Result<Response, ConsoleError> {
     if let Some(token) = cookie(&headers, SESSION_COOKIE) {
-        state.store.end_console_session(&refresh_token_hash(token)).await?;
+        state.store.end_console_session(&secret_hash(token)).await?;
     }
     let mut response = Redirect::to("/admin/login").into_response();
     if let Some(value) = set_cookie(&headers, SESSION_COOKIE, "", 0) {

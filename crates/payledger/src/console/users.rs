@@ -1,6 +1,6 @@
 //! The users pages (admins): the users of the API and the console, a page at a time by name, with the form that
 //! creates one; and one user's page, where an admin enables or disables them, changes their role or sets a new
-//! password. Every change goes through [`crate::principals`], which audits it.
+//! password. Every change goes through [`crate::auth::principals`], which audits it.
 //!
 //! A refused form is shown again with its message (400 for invalid input, 409 when the change would leave no
 //! active admin or the name is taken); a change that went through redirects (303) to the user's page, which
@@ -15,8 +15,8 @@ use serde::Deserialize;
 
 use super::{ConsoleError, ConsoleUser, Form, Layout, Query, format, percent_encode, render};
 use crate::AppState;
+use crate::auth::principals::{self, PrincipalError, UserChange};
 use crate::fields::{FieldErrors, invalid};
-use crate::principals::{self, PrincipalError, UserChange};
 use crate::store::console::users::UserListRow;
 
 /// Users per page.

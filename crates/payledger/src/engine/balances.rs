@@ -94,9 +94,10 @@ pub struct BalanceAccounts<'a> {
     pub payout_clearing: AccountId,
 }
 
-/// The balance side of one batch: what the store found and what this batch changed so far.
+/// The ledger as one batch sees and changes it: the accounts, holds and keys the store locked, and what this
+/// batch changed so far. Balance operations and payouts are both decided against it.
 #[derive(Debug)]
-pub struct BalanceBatch<'a> {
+pub struct BatchLedger<'a> {
     /// The accounts.
     pub accounts: BalanceAccounts<'a>,
     /// Keys found in the store.
@@ -116,7 +117,7 @@ pub struct BalanceBatch<'a> {
     opening: HashSet<UserId>,
 }
 
-impl<'a> BalanceBatch<'a> {
+impl<'a> BatchLedger<'a> {
     /// A batch over what the store found.
     pub fn new(
         accounts: BalanceAccounts<'a>,
@@ -124,8 +125,8 @@ impl<'a> BalanceBatch<'a> {
         holds: HashMap<String, HoldState>,
         line_ids: Vec<i64>,
         now: OffsetDateTime,
-    ) -> BalanceBatch<'a> {
-        BalanceBatch {
+    ) -> BatchLedger<'a> {
+        BatchLedger {
             accounts,
             keys,
             holds,
@@ -143,7 +144,7 @@ impl<'a> BalanceBatch<'a> {
     }
 
     /// Names the users whose accounts this batch created for their first deposit.
-    pub fn opening_accounts_of(mut self, users: HashSet<UserId>) -> BalanceBatch<'a> {
+    pub fn opening_accounts_of(mut self, users: HashSet<UserId>) -> BatchLedger<'a> {
         self.opening = users;
         self
     }
@@ -534,7 +535,7 @@ mod tests {
                 withdrawals: WITHDRAWALS,
                 payout_clearing: AccountId(3),
             };
-            let mut batch = BalanceBatch::new(accounts, keys, self.holds.clone(), ids, OffsetDateTime::UNIX_EPOCH)
+            let mut batch = BatchLedger::new(accounts, keys, self.holds.clone(), ids, OffsetDateTime::UNIX_EPOCH)
                 .opening_accounts_of(opening);
             let mut plan = Plan::default();
             let outcomes: Vec<BalanceOutcome> =

@@ -10,7 +10,7 @@ use payledger_core::bank::NoticeField;
 use payledger_core::{AccountId, BalanceSheet, BankNotice, Inn, LedgerError, OperationId, Posting};
 use uuid::Uuid;
 
-use super::balances::{BalanceBatch, BalanceCommand, BalanceOutcome, KeptRefusal};
+use super::balances::{BalanceCommand, BalanceOutcome, BatchLedger, KeptRefusal};
 use super::payouts::{PayoutCommand, PayoutOutcome, PayoutStates};
 pub use crate::store::batch::{
     ConflictRecord, NewTransaction, NoticeClaim, NoticeStatus, NoticeUpdate, Plan, RejectedNotice,
@@ -165,7 +165,7 @@ pub fn decide(
     claims: &Claims,
     claim_rows: &[NoticeClaim],
     accounts: &AccountMap<'_>,
-    balances: &mut BalanceBatch<'_>,
+    balances: &mut BatchLedger<'_>,
     payouts: &mut PayoutStates,
     sheet: &mut BalanceSheet,
 ) -> (Plan, Vec<WriteOutcome>) {
@@ -317,7 +317,7 @@ mod tests {
     pub(crate) fn no_balances<'a>(
         users: &'a HashMap<payledger_core::UserId, AccountId>,
         services: &'a HashMap<payledger_core::ServiceId, AccountId>,
-    ) -> BalanceBatch<'a> {
+    ) -> BatchLedger<'a> {
         let accounts = super::super::balances::BalanceAccounts {
             users,
             services,
@@ -325,7 +325,7 @@ mod tests {
             withdrawals: AccountId(91),
             payout_clearing: AccountId(92),
         };
-        BalanceBatch::new(accounts, Default::default(), HashMap::new(), Vec::new(), OffsetDateTime::UNIX_EPOCH)
+        BatchLedger::new(accounts, Default::default(), HashMap::new(), Vec::new(), OffsetDateTime::UNIX_EPOCH)
     }
 
     struct Fixture {

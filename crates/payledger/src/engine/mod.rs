@@ -18,7 +18,7 @@ use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::store::{AccountKind, BatchTx, PgStore, SqliteWriter, Store, StoreError};
-use balances::{BalanceAccounts, BalanceBatch, max_lines};
+use balances::{BalanceAccounts, BatchLedger, max_lines};
 use batch::{AccountMap, Claims, WriteCommand, WriteOutcome, decide, notice_claims, recorded_to_apply};
 
 /// The most commands one batch transaction applies.
@@ -45,7 +45,8 @@ pub enum EngineError {
     Stopped,
 }
 
-struct Job {
+/// A command waiting in the writer's queue, with the channel its outcome goes back on.
+struct QueuedCommand {
     command: WriteCommand,
     reply: Reply,
 }
@@ -53,7 +54,7 @@ struct Job {
 /// A handle to the writer task; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct LedgerEngine {
-    queue: mpsc::Sender<Job>,
+    queue: mpsc::Sender<QueuedCommand>,
 }
 
 impl LedgerEngine {
@@ -95,7 +96,7 @@ impl LedgerEngine {
     /// Submits one command and waits until its batch is committed (or failed).
     pub async fn submit(&self, command: WriteCommand) -> Result<WriteOutcome, EngineError> {
         let (reply, answer) = oneshot::channel();
-        self.queue.try_send(Job { command, reply }).map_err(|error| match error {
+        self.queue.try_send(QueuedCommand { command, reply }).map_err(|error| match error {
             mpsc::error::TrySendError::Full(_) => EngineError::Overloaded,
             mpsc::error::TrySendError::Closed(_) => EngineError::Stopped,
         })?;
@@ -206,11 +207,12 @@ struct WriterState {
 }
 
 impl Writer {
-    async fn run(mut self, mut receiver: mpsc::Receiver<Job>) {
-        let mut jobs = Vec::with_capacity(MAX_BATCH_COMMANDS);
-        while receiver.recv_many(&mut jobs, MAX_BATCH_COMMANDS).await > 0 {
+    async fn run(mut self, mut receiver: mpsc::Receiver<QueuedCommand>) {
+        let mut queued = Vec::with_capacity(MAX_BATCH_COMMANDS);
+        while receiver.recv_many(&mut queued, MAX_BATCH_COMMANDS).await > 0 {
             let started = Instant::now();
-            let (commands, replies): (Vec<WriteCommand>, Vec<_>) = jobs.drain(..).map(|j| (j.command, j.reply)).unzip();
+            let (commands, replies): (Vec<WriteCommand>, Vec<_>) =
+                queued.drain(..).map(|q| (q.command, q.reply)).unzip();
             let result = match self.apply(&commands).await {
                 // Another instance committed a row with a key this batch also inserts (the same reservation,
                 // say) after this batch looked. Nothing was applied; run the batch again, and this time it
@@ -383,7 +385,7 @@ impl WriterState {
             payout_clearing: self.system.payout_clearing,
         };
         let mut balances =
-            BalanceBatch::new(balance_accounts, key_claims, holds, line_ids, applied_at).opening_accounts_of(opened);
+            BatchLedger::new(balance_accounts, key_claims, holds, line_ids, applied_at).opening_accounts_of(opened);
         let accounts = AccountMap { organizations: &organizations, bank_inflow: self.system.bank_inflow };
         let mut payout_states = payouts::PayoutStates::new(locked_payouts, sources);
         payout_states.jobs = locked_jobs;

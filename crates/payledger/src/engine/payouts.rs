@@ -14,7 +14,7 @@ use payledger_core::payout::{
 use payledger_core::{AccountId, BalanceSheet, HoldChange, LedgerError, Money, Posting, UserId};
 use uuid::Uuid;
 
-use super::balances::BalanceBatch;
+use super::balances::BatchLedger;
 use crate::store::batch::{ActivityLine, HoldState, NewTransaction, Plan, StoredResponse};
 pub use crate::store::batch::{
     JobEnd, NewJob, PROCESS_PAYOUT_JOB, PayoutEvent, PayoutSource, PayoutState, StoredRecipient, hold_reference,
@@ -234,7 +234,7 @@ impl PayoutStates {
     }
 }
 
-impl BalanceBatch<'_> {
+impl BatchLedger<'_> {
     /// Decides one payout command, adding its rows to `plan`.
     pub fn decide_payout(
         &mut self,

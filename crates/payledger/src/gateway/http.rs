@@ -110,7 +110,7 @@ impl HttpGateway {
 
     /// The value of [`SIGNATURE_HEADER`] for `body` sent at `timestamp` (unix seconds).
     fn signature(&self, timestamp: i64, body: &[u8]) -> String {
-        crate::signature::sign(&self.secret, timestamp, body)
+        crate::webhook::signature::sign(&self.secret, timestamp, body)
     }
 
     async fn send(&self, request: &GatewayRequest) -> Result<GatewayOutcome, GatewayError> {

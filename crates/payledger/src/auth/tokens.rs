@@ -29,8 +29,8 @@ pub const MIN_SECRET_LEN: usize = 32;
 /// The `typ` claim every access token carries.
 const ACCESS_TYP: &str = "access";
 
-/// How many random bytes a refresh token holds: 256 bits, beyond any guessing.
-const REFRESH_TOKEN_BYTES: usize = 32;
+/// How many random bytes a secret holds: 256 bits, beyond any guessing.
+const SECRET_BYTES: usize = 32;
 
 /// Why a token could not be issued or was refused.
 ///
@@ -262,23 +262,22 @@ fn new_jti() -> Result<String, TokenError> {
     Ok(uuid::Builder::from_random_bytes(bytes).into_uuid().to_string())
 }
 
-/// A new refresh token: the text to give the client (32 random bytes from the OS generator, as 64 lower-case
-/// hex characters) and the SHA-256 hex hash to store in its place.
+/// A new random secret: 32 bytes from the OS generator as 64 lower-case hex characters. Refresh tokens,
+/// console session tokens, CSRF tokens and per-process keys are all made by it.
 ///
 /// Returns an error rather than panicking if the operating system's generator fails.
-pub fn new_refresh_token() -> Result<(String, String), TokenError> {
-    let mut bytes = [0u8; REFRESH_TOKEN_BYTES];
+pub fn random_secret() -> Result<String, TokenError> {
+    let mut bytes = [0u8; SECRET_BYTES];
     OsRng.try_fill_bytes(&mut bytes).map_err(TokenError::Randomness)?;
-    let token = crate::hex::encode(&bytes);
-    let hash = refresh_token_hash(&token);
-    Ok((token, hash))
+    Ok(crate::hex::encode(&bytes))
 }
 
-/// The SHA-256 of a refresh token's text, as lower-case hex: what is stored and looked up.
+/// The SHA-256 of a secret's text (a refresh token, a console session token), as lower-case hex: what is
+/// stored and looked up in its place.
 ///
-/// A plain hash (no salt, no slow KDF) is enough because the token is 256 random bits, not a password: there
+/// A plain hash (no salt, no slow KDF) is enough because the secret is 256 random bits, not a password: there
 /// is nothing to brute-force, and a deterministic hash is what lets the database find the row by it.
-pub fn refresh_token_hash(token: &str) -> String {
+pub fn secret_hash(token: &str) -> String {
     crate::hex::encode(&Sha256::digest(token.as_bytes()))
 }
 
@@ -474,19 +473,21 @@ mod tests {
     }
 
     #[test]
-    fn refresh_token_hash_is_stable_and_distinct() {
-        let (token, hash) = new_refresh_token().unwrap();
+    fn secret_hash_is_stable_and_distinct() {
+        let token = random_secret().unwrap();
+        let hash = secret_hash(&token);
         assert_eq!(token.len(), 64);
         assert!(token.bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
         assert_eq!(hash.len(), 64);
-        assert_eq!(refresh_token_hash(&token), hash);
-        assert_eq!(refresh_token_hash(&token), refresh_token_hash(&token.clone()));
+        assert_eq!(secret_hash(&token), hash);
+        assert_eq!(secret_hash(&token), secret_hash(&token.clone()));
         assert_ne!(hash, token);
-        let (other, other_hash) = new_refresh_token().unwrap();
+        let other = random_secret().unwrap();
+        let other_hash = secret_hash(&other);
         assert_ne!(other, token);
         assert_ne!(other_hash, hash);
         // A known vector, so the stored format cannot drift silently.
-        assert_eq!(refresh_token_hash("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(secret_hash("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 
     #[test]

@@ -21,9 +21,9 @@ use sha2::Sha256;
 use time::OffsetDateTime;
 
 use crate::AppState;
+use crate::auth::tokens::{Role, TokenError};
 use crate::config::Profile;
 use crate::error::ApiError;
-use crate::tokens::{Role, TokenError};
 
 /// The most verified Basic credentials remembered per process; past it the memory is cleared.
 const MAX_REMEMBERED_CREDENTIALS: usize = 10_000;
@@ -158,7 +158,7 @@ impl std::fmt::Debug for CredentialMemory {
 impl CredentialMemory {
     /// An empty memory with a fresh random key.
     pub fn new() -> Result<CredentialMemory, TokenError> {
-        let (random, _) = crate::tokens::new_refresh_token()?;
+        let random = crate::auth::tokens::random_secret()?;
         let mut key = [0u8; 32];
         key.copy_from_slice(&sha2::Digest::finalize(<Sha256 as sha2::Digest>::new_with_prefix(random.as_bytes())));
         Ok(CredentialMemory { key, verified: Mutex::new(HashMap::new()) })
@@ -211,7 +211,7 @@ async fn authenticate(
             Some(user)
                 if user
                     .tokens_valid_after
-                    .is_some_and(|after| claims.issued_ms < crate::tokens::unix_millis(after)) =>
+                    .is_some_and(|after| claims.issued_ms < crate::auth::tokens::unix_millis(after)) =>
             {
                 Err(ApiError::unauthenticated("The access token was revoked; log in again"))
             }
@@ -233,7 +233,7 @@ async fn basic(state: &AppState, credentials: &str, peer: Option<SocketAddr>) ->
     let (username, password) = decoded.split_once(':').ok_or_else(malformed)?;
     let refused = || ApiError::unauthenticated("Invalid username or password");
     // A name no user can have (a NUL byte, say) is looked up as nobody, not sent to the database.
-    let user = match crate::principals::check_username(username) {
+    let user = match crate::auth::principals::check_username(username) {
         Ok(()) => state.store.principal(username).await?,
         Err(_) => None,
     };
@@ -252,12 +252,13 @@ async fn basic(state: &AppState, credentials: &str, peer: Option<SocketAddr>) ->
             ApiError::TooManyRequests(wait.as_secs())
         })?;
     }
-    let hash = user.as_ref().map_or_else(crate::principals::dummy_hash, |user| user.password_hash.clone());
+    let hash = user.as_ref().map_or_else(crate::auth::principals::dummy_hash, |user| user.password_hash.clone());
     let password = password.to_owned();
     let checked_hash = hash.clone();
-    let matches = tokio::task::spawn_blocking(move || crate::principals::password_matches(&password, &checked_hash))
-        .await
-        .unwrap_or(false);
+    let matches =
+        tokio::task::spawn_blocking(move || crate::auth::principals::password_matches(&password, &checked_hash))
+            .await
+            .unwrap_or(false);
     match user {
         Some(user) if matches && user.active => {
             state.credentials.remember(digest, hash);
