@@ -3,12 +3,11 @@
 
 use payledger_core::BalanceOperation;
 
-use crate::engine::balances::{
-    BalanceCommand, BalanceOutcome, IdempotencyRequest, KeptRefusal, Renderer, StoredResponse,
-};
+use crate::engine::balances::{BalanceCommand, BalanceOutcome, IdempotencyRequest, KeptRefusal, Renderer};
 use crate::engine::batch::{WriteCommand, WriteOutcome};
 use crate::engine::{EngineError, LedgerEngine};
 use crate::idempotency::{IdempotencyKey, InFlightKeys, fingerprint, refusal_fingerprint};
+use crate::store::batch::StoredResponse;
 
 /// An operation's `Idempotency-Key` and what identifies its endpoint.
 #[derive(Debug, Clone)]

@@ -9,12 +9,10 @@ use payledger_core::payout::{Actor, RecipientDetails};
 use uuid::Uuid;
 
 use crate::engine::batch::{WriteCommand, WriteOutcome};
-use crate::engine::payouts::{
-    JobEnd, NewPayout, PayoutChange, PayoutCommand, PayoutKey, PayoutOutcome, PayoutRenderer, PayoutSource,
-    StoredRecipient,
-};
+use crate::engine::payouts::{NewPayout, PayoutChange, PayoutCommand, PayoutKey, PayoutOutcome, PayoutRenderer};
 use crate::engine::{EngineError, LedgerEngine};
 use crate::idempotency::{IdempotencyKey, InFlightKeys};
+use crate::store::batch::{JobEnd, PayoutSource, StoredRecipient};
 use crate::vault::{Vault, VaultError};
 
 /// Why the service could not give a payout command an outcome.

@@ -18,10 +18,11 @@ use tokio::task::JoinSet;
 use uuid::Uuid;
 
 use crate::config::PayoutSettings;
-use crate::engine::payouts::{JobEnd, PROCESS_PAYOUT_JOB, PayoutChange, PayoutError, PayoutOutcome};
+use crate::engine::payouts::{PayoutChange, PayoutError, PayoutOutcome};
 use crate::gateway::{GatewayError, GatewayOutcome, GatewayRecipient, GatewayRequest, PayoutGateway};
 use crate::payouts::{Payouts, secret_binding};
 use crate::store::Store;
+use crate::store::batch::{JobEnd, PROCESS_PAYOUT_JOB};
 use crate::store::payouts::{ClaimedJob, PayoutView};
 
 /// The longest wait between two attempts.

@@ -19,10 +19,11 @@ use crate::api::JsonRubles;
 use crate::api::extract::{ApiQuery, json_body};
 use crate::auth::access::Caller;
 use crate::balances::Idempotency;
-use crate::engine::balances::{ActivityLine, BalanceOutcome, OperationResult, Renderer, StoredResponse};
+use crate::engine::balances::{BalanceOutcome, OperationResult, Renderer};
 use crate::error::{ApiError, ErrorBody};
 use crate::fields::{FieldErrors, JsonObject, parse_amount, parse_integer};
 use crate::idempotency::IdempotencyKey;
+use crate::store::batch::{ActivityLine, StoredResponse};
 use crate::store::{ActivityRow, HistoryCursor, HistoryPage, HistorySort};
 use crate::timefmt::serde_rfc3339;
 

@@ -21,11 +21,12 @@ use crate::AppState;
 use crate::api::balances::{idempotency_key, json_response, stored};
 use crate::api::extract::{ApiQuery, json_body};
 use crate::auth::access::Caller;
-use crate::engine::balances::StoredResponse;
-use crate::engine::payouts::{PayoutChange, PayoutError, PayoutOutcome, PayoutSource, PayoutState};
+use crate::engine::payouts::{PayoutChange, PayoutError, PayoutOutcome};
 use crate::error::{ApiError, ErrorBody};
 use crate::fields::{FieldErrors, JsonObject, json_string, parse_integer};
 use crate::payouts::PayoutRequest;
+use crate::store::batch::StoredResponse;
+use crate::store::batch::{PayoutSource, PayoutState};
 use crate::store::payouts::{PayoutFilter, PayoutOrdering, PayoutView};
 use crate::timefmt::serde_rfc3339;
 

@@ -23,9 +23,10 @@ use super::{ConsoleError, ConsoleUser, Form, Layout, format, render};
 use crate::AppState;
 use crate::balances::Idempotency;
 use crate::engine::EngineError;
-use crate::engine::balances::{BalanceOutcome, OperationResult, StoredResponse};
+use crate::engine::balances::{BalanceOutcome, OperationResult};
 use crate::fields::{FieldErrors, invalid};
 use crate::idempotency::IdempotencyKey;
+use crate::store::batch::StoredResponse;
 
 /// The longest confirmation nonce accepted back from a form.
 const MAX_NONCE_CHARS: usize = 64;

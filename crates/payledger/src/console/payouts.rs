@@ -27,7 +27,8 @@ use super::payout_lists::{DEFAULT_PAGE_SIZE, Pager, decode_query, given, paging}
 use super::{ConsoleError, ConsoleUser, Layout, Path, format, percent_encode, render};
 use crate::AppState;
 use crate::auth::tokens::Role;
-use crate::engine::payouts::{PayoutChange, PayoutError, PayoutOutcome, PayoutSource};
+use crate::engine::payouts::{PayoutChange, PayoutError, PayoutOutcome};
+use crate::store::batch::PayoutSource;
 use crate::store::console::jobs::ConsoleJob;
 use crate::store::payouts::{PayoutEventRow, PayoutFilter, PayoutOrdering, PayoutView};
 

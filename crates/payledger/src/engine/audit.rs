@@ -8,8 +8,9 @@ use payledger_core::BalanceOperation;
 use serde_json::json;
 
 use super::balances::{BalanceCommand, BalanceOutcome};
-use super::payouts::{PayoutChange, PayoutCommand, PayoutOutcome, PayoutState};
+use super::payouts::{PayoutChange, PayoutCommand, PayoutOutcome};
 use crate::store::AuditEntry;
+use crate::store::batch::PayoutState;
 
 /// The audit row of a balance operation that ran, if someone named asked for it.
 pub fn balance_entry(command: &BalanceCommand, outcome: &BalanceOutcome) -> Option<AuditEntry> {

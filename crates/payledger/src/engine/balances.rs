@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::idempotency::IdempotencyKey;
-pub use crate::store::batch::{ActivityLine, HoldState, HoldWrite, KeyClaims, NewKey, StoredKey, StoredResponse};
+use crate::store::batch::{ActivityLine, HoldState, HoldWrite, KeyClaims, NewKey, StoredResponse};
 use crate::store::batch::{NewTransaction, Plan};
 
 /// What an executed operation produced: its users' new history lines, or why nothing changed.
@@ -440,6 +440,7 @@ pub fn max_lines(operation: &BalanceOperation) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::batch::StoredKey;
     use payledger_core::balances::OrderId;
     use payledger_core::{AccountBalance, Currency, Money};
     use proptest::prelude::*;

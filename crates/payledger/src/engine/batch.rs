@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::balances::{BalanceCommand, BalanceOutcome, BatchLedger, KeptRefusal};
 use super::payouts::{PayoutCommand, PayoutOutcome, PayoutStates};
-pub use crate::store::batch::{
+use crate::store::batch::{
     ConflictRecord, NewTransaction, NoticeClaim, NoticeStatus, NoticeUpdate, Plan, RejectedNotice,
 };
 

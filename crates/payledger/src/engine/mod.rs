@@ -17,6 +17,7 @@ use payledger_core::{AccountId, BalanceOperation, Inn, ServiceId, UserId};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::store::batch::{HoldState, KeyClaims, PayoutSource, hold_reference};
 use crate::store::{AccountKind, BatchTx, PgStore, SqliteWriter, Store, StoreError};
 use balances::{BalanceAccounts, BatchLedger, max_lines};
 use batch::{AccountMap, Claims, WriteCommand, WriteOutcome, decide, notice_claims, recorded_to_apply};
@@ -336,7 +337,7 @@ impl WriterState {
             balance_commands
                 .iter()
                 .filter_map(|c| c.operation.order().map(|k| k.reference()))
-                .chain(payout_commands.iter().map(|c| payouts::hold_reference(c.payout_id()))),
+                .chain(payout_commands.iter().map(|c| hold_reference(c.payout_id()))),
         );
         let holds = tx.lock_holds(&references).await?;
 
@@ -468,7 +469,7 @@ impl WriterState {
         &self,
         tx: &mut T,
         commands: &[&balances::BalanceCommand],
-        keys: &balances::KeyClaims,
+        keys: &KeyClaims,
         learned: &mut KnownAccounts,
     ) -> Result<(HashMap<UserId, AccountId>, HashSet<UserId>), StoreError> {
         let mut accounts = HashMap::new();
@@ -516,7 +517,7 @@ impl WriterState {
         &self,
         tx: &mut T,
         commands: &[&balances::BalanceCommand],
-        holds: &HashMap<String, balances::HoldState>,
+        holds: &HashMap<String, HoldState>,
         learned: &mut KnownAccounts,
     ) -> Result<HashMap<ServiceId, AccountId>, StoreError> {
         let mut accounts = HashMap::new();
@@ -557,18 +558,18 @@ impl WriterState {
         &self,
         tx: &mut T,
         commands: &[&payouts::PayoutCommand],
-    ) -> Result<HashMap<payouts::PayoutSource, AccountId>, StoreError> {
+    ) -> Result<HashMap<PayoutSource, AccountId>, StoreError> {
         let mut found = HashMap::new();
         let (mut inns, mut users) = (Vec::new(), Vec::new());
         for source in commands.iter().filter_map(|c| c.source()) {
             match source {
-                payouts::PayoutSource::Organization(inn) => match self.known.organizations.get(inn) {
+                PayoutSource::Organization(inn) => match self.known.organizations.get(inn) {
                     Some(id) => {
                         found.insert(source.clone(), *id);
                     }
                     None => inns.push(inn.to_string()),
                 },
-                payouts::PayoutSource::User(user) => match self.known.users.get(user) {
+                PayoutSource::User(user) => match self.known.users.get(user) {
                     Some(id) => {
                         found.insert(source.clone(), *id);
                     }
@@ -578,11 +579,11 @@ impl WriterState {
         }
         for (key, id) in tx.find_accounts(AccountKind::Organization, &sorted_unique(inns.into_iter())).await? {
             let inn = Inn::parse(&key).map_err(|_| StoreError::Corrupt(format!("organization account key {key}")))?;
-            found.insert(payouts::PayoutSource::Organization(inn), id);
+            found.insert(PayoutSource::Organization(inn), id);
         }
         let users = tx.find_accounts(AccountKind::User, &sorted_unique(users.into_iter())).await?;
         for (user, id) in user_accounts(users)? {
-            found.insert(payouts::PayoutSource::User(user), id);
+            found.insert(PayoutSource::User(user), id);
         }
         Ok(found)
     }

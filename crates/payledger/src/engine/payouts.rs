@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::balances::BatchLedger;
 use crate::store::batch::{ActivityLine, HoldState, NewTransaction, Plan, StoredResponse};
-pub use crate::store::batch::{
+use crate::store::batch::{
     JobEnd, NewJob, PROCESS_PAYOUT_JOB, PayoutEvent, PayoutSource, PayoutState, StoredRecipient, hold_reference,
 };
 

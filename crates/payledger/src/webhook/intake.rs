@@ -13,10 +13,11 @@ use tokio::sync::{Notify, watch};
 use uuid::Uuid;
 
 use crate::config::WebhookMode;
-use crate::engine::batch::{RejectedNotice, WriteCommand, WriteOutcome};
+use crate::engine::batch::{WriteCommand, WriteOutcome};
 use crate::engine::{EngineError, LedgerEngine};
 pub use crate::fields::FieldErrors;
 use crate::fields::{JsonObject, invalid, json_string, parse_amount};
+use crate::store::batch::RejectedNotice;
 use crate::store::{Store, kept_body};
 
 /// The largest webhook body accepted, in bytes.
