@@ -5,6 +5,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// The webhook's policies are the webhook's own types; the settings name them here too.
+pub use crate::webhook::{ConflictPolicy, WebhookMode};
+
 /// The default SQLite location, inside the default data folder.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://./data/payledger.db";
 
@@ -303,24 +306,6 @@ pub const MIN_GATEWAY_SECRET_LEN: usize = 32;
 
 /// The shortest webhook secret production accepts, in bytes.
 pub const MIN_WEBHOOK_SECRET_LEN: usize = 16;
-
-/// How webhooks are applied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum WebhookMode {
-    /// Applied before the answer.
-    Sync,
-    /// Recorded before the answer, applied in the background.
-    Async,
-}
-
-/// The answer to a known operation id with different data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ConflictPolicy {
-    /// 200 and a recorded conflict.
-    Record,
-    /// 409.
-    Reject,
-}
 
 /// How logs are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

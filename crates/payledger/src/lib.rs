@@ -61,7 +61,7 @@ pub struct App {
     /// Development or production: whether anonymous balance reads are allowed.
     pub profile: config::Profile,
     /// Basic credentials verified recently, so a password is not re-hashed on every request.
-    pub credentials: auth::access::CredentialMemory,
+    pub credentials: api::access::CredentialMemory,
     /// The key access tokens are signed with.
     pub token_keys: auth::tokens::TokenKeys,
     /// Token lifetimes.
@@ -240,7 +240,7 @@ pub async fn launch(
         webhook_conflict: settings.webhook_conflict,
         webhook_guard: settings.webhook_guard.clone(),
         profile: settings.profile,
-        credentials: auth::access::CredentialMemory::new().context("generating the credential memory's key")?,
+        credentials: api::access::CredentialMemory::new().context("generating the credential memory's key")?,
         token_keys: token_keys(&settings)?,
         token_settings: settings.tokens.clone(),
         login_limiter: auth::ratelimit::RateLimiter::new(

@@ -76,11 +76,11 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     (router, openapi)
 }
 
-/// Writes the access table ([`crate::auth::access::gate`]) into the spec: the security schemes, and on every
+/// Writes the access table ([`crate::api::access::gate`]) into the spec: the security schemes, and on every
 /// operation the credentials it takes and the least role it needs, read from the same table the server
 /// enforces.
 fn document_security(openapi: &mut utoipa::openapi::OpenApi) {
-    use crate::auth::access::{Gate, gate};
+    use crate::api::access::{Gate, gate};
     use axum::http::Method;
     use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
 
@@ -154,7 +154,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/payouts/{id}/", get(payouts::detail).patch(payouts::patch).delete(payouts::delete))
         .merge(swagger)
         // After every API route, so each one passes the access table; the fallback (404) needs nothing.
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::auth::access::guard))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::api::access::guard))
         // The console has its own guard (sessions, CSRF) on its own routes.
         .merge(crate::console::router(state.clone()))
         .fallback(not_found)

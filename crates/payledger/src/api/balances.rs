@@ -16,8 +16,8 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::api::JsonRubles;
+use crate::api::access::Caller;
 use crate::api::extract::{ApiQuery, json_body};
-use crate::auth::access::Caller;
 use crate::balances::Idempotency;
 use crate::engine::balances::{BalanceOutcome, OperationResult, Renderer};
 use crate::error::{ApiError, ErrorBody};

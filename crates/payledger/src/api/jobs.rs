@@ -10,9 +10,9 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::AppState;
+use crate::api::access::Caller;
 use crate::api::extract::ApiQuery;
 use crate::api::payouts::{PayoutAnswer, answer_with, audit_actor, changed_payout};
-use crate::auth::access::Caller;
 use crate::error::{ApiError, ErrorBody};
 use crate::store::payouts::JobRow;
 use crate::timefmt::serde_rfc3339;

@@ -1,5 +1,6 @@
 //! HTTP resources: one module per resource, each owning its handlers and their OpenAPI annotations.
 
+pub mod access;
 pub mod auth;
 pub mod balances;
 pub mod docs;

@@ -18,9 +18,9 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::AppState;
+use crate::api::access::Caller;
 use crate::api::balances::{idempotency_key, json_response, stored};
 use crate::api::extract::{ApiQuery, json_body};
-use crate::auth::access::Caller;
 use crate::engine::payouts::{PayoutChange, PayoutError, PayoutOutcome};
 use crate::error::{ApiError, ErrorBody};
 use crate::fields::{FieldErrors, JsonObject, json_string, parse_integer};

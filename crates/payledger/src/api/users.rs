@@ -12,8 +12,8 @@ use serde_json::value::RawValue;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
+use crate::api::access::Caller;
 use crate::api::extract::{ApiQuery, json_body};
-use crate::auth::access::Caller;
 use crate::auth::principals::{self, PrincipalError};
 use crate::auth::tokens::Role;
 use crate::error::{ApiError, ErrorBody};

@@ -12,7 +12,7 @@ use time::format_description::well_known::Rfc3339;
 use tokio::sync::{Notify, watch};
 use uuid::Uuid;
 
-use crate::config::WebhookMode;
+use super::WebhookMode;
 use crate::engine::batch::{WriteCommand, WriteOutcome};
 use crate::engine::{EngineError, LedgerEngine};
 pub use crate::fields::FieldErrors;

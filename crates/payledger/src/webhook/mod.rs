@@ -4,3 +4,23 @@
 pub mod intake;
 pub mod networks;
 pub mod signature;
+
+use clap::ValueEnum;
+
+/// How webhooks are applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WebhookMode {
+    /// Applied before the answer.
+    Sync,
+    /// Recorded before the answer, applied in the background.
+    Async,
+}
+
+/// The answer to a known operation id with different data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ConflictPolicy {
+    /// 200 and a recorded conflict.
+    Record,
+    /// 409.
+    Reject,
+}
