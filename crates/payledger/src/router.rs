@@ -1,12 +1,17 @@
-//! The one route table. API routes are registered through utoipa-axum, so the OpenAPI spec is built from
-//! the same handlers that serve requests and cannot drift from them.
+//! The one route table: [`ROUTES`] says, for every route, METHOD PATH → handler → who may call it. The access
+//! middleware reads each request's rule from it, the OpenAPI spec's security is written from it, and a test
+//! checks every row against the spec built from the handlers. API routes are registered through utoipa-axum,
+//! so that spec comes from the same handlers that serve requests and cannot drift from them. The console's
+//! pages have their own table (`console::needs`) and guard.
 
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::Request;
-use axum::http::{HeaderValue, header};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, header};
 use axum::http::{StatusCode, Uri};
+use axum::middleware::Next;
+use axum::response::Response;
 use axum::routing::get;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -18,7 +23,127 @@ use utoipa_axum::routes;
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use crate::AppState;
+use crate::api::access::Gate;
 use crate::api::{auth, balances, docs, gateway_events, health, jobs, organizations, payouts, reports, users, webhook};
+use crate::auth::tokens::Role;
+
+/// One row of the route table.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// The HTTP method (a GET route also answers HEAD).
+    pub method: Method,
+    /// The path as axum matches it, with `{parameters}`.
+    pub path: &'static str,
+    /// The handler, as `module::function` under `api/` (the function's name is also its OpenAPI operationId).
+    pub handler: &'static str,
+    /// Who may call it.
+    pub gate: Gate,
+}
+
+const fn route(method: Method, path: &'static str, handler: &'static str, gate: Gate) -> Route {
+    Route { method, path, handler, gate }
+}
+
+const OPEN: Gate = Gate::Open;
+const SIGNED: Gate = Gate::Signed;
+const READ: Gate = Gate::read_open_in_development();
+const VIEWER: Gate = Gate::role(Role::Viewer);
+const OPERATOR: Gate = Gate::role(Role::Operator);
+const ADMIN: Gate = Gate::role(Role::Admin);
+
+/// Every route of the API, the docs and the metrics: METHOD PATH → handler → who may call it.
+///
+/// `READ` is a viewer in production and anyone in development (the original services' curl examples work
+/// verbatim); `SIGNED` is checked by the handler against the sender's HMAC secret. A route missing from this
+/// table needs an admin, so a new endpoint is closed until someone decides who may call it.
+#[rustfmt::skip]
+pub const ROUTES: &[Route] = &[
+    route(Method::POST,   "/api/webhook/bank/",                     "webhook::receive_bank_notice", SIGNED),
+    route(Method::GET,    "/api/organizations/{inn}/balance/",      "organizations::balance",       READ),
+    route(Method::GET,    "/api/organizations/{inn}/balance-log/",  "organizations::balance_log",   READ),
+    route(Method::POST,   "/api/add_funds/",                        "balances::add_funds",          OPERATOR),
+    route(Method::POST,   "/api/withdraw_funds/",                   "balances::withdraw_funds",     OPERATOR),
+    route(Method::POST,   "/api/reserve_funds/",                    "balances::reserve_funds",      OPERATOR),
+    route(Method::POST,   "/api/deduct_funds/",                     "balances::deduct_funds",       OPERATOR),
+    route(Method::POST,   "/api/unreserve_funds/",                  "balances::unreserve_funds",    OPERATOR),
+    route(Method::POST,   "/api/transfer_funds/",                   "balances::transfer_funds",     OPERATOR),
+    route(Method::GET,    "/api/balances/",                         "balances::balance",            READ),
+    route(Method::GET,    "/api/users/{user_id}/transactions/",     "balances::history",            READ),
+    route(Method::GET,    "/api/reports/revenue/",                  "reports::revenue",             VIEWER),
+    route(Method::POST,   "/api/v1/payouts/",                       "payouts::create",              OPERATOR),
+    route(Method::GET,    "/api/v1/payouts/",                       "payouts::list",                VIEWER),
+    route(Method::GET,    "/api/v1/payouts/{id}/",                  "payouts::detail",              VIEWER),
+    route(Method::PATCH,  "/api/v1/payouts/{id}/",                  "payouts::patch",               OPERATOR),
+    route(Method::DELETE, "/api/v1/payouts/{id}/",                  "payouts::delete",              ADMIN),
+    // The original services' paths for payouts, beside the versioned ones in the spec.
+    route(Method::POST,   "/api/payouts/",                          "payouts::create",              OPERATOR),
+    route(Method::GET,    "/api/payouts/",                          "payouts::list",                VIEWER),
+    route(Method::GET,    "/api/payouts/{id}/",                     "payouts::detail",              VIEWER),
+    route(Method::PATCH,  "/api/payouts/{id}/",                     "payouts::patch",               OPERATOR),
+    route(Method::DELETE, "/api/payouts/{id}/",                     "payouts::delete",              ADMIN),
+    route(Method::GET,    "/api/v1/jobs/",                          "jobs::jobs",                   ADMIN),
+    route(Method::POST,   "/api/v1/jobs/{id}/retry/",               "jobs::retry_job",              ADMIN),
+    route(Method::POST,   "/api/v1/gateway/events/",                "gateway_events::gateway_event", SIGNED),
+    route(Method::GET,    "/api/v1/users/",                         "users::list",                  ADMIN),
+    route(Method::POST,   "/api/v1/users/",                         "users::create",                ADMIN),
+    route(Method::PATCH,  "/api/v1/users/{username}/",              "users::patch",                 ADMIN),
+    route(Method::GET,    "/api/v1/audit/",                         "users::audit",                 ADMIN),
+    route(Method::POST,   "/api/token/",                            "auth::token",                  OPEN),
+    route(Method::POST,   "/api/token/refresh/",                    "auth::refresh",                OPEN),
+    route(Method::GET,    "/api/health/",                           "health::health",               OPEN),
+    route(Method::GET,    "/metrics",                               "health::metrics",              OPEN),
+    route(Method::GET,    "/api/schema/",                           "docs::openapi_json",           READ),
+    route(Method::GET,    "/api/schema",                            "docs::openapi_json",           READ),
+    route(Method::GET,    "/api/schema/redoc/",                     "docs::redoc",                  READ),
+    route(Method::GET,    "/api/schema/redoc",                      "docs::redoc",                  READ),
+    route(Method::GET,    "/assets/redoc.standalone.js",            "docs::redoc_js",               READ),
+];
+
+/// The swagger UI's own files, under one prefix; read like the rest of the documentation.
+const SWAGGER_PREFIX: &str = "/api/schema/swagger";
+
+/// The rule of a route, by method and path as axum matched it: its row in [`ROUTES`]. A path in the table
+/// asked with a method it does not serve takes the least demanding rule of its rows (the caller then gets
+/// 405, and learns nothing the spec does not say); anything else needs an admin.
+pub fn gate(method: &Method, path: &str) -> Gate {
+    let method = if method == Method::HEAD { &Method::GET } else { method };
+    let mut rows = ROUTES.iter().filter(|row| row.path == path).peekable();
+    if rows.peek().is_none() {
+        return if path.starts_with(SWAGGER_PREFIX) { READ } else { ADMIN };
+    }
+    let mut least: Option<Gate> = None;
+    for row in rows {
+        if row.method == *method {
+            return row.gate;
+        }
+        least = Some(match least {
+            Some(gate) if demand(gate) <= demand(row.gate) => gate,
+            _ => row.gate,
+        });
+    }
+    least.unwrap_or(ADMIN)
+}
+
+/// How much a rule asks, to compare rules.
+fn demand(gate: Gate) -> (u8, bool) {
+    match gate {
+        Gate::Open => (0, false),
+        Gate::Signed => (1, false),
+        Gate::Role { role, anonymous_in_development } => (
+            match role {
+                Role::Viewer => 2,
+                Role::Operator => 3,
+                Role::Admin => 4,
+            },
+            !anonymous_in_development,
+        ),
+    }
+}
+
+/// The access middleware with the table's rules.
+async fn check_access(state: State<AppState>, request: Request, next: Next) -> Response {
+    crate::api::access::guard(state, gate, request, next).await
+}
 
 /// How long any request may take before it is answered 408.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -76,12 +201,10 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     (router, openapi)
 }
 
-/// Writes the access table ([`crate::api::access::gate`]) into the spec: the security schemes, and on every
+/// Writes the access rules ([`ROUTES`]) into the spec: the security schemes, and on every
 /// operation the credentials it takes and the least role it needs, read from the same table the server
 /// enforces.
 fn document_security(openapi: &mut utoipa::openapi::OpenApi) {
-    use crate::api::access::{Gate, gate};
-    use axum::http::Method;
     use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
 
     let components = openapi.components.get_or_insert_with(Default::default);
@@ -149,12 +272,12 @@ pub fn app(state: AppState) -> Router {
         .route("/api/schema/redoc", get(docs::redoc))
         .route("/assets/redoc.standalone.js", get(docs::redoc_js))
         .route("/metrics", get(health::metrics))
-        // The original services' path for payouts, beside the versioned one in the spec.
+        // The original services' paths for payouts, beside the versioned ones in the spec.
         .route("/api/payouts/", get(payouts::list).post(payouts::create))
         .route("/api/payouts/{id}/", get(payouts::detail).patch(payouts::patch).delete(payouts::delete))
         .merge(swagger)
         // After every API route, so each one passes the access table; the fallback (404) needs nothing.
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::api::access::guard))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), check_access))
         // The console has its own guard (sessions, CSRF) on its own routes.
         .merge(crate::console::router(state.clone()))
         .fallback(not_found)
@@ -191,4 +314,84 @@ pub fn add_trailing_slash(mut request: Request) -> Request {
         }
     }
     request
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The operations of the spec, as (method, path, operationId).
+    fn spec_operations() -> Vec<(Method, String, String)> {
+        let (_, openapi) = api();
+        let mut operations = Vec::new();
+        for (path, item) in &openapi.paths.paths {
+            let methods = [
+                (Method::GET, &item.get),
+                (Method::POST, &item.post),
+                (Method::PATCH, &item.patch),
+                (Method::PUT, &item.put),
+                (Method::DELETE, &item.delete),
+            ];
+            for (method, operation) in methods {
+                if let Some(operation) = operation {
+                    operations.push((method, path.clone(), operation.operation_id.clone().unwrap_or_default()));
+                }
+            }
+        }
+        operations
+    }
+
+    #[test]
+    fn every_operation_of_the_spec_has_its_row_naming_its_handler() {
+        let operations = spec_operations();
+        assert!(operations.len() > 20, "the spec has the API's operations");
+        for (method, path, operation_id) in operations {
+            let row = ROUTES.iter().find(|row| row.method == method && row.path == path);
+            let Some(row) = row else { panic!("{method} {path} is not in ROUTES") };
+            let function = row.handler.rsplit("::").next().unwrap_or_default();
+            assert_eq!(function, operation_id, "{method} {path}: the table names another handler");
+        }
+    }
+
+    #[test]
+    fn every_api_row_is_served_and_documented() {
+        let operations = spec_operations();
+        // The docs describe the API, not themselves; the original payout paths are aliases of documented ones.
+        let documented = |row: &&Route| {
+            row.path.starts_with("/api/")
+                && !row.path.starts_with("/api/schema")
+                && !row.path.starts_with("/api/payouts/")
+        };
+        for row in ROUTES.iter().filter(documented) {
+            assert!(
+                operations.iter().any(|(method, path, _)| *method == row.method && path == row.path),
+                "{} {} is in ROUTES but not in the spec",
+                row.method,
+                row.path
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_routes_need_an_admin() {
+        assert_eq!(gate(&Method::GET, "/api/v1/something-new/"), ADMIN);
+    }
+
+    #[test]
+    fn payouts_split_by_method() {
+        let route = "/api/v1/payouts/{id}/";
+        assert_eq!(gate(&Method::GET, route), VIEWER);
+        assert_eq!(gate(&Method::HEAD, route), VIEWER);
+        assert_eq!(gate(&Method::PATCH, route), OPERATOR);
+        assert_eq!(gate(&Method::DELETE, route), ADMIN);
+        // A method the path does not serve is answered 405 to anyone who may use the path at all.
+        assert_eq!(gate(&Method::PUT, route), VIEWER);
+    }
+
+    #[test]
+    fn the_documentation_is_read_like_balances() {
+        assert_eq!(gate(&Method::GET, "/api/schema/swagger/{*rest}"), READ);
+        assert_eq!(gate(&Method::GET, "/assets/redoc.standalone.js"), READ);
+        assert_eq!(gate(&Method::POST, "/api/balances/"), READ);
+    }
 }
