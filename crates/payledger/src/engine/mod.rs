@@ -16,8 +16,9 @@ use std::time::Instant;
 use payledger_core::{AccountId, BalanceOperation, Inn, ServiceId, UserId};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
 
-use crate::store::batch::{HoldState, KeyClaims, PayoutSource, hold_reference};
+use crate::store::batch::{HoldState, KeyClaims, NoticeClaim, PayoutSource, PayoutState, hold_reference};
 use crate::store::{AccountKind, BatchTx, PgStore, SqliteWriter, Store, StoreError};
 use balances::{BalanceAccounts, BatchLedger, max_lines};
 use batch::{AccountMap, Claims, WriteCommand, WriteOutcome, decide, notice_claims, recorded_to_apply};
@@ -280,8 +281,8 @@ impl WriterState {
     ///
     /// Every transaction takes its locks in the same phases, each in ascending key order: new notice ids,
     /// idempotency keys (never waited for: a key in use elsewhere is answered "in flight"), recorded notices
-    /// waiting to be applied, reservations, new account keys, and finally account rows. Two writers can
-    /// therefore never wait on each other in a cycle, whichever instances they run in.
+    /// waiting to be applied, payouts, their jobs, reservations, new account keys, and finally account rows.
+    /// Two writers can therefore never wait on each other in a cycle, whichever instances they run in.
     async fn decide_and_write<T: BatchTx>(
         &self,
         mut tx: T,
@@ -289,107 +290,33 @@ impl WriterState {
         now: OffsetDateTime,
     ) -> Result<(Vec<WriteOutcome>, KnownAccounts), BatchFailure> {
         let started = Instant::now();
-        let claim_rows = notice_claims(commands);
-        let inserted = tx.claim_notices(&claim_rows, now).await?;
+        let kinds = CommandKinds::of(commands);
+        let locked = lock_rows(&mut tx, commands, &kinds, now).await?;
         let claimed_after = started.elapsed();
-        let known: Vec<_> =
-            claim_rows.iter().map(|c| c.notice.operation_id).filter(|id| !inserted.contains(id)).collect();
-        let stored = tx.stored_notices(&known).await?;
-        let balance_commands: Vec<&balances::BalanceCommand> = commands
-            .iter()
-            .filter_map(|command| match command {
-                WriteCommand::Balance(command) => Some(command),
-                _ => None,
-            })
-            .collect();
-        let keys = sorted_unique(
-            balance_commands.iter().filter_map(|c| c.idempotency.as_ref().map(|i| i.key.as_str().to_owned())).chain(
-                commands.iter().filter_map(|c| match c {
-                    WriteCommand::KeepRefusal(refusal) => Some(refusal.key.as_str().to_owned()),
-                    WriteCommand::Payout(payouts::PayoutCommand::Create(new)) => {
-                        new.idempotency.as_ref().map(|key| key.key.as_str().to_owned())
-                    }
-                    _ => None,
-                }),
-            ),
-        );
-        let key_claims = tx.claim_keys(&keys).await?;
-        let waiting = tx.lock_waiting(&recorded_to_apply(commands)).await?;
-        let claims = Claims { inserted, stored, waiting };
-        let payout_commands: Vec<&payouts::PayoutCommand> = commands
-            .iter()
-            .filter_map(|command| match command {
-                WriteCommand::Payout(command) => Some(command),
-                _ => None,
-            })
-            .collect();
-        let changed_payouts = sorted_unique(payout_commands.iter().filter_map(|c| match c {
-            payouts::PayoutCommand::Change { id, .. } => Some(*id),
-            payouts::PayoutCommand::Create(_) => None,
-        }));
-        let locked_payouts = tx.lock_payouts(&changed_payouts).await?;
-        let ended_jobs = sorted_unique(payout_commands.iter().filter_map(|c| match c {
-            payouts::PayoutCommand::Change { job: Some(job), .. } => Some(job.job_id),
-            _ => None,
-        }));
-        let locked_jobs = tx.lock_jobs(&ended_jobs).await?;
-        let references = sorted_unique(
-            balance_commands
-                .iter()
-                .filter_map(|c| c.operation.order().map(|k| k.reference()))
-                .chain(payout_commands.iter().map(|c| hold_reference(c.payout_id()))),
-        );
-        let holds = tx.lock_holds(&references).await?;
-
         let mut learned = KnownAccounts::default();
-        let organizations = self.organizations(&mut tx, commands, &claims, &mut learned).await?;
-        let (users, opened) = self.users(&mut tx, &balance_commands, &key_claims, &mut learned).await?;
-        let services = self.services(&mut tx, &balance_commands, &holds, &mut learned).await?;
-        let sources = self.payout_sources(&mut tx, &payout_commands).await?;
-
-        let mut touched: Vec<AccountId> = organizations.values().copied().collect();
-        if !touched.is_empty() {
-            touched.push(self.system.bank_inflow);
-        }
-        touched.extend(users.values().copied());
-        touched.extend(services.values().copied());
-        touched.extend(holds.values().map(|hold| hold.account));
-        touched.extend(sources.values().copied());
-        if !payout_commands.is_empty() {
-            touched.push(self.system.payout_clearing);
-        }
-        for command in &balance_commands {
-            match command.operation {
-                BalanceOperation::Deposit { .. } => touched.push(self.system.deposits),
-                BalanceOperation::Withdraw { .. } => touched.push(self.system.withdrawals),
-                _ => {}
-            }
-        }
-        // Ascending id order is the one lock order every writer of every instance follows.
-        touched.sort();
-        touched.dedup();
-        let mut sheet = tx.lock_accounts(&touched).await?;
+        let accounts = self.accounts(&mut tx, commands, &kinds, &locked, &mut learned).await?;
+        let mut sheet = tx.lock_accounts(&accounts.touched).await?;
         let locked_after = started.elapsed();
 
         // History ids and times are taken under the account locks, so each account's lines are numbered and
         // dated in the order they are applied, whichever instance applies them.
-        let line_count =
-            balance_commands.iter().map(|c| max_lines(&c.operation)).sum::<usize>() + payout_commands.len();
+        let line_count = kinds.balances.iter().map(|c| max_lines(&c.operation)).sum::<usize>() + kinds.payouts.len();
         let line_ids = tx.allocate_line_ids(line_count).await?;
         // The database's clock on PostgreSQL, so instances with skewed clocks still date lines in commit order.
         let applied_at = crate::timefmt::to_micros(tx.clock().await?);
         let balance_accounts = BalanceAccounts {
-            users: &users,
-            services: &services,
+            users: &accounts.users,
+            services: &accounts.services,
             deposits: self.system.deposits,
             withdrawals: self.system.withdrawals,
             payout_clearing: self.system.payout_clearing,
         };
-        let mut balances =
-            BatchLedger::new(balance_accounts, key_claims, holds, line_ids, applied_at).opening_accounts_of(opened);
-        let accounts = AccountMap { organizations: &organizations, bank_inflow: self.system.bank_inflow };
-        let mut payout_states = payouts::PayoutStates::new(locked_payouts, sources);
-        payout_states.jobs = locked_jobs;
+        let Locked { claim_rows, claims, keys, payouts, jobs, holds } = locked;
+        let mut ledger =
+            BatchLedger::new(balance_accounts, keys, holds, line_ids, applied_at).opening_accounts_of(accounts.opened);
+        let organizations = AccountMap { organizations: &accounts.organizations, bank_inflow: self.system.bank_inflow };
+        let mut payout_states = payouts::PayoutStates::new(payouts, accounts.sources);
+        payout_states.jobs = jobs;
         // Job claims last: they lock nothing the other phases wait for (a claim skips leased jobs).
         for (index, command) in commands.iter().enumerate() {
             if let WriteCommand::ClaimJobs(claim) = command {
@@ -398,14 +325,14 @@ impl WriterState {
             }
         }
         let (mut plan, outcomes) =
-            decide(commands, &claims, &claim_rows, &accounts, &mut balances, &mut payout_states, &mut sheet);
+            decide(commands, &claims, &claim_rows, &organizations, &mut ledger, &mut payout_states, &mut sheet);
         // An account opened for a deposit that did not run (its key was reused, say) is removed again: only a
         // deposit opens an account.
-        for (user, account) in balances.unopened_accounts() {
+        for (user, account) in ledger.unopened_accounts() {
             plan.unused_accounts.push(account);
             learned.users.remove(&user);
         }
-        tx.write_plan(&plan, &sheet, &touched, applied_at).await?;
+        tx.write_plan(&plan, &sheet, &accounts.touched, applied_at).await?;
         let written_after = started.elapsed();
         tx.commit().await.map_err(|error| BatchFailure { error, committing: true })?;
         // Where a batch's time goes, for profiling the write path (`PAYLEDGER_LOG=payledger::engine=debug`).
@@ -418,6 +345,44 @@ impl WriterState {
             "batch phases"
         );
         Ok((outcomes, learned))
+    }
+
+    /// Every account the batch touches, found or created (see [`BatchAccounts`]).
+    async fn accounts<T: BatchTx>(
+        &self,
+        tx: &mut T,
+        commands: &[WriteCommand],
+        kinds: &CommandKinds<'_>,
+        locked: &Locked,
+        learned: &mut KnownAccounts,
+    ) -> Result<BatchAccounts, StoreError> {
+        let organizations = self.organizations(tx, commands, &locked.claims, learned).await?;
+        let (users, opened) = self.users(tx, &kinds.balances, &locked.keys, learned).await?;
+        let services = self.services(tx, &kinds.balances, &locked.holds, learned).await?;
+        let sources = self.payout_sources(tx, &kinds.payouts).await?;
+
+        let mut touched: Vec<AccountId> = organizations.values().copied().collect();
+        if !touched.is_empty() {
+            touched.push(self.system.bank_inflow);
+        }
+        touched.extend(users.values().copied());
+        touched.extend(services.values().copied());
+        touched.extend(locked.holds.values().map(|hold| hold.account));
+        touched.extend(sources.values().copied());
+        if !kinds.payouts.is_empty() {
+            touched.push(self.system.payout_clearing);
+        }
+        for command in &kinds.balances {
+            match command.operation {
+                BalanceOperation::Deposit { .. } => touched.push(self.system.deposits),
+                BalanceOperation::Withdraw { .. } => touched.push(self.system.withdrawals),
+                _ => {}
+            }
+        }
+        // Ascending id order is the one lock order every writer of every instance follows.
+        touched.sort();
+        touched.dedup();
+        Ok(BatchAccounts { organizations, users, opened, services, sources, touched })
     }
 
     /// The accounts of the organizations this batch credits, created if new. A duplicate or a conflicting
@@ -587,6 +552,105 @@ impl WriterState {
         }
         Ok(found)
     }
+}
+
+/// A batch's balance and payout commands, in command order.
+struct CommandKinds<'a> {
+    balances: Vec<&'a balances::BalanceCommand>,
+    payouts: Vec<&'a payouts::PayoutCommand>,
+}
+
+impl<'a> CommandKinds<'a> {
+    fn of(commands: &'a [WriteCommand]) -> CommandKinds<'a> {
+        let mut kinds = CommandKinds { balances: Vec::new(), payouts: Vec::new() };
+        for command in commands {
+            match command {
+                WriteCommand::Balance(command) => kinds.balances.push(command),
+                WriteCommand::Payout(command) => kinds.payouts.push(command),
+                WriteCommand::IntakeNotice { .. }
+                | WriteCommand::ApplyRecorded { .. }
+                | WriteCommand::RecordRejected(_)
+                | WriteCommand::KeepRefusal(_)
+                | WriteCommand::ClaimJobs(_) => {}
+            }
+        }
+        kinds
+    }
+}
+
+/// What a batch claimed and locked before its accounts.
+struct Locked {
+    /// The notice rows it tried to insert.
+    claim_rows: Vec<NoticeClaim>,
+    /// What it learned about notices: inserted, stored before, waiting to be applied.
+    claims: Claims,
+    /// Its idempotency keys: stored, or in use elsewhere.
+    keys: KeyClaims,
+    /// The payouts its changes name.
+    payouts: HashMap<Uuid, PayoutState>,
+    /// The jobs its payout changes end: their status and lease owner.
+    jobs: HashMap<i64, (String, Option<String>)>,
+    /// The reservations it reads or settles, by reference.
+    holds: HashMap<String, HoldState>,
+}
+
+/// Claims a batch's new notices and keys and locks the rows it reads, in the lock order (each phase
+/// ascending): new notice ids, idempotency keys, recorded notices waiting to be applied, payouts, their jobs,
+/// reservations.
+async fn lock_rows<T: BatchTx>(
+    tx: &mut T,
+    commands: &[WriteCommand],
+    kinds: &CommandKinds<'_>,
+    now: OffsetDateTime,
+) -> Result<Locked, StoreError> {
+    let claim_rows = notice_claims(commands);
+    let inserted = tx.claim_notices(&claim_rows, now).await?;
+    let known: Vec<_> = claim_rows.iter().map(|c| c.notice.operation_id).filter(|id| !inserted.contains(id)).collect();
+    let stored = tx.stored_notices(&known).await?;
+    let keys = sorted_unique(
+        kinds.balances.iter().filter_map(|c| c.idempotency.as_ref().map(|i| i.key.as_str().to_owned())).chain(
+            commands.iter().filter_map(|c| match c {
+                WriteCommand::KeepRefusal(refusal) => Some(refusal.key.as_str().to_owned()),
+                WriteCommand::Payout(payouts::PayoutCommand::Create(new)) => {
+                    new.idempotency.as_ref().map(|key| key.key.as_str().to_owned())
+                }
+                _ => None,
+            }),
+        ),
+    );
+    let keys = tx.claim_keys(&keys).await?;
+    let waiting = tx.lock_waiting(&recorded_to_apply(commands)).await?;
+    let changed_payouts = sorted_unique(kinds.payouts.iter().filter_map(|c| match c {
+        payouts::PayoutCommand::Change { id, .. } => Some(*id),
+        payouts::PayoutCommand::Create(_) => None,
+    }));
+    let payouts = tx.lock_payouts(&changed_payouts).await?;
+    let ended_jobs = sorted_unique(kinds.payouts.iter().filter_map(|c| match c {
+        payouts::PayoutCommand::Change { job: Some(job), .. } => Some(job.job_id),
+        _ => None,
+    }));
+    let jobs = tx.lock_jobs(&ended_jobs).await?;
+    let references = sorted_unique(
+        kinds
+            .balances
+            .iter()
+            .filter_map(|c| c.operation.order().map(|k| k.reference()))
+            .chain(kinds.payouts.iter().map(|c| hold_reference(c.payout_id()))),
+    );
+    let holds = tx.lock_holds(&references).await?;
+    Ok(Locked { claim_rows, claims: Claims { inserted, stored, waiting }, keys, payouts, jobs, holds })
+}
+
+/// Every account a batch touches: found, or created where an operation may create one.
+struct BatchAccounts {
+    organizations: HashMap<Inn, AccountId>,
+    users: HashMap<UserId, AccountId>,
+    /// Users whose accounts this batch created (for deposits).
+    opened: HashSet<UserId>,
+    services: HashMap<ServiceId, AccountId>,
+    sources: HashMap<PayoutSource, AccountId>,
+    /// All of them and the system accounts the batch moves money through, ascending: the lock order.
+    touched: Vec<AccountId>,
 }
 
 /// Users' accounts as the store returns them, keyed by user id.

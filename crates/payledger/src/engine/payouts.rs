@@ -367,13 +367,9 @@ impl BatchLedger<'_> {
                     if !matches!(to, PayoutStatus::Cancelled | PayoutStatus::Returned) {
                         return Ok(Err(PayoutError::Transition(TransitionError::NotAllowed { from, to: *to })));
                     }
-                    if let Err(error) = transition(from, *to, actor) {
-                        return Ok(Err(PayoutError::Transition(error)));
-                    }
-                    if let Err(refusal) = self.settle_payout(&state, *to, sheet, plan)? {
+                    if let Err(refusal) = self.move_payout(&mut state, *to, actor, sheet, plan)? {
                         return Ok(Err(refusal));
                     }
-                    state.status = *to;
                     event_to = Some(to.as_str());
                 }
                 if let Some(text) = description {
@@ -381,13 +377,9 @@ impl BatchLedger<'_> {
                 }
             }
             PayoutChange::Retry { max_attempts } => {
-                if let Err(error) = transition(from, PayoutStatus::Pending, actor) {
-                    return Ok(Err(PayoutError::Transition(error)));
-                }
-                if let Err(refusal) = self.settle_payout(&state, PayoutStatus::Pending, sheet, plan)? {
+                if let Err(refusal) = self.move_payout(&mut state, PayoutStatus::Pending, actor, sheet, plan)? {
                     return Ok(Err(refusal));
                 }
-                state.status = PayoutStatus::Pending;
                 state.failure_reason = None;
                 plan.new_jobs.push(NewJob {
                     kind: PROCESS_PAYOUT_JOB,
@@ -410,13 +402,9 @@ impl BatchLedger<'_> {
                     event_to = Some("archived");
                 }
                 Ok(DeleteAction::Cancel) => {
-                    if let Err(error) = transition(from, PayoutStatus::Cancelled, actor) {
-                        return Ok(Err(PayoutError::Transition(error)));
-                    }
-                    if let Err(refusal) = self.settle_payout(&state, PayoutStatus::Cancelled, sheet, plan)? {
+                    if let Err(refusal) = self.move_payout(&mut state, PayoutStatus::Cancelled, actor, sheet, plan)? {
                         return Ok(Err(refusal));
                     }
-                    state.status = PayoutStatus::Cancelled;
                     event_to = Some(PayoutStatus::Cancelled.as_str());
                 }
             },
@@ -425,13 +413,9 @@ impl BatchLedger<'_> {
                 if *to == PayoutStatus::Pending {
                     return Ok(Err(PayoutError::Transition(TransitionError::NotAllowed { from, to: *to })));
                 }
-                if let Err(error) = transition(from, *to, actor) {
-                    return Ok(Err(PayoutError::Transition(error)));
-                }
-                if let Err(refusal) = self.settle_payout(&state, *to, sheet, plan)? {
+                if let Err(refusal) = self.move_payout(&mut state, *to, actor, sheet, plan)? {
                     return Ok(Err(refusal));
                 }
-                state.status = *to;
                 match to {
                     PayoutStatus::Failed => state.failure_reason = why.clone(),
                     PayoutStatus::Completed => state.gateway_reference = reference.clone(),
@@ -447,6 +431,26 @@ impl BatchLedger<'_> {
         }
         payouts.store(state.clone());
         Ok(Ok(state))
+    }
+
+    /// Moves a payout to `to` if the state machine lets `actor` do it, with its ledger effect. `Ok(Err)` is a
+    /// refusal (nothing changed); `Err` a defect.
+    fn move_payout(
+        &mut self,
+        state: &mut PayoutState,
+        to: PayoutStatus,
+        actor: Actor,
+        sheet: &mut BalanceSheet,
+        plan: &mut Plan,
+    ) -> Result<Result<(), PayoutError>, String> {
+        if let Err(error) = transition(state.status, to, actor) {
+            return Ok(Err(PayoutError::Transition(error)));
+        }
+        if let Err(refusal) = self.settle_payout(state, to, sheet, plan)? {
+            return Ok(Err(refusal));
+        }
+        state.status = to;
+        Ok(Ok(()))
     }
 
     /// The ledger effect of moving a payout to `to`: capture, release, re-hold or return the source's money.
