@@ -9,7 +9,8 @@
 #
 # Settings: DURATION (s, default 10), CONNECTIONS (default 64), PORT (default 18000), PAYOUT_WORKERS (the
 # server's payout workers in the payouts run, default 8), PAYOUT_CONVERGE (s the payout queue may take to
-# drain, default 900), PAYOUTS (0 skips the payouts run and its drain table).
+# drain, default 900), PAYOUTS (0 skips the payouts run and its drain table), MODES (the webhook modes to run,
+# default "sync async"), BIN (binaries to run instead of building this tree: see below).
 #
 # Every server starts with a first admin, BENCH_USER (the bench logs in as it once per run and sends its
 # access token with every request), and a login rate high enough that the bench is never throttled.
@@ -28,8 +29,12 @@ PAYOUTS="${PAYOUTS:-1}"
 # database, which the bench logs in as (the password reaches it through the environment, not its command line).
 BENCH_USER=bench
 BENCH_PASSWORD=bench-matrix-admin-password-2024
-cargo build --release --workspace -q
-BIN="$CARGO_TARGET_DIR/release"
+# BIN: a folder holding payledger and payledger-bench built elsewhere (a build before a change, say); unset,
+# this tree is built in release mode and its binaries are used.
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --workspace -q
+  BIN="$CARGO_TARGET_DIR/release"
+fi
 work="$(mktemp -d)"
 trap 'kill "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
 
@@ -83,7 +88,7 @@ drain_rows=()
 echo "| store | mode | load | connections | req/s | p50 ms | p99 ms | p99.9 ms | errors | peak RSS | balances |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|"
 for store in "${stores[@]}"; do
-  for mode in sync async; do
+  for mode in ${MODES:-sync async}; do
     for load in spread hot duplicates; do
       case "$load" in
         spread) args=(--orgs 1000) ;;

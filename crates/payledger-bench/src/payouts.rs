@@ -1,6 +1,6 @@
 //! The `payouts` scenario: closed-loop payout creation, then the drain of the server's payout queue.
 //!
-//! Phase 1 creates payouts (each a new one: the endpoint has no idempotency key) and counts how each request
+//! Phase 1 creates payouts (each a new one: the bench sends no idempotency key) and counts how each request
 //! came out: 201 created it; a 503 `overloaded` or `unavailable`, a 4xx or a failed connect certainly did
 //! not; a 503 `unconfirmed`, any other answer, or a request sent without getting an answer may have. The
 //! last are never resent, since a resend could create a second payout: they only widen the check at the

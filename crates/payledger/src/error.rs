@@ -105,8 +105,8 @@ pub enum ApiError {
     /// 500 `internal`: a defect in payledger. The client gets an opaque body; the detail goes to the log only.
     #[error("internal error: {0}")]
     Internal(String),
-    /// 503 `overloaded`, `unconfirmed` or `unavailable`: the ledger could not apply the request; nothing was
-    /// applied and a retry may succeed (`Retry-After: 1`).
+    /// 503 `overloaded`, `unavailable` (nothing was applied) or `unconfirmed` (the commit failed, so the
+    /// request may or may not have been applied: retry with the same key); `Retry-After: 1`.
     #[error(transparent)]
     Engine(#[from] EngineError),
     /// 503 `unavailable`: the database failed; the detail goes to the log only (`Retry-After: 1`).

@@ -202,7 +202,7 @@ pub async fn launch(
         problems.extend(auth::principals::production_problems(&store, settings.admin.is_some()).await?);
         if !problems.is_empty() {
             anyhow::bail!(
-                "refusing to start in the production profile:\n  - {}\n(see README, \"Production profile\")",
+                "refusing to start in the production profile:\n  - {}\n(see README, \"Authentication, roles and profiles\")",
                 problems.join("\n  - ")
             );
         }

@@ -1,4 +1,4 @@
-//! The `payledger` command: `serve` (the default), `migrate`, `seed` and `verify`.
+//! The `payledger` command: `serve` (the default), `migrate`, `seed`, `worker`, `user` and `verify`.
 
 use std::process::ExitCode;
 
@@ -107,7 +107,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
 /// Reads a password: from a prompt without echo on a terminal, else one line of standard input.
 fn read_password(prompt: &str) -> anyhow::Result<String> {
     use std::io::IsTerminal;
@@ -161,6 +160,7 @@ async fn user_command(store: &Store, command: payledger::config::UserCommand) ->
     Ok(ExitCode::SUCCESS)
 }
 
+/// Resolves on Ctrl-C or SIGTERM.
 async fn shutdown_signal() {
     let interrupt = async {
         let _ = tokio::signal::ctrl_c().await;

@@ -2,8 +2,10 @@
 //!
 //! Callers submit a [`WriteCommand`] and await its [`WriteOutcome`]. One writer thread per process drains
 //! everything waiting in its queue (up to [`MAX_BATCH_COMMANDS`], with no timer), applies the batch in ONE
-//! database transaction, commits, and only then answers every caller. A failed command is refused alone;
-//! an infrastructure error fails the whole batch and nothing of it is applied.
+//! database transaction, commits, and only then answers every caller. A refused command (insufficient funds,
+//! say) is refused alone. A batch whose statement fails is rolled back and retried command by command, so only
+//! the command that fails gets 503 `unavailable`; a batch that lost a unique-key race to another instance runs
+//! once more; a failed COMMIT is never retried, and its callers get 503 `unconfirmed`.
 
 pub mod audit;
 pub mod balances;

@@ -1,9 +1,11 @@
 //! Storage: one enum over the two backends, chosen once at start-up from the database URL.
 //!
 //! Each backend owns its migrations and SQL. The write side is only reached through the ledger engine's
-//! [`BatchTx`] (`batch.rs` holds the contract; `sqlite_writer.rs` and `postgres_writer.rs` implement it);
-//! everything else here is a read, a seed or a check. Those whose SQL both backends share are in
-//! `queries/`, one file per area; the rows they return are in `rows.rs`.
+//! [`BatchTx`] (`batch.rs` holds the contract; `sqlite_writer.rs` and `postgres_writer.rs` implement it).
+//! Everything else here is a read, a check, or a write that moves no money in a transaction of its own
+//! (users and their audit rows, refresh tokens, console sessions, job leases, system accounts, seeded or
+//! created organizations). Those whose SQL both backends share are in `queries/`, one file per area; the
+//! rows they return are in `rows.rs` and `payouts.rs`.
 
 pub mod batch;
 pub mod payouts;

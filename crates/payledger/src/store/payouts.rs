@@ -1,5 +1,5 @@
-//! Payouts and the job queue in the store: the rows the engine locks, the API's reads, and the queue's
-//! claims and reschedules (which change no ledger state, so they do not go through the engine).
+//! Payout and job rows: how a stored payout becomes the engine's `PayoutState`, and the views and job rows
+//! the API and the workers read. The queue's claims and reschedules are in `queries/jobs.rs`.
 
 use payledger_core::payout::PayoutStatus;
 use payledger_core::{AccountId, Inn, UserId};
