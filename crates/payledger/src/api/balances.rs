@@ -227,7 +227,7 @@ pub(crate) fn idempotency_key(headers: &HeaderMap, caller: &Caller) -> Result<Op
     let Some(value) = headers.get(IDEMPOTENCY_KEY) else { return Ok(None) };
     IdempotencyKey::parse(value.as_bytes(), &caller.scope())
         .map(Some)
-        .map_err(|error| ApiError::field("Idempotency-Key", &error.to_string()))
+        .map_err(|error| ApiError::field("Idempotency-Key", error.to_string()))
 }
 
 /// One balance operation endpoint: parse, apply at most once per key, answer.
