@@ -2,10 +2,8 @@
 //! runs. With `PAYLEDGER_SCREENSHOTS=<folder>` the tests also save screenshots of the main pages (the README's
 //! come from `PAYLEDGER_SCREENSHOTS=docs/screenshots`).
 
-mod common;
-
-use common::browser::{self, Browser};
-use common::{ADMIN, Backend, TestDb, TestServer};
+use crate::common::browser::{self, Browser};
+use crate::common::{self, ADMIN, Backend, TestDb, TestServer};
 use serde_json::{Value, json};
 use uuid::Uuid;
 

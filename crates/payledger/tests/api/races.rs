@@ -1,11 +1,9 @@
 //! Races fired at real servers: duplicates arriving at the same moment, and many payments to one hot
 //! organization, on one server and on two servers sharing one PostgreSQL database.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::{Backend, TestDb, TestServer, notice, rubles};
+use crate::common::{self, Backend, TestDb, TestServer, notice, on_both_backends, rubles};
 use serde_json::json;
 use tokio::sync::Barrier;
 use uuid::Uuid;

@@ -3,12 +3,10 @@
 //! `payledger verify`'s checks. On PostgreSQL the transfers also run through two servers sharing the
 //! database.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use common::{Backend, TestDb, TestServer, kopecks};
+use crate::common::{self, Backend, TestDb, TestServer, kopecks, on_both_backends};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};

@@ -1,17 +1,15 @@
 //! Payout workers as separate `payledger worker` processes sharing one PostgreSQL queue, paying through the
 //! HTTP gateway into a test gateway that counts every call per idempotency key.
 
-mod common;
-
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::common::{self, Backend, TestDb, TestServer};
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use common::{Backend, TestDb, TestServer};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
@@ -342,7 +340,7 @@ mod stale_lease {
     use tokio::sync::Notify;
 
     use super::CARD_KEY;
-    use super::common::{self, Backend, TestDb, TestServer};
+    use crate::common::{self, Backend, TestDb, TestServer};
 
     /// Worker A's gateway: answers nothing useful until long after A's lease expired.
     struct Stalling {

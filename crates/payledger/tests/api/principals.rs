@@ -1,11 +1,9 @@
 //! `payledger user …` and the first admin, as an operator runs them: the real binary against a database.
 
-mod common;
-
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use common::{Backend, TestDb, TestServer};
+use crate::common::{self, Backend, TestDb, TestServer, on_both_backends};
 
 on_both_backends!(users_are_managed_from_the_cli_with_an_audit_trail, the_first_start_creates_one_admin);
 
@@ -141,7 +139,7 @@ mod tokens {
 
     use serde_json::{Value, json};
 
-    use super::common::{self, Backend, TestDb, TestServer};
+    use crate::common::{self, Backend, TestDb, TestServer};
 
     async fn post(server: &TestServer, path: &str, body: Value) -> (u16, Value) {
         let answer = server.post(path, body.to_string(), None).await;

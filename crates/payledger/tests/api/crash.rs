@@ -1,14 +1,12 @@
 //! Kill -9 in async mode: the real binary is killed mid-load and restarted; every acknowledged notice must
 //! then be applied exactly once and `payledger verify` must pass.
 
-mod common;
-
 use std::collections::HashSet;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Backend, TestDb, notice};
+use crate::common::{Backend, TestDb, notice, on_both_backends};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
