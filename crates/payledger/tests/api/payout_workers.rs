@@ -105,6 +105,7 @@ async fn count(server: &TestServer, status: &str) -> i64 {
 /// for each.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn eight_workers_in_two_processes_call_the_gateway_once_per_payout() {
+    let _heavy = common::load::heavy().await;
     let Some(db) = TestDb::new(Backend::Postgres).await else { return };
     let server = api_server(&db).await;
     let (gateway, url) = start_gateway().await;
@@ -195,6 +196,8 @@ async fn a_worker_killed_mid_payout_is_taken_over_and_pays_once() {
 /// and refresh tokens, and the configured JWT, webhook and card-vault secrets.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn secrets_never_reach_the_logs() {
+    // It reserves a port for the server process.
+    let _quiet = common::load::quiet().await;
     let Some(db) = TestDb::new(Backend::Sqlite).await else { return };
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("address").port();
     let log = db.dir.path().join("server.log");
@@ -386,6 +389,8 @@ mod stale_lease {
     /// taken the job over: the payout the gateway paid ends completed, captured once, never failed and refunded.
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn a_worker_whose_lease_expired_records_nothing() {
+        // Worker B must take the job over within the 3.5 s the test waits.
+        let _quiet = common::load::quiet().await;
         let Some(db) = TestDb::new(Backend::Postgres).await else { return };
         let mut settings = common::settings(&db);
         settings.payouts.workers = 0;

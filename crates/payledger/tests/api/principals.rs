@@ -96,6 +96,8 @@ async fn the_first_start_creates_one_admin(backend: Backend) {
 /// Without configuration the first start generates the admin's password and prints it once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_generated_admin_password_is_printed_once() {
+    // It reserves a port for the server process and gives it 1.5 s to print the password.
+    let _quiet = common::load::quiet().await;
     let Some(db) = TestDb::new(Backend::Sqlite).await else { return };
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("address").port();
     let run = || {
@@ -149,6 +151,8 @@ mod tokens {
     /// Logging in gives a pair; a wrong password, an unknown user and a disabled user get the same 401.
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn login_refresh_rotation_and_reuse_detection() {
+        // It compares the time two logins take.
+        let _quiet = common::load::quiet().await;
         let Some(db) = TestDb::new(Backend::Sqlite).await else { return };
         let mut settings = common::settings(&db);
         settings.admin = Some(("alice".into(), "alice's long password".into()));

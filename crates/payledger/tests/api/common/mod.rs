@@ -3,6 +3,7 @@
 
 pub mod browser;
 pub mod console;
+pub mod load;
 
 use std::net::SocketAddr;
 use std::time::Duration;
