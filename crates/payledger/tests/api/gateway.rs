@@ -424,6 +424,8 @@ async fn http_gateway_replays_use_the_same_idempotency_key() {
 
 #[tokio::test]
 async fn http_gateway_times_out_transiently() {
+    // It checks how long giving up took.
+    let _quiet = crate::common::load::quiet().await;
     let (url, _server) = start_server().await;
     let gateway = http_gateway(&url, SECRET, Duration::from_millis(300));
     let started = std::time::Instant::now();
@@ -448,6 +450,8 @@ async fn http_gateway_with_the_wrong_secret_fails_permanently() {
 
 #[tokio::test]
 async fn http_gateway_connection_refused_is_transient() {
+    // It counts on the port it dropped staying free.
+    let _quiet = crate::common::load::quiet().await;
     // Bind and drop a listener to get a port that nothing listens on.
     let port = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port();
     let gateway = http_gateway(&format!("http://127.0.0.1:{port}/payouts"), SECRET, Duration::from_secs(5));

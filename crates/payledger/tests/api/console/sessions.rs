@@ -1,10 +1,8 @@
 //! The admin console as a browser sees it, without a browser: login, sessions, CSRF, roles, headers.
-//! (tests/console_browser.rs drives real Chromium through the main flows.)
+//! (console/browser.rs drives real Chromium through the main flows.)
 
-mod common;
-
-use common::console::{ConsoleClient, submit_login};
-use common::{ADMIN, Backend, TestDb, TestServer};
+use crate::common::console::{ConsoleClient, submit_login};
+use crate::common::{self, ADMIN, Backend, TestDb, TestServer};
 
 const PASSWORD: &str = "a long enough password";
 

@@ -2,10 +2,8 @@
 //! operations with their confirmation step, refusals inline), users (create, disable, enable, role, password,
 //! the last admin), and the audit log (filters, paging, escaping); CSRF and role refusals.
 
-mod common;
-
-use common::console::{ConsoleClient, Page, submit_login};
-use common::{ADMIN, Backend, TestDb, TestServer};
+use crate::common::console::{ConsoleClient, Page, submit_login};
+use crate::common::{self, ADMIN, Backend, TestDb, TestServer};
 use payledger::store::AuditEntry;
 
 const PASSWORD: &str = "a long enough password";

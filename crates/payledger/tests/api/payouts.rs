@@ -1,11 +1,9 @@
 //! The payout API and its workers against the real server, on SQLite and PostgreSQL: the life cycle, holds
 //! on a source account, validation, filters and ordering, dead jobs and their retry.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Backend, TestDb, TestServer, kopecks, notice};
+use crate::common::{self, Backend, TestDb, TestServer, kopecks, notice, on_both_backends};
 use payledger::config::Settings;
 use payledger::gateway::{ALWAYS_TIMEOUT_CARD, DECLINED_CARD, TIMEOUT_ONCE_CARD};
 use serde_json::{Value, json};

@@ -1,9 +1,9 @@
 //! Test harness: a fresh database per test (SQLite in a temp dir, or a new PostgreSQL database when
 //! `TEST_DATABASE_URL` is set) and the real server on a random port.
-#![allow(dead_code)]
 
 pub mod browser;
 pub mod console;
+pub mod load;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -349,14 +349,13 @@ pub fn rubles(kopecks: i64) -> String {
 }
 
 /// Generates the two test functions (SQLite and PostgreSQL) for each shared scenario.
-#[macro_export]
 macro_rules! on_both_backends {
     ($($scenario:ident),* $(,)?) => {
         mod sqlite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $scenario() {
-                    super::$scenario(super::common::Backend::Sqlite).await
+                    super::$scenario($crate::common::Backend::Sqlite).await
                 }
             )*
         }
@@ -364,9 +363,10 @@ macro_rules! on_both_backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $scenario() {
-                    super::$scenario(super::common::Backend::Postgres).await
+                    super::$scenario($crate::common::Backend::Postgres).await
                 }
             )*
         }
     };
 }
+pub(crate) use on_both_backends;

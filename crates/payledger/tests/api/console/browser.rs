@@ -1,11 +1,10 @@
 //! The console in a real browser: headless Chromium driven over WebDriver through the main flows an operator
 //! runs. With `PAYLEDGER_SCREENSHOTS=<folder>` the tests also save screenshots of the main pages (the README's
-//! come from `PAYLEDGER_SCREENSHOTS=docs/screenshots`).
+//! come from `PAYLEDGER_SCREENSHOTS=docs/screenshots`). Each test holds [`common::load::quiet`]: Chromium
+//! waits on deadlines, and chromedriver gets a port reserved for it.
 
-mod common;
-
-use common::browser::{self, Browser};
-use common::{ADMIN, Backend, TestDb, TestServer};
+use crate::common::browser::{self, Browser};
+use crate::common::{self, ADMIN, Backend, TestDb, TestServer};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -39,6 +38,7 @@ async fn a_webhook_shows_on_the_organization_page() {
     if !browser::available() {
         return;
     }
+    let _quiet = common::load::quiet().await;
     let Some(db) = TestDb::new(Backend::Sqlite).await else { return };
     let server = TestServer::start(common::settings(&db)).await;
     let orgs = payledger::seed::seed(&db.store().await, 3).await.expect("seed");
@@ -71,6 +71,7 @@ async fn a_payout_completes_and_the_balance_changes() {
     if !browser::available() {
         return;
     }
+    let _quiet = common::load::quiet().await;
     let Some(db) = TestDb::new(Backend::Sqlite).await else { return };
     let server = TestServer::start(common::settings(&db)).await;
     deposit(&server, 5, "100.00").await;
@@ -103,6 +104,7 @@ async fn cancel_a_pending_payout() {
     if !browser::available() {
         return;
     }
+    let _quiet = common::load::quiet().await;
     let Some(db) = TestDb::new(Backend::Sqlite).await else { return };
     let mut settings = common::settings(&db);
     settings.payouts.workers = 0;
@@ -136,6 +138,7 @@ async fn a_viewer_is_refused_an_operator_action() {
     if !browser::available() {
         return;
     }
+    let _quiet = common::load::quiet().await;
     let Some(db) = TestDb::new(Backend::Sqlite).await else { return };
     let mut settings = common::settings(&db);
     settings.payouts.workers = 0;
@@ -169,6 +172,7 @@ async fn a_payout_page_follows_its_status_live() {
     if !browser::available() {
         return;
     }
+    let _quiet = common::load::quiet().await;
     let Some(db) = TestDb::new(Backend::Sqlite).await else { return };
     let mut settings = common::settings(&db);
     settings.payouts.workers = 0;

@@ -1,8 +1,6 @@
 //! The API documentation the server serves: the OpenAPI document, Swagger UI and Redoc, all from the binary.
 
-mod common;
-
-use common::{Backend, TestDb, TestServer};
+use crate::common::{self, Backend, TestDb, TestServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_spec_and_the_docs_pages_are_served_from_the_binary() {

@@ -1,11 +1,9 @@
 //! `payledger user …` and the first admin, as an operator runs them: the real binary against a database.
 
-mod common;
-
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use common::{Backend, TestDb, TestServer};
+use crate::common::{self, Backend, TestDb, TestServer, on_both_backends};
 
 on_both_backends!(users_are_managed_from_the_cli_with_an_audit_trail, the_first_start_creates_one_admin);
 
@@ -98,6 +96,8 @@ async fn the_first_start_creates_one_admin(backend: Backend) {
 /// Without configuration the first start generates the admin's password and prints it once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_generated_admin_password_is_printed_once() {
+    // It reserves a port for the server process and gives it 1.5 s to print the password.
+    let _quiet = common::load::quiet().await;
     let Some(db) = TestDb::new(Backend::Sqlite).await else { return };
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("address").port();
     let run = || {
@@ -141,7 +141,7 @@ mod tokens {
 
     use serde_json::{Value, json};
 
-    use super::common::{self, Backend, TestDb, TestServer};
+    use crate::common::{self, Backend, TestDb, TestServer};
 
     async fn post(server: &TestServer, path: &str, body: Value) -> (u16, Value) {
         let answer = server.post(path, body.to_string(), None).await;
@@ -151,6 +151,8 @@ mod tokens {
     /// Logging in gives a pair; a wrong password, an unknown user and a disabled user get the same 401.
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn login_refresh_rotation_and_reuse_detection() {
+        // It compares the time two logins take.
+        let _quiet = common::load::quiet().await;
         let Some(db) = TestDb::new(Backend::Sqlite).await else { return };
         let mut settings = common::settings(&db);
         settings.admin = Some(("alice".into(), "alice's long password".into()));

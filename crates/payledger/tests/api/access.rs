@@ -3,12 +3,10 @@
 //! moment a user is disabled, idempotency keys scoped by user, the audit log, and production's start-up
 //! refusals.
 
-mod common;
-
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{ADMIN, Backend, TestDb, TestServer};
+use crate::common::{self, ADMIN, Backend, TestDb, TestServer};
 use payledger::config::{Profile, Settings};
 use serde_json::{Value, json};
 

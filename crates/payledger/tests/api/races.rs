@@ -1,11 +1,10 @@
 //! Races fired at real servers: duplicates arriving at the same moment, and many payments to one hot
-//! organization, on one server and on two servers sharing one PostgreSQL database.
-
-mod common;
+//! organization, on one server and on two servers sharing one PostgreSQL database. Each test holds
+//! [`common::load::heavy`], so it runs alone among the heavy and timing-sensitive tests.
 
 use std::sync::Arc;
 
-use common::{Backend, TestDb, TestServer, notice, rubles};
+use crate::common::{self, Backend, TestDb, TestServer, notice, on_both_backends, rubles};
 use serde_json::json;
 use tokio::sync::Barrier;
 use uuid::Uuid;
@@ -63,6 +62,7 @@ async fn distinct_race(servers: &[&TestServer], db: &TestDb) {
 }
 
 async fn concurrent_identical_notices_credit_once(backend: Backend) {
+    let _heavy = common::load::heavy().await;
     let Some(db) = TestDb::new(backend).await else { return };
     let server = TestServer::start(common::settings(&db)).await;
     identical_race(&[&server], &db).await;
@@ -71,6 +71,7 @@ async fn concurrent_identical_notices_credit_once(backend: Backend) {
 }
 
 async fn concurrent_distinct_notices_to_one_inn_all_count(backend: Backend) {
+    let _heavy = common::load::heavy().await;
     let Some(db) = TestDb::new(backend).await else { return };
     let server = TestServer::start(common::settings(&db)).await;
     distinct_race(&[&server], &db).await;
@@ -80,6 +81,7 @@ async fn concurrent_distinct_notices_to_one_inn_all_count(backend: Backend) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_instances_on_one_postgres_credit_identical_notices_once() {
+    let _heavy = common::load::heavy().await;
     let Some(db) = TestDb::new(Backend::Postgres).await else { return };
     let first = TestServer::start(common::settings(&db)).await;
     let second = TestServer::start(common::settings(&db)).await;
@@ -97,6 +99,7 @@ async fn two_instances_on_one_postgres_credit_identical_notices_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_instances_on_one_postgres_sum_distinct_notices_exactly() {
+    let _heavy = common::load::heavy().await;
     let Some(db) = TestDb::new(Backend::Postgres).await else { return };
     let first = TestServer::start(common::settings(&db)).await;
     let second = TestServer::start(common::settings(&db)).await;
@@ -108,6 +111,7 @@ async fn two_instances_on_one_postgres_sum_distinct_notices_exactly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_instances_in_async_mode_apply_each_notice_once() {
+    let _heavy = common::load::heavy().await;
     let Some(db) = TestDb::new(Backend::Postgres).await else { return };
     let first = TestServer::start(common::async_settings(&db)).await;
     let second = TestServer::start(common::async_settings(&db)).await;

@@ -1,14 +1,13 @@
 //! Kill -9 in async mode: the real binary is killed mid-load and restarted; every acknowledged notice must
-//! then be applied exactly once and `payledger verify` must pass.
-
-mod common;
+//! then be applied exactly once and `payledger verify` must pass. It holds [`common::load::heavy`]: it loads
+//! the machine, and it needs its own load to build up within two seconds.
 
 use std::collections::HashSet;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Backend, TestDb, notice};
+use crate::common::{self, Backend, TestDb, notice, on_both_backends};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -51,6 +50,7 @@ async fn start_binary(db: &TestDb) -> (Child, String) {
 }
 
 async fn async_mode_survives_kill_minus_nine(backend: Backend) {
+    let _heavy = common::load::heavy().await;
     let Some(db) = TestDb::new(backend).await else { return };
     let (mut child, address) = start_binary(&db).await;
     let acknowledged: Arc<Mutex<Vec<Uuid>>> = Arc::default();

@@ -1,14 +1,13 @@
 //! Races on users' balances fired at real servers: many transfers in both directions at once, reservations
 //! that together exceed the balance, and a capture racing a release of one hold. Each ends with
 //! `payledger verify`'s checks. On PostgreSQL the transfers also run through two servers sharing the
-//! database.
-
-mod common;
+//! database. Each test holds [`common::load::heavy`], so it runs alone among the heavy and timing-sensitive
+//! tests.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use common::{Backend, TestDb, TestServer, kopecks};
+use crate::common::{self, Backend, TestDb, TestServer, kopecks, on_both_backends};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
@@ -103,6 +102,7 @@ async fn transfer_race(servers: &[&TestServer], db: &TestDb) {
 }
 
 async fn concurrent_transfers_in_both_directions_conserve_money(backend: Backend) {
+    let _heavy = common::load::heavy().await;
     let Some(db) = TestDb::new(backend).await else { return };
     let server = TestServer::start(common::settings(&db)).await;
     transfer_race(&[&server], &db).await;
@@ -110,6 +110,7 @@ async fn concurrent_transfers_in_both_directions_conserve_money(backend: Backend
 }
 
 async fn concurrent_reservations_hold_only_what_fits(backend: Backend) {
+    let _heavy = common::load::heavy().await;
     let Some(db) = TestDb::new(backend).await else { return };
     let server = TestServer::start(common::settings(&db)).await;
     // 50.00 available; 100 reservations of 0.75..=1.24 each ask for about twice that.
@@ -144,6 +145,7 @@ async fn concurrent_reservations_hold_only_what_fits(backend: Backend) {
 }
 
 async fn a_capture_racing_a_release_of_one_hold_has_one_winner(backend: Backend) {
+    let _heavy = common::load::heavy().await;
     let Some(db) = TestDb::new(backend).await else { return };
     let server = TestServer::start(common::settings(&db)).await;
     capture_release_race(&[&server], &db).await;
@@ -190,6 +192,7 @@ async fn capture_release_race(servers: &[&TestServer], db: &TestDb) {
 /// Two servers share one PostgreSQL database; their writers coordinate only through the database.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_instances_transfer_in_both_directions_without_deadlock() {
+    let _heavy = common::load::heavy().await;
     let Some(db) = TestDb::new(Backend::Postgres).await else { return };
     let first = TestServer::start(common::settings(&db)).await;
     let second = TestServer::start(common::settings(&db)).await;
@@ -200,6 +203,7 @@ async fn two_instances_transfer_in_both_directions_without_deadlock() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_instances_race_a_capture_against_a_release() {
+    let _heavy = common::load::heavy().await;
     let Some(db) = TestDb::new(Backend::Postgres).await else { return };
     let first = TestServer::start(common::settings(&db)).await;
     let second = TestServer::start(common::settings(&db)).await;
@@ -212,6 +216,7 @@ async fn two_instances_race_a_capture_against_a_release() {
 /// flight" or replay the first answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_instances_apply_one_idempotency_key_once() {
+    let _heavy = common::load::heavy().await;
     let Some(db) = TestDb::new(Backend::Postgres).await else { return };
     let first = TestServer::start(common::settings(&db)).await;
     let second = TestServer::start(common::settings(&db)).await;
@@ -252,6 +257,7 @@ async fn two_instances_apply_one_idempotency_key_once() {
 /// refused with `hold_exists`, never with an error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_instances_reserve_one_order_once() {
+    let _heavy = common::load::heavy().await;
     let Some(db) = TestDb::new(Backend::Postgres).await else { return };
     let first = TestServer::start(common::settings(&db)).await;
     let second = TestServer::start(common::settings(&db)).await;

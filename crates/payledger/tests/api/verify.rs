@@ -1,8 +1,6 @@
 //! `payledger verify` and `payledger seed` as an operator runs them: the real binary against a database.
 
-mod common;
-
-use common::{Backend, TestDb, TestServer, notice};
+use crate::common::{self, Backend, TestDb, TestServer, notice, on_both_backends};
 use serde_json::json;
 use uuid::Uuid;
 

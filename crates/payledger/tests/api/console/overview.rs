@@ -1,9 +1,7 @@
 //! The console's dashboard, organizations and bank payments pages, as a browser without JavaScript sees them.
 
-mod common;
-
-use common::console::{ConsoleClient, Page};
-use common::{ADMIN, Backend, TestDb, TestServer, notice};
+use crate::common::console::{ConsoleClient, Page};
+use crate::common::{self, ADMIN, Backend, TestDb, TestServer, notice};
 use serde_json::{Value, json};
 use uuid::Uuid;
 

@@ -2,12 +2,10 @@
 //! pages; a payout's detail with its history, jobs and masked recipient; cancel, retry and mark returned with
 //! their confirmation steps; the admins' jobs page with retry and discard; roles, CSRF and the audit log.
 
-mod common;
-
 use std::time::Duration;
 
-use common::console::{ConsoleClient, Page};
-use common::{ADMIN, Backend, TestDb, TestServer};
+use crate::common::console::{ConsoleClient, Page};
+use crate::common::{self, ADMIN, Backend, TestDb, TestServer};
 use payledger::gateway::{ALWAYS_TIMEOUT_CARD, DECLINED_CARD, TIMEOUT_ONCE_CARD};
 use serde_json::{Value, json};
 

@@ -1,17 +1,15 @@
 //! Payout workers as separate `payledger worker` processes sharing one PostgreSQL queue, paying through the
 //! HTTP gateway into a test gateway that counts every call per idempotency key.
 
-mod common;
-
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::common::{self, Backend, TestDb, TestServer};
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use common::{Backend, TestDb, TestServer};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
@@ -107,6 +105,7 @@ async fn count(server: &TestServer, status: &str) -> i64 {
 /// for each.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn eight_workers_in_two_processes_call_the_gateway_once_per_payout() {
+    let _heavy = common::load::heavy().await;
     let Some(db) = TestDb::new(Backend::Postgres).await else { return };
     let server = api_server(&db).await;
     let (gateway, url) = start_gateway().await;
@@ -197,6 +196,8 @@ async fn a_worker_killed_mid_payout_is_taken_over_and_pays_once() {
 /// and refresh tokens, and the configured JWT, webhook and card-vault secrets.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn secrets_never_reach_the_logs() {
+    // It reserves a port for the server process.
+    let _quiet = common::load::quiet().await;
     let Some(db) = TestDb::new(Backend::Sqlite).await else { return };
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("address").port();
     let log = db.dir.path().join("server.log");
@@ -342,7 +343,7 @@ mod stale_lease {
     use tokio::sync::Notify;
 
     use super::CARD_KEY;
-    use super::common::{self, Backend, TestDb, TestServer};
+    use crate::common::{self, Backend, TestDb, TestServer};
 
     /// Worker A's gateway: answers nothing useful until long after A's lease expired.
     struct Stalling {
@@ -388,6 +389,8 @@ mod stale_lease {
     /// taken the job over: the payout the gateway paid ends completed, captured once, never failed and refunded.
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn a_worker_whose_lease_expired_records_nothing() {
+        // Worker B must take the job over within the 3.5 s the test waits.
+        let _quiet = common::load::quiet().await;
         let Some(db) = TestDb::new(Backend::Postgres).await else { return };
         let mut settings = common::settings(&db);
         settings.payouts.workers = 0;

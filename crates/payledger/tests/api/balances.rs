@@ -1,11 +1,9 @@
 //! The user-balance API over HTTP against the real server, on SQLite and PostgreSQL: every endpoint, every
 //! error, the idempotency rules, the history's pagination and the revenue report.
 
-mod common;
-
 use std::collections::HashSet;
 
-use common::{Answer, Backend, TestDb, TestServer, kopecks};
+use crate::common::{self, Answer, Backend, TestDb, TestServer, kopecks, on_both_backends};
 use serde_json::{Value, json};
 
 on_both_backends!(

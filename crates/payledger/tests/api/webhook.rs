@@ -1,8 +1,6 @@
 //! The bank webhook's HTTP contract, on SQLite and PostgreSQL, against the real server.
 
-mod common;
-
-use common::{Backend, TestDb, TestServer, notice};
+use crate::common::{self, Backend, TestDb, TestServer, notice, on_both_backends};
 use serde_json::{Value, json};
 use uuid::Uuid;
 

@@ -1,8 +1,6 @@
 //! Signed bank webhooks and the source-network allow-list, against the real server.
 
-mod common;
-
-use common::{Backend, TestDb, TestServer, notice};
+use crate::common::{self, Backend, TestDb, TestServer, notice};
 use payledger::webhook::signature::sign;
 use serde_json::json;
 use uuid::Uuid;

@@ -110,11 +110,15 @@ impl Browser {
     }
 
     /// The current URL.
+    // No test reads it at the moment; kept as part of the small client for the next browser test.
+    #[allow(dead_code)]
     pub async fn url(&self) -> String {
         self.command(reqwest::Method::GET, "/url", None).await.as_str().unwrap_or_default().to_owned()
     }
 
     /// The page's HTML as the browser has it now.
+    // No test reads it at the moment; kept as part of the small client for the next browser test.
+    #[allow(dead_code)]
     pub async fn source(&self) -> String {
         self.command(reqwest::Method::GET, "/source", None).await.as_str().unwrap_or_default().to_owned()
     }

@@ -1,0 +1,25 @@
+//! The server's integration tests, all in one test binary: one module per area, sharing the harness in
+//! [`common`]. (They used to be eighteen binaries, each linking `common` and the whole server again.)
+//!
+//! In one binary every test can run beside any other; the heavy race and load tests therefore take
+//! [`common::load`]'s locks, which keep them apart from each other and from the tests that measure time.
+//!
+//! Run one area with `cargo test -p payledger --test api races::` (or `console::browser::`, …).
+
+mod common;
+
+mod access;
+mod balance_races;
+mod balances;
+mod console;
+mod crash;
+mod docs;
+mod gateway;
+mod layout;
+mod payout_workers;
+mod payouts;
+mod principals;
+mod races;
+mod verify;
+mod webhook;
+mod webhook_security;
