@@ -294,8 +294,9 @@ pub fn percent_encode(text: &str) -> String {
 }
 
 /// The role a console route needs: the console's one access table. `None`: open (the login page, assets).
-/// Reads need a viewer; changes an operator; jobs, users and the audit log an admin. A route missing here
-/// needs an admin.
+/// Reads need a viewer; changes an operator; jobs, users and the audit log an admin. Pages are matched by
+/// prefix, so a new page is a viewer's to read and an operator's to change unless its prefix is added to the
+/// admin ones here; only a route outside `/admin/` falls to the closed default (admin).
 pub fn needs(method: &Method, route: &str) -> Option<Role> {
     let read = method == Method::GET || method == Method::HEAD;
     match route {
