@@ -38,6 +38,14 @@ async fn verify_passes_on_a_clean_ledger_and_catches_tampering(backend: Backend)
     assert_eq!(code, 0, "{output}");
     assert!(output.contains("checked 5 accounts, 3 transactions, 6 entries, 3 applied bank payments"), "{output}");
 
+    // A payment whose recorded amount is not what its transaction credited (the check that reaches each
+    // payment's entries through its transaction, not through the organization's account).
+    execute(&db, "UPDATE bank_payments SET amount = amount + 1 WHERE amount = 1").await;
+    let (code, output) = payledger(&db, &["verify"]);
+    assert_eq!(code, 1, "{output}");
+    assert!(output.contains("is applied but credited 1"), "{output}");
+    execute(&db, "UPDATE bank_payments SET amount = amount - 1 WHERE amount = 2").await;
+
     // A balance changed behind the ledger's back no longer equals the sum of its entries.
     execute(&db, "UPDATE accounts SET balance = balance + 1 WHERE kind = 'organization'").await;
     let (code, output) = payledger(&db, &["verify"]);

@@ -84,12 +84,16 @@ const VERIFY_CHECKS: &[(&str, &str)] = &[
         "SELECT 'account ' || id || ' is overdrawn: balance ' || balance || ', held ' || held
          FROM accounts WHERE (balance - held < 0 AND NOT (allow_negative = TRUE)) OR held < 0",
     ),
+    // `+e.account_id` keeps SQLite from reaching the entries through `entries_by_account`: for a hot account
+    // that reads every entry of the account once per payment (quadratic: 17,653 payments to one organization
+    // took 3 minutes, 44,293 over a minute for this query alone). Through the transaction it reads two entries
+    // per payment (44,293 payments: 0.2 s).
     (
         "every applied bank payment credits its organization exactly its amount",
         "SELECT 'bank payment ' || UUID_TEXT(p.operation_id) || ' is applied but credited ' || COALESCE(SUM(e.amount), 0)
          FROM bank_payments p
          LEFT JOIN accounts a ON a.kind = 'organization' AND a.external_key = p.payer_inn AND a.currency = p.currency
-         LEFT JOIN entries e ON e.transaction_id = p.transaction_id AND e.account_id = a.id
+         LEFT JOIN entries e ON e.transaction_id = p.transaction_id AND +e.account_id = a.id
          WHERE p.status = 'applied'
          GROUP BY p.operation_id, p.amount HAVING COALESCE(SUM(e.amount), 0) <> p.amount",
     ),
