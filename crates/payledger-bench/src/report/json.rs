@@ -1,0 +1,157 @@
+//! The summary as one JSON line for scripts: latencies in milliseconds, money as exact decimal strings.
+
+use serde_json::json;
+
+use super::{Check, PERCENTILES, PayoutCheck, Summary, TransferCheck};
+use crate::load::Stats;
+use crate::money::format_kopecks;
+use crate::payouts::QueueCounts;
+
+impl Summary {
+    /// The summary as one JSON object; latencies in milliseconds, money as exact decimal strings.
+    pub fn to_json(&self) -> serde_json::Value {
+        let m = &self.measured;
+        let mut latency = serde_json::Map::new();
+        for (label, ppm) in PERCENTILES {
+            latency.insert(format!("{label}_ms"), json!(nanos_to_ms_f64(m.latency.value_at_ppm(ppm))));
+        }
+        latency.insert("max_ms".into(), json!(nanos_to_ms_f64(m.latency.max())));
+        latency.insert("count".into(), json!(m.latency.count()));
+        let (rss, rss_error) = match &self.server_peak_rss_kib {
+            Some(Ok(kib)) => (Some(*kib), None),
+            Some(Err(why)) => (None, Some(why.clone())),
+            None => (None, None),
+        };
+        let mut summary = json!({
+            "scenario": self.verification.scenario(),
+            "requests": m.requests,
+            "duration_ms": self.elapsed.as_millis() as u64,
+            "warmup_requests": self.warmup_requests,
+            // Throughput is a statistic, not money: a float is fine here.
+            "req_per_sec": self.rate_tenths() as f64 / 10.0,
+            "latency": latency,
+            "status": {
+                "200": m.status.ok,
+                "other_2xx": m.status.created + m.status.other_2xx,
+                "other": m.status.other,
+                "4xx": m.status.client_error,
+                "5xx": m.status.server_error,
+                "503": m.status.unavailable,
+            },
+            "errors": {
+                "transport": m.errors.transport,
+                "timeout": m.errors.timeout,
+                "connect": m.errors.connect,
+                "first": self.first_error,
+            },
+            "bodies": { "fresh": m.kinds.fresh, "duplicate": m.kinds.duplicate, "retry": m.kinds.retry },
+            "connections_opened": self.connects,
+            "acknowledged_ops": self.total_acknowledged(),
+            "in_doubt_after_load": self.settled.carried,
+            "acknowledged_after_load": self.settled.acknowledged,
+            "unresolved_ops": self.unresolved,
+            "server_peak_rss_kib": rss,
+            "server_peak_rss_error": rss_error,
+            "auth": {
+                "user": self.auth.user,
+                "logins": self.auth.logins,
+                "401": self.auth.refusals.unauthorized,
+                "403": self.auth.refusals.forbidden,
+                "first_refusal": self.auth.refusals.first,
+            },
+        });
+        match &self.verification {
+            Check::Webhook(v) => {
+                summary["balances"] = json!({
+                    "ok": v.ok(),
+                    "orgs": v.orgs,
+                    "total": format_kopecks(v.total),
+                    "acknowledged_total": format_kopecks(v.acknowledged),
+                    "mismatches": v.mismatches.len(),
+                    "unverified_orgs": v.unverified_orgs,
+                });
+            }
+            Check::Transfers(t) => add_transfers_json(&mut summary, m, t),
+            Check::Payouts(p) => add_payouts_json(&mut summary, m, p),
+        }
+        summary
+    }
+}
+
+/// The transfers scenario's counts, `status` entries and balance check, added to the JSON summary.
+fn add_transfers_json(summary: &mut serde_json::Value, m: &Stats, t: &TransferCheck) {
+    let v = &t.verification;
+    summary["applied"] = json!(t.applied);
+    summary["refused"] = json!(t.refused);
+    summary["status"]["201"] = json!(m.status.created);
+    summary["status"]["other_2xx"] = json!(m.status.other_2xx);
+    summary["status"]["409_insufficient_funds"] = json!(m.transfers.refused);
+    summary["status"]["409_in_flight"] = json!(m.transfers.in_flight);
+    summary["transfers"] = json!({
+        "users": v.users,
+        "first_user": t.first_user,
+        "deposit": format_kopecks(v.deposit),
+        "deposits_resent": t.deposits_resent,
+        "applied_measured": m.transfers.applied,
+        "refused_measured": m.transfers.refused,
+    });
+    summary["balances"] = json!({
+        "ok": v.ok(),
+        "users": v.users,
+        "total": format_kopecks(v.total),
+        "expected_total": format_kopecks(v.expected_total),
+        "conserved": v.conserved(),
+        "moved_total": format_kopecks(v.moved),
+        "reserved_total": format_kopecks(v.reserved),
+        "mismatches": v.mismatches.len(),
+        "unverified_users": v.unverified_users,
+    });
+}
+
+/// The payouts scenario's `status` entries, outcomes, drain and count check, added to the JSON summary.
+fn add_payouts_json(summary: &mut serde_json::Value, m: &Stats, p: &PayoutCheck) {
+    let v = &p.verification;
+    let d = &p.drain;
+    let o = &p.outcomes;
+    let (lower, upper) = v.expected_finished();
+    summary["status"]["201"] = json!(m.status.created);
+    summary["status"]["other_2xx"] = json!(m.status.ok + m.status.other_2xx);
+    summary["status"]["503_unconfirmed"] = json!(m.payouts.unconfirmed);
+    // Rates are statistics, not money: floats are fine here.
+    let rate = |tenths: Option<u64>| tenths.map(|t| t as f64 / 10.0);
+    summary["payouts"] = json!({
+        "ok": v.ok(),
+        "created": o.created,
+        "created_measured": m.payouts.created,
+        "refused": o.refused,
+        "unconfirmed": o.unconfirmed,
+        "unknown": o.unknown,
+        "in_doubt": o.in_doubt(),
+        "completed": v.completed(),
+        "failed": v.failed(),
+        "expected_finished_min": lower,
+        "expected_finished_max": upper,
+        "drained": v.drained(),
+        "drain_interrupted": d.interrupted,
+        "drain_ms": d.elapsed.as_millis() as u64,
+        "drain_limit_s": p.patience_secs,
+        "completed_during_drain": d.completed_during_drain(),
+        "drain_payouts_per_sec": rate(d.drain_rate_tenths()),
+        "overall_ms": d.since_first_creation.as_millis() as u64,
+        "overall_payouts_per_sec": rate(p.overall_rate_tenths()),
+        "polls": d.polls,
+        "counts_before": counts_json(&v.baseline),
+        "counts_at_stop": counts_json(&d.at_stop),
+        "counts_final": counts_json(&v.last),
+    });
+}
+
+/// Counts by status as a JSON object.
+fn counts_json(c: &QueueCounts) -> serde_json::Value {
+    json!({ "pending": c.pending, "processing": c.processing, "completed": c.completed, "failed": c.failed })
+}
+
+/// Nanoseconds as fractional milliseconds for JSON, rounded to the microsecond like the text report.
+fn nanos_to_ms_f64(nanos: u64) -> f64 {
+    (nanos.saturating_add(500) / 1_000) as f64 / 1_000.0
+}
