@@ -168,7 +168,13 @@ super::queries::audit::audit_queries!(
     writer: writer,
     bind_time: crate::timefmt::sqlite_text
 );
-super::queries::verify::verify_queries!(SqliteStore, reader: reader, begin_snapshot: "BEGIN", uuid_text: "hex(");
+super::queries::verify::verify_queries!(
+    SqliteStore,
+    reader: reader,
+    begin_snapshot: "BEGIN",
+    uuid_text: "hex(",
+    explain: "EXPLAIN QUERY PLAN"
+);
 
 /// Copies committed WAL frames into the database file off the writer's path.
 ///

@@ -4,16 +4,51 @@ use crate::common::{self, Backend, TestDb, TestServer, notice, on_both_backends}
 use serde_json::json;
 use uuid::Uuid;
 
-on_both_backends!(verify_passes_on_a_clean_ledger_and_catches_tampering, seeding_is_idempotent_and_valid);
+on_both_backends!(
+    verify_passes_on_a_clean_ledger_and_catches_tampering,
+    seeding_is_idempotent_and_valid,
+    a_populated_ledger_verifies_clean_and_json_reports_every_check,
+);
 
 fn payledger(db: &TestDb, args: &[&str]) -> (i32, String) {
+    payledger_with(db, args, &[])
+}
+
+fn payledger_with(db: &TestDb, args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_payledger"))
         .args(args)
         .env("DATABASE_URL", &db.url)
         .env("PAYLEDGER_LOG", "warn")
+        .envs(env.iter().copied())
         .output()
         .expect("run payledger");
-    (output.status.code().unwrap_or(-1), String::from_utf8_lossy(&output.stdout).into_owned())
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    (
+        output.status.code().unwrap_or(-1),
+        format!("{stdout}{}", if stderr.is_empty() { "" } else { "\n--- stderr:\n" }) + &stderr,
+    )
+}
+
+/// `payledger verify --json`: the exit code and the parsed summary.
+fn verify_json(db: &TestDb) -> (i32, serde_json::Value) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_payledger"))
+        .args(["verify", "--json"])
+        .env("DATABASE_URL", &db.url)
+        .env("PAYLEDGER_LOG", "warn")
+        .output()
+        .expect("run payledger");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let summary = serde_json::from_str(stdout.trim()).unwrap_or_else(|error| panic!("{error}: {stdout}"));
+    (output.status.code().unwrap_or(-1), summary)
+}
+
+/// The check of a `--json` summary with this code.
+fn check<'a>(summary: &'a serde_json::Value, code: &str) -> &'a serde_json::Value {
+    summary["checks"]
+        .as_array()
+        .and_then(|checks| checks.iter().find(|check| check["code"] == code))
+        .unwrap_or_else(|| panic!("no check {code} in {summary}"))
 }
 
 async fn execute(db: &TestDb, sql: &'static str) {
@@ -80,4 +115,88 @@ async fn seeding_is_idempotent_and_valid(backend: Backend) {
     server.stop().await;
     let (code, output) = payledger(&db, &["verify"]);
     assert_eq!(code, 0, "{output}");
+}
+
+/// The codes of every check `verify` runs, in order: monitoring keys on them, so they are part of the interface.
+const CHECK_CODES: [&str; 14] = [
+    "account_balance_is_sum_of_entries",
+    "transaction_entries_sum_to_zero",
+    "entries_reference_stored_rows",
+    "transactions_have_entries",
+    "entries_chain",
+    "last_entry_ends_at_balance",
+    "no_overdraft",
+    "bank_payment_credits_its_amount",
+    "held_is_open_reservations",
+    "captured_reservation_has_transaction",
+    "user_history_adds_up",
+    "history_line_matches_entries",
+    "payout_hold_matches_status",
+    "bank_payment_transaction_has_one_payment",
+];
+
+async fn a_populated_ledger_verifies_clean_and_json_reports_every_check(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else { return };
+    // The builder refuses a production configuration unless forced.
+    let build = ["populate", "--payments", "600", "--organizations", "3", "--users", "25", "--transfers", "400"];
+    let (code, output) = payledger_with(&db, &build, &[("PAYLEDGER_PROFILE", "production")]);
+    assert_ne!(code, 0, "{output}");
+    assert!(output.contains("refusing under the production profile"), "{output}");
+
+    let (code, output) = payledger(&db, &build);
+    assert_eq!(code, 0, "{output}");
+    assert!(
+        output.contains("populated 600 bank payments to 3 organizations, 25 deposits, 400 transfers (0 refused)"),
+        "{output}"
+    );
+
+    let (code, summary) = verify_json(&db);
+    assert_eq!(code, 0, "{summary}");
+    assert_eq!(summary["ok"], true, "{summary}");
+    assert_eq!(summary["violations"], 0, "{summary}");
+    assert_eq!(summary["totals"]["applied_bank_payments"], 600, "{summary}");
+    // One transaction per payment, deposit and transfer, two entries each.
+    assert_eq!(summary["totals"]["transactions"], 1025, "{summary}");
+    assert_eq!(summary["totals"]["entries"], 2050, "{summary}");
+    let codes: Vec<&str> =
+        summary["checks"].as_array().expect("checks").iter().filter_map(|c| c["code"].as_str()).collect();
+    assert_eq!(codes, CHECK_CODES, "{summary}");
+    for code in CHECK_CODES {
+        let check = check(&summary, code);
+        assert_eq!(check["ok"], true, "{check}");
+        assert_eq!(check["violations"], 0, "{check}");
+        assert!(check["name"].as_str().is_some_and(|name| !name.is_empty()), "{check}");
+        assert!(check["duration_ms"].is_u64(), "{check}");
+    }
+    let (code, output) = payledger(&db, &["verify"]);
+    assert_eq!(code, 0, "{output}");
+    assert!(output.contains("OK: every balance equals the sum of its entries"), "{output}");
+
+    // Every user's balance changed behind the ledger's back: each is counted, twenty are listed.
+    db.execute("UPDATE accounts SET balance = balance + 1 WHERE kind = 'user'").await;
+    let (code, summary) = verify_json(&db);
+    assert_eq!(code, 1, "{summary}");
+    assert_eq!(summary["ok"], false, "{summary}");
+    let balances = check(&summary, "account_balance_is_sum_of_entries");
+    assert_eq!(balances["ok"], false, "{balances}");
+    assert_eq!(balances["violations"], 25, "{balances}");
+    assert_eq!(balances["sample"].as_array().map(Vec::len), Some(20), "{balances}");
+    assert_eq!(check(&summary, "entries_chain")["violations"], 0, "{summary}");
+    let (code, output) = payledger(&db, &["verify"]);
+    assert_eq!(code, 1, "{output}");
+    assert!(output.contains("PROBLEM: account balance equals the sum of its entries: and 5 more"), "{output}");
+    db.execute("UPDATE accounts SET balance = balance - 1 WHERE kind = 'user'").await;
+
+    // An entry in the middle of a hot account's chain moved by one kopeck (both ends, so the row itself is
+    // consistent): its chain breaks on both sides, and nothing else.
+    db.execute(
+        "UPDATE entries SET balance_before = balance_before + 1, balance_after = balance_after + 1
+         WHERE id = (SELECT id FROM entries WHERE account_id = (SELECT MIN(id) FROM accounts WHERE kind = 'organization')
+                     ORDER BY id LIMIT 1 OFFSET 20)",
+    )
+    .await;
+    let (code, summary) = verify_json(&db);
+    assert_eq!(code, 1, "{summary}");
+    assert_eq!(check(&summary, "entries_chain")["violations"], 2, "{summary}");
+    assert_eq!(summary["violations"], 2, "{summary}");
 }
