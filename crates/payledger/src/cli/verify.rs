@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::store::{CheckReport, Store, VerifyReport, check_count};
+use crate::store::{CheckReport, Store, StoreError, VerifyReport, check_count};
 
 /// The exit status when at least one invariant is broken.
 pub const EXIT_VIOLATIONS: u8 = 1;
@@ -16,19 +16,16 @@ pub const EXIT_NOT_CHECKED: u8 = 2;
 
 const PROGRESS_TEMPLATE: &str = "verify {elapsed_precise} [{bar:24}] {pos}/{len} checks done; now: {msg}";
 
-/// Runs the checks against `store` and prints the report; returns the exit status.
-pub async fn run(store: &Store, json: bool) -> ExitCode {
+/// Runs the checks against the database at `database_url` and prints the report; returns the exit status.
+pub async fn run(database_url: &str, json: bool) -> ExitCode {
     let started = Instant::now();
-    let bar = super::progress_bar(check_count() as u64, PROGRESS_TEMPLATE);
-    let result = store
-        .verify_with_progress(&|index, name| {
-            bar.set_position(index as u64);
-            bar.set_message(name);
-        })
-        .await;
-    bar.finish_and_clear();
-    let report = match result {
-        Ok(report) => report,
+    // Read only: a database that was never migrated fails the checks instead of being changed.
+    let result = match Store::connect(database_url).await {
+        Ok(store) => check(&store).await.map(|report| (report, store.backend())),
+        Err(error) => Err(error),
+    };
+    let (report, backend) = match result {
+        Ok(found) => found,
         Err(error) => {
             if json {
                 let failure = serde_json::json!({ "ok": false, "error": error.to_string() });
@@ -40,11 +37,24 @@ pub async fn run(store: &Store, json: bool) -> ExitCode {
     };
     let elapsed_ms = millis(started.elapsed());
     if json {
-        print_json(&report, store.backend(), elapsed_ms);
+        print_json(&report, backend, elapsed_ms);
     } else {
         print_human(&report, elapsed_ms);
     }
     if report.violations() == 0 { ExitCode::SUCCESS } else { ExitCode::from(EXIT_VIOLATIONS) }
+}
+
+/// The checks, with a progress bar while they run.
+async fn check(store: &Store) -> Result<VerifyReport, StoreError> {
+    let bar = super::progress_bar(check_count() as u64, PROGRESS_TEMPLATE);
+    let result = store
+        .verify_with_progress(&|index, name| {
+            bar.set_position(index as u64);
+            bar.set_message(name);
+        })
+        .await;
+    bar.finish_and_clear();
+    result
 }
 
 fn millis(duration: std::time::Duration) -> u64 {

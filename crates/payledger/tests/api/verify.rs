@@ -32,9 +32,13 @@ fn payledger_with(db: &TestDb, args: &[&str], env: &[(&str, &str)]) -> (i32, Str
 
 /// `payledger verify --json`: the exit code and the parsed summary.
 fn verify_json(db: &TestDb) -> (i32, serde_json::Value) {
+    verify_json_at(&db.url)
+}
+
+fn verify_json_at(url: &str) -> (i32, serde_json::Value) {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_payledger"))
         .args(["verify", "--json"])
-        .env("DATABASE_URL", &db.url)
+        .env("DATABASE_URL", url)
         .env("PAYLEDGER_LOG", "warn")
         .output()
         .expect("run payledger");
@@ -199,4 +203,10 @@ async fn a_populated_ledger_verifies_clean_and_json_reports_every_check(backend:
     assert_eq!(code, 1, "{summary}");
     assert_eq!(check(&summary, "entries_chain")["violations"], 2, "{summary}");
     assert_eq!(summary["violations"], 2, "{summary}");
+
+    // A database that cannot be reached is neither clean nor broken: exit 2, and the summary says why.
+    let (code, summary) = verify_json_at(&format!("sqlite://{}/missing/payledger.db", db.dir.path().display()));
+    assert_eq!(code, 2, "{summary}");
+    assert_eq!(summary["ok"], false, "{summary}");
+    assert!(summary["error"].as_str().is_some_and(|error| !error.is_empty()), "{summary}");
 }
