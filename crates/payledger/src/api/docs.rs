@@ -168,6 +168,8 @@ fn seconds_header() -> Header {
 /// Which operation's answer feeds which next operation, as OpenAPI links: an operation that creates a
 /// resource links to the ones that use it, so a client (and a stateful test) can follow them.
 /// Each row: source operationId, status, link name, target operationId, parameters, request body fields.
+/// The user list links nowhere: its first user is the admin, and a client following a link to change them
+/// (a new password, say) would lock itself out.
 #[rustfmt::skip]
 const LINKS: &[(&str, &str, &str, &str, &[(&str, &str)], &[(&str, &str)])] = &[
     ("balances_add_funds", "201", "withdraw", "balances_withdraw_funds", &[], &[("user_id", "$response.body#/user_id")]),
@@ -196,7 +198,6 @@ const LINKS: &[(&str, &str, &str, &str, &[(&str, &str)], &[(&str, &str)])] = &[
     ("jobs_jobs", "200", "retry", "jobs_retry_job", &[("path.id", "$response.body#/0/id")], &[]),
     ("jobs_retry_job", "200", "payout", "payouts_detail", &[("path.id", "$response.body#/id")], &[]),
     ("users_create", "201", "patch", "users_patch", &[("path.username", "$response.body#/username")], &[]),
-    ("users_list", "200", "patch", "users_patch", &[("path.username", "$response.body#/0/username")], &[]),
     ("auth_token", "200", "refresh", "auth_refresh", &[], &[("refresh", "$response.body#/refresh")]),
     ("auth_refresh", "200", "refresh", "auth_refresh", &[], &[("refresh", "$response.body#/refresh")]),
 ];

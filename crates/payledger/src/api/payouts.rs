@@ -208,19 +208,52 @@ fn render_created(result: &Result<PayoutView, PayoutError>) -> StoredResponse {
     }
 }
 
-/// The request body, as documented for clients: the recipient and the source, with `amount` and `currency`
-/// described together ([`crate::api::schema::amount_by_currency`]), since the currency decides the decimals.
-#[derive(Debug, ToSchema)]
-#[schema(as = PayoutBodyFields)]
-#[allow(dead_code)]
-pub struct PayoutBody {
-    /// A card or a bank account.
-    recipient_details: RecipientBody,
-    /// At most 500 characters, no control characters but newline and tab.
-    #[schema(example = "Тестовая выплата", max_length = 500, pattern = r"^[^\x00-\x08\x0b-\x1f\x7f-\x9f]*$")]
-    description: Option<String>,
-    /// Draw the payout from a ledger account: `{"organization_inn": …}` or `{"user_id": …}`, exactly one.
-    source: Option<SourceBody>,
+/// The request body, as documented for clients: one alternative per count of decimals of the currency, since
+/// `currency` decides how many decimals `amount` may have (2 for RUB, 0 for JPY, 3 for KWD).
+#[derive(Debug)]
+pub struct PayoutBody;
+
+impl utoipa::PartialSchema for PayoutBody {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        use crate::api::schema::{amount_schema, currencies_by_decimals, currency_schema, free_text_pattern};
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Ref, Type};
+        let mut one_of = OneOfBuilder::new().description(Some(
+            "A payout request. `amount` (> 0, a decimal string or a JSON number) has at most the decimals of \
+             `currency`; `description` is at most 500 characters without control characters but newline and tab; \
+             `source`, when given, draws the payout from `{\"organization_inn\": …}` or `{\"user_id\": …}`.",
+        ));
+        for (count, group) in currencies_by_decimals() {
+            let description = ObjectBuilder::new()
+                .schema_type(utoipa::openapi::schema::SchemaType::from_iter([Type::String, Type::Null]))
+                .max_length(Some(payledger_core::payout::MAX_DESCRIPTION_CHARS))
+                .pattern(Some(free_text_pattern()));
+            let source = OneOfBuilder::new()
+                .item(ObjectBuilder::new().schema_type(Type::Null))
+                .item(Ref::from_schema_name("SourceBody"));
+            one_of = one_of.item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Object)
+                    .property("amount", amount_schema(count))
+                    .property("currency", currency_schema(count, &group))
+                    .property("recipient_details", Ref::from_schema_name("RecipientBody"))
+                    .property("description", description)
+                    .property("source", source)
+                    .required("amount")
+                    .required("currency")
+                    .required("recipient_details"),
+            );
+        }
+        one_of.into()
+    }
+}
+
+impl ToSchema for PayoutBody {
+    fn schemas(schemas: &mut Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::Schema>)>) {
+        schemas.push((RecipientBody::name().into_owned(), <RecipientBody as utoipa::PartialSchema>::schema()));
+        schemas.push((SourceBody::name().into_owned(), <SourceBody as utoipa::PartialSchema>::schema()));
+        <RecipientBody as ToSchema>::schemas(schemas);
+        <SourceBody as ToSchema>::schemas(schemas);
+    }
 }
 
 /// Where a payout is sent. Numbers are checked further than a pattern can say: a card number must pass the
@@ -277,37 +310,6 @@ pub enum SourceBody {
         #[schema(value_type = PositiveId)]
         user_id: i64,
     },
-}
-
-/// The whole payout body: its fields, and `amount` with `currency`.
-pub struct PayoutBodySchema;
-
-impl utoipa::PartialSchema for PayoutBodySchema {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
-        use utoipa::openapi::schema::{AllOfBuilder, ObjectBuilder, Ref};
-        let required = ObjectBuilder::new()
-            .schema_type(utoipa::openapi::schema::Type::Object)
-            .required("amount")
-            .required("currency")
-            .required("recipient_details");
-        AllOfBuilder::new()
-            .item(Ref::from_schema_name("PayoutBodyFields"))
-            .item(crate::api::schema::amount_by_currency())
-            .item(required)
-            .description(Some("A payout request"))
-            .into()
-    }
-}
-
-impl ToSchema for PayoutBodySchema {
-    fn name() -> std::borrow::Cow<'static, str> {
-        std::borrow::Cow::Borrowed("PayoutBody")
-    }
-
-    fn schemas(schemas: &mut Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::Schema>)>) {
-        schemas.push((PayoutBody::name().into_owned(), <PayoutBody as utoipa::PartialSchema>::schema()));
-        <PayoutBody as ToSchema>::schemas(schemas);
-    }
 }
 
 /// Parses a payout request, reporting every bad field at once.
@@ -406,7 +408,7 @@ fn parse_payout(bytes: &[u8]) -> Result<PayoutRequest, FieldErrors> {
     path = "/v1/payouts/",
     tag = "payouts",
     params(("Idempotency-Key" = Option<IdempotencyKeyText>, Header, description = "Up to 255 characters; a retry with the same key and request replays the first answer (the request is fingerprinted with a keyed HMAC, as it holds a card number)")),
-    request_body(content = PayoutBodySchema, content_type = "application/json", example = json!({
+    request_body(content = PayoutBody, content_type = "application/json", example = json!({
         "amount": "1500.00", "currency": "RUB",
         "recipient_details": {"type": "card", "number": "4111111111111111", "holder": "Иван Иванов"},
         "description": "Тестовая выплата"

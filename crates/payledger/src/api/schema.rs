@@ -296,31 +296,26 @@ pub fn currency_pattern(currencies: &[Currency]) -> String {
     format!("^({})$", codes.join("|"))
 }
 
-/// A currency and an amount with that currency's decimals, one alternative per count of decimals: the payout
-/// body's `amount` is read with its `currency`'s minor digits (2 for RUB, 0 for JPY, 3 for KWD).
-pub fn amount_by_currency() -> Schema {
+/// The active currencies grouped by their count of decimals (0, 2, 3, …), each group with its pattern.
+pub fn currencies_by_decimals() -> Vec<(u8, Vec<Currency>)> {
     let currencies = active_currencies();
     let mut digits: Vec<u8> = currencies.iter().map(Currency::minor_digits).collect();
     digits.sort_unstable();
     digits.dedup();
-    let mut one_of = OneOfBuilder::new().description(Some(
-        "`amount` has at most the decimals of `currency` (an active ISO 4217 code, in any letter case)",
-    ));
-    for count in digits {
-        let group: Vec<Currency> = currencies.iter().copied().filter(|c| c.minor_digits() == count).collect();
-        let codes: Vec<&str> = group.iter().map(Currency::code).collect();
-        let currency = ObjectBuilder::new()
-            .schema_type(Type::String)
-            .pattern(Some(currency_pattern(&group)))
-            .description(Some(format!("A currency with {count} decimals: {}", codes.join(", "))));
-        one_of = one_of.item(
-            ObjectBuilder::new()
-                .schema_type(SchemaType::new(Type::Object))
-                .property("currency", currency)
-                .property("amount", amount_schema(count)),
-        );
-    }
-    one_of.into()
+    digits
+        .into_iter()
+        .map(|count| (count, currencies.iter().copied().filter(|c| c.minor_digits() == count).collect()))
+        .collect()
+}
+
+/// A `currency` of one group: its codes in any letter case.
+pub fn currency_schema(count: u8, group: &[Currency]) -> Schema {
+    let codes: Vec<&str> = group.iter().map(Currency::code).collect();
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(currency_pattern(group)))
+        .description(Some(format!("An active ISO 4217 code with {count} decimals, in any letter case: {}", codes.join(", "))))
+        .into()
 }
 
 #[cfg(test)]
