@@ -75,7 +75,7 @@ started=$(date +%s)
 status=0
 # One worker: Hypothesis parses lambda sources with `ast.parse`, which is not thread-safe in CPython 3.11
 # ("AST constructor recursion depth mismatch" with two workers).
-SCHEMATHESIS_HOOKS=schemathesis_hooks PYTHONPATH="$PWD/scripts" \
+SCHEMATHESIS_HOOKS=schemathesis_hooks PYTHONPATH="$PWD/scripts" PAYLEDGER_ST_USERNAME=admin \
   "$VENV/bin/st" --config-file scripts/schemathesis.toml run "http://127.0.0.1:$port/api/schema/" \
   --auth "admin:$password" \
   --checks all \
