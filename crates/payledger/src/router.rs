@@ -201,7 +201,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let (router, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api", api).split_for_parts();
     document_security(&mut openapi);
     name_operations(&mut openapi);
-    docs::document_common_responses(&mut openapi);
+    docs::document_common_responses(&mut openapi, gate, REQUEST_TIMEOUT);
     docs::document_links(&mut openapi);
     (router, openapi)
 }
@@ -386,7 +386,11 @@ mod tests {
         for (method, path, operation_id) in operations {
             let row = ROUTES.iter().find(|row| row.method == method && row.path == path);
             let Some(row) = row else { panic!("{method} {path} is not in ROUTES") };
-            assert_eq!(super::operation_id(row.handler), operation_id, "{method} {path}: the table names another handler");
+            assert_eq!(
+                super::operation_id(row.handler),
+                operation_id,
+                "{method} {path}: the table names another handler"
+            );
         }
     }
 

@@ -1,11 +1,11 @@
 //! The OpenAPI spec and its two viewers, Swagger UI and Redoc, with every asset embedded in the binary.
 
+use std::time::Duration;
+
 use axum::Json;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{Method, header};
 use axum::response::{Html, IntoResponse};
-
-use axum::http::Method;
 use utoipa::openapi::header::{Header, HeaderBuilder};
 use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::path::{Operation, PathItem};
@@ -64,11 +64,12 @@ pub async fn redoc_js() -> impl IntoResponse {
 /// sends them: the access middleware (`api::access`: 401, 403 and 429 for a route that takes users), the JSON
 /// body reader (`api::extract::json_body`: 400, 413, 415), path parameters parsed by the handlers (400, 404),
 /// the store (503 with `Retry-After`) and the request timeout (408). A status an operation already documents
-/// keeps its own description.
-pub fn document_common_responses(openapi: &mut OpenApi) {
+/// keeps its own description. `gate` is the route table's rule of a route (`router::gate`, passed in as the
+/// access middleware gets it), `timeout` the request timeout.
+pub fn document_common_responses(openapi: &mut OpenApi, gate: fn(&Method, &str) -> Gate, timeout: Duration) {
     for (path, item) in openapi.paths.paths.iter_mut() {
         for (method, operation) in operations(item) {
-            let gate = crate::router::gate(&method, path);
+            let gate = gate(&method, path);
             let has_json_body = operation
                 .request_body
                 .as_ref()
@@ -118,7 +119,7 @@ pub fn document_common_responses(openapi: &mut OpenApi) {
                     ),
                 );
             }
-            add("408", Response::new(format!("No answer within {} s", crate::router::REQUEST_TIMEOUT.as_secs())));
+            add("408", Response::new(format!("No answer within {} s", timeout.as_secs())));
         }
     }
 }
@@ -165,13 +166,19 @@ fn seconds_header() -> Header {
         .build()
 }
 
+/// Pairs of (name, runtime expression): a link's parameters (`path.id`) or request body fields.
+type Expressions = &'static [(&'static str, &'static str)];
+
+/// One link: source operationId, status, link name, target operationId, parameters, request body fields.
+type LinkRow = (&'static str, &'static str, &'static str, &'static str, Expressions, Expressions);
+
 /// Which operation's answer feeds which next operation, as OpenAPI links: an operation that creates a
 /// resource links to the ones that use it, so a client (and a stateful test) can follow them.
 /// Each row: source operationId, status, link name, target operationId, parameters, request body fields.
 /// The user list links nowhere: its first user is the admin, and a client following a link to change them
 /// (a new password, say) would lock itself out.
 #[rustfmt::skip]
-const LINKS: &[(&str, &str, &str, &str, &[(&str, &str)], &[(&str, &str)])] = &[
+const LINKS: &[LinkRow] = &[
     ("balances_add_funds", "201", "withdraw", "balances_withdraw_funds", &[], &[("user_id", "$response.body#/user_id")]),
     ("balances_add_funds", "201", "reserve", "balances_reserve_funds", &[], &[("user_id", "$response.body#/user_id")]),
     ("balances_add_funds", "201", "transfer", "balances_transfer_funds", &[], &[("sender_id", "$response.body#/user_id")]),

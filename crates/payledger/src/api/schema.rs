@@ -48,10 +48,8 @@ pub fn amount_pattern(minor_digits: u8) -> String {
     // MAX_AMOUNT_MINOR is a power of ten: the largest amount is 1 followed by `zeros` zeros.
     let zeros = MAX_AMOUNT_MINOR.to_string().len() - 1 - digits;
     let fraction = if digits == 0 { r"(\.0+)?".to_owned() } else { format!(r"(\.[0-9]{{1,{digits}}}0*)?") };
-    let mut alternatives = vec![
-        format!("0*[1-9][0-9]{{0,{}}}{fraction}", zeros - 1),
-        format!(r"0*1{}(\.0+)?", "0".repeat(zeros)),
-    ];
+    let mut alternatives =
+        vec![format!("0*[1-9][0-9]{{0,{}}}{fraction}", zeros - 1), format!(r"0*1{}(\.0+)?", "0".repeat(zeros))];
     // Below one: the first non-zero digit within the currency's decimals.
     let below_one: Vec<String> = (0..digits)
         .map(|zeros_before| {
@@ -314,7 +312,10 @@ pub fn currency_schema(count: u8, group: &[Currency]) -> Schema {
     ObjectBuilder::new()
         .schema_type(Type::String)
         .pattern(Some(currency_pattern(group)))
-        .description(Some(format!("An active ISO 4217 code with {count} decimals, in any letter case: {}", codes.join(", "))))
+        .description(Some(format!(
+            "An active ISO 4217 code with {count} decimals, in any letter case: {}",
+            codes.join(", ")
+        )))
         .into()
 }
 

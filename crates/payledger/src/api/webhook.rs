@@ -9,9 +9,9 @@ use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::api::extract::{is_json, is_length_limit};
+use crate::api::schema::{InnText, RubAmount};
 use crate::config::ConflictPolicy;
 use crate::engine::batch::WriteOutcome;
-use crate::api::schema::{InnText, RubAmount};
 use crate::error::{ApiError, ErrorBody};
 use crate::webhook::intake::{FieldErrors, MAX_WEBHOOK_BODY_BYTES, parse_notice};
 

@@ -137,7 +137,9 @@ async fn the_spec_documents_what_the_access_layer_and_the_body_reader_answer_and
         for parameter in operation["parameters"].as_array().cloned().unwrap_or_default() {
             let name = parameter["name"].as_str().expect("name");
             match parameter["in"].as_str() {
-                Some("path") => assert!(path.contains(&format!("{{{name}}}")), "{method} {path}: {name} is in the path"),
+                Some("path") => {
+                    assert!(path.contains(&format!("{{{name}}}")), "{method} {path}: {name} is in the path")
+                }
                 Some("query") | Some("header") => {}
                 other => panic!("{method} {path}: {name} is in {other:?}"),
             }
