@@ -6,14 +6,14 @@
 #
 #   CARGO_TARGET_DIR=target bash scripts/schemathesis.sh        # after `cargo build -p payledger`
 #
-# ST_MAX_EXAMPLES (default 40) and ST_SEED (default 20261205) tune the run.
+# ST_MAX_EXAMPLES (default 100) and ST_SEED (default 20261205) tune the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SCHEMATHESIS_VERSION=4.32.5
 VENV="${PAYLEDGER_VENV:-$HOME/.cache/payledger-venv}"
 BINARY="${CARGO_TARGET_DIR:-target}/debug/payledger"
-MAX_EXAMPLES="${ST_MAX_EXAMPLES:-40}"
+MAX_EXAMPLES="${ST_MAX_EXAMPLES:-100}"
 SEED="${ST_SEED:-20261205}"
 
 if [ ! -x "$BINARY" ]; then
