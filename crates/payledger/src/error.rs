@@ -112,6 +112,10 @@ pub enum ApiError {
     /// 503 `unavailable`: the database failed; the detail goes to the log only (`Retry-After: 1`).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// 503 `unconfirmed`: the request took longer than the request timeout (the database is slow or away).
+    /// A write may still be applied after this answer, so its outcome is unknown: resend with the same key.
+    #[error("the request timed out")]
+    TimedOut,
 }
 
 impl ApiError {
@@ -177,7 +181,7 @@ impl ApiError {
             ApiError::Engine(EngineError::Overloaded) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "overloaded", "Service overloaded, retry later".into())
             }
-            ApiError::Engine(EngineError::Unconfirmed) => (
+            ApiError::Engine(EngineError::Unconfirmed) | ApiError::TimedOut => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unconfirmed",
                 "The outcome is not confirmed; retry with the same Idempotency-Key".into(),

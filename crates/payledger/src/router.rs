@@ -9,13 +9,12 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, header};
-use axum::http::{StatusCode, Uri};
+use axum::http::Uri;
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -133,7 +132,8 @@ async fn check_access(state: State<AppState>, request: Request, next: Next) -> R
     crate::api::access::guard(state, gate, request, next).await
 }
 
-/// How long any request may take before it is answered 408.
+/// How long any request may take by default before it is answered 503 `unconfirmed`
+/// (`PAYLEDGER_REQUEST_TIMEOUT_SECONDS`).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The spec's static part; paths come from the router.
@@ -251,6 +251,7 @@ fn document_security(openapi: &mut utoipa::openapi::OpenApi) {
 /// The whole application: API, docs, metrics, and the layers every request passes through.
 pub fn app(state: AppState) -> Router {
     let (api, _) = api();
+    let bounded = state.clone();
     let swagger = SwaggerUi::new("/api/schema/swagger").config(Config::new(["/api/schema/"]).validator_url("none"));
     Router::new()
         .merge(api)
@@ -270,7 +271,7 @@ pub fn app(state: AppState) -> Router {
         .merge(crate::console::router(state.clone()))
         .fallback(not_found)
         .with_state(state)
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
+        .layer(axum::middleware::from_fn_with_state(bounded, bound_request_time))
         // Security headers on every answer (the docs pages are HTML): no MIME sniffing, no framing (click-
         // jacking), no referrer leaking paths with ids to other sites.
         .layer(SetResponseHeaderLayer::if_not_present(
@@ -281,6 +282,16 @@ pub fn app(state: AppState) -> Router {
         .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
         .layer(CatchPanicLayer::custom(crate::error::panic_response))
         .layer(TraceLayer::new_for_http())
+}
+
+/// Answers a request that takes longer than the request timeout with 503 `unconfirmed` and `Retry-After`,
+/// so a client never waits forever on a slow or absent database. The handler is dropped, but a command it
+/// already queued for the ledger engine may still be applied: hence `unconfirmed`, not `unavailable`.
+async fn bound_request_time(state: State<AppState>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(state.request_timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => crate::error::ApiError::TimedOut.into_response(),
+    }
 }
 
 async fn not_found() -> crate::error::ApiError {
