@@ -106,14 +106,39 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// Whether the database could not be reached at all (an outage rather than a bad statement).
+    /// Whether the database could not be reached or cannot write at all (an outage rather than a bad
+    /// statement): a lost connection, a server shutting down or refusing connections, a lock wait that
+    /// timed out, or (SQLite) a full disk or a failing file. Retrying a batch's commands one by one would only
+    /// make each of them wait for the same outage.
     pub fn is_connection_failure(&self) -> bool {
-        matches!(
-            self,
+        match self {
             StoreError::Database(
-                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed
-            )
-        )
+                sqlx::Error::Io(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed
+                | sqlx::Error::Protocol(_),
+            ) => true,
+            StoreError::Database(sqlx::Error::Database(error)) => error.code().is_some_and(|code| {
+                // Class 08: connection exception; 57P01-57P03: administrator or crash shutdown, cannot
+                // connect now; 55P03: lock not available (lock_timeout); 57014: statement cancelled (timeout);
+                // 53xxx: out of resources (disk full, out of memory, too many connections).
+                code.starts_with("08")
+                    || code.starts_with("57P")
+                    || code.starts_with("53")
+                    || code == "55P03"
+                    || code == "57014"
+            }),
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(error, _)) => matches!(
+                error.code,
+                rusqlite::ErrorCode::DiskFull
+                    | rusqlite::ErrorCode::SystemIoFailure
+                    | rusqlite::ErrorCode::CannotOpen
+                    | rusqlite::ErrorCode::DatabaseBusy
+                    | rusqlite::ErrorCode::DatabaseLocked
+            ),
+            _ => false,
+        }
     }
 
     /// Whether a unique constraint refused a row another transaction committed first.

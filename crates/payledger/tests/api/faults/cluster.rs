@@ -1,7 +1,7 @@
 //! A private PostgreSQL cluster that one test starts, restarts and stops by itself (`initdb` + `pg_ctl` on a
 //! free port in a temp dir), so restarting it never disturbs the shared server the other tests use.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::process::Command;
@@ -77,9 +77,7 @@ impl PgCluster {
         }
         let cluster = PgCluster { dir, bin, owner, port: free_port() };
         let data = cluster.data();
-        cluster
-            .run("initdb", &["-D", &data, "--auth=trust", "-U", "postgres", "-E", "UTF8", "--no-sync"])
-            .await;
+        cluster.run("initdb", &["-D", &data, "--auth=trust", "-U", "postgres", "-E", "UTF8", "--no-sync"]).await;
         cluster.pg_ctl(&["start"]).await;
         Some(cluster)
     }
@@ -140,11 +138,6 @@ impl PgCluster {
     /// `pg_ctl start`, returning once the server accepts connections.
     pub async fn start_again(&self) {
         self.pg_ctl(&["start"]).await;
-    }
-
-    /// The cluster's folder (its log is `log` in it).
-    pub fn path(&self) -> &Path {
-        self.dir.path()
     }
 }
 

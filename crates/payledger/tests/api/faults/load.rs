@@ -231,7 +231,11 @@ impl Client {
                     i += 1;
                     let amount = 100 + (worker as i64 * 7 + i * 13) % 9_900;
                     let operation = if (worker as i64 + i) % 2 == 0 {
-                        Operation::Notice { id: Uuid::new_v4(), inn: INNS[(worker + i as usize) % INNS.len()], kopecks: amount }
+                        Operation::Notice {
+                            id: Uuid::new_v4(),
+                            inn: INNS[(worker + i as usize) % INNS.len()],
+                            kopecks: amount,
+                        }
                     } else {
                         let from = 1 + (worker as i64 + i) % USERS;
                         let to = 1 + (from + i % (USERS - 1)) % USERS;
@@ -262,10 +266,30 @@ impl Client {
     /// exactly the notices acknowledged for it, each user their funding plus what the acknowledged transfers
     /// moved. Returns the number of notices and transfers.
     pub async fn assert_ledger_matches(&self) -> (usize, usize) {
+        let (organizations, users, notices, transfers) = self.expected_ledger();
+        for (inn, expected) in organizations {
+            let body = self.read(&format!("/api/organizations/{inn}/balance/")).await;
+            let balance = if body.is_null() { 0 } else { kopecks(body["balance"].as_str().expect("balance")) };
+            assert_eq!(balance, expected, "organization {inn} holds exactly its acknowledged notices");
+        }
+        for (user, expected) in users {
+            let body = self.read(&format!("/api/balances/?user_id={user}")).await;
+            assert_eq!(
+                kopecks(body["amount"].as_str().expect("amount")),
+                expected,
+                "user {user}: exactly the acknowledged transfers"
+            );
+        }
+        (notices, transfers)
+    }
+
+    /// What the ledger must hold after the acknowledged operations: each organization's balance, each user's,
+    /// and how many notices and transfers there were.
+    fn expected_ledger(&self) -> (HashMap<&'static str, i64>, HashMap<i64, i64>, usize, usize) {
         let tally = self.tally.lock().unwrap_or_else(|e| e.into_inner());
         assert!(tally.wrong.is_empty(), "wrong answers under the fault: {:#?}", tally.wrong);
         assert_eq!(tally.without_retry_after, 0, "every 503 carries Retry-After");
-        let mut organizations: HashMap<&str, i64> = INNS.iter().map(|inn| (*inn, 0)).collect();
+        let mut organizations: HashMap<&'static str, i64> = INNS.iter().map(|inn| (*inn, 0)).collect();
         let mut users: HashMap<i64, i64> = (1..=USERS).map(|user| (user, FUNDING)).collect();
         let (mut notices, mut transfers) = (0, 0);
         for operation in &tally.acknowledged {
@@ -281,17 +305,7 @@ impl Client {
                 }
             }
         }
-        drop(tally);
-        for (inn, expected) in organizations {
-            let body = self.read(&format!("/api/organizations/{inn}/balance/")).await;
-            let balance = if body.is_null() { 0 } else { kopecks(body["balance"].as_str().expect("balance")) };
-            assert_eq!(balance, expected, "organization {inn} holds exactly its acknowledged notices");
-        }
-        for (user, expected) in users {
-            let body = self.read(&format!("/api/balances/?user_id={user}")).await;
-            assert_eq!(kopecks(body["amount"].as_str().expect("amount")), expected, "user {user}: exactly the acknowledged transfers");
-        }
-        (notices, transfers)
+        (organizations, users, notices, transfers)
     }
 
     /// A GET that must answer 200 (or 404, as `null`).

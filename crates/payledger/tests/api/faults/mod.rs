@@ -7,6 +7,8 @@
 //! Every test here holds [`crate::common::load::heavy`]: they load the machine and stop databases.
 
 mod cluster;
+mod disk_full;
 mod load;
 mod pg_restart;
 mod server;
+mod slow_db;

@@ -57,7 +57,9 @@ async fn faults(cluster: &PgCluster, client: &Client, processes: &mut [&mut Proc
     assert!(refused > 0, "writes while the database was stopped were answered 503");
     client.wait_for_acks(client.acked(), ACKS_BETWEEN_FAULTS).await;
     let recovered = client.tally.lock().expect("tally").first_ack_after(back);
-    eprintln!("stopped for {STOPPED_FOR:?}: {refused} answers 503; first acknowledgement {recovered:?} after it returned");
+    eprintln!(
+        "stopped for {STOPPED_FOR:?}: {refused} answers 503; first acknowledgement {recovered:?} after it returned"
+    );
     for process in processes.iter_mut() {
         process.assert_running("a payledger process after the database came back");
     }
@@ -136,7 +138,8 @@ async fn two_servers_and_a_worker_ride_out_postgres_restarting_and_stopping_unde
     let no_workers = [("PAYLEDGER_WORKERS", "0")];
     let mut first = Process::serve(&url, data.path(), &no_workers).await;
     let mut second = Process::serve(&url, data.path(), &no_workers).await;
-    let fast = [("PAYLEDGER_WORKERS", "2"), ("PAYLEDGER_PAYOUT_RETRY_BASE_MS", "50"), ("PAYLEDGER_GATEWAY_LATENCY_MS", "1")];
+    let fast =
+        [("PAYLEDGER_WORKERS", "2"), ("PAYLEDGER_PAYOUT_RETRY_BASE_MS", "50"), ("PAYLEDGER_GATEWAY_LATENCY_MS", "1")];
     let mut worker = Process::worker(&url, data.path(), &fast).await;
     let client = Client::new(vec![first.address.clone(), second.address.clone()]);
     client.fund_users().await;

@@ -84,7 +84,9 @@ impl Process {
                 if line.contains("\"ERROR\"") || line.contains("\"WARN\"") || !line.starts_with('{') {
                     // Only what the problem was, so repeats of it can be counted.
                     let line = match serde_json::from_str::<serde_json::Value>(&line) {
-                        Ok(entry) => format!("{} {} {}", entry["level"], entry["fields"]["message"], entry["fields"]["error"]),
+                        Ok(entry) => {
+                            format!("{} {} {}", entry["level"], entry["fields"]["message"], entry["fields"]["error"])
+                        }
                         Err(_) => line,
                     };
                     kept.lock().unwrap_or_else(|e| e.into_inner()).push(line);
