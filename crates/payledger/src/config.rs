@@ -308,6 +308,10 @@ const DEFAULT_PASSWORDS: [&str; 8] = [
 /// The shortest payment-gateway secret production accepts, in bytes.
 pub const MIN_GATEWAY_SECRET_LEN: usize = 32;
 
+/// How long a request may take by default before it is answered 503 `unconfirmed`
+/// (`PAYLEDGER_REQUEST_TIMEOUT_SECONDS`).
+pub const DEFAULT_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The shortest webhook secret production accepts, in bytes.
 pub const MIN_WEBHOOK_SECRET_LEN: usize = 16;
 
@@ -448,7 +452,7 @@ impl Settings {
             admin: None,
             tokens: TokenSettings::default(),
             payouts: PayoutSettings::default(),
-            request_timeout: crate::router::REQUEST_TIMEOUT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
         }
     }
 }

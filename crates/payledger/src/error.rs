@@ -357,6 +357,14 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_timed_out_request_is_unconfirmed_with_retry_after() {
+        let response = ApiError::TimedOut.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers().get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()), Some("1"));
+        assert!(body_text(response).await.contains(r#""code":"unconfirmed""#));
+    }
+
+    #[tokio::test]
     async fn only_the_authentication_layer_challenges() {
         let challenged = ApiError::unauthenticated("Malformed Authorization header").into_response();
         assert_eq!(challenged.status(), StatusCode::UNAUTHORIZED);

@@ -4,8 +4,6 @@
 //! so that spec comes from the same handlers that serve requests and cannot drift from them. The console's
 //! pages have their own table (`console::needs`) and guard.
 
-use std::time::Duration;
-
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::Uri;
@@ -131,10 +129,6 @@ fn demand(gate: Gate) -> (u8, Option<Role>, bool) {
 async fn check_access(state: State<AppState>, request: Request, next: Next) -> Response {
     crate::api::access::guard(state, gate, request, next).await
 }
-
-/// How long any request may take by default before it is answered 503 `unconfirmed`
-/// (`PAYLEDGER_REQUEST_TIMEOUT_SECONDS`).
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The spec's static part; paths come from the router.
 #[derive(OpenApi)]

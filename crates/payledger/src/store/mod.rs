@@ -254,3 +254,21 @@ pub(crate) fn notice_from_row(
         document_date,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sqlite(code: i32) -> StoreError {
+        StoreError::Sqlite(rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None))
+    }
+
+    #[test]
+    fn a_full_disk_and_a_lost_connection_are_outages_but_a_bad_row_is_not() {
+        assert!(sqlite(rusqlite::ffi::SQLITE_FULL).is_connection_failure());
+        assert!(sqlite(rusqlite::ffi::SQLITE_IOERR_WRITE).is_connection_failure());
+        assert!(!sqlite(rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE).is_connection_failure());
+        assert!(StoreError::Database(sqlx::Error::PoolTimedOut).is_connection_failure());
+        assert!(!StoreError::Corrupt("x".into()).is_connection_failure());
+    }
+}
