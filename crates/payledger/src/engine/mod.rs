@@ -234,9 +234,9 @@ impl Writer {
             match result {
                 Ok(outcomes) => answer(replies, outcomes),
                 // A statement failed before the commit, so the batch was rolled back. One bad command must not
-                // cost the others their answer: retry each alone, so only the command that fails gets 503. A
-                // lost connection is an outage, not a bad command: retrying 1024 commands would only delay
-                // every answer.
+                // cost the others their answer: retry each alone, so only the command that fails gets 503. An
+                // outage (a lost connection, a shutdown, a lock timeout, a full disk) is not a bad command:
+                // retrying 1024 commands would only delay every answer.
                 Err(failure) if commands.len() > 1 && !failure.committing && !failure.error.is_connection_failure() => {
                     tracing::warn!(error = %failure.error, commands = commands.len(), "ledger batch failed; retrying its commands one by one");
                     for (command, reply) in commands.into_iter().zip(replies) {

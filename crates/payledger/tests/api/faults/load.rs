@@ -289,6 +289,11 @@ impl Client {
         let tally = self.tally.lock().unwrap_or_else(|e| e.into_inner());
         assert!(tally.wrong.is_empty(), "wrong answers under the fault: {:#?}", tally.wrong);
         assert_eq!(tally.without_retry_after, 0, "every 503 carries Retry-After");
+        assert!(
+            !tally.unknown.contains_key("timeout"),
+            "no request hung until the client gave up: {:?}",
+            tally.unknown
+        );
         let mut organizations: HashMap<&'static str, i64> = INNS.iter().map(|inn| (*inn, 0)).collect();
         let mut users: HashMap<i64, i64> = (1..=USERS).map(|user| (user, FUNDING)).collect();
         let (mut notices, mut transfers) = (0, 0);

@@ -58,7 +58,8 @@ async fn faults(cluster: &PgCluster, client: &Client, processes: &mut [&mut Proc
     client.wait_for_acks(client.acked(), ACKS_BETWEEN_FAULTS).await;
     let recovered = client.tally.lock().expect("tally").first_ack_after(back);
     eprintln!(
-        "stopped for {STOPPED_FOR:?}: {refused} answers 503; first acknowledgement {recovered:?} after it returned"
+        "stopped for {:?}: {refused} answers 503; first acknowledgement {recovered:?} after it returned",
+        back - stopped
     );
     for process in processes.iter_mut() {
         process.assert_running("a payledger process after the database came back");
