@@ -126,12 +126,14 @@ impl Process {
     /// Stops it with SIGTERM and asserts a clean exit.
     pub async fn stop(mut self, what: &str) {
         self.assert_running(what);
+        let stopping = std::time::Instant::now();
         let _ = Command::new("kill").arg("-TERM").arg(self.pid().to_string()).status().await;
         let status = tokio::time::timeout(Duration::from_secs(60), self.child.wait())
             .await
             .unwrap_or_else(|_| panic!("{what} did not stop within a minute of SIGTERM"))
             .expect("wait");
         assert!(status.success(), "{what} stops cleanly on SIGTERM: {status}\n{}", self.problems());
+        eprintln!("{what} stopped {:?} after SIGTERM", stopping.elapsed());
     }
 }
 
