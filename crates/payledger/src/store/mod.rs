@@ -141,6 +141,21 @@ impl StoreError {
         }
     }
 
+    /// Whether the connection a statement ran on was lost (closed by a database restart, say), rather than the
+    /// database being unreachable. A batch that failed so before its COMMIT was sent cannot have been
+    /// applied, and a fresh connection from the pool may well succeed.
+    pub fn is_lost_connection(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Io(_) | sqlx::Error::Protocol(_)) => true,
+            StoreError::Database(sqlx::Error::Database(error)) => {
+                // Class 08: connection exception; 57P01 and 57P02: the server ended the session (a fast or a
+                // crash shutdown).
+                error.code().is_some_and(|code| code.starts_with("08") || code == "57P01" || code == "57P02")
+            }
+            _ => false,
+        }
+    }
+
     /// Whether a unique constraint refused a row another transaction committed first.
     pub fn is_unique_violation(&self) -> bool {
         match self {
