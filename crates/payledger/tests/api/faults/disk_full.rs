@@ -1,9 +1,10 @@
-//! The disk fills up under load (SQLite): the database lives on a small tmpfs that a filler file fills
-//! while webhook and transfer load runs. Writes answer 503 with `Retry-After`, reads keep working, and
-//! once the filler is deleted writes resume without a restart; nothing acknowledged is lost.
+//! The disk fills up under load (SQLite). Writes answer 503 with `Retry-After`, reads keep working, and once
+//! space is freed writes resume without a restart; nothing acknowledged is lost.
 //!
-//! Mounting needs root (CI runs as root). Elsewhere the test says it was skipped, unless
-//! `PAYLEDGER_REQUIRE_FAULT_TESTS=1` (CI) makes that a failure.
+//! Two ways to fill it: a small tmpfs holding the database that a filler file fills (`ENOSPC`, as a real full
+//! disk; mounting needs root, so elsewhere the test says it was skipped unless
+//! `PAYLEDGER_REQUIRE_FAULT_TESTS=1`, as in CI), and a file-size limit (`RLIMIT_FSIZE`) lowered on the running
+//! server to its files' current size (`EFBIG`; any user, so it always runs).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -63,6 +64,50 @@ fn fill(path: &Path) -> u64 {
     written
 }
 
+/// How a test takes the disk's free space away and gives it back.
+enum Squeeze {
+    /// A filler file on the tmpfs that holds the database.
+    Filler(PathBuf),
+    /// The server's `RLIMIT_FSIZE`, set with `prlimit`.
+    FileSizeLimit { pid: u32, database: PathBuf },
+}
+
+impl Squeeze {
+    /// Takes the space away; says how.
+    fn fill(&self) -> String {
+        match self {
+            Squeeze::Filler(path) => format!("filled the tmpfs with {} KiB", fill(path) / 1024),
+            Squeeze::FileSizeLimit { pid, database } => {
+                // No file of the database may grow any more: the next page past its end fails with EFBIG.
+                let largest = ["", "-wal", "-shm"]
+                    .iter()
+                    .filter_map(|suffix| std::fs::metadata(format!("{}{suffix}", database.display())).ok())
+                    .map(|meta| meta.len())
+                    .max()
+                    .expect("the database's files");
+                prlimit(*pid, &format!("--fsize={largest}:"));
+                format!("limited the server's files to {} KiB", largest / 1024)
+            }
+        }
+    }
+
+    /// Gives the space back.
+    fn free(&self) {
+        match self {
+            Squeeze::Filler(path) => std::fs::remove_file(path).expect("free the space"),
+            Squeeze::FileSizeLimit { pid, .. } => prlimit(*pid, "--fsize=unlimited:"),
+        }
+    }
+}
+
+fn prlimit(pid: u32, limit: &str) {
+    let status = std::process::Command::new("prlimit")
+        .args(["--pid", &pid.to_string(), limit])
+        .status()
+        .expect("run prlimit (util-linux)");
+    assert!(status.success(), "prlimit --pid {pid} {limit}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_full_disk_refuses_writes_with_503_keeps_reads_and_recovers_without_a_restart() {
     let _heavy = common::load::heavy().await;
@@ -75,15 +120,31 @@ async fn a_full_disk_refuses_writes_with_503_keeps_reads_and_recovers_without_a_
     };
     let data = tempfile::tempdir().expect("data dir");
     let url = format!("sqlite://{}", mount.path.join("payledger.db").display());
-    let mut server = Process::serve(&url, data.path(), &[]).await;
+    let server = Process::serve(&url, data.path(), &[]).await;
+    squeeze_under_load(server, &url, data.path(), Squeeze::Filler(mount.path.join("filler"))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_file_size_limit_refuses_writes_with_503_keeps_reads_and_recovers_without_a_restart() {
+    let _heavy = common::load::heavy().await;
+    let data = tempfile::tempdir().expect("data dir");
+    let database = data.path().join("payledger.db");
+    let url = format!("sqlite://{}", database.display());
+    let server = Process::serve_ignoring_sigxfsz(&url, data.path()).await;
+    let squeeze = Squeeze::FileSizeLimit { pid: server.pid(), database };
+    squeeze_under_load(server, &url, data.path(), squeeze).await;
+}
+
+/// Runs the load, takes the space away until writes are refused, checks reads, gives it back, and checks
+/// that writes resume and the ledger holds exactly what was acknowledged.
+async fn squeeze_under_load(mut server: Process, url: &str, data: &Path, squeeze: Squeeze) {
     let client = Client::new(vec![server.address.clone()]);
     client.fund_users().await;
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = client.start(CLIENTS, stop.clone());
     client.wait_for_acks(0, 150).await;
 
-    let filler = mount.path.join("filler");
-    let filled = fill(&filler);
+    let how = squeeze.fill();
     let full = Instant::now();
     let mut refused = 0;
     for _ in 0..600 {
@@ -101,13 +162,12 @@ async fn a_full_disk_refuses_writes_with_503_keeps_reads_and_recovers_without_a_
     server.assert_running("the server on a full disk");
     let acked_while_full = client.acked();
 
-    std::fs::remove_file(&filler).expect("free the space");
+    squeeze.free();
     let freed = Instant::now();
     client.wait_for_acks(acked_while_full, 150).await;
     let recovered = client.tally.lock().expect("tally").first_ack_after(freed);
     eprintln!(
-        "filled {} KiB; {refused} answers 503 within {:?}; first acknowledgement {recovered:?} after freeing",
-        filled / 1024,
+        "{how}; {refused} answers 503 within {:?}; first acknowledgement {recovered:?} after freeing",
         freed - full
     );
 
@@ -115,7 +175,7 @@ async fn a_full_disk_refuses_writes_with_503_keeps_reads_and_recovers_without_a_
     while tasks.join_next().await.is_some() {}
     eprintln!("{}", client.tally.lock().expect("tally").summary());
     let (notices, transfers) = client.assert_ledger_matches().await;
-    let pool = sqlx::SqlitePool::connect(&url).await.expect("sqlite");
+    let pool = sqlx::SqlitePool::connect(url).await.expect("sqlite");
     let payments: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM bank_payments WHERE status = 'applied'")
         .fetch_one(&pool)
         .await
@@ -129,5 +189,5 @@ async fn a_full_disk_refuses_writes_with_503_keeps_reads_and_recovers_without_a_
     pool.close().await;
     eprintln!("the server logged:\n{}", server.problems());
     server.stop("the server").await;
-    assert_verified(&url, data.path()).await;
+    assert_verified(url, data).await;
 }

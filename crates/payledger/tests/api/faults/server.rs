@@ -25,8 +25,12 @@ pub struct Process {
 
 fn command(subcommand: &str, database_url: &str, data_dir: &Path, env: &[(&str, &str)]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_payledger"));
+    command.arg(subcommand);
+    configure(command, database_url, data_dir, env)
+}
+
+fn configure(mut command: Command, database_url: &str, data_dir: &Path, env: &[(&str, &str)]) -> Command {
     command
-        .arg(subcommand)
         .env("DATABASE_URL", database_url)
         .env("PAYLEDGER_DATA_DIR", data_dir)
         .env("PAYLEDGER_ADMIN_USERNAME", ADMIN.0)
@@ -48,6 +52,17 @@ impl Process {
     /// `payledger serve` on a random port; returns once it announced its address.
     pub async fn serve(database_url: &str, data_dir: &Path, env: &[(&str, &str)]) -> Process {
         let mut command = command("serve", database_url, data_dir, env);
+        command.args(["--bind", "127.0.0.1:0"]);
+        Process::spawn(command, true).await
+    }
+
+    /// `payledger serve` on a random port with SIGXFSZ ignored, so that when its file-size limit
+    /// (`RLIMIT_FSIZE`) is lowered a write past it fails with `EFBIG` instead of killing the process.
+    pub async fn serve_ignoring_sigxfsz(database_url: &str, data_dir: &Path) -> Process {
+        // An ignored signal stays ignored across exec.
+        let mut command = Command::new("bash");
+        command.args(["-c", "trap '' XFSZ; exec \"$@\"", "bash", env!("CARGO_BIN_EXE_payledger"), "serve"]);
+        let mut command = configure(command, database_url, data_dir, &[]);
         command.args(["--bind", "127.0.0.1:0"]);
         Process::spawn(command, true).await
     }
