@@ -195,7 +195,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let (router, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api", api).split_for_parts();
     document_security(&mut openapi);
     name_operations(&mut openapi);
-    docs::document_common_responses(&mut openapi, gate, REQUEST_TIMEOUT);
+    docs::document_common_responses(&mut openapi, gate, crate::config::DEFAULT_REQUEST_TIMEOUT);
     docs::document_links(&mut openapi);
     (router, openapi)
 }
