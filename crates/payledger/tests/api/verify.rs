@@ -8,6 +8,7 @@ on_both_backends!(
     verify_passes_on_a_clean_ledger_and_catches_tampering,
     seeding_is_idempotent_and_valid,
     a_populated_ledger_verifies_clean_and_json_reports_every_check,
+    explain_shows_a_plan_for_every_check,
 );
 
 fn payledger(db: &TestDb, args: &[&str]) -> (i32, String) {
@@ -39,10 +40,13 @@ fn verify_json_at(url: &str) -> (i32, serde_json::Value) {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_payledger"))
         .args(["verify", "--json"])
         .env("DATABASE_URL", url)
-        .env("PAYLEDGER_LOG", "warn")
+        .env("PAYLEDGER_LOG", "error")
         .output()
         .expect("run payledger");
     let stdout = String::from_utf8_lossy(&output.stdout);
+    // Standard error is no terminal here, so the progress bar stays quiet.
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("checks done"), "a progress bar was drawn into a pipe: {stderr}");
     let summary = serde_json::from_str(stdout.trim()).unwrap_or_else(|error| panic!("{error}: {stdout}"));
     (output.status.code().unwrap_or(-1), summary)
 }
@@ -209,4 +213,37 @@ async fn a_populated_ledger_verifies_clean_and_json_reports_every_check(backend:
     assert_eq!(code, 2, "{summary}");
     assert_eq!(summary["ok"], false, "{summary}");
     assert!(summary["error"].as_str().is_some_and(|error| !error.is_empty()), "{summary}");
+}
+
+async fn explain_shows_a_plan_for_every_check(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else { return };
+    let build = ["populate", "--payments", "200", "--organizations", "1", "--users", "5", "--transfers", "100"];
+    let (code, output) = payledger(&db, &build);
+    assert_eq!(code, 0, "{output}");
+    let (code, output) = payledger(&db, &["verify", "--explain"]);
+    assert_eq!(code, 0, "{output}");
+    let mut plans: Vec<(&str, Vec<&str>)> = Vec::new();
+    for line in output.lines() {
+        match line.strip_prefix("    ") {
+            Some(step) => plans.last_mut().expect("a check before its plan").1.push(step),
+            None => plans.push((line.trim_end_matches(':'), Vec::new())),
+        }
+    }
+    let codes: Vec<&str> = plans.iter().map(|(code, _)| *code).collect();
+    assert_eq!(codes, CHECK_CODES, "{output}");
+    assert!(plans.iter().all(|(_, steps)| !steps.is_empty()), "{output}");
+    if backend == Backend::Sqlite {
+        // The quadratic plans of the past: a check that reaches rows through an account's index once per row
+        // reads a hot account's million entries a million times. Only the last-entry check may use that index,
+        // once per account and without reading the table.
+        for (code, steps) in &plans {
+            for step in steps.iter().filter(|step| step.contains("entries_by_account")) {
+                assert!(
+                    *code == "last_entry_ends_at_balance" && step.contains("COVERING INDEX"),
+                    "{code} walks entries_by_account: {step}\n{output}"
+                );
+            }
+            assert!(!steps.iter().any(|step| step.contains("account_activity_by_account")), "{code}: {output}");
+        }
+    }
 }
