@@ -107,7 +107,7 @@ async fn populate(settings: &Settings, args: &payledger::config::PopulateArgs) -
          on a copy that is not production)"
     );
     let store = open_store(&Settings { demo_organizations: 0, ..settings.clone() }).await?;
-    let plan = populate::Plan {
+    let shape = populate::Shape {
         payments: args.payments,
         organizations: args.organizations,
         users: args.users,
@@ -115,7 +115,7 @@ async fn populate(settings: &Settings, args: &payledger::config::PopulateArgs) -
         in_flight: args.in_flight,
     };
     let started = std::time::Instant::now();
-    let summary = populate::populate(&store, &plan).await?;
+    let summary = populate::populate(&store, &shape).await?;
     let elapsed = started.elapsed();
     for (phase, took) in &summary.phases {
         println!("{phase}: {:.1} s", took.as_secs_f64());

@@ -39,7 +39,7 @@ const PROGRESS_TEMPLATE: &str = "populate {elapsed_precise} [{bar:24}] {pos}/{le
 
 /// What to build.
 #[derive(Debug, Clone)]
-pub struct Plan {
+pub struct Shape {
     /// Bank payments, spread round-robin over the organizations.
     pub payments: u64,
     /// Organizations the payments credit (demo organizations `0..organizations`, as `payledger seed`).
@@ -67,7 +67,7 @@ pub struct Summary {
     pub phases: Vec<(&'static str, Duration)>,
 }
 
-/// One command of a phase: the `index`-th of its kind.
+/// The kind of command a phase sends.
 #[derive(Debug, Clone, Copy)]
 enum Step {
     Payment,
@@ -75,17 +75,17 @@ enum Step {
     Transfer,
 }
 
-/// Builds `plan` in `store` and reports what was applied.
-pub async fn populate(store: &Store, plan: &Plan) -> anyhow::Result<Summary> {
-    if plan.organizations == 0 && plan.payments > 0 {
+/// Builds a database of `shape` in `store` and reports what was applied.
+pub async fn populate(store: &Store, shape: &Shape) -> anyhow::Result<Summary> {
+    if shape.organizations == 0 && shape.payments > 0 {
         bail!("--organizations must be at least 1 to receive payments");
     }
-    if plan.users < 2 && plan.transfers > 0 {
+    if shape.users < 2 && shape.transfers > 0 {
         bail!("--users must be at least 2 for transfers");
     }
     let started = Instant::now();
     let inns: Arc<Vec<Inn>> =
-        Arc::new(crate::seed::seed(store, plan.organizations).await?.into_iter().map(|(inn, _)| inn).collect());
+        Arc::new(crate::seed::seed(store, shape.organizations).await?.into_iter().map(|(inn, _)| inn).collect());
     let mut summary = Summary { phases: vec![("organizations", started.elapsed())], ..Summary::default() };
 
     let (engine, writer) = LedgerEngine::start(store).await.context("starting the ledger engine")?;
@@ -93,20 +93,20 @@ pub async fn populate(store: &Store, plan: &Plan) -> anyhow::Result<Summary> {
         intake: Intake::new(engine.clone(), WebhookMode::Sync),
         balances: Balances::new(engine),
         inns,
-        users: plan.users,
+        users: shape.users,
     };
-    let total = plan.payments + u64::from(plan.users) + plan.transfers;
+    let total = shape.payments + u64::from(shape.users) + shape.transfers;
     let bar = super::progress_bar(total, PROGRESS_TEMPLATE);
     let phases = [
-        (Step::Payment, "bank payments", plan.payments),
-        (Step::Deposit, "deposits", u64::from(plan.users)),
-        (Step::Transfer, "transfers", plan.transfers),
+        (Step::Payment, "bank payments", shape.payments),
+        (Step::Deposit, "deposits", u64::from(shape.users)),
+        (Step::Transfer, "transfers", shape.transfers),
     ];
     let mut result = Ok(());
     for (step, name, count) in phases {
         bar.set_message(name);
         let phase_started = Instant::now();
-        let outcome = run_phase(&services, step, count, plan.in_flight, &bar).await;
+        let outcome = run_phase(&services, step, count, shape.in_flight, &bar).await;
         summary.phases.push((name, phase_started.elapsed()));
         match outcome {
             Ok(refused) => {
