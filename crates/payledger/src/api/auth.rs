@@ -37,8 +37,16 @@ pub struct TokenPair {
 
 /// Refuses a client address past its rate of token requests (password guessing).
 fn limit(state: &AppState, peer: SocketAddr) -> Result<(), ApiError> {
-    state.login_limiter.check(peer.ip(), std::time::Instant::now()).map_err(|wait| {
+    state.login_limiter.check(&peer.ip(), std::time::Instant::now()).map_err(|wait| {
         tracing::warn!(peer = %peer.ip(), "token requests rate-limited");
+        ApiError::TooManyRequests(wait.as_secs())
+    })
+}
+
+/// Refuses a username past its rate of password checks, from whatever addresses they come (the same 429).
+pub(crate) fn limit_username(state: &AppState, username: &str) -> Result<(), ApiError> {
+    state.username_limiter.check_username(username, std::time::Instant::now()).map_err(|wait| {
+        tracing::warn!(username, "password checks for one username rate-limited");
         ApiError::TooManyRequests(wait.as_secs())
     })
 }
@@ -115,6 +123,7 @@ pub async fn token(
     body: Body,
 ) -> Result<Json<TokenPair>, ApiError> {
     let [username, password] = string_fields(&state, peer, &headers, body, ["username", "password"]).await?;
+    limit_username(&state, &username)?;
     let user = match crate::auth::principals::check_username(&username) {
         Ok(()) => state.store.principal(&username).await?,
         Err(_) => None,

@@ -292,7 +292,7 @@ fn finish(body: JsonObject<'_>, operation: Option<BalanceOperation>) -> Result<B
     operation.ok_or_else(|| crate::fields::invalid("body", "is incomplete"))
 }
 
-fn parse_deposit(bytes: &[u8]) -> Result<BalanceOperation, FieldErrors> {
+pub(crate) fn parse_deposit(bytes: &[u8]) -> Result<BalanceOperation, FieldErrors> {
     let mut body = JsonObject::parse(bytes)?;
     let user = body.field("user_id", user_id);
     let amount = body.field("amount", parse_amount);
@@ -300,7 +300,7 @@ fn parse_deposit(bytes: &[u8]) -> Result<BalanceOperation, FieldErrors> {
     finish(body, operation)
 }
 
-fn parse_withdraw(bytes: &[u8]) -> Result<BalanceOperation, FieldErrors> {
+pub(crate) fn parse_withdraw(bytes: &[u8]) -> Result<BalanceOperation, FieldErrors> {
     let mut body = JsonObject::parse(bytes)?;
     let user = body.field("user_id", user_id);
     let amount = body.field("amount", parse_amount);
@@ -308,7 +308,7 @@ fn parse_withdraw(bytes: &[u8]) -> Result<BalanceOperation, FieldErrors> {
     finish(body, operation)
 }
 
-fn parse_reserve(bytes: &[u8]) -> Result<BalanceOperation, FieldErrors> {
+pub(crate) fn parse_reserve(bytes: &[u8]) -> Result<BalanceOperation, FieldErrors> {
     let mut body = JsonObject::parse(bytes)?;
     let key = order_key(&mut body);
     let amount = body.field("amount", parse_amount);
@@ -316,7 +316,7 @@ fn parse_reserve(bytes: &[u8]) -> Result<BalanceOperation, FieldErrors> {
     finish(body, operation)
 }
 
-fn parse_deduct(bytes: &[u8]) -> Result<BalanceOperation, FieldErrors> {
+pub(crate) fn parse_deduct(bytes: &[u8]) -> Result<BalanceOperation, FieldErrors> {
     let mut body = JsonObject::parse(bytes)?;
     let key = order_key(&mut body);
     let amount = body.field("amount", parse_amount);
@@ -324,7 +324,7 @@ fn parse_deduct(bytes: &[u8]) -> Result<BalanceOperation, FieldErrors> {
     finish(body, operation)
 }
 
-fn parse_release(bytes: &[u8]) -> Result<BalanceOperation, FieldErrors> {
+pub(crate) fn parse_release(bytes: &[u8]) -> Result<BalanceOperation, FieldErrors> {
     let mut body = JsonObject::parse(bytes)?;
     let key = order_key(&mut body);
     let has_amount = body.optional("amount").is_some();
@@ -335,7 +335,7 @@ fn parse_release(bytes: &[u8]) -> Result<BalanceOperation, FieldErrors> {
     finish(body, operation)
 }
 
-fn parse_transfer(bytes: &[u8]) -> Result<BalanceOperation, FieldErrors> {
+pub(crate) fn parse_transfer(bytes: &[u8]) -> Result<BalanceOperation, FieldErrors> {
     let mut body = JsonObject::parse(bytes)?;
     let sender = body.field("sender_id", user_id);
     let recipient = body.field("recipient_id", user_id);
