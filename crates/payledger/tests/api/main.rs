@@ -16,6 +16,7 @@ mod crash;
 mod docs;
 mod gateway;
 mod layout;
+mod login_limits;
 mod payout_workers;
 mod payouts;
 mod principals;

@@ -362,7 +362,8 @@ async fn a_failed_credit_answers_the_same_422_to_every_exact_replay(backend: Bac
     let overflowing = notice(Uuid::new_v4(), json!("10000.00"), INN);
     let (status, first) = server.post_webhook(&overflowing).await;
     assert_eq!(status, 422, "{first}");
-    assert_eq!(first["message"], "Payment could not be applied: the balance would overflow");
+    assert_eq!(first["error"], "Payment could not be applied: the balance would overflow");
+    assert_eq!(first["code"], "ledger_refused");
     for _ in 0..2 {
         let (status, replay) = server.post_webhook(&overflowing).await;
         assert_eq!((status, &replay), (422, &first), "an exact replay gets the original answer");
@@ -410,7 +411,8 @@ async fn a_credit_failed_by_the_async_applier_answers_422_to_replays(backend: Ba
     for _ in 0..2 {
         let (status, replay) = server.post_webhook(&overflowing).await;
         assert_eq!(status, 422, "{replay}");
-        assert_eq!(replay["message"], "Payment could not be applied: the balance would overflow");
+        assert_eq!(replay["error"], "Payment could not be applied: the balance would overflow");
+        assert_eq!(replay["code"], "ledger_refused");
     }
     let mut different = overflowing.clone();
     different["amount"] = json!("10000.01");
