@@ -31,7 +31,12 @@ fn body(operation: &BalanceOperation) -> String {
         }
         BalanceOperation::Transfer { sender, recipient, amount: money } => {
             assert_ne!(sender, recipient, "a transfer to oneself was accepted");
-            format!(r#"{{"sender_id": {}, "recipient_id": {}, "amount": {}}}"#, sender.get(), recipient.get(), amount(money))
+            format!(
+                r#"{{"sender_id": {}, "recipient_id": {}, "amount": {}}}"#,
+                sender.get(),
+                recipient.get(),
+                amount(money)
+            )
         }
     }
 }

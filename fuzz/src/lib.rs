@@ -89,9 +89,7 @@ pub fn inn_checksum_valid(text: &str) -> Option<bool> {
         return None;
     }
     let d: Vec<u32> = text.bytes().map(|b| u32::from(b - b'0')).collect();
-    let check = |digits: &[u32], weights: &[u32]| {
-        digits.iter().zip(weights).map(|(d, w)| d * w).sum::<u32>() % 11 % 10
-    };
+    let check = |digits: &[u32], weights: &[u32]| digits.iter().zip(weights).map(|(d, w)| d * w).sum::<u32>() % 11 % 10;
     match d.len() {
         10 => Some(check(&d[..9], &[2, 4, 10, 3, 5, 9, 4, 6, 8]) == d[9]),
         12 => Some(

@@ -412,6 +412,49 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_credit_is_failed_again_for_every_exact_replay_and_a_conflict_for_other_data() {
+        // The first notice takes the organization to i64::MAX, so the second one's credit overflows.
+        let commands = [intake(7, i64::MAX), intake(8, 1), intake(8, 1), intake(8, 2)];
+        let (plan, outcomes, _) = run(&commands, &[]);
+        let overflow = LedgerError::Overflow.to_string();
+        assert_eq!(
+            outcomes,
+            vec![
+                WriteOutcome::NoticeApplied,
+                WriteOutcome::NoticeFailed(overflow.clone()),
+                WriteOutcome::NoticeFailed(overflow.clone()),
+                WriteOutcome::NoticeConflict(vec![NoticeField::Amount]),
+            ]
+        );
+        assert_eq!(plan.notice_updates.len(), 1, "the failure is recorded once");
+        assert_eq!(plan.notice_updates[0].failure_reason.as_deref(), Some(overflow.as_str()));
+
+        // A later batch answers a replay from the stored failure, and records nothing new.
+        let mut fixture = fixture();
+        let commands = [intake(8, 1), intake(8, 3)];
+        let claim_rows = notice_claims(&commands);
+        let claims = Claims {
+            inserted: HashSet::new(),
+            stored: HashMap::from([(
+                OperationId(Uuid::from_u128(8)),
+                StoredNotice::new(notice(8, 1), "failed", Some(overflow.clone())),
+            )]),
+            waiting: HashSet::new(),
+        };
+        let accounts = AccountMap { organizations: &fixture.organizations, bank_inflow: AccountId(1) };
+        let (users, services) = (HashMap::new(), HashMap::new());
+        let mut balances = no_balances(&users, &services);
+        let mut payouts = Default::default();
+        let (plan, outcomes) =
+            decide(&commands, &claims, &claim_rows, &accounts, &mut balances, &mut payouts, &mut fixture.sheet);
+        assert_eq!(
+            outcomes,
+            vec![WriteOutcome::NoticeFailed(overflow), WriteOutcome::NoticeConflict(vec![NoticeField::Amount])]
+        );
+        assert!(plan.notice_updates.is_empty() && plan.transactions.is_empty());
+    }
+
+    #[test]
     fn a_notice_stored_by_an_earlier_batch_is_a_duplicate_or_a_conflict() {
         let (plan, outcomes, sheet) = run(&[intake(7, 100), intake(7, 200)], &[notice(7, 100)]);
         assert_eq!(

@@ -17,7 +17,8 @@ use uuid::Uuid;
 
 use super::batch::{
     ActivityLine, ConflictRecord, HoldState, HoldWrite, JobEnd, KeyClaims, NewJob, NewKey, NewTransaction, NoticeClaim,
-    NoticeUpdate, PayoutEvent, PayoutState, Plan, RejectedNotice, StoredKey, StoredNotice, StoredResponse, hold_reference,
+    NoticeUpdate, PayoutEvent, PayoutState, Plan, RejectedNotice, StoredKey, StoredNotice, StoredResponse,
+    hold_reference,
 };
 use super::payouts::{PAYOUT_STATE_SQL, PayoutRow};
 use super::{AccountKind, AuditEntry, BatchTx, MAX_KEPT_NOTICES, StoreError, hold_from_row, notice_from_row};
