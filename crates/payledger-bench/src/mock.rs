@@ -488,10 +488,11 @@ fn user_post(
 fn transaction(ledger: &mut Ledger, user: u64, kopecks: i64, kind: &str) -> String {
     ledger.transactions += 1;
     format!(
-        "{{\"id\": {}, \"user\": {user}, \"user_id\": {user}, \"amount\": \"{}\", \"transaction_type\": \"{kind}\", \
+        "{{\"id\": {}, \"user\": {user}, \"user_id\": {user}, \"amount\": \"{amount}\", \
+         \"available_change\": \"{amount}\", \"reserved_change\": \"0.00\", \"transaction_type\": \"{kind}\", \
          \"created_at\": \"2024-04-27T21:00:00Z\"}}",
         ledger.transactions,
-        format_kopecks(kopecks)
+        amount = format_kopecks(kopecks)
     )
 }
 

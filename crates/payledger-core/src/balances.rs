@@ -209,6 +209,26 @@ impl ActivityKind {
     pub fn parse(name: &str) -> Option<ActivityKind> {
         ActivityKind::ALL.into_iter().find(|kind| kind.as_str() == name)
     }
+
+    /// The operation's amount as the original service showed it, from a line's signed effects on the
+    /// available and the reserved balance: positive for money coming in, a hold placed, a hold captured
+    /// and a hold released; negative only where money leaves the available balance for somewhere else
+    /// (the sender's side of a transfer, a withdrawal).
+    pub fn operation_amount(self, available_change: i64, held_change: i64) -> i64 {
+        match self {
+            // Money moves into or out of the available balance: its change is the amount, signed.
+            ActivityKind::Deposit
+            | ActivityKind::Release
+            | ActivityKind::Transfer
+            | ActivityKind::Withdrawal
+            | ActivityKind::PayoutRelease
+            | ActivityKind::PayoutReturn => available_change,
+            // A hold is placed: what was held.
+            ActivityKind::Reservation | ActivityKind::PayoutHold => held_change,
+            // A hold is captured: what left the reserved balance.
+            ActivityKind::RevenueRecognition | ActivityKind::Payout => held_change.saturating_neg(),
+        }
+    }
 }
 
 /// Where a hold is in its life: placed once, then captured or released once.
@@ -305,6 +325,26 @@ pub enum BalanceError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn operation_amounts_are_the_original_services() {
+        let cases = [
+            (ActivityKind::Deposit, 100, 0, 100),
+            (ActivityKind::Reservation, -30, 30, 30),
+            (ActivityKind::RevenueRecognition, 0, -30, 30),
+            (ActivityKind::Release, 20, -20, 20),
+            (ActivityKind::Transfer, -40, 0, -40),
+            (ActivityKind::Transfer, 40, 0, 40),
+            (ActivityKind::Withdrawal, -5, 0, -5),
+            (ActivityKind::PayoutHold, -70, 70, 70),
+            (ActivityKind::Payout, 0, -70, 70),
+            (ActivityKind::PayoutRelease, 70, -70, 70),
+            (ActivityKind::PayoutReturn, 70, 0, 70),
+        ];
+        for (kind, available, held, expected) in cases {
+            assert_eq!(kind.operation_amount(available, held), expected, "{kind:?}");
+        }
+    }
 
     #[test]
     fn ids_are_positive() {

@@ -52,11 +52,18 @@ pub struct TransactionObject {
     /// The user.
     #[schema(example = 1)]
     pub user_id: i64,
-    /// The change of the user's available balance in roubles: negative when money left it (a transfer
-    /// sent, a reservation, a withdrawal), zero for revenue recognition (the money was already reserved).
+    /// The operation's amount in roubles, as the original service shows it: positive for a deposit, a
+    /// reservation, a revenue recognition, a release, a transfer received and every payout line; negative
+    /// for the sender's side of a transfer and for a withdrawal. What the line did to the balances is in
+    /// `available_change` and `reserved_change`.
     #[schema(example = "100.00")]
     pub amount: String,
-    /// The change of the user's reserved money in roubles.
+    /// The line's signed effect on the user's available balance in roubles: negative when money left it
+    /// (a reservation, a transfer sent, a withdrawal, a payout hold), zero for a revenue recognition (the
+    /// money had already left it when it was reserved). The lines of a history add up to the balance.
+    #[schema(example = "100.00")]
+    pub available_change: String,
+    /// The line's signed effect on the user's reserved money in roubles.
     #[schema(example = "0.00")]
     pub reserved_change: String,
     /// `deposit`, `reservation`, `revenue_recognition`, `release`, `transfer` or `withdrawal`.
@@ -88,6 +95,7 @@ struct LineFacts {
     id: i64,
     user: i64,
     kind: ActivityKind,
+    /// The signed effect on the available balance.
     amount: i64,
     held_change: i64,
     counterparty: Option<i64>,
@@ -120,7 +128,8 @@ impl TransactionObject {
             id: line.id,
             user: line.user,
             user_id: line.user,
-            amount: format_minor(line.amount, 2),
+            amount: format_minor(line.kind.operation_amount(line.amount, line.held_change), 2),
+            available_change: format_minor(line.amount, 2),
             reserved_change: format_minor(line.held_change, 2),
             transaction_type: line.kind.as_str(),
             comment,
@@ -629,7 +638,8 @@ fn user_not_found(user: UserId) -> ApiError {
 /// Which page of a user's history.
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct HistoryQuery {
-    /// `date` (default: the order operations were applied) or `amount` (the signed change).
+    /// `date` (default: the order operations were applied) or `amount`: by the line's signed effect on the
+    /// available balance (`available_change`), so a withdrawal sorts below a deposit.
     sort: Option<String>,
     /// `desc` (default) or `asc`.
     order: Option<String>,

@@ -52,6 +52,8 @@ async fn a_deposit_creates_the_account_and_answers_the_transaction_object(backen
     assert_eq!(line["user"], 1);
     assert_eq!(line["user_id"], 1);
     assert_eq!(line["amount"], "100.00");
+    assert_eq!(line["available_change"], "100.00");
+    assert_eq!(line["reserved_change"], "0.00");
     assert_eq!(line["transaction_type"], "deposit");
     assert_eq!(line["comment"], "deposit");
     assert!(line["id"].as_i64().is_some_and(|id| id > 0));
@@ -67,6 +69,7 @@ async fn a_deposit_creates_the_account_and_answers_the_transaction_object(backen
     let withdrawn = post(&server, "/api/withdraw_funds/", json!({"user_id": 1, "amount": "2.51"})).await;
     assert_eq!(withdrawn.status, 201, "{}", withdrawn.text);
     assert_eq!(withdrawn.json["amount"], "-2.51");
+    assert_eq!(withdrawn.json["available_change"], "-2.51");
     assert_eq!(withdrawn.json["transaction_type"], "withdrawal");
     assert_eq!(balance(&server, 1).await, ("100.00".into(), "0.00".into()));
     server.stop().await;
@@ -81,7 +84,9 @@ async fn reserve_deduct_and_release_follow_the_hold_rules(backend: Backend) {
     let reserved = post(&server, "/api/reserve_funds/", order(1, 101, 1001, Some("30.00"))).await;
     assert_eq!(reserved.status, 201, "{}", reserved.text);
     assert_eq!(reserved.json["transaction_type"], "reservation");
-    assert_eq!(reserved.json["amount"], "-30.00");
+    // The original service's amount is the operation's: positive; the signed effects say where it went.
+    assert_eq!(reserved.json["amount"], "30.00");
+    assert_eq!(reserved.json["available_change"], "-30.00");
     assert_eq!(reserved.json["reserved_change"], "30.00");
     assert_eq!(reserved.json["comment"], "reserved for order 1001 of service 101");
     assert_eq!(balance(&server, 1).await, ("70.00".into(), "30.00".into()));
@@ -96,7 +101,8 @@ async fn reserve_deduct_and_release_follow_the_hold_rules(backend: Backend) {
     let captured = post(&server, "/api/deduct_funds/", order(1, 101, 1001, Some("30"))).await;
     assert_eq!(captured.status, 201, "{}", captured.text);
     assert_eq!(captured.json["transaction_type"], "revenue_recognition");
-    assert_eq!(captured.json["amount"], "0.00", "the money had already left the available balance");
+    assert_eq!(captured.json["amount"], "30.00");
+    assert_eq!(captured.json["available_change"], "0.00", "the money had already left the available balance");
     assert_eq!(captured.json["reserved_change"], "-30.00");
     assert_eq!(balance(&server, 1).await, ("70.00".into(), "0.00".into()));
 
@@ -113,6 +119,8 @@ async fn reserve_deduct_and_release_follow_the_hold_rules(backend: Backend) {
     assert_eq!(released.status, 201, "{}", released.text);
     assert_eq!(released.json["transaction_type"], "release");
     assert_eq!(released.json["amount"], "20.00");
+    assert_eq!(released.json["available_change"], "20.00");
+    assert_eq!(released.json["reserved_change"], "-20.00");
     assert_eq!(balance(&server, 1).await, ("70.00".into(), "0.00".into()));
 
     // A hold key is used once, forever, even after a release.
@@ -250,6 +258,10 @@ async fn a_transfer_answers_both_sides_and_moves_the_money(backend: Backend) {
     let (sender, recipient) = (&answer.json["sender_transaction"], &answer.json["recipient_transaction"]);
     assert_eq!((sender["user_id"].clone(), sender["amount"].clone()), (json!(4), json!("-40.00")));
     assert_eq!((recipient["user_id"].clone(), recipient["amount"].clone()), (json!(5), json!("40.00")));
+    assert_eq!(
+        (sender["available_change"].clone(), recipient["available_change"].clone()),
+        (json!("-40.00"), json!("40.00"))
+    );
     assert_eq!(sender["transaction_type"], "transfer");
     assert_eq!(sender["comment"], "transfer to user 5");
     assert_eq!(recipient["comment"], "transfer from user 4");
@@ -308,11 +320,14 @@ async fn the_history_pages_stably_in_every_order(backend: Backend) {
     assert_eq!(everything.len(), 10);
     let ids: Vec<i64> = everything.iter().filter_map(|line| line["id"].as_i64()).collect();
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "date ascending is application order: {ids:?}");
-    // Amounts are signed by their effect on the available balance, so they add up to it.
-    let available: i64 = everything.iter().map(|line| kopecks(line["amount"].as_str().unwrap_or("0"))).sum();
+    // The signed effects add up to the balances; `amount` is the operation's, as the original service showed it.
+    let available: i64 = everything.iter().map(|line| kopecks(line["available_change"].as_str().unwrap_or("0"))).sum();
     let reserved: i64 = everything.iter().map(|line| kopecks(line["reserved_change"].as_str().unwrap_or("0"))).sum();
     let (amount, held) = balance(&server, 1).await;
     assert_eq!((available, reserved), (kopecks(&amount), kopecks(&held)));
+    let amounts: Vec<&str> = everything.iter().filter_map(|line| line["amount"].as_str()).collect();
+    let expected = ["500.00", "7.00", "3.00", "7.00", "12.00", "1.00", "7.00", "3.00", "-7.00", "-0.50"];
+    assert_eq!(amounts, expected, "positive but for the transfer sent and the withdrawal");
 
     for (query, descending_amounts) in
         [("sort=amount&order=asc", false), ("sort=amount&order=desc", true), ("sort=date&order=desc", false)]
@@ -327,7 +342,9 @@ async fn the_history_pages_stably_in_every_order(backend: Backend) {
         if query.starts_with("sort=amount") {
             let keys: Vec<(i64, i64)> = lines
                 .iter()
-                .map(|line| (kopecks(line["amount"].as_str().unwrap_or("0")), line["id"].as_i64().unwrap_or(0)))
+                .map(|line| {
+                    (kopecks(line["available_change"].as_str().unwrap_or("0")), line["id"].as_i64().unwrap_or(0))
+                })
                 .collect();
             let mut sorted = keys.clone();
             sorted.sort();

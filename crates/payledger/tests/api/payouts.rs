@@ -226,7 +226,7 @@ async fn a_source_is_held_captured_released_and_returned(backend: Backend) {
     assert_eq!(kinds, ["deposit", "payout_hold", "payout", "payout_return"]);
     let sum: i64 = history["results"]
         .as_array()
-        .map_or(0, |l| l.iter().map(|x| kopecks(x["amount"].as_str().unwrap_or("0"))).sum());
+        .map_or(0, |l| l.iter().map(|x| kopecks(x["available_change"].as_str().unwrap_or("0"))).sum());
     assert_eq!(sum, 30_000, "the user's history adds up to the balance");
     server.stop().await;
     db.assert_verified().await;
