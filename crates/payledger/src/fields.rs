@@ -102,16 +102,56 @@ pub fn parse_amount(raw: &RawValue) -> Result<Money, String> {
     result.map_err(|error| error.to_string())
 }
 
-/// A whole number: a JSON integer literal, or a string of decimal digits (as the original service's forms
-/// accepted). Fractions, exponents and out-of-range values are refused rather than rounded.
+/// A whole number: a JSON number whose value is whole (`42`, and also `42.0` or `4.2e1`, which JSON and JSON
+/// Schema call the same integer), or a string of decimal digits (as the original service's forms accepted).
+/// Fractions and out-of-range values are refused rather than rounded.
 pub fn parse_integer(raw: &RawValue) -> Result<i64, String> {
     let text = raw.get();
-    let digits = if text.starts_with('"') { json_string(raw)? } else { text.to_owned() };
+    let digits = if text.starts_with('"') { json_string(raw)? } else { whole_number_digits(text)? };
     let unsigned = digits.strip_prefix('-').unwrap_or(&digits);
     if unsigned.is_empty() || !unsigned.bytes().all(|b| b.is_ascii_digit()) {
         return Err("must be an integer".to_owned());
     }
     digits.parse::<i64>().map_err(|_| "is out of range".to_owned())
+}
+
+/// The longest number literal read as an integer; an i64 has 19 digits, so anything longer is noise.
+const MAX_INTEGER_LITERAL: usize = 64;
+
+/// The plain digits (with its sign) of a JSON number literal whose value is whole, exactly: `4.20e1` is `42`,
+/// `42.5` is refused. Not a number at all, or too long to be an i64, is refused too.
+fn whole_number_digits(text: &str) -> Result<String, String> {
+    let not_integer = || "must be an integer".to_owned();
+    if text.len() > MAX_INTEGER_LITERAL {
+        return Err("is out of range".to_owned());
+    }
+    let (sign, rest) = match text.strip_prefix('-') {
+        Some(rest) => ("-", rest),
+        None => ("", text),
+    };
+    let (mantissa, exponent) = match rest.split_once(['e', 'E']) {
+        Some((mantissa, exponent)) => (mantissa, exponent.parse::<i32>().map_err(|_| not_integer())?),
+        None => (rest, 0),
+    };
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits_only = |part: &str| part.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty() || !digits_only(whole) || !digits_only(fraction) || exponent.unsigned_abs() > 64 {
+        return Err(not_integer());
+    }
+    // All digits, and where the decimal point falls in them once the exponent moved it.
+    let all: String = [whole, fraction].concat();
+    let point = i32::try_from(whole.len()).map_err(|_| not_integer())? + exponent;
+    let point = usize::try_from(point.max(0)).map_err(|_| not_integer())?;
+    let (integer, dropped) = if point >= all.len() {
+        (format!("{all}{}", "0".repeat(point - all.len())), "")
+    } else {
+        (all[..point].to_owned(), &all[point..])
+    };
+    if dropped.bytes().any(|b| b != b'0') {
+        return Err(not_integer());
+    }
+    let integer = integer.trim_start_matches('0');
+    Ok(format!("{sign}{}", if integer.is_empty() { "0" } else { integer }))
 }
 
 #[cfg(test)]
@@ -127,8 +167,15 @@ mod tests {
         assert_eq!(parse_integer(&raw("42")), Ok(42));
         assert_eq!(parse_integer(&raw("\"42\"")), Ok(42));
         assert_eq!(parse_integer(&raw("-7")), Ok(-7));
-        assert!(parse_integer(&raw("1.0")).is_err());
-        assert!(parse_integer(&raw("1e3")).is_err());
+        assert_eq!(parse_integer(&raw("1.0")), Ok(1));
+        assert_eq!(parse_integer(&raw("1e3")), Ok(1000));
+        assert_eq!(parse_integer(&raw("4.20e1")), Ok(42));
+        assert_eq!(parse_integer(&raw("-7.000")), Ok(-7));
+        assert_eq!(parse_integer(&raw("0.0")), Ok(0));
+        assert!(parse_integer(&raw("1.5")).is_err());
+        assert!(parse_integer(&raw("15e-1")).is_err());
+        assert!(parse_integer(&raw("1e999999")).is_err());
+        assert!(parse_integer(&raw("\"1.0\"")).is_err());
         assert!(parse_integer(&raw("true")).is_err());
         assert!(parse_integer(&raw("\"\"")).is_err());
         assert_eq!(parse_integer(&raw("99999999999999999999")), Err("is out of range".to_owned()));

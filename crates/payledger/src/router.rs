@@ -99,6 +99,9 @@ pub const ROUTES: &[Route] = &[
     route(Method::GET,    "/assets/redoc.standalone.js",            "docs::redoc_js",               READ),
 ];
 
+/// The bank's webhook, whose signature the configuration decides.
+const BANK_WEBHOOK: &str = "/api/webhook/bank/";
+
 /// The swagger UI's own files, under one prefix; read like the rest of the documentation.
 const SWAGGER_PREFIX: &str = "/api/schema/swagger";
 
@@ -153,7 +156,18 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
         (name = "auth", description = "Access and refresh tokens"),
         (name = "users", description = "Admin only: the users of the API and the console, and the audit log"),
         (name = "operations", description = "Health and monitoring"),
-    )
+    ),
+    // Schemas that only parameters name: the router registers the ones bodies and answers use.
+    components(schemas(
+        crate::api::schema::IdText,
+        crate::api::schema::IdempotencyKeyText,
+        crate::api::schema::InnText,
+        crate::api::balances::HistorySortName,
+        crate::api::balances::SortOrder,
+        crate::api::payouts::PayoutStatusName,
+        crate::api::payouts::PayoutOrderingName,
+        crate::api::jobs::JobStatusName,
+    ))
 )]
 struct ApiDoc;
 
@@ -186,7 +200,35 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     // Nest under /api before splitting, so the spec's paths carry the prefix.
     let (router, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api", api).split_for_parts();
     document_security(&mut openapi);
+    name_operations(&mut openapi);
+    docs::document_common_responses(&mut openapi, gate, REQUEST_TIMEOUT);
+    docs::document_links(&mut openapi);
     (router, openapi)
+}
+
+/// Names every operation after its row's handler, `module_function` (`payouts_create`): operationIds must be
+/// unique, and `users::create` and `payouts::create` share a function name.
+fn name_operations(openapi: &mut utoipa::openapi::OpenApi) {
+    for (path, item) in openapi.paths.paths.iter_mut() {
+        let operations = [
+            (Method::GET, &mut item.get),
+            (Method::POST, &mut item.post),
+            (Method::PATCH, &mut item.patch),
+            (Method::PUT, &mut item.put),
+            (Method::DELETE, &mut item.delete),
+        ];
+        for (method, operation) in operations {
+            let Some(operation) = operation else { continue };
+            if let Some(row) = ROUTES.iter().find(|row| row.method == method && row.path == path) {
+                operation.operation_id = Some(operation_id(row.handler));
+            }
+        }
+    }
+}
+
+/// The operationId of a handler named `module::function`.
+pub fn operation_id(handler: &str) -> String {
+    handler.replace("::", "_")
 }
 
 /// Writes the access rules ([`ROUTES`]) into the spec: the security schemes, and on every
@@ -220,6 +262,14 @@ fn document_security(openapi: &mut utoipa::openapi::OpenApi) {
             let Some(operation) = operation else { continue };
             let (security, note) = match gate(&method, path) {
                 Gate::Open => (vec![SecurityRequirement::default()], "No authentication.".to_owned()),
+                // The bank's notices need a signature only once a webhook secret is configured (production
+                // requires one); the gateway's callbacks always do.
+                Gate::Signed if path == BANK_WEBHOOK => (
+                    vec![SecurityRequirement::new("signature", Vec::<String>::new()), SecurityRequirement::default()],
+                    "Authenticated by its HMAC signature, not by a user, whenever a webhook secret is configured \
+                     (always in production); unsigned notices are accepted only without one."
+                        .to_owned(),
+                ),
                 Gate::Signed => (
                     vec![SecurityRequirement::new("signature", Vec::<String>::new())],
                     "Authenticated by its HMAC signature, not by a user.".to_owned(),
@@ -336,8 +386,11 @@ mod tests {
         for (method, path, operation_id) in operations {
             let row = ROUTES.iter().find(|row| row.method == method && row.path == path);
             let Some(row) = row else { panic!("{method} {path} is not in ROUTES") };
-            let function = row.handler.rsplit("::").next().unwrap_or_default();
-            assert_eq!(function, operation_id, "{method} {path}: the table names another handler");
+            assert_eq!(
+                super::operation_id(row.handler),
+                operation_id,
+                "{method} {path}: the table names another handler"
+            );
         }
     }
 

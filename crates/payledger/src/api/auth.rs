@@ -35,6 +35,24 @@ pub struct TokenPair {
     pub refresh: String,
 }
 
+/// A login, as documented for clients.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct LoginBody {
+    /// The login name.
+    username: String,
+    /// The password.
+    password: String,
+}
+
+/// A refresh, as documented for clients.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct RefreshBody {
+    /// The refresh token of the last pair.
+    refresh: String,
+}
+
 /// Refuses a client address past its rate of token requests (password guessing).
 fn limit(state: &AppState, peer: SocketAddr) -> Result<(), ApiError> {
     state.login_limiter.check(&peer.ip(), std::time::Instant::now()).map_err(|wait| {
@@ -108,7 +126,7 @@ async fn issue(
     post,
     path = "/token/",
     tag = "auth",
-    request_body(content = Object, content_type = "application/json", example = json!({"username": "alice", "password": "…"})),
+    request_body(content = LoginBody, content_type = "application/json", example = json!({"username": "alice", "password": "…"})),
     responses(
         (status = 200, body = TokenPair),
         (status = 400, description = "Invalid data", body = ErrorBody),
@@ -146,7 +164,7 @@ pub async fn token(
     post,
     path = "/token/refresh/",
     tag = "auth",
-    request_body(content = Object, content_type = "application/json", example = json!({"refresh": "…"})),
+    request_body(content = RefreshBody, content_type = "application/json", example = json!({"refresh": "…"})),
     responses(
         (status = 200, body = TokenPair),
         (status = 400, description = "Invalid data", body = ErrorBody),

@@ -17,7 +17,8 @@ use utoipa::{IntoParams, ToSchema};
 use crate::AppState;
 use crate::api::JsonRubles;
 use crate::api::access::Caller;
-use crate::api::extract::{ApiQuery, json_body};
+use crate::api::extract::{ApiQuery, json_body, query_integer};
+use crate::api::schema::{IdText, IdempotencyKeyText, PositiveId, RubAmount};
 use crate::balances::Idempotency;
 use crate::engine::balances::{BalanceOutcome, OperationResult, Renderer};
 use crate::error::{ApiError, ErrorBody};
@@ -359,15 +360,15 @@ pub(crate) fn parse_transfer(bytes: &[u8]) -> Result<BalanceOperation, FieldErro
     finish(body, operation)
 }
 
-/// `{"user_id", "amount"}`, as documented for clients.
+/// `{"user_id", "amount"}`, as documented for clients. Other fields are ignored, as the original service did.
 #[derive(Debug, ToSchema)]
 #[allow(dead_code)]
 pub struct UserAmountBody {
-    /// The user: a positive integer.
-    #[schema(example = 1)]
+    /// The user: a positive integer (or a string of its digits).
+    #[schema(value_type = PositiveId, example = 1)]
     user_id: i64,
     /// Roubles, > 0, at most two decimals: a JSON number or a decimal string, read from its exact text.
-    #[schema(value_type = String, example = "100.00")]
+    #[schema(value_type = RubAmount, example = "100.00")]
     amount: String,
 }
 
@@ -376,16 +377,16 @@ pub struct UserAmountBody {
 #[allow(dead_code)]
 pub struct OrderAmountBody {
     /// The user paying for the order.
-    #[schema(example = 1)]
+    #[schema(value_type = PositiveId, example = 1)]
     user_id: i64,
     /// The service selling it.
-    #[schema(example = 101)]
+    #[schema(value_type = PositiveId, example = 101)]
     service_id: i64,
     /// The order.
-    #[schema(example = 1001)]
+    #[schema(value_type = PositiveId, example = 1001)]
     order_id: i64,
     /// Roubles, > 0, at most two decimals.
-    #[schema(value_type = String, example = "50.00")]
+    #[schema(value_type = RubAmount, example = "50.00")]
     amount: String,
 }
 
@@ -394,16 +395,16 @@ pub struct OrderAmountBody {
 #[allow(dead_code)]
 pub struct ReleaseBody {
     /// The user who reserved.
-    #[schema(example = 1)]
+    #[schema(value_type = PositiveId, example = 1)]
     user_id: i64,
     /// The service.
-    #[schema(example = 101)]
+    #[schema(value_type = PositiveId, example = 101)]
     service_id: i64,
     /// The order.
-    #[schema(example = 1001)]
+    #[schema(value_type = PositiveId, example = 1001)]
     order_id: i64,
-    /// If given, must equal the reserved amount.
-    #[schema(value_type = Option<String>, example = "50.00")]
+    /// If given (not null), must equal the reserved amount.
+    #[schema(value_type = Option<RubAmount>, example = "50.00")]
     amount: Option<String>,
 }
 
@@ -412,13 +413,13 @@ pub struct ReleaseBody {
 #[allow(dead_code)]
 pub struct TransferBody {
     /// Who pays.
-    #[schema(example = 1)]
+    #[schema(value_type = PositiveId, example = 1)]
     sender_id: i64,
-    /// Who is paid; must differ from the sender and already have an account.
-    #[schema(example = 2)]
+    /// Who is paid; must differ from the sender (400 otherwise) and already have an account.
+    #[schema(value_type = PositiveId, example = 2)]
     recipient_id: i64,
     /// Roubles, > 0, at most two decimals.
-    #[schema(value_type = String, example = "25.00")]
+    #[schema(value_type = RubAmount, example = "25.00")]
     amount: String,
 }
 
@@ -427,7 +428,7 @@ pub struct TransferBody {
     post,
     path = "/add_funds/",
     tag = "user balances",
-    params(("Idempotency-Key" = Option<String>, Header, description = "Up to 255 characters; a retry with the same key and body replays the first answer")),
+    params(("Idempotency-Key" = Option<IdempotencyKeyText>, Header, description = "Up to 255 characters; a retry with the same key and body replays the first answer")),
     request_body(content = UserAmountBody, content_type = "application/json", example = json!({"user_id": 1, "amount": 100})),
     responses(
         (status = 201, description = "Deposited", body = TransactionObject),
@@ -452,7 +453,7 @@ pub async fn add_funds(
     post,
     path = "/withdraw_funds/",
     tag = "user balances",
-    params(("Idempotency-Key" = Option<String>, Header, description = "Up to 255 characters")),
+    params(("Idempotency-Key" = Option<IdempotencyKeyText>, Header, description = "Up to 255 characters")),
     request_body(content = UserAmountBody, content_type = "application/json", example = json!({"user_id": 1, "amount": "10.00"})),
     responses(
         (status = 201, description = "Withdrawn", body = TransactionObject),
@@ -478,7 +479,7 @@ pub async fn withdraw_funds(
     post,
     path = "/reserve_funds/",
     tag = "user balances",
-    params(("Idempotency-Key" = Option<String>, Header, description = "Up to 255 characters")),
+    params(("Idempotency-Key" = Option<IdempotencyKeyText>, Header, description = "Up to 255 characters")),
     request_body(content = OrderAmountBody, content_type = "application/json", example = json!({"user_id": 1, "service_id": 101, "order_id": 1001, "amount": "50.00"})),
     responses(
         (status = 201, description = "Reserved", body = TransactionObject),
@@ -504,7 +505,7 @@ pub async fn reserve_funds(
     post,
     path = "/deduct_funds/",
     tag = "user balances",
-    params(("Idempotency-Key" = Option<String>, Header, description = "Up to 255 characters")),
+    params(("Idempotency-Key" = Option<IdempotencyKeyText>, Header, description = "Up to 255 characters")),
     request_body(content = OrderAmountBody, content_type = "application/json", example = json!({"user_id": 1, "service_id": 101, "order_id": 1001, "amount": "50.00"})),
     responses(
         (status = 201, description = "Captured; counts toward the revenue report", body = TransactionObject),
@@ -530,7 +531,7 @@ pub async fn deduct_funds(
     post,
     path = "/unreserve_funds/",
     tag = "user balances",
-    params(("Idempotency-Key" = Option<String>, Header, description = "Up to 255 characters")),
+    params(("Idempotency-Key" = Option<IdempotencyKeyText>, Header, description = "Up to 255 characters")),
     request_body(content = ReleaseBody, content_type = "application/json", example = json!({"user_id": 1, "service_id": 101, "order_id": 1001})),
     responses(
         (status = 201, description = "Released", body = TransactionObject),
@@ -556,7 +557,7 @@ pub async fn unreserve_funds(
     post,
     path = "/transfer_funds/",
     tag = "user balances",
-    params(("Idempotency-Key" = Option<String>, Header, description = "Up to 255 characters")),
+    params(("Idempotency-Key" = Option<IdempotencyKeyText>, Header, description = "Up to 255 characters")),
     request_body(content = TransferBody, content_type = "application/json", example = json!({"sender_id": 1, "recipient_id": 2, "amount": "25.00"})),
     responses(
         (status = 201, description = "Transferred; both sides' lines", body = TransferAnswer),
@@ -579,8 +580,10 @@ pub async fn transfer_funds(
 
 /// Whose balance.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct BalanceQuery {
     /// The user.
+    #[param(required = true, value_type = IdText)]
     user_id: Option<String>,
 }
 
@@ -637,16 +640,43 @@ fn user_not_found(user: UserId) -> ApiError {
 
 /// Which page of a user's history.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
     /// `date` (default: the order operations were applied) or `amount`: by the line's signed effect on the
     /// available balance (`available_change`), so a withdrawal sorts below a deposit.
+    #[param(value_type = Option<HistorySortName>)]
     sort: Option<String>,
     /// `desc` (default) or `asc`.
+    #[param(value_type = Option<SortOrder>)]
     order: Option<String>,
-    /// Lines per page, 1 to 500 (default 50).
-    limit: Option<i64>,
-    /// The `next_cursor` of the previous page.
+    /// Lines per page, 1 to 500 (default 50); outside that, 400 naming `limit`.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 500)]
+    limit: Option<String>,
+    /// The `next_cursor` of the previous page, with the same `sort` and `order`.
+    #[param(pattern = "^(64617465|616d6f756e74)3a(617363|64657363)3a(2d)?(3[0-9]){1,18}3a(3[0-9]){1,18}$")]
     cursor: Option<String>,
+}
+
+/// How a history is sorted.
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum HistorySortName {
+    /// The order the operations were applied.
+    Date,
+    /// The signed change of the available balance.
+    Amount,
+}
+
+/// Newest (or largest) first, or the reverse.
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum SortOrder {
+    /// Descending.
+    Desc,
+    /// Ascending.
+    Asc,
 }
 
 /// A page of a user's history.
@@ -692,10 +722,10 @@ fn sort_name(sort: HistorySort) -> &'static str {
     get,
     path = "/users/{user_id}/transactions/",
     tag = "user balances",
-    params(("user_id" = i64, Path, description = "The user"), HistoryQuery),
+    params(("user_id" = IdText, Path, description = "The user"), HistoryQuery),
     responses(
         (status = 200, body = HistoryAnswer),
-        (status = 400, description = "Invalid sort, order, limit or cursor", body = ErrorBody),
+        (status = 400, description = "Invalid user_id, sort, order, limit or cursor; `details` names it", body = ErrorBody),
         (status = 404, description = "The user has no account", body = ErrorBody),
     )
 )]
@@ -715,10 +745,7 @@ pub async fn history(
         Some("asc") => false,
         Some(_) => return Err(ApiError::field("order", "must be asc or desc")),
     };
-    let limit = query.limit.unwrap_or(DEFAULT_HISTORY_PAGE);
-    if !(1..=MAX_HISTORY_PAGE).contains(&limit) {
-        return Err(ApiError::field("limit", format!("must be between 1 and {MAX_HISTORY_PAGE}")));
-    }
+    let limit = query_integer("limit", query.limit.as_deref(), DEFAULT_HISTORY_PAGE, 1..=MAX_HISTORY_PAGE)?;
     let after = query.cursor.as_deref().map(|cursor| decode_cursor(cursor, sort, descending)).transpose()?;
     // One line more than asked tells whether another page exists, so the last page has no next cursor.
     let page = HistoryPage { sort, descending, after, limit: limit + 1 };

@@ -55,3 +55,21 @@ pub async fn json_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<
         Err(_) => Err(ApiError::field("body", "could not be read")),
     }
 }
+
+/// An integer query parameter within `bounds`: `default` when absent, 400 naming the parameter when it is not
+/// a whole number or lies outside the bounds (never clamped, so a client learns its page is not the size it
+/// asked for).
+pub fn query_integer(
+    name: &str,
+    text: Option<&str>,
+    default: i64,
+    bounds: std::ops::RangeInclusive<i64>,
+) -> Result<i64, ApiError> {
+    let Some(text) = text else { return Ok(default) };
+    let out_of_range = || ApiError::field(name, format!("must be between {} and {}", bounds.start(), bounds.end()));
+    let value: i64 = text.parse().map_err(|_| match text.trim_start_matches(['-', '+']) {
+        digits if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) => out_of_range(),
+        _ => ApiError::field(name, "must be a whole number"),
+    })?;
+    if bounds.contains(&value) { Ok(value) } else { Err(out_of_range()) }
+}

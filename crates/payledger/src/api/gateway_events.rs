@@ -23,11 +23,20 @@ pub struct GatewayEventBody {
     /// The payout (the idempotency key the gateway was given).
     payout_id: Uuid,
     /// `returned`: the money came back after the payout completed.
-    #[schema(example = "returned")]
+    #[schema(value_type = GatewayEventName, example = "returned")]
     event: String,
-    /// Why, for the payout's history.
-    #[schema(example = "account closed")]
+    /// Why, for the payout's history: at most 500 characters, no control characters but newline and tab.
+    #[schema(example = "account closed", max_length = 500, pattern = r"^[^\x00-\x08\x0b-\x1f\x7f-\x9f]*$")]
     reason: Option<String>,
+}
+
+/// What the gateway reports.
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum GatewayEventName {
+    /// The money came back after the payout completed.
+    Returned,
 }
 
 /// The payment gateway reports a completed payout returned.

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::api::access::Caller;
-use crate::api::extract::ApiQuery;
+use crate::api::extract::{ApiQuery, query_integer};
 use crate::api::payouts::{PayoutAnswer, answer_with, audit_actor, changed_payout};
 use crate::error::{ApiError, ErrorBody};
 use crate::store::payouts::JobRow;
@@ -19,11 +19,32 @@ use crate::timefmt::serde_rfc3339;
 
 /// Which jobs.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct JobQuery {
     /// `dead` (default), `queued` or `done`.
+    #[param(value_type = Option<JobStatusName>)]
     status: Option<String>,
-    /// At most this many, newest first (default 50, at most 500).
-    limit: Option<i64>,
+    /// At most this many, newest first: 1 to 500 (default 50); outside that, 400 naming `limit`.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 500)]
+    limit: Option<String>,
+}
+
+/// The default number of jobs listed.
+const DEFAULT_JOB_PAGE: i64 = 50;
+/// The most jobs one list holds.
+const MAX_JOB_PAGE: i64 = 500;
+
+/// A job's status.
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum JobStatusName {
+    /// Failed for good; may be retried.
+    Dead,
+    /// Waiting to run.
+    Queued,
+    /// Finished.
+    Done,
 }
 
 /// A job of the queue.
@@ -85,10 +106,7 @@ pub async fn jobs(
     if !["dead", "queued", "done"].contains(&status) {
         return Err(ApiError::field("status", "must be dead, queued or done"));
     }
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::field("limit", "must be between 1 and 500"));
-    }
+    let limit = query_integer("limit", query.limit.as_deref(), DEFAULT_JOB_PAGE, 1..=MAX_JOB_PAGE)?;
     Ok(Json(state.store.list_jobs(status, limit).await?.into_iter().map(JobAnswer::from).collect()))
 }
 
@@ -101,6 +119,7 @@ pub async fn jobs(
     params(("id" = i64, Path, description = "The dead job")),
     responses(
         (status = 200, description = "The payout, pending again", body = PayoutAnswer),
+        (status = 400, description = "The id is not a whole number", body = ErrorBody),
         (status = 404, description = "No such job", body = ErrorBody),
         (status = 409, description = "The job is not dead, or its payout is not failed (or its source is short)", body = ErrorBody),
     )
@@ -108,8 +127,10 @@ pub async fn jobs(
 pub async fn retry_job(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<i64>,
+    Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    // Parsed here so a malformed id is a JSON 400 naming `id`, not axum's plain-text rejection.
+    let id: i64 = id.parse().map_err(|_| ApiError::field("id", "must be a whole number"))?;
     let job = state.store.job(id).await?.ok_or(ApiError::NotFound("Job not found"))?;
     if job.status != "dead" {
         return Err(ApiError::Conflict { code: "job_not_dead", message: format!("job {id} is {}", job.status) });

@@ -11,6 +11,7 @@ pub mod jobs;
 pub mod organizations;
 pub mod payouts;
 pub mod reports;
+pub mod schema;
 pub mod users;
 pub mod webhook;
 

@@ -9,7 +9,8 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::api::JsonRubles;
-use crate::api::extract::ApiQuery;
+use crate::api::extract::{ApiQuery, query_integer};
+use crate::api::schema::InnText;
 use crate::error::{ApiError, ErrorBody};
 use crate::timefmt::serde_rfc3339;
 
@@ -39,7 +40,7 @@ fn parse_inn(text: &str) -> Result<Inn, ApiError> {
     get,
     path = "/organizations/{inn}/balance/",
     tag = "organizations",
-    params(("inn" = String, Path, description = "10 or 12 digits")),
+    params(("inn" = InnText, Path, description = "10 or 12 digits")),
     responses(
         (status = 200, body = BalanceAnswer),
         (status = 400, description = "Not an INN", body = ErrorBody),
@@ -54,11 +55,14 @@ pub async fn balance(State(state): State<AppState>, Path(inn): Path<String>) -> 
 
 /// Which page of the balance log.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LogQuery {
-    /// Rows per page, 1 to 500 (default 50).
-    limit: Option<i64>,
-    /// Return rows older than this cursor (the `next_cursor` of the previous page).
-    before: Option<i64>,
+    /// Rows per page, 1 to 500 (default 50); outside that, 400 naming `limit`.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 500)]
+    limit: Option<String>,
+    /// Return rows older than this cursor (the `next_cursor` of the previous page): a positive id.
+    #[param(value_type = Option<i64>, minimum = 1)]
+    before: Option<String>,
 }
 
 /// One change of an organization's balance.
@@ -104,10 +108,10 @@ pub struct BalanceLogPage {
     get,
     path = "/organizations/{inn}/balance-log/",
     tag = "organizations",
-    params(("inn" = String, Path, description = "10 or 12 digits"), LogQuery),
+    params(("inn" = InnText, Path, description = "10 or 12 digits"), LogQuery),
     responses(
         (status = 200, body = BalanceLogPage),
-        (status = 400, body = ErrorBody),
+        (status = 400, description = "Not an INN, or a bad `limit` or `before`; `details` names it", body = ErrorBody),
         (status = 404, description = "Organization not found", body = ErrorBody),
     )
 )]
@@ -117,14 +121,12 @@ pub async fn balance_log(
     ApiQuery(query): ApiQuery<LogQuery>,
 ) -> Result<Json<BalanceLogPage>, ApiError> {
     let inn = parse_inn(&inn)?;
-    let limit = query.limit.unwrap_or(DEFAULT_LOG_PAGE);
-    if !(1..=MAX_LOG_PAGE).contains(&limit) {
-        return Err(ApiError::field("limit", format!("must be between 1 and {MAX_LOG_PAGE}")));
-    }
-    if query.before.is_some_and(|before| before < 1) {
-        return Err(ApiError::field("before", "must be a positive cursor"));
-    }
-    let rows = state.store.balance_log(&inn, query.before, limit).await?.ok_or(ApiError::NotFound(NOT_FOUND))?;
+    let limit = query_integer("limit", query.limit.as_deref(), DEFAULT_LOG_PAGE, 1..=MAX_LOG_PAGE)?;
+    let before = match query.before.as_deref() {
+        None => None,
+        Some(text) => Some(query_integer("before", Some(text), 1, 1..=i64::MAX)?),
+    };
+    let rows = state.store.balance_log(&inn, before, limit).await?.ok_or(ApiError::NotFound(NOT_FOUND))?;
     let next_cursor = if rows.len() as i64 == limit { rows.last().map(|row| row.entry_id) } else { None };
     let results = rows
         .into_iter()

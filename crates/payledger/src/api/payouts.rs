@@ -20,7 +20,8 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::api::access::Caller;
 use crate::api::balances::{idempotency_key, json_response, stored};
-use crate::api::extract::{ApiQuery, json_body};
+use crate::api::extract::{ApiQuery, json_body, query_integer};
+use crate::api::schema::{IdempotencyKeyText, InnText, PositiveId};
 use crate::engine::payouts::{PayoutChange, PayoutError, PayoutOutcome};
 use crate::error::{ApiError, ErrorBody};
 use crate::fields::{FieldErrors, JsonObject, json_string, parse_integer};
@@ -207,25 +208,108 @@ fn render_created(result: &Result<PayoutView, PayoutError>) -> StoredResponse {
     }
 }
 
-/// The request body, as documented for clients.
-#[derive(Debug, ToSchema)]
+/// The request body, as documented for clients: one alternative per count of decimals of the currency, since
+/// `currency` decides how many decimals `amount` may have (2 for RUB, 0 for JPY, 3 for KWD).
+#[derive(Debug)]
+pub struct PayoutBody;
+
+impl utoipa::PartialSchema for PayoutBody {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        use crate::api::schema::{amount_schema, currencies_by_decimals, currency_schema, free_text_pattern};
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Ref, Type};
+        let mut one_of = OneOfBuilder::new().description(Some(
+            "A payout request. `amount` (> 0, a decimal string or a JSON number) has at most the decimals of \
+             `currency`; `description` is at most 500 characters without control characters but newline and tab; \
+             `source`, when given, draws the payout from `{\"organization_inn\": …}` or `{\"user_id\": …}`.",
+        ));
+        for (count, group) in currencies_by_decimals() {
+            let description = ObjectBuilder::new()
+                .schema_type(utoipa::openapi::schema::SchemaType::from_iter([Type::String, Type::Null]))
+                .max_length(Some(payledger_core::payout::MAX_DESCRIPTION_CHARS))
+                .pattern(Some(free_text_pattern()));
+            let source = OneOfBuilder::new()
+                .item(ObjectBuilder::new().schema_type(Type::Null))
+                .item(Ref::from_schema_name("SourceBody"));
+            one_of = one_of.item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Object)
+                    .property("amount", amount_schema(count))
+                    .property("currency", currency_schema(count, &group))
+                    .property("recipient_details", Ref::from_schema_name("RecipientBody"))
+                    .property("description", description)
+                    .property("source", source)
+                    .required("amount")
+                    .required("currency")
+                    .required("recipient_details"),
+            );
+        }
+        one_of.into()
+    }
+}
+
+impl ToSchema for PayoutBody {
+    fn schemas(schemas: &mut Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::Schema>)>) {
+        schemas.push((RecipientBody::name().into_owned(), <RecipientBody as utoipa::PartialSchema>::schema()));
+        schemas.push((SourceBody::name().into_owned(), <SourceBody as utoipa::PartialSchema>::schema()));
+        <RecipientBody as ToSchema>::schemas(schemas);
+        <SourceBody as ToSchema>::schemas(schemas);
+    }
+}
+
+/// Where a payout is sent. Numbers are checked further than a pattern can say: a card number must pass the
+/// Luhn check, and a bank account's control key must match its BIK (400 otherwise).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
 #[allow(dead_code)]
-pub struct PayoutBody {
-    /// > 0, at most the currency's minor digits: a decimal string (or a JSON number, read from its text).
-    #[schema(value_type = String, example = "1500.00")]
-    amount: String,
-    /// An active ISO 4217 code.
-    #[schema(example = "RUB")]
-    currency: String,
-    /// `{"type": "card", "number", "holder"}` or `{"type": "bank_account", "account_number", "bik", "holder"}`.
-    #[schema(value_type = Object, example = json!({"type": "card", "number": "4111111111111111", "holder": "Иван Иванов"}))]
-    recipient_details: String,
-    /// At most 500 characters.
-    #[schema(example = "Тестовая выплата")]
-    description: Option<String>,
-    /// Draw the payout from a ledger account: `{"organization_inn": "…"}` or `{"user_id": 1}`.
-    #[schema(value_type = Option<Object>, example = json!({"organization_inn": "7707083893"}))]
-    source: Option<String>,
+pub enum RecipientBody {
+    /// A payment card.
+    Card {
+        /// 13 to 19 digits (spaces are dropped) passing the Luhn check.
+        #[schema(pattern = "^ *([0-9] *){13,19}$", example = "4111111111111111")]
+        number: String,
+        /// The cardholder: 1 to 100 characters once trimmed, no control characters.
+        #[schema(schema_with = holder_schema)]
+        holder: String,
+    },
+    /// A Russian bank account.
+    BankAccount {
+        /// 20 digits whose control key matches `bik`.
+        #[schema(pattern = "^[0-9]{20}$", example = "40702810200000000001")]
+        account_number: String,
+        /// The bank's 9-digit identification code.
+        #[schema(pattern = "^[0-9]{9}$", example = "044525225")]
+        bik: String,
+        /// The account holder: 1 to 100 characters once trimmed, no control characters.
+        #[schema(schema_with = holder_schema)]
+        holder: String,
+    },
+}
+
+fn holder_schema() -> utoipa::openapi::Schema {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .pattern(Some(crate::api::schema::trimmed_name_pattern(payledger_core::payout::MAX_HOLDER_CHARS)))
+        .examples([serde_json::json!("Иван Иванов")])
+        .into()
+}
+
+/// The account a payout is drawn from: exactly one of the two.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum SourceBody {
+    /// An organization's account.
+    Organization {
+        /// Its INN.
+        #[schema(value_type = InnText)]
+        organization_inn: String,
+    },
+    /// A user's account.
+    User {
+        /// The user.
+        #[schema(value_type = PositiveId)]
+        user_id: i64,
+    },
 }
 
 /// Parses a payout request, reporting every bad field at once.
@@ -323,7 +407,7 @@ pub(crate) fn parse_payout(bytes: &[u8]) -> Result<PayoutRequest, FieldErrors> {
     post,
     path = "/v1/payouts/",
     tag = "payouts",
-    params(("Idempotency-Key" = Option<String>, Header, description = "Up to 255 characters; a retry with the same key and request replays the first answer (the request is fingerprinted with a keyed HMAC, as it holds a card number)")),
+    params(("Idempotency-Key" = Option<IdempotencyKeyText>, Header, description = "Up to 255 characters; a retry with the same key and request replays the first answer (the request is fingerprinted with a keyed HMAC, as it holds a card number)")),
     request_body(content = PayoutBody, content_type = "application/json", example = json!({
         "amount": "1500.00", "currency": "RUB",
         "recipient_details": {"type": "card", "number": "4111111111111111", "holder": "Иван Иванов"},
@@ -389,21 +473,77 @@ pub(super) fn audit_actor(caller: &Caller) -> Option<String> {
 
 /// List filters, ordering and page.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only this status.
+    #[param(value_type = Option<PayoutStatusName>)]
     status: Option<String>,
-    /// Only this currency.
+    /// Only this currency: an active ISO 4217 code, in any letter case.
+    #[param(schema_with = currency_param)]
     currency: Option<String>,
     /// Created at or after (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
     created_after: Option<String>,
     /// Created before (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
     created_before: Option<String>,
     /// `created_at`, `-created_at` (default), `amount` or `-amount`.
+    #[param(value_type = Option<PayoutOrderingName>)]
     ordering: Option<String>,
-    /// The page, from 1.
-    page: Option<i64>,
-    /// Payouts per page, 1 to 100 (default 20).
-    page_size: Option<i64>,
+    /// The page, from 1 (at most 10,000,000); outside that, 400 naming `page`.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 10000000)]
+    page: Option<String>,
+    /// Payouts per page, 1 to 100 (default 20); outside that, 400 naming `page_size`.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
+    page_size: Option<String>,
+}
+
+/// The most pages a payout list is read to.
+pub const MAX_PAGE: i64 = 10_000_000;
+
+fn currency_param() -> utoipa::openapi::Schema {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .pattern(Some(crate::api::schema::currency_pattern(&crate::api::schema::active_currencies())))
+        .examples([serde_json::json!("RUB")])
+        .into()
+}
+
+/// A payout's status.
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum PayoutStatusName {
+    /// Waiting for a worker.
+    Pending,
+    /// Sent to the gateway.
+    Processing,
+    /// Paid.
+    Completed,
+    /// Not paid.
+    Failed,
+    /// Cancelled before it was sent.
+    Cancelled,
+    /// Paid, then returned.
+    Returned,
+}
+
+/// How a payout list is ordered.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub enum PayoutOrderingName {
+    /// Oldest first.
+    #[schema(rename = "created_at")]
+    CreatedAt,
+    /// Newest first.
+    #[schema(rename = "-created_at")]
+    CreatedAtDesc,
+    /// Smallest first.
+    #[schema(rename = "amount")]
+    Amount,
+    /// Largest first.
+    #[schema(rename = "-amount")]
+    AmountDesc,
 }
 
 /// A page of payouts.
@@ -464,14 +604,8 @@ pub async fn list(
         Some("-amount") => PayoutOrdering::AmountDesc,
         Some(_) => return Err(ApiError::field("ordering", "must be created_at, -created_at, amount or -amount")),
     };
-    let page = query.page.unwrap_or(1);
-    if page < 1 {
-        return Err(ApiError::field("page", "must be 1 or more"));
-    }
-    let page_size = query.page_size.unwrap_or(DEFAULT_PAGE_SIZE);
-    if !(1..=MAX_PAGE_SIZE).contains(&page_size) {
-        return Err(ApiError::field("page_size", format!("must be between 1 and {MAX_PAGE_SIZE}")));
-    }
+    let page = query_integer("page", query.page.as_deref(), 1, 1..=MAX_PAGE)?;
+    let page_size = query_integer("page_size", query.page_size.as_deref(), DEFAULT_PAGE_SIZE, 1..=MAX_PAGE_SIZE)?;
     let filter = PayoutFilter {
         status,
         currency,
@@ -552,15 +686,42 @@ pub async fn detail(State(state): State<AppState>, Path(id): Path<String>) -> Re
     Ok(Json(PayoutAnswer::from_view(&view, Some(history))))
 }
 
-/// The fields a PATCH may change, as documented for clients.
+/// The fields a PATCH may change, as documented for clients; null means absent.
 #[derive(Debug, ToSchema)]
+#[schema(as = PatchBodyFields)]
 #[allow(dead_code)]
 pub struct PatchBody {
     /// `cancelled` (from pending) or `returned` (from completed); any other change is 409.
-    #[schema(example = "cancelled")]
+    #[schema(value_type = Option<PayoutStatusName>, example = "cancelled")]
     status: Option<String>,
-    /// A new description (pending only).
+    /// A new description (pending only): at most 500 characters, no control characters but newline and tab.
+    #[schema(max_length = 500, pattern = r"^[^\x00-\x08\x0b-\x1f\x7f-\x9f]*$")]
     description: Option<String>,
+}
+
+/// The PATCH body: its fields, at least one of them given (not null).
+pub struct PatchBodySchema;
+
+impl utoipa::PartialSchema for PatchBodySchema {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        use utoipa::openapi::schema::{AllOfBuilder, Ref};
+        AllOfBuilder::new()
+            .item(Ref::from_schema_name("PatchBodyFields"))
+            .item(crate::api::schema::at_least_one_of(&["status", "description"]))
+            .description(Some("A change of a payout: `status`, `description` or both"))
+            .into()
+    }
+}
+
+impl ToSchema for PatchBodySchema {
+    fn name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("PatchBody")
+    }
+
+    fn schemas(schemas: &mut Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::Schema>)>) {
+        schemas.push((PatchBody::name().into_owned(), <PatchBody as utoipa::PartialSchema>::schema()));
+        <PatchBody as ToSchema>::schemas(schemas);
+    }
 }
 
 /// Change a payout's status or description. Also served at `/api/payouts/{id}/`.
@@ -572,7 +733,7 @@ pub struct PatchBody {
     path = "/v1/payouts/{id}/",
     tag = "payouts",
     params(("id" = Uuid, Path, description = "The payout")),
-    request_body(content = PatchBody, content_type = "application/json", example = json!({"status": "cancelled"})),
+    request_body(content = PatchBodySchema, content_type = "application/json", example = json!({"status": "cancelled"})),
     responses(
         (status = 200, body = PayoutAnswer),
         (status = 400, description = "Invalid data", body = ErrorBody),

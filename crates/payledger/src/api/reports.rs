@@ -14,9 +14,10 @@ use crate::error::{ApiError, ErrorBody};
 
 /// Which month.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ReportQuery {
-    /// The month in UTC, `YYYY-MM`.
-    #[param(example = "2024-07")]
+    /// The month in UTC, `YYYY-MM` (up to 9999-11: a report needs the month after it).
+    #[param(required = true, value_type = String, pattern = "^(9999-(0[1-9]|1[01])|([0-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])-(0[1-9]|1[0-2]))$", example = "2024-07")]
     month: Option<String>,
 }
 

@@ -13,7 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::api::access::Caller;
-use crate::api::extract::{ApiQuery, json_body};
+use crate::api::extract::{ApiQuery, json_body, query_integer};
 use crate::auth::principals::{self, PrincipalError};
 use crate::auth::tokens::Role;
 use crate::error::{ApiError, ErrorBody};
@@ -70,6 +70,74 @@ async fn answer(state: &AppState, username: &str) -> Result<Json<UserAnswer>, Ap
     Ok(Json(UserAnswer::from(&row)))
 }
 
+/// A new user, as documented for clients.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct NewUserBody {
+    /// 1 to 150 letters, digits or `.-_@`.
+    #[schema(pattern = r"^[\p{L}\p{N}._@-]{1,150}$", example = "alice")]
+    username: String,
+    /// At least 12 characters.
+    #[schema(min_length = 12, example = "a long passphrase")]
+    password: String,
+    /// `viewer` (default), `operator` or `admin`.
+    #[schema(value_type = Option<RoleName>)]
+    role: Option<String>,
+}
+
+/// A role.
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum RoleName {
+    /// Reads.
+    Viewer,
+    /// Reads and moves money.
+    Operator,
+    /// Everything, users included.
+    Admin,
+}
+
+/// The fields a user change may give; null means absent.
+#[derive(Debug, ToSchema)]
+#[schema(as = UserChangeFields)]
+#[allow(dead_code)]
+pub struct UserChangeBody {
+    /// A new role.
+    #[schema(value_type = Option<RoleName>)]
+    role: Option<String>,
+    /// Whether the user may log in.
+    active: Option<bool>,
+    /// A new password: at least 12 characters.
+    #[schema(min_length = 12)]
+    password: Option<String>,
+}
+
+/// The user change body: at least one of its fields given.
+pub struct UserChangeSchema;
+
+impl utoipa::PartialSchema for UserChangeSchema {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        use utoipa::openapi::schema::{AllOfBuilder, Ref};
+        AllOfBuilder::new()
+            .item(Ref::from_schema_name("UserChangeFields"))
+            .item(crate::api::schema::at_least_one_of(&["role", "active", "password"]))
+            .description(Some("A change of a user: `role`, `active`, `password`, or several"))
+            .into()
+    }
+}
+
+impl ToSchema for UserChangeSchema {
+    fn name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("UserChange")
+    }
+
+    fn schemas(schemas: &mut Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::Schema>)>) {
+        schemas.push((UserChangeBody::name().into_owned(), <UserChangeBody as utoipa::PartialSchema>::schema()));
+        <UserChangeBody as ToSchema>::schemas(schemas);
+    }
+}
+
 /// List the users.
 #[utoipa::path(
     get,
@@ -90,7 +158,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<UserAnswer>>
     post,
     path = "/v1/users/",
     tag = "users",
-    request_body(content = Object, content_type = "application/json",
+    request_body(content = NewUserBody, content_type = "application/json",
         example = json!({"username": "alice", "password": "a long passphrase", "role": "operator"})),
     responses(
         (status = 201, body = UserAnswer),
@@ -126,7 +194,7 @@ pub async fn create(
     path = "/v1/users/{username}/",
     tag = "users",
     params(("username" = String, Path, description = "The login name")),
-    request_body(content = Object, content_type = "application/json",
+    request_body(content = UserChangeSchema, content_type = "application/json",
         example = json!({"role": "viewer", "active": false, "password": "a new long passphrase"})),
     responses(
         (status = 200, body = UserAnswer),
@@ -163,6 +231,7 @@ pub async fn patch(
 
 /// Audit log filters and page.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// Only this actor (a username, `cli`, `bootstrap` or `gateway`).
     actor: Option<String>,
@@ -170,11 +239,16 @@ pub struct AuditQuery {
     action: Option<String>,
     /// Only this target, e.g. `payout:0193…` or `user:alice`.
     target: Option<String>,
-    /// Only entries older than this id (the previous page's `next_before`).
-    before: Option<i64>,
-    /// Entries per page, 1 to 500 (default 100).
-    limit: Option<i64>,
+    /// Only entries older than this id (the previous page's `next_before`): a positive id.
+    #[param(value_type = Option<i64>, minimum = 1)]
+    before: Option<String>,
+    /// Entries per page, 1 to 500 (default 100); outside that, 400 naming `limit`.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 500)]
+    limit: Option<String>,
 }
+
+/// The default number of audit rows per page.
+const DEFAULT_AUDIT_PAGE: i64 = 100;
 
 /// One audit entry.
 #[derive(Debug, Serialize, ToSchema)]
@@ -227,15 +301,16 @@ pub async fn audit(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<AuditQuery>,
 ) -> Result<Json<AuditPage>, ApiError> {
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=MAX_AUDIT_PAGE).contains(&limit) {
-        return Err(ApiError::field("limit", format!("must be 1 to {MAX_AUDIT_PAGE}")));
-    }
+    let limit = query_integer("limit", query.limit.as_deref(), DEFAULT_AUDIT_PAGE, 1..=MAX_AUDIT_PAGE)?;
+    let before = match query.before.as_deref() {
+        None => None,
+        Some(text) => Some(query_integer("before", Some(text), 1, 1..=i64::MAX)?),
+    };
     let filter = AuditFilter {
         actor: query.actor,
         action: query.action,
         target: query.target,
-        before_id: query.before,
+        before_id: before,
         limit: limit + 1,
     };
     let mut rows = state.store.audit_rows(&filter).await?;

@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::api::extract::{is_json, is_length_limit};
+use crate::api::schema::{InnText, RubAmount};
 use crate::config::ConflictPolicy;
 use crate::engine::batch::WriteOutcome;
 use crate::error::{ApiError, ErrorBody};
@@ -36,17 +37,38 @@ pub struct BankNoticeBody {
     #[schema(example = "ccf0a86d-041b-4991-bcf7-e2352f7b8a4a", format = Uuid)]
     operation_id: String,
     /// Roubles, > 0, at most two decimals: a JSON number or a decimal string, read from its exact text.
-    #[schema(value_type = String, example = 145000)]
+    #[schema(value_type = RubAmount, example = 145000)]
     amount: String,
     /// The payer's INN: 10 or 12 digits.
-    #[schema(example = "1234567890", pattern = "^([0-9]{10}|[0-9]{12})$")]
+    #[schema(value_type = InnText, example = "1234567890")]
     payer_inn: String,
-    /// The payment document's number.
-    #[schema(example = "PAY-328")]
+    /// The payment document's number: not blank, no control characters, at most 128 characters.
+    #[schema(example = "PAY-328", max_length = 128, schema_with = document_number_schema)]
     document_number: String,
-    /// The payment document's date, RFC 3339.
-    #[schema(example = "2024-04-27T21:00:00Z", format = DateTime)]
+    /// The payment document's date, RFC 3339, in the years 1900 to 9999 once converted to UTC.
+    #[schema(example = "2024-04-27T21:00:00Z", schema_with = document_date_schema)]
     document_date: String,
+}
+
+fn document_number_schema() -> utoipa::openapi::Schema {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .pattern(Some(crate::api::schema::visible_text_pattern()))
+        .max_length(Some(payledger_core::bank::MAX_DOCUMENT_NUMBER_LEN))
+        .examples([serde_json::json!("PAY-328")])
+        .into()
+}
+
+fn document_date_schema() -> utoipa::openapi::Schema {
+    use utoipa::openapi::{KnownFormat, SchemaFormat};
+    // The years 1901 to 9998 in any offset; 1900 and 9999 may leave the range once converted to UTC, so the
+    // spec keeps to the years that never do.
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+        .pattern(Some("^(190[1-9]|19[1-9][0-9]|[2-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])-"))
+        .examples([serde_json::json!("2024-04-27T21:00:00Z")])
+        .into()
 }
 
 /// Receive a bank payment notice.
