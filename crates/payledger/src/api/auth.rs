@@ -131,7 +131,7 @@ async fn issue(
         (status = 200, body = TokenPair),
         (status = 400, description = "Invalid data", body = ErrorBody),
         (status = 401, description = "Invalid username or password", body = ErrorBody),
-        (status = 429, description = "Too many requests from this address; see Retry-After", body = ErrorBody),
+        (status = 429, description = "Too many requests from this address, or for this username from any address; see Retry-After", body = ErrorBody),
     )
 )]
 pub async fn token(
