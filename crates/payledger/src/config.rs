@@ -110,6 +110,10 @@ pub struct ServeArgs {
     /// Requests per minute one client address may make to the token endpoints (429 past it).
     #[arg(long, env = "PAYLEDGER_LOGIN_RATE_PER_MINUTE", default_value_t = 10)]
     pub login_rate_per_minute: u32,
+    /// The longest a request may take, in seconds: past it, 503 `unconfirmed` with `Retry-After` (a write
+    /// may still be applied, so the client resends it with the same key).
+    #[arg(long, env = "PAYLEDGER_REQUEST_TIMEOUT_SECONDS", default_value_t = 30)]
+    pub request_timeout_seconds: u64,
     /// The first admin's name, created on the first start when there are no users.
     #[arg(long, env = "PAYLEDGER_ADMIN_USERNAME")]
     pub admin_username: Option<String>,
@@ -304,6 +308,10 @@ const DEFAULT_PASSWORDS: [&str; 8] = [
 /// The shortest payment-gateway secret production accepts, in bytes.
 pub const MIN_GATEWAY_SECRET_LEN: usize = 32;
 
+/// How long a request may take by default before it is answered 503 `unconfirmed`
+/// (`PAYLEDGER_REQUEST_TIMEOUT_SECONDS`).
+pub const DEFAULT_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The shortest webhook secret production accepts, in bytes.
 pub const MIN_WEBHOOK_SECRET_LEN: usize = 16;
 
@@ -341,6 +349,8 @@ pub struct Settings {
     pub tokens: TokenSettings,
     /// Payout processing.
     pub payouts: PayoutSettings,
+    /// The longest a request may take before it is answered 503.
+    pub request_timeout: std::time::Duration,
 }
 
 /// Payout processing, resolved from [`PayoutArgs`].
@@ -442,6 +452,7 @@ impl Settings {
             admin: None,
             tokens: TokenSettings::default(),
             payouts: PayoutSettings::default(),
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
         }
     }
 }

@@ -112,6 +112,10 @@ pub enum ApiError {
     /// 503 `unavailable`: the database failed; the detail goes to the log only (`Retry-After: 1`).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// 503 `unconfirmed`: the request took longer than the request timeout (the database is slow or away).
+    /// A write may still be applied after this answer, so its outcome is unknown: resend with the same key.
+    #[error("the request timed out")]
+    TimedOut,
 }
 
 impl ApiError {
@@ -177,7 +181,7 @@ impl ApiError {
             ApiError::Engine(EngineError::Overloaded) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "overloaded", "Service overloaded, retry later".into())
             }
-            ApiError::Engine(EngineError::Unconfirmed) => (
+            ApiError::Engine(EngineError::Unconfirmed) | ApiError::TimedOut => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unconfirmed",
                 "The outcome is not confirmed; retry with the same Idempotency-Key".into(),
@@ -350,6 +354,14 @@ mod tests {
         let response = panic_response(Box::new("boom"));
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(body_text(response).await, r#"{"error":"Internal error","code":"internal"}"#);
+    }
+
+    #[tokio::test]
+    async fn a_timed_out_request_is_unconfirmed_with_retry_after() {
+        let response = ApiError::TimedOut.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers().get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()), Some("1"));
+        assert!(body_text(response).await.contains(r#""code":"unconfirmed""#));
     }
 
     #[tokio::test]

@@ -79,6 +79,8 @@ pub struct App {
     pub redoc_html: Arc<String>,
     /// The Prometheus handle.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// The longest a request may take before it is answered 503 (`PAYLEDGER_REQUEST_TIMEOUT_SECONDS`).
+    pub request_timeout: std::time::Duration,
 }
 
 /// Connects to the database, migrates it, and seeds demo organizations if it is empty.
@@ -259,6 +261,7 @@ pub async fn launch(
         redoc_html: Arc::new(api::docs::redoc_html(&openapi)),
         openapi: Arc::new(openapi),
         metrics: telemetry::metrics_handle(),
+        request_timeout: settings.request_timeout,
     });
     let app = axum::middleware::map_request(|request| async move { router::add_trailing_slash(request) })
         .layer(router::app(state));

@@ -53,6 +53,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             login_attempts_per_minute: serve.login_rate_per_minute,
         },
         payouts: payout_args.settings()?,
+        request_timeout: std::time::Duration::from_secs(serve.request_timeout_seconds.max(1)),
     };
     match cli.command.unwrap_or(Command::Serve(serve.clone())) {
         Command::Serve(_) => {

@@ -29,6 +29,9 @@ use batch::{AccountMap, Claims, WriteCommand, WriteOutcome, decide, notice_claim
 pub const MAX_BATCH_COMMANDS: usize = 1024;
 /// How many commands may wait for the writer before new ones are refused with 503.
 pub const QUEUE_CAPACITY: usize = 32_768;
+/// How many times a batch runs again after its connection turned out dead (a database restart leaves every
+/// pooled connection dead; each fails once, fast).
+const LOST_CONNECTION_RERUNS: usize = 8;
 
 /// Why the engine could not give a command an outcome. Every variant means "retry"; only a command that
 /// carries its own key (an idempotency key, a bank operation id) is then applied at most once.
@@ -217,16 +220,7 @@ impl Writer {
             let started = Instant::now();
             let (commands, replies): (Vec<WriteCommand>, Vec<_>) =
                 queued.drain(..).map(|q| (q.command, q.reply)).unzip();
-            let result = match self.apply(&commands).await {
-                // Another instance committed a row with a key this batch also inserts (the same reservation,
-                // say) after this batch looked. Nothing was applied; run the batch again, and this time it
-                // finds that row and decides accordingly.
-                Err(failure) if !failure.committing && failure.error.is_unique_violation() => {
-                    tracing::debug!(error = %failure.error, "ledger batch raced another instance; running it again");
-                    self.apply(&commands).await
-                }
-                result => result,
-            };
+            let result = self.apply_rerunning(&commands).await;
             // The batch is at most MAX_BATCH_COMMANDS long, so it fits a u32 exactly.
             metrics::histogram!("payledger_ledger_batch_commands")
                 .record(u32::try_from(commands.len()).unwrap_or(u32::MAX));
@@ -234,9 +228,9 @@ impl Writer {
             match result {
                 Ok(outcomes) => answer(replies, outcomes),
                 // A statement failed before the commit, so the batch was rolled back. One bad command must not
-                // cost the others their answer: retry each alone, so only the command that fails gets 503. A
-                // lost connection is an outage, not a bad command: retrying 1024 commands would only delay
-                // every answer.
+                // cost the others their answer: retry each alone, so only the command that fails gets 503. An
+                // outage (a lost connection, a shutdown, a lock timeout, a full disk) is not a bad command:
+                // retrying 1024 commands would only delay every answer.
                 Err(failure) if commands.len() > 1 && !failure.committing && !failure.error.is_connection_failure() => {
                     tracing::warn!(error = %failure.error, commands = commands.len(), "ledger batch failed; retrying its commands one by one");
                     for (command, reply) in commands.into_iter().zip(replies) {
@@ -257,6 +251,35 @@ impl Writer {
             }
         }
         tracing::info!("ledger writer stopped");
+    }
+
+    /// Applies a batch, running it again where that is safe and likely to succeed: once after it lost a
+    /// unique-key race to another instance, and up to [`LOST_CONNECTION_RERUNS`] times after its pooled
+    /// connection turned out dead. Either way it failed before its COMMIT was sent, so nothing was applied.
+    async fn apply_rerunning(&mut self, commands: &[WriteCommand]) -> Result<Vec<WriteOutcome>, BatchFailure> {
+        let mut result = self.apply(commands).await;
+        // Another instance committed a row with a key this batch also inserts (the same reservation, say)
+        // after this batch looked. Run the batch again: this time it finds that row and decides accordingly.
+        if let Err(failure) = &result
+            && !failure.committing
+            && failure.error.is_unique_violation()
+        {
+            tracing::debug!(error = %failure.error, "ledger batch raced another instance; running it again");
+            result = self.apply(commands).await;
+        }
+        // The database restarted since the pool opened its connections: each of them fails once, fast. Run
+        // the batch again on the next one rather than answer 503 to every caller for a connection the pool
+        // then drops. Once the dead ones are gone, a database that is still away fails the acquire instead.
+        for _ in 0..LOST_CONNECTION_RERUNS {
+            match &result {
+                Err(failure) if !failure.committing && failure.error.is_lost_connection() => {
+                    tracing::warn!(error = %failure.error, "ledger batch lost its connection; running it again");
+                    result = self.apply(commands).await;
+                }
+                _ => break,
+            }
+        }
+        result
     }
 
     async fn apply(&mut self, commands: &[WriteCommand]) -> Result<Vec<WriteOutcome>, BatchFailure> {

@@ -14,6 +14,7 @@ mod balances;
 mod console;
 mod crash;
 mod docs;
+mod faults;
 mod gateway;
 mod layout;
 mod login_limits;
