@@ -148,6 +148,11 @@ pub struct ServeArgs {
     /// Requests per minute one client address may make to the token endpoints (429 past it).
     #[arg(long, env = "PAYLEDGER_LOGIN_RATE_PER_MINUTE", default_value_t = 10)]
     pub login_rate_per_minute: u32,
+    /// Failed password checks per minute at one username from all addresses together (token requests, Basic
+    /// verifications, console logins; 429 past it, even for the right password). Larger than the per-address
+    /// rate so that one address cannot lock an account out; a right password never counts.
+    #[arg(long, env = "PAYLEDGER_LOGIN_FAILURES_PER_USERNAME_PER_MINUTE", default_value_t = 50)]
+    pub login_failures_per_username_per_minute: u32,
     /// The longest a request may take, in seconds: past it, 503 `unconfirmed` with `Retry-After` (a write
     /// may still be applied, so the client resends it with the same key).
     #[arg(long, env = "PAYLEDGER_REQUEST_TIMEOUT_SECONDS", default_value_t = 30)]
@@ -184,6 +189,8 @@ pub struct TokenSettings {
     pub refresh_ttl: std::time::Duration,
     /// Requests per minute one client address may make to the token endpoints.
     pub login_attempts_per_minute: u32,
+    /// Failed password checks per minute at one username, from any addresses (token, Basic, console).
+    pub login_failures_per_username_per_minute: u32,
 }
 
 impl std::fmt::Debug for TokenSettings {
@@ -203,6 +210,7 @@ impl Default for TokenSettings {
             access_ttl: std::time::Duration::from_secs(900),
             refresh_ttl: std::time::Duration::from_secs(1_209_600),
             login_attempts_per_minute: 10,
+            login_failures_per_username_per_minute: 50,
         }
     }
 }

@@ -256,9 +256,10 @@ pub async fn launch(
             std::time::Duration::from_secs(60),
         ),
         username_limiter: auth::ratelimit::UsernameLimiter::new(
-            settings.tokens.login_attempts_per_minute,
+            settings.tokens.login_failures_per_username_per_minute,
             std::time::Duration::from_secs(60),
-        ),
+        )
+        .context("generating the username limiter's key")?,
         redoc_html: Arc::new(api::docs::redoc_html(&openapi)),
         openapi: Arc::new(openapi),
         metrics: telemetry::metrics_handle(),

@@ -52,6 +52,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             access_ttl: std::time::Duration::from_secs(serve.access_token_ttl_seconds.max(1)),
             refresh_ttl: std::time::Duration::from_secs(serve.refresh_token_ttl_seconds.max(1)),
             login_attempts_per_minute: serve.login_rate_per_minute,
+            login_failures_per_username_per_minute: serve.login_failures_per_username_per_minute,
         },
         payouts: payout_args.settings()?,
         request_timeout: std::time::Duration::from_secs(serve.request_timeout_seconds.max(1)),

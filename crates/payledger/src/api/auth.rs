@@ -16,6 +16,7 @@ use crate::AppState;
 use crate::api::extract::json_body;
 use crate::auth::principals::password_matches;
 use crate::auth::tokens::{Role, random_secret, secret_hash};
+use crate::auth::ratelimit::Attempt;
 use crate::error::{ApiError, ErrorBody};
 use crate::fields::{JsonObject, json_string};
 use crate::store::PrincipalRow;
@@ -61,10 +62,12 @@ fn limit(state: &AppState, peer: SocketAddr) -> Result<(), ApiError> {
     })
 }
 
-/// Refuses a username past its rate of password checks, from whatever addresses they come (the same 429).
-pub(crate) fn limit_username(state: &AppState, username: &str) -> Result<(), ApiError> {
-    state.username_limiter.check_username(username, std::time::Instant::now()).map_err(|wait| {
-        tracing::warn!(username, "password checks for one username rate-limited");
+/// Refuses a username past its rate of failed password checks, from whatever addresses they come (the same
+/// 429); else the attempt, to give back with `succeeded` if the password is right. The username is not logged:
+/// it is attacker-chosen text, sometimes a password typed in the wrong field.
+pub(crate) fn limit_username(state: &AppState, username: &str) -> Result<Attempt, ApiError> {
+    state.username_limiter.attempt(username, std::time::Instant::now()).map_err(|wait| {
+        tracing::warn!("failed password checks for one username rate-limited");
         ApiError::TooManyRequests(wait.as_secs())
     })
 }
@@ -131,7 +134,7 @@ async fn issue(
         (status = 200, body = TokenPair),
         (status = 400, description = "Invalid data", body = ErrorBody),
         (status = 401, description = "Invalid username or password", body = ErrorBody),
-        (status = 429, description = "Too many requests from this address, or for this username from any address; see Retry-After", body = ErrorBody),
+        (status = 429, description = "Too many requests from this address, or failed logins for this username from any address; see Retry-After", body = ErrorBody),
     )
 )]
 pub async fn token(
@@ -141,7 +144,7 @@ pub async fn token(
     body: Body,
 ) -> Result<Json<TokenPair>, ApiError> {
     let [username, password] = string_fields(&state, peer, &headers, body, ["username", "password"]).await?;
-    limit_username(&state, &username)?;
+    let attempt = limit_username(&state, &username)?;
     let user = match crate::auth::principals::check_username(&username) {
         Ok(()) => state.store.principal(&username).await?,
         Err(_) => None,
@@ -151,6 +154,7 @@ pub async fn token(
     let matches = tokio::task::spawn_blocking(move || password_matches(&password, &hash)).await.unwrap_or(false);
     match user {
         Some(user) if matches && user.active => {
+            state.username_limiter.succeeded(attempt);
             let family = Uuid::new_v4().to_string();
             Ok(Json(issue(&state, &user, &family, None).await?))
         }

@@ -89,6 +89,7 @@ fn document_date_schema() -> utoipa::openapi::Schema {
         (status = 409, description = "Known operation_id with different data (reject policy only)", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Not application/json", body = ErrorBody),
+        (status = 422, description = "`ledger_refused`: the ledger refused the credit (an overflowing balance); the notice is recorded as failed, is never credited later, and every exact replay gets this same answer", body = ErrorBody),
         (status = 503, description = "Nothing was applied; retry", body = ErrorBody),
     )
 )]

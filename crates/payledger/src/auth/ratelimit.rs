@@ -1,8 +1,8 @@
-//! Rate limits for the endpoints that guess-resistant secrets depend on (login, token refresh): per client
-//! address, and per username, so that an attacker with many addresses gets no more guesses at one account than
-//! one address gets.
+//! Rate limits for the endpoints that guess-resistant secrets depend on (login, token refresh): every request per
+//! client address, and failed password checks per username, so that an attacker with many addresses gets a
+//! bounded number of guesses at one account.
 //!
-//! A fixed window per key: at most `limit` requests per `window`. Kept in memory per process, bounded in size:
+//! A fixed window per key: at most `limit` counts per `window`. Kept in memory per process, bounded in size:
 //! with several instances each limits on its own, which still caps guessing per instance.
 
 use std::borrow::Borrow;
@@ -12,6 +12,10 @@ use std::net::IpAddr;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use hmac::{Hmac, KeyInit, Mac};
+use rand::TryRngCore;
+use sha2::Sha256;
+
 /// The most keys remembered per limiter.
 ///
 /// The map must not grow without bound when an attacker sends random usernames (or IPv6 addresses), so it has a
@@ -20,6 +24,11 @@ use std::time::{Duration, Instant};
 /// passwords). Instead, when the map is full, windows that have ended are forgotten first, then the key with the
 /// fewest requests: a name sprayed once loses one count, while an account under attack has many and is the last
 /// to go, so flushing it needs as many requests as the map holds keys, all within one window.
+///
+/// Making room when the map is full of live windows is a pass over the map (a `retain`, then a minimum) under the
+/// limiter's one mutex, per new key: O(n) at 100,000 keys is well under a millisecond, and only an attack that
+/// fills the map pays it, each of its requests also paying an argon2 verification, which is far dearer. A
+/// bucketed eviction would make it O(1) if that ever shows in a profile.
 pub const MAX_TRACKED: usize = 100_000;
 
 /// A limiter of requests per key (a client address, a username).
@@ -31,8 +40,6 @@ pub struct RateLimiter<K = IpAddr> {
     windows: Mutex<HashMap<K, (Instant, u32)>>,
 }
 
-/// Logins per username.
-pub type UsernameLimiter = RateLimiter<String>;
 
 impl<K: Hash + Eq + Clone> RateLimiter<K> {
     /// At most `limit` requests per `window` for one key.
@@ -77,21 +84,100 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
         Ok(())
     }
 
+    /// Gives back one count of `key` (a reserved attempt that turned out to be no guess).
+    pub fn refund<Q>(&self, key: &Q)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let mut windows = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(entry) = windows.get_mut(key) {
+            entry.1 = entry.1.saturating_sub(1);
+        }
+    }
+
     /// How many keys are remembered.
     pub fn tracked(&self) -> usize {
         self.windows.lock().unwrap_or_else(PoisonError::into_inner).len()
     }
 }
 
+/// The key of a username in [`UsernameLimiter`]: 16 bytes of an HMAC under a per-process random key. A map
+/// of these holds no attacker-chosen text (a username can be a password typed in the wrong field) and stays
+/// ~5 MB at [`MAX_TRACKED`] keys, where usernames of up to 600 bytes could take tens of MB; the random key
+/// means no one can pick names that collide.
+type NameKey = [u8; 16];
+
+/// Failed password checks per username, from whatever addresses they come.
+///
+/// Only failures count: a login with the right password never uses up the account's budget, so a service
+/// account used from many hosts keeps working. An attempt holds a count while its password is verified and
+/// gives it back if the password was right ([`UsernameLimiter::succeeded`]): concurrent guesses cannot all
+/// pass the check before any of them is counted.
+pub struct UsernameLimiter {
+    key: [u8; 32],
+    failures: RateLimiter<NameKey>,
+}
+
+impl std::fmt::Debug for UsernameLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UsernameLimiter").field("failures", &self.failures).finish_non_exhaustive()
+    }
+}
+
+/// A password check in progress at one username (see [`UsernameLimiter::attempt`]).
+#[derive(Debug, Clone, Copy)]
+#[must_use = "a successful check gives the attempt back with `succeeded`"]
+pub struct Attempt(Option<NameKey>);
+
 impl UsernameLimiter {
-    /// Counts a login attempt at `username`. A name that no user can have (`check_username` refuses it) is
-    /// neither counted nor remembered: it cannot be an account, and the rule is public, so skipping it tells an
-    /// attacker nothing.
-    pub fn check_username(&self, username: &str, now: Instant) -> Result<(), Duration> {
+    /// At most `limit` failed checks per `window` for one username, under a fresh random key.
+    pub fn new(limit: u32, window: Duration) -> Result<UsernameLimiter, rand::rand_core::OsError> {
+        let mut key = [0u8; 32];
+        rand::rngs::OsRng.try_fill_bytes(&mut key)?;
+        Ok(UsernameLimiter::with_key(limit, window, MAX_TRACKED, key))
+    }
+
+    /// Like [`UsernameLimiter::new`], remembering at most `capacity` usernames, under `key`.
+    pub fn with_key(limit: u32, window: Duration, capacity: usize, key: [u8; 32]) -> UsernameLimiter {
+        UsernameLimiter { key, failures: RateLimiter::with_capacity(limit, window, capacity) }
+    }
+
+    fn name_key(&self, username: &str) -> NameKey {
+        let mut mac = match <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key) {
+            Ok(mac) => mac,
+            // HMAC takes keys of any length; this cannot happen.
+            Err(_) => return [0; 16],
+        };
+        mac.update(username.as_bytes());
+        let mut key = [0u8; 16];
+        key.copy_from_slice(&mac.finalize().into_bytes()[..16]);
+        key
+    }
+
+    /// Starts a password check at `username`: `Err` with how long until it may retry if the username is past
+    /// its failures, else the attempt, counted as a failure until [`UsernameLimiter::succeeded`] gives it back.
+    /// A name that no user can have (`check_username` refuses it) is neither counted nor remembered: it cannot
+    /// be an account, and the rule is public, so skipping it tells an attacker nothing.
+    pub fn attempt(&self, username: &str, now: Instant) -> Result<Attempt, Duration> {
         if crate::auth::principals::check_username(username).is_err() {
-            return Ok(());
+            return Ok(Attempt(None));
         }
-        self.check(username, now)
+        let key = self.name_key(username);
+        self.failures.check(&key, now)?;
+        Ok(Attempt(Some(key)))
+    }
+
+    /// The password of `attempt` was right: it was no failure.
+    pub fn succeeded(&self, attempt: Attempt) {
+        if let Some(key) = attempt.0 {
+            self.failures.refund(&key);
+        }
+    }
+
+    /// How many usernames are remembered.
+    pub fn tracked(&self) -> usize {
+        self.failures.tracked()
     }
 }
 
@@ -114,35 +200,49 @@ mod tests {
 
     #[test]
     fn random_usernames_never_grow_the_map_past_its_capacity() {
-        let limiter = UsernameLimiter::with_capacity(3, Duration::from_secs(60), 100);
+        let limiter = UsernameLimiter::with_key(3, Duration::from_secs(60), 100, [7; 32]);
         let start = Instant::now();
         for n in 0..1_000 {
-            assert!(limiter.check(format!("random-{n}").as_str(), start).is_ok());
+            assert!(limiter.attempt(&format!("random-{n}"), start).is_ok());
             assert!(limiter.tracked() <= 100);
         }
     }
 
     #[test]
     fn an_account_under_attack_outlives_a_spray_of_single_guesses() {
-        let limiter = UsernameLimiter::with_capacity(3, Duration::from_secs(60), 100);
+        let limiter = UsernameLimiter::with_key(3, Duration::from_secs(60), 100, [7; 32]);
         let start = Instant::now();
         for _ in 0..3 {
-            assert!(limiter.check("alice", start).is_ok());
+            assert!(limiter.attempt("alice", start).is_ok());
         }
         for n in 0..1_000 {
-            let _ = limiter.check(format!("spray-{n}").as_str(), start);
+            let _ = limiter.attempt(&format!("spray-{n}"), start);
         }
-        assert!(limiter.check("alice", start).is_err(), "alice's window was evicted by the spray");
+        assert!(limiter.attempt("alice", start).is_err(), "alice's window was evicted by the spray");
     }
 
     #[test]
     fn ended_windows_are_forgotten_before_live_ones() {
-        let limiter = UsernameLimiter::with_capacity(1, Duration::from_secs(60), 2);
+        let limiter = UsernameLimiter::with_key(1, Duration::from_secs(60), 2, [7; 32]);
         let start = Instant::now();
-        assert!(limiter.check("old", start).is_ok());
+        let _ = limiter.attempt("old", start);
         let later = start + Duration::from_secs(61);
-        assert!(limiter.check("alice", later).is_ok());
-        assert!(limiter.check("bob", later).is_ok(), "the ended window of `old` made room");
-        assert!(limiter.check("alice", later).is_err(), "alice's live window was kept");
+        assert!(limiter.attempt("alice", later).is_ok());
+        assert!(limiter.attempt("bob", later).is_ok(), "the ended window of `old` made room");
+        assert!(limiter.attempt("alice", later).is_err(), "alice's live window was kept");
+    }
+
+    #[test]
+    fn only_failed_checks_count_against_a_username() {
+        let limiter = UsernameLimiter::with_key(2, Duration::from_secs(60), 100, [7; 32]);
+        let start = Instant::now();
+        for _ in 0..10 {
+            let attempt = limiter.attempt("service", start).expect("successes never use up the budget");
+            limiter.succeeded(attempt);
+        }
+        let _failed = limiter.attempt("service", start).expect("a first failure");
+        let _failed = limiter.attempt("service", start).expect("a second failure");
+        assert_eq!(limiter.attempt("service", start).err(), Some(Duration::from_secs(60)), "past two failures");
+        assert!(limiter.attempt("other", start).is_ok(), "another username is not limited");
     }
 }

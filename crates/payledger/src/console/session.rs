@@ -139,17 +139,24 @@ pub async fn login(
         tracing::warn!(peer = %peer.ip(), "console logins rate-limited");
         return Err(ConsoleError::RateLimited(wait.as_secs()));
     }
-    // Per username too, as the token endpoint does: many addresses get no more guesses at one account.
-    if let Err(wait) = state.username_limiter.check_username(&form.username, std::time::Instant::now()) {
-        tracing::warn!(username = %form.username, "console logins for one username rate-limited");
-        return Err(ConsoleError::RateLimited(wait.as_secs()));
-    }
+    // Failures per username too, as the token endpoint counts them: many addresses get a bounded number of
+    // guesses at one account. The username is not logged (attacker-chosen text, maybe a misplaced password).
+    let attempt = match state.username_limiter.attempt(&form.username, std::time::Instant::now()) {
+        Ok(attempt) => attempt,
+        Err(wait) => {
+            tracing::warn!("failed console logins for one username rate-limited");
+            return Err(ConsoleError::RateLimited(wait.as_secs()));
+        }
+    };
     let user = state.store.principal(&form.username).await?;
     let hash = user.as_ref().map_or_else(crate::auth::principals::dummy_hash, |user| user.password_hash.clone());
     let password = form.password;
     let matches = tokio::task::spawn_blocking(move || password_matches(&password, &hash)).await.unwrap_or(false);
     let user = match user {
-        Some(user) if matches && user.active => user,
+        Some(user) if matches && user.active => {
+            state.username_limiter.succeeded(attempt);
+            user
+        }
         _ => {
             return Ok(login_page(&headers, next, form.username, Some("Invalid username or password".into())));
         }
