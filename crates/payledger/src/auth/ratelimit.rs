@@ -40,7 +40,6 @@ pub struct RateLimiter<K = IpAddr> {
     windows: Mutex<HashMap<K, (Instant, u32)>>,
 }
 
-
 impl<K: Hash + Eq + Clone> RateLimiter<K> {
     /// At most `limit` requests per `window` for one key.
     pub fn new(limit: u32, window: Duration) -> RateLimiter<K> {
