@@ -162,10 +162,18 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Web
         WriteOutcome::NoticeDuplicate | WriteOutcome::AlreadyHandled | WriteOutcome::Stored => {
             Ok(WebhookAnswer { message: "Payment already processed", status: "duplicate", conflicting_fields: vec![] })
         }
-        WriteOutcome::NoticeConflict(fields) => {
+        WriteOutcome::NoticeConflict { fields, original_failed } => {
             let names: Vec<&'static str> = fields.iter().map(|f| f.name()).collect();
             tracing::warn!(%operation_id, fields = ?names, "known operation_id arrived with different data");
             match state.webhook_conflict {
+                // 200 either way (the contract of the record policy), but never "processed" for a notice whose
+                // credit failed: nothing was processed.
+                ConflictPolicy::Record if original_failed => Ok(WebhookAnswer {
+                    message: "Payment already received and refused (the original was not applied); this notice \
+                              differs from the original and was recorded",
+                    status: "conflict",
+                    conflicting_fields: names,
+                }),
                 ConflictPolicy::Record => Ok(WebhookAnswer {
                     message: "Payment already processed; this notice differs from the original and was recorded",
                     status: "conflict",
@@ -179,7 +187,7 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Web
         }
         // The same answer for the notice whose credit failed and for every exact replay of it: the reason is the
         // one recorded with the notice.
-        WriteOutcome::NoticeFailed(reason) => {
+        WriteOutcome::NoticeFailed { reason, .. } => {
             Err(ApiError::Unprocessable(format!("Payment could not be applied: {reason}")))
         }
         WriteOutcome::NotRecorded | WriteOutcome::Balance(_) | WriteOutcome::Payout(_) | WriteOutcome::Jobs(_) => {

@@ -87,10 +87,20 @@ pub enum WriteOutcome {
     /// The operation id was already known with the same data; nothing changed.
     NoticeDuplicate,
     /// The operation id was already known with different data; nothing changed and the conflict is recorded.
-    NoticeConflict(Vec<NoticeField>),
+    NoticeConflict {
+        /// The fields that differ from the original.
+        fields: Vec<NoticeField>,
+        /// The original's credit failed: it was never applied (the answer must not say it was).
+        original_failed: bool,
+    },
     /// The ledger refused the credit (an overflowing balance), now or when the notice was first received: the
     /// notice is recorded as failed, with this reason, and an exact replay is answered with the same refusal.
-    NoticeFailed(String),
+    NoticeFailed {
+        /// Why the ledger refused it.
+        reason: String,
+        /// An exact replay of a notice whose credit failed before (counted apart in the metrics).
+        replay: bool,
+    },
     /// A recorded notice was already applied or failed by someone else.
     AlreadyHandled,
     /// The store neither inserted the notice nor found it: a store defect, answered as "retry".
@@ -241,7 +251,7 @@ pub fn decide(
 
 /// Keeps the reason of a credit that just failed, for a replay later in the same batch.
 fn remember_failure(failures: &mut HashMap<OperationId, String>, id: OperationId, outcome: &WriteOutcome) {
-    if let WriteOutcome::NoticeFailed(reason) = outcome {
+    if let WriteOutcome::NoticeFailed { reason, .. } = outcome {
         failures.insert(id, reason.clone());
     }
 }
@@ -258,7 +268,7 @@ fn compare_with_original(
     let differences = original.differences(notice);
     if differences.is_empty() {
         return match failure {
-            Some(reason) => WriteOutcome::NoticeFailed(reason.clone()),
+            Some(reason) => WriteOutcome::NoticeFailed { reason: reason.clone(), replay: true },
             None => WriteOutcome::NoticeDuplicate,
         };
     }
@@ -267,7 +277,7 @@ fn compare_with_original(
         differing_fields: differences.iter().map(|field| field.name()).collect::<Vec<_>>().join(","),
         notice: crate::store::kept_body(raw),
     });
-    WriteOutcome::NoticeConflict(differences)
+    WriteOutcome::NoticeConflict { fields: differences, original_failed: failure.is_some() }
 }
 
 /// Credits a notice's organization from the bank inflow account, recording the notice's new status.
@@ -317,7 +327,7 @@ fn fail(notice: &BankNotice, error: LedgerError, plan: &mut Plan) -> WriteOutcom
         transaction_id: None,
         failure_reason: Some(reason.clone()),
     });
-    WriteOutcome::NoticeFailed(reason)
+    WriteOutcome::NoticeFailed { reason, replay: false }
 }
 
 #[cfg(test)]
@@ -402,7 +412,7 @@ mod tests {
                 WriteOutcome::NoticeApplied,
                 WriteOutcome::NoticeDuplicate,
                 WriteOutcome::NoticeApplied,
-                WriteOutcome::NoticeConflict(vec![NoticeField::Amount]),
+                WriteOutcome::NoticeConflict { fields: vec![NoticeField::Amount], original_failed: false },
             ]
         );
         assert_eq!(sheet.get(AccountId(2)).map(|a| a.balance), Some(150));
@@ -421,9 +431,9 @@ mod tests {
             outcomes,
             vec![
                 WriteOutcome::NoticeApplied,
-                WriteOutcome::NoticeFailed(overflow.clone()),
-                WriteOutcome::NoticeFailed(overflow.clone()),
-                WriteOutcome::NoticeConflict(vec![NoticeField::Amount]),
+                WriteOutcome::NoticeFailed { reason: overflow.clone(), replay: false },
+                WriteOutcome::NoticeFailed { reason: overflow.clone(), replay: true },
+                WriteOutcome::NoticeConflict { fields: vec![NoticeField::Amount], original_failed: true },
             ]
         );
         assert_eq!(plan.notice_updates.len(), 1, "the failure is recorded once");
@@ -449,7 +459,10 @@ mod tests {
             decide(&commands, &claims, &claim_rows, &accounts, &mut balances, &mut payouts, &mut fixture.sheet);
         assert_eq!(
             outcomes,
-            vec![WriteOutcome::NoticeFailed(overflow), WriteOutcome::NoticeConflict(vec![NoticeField::Amount])]
+            vec![
+                WriteOutcome::NoticeFailed { reason: overflow, replay: true },
+                WriteOutcome::NoticeConflict { fields: vec![NoticeField::Amount], original_failed: true },
+            ]
         );
         assert!(plan.notice_updates.is_empty() && plan.transactions.is_empty());
     }
@@ -459,7 +472,10 @@ mod tests {
         let (plan, outcomes, sheet) = run(&[intake(7, 100), intake(7, 200)], &[notice(7, 100)]);
         assert_eq!(
             outcomes,
-            vec![WriteOutcome::NoticeDuplicate, WriteOutcome::NoticeConflict(vec![NoticeField::Amount])]
+            vec![
+                WriteOutcome::NoticeDuplicate,
+                WriteOutcome::NoticeConflict { fields: vec![NoticeField::Amount], original_failed: false },
+            ]
         );
         assert_eq!(sheet.get(AccountId(2)).map(|a| a.balance), Some(0));
         assert!(plan.transactions.is_empty());
@@ -554,7 +570,13 @@ mod tests {
                                 prop_assert_eq!(outcome, &WriteOutcome::NoticeDuplicate);
                             }
                             Some(original) => {
-                                prop_assert_eq!(outcome, &WriteOutcome::NoticeConflict(original.differences(notice)));
+                                prop_assert_eq!(
+                                    outcome,
+                                    &WriteOutcome::NoticeConflict {
+                                        fields: original.differences(notice),
+                                        original_failed: false,
+                                    }
+                                );
                             }
                         }
                     }

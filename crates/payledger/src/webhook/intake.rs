@@ -132,8 +132,10 @@ impl Intake {
                 "accepted"
             }
             WriteOutcome::NoticeDuplicate => "duplicate",
-            WriteOutcome::NoticeConflict(_) => "conflict",
-            WriteOutcome::NoticeFailed(_) => "failed",
+            WriteOutcome::NoticeConflict { .. } => "conflict",
+            // A replay of a notice that failed before is no new failure: alerts on "failed" see each once.
+            WriteOutcome::NoticeFailed { replay: false, .. } => "failed",
+            WriteOutcome::NoticeFailed { replay: true, .. } => "failed_replay",
             WriteOutcome::AlreadyHandled
             | WriteOutcome::Stored
             | WriteOutcome::NotRecorded

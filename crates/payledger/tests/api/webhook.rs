@@ -368,13 +368,23 @@ async fn a_failed_credit_answers_the_same_422_to_every_exact_replay(backend: Bac
         let (status, replay) = server.post_webhook(&overflowing).await;
         assert_eq!((status, &replay), (422, &first), "an exact replay gets the original answer");
     }
-    // The same operation_id with other data follows the conflict policy (record: 200 and a recorded conflict).
+    // The same operation_id with other data follows the conflict policy (record: 200 and a recorded conflict),
+    // and the answer does not claim a payment that was never applied was processed.
     let mut different = overflowing.clone();
     different["document_number"] = json!("PAY-329");
     let (status, answer) = server.post_webhook(&different).await;
     assert_eq!((status, answer["status"].as_str()), (200, Some("conflict")), "{answer}");
     assert_eq!(answer["conflicting_fields"], json!(["document_number"]));
+    let message = answer["message"].as_str().unwrap_or_default();
+    assert!(message.contains("the original was not applied") && !message.contains("processed"), "{answer}");
     assert_eq!(db.scalar("SELECT COUNT(*) FROM bank_payments WHERE status = 'failed'").await, 1);
+    server.stop().await;
+    // Under the reject policy the same notice is a 409 conflict, as for any known operation_id.
+    let server = TestServer::start(common::strict_settings(&db)).await;
+    let (status, answer) = server.post_webhook(&different).await;
+    assert_eq!((status, answer["code"].as_str()), (409, Some("operation_id_conflict")), "{answer}");
+    let (status, replay) = server.post_webhook(&overflowing).await;
+    assert_eq!((status, &replay), (422, &first), "an exact replay still gets the original answer");
     server.stop().await;
     db.execute(RESTORED).await;
     // Nothing of the failed credit reached the ledger.
@@ -385,27 +395,13 @@ async fn a_credit_failed_by_the_async_applier_answers_422_to_replays(backend: Ba
     let Some(db) = TestDb::new(backend).await else { return };
     let server = TestServer::start(common::async_settings(&db)).await;
     assert_eq!(server.post_webhook(&notice(Uuid::new_v4(), json!(1), INN)).await.0, 200);
-    let mut applied = 0;
-    for _ in 0..250 {
-        applied = db.scalar("SELECT COUNT(*) FROM bank_payments WHERE status = 'applied'").await;
-        if applied == 1 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let applied = wait_for_count(&db, "SELECT COUNT(*) FROM bank_payments WHERE status = 'applied'", 1).await;
     assert_eq!(applied, 1, "the first notice was not applied");
     db.execute(NEAR_OVERFLOW).await;
     let overflowing = notice(Uuid::new_v4(), json!("10000.00"), INN);
     let (status, answer) = server.post_webhook(&overflowing).await;
     assert_eq!((status, answer["status"].as_str()), (200, Some("accepted")), "{answer}");
-    let mut failed = 0;
-    for _ in 0..250 {
-        failed = db.scalar("SELECT COUNT(*) FROM bank_payments WHERE status = 'failed'").await;
-        if failed == 1 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let failed = wait_for_count(&db, "SELECT COUNT(*) FROM bank_payments WHERE status = 'failed'", 1).await;
     assert_eq!(failed, 1, "the applier did not record the failed credit");
     // Once the applier has failed it, a replay tells the bank so, as a sync-mode server would have at once.
     for _ in 0..2 {
@@ -421,4 +417,17 @@ async fn a_credit_failed_by_the_async_applier_answers_422_to_replays(backend: Ba
     server.stop().await;
     db.execute(RESTORED).await;
     db.assert_verified().await;
+}
+
+/// Polls `sql` until it counts `expected`, for up to a minute (a loaded CI machine can be slow; a correct server
+/// gets there in milliseconds, so the deadline only bounds a broken one): the last count.
+async fn wait_for_count(db: &TestDb, sql: &'static str, expected: i64) -> i64 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let count = db.scalar(sql).await;
+        if count == expected || std::time::Instant::now() >= deadline {
+            return count;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
