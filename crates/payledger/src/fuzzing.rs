@@ -70,3 +70,56 @@ pub fn parse_amount_json(text: &str) -> Option<Result<Money, String>> {
     let raw: &RawValue = serde_json::from_str(text).ok()?;
     Some(crate::fields::parse_amount(raw))
 }
+
+#[cfg(test)]
+mod tests {
+    //! The fuzz targets of the three body parsers check their properties on what the parser accepts; a parser
+    //! that refused everything would pass them. These tests pin down, on stable and in `cargo test`, that the
+    //! checked-in seeds named `valid_*` are accepted and those named `invalid_*` refused.
+
+    use std::path::{Path, PathBuf};
+
+    /// The seed files of a fuzz target, each with whether its name says it is valid.
+    fn seeds(target: &str) -> Vec<(PathBuf, bool)> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds").join(target);
+        let mut seeds: Vec<(PathBuf, bool)> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|error| panic!("{}: {error}", dir.display()))
+            .map(|entry| {
+                let path = entry.expect("a seed directory entry").path();
+                let name = path.file_name().and_then(|name| name.to_str()).unwrap_or_default().to_owned();
+                let valid = match name.split('_').next() {
+                    Some("valid") => true,
+                    Some("invalid") => false,
+                    _ => panic!("{}: a seed's name starts with valid_ or invalid_", path.display()),
+                };
+                (path, valid)
+            })
+            .collect();
+        seeds.sort();
+        assert!(seeds.iter().any(|(_, valid)| *valid) && seeds.iter().any(|(_, valid)| !*valid), "{target}");
+        seeds
+    }
+
+    fn check(target: &str, accepts: impl Fn(&[u8]) -> bool) {
+        for (path, valid) in seeds(target) {
+            let bytes = std::fs::read(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+            assert_eq!(accepts(&bytes), valid, "{}", path.display());
+        }
+    }
+
+    #[test]
+    fn payout_seeds_parse_as_named() {
+        check("payout_body", |bytes| super::parse_payout(bytes).is_ok());
+    }
+
+    #[test]
+    fn webhook_seeds_parse_as_named() {
+        check("webhook_notice", |bytes| super::parse_notice(bytes).is_ok());
+    }
+
+    /// A balance seed is valid when at least one of the balance endpoints accepts it.
+    #[test]
+    fn balance_seeds_parse_as_named() {
+        check("balance_bodies", |bytes| super::BalanceBody::ALL.iter().any(|kind| kind.parse(bytes).is_ok()));
+    }
+}
