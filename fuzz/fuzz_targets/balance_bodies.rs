@@ -3,9 +3,12 @@
 //! the endpoints that take the same fields agree with each other.
 #![no_main]
 
+use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
 use payledger::fuzzing::BalanceBody;
-use payledger_core::{BalanceOperation, MAX_AMOUNT_MINOR, Money, OrderKey};
+use payledger_core::balances::OrderId;
+use payledger_core::{BalanceOperation, Currency, MAX_AMOUNT_MINOR, Money, OrderKey, ServiceId, UserId};
+use payledger_fuzz::rouble_minor;
 
 fn amount(money: &Money) -> String {
     assert!(money.minor() > 0 && money.minor() <= MAX_AMOUNT_MINOR, "{money}");
@@ -41,7 +44,48 @@ fn body(operation: &BalanceOperation) -> String {
     }
 }
 
+/// A valid operation built from the fuzz input, with the endpoint that takes it.
+fn generate(u: &mut arbitrary::Unstructured<'_>) -> arbitrary::Result<(BalanceBody, BalanceOperation)> {
+    fn id(u: &mut arbitrary::Unstructured<'_>) -> arbitrary::Result<i64> {
+        u.int_in_range(1..=i64::MAX)
+    }
+    let ids = |u: &mut arbitrary::Unstructured<'_>| -> arbitrary::Result<OrderKey> {
+        let invalid = |_| arbitrary::Error::IncorrectFormat;
+        Ok(OrderKey {
+            user: UserId::new(id(u)?).map_err(invalid)?,
+            service: ServiceId::new(id(u)?).map_err(invalid)?,
+            order: OrderId::new(id(u)?).map_err(invalid)?,
+        })
+    };
+    let money = Money::from_minor(rouble_minor(u)?, Currency::RUB);
+    let user = UserId::new(id(u)?).map_err(|_| arbitrary::Error::IncorrectFormat)?;
+    let kind = *u.choose(&BalanceBody::ALL)?;
+    let operation = match kind {
+        BalanceBody::Deposit => BalanceOperation::Deposit { user, amount: money },
+        BalanceBody::Withdraw => BalanceOperation::Withdraw { user, amount: money },
+        BalanceBody::Reserve => BalanceOperation::Reserve { key: ids(u)?, amount: money },
+        BalanceBody::Deduct => BalanceOperation::Deduct { key: ids(u)?, amount: money },
+        BalanceBody::Release => {
+            BalanceOperation::Release { key: ids(u)?, amount: if bool::arbitrary(u)? { Some(money) } else { None } }
+        }
+        BalanceBody::Transfer => {
+            let recipient = UserId::new(id(u)?).map_err(|_| arbitrary::Error::IncorrectFormat)?;
+            if recipient == user {
+                return Err(arbitrary::Error::IncorrectFormat);
+            }
+            BalanceOperation::Transfer { sender: user, recipient, amount: money }
+        }
+    };
+    Ok((kind, operation))
+}
+
 fuzz_target!(|data: &[u8]| {
+    // A valid operation made from the input, written as its endpoint documents, is accepted as exactly that
+    // operation (a parser refusing everything fails here).
+    if let Ok((kind, operation)) = generate(&mut arbitrary::Unstructured::new(data)) {
+        let text = body(&operation);
+        assert_eq!(kind.parse(text.as_bytes()).as_ref(), Ok(&operation), "{kind:?}: {text}");
+    }
     let results = BalanceBody::ALL.map(|kind| (kind, kind.parse(data)));
     for (kind, result) in &results {
         match result {

@@ -3,12 +3,46 @@
 //! a body that parses to the same request.
 #![no_main]
 
+use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
 use payledger::fuzzing::{PayoutSource, parse_payout};
 use payledger_core::{MAX_AMOUNT_MINOR, MAX_DESCRIPTION_CHARS, RecipientDetails};
-use payledger_fuzz::{inn_checksum_valid, json_text, luhn_valid};
+use payledger_fuzz::{card_number, inn_checksum_valid, json_text, luhn_valid, name, rouble_minor, rouble_text};
+
+/// A valid card payout built from the fuzz input: its body, and the amount, card number, holder, description
+/// and source user the parser must read from it.
+fn generate(
+    u: &mut arbitrary::Unstructured<'_>,
+) -> arbitrary::Result<(String, i64, String, String, String, Option<i64>)> {
+    let minor = rouble_minor(u)?;
+    let number = card_number(u)?;
+    let holder = name(u, 100)?;
+    let description = name(u, MAX_DESCRIPTION_CHARS.min(200))?;
+    let user = if bool::arbitrary(u)? { Some(u.int_in_range(1..=i64::MAX)?) } else { None };
+    let source = user.map_or_else(String::new, |user| format!(r#", "source": {{"user_id": {user}}}"#));
+    let body = format!(
+        r#"{{"amount": "{}", "currency": "RUB", "recipient_details": {{"type": "card", "number": "{number}", "holder": {}}}, "description": {}{source}}}"#,
+        rouble_text(minor),
+        json_text(&holder),
+        json_text(&description),
+    );
+    Ok((body, minor, number, holder, description, user))
+}
 
 fuzz_target!(|data: &[u8]| {
+    // A valid payout made from the input is accepted with exactly its values (a parser refusing everything
+    // fails here).
+    if let Ok((body, minor, number, holder, description, user)) = generate(&mut arbitrary::Unstructured::new(data)) {
+        let request = parse_payout(body.as_bytes()).unwrap_or_else(|errors| panic!("{body}: {errors:?}"));
+        assert_eq!((request.amount.minor(), request.amount.currency().code()), (minor, "RUB"), "{body}");
+        assert_eq!(request.recipient, RecipientDetails::Card { number, holder }, "{body}");
+        assert_eq!(request.description, description, "{body}");
+        let source = request.source.as_ref().map(|source| match source {
+            PayoutSource::User(user) => Some(user.get()),
+            PayoutSource::Organization(_) => None,
+        });
+        assert_eq!(source, user.map(Some), "{body}");
+    }
     let request = match parse_payout(data) {
         Ok(request) => request,
         Err(errors) => {

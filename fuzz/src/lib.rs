@@ -118,3 +118,34 @@ pub fn luhn_valid(digits: &str) -> bool {
 pub fn json_text(text: &str) -> String {
     serde_json::Value::String(text.to_owned()).to_string()
 }
+
+/// A valid rouble amount from the fuzz input: minor units in `1..=MAX_AMOUNT_MINOR`.
+pub fn rouble_minor(u: &mut arbitrary::Unstructured<'_>) -> arbitrary::Result<i64> {
+    u.int_in_range(1..=MAX_AMOUNT_MINOR)
+}
+
+/// Minor units of roubles as the decimal text a client sends (`"1500.25"`), written without the parser.
+pub fn rouble_text(minor: i64) -> String {
+    format!("{}.{:02}", minor / 100, minor % 100)
+}
+
+/// A non-blank name from the fuzz input: 1 to `max` characters, none a control character or white space (so
+/// trimming leaves it as it is), some of them needing JSON escapes or more than one UTF-8 byte.
+pub fn name(u: &mut arbitrary::Unstructured<'_>, max: usize) -> arbitrary::Result<String> {
+    const ALPHABET: [char; 12] = ['A', 'z', '7', '-', '№', 'Я', 'ё', '"', '\\', '/', '€', '𝄞'];
+    let len = u.int_in_range(1..=max)?;
+    (0..len).map(|_| u.choose(&ALPHABET).copied()).collect()
+}
+
+/// A Luhn-valid card number of 13 to 19 digits from the fuzz input.
+pub fn card_number(u: &mut arbitrary::Unstructured<'_>) -> arbitrary::Result<String> {
+    let len = u.int_in_range(13..=19usize)?;
+    let mut digits: String = (0..len - 1)
+        .map(|_| u.int_in_range(0..=9u8).map(|d| char::from(b'0' + d)))
+        .collect::<arbitrary::Result<_>>()?;
+    let check = (0..=9u8).map(|d| char::from(b'0' + d)).find(|d| luhn_valid(&format!("{digits}{d}")));
+    digits.push(check.unwrap_or('0'));
+    Ok(digits)
+}
+
+pub use libfuzzer_sys::arbitrary;

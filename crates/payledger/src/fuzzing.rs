@@ -1,5 +1,5 @@
 //! The parsers that read bytes from outside, reachable by the cargo-fuzz targets in `fuzz/` (a crate of its own,
-//! outside the workspace, built on nightly).
+//! outside the workspace, built by scripts/fuzz.sh with the default toolchain).
 //!
 //! Every function here forwards to the parser the server itself calls on a request body, unchanged, so what is
 //! fuzzed is exactly what runs. The server never calls this module; it is `#[doc(hidden)]` and not an API.
