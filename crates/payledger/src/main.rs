@@ -29,6 +29,11 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let database_url = cli.common.database_url();
+    if let Some(Command::Verify { json, explain }) = cli.command {
+        // Verify needs only the database: the settings of a server it does not start (a bad payout or webhook
+        // variable in the environment) must not make it fail, least of all with the exit status of violations.
+        return Ok(payledger::cli::verify::main(&database_url, json, explain).await);
+    }
     let serve = match &cli.command {
         Some(Command::Serve(serve)) => serve.clone(),
         _ => cli.serve.clone(),
@@ -87,13 +92,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{} demo organizations present", orgs.len());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Verify { json, explain } => {
-            if explain {
-                let store = Store::connect(&database_url).await?;
-                return payledger::cli::verify::explain(&store).await;
-            }
-            Ok(payledger::cli::verify::run(&database_url, json).await)
-        }
+        Command::Verify { json, explain } => Ok(payledger::cli::verify::main(&database_url, json, explain).await),
         Command::Populate(args) => populate(&settings, &args).await,
     }
 }

@@ -217,6 +217,20 @@ impl Store {
         }
     }
 
+    /// Connects read-only by URL scheme, for `payledger verify`: a SQLite file must exist and is opened with
+    /// `mode=ro` (nothing is created, no checkpointer runs); a PostgreSQL session defaults to read-only
+    /// transactions. Neither logs slow statements: the checks read whole tables by design, and the warnings
+    /// would land on top of the progress bar.
+    pub async fn connect_read_only(url: &str) -> Result<Store, StoreError> {
+        if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+            Ok(Store::Sqlite(SqliteStore::open_read_only(Path::new(path)).await?))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Store::Postgres(PgStore::connect_read_only(url).await?))
+        } else {
+            Err(StoreError::UnsupportedUrl)
+        }
+    }
+
     /// The backend's name, for logs and metrics.
     pub fn backend(&self) -> &'static str {
         match self {

@@ -9,6 +9,8 @@ on_both_backends!(
     seeding_is_idempotent_and_valid,
     a_populated_ledger_verifies_clean_and_json_reports_every_check,
     explain_shows_a_plan_for_every_check,
+    verify_catches_rows_missing_on_either_side_of_a_join,
+    verify_needs_only_the_database_and_changes_nothing,
 );
 
 fn payledger(db: &TestDb, args: &[&str]) -> (i32, String) {
@@ -44,9 +46,6 @@ fn verify_json_at(url: &str) -> (i32, serde_json::Value) {
         .output()
         .expect("run payledger");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    // Standard error is no terminal here, so the progress bar stays quiet.
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!stderr.contains("checks done"), "a progress bar was drawn into a pipe: {stderr}");
     let summary = serde_json::from_str(stdout.trim()).unwrap_or_else(|error| panic!("{error}: {stdout}"));
     (output.status.code().unwrap_or(-1), summary)
 }
@@ -207,12 +206,6 @@ async fn a_populated_ledger_verifies_clean_and_json_reports_every_check(backend:
     assert_eq!(code, 1, "{summary}");
     assert_eq!(check(&summary, "entries_chain")["violations"], 2, "{summary}");
     assert_eq!(summary["violations"], 2, "{summary}");
-
-    // A database that cannot be reached is neither clean nor broken: exit 2, and the summary says why.
-    let (code, summary) = verify_json_at(&format!("sqlite://{}/missing/payledger.db", db.dir.path().display()));
-    assert_eq!(code, 2, "{summary}");
-    assert_eq!(summary["ok"], false, "{summary}");
-    assert!(summary["error"].as_str().is_some_and(|error| !error.is_empty()), "{summary}");
 }
 
 async fn explain_shows_a_plan_for_every_check(backend: Backend) {
@@ -246,4 +239,116 @@ async fn explain_shows_a_plan_for_every_check(backend: Backend) {
             assert!(!steps.iter().any(|step| step.contains("account_activity_by_account")), "{code}: {output}");
         }
     }
+}
+
+/// The checks that meet two tables in an outer join must see a row that has no partner on the other side (the
+/// rows an inner join would silently drop).
+async fn verify_catches_rows_missing_on_either_side_of_a_join(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else { return };
+    let build = ["populate", "--payments", "100", "--organizations", "2", "--users", "6", "--transfers", "30"];
+    let (code, output) = payledger(&db, &build);
+    assert_eq!(code, 0, "{output}");
+
+    // An account with a balance and no entries at all.
+    db.execute(
+        "INSERT INTO accounts (kind, external_key, currency, balance)
+         SELECT 'organization', 'tampered', currency, 500 FROM accounts WHERE kind = 'organization' LIMIT 1",
+    )
+    .await;
+    let (code, summary) = verify_json(&db);
+    assert_eq!(code, 1, "{summary}");
+    let balances = check(&summary, "account_balance_is_sum_of_entries");
+    assert_eq!(balances["violations"], 1, "{balances}");
+    assert!(
+        balances["sample"][0].as_str().is_some_and(|s| s.ends_with("balance 500 but entries sum to 0")),
+        "{balances}"
+    );
+    db.execute("DELETE FROM accounts WHERE external_key = 'tampered'").await;
+    assert_eq!(verify_json(&db).0, 0);
+
+    // A user with money and no history lines.
+    db.execute(
+        "DELETE FROM account_activity WHERE account_id = (SELECT MIN(id) FROM accounts WHERE kind = 'user' AND balance > 0)",
+    )
+    .await;
+    let (code, summary) = verify_json(&db);
+    assert_eq!(code, 1, "{summary}");
+    let history = check(&summary, "user_history_adds_up");
+    assert_eq!(history["violations"], 1, "{history}");
+    assert!(history["sample"][0].as_str().is_some_and(|s| s.ends_with("the history adds up to 0 and 0")), "{history}");
+    assert_eq!(summary["violations"], 1, "only the history check sees it: {summary}");
+
+    // An entry whose account does not exist.
+    db.execute("UPDATE entries SET account_id = 987654321 WHERE id = (SELECT MAX(id) FROM entries)").await;
+    let (code, summary) = verify_json(&db);
+    assert_eq!(code, 1, "{summary}");
+    let references = check(&summary, "entries_reference_stored_rows");
+    assert_eq!(references["violations"], 1, "{references}");
+    assert!(
+        references["sample"][0].as_str().is_some_and(|s| s.ends_with("references a missing transaction or account")),
+        "{references}"
+    );
+}
+
+/// `verify` reads the database and nothing else: server settings do not decide its exit status, a failure to
+/// run is exit 2 (with one JSON line under `--json`), a mistyped path creates nothing, and a terminal gets a
+/// progress bar.
+async fn verify_needs_only_the_database_and_changes_nothing(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else { return };
+    let (code, output) = payledger(&db, &["migrate"]);
+    assert_eq!(code, 0, "{output}");
+    // Settings that stop the server and the workers (they are checked only when those start).
+    let unrelated = [("PAYLEDGER_PAYOUT_MAX_ATTEMPTS", "0"), ("PAYLEDGER_PROFILE", "production")];
+    let (code, output) = payledger_with(&db, &["verify", "--json"], &unrelated);
+    assert_eq!(code, 0, "{output}");
+    assert!(output.starts_with("{\"ok\":true"), "{output}");
+    let (code, output) = payledger_with(&db, &["verify", "--explain"], &unrelated);
+    assert_eq!(code, 0, "{output}");
+
+    // On a terminal the checks draw a progress bar (on standard error; off a terminal it hides itself).
+    let command = format!("{} verify", env!("CARGO_BIN_EXE_payledger"));
+    let output = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("DATABASE_URL", &db.url)
+        .env("PAYLEDGER_LOG", "warn")
+        .env("TERM", "xterm")
+        .output()
+        .expect("run payledger under script(1) from util-linux, for a terminal");
+    let terminal = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{terminal}");
+    assert!(terminal.contains("checks done; now:"), "no progress bar on a terminal: {terminal}");
+    assert!(terminal.contains("OK: every balance equals the sum of its entries"), "{terminal}");
+
+    if backend != Backend::Sqlite {
+        // An unreachable server is not a broken ledger either.
+        let (code, summary) = verify_json_at("postgres://postgres@127.0.0.1:1/payledger");
+        assert_eq!(code, 2, "{summary}");
+        assert_eq!(summary["ok"], false, "{summary}");
+        return;
+    }
+    // A mistyped path: exit 2 for every form of the command, and neither the file nor its folder appears.
+    let folder = db.dir.path().join("missing");
+    let url = format!("sqlite://{}/payledger.db", folder.display());
+    let (code, summary) = verify_json_at(&url);
+    assert_eq!(code, 2, "{summary}");
+    assert_eq!(summary["ok"], false, "{summary}");
+    assert!(summary["error"].as_str().is_some_and(|error| !error.is_empty()), "{summary}");
+    for args in [&["verify"][..], &["verify", "--explain"]] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_payledger"))
+            .args(args)
+            .env("DATABASE_URL", &url)
+            .envs(unrelated)
+            .output()
+            .expect("run payledger");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("the checks could not run"), "{args:?}: {stderr}");
+    }
+    assert!(!folder.exists(), "verify created {}", folder.display());
+    // An existing file is opened read-only: no write-ahead log or shared-memory file appears beside it.
+    let existing = db.dir.path().join("existing.db");
+    std::fs::write(&existing, b"").expect("an empty file");
+    let (code, summary) = verify_json_at(&format!("sqlite://{}", existing.display()));
+    assert_eq!(code, 2, "an empty file has no ledger: {summary}");
+    assert_eq!(std::fs::metadata(&existing).expect("still there").len(), 0, "verify wrote to the file");
 }
