@@ -111,6 +111,7 @@ async fn populate(settings: &Settings, args: &payledger::config::PopulateArgs) -
         organizations: args.organizations,
         users: args.users,
         transfers: args.transfers,
+        reservations: args.reservations,
         in_flight: args.in_flight,
     };
     let started = std::time::Instant::now();
@@ -119,13 +120,17 @@ async fn populate(settings: &Settings, args: &payledger::config::PopulateArgs) -
     for (phase, took) in &summary.phases {
         println!("{phase}: {:.1} s", took.as_secs_f64());
     }
-    let operations = summary.payments + summary.deposits + summary.transfers;
+    // A reservation that was deducted or released is two operations.
+    let settled = summary.reservations - summary.reservations / 3;
+    let operations = summary.payments + summary.deposits + summary.transfers + summary.reservations + settled;
     println!(
-        "populated {} bank payments to {} organizations, {} deposits, {} transfers ({} refused) in {:.1} s: {:.0} operations/s",
+        "populated {} bank payments to {} organizations, {} deposits, {} transfers, {} reservations ({} refused) in \
+         {:.1} s: {:.0} operations/s",
         summary.payments,
         args.organizations,
         summary.deposits,
         summary.transfers,
+        summary.reservations,
         summary.refused,
         elapsed.as_secs_f64(),
         operations as f64 / elapsed.as_secs_f64().max(0.001)

@@ -145,7 +145,19 @@ const CHECK_CODES: [&str; 14] = [
 async fn a_populated_ledger_verifies_clean_and_json_reports_every_check(backend: Backend) {
     let Some(db) = TestDb::new(backend).await else { return };
     // The builder refuses a production configuration unless forced.
-    let build = ["populate", "--payments", "600", "--organizations", "3", "--users", "25", "--transfers", "400"];
+    let build = [
+        "populate",
+        "--payments",
+        "600",
+        "--organizations",
+        "3",
+        "--users",
+        "25",
+        "--transfers",
+        "400",
+        "--reservations",
+        "30",
+    ];
     let (code, output) = payledger_with(&db, &build, &[("PAYLEDGER_PROFILE", "production")]);
     assert_ne!(code, 0, "{output}");
     assert!(output.contains("refusing under the production profile"), "{output}");
@@ -153,18 +165,30 @@ async fn a_populated_ledger_verifies_clean_and_json_reports_every_check(backend:
     let (code, output) = payledger(&db, &build);
     assert_eq!(code, 0, "{output}");
     assert!(
-        output.contains("populated 600 bank payments to 3 organizations, 25 deposits, 400 transfers (0 refused)"),
+        output.contains(
+            "populated 600 bank payments to 3 organizations, 25 deposits, 400 transfers, 30 reservations (0 refused)"
+        ),
         "{output}"
     );
+    // The reservations went through the balance service: a third each deducted, released and still open, so
+    // the checks of holds and of the history's reserved side read real rows.
+    for sql in [
+        "SELECT COUNT(*) FROM holds WHERE status = 'captured'",
+        "SELECT COUNT(*) FROM holds WHERE status = 'released'",
+        "SELECT COUNT(*) FROM holds WHERE status = 'held'",
+    ] {
+        assert_eq!(db.scalar(sql).await, 10, "{sql}");
+    }
 
     let (code, summary) = verify_json(&db);
     assert_eq!(code, 0, "{summary}");
     assert_eq!(summary["ok"], true, "{summary}");
     assert_eq!(summary["violations"], 0, "{summary}");
     assert_eq!(summary["totals"]["applied_bank_payments"], 600, "{summary}");
-    // One transaction per payment, deposit and transfer, two entries each.
-    assert_eq!(summary["totals"]["transactions"], 1025, "{summary}");
-    assert_eq!(summary["totals"]["entries"], 2050, "{summary}");
+    // One transaction per payment, deposit, transfer and deduction (a reservation or a release moves no money
+    // between accounts), two entries each.
+    assert_eq!(summary["totals"]["transactions"], 1035, "{summary}");
+    assert_eq!(summary["totals"]["entries"], 2070, "{summary}");
     let codes: Vec<&str> =
         summary["checks"].as_array().expect("checks").iter().filter_map(|c| c["code"].as_str()).collect();
     assert_eq!(codes, CHECK_CODES, "{summary}");
@@ -309,7 +333,19 @@ async fn indexes_led_by_account_id(db: &TestDb) -> Vec<String> {
 /// rows an inner join would silently drop).
 async fn verify_catches_rows_missing_on_either_side_of_a_join(backend: Backend) {
     let Some(db) = TestDb::new(backend).await else { return };
-    let build = ["populate", "--payments", "100", "--organizations", "2", "--users", "6", "--transfers", "30"];
+    let build = [
+        "populate",
+        "--payments",
+        "100",
+        "--organizations",
+        "2",
+        "--users",
+        "6",
+        "--transfers",
+        "30",
+        "--reservations",
+        "9",
+    ];
     let (code, output) = payledger(&db, &build);
     assert_eq!(code, 0, "{output}");
 
@@ -352,6 +388,18 @@ async fn verify_catches_rows_missing_on_either_side_of_a_join(backend: Backend) 
         references["sample"][0].as_str().is_some_and(|s| s.ends_with("references a missing transaction or account")),
         "{references}"
     );
+
+    // An account that holds money with no open reservation behind it.
+    db.execute(
+        "DELETE FROM holds
+         WHERE status = 'held' AND account_id = (SELECT MIN(account_id) FROM holds WHERE status = 'held')",
+    )
+    .await;
+    let (code, summary) = verify_json(&db);
+    assert_eq!(code, 1, "{summary}");
+    let held = check(&summary, "held_is_open_reservations");
+    assert_eq!(held["violations"], 1, "{held}");
+    assert!(held["sample"][0].as_str().is_some_and(|s| s.ends_with("but its open reservations total 0")), "{held}");
 }
 
 /// `verify` reads the database and nothing else: server settings do not decide its exit status, a failure to
