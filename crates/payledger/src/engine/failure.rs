@@ -59,10 +59,16 @@ pub(super) enum AfterFailure {
 /// error that looks like an outage) may be the batch's size or one bad command: out of shared memory for
 /// one advisory lock per idempotency key, a temp-file limit, a DBA's statement timeout. Answering 503 to
 /// every caller would then refuse the same large batch again and again as resends refill the queue, so the
-/// commands are retried one by one, which is where a real outage is told apart ([`ends_one_by_one`]). A
-/// failed COMMIT may still have committed, so nothing of it is retried.
+/// commands are retried one by one, which is where a real outage is told apart ([`ends_one_by_one`]). Only a
+/// batch that got no connection at all fails at once: nothing of it reached the database, and a retry would
+/// only wait out the pool's acquire timeout a second time. A failed COMMIT may still have committed, so
+/// nothing of it is retried.
 pub(super) fn after_batch_failure(commands: usize, failure: &BatchFailure) -> AfterFailure {
-    if commands > 1 && !failure.committing { AfterFailure::RetryOneByOne } else { AfterFailure::FailAll }
+    if commands > 1 && !failure.committing && !failure.error.is_no_connection() {
+        AfterFailure::RetryOneByOne
+    } else {
+        AfterFailure::FailAll
+    }
 }
 
 /// Whether one command that failed ALONE shows an outage, so the rest of its batch is failed untried rather
@@ -133,7 +139,9 @@ mod tests {
     #[test]
     fn an_outage_is_retried_one_by_one_but_stops_at_the_first_command_that_fails_alone() {
         let outages = [
-            BatchFailure::before_commit(StoreError::Database(sqlx::Error::PoolTimedOut)),
+            BatchFailure::before_commit(StoreError::Database(sqlx::Error::Io(
+                std::io::ErrorKind::ConnectionRefused.into(),
+            ))),
             postgres("57P01"),
             postgres("08006"),
             postgres("53200"),
@@ -148,6 +156,14 @@ mod tests {
     fn a_command_that_fails_alone_for_itself_does_not_stop_the_others() {
         for code in ["23505", "22003", "40001", "42P01"] {
             assert!(!ends_one_by_one(&postgres(code)), "{code}");
+        }
+    }
+
+    #[test]
+    fn a_batch_that_got_no_connection_fails_at_once() {
+        for error in [sqlx::Error::PoolTimedOut, sqlx::Error::PoolClosed] {
+            let failure = BatchFailure::before_commit(StoreError::Database(error));
+            assert_eq!(after_batch_failure(1024, &failure), AfterFailure::FailAll, "{}", failure.error);
         }
     }
 

@@ -13,7 +13,8 @@
 //!   (too many locks, a temp-file limit, a statement timeout), so its commands are retried one by one. The
 //!   first command that fails ALONE with an outage error ([`StoreError::is_connection_failure`]) ends the
 //!   retries and the commands after it get 503 `unavailable` at once: a real outage costs one extra attempt,
-//!   not one per command, and any other failure leaves only the guilty command with 503.
+//!   not one per command, and any other failure leaves only the guilty command with 503. Only a batch that
+//!   got no connection at all (the pool's acquire timed out) fails at once: nothing of it reached the database.
 //!
 //! A failed COMMIT is never retried: the batch may have committed, so its callers get 503 `unconfirmed`.
 

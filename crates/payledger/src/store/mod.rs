@@ -141,6 +141,12 @@ impl StoreError {
         }
     }
 
+    /// Whether no connection could be had at all (the pool's acquire timed out, or it is closed): nothing of
+    /// the work was sent, so its size or content cannot be the cause.
+    pub fn is_no_connection(&self) -> bool {
+        matches!(self, StoreError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed))
+    }
+
     /// Whether the connection a statement ran on was lost (closed by a database restart, say), rather than the
     /// database being unreachable. A batch that failed so before its COMMIT was sent cannot have been
     /// applied, and a fresh connection from the pool may well succeed.
