@@ -45,8 +45,46 @@ pub enum Command {
     /// never from the command line.
     #[command(subcommand)]
     User(UserCommand),
-    /// Recompute every balance from the ledger entries and check every invariant; exit 1 on any problem.
-    Verify,
+    /// Recompute every balance from the ledger entries and check every invariant; exit 1 on any violation,
+    /// 2 if the checks could not run.
+    Verify {
+        /// Print one JSON summary for monitoring (every check's code, violations, sample and duration)
+        /// instead of the report for people.
+        #[arg(long)]
+        json: bool,
+        /// Print the plan the database chooses for each check instead of running the checks (EXPLAIN QUERY
+        /// PLAN on SQLite, EXPLAIN on PostgreSQL), to see that none reads a table once per row.
+        #[arg(long, conflicts_with = "json")]
+        explain: bool,
+    },
+    /// Development: fill the database with bank payments and transfers through the ledger engine, as the
+    /// server would, to measure `verify` and the queries at production size. Refused under the production
+    /// profile (PAYLEDGER_PROFILE=production) unless `--force` is given.
+    #[command(hide = true)]
+    Populate(PopulateArgs),
+}
+
+/// Settings of `populate`.
+#[derive(Debug, Clone, Args)]
+pub struct PopulateArgs {
+    /// Bank payments to credit, round-robin over the organizations.
+    #[arg(long, default_value_t = 10_000)]
+    pub payments: u64,
+    /// Organizations receiving the payments (the first N demo organizations); 1 makes one hot account.
+    #[arg(long, default_value_t = 1)]
+    pub organizations: u32,
+    /// Users, each opened by a deposit, who send and receive the transfers.
+    #[arg(long, default_value_t = 1_000)]
+    pub users: u32,
+    /// Transfers between the users.
+    #[arg(long, default_value_t = 10_000)]
+    pub transfers: u64,
+    /// Commands waiting for the ledger writer at once.
+    #[arg(long, default_value_t = crate::cli::populate::DEFAULT_IN_FLIGHT)]
+    pub in_flight: usize,
+    /// Build even though the production profile is configured.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Settings every subcommand uses.

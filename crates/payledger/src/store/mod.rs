@@ -24,10 +24,10 @@ use batch::HoldState;
 pub use batch::{AuditEntry, BatchTx};
 
 pub use postgres::{MAX_CONNECTIONS as PG_MAX_CONNECTIONS, PgStore};
-pub use queries::verify::VERIFY_COUNTS;
+pub use queries::verify::{VERIFY_COUNTS, VerifyProgress, check_count};
 pub use rows::{
-    ActivityRow, AuditFilter, AuditRow, BalanceLogRow, HistoryCursor, HistoryPage, HistorySort, PrincipalChange,
-    PrincipalRow, PrincipalUpdate, RefreshRow, UserBalance, VerifyReport,
+    ActivityRow, AuditFilter, AuditRow, BalanceLogRow, CheckReport, HistoryCursor, HistoryPage, HistorySort,
+    PrincipalChange, PrincipalRow, PrincipalUpdate, RefreshRow, UserBalance, VerifyReport,
 };
 pub use sqlite::SqliteStore;
 pub use sqlite_writer::SqliteWriter;

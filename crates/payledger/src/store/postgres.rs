@@ -135,7 +135,8 @@ super::queries::verify::verify_queries!(
     PgStore,
     reader: pool,
     begin_snapshot: "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
-    uuid_text: "uuid_hex("
+    uuid_text: "uuid_hex(",
+    explain: "EXPLAIN"
 );
 
 /// Creates the organizations and accounts that do not exist yet and returns every account id.
