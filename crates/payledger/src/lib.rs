@@ -12,6 +12,9 @@ pub mod console;
 pub mod engine;
 pub mod error;
 pub mod fields;
+/// The parsers the fuzz targets in `fuzz/` drive; not an API (see the module's own documentation).
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gateway;
 pub mod hex;
 pub mod idempotency;
@@ -69,6 +72,8 @@ pub struct App {
     pub token_settings: config::TokenSettings,
     /// Requests per client address to the token endpoints.
     pub login_limiter: auth::ratelimit::RateLimiter,
+    /// Password checks per username, at the same rate as per address (token endpoint, Basic, console login).
+    pub username_limiter: auth::ratelimit::UsernameLimiter,
     /// The OpenAPI document.
     pub openapi: Arc<utoipa::openapi::OpenApi>,
     /// The Redoc page, rendered once.
@@ -247,6 +252,10 @@ pub async fn launch(
         token_keys: token_keys(&settings)?,
         token_settings: settings.tokens.clone(),
         login_limiter: auth::ratelimit::RateLimiter::new(
+            settings.tokens.login_attempts_per_minute,
+            std::time::Duration::from_secs(60),
+        ),
+        username_limiter: auth::ratelimit::UsernameLimiter::new(
             settings.tokens.login_attempts_per_minute,
             std::time::Duration::from_secs(60),
         ),

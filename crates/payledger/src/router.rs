@@ -325,16 +325,31 @@ pub fn app(state: AppState) -> Router {
         .layer(SetResponseHeaderLayer::if_not_present(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
         .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
         .layer(CatchPanicLayer::custom(crate::error::panic_response))
-        .layer(TraceLayer::new_for_http())
+        // Every 5xx is logged where it is made, with its cause (ApiError, ConsoleError, the timeout above); the
+        // trace layer's own ERROR line per 5xx would only double each one.
+        .layer(TraceLayer::new_for_http().on_failure(()))
 }
 
 /// Answers a request that takes longer than the request timeout with 503 `unconfirmed` and `Retry-After`,
 /// so a client never waits forever on a slow or absent database. The handler is dropped, but a command it
-/// already queued for the ledger engine may still be applied: hence `unconfirmed`, not `unavailable`.
+/// already queued for the ledger engine may still be applied: hence `unconfirmed`, not `unavailable`. The
+/// console's pages get the console's error page instead of the API's JSON.
 async fn bound_request_time(state: State<AppState>, request: Request, next: Next) -> Response {
+    let console = crate::console::is_console_path(request.uri().path());
+    let path = request.uri().path().to_owned();
     match tokio::time::timeout(state.request_timeout, next.run(request)).await {
         Ok(response) => response,
-        Err(_) => crate::error::ApiError::TimedOut.into_response(),
+        Err(_) => {
+            // Once here, not per layer: under a slow database every waiting request times out, and one line
+            // each is plenty (the count is also a metric).
+            metrics::counter!("payledger_requests_timed_out_total").increment(1);
+            tracing::warn!(%path, timeout = ?state.request_timeout, "request timed out; answered 503");
+            if console {
+                crate::console::ConsoleError::TimedOut.into_response()
+            } else {
+                crate::error::ApiError::TimedOut.into_response()
+            }
+        }
     }
 }
 

@@ -91,7 +91,7 @@ pub fn document_common_responses(openapi: &mut OpenApi, gate: fn(&Method, &str) 
                 add(
                     "429",
                     with_header(
-                        error("Too many failed Basic verifications from this address (`rate_limited`)"),
+                        error("Too many Basic verifications from this address, or for this username (`rate_limited`)"),
                         "Retry-After",
                         seconds_header(),
                     ),

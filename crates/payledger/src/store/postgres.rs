@@ -14,7 +14,7 @@ use super::postgres_writer::PgBatch;
 use super::{StoreError, organization_account};
 
 /// Connections per instance: the writer's transaction, the async applier and API reads.
-const MAX_CONNECTIONS: u32 = 12;
+pub const MAX_CONNECTIONS: u32 = 12;
 /// How long a request waits for a free connection before the pool reports an error.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 

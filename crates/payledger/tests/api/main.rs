@@ -17,6 +17,7 @@ mod docs;
 mod faults;
 mod gateway;
 mod layout;
+mod login_limits;
 mod payout_workers;
 mod payouts;
 mod principals;
