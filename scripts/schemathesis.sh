@@ -77,7 +77,7 @@ done
 [ -n "$ready" ] || fail "the server did not answer /api/health/ within 30 s"
 
 # A little data for the operations that need some to get past 404: two users with money, so a transfer
-# between small ids can go through, and a dead payout job (the simulated gateway's always-timing-out test
+# between small ids can go through, a reservation to deduct, and a dead payout job (the simulated gateway's always-timing-out test
 # card, retried twice) for the job list to link to its retry. Each must be created (201), or the run would
 # test an empty server and pass anyway.
 seed() {
@@ -89,6 +89,10 @@ seed() {
 for user in 1 2; do
   seed /api/add_funds/ "{\"user_id\": $user, \"amount\": \"100000.00\"}"
 done
+# The deduct example's reservation (the examples phase sends deducts before reserves): a deduct must name a
+# held reservation of exactly its amount, which no generated body does; the stateful phase reaches more
+# through the reserve → deduct link, but not in every run.
+seed /api/reserve_funds/ '{"user_id": 1, "service_id": 101, "order_id": 1001, "amount": "50.00"}'
 seed /api/v1/payouts/ '{"amount": "10.00", "currency": "RUB",
   "recipient_details": {"type": "card", "number": "4000000000009995", "holder": "Dead Job"}}'
 dead=""

@@ -231,3 +231,26 @@ pub fn document_links(openapi: &mut OpenApi) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `document_links` skips a row whose operation or status the spec lacks; a renamed operation or a changed
+    /// status must fail here instead of silently dropping its link.
+    #[test]
+    fn every_link_row_is_applied() {
+        let (_, mut spec) = crate::router::api();
+        let mut applied = 0;
+        for (_, item) in spec.paths.paths.iter_mut() {
+            for (_, operation) in operations(item) {
+                for response in operation.responses.responses.values() {
+                    if let RefOr::T(response) = response {
+                        applied += response.links.len();
+                    }
+                }
+            }
+        }
+        assert_eq!(applied, LINKS.len());
+    }
+}

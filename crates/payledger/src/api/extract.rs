@@ -67,7 +67,8 @@ pub fn query_integer(
 ) -> Result<i64, ApiError> {
     let Some(text) = text else { return Ok(default) };
     let out_of_range = || ApiError::field(name, format!("must be between {} and {}", bounds.start(), bounds.end()));
-    let value: i64 = text.parse().map_err(|_| match text.trim_start_matches(['-', '+']) {
+    // One sign at most: `--5` is not a number at all, so it is not "out of range" either.
+    let value: i64 = text.parse().map_err(|_| match text.strip_prefix(['-', '+']).unwrap_or(text) {
         digits if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) => out_of_range(),
         _ => ApiError::field(name, "must be a whole number"),
     })?;
