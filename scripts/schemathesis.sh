@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Runs schemathesis (pinned below) against the OpenAPI spec of a payledger server it starts itself: the debug
-# binary already built in $CARGO_TARGET_DIR, on a free port, with a fresh SQLite database and an admin. All
-# phases, every check; exits non-zero on any failure. Settings that do not fit the product are in
-# scripts/schemathesis.toml, each with its reason.
+# Runs schemathesis (every package pinned in scripts/schemathesis-requirements.txt) against the OpenAPI spec of
+# a payledger server it starts itself: the debug binary already built in $CARGO_TARGET_DIR, on a free port,
+# with a fresh SQLite database and an admin. All phases, every check (and the hooks' own, in
+# scripts/schemathesis_hooks.py); exits non-zero on any failure, on a setup step that did not work, and when
+# the run reached too little (scripts/schemathesis_report.py). Settings that do not fit the product are in
+# scripts/schemathesis.toml, each with its reason. The reports (JUnit, HAR of every request, JSON summary, the
+# console output) stay in $CARGO_TARGET_DIR/schemathesis/.
 #
 #   CARGO_TARGET_DIR=target bash scripts/schemathesis.sh        # after `cargo build -p payledger`
 #
-# ST_MAX_EXAMPLES (default 100) and ST_SEED (default 20261205) tune the run.
+# ST_MAX_EXAMPLES (default 100), ST_SEED (default 20261205) and ST_PHASES (default all four) tune the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -74,3 +74,25 @@ pub fn query_integer(
     })?;
     if bounds.contains(&value) { Ok(value) } else { Err(out_of_range()) }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reason(text: &str) -> String {
+        match query_integer("limit", Some(text), 50, 1..=500) {
+            Err(ApiError::InvalidData(details)) => details.get("limit").cloned().unwrap_or_default(),
+            other => format!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn one_sign_is_a_number_out_of_range_and_two_are_not_a_number() {
+        assert_eq!(reason("-5"), "must be between 1 and 500");
+        assert_eq!(reason("+99999999999999999999"), "must be between 1 and 500");
+        assert_eq!(reason("--5"), "must be a whole number");
+        assert_eq!(reason("+-5"), "must be a whole number");
+        assert_eq!(reason("5x"), "must be a whole number");
+        assert!(matches!(query_integer("limit", Some("+7"), 50, 1..=500), Ok(7)));
+    }
+}
