@@ -125,7 +125,7 @@ pub fn document_common_responses(openapi: &mut OpenApi, gate: fn(&Method, &str) 
 }
 
 /// The operations of a path, by method.
-fn operations(item: &mut PathItem) -> Vec<(Method, &mut Operation)> {
+pub(crate) fn operations(item: &mut PathItem) -> Vec<(Method, &mut Operation)> {
     [
         (Method::GET, item.get.as_mut()),
         (Method::POST, item.post.as_mut()),
@@ -178,7 +178,7 @@ type LinkRow = (&'static str, &'static str, &'static str, &'static str, Expressi
 /// The user list links nowhere: its first user is the admin, and a client following a link to change them
 /// (a new password, say) would lock itself out.
 #[rustfmt::skip]
-const LINKS: &[LinkRow] = &[
+pub(crate) const LINKS: &[LinkRow] = &[
     ("balances_add_funds", "201", "withdraw", "balances_withdraw_funds", &[], &[("user_id", "$response.body#/user_id")]),
     ("balances_add_funds", "201", "reserve", "balances_reserve_funds", &[], &[("user_id", "$response.body#/user_id")]),
     ("balances_add_funds", "201", "transfer", "balances_transfer_funds", &[], &[("sender_id", "$response.body#/user_id")]),
@@ -229,28 +229,5 @@ pub fn document_links(openapi: &mut OpenApi) {
                 response.links.insert((*name).to_owned(), RefOr::T(link.build()));
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// `document_links` skips a row whose operation or status the spec lacks; a renamed operation or a changed
-    /// status must fail here instead of silently dropping its link.
-    #[test]
-    fn every_link_row_is_applied() {
-        let (_, mut spec) = crate::router::api();
-        let mut applied = 0;
-        for (_, item) in spec.paths.paths.iter_mut() {
-            for (_, operation) in operations(item) {
-                for response in operation.responses.responses.values() {
-                    if let RefOr::T(response) = response {
-                        applied += response.links.len();
-                    }
-                }
-            }
-        }
-        assert_eq!(applied, LINKS.len());
     }
 }
