@@ -45,8 +45,46 @@ pub enum Command {
     /// never from the command line.
     #[command(subcommand)]
     User(UserCommand),
-    /// Recompute every balance from the ledger entries and check every invariant; exit 1 on any problem.
-    Verify,
+    /// Recompute every balance from the ledger entries and check every invariant; exit 1 on any violation,
+    /// 2 if the checks could not run.
+    Verify {
+        /// Print one JSON summary for monitoring (every check's code, violations, sample and duration)
+        /// instead of the report for people.
+        #[arg(long)]
+        json: bool,
+        /// Print the plan the database chooses for each check instead of running the checks (EXPLAIN QUERY
+        /// PLAN on SQLite, EXPLAIN on PostgreSQL), to see that none reads a table once per row.
+        #[arg(long, conflicts_with = "json")]
+        explain: bool,
+    },
+    /// Development: fill the database with bank payments and transfers through the ledger engine, as the
+    /// server would, to measure `verify` and the queries at production size. Refused under the production
+    /// profile (PAYLEDGER_PROFILE=production) unless `--force` is given.
+    #[command(hide = true)]
+    Populate(PopulateArgs),
+}
+
+/// Settings of `populate`.
+#[derive(Debug, Clone, Args)]
+pub struct PopulateArgs {
+    /// Bank payments to credit, round-robin over the organizations.
+    #[arg(long, default_value_t = 10_000)]
+    pub payments: u64,
+    /// Organizations receiving the payments (the first N demo organizations); 1 makes one hot account.
+    #[arg(long, default_value_t = 1)]
+    pub organizations: u32,
+    /// Users, each opened by a deposit, who send and receive the transfers.
+    #[arg(long, default_value_t = 1_000)]
+    pub users: u32,
+    /// Transfers between the users.
+    #[arg(long, default_value_t = 10_000)]
+    pub transfers: u64,
+    /// Commands waiting for the ledger writer at once.
+    #[arg(long, default_value_t = crate::cli::populate::DEFAULT_IN_FLIGHT)]
+    pub in_flight: usize,
+    /// Build even though the production profile is configured.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Settings every subcommand uses.
@@ -110,6 +148,10 @@ pub struct ServeArgs {
     /// Requests per minute one client address may make to the token endpoints (429 past it).
     #[arg(long, env = "PAYLEDGER_LOGIN_RATE_PER_MINUTE", default_value_t = 10)]
     pub login_rate_per_minute: u32,
+    /// The longest a request may take, in seconds: past it, 503 `unconfirmed` with `Retry-After` (a write
+    /// may still be applied, so the client resends it with the same key).
+    #[arg(long, env = "PAYLEDGER_REQUEST_TIMEOUT_SECONDS", default_value_t = 30)]
+    pub request_timeout_seconds: u64,
     /// The first admin's name, created on the first start when there are no users.
     #[arg(long, env = "PAYLEDGER_ADMIN_USERNAME")]
     pub admin_username: Option<String>,
@@ -304,6 +346,10 @@ const DEFAULT_PASSWORDS: [&str; 8] = [
 /// The shortest payment-gateway secret production accepts, in bytes.
 pub const MIN_GATEWAY_SECRET_LEN: usize = 32;
 
+/// How long a request may take by default before it is answered 503 `unconfirmed`
+/// (`PAYLEDGER_REQUEST_TIMEOUT_SECONDS`).
+pub const DEFAULT_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The shortest webhook secret production accepts, in bytes.
 pub const MIN_WEBHOOK_SECRET_LEN: usize = 16;
 
@@ -341,6 +387,8 @@ pub struct Settings {
     pub tokens: TokenSettings,
     /// Payout processing.
     pub payouts: PayoutSettings,
+    /// The longest a request may take before it is answered 503.
+    pub request_timeout: std::time::Duration,
 }
 
 /// Payout processing, resolved from [`PayoutArgs`].
@@ -442,6 +490,7 @@ impl Settings {
             admin: None,
             tokens: TokenSettings::default(),
             payouts: PayoutSettings::default(),
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
         }
     }
 }

@@ -112,6 +112,10 @@ pub enum ApiError {
     /// 503 `unavailable`: the database failed; the detail goes to the log only (`Retry-After: 1`).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// 503 `unconfirmed`: the request took longer than the request timeout (the database is slow or away).
+    /// A write may still be applied after this answer, so its outcome is unknown: resend with the same key.
+    #[error("the request timed out")]
+    TimedOut,
 }
 
 impl ApiError {
@@ -182,6 +186,14 @@ impl ApiError {
                 "unconfirmed",
                 "The outcome is not confirmed; retry with the same Idempotency-Key".into(),
             ),
+            // Any request times out, reads too: the message fits both.
+            ApiError::TimedOut => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unconfirmed",
+                "The request timed out; retry it (a write with the same Idempotency-Key, since it may have been \
+                 applied)"
+                    .into(),
+            ),
             ApiError::Engine(_) | ApiError::Store(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service temporarily unavailable, retry later".into())
             }
@@ -192,7 +204,8 @@ impl ApiError {
     /// body never carries it.
     pub fn status_and_body(self) -> (StatusCode, ErrorBody) {
         let (status, code, error) = self.parts();
-        if status.is_server_error() {
+        // A timeout is logged (at warn) by the middleware that answers it.
+        if status.is_server_error() && !matches!(self, ApiError::TimedOut) {
             tracing::error!(error = %self, "request failed");
         }
         let mut body = ErrorBody { error, code, details: None, available: None, reserved: None };
@@ -350,6 +363,17 @@ mod tests {
         let response = panic_response(Box::new("boom"));
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(body_text(response).await, r#"{"error":"Internal error","code":"internal"}"#);
+    }
+
+    #[tokio::test]
+    async fn a_timed_out_request_is_unconfirmed_with_retry_after() {
+        let response = ApiError::TimedOut.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers().get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()), Some("1"));
+        let body = body_text(response).await;
+        assert!(body.contains(r#""code":"unconfirmed""#));
+        // A read times out too: the message must not assume a write.
+        assert!(body.contains("The request timed out"), "{body}");
     }
 
     #[tokio::test]

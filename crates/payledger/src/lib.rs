@@ -6,11 +6,15 @@
 pub mod api;
 pub mod auth;
 pub mod balances;
+pub mod cli;
 pub mod config;
 pub mod console;
 pub mod engine;
 pub mod error;
 pub mod fields;
+/// The parsers the fuzz targets in `fuzz/` drive; not an API (see the module's own documentation).
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gateway;
 pub mod hex;
 pub mod idempotency;
@@ -68,12 +72,16 @@ pub struct App {
     pub token_settings: config::TokenSettings,
     /// Requests per client address to the token endpoints.
     pub login_limiter: auth::ratelimit::RateLimiter,
+    /// Password checks per username, at the same rate as per address (token endpoint, Basic, console login).
+    pub username_limiter: auth::ratelimit::UsernameLimiter,
     /// The OpenAPI document.
     pub openapi: Arc<utoipa::openapi::OpenApi>,
     /// The Redoc page, rendered once.
     pub redoc_html: Arc<String>,
     /// The Prometheus handle.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// The longest a request may take before it is answered 503 (`PAYLEDGER_REQUEST_TIMEOUT_SECONDS`).
+    pub request_timeout: std::time::Duration,
 }
 
 /// Connects to the database, migrates it, and seeds demo organizations if it is empty.
@@ -247,9 +255,14 @@ pub async fn launch(
             settings.tokens.login_attempts_per_minute,
             std::time::Duration::from_secs(60),
         ),
+        username_limiter: auth::ratelimit::UsernameLimiter::new(
+            settings.tokens.login_attempts_per_minute,
+            std::time::Duration::from_secs(60),
+        ),
         redoc_html: Arc::new(api::docs::redoc_html(&openapi)),
         openapi: Arc::new(openapi),
         metrics: telemetry::metrics_handle(),
+        request_timeout: settings.request_timeout,
     });
     let app = axum::middleware::map_request(|request| async move { router::add_trailing_slash(request) })
         .layer(router::app(state));

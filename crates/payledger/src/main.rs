@@ -1,4 +1,5 @@
-//! The `payledger` command: `serve` (the default), `migrate`, `seed`, `worker`, `user` and `verify`.
+//! The `payledger` command: `serve` (the default), `migrate`, `seed`, `worker`, `user`, `verify` and (for
+//! development) `populate`.
 
 use std::process::ExitCode;
 
@@ -53,6 +54,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             login_attempts_per_minute: serve.login_rate_per_minute,
         },
         payouts: payout_args.settings()?,
+        request_timeout: std::time::Duration::from_secs(serve.request_timeout_seconds.max(1)),
     };
     match cli.command.unwrap_or(Command::Serve(serve.clone())) {
         Command::Serve(_) => {
@@ -85,26 +87,51 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{} demo organizations present", orgs.len());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Verify => {
-            // Read only: a database that was never migrated fails the check instead of being changed.
-            let store = Store::connect(&database_url).await?;
-            let report = store.verify().await?;
-            println!(
-                "checked {} accounts, {} transactions, {} entries, {} applied bank payments",
-                report.accounts, report.transactions, report.entries, report.bank_payments
-            );
-            if report.problems.is_empty() {
-                println!("OK: every balance equals the sum of its entries and every invariant holds");
-                Ok(ExitCode::SUCCESS)
-            } else {
-                for problem in &report.problems {
-                    println!("PROBLEM: {problem}");
-                }
-                println!("FAILED: {} problem(s) found", report.problems.len());
-                Ok(ExitCode::FAILURE)
+        Command::Verify { json, explain } => {
+            if explain {
+                let store = Store::connect(&database_url).await?;
+                return payledger::cli::verify::explain(&store).await;
             }
+            Ok(payledger::cli::verify::run(&database_url, json).await)
         }
+        Command::Populate(args) => populate(&settings, &args).await,
     }
+}
+
+/// `payledger populate`: refuses a production configuration unless forced, then builds and reports.
+async fn populate(settings: &Settings, args: &payledger::config::PopulateArgs) -> anyhow::Result<ExitCode> {
+    use payledger::cli::populate;
+    anyhow::ensure!(
+        settings.profile != payledger::config::Profile::Production || args.force,
+        "populate fills the database with made-up payments; refusing under the production profile (use --force \
+         on a copy that is not production)"
+    );
+    let store = open_store(&Settings { demo_organizations: 0, ..settings.clone() }).await?;
+    let shape = populate::Shape {
+        payments: args.payments,
+        organizations: args.organizations,
+        users: args.users,
+        transfers: args.transfers,
+        in_flight: args.in_flight,
+    };
+    let started = std::time::Instant::now();
+    let summary = populate::populate(&store, &shape).await?;
+    let elapsed = started.elapsed();
+    for (phase, took) in &summary.phases {
+        println!("{phase}: {:.1} s", took.as_secs_f64());
+    }
+    let operations = summary.payments + summary.deposits + summary.transfers;
+    println!(
+        "populated {} bank payments to {} organizations, {} deposits, {} transfers ({} refused) in {:.1} s: {:.0} operations/s",
+        summary.payments,
+        args.organizations,
+        summary.deposits,
+        summary.transfers,
+        summary.refused,
+        elapsed.as_secs_f64(),
+        operations as f64 / elapsed.as_secs_f64().max(0.001)
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Reads a password: from a prompt without echo on a terminal, else one line of standard input.

@@ -4,18 +4,15 @@
 //! so that spec comes from the same handlers that serve requests and cannot drift from them. The console's
 //! pages have their own table (`console::needs`) and guard.
 
-use std::time::Duration;
-
 use axum::Router;
 use axum::extract::{Request, State};
+use axum::http::Uri;
 use axum::http::{HeaderValue, Method, header};
-use axum::http::{StatusCode, Uri};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -136,9 +133,6 @@ async fn check_access(state: State<AppState>, request: Request, next: Next) -> R
     crate::api::access::guard(state, gate, request, next).await
 }
 
-/// How long any request may take before it is answered 408.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// The spec's static part; paths come from the router.
 #[derive(OpenApi)]
 #[openapi(
@@ -201,7 +195,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let (router, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api", api).split_for_parts();
     document_security(&mut openapi);
     name_operations(&mut openapi);
-    docs::document_common_responses(&mut openapi, gate, REQUEST_TIMEOUT);
+    docs::document_common_responses(&mut openapi, gate, crate::config::DEFAULT_REQUEST_TIMEOUT);
     docs::document_links(&mut openapi);
     (router, openapi)
 }
@@ -301,6 +295,7 @@ fn document_security(openapi: &mut utoipa::openapi::OpenApi) {
 /// The whole application: API, docs, metrics, and the layers every request passes through.
 pub fn app(state: AppState) -> Router {
     let (api, _) = api();
+    let bounded = state.clone();
     let swagger = SwaggerUi::new("/api/schema/swagger").config(Config::new(["/api/schema/"]).validator_url("none"));
     Router::new()
         .merge(api)
@@ -320,7 +315,7 @@ pub fn app(state: AppState) -> Router {
         .merge(crate::console::router(state.clone()))
         .fallback(not_found)
         .with_state(state)
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
+        .layer(axum::middleware::from_fn_with_state(bounded, bound_request_time))
         // Security headers on every answer (the docs pages are HTML): no MIME sniffing, no framing (click-
         // jacking), no referrer leaking paths with ids to other sites.
         .layer(SetResponseHeaderLayer::if_not_present(
@@ -330,7 +325,32 @@ pub fn app(state: AppState) -> Router {
         .layer(SetResponseHeaderLayer::if_not_present(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
         .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
         .layer(CatchPanicLayer::custom(crate::error::panic_response))
-        .layer(TraceLayer::new_for_http())
+        // Every 5xx is logged where it is made, with its cause (ApiError, ConsoleError, the timeout above); the
+        // trace layer's own ERROR line per 5xx would only double each one.
+        .layer(TraceLayer::new_for_http().on_failure(()))
+}
+
+/// Answers a request that takes longer than the request timeout with 503 `unconfirmed` and `Retry-After`,
+/// so a client never waits forever on a slow or absent database. The handler is dropped, but a command it
+/// already queued for the ledger engine may still be applied: hence `unconfirmed`, not `unavailable`. The
+/// console's pages get the console's error page instead of the API's JSON.
+async fn bound_request_time(state: State<AppState>, request: Request, next: Next) -> Response {
+    let console = crate::console::is_console_path(request.uri().path());
+    let path = request.uri().path().to_owned();
+    match tokio::time::timeout(state.request_timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            // Once here, not per layer: under a slow database every waiting request times out, and one line
+            // each is plenty (the count is also a metric).
+            metrics::counter!("payledger_requests_timed_out_total").increment(1);
+            tracing::warn!(%path, timeout = ?state.request_timeout, "request timed out; answered 503");
+            if console {
+                crate::console::ConsoleError::TimedOut.into_response()
+            } else {
+                crate::error::ApiError::TimedOut.into_response()
+            }
+        }
+    }
 }
 
 async fn not_found() -> crate::error::ApiError {

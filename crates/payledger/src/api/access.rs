@@ -212,14 +212,16 @@ async fn basic(state: &AppState, credentials: &str, peer: Option<SocketAddr>) ->
     {
         return principal_of(user);
     }
-    // A verification costs an argon2 hash: it counts against the address's login rate, as a token request
-    // does, so Basic is no side door for password guessing.
+    // A verification costs an argon2 hash: it counts against the address's login rate and the username's, as a
+    // token request does, so Basic is no side door for password guessing. Credentials remembered above were
+    // verified before and are no guess, so they never count.
     if let Some(peer) = peer {
-        state.login_limiter.check(peer.ip(), std::time::Instant::now()).map_err(|wait| {
+        state.login_limiter.check(&peer.ip(), std::time::Instant::now()).map_err(|wait| {
             tracing::warn!(peer = %peer.ip(), "Basic authentication rate-limited");
             ApiError::TooManyRequests(wait.as_secs())
         })?;
     }
+    crate::api::auth::limit_username(state, username)?;
     let hash = user.as_ref().map_or_else(crate::auth::principals::dummy_hash, |user| user.password_hash.clone());
     let password = password.to_owned();
     let checked_hash = hash.clone();

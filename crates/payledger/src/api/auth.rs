@@ -55,8 +55,16 @@ pub struct RefreshBody {
 
 /// Refuses a client address past its rate of token requests (password guessing).
 fn limit(state: &AppState, peer: SocketAddr) -> Result<(), ApiError> {
-    state.login_limiter.check(peer.ip(), std::time::Instant::now()).map_err(|wait| {
+    state.login_limiter.check(&peer.ip(), std::time::Instant::now()).map_err(|wait| {
         tracing::warn!(peer = %peer.ip(), "token requests rate-limited");
+        ApiError::TooManyRequests(wait.as_secs())
+    })
+}
+
+/// Refuses a username past its rate of password checks, from whatever addresses they come (the same 429).
+pub(crate) fn limit_username(state: &AppState, username: &str) -> Result<(), ApiError> {
+    state.username_limiter.check_username(username, std::time::Instant::now()).map_err(|wait| {
+        tracing::warn!(username, "password checks for one username rate-limited");
         ApiError::TooManyRequests(wait.as_secs())
     })
 }
@@ -123,7 +131,7 @@ async fn issue(
         (status = 200, body = TokenPair),
         (status = 400, description = "Invalid data", body = ErrorBody),
         (status = 401, description = "Invalid username or password", body = ErrorBody),
-        (status = 429, description = "Too many requests from this address; see Retry-After", body = ErrorBody),
+        (status = 429, description = "Too many requests from this address, or for this username from any address; see Retry-After", body = ErrorBody),
     )
 )]
 pub async fn token(
@@ -133,6 +141,7 @@ pub async fn token(
     body: Body,
 ) -> Result<Json<TokenPair>, ApiError> {
     let [username, password] = string_fields(&state, peer, &headers, body, ["username", "password"]).await?;
+    limit_username(&state, &username)?;
     let user = match crate::auth::principals::check_username(&username) {
         Ok(()) => state.store.principal(&username).await?,
         Err(_) => None,

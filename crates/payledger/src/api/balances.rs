@@ -302,7 +302,7 @@ fn finish(body: JsonObject<'_>, operation: Option<BalanceOperation>) -> Result<B
     operation.ok_or_else(|| crate::fields::invalid("body", "is incomplete"))
 }
 
-fn parse_deposit(bytes: &[u8]) -> Result<BalanceOperation, FieldErrors> {
+pub(crate) fn parse_deposit(bytes: &[u8]) -> Result<BalanceOperation, FieldErrors> {
     let mut body = JsonObject::parse(bytes)?;
     let user = body.field("user_id", user_id);
     let amount = body.field("amount", parse_amount);
@@ -310,7 +310,7 @@ fn parse_deposit(bytes: &[u8]) -> Result<BalanceOperation, FieldErrors> {
     finish(body, operation)
 }
 
-fn parse_withdraw(bytes: &[u8]) -> Result<BalanceOperation, FieldErrors> {
+pub(crate) fn parse_withdraw(bytes: &[u8]) -> Result<BalanceOperation, FieldErrors> {
     let mut body = JsonObject::parse(bytes)?;
     let user = body.field("user_id", user_id);
     let amount = body.field("amount", parse_amount);
@@ -318,7 +318,7 @@ fn parse_withdraw(bytes: &[u8]) -> Result<BalanceOperation, FieldErrors> {
     finish(body, operation)
 }
 
-fn parse_reserve(bytes: &[u8]) -> Result<BalanceOperation, FieldErrors> {
+pub(crate) fn parse_reserve(bytes: &[u8]) -> Result<BalanceOperation, FieldErrors> {
     let mut body = JsonObject::parse(bytes)?;
     let key = order_key(&mut body);
     let amount = body.field("amount", parse_amount);
@@ -326,7 +326,7 @@ fn parse_reserve(bytes: &[u8]) -> Result<BalanceOperation, FieldErrors> {
     finish(body, operation)
 }
 
-fn parse_deduct(bytes: &[u8]) -> Result<BalanceOperation, FieldErrors> {
+pub(crate) fn parse_deduct(bytes: &[u8]) -> Result<BalanceOperation, FieldErrors> {
     let mut body = JsonObject::parse(bytes)?;
     let key = order_key(&mut body);
     let amount = body.field("amount", parse_amount);
@@ -334,7 +334,7 @@ fn parse_deduct(bytes: &[u8]) -> Result<BalanceOperation, FieldErrors> {
     finish(body, operation)
 }
 
-fn parse_release(bytes: &[u8]) -> Result<BalanceOperation, FieldErrors> {
+pub(crate) fn parse_release(bytes: &[u8]) -> Result<BalanceOperation, FieldErrors> {
     let mut body = JsonObject::parse(bytes)?;
     let key = order_key(&mut body);
     let has_amount = body.optional("amount").is_some();
@@ -345,7 +345,7 @@ fn parse_release(bytes: &[u8]) -> Result<BalanceOperation, FieldErrors> {
     finish(body, operation)
 }
 
-fn parse_transfer(bytes: &[u8]) -> Result<BalanceOperation, FieldErrors> {
+pub(crate) fn parse_transfer(bytes: &[u8]) -> Result<BalanceOperation, FieldErrors> {
     let mut body = JsonObject::parse(bytes)?;
     let sender = body.field("sender_id", user_id);
     let recipient = body.field("recipient_id", user_id);

@@ -63,9 +63,9 @@ pub async fn redoc_js() -> impl IntoResponse {
 /// The statuses every operation of a kind can answer, whichever handler it is, added to the spec from what
 /// sends them: the access middleware (`api::access`: 401, 403 and 429 for a route that takes users), the JSON
 /// body reader (`api::extract::json_body`: 400, 413, 415), path parameters parsed by the handlers (400, 404),
-/// the store (503 with `Retry-After`) and the request timeout (408). A status an operation already documents
+/// the store and the request timeout (503 with `Retry-After`). A status an operation already documents
 /// keeps its own description. `gate` is the route table's rule of a route (`router::gate`, passed in as the
-/// access middleware gets it), `timeout` the request timeout.
+/// access middleware gets it), `timeout` the default request timeout.
 pub fn document_common_responses(openapi: &mut OpenApi, gate: fn(&Method, &str) -> Gate, timeout: Duration) {
     for (path, item) in openapi.paths.paths.iter_mut() {
         for (method, operation) in operations(item) {
@@ -91,7 +91,7 @@ pub fn document_common_responses(openapi: &mut OpenApi, gate: fn(&Method, &str) 
                 add(
                     "429",
                     with_header(
-                        error("Too many failed Basic verifications from this address (`rate_limited`)"),
+                        error("Too many Basic verifications from this address, or for this username (`rate_limited`)"),
                         "Retry-After",
                         seconds_header(),
                     ),
@@ -119,7 +119,19 @@ pub fn document_common_responses(openapi: &mut OpenApi, gate: fn(&Method, &str) 
                     ),
                 );
             }
-            add("408", Response::new(format!("No answer within {} s", timeout.as_secs())));
+            // Any operation, past the request timeout (`router::bound_request_time`).
+            add(
+                "503",
+                with_header(
+                    error(&format!(
+                        "No answer within the request timeout (`PAYLEDGER_REQUEST_TIMEOUT_SECONDS`, {} s by default): \
+                         `unconfirmed`, retry (with the same key for a write)",
+                        timeout.as_secs()
+                    )),
+                    "Retry-After",
+                    seconds_header(),
+                ),
+            );
         }
     }
 }

@@ -313,7 +313,7 @@ pub enum SourceBody {
 }
 
 /// Parses a payout request, reporting every bad field at once.
-fn parse_payout(bytes: &[u8]) -> Result<PayoutRequest, FieldErrors> {
+pub(crate) fn parse_payout(bytes: &[u8]) -> Result<PayoutRequest, FieldErrors> {
     let mut body = JsonObject::parse(bytes)?;
     let currency = body.field("currency", |raw| {
         let code = json_string(raw)?;

@@ -177,8 +177,10 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Web
                 }),
             }
         }
-        WriteOutcome::NoticeFailed(error) => {
-            Err(ApiError::Unprocessable(format!("Payment could not be applied: {error}")))
+        // The same answer for the notice whose credit failed and for every exact replay of it: the reason is the
+        // one recorded with the notice.
+        WriteOutcome::NoticeFailed(reason) => {
+            Err(ApiError::Unprocessable(format!("Payment could not be applied: {reason}")))
         }
         WriteOutcome::NotRecorded | WriteOutcome::Balance(_) | WriteOutcome::Payout(_) | WriteOutcome::Jobs(_) => {
             Err(ApiError::Engine(crate::engine::EngineError::Unavailable))

@@ -135,8 +135,13 @@ pub async fn login(
     if expected.is_empty() || !same_secret(expected, &form.csrf) {
         return Err(ConsoleError::Csrf);
     }
-    if let Err(wait) = state.login_limiter.check(peer.ip(), std::time::Instant::now()) {
+    if let Err(wait) = state.login_limiter.check(&peer.ip(), std::time::Instant::now()) {
         tracing::warn!(peer = %peer.ip(), "console logins rate-limited");
+        return Err(ConsoleError::RateLimited(wait.as_secs()));
+    }
+    // Per username too, as the token endpoint does: many addresses get no more guesses at one account.
+    if let Err(wait) = state.username_limiter.check_username(&form.username, std::time::Instant::now()) {
+        tracing::warn!(username = %form.username, "console logins for one username rate-limited");
         return Err(ConsoleError::RateLimited(wait.as_secs()));
     }
     let user = state.store.principal(&form.username).await?;

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::balances::{BalanceCommand, BalanceOutcome, BatchLedger, KeptRefusal};
 use super::payouts::{PayoutCommand, PayoutOutcome, PayoutStates};
 use crate::store::batch::{
-    ConflictRecord, NewTransaction, NoticeClaim, NoticeStatus, NoticeUpdate, Plan, RejectedNotice,
+    ConflictRecord, NewTransaction, NoticeClaim, NoticeStatus, NoticeUpdate, Plan, RejectedNotice, StoredNotice,
 };
 
 /// The ledger transaction kind of a credited bank payment.
@@ -88,8 +88,9 @@ pub enum WriteOutcome {
     NoticeDuplicate,
     /// The operation id was already known with different data; nothing changed and the conflict is recorded.
     NoticeConflict(Vec<NoticeField>),
-    /// The ledger refused the credit (an overflowing balance); the notice is recorded as failed.
-    NoticeFailed(LedgerError),
+    /// The ledger refused the credit (an overflowing balance), now or when the notice was first received: the
+    /// notice is recorded as failed, with this reason, and an exact replay is answered with the same refusal.
+    NoticeFailed(String),
     /// A recorded notice was already applied or failed by someone else.
     AlreadyHandled,
     /// The store neither inserted the notice nor found it: a store defect, answered as "retry".
@@ -110,7 +111,7 @@ pub struct Claims {
     /// Operation ids whose notice rows this batch inserted.
     pub inserted: HashSet<OperationId>,
     /// Notices that were stored before this batch, for the operation ids it did not insert.
-    pub stored: HashMap<OperationId, BankNotice>,
+    pub stored: HashMap<OperationId, StoredNotice>,
     /// Recorded notices, locked by this batch, that are still waiting to be applied.
     pub waiting: HashSet<OperationId>,
 }
@@ -173,6 +174,9 @@ pub fn decide(
         claim_rows.iter().map(|claim| (claim.notice.operation_id, claim.transaction_id)).collect();
     // The first notice of each operation id in this batch; later ones in the batch compare against it.
     let mut first_in_batch: HashMap<OperationId, &BankNotice> = HashMap::new();
+    // Why each notice's credit failed, before this batch or in it: an exact replay gets the same refusal.
+    let mut failures: HashMap<OperationId, String> =
+        claims.stored.iter().filter_map(|(id, stored)| Some((*id, stored.failure.clone()?))).collect();
     let mut applied_recorded: HashSet<OperationId> = HashSet::new();
     let mut plan = Plan::default();
     let mut outcomes = Vec::with_capacity(commands.len());
@@ -180,9 +184,9 @@ pub fn decide(
         let outcome = match command {
             WriteCommand::IntakeNotice { notice, apply, raw } => {
                 let id = notice.operation_id;
-                let earlier = first_in_batch.get(&id).copied().or_else(|| claims.stored.get(&id));
-                match earlier {
-                    Some(original) => compare_with_original(original, notice, raw, &mut plan),
+                let earlier = first_in_batch.get(&id).copied().or_else(|| claims.stored.get(&id).map(|s| &s.notice));
+                let outcome = match earlier {
+                    Some(original) => compare_with_original(original, notice, raw, failures.get(&id), &mut plan),
                     None if claims.inserted.contains(&id) => {
                         first_in_batch.insert(id, notice);
                         match (apply, claimed_transaction.get(&id).copied().flatten()) {
@@ -195,11 +199,15 @@ pub fn decide(
                     // Neither inserted nor found: the store lost track of the row, which is a bug in the
                     // store, so say nothing happened rather than pretend.
                     None => WriteOutcome::NotRecorded,
-                }
+                };
+                remember_failure(&mut failures, id, &outcome);
+                outcome
             }
             WriteCommand::ApplyRecorded { notice } => {
                 if claims.waiting.contains(&notice.operation_id) && applied_recorded.insert(notice.operation_id) {
-                    credit(notice, Uuid::now_v7(), accounts, sheet, &mut plan, true)
+                    let outcome = credit(notice, Uuid::now_v7(), accounts, sheet, &mut plan, true);
+                    remember_failure(&mut failures, notice.operation_id, &outcome);
+                    outcome
                 } else {
                     WriteOutcome::AlreadyHandled
                 }
@@ -231,10 +239,28 @@ pub fn decide(
     (plan, outcomes)
 }
 
-fn compare_with_original(original: &BankNotice, notice: &BankNotice, raw: &[u8], plan: &mut Plan) -> WriteOutcome {
+/// Keeps the reason of a credit that just failed, for a replay later in the same batch.
+fn remember_failure(failures: &mut HashMap<OperationId, String>, id: OperationId, outcome: &WriteOutcome) {
+    if let WriteOutcome::NoticeFailed(reason) = outcome {
+        failures.insert(id, reason.clone());
+    }
+}
+
+/// Judges a notice whose operation id is known: an exact replay answers what the original got (a duplicate, or
+/// the original's failure), a notice with other data is a conflict.
+fn compare_with_original(
+    original: &BankNotice,
+    notice: &BankNotice,
+    raw: &[u8],
+    failure: Option<&String>,
+    plan: &mut Plan,
+) -> WriteOutcome {
     let differences = original.differences(notice);
     if differences.is_empty() {
-        return WriteOutcome::NoticeDuplicate;
+        return match failure {
+            Some(reason) => WriteOutcome::NoticeFailed(reason.clone()),
+            None => WriteOutcome::NoticeDuplicate,
+        };
     }
     plan.conflicts.push(ConflictRecord {
         operation_id: notice.operation_id,
@@ -284,13 +310,14 @@ fn credit(
 }
 
 fn fail(notice: &BankNotice, error: LedgerError, plan: &mut Plan) -> WriteOutcome {
+    let reason = error.to_string();
     plan.notice_updates.push(NoticeUpdate {
         operation_id: notice.operation_id,
         status: NoticeStatus::Failed,
         transaction_id: None,
-        failure_reason: Some(error.to_string()),
+        failure_reason: Some(reason.clone()),
     });
-    WriteOutcome::NoticeFailed(error)
+    WriteOutcome::NoticeFailed(reason)
 }
 
 #[cfg(test)]
@@ -348,7 +375,7 @@ mod tests {
         let stored_ids: HashSet<_> = stored.iter().map(|n| n.operation_id).collect();
         let claims = Claims {
             inserted: claim_rows.iter().map(|c| c.notice.operation_id).filter(|id| !stored_ids.contains(id)).collect(),
-            stored: stored.iter().map(|n| (n.operation_id, n.clone())).collect(),
+            stored: stored.iter().map(|n| (n.operation_id, StoredNotice::new(n.clone(), "applied", None))).collect(),
             waiting: HashSet::new(),
         };
         let accounts = AccountMap { organizations: &fixture.organizations, bank_inflow: AccountId(1) };
@@ -382,6 +409,49 @@ mod tests {
         assert_eq!(plan.transactions.len(), 2);
         assert_eq!(plan.entries.len(), 4);
         assert_eq!(plan.conflicts.len(), 1);
+    }
+
+    #[test]
+    fn a_failed_credit_is_failed_again_for_every_exact_replay_and_a_conflict_for_other_data() {
+        // The first notice takes the organization to i64::MAX, so the second one's credit overflows.
+        let commands = [intake(7, i64::MAX), intake(8, 1), intake(8, 1), intake(8, 2)];
+        let (plan, outcomes, _) = run(&commands, &[]);
+        let overflow = LedgerError::Overflow.to_string();
+        assert_eq!(
+            outcomes,
+            vec![
+                WriteOutcome::NoticeApplied,
+                WriteOutcome::NoticeFailed(overflow.clone()),
+                WriteOutcome::NoticeFailed(overflow.clone()),
+                WriteOutcome::NoticeConflict(vec![NoticeField::Amount]),
+            ]
+        );
+        assert_eq!(plan.notice_updates.len(), 1, "the failure is recorded once");
+        assert_eq!(plan.notice_updates[0].failure_reason.as_deref(), Some(overflow.as_str()));
+
+        // A later batch answers a replay from the stored failure, and records nothing new.
+        let mut fixture = fixture();
+        let commands = [intake(8, 1), intake(8, 3)];
+        let claim_rows = notice_claims(&commands);
+        let claims = Claims {
+            inserted: HashSet::new(),
+            stored: HashMap::from([(
+                OperationId(Uuid::from_u128(8)),
+                StoredNotice::new(notice(8, 1), "failed", Some(overflow.clone())),
+            )]),
+            waiting: HashSet::new(),
+        };
+        let accounts = AccountMap { organizations: &fixture.organizations, bank_inflow: AccountId(1) };
+        let (users, services) = (HashMap::new(), HashMap::new());
+        let mut balances = no_balances(&users, &services);
+        let mut payouts = Default::default();
+        let (plan, outcomes) =
+            decide(&commands, &claims, &claim_rows, &accounts, &mut balances, &mut payouts, &mut fixture.sheet);
+        assert_eq!(
+            outcomes,
+            vec![WriteOutcome::NoticeFailed(overflow), WriteOutcome::NoticeConflict(vec![NoticeField::Amount])]
+        );
+        assert!(plan.notice_updates.is_empty() && plan.transactions.is_empty());
     }
 
     #[test]
@@ -461,7 +531,10 @@ mod tests {
                         inserted: inserted.clone(),
                         stored: claim_rows
                             .iter()
-                            .filter_map(|c| stored.get(&c.notice.operation_id).map(|n| (n.operation_id, n.clone())))
+                            .filter_map(|c| {
+                                let n = stored.get(&c.notice.operation_id)?;
+                                Some((n.operation_id, StoredNotice::new(n.clone(), "applied", None)))
+                            })
                             .collect(),
                         waiting: HashSet::new(),
                     };

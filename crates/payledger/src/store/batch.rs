@@ -64,6 +64,23 @@ impl NoticeStatus {
     }
 }
 
+/// A notice stored before this batch, as a replay of it is judged against it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredNotice {
+    /// The notice first received.
+    pub notice: BankNotice,
+    /// Why its credit failed (status `failed`), so an exact replay is answered with the same refusal.
+    pub failure: Option<String>,
+}
+
+impl StoredNotice {
+    /// The failure reason of a `failed` row (empty if none was kept), `None` for any other status.
+    pub fn new(notice: BankNotice, status: &str, reason: Option<String>) -> StoredNotice {
+        let failed = status == NoticeStatus::Failed.as_str();
+        StoredNotice { notice, failure: failed.then(|| reason.unwrap_or_default()) }
+    }
+}
+
 /// A ledger transaction to insert.
 #[derive(Debug, Clone)]
 pub struct NewTransaction {
@@ -379,11 +396,11 @@ pub trait BatchTx {
         &mut self,
         orgs: &[(Inn, String)],
     ) -> impl Future<Output = Result<Vec<(Inn, AccountId)>, StoreError>>;
-    /// Loads stored notices by operation id.
+    /// Loads stored notices by operation id, with the reason of each one whose credit failed.
     fn stored_notices(
         &mut self,
         ids: &[OperationId],
-    ) -> impl Future<Output = Result<HashMap<OperationId, BankNotice>, StoreError>>;
+    ) -> impl Future<Output = Result<HashMap<OperationId, StoredNotice>, StoreError>>;
     /// Locks the recorded notices among `ids` that still wait to be applied and returns their ids.
     fn lock_waiting(&mut self, ids: &[OperationId]) -> impl Future<Output = Result<HashSet<OperationId>, StoreError>>;
     /// Finds the stored keys among `keys` and tells which are in use by another open transaction; never

@@ -23,11 +23,11 @@ use time::OffsetDateTime;
 use batch::HoldState;
 pub use batch::{AuditEntry, BatchTx};
 
-pub use postgres::PgStore;
-pub use queries::verify::VERIFY_COUNTS;
+pub use postgres::{MAX_CONNECTIONS as PG_MAX_CONNECTIONS, PgStore};
+pub use queries::verify::{VERIFY_COUNTS, VerifyProgress, check_count};
 pub use rows::{
-    ActivityRow, AuditFilter, AuditRow, BalanceLogRow, HistoryCursor, HistoryPage, HistorySort, PrincipalChange,
-    PrincipalRow, PrincipalUpdate, RefreshRow, UserBalance, VerifyReport,
+    ActivityRow, AuditFilter, AuditRow, BalanceLogRow, CheckReport, HistoryCursor, HistoryPage, HistorySort,
+    PrincipalChange, PrincipalRow, PrincipalUpdate, RefreshRow, UserBalance, VerifyReport,
 };
 pub use sqlite::SqliteStore;
 pub use sqlite_writer::SqliteWriter;
@@ -106,14 +106,62 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// Whether the database could not be reached at all (an outage rather than a bad statement).
+    /// Whether the database could not be reached or cannot write at all (an outage rather than a bad
+    /// statement): a lost connection, a server shutting down or refusing connections, a lock wait that
+    /// timed out, out of resources, or (SQLite) a full disk or a failing file. Some of these also follow
+    /// from a statement's size (too many locks, a temp-file limit), so this is only trusted for ONE command
+    /// that fails alone (see the engine), never for a whole batch.
+    ///
+    /// `Protocol` is not here: sqlx also reports a statement with too many bind parameters so, which is the
+    /// batch's size, not an outage (a broken stream shows up as `Io` on the next statement anyway).
     pub fn is_connection_failure(&self) -> bool {
-        matches!(
-            self,
+        match self {
             StoreError::Database(
-                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed
-            )
-        )
+                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed,
+            ) => true,
+            StoreError::Database(sqlx::Error::Database(error)) => error.code().is_some_and(|code| {
+                // Class 08: connection exception; 57P01-57P03: administrator or crash shutdown, cannot
+                // connect now; 55P03: lock not available (lock_timeout); 57014: statement cancelled (timeout);
+                // 53xxx: out of resources (disk full, out of memory, too many connections).
+                code.starts_with("08")
+                    || code.starts_with("57P")
+                    || code.starts_with("53")
+                    || code == "55P03"
+                    || code == "57014"
+            }),
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(error, _)) => matches!(
+                error.code,
+                rusqlite::ErrorCode::DiskFull
+                    | rusqlite::ErrorCode::SystemIoFailure
+                    | rusqlite::ErrorCode::CannotOpen
+                    | rusqlite::ErrorCode::DatabaseBusy
+                    | rusqlite::ErrorCode::DatabaseLocked
+            ),
+            _ => false,
+        }
+    }
+
+    /// Whether no connection could be had at all (the pool's acquire timed out, or it is closed): nothing of
+    /// the work was sent, so its size or content cannot be the cause.
+    pub fn is_no_connection(&self) -> bool {
+        matches!(self, StoreError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed))
+    }
+
+    /// Whether the connection a statement ran on was lost (closed by a database restart, say), rather than the
+    /// database being unreachable. A batch that failed so before its COMMIT was sent cannot have been
+    /// applied, and a fresh connection from the pool may well succeed.
+    pub fn is_lost_connection(&self) -> bool {
+        match self {
+            // Not `Protocol`: sqlx reports deterministic errors so too (too many bind parameters), and a batch
+            // must not run again and again for one of those.
+            StoreError::Database(sqlx::Error::Io(_)) => true,
+            StoreError::Database(sqlx::Error::Database(error)) => {
+                // Class 08: connection exception; 57P01 and 57P02: the server ended the session (a fast or a
+                // crash shutdown).
+                error.code().is_some_and(|code| code.starts_with("08") || code == "57P01" || code == "57P02")
+            }
+            _ => false,
+        }
     }
 
     /// Whether a unique constraint refused a row another transaction committed first.
@@ -228,4 +276,22 @@ pub(crate) fn notice_from_row(
         document_number,
         document_date,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sqlite(code: i32) -> StoreError {
+        StoreError::Sqlite(rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None))
+    }
+
+    #[test]
+    fn a_full_disk_and_a_lost_connection_are_outages_but_a_bad_row_is_not() {
+        assert!(sqlite(rusqlite::ffi::SQLITE_FULL).is_connection_failure());
+        assert!(sqlite(rusqlite::ffi::SQLITE_IOERR_WRITE).is_connection_failure());
+        assert!(!sqlite(rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE).is_connection_failure());
+        assert!(StoreError::Database(sqlx::Error::PoolTimedOut).is_connection_failure());
+        assert!(!StoreError::Corrupt("x".into()).is_connection_failure());
+    }
 }

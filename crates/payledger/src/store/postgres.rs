@@ -14,9 +14,9 @@ use super::postgres_writer::PgBatch;
 use super::{StoreError, organization_account};
 
 /// Connections per instance: the writer's transaction, the async applier and API reads.
-const MAX_CONNECTIONS: u32 = 12;
+pub const MAX_CONNECTIONS: u32 = 12;
 /// How long a request waits for a free connection before the pool reports an error.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The PostgreSQL database.
 #[derive(Clone, Debug)]
@@ -135,7 +135,8 @@ super::queries::verify::verify_queries!(
     PgStore,
     reader: pool,
     begin_snapshot: "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
-    uuid_text: "uuid_hex("
+    uuid_text: "uuid_hex(",
+    explain: "EXPLAIN"
 );
 
 /// Creates the organizations and accounts that do not exist yet and returns every account id.

@@ -14,7 +14,8 @@ use uuid::Uuid;
 
 use super::batch::{
     ActivityLine, ConflictRecord, HoldState, HoldWrite, JobEnd, KeyClaims, NewJob, NewKey, NewTransaction, NoticeClaim,
-    NoticeUpdate, PayoutEvent, PayoutState, Plan, RejectedNotice, StoredKey, StoredResponse, hold_reference,
+    NoticeUpdate, PayoutEvent, PayoutState, Plan, RejectedNotice, StoredKey, StoredNotice, StoredResponse,
+    hold_reference,
 };
 use super::postgres::insert_organizations;
 use super::{AccountKind, AuditEntry, BatchTx, MAX_KEPT_NOTICES, StoreError, hold_from_row, notice_from_row};
@@ -471,18 +472,24 @@ impl BatchTx for PgBatch {
         insert_organizations(&mut self.tx, orgs).await
     }
 
-    async fn stored_notices(&mut self, ids: &[OperationId]) -> Result<HashMap<OperationId, BankNotice>, StoreError> {
+    async fn stored_notices(&mut self, ids: &[OperationId]) -> Result<HashMap<OperationId, StoredNotice>, StoreError> {
         if ids.is_empty() {
             return Ok(HashMap::new());
         }
         let rows = sqlx::query(
-            "SELECT operation_id, amount, currency, payer_inn, document_number, document_date
+            "SELECT operation_id, amount, currency, payer_inn, document_number, document_date, status, failure_reason
              FROM bank_payments WHERE operation_id = ANY($1)",
         )
         .bind(uuids(ids))
         .fetch_all(&mut *self.tx)
         .await?;
-        rows.iter().map(|row| notice_from_pg_row(row).map(|notice| (notice.operation_id, notice))).collect()
+        rows.iter()
+            .map(|row| {
+                let notice = notice_from_pg_row(row)?;
+                let stored = StoredNotice::new(notice, row.try_get::<&str, _>(6)?, row.try_get(7)?);
+                Ok((stored.notice.operation_id, stored))
+            })
+            .collect()
     }
 
     async fn lock_waiting(&mut self, ids: &[OperationId]) -> Result<HashSet<OperationId>, StoreError> {

@@ -190,6 +190,37 @@ pub struct VerifyReport {
     pub entries: i64,
     /// Applied bank payments checked.
     pub bank_payments: i64,
-    /// Every broken invariant, described.
+    /// Every broken invariant listed by the checks (at most a sample of each), as `check: violation`.
     pub problems: Vec<String>,
+    /// Each check in the order it ran.
+    pub checks: Vec<CheckReport>,
+}
+
+impl VerifyReport {
+    /// Adds a check's report, and its sample to [`VerifyReport::problems`].
+    pub fn push(&mut self, check: CheckReport) {
+        self.problems.extend(check.sample.iter().map(|problem| format!("{}: {problem}", check.name)));
+        self.checks.push(check);
+    }
+
+    /// How many violations all checks found.
+    pub fn violations(&self) -> i64 {
+        self.checks.iter().map(|check| check.violations).sum()
+    }
+}
+
+/// What one invariant check of `verify` found.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckReport {
+    /// A stable name for monitoring, e.g. `entries_chain`.
+    pub code: &'static str,
+    /// What the check proves, in words.
+    pub name: &'static str,
+    /// How many rows break the invariant.
+    pub violations: i64,
+    /// The first of them, described (at most 20).
+    pub sample: Vec<String>,
+    /// How long the check's query took.
+    #[serde(skip)]
+    pub duration: std::time::Duration,
 }

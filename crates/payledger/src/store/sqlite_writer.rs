@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::time::Duration;
 
-use payledger_core::{AccountBalance, AccountId, BalanceSheet, BankNotice, EntryDraft, Inn, OperationId};
+use payledger_core::{AccountBalance, AccountId, BalanceSheet, EntryDraft, Inn, OperationId};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -17,7 +17,8 @@ use uuid::Uuid;
 
 use super::batch::{
     ActivityLine, ConflictRecord, HoldState, HoldWrite, JobEnd, KeyClaims, NewJob, NewKey, NewTransaction, NoticeClaim,
-    NoticeUpdate, PayoutEvent, PayoutState, Plan, RejectedNotice, StoredKey, StoredResponse, hold_reference,
+    NoticeUpdate, PayoutEvent, PayoutState, Plan, RejectedNotice, StoredKey, StoredNotice, StoredResponse,
+    hold_reference,
 };
 use super::payouts::{PAYOUT_STATE_SQL, PayoutRow};
 use super::{AccountKind, AuditEntry, BatchTx, MAX_KEPT_NOTICES, StoreError, hold_from_row, notice_from_row};
@@ -373,9 +374,9 @@ impl SqliteBatch<'_> {
         Ok(())
     }
 
-    fn stored_notice(&self, id: OperationId) -> Result<Option<BankNotice>, StoreError> {
+    fn stored_notice(&self, id: OperationId) -> Result<Option<StoredNotice>, StoreError> {
         let mut statement = self.tx.prepare_cached(
-            "SELECT operation_id, amount, currency, payer_inn, document_number, document_date
+            "SELECT operation_id, amount, currency, payer_inn, document_number, document_date, status, failure_reason
              FROM bank_payments WHERE operation_id = ?1",
         )?;
         let row = statement
@@ -387,11 +388,13 @@ impl SqliteBatch<'_> {
                     row.get::<_, String>(3)?,
                     row.get::<_, String>(4)?,
                     row.get::<_, String>(5)?,
+                    (row.get::<_, String>(6)?, row.get::<_, Option<String>>(7)?),
                 ))
             })
             .optional()?;
-        row.map(|(id, amount, currency, inn, document, date)| {
-            notice_from_row(uuid_from(&id)?, amount, &currency, &inn, document, parse_time(&date)?)
+        row.map(|(id, amount, currency, inn, document, date, (status, reason))| {
+            let notice = notice_from_row(uuid_from(&id)?, amount, &currency, &inn, document, parse_time(&date)?)?;
+            Ok(StoredNotice::new(notice, &status, reason))
         })
         .transpose()
     }
@@ -452,7 +455,7 @@ impl BatchTx for SqliteBatch<'_> {
         Ok(found)
     }
 
-    async fn stored_notices(&mut self, ids: &[OperationId]) -> Result<HashMap<OperationId, BankNotice>, StoreError> {
+    async fn stored_notices(&mut self, ids: &[OperationId]) -> Result<HashMap<OperationId, StoredNotice>, StoreError> {
         let mut stored = HashMap::with_capacity(ids.len());
         for id in ids {
             if let Some(notice) = self.stored_notice(*id)? {

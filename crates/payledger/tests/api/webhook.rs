@@ -20,6 +20,8 @@ on_both_backends!(
     bad_notices_in_a_busy_batch_do_not_fail_the_good_ones,
     replays_of_precise_dates_are_duplicates_on_every_backend,
     malformed_queries_get_json_errors,
+    a_failed_credit_answers_the_same_422_to_every_exact_replay,
+    a_credit_failed_by_the_async_applier_answers_422_to_replays,
 );
 
 async fn a_new_payment_is_credited_and_logged(backend: Backend) {
@@ -344,4 +346,79 @@ async fn malformed_queries_get_json_errors(backend: Backend) {
         assert_eq!(body["error"], "Invalid data", "{query}");
     }
     server.stop().await;
+}
+
+/// Near `i64::MAX` minor units: one more notice of 10,000.00 overflows the organization's balance.
+const NEAR_OVERFLOW: &str = "UPDATE accounts SET balance = 9223372036854775000 WHERE external_key = '1234567890'";
+/// The balance the tests' first notice (1.00) left, put back so that `verify` judges the rest of the ledger.
+const RESTORED: &str = "UPDATE accounts SET balance = 100 WHERE external_key = '1234567890'";
+
+async fn a_failed_credit_answers_the_same_422_to_every_exact_replay(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else { return };
+    let server = TestServer::start(common::settings(&db)).await;
+    assert_eq!(server.post_webhook(&notice(Uuid::new_v4(), json!(1), INN)).await.0, 200);
+    // The balance is pushed to the edge of i64 behind the server's back: no real notice stream gets there in a test.
+    db.execute(NEAR_OVERFLOW).await;
+    let overflowing = notice(Uuid::new_v4(), json!("10000.00"), INN);
+    let (status, first) = server.post_webhook(&overflowing).await;
+    assert_eq!(status, 422, "{first}");
+    assert_eq!(first["error"], "Payment could not be applied: the balance would overflow");
+    assert_eq!(first["code"], "ledger_refused");
+    for _ in 0..2 {
+        let (status, replay) = server.post_webhook(&overflowing).await;
+        assert_eq!((status, &replay), (422, &first), "an exact replay gets the original answer");
+    }
+    // The same operation_id with other data follows the conflict policy (record: 200 and a recorded conflict).
+    let mut different = overflowing.clone();
+    different["document_number"] = json!("PAY-329");
+    let (status, answer) = server.post_webhook(&different).await;
+    assert_eq!((status, answer["status"].as_str()), (200, Some("conflict")), "{answer}");
+    assert_eq!(answer["conflicting_fields"], json!(["document_number"]));
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM bank_payments WHERE status = 'failed'").await, 1);
+    server.stop().await;
+    db.execute(RESTORED).await;
+    // Nothing of the failed credit reached the ledger.
+    db.assert_verified().await;
+}
+
+async fn a_credit_failed_by_the_async_applier_answers_422_to_replays(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else { return };
+    let server = TestServer::start(common::async_settings(&db)).await;
+    assert_eq!(server.post_webhook(&notice(Uuid::new_v4(), json!(1), INN)).await.0, 200);
+    let mut applied = 0;
+    for _ in 0..250 {
+        applied = db.scalar("SELECT COUNT(*) FROM bank_payments WHERE status = 'applied'").await;
+        if applied == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(applied, 1, "the first notice was not applied");
+    db.execute(NEAR_OVERFLOW).await;
+    let overflowing = notice(Uuid::new_v4(), json!("10000.00"), INN);
+    let (status, answer) = server.post_webhook(&overflowing).await;
+    assert_eq!((status, answer["status"].as_str()), (200, Some("accepted")), "{answer}");
+    let mut failed = 0;
+    for _ in 0..250 {
+        failed = db.scalar("SELECT COUNT(*) FROM bank_payments WHERE status = 'failed'").await;
+        if failed == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(failed, 1, "the applier did not record the failed credit");
+    // Once the applier has failed it, a replay tells the bank so, as a sync-mode server would have at once.
+    for _ in 0..2 {
+        let (status, replay) = server.post_webhook(&overflowing).await;
+        assert_eq!(status, 422, "{replay}");
+        assert_eq!(replay["error"], "Payment could not be applied: the balance would overflow");
+        assert_eq!(replay["code"], "ledger_refused");
+    }
+    let mut different = overflowing.clone();
+    different["amount"] = json!("10000.01");
+    let (status, answer) = server.post_webhook(&different).await;
+    assert_eq!((status, answer["conflicting_fields"].clone()), (200, json!(["amount"])), "{answer}");
+    server.stop().await;
+    db.execute(RESTORED).await;
+    db.assert_verified().await;
 }
