@@ -9,15 +9,48 @@ elsewhere (a negative case) stays broken, and one that keeps to it stays valid:
 - a bank account's control key (its 9th digit) must match the BIK: it is computed from the BIK;
 - a transfer's recipient must differ from its sender: an equal recipient becomes the next id;
 - a history cursor belongs to one `sort` and `order`: a valid `sort`/`order` (or an absent one) is set to the
-  cursor's.
+  cursor's;
+- an `Idempotency-Key` names one request: schemathesis draws the optional header from a handful of values
+  (mostly the spec's example), so after its first use every other body sent with it is 409
+  `idempotency_key_reused` and never reaches the ledger engine. A valid key is replaced by a fresh one, except
+  in one case out of REUSE_ONE_IN, which keeps the drawn key on purpose so that the reuse refusal is still
+  exercised. The `idempotent_replay` check below sends a share of the accepted writes a second time with the
+  same key and body and requires the first answer back, marked as a replay.
+
+These fixes run in a `before_call` hook, which schemathesis calls before every request of every phase
+(examples, coverage, fuzzing and stateful alike), so no phase sends a case the others would have fixed.
 
 And one case is never sent: a change of the user the run authenticates as. A new password (or disabling it
 once another admin exists) is a legitimate request, and every later request of the run would be 401.
 """
 
+import atexit
+import json
 import os
+import random
+import uuid
 
+import requests
 import schemathesis
+
+# One drawn Idempotency-Key in this many is sent as drawn (a deliberate reuse); the rest get a fresh key.
+REUSE_ONE_IN = 10
+# One accepted write with a fresh key in this many is sent again to check that the answer is replayed.
+REPLAY_ONE_IN = 4
+# Keys and replay choices follow the run's seed, so a run can be repeated.
+_RANDOM = random.Random(os.environ.get("ST_SEED", "0"))
+# The keys this module made: only their requests are replayed (a drawn key may already name another body).
+_FRESH_KEYS = set()
+# How many replays the check sent; written for scripts/schemathesis_report.py, which requires some.
+_REPLAYS = [0]
+
+
+@atexit.register
+def _write_replay_count():
+    directory = os.environ.get("PAYLEDGER_ST_REPORTS")
+    if directory:
+        with open(os.path.join(directory, "replays.txt"), "w") as f:
+            f.write(f"{_REPLAYS[0]}\n")
 
 I64_MAX = 2**63 - 1
 
@@ -103,8 +136,32 @@ def _fix_cursor(query):
         query["order"] = order
 
 
+def _is_valid_key(value):
+    """Whether the server would accept `value` as a key (`IdempotencyKey::parse`): 1 to 255 visible ASCII
+    characters or spaces. Only such keys are replaced: an invalid one is a negative case and stays as drawn."""
+    return isinstance(value, str) and 1 <= len(value) <= 255 and all(" " <= c <= "~" for c in value)
+
+
+def _key_header(headers):
+    for name in headers or {}:
+        if name.lower() == "idempotency-key":
+            return name
+    return None
+
+
+def _fresh_key(headers):
+    name = _key_header(headers)
+    if name is None or not _is_valid_key(headers[name]):
+        return
+    if _RANDOM.randrange(REUSE_ONE_IN) == 0:
+        return
+    key = str(uuid.UUID(int=_RANDOM.getrandbits(128), version=4))
+    headers[name] = key
+    _FRESH_KEYS.add(key)
+
+
 @schemathesis.hook
-def map_case(context, case):
+def before_call(context, case, kwargs):
     path = case.operation.path
     method = case.operation.method.upper()
     if method == "POST" and path in ("/api/v1/payouts/", "/api/payouts/"):
@@ -113,7 +170,42 @@ def map_case(context, case):
         _fix_transfer(case.body)
     elif method == "GET" and path == "/api/users/{user_id}/transactions/":
         _fix_cursor(case.query)
-    return case
+    _fresh_key(case.headers)
+
+
+def _json_or_text(content):
+    try:
+        return json.loads(content)
+    except ValueError:
+        return content
+
+
+@schemathesis.check
+def idempotent_replay(ctx, response, case):
+    """An accepted write sent again with the same Idempotency-Key and body gets the first answer back, marked
+    `Idempotent-Replayed: true`, and changes nothing (the ledger would otherwise show the write twice, which
+    `payledger verify` and the balance checks of tests/api catch; here the answer is what is checked)."""
+    name = _key_header(case.headers)
+    if name is None or case.headers[name] not in _FRESH_KEYS or not 200 <= response.status_code < 300:
+        return None
+    if _RANDOM.randrange(REPLAY_ONE_IN) != 0:
+        return None
+    # The request exactly as it was sent (credentials included), outside schemathesis so no hook changes it.
+    with requests.Session() as session:
+        again = session.send(response.request, timeout=20)
+    _REPLAYS[0] += 1
+    replayed = again.headers.get("Idempotent-Replayed")
+    if again.status_code != response.status_code or replayed != "true":
+        raise AssertionError(
+            f"Replay with the same Idempotency-Key answered {again.status_code} (Idempotent-Replayed: {replayed}); "
+            f"the first answer was {response.status_code}"
+        )
+    if _json_or_text(again.content) != _json_or_text(response.content):
+        raise AssertionError(
+            f"Replay with the same Idempotency-Key answered another body: {again.text!r}, "
+            f"the first was {response.content.decode(errors='replace')!r}"
+        )
+    return None
 
 
 # The user the run authenticates as (set by scripts/schemathesis.sh).

@@ -5,15 +5,18 @@
 #   scripts/verify-at-size.sh                                        # SQLite, in $DIR
 #   PG_ADMIN_URL=postgres://postgres@127.0.0.1:5432/postgres scripts/verify-at-size.sh   # and PostgreSQL
 #
-# Settings: PAYMENTS (default 1000000), TRANSFERS (default 1000000), USERS (default 1000), SPREAD (the
+# Settings: PAYMENTS (default 1000000), TRANSFERS (default 1000000), USERS (default 1000), RESERVATIONS (of the
+# users' money, a third each deducted, released and left open; default 300000), SPREAD (the
 # organizations of the spread case, default 1000), DIR (where SQLite files, JSON summaries and /usr/bin/time
 # reports go, default a new temporary folder), BIN (a payledger binary to use instead of building this tree).
-# PostgreSQL databases are named pl_verify_size_hot and pl_verify_size_spread, dropped first if they exist.
+# Every database is built anew: the SQLite files in $DIR (and their -wal and -shm) are removed first, and the
+# PostgreSQL databases, named pl_verify_size_hot and pl_verify_size_spread, are dropped and created again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PAYMENTS="${PAYMENTS:-1000000}"
 TRANSFERS="${TRANSFERS:-1000000}"
 USERS="${USERS:-1000}"
+RESERVATIONS="${RESERVATIONS:-300000}"
 SPREAD="${SPREAD:-1000}"
 DIR="${DIR:-$(mktemp -d)}"
 if [ -z "${BIN:-}" ]; then
@@ -24,6 +27,7 @@ export PAYLEDGER_LOG=warn
 
 urls=()
 for shape in hot spread; do
+  rm -f "$DIR/$shape.db" "$DIR/$shape.db-wal" "$DIR/$shape.db-shm"
   urls+=("$shape sqlite://$DIR/$shape.db")
   if [ -n "${PG_ADMIN_URL:-}" ]; then
     psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS pl_verify_size_$shape" -c "CREATE DATABASE pl_verify_size_$shape"
@@ -37,7 +41,7 @@ for entry in "${urls[@]}"; do
   [ "$shape" = spread ] && organizations="$SPREAD"
   echo "== $shape $url"
   DATABASE_URL="$url" "$BIN" populate --payments "$PAYMENTS" --organizations "$organizations" \
-    --users "$USERS" --transfers "$TRANSFERS"
+    --users "$USERS" --transfers "$TRANSFERS" --reservations "$RESERVATIONS"
   # PostgreSQL's autovacuum analyzes new tables eventually; do it now so the plans are the settled ones.
   case "$url" in postgres*) psql "$url" -qc "VACUUM ANALYZE" ;; esac
 done

@@ -79,6 +79,9 @@ pub struct PopulateArgs {
     /// Transfers between the users.
     #[arg(long, default_value_t = 10_000)]
     pub transfers: u64,
+    /// Reservations after the transfers: a third each deducted, released and left open.
+    #[arg(long, default_value_t = 0)]
+    pub reservations: u64,
     /// Commands waiting for the ledger writer at once.
     #[arg(long, default_value_t = crate::cli::populate::DEFAULT_IN_FLIGHT)]
     pub in_flight: usize,

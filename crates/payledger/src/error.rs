@@ -181,10 +181,18 @@ impl ApiError {
             ApiError::Engine(EngineError::Overloaded) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "overloaded", "Service overloaded, retry later".into())
             }
-            ApiError::Engine(EngineError::Unconfirmed) | ApiError::TimedOut => (
+            ApiError::Engine(EngineError::Unconfirmed) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unconfirmed",
                 "The outcome is not confirmed; retry with the same Idempotency-Key".into(),
+            ),
+            // Any request times out, reads too: the message fits both.
+            ApiError::TimedOut => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unconfirmed",
+                "The request timed out; retry it (a write with the same Idempotency-Key, since it may have been \
+                 applied)"
+                    .into(),
             ),
             ApiError::Engine(_) | ApiError::Store(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service temporarily unavailable, retry later".into())
@@ -196,7 +204,8 @@ impl ApiError {
     /// body never carries it.
     pub fn status_and_body(self) -> (StatusCode, ErrorBody) {
         let (status, code, error) = self.parts();
-        if status.is_server_error() {
+        // A timeout is logged (at warn) by the middleware that answers it.
+        if status.is_server_error() && !matches!(self, ApiError::TimedOut) {
             tracing::error!(error = %self, "request failed");
         }
         let mut body = ErrorBody { error, code, details: None, available: None, reserved: None };
@@ -361,7 +370,10 @@ mod tests {
         let response = ApiError::TimedOut.into_response();
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(response.headers().get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()), Some("1"));
-        assert!(body_text(response).await.contains(r#""code":"unconfirmed""#));
+        let body = body_text(response).await;
+        assert!(body.contains(r#""code":"unconfirmed""#));
+        // A read times out too: the message must not assume a write.
+        assert!(body.contains("The request timed out"), "{body}");
     }
 
     #[tokio::test]

@@ -29,6 +29,11 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let database_url = cli.common.database_url();
+    if let Some(Command::Verify { json, explain }) = cli.command {
+        // Verify needs only the database: the settings of a server it does not start (a bad payout or webhook
+        // variable in the environment) must not make it fail, least of all with the exit status of violations.
+        return Ok(payledger::cli::verify::main(&database_url, json, explain).await);
+    }
     let serve = match &cli.command {
         Some(Command::Serve(serve)) => serve.clone(),
         _ => cli.serve.clone(),
@@ -88,13 +93,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{} demo organizations present", orgs.len());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Verify { json, explain } => {
-            if explain {
-                let store = Store::connect(&database_url).await?;
-                return payledger::cli::verify::explain(&store).await;
-            }
-            Ok(payledger::cli::verify::run(&database_url, json).await)
-        }
+        Command::Verify { json, explain } => Ok(payledger::cli::verify::main(&database_url, json, explain).await),
         Command::Populate(args) => populate(&settings, &args).await,
     }
 }
@@ -113,6 +112,7 @@ async fn populate(settings: &Settings, args: &payledger::config::PopulateArgs) -
         organizations: args.organizations,
         users: args.users,
         transfers: args.transfers,
+        reservations: args.reservations,
         in_flight: args.in_flight,
     };
     let started = std::time::Instant::now();
@@ -121,13 +121,17 @@ async fn populate(settings: &Settings, args: &payledger::config::PopulateArgs) -
     for (phase, took) in &summary.phases {
         println!("{phase}: {:.1} s", took.as_secs_f64());
     }
-    let operations = summary.payments + summary.deposits + summary.transfers;
+    // A reservation that was deducted or released is two operations.
+    let settled = summary.reservations - summary.reservations / 3;
+    let operations = summary.payments + summary.deposits + summary.transfers + summary.reservations + settled;
     println!(
-        "populated {} bank payments to {} organizations, {} deposits, {} transfers ({} refused) in {:.1} s: {:.0} operations/s",
+        "populated {} bank payments to {} organizations, {} deposits, {} transfers, {} reservations ({} refused) in \
+         {:.1} s: {:.0} operations/s",
         summary.payments,
         args.organizations,
         summary.deposits,
         summary.transfers,
+        summary.reservations,
         summary.refused,
         elapsed.as_secs_f64(),
         operations as f64 / elapsed.as_secs_f64().max(0.001)

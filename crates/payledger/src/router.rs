@@ -325,16 +325,31 @@ pub fn app(state: AppState) -> Router {
         .layer(SetResponseHeaderLayer::if_not_present(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
         .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
         .layer(CatchPanicLayer::custom(crate::error::panic_response))
-        .layer(TraceLayer::new_for_http())
+        // Every 5xx is logged where it is made, with its cause (ApiError, ConsoleError, the timeout above); the
+        // trace layer's own ERROR line per 5xx would only double each one.
+        .layer(TraceLayer::new_for_http().on_failure(()))
 }
 
 /// Answers a request that takes longer than the request timeout with 503 `unconfirmed` and `Retry-After`,
 /// so a client never waits forever on a slow or absent database. The handler is dropped, but a command it
-/// already queued for the ledger engine may still be applied: hence `unconfirmed`, not `unavailable`.
+/// already queued for the ledger engine may still be applied: hence `unconfirmed`, not `unavailable`. The
+/// console's pages get the console's error page instead of the API's JSON.
 async fn bound_request_time(state: State<AppState>, request: Request, next: Next) -> Response {
+    let console = crate::console::is_console_path(request.uri().path());
+    let path = request.uri().path().to_owned();
     match tokio::time::timeout(state.request_timeout, next.run(request)).await {
         Ok(response) => response,
-        Err(_) => crate::error::ApiError::TimedOut.into_response(),
+        Err(_) => {
+            // Once here, not per layer: under a slow database every waiting request times out, and one line
+            // each is plenty (the count is also a metric).
+            metrics::counter!("payledger_requests_timed_out_total").increment(1);
+            tracing::warn!(%path, timeout = ?state.request_timeout, "request timed out; answered 503");
+            if console {
+                crate::console::ConsoleError::TimedOut.into_response()
+            } else {
+                crate::error::ApiError::TimedOut.into_response()
+            }
+        }
     }
 }
 
@@ -439,5 +454,44 @@ mod tests {
         assert_eq!(gate(&Method::GET, "/api/schema/swagger/{*rest}"), READ);
         assert_eq!(gate(&Method::GET, "/assets/redoc.standalone.js"), READ);
         assert_eq!(gate(&Method::POST, "/api/balances/"), READ);
+    }
+}
+
+/// Checks of the assembled spec that need the router (the `api` modules may not import it).
+#[cfg(test)]
+mod spec_tests {
+    use utoipa::openapi::RefOr;
+
+    use crate::api::docs::{LINKS, operations};
+    use crate::api::schema::{HISTORY_CURSOR_PATTERN, free_text_pattern};
+
+    /// `document_links` skips a row whose operation or status the spec lacks; a renamed operation or a changed
+    /// status must fail here instead of silently dropping its link.
+    #[test]
+    fn every_link_row_is_applied() {
+        let (_, mut spec) = super::api();
+        let mut applied = 0;
+        for (_, item) in spec.paths.paths.iter_mut() {
+            for (_, operation) in operations(item) {
+                for response in operation.responses.responses.values() {
+                    if let RefOr::T(response) = response {
+                        applied += response.links.len();
+                    }
+                }
+            }
+        }
+        assert_eq!(applied, LINKS.len());
+    }
+
+    /// Derive attributes take a pattern only as a string literal, so the history cursor's and the free-text
+    /// fields' patterns are written out there; the spec must carry exactly the ones defined here.
+    #[test]
+    fn literal_patterns_in_the_spec_are_the_ones_defined_here() {
+        let spec = serde_json::to_string(&super::api().1).unwrap_or_default();
+        let json_text = |pattern: &str| serde_json::to_string(pattern).unwrap_or_default();
+        let patterns: Vec<&str> = spec.match_indices("\"pattern\":").map(|(at, _)| &spec[at + 10..]).collect();
+        let count = |pattern: &str| patterns.iter().filter(|rest| rest.starts_with(&json_text(pattern))).count();
+        assert_eq!(count(HISTORY_CURSOR_PATTERN), 1, "the history's cursor parameter");
+        assert!(count(&free_text_pattern()) >= 3, "payout description, patch description, gateway event reason");
     }
 }

@@ -137,7 +137,7 @@ pub fn document_common_responses(openapi: &mut OpenApi, gate: fn(&Method, &str) 
 }
 
 /// The operations of a path, by method.
-fn operations(item: &mut PathItem) -> Vec<(Method, &mut Operation)> {
+pub(crate) fn operations(item: &mut PathItem) -> Vec<(Method, &mut Operation)> {
     [
         (Method::GET, item.get.as_mut()),
         (Method::POST, item.post.as_mut()),
@@ -190,7 +190,7 @@ type LinkRow = (&'static str, &'static str, &'static str, &'static str, Expressi
 /// The user list links nowhere: its first user is the admin, and a client following a link to change them
 /// (a new password, say) would lock itself out.
 #[rustfmt::skip]
-const LINKS: &[LinkRow] = &[
+pub(crate) const LINKS: &[LinkRow] = &[
     ("balances_add_funds", "201", "withdraw", "balances_withdraw_funds", &[], &[("user_id", "$response.body#/user_id")]),
     ("balances_add_funds", "201", "reserve", "balances_reserve_funds", &[], &[("user_id", "$response.body#/user_id")]),
     ("balances_add_funds", "201", "transfer", "balances_transfer_funds", &[], &[("sender_id", "$response.body#/user_id")]),

@@ -67,9 +67,32 @@ pub fn query_integer(
 ) -> Result<i64, ApiError> {
     let Some(text) = text else { return Ok(default) };
     let out_of_range = || ApiError::field(name, format!("must be between {} and {}", bounds.start(), bounds.end()));
-    let value: i64 = text.parse().map_err(|_| match text.trim_start_matches(['-', '+']) {
+    // One sign at most: `--5` is not a number at all, so it is not "out of range" either.
+    let value: i64 = text.parse().map_err(|_| match text.strip_prefix(['-', '+']).unwrap_or(text) {
         digits if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) => out_of_range(),
         _ => ApiError::field(name, "must be a whole number"),
     })?;
     if bounds.contains(&value) { Ok(value) } else { Err(out_of_range()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reason(text: &str) -> String {
+        match query_integer("limit", Some(text), 50, 1..=500) {
+            Err(ApiError::InvalidData(details)) => details.get("limit").cloned().unwrap_or_default(),
+            other => format!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn one_sign_is_a_number_out_of_range_and_two_are_not_a_number() {
+        assert_eq!(reason("-5"), "must be between 1 and 500");
+        assert_eq!(reason("+99999999999999999999"), "must be between 1 and 500");
+        assert_eq!(reason("--5"), "must be a whole number");
+        assert_eq!(reason("+-5"), "must be a whole number");
+        assert_eq!(reason("5x"), "must be a whole number");
+        assert!(matches!(query_integer("limit", Some("+7"), 50, 1..=500), Ok(7)));
+    }
 }

@@ -45,7 +45,8 @@ pub struct BankNoticeBody {
     /// The payment document's number: not blank, no control characters, at most 128 characters.
     #[schema(example = "PAY-328", max_length = 128, schema_with = document_number_schema)]
     document_number: String,
-    /// The payment document's date, RFC 3339, in the years 1900 to 9999 once converted to UTC.
+    /// The payment document's date, RFC 3339, in the years 1900 to 9999 once converted to UTC. The pattern
+    /// allows 1901 to 9998, the years that stay in that range in any offset.
     #[schema(example = "2024-04-27T21:00:00Z", schema_with = document_date_schema)]
     document_date: String,
 }

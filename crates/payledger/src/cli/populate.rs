@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use payledger_core::{BalanceOperation, BankNotice, Currency, Inn, Money, OperationId, UserId};
+use payledger_core::balances::OrderId;
+use payledger_core::{BalanceOperation, BankNotice, Currency, Inn, Money, OperationId, OrderKey, ServiceId, UserId};
 use uuid::Uuid;
 
 use crate::balances::Balances;
@@ -28,7 +29,9 @@ pub const DEFAULT_IN_FLIGHT: usize = 4 * crate::engine::MAX_BATCH_COMMANDS;
 const USER_DEPOSIT_MINOR: i64 = 10_000_000_000;
 /// The largest bank payment built, in kopecks (10,000.00 RUB); amounts vary below it.
 const MAX_PAYMENT_MINOR: i64 = 1_000_000;
-/// The largest transfer built, in kopecks (100.00 RUB).
+/// The service whose orders the reservations are for (its revenue account receives the deductions).
+const RESERVATION_SERVICE: i64 = 1;
+/// The largest transfer (and reservation) built, in kopecks (100.00 RUB).
 const MAX_TRANSFER_MINOR: i64 = 10_000;
 /// How long a command the engine could not take (overloaded, or rolled back) waits before it is resent.
 const RESEND_AFTER: Duration = Duration::from_millis(50);
@@ -48,6 +51,9 @@ pub struct Shape {
     pub users: u32,
     /// Transfers between the users.
     pub transfers: u64,
+    /// Reservations of the users' money for orders, after the transfers: a third each deducted, released, and
+    /// left open, so the checks of holds and of the history's reserved side have rows to read.
+    pub reservations: u64,
     /// Commands waiting for the writer at once.
     pub in_flight: usize,
 }
@@ -61,6 +67,8 @@ pub struct Summary {
     pub deposits: u64,
     /// Transfers applied.
     pub transfers: u64,
+    /// Reservations made (each then deducted, released or left open).
+    pub reservations: u64,
     /// Commands the engine refused (a transfer over the sender's money, say): none are expected.
     pub refused: u64,
     /// Time for each phase, by name.
@@ -73,6 +81,7 @@ enum Step {
     Payment,
     Deposit,
     Transfer,
+    Reservation,
 }
 
 /// Builds a database of `shape` in `store` and reports what was applied.
@@ -82,6 +91,9 @@ pub async fn populate(store: &Store, shape: &Shape) -> anyhow::Result<Summary> {
     }
     if shape.users < 2 && shape.transfers > 0 {
         bail!("--users must be at least 2 for transfers");
+    }
+    if shape.users == 0 && shape.reservations > 0 {
+        bail!("--users must be at least 1 for reservations");
     }
     let started = Instant::now();
     let inns: Arc<Vec<Inn>> =
@@ -95,12 +107,13 @@ pub async fn populate(store: &Store, shape: &Shape) -> anyhow::Result<Summary> {
         inns,
         users: shape.users,
     };
-    let total = shape.payments + u64::from(shape.users) + shape.transfers;
+    let total = shape.payments + u64::from(shape.users) + shape.transfers + shape.reservations;
     let bar = super::progress_bar(total, PROGRESS_TEMPLATE);
     let phases = [
         (Step::Payment, "bank payments", shape.payments),
         (Step::Deposit, "deposits", u64::from(shape.users)),
         (Step::Transfer, "transfers", shape.transfers),
+        (Step::Reservation, "reservations", shape.reservations),
     ];
     let mut result = Ok(());
     for (step, name, count) in phases {
@@ -116,6 +129,7 @@ pub async fn populate(store: &Store, shape: &Shape) -> anyhow::Result<Summary> {
                     Step::Payment => summary.payments = applied,
                     Step::Deposit => summary.deposits = applied,
                     Step::Transfer => summary.transfers = applied,
+                    Step::Reservation => summary.reservations = applied,
                 }
             }
             Err(error) => {
@@ -165,6 +179,7 @@ async fn run_phase(
                     Step::Payment => send_payment(&intake, &inns, index).await?,
                     Step::Deposit => send_balance(&balances, deposit(index)?).await?,
                     Step::Transfer => send_balance(&balances, transfer(index, users)?).await?,
+                    Step::Reservation => send_reservation(&balances, index, users).await?,
                 };
                 if !applied {
                     refused.fetch_add(1, Ordering::Relaxed);
@@ -206,6 +221,35 @@ fn transfer(index: u64, users: u32) -> anyhow::Result<BalanceOperation> {
         recipient: user(recipient)?,
         amount: Money::from_minor(varied(index, MAX_TRANSFER_MINOR), Currency::RUB),
     })
+}
+
+/// The `index`-th reservation's order: users in turn, one service, order ids counting up.
+fn order(index: u64, users: u32) -> anyhow::Result<OrderKey> {
+    Ok(OrderKey {
+        user: user(index % u64::from(users))?,
+        service: ServiceId::new(RESERVATION_SERVICE)?,
+        order: OrderId::new(i64::try_from(index + 1)?)?,
+    })
+}
+
+/// Reserves the `index`-th order's money, then deducts it (index % 3 == 0), releases it (1) or leaves it held
+/// (2). Returns whether the reservation was made; a deduction or release the engine refused is an error, since
+/// it follows its own reservation.
+async fn send_reservation(balances: &Balances, index: u64, users: u32) -> anyhow::Result<bool> {
+    let key = order(index, users)?;
+    let amount = Money::from_minor(varied(index, MAX_TRANSFER_MINOR), Currency::RUB);
+    if !send_balance(balances, BalanceOperation::Reserve { key, amount }).await? {
+        return Ok(false);
+    }
+    let settle = match index % 3 {
+        0 => BalanceOperation::Deduct { key, amount },
+        1 => BalanceOperation::Release { key, amount: Some(amount) },
+        _ => return Ok(true),
+    };
+    if !send_balance(balances, settle.clone()).await? {
+        bail!("{settle:?} was refused after its reservation");
+    }
+    Ok(true)
 }
 
 fn user(index: u64) -> anyhow::Result<UserId> {

@@ -16,24 +16,29 @@ pub const EXIT_NOT_CHECKED: u8 = 2;
 
 const PROGRESS_TEMPLATE: &str = "verify {elapsed_precise} [{bar:24}] {pos}/{len} checks done; now: {msg}";
 
+/// `payledger verify [--json] [--explain]`: the exit status of whatever was asked. Any failure to run (no
+/// database, a missing file, a refused connection) is [`EXIT_NOT_CHECKED`], never [`EXIT_VIOLATIONS`].
+pub async fn main(database_url: &str, json: bool, explain: bool) -> ExitCode {
+    if explain {
+        return match explain_plans(database_url).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => not_checked(json, &error),
+        };
+    }
+    run(database_url, json).await
+}
+
 /// Runs the checks against the database at `database_url` and prints the report; returns the exit status.
 pub async fn run(database_url: &str, json: bool) -> ExitCode {
     let started = Instant::now();
-    // Read only: a database that was never migrated fails the checks instead of being changed.
-    let result = match Store::connect(database_url).await {
+    // Read only at the connection: a mistyped path creates nothing, and no check can change the ledger.
+    let result = match Store::connect_read_only(database_url).await {
         Ok(store) => check(&store).await.map(|report| (report, store.backend())),
         Err(error) => Err(error),
     };
     let (report, backend) = match result {
         Ok(found) => found,
-        Err(error) => {
-            if json {
-                let failure = serde_json::json!({ "ok": false, "error": error.to_string() });
-                println!("{failure}");
-            }
-            eprintln!("error: the checks could not run: {error}");
-            return ExitCode::from(EXIT_NOT_CHECKED);
-        }
+        Err(error) => return not_checked(json, &error),
     };
     let elapsed_ms = millis(started.elapsed());
     if json {
@@ -42,6 +47,17 @@ pub async fn run(database_url: &str, json: bool) -> ExitCode {
         print_human(&report, elapsed_ms);
     }
     if report.violations() == 0 { ExitCode::SUCCESS } else { ExitCode::from(EXIT_VIOLATIONS) }
+}
+
+/// Reports that the checks could not run: on standard error, and under `--json` as the stable failure line
+/// `{"ok":false,"error":"…"}` (docs/ARCHITECTURE.md), so monitoring always gets one JSON object.
+fn not_checked(json: bool, error: &dyn std::fmt::Display) -> ExitCode {
+    if json {
+        let failure = serde_json::json!({ "ok": false, "error": error.to_string() });
+        println!("{failure}");
+    }
+    eprintln!("error: the checks could not run: {error}");
+    ExitCode::from(EXIT_NOT_CHECKED)
 }
 
 /// The checks, with a progress bar while they run.
@@ -152,12 +168,13 @@ fn print_json(report: &VerifyReport, backend: &'static str, elapsed_ms: u64) {
 }
 
 /// `payledger verify --explain`: each check's plan, as the database chooses it now.
-pub async fn explain(store: &Store) -> anyhow::Result<ExitCode> {
+async fn explain_plans(database_url: &str) -> Result<(), StoreError> {
+    let store = Store::connect_read_only(database_url).await?;
     for (code, lines) in store.explain_verify().await? {
         println!("{code}:");
         for line in lines {
             println!("    {line}");
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }

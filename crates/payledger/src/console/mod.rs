@@ -170,6 +170,11 @@ pub enum ConsoleError {
     /// Temporarily unavailable.
     #[error("temporarily unavailable")]
     Unavailable,
+    /// The page took longer than the request timeout (the database is slow or away).
+    #[error(
+        "the page took too long (the database is slow or away); a change may or may not have been made: look before retrying"
+    )]
+    TimedOut,
 }
 
 /// Why the engine could not take a change, for people.
@@ -211,7 +216,9 @@ impl IntoResponse for ConsoleError {
                 tracing::error!(%error, "console: the store failed");
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            ConsoleError::Engine(_) | ConsoleError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ConsoleError::Engine(_) | ConsoleError::Unavailable | ConsoleError::TimedOut => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ConsoleError::Defect => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let page = ErrorPage {
@@ -224,6 +231,10 @@ impl IntoResponse for ConsoleError {
             && let Ok(value) = HeaderValue::from_str(&seconds.max(1).to_string())
         {
             response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        // As the API does: the database or the ledger is away for a moment, try again in a second.
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
     }
@@ -383,6 +394,11 @@ async fn to_dashboard() -> Redirect {
     Redirect::permanent("/admin/")
 }
 
+/// Whether a request path is the console's (its pages answer HTML, not the API's JSON).
+pub fn is_console_path(path: &str) -> bool {
+    path == "/admin" || path.starts_with("/admin/")
+}
+
 /// The console's routes, each behind [`guard`].
 pub fn router(state: AppState) -> Router<AppState> {
     Router::new()
@@ -420,6 +436,7 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' da
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::EngineError;
 
     #[test]
     fn the_console_table_is_closed_by_default() {
@@ -431,6 +448,21 @@ mod tests {
         assert_eq!(needs(&Method::GET, "/admin/audit"), Some(Role::Admin));
         assert_eq!(needs(&Method::GET, "/elsewhere"), Some(Role::Viewer));
         assert_eq!(needs(&Method::POST, "/elsewhere"), Some(Role::Admin));
+    }
+
+    #[tokio::test]
+    async fn a_console_503_is_a_page_with_retry_after() {
+        for error in [ConsoleError::TimedOut, ConsoleError::Unavailable, ConsoleError::Engine(EngineError::Unavailable)]
+        {
+            let response = error.into_response();
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(response.headers().get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()), Some("1"));
+            let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap_or_default();
+            let page = String::from_utf8_lossy(&bytes);
+            assert!(page.contains("<html") && !page.contains("Idempotency-Key"), "an HTML page: {page}");
+        }
+        assert!(is_console_path("/admin") && is_console_path("/admin/payouts"));
+        assert!(!is_console_path("/administrator") && !is_console_path("/api/balances/"));
     }
 
     #[test]

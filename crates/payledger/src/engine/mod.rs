@@ -3,13 +3,25 @@
 //! Callers submit a [`WriteCommand`] and await its [`WriteOutcome`]. One writer thread per process drains
 //! everything waiting in its queue (up to [`MAX_BATCH_COMMANDS`], with no timer), applies the batch in ONE
 //! database transaction, commits, and only then answers every caller. A refused command (insufficient funds,
-//! say) is refused alone. A batch whose statement fails is rolled back and retried command by command, so only
-//! the command that fails gets 503 `unavailable`; a batch that lost a unique-key race to another instance runs
-//! once more; a failed COMMIT is never retried, and its callers get 503 `unconfirmed`.
+//! say) is refused alone.
+//!
+//! When a batch fails before its COMMIT, nothing was applied, so it may run again:
+//! - a batch that lost a unique-key race to another instance runs once more;
+//! - a batch whose pooled connection turned out dead (the database restarted) runs again on the next
+//!   connection, up to once per pooled connection and once more;
+//! - any other failure, even one that looks like an outage, may be the batch's size or one bad command
+//!   (too many locks, a temp-file limit, a statement timeout), so its commands are retried one by one. The
+//!   first command that fails ALONE with an outage error ([`StoreError::is_connection_failure`]) ends the
+//!   retries and the commands after it get 503 `unavailable` at once: a real outage costs one extra attempt,
+//!   not one per command, and any other failure leaves only the guilty command with 503. Only a batch that
+//!   got no connection at all (the pool's acquire timed out) fails at once: nothing of it reached the database.
+//!
+//! A failed COMMIT is never retried: the batch may have committed, so its callers get 503 `unconfirmed`.
 
 pub mod audit;
 pub mod balances;
 pub mod batch;
+mod failure;
 pub mod payouts;
 
 use std::collections::{HashMap, HashSet};
@@ -24,14 +36,15 @@ use crate::store::batch::{HoldState, KeyClaims, NoticeClaim, PayoutSource, Payou
 use crate::store::{AccountKind, BatchTx, PgStore, SqliteWriter, Store, StoreError};
 use balances::{BalanceAccounts, BatchLedger, max_lines};
 use batch::{AccountMap, Claims, WriteCommand, WriteOutcome, decide, notice_claims, recorded_to_apply};
+use failure::{AfterFailure, BatchFailure, after_batch_failure, ends_one_by_one, fail_all, fail_untried};
 
 /// The most commands one batch transaction applies.
 pub const MAX_BATCH_COMMANDS: usize = 1024;
 /// How many commands may wait for the writer before new ones are refused with 503.
 pub const QUEUE_CAPACITY: usize = 32_768;
-/// How many times a batch runs again after its connection turned out dead (a database restart leaves every
-/// pooled connection dead; each fails once, fast).
-const LOST_CONNECTION_RERUNS: usize = 8;
+/// How many times a batch runs again after its connection turned out dead: a database restart leaves every
+/// pooled connection dead and each fails once, fast, so one rerun per pooled connection and one on a fresh one.
+const LOST_CONNECTION_RERUNS: usize = crate::store::PG_MAX_CONNECTIONS as usize + 1;
 
 /// Why the engine could not give a command an outcome. Every variant means "retry"; only a command that
 /// carries its own key (an idempotency key, a bank operation id) is then applied at most once.
@@ -139,38 +152,6 @@ fn answer(replies: Vec<Reply>, outcomes: Vec<WriteOutcome>) {
     }
 }
 
-/// Why a batch got no outcomes, and whether it failed while committing (when it may have committed anyway).
-#[derive(Debug)]
-struct BatchFailure {
-    error: StoreError,
-    committing: bool,
-}
-
-impl BatchFailure {
-    fn before_commit(error: StoreError) -> BatchFailure {
-        BatchFailure { error, committing: false }
-    }
-}
-
-impl From<StoreError> for BatchFailure {
-    fn from(error: StoreError) -> BatchFailure {
-        BatchFailure::before_commit(error)
-    }
-}
-
-/// Tells a caller its command has no outcome: rolled back, or (a failed commit) unknown.
-fn fail(reply: Reply, failure: &BatchFailure) {
-    metrics::counter!("payledger_ledger_batch_failures_total").increment(1);
-    let error = if failure.committing {
-        tracing::error!(error = %failure.error, "ledger batch commit failed; its outcome is unknown");
-        EngineError::Unconfirmed
-    } else {
-        tracing::error!(error = %failure.error, "ledger command failed and was rolled back");
-        EngineError::Unavailable
-    };
-    let _ = reply.send(Err(error));
-}
-
 type Reply = oneshot::Sender<Result<WriteOutcome, EngineError>>;
 
 struct Writer {
@@ -227,30 +208,44 @@ impl Writer {
             metrics::histogram!("payledger_ledger_batch_seconds").record(started.elapsed());
             match result {
                 Ok(outcomes) => answer(replies, outcomes),
-                // A statement failed before the commit, so the batch was rolled back. One bad command must not
-                // cost the others their answer: retry each alone, so only the command that fails gets 503. An
-                // outage (a lost connection, a shutdown, a lock timeout, a full disk) is not a bad command:
-                // retrying 1024 commands would only delay every answer.
-                Err(failure) if commands.len() > 1 && !failure.committing && !failure.error.is_connection_failure() => {
-                    tracing::warn!(error = %failure.error, commands = commands.len(), "ledger batch failed; retrying its commands one by one");
-                    for (command, reply) in commands.into_iter().zip(replies) {
-                        match self.apply(std::slice::from_ref(&command)).await {
-                            Ok(outcomes) => answer(vec![reply], outcomes),
-                            Err(failure) => fail(reply, &failure),
-                        }
+                Err(failure) => match after_batch_failure(commands.len(), &failure) {
+                    AfterFailure::RetryOneByOne => {
+                        tracing::warn!(error = %failure.error, commands = commands.len(), "ledger batch failed; retrying its commands one by one");
+                        self.apply_one_by_one(commands, replies).await;
                     }
-                }
-                // A failed commit may still have committed (the connection dropped after the server did): the
-                // outcome is unknown, so nothing is retried here. A client retries with its idempotency key (a
-                // bank notice with its operation id), which is safe either way.
+                    AfterFailure::FailAll => fail_all(replies, &failure),
+                },
+            }
+        }
+        tracing::info!("ledger writer stopped");
+    }
+
+    /// Applies each command of a failed batch alone, so that only a command that itself fails gets 503. The
+    /// first one that fails alone with an outage error ends it: the rest get 503 `unavailable` untried, since
+    /// each would only wait for the same outage.
+    async fn apply_one_by_one(&mut self, commands: Vec<WriteCommand>, replies: Vec<Reply>) {
+        let mut replies = replies.into_iter();
+        for command in commands {
+            let Some(reply) = replies.next() else { return };
+            match self.apply_rerunning(std::slice::from_ref(&command)).await {
+                Ok(outcomes) => answer(vec![reply], outcomes),
                 Err(failure) => {
-                    for reply in replies {
-                        fail(reply, &failure);
+                    let outage = ends_one_by_one(&failure);
+                    fail_all(vec![reply], &failure);
+                    if outage {
+                        let untried: Vec<Reply> = replies.by_ref().collect();
+                        if !untried.is_empty() {
+                            tracing::warn!(
+                                untried = untried.len(),
+                                "the database is out; the rest of the failed batch gets 503 untried"
+                            );
+                            fail_untried(untried);
+                        }
+                        return;
                     }
                 }
             }
         }
-        tracing::info!("ledger writer stopped");
     }
 
     /// Applies a batch, running it again where that is safe and likely to succeed: once after it lost a

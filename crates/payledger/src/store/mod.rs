@@ -23,7 +23,7 @@ use time::OffsetDateTime;
 use batch::HoldState;
 pub use batch::{AuditEntry, BatchTx};
 
-pub use postgres::PgStore;
+pub use postgres::{MAX_CONNECTIONS as PG_MAX_CONNECTIONS, PgStore};
 pub use queries::verify::{VERIFY_COUNTS, VerifyProgress, check_count};
 pub use rows::{
     ActivityRow, AuditFilter, AuditRow, BalanceLogRow, CheckReport, HistoryCursor, HistoryPage, HistorySort,
@@ -108,16 +108,16 @@ pub enum StoreError {
 impl StoreError {
     /// Whether the database could not be reached or cannot write at all (an outage rather than a bad
     /// statement): a lost connection, a server shutting down or refusing connections, a lock wait that
-    /// timed out, or (SQLite) a full disk or a failing file. Retrying a batch's commands one by one would only
-    /// make each of them wait for the same outage.
+    /// timed out, out of resources, or (SQLite) a full disk or a failing file. Some of these also follow
+    /// from a statement's size (too many locks, a temp-file limit), so this is only trusted for ONE command
+    /// that fails alone (see the engine), never for a whole batch.
+    ///
+    /// `Protocol` is not here: sqlx also reports a statement with too many bind parameters so, which is the
+    /// batch's size, not an outage (a broken stream shows up as `Io` on the next statement anyway).
     pub fn is_connection_failure(&self) -> bool {
         match self {
             StoreError::Database(
-                sqlx::Error::Io(_)
-                | sqlx::Error::PoolTimedOut
-                | sqlx::Error::PoolClosed
-                | sqlx::Error::WorkerCrashed
-                | sqlx::Error::Protocol(_),
+                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed,
             ) => true,
             StoreError::Database(sqlx::Error::Database(error)) => error.code().is_some_and(|code| {
                 // Class 08: connection exception; 57P01-57P03: administrator or crash shutdown, cannot
@@ -141,12 +141,20 @@ impl StoreError {
         }
     }
 
+    /// Whether no connection could be had at all (the pool's acquire timed out, or it is closed): nothing of
+    /// the work was sent, so its size or content cannot be the cause.
+    pub fn is_no_connection(&self) -> bool {
+        matches!(self, StoreError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed))
+    }
+
     /// Whether the connection a statement ran on was lost (closed by a database restart, say), rather than the
     /// database being unreachable. A batch that failed so before its COMMIT was sent cannot have been
     /// applied, and a fresh connection from the pool may well succeed.
     pub fn is_lost_connection(&self) -> bool {
         match self {
-            StoreError::Database(sqlx::Error::Io(_) | sqlx::Error::Protocol(_)) => true,
+            // Not `Protocol`: sqlx reports deterministic errors so too (too many bind parameters), and a batch
+            // must not run again and again for one of those.
+            StoreError::Database(sqlx::Error::Io(_)) => true,
             StoreError::Database(sqlx::Error::Database(error)) => {
                 // Class 08: connection exception; 57P01 and 57P02: the server ended the session (a fast or a
                 // crash shutdown).
@@ -212,6 +220,20 @@ impl Store {
             Ok(Store::Sqlite(SqliteStore::open(Path::new(path)).await?))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Ok(Store::Postgres(PgStore::connect(url).await?))
+        } else {
+            Err(StoreError::UnsupportedUrl)
+        }
+    }
+
+    /// Connects read-only by URL scheme, for `payledger verify`: a SQLite file must exist and is opened with
+    /// `mode=ro` (nothing is created, no checkpointer runs); a PostgreSQL session defaults to read-only
+    /// transactions. Neither logs slow statements: the checks read whole tables by design, and the warnings
+    /// would land on top of the progress bar.
+    pub async fn connect_read_only(url: &str) -> Result<Store, StoreError> {
+        if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+            Ok(Store::Sqlite(SqliteStore::open_read_only(Path::new(path)).await?))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Store::Postgres(PgStore::connect_read_only(url).await?))
         } else {
             Err(StoreError::UnsupportedUrl)
         }

@@ -14,9 +14,12 @@ use super::postgres_writer::PgBatch;
 use super::{StoreError, organization_account};
 
 /// Connections per instance: the writer's transaction, the async applier and API reads.
-const MAX_CONNECTIONS: u32 = 12;
+pub const MAX_CONNECTIONS: u32 = 12;
 /// How long a request waits for a free connection before the pool reports an error.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connections of a read-only store (`verify` runs its checks one after another in one snapshot).
+const READ_ONLY_CONNECTIONS: u32 = 2;
 
 /// The PostgreSQL database.
 #[derive(Clone, Debug)]
@@ -31,6 +34,22 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .test_before_acquire(false)
             .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await?;
+        Ok(PgStore { pool })
+    }
+
+    /// Connects a small pool whose sessions default to read-only transactions and log no slow statements.
+    pub async fn connect_read_only(url: &str) -> Result<PgStore, StoreError> {
+        use sqlx::ConnectOptions;
+        let options = PgConnectOptions::from_str(url)?
+            .application_name("payledger verify")
+            .options([("default_transaction_read_only", "on")])
+            .disable_statement_logging();
+        let pool = PgPoolOptions::new()
+            .test_before_acquire(false)
+            .max_connections(READ_ONLY_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options)
             .await?;

@@ -66,6 +66,21 @@ impl SqliteStore {
         Ok(store)
     }
 
+    /// Opens an existing database file read-only (`mode=ro`): a missing file is an error, nothing is created
+    /// and no checkpointer runs. Both pools are the same read-only pool, so nothing can write through it.
+    pub async fn open_read_only(path: &Path) -> Result<SqliteStore, StoreError> {
+        use sqlx::ConnectOptions;
+        let options = SqliteConnectOptions::from_str("sqlite:")?
+            .filename(path)
+            .read_only(true)
+            .create_if_missing(false)
+            .busy_timeout(BUSY_TIMEOUT)
+            .disable_statement_logging();
+        let reader =
+            SqlitePoolOptions::new().test_before_acquire(false).max_connections(2).connect_with(options).await?;
+        Ok(SqliteStore { path: path.to_path_buf(), writer: reader.clone(), reader })
+    }
+
     pub(super) async fn migrate(&self) -> Result<(), StoreError> {
         sqlx::migrate!("./migrations/sqlite").run(&self.writer).await?;
         Ok(())

@@ -13,6 +13,8 @@ pub struct PgCluster {
     /// The uid and gid to run PostgreSQL's tools as: `postgres` when the test runs as root (PostgreSQL
     /// refuses to run as root), else none.
     owner: Option<(u32, u32)>,
+    /// Extra server settings (`-c name=value`) the test asked for.
+    settings: Vec<String>,
     pub port: u16,
 }
 
@@ -59,6 +61,11 @@ impl PgCluster {
     /// Starts a fresh cluster, or says it was skipped (`None`) when PostgreSQL is not installed. With
     /// `PAYLEDGER_REQUIRE_POSTGRES_TESTS=1` (CI) a missing installation fails the test instead.
     pub async fn start() -> Option<PgCluster> {
+        PgCluster::start_with(&[]).await
+    }
+
+    /// [`PgCluster::start`] with extra server settings, each `name=value` (later ones win over the defaults).
+    pub async fn start_with(settings: &[&str]) -> Option<PgCluster> {
         let Some(bin) = bindir() else {
             if std::env::var("PAYLEDGER_REQUIRE_POSTGRES_TESTS").is_ok_and(|v| v == "1") {
                 panic!("PAYLEDGER_REQUIRE_POSTGRES_TESTS=1 but no initdb was found (install postgresql)");
@@ -75,7 +82,8 @@ impl PgCluster {
         if let Some((uid, gid)) = owner {
             std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).expect("chown the cluster dir");
         }
-        let cluster = PgCluster { dir, bin, owner, port: free_port() };
+        let settings = settings.iter().map(|setting| format!(" -c {setting}")).collect();
+        let cluster = PgCluster { dir, bin, owner, settings, port: free_port() };
         let data = cluster.data();
         cluster.run("initdb", &["-D", &data, "--auth=trust", "-U", "postgres", "-E", "UTF8", "--no-sync"]).await;
         cluster.pg_ctl(&["start"]).await;
@@ -113,9 +121,10 @@ impl PgCluster {
     /// `pg_ctl <action>` with this cluster's options, waiting until it is done.
     async fn pg_ctl(&self, action: &[&str]) {
         let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200{}",
             self.port,
-            self.dir.path().display()
+            self.dir.path().display(),
+            self.settings.concat()
         );
         let log = self.dir.path().join("log").display().to_string();
         let mut args = vec!["-D".to_owned(), self.data(), "-o".to_owned(), options, "-l".to_owned(), log];

@@ -8,6 +8,7 @@
 
 mod cluster;
 mod disk_full;
+mod large_batch;
 mod load;
 mod pg_restart;
 mod server;

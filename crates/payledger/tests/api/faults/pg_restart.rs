@@ -22,6 +22,10 @@ const ACKS_BETWEEN_FAULTS: usize = 150;
 const STOPPED_FOR: Duration = Duration::from_secs(6);
 /// Payouts the worker process pays across the faults.
 const PAYOUTS: usize = 20;
+/// How soon after the database is back the first operation must be acknowledged again. Measured well under
+/// a second; the bound leaves room for a loaded machine while still catching a server that needs the pool's
+/// acquire timeout several times over, or a restart, to recover.
+const RECOVERY_BOUND: Duration = Duration::from_secs(15);
 
 /// Restarts the cluster, then stops it for [`STOPPED_FOR`], while the load runs; checks the servers on the way
 /// and prints how long each took to serve again.
@@ -34,6 +38,10 @@ async fn faults(cluster: &PgCluster, client: &Client, processes: &mut [&mut Proc
     client.wait_for_acks(client.acked(), ACKS_BETWEEN_FAULTS).await;
     let recovered = client.tally.lock().expect("tally").first_ack_after(back);
     eprintln!("restart -m fast took {:?}; first acknowledgement {recovered:?} after it returned", back - restarting);
+    assert!(
+        recovered.is_some_and(|delay| delay < RECOVERY_BOUND),
+        "the servers serve again within {RECOVERY_BOUND:?} of the restart: {recovered:?}"
+    );
 
     cluster.stop_fast().await;
     let stopped = Instant::now();
@@ -61,6 +69,10 @@ async fn faults(cluster: &PgCluster, client: &Client, processes: &mut [&mut Proc
     eprintln!(
         "stopped for {:?}: {refused} answers 503; first acknowledgement {recovered:?} after it returned",
         back - stopped
+    );
+    assert!(
+        recovered.is_some_and(|delay| delay < RECOVERY_BOUND),
+        "the servers serve again within {RECOVERY_BOUND:?} of the database's return: {recovered:?}"
     );
     for process in processes.iter_mut() {
         process.assert_running("a payledger process after the database came back");
