@@ -152,8 +152,9 @@ pub struct ServeArgs {
     #[arg(long, env = "PAYLEDGER_LOGIN_RATE_PER_MINUTE", default_value_t = 10)]
     pub login_rate_per_minute: u32,
     /// Failed password checks per minute at one username from all addresses together (token requests, Basic
-    /// verifications, console logins; 429 past it, even for the right password). Larger than the per-address
-    /// rate so that one address cannot lock an account out; a right password never counts.
+    /// verifications, console logins; 429 past it, even for the right password). Keep it above the per-address
+    /// rate so that one address cannot lock an account out; a right password never counts, but a check in
+    /// progress does.
     #[arg(long, env = "PAYLEDGER_LOGIN_FAILURES_PER_USERNAME_PER_MINUTE", default_value_t = 50)]
     pub login_failures_per_username_per_minute: u32,
     /// The longest a request may take, in seconds: past it, 503 `unconfirmed` with `Retry-After` (a write

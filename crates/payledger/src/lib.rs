@@ -72,7 +72,7 @@ pub struct App {
     pub token_settings: config::TokenSettings,
     /// Requests per client address to the token endpoints.
     pub login_limiter: auth::ratelimit::RateLimiter,
-    /// Password checks per username, at the same rate as per address (token endpoint, Basic, console login).
+    /// Failed password checks per username from all addresses (token endpoint, Basic, console login).
     pub username_limiter: auth::ratelimit::UsernameLimiter,
     /// The OpenAPI document.
     pub openapi: Arc<utoipa::openapi::OpenApi>,

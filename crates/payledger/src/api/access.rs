@@ -232,11 +232,14 @@ async fn basic(state: &AppState, credentials: &str, peer: Option<SocketAddr>) ->
             .unwrap_or(false);
     match user {
         Some(user) if matches && user.active => {
-            state.username_limiter.succeeded(attempt);
+            attempt.succeeded();
             state.credentials.remember(digest, hash);
             principal_of(&user)
         }
-        _ => Err(refused()),
+        _ => {
+            attempt.failed();
+            Err(refused())
+        }
     }
 }
 

@@ -63,9 +63,9 @@ fn limit(state: &AppState, peer: SocketAddr) -> Result<(), ApiError> {
 }
 
 /// Refuses a username past its rate of failed password checks, from whatever addresses they come (the same
-/// 429); else the attempt, to give back with `succeeded` if the password is right. The username is not logged:
+/// 429); else the attempt, which only `failed` counts (a wrong password). The username is not logged:
 /// it is attacker-chosen text, sometimes a password typed in the wrong field.
-pub(crate) fn limit_username(state: &AppState, username: &str) -> Result<Attempt, ApiError> {
+pub(crate) fn limit_username<'a>(state: &'a AppState, username: &str) -> Result<Attempt<'a>, ApiError> {
     state.username_limiter.attempt(username, std::time::Instant::now()).map_err(|wait| {
         tracing::warn!("failed password checks for one username rate-limited");
         ApiError::TooManyRequests(wait.as_secs())
@@ -154,11 +154,14 @@ pub async fn token(
     let matches = tokio::task::spawn_blocking(move || password_matches(&password, &hash)).await.unwrap_or(false);
     match user {
         Some(user) if matches && user.active => {
-            state.username_limiter.succeeded(attempt);
+            attempt.succeeded();
             let family = Uuid::new_v4().to_string();
             Ok(Json(issue(&state, &user, &family, None).await?))
         }
-        _ => Err(refused()),
+        _ => {
+            attempt.failed();
+            Err(refused())
+        }
     }
 }
 

@@ -57,6 +57,15 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
+        self.count(key, now).map(|_| ())
+    }
+
+    /// Like [`RateLimiter::check`], answering the start of the window the request was counted in.
+    fn count<Q>(&self, key: &Q, now: Instant) -> Result<Instant, Duration>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         let mut windows = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
         if !windows.contains_key(key) && windows.len() >= self.capacity {
             windows.retain(|_, (start, _)| now.duration_since(*start) < self.window);
@@ -80,17 +89,21 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
             return Err(self.window.saturating_sub(now.duration_since(entry.0)));
         }
         entry.1 += 1;
-        Ok(())
+        Ok(entry.0)
     }
 
-    /// Gives back one count of `key` (a reserved attempt that turned out to be no guess).
-    pub fn refund<Q>(&self, key: &Q)
+    /// Gives back one count of `key` taken in the window that started at `window` (a reserved attempt that
+    /// turned out to be no guess). A count of a window that has since ended (or of a key evicted and seen again)
+    /// is not given back: it would take away a count of another window.
+    fn refund<Q>(&self, key: &Q, window: Instant)
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
         let mut windows = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(entry) = windows.get_mut(key) {
+        if let Some(entry) = windows.get_mut(key)
+            && entry.0 == window
+        {
             entry.1 = entry.1.saturating_sub(1);
         }
     }
@@ -110,9 +123,12 @@ type NameKey = [u8; 16];
 /// Failed password checks per username, from whatever addresses they come.
 ///
 /// Only failures count: a login with the right password never uses up the account's budget, so a service
-/// account used from many hosts keeps working. An attempt holds a count while its password is verified and
-/// gives it back if the password was right ([`UsernameLimiter::succeeded`]): concurrent guesses cannot all
-/// pass the check before any of them is counted.
+/// account used from many hosts keeps working. An attempt holds a count while its password is verified, so
+/// concurrent guesses cannot all pass the check before any of them is counted (which also means that more
+/// logins of one account at the same instant than its budget are refused). The count is kept only when the
+/// check says the password was wrong ([`Attempt::failed`]); in every other case (the right password, a
+/// database error, a request dropped by its timeout or its client, a panic) the attempt gives it back when
+/// dropped: its answer was never a verdict on the password, so it was no guess.
 pub struct UsernameLimiter {
     key: [u8; 32],
     failures: RateLimiter<NameKey>,
@@ -124,10 +140,33 @@ impl std::fmt::Debug for UsernameLimiter {
     }
 }
 
-/// A password check in progress at one username (see [`UsernameLimiter::attempt`]).
-#[derive(Debug, Clone, Copy)]
-#[must_use = "a successful check gives the attempt back with `succeeded`"]
-pub struct Attempt(Option<NameKey>);
+/// A password check in progress at one username (see [`UsernameLimiter::attempt`]): its count is given back
+/// when it is dropped, unless [`Attempt::failed`] kept it.
+#[derive(Debug)]
+#[must_use = "a wrong password must be counted with `failed`"]
+pub struct Attempt<'a> {
+    limiter: &'a UsernameLimiter,
+    /// The username's key and the start of the window its count was taken in; `None` for a name no user can have.
+    counted: Option<(NameKey, Instant)>,
+}
+
+impl Attempt<'_> {
+    /// The password was wrong (or the user unknown or disabled): the count stays.
+    pub fn failed(mut self) {
+        self.counted = None;
+    }
+
+    /// The password was right: the count is given back.
+    pub fn succeeded(self) {}
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        if let Some((key, window)) = self.counted.take() {
+            self.limiter.failures.refund(&key, window);
+        }
+    }
+}
 
 impl UsernameLimiter {
     /// At most `limit` failed checks per `window` for one username, under a fresh random key.
@@ -155,23 +194,16 @@ impl UsernameLimiter {
     }
 
     /// Starts a password check at `username`: `Err` with how long until it may retry if the username is past
-    /// its failures, else the attempt, counted as a failure until [`UsernameLimiter::succeeded`] gives it back.
+    /// its failures, else the attempt, counted until it is dropped and kept only by [`Attempt::failed`].
     /// A name that no user can have (`check_username` refuses it) is neither counted nor remembered: it cannot
     /// be an account, and the rule is public, so skipping it tells an attacker nothing.
-    pub fn attempt(&self, username: &str, now: Instant) -> Result<Attempt, Duration> {
+    pub fn attempt(&self, username: &str, now: Instant) -> Result<Attempt<'_>, Duration> {
         if crate::auth::principals::check_username(username).is_err() {
-            return Ok(Attempt(None));
+            return Ok(Attempt { limiter: self, counted: None });
         }
         let key = self.name_key(username);
-        self.failures.check(&key, now)?;
-        Ok(Attempt(Some(key)))
-    }
-
-    /// The password of `attempt` was right: it was no failure.
-    pub fn succeeded(&self, attempt: Attempt) {
-        if let Some(key) = attempt.0 {
-            self.failures.refund(&key);
-        }
+        let window = self.failures.count(&key, now)?;
+        Ok(Attempt { limiter: self, counted: Some((key, window)) })
     }
 
     /// How many usernames are remembered.
@@ -202,7 +234,7 @@ mod tests {
         let limiter = UsernameLimiter::with_key(3, Duration::from_secs(60), 100, [7; 32]);
         let start = Instant::now();
         for n in 0..1_000 {
-            assert!(limiter.attempt(&format!("random-{n}"), start).is_ok());
+            limiter.attempt(&format!("random-{n}"), start).expect("one guess each").failed();
             assert!(limiter.tracked() <= 100);
         }
     }
@@ -212,10 +244,10 @@ mod tests {
         let limiter = UsernameLimiter::with_key(3, Duration::from_secs(60), 100, [7; 32]);
         let start = Instant::now();
         for _ in 0..3 {
-            assert!(limiter.attempt("alice", start).is_ok());
+            limiter.attempt("alice", start).expect("within the limit").failed();
         }
         for n in 0..1_000 {
-            let _ = limiter.attempt(&format!("spray-{n}"), start);
+            limiter.attempt(&format!("spray-{n}"), start).map(Attempt::failed).ok();
         }
         assert!(limiter.attempt("alice", start).is_err(), "alice's window was evicted by the spray");
     }
@@ -224,11 +256,22 @@ mod tests {
     fn ended_windows_are_forgotten_before_live_ones() {
         let limiter = UsernameLimiter::with_key(1, Duration::from_secs(60), 2, [7; 32]);
         let start = Instant::now();
-        let _ = limiter.attempt("old", start);
+        limiter.attempt("old", start).map(Attempt::failed).ok();
         let later = start + Duration::from_secs(61);
-        assert!(limiter.attempt("alice", later).is_ok());
-        assert!(limiter.attempt("bob", later).is_ok(), "the ended window of `old` made room");
+        limiter.attempt("alice", later).expect("a first guess").failed();
+        limiter.attempt("bob", later).expect("the ended window of `old` made room").failed();
         assert!(limiter.attempt("alice", later).is_err(), "alice's live window was kept");
+    }
+
+    #[test]
+    fn a_check_outliving_its_window_gives_nothing_back_to_the_next() {
+        let limiter = UsernameLimiter::with_key(1, Duration::from_secs(60), 100, [7; 32]);
+        let start = Instant::now();
+        let slow = limiter.attempt("alice", start).expect("the first window");
+        let later = start + Duration::from_secs(61);
+        limiter.attempt("alice", later).expect("a new window").failed();
+        drop(slow);
+        assert!(limiter.attempt("alice", later).is_err(), "the new window's failure was not taken back");
     }
 
     #[test]
@@ -236,11 +279,12 @@ mod tests {
         let limiter = UsernameLimiter::with_key(2, Duration::from_secs(60), 100, [7; 32]);
         let start = Instant::now();
         for _ in 0..10 {
-            let attempt = limiter.attempt("service", start).expect("successes never use up the budget");
-            limiter.succeeded(attempt);
+            limiter.attempt("service", start).expect("successes never use up the budget").succeeded();
         }
-        let _failed = limiter.attempt("service", start).expect("a first failure");
-        let _failed = limiter.attempt("service", start).expect("a second failure");
+        // A check that ended without a verdict (a dropped request, a database error) is given back too.
+        drop(limiter.attempt("service", start).expect("an interrupted check"));
+        limiter.attempt("service", start).expect("a first failure").failed();
+        limiter.attempt("service", start).expect("a second failure").failed();
         assert_eq!(limiter.attempt("service", start).err(), Some(Duration::from_secs(60)), "past two failures");
         assert!(limiter.attempt("other", start).is_ok(), "another username is not limited");
     }

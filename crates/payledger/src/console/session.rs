@@ -154,10 +154,11 @@ pub async fn login(
     let matches = tokio::task::spawn_blocking(move || password_matches(&password, &hash)).await.unwrap_or(false);
     let user = match user {
         Some(user) if matches && user.active => {
-            state.username_limiter.succeeded(attempt);
+            attempt.succeeded();
             user
         }
         _ => {
+            attempt.failed();
             return Ok(login_page(&headers, next, form.username, Some("Invalid username or password".into())));
         }
     };
