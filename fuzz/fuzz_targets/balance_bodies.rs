@@ -8,11 +8,14 @@ use libfuzzer_sys::fuzz_target;
 use payledger::fuzzing::BalanceBody;
 use payledger_core::balances::OrderId;
 use payledger_core::{BalanceOperation, Currency, MAX_AMOUNT_MINOR, Money, OrderKey, ServiceId, UserId};
-use payledger_fuzz::rouble_minor;
+use payledger_fuzz::{rouble_minor, rouble_text};
 
+/// The amount as a client writes it, by `rouble_text` rather than the server's own formatter, so that a bug
+/// shared by the formatter and the parser cannot hide.
 fn amount(money: &Money) -> String {
     assert!(money.minor() > 0 && money.minor() <= MAX_AMOUNT_MINOR, "{money}");
-    format!("\"{}\"", money.to_decimal_string())
+    assert_eq!(money.currency(), Currency::RUB, "balance operations are in roubles");
+    format!("\"{}\"", rouble_text(money.minor()))
 }
 
 fn order(key: &OrderKey) -> String {
