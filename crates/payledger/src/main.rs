@@ -126,15 +126,16 @@ async fn populate(settings: &Settings, args: &payledger::config::PopulateArgs) -
     let operations = summary.payments + summary.deposits + summary.transfers + summary.reservations + settled;
     println!(
         "populated {} bank payments to {} organizations, {} deposits, {} transfers, {} reservations ({} refused) in \
-         {:.1} s: {:.0} operations/s",
+         {:.1?}: {} operations/s",
         summary.payments,
         args.organizations,
         summary.deposits,
         summary.transfers,
         summary.reservations,
         summary.refused,
-        elapsed.as_secs_f64(),
-        operations as f64 / elapsed.as_secs_f64().max(0.001)
+        elapsed,
+        // Whole operations per second in integers: a count over a duration, never a float.
+        u128::from(operations) * 1000 / elapsed.as_millis().max(1)
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -84,6 +84,9 @@ pub fn amount_schema(minor_digits: u8) -> Schema {
         .maximum(Some(largest as usize))
         .description(Some(format!("A JSON number, read from its literal text; at most {minor_digits} decimals")))
         .examples([serde_json::json!(100)]);
+    // Not a money path: JSON Schema writes `multipleOf` as a JSON number, so the spec's text needs an f64 here.
+    // 1/10^d for the 1 to 4 minor digits of ISO 4217 is the f64 nearest 0.1 … 0.0001, which serializes as
+    // exactly that literal; the server never reads amounts through it (fields.rs parses their text).
     let number = if minor_digits == 0 { number } else { number.multiple_of(Some(1.0 / scale as f64)) };
     OneOfBuilder::new()
         .item(text)

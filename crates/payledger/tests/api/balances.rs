@@ -510,16 +510,6 @@ async fn the_revenue_report_is_csv_or_json_and_reproducible(backend: Backend) {
     db.assert_verified().await;
 }
 
-async fn execute(db: &TestDb, sql: &'static str) {
-    if db.url.starts_with("sqlite") {
-        let pool = sqlx::SqlitePool::connect(&db.url).await.expect("sqlite");
-        sqlx::query(sql).execute(&pool).await.expect("tamper");
-    } else {
-        let pool = sqlx::PgPool::connect(&db.url).await.expect("postgres");
-        sqlx::query(sql).execute(&pool).await.expect("tamper");
-    }
-}
-
 async fn verify_catches_a_history_or_hold_that_disagrees_with_the_ledger(backend: Backend) {
     let Some(db) = TestDb::new(backend).await else { return };
     let server = TestServer::start(common::settings(&db)).await;
@@ -528,13 +518,13 @@ async fn verify_catches_a_history_or_hold_that_disagrees_with_the_ledger(backend
     server.stop().await;
     db.assert_verified().await;
 
-    execute(&db, "UPDATE account_activity SET amount = amount + 1 WHERE kind = 'deposit'").await;
+    db.execute("UPDATE account_activity SET amount = amount + 1 WHERE kind = 'deposit'").await;
     let problems = db.store().await.verify().await.expect("verify").problems;
     assert!(problems.iter().any(|p| p.contains("history adds up")), "{problems:?}");
     assert!(problems.iter().any(|p| p.contains("matches its ledger entry")), "{problems:?}");
-    execute(&db, "UPDATE account_activity SET amount = amount - 1 WHERE kind = 'deposit'").await;
+    db.execute("UPDATE account_activity SET amount = amount - 1 WHERE kind = 'deposit'").await;
 
-    execute(&db, "UPDATE holds SET amount = amount + 1").await;
+    db.execute("UPDATE holds SET amount = amount + 1").await;
     let problems = db.store().await.verify().await.expect("verify").problems;
     assert!(problems.iter().any(|p| p.contains("holds exactly its open reservations")), "{problems:?}");
 }

@@ -58,16 +58,6 @@ fn check<'a>(summary: &'a serde_json::Value, code: &str) -> &'a serde_json::Valu
         .unwrap_or_else(|| panic!("no check {code} in {summary}"))
 }
 
-async fn execute(db: &TestDb, sql: &'static str) {
-    if db.url.starts_with("sqlite") {
-        let pool = sqlx::SqlitePool::connect(&db.url).await.expect("sqlite");
-        sqlx::query(sql).execute(&pool).await.expect("tamper");
-    } else {
-        let pool = sqlx::PgPool::connect(&db.url).await.expect("postgres");
-        sqlx::query(sql).execute(&pool).await.expect("tamper");
-    }
-}
-
 async fn verify_passes_on_a_clean_ledger_and_catches_tampering(backend: Backend) {
     let Some(db) = TestDb::new(backend).await else { return };
     let server = TestServer::start(common::settings(&db)).await;
@@ -82,21 +72,21 @@ async fn verify_passes_on_a_clean_ledger_and_catches_tampering(backend: Backend)
 
     // A payment whose recorded amount is not what its transaction credited (the check that reaches each
     // payment's entries through its transaction, not through the organization's account).
-    execute(&db, "UPDATE bank_payments SET amount = amount + 1 WHERE amount = 1").await;
+    db.execute("UPDATE bank_payments SET amount = amount + 1 WHERE amount = 1").await;
     let (code, output) = payledger(&db, &["verify"]);
     assert_eq!(code, 1, "{output}");
     assert!(output.contains("is applied but credited 1"), "{output}");
-    execute(&db, "UPDATE bank_payments SET amount = amount - 1 WHERE amount = 2").await;
+    db.execute("UPDATE bank_payments SET amount = amount - 1 WHERE amount = 2").await;
 
     // A balance changed behind the ledger's back no longer equals the sum of its entries.
-    execute(&db, "UPDATE accounts SET balance = balance + 1 WHERE kind = 'organization'").await;
+    db.execute("UPDATE accounts SET balance = balance + 1 WHERE kind = 'organization'").await;
     let (code, output) = payledger(&db, &["verify"]);
     assert_eq!(code, 1, "{output}");
     assert!(output.contains("account balance equals the sum of its entries"), "{output}");
     assert!(output.contains("FAILED"), "{output}");
 
     // Entries carry no foreign keys (for speed); verify is what proves they reference real rows.
-    execute(&db, "DELETE FROM ledger_transactions WHERE id = (SELECT transaction_id FROM entries ORDER BY id LIMIT 1)")
+    db.execute("DELETE FROM ledger_transactions WHERE id = (SELECT transaction_id FROM entries ORDER BY id LIMIT 1)")
         .await;
     let (code, output) = payledger(&db, &["verify"]);
     assert_eq!(code, 1, "{output}");

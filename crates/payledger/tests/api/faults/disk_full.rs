@@ -174,19 +174,7 @@ async fn squeeze_under_load(mut server: Process, url: &str, data: &Path, squeeze
     stop.store(true, Ordering::Relaxed);
     while tasks.join_next().await.is_some() {}
     eprintln!("{}", client.tally.lock().expect("tally").summary());
-    let (notices, transfers) = client.assert_ledger_matches().await;
-    let pool = sqlx::SqlitePool::connect(url).await.expect("sqlite");
-    let payments: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM bank_payments WHERE status = 'applied'")
-        .fetch_one(&pool)
-        .await
-        .expect("count");
-    assert_eq!(payments as usize, notices, "each acknowledged notice is one bank payment");
-    let keys: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM idempotency_keys WHERE key LIKE '%-%-%-%-%'")
-        .fetch_one(&pool)
-        .await
-        .expect("count");
-    assert_eq!(keys as usize, transfers, "each acknowledged transfer's key is stored once");
-    pool.close().await;
+    client.assert_stored_once(url).await;
     eprintln!("the server logged:\n{}", server.problems());
     server.stop("the server").await;
     assert_verified(url, data).await;

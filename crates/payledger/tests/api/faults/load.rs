@@ -262,6 +262,16 @@ impl Client {
         self.tally.lock().unwrap_or_else(|e| e.into_inner()).acknowledged.len()
     }
 
+    /// [`Client::assert_ledger_matches`], then the rows behind it in the database at `database_url` (SQLite or
+    /// PostgreSQL): one applied bank payment per acknowledged notice, one stored key per acknowledged transfer.
+    pub async fn assert_stored_once(&self, database_url: &str) {
+        let (notices, transfers) = self.assert_ledger_matches().await;
+        let payments = count(database_url, "SELECT COUNT(*) FROM bank_payments WHERE status = 'applied'").await;
+        assert_eq!(payments as usize, notices, "each acknowledged notice is one bank payment");
+        let keys = count(database_url, "SELECT COUNT(*) FROM idempotency_keys WHERE key LIKE '%-%-%-%-%'").await;
+        assert_eq!(keys as usize, transfers, "each acknowledged transfer's key is stored once");
+    }
+
     /// Checks the ledger through the API against the acknowledged operations: each organization holds
     /// exactly the notices acknowledged for it, each user their funding plus what the acknowledged transfers
     /// moved. Returns the number of notices and transfers.
@@ -330,5 +340,16 @@ impl Client {
         let text = response.text().await.expect("body");
         let raw: BTreeMap<String, Box<serde_json::value::RawValue>> = serde_json::from_str(&text).expect("json");
         raw.into_iter().map(|(k, v)| (k, Value::String(v.get().to_owned()))).collect::<serde_json::Map<_, _>>().into()
+    }
+}
+
+/// One count from the database at `database_url`.
+async fn count(database_url: &str, sql: &'static str) -> i64 {
+    if database_url.starts_with("sqlite") {
+        let pool = sqlx::SqlitePool::connect(database_url).await.expect("sqlite");
+        sqlx::query_scalar(sql).fetch_one(&pool).await.expect("count")
+    } else {
+        let pool = sqlx::PgPool::connect(database_url).await.expect("postgres");
+        sqlx::query_scalar(sql).fetch_one(&pool).await.expect("count")
     }
 }

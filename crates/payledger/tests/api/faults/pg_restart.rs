@@ -101,18 +101,8 @@ async fn finish(client: &Client, stop: &AtomicBool, mut tasks: tokio::task::Join
     }
     assert_eq!(waiting, 0, "every recorded notice is applied after the faults");
     eprintln!("waited {:?} for recorded notices to be applied", applying.elapsed());
-    let (notices, transfers) = client.assert_ledger_matches().await;
-    let payments: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM bank_payments WHERE status = 'applied'")
-        .fetch_one(&pool)
-        .await
-        .expect("count");
-    assert_eq!(payments as usize, notices, "each acknowledged notice is one bank payment");
-    let keys: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM idempotency_keys WHERE key LIKE '%-%-%-%-%'")
-        .fetch_one(&pool)
-        .await
-        .expect("count");
-    assert_eq!(keys as usize, transfers, "each acknowledged transfer's key is stored once");
     pool.close().await;
+    client.assert_stored_once(url).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
