@@ -10,6 +10,7 @@ pub mod inn;
 pub mod ledger;
 pub mod money;
 pub mod payout;
+pub mod statement;
 
 pub use balances::{BalanceError, BalanceOperation, OrderKey, ServiceId, UserId};
 pub use bank::{BankNotice, NoticeField, OperationId};
