@@ -23,6 +23,7 @@ pub mod balances;
 pub mod batch;
 mod failure;
 pub mod payouts;
+pub mod statements;
 
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;

@@ -6,6 +6,7 @@ use time::Date;
 use utoipa::ToSchema;
 
 use super::{ReconcileError, Reconciliation};
+pub use crate::engine::statements::DiscrepancyKind;
 
 /// One account section of an import, with the bank's stated totals as decimal strings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
@@ -47,49 +48,6 @@ pub struct DiscrepancyCounts {
     pub ambiguous: u64,
     /// A line whose payer has no INN or no organization.
     pub unknown_payer: u64,
-}
-
-/// The kinds of discrepancy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum DiscrepancyKind {
-    /// A booked credit with no notice.
-    MissingNotice,
-    /// A credited notice the covered statements do not have.
-    NoticeWithoutLine,
-    /// A line whose only candidate notice has another amount.
-    AmountMismatch,
-    /// A line with several candidate notices.
-    Ambiguous,
-    /// A line whose payer has no INN or no organization.
-    UnknownPayer,
-}
-
-impl DiscrepancyKind {
-    /// Every kind, in report order.
-    pub const ALL: [DiscrepancyKind; 5] = [
-        DiscrepancyKind::MissingNotice,
-        DiscrepancyKind::NoticeWithoutLine,
-        DiscrepancyKind::AmountMismatch,
-        DiscrepancyKind::Ambiguous,
-        DiscrepancyKind::UnknownPayer,
-    ];
-
-    /// The stored and wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DiscrepancyKind::MissingNotice => "missing_notice",
-            DiscrepancyKind::NoticeWithoutLine => "notice_without_line",
-            DiscrepancyKind::AmountMismatch => "amount_mismatch",
-            DiscrepancyKind::Ambiguous => "ambiguous",
-            DiscrepancyKind::UnknownPayer => "unknown_payer",
-        }
-    }
-
-    /// The kind with this name.
-    pub fn parse(text: &str) -> Option<DiscrepancyKind> {
-        DiscrepancyKind::ALL.into_iter().find(|kind| kind.as_str() == text)
-    }
 }
 
 /// Where a discrepancy stands.
