@@ -9,6 +9,9 @@ use payledger_core::statement::MatchKey;
 use time::Date;
 use uuid::Uuid;
 
+use crate::store::AuditEntry;
+use crate::store::batch::{DiscrepancyUpdate, LockedDiscrepancy, Plan};
+
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -302,6 +305,59 @@ pub fn days_covered(first: Date, last: Date, today: Date, coverage: &HashMap<Str
             }
         }
     })
+}
+
+/// An operator's acceptance of an open discrepancy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcceptCommand {
+    /// The discrepancy.
+    pub discrepancy_id: i64,
+    /// Why it is accepted (the faces require it non-blank).
+    pub note: String,
+    /// Who accepts it.
+    pub by: String,
+}
+
+/// What became of a reconciliation command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatementOutcome {
+    /// The discrepancy is accepted.
+    Accepted,
+    /// No such discrepancy.
+    NotFound,
+    /// It does not apply in the current state, and why.
+    NotApplicable(String),
+}
+
+/// Accepts an open discrepancy of any kind; any other state is refused. `locked` holds the batch's view of the
+/// discrepancies, updated here so that a second accept in the same batch sees the first.
+pub fn decide_accept(
+    command: &AcceptCommand,
+    locked: &mut HashMap<i64, LockedDiscrepancy>,
+    plan: &mut Plan,
+) -> StatementOutcome {
+    let Some(discrepancy) = locked.get_mut(&command.discrepancy_id) else { return StatementOutcome::NotFound };
+    if discrepancy.state != "open" {
+        return StatementOutcome::NotApplicable(format!("the discrepancy is already {}", discrepancy.state));
+    }
+    discrepancy.state = "accepted".into();
+    plan.discrepancy_updates.push(DiscrepancyUpdate {
+        id: command.discrepancy_id,
+        state: "accepted",
+        resolution: "accepted",
+        note: Some(command.note.clone()),
+        by: Some(command.by.clone()),
+    });
+    plan.audit.push(AuditEntry {
+        actor: command.by.clone(),
+        action: "statement.accept".into(),
+        target: format!("discrepancy:{}", command.discrepancy_id),
+        before: Some(serde_json::json!({"kind": discrepancy.kind, "state": "open"}).to_string()),
+        after: Some(
+            serde_json::json!({"kind": discrepancy.kind, "state": "accepted", "note": command.note}).to_string(),
+        ),
+    });
+    StatementOutcome::Accepted
 }
 
 #[cfg(test)]

@@ -163,6 +163,27 @@ fn days_are_covered_only_when_closed_and_in_every_accounts_complete_imports() {
     assert!(!days_covered(date!(2024 - 04 - 12), date!(2024 - 04 - 12), TODAY, &HashMap::new()), "nothing imported");
 }
 
+#[test]
+fn an_open_discrepancy_is_accepted_once_with_an_audit_row_and_a_second_accept_is_refused() {
+    let mut locked = HashMap::from([(7, LockedDiscrepancy { kind: "missing_notice".into(), state: "open".into() })]);
+    let mut plan = Plan::default();
+    let accept = AcceptCommand { discrepancy_id: 7, note: "cash".into(), by: "alice".into() };
+    assert_eq!(decide_accept(&accept, &mut locked, &mut plan), StatementOutcome::Accepted);
+    assert_eq!(
+        decide_accept(&accept, &mut locked, &mut plan),
+        StatementOutcome::NotApplicable("the discrepancy is already accepted".into())
+    );
+    let missing = AcceptCommand { discrepancy_id: 8, ..accept };
+    assert_eq!(decide_accept(&missing, &mut locked, &mut plan), StatementOutcome::NotFound);
+    assert_eq!(plan.discrepancy_updates.len(), 1);
+    assert_eq!(
+        (plan.discrepancy_updates[0].state, plan.discrepancy_updates[0].note.as_deref()),
+        ("accepted", Some("cash"))
+    );
+    assert_eq!(plan.audit.len(), 1);
+    assert_eq!((plan.audit[0].action.as_str(), plan.audit[0].target.as_str()), ("statement.accept", "discrepancy:7"));
+}
+
 /// A model of the store: payments (notices and applied lines) and lines, driven only through the decisions.
 #[derive(Default)]
 struct Model {

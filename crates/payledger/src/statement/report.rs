@@ -7,8 +7,13 @@ use time::Date;
 use utoipa::ToSchema;
 
 use super::{ReconcileError, Reconciliation};
+use crate::engine::batch::{WriteCommand, WriteOutcome};
 pub use crate::engine::statements::DiscrepancyKind;
+use crate::engine::statements::{AcceptCommand, StatementOutcome};
 use crate::store::{DiscrepancyFilter, DiscrepancyRow};
+
+/// The longest note an accept takes, in characters.
+pub const MAX_NOTE_CHARS: usize = 1000;
 
 /// One account section of an import, with the bank's stated totals as decimal strings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
@@ -299,12 +304,31 @@ pub(super) async fn apply_discrepancy(
 }
 
 pub(super) async fn accept(
-    _service: &Reconciliation,
-    _discrepancy: i64,
-    _note: &str,
-    _by: &str,
+    service: &Reconciliation,
+    discrepancy: i64,
+    note: &str,
+    by: &str,
 ) -> Result<DiscrepancyView, ReconcileError> {
-    Err(not_yet())
+    let note = note.trim();
+    if note.is_empty() || note.chars().count() > MAX_NOTE_CHARS {
+        return Err(ReconcileError::NotApplicable {
+            reason: format!("a note of 1 to {MAX_NOTE_CHARS} characters is required to accept a discrepancy"),
+        });
+    }
+    let command = AcceptCommand { discrepancy_id: discrepancy, note: note.to_owned(), by: by.to_owned() };
+    match service.engine().submit(WriteCommand::StatementAccept(command)).await? {
+        WriteOutcome::Statement(StatementOutcome::Accepted) => {}
+        WriteOutcome::Statement(StatementOutcome::NotFound) => return Err(ReconcileError::NotFound("discrepancy")),
+        WriteOutcome::Statement(StatementOutcome::NotApplicable(reason)) => {
+            return Err(ReconcileError::NotApplicable { reason });
+        }
+        other => {
+            tracing::error!(?other, "the engine answered an accept with another command's outcome");
+            return Err(ReconcileError::Engine(crate::engine::EngineError::Unavailable));
+        }
+    }
+    let row = service.store().discrepancy(discrepancy).await?.ok_or(ReconcileError::NotFound("discrepancy"))?;
+    Ok(discrepancy_view(row))
 }
 
 pub(super) async fn report(

@@ -15,6 +15,7 @@ use crate::common::{self, Backend, TestDb, TestServer, on_both_backends};
 on_both_backends!(
     an_empty_ledger_has_no_imports_and_an_unknown_import_is_not_found,
     a_stored_import_reads_back_with_its_sections_and_discrepancies,
+    accepting_a_discrepancy_records_the_note_once_even_when_two_operators_race,
 );
 
 /// A started server and the reconciliation service on its database.
@@ -161,5 +162,52 @@ async fn a_stored_import_reads_back_with_its_sections_and_discrepancies(backend:
     let before = ReportQuery { from: date!(2024 - 03 - 01), to: date!(2024 - 03 - 31), ..query };
     let empty = harness.service.report(&before).await.expect("report");
     assert_eq!((empty.counts.statement_lines, empty.discrepancies.len()), (0, 0));
+    harness.stop().await;
+}
+
+async fn accepting_a_discrepancy_records_the_note_once_even_when_two_operators_race(backend: Backend) {
+    let Some(harness) = Harness::start(backend).await else { return };
+    let webhook = common::notice(uuid::Uuid::new_v4(), serde_json::json!("10.00"), "7707083893");
+    assert_eq!(harness.server.post_webhook(&webhook).await.0, 200);
+    store_an_import(&harness.db, backend).await;
+    let blank = harness.service.accept(1, "   ", "alice").await;
+    assert!(matches!(blank, Err(ReconcileError::NotApplicable { .. })), "{blank:?}");
+    let missing = harness.service.accept(99, "typo", "alice").await;
+    assert!(matches!(missing, Err(ReconcileError::NotFound("discrepancy"))), "{missing:?}");
+
+    // Two operators accept the same discrepancy at once: one wins, the other is told it is already accepted.
+    let (first, second) = tokio::join!(
+        harness.service.accept(1, "paid in cash, see ticket 12", "alice"),
+        harness.service.accept(1, "duplicate of 11", "bob"),
+    );
+    let (won, lost) = match (first, second) {
+        (Ok(view), Err(error)) | (Err(error), Ok(view)) => (view, error),
+        other => panic!("exactly one accept must win: {other:?}"),
+    };
+    assert_eq!((won.state, won.resolution.as_deref()), (DiscrepancyState::Accepted, Some("accepted")));
+    assert!(won.resolved_at.is_some());
+    let expected_note =
+        if won.resolved_by.as_deref() == Some("alice") { "paid in cash, see ticket 12" } else { "duplicate of 11" };
+    assert_eq!(won.note.as_deref(), Some(expected_note));
+    assert!(
+        matches!(&lost, ReconcileError::NotApplicable { reason } if reason.contains("already accepted")),
+        "{lost:?}"
+    );
+    assert_eq!(harness.db.scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'statement.accept'").await, 1);
+    let report = harness
+        .service
+        .report(&ReportQuery {
+            account: None,
+            from: date!(2024 - 04 - 01),
+            to: date!(2024 - 04 - 30),
+            kind: None,
+            state: None,
+            cursor: None,
+            limit: 50,
+        })
+        .await
+        .expect("report");
+    assert_eq!((report.counts.open.missing_notice, report.counts.accepted.missing_notice), (0, 1));
+    harness.db.assert_verified().await;
     harness.stop().await;
 }
