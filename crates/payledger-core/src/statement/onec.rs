@@ -330,3 +330,7 @@ impl<R: BufRead> Iterator for OneCReader<R> {
         step.transpose()
     }
 }
+
+#[cfg(test)]
+#[path = "onec_tests.rs"]
+mod tests;
