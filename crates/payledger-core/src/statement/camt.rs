@@ -578,3 +578,7 @@ impl<R: BufRead> Iterator for CamtReader<R> {
         step.transpose()
     }
 }
+
+#[cfg(test)]
+#[path = "camt_tests.rs"]
+mod tests;
