@@ -496,3 +496,7 @@ impl<R: BufRead> Iterator for CsvReader<R> {
         step.transpose()
     }
 }
+
+#[cfg(test)]
+#[path = "csv_tests.rs"]
+mod tests;
