@@ -43,7 +43,8 @@ fn entries() -> String {
         .to_owned()
 }
 
-const SUMMARY: &str = "<TxsSummry><TtlCdtNtries><Sum>1500.00</Sum></TtlCdtNtries><TtlDbtNtries><Sum>0</Sum></TtlDbtNtries></TxsSummry>";
+const SUMMARY: &str =
+    "<TxsSummry><TtlCdtNtries><Sum>1500.00</Sum></TtlCdtNtries><TtlDbtNtries><Sum>0</Sum></TtlDbtNtries></TxsSummry>";
 
 fn check(text: &str) -> Result<Validated, String> {
     validate(text.as_bytes(), StatementFormat::Camt053, None, &Limits { max_lines: 100 }, &mut |_, _| {})
@@ -119,17 +120,54 @@ fn two_statements_are_two_account_sections() {
 fn each_bad_statement_is_refused_with_its_line_and_reason() {
     let good = statement(ACCOUNT, &entries(), SUMMARY);
     let cases: Vec<(String, &str)> = vec![
-        (good.replace("<Amt Ccy=\"RUB\">1000.00</Amt>", "<Amt Ccy=\"RUB\">1000.005</Amt>"), "line 15: Amt '1000.005' has three decimals; amounts have at most 2"),
-        (good.replace("<Amt Ccy=\"RUB\">1000.00</Amt>", "<Amt Ccy=\"RUB\">999.00</Amt>"), "line 12: the Ntry's Amt is 1500.00, its TxDtls add up to 1499.00"),
-        (good.replace("<Amt Ccy=\"RUB\">1000.00</Amt>", "<Amt Ccy=\"USD\">1000.00</Amt>"), "line 15: Amt is in USD, the account is in RUB"),
-        (good.replace(ACCOUNT, "DE89370400440532013000"), "line 8: Acct/Id 'DE89370400440532013000' is not an account number: must be 20 digits"),
-        (good.replace("<Sum>1500.00</Sum>", "<Sum>1400.00</Sum>"), "line 5: account 40702810900000000001: the credits add up to 1500.00, the statement says 1400.00"),
-        (good.replace("<Amt Ccy=\"RUB\">1400.00</Amt>", "<Amt Ccy=\"RUB\">1500.00</Amt>"), "line 5: account 40702810900000000001: opening -100.00 + credits 1500.00 - debits 0.00 is 1400.00, the statement says the closing balance is 1500.00"),
-        (good.replace("<CdtDbtInd>CRDT</CdtDbtInd><Sts><Cd>BOOK", "<CdtDbtInd>CR</CdtDbtInd><Sts><Cd>BOOK"), "line 12: CdtDbtInd 'CR' must be CRDT or DBIT"),
-        (good.replace("<BookgDt><Dt>2024-04-28</Dt></BookgDt><AcctSvcrRef>", "<BookgDt><Dt>28.04.2024</Dt></BookgDt><AcctSvcrRef>"), "line 13: BookgDt '28.04.2024' is not a date (yyyy-mm-dd)"),
-        (good.replace("<Refs><InstrId>18</InstrId></Refs><AmtDtls>", "<AmtDtls>").replace("<AcctSvcrRef>B-1</AcctSvcrRef>", ""), "line 22: the entry has no document number (Refs/EndToEndId, InstrId or AcctSvcrRef)"),
-        (good.replace("</Stmt>", ""), "line 26: the XML is malformed: ill-formed document: expected `</Stmt>`, but `</BkToCstmrStmt>` was found"),
-        ("<Document><Other/></Document>".to_owned(), "line 1: the file has no BkToCstmrStmt/Stmt; this is not a camt.053 statement"),
+        (
+            good.replace("<Amt Ccy=\"RUB\">1000.00</Amt>", "<Amt Ccy=\"RUB\">1000.005</Amt>"),
+            "line 15: Amt '1000.005' has three decimals; amounts have at most 2",
+        ),
+        (
+            good.replace("<Amt Ccy=\"RUB\">1000.00</Amt>", "<Amt Ccy=\"RUB\">999.00</Amt>"),
+            "line 12: the Ntry's Amt is 1500.00, its TxDtls add up to 1499.00",
+        ),
+        (
+            good.replace("<Amt Ccy=\"RUB\">1000.00</Amt>", "<Amt Ccy=\"USD\">1000.00</Amt>"),
+            "line 15: Amt is in USD, the account is in RUB",
+        ),
+        (
+            good.replace(ACCOUNT, "DE89370400440532013000"),
+            "line 8: Acct/Id 'DE89370400440532013000' is not an account number: must be 20 digits",
+        ),
+        (
+            good.replace("<Sum>1500.00</Sum>", "<Sum>1400.00</Sum>"),
+            "line 5: account 40702810900000000001: the credits add up to 1500.00, the statement says 1400.00",
+        ),
+        (
+            good.replace("<Amt Ccy=\"RUB\">1400.00</Amt>", "<Amt Ccy=\"RUB\">1500.00</Amt>"),
+            "line 5: account 40702810900000000001: opening -100.00 + credits 1500.00 - debits 0.00 is 1400.00, the statement says the closing balance is 1500.00",
+        ),
+        (
+            good.replace("<CdtDbtInd>CRDT</CdtDbtInd><Sts><Cd>BOOK", "<CdtDbtInd>CR</CdtDbtInd><Sts><Cd>BOOK"),
+            "line 12: CdtDbtInd 'CR' must be CRDT or DBIT",
+        ),
+        (
+            good.replace(
+                "<BookgDt><Dt>2024-04-28</Dt></BookgDt><AcctSvcrRef>",
+                "<BookgDt><Dt>28.04.2024</Dt></BookgDt><AcctSvcrRef>",
+            ),
+            "line 13: BookgDt '28.04.2024' is not a date (yyyy-mm-dd)",
+        ),
+        (
+            good.replace("<Refs><InstrId>18</InstrId></Refs><AmtDtls>", "<AmtDtls>")
+                .replace("<AcctSvcrRef>B-1</AcctSvcrRef>", ""),
+            "line 22: the entry has no document number (Refs/EndToEndId, InstrId or AcctSvcrRef)",
+        ),
+        (
+            good.replace("</Stmt>", ""),
+            "line 26: the XML is malformed: ill-formed document: expected `</Stmt>`, but `</BkToCstmrStmt>` was found",
+        ),
+        (
+            "<Document><Other/></Document>".to_owned(),
+            "line 1: the file has no BkToCstmrStmt/Stmt; this is not a camt.053 statement",
+        ),
     ];
     let mismatches: Vec<String> = cases
         .into_iter()

@@ -47,7 +47,10 @@ fn quoted_fields_with_delimiters_quotes_and_newlines_are_read_per_rfc_4180() {
 fn the_section_covers_the_lines_dates_and_states_no_balances() {
     let validated = check(SPEC, FILE).unwrap_or_else(|e| panic!("{e}"));
     let account = &validated.accounts[0];
-    assert_eq!((account.summary.period_start, account.summary.period_end), (date!(2024 - 04 - 27), date!(2024 - 04 - 29)));
+    assert_eq!(
+        (account.summary.period_start, account.summary.period_end),
+        (date!(2024 - 04 - 27), date!(2024 - 04 - 29))
+    );
     assert_eq!((account.summary.opening_balance, account.summary.closing_balance), (None, None));
     assert_eq!((account.credits, account.debits, validated.lines), (150_050, 30_000, 3));
 }
@@ -79,7 +82,10 @@ fn each_bad_file_is_refused_with_its_line_and_reason() {
     let cases = [
         (FILE.replace("1500.00", "1500.005"), "line 2: amount '1500.005' has three decimals; amounts have at most 2"),
         (FILE.replace("debit;300", "out;300"), "line 4: direction 'out' must be credit or debit"),
-        (FILE.replace("29.04.2024;5;", "2024-04-29;5;"), "line 4: booking_date '2024-04-29' is not a date (dd.mm.yyyy)"),
+        (
+            FILE.replace("29.04.2024;5;", "2024-04-29;5;"),
+            "line 4: booking_date '2024-04-29' is not a date (dd.mm.yyyy)",
+        ),
         (FILE.replace(";ИП Иванов;", ""), "line 5: the row has 6 columns; column 7 is missing"),
         (FILE.replace("\"ООО \"\"Ромашка\"\"\"", "ООО \"Ромашка\""), "line 2: a quote inside an unquoted field"),
         (FILE.replace("вторая строка\"", "вторая строка"), "line 2: a quoted field is not closed"),
@@ -94,12 +100,24 @@ fn each_bad_file_is_refused_with_its_line_and_reason() {
 #[test]
 fn a_bad_mapping_says_what_is_wrong() {
     let cases = [
-        ("amount=1,booking_date=2,document_number=3,default_account=1", "give amount with direction, or signed_amount, or credit with debit"),
+        (
+            "amount=1,booking_date=2,document_number=3,default_account=1",
+            "give amount with direction, or signed_amount, or credit with debit",
+        ),
         ("amount=1,direction=2,booking_date=3,default_account=40702810900000000001", "document_number is required"),
         ("amount=1,direction=2,booking_date=3,document_number=4", "give account (a column) or default_account"),
-        ("amount=1,direction=2,booking_date=3,document_number=4,default_account=1", "default_account '1' must be 20 digits"),
-        ("amount=Сумма,direction=2,booking_date=3,document_number=4,header=no,default_account=40702810900000000001", "columns can be named only when the file has a header row; use numbers"),
-        ("amount=1,direction=2,booking_date=3,document_number=4,colour=5,default_account=40702810900000000001", "unknown key 'colour'"),
+        (
+            "amount=1,direction=2,booking_date=3,document_number=4,default_account=1",
+            "default_account '1' must be 20 digits",
+        ),
+        (
+            "amount=Сумма,direction=2,booking_date=3,document_number=4,header=no,default_account=40702810900000000001",
+            "columns can be named only when the file has a header row; use numbers",
+        ),
+        (
+            "amount=1,direction=2,booking_date=3,document_number=4,colour=5,default_account=40702810900000000001",
+            "unknown key 'colour'",
+        ),
         ("amount=1,amount=2", "amount is given twice"),
         ("amount", "'amount' is not key=value"),
     ];

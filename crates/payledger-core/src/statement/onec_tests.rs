@@ -111,7 +111,11 @@ fn validate_sums_each_section() {
 fn windows_1251_and_cp866_files_read_the_same_as_utf8() {
     let text = valid().join("\r\n");
     let expected = check(&valid()).unwrap_or_else(|e| panic!("{e}"));
-    for bytes in [WINDOWS_1251.encode(&text).0.into_owned(), IBM866.encode(&text).0.into_owned(), [&b"\xEF\xBB\xBF"[..], text.as_bytes()].concat()] {
+    for bytes in [
+        WINDOWS_1251.encode(&text).0.into_owned(),
+        IBM866.encode(&text).0.into_owned(),
+        [&b"\xEF\xBB\xBF"[..], text.as_bytes()].concat(),
+    ] {
         let validated = validate(&bytes[..], StatementFormat::OneC, None, &Limits { max_lines: 10 }, &mut |_, _| {});
         assert_eq!(validated.as_ref(), Ok(&expected));
     }
@@ -134,16 +138,31 @@ fn edit(after: usize, prefix: &str, with: Option<&str>) -> Vec<String> {
 #[test]
 fn each_bad_file_is_refused_with_its_line_and_reason() {
     let cases: Vec<(Vec<String>, &str)> = vec![
-        (edit(0, "1CClient", Some("1CExchange")), "line 1: the file does not start with 1CClientBankExchange; this is not a 1C statement"),
+        (
+            edit(0, "1CClient", Some("1CExchange")),
+            "line 1: the file does not start with 1CClientBankExchange; this is not a 1C statement",
+        ),
         (edit(14, "Сумма", Some("Сумма=1.505")), "line 18: Сумма '1.505' has three decimals; amounts have at most 2"),
-        (edit(14, "Сумма", Some("Сумма=1 500")), "line 18: Сумма '1 500' is not an amount: only digits and one '.' are allowed"),
-        (edit(14, "Сумма", Some("Сумма=-1500")), "line 18: Сумма '-1500' is not an amount: only digits and one '.' are allowed"),
+        (
+            edit(14, "Сумма", Some("Сумма=1 500")),
+            "line 18: Сумма '1 500' is not an amount: only digits and one '.' are allowed",
+        ),
+        (
+            edit(14, "Сумма", Some("Сумма=-1500")),
+            "line 18: Сумма '-1500' is not an amount: only digits and one '.' are allowed",
+        ),
         (edit(14, "Сумма", None), "line 15: the СекцияДокумент has no Сумма"),
         (edit(14, "Номер", None), "line 15: the СекцияДокумент has no Номер"),
         (edit(14, "Дата=", None), "line 15: the СекцияДокумент has no Дата"),
         (edit(14, "Дата=", Some("Дата=2024-04-27")), "line 17: Дата '2024-04-27' is not a date (dd.mm.yyyy)"),
-        (edit(14, "ДатаПоступило", Some("ДатаПоступило=31.04.2024")), "line 25: ДатаПоступило '31.04.2024' is not a date (dd.mm.yyyy)"),
-        (edit(14, "ДатаПоступило", None), "line 15: document 17 on our account 40702810900000000001 has no ДатаПоступило"),
+        (
+            edit(14, "ДатаПоступило", Some("ДатаПоступило=31.04.2024")),
+            "line 25: ДатаПоступило '31.04.2024' is not a date (dd.mm.yyyy)",
+        ),
+        (
+            edit(14, "ДатаПоступило", None),
+            "line 15: document 17 on our account 40702810900000000001 has no ДатаПоступило",
+        ),
         (
             edit(14, "ПолучательСчет", Some(&format!("ПолучательСчет={OTHER}"))),
             "line 15: document 17: neither ПлательщикСчет '40702810000000000099' nor ПолучательСчет '40702810900000000002' is an account with a СекцияРасчСчет",
@@ -157,12 +176,24 @@ fn each_bad_file_is_refused_with_its_line_and_reason() {
             "line 15: the СекцияДокумент has no ПолучательСчет or ПлательщикСчет",
         ),
         (edit(0, "КонецФайла", None), "line 46: the file ends without КонецФайла"),
-        (edit(14, "КонецДокумента", None), "line 27: СекцияДокумент inside the СекцияДокумент that starts on line 15: КонецДокумента is missing"),
-        (edit(0, "КонецРасчСчет", None), "line 14: СекцияДокумент inside the СекцияРасчСчет that starts on line 6: КонецРасчСчет is missing"),
+        (
+            edit(14, "КонецДокумента", None),
+            "line 27: СекцияДокумент inside the СекцияДокумент that starts on line 15: КонецДокумента is missing",
+        ),
+        (
+            edit(0, "КонецРасчСчет", None),
+            "line 14: СекцияДокумент inside the СекцияРасчСчет that starts on line 6: КонецРасчСчет is missing",
+        ),
         (edit(0, "СекцияРасчСчет", Some("СекцияСчет")), "line 6: unknown section marker 'СекцияСчет'"),
-        (edit(6, "РасчСчет", Some("РасчСчет=4070281090000000000")), "line 9: РасчСчет '4070281090000000000' is not an account number: must be 20 digits"),
+        (
+            edit(6, "РасчСчет", Some("РасчСчет=4070281090000000000")),
+            "line 9: РасчСчет '4070281090000000000' is not an account number: must be 20 digits",
+        ),
         (edit(6, "ДатаНачала", None), "line 6: the СекцияРасчСчет has no ДатаНачала"),
-        (edit(0, "ВсегоПоступило", Some("ВсегоПоступило=1750.51")), "line 6: account 40702810900000000001: the credits add up to 1750.50, the statement says 1750.51"),
+        (
+            edit(0, "ВсегоПоступило", Some("ВсегоПоступило=1750.51")),
+            "line 6: account 40702810900000000001: the credits add up to 1750.50, the statement says 1750.51",
+        ),
         (
             edit(0, "КонечныйОстаток", Some("КонечныйОстаток=2450.00")),
             "line 6: account 40702810900000000001: opening 1000.00 + credits 1750.50 - debits 300.00 is 2450.50, the statement says the closing balance is 2450.00",
@@ -178,7 +209,10 @@ fn each_bad_file_is_refused_with_its_line_and_reason() {
 fn the_line_limit_is_enforced() {
     let bytes = valid().join("\n").into_bytes();
     let refused = validate(&bytes[..], StatementFormat::OneC, None, &Limits { max_lines: 2 }, &mut |_, _| {});
-    assert_eq!(refused.map_err(|e| e.to_string()), Err("line 37: the file has more than 2 statement lines, the limit".into()));
+    assert_eq!(
+        refused.map_err(|e| e.to_string()),
+        Err("line 37: the file has more than 2 statement lines, the limit".into())
+    );
 }
 
 #[test]
