@@ -269,17 +269,18 @@ impl<R: BufRead> CamtReader<R> {
                     entry.details.push(current);
                 }
                 entry.detail_depth = None;
-            } else if entry.depth == depth && name == "Ntry" {
-                if let Some(entry) = self.entry.take() {
-                    self.finish_entry(entry)?;
-                }
+            } else if entry.depth == depth
+                && name == "Ntry"
+                && let Some(entry) = self.entry.take()
+            {
+                self.finish_entry(entry)?;
             }
         } else if let Some(statement) = &mut self.statement {
             if statement.depth == depth && name == "Stmt" {
-                if let Some(mut statement) = self.statement.take() {
-                    if statement.summary.is_none() {
-                        self.emit_account(&mut statement, None)?;
-                    }
+                if let Some(mut statement) = self.statement.take()
+                    && statement.summary.is_none()
+                {
+                    self.emit_account(&mut statement, None)?;
                 }
             } else if statement.depth + 1 == depth && name == "Bal" {
                 read_balance(statement)?;
@@ -372,10 +373,7 @@ impl<R: BufRead> CamtReader<R> {
             return Err(StatementError { line: fields.start, reason: "an Ntry outside a Stmt".into() });
         };
         if statement.summary.is_none() {
-            let emitted = self.emit_account(&mut statement, Some(booking_date));
-            if let Err(error) = emitted {
-                return Err(error);
-            }
+            self.emit_account(&mut statement, Some(booking_date))?;
         }
         let summary = statement.summary.clone();
         self.statement = Some(statement);

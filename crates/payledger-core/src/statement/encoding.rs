@@ -139,6 +139,9 @@ impl<R: BufRead> BufRead for CountingReader<R> {
     }
 }
 
+/// A stream whose head was read to detect its encoding, put back in front of the rest.
+pub type Rewound<R> = io::Chain<io::Cursor<Vec<u8>>, R>;
+
 /// Reads the head of `reader` (up to [`HEAD_BYTES`]) without consuming it: the bytes are kept and handed back
 /// in front of the rest by [`Peeked::into_reader`].
 pub struct Peeked<R> {
@@ -160,7 +163,7 @@ impl<R: BufRead> Peeked<R> {
     }
 
     /// The whole stream again, head first.
-    pub fn into_reader(self) -> io::Chain<io::Cursor<Vec<u8>>, R> {
+    pub fn into_reader(self) -> Rewound<R> {
         io::Cursor::new(self.head).chain(self.rest)
     }
 }
@@ -175,7 +178,7 @@ pub struct TextLines<R> {
 
 impl<R: BufRead> TextLines<R> {
     /// Detects the encoding from the head of `reader` and skips a UTF-8 byte-order mark.
-    pub fn new(reader: R) -> Result<TextLines<io::Chain<io::Cursor<Vec<u8>>, R>>, StatementError> {
+    pub fn new(reader: R) -> Result<TextLines<Rewound<R>>, StatementError> {
         let peeked = Peeked::new(reader).map_err(|e| io_error(0, &e))?;
         let encoding = detect_encoding(peeked.head());
         let bom = peeked.head().starts_with(UTF8_BOM);

@@ -9,7 +9,7 @@ use time::Date;
 use super::camt::CamtReader;
 pub use super::csv::CsvMapping;
 use super::csv::CsvReader;
-use super::encoding::{HEAD_BYTES, TextEncoding, TextLines, detect_encoding};
+use super::encoding::{HEAD_BYTES, Rewound, TextEncoding, TextLines, detect_encoding};
 use super::onec::{HEADER, OneCReader};
 use super::{AccountNumber, AccountSummary, Direction, StatementError, StatementEvent, StatementFormat};
 
@@ -71,9 +71,9 @@ pub fn detect_format(head: &[u8]) -> Option<StatementFormat> {
 
 /// One of the format readers.
 enum Parser<R: BufRead> {
-    OneC(OneCReader<std::io::Chain<std::io::Cursor<Vec<u8>>, R>>),
+    OneC(OneCReader<Rewound<R>>),
     Camt(CamtReader<R>),
-    Csv(super::csv::CsvReader<std::io::Chain<std::io::Cursor<Vec<u8>>, R>>),
+    Csv(CsvReader<Rewound<R>>),
 }
 
 impl<R: BufRead> Parser<R> {
@@ -193,7 +193,7 @@ pub fn validate<R: BufRead>(
                 let range = ranges.entry(line.account.clone()).or_insert((line.booking_date, line.booking_date));
                 range.0 = range.0.min(line.booking_date);
                 range.1 = range.1.max(line.booking_date);
-                if lines % PROGRESS_EVERY_LINES == 0 {
+                if lines.is_multiple_of(PROGRESS_EVERY_LINES) {
                     on_progress(parser.bytes(), lines);
                 }
             }
