@@ -744,6 +744,40 @@ mod tests {
         assert!(payers.iter().all(|p| Inn::parse(&p.inn).is_ok_and(|inn| inn.has_valid_checksum())));
     }
 
+    /// The files in `docs/samples/` are what the generator writes for the sample spec; run with
+    /// `PAYLEDGER_WRITE_SAMPLES=1` to rewrite them after changing the generator.
+    #[test]
+    fn the_sample_files_are_what_the_generator_writes_and_they_validate() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/samples");
+        let spec = GeneratorSpec {
+            debit_per_mille: 200,
+            bank_order_per_mille: 100,
+            lost_per_mille: 150,
+            ..GeneratorSpec::new(2024, date!(2024 - 04 - 26), 3, 4, 6, account())
+        };
+        let samples = [
+            ("statement-1c-cp1251.txt", OutputFormat::OneCWindows1251),
+            ("statement-1c-utf8.txt", OutputFormat::OneCUtf8Bom),
+            ("statement-camt053.xml", OutputFormat::Camt053),
+            ("statement.csv", OutputFormat::Csv),
+        ];
+        let (_, _, notices) = file(&spec, OutputFormat::Camt053);
+        let delivered: String = notices.iter().filter(|n| !n.lost).map(|n| n.to_json() + "\n").collect();
+        let mut expected: Vec<(&str, Vec<u8>)> =
+            samples.iter().map(|(name, format)| (*name, file(&spec, *format).0)).collect();
+        expected.push(("statement.csv-mapping.txt", (csv_mapping(&account()) + "\n").into_bytes()));
+        expected.push(("notices.jsonl", delivered.into_bytes()));
+        for (name, bytes) in &expected {
+            if std::env::var_os("PAYLEDGER_WRITE_SAMPLES").is_some() {
+                std::fs::write(dir.join(name), bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+            }
+            assert_eq!(&std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}")), bytes, "{name}");
+        }
+        for (_, format) in samples {
+            round_trip(&spec, format);
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(16))]
         #[test]
