@@ -95,12 +95,18 @@ pub struct CountingReader<R> {
     inner: R,
     bytes: u64,
     newlines: u64,
+    count_newlines: bool,
 }
 
 impl<R: BufRead> CountingReader<R> {
-    /// Wraps `inner`.
+    /// Wraps `inner`, counting bytes and newlines.
     pub fn new(inner: R) -> CountingReader<R> {
-        CountingReader { inner, bytes: 0, newlines: 0 }
+        CountingReader { inner, bytes: 0, newlines: 0, count_newlines: true }
+    }
+
+    /// Wraps `inner`, counting bytes only (a line reader numbers its own lines).
+    pub fn bytes_only(inner: R) -> CountingReader<R> {
+        CountingReader { inner, bytes: 0, newlines: 0, count_newlines: false }
     }
 
     /// Bytes consumed so far.
@@ -130,7 +136,9 @@ impl<R: BufRead> BufRead for CountingReader<R> {
     }
 
     fn consume(&mut self, amount: usize) {
-        if let Ok(buffer) = self.inner.fill_buf() {
+        if self.count_newlines
+            && let Ok(buffer) = self.inner.fill_buf()
+        {
             let taken = &buffer[..amount.min(buffer.len())];
             self.newlines += taken.iter().filter(|&&b| b == b'\n').count() as u64;
         }
@@ -182,7 +190,7 @@ impl<R: BufRead> TextLines<R> {
         let peeked = Peeked::new(reader).map_err(|e| io_error(0, &e))?;
         let encoding = detect_encoding(peeked.head());
         let bom = peeked.head().starts_with(UTF8_BOM);
-        let mut reader = CountingReader::new(peeked.into_reader());
+        let mut reader = CountingReader::bytes_only(peeked.into_reader());
         if bom {
             reader.consume(UTF8_BOM.len());
         }
