@@ -216,3 +216,7 @@ pub fn validate<R: BufRead>(
     }
     Ok(Validated { format, accounts, lines })
 }
+
+#[cfg(test)]
+#[path = "read_tests.rs"]
+mod tests;
