@@ -163,23 +163,7 @@ impl CsvMapping {
             }
             None => Currency::RUB,
         };
-        let delimiter = match values.get("delimiter").copied() {
-            None | Some("comma") => ',',
-            Some("tab") => '\t',
-            Some("semicolon" | ";") => ';',
-            Some("pipe" | "|") => '|',
-            Some(other) => return Err(format!("delimiter '{other}' must be comma, semicolon, tab or pipe")),
-        };
-        let date_format = match values.get("date_format").copied() {
-            None | Some("dd.mm.yyyy") => DateFormat::Dotted,
-            Some("yyyy-mm-dd") => DateFormat::Iso,
-            Some(other) => return Err(format!("date_format '{other}' must be dd.mm.yyyy or yyyy-mm-dd")),
-        };
-        let header = match values.get("header").copied() {
-            None | Some("yes") => true,
-            Some("no") => false,
-            Some(other) => return Err(format!("header '{other}' must be yes or no")),
-        };
+        let (delimiter, date_format, header) = file_options(&values)?;
         let mapping = CsvMapping {
             account,
             default_account,
@@ -230,6 +214,28 @@ impl CsvMapping {
         );
         all
     }
+}
+
+/// The mapping's keys that say how the file is written: delimiter, date format, header row.
+fn file_options(values: &HashMap<&str, &str>) -> Result<(char, DateFormat, bool), String> {
+    let delimiter = match values.get("delimiter").copied() {
+        None | Some("comma") => ',',
+        Some("tab") => '\t',
+        Some("semicolon" | ";") => ';',
+        Some("pipe" | "|") => '|',
+        Some(other) => return Err(format!("delimiter '{other}' must be comma, semicolon, tab or pipe")),
+    };
+    let date_format = match values.get("date_format").copied() {
+        None | Some("dd.mm.yyyy") => DateFormat::Dotted,
+        Some("yyyy-mm-dd") => DateFormat::Iso,
+        Some(other) => return Err(format!("date_format '{other}' must be dd.mm.yyyy or yyyy-mm-dd")),
+    };
+    let header = match values.get("header").copied() {
+        None | Some("yes") => true,
+        Some("no") => false,
+        Some(other) => return Err(format!("header '{other}' must be yes or no")),
+    };
+    Ok((delimiter, date_format, header))
 }
 
 fn parse_column(value: &str) -> Column {
