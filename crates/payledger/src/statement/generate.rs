@@ -516,7 +516,7 @@ impl<W: Write> Writer<W> {
                     Direction::Credit => format!("ДатаПоступило={}", dotted(op.booking_date)),
                     Direction::Debit => format!("ДатаСписано={}", dotted(op.booking_date)),
                 };
-                for text in [
+                let document = [
                     format!("СекцияДокумент={kind}"),
                     format!("Номер={}", op.number),
                     format!("Дата={}", dotted(op.document_date)),
@@ -536,10 +536,10 @@ impl<W: Write> Writer<W> {
                     "Очередность=5".into(),
                     format!("НазначениеПлатежа={}", op.purpose),
                     "КонецДокумента".into(),
-                ] {
-                    self.line(&text)?;
-                }
-                Ok(())
+                ]
+                .join("\r\n");
+                // One encoder call per document rather than per key: the encoder's setup dominates short lines.
+                self.line(&document)
             }
             OutputFormat::Camt053 => {
                 let (indicator, party, party_account, agent) = match op.direction {
