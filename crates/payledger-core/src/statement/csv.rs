@@ -12,7 +12,7 @@ use time::Date;
 
 use super::amount::{AmountUse, parse_amount, parse_dotted_date, parse_iso_date};
 use super::encoding::TextLines;
-use super::{AccountNumber, AccountSummary, Direction, StatementError, StatementEvent, StatementLine};
+use super::{AccountNumber, AccountSummary, Direction, LineNature, StatementError, StatementEvent, StatementLine};
 use crate::inn::Inn;
 use crate::money::{Currency, Money};
 
@@ -448,7 +448,11 @@ impl<R: BufRead> CsvReader<R> {
                 }
             }
             AmountColumns::Split { credit, debit } => {
-                match (self.value(fields, credit, line)?, self.value(fields, debit, line)?) {
+                // Bank exports often fill the other column with a zero rather than leaving it blank.
+                match (
+                    blank_if_zero(self.value(fields, credit, line)?),
+                    blank_if_zero(self.value(fields, debit, line)?),
+                ) {
                     (credit, "") if !credit.is_empty() => (Direction::Credit, parse("credit", credit)?),
                     ("", debit) if !debit.is_empty() => (Direction::Debit, parse("debit", debit)?),
                     _ => return Err(fail("exactly one of the credit and debit columns must be filled".into())),
@@ -468,6 +472,11 @@ impl<R: BufRead> CsvReader<R> {
             Some(headers) => headers.iter().cloned().zip(fields.iter().cloned()).collect(),
             None => fields.iter().enumerate().map(|(i, v)| ((i + 1).to_string(), v.clone())).collect(),
         };
+        let counterparty_account = self.optional(fields, &mapping.payer_account, line)?;
+        let nature = match &counterparty_account {
+            Some(other) if LineNature::is_transit_account(other) => LineNature::BankOrder,
+            _ => LineNature::Payment,
+        };
         Ok(StatementLine {
             account,
             direction,
@@ -477,15 +486,22 @@ impl<R: BufRead> CsvReader<R> {
             document_date,
             counterparty_inn: self.optional(fields, &mapping.payer_inn, line)?.and_then(|t| Inn::parse(&t).ok()),
             counterparty_name: self.optional(fields, &mapping.payer_name, line)?,
-            counterparty_account: self.optional(fields, &mapping.payer_account, line)?,
+            counterparty_account,
             counterparty_bik: self.optional(fields, &mapping.payer_bik, line)?,
             bank_ref: self.optional(fields, &mapping.bank_ref, line)?,
             end_to_end_id: None,
             purpose: self.optional(fields, &mapping.purpose, line)?,
+            nature,
             source_line: line,
             raw,
         })
     }
+}
+
+/// A split column's text, or empty when it is a zero amount (`0`, `0.00`, `0,0`).
+fn blank_if_zero(text: &str) -> &str {
+    let zero = text.bytes().all(|b| matches!(b, b'0' | b'.' | b',')) && text.bytes().any(|b| b == b'0');
+    if zero { "" } else { text }
 }
 
 impl<R: BufRead> Iterator for CsvReader<R> {
