@@ -91,6 +91,8 @@ pub struct CsvMapping {
     pub opening_balance: Option<String>,
     /// The closing balance, when the mapping states it (single-account files only).
     pub closing_balance: Option<String>,
+    /// The INN of the accounts' owner (us): a credit from it is an own transfer, never a customer's payment.
+    pub owner_inn: Option<Inn>,
 }
 
 impl CsvMapping {
@@ -99,7 +101,7 @@ impl CsvMapping {
     /// Other keys: `account`, `signed_amount`, `credit`, `debit`, `currency`, `default_currency`,
     /// `document_date`, `payer_name`, `payer_account`, `payer_bik`, `purpose`, `bank_ref`,
     /// `delimiter` (`;`, `|`, `tab`, `comma`), `date_format` (`dd.mm.yyyy` or `yyyy-mm-dd`), `header`
-    /// (`yes`/`no`, default yes), `opening`, `closing`.
+    /// (`yes`/`no`, default yes), `opening`, `closing`, `owner_inn` (our INN: lines with it are own transfers).
     pub fn parse(spec: &str) -> Result<CsvMapping, String> {
         let mut values: HashMap<&str, &str> = HashMap::new();
         for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -112,7 +114,7 @@ impl CsvMapping {
                 return Err(format!("{key} is given twice"));
             }
         }
-        const KNOWN: [&str; 23] = [
+        const KNOWN: [&str; 24] = [
             "account",
             "default_account",
             "amount",
@@ -136,6 +138,7 @@ impl CsvMapping {
             "header",
             "opening",
             "closing",
+            "owner_inn",
         ];
         if let Some(unknown) = values.keys().find(|k| !KNOWN.contains(k)) {
             return Err(format!("unknown key '{unknown}'"));
@@ -184,6 +187,10 @@ impl CsvMapping {
             header,
             opening_balance: values.get("opening").map(|v| (*v).to_owned()),
             closing_balance: values.get("closing").map(|v| (*v).to_owned()),
+            owner_inn: values
+                .get("owner_inn")
+                .map(|text| Inn::parse(text).map_err(|_| format!("owner_inn '{text}' is not an INN")))
+                .transpose()?,
         };
         if !header && mapping.columns().iter().any(|c| matches!(c, Column::Name(_))) {
             return Err("columns can be named only when the file has a header row; use numbers".into());
@@ -473,7 +480,14 @@ impl<R: BufRead> CsvReader<R> {
             None => fields.iter().enumerate().map(|(i, v)| ((i + 1).to_string(), v.clone())).collect(),
         };
         let counterparty_account = self.optional(fields, &mapping.payer_account, line)?;
+        let counterparty_inn = self.optional(fields, &mapping.payer_inn, line)?.and_then(|t| Inn::parse(&t).ok());
+        let ours = |other: &str| {
+            AccountNumber::parse(other)
+                .is_ok_and(|other| self.accounts.contains(&other) || mapping.default_account.as_ref() == Some(&other))
+        };
         let nature = match &counterparty_account {
+            _ if counterparty_inn.is_some() && counterparty_inn == mapping.owner_inn => LineNature::OwnTransfer,
+            Some(other) if ours(other) => LineNature::OwnTransfer,
             Some(other) if LineNature::is_transit_account(other) => LineNature::BankOrder,
             _ => LineNature::Payment,
         };
@@ -484,7 +498,7 @@ impl<R: BufRead> CsvReader<R> {
             booking_date,
             document_number: document_number.to_owned(),
             document_date,
-            counterparty_inn: self.optional(fields, &mapping.payer_inn, line)?.and_then(|t| Inn::parse(&t).ok()),
+            counterparty_inn,
             counterparty_name: self.optional(fields, &mapping.payer_name, line)?,
             counterparty_account,
             counterparty_bik: self.optional(fields, &mapping.payer_bik, line)?,

@@ -70,22 +70,22 @@ pub fn detect_format(head: &[u8]) -> Option<StatementFormat> {
 
 /// One of the format readers.
 enum Parser<R: BufRead> {
-    OneC(OneCReader<Rewound<R>>),
-    Camt(CamtReader<R>),
-    Csv(CsvReader<Rewound<R>>),
+    OneC(Box<OneCReader<Rewound<R>>>),
+    Camt(Box<CamtReader<R>>),
+    Csv(Box<CsvReader<Rewound<R>>>),
 }
 
 impl<R: BufRead> Parser<R> {
     fn new(reader: R, format: StatementFormat, csv: Option<&CsvMapping>) -> Result<Parser<R>, StatementError> {
         Ok(match format {
-            StatementFormat::OneC => Parser::OneC(OneCReader::new(TextLines::new(reader)?)),
-            StatementFormat::Camt053 => Parser::Camt(CamtReader::new(reader)),
+            StatementFormat::OneC => Parser::OneC(Box::new(OneCReader::new(TextLines::new(reader)?))),
+            StatementFormat::Camt053 => Parser::Camt(Box::new(CamtReader::new(reader))),
             StatementFormat::Csv => {
                 let mapping = csv.ok_or_else(|| StatementError {
                     line: 0,
                     reason: "a CSV statement needs a column mapping".into(),
                 })?;
-                Parser::Csv(CsvReader::new(TextLines::new(reader)?, mapping.clone()))
+                Parser::Csv(Box::new(CsvReader::new(TextLines::new(reader)?, mapping.clone())))
             }
         })
     }
@@ -187,9 +187,18 @@ pub fn validate<R: BufRead>(
     while let Some(event) = parser.next() {
         match event? {
             StatementEvent::Account(summary) => {
-                index.entry(summary.account.clone()).or_default().push(sections.len());
+                let unstated = parser.period_unstated(&summary);
+                let earlier = index.entry(summary.account.clone()).or_default();
+                // Stated periods are known now: an overlap is refused before any line is put in the wrong one.
+                for &at in earlier.iter().filter(|&&at| !unstated && !sections[at].unstated) {
+                    let before = &sections[at].totals.summary;
+                    if summary.period_start <= before.period_end && before.period_start <= summary.period_end {
+                        return Err(overlap(&summary, before));
+                    }
+                }
+                earlier.push(sections.len());
                 sections.push(Section {
-                    unstated: parser.period_unstated(&summary),
+                    unstated,
                     open_ended: parser.open_ended(&summary),
                     totals: ValidatedAccount { summary, credits: 0, debits: 0, credit_lines: 0, debit_lines: 0 },
                     booked: None,
@@ -289,6 +298,21 @@ fn section_of(sections: &[Section], candidates: &[usize], line: &StatementLine) 
     ))
 }
 
+fn overlap(section: &AccountSummary, before: &AccountSummary) -> StatementError {
+    StatementError {
+        line: section.source_line,
+        reason: format!(
+            "account {}'s section covers {}..{}, which overlaps {}..{} of its section on line {}",
+            section.account,
+            section.period_start,
+            section.period_end,
+            before.period_start,
+            before.period_end,
+            before.source_line
+        ),
+    }
+}
+
 /// Merges the sections of each account into one, in the order the accounts first appear. Each section's
 /// totals have been checked on its own; the periods must not overlap and each section must open with the
 /// balance the one before it closed with. The merged section has the first period's opening balance, the
@@ -314,10 +338,7 @@ pub fn merge_sections(sections: Vec<ValidatedAccount>) -> Result<Vec<ValidatedAc
             let (before, next) = (&whole.summary, &part.summary);
             let fail = |reason: String| Err(StatementError { line: next.source_line, reason });
             if next.period_start <= before.period_end {
-                return fail(format!(
-                    "account {account}'s section covers {}..{}, which overlaps {}..{} of its section on line {}",
-                    next.period_start, next.period_end, before.period_start, before.period_end, before.source_line
-                ));
+                return Err(overlap(next, before));
             }
             if let (Some(closed), Some(opens)) = (before.closing_balance, next.opening_balance)
                 && closed != opens
