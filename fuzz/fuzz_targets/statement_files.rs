@@ -17,21 +17,23 @@ fuzz_target!(|data: &[u8]| {
         let csv = (format == StatementFormat::Csv).then_some(&mapping);
         let limits = Limits { max_lines: 10_000 };
         let Ok(validated) = validate(data, format, csv, &limits, &mut |_, _| {}) else { continue };
-        let (mut lines, mut credits, mut debits) = (0u64, 0i64, 0i64);
+        let (mut lines, mut credits, mut debits) = (0u64, 0i128, 0i128);
         for event in events(data, format, csv).expect("a validated file opens again") {
             match event.expect("a validated file streams without an error") {
                 StatementEvent::Line(line) => {
                     lines += 1;
+                    // i128: a file validate accepted has sums that fit in i64, but the check must not overflow
+                    // before it can say so.
                     match line.direction {
-                        Direction::Credit => credits += line.amount.minor(),
-                        Direction::Debit => debits += line.amount.minor(),
+                        Direction::Credit => credits += i128::from(line.amount.minor()),
+                        Direction::Debit => debits += i128::from(line.amount.minor()),
                     }
                 }
                 StatementEvent::Account(_) => {}
             }
         }
         assert_eq!(lines, validated.lines);
-        assert_eq!(credits, validated.accounts.iter().map(|a| a.credits).sum::<i64>());
-        assert_eq!(debits, validated.accounts.iter().map(|a| a.debits).sum::<i64>());
+        assert_eq!(credits, validated.accounts.iter().map(|a| i128::from(a.credits)).sum::<i128>());
+        assert_eq!(debits, validated.accounts.iter().map(|a| i128::from(a.debits)).sum::<i128>());
     }
 });

@@ -4,7 +4,7 @@
 //! one account section; each booked `Ntry` gives one line per `TxDtls`. Fields are collected per container
 //! (statement, entry, transaction) as `path → text` pairs relative to it, so memory is bounded by one entry.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::BufRead;
 
 use quick_xml::Reader;
@@ -13,36 +13,44 @@ use time::format_description::well_known::Rfc3339;
 use time::{Date, OffsetDateTime};
 
 use super::amount::{AmountUse, parse_amount, parse_iso_date};
-use super::encoding::CountingReader;
-use super::{AccountNumber, AccountSummary, Direction, StatementError, StatementEvent, StatementLine, moscow_date};
+use super::encoding::{CountingReader, MAX_TEXT_BYTES};
+use super::{
+    AccountNumber, AccountSummary, Direction, LineNature, StatementError, StatementEvent, StatementLine, moscow_date,
+};
 use crate::inn::Inn;
 use crate::money::{Currency, Money};
 
 /// The deepest element nesting read; camt.053 needs about 12.
 const MAX_DEPTH: usize = 64;
-/// The most fields one statement header, entry or transaction may carry.
-const MAX_FIELDS: usize = 4_000;
-/// The most `TxDtls` one entry may carry (a batch booking); they are held until the entry ends.
-const MAX_TX_DETAILS: usize = 10_000;
+/// The most bytes one entry may make its lines hold: its own fields copied into each of its lines' raw
+/// record, plus its `TxDtls`. A batch booking of a few thousand transactions is far below it.
+const MAX_ENTRY_BYTES: usize = 4 * 1024 * 1024;
+/// The most bytes of fields one statement's header (outside its entries) may hold.
+const MAX_STATEMENT_BYTES: usize = 4 * 1024 * 1024;
+/// The longest text value.
+const MAX_VALUE_BYTES: usize = MAX_TEXT_BYTES as usize;
 
-/// Texts read inside one container, with the line each element started on.
+/// Texts read inside one container, with the line each element started on, indexed by path (first wins).
 #[derive(Debug, Default)]
 struct Fields {
     items: Vec<(String, String, u64)>,
+    index: HashMap<String, usize>,
+    bytes: usize,
     start: u64,
 }
 
 impl Fields {
     fn get(&self, path: &str) -> Option<(&str, u64)> {
-        self.items.iter().find(|(p, _, _)| p == path).map(|(_, v, line)| (v.as_str(), *line))
+        let (_, value, line) = &self.items[*self.index.get(path)?];
+        Some((value.as_str(), *line))
     }
 
-    fn push(&mut self, path: String, value: String, line: u64) -> Result<(), StatementError> {
-        if self.items.len() >= MAX_FIELDS {
-            return Err(StatementError { line, reason: format!("an element has more than {MAX_FIELDS} fields") });
-        }
+    fn push(&mut self, path: String, value: String, line: u64) {
+        // The path and value, plus what a `(String, String, u64)` and its index entry cost.
+        self.bytes += path.len() * 2 + value.len() + 96;
+        let at = self.items.len();
+        self.index.entry(path.clone()).or_insert(at);
         self.items.push((path, value, line));
-        Ok(())
     }
 }
 
@@ -52,7 +60,10 @@ struct Statement {
     depth: usize,
     opening: Option<i64>,
     closing: Option<i64>,
-    balance_dates: Vec<Date>,
+    /// The day the period starts: the `OPBD` balance's date, or the day after the `PRCD` balance's.
+    opening_date: Option<Date>,
+    /// The day the period ends: the `CLBD` balance's date.
+    closing_date: Option<Date>,
     balance_start: Option<usize>,
     summary: Option<AccountSummary>,
 }
@@ -62,6 +73,7 @@ struct Entry {
     fields: Fields,
     depth: usize,
     details: Vec<Fields>,
+    detail_bytes: usize,
     detail_depth: Option<usize>,
     current: Option<Fields>,
 }
@@ -77,7 +89,7 @@ pub struct CamtReader<R> {
     entry: Option<Entry>,
     pending: VecDeque<StatementEvent>,
     accounts: HashSet<AccountNumber>,
-    unstated: HashSet<AccountNumber>,
+    unstated: HashSet<u64>,
     skipped: u64,
     seen_statement: bool,
     done: bool,
@@ -113,8 +125,9 @@ impl<R: BufRead> CamtReader<R> {
         self.skipped
     }
 
-    /// Accounts whose statement states no period; their period is the booking dates' (see `read::validate`).
-    pub fn unstated_periods(&self) -> &HashSet<AccountNumber> {
+    /// The start lines of the statements that state no period (no `FrToDt`, no `OPBD`/`PRCD` and `CLBD`
+    /// balances); their period is the booking dates' (see `read::validate`).
+    pub fn unstated_periods(&self) -> &HashSet<u64> {
         &self.unstated
     }
 
@@ -139,8 +152,8 @@ impl<R: BufRead> CamtReader<R> {
                     self.open(name, ccy, line)?;
                     self.close(line)?;
                 }
-                Event::Text(text) => self.text.push_str(&text.xml10_content()),
-                Event::CData(data) => self.text.push_str(&data.into_inner()),
+                Event::Text(text) => push_text(&mut self.text, &text.xml10_content(), line)?,
+                Event::CData(data) => push_text(&mut self.text, &data.into_inner(), line)?,
                 Event::GeneralRef(reference) => {
                     let resolved = match reference.resolve_char_ref() {
                         Ok(Some(c)) => Some(c.to_string()),
@@ -149,7 +162,7 @@ impl<R: BufRead> CamtReader<R> {
                         }
                     };
                     match resolved {
-                        Some(text) => self.text.push_str(&text),
+                        Some(text) => push_text(&mut self.text, &text, line)?,
                         None => {
                             return Err(StatementError {
                                 line,
@@ -171,7 +184,17 @@ impl<R: BufRead> CamtReader<R> {
                     }
                     return Ok(None);
                 }
-                Event::Comment(_) | Event::Decl(_) | Event::PI(_) | Event::DocType(_) => {}
+                Event::Decl(declaration) => {
+                    if let Some(Ok(encoding)) = declaration.encoding()
+                        && !matches!(encoding.to_ascii_lowercase().as_str(), "utf-8" | "utf8")
+                    {
+                        return Err(StatementError {
+                            line,
+                            reason: format!("camt.053 files are read as UTF-8 only; this one declares {}", encoding),
+                        });
+                    }
+                }
+                Event::Comment(_) | Event::PI(_) | Event::DocType(_) => {}
             }
         }
     }
@@ -201,12 +224,6 @@ impl<R: BufRead> CamtReader<R> {
             "TxDtls" if self.entry.as_ref().is_some_and(|e| e.current.is_none()) => {
                 let depth = self.path.len() + 1;
                 if let Some(entry) = &mut self.entry {
-                    if entry.details.len() >= MAX_TX_DETAILS {
-                        return Err(StatementError {
-                            line,
-                            reason: format!("an Ntry has more than {MAX_TX_DETAILS} TxDtls"),
-                        });
-                    }
                     entry.detail_depth = Some(depth);
                     entry.current = Some(Fields { start: line, ..Fields::default() });
                 }
@@ -244,12 +261,38 @@ impl<R: BufRead> CamtReader<R> {
         };
         if let Some(entry) = &mut self.entry {
             if let (Some(current), Some(depth)) = (&mut entry.current, entry.detail_depth) {
-                return current.push(relative(depth, &self.path), value, line);
+                let before = current.bytes;
+                current.push(relative(depth, &self.path), value, line);
+                entry.detail_bytes += current.bytes - before;
+            } else {
+                entry.fields.push(relative(entry.depth, &self.path), value, line);
             }
-            return entry.fields.push(relative(entry.depth, &self.path), value, line);
+            // Each line copies the entry's fields into its raw record: the budget counts every copy.
+            let lines = entry.details.len() + usize::from(entry.current.is_some()).max(1);
+            if entry.fields.bytes.saturating_mul(lines).saturating_add(entry.detail_bytes) > MAX_ENTRY_BYTES {
+                return Err(StatementError {
+                    line,
+                    reason: format!(
+                        "the Ntry that starts on line {} holds more than {} MiB",
+                        entry.fields.start,
+                        MAX_ENTRY_BYTES >> 20
+                    ),
+                });
+            }
+            return Ok(());
         }
         if let Some(statement) = &mut self.statement {
-            return statement.fields.push(relative(statement.depth, &self.path), value, line);
+            statement.fields.push(relative(statement.depth, &self.path), value, line);
+            if statement.fields.bytes > MAX_STATEMENT_BYTES {
+                return Err(StatementError {
+                    line,
+                    reason: format!(
+                        "the Stmt that starts on line {} holds more than {} MiB outside its entries",
+                        statement.fields.start,
+                        MAX_STATEMENT_BYTES >> 20
+                    ),
+                });
+            }
         }
         Ok(())
     }
@@ -301,25 +344,24 @@ impl<R: BufRead> CamtReader<R> {
             line,
             reason: format!("Acct/Id '{text}' is not an account number: must be 20 digits"),
         })?;
-        if !self.accounts.insert(account.clone()) {
-            return Err(StatementError { line, reason: format!("account {account} has a second Stmt") });
-        }
+        // A multi-day export has one Stmt per day for the same account; `read::validate` merges them.
+        self.accounts.insert(account.clone());
         let currency = currency_of(fields)?;
         let date_of = |key: &str| fields.get(key).map(|(text, line)| date_time_date(key, text, line)).transpose();
         let stated = match (date_of("FrToDt/FrDtTm")?, date_of("FrToDt/ToDtTm")?) {
             (Some(from), Some(to)) => Some((from, to)),
-            _ => match (statement.balance_dates.iter().min(), statement.balance_dates.iter().max()) {
-                (Some(&from), Some(&to)) => Some((from, to)),
-                _ => None,
-            },
+            // Only the opening and closing balances bound the period; interim and forward-available balances
+            // (ITBD, FWAV…) are dated inside or after it and must not widen it.
+            _ => statement.opening_date.zip(statement.closing_date),
         };
         let (period_start, period_end) = match (stated, first_booking) {
             (Some(period), _) => period,
             (None, Some(date)) => {
-                self.unstated.insert(account.clone());
+                self.unstated.insert(fields.start);
                 (date, date)
             }
             (None, None) => {
+                // No entries to date it: the day the bank created it is the only date left.
                 let created = date_of("CreDtTm")?.ok_or_else(|| StatementError {
                     line: fields.start,
                     reason: "the Stmt states no period (FrToDt), no balance dates and no CreDtTm".into(),
@@ -376,19 +418,36 @@ impl<R: BufRead> CamtReader<R> {
             self.emit_account(&mut statement, Some(booking_date))?;
         }
         let summary = statement.summary.clone();
+        let owner_inn = statement.fields.get("Acct/Ownr/Id/OrgId/Othr/Id").and_then(|(id, _)| Inn::parse(id).ok());
         self.statement = Some(statement);
         let Some(summary) = summary else { return Ok(()) };
-        let lines = entry_lines(&entry, &summary, booking_date)?;
+        let context = Context {
+            summary: &summary,
+            booking_date,
+            reversal: fields.get("RvslInd").is_some_and(|(value, _)| value == "true" || value == "1"),
+            owner_inn,
+            ours: &self.accounts,
+        };
+        let lines = entry_lines(&entry, &context)?;
         self.pending.extend(lines.into_iter().map(StatementEvent::Line));
         Ok(())
     }
 }
 
-fn entry_lines(
-    entry: &Entry,
-    summary: &AccountSummary,
+/// What an entry's lines take from their statement and entry.
+struct Context<'a> {
+    summary: &'a AccountSummary,
     booking_date: Date,
-) -> Result<Vec<StatementLine>, StatementError> {
+    /// `RvslInd` is true: the entry reverses an earlier one.
+    reversal: bool,
+    /// The statement account owner's INN (`Acct/Ownr/Id/OrgId/Othr/Id`).
+    owner_inn: Option<Inn>,
+    /// Our accounts: those with a `Stmt` read so far.
+    ours: &'a HashSet<AccountNumber>,
+}
+
+fn entry_lines(entry: &Entry, context: &Context<'_>) -> Result<Vec<StatementLine>, StatementError> {
+    let summary = context.summary;
     let fields = &entry.fields;
     let fail = |line: u64, reason: String| StatementError { line, reason };
     let direction = match fields.get("CdtDbtInd") {
@@ -426,7 +485,7 @@ fn entry_lines(
             },
         };
         total = total.saturating_add(amount);
-        lines.push(detail_line(fields, detail, summary, direction, amount, booking_date)?);
+        lines.push(detail_line(fields, detail, context, direction, amount)?);
     }
     if total != entry_amount {
         let show = |minor| Money::from_minor(minor, summary.currency).to_decimal_string();
@@ -441,11 +500,11 @@ fn entry_lines(
 fn detail_line(
     entry: &Fields,
     detail: &Fields,
-    summary: &AccountSummary,
+    context: &Context<'_>,
     direction: Direction,
     amount: i64,
-    booking_date: Date,
 ) -> Result<StatementLine, StatementError> {
+    let (summary, booking_date) = (context.summary, context.booking_date);
     let text = |key: &str| detail.get(key).map(|(text, _)| text.to_owned());
     let end_to_end_id = text("Refs/EndToEndId").filter(|id| id != "NOTPROVIDED");
     let bank_ref = text("Refs/AcctSvcrRef").or_else(|| entry.get("AcctSvcrRef").map(|(t, _)| t.to_owned()));
@@ -466,6 +525,20 @@ fn detail_line(
     };
     let mut raw: Vec<(String, String)> = entry.items.iter().map(|(p, v, _)| (p.clone(), v.clone())).collect();
     raw.extend(detail.items.iter().map(|(p, v, _)| (format!("NtryDtls/TxDtls/{p}"), v.clone())));
+    let counterparty_inn = party_inn(detail, party);
+    let counterparty_account = text(&format!("{account}/Id/Othr/Id")).or_else(|| text(&format!("{account}/Id/IBAN")));
+    let own_account = counterparty_account
+        .as_deref()
+        .is_some_and(|other| AccountNumber::parse(other).is_ok_and(|other| context.ours.contains(&other)));
+    let nature = if context.reversal {
+        LineNature::Reversal
+    } else if own_account || (counterparty_inn.is_some() && counterparty_inn == context.owner_inn) {
+        LineNature::OwnTransfer
+    } else if counterparty_account.as_deref().is_some_and(LineNature::is_transit_account) {
+        LineNature::BankOrder
+    } else {
+        LineNature::Payment
+    };
     Ok(StatementLine {
         account: summary.account.clone(),
         direction,
@@ -473,14 +546,15 @@ fn detail_line(
         booking_date,
         document_number,
         document_date,
-        counterparty_inn: party_inn(detail, party),
+        counterparty_inn,
         counterparty_name: text(&format!("{party}/Nm")),
-        counterparty_account: text(&format!("{account}/Id/Othr/Id")).or_else(|| text(&format!("{account}/Id/IBAN"))),
+        counterparty_account,
         counterparty_bik: text(&format!("{agent}/FinInstnId/ClrSysMmbId/MmbId"))
             .or_else(|| text(&format!("{agent}/FinInstnId/Othr/Id"))),
         bank_ref,
         end_to_end_id,
         purpose: text("RmtInf/Ustrd"),
+        nature,
         source_line: detail.start,
         raw,
     })
@@ -518,12 +592,22 @@ fn read_balance(statement: &mut Statement) -> Result<(), StatementError> {
         Some(("DBIT", _)) => -magnitude,
         _ => magnitude,
     };
-    if let Some((text, line)) = get("Bal/Dt/Dt").or_else(|| get("Bal/Dt/DtTm")) {
-        statement.balance_dates.push(date_time_date("Bal/Dt", text, line)?);
-    }
+    let date = get("Bal/Dt/Dt").or_else(|| get("Bal/Dt/DtTm")).map(|(text, line)| date_time_date("Bal/Dt", text, line));
+    let date = date.transpose()?;
     match code {
-        Some("OPBD" | "PRCD") if statement.opening.is_none() => statement.opening = Some(amount),
-        Some("CLBD") if statement.closing.is_none() => statement.closing = Some(amount),
+        Some("OPBD") if statement.opening.is_none() => {
+            statement.opening = Some(amount);
+            statement.opening_date = date;
+        }
+        // The previous day's closing balance: the period starts the day after it.
+        Some("PRCD") if statement.opening.is_none() => {
+            statement.opening = Some(amount);
+            statement.opening_date = date.and_then(Date::next_day);
+        }
+        Some("CLBD") if statement.closing.is_none() => {
+            statement.closing = Some(amount);
+            statement.closing_date = date;
+        }
         _ => {}
     }
     Ok(())
@@ -548,6 +632,18 @@ fn date_time_date(field: &str, text: &str, line: u64) -> Result<Date, StatementE
         _ => text,
     };
     parse_iso_date(field, day).map_err(|reason| StatementError { line, reason })
+}
+
+/// Appends to the element's text, refusing a value longer than [`MAX_VALUE_BYTES`].
+fn push_text(into: &mut String, text: &str, line: u64) -> Result<(), StatementError> {
+    if into.len() + text.len() > MAX_VALUE_BYTES {
+        return Err(StatementError {
+            line,
+            reason: format!("a value is longer than {} KiB; this is not a statement", MAX_VALUE_BYTES / 1024),
+        });
+    }
+    into.push_str(text);
+    Ok(())
 }
 
 fn local_name(start: &BytesStart<'_>) -> String {

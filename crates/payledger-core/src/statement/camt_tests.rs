@@ -113,7 +113,182 @@ fn two_statements_are_two_account_sections() {
     assert_eq!(accounts, vec![ACCOUNT, "40702810900000000002"]);
     assert_eq!(validated.lines, 4);
     let repeated = first.replace("</BkToCstmrStmt>", &format!("{}</BkToCstmrStmt>", &first[body_start..body_end]));
-    assert_eq!(check(&repeated), Err("line 29: account 40702810900000000001 has a second Stmt".into()));
+    assert_eq!(
+        check(&repeated),
+        Err("line 26: account 40702810900000000001's section covers 2024-04-28..2024-04-28, which overlaps \
+             2024-04-28..2024-04-28 of its section on line 5"
+            .into())
+    );
+}
+
+/// `good`'s statement moved one day on (29 April), opening with `good`'s closing balance 1400.00.
+fn next_day(good: &str) -> String {
+    let start = good.find("<Stmt>").unwrap_or(0);
+    let end = good.find("</BkToCstmrStmt>").unwrap_or(0);
+    good[start..end]
+        .replace("2024-04-28", "2024-04-29")
+        .replace("2024-04-27T21:00:00Z", "2024-04-28T21:00:00Z")
+        .replace("<Amt Ccy=\"RUB\">1400.00</Amt>", "<Amt Ccy=\"RUB\">2900.00</Amt>")
+        .replace("<Amt Ccy=\"RUB\">100.00</Amt><CdtDbtInd>DBIT", "<Amt Ccy=\"RUB\">1400.00</Amt><CdtDbtInd>CRDT")
+}
+
+#[test]
+fn one_statement_per_day_for_the_same_account_is_merged_into_one_section() {
+    let good = statement(ACCOUNT, &entries(), SUMMARY);
+    let both = good.replace("</BkToCstmrStmt>", &format!("{}</BkToCstmrStmt>", next_day(&good)));
+    let validated = check(&both).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(validated.accounts.len(), 1);
+    let merged = &validated.accounts[0];
+    assert_eq!(
+        (merged.summary.period_start, merged.summary.period_end),
+        (date!(2024 - 04 - 28), date!(2024 - 04 - 29))
+    );
+    assert_eq!((merged.summary.opening_balance, merged.summary.closing_balance), (Some(-10_000), Some(290_000)));
+    assert_eq!((merged.credits, merged.summary.total_credits, merged.credit_lines), (300_000, Some(300_000), 4));
+    let accounts = all_events(&both).iter().filter(|e| matches!(e, StatementEvent::Account(_))).count();
+    assert_eq!(accounts, 1, "the stream announces the account once");
+    // Each day's totals are still checked on their own, and the days must chain.
+    let wrong_day = both.replacen("<Sum>1500.00</Sum>", "<Sum>3000.00</Sum>", 1);
+    assert_eq!(
+        check(&wrong_day),
+        Err("line 5: account 40702810900000000001: the credits add up to 1500.00, the statement says 3000.00".into())
+    );
+    let broken_chain = both.replace("<Amt Ccy=\"RUB\">2900.00</Amt>", "<Amt Ccy=\"RUB\">3000.00</Amt>");
+    assert!(check(&broken_chain).is_err_and(|e| e.contains("the closing balance is 3000.00")), "{broken_chain}");
+    let no_chain = good.replace(
+        "</BkToCstmrStmt>",
+        &format!(
+            "{}</BkToCstmrStmt>",
+            next_day(&good)
+                .replace("1400.00</Amt><CdtDbtInd>CRDT", "1300.00</Amt><CdtDbtInd>CRDT")
+                .replace("2900.00", "2800.00")
+        ),
+    );
+    assert_eq!(
+        check(&no_chain),
+        Err("line 26: account 40702810900000000001's section opens with 1300.00, the section before it closed with 1400.00".into())
+    );
+}
+
+fn natures(text: &str) -> Vec<LineNature> {
+    all_events(text)
+        .into_iter()
+        .filter_map(|e| match e {
+            StatementEvent::Line(line) => Some(line.nature),
+            StatementEvent::Account(_) => None,
+        })
+        .collect()
+}
+
+#[test]
+fn reversals_own_transfers_and_bank_orders_are_not_payments() {
+    let good = statement(ACCOUNT, &entries(), SUMMARY);
+    assert_eq!(natures(&good), [LineNature::Payment, LineNature::Payment]);
+    let reversal = good.replace(
+        "<CdtDbtInd>CRDT</CdtDbtInd><Sts><Cd>BOOK",
+        "<CdtDbtInd>CRDT</CdtDbtInd><RvslInd>true</RvslInd><Sts><Cd>BOOK",
+    );
+    assert_eq!(natures(&reversal), [LineNature::Reversal, LineNature::Reversal]);
+    let owner = "<Ownr><Id><OrgId><Othr><Id>7701234567</Id><SchmeNm><Cd>TXID</Cd></SchmeNm></Othr></OrgId></Id></Ownr>";
+    let own_inn = good.replace("<Ccy>RUB</Ccy></Acct>", &format!("<Ccy>RUB</Ccy>{owner}</Acct>"));
+    assert_eq!(natures(&own_inn), [LineNature::OwnTransfer, LineNature::Payment]);
+    let transit = good.replace("40702810000000000099", "30233810000000000001");
+    assert_eq!(natures(&transit), [LineNature::BankOrder, LineNature::Payment]);
+    // The payer's account is another of our accounts, stated earlier in the file.
+    let other = statement("40702810000000000099", "", "");
+    let (start, end) = (other.find("<Stmt>").unwrap_or(0), other.find("</BkToCstmrStmt>").unwrap_or(0));
+    let own_account = good.replacen("<Stmt>", &format!("{}<Stmt>", &other[start..end]), 1);
+    assert_eq!(natures(&own_account), [LineNature::OwnTransfer, LineNature::Payment]);
+}
+
+#[test]
+fn only_the_opening_and_closing_balances_or_fr_to_dt_bound_the_period() {
+    let good = statement(ACCOUNT, &entries(), SUMMARY);
+    let period =
+        |text: &str| check(text).map(|v| (v.accounts[0].summary.period_start, v.accounts[0].summary.period_end));
+    let no_fr_to_dt = good.replace(
+        "<FrToDt><FrDtTm>2024-04-27T21:00:00Z</FrDtTm><ToDtTm>2024-04-28T23:59:59+03:00</ToDtTm></FrToDt>",
+        "",
+    );
+    let forward = "<Bal><Tp><CdOrPrtry><Cd>FWAV</Cd></CdOrPrtry></Tp><Amt Ccy=\"RUB\">1.00</Amt><Dt><Dt>2024-05-05</Dt></Dt></Bal>\n<TxsSummry>";
+    let with_forward = no_fr_to_dt.replace("<TxsSummry>", forward);
+    assert_eq!(period(&with_forward), Ok((date!(2024 - 04 - 28), date!(2024 - 04 - 28))));
+    let previous_day = with_forward.replace(
+        "<Cd>OPBD</Cd></CdOrPrtry></Tp><Amt Ccy=\"RUB\">100.00</Amt><CdtDbtInd>DBIT</CdtDbtInd><Dt><Dt>2024-04-28",
+        "<Cd>PRCD</Cd></CdOrPrtry></Tp><Amt Ccy=\"RUB\">100.00</Amt><CdtDbtInd>DBIT</CdtDbtInd><Dt><Dt>2024-04-27",
+    );
+    assert_eq!(period(&previous_day), Ok((date!(2024 - 04 - 28), date!(2024 - 04 - 28))));
+    // FrToDt wins over the balances.
+    let wider = good.replace("<ToDtTm>2024-04-28T23:59:59+03:00", "<ToDtTm>2024-04-30T23:59:59+03:00");
+    assert_eq!(period(&wider), Ok((date!(2024 - 04 - 28), date!(2024 - 04 - 30))));
+    // No period stated: the booking dates', not the day the file was created (29 April).
+    let unstated = no_fr_to_dt.replace("<Cd>OPBD</Cd>", "<Cd>ITBD</Cd>");
+    assert_eq!(period(&unstated), Ok((date!(2024 - 04 - 28), date!(2024 - 04 - 28))));
+}
+
+#[test]
+fn an_entry_booked_outside_its_statement_period_is_refused() {
+    let good = statement(ACCOUNT, &entries(), SUMMARY);
+    let late = good.replace(
+        "<BookgDt><Dt>2024-04-28</Dt></BookgDt><AcctSvcrRef>",
+        "<BookgDt><Dt>2024-04-29</Dt></BookgDt><AcctSvcrRef>",
+    );
+    assert_eq!(
+        check(&late),
+        Err("line 15: the line is booked on 2024-04-29, outside the period 2024-04-28..2024-04-28 of account \
+             40702810900000000001's section on line 5"
+            .into())
+    );
+}
+
+#[test]
+fn a_declared_windows_1251_encoding_is_refused() {
+    let good = statement(ACCOUNT, &entries(), SUMMARY).replace("encoding=\"UTF-8\"", "encoding=\"windows-1251\"");
+    assert_eq!(
+        check(&good),
+        Err("line 1: camt.053 files are read as UTF-8 only; this one declares windows-1251".into())
+    );
+}
+
+/// Bytes produced on the fly: `head`, then `filler` repeated up to `total` bytes, never held in memory.
+fn hostile(head: &str, filler: &'static [u8], total: u64) -> impl std::io::BufRead {
+    use std::io::Read;
+    let repeated = std::iter::repeat(filler).flatten().copied();
+    struct Source<I>(I);
+    impl<I: Iterator<Item = u8>> Read for Source<I> {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            let mut count = 0;
+            for (slot, byte) in out.iter_mut().zip(&mut self.0) {
+                *slot = byte;
+                count += 1;
+            }
+            Ok(count)
+        }
+    }
+    std::io::BufReader::new(std::io::Cursor::new(head.as_bytes().to_vec()).chain(Source(repeated).take(total)))
+}
+
+#[test]
+fn a_64_mb_hostile_file_fails_fast_with_a_clear_error() {
+    let head = "<Document><BkToCstmrStmt><Stmt><Acct><Id><Othr><Id>40702810900000000001</Id></Othr></Id></Acct>\n";
+    let limits = Limits { max_lines: 100 };
+    let cases: [(&[u8], &str); 3] = [
+        (b"a", "line 2: the XML is malformed: I/O error: more than 64 KiB without markup; this is not a statement"),
+        (b"text<!-- split -->", "line 2: a value is longer than 64 KiB; this is not a statement"),
+        (b"<AddtlNtryInf>x</AddtlNtryInf>", "line 2: the Ntry that starts on line 2 holds more than 4 MiB"),
+    ];
+    for (filler, expected) in cases {
+        let head = if expected.contains("Ntry") { format!("{head}<Ntry>") } else { head.to_owned() };
+        let head = head.as_str();
+        let started = std::time::Instant::now();
+        let mut read = 0;
+        let got =
+            validate(hostile(head, filler, 64 << 20), StatementFormat::Camt053, None, &limits, &mut |bytes, _| {
+                read = bytes
+            });
+        assert_eq!(got.map(|_| ()).map_err(|e| e.to_string()), Err(expected.to_owned()));
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "{expected}: {:?}", started.elapsed());
+    }
 }
 
 #[test]

@@ -12,7 +12,7 @@ use time::Date;
 
 use super::amount::{AmountUse, parse_amount, parse_dotted_date, parse_iso_date};
 use super::encoding::TextLines;
-use super::{AccountNumber, AccountSummary, Direction, StatementError, StatementEvent, StatementLine};
+use super::{AccountNumber, AccountSummary, Direction, LineNature, StatementError, StatementEvent, StatementLine};
 use crate::inn::Inn;
 use crate::money::{Currency, Money};
 
@@ -91,6 +91,8 @@ pub struct CsvMapping {
     pub opening_balance: Option<String>,
     /// The closing balance, when the mapping states it (single-account files only).
     pub closing_balance: Option<String>,
+    /// The INN of the accounts' owner (us): a credit from it is an own transfer, never a customer's payment.
+    pub owner_inn: Option<Inn>,
 }
 
 impl CsvMapping {
@@ -99,7 +101,7 @@ impl CsvMapping {
     /// Other keys: `account`, `signed_amount`, `credit`, `debit`, `currency`, `default_currency`,
     /// `document_date`, `payer_name`, `payer_account`, `payer_bik`, `purpose`, `bank_ref`,
     /// `delimiter` (`;`, `|`, `tab`, `comma`), `date_format` (`dd.mm.yyyy` or `yyyy-mm-dd`), `header`
-    /// (`yes`/`no`, default yes), `opening`, `closing`.
+    /// (`yes`/`no`, default yes), `opening`, `closing`, `owner_inn` (our INN: lines with it are own transfers).
     pub fn parse(spec: &str) -> Result<CsvMapping, String> {
         let mut values: HashMap<&str, &str> = HashMap::new();
         for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -112,7 +114,7 @@ impl CsvMapping {
                 return Err(format!("{key} is given twice"));
             }
         }
-        const KNOWN: [&str; 23] = [
+        const KNOWN: [&str; 24] = [
             "account",
             "default_account",
             "amount",
@@ -136,6 +138,7 @@ impl CsvMapping {
             "header",
             "opening",
             "closing",
+            "owner_inn",
         ];
         if let Some(unknown) = values.keys().find(|k| !KNOWN.contains(k)) {
             return Err(format!("unknown key '{unknown}'"));
@@ -184,6 +187,10 @@ impl CsvMapping {
             header,
             opening_balance: values.get("opening").map(|v| (*v).to_owned()),
             closing_balance: values.get("closing").map(|v| (*v).to_owned()),
+            owner_inn: values
+                .get("owner_inn")
+                .map(|text| Inn::parse(text).map_err(|_| format!("owner_inn '{text}' is not an INN")))
+                .transpose()?,
         };
         if !header && mapping.columns().iter().any(|c| matches!(c, Column::Name(_))) {
             return Err("columns can be named only when the file has a header row; use numbers".into());
@@ -448,7 +455,11 @@ impl<R: BufRead> CsvReader<R> {
                 }
             }
             AmountColumns::Split { credit, debit } => {
-                match (self.value(fields, credit, line)?, self.value(fields, debit, line)?) {
+                // Bank exports often fill the other column with a zero rather than leaving it blank.
+                match (
+                    blank_if_zero(self.value(fields, credit, line)?),
+                    blank_if_zero(self.value(fields, debit, line)?),
+                ) {
                     (credit, "") if !credit.is_empty() => (Direction::Credit, parse("credit", credit)?),
                     ("", debit) if !debit.is_empty() => (Direction::Debit, parse("debit", debit)?),
                     _ => return Err(fail("exactly one of the credit and debit columns must be filled".into())),
@@ -468,6 +479,18 @@ impl<R: BufRead> CsvReader<R> {
             Some(headers) => headers.iter().cloned().zip(fields.iter().cloned()).collect(),
             None => fields.iter().enumerate().map(|(i, v)| ((i + 1).to_string(), v.clone())).collect(),
         };
+        let counterparty_account = self.optional(fields, &mapping.payer_account, line)?;
+        let counterparty_inn = self.optional(fields, &mapping.payer_inn, line)?.and_then(|t| Inn::parse(&t).ok());
+        let ours = |other: &str| {
+            AccountNumber::parse(other)
+                .is_ok_and(|other| self.accounts.contains(&other) || mapping.default_account.as_ref() == Some(&other))
+        };
+        let nature = match &counterparty_account {
+            _ if counterparty_inn.is_some() && counterparty_inn == mapping.owner_inn => LineNature::OwnTransfer,
+            Some(other) if ours(other) => LineNature::OwnTransfer,
+            Some(other) if LineNature::is_transit_account(other) => LineNature::BankOrder,
+            _ => LineNature::Payment,
+        };
         Ok(StatementLine {
             account,
             direction,
@@ -475,17 +498,24 @@ impl<R: BufRead> CsvReader<R> {
             booking_date,
             document_number: document_number.to_owned(),
             document_date,
-            counterparty_inn: self.optional(fields, &mapping.payer_inn, line)?.and_then(|t| Inn::parse(&t).ok()),
+            counterparty_inn,
             counterparty_name: self.optional(fields, &mapping.payer_name, line)?,
-            counterparty_account: self.optional(fields, &mapping.payer_account, line)?,
+            counterparty_account,
             counterparty_bik: self.optional(fields, &mapping.payer_bik, line)?,
             bank_ref: self.optional(fields, &mapping.bank_ref, line)?,
             end_to_end_id: None,
             purpose: self.optional(fields, &mapping.purpose, line)?,
+            nature,
             source_line: line,
             raw,
         })
     }
+}
+
+/// A split column's text, or empty when it is a zero amount (`0`, `0.00`, `0,0`).
+fn blank_if_zero(text: &str) -> &str {
+    let zero = text.bytes().all(|b| matches!(b, b'0' | b'.' | b',')) && text.bytes().any(|b| b == b'0');
+    if zero { "" } else { text }
 }
 
 impl<R: BufRead> Iterator for CsvReader<R> {

@@ -125,3 +125,50 @@ fn a_bad_mapping_says_what_is_wrong() {
         assert_eq!(CsvMapping::parse(spec).map(|_| ()), Err(expected.to_owned()), "{spec}");
     }
 }
+
+#[test]
+fn a_zero_in_the_other_split_column_counts_as_empty() {
+    let split = "booking_date=1,document_number=2,credit=3,debit=4,header=no,default_account=40702810900000000001";
+    let validated =
+        check(split, "28.04.2024,1,15.00,0.00\n28.04.2024,2,0,5\n28.04.2024,3,7,0\n").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((validated.accounts[0].credits, validated.accounts[0].debits), (2_200, 500));
+    assert_eq!(
+        check(split, "28.04.2024,1,0,0.00\n").map(|_| ()),
+        Err("line 1: exactly one of the credit and debit columns must be filled".into())
+    );
+}
+
+#[test]
+fn a_credit_from_a_transit_account_is_a_bank_order() {
+    let spec = "booking_date=1,document_number=2,signed_amount=3,payer_account=4,header=no,default_account=40702810900000000001";
+    let mapping = mapping(spec);
+    let text = "28.04.2024,1,15.00,30233810000000000001\n28.04.2024,2,16.00,40702810100000000009\n\
+                28.04.2024,3,17.00,40702810900000000001\n";
+    let natures: Vec<LineNature> = events(text.as_bytes(), StatementFormat::Csv, Some(&mapping))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .filter_map(|e| match e {
+            Ok(StatementEvent::Line(line)) => Some(line.nature),
+            Ok(StatementEvent::Account(_)) => None,
+            Err(error) => panic!("{error}"),
+        })
+        .collect();
+    assert_eq!(natures, [LineNature::BankOrder, LineNature::Payment, LineNature::OwnTransfer]);
+}
+
+#[test]
+fn a_credit_from_the_owner_inn_is_an_own_transfer() {
+    let spec = "booking_date=1,document_number=2,signed_amount=3,payer_inn=4,header=no,owner_inn=7701234567,\
+                default_account=40702810900000000001";
+    let mapping = mapping(spec);
+    let text = "28.04.2024,1,15.00,7701234567\n28.04.2024,2,16.00,7707083893\n";
+    let natures: Vec<LineNature> = events(text.as_bytes(), StatementFormat::Csv, Some(&mapping))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .filter_map(|e| match e {
+            Ok(StatementEvent::Line(line)) => Some(line.nature),
+            Ok(StatementEvent::Account(_)) => None,
+            Err(error) => panic!("{error}"),
+        })
+        .collect();
+    assert_eq!(natures, [LineNature::OwnTransfer, LineNature::Payment]);
+    assert_eq!(CsvMapping::parse(&spec.replace("7701234567", "77")).err(), Some("owner_inn '77' is not an INN".into()));
+}

@@ -44,6 +44,11 @@ impl TextEncoding {
         self.encoding().encode(text).0
     }
 
+    /// Decodes bytes that may be cut anywhere (a file's head), with U+FFFD for what is not valid.
+    pub fn decode_lossy(self, bytes: &[u8]) -> String {
+        self.encoding().decode_without_bom_handling(bytes).0.into_owned()
+    }
+
     /// Decodes one whole line; `None` when the bytes are not valid in this encoding.
     pub fn decode_line(self, bytes: &[u8]) -> Option<String> {
         self.encoding().decode_without_bom_handling_and_without_replacement(bytes).map(|text| text.into_owned())
@@ -96,17 +101,24 @@ pub struct CountingReader<R> {
     bytes: u64,
     newlines: u64,
     count_newlines: bool,
+    /// Bytes consumed since the last `<` or `>` (XML mode only, with the newlines).
+    since_markup: u64,
 }
 
+/// The most bytes an XML statement may carry between two pieces of markup: no real value is near it, and a
+/// streaming reader must not buffer an unbounded text.
+pub const MAX_TEXT_BYTES: u64 = 64 * 1024;
+
 impl<R: BufRead> CountingReader<R> {
-    /// Wraps `inner`, counting bytes and newlines.
+    /// Wraps `inner`, counting bytes and newlines, and failing once more than [`MAX_TEXT_BYTES`] pass without
+    /// markup (XML).
     pub fn new(inner: R) -> CountingReader<R> {
-        CountingReader { inner, bytes: 0, newlines: 0, count_newlines: true }
+        CountingReader { inner, bytes: 0, newlines: 0, count_newlines: true, since_markup: 0 }
     }
 
     /// Wraps `inner`, counting bytes only (a line reader numbers its own lines).
     pub fn bytes_only(inner: R) -> CountingReader<R> {
-        CountingReader { inner, bytes: 0, newlines: 0, count_newlines: false }
+        CountingReader { inner, bytes: 0, newlines: 0, count_newlines: false, since_markup: 0 }
     }
 
     /// Bytes consumed so far.
@@ -132,6 +144,12 @@ impl<R: BufRead> Read for CountingReader<R> {
 
 impl<R: BufRead> BufRead for CountingReader<R> {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        if self.since_markup > MAX_TEXT_BYTES {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("more than {} KiB without markup; this is not a statement", MAX_TEXT_BYTES / 1024),
+            ));
+        }
         self.inner.fill_buf()
     }
 
@@ -141,6 +159,10 @@ impl<R: BufRead> BufRead for CountingReader<R> {
         {
             let taken = &buffer[..amount.min(buffer.len())];
             self.newlines += taken.iter().filter(|&&b| b == b'\n').count() as u64;
+            self.since_markup = match taken.iter().rposition(|&b| b == b'<' || b == b'>') {
+                Some(at) => (taken.len() - at - 1) as u64,
+                None => self.since_markup + taken.len() as u64,
+            };
         }
         self.bytes += amount as u64;
         self.inner.consume(amount);
@@ -182,19 +204,24 @@ pub struct TextLines<R> {
     encoding: TextEncoding,
     buffer: Vec<u8>,
     line: u64,
+    /// The byte that ends a line: LF (with an optional CR before it), or CR for old Mac-style files.
+    terminator: u8,
 }
 
 impl<R: BufRead> TextLines<R> {
-    /// Detects the encoding from the head of `reader` and skips a UTF-8 byte-order mark.
+    /// Detects the encoding from the head of `reader` and skips a UTF-8 byte-order mark. A head with CRs and
+    /// no LF is read with CR line endings (a file saved by an old Mac tool), not as one giant line.
     pub fn new(reader: R) -> Result<TextLines<Rewound<R>>, StatementError> {
         let peeked = Peeked::new(reader).map_err(|e| io_error(0, &e))?;
         let encoding = detect_encoding(peeked.head());
         let bom = peeked.head().starts_with(UTF8_BOM);
+        let head = peeked.head();
+        let terminator = if head.contains(&b'\r') && !head.contains(&b'\n') { b'\r' } else { b'\n' };
         let mut reader = CountingReader::bytes_only(peeked.into_reader());
         if bom {
             reader.consume(UTF8_BOM.len());
         }
-        Ok(TextLines { reader, encoding, buffer: Vec::new(), line: 0 })
+        Ok(TextLines { reader, encoding, buffer: Vec::new(), line: 0, terminator })
     }
 }
 
@@ -218,13 +245,13 @@ impl<R: BufRead> TextLines<R> {
     pub fn next_line(&mut self) -> Result<Option<(u64, String)>, StatementError> {
         self.buffer.clear();
         let limit = MAX_LINE_BYTES as u64 + 2;
-        let read = (&mut self.reader).take(limit).read_until(b'\n', &mut self.buffer);
+        let read = (&mut self.reader).take(limit).read_until(self.terminator, &mut self.buffer);
         self.line += 1;
         let count = read.map_err(|e| io_error(self.line, &e))?;
         if count == 0 {
             return Ok(None);
         }
-        if self.buffer.last() == Some(&b'\n') {
+        if self.buffer.last() == Some(&self.terminator) {
             self.buffer.pop();
         } else if count as u64 == limit {
             return Err(StatementError {

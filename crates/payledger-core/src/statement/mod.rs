@@ -64,6 +64,51 @@ impl Direction {
     }
 }
 
+/// What kind of booking a line is. Only a [`LineNature::Payment`] credit can be a customer's payment: every
+/// other kind is money that must never be matched to a notice or applied to an organization.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum LineNature {
+    /// An ordinary payment between us and a counterparty.
+    Payment,
+    /// The bank reverses an earlier booking (camt `RvslInd=true`).
+    Reversal,
+    /// A transfer between two accounts of the statement's owner: the counterparty account has a section in the
+    /// file, or the counterparty's INN is the owner's.
+    OwnTransfer,
+    /// The bank's own order (1C `ВидОплаты=17`, or a counterparty account that is a bank's transit account
+    /// 30232/30233/47422): a bank-side settlement, not a customer's payment.
+    BankOrder,
+}
+
+impl LineNature {
+    /// The stored and wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LineNature::Payment => "payment",
+            LineNature::Reversal => "reversal",
+            LineNature::OwnTransfer => "own_transfer",
+            LineNature::BankOrder => "bank_order",
+        }
+    }
+
+    /// The nature with this stored name.
+    pub fn parse(text: &str) -> Option<LineNature> {
+        match text {
+            "payment" => Some(LineNature::Payment),
+            "reversal" => Some(LineNature::Reversal),
+            "own_transfer" => Some(LineNature::OwnTransfer),
+            "bank_order" => Some(LineNature::BankOrder),
+            _ => None,
+        }
+    }
+
+    /// Whether a counterparty account is a bank's transit account (balance-sheet accounts 30232 and 30233,
+    /// settlements with clients; 47422, the bank's other settlements): money from it is the bank's order.
+    pub fn is_transit_account(account: &str) -> bool {
+        ["30232", "30233", "47422"].iter().any(|prefix| account.starts_with(prefix))
+    }
+}
+
 /// A statement file's format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum StatementFormat {
@@ -226,6 +271,9 @@ pub struct StatementLine {
     pub end_to_end_id: Option<String>,
     /// The payment's purpose (НазначениеПлатежа, camt `RmtInf/Ustrd`).
     pub purpose: Option<String>,
+    /// What kind of booking it is; only a `Payment` credit matches a notice. Not part of the fingerprint: the
+    /// same booking read by an older or newer parser must keep its identity.
+    pub nature: LineNature,
     /// The file line (1-based) where the document starts.
     pub source_line: u64,
     /// The document as the file gives it, key by key in file order (camt: the element paths read).
@@ -301,10 +349,11 @@ impl MatchKey {
         }
     }
 
-    /// The key of a credit line with a payer INN; debits and lines without an INN match no notice by key.
+    /// The key of a payment credit line with a payer INN; debits, reversals, own transfers, bank orders and
+    /// lines without an INN match no notice by key.
     pub fn of_line(line: &StatementLine) -> Option<MatchKey> {
-        match (&line.direction, &line.counterparty_inn) {
-            (Direction::Credit, Some(inn)) => Some(MatchKey {
+        match (&line.direction, &line.counterparty_inn, line.nature) {
+            (Direction::Credit, Some(inn), LineNature::Payment) => Some(MatchKey {
                 payer_inn: inn.clone(),
                 document_number: line.document_number.clone(),
                 document_date: line.document_date,
@@ -370,6 +419,7 @@ mod tests {
             bank_ref: None,
             end_to_end_id: None,
             purpose: None,
+            nature: LineNature::Payment,
             source_line: 1,
             raw: Vec::new(),
         }
@@ -412,6 +462,20 @@ mod tests {
             document_date: datetime!(2024-04-27 21:00:00 UTC),
         };
         assert_eq!(MatchKey::of_line(&line(150_000, "17")), Some(MatchKey::of_notice(&notice)));
+    }
+
+    #[test]
+    fn only_a_payment_credit_has_a_match_key_and_the_nature_is_not_in_the_fingerprint() {
+        let payment = line(150_000, "17");
+        for nature in [LineNature::Reversal, LineNature::OwnTransfer, LineNature::BankOrder] {
+            let other = StatementLine { nature, ..payment.clone() };
+            assert_eq!(MatchKey::of_line(&other), None, "{nature:?}");
+            assert_eq!(fingerprint(&other), fingerprint(&payment));
+            assert_eq!(LineNature::parse(nature.as_str()), Some(nature));
+        }
+        assert!(MatchKey::of_line(&payment).is_some());
+        assert_eq!(LineNature::parse("payment"), Some(LineNature::Payment));
+        assert_eq!(LineNature::parse("refund"), None);
     }
 
     #[test]

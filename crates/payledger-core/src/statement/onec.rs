@@ -4,7 +4,7 @@
 //! and totals, then `СекцияДокумент=<kind> … КонецДокумента` per payment document, then `КонецФайла`. A document
 //! is a credit on a section's account when it names that account as ПолучательСчет and has ДатаПоступило, a
 //! debit when it names it as ПлательщикСчет and has ДатаСписано (a transfer between two of our accounts is
-//! both).
+//! both, and an own transfer).
 
 use std::collections::{HashSet, VecDeque};
 use std::io::BufRead;
@@ -13,7 +13,7 @@ use time::Date;
 
 use super::amount::{AmountUse, parse_amount, parse_dotted_date};
 use super::encoding::TextLines;
-use super::{AccountNumber, AccountSummary, Direction, StatementError, StatementEvent, StatementLine};
+use super::{AccountNumber, AccountSummary, Direction, LineNature, StatementError, StatementEvent, StatementLine};
 use crate::inn::Inn;
 use crate::money::{Currency, Money};
 
@@ -60,6 +60,8 @@ pub struct OneCReader<R> {
     lines: TextLines<R>,
     state: State,
     accounts: HashSet<AccountNumber>,
+    /// The start lines of sections without ДатаКонца (their period is ДатаНачала only if every line fits).
+    open_ended: HashSet<u64>,
     pending: VecDeque<StatementEvent>,
     failed: bool,
 }
@@ -67,12 +69,24 @@ pub struct OneCReader<R> {
 impl<R: BufRead> OneCReader<R> {
     /// Starts reading; the encoding is detected from the bytes.
     pub fn new(lines: TextLines<R>) -> OneCReader<R> {
-        OneCReader { lines, state: State::Header, accounts: HashSet::new(), pending: VecDeque::new(), failed: false }
+        OneCReader {
+            lines,
+            state: State::Header,
+            accounts: HashSet::new(),
+            open_ended: HashSet::new(),
+            pending: VecDeque::new(),
+            failed: false,
+        }
     }
 
     /// Bytes consumed so far.
     pub fn bytes(&self) -> u64 {
         self.lines.bytes()
+    }
+
+    /// The start lines of the sections read so far that have no ДатаКонца.
+    pub fn sections_without_end(&self) -> &HashSet<u64> {
+        &self.open_ended
     }
 
     fn step(&mut self) -> Result<Option<StatementEvent>, StatementError> {
@@ -91,8 +105,11 @@ impl<R: BufRead> OneCReader<R> {
                 continue;
             }
             let trimmed = text.trim();
-            if trimmed.is_empty() || matches!(self.state, State::Ended) {
+            if trimmed.is_empty() {
                 continue;
+            }
+            if matches!(self.state, State::Ended) {
+                return fail("text after КонецФайла: two files glued together?".into());
             }
             let (key, value) = match trimmed.split_once('=') {
                 Some((key, value)) => (key.trim(), value.trim()),
@@ -195,11 +212,8 @@ impl<R: BufRead> OneCReader<R> {
             line,
             reason: format!("РасчСчет '{text}' is not an account number: must be 20 digits"),
         })?;
-        if !self.accounts.insert(account.clone()) {
-            return Err(StatementError {
-                line, reason: format!("account {account} has a second СекцияРасчСчет")
-            });
-        }
+        // A multi-day export has one section per day for the same account; `read::validate` merges them.
+        self.accounts.insert(account.clone());
         let date = |key: &str| -> Result<Option<Date>, StatementError> {
             keys.value(key)
                 .map(|(text, line)| parse_dotted_date(key, text).map_err(|reason| StatementError { line, reason }))
@@ -209,7 +223,13 @@ impl<R: BufRead> OneCReader<R> {
             line: keys.start,
             reason: "the СекцияРасчСчет has no ДатаНачала".into(),
         })?;
-        let period_end = date("ДатаКонца")?.unwrap_or(period_start);
+        let period_end = match date("ДатаКонца")? {
+            Some(end) => end,
+            None => {
+                self.open_ended.insert(keys.start);
+                period_start
+            }
+        };
         if period_end < period_start {
             return Err(StatementError {
                 line: keys.start,
@@ -263,6 +283,9 @@ impl<R: BufRead> OneCReader<R> {
             (ours("ПолучательСчет"), Direction::Credit, "ДатаПоступило", "Плательщик"),
             (ours("ПлательщикСчет"), Direction::Debit, "ДатаСписано", "Получатель"),
         ];
+        let inn = |key: &str| keys.value(key).map(|(text, _)| text).filter(|text| Inn::parse(text).is_ok());
+        let same_owner = inn("ПлательщикИНН").is_some() && inn("ПлательщикИНН") == inn("ПолучательИНН");
+        let bank_order = keys.value("ВидОплаты").is_some_and(|(text, _)| text == "17");
         let mut found = false;
         let mut missing = None;
         for (account, direction, date_key, other) in sides {
@@ -274,6 +297,16 @@ impl<R: BufRead> OneCReader<R> {
             };
             let booking_date = parse_dotted_date(date_key, text).map_err(|reason| StatementError { line, reason })?;
             found = true;
+            let counterparty_account = keys.value(&format!("{other}Счет")).map(|(text, _)| text.to_owned());
+            let nature = match counterparty_account.as_deref() {
+                _ if same_owner => LineNature::OwnTransfer,
+                Some(other) if AccountNumber::parse(other).is_ok_and(|a| self.accounts.contains(&a)) => {
+                    LineNature::OwnTransfer
+                }
+                Some(other) if LineNature::is_transit_account(other) => LineNature::BankOrder,
+                _ if bank_order => LineNature::BankOrder,
+                _ => LineNature::Payment,
+            };
             self.pending.push_back(StatementEvent::Line(StatementLine {
                 account,
                 direction,
@@ -286,11 +319,12 @@ impl<R: BufRead> OneCReader<R> {
                     .value(&format!("{other}1"))
                     .or_else(|| keys.value(other))
                     .map(|(text, _)| text.to_owned()),
-                counterparty_account: keys.value(&format!("{other}Счет")).map(|(text, _)| text.to_owned()),
+                counterparty_account,
                 counterparty_bik: keys.value(&format!("{other}БИК")).map(|(text, _)| text.to_owned()),
                 bank_ref: None,
                 end_to_end_id: None,
                 purpose: keys.value("НазначениеПлатежа").map(|(text, _)| text.to_owned()),
+                nature,
                 source_line: keys.start,
                 raw: keys.entries.clone(),
             }));

@@ -244,3 +244,132 @@ fn a_transfer_between_two_of_our_accounts_is_a_debit_on_one_and_a_credit_on_the_
     assert_eq!(validated.lines, 4);
     assert_eq!((validated.accounts[0].credits, validated.accounts[1].debits), (205_050, 30_000));
 }
+
+fn natures(lines: &[String]) -> Vec<LineNature> {
+    let bytes = lines.join("\n").into_bytes();
+    events(&bytes[..], StatementFormat::OneC, None)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .filter_map(|e| match e {
+            Ok(StatementEvent::Line(line)) => Some(line.nature),
+            Ok(StatementEvent::Account(_)) => None,
+            Err(error) => panic!("{error}"),
+        })
+        .collect()
+}
+
+#[test]
+fn own_transfers_and_bank_orders_are_not_payments() {
+    use LineNature::{BankOrder, OwnTransfer, Payment};
+    assert_eq!(natures(&valid()), [Payment, Payment, Payment]);
+    let same_inn = edit(14, "ПолучательИНН", Some("ПолучательИНН=7701234567"));
+    assert_eq!(natures(&same_inn), [OwnTransfer, Payment, Payment]);
+    let transit = edit(14, "ПлательщикСчет", Some("ПлательщикСчет=30233810000000000001"));
+    assert_eq!(natures(&transit), [BankOrder, Payment, Payment]);
+    let mut order = valid();
+    order.insert(19, "ВидОплаты=17".into());
+    assert_eq!(natures(&order), [BankOrder, Payment, Payment]);
+}
+
+#[test]
+fn text_after_the_end_marker_is_two_files_glued_together() {
+    let mut lines = valid();
+    lines.push(String::new());
+    assert!(check(&lines).is_ok(), "blank lines after КонецФайла are fine");
+    lines.extend(valid());
+    assert_eq!(error_of(&lines), "line 49: text after КонецФайла: two files glued together?");
+}
+
+#[test]
+fn a_file_with_cr_only_line_endings_reads_like_crlf() {
+    let bytes = valid().join("\r").into_bytes();
+    let validated = validate(&bytes[..], StatementFormat::OneC, None, &Limits { max_lines: 100 }, &mut |_, _| {});
+    assert_eq!(validated.map_err(|e| e.to_string()), check(&valid()).map_err(|e| e.to_string()));
+}
+
+#[test]
+fn a_document_booked_outside_its_section_period_is_refused() {
+    let late = edit(14, "ДатаПоступило", Some("ДатаПоступило=29.04.2024"));
+    assert_eq!(
+        error_of(&late),
+        "line 15: the line is booked on 2024-04-29, outside the period 2024-04-27..2024-04-28 of account \
+         40702810900000000001's section on line 6"
+    );
+    // Without ДатаКонца the period is ДатаНачала, when every line fits it, else an error saying so.
+    let open_ended = edit(6, "ДатаКонца", None);
+    assert_eq!(
+        error_of(&open_ended),
+        "line 14: the line is booked on 2024-04-28, but the section of account 40702810900000000001 on line 6 has \
+         no ДатаКонца, so its period is its ДатаНачала 2024-04-27 only"
+    );
+    let mut one_day = edit(6, "ДатаКонца", None);
+    for line in &mut one_day {
+        *line = line.replace("ДатаНачала=27.04.2024", "ДатаНачала=28.04.2024");
+    }
+    let validated = check(&one_day).unwrap_or_else(|e| panic!("{e}"));
+    let summary = &validated.accounts[0].summary;
+    assert_eq!((summary.period_start, summary.period_end), (date!(2024 - 04 - 28), date!(2024 - 04 - 28)));
+}
+
+#[test]
+fn one_section_per_day_for_the_same_account_is_merged() {
+    let base = valid();
+    // Day one (27.04): the 1500.00 credit; day two (28.04): the 250.50 credit and the 300.00 debit.
+    let section = |start: &str, opening: &str, credits: &str, debits: &str, closing: &str| -> Vec<String> {
+        vec![
+            "СекцияРасчСчет".into(),
+            format!("ДатаНачала={start}"),
+            format!("ДатаКонца={start}"),
+            format!("РасчСчет={ACCOUNT}"),
+            format!("НачальныйОстаток={opening}"),
+            format!("ВсегоПоступило={credits}"),
+            format!("ВсегоСписано={debits}"),
+            format!("КонечныйОстаток={closing}"),
+            "КонецРасчСчет".into(),
+        ]
+    };
+    let documents = |lines: &[String]| -> Vec<String> {
+        let mut lines = lines.to_vec();
+        let at = lines.iter().position(|l| l == "ДатаПоступило=28.04.2024").unwrap_or(0);
+        lines[at] = "ДатаПоступило=27.04.2024".into();
+        lines
+    };
+    let assemble = |sections: Vec<Vec<String>>| -> Vec<String> {
+        let mut lines = base[..5].to_vec();
+        lines.extend(sections.into_iter().flatten());
+        lines.extend(documents(&base[14..]));
+        lines
+    };
+    let day_one = section("27.04.2024", "1000.00", "1500.00", "0", "2500.00");
+    let day_two = section("28.04.2024", "2500.00", "250.50", "300.00", "2450.50");
+    let merged = check(&assemble(vec![day_two.clone(), day_one.clone()])).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(merged.accounts.len(), 1);
+    let account = &merged.accounts[0];
+    assert_eq!(
+        (account.summary.period_start, account.summary.period_end),
+        (date!(2024 - 04 - 27), date!(2024 - 04 - 28))
+    );
+    assert_eq!((account.summary.opening_balance, account.summary.closing_balance), (Some(100_000), Some(245_050)));
+    assert_eq!((account.credits, account.debits, account.summary.total_credits), (175_050, 30_000, Some(175_050)));
+    assert_eq!((account.credit_lines, account.debit_lines), (2, 1));
+    let bytes = assemble(vec![day_one.clone(), day_two.clone()]).join("\n").into_bytes();
+    let announced = events(&bytes[..], StatementFormat::OneC, None)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .filter(|e| matches!(e, Ok(StatementEvent::Account(_))))
+        .count();
+    assert_eq!(announced, 1);
+    // Each section's own totals are checked.
+    let wrong = section("27.04.2024", "1000.00", "1750.50", "0", "2750.50");
+    assert_eq!(
+        error_of(&assemble(vec![wrong, day_two.clone()])),
+        "line 6: account 40702810900000000001: the credits add up to 1500.00, the statement says 1750.50"
+    );
+    let overlapping = section("27.04.2024", "1000.00", "1500.00", "0", "2500.00")
+        .into_iter()
+        .map(|l| l.replace("ДатаКонца=27.04.2024", "ДатаКонца=28.04.2024"))
+        .collect();
+    assert_eq!(
+        error_of(&assemble(vec![overlapping, day_two])),
+        "line 15: account 40702810900000000001's section covers 2024-04-28..2024-04-28, which overlaps \
+         2024-04-27..2024-04-28 of its section on line 6"
+    );
+}

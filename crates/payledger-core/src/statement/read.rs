@@ -9,9 +9,9 @@ use time::Date;
 use super::camt::CamtReader;
 pub use super::csv::CsvMapping;
 use super::csv::CsvReader;
-use super::encoding::{HEAD_BYTES, Rewound, TextEncoding, TextLines, detect_encoding};
+use super::encoding::{HEAD_BYTES, Rewound, TextLines, detect_encoding};
 use super::onec::{HEADER, OneCReader};
-use super::{AccountNumber, AccountSummary, Direction, StatementError, StatementEvent, StatementFormat};
+use super::{AccountNumber, AccountSummary, Direction, StatementError, StatementEvent, StatementFormat, StatementLine};
 
 /// How often (in statement lines) `validate` reports its progress.
 const PROGRESS_EVERY_LINES: u64 = 10_000;
@@ -29,8 +29,8 @@ pub struct Limits {
 pub struct Validated {
     /// The format read.
     pub format: StatementFormat,
-    /// The account sections in file order, with the period widened over the booking dates where the file
-    /// states none (CSV, camt.053 without `FrToDt` or balance dates).
+    /// One merged section per account in file order, with the period widened over the booking dates where the
+    /// file states none (CSV, camt.053 without `FrToDt` or opening and closing balance dates).
     pub accounts: Vec<ValidatedAccount>,
     /// The number of statement lines.
     pub lines: u64,
@@ -55,10 +55,9 @@ pub struct ValidatedAccount {
 /// mapping, so the caller names it.
 pub fn detect_format(head: &[u8]) -> Option<StatementFormat> {
     let head = &head[..head.len().min(HEAD_BYTES)];
-    let text = match detect_encoding(head) {
-        TextEncoding::Utf8 => String::from_utf8_lossy(head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(head)).into_owned(),
-        other => other.decode_line(head).unwrap_or_default(),
-    };
+    // Lossy: the head may be cut inside a character, and CP1251 leaves 0x98 undefined; neither may hide the
+    // header that follows.
+    let text = detect_encoding(head).decode_lossy(head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(head));
     let text = text.trim_start();
     if text.starts_with(HEADER) {
         return Some(StatementFormat::OneC);
@@ -71,22 +70,22 @@ pub fn detect_format(head: &[u8]) -> Option<StatementFormat> {
 
 /// One of the format readers.
 enum Parser<R: BufRead> {
-    OneC(OneCReader<Rewound<R>>),
-    Camt(CamtReader<R>),
-    Csv(CsvReader<Rewound<R>>),
+    OneC(Box<OneCReader<Rewound<R>>>),
+    Camt(Box<CamtReader<R>>),
+    Csv(Box<CsvReader<Rewound<R>>>),
 }
 
 impl<R: BufRead> Parser<R> {
     fn new(reader: R, format: StatementFormat, csv: Option<&CsvMapping>) -> Result<Parser<R>, StatementError> {
         Ok(match format {
-            StatementFormat::OneC => Parser::OneC(OneCReader::new(TextLines::new(reader)?)),
-            StatementFormat::Camt053 => Parser::Camt(CamtReader::new(reader)),
+            StatementFormat::OneC => Parser::OneC(Box::new(OneCReader::new(TextLines::new(reader)?))),
+            StatementFormat::Camt053 => Parser::Camt(Box::new(CamtReader::new(reader))),
             StatementFormat::Csv => {
                 let mapping = csv.ok_or_else(|| StatementError {
                     line: 0,
                     reason: "a CSV statement needs a column mapping".into(),
                 })?;
-                Parser::Csv(CsvReader::new(TextLines::new(reader)?, mapping.clone()))
+                Parser::Csv(Box::new(CsvReader::new(TextLines::new(reader)?, mapping.clone())))
             }
         })
     }
@@ -99,12 +98,26 @@ impl<R: BufRead> Parser<R> {
         }
     }
 
-    /// Whether the file states `account`'s period, or the booking dates must give it.
-    fn period_unstated(&self, account: &AccountNumber) -> bool {
+    /// Whether the file states the section's period, or the booking dates must give it.
+    fn period_unstated(&self, section: &AccountSummary) -> bool {
         match self {
             Parser::OneC(_) => false,
-            Parser::Camt(reader) => reader.unstated_periods().contains(account),
+            Parser::Camt(reader) => reader.unstated_periods().contains(&section.source_line),
             Parser::Csv(_) => true,
+        }
+    }
+
+    /// Whether each line belongs to the latest section of its account (camt.053 entries sit inside their
+    /// `Stmt`); 1C lists every section before the documents, so a line's booking date picks its section.
+    fn lines_follow_their_section(&self) -> bool {
+        !matches!(self, Parser::OneC(_))
+    }
+
+    /// Whether the section is a 1C section without ДатаКонца.
+    fn open_ended(&self, section: &AccountSummary) -> bool {
+        match self {
+            Parser::OneC(reader) => reader.sections_without_end().contains(&section.source_line),
+            Parser::Camt(_) | Parser::Csv(_) => false,
         }
     }
 }
@@ -122,19 +135,44 @@ impl<R: BufRead> Iterator for Parser<R> {
 }
 
 /// Streams the events of a file in `format`: each account section before its lines, then the lines in file
-/// order. After a successful [`validate`] of the same bytes it yields no error. A CSV section's period is its
+/// order, each account's section once (the first time; [`validate`] gives the merged one). After a successful
+/// [`validate`] of the same bytes it yields no error. A CSV section's period is its
 /// first line's date here; [`validate`] gives the whole range.
 pub fn events<'a, R: BufRead + 'a>(
     reader: R,
     format: StatementFormat,
     csv: Option<&CsvMapping>,
 ) -> Result<Box<dyn Iterator<Item = Result<StatementEvent, StatementError>> + 'a>, StatementError> {
-    Ok(Box::new(Parser::new(reader, format, csv)?))
+    let mut announced: HashSet<AccountNumber> = HashSet::new();
+    // A multi-day export repeats an account's section; the stream announces each account once.
+    Ok(Box::new(Parser::new(reader, format, csv)?.filter(move |event| match event {
+        Ok(StatementEvent::Account(summary)) => announced.insert(summary.account.clone()),
+        _ => true,
+    })))
+}
+
+/// One section as read, before sections of the same account are merged.
+struct Section {
+    totals: ValidatedAccount,
+    /// The file states no period; the booking dates give it.
+    unstated: bool,
+    /// 1C without ДатаКонца: the period is ДатаНачала, and a line outside it is an error saying so.
+    open_ended: bool,
+    booked: Option<(Date, Date)>,
+}
+
+impl Section {
+    fn covers(&self, day: Date) -> bool {
+        self.totals.summary.period_start <= day && day <= self.totals.summary.period_end
+    }
 }
 
 /// Pass 1: reads the whole stream, checks every line and every section's totals ([`AccountSummary::check`]),
 /// requires the end marker, enforces `limits`, and returns the first error with its line. `on_progress` gets
 /// the bytes and statement lines read so far, every few thousand lines and at the end.
+///
+/// A line must be booked inside its section's period. Several sections for one account (a multi-day export
+/// with one section per day) are checked each on its own and then merged ([`merge_sections`]).
 pub fn validate<R: BufRead>(
     reader: R,
     format: StatementFormat,
@@ -143,15 +181,28 @@ pub fn validate<R: BufRead>(
     on_progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Validated, StatementError> {
     let mut parser = Parser::new(reader, format, csv)?;
-    let mut accounts: Vec<ValidatedAccount> = Vec::new();
-    let mut index: HashMap<AccountNumber, usize> = HashMap::new();
-    let mut ranges: HashMap<AccountNumber, (Date, Date)> = HashMap::new();
+    let mut sections: Vec<Section> = Vec::new();
+    let mut index: HashMap<AccountNumber, Vec<usize>> = HashMap::new();
     let mut lines: u64 = 0;
     while let Some(event) = parser.next() {
         match event? {
             StatementEvent::Account(summary) => {
-                index.insert(summary.account.clone(), accounts.len());
-                accounts.push(ValidatedAccount { summary, credits: 0, debits: 0, credit_lines: 0, debit_lines: 0 });
+                let unstated = parser.period_unstated(&summary);
+                let earlier = index.entry(summary.account.clone()).or_default();
+                // Stated periods are known now: an overlap is refused before any line is put in the wrong one.
+                for &at in earlier.iter().filter(|&&at| !unstated && !sections[at].unstated) {
+                    let before = &sections[at].totals.summary;
+                    if summary.period_start <= before.period_end && before.period_start <= summary.period_end {
+                        return Err(overlap(&summary, before));
+                    }
+                }
+                earlier.push(sections.len());
+                sections.push(Section {
+                    unstated,
+                    open_ended: parser.open_ended(&summary),
+                    totals: ValidatedAccount { summary, credits: 0, debits: 0, credit_lines: 0, debit_lines: 0 },
+                    booked: None,
+                });
             }
             StatementEvent::Line(line) => {
                 lines += 1;
@@ -161,13 +212,14 @@ pub fn validate<R: BufRead>(
                         reason: format!("the file has more than {} statement lines, the limit", limits.max_lines),
                     });
                 }
-                let Some(&at) = index.get(&line.account) else {
-                    return Err(StatementError {
-                        line: line.source_line,
-                        reason: format!("account {} has no section in the file", line.account),
-                    });
+                let candidates = index.get(&line.account).map_or(&[][..], Vec::as_slice);
+                let candidates = match (parser.lines_follow_their_section(), candidates.split_last()) {
+                    (true, Some((last, _))) => std::slice::from_ref(last),
+                    _ => candidates,
                 };
-                let account = &mut accounts[at];
+                let at = section_of(&sections, candidates, &line)?;
+                let section = &mut sections[at];
+                let account = &mut section.totals;
                 if line.amount.currency() != account.summary.currency {
                     return Err(StatementError {
                         line: line.source_line,
@@ -190,9 +242,9 @@ pub fn validate<R: BufRead>(
                         account.debit_lines += 1;
                     }
                 }
-                let range = ranges.entry(line.account.clone()).or_insert((line.booking_date, line.booking_date));
-                range.0 = range.0.min(line.booking_date);
-                range.1 = range.1.max(line.booking_date);
+                let day = line.booking_date;
+                section.booked =
+                    Some(section.booked.map_or((day, day), |(first, last)| (first.min(day), last.max(day))));
                 if lines.is_multiple_of(PROGRESS_EVERY_LINES) {
                     on_progress(parser.bytes(), lines);
                 }
@@ -200,21 +252,121 @@ pub fn validate<R: BufRead>(
         }
     }
     on_progress(parser.bytes(), lines);
-    let unstated: HashSet<AccountNumber> =
-        accounts.iter().map(|a| a.summary.account.clone()).filter(|a| parser.period_unstated(a)).collect();
-    for account in &mut accounts {
-        if let Some(&(first, last)) = ranges.get(&account.summary.account)
-            && unstated.contains(&account.summary.account)
-        {
-            account.summary.period_start = first;
-            account.summary.period_end = last;
+    for section in &mut sections {
+        if let (true, Some((first, last))) = (section.unstated, section.booked) {
+            section.totals.summary.period_start = first;
+            section.totals.summary.period_end = last;
         }
+        let account = &section.totals;
         account
             .summary
             .check(account.credits, account.debits)
             .map_err(|error| StatementError { line: account.summary.source_line, reason: error.to_string() })?;
     }
+    let accounts = merge_sections(sections.into_iter().map(|section| section.totals).collect())?;
     Ok(Validated { format, accounts, lines })
+}
+
+/// The section among `candidates` (of `line`'s account) whose period holds its booking date (or, where the
+/// file states no period, the latest one); an error naming the line and both dates when there is none.
+fn section_of(sections: &[Section], candidates: &[usize], line: &StatementLine) -> Result<usize, StatementError> {
+    let day = line.booking_date;
+    let found = candidates
+        .iter()
+        .copied()
+        .find(|&at| !sections[at].unstated && sections[at].covers(day))
+        .or_else(|| candidates.iter().copied().rev().find(|&at| sections[at].unstated));
+    if let Some(at) = found {
+        return Ok(at);
+    }
+    let fail = |reason: String| Err(StatementError { line: line.source_line, reason });
+    let Some(&last) = candidates.last() else {
+        return fail(format!("account {} has no section in the file", line.account));
+    };
+    let section = &sections[last];
+    let summary = &section.totals.summary;
+    if section.open_ended && candidates.len() == 1 {
+        return fail(format!(
+            "the line is booked on {day}, but the section of account {} on line {} has no ДатаКонца, so its period \
+             is its ДатаНачала {} only",
+            line.account, summary.source_line, summary.period_start
+        ));
+    }
+    fail(format!(
+        "the line is booked on {day}, outside the period {}..{} of account {}'s section on line {}",
+        summary.period_start, summary.period_end, line.account, summary.source_line
+    ))
+}
+
+fn overlap(section: &AccountSummary, before: &AccountSummary) -> StatementError {
+    StatementError {
+        line: section.source_line,
+        reason: format!(
+            "account {}'s section covers {}..{}, which overlaps {}..{} of its section on line {}",
+            section.account,
+            section.period_start,
+            section.period_end,
+            before.period_start,
+            before.period_end,
+            before.source_line
+        ),
+    }
+}
+
+/// Merges the sections of each account into one, in the order the accounts first appear. Each section's
+/// totals have been checked on its own; the periods must not overlap and each section must open with the
+/// balance the one before it closed with. The merged section has the first period's opening balance, the
+/// last's closing balance, the summed credits and debits (stated totals summed when every section states
+/// them) and the union of the periods.
+pub fn merge_sections(sections: Vec<ValidatedAccount>) -> Result<Vec<ValidatedAccount>, StatementError> {
+    let mut order: Vec<AccountNumber> = Vec::new();
+    let mut grouped: HashMap<AccountNumber, Vec<ValidatedAccount>> = HashMap::new();
+    for section in sections {
+        let account = section.summary.account.clone();
+        if !grouped.contains_key(&account) {
+            order.push(account.clone());
+        }
+        grouped.entry(account).or_default().push(section);
+    }
+    let mut merged = Vec::with_capacity(order.len());
+    for account in order {
+        let mut parts = grouped.remove(&account).unwrap_or_default();
+        parts.sort_by_key(|part| part.summary.period_start);
+        let mut parts = parts.into_iter();
+        let Some(mut whole) = parts.next() else { continue };
+        for part in parts {
+            let (before, next) = (&whole.summary, &part.summary);
+            let fail = |reason: String| Err(StatementError { line: next.source_line, reason });
+            if next.period_start <= before.period_end {
+                return Err(overlap(next, before));
+            }
+            if let (Some(closed), Some(opens)) = (before.closing_balance, next.opening_balance)
+                && closed != opens
+            {
+                let show = |minor| crate::money::format_minor(minor, next.currency.minor_digits());
+                return fail(format!(
+                    "account {account}'s section opens with {}, the section before it closed with {}",
+                    show(opens),
+                    show(closed)
+                ));
+            }
+            let overflow = || StatementError { line: next.source_line, reason: "the sums overflow".into() };
+            let add = |a: Option<i64>, b: Option<i64>| match (a, b) {
+                (Some(a), Some(b)) => a.checked_add(b).map(Some).ok_or_else(overflow),
+                _ => Ok(None),
+            };
+            whole.summary.total_credits = add(whole.summary.total_credits, part.summary.total_credits)?;
+            whole.summary.total_debits = add(whole.summary.total_debits, part.summary.total_debits)?;
+            whole.summary.closing_balance = part.summary.closing_balance;
+            whole.summary.period_end = part.summary.period_end;
+            whole.credits = whole.credits.checked_add(part.credits).ok_or_else(overflow)?;
+            whole.debits = whole.debits.checked_add(part.debits).ok_or_else(overflow)?;
+            whole.credit_lines += part.credit_lines;
+            whole.debit_lines += part.debit_lines;
+        }
+        merged.push(whole);
+    }
+    Ok(merged)
 }
 
 #[cfg(test)]

@@ -78,3 +78,11 @@ proptest! {
         let _ = validate_then_stream(&damaged, format);
     }
 }
+
+#[test]
+fn a_cp1251_head_with_the_undefined_byte_0x98_is_still_detected() {
+    let mut head = ONEC_CP1251.to_vec();
+    let at = head.iter().position(|&b| b == b'\n').unwrap_or(0) + 1;
+    head.splice(at..at, b"\x98\xcf\xf0\xe8\xec\xe5\xf0\r\n".iter().copied());
+    assert_eq!(detect_format(&head), Some(StatementFormat::OneC));
+}

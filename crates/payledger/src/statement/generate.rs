@@ -19,12 +19,24 @@ use uuid::Uuid;
 
 /// The bank that keeps our account and books its own orders from its transit account.
 const BANK_NAME: &str = "ПАО \"Банк Пример\"";
-const BANK_INN: &str = "7702070139";
+/// The made-up INNs' bodies (the first nine digits; the checksum is computed): no real company's INN appears in
+/// generated files, samples or demos.
+const BANK_INN_BODY: u64 = 770_000_101;
 const BANK_BIK: &str = "044525187";
 const BANK_TRANSIT_ACCOUNT: &str = "30233810000000000001";
 /// Our company.
 const OUR_NAME: &str = "ООО \"Пейледжер\"";
-const OUR_INN: &str = "7707083893";
+const OUR_INN_BODY: u64 = 770_000_202;
+/// Our other account, at another bank, that an own transfer comes from (it has no section in the file).
+const OUR_OTHER_ACCOUNT: &str = "40702810500000000777";
+
+fn bank_inn() -> String {
+    Inn::company_from_body(BANK_INN_BODY).as_str().to_owned()
+}
+
+fn our_inn() -> String {
+    Inn::company_from_body(OUR_INN_BODY).as_str().to_owned()
+}
 
 /// The CSV mapping for [`OutputFormat::Csv`] files (delimiter `;`, header row, one account).
 pub const CSV_MAPPING_TEMPLATE: &str = "booking_date=Дата проводки,amount=Сумма,direction=Направление,\
@@ -67,6 +79,8 @@ pub struct GeneratorSpec {
     pub debit_per_mille: u32,
     /// Per mille of credits that are bank orders from the bank's transit account.
     pub bank_order_per_mille: u32,
+    /// Per mille of credits that are transfers from our own other account.
+    pub own_transfer_per_mille: u32,
     /// Per mille of customer payments immediately repeated by an identical twin payment.
     pub twin_per_mille: u32,
     /// Per mille of documents dated one or two days before they were booked.
@@ -74,7 +88,8 @@ pub struct GeneratorSpec {
 }
 
 impl GeneratorSpec {
-    /// A spec with realistic fractions: 5% lost notices, 10% debits, 2% bank orders, 1% twins, 30% backdated.
+    /// A spec with realistic fractions: 5% lost notices, 10% debits, 2% bank orders, 1% own transfers, 1% twins,
+    /// 30% backdated.
     pub fn new(seed: u64, start: Date, days: u32, payers: u32, lines_per_day: u32, account: AccountNumber) -> Self {
         GeneratorSpec {
             seed,
@@ -87,6 +102,7 @@ impl GeneratorSpec {
             lost_per_mille: 50,
             debit_per_mille: 100,
             bank_order_per_mille: 20,
+            own_transfer_per_mille: 10,
             twin_per_mille: 10,
             backdated_per_mille: 300,
         }
@@ -120,7 +136,7 @@ impl GeneratorSpec {
 
 /// The CSV mapping spec for a generated CSV file of `account`.
 pub fn csv_mapping(account: &AccountNumber) -> String {
-    format!("{CSV_MAPPING_TEMPLATE},default_account={account}")
+    format!("{CSV_MAPPING_TEMPLATE},default_account={account},owner_inn={}", our_inn())
 }
 
 /// A webhook notice the bank sent (or lost) for a generated customer payment.
@@ -173,6 +189,9 @@ pub struct Generated {
     pub notices: u64,
     /// Notices lost.
     pub lost: u64,
+    /// Credit lines that are no customer's payment (bank orders and own transfers): never to be matched or
+    /// applied.
+    pub not_payments: u64,
 }
 
 /// Writes the statement `spec` describes to `out` in `format`, and hands every customer payment's notice (lost
@@ -192,6 +211,7 @@ pub fn generate<W: Write>(
                 Direction::Credit => {
                     totals.credit_lines += 1;
                     totals.credits += operation.amount;
+                    totals.not_payments += u64::from(operation.bank_order || operation.own_transfer);
                 }
                 Direction::Debit => {
                     totals.debit_lines += 1;
@@ -239,6 +259,7 @@ struct Operation {
     other: Party,
     purpose: String,
     bank_order: bool,
+    own_transfer: bool,
     reference: String,
     notice: Option<GeneratedNotice>,
 }
@@ -301,6 +322,7 @@ fn day_operations(spec: &GeneratorSpec, payers: &[Party], day: u32) -> Vec<Opera
         // Numbers restart every year and repeat across payers: a real document number identifies nothing alone.
         let number = rng.random_range(1..=999u32).to_string();
         let amount = rng.random_range(100..50_000_000i64);
+        // Every reference has one length: day, sequence and the twin digit (0 for all but a twin's second).
         let reference = format!("{}{:06}", booking_date.to_julian_day(), sequence);
         if per_mille(&mut rng, spec.debit_per_mille) {
             let payee = &payers[rng.random_range(0..payers.len())];
@@ -313,7 +335,8 @@ fn day_operations(spec: &GeneratorSpec, payers: &[Party], day: u32) -> Vec<Opera
                 other: payee.clone(),
                 purpose: format!("Оплата по договору № {number}. Без налога (НДС)"),
                 bank_order: false,
-                reference,
+                own_transfer: false,
+                reference: format!("{reference}0"),
                 notice: None,
             });
             continue;
@@ -326,14 +349,36 @@ fn day_operations(spec: &GeneratorSpec, payers: &[Party], day: u32) -> Vec<Opera
                 document_date: booking_date,
                 booking_date,
                 other: Party {
-                    inn: BANK_INN.into(),
+                    inn: bank_inn(),
                     name: BANK_NAME.into(),
                     account: BANK_TRANSIT_ACCOUNT.into(),
                     bik: BANK_BIK.into(),
                 },
                 purpose: "Возврат комиссии по банковскому ордеру".into(),
                 bank_order: true,
-                reference,
+                own_transfer: false,
+                reference: format!("{reference}0"),
+                notice: None,
+            });
+            continue;
+        }
+        if per_mille(&mut rng, spec.own_transfer_per_mille) {
+            operations.push(Operation {
+                direction: Direction::Credit,
+                amount,
+                number,
+                document_date,
+                booking_date,
+                other: Party {
+                    inn: our_inn(),
+                    name: OUR_NAME.into(),
+                    account: OUR_OTHER_ACCOUNT.into(),
+                    bik: "044525974".into(),
+                },
+                purpose: "Перевод собственных средств. Без налога (НДС)".into(),
+                bank_order: false,
+                own_transfer: true,
+                reference: format!("{reference}0"),
                 notice: None,
             });
             continue;
@@ -358,6 +403,7 @@ fn day_operations(spec: &GeneratorSpec, payers: &[Party], day: u32) -> Vec<Opera
                 other: payer.clone(),
                 purpose: format!("Оплата по счету № {number} от {}. В т.ч. НДС 20%", dotted(document_date)),
                 bank_order: false,
+                own_transfer: false,
                 reference: format!("{reference}{twin}"),
                 notice: Some(notice),
             });
@@ -446,9 +492,12 @@ impl<W: Write> Writer<W> {
                 for text in [
                     "1CClientBankExchange".to_owned(),
                     "ВерсияФормата=1.03".into(),
+                    // 1C allows only Windows and DOS here; the UTF-8 file keeps Windows, as the readers tell the
+                    // encoding from the bytes and never from this key.
                     "Кодировка=Windows".into(),
-                    "Отправитель=Бухгалтерия предприятия".into(),
-                    "Получатель=".into(),
+                    // A statement goes from the bank's system to the accounting program.
+                    format!("Отправитель={BANK_NAME}"),
+                    "Получатель=Бухгалтерия предприятия".into(),
                     format!("ДатаСоздания={}", dotted(created)),
                     "ВремяСоздания=09:15:00".into(),
                     format!("ДатаНачала={}", dotted(start)),
@@ -479,9 +528,10 @@ impl<W: Write> Writer<W> {
                     )
                 };
                 let text = format!(
-                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Document xmlns=\"urn:iso:std:iso:20022:tech:xsd:camt.053.001.08\">\n<BkToCstmrStmt>\n<GrpHdr><MsgId>GEN-{seed}-{start}</MsgId><CreDtTm>{end}T23:59:00+03:00</CreDtTm></GrpHdr>\n<Stmt>\n<Id>STMT-{seed}-{start}</Id><CreDtTm>{end}T23:59:00+03:00</CreDtTm>\n<FrToDt><FrDtTm>{start}T00:00:00+03:00</FrDtTm><ToDtTm>{end}T23:59:59+03:00</ToDtTm></FrToDt>\n<Acct><Id><Othr><Id>{account}</Id></Othr></Id><Ccy>RUB</Ccy><Ownr><Nm>{owner}</Nm></Ownr></Acct>\n{opening}\n{closing}\n<TxsSummry><TtlNtries><NbOfNtries>{lines}</NbOfNtries></TtlNtries><TtlCdtNtries><NbOfNtries>{credit_lines}</NbOfNtries><Sum>{credits}</Sum></TtlCdtNtries><TtlDbtNtries><NbOfNtries>{debit_lines}</NbOfNtries><Sum>{debits}</Sum></TtlDbtNtries></TxsSummry>",
+                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Document xmlns=\"urn:iso:std:iso:20022:tech:xsd:camt.053.001.08\">\n<BkToCstmrStmt>\n<GrpHdr><MsgId>GEN-{seed}-{start}</MsgId><CreDtTm>{end}T23:59:00+03:00</CreDtTm></GrpHdr>\n<Stmt>\n<Id>STMT-{seed}-{start}</Id><CreDtTm>{end}T23:59:00+03:00</CreDtTm>\n<FrToDt><FrDtTm>{start}T00:00:00+03:00</FrDtTm><ToDtTm>{end}T23:59:59+03:00</ToDtTm></FrToDt>\n<Acct><Id><Othr><Id>{account}</Id></Othr></Id><Ccy>RUB</Ccy><Ownr><Nm>{owner}</Nm><Id><OrgId><Othr><Id>{owner_inn}</Id><SchmeNm><Cd>TXID</Cd></SchmeNm></Othr></OrgId></Id></Ownr></Acct>\n{opening}\n{closing}\n<TxsSummry><TtlNtries><NbOfNtries>{lines}</NbOfNtries></TtlNtries><TtlCdtNtries><NbOfNtries>{credit_lines}</NbOfNtries><Sum>{credits}</Sum></TtlCdtNtries><TtlDbtNtries><NbOfNtries>{debit_lines}</NbOfNtries><Sum>{debits}</Sum></TtlDbtNtries></TxsSummry>",
                     seed = spec.seed,
                     owner = xml(OUR_NAME),
+                    owner_inn = our_inn(),
                     opening = balance("OPBD", spec.opening_balance, start),
                     closing = balance("CLBD", totals.closing_balance, end),
                     lines = totals.lines,
@@ -500,7 +550,7 @@ impl<W: Write> Writer<W> {
 
     fn operation(&mut self, spec: &GeneratorSpec, op: &Operation) -> io::Result<()> {
         let account = spec.account.as_str();
-        let us = Party { inn: OUR_INN.into(), name: OUR_NAME.into(), account: account.into(), bik: BANK_BIK.into() };
+        let us = Party { inn: our_inn(), name: OUR_NAME.into(), account: account.into(), bik: BANK_BIK.into() };
         let (payer, payee) = match op.direction {
             Direction::Credit => (&op.other, &us),
             Direction::Debit => (&us, &op.other),
@@ -595,197 +645,5 @@ impl<W: Write> Writer<W> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use payledger_core::statement::{CsvMapping, Limits, StatementEvent, StatementFormat, events, validate};
-    use proptest::prelude::*;
-    use time::macros::{date, datetime};
-
-    fn account() -> AccountNumber {
-        AccountNumber::parse("40702810900000000001").unwrap_or_else(|_| panic!("account"))
-    }
-
-    const FORMATS: [OutputFormat; 4] =
-        [OutputFormat::OneCWindows1251, OutputFormat::OneCUtf8Bom, OutputFormat::Camt053, OutputFormat::Csv];
-
-    fn file(spec: &GeneratorSpec, format: OutputFormat) -> (Vec<u8>, Generated, Vec<GeneratedNotice>) {
-        let mut bytes = Vec::new();
-        let mut notices = Vec::new();
-        let generated =
-            generate(spec, format, &mut bytes, &mut |n| notices.push(n.clone())).unwrap_or_else(|e| panic!("{e}"));
-        (bytes, generated, notices)
-    }
-
-    fn parse_format(format: OutputFormat) -> (StatementFormat, Option<CsvMapping>) {
-        match format {
-            OutputFormat::OneCWindows1251 | OutputFormat::OneCUtf8Bom => (StatementFormat::OneC, None),
-            OutputFormat::Camt053 => (StatementFormat::Camt053, None),
-            OutputFormat::Csv => (
-                StatementFormat::Csv,
-                Some(CsvMapping::parse(&csv_mapping(&account())).unwrap_or_else(|e| panic!("{e}"))),
-            ),
-        }
-    }
-
-    /// Validates and then streams a generated file, and checks both agree with what was generated.
-    fn round_trip(spec: &GeneratorSpec, format: OutputFormat) {
-        let (bytes, generated, _) = file(spec, format);
-        let (parsed, mapping) = parse_format(format);
-        if parsed != StatementFormat::Csv {
-            assert_eq!(payledger_core::statement::detect_format(&bytes), Some(parsed), "{format:?}");
-        }
-        let validated =
-            validate(&bytes[..], parsed, mapping.as_ref(), &Limits { max_lines: 1_000_000 }, &mut |_, _| {})
-                .unwrap_or_else(|e| panic!("{format:?}: {e}"));
-        assert_eq!(validated.lines, generated.lines, "{format:?}");
-        if format == OutputFormat::Csv && generated.lines == 0 {
-            // A CSV states no section: with no rows there is no account to speak of.
-            assert!(validated.accounts.is_empty());
-            return;
-        }
-        let section = &validated.accounts[0];
-        assert_eq!((section.credits, section.debits), (generated.credits, generated.debits), "{format:?}");
-        assert_eq!((section.credit_lines, section.debit_lines), (generated.credit_lines, generated.debit_lines));
-        if format != OutputFormat::Csv {
-            assert_eq!(section.summary.closing_balance, Some(generated.closing_balance));
-            assert_eq!((section.summary.period_start, section.summary.period_end), (spec.start, spec.end()));
-        }
-        let (mut credits, mut debits, mut lines) = (0i64, 0i64, 0u64);
-        for event in events(&bytes[..], parsed, mapping.as_ref()).unwrap_or_else(|e| panic!("{e}")) {
-            match event.unwrap_or_else(|e| panic!("{format:?}: the stream failed after validate: {e}")) {
-                StatementEvent::Line(line) => {
-                    lines += 1;
-                    match line.direction {
-                        Direction::Credit => credits += line.amount.minor(),
-                        Direction::Debit => debits += line.amount.minor(),
-                    }
-                }
-                StatementEvent::Account(_) => {}
-            }
-        }
-        assert_eq!((lines, credits, debits), (generated.lines, generated.credits, generated.debits), "{format:?}");
-    }
-
-    #[test]
-    fn every_format_reads_back_the_lines_it_was_generated_with() {
-        let spec = GeneratorSpec::new(7, date!(2024 - 04 - 26), 3, 5, 40, account());
-        for format in FORMATS {
-            round_trip(&spec, format);
-        }
-    }
-
-    #[test]
-    fn an_empty_statement_still_validates_in_every_format() {
-        let spec = GeneratorSpec::new(3, date!(2024 - 04 - 26), 2, 1, 0, account());
-        for format in FORMATS {
-            round_trip(&spec, format);
-        }
-    }
-
-    #[test]
-    fn a_notice_carries_the_moscow_midnight_of_its_document_date() {
-        assert_eq!(moscow_midnight(date!(2024 - 04 - 28)), datetime!(2024-04-27 21:00:00 UTC));
-        let spec = GeneratorSpec::new(1, date!(2024 - 04 - 28), 1, 3, 30, account());
-        let (_, generated, notices) = file(&spec, OutputFormat::OneCUtf8Bom);
-        assert_eq!(generated.notices + generated.lost, notices.len() as u64);
-        let json: serde_json::Value = serde_json::from_str(&notices[0].to_json()).unwrap_or_else(|e| panic!("{e}"));
-        let date = json["document_date"].as_str().unwrap_or_default();
-        assert!(["2024-04-27T21:00:00Z", "2024-04-26T21:00:00Z", "2024-04-25T21:00:00Z"].contains(&date), "{date}");
-        assert!(json["amount"].as_str().is_some_and(|a| a.split_once('.').is_some_and(|(_, f)| f.len() == 2)));
-    }
-
-    #[test]
-    fn the_same_seed_writes_the_same_bytes_and_notices() {
-        let spec = GeneratorSpec::new(42, date!(2024 - 01 - 01), 2, 4, 25, account());
-        let (first, _, first_notices) = file(&spec, OutputFormat::OneCWindows1251);
-        let (second, _, second_notices) = file(&spec, OutputFormat::OneCWindows1251);
-        assert_eq!(first, second);
-        assert_eq!(first_notices, second_notices);
-        let (other, _, _) = file(&GeneratorSpec { seed: 43, ..spec }, OutputFormat::OneCWindows1251);
-        assert_ne!(first, other);
-    }
-
-    #[test]
-    fn an_overlapping_statement_repeats_the_last_day_and_continues_the_balance() {
-        let spec = GeneratorSpec::new(9, date!(2024 - 04 - 26), 3, 5, 20, account());
-        let next = spec.overlap(2);
-        assert_eq!((next.start, next.days), (date!(2024 - 04 - 28), 3));
-        let payers = payers(&spec);
-        let last_day: Vec<(i64, String, Date)> =
-            day_operations(&spec, &payers, 2).iter().map(|o| (o.amount, o.number.clone(), o.document_date)).collect();
-        let first_day: Vec<(i64, String, Date)> =
-            day_operations(&next, &payers, 0).iter().map(|o| (o.amount, o.number.clone(), o.document_date)).collect();
-        assert_eq!(last_day, first_day);
-        let (_, generated, _) = file(&spec, OutputFormat::Camt053);
-        let last_day_net: i64 = day_operations(&spec, &payers, 2).iter().map(Operation::signed).sum();
-        assert_eq!(next.opening_balance, generated.closing_balance - last_day_net);
-        round_trip(&next, OutputFormat::Camt053);
-    }
-
-    #[test]
-    fn bank_orders_and_debits_get_no_notices_and_some_payments_are_twins() {
-        let spec = GeneratorSpec {
-            bank_order_per_mille: 200,
-            twin_per_mille: 200,
-            ..GeneratorSpec::new(5, date!(2024 - 04 - 01), 5, 6, 50, account())
-        };
-        let payers = payers(&spec);
-        let operations: Vec<Operation> = (0..spec.days).flat_map(|d| day_operations(&spec, &payers, d)).collect();
-        assert!(
-            operations.iter().filter(|o| o.bank_order || o.direction == Direction::Debit).all(|o| o.notice.is_none())
-        );
-        assert!(operations.iter().any(|o| o.bank_order && o.other.account.starts_with("30233")));
-        let twins = operations.windows(2).filter(|w| {
-            w[0].notice.is_some()
-                && (w[0].amount, &w[0].number, w[0].document_date, &w[0].other.inn)
-                    == (w[1].amount, &w[1].number, w[1].document_date, &w[1].other.inn)
-        });
-        assert!(twins.count() > 0);
-        assert!(payers.iter().all(|p| Inn::parse(&p.inn).is_ok_and(|inn| inn.has_valid_checksum())));
-    }
-
-    /// The files in `docs/samples/` are what the generator writes for the sample spec; run with
-    /// `PAYLEDGER_WRITE_SAMPLES=1` to rewrite them after changing the generator.
-    #[test]
-    fn the_sample_files_are_what_the_generator_writes_and_they_validate() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/samples");
-        let spec = GeneratorSpec {
-            debit_per_mille: 200,
-            bank_order_per_mille: 100,
-            lost_per_mille: 150,
-            ..GeneratorSpec::new(2024, date!(2024 - 04 - 26), 3, 4, 6, account())
-        };
-        let samples = [
-            ("statement-1c-cp1251.txt", OutputFormat::OneCWindows1251),
-            ("statement-1c-utf8.txt", OutputFormat::OneCUtf8Bom),
-            ("statement-camt053.xml", OutputFormat::Camt053),
-            ("statement.csv", OutputFormat::Csv),
-        ];
-        let (_, _, notices) = file(&spec, OutputFormat::Camt053);
-        let delivered: String = notices.iter().filter(|n| !n.lost).map(|n| n.to_json() + "\n").collect();
-        let mut expected: Vec<(&str, Vec<u8>)> =
-            samples.iter().map(|(name, format)| (*name, file(&spec, *format).0)).collect();
-        expected.push(("statement.csv-mapping.txt", (csv_mapping(&account()) + "\n").into_bytes()));
-        expected.push(("notices.jsonl", delivered.into_bytes()));
-        for (name, bytes) in &expected {
-            if std::env::var_os("PAYLEDGER_WRITE_SAMPLES").is_some() {
-                std::fs::write(dir.join(name), bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
-            }
-            assert_eq!(&std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}")), bytes, "{name}");
-        }
-        for (_, format) in samples {
-            round_trip(&spec, format);
-        }
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(16))]
-        #[test]
-        fn generated_statements_validate_and_stream_the_same_sums_in_every_format(
-            seed in any::<u64>(), days in 1u32..4, payers in 1u32..8, per_day in 0u32..30, format in 0usize..4,
-        ) {
-            let spec = GeneratorSpec::new(seed, date!(2024 - 12 - 30), days, payers, per_day, account());
-            round_trip(&spec, FORMATS[format]);
-        }
-    }
-}
+#[path = "generate_tests.rs"]
+mod tests;
