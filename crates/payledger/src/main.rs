@@ -1,5 +1,5 @@
-//! The `payledger` command: `serve` (the default), `migrate`, `seed`, `worker`, `user`, `verify` and (for
-//! development) `populate`.
+//! The `payledger` command: `serve` (the default), `migrate`, `seed`, `worker`, `user`, `verify`, `statement`
+//! and (for development) `populate`.
 
 use std::process::ExitCode;
 
@@ -33,6 +33,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         // Verify needs only the database: the settings of a server it does not start (a bad payout or webhook
         // variable in the environment) must not make it fail, least of all with the exit status of violations.
         return Ok(payledger::cli::verify::main(&database_url, json, explain).await);
+    }
+    if let Some(Command::Statement(command)) = &cli.command {
+        // Like verify, an import needs only the database (and its own ledger engine), not a server's settings.
+        return Ok(payledger::cli::statement::main(&database_url, command).await);
     }
     let serve = match &cli.command {
         Some(Command::Serve(serve)) => serve.clone(),
@@ -94,6 +98,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify { json, explain } => Ok(payledger::cli::verify::main(&database_url, json, explain).await),
+        Command::Statement(command) => Ok(payledger::cli::statement::main(&database_url, &command).await),
         Command::Populate(args) => populate(&settings, &args).await,
     }
 }
