@@ -159,9 +159,27 @@ pub async fn apply_discrepancy(
 /// An operator's decision to leave a discrepancy as it is.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct AcceptBody {
-    /// Why: what was found out and done (1 to 1000 characters, not blank).
-    #[schema(min_length = 1, max_length = 1000, pattern = "\\S", example = "Refunded by the bank on 2026-12-04")]
+    /// Why: what was found out and done (1 to 1000 characters, not blank, no control characters but line
+    /// ends and tabs).
+    #[schema(schema_with = note_schema)]
     pub note: String,
+}
+
+/// Control characters a note may not hold (all of Unicode `Cc` but tab and newline), as a class body.
+const NOTE_CONTROL: &str = r"\x00-\x08\x0b-\x1f\x7f-\x9f";
+
+/// The note's schema: exactly what [`accept_note`] accepts.
+fn note_schema() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .min_length(Some(1))
+        .max_length(Some(MAX_NOTE_CHARS))
+        .pattern(Some(format!(
+            "^[^{NOTE_CONTROL}]*[^{NOTE_CONTROL}{}][^{NOTE_CONTROL}]*$",
+            crate::api::schema::WHITE_SPACE
+        )))
+        .examples([serde_json::json!("Refunded by the bank on 2026-12-04")])
+        .build()
 }
 
 /// The note of an accept body, or 400 naming `note`.
@@ -175,6 +193,9 @@ fn accept_note(bytes: &[u8]) -> Result<String, ApiError> {
     };
     if note.trim().is_empty() {
         return Err(ApiError::field("note", "must not be blank"));
+    }
+    if note.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return Err(ApiError::field("note", "must not hold control characters other than line ends and tabs"));
     }
     if note.chars().count() > MAX_NOTE_CHARS {
         return Err(ApiError::field("note", format!("must be at most {MAX_NOTE_CHARS} characters")));
