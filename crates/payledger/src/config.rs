@@ -510,6 +510,8 @@ pub struct Settings {
     pub payouts: PayoutSettings,
     /// The longest a request may take before it is answered 503.
     pub request_timeout: std::time::Duration,
+    /// The largest bank statement upload, in bytes.
+    pub statement_max_bytes: u64,
 }
 
 /// Payout processing, resolved from [`PayoutArgs`].
@@ -612,6 +614,7 @@ impl Settings {
             tokens: TokenSettings::default(),
             payouts: PayoutSettings::default(),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            statement_max_bytes: DEFAULT_STATEMENT_MAX_BYTES,
         }
     }
 }

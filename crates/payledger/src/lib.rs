@@ -82,6 +82,8 @@ pub struct App {
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// The longest a request may take before it is answered 503 (`PAYLEDGER_REQUEST_TIMEOUT_SECONDS`).
     pub request_timeout: std::time::Duration,
+    /// The largest bank statement upload, in bytes (`PAYLEDGER_STATEMENT_MAX_BYTES`).
+    pub statement_max_bytes: u64,
 }
 
 /// Connects to the database, migrates it, and seeds demo organizations if it is empty.
@@ -264,6 +266,7 @@ pub async fn launch(
         openapi: Arc::new(openapi),
         metrics: telemetry::metrics_handle(),
         request_timeout: settings.request_timeout,
+        statement_max_bytes: settings.statement_max_bytes,
     });
     let app = axum::middleware::map_request(|request| async move { router::add_trailing_slash(request) })
         .layer(router::app(state));

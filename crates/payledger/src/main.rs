@@ -65,6 +65,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         },
         payouts: payout_args.settings()?,
         request_timeout: std::time::Duration::from_secs(serve.request_timeout_seconds.max(1)),
+        statement_max_bytes: serve.statement_max_bytes,
     };
     match cli.command.unwrap_or(Command::Serve(serve.clone())) {
         Command::Serve(_) => {
