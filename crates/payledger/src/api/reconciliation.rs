@@ -15,7 +15,9 @@ use crate::api::access::Caller;
 use crate::api::extract::{ApiQuery, json_body, query_integer};
 use crate::api::statements::{account_number, path_id};
 use crate::error::{ApiError, ErrorBody};
-use crate::statement::{ApplyResult, DiscrepancyKind, DiscrepancyState, DiscrepancyView, ReconciliationReport, ReportQuery};
+use crate::statement::{
+    ApplyResult, DiscrepancyKind, DiscrepancyState, DiscrepancyView, ReconciliationReport, ReportQuery,
+};
 
 /// The longest note an operator may give when accepting a discrepancy, in characters.
 pub const MAX_NOTE_CHARS: usize = 1000;
@@ -99,6 +101,8 @@ pub fn report_query(params: &ReportParams, today: Date) -> Result<ReportQuery, A
         .transpose()?;
     let cursor = params.cursor.as_deref().map(|text| query_integer("cursor", Some(text), 0, 1..=i64::MAX)).transpose()?;
     let limit = query_integer("limit", params.limit.as_deref(), DEFAULT_LIMIT, 1..=MAX_LIMIT)?;
+    // Within 1..=500 by the check above.
+    let limit = u32::try_from(limit).unwrap_or(1);
     Ok(ReportQuery { account: account_number("account", params.account.as_deref())?, from, to, kind, state, cursor, limit })
 }
 

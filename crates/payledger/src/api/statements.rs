@@ -8,9 +8,8 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use payledger_core::statement::{AccountNumber, StatementFormat};
-use payledger_core::statement::read::CsvMapping;
-use serde::Deserialize;
-use utoipa::IntoParams;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::api::access::Caller;
@@ -27,8 +26,8 @@ pub const STATEMENT_CONTENT_TYPES: &[&str] =
 pub const MAX_FILE_NAME_CHARS: usize = 255;
 
 /// Imports per page of the list, by default and at most.
-const DEFAULT_PAGE_SIZE: i64 = 20;
-const MAX_PAGE_SIZE: i64 = 200;
+const DEFAULT_LIMIT: i64 = 20;
+const MAX_LIMIT: i64 = 500;
 
 /// Where to upload and how to read the file.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -50,12 +49,21 @@ pub struct UploadQuery {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ImportsQuery {
-    /// The page, from 1.
-    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000000)]
-    page: Option<String>,
-    /// Imports per page (1 to 200, default 20).
-    #[param(value_type = Option<i64>, minimum = 1, maximum = 200)]
-    page_size: Option<String>,
+    /// The `next_cursor` of the previous page.
+    #[param(value_type = Option<i64>, minimum = 1)]
+    cursor: Option<String>,
+    /// Imports per page (1 to 500, default 20).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 500)]
+    limit: Option<String>,
+}
+
+/// A page of imports, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ImportList {
+    /// The imports of this page.
+    pub results: Vec<ImportSummary>,
+    /// The cursor of the next page, if there may be one.
+    pub next_cursor: Option<i64>,
 }
 
 /// Whether the body's declared type is one a statement may have (415 otherwise; a missing type too, since
@@ -115,15 +123,14 @@ async fn import_options(state: &AppState, query: &UploadQuery, by: &str) -> Resu
     Ok(ImportOptions { format, csv, account, file_name, by: Some(by.to_owned()) })
 }
 
-/// The CSV mapping saved for `account`; 400 naming `account` when there is none (or it no longer parses).
-async fn saved_mapping(state: &AppState, account: &AccountNumber) -> Result<CsvMapping, ApiError> {
-    let Some(spec) = state.store.csv_mapping(account.as_str()).await? else {
-        return Err(ApiError::field(
+/// The CSV mapping saved for `account`; 400 naming `account` when there is none.
+async fn saved_mapping(state: &AppState, account: &AccountNumber) -> Result<String, ApiError> {
+    state.store.csv_mapping(account.as_str()).await?.ok_or_else(|| {
+        ApiError::field(
             "account",
             "has no saved CSV column mapping; save one with `payledger statement import --save-mapping`",
-        ));
-    };
-    CsvMapping::parse(&spec).map_err(|reason| ApiError::field("account", format!("its saved CSV mapping: {reason}")))
+        )
+    })
 }
 
 /// Import a bank statement.
@@ -178,17 +185,22 @@ pub async fn upload(
     tag = "reconciliation",
     params(ImportsQuery),
     responses(
-        (status = 200, body = ImportsPage),
-        (status = 400, description = "Invalid page", body = ErrorBody),
+        (status = 200, body = ImportList),
+        (status = 400, description = "Invalid cursor or limit", body = ErrorBody),
     )
 )]
 pub async fn list(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<ImportsQuery>,
-) -> Result<Json<ImportsPage>, ApiError> {
-    let page = query_integer("page", query.page.as_deref(), 1, 1..=1_000_000)?;
-    let page_size = query_integer("page_size", query.page_size.as_deref(), DEFAULT_PAGE_SIZE, 1..=MAX_PAGE_SIZE)?;
-    Ok(Json(state.reconciliation.imports(page, page_size).await?))
+) -> Result<Json<ImportList>, ApiError> {
+    let cursor = query.cursor.as_deref().map(|text| query_integer("cursor", Some(text), 1, 1..=i64::MAX)).transpose()?;
+    let limit = query_integer("limit", query.limit.as_deref(), DEFAULT_LIMIT, 1..=MAX_LIMIT)?;
+    // Within 1..=500 by the check above.
+    let limit = u32::try_from(limit).unwrap_or(1);
+    let results = state.reconciliation.imports(ImportsPage { cursor, limit }).await?;
+    let full = results.len() == limit as usize;
+    let next_cursor = results.last().filter(|_| full).map(|last| last.id);
+    Ok(Json(ImportList { results, next_cursor }))
 }
 
 /// The id of a path, parsed here so a malformed one is a 400 naming `id`, not axum's own rejection.

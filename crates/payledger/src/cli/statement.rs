@@ -9,7 +9,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use indicatif::ProgressBar;
-use payledger_core::statement::read::CsvMapping;
 use payledger_core::statement::{AccountNumber, StatementFormat};
 
 use crate::config::{StatementFormatArg, StatementImportArgs};
@@ -98,12 +97,8 @@ async fn options(store: &Store, args: &StatementImportArgs) -> Result<ImportOpti
         }
         _ => None,
     };
-    let csv = spec
-        .as_deref()
-        .map(|spec| CsvMapping::parse(spec).map_err(|reason| usage(format!("--csv-columns: {reason}"))))
-        .transpose()?;
     let file_name = args.file.file_name().map(|name| name.to_string_lossy().into_owned());
-    Ok(ImportOptions { format, csv, account, file_name, by: Some("cli".to_owned()) })
+    Ok(ImportOptions { format, csv: spec, account, file_name, by: Some("cli".to_owned()) })
 }
 
 /// Connects, starts a ledger engine, imports, saves the mapping if asked, and stops the engine.
@@ -126,7 +121,7 @@ async fn run(database_url: &str, args: &StatementImportArgs) -> Result<ImportSum
         max_file_bytes: args.max_file_bytes,
         max_lines: args.max_lines,
     };
-    let service = Reconciliation::new(store.clone(), engine.clone(), settings);
+    let service = Reconciliation::new(engine.clone(), store.clone(), settings);
     let bar = super::progress_bar(size, PROGRESS_TEMPLATE);
     let shown = bar.clone();
     let progress = Arc::new(move |progress: &ImportProgress| show(&shown, progress));
@@ -157,6 +152,7 @@ fn failure(file: &Path, error: ReconcileError) -> Failure {
         ReconcileError::TooLarge { limit } => {
             Failure::BadFile(format!("{file}: line 0: the file is larger than {limit} bytes"))
         }
+        ReconcileError::CsvMapping(reason) => Failure::NotRun(format!("--csv-columns: {reason}")),
         other => Failure::NotRun(other.to_string()),
     }
 }
@@ -206,7 +202,23 @@ fn print_human(summary: &ImportSummary) {
             account.debit_lines
         );
     }
-    println!("  discrepancies: {}", summary.discrepancies);
+    let counts = &summary.discrepancies;
+    let found: Vec<String> = [
+        ("missing_notice", counts.missing_notice),
+        ("unknown_payer", counts.unknown_payer),
+        ("amount_mismatch", counts.amount_mismatch),
+        ("ambiguous", counts.ambiguous),
+        ("notice_without_line", counts.notice_without_line),
+    ]
+    .iter()
+    .filter(|(_, count)| *count > 0)
+    .map(|(kind, count)| format!("{count} {kind}"))
+    .collect();
+    if found.is_empty() {
+        println!("  no new discrepancies");
+    } else {
+        println!("  discrepancies: {} (see `GET /api/v1/reconciliation/` or the console)", found.join(", "));
+    }
 }
 
 /// `payledger statement …`: the exit status of the subcommand.

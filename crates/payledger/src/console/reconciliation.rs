@@ -21,14 +21,14 @@ use super::upload;
 use super::{ConsoleError, ConsoleUser, Form, Layout, Path, percent_encode, render};
 use crate::AppState;
 use crate::statement::{
-    ApplyResult, DiscrepancyKind, DiscrepancyState, DiscrepancyView, FormatChoice, ImportOptions, ImportSummary,
-    ReconcileError, ReportQuery,
+    ApplyOutcome, DiscrepancyCounts, DiscrepancyKind, DiscrepancyState, DiscrepancyView, FormatChoice, ImportOptions,
+    ImportSummary, ImportsPage, ReconcileError, ReconciliationReport, ReportQuery,
 };
 
 /// Discrepancies per page of the report.
-const PAGE_SIZE: i64 = 50;
+const PAGE_SIZE: u32 = 50;
 /// Imports listed above the report.
-const RECENT_IMPORTS: i64 = 10;
+const RECENT_IMPORTS: u32 = 10;
 /// The report's days when none are given: the last month.
 const DEFAULT_DAYS: i64 = 30;
 /// The longest report, in days (as the API's).
@@ -58,7 +58,8 @@ impl From<ReconcileError> for ConsoleError {
             ReconcileError::TooLarge { limit } => {
                 ConsoleError::BadRequest(format!("The file is larger than the {limit} bytes a statement may have."))
             }
-            ReconcileError::NotFound => ConsoleError::NotFound("No such statement import or discrepancy.".into()),
+            ReconcileError::CsvMapping(reason) => ConsoleError::BadRequest(format!("The CSV column mapping: {reason}.")),
+            ReconcileError::NotFound(what) => ConsoleError::NotFound(format!("No such {what}.")),
             ReconcileError::NotApplicable { reason } => ConsoleError::Conflict(reason),
             ReconcileError::Engine(error) => ConsoleError::Engine(error),
             ReconcileError::Store(error) => ConsoleError::Store(error),
@@ -143,9 +144,14 @@ impl From<&ImportSummary> for ImportLine {
             state: summary.state.clone(),
             lines: summary.lines_read,
             matched: summary.matched,
-            discrepancies: summary.discrepancies.total(),
+            discrepancies: total(&summary.discrepancies),
         }
     }
+}
+
+/// All discrepancies of the counts, of every kind.
+fn total(counts: &DiscrepancyCounts) -> u64 {
+    counts.missing_notice + counts.notice_without_line + counts.amount_mismatch + counts.ambiguous + counts.unknown_payer
 }
 
 /// One discrepancy, as the report's table shows it.
@@ -163,28 +169,90 @@ struct DiscrepancyRow {
     note: String,
     open: bool,
     can_apply: bool,
-    error: Option<String>,
 }
 
 impl From<&DiscrepancyView> for DiscrepancyRow {
     fn from(view: &DiscrepancyView) -> DiscrepancyRow {
-        let kind_label = KIND_CHOICES.iter().find(|(value, _)| *value == view.kind.as_str()).map_or("", |(_, label)| label);
+        let kind_label =
+            KIND_CHOICES.iter().find(|(value, _)| *value == view.kind.as_str()).map_or("", |(_, label)| label);
+        let document = match (&view.document_number, &view.document_date) {
+            (Some(number), Some(date)) => format!("№ {number} of {date}"),
+            (Some(number), None) => format!("№ {number}"),
+            _ => String::new(),
+        };
+        let payer = match (&view.payer_inn, &view.payer_name) {
+            (Some(inn), Some(name)) => format!("{name} (INN {inn})"),
+            (Some(inn), None) => format!("INN {inn}"),
+            (None, Some(name)) => format!("{name} (no INN)"),
+            (None, None) => String::new(),
+        };
+        let mut what: Vec<String> = Vec::new();
+        if let Some(line) = view.line_id {
+            what.push(format!("line {line}"));
+        }
+        if let Some(operation) = &view.operation_id {
+            what.push(format!("payment {operation}"));
+        }
+        what.extend([payer, document].into_iter().filter(|text| !text.is_empty()));
+        if let Some(account) = &view.account {
+            what.push(format!("to {account}"));
+        }
+        let details = match &view.details {
+            serde_json::Value::Null => String::new(),
+            serde_json::Value::Object(map) if map.is_empty() => String::new(),
+            serde_json::Value::Array(list) if list.is_empty() => String::new(),
+            other => other.to_string(),
+        };
         DiscrepancyRow {
             id: view.id,
             kind: view.kind.as_str().to_owned(),
             kind_label,
             state: view.state.as_str().to_owned(),
-            resolution: view.resolution.clone().map(|how| format!("by {how}")).unwrap_or_default(),
-            day: view.day.clone().unwrap_or_default(),
-            amount: view.amount.clone().map(|amount| format!("{amount} {}", view.currency.clone().unwrap_or_default())).unwrap_or_default(),
-            what: view.describe(),
-            details: view.details.as_ref().map(ToString::to_string).unwrap_or_default(),
+            resolution: match (&view.resolution, &view.resolved_by) {
+                (Some(how), Some(who)) => format!("{how} by {who}"),
+                (Some(how), None) => how.clone(),
+                _ => String::new(),
+            },
+            day: view.day.clone(),
+            amount: format!("{} {}", view.amount, view.currency),
+            what: what.join(", "),
+            details,
             note: view.note.clone().unwrap_or_default(),
             open: view.state == DiscrepancyState::Open,
             can_apply: matches!(view.kind, DiscrepancyKind::MissingNotice | DiscrepancyKind::UnknownPayer),
-            error: None,
         }
     }
+}
+
+/// The report's counts and totals, as label and value.
+fn report_facts(report: &ReconciliationReport) -> Vec<(&'static str, String)> {
+    let counts = &report.counts;
+    let mut facts = vec![
+        ("Days", format!("{} – {}", report.from, report.to)),
+        ("Statement lines", format!("{} ({} credits)", counts.statement_lines, counts.credit_lines)),
+        ("Notices", counts.notices.to_string()),
+        ("Matched credit lines", counts.matched.to_string()),
+        ("Pending (day not closed)", format!("{} lines, {} notices", counts.pending_lines, counts.pending_notices)),
+        ("Open discrepancies", total(&counts.open).to_string()),
+        ("Resolved / accepted", format!("{} / {}", total(&counts.resolved), total(&counts.accepted))),
+    ];
+    for totals in &report.totals {
+        facts.push((
+            "Credits",
+            format!(
+                "statement {} {cur}; matched {} {cur}; credited in the ledger for them {} {cur}",
+                totals.statement_credits,
+                totals.credits_matched,
+                totals.ledger_credited,
+                cur = totals.currency
+            ),
+        ));
+    }
+    for coverage in &report.coverage {
+        let periods: Vec<String> = coverage.covered.iter().map(|[start, end]| format!("{start} – {end}")).collect();
+        facts.push(("Covered", format!("{}: {}", coverage.account, periods.join(", "))));
+    }
+    facts
 }
 
 /// The report's query from the page's filters, or the messages of the bad ones.
@@ -240,7 +308,9 @@ fn next_link(filters: &ReportFilters, cursor: i64) -> String {
 /// What a `done` in the address tells about the action just done.
 fn done_notice(done: Option<&str>) -> Option<String> {
     Some(match done? {
-        "applied" => "Applied: the line is credited (or matched to a payment that has arrived since).".to_owned(),
+        "applied" => "Applied: the line is credited to its payer.".to_owned(),
+        "matched" => "A notice that arrived since matched the line; nothing more was credited.".to_owned(),
+        "already" => "The line was already matched; nothing changed.".to_owned(),
         "accepted" => "Accepted with your note.".to_owned(),
         _ => return None,
     })
@@ -249,13 +319,13 @@ fn done_notice(done: Option<&str>) -> Option<String> {
 /// `GET /admin/reconciliation`.
 async fn page(State(state): State<AppState>, user: ConsoleUser, RawQuery(raw): RawQuery) -> Result<Response, ConsoleError> {
     let filters: ReportFilters = decode_query(raw)?;
-    let imports = state.reconciliation.imports(1, RECENT_IMPORTS).await?;
+    let imports = state.reconciliation.imports(ImportsPage { cursor: None, limit: RECENT_IMPORTS }).await?;
     let mut view = ReconciliationPage {
         layout: user.layout("Reconciliation", "reconciliation"),
         notice: done_notice(given(&filters.done)),
         upload_action: format!("/admin/reconciliation/upload?csrf={}", percent_encode(&user.csrf)),
         formats: choices(FORMAT_CHOICES, "auto"),
-        imports: imports.results.iter().map(ImportLine::from).collect(),
+        imports: imports.iter().map(ImportLine::from).collect(),
         filters: FilterValues {
             account: given(&filters.account).unwrap_or_default().to_owned(),
             from: given(&filters.from).unwrap_or_default().to_owned(),
@@ -276,7 +346,7 @@ async fn page(State(state): State<AppState>, user: ConsoleUser, RawQuery(raw): R
         }
     };
     let report = state.reconciliation.report(&query).await?;
-    view.facts = report.facts();
+    view.facts = report_facts(&report);
     view.rows = report.discrepancies.iter().map(DiscrepancyRow::from).collect();
     view.next = report.next_cursor.map(|cursor| next_link(&filters, cursor));
     Ok(render(&view))
@@ -325,10 +395,9 @@ async fn upload_statement(
         .transpose()?;
     let csv = match (format, &account) {
         (FormatChoice::Fixed(StatementFormat::Csv), Some(account)) => {
-            let spec = state.store.csv_mapping(account.as_str()).await?.ok_or_else(|| {
+            Some(state.store.csv_mapping(account.as_str()).await?.ok_or_else(|| {
                 ConsoleError::BadRequest(format!("The account {account} has no saved CSV column mapping."))
-            })?;
-            Some(payledger_core::statement::read::CsvMapping::parse(&spec).map_err(ConsoleError::BadRequest)?)
+            })?)
         }
         (FormatChoice::Fixed(StatementFormat::Csv), None) => {
             return Err(ConsoleError::BadRequest("A CSV statement needs the account whose saved mapping reads it.".into()));
@@ -392,11 +461,12 @@ async fn statement(
         Some("applied") => Some("Applied every open discrepancy that could be applied.".to_owned()),
         _ => None,
     };
-    let (first, last) = summary.period();
+    let first = summary.accounts.iter().map(|account| account.period_start.clone()).min().unwrap_or_default();
+    let last = summary.accounts.iter().map(|account| account.period_end.clone()).max().unwrap_or_default();
     let view = StatementPage {
         layout: user.layout(format!("Statement import {}", summary.id), "reconciliation"),
         notice,
-        facts: summary.facts(),
+        facts: summary_facts(&summary),
         accounts: summary
             .accounts
             .iter()
@@ -415,6 +485,28 @@ async fn statement(
         report_href: format!("/admin/reconciliation?from={first}&to={last}"),
     };
     Ok(render(&view))
+}
+
+/// An import's summary, as label and value.
+fn summary_facts(summary: &ImportSummary) -> Vec<(&'static str, String)> {
+    let counts = &summary.discrepancies;
+    vec![
+        ("File", summary.file_name.clone().unwrap_or_else(|| "—".to_owned())),
+        ("Format", summary.format.clone()),
+        ("State", summary.state.clone()),
+        ("SHA-256", summary.sha256.clone()),
+        ("Lines", format!("{} ({} new, {} already known)", summary.lines_read, summary.lines_new, summary.lines_already_known)),
+        ("Matched", summary.matched.to_string()),
+        ("Pending (day not closed)", summary.pending.to_string()),
+        (
+            "Discrepancies found",
+            format!(
+                "{} missing notice, {} unknown payer, {} amount mismatch, {} ambiguous, {} notice without a line",
+                counts.missing_notice, counts.unknown_payer, counts.amount_mismatch, counts.ambiguous, counts.notice_without_line
+            ),
+        ),
+        ("Took", format!("{} ms", summary.duration_ms)),
+    ]
 }
 
 /// `POST /admin/statements/{id}/apply` (operators).
@@ -442,26 +534,36 @@ fn is_htmx(headers: &HeaderMap) -> bool {
     headers.contains_key("hx-request")
 }
 
-/// The answer to Apply or Accept: the row to htmx (with the refusal in it, if any), else back to the report.
-async fn answer(
-    state: &AppState,
+/// The answer to Apply or Accept: the changed row to htmx, or the refusal into the page's message area; without
+/// JavaScript, back to the report (a refusal is the error page).
+fn answer(
     user: &ConsoleUser,
     headers: &HeaderMap,
-    id: i64,
-    outcome: Result<&'static str, ConsoleError>,
+    outcome: Result<(&'static str, Option<DiscrepancyView>), ConsoleError>,
 ) -> Result<Response, ConsoleError> {
     if !is_htmx(headers) {
-        let done = outcome?;
+        let (done, _) = outcome?;
         return Ok(Redirect::to(&format!("/admin/reconciliation?done={done}")).into_response());
     }
-    let error = match outcome {
-        Ok(_) => None,
-        Err(ConsoleError::Conflict(reason)) => Some(reason),
-        Err(other) => return Err(other),
-    };
-    let mut row = DiscrepancyRow::from(&state.reconciliation.discrepancy(id).await?);
-    row.error = error;
-    Ok(render(&RowFragment { row, csrf: user.csrf.clone(), can_operate: user.can(crate::auth::tokens::Role::Operator) }))
+    match outcome {
+        Ok((_, Some(view))) => Ok(render(&RowFragment {
+            row: DiscrepancyRow::from(&view),
+            csrf: user.csrf.clone(),
+            can_operate: user.can(crate::auth::tokens::Role::Operator),
+        })),
+        // Nothing to redraw: the page is reloaded to show what changed.
+        Ok((_, None)) => Ok(([("HX-Refresh", "true")], "").into_response()),
+        Err(ConsoleError::Conflict(reason)) => {
+            let html = format!("<p class=\"error\" role=\"alert\">{}</p>", escape(&reason));
+            Ok(([("HX-Retarget", "#action-result"), ("HX-Reswap", "innerHTML")], axum::response::Html(html)).into_response())
+        }
+        Err(other) => Err(other),
+    }
+}
+
+/// Text made safe inside HTML.
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 /// `POST /admin/reconciliation/discrepancies/{id}/apply` (operators).
@@ -474,16 +576,17 @@ async fn apply(
     let id = discrepancy_id(&id)?;
     let outcome = match state.reconciliation.apply_discrepancy(id, &user.username).await {
         Ok(result) => {
-            tracing::info!(user = %user.username, discrepancy = id, ?result, "console discrepancy apply");
-            Ok(applied_word(&result))
+            tracing::info!(user = %user.username, discrepancy = id, outcome = ?result.outcome, "console discrepancy apply");
+            let done = match result.outcome {
+                ApplyOutcome::Applied => "applied",
+                ApplyOutcome::Matched => "matched",
+                ApplyOutcome::AlreadyMatched => "already",
+            };
+            Ok((done, result.discrepancy))
         }
         Err(error) => Err(ConsoleError::from(error)),
     };
-    answer(&state, &user, &headers, id, outcome).await
-}
-
-fn applied_word(_result: &ApplyResult) -> &'static str {
-    "applied"
+    answer(&user, &headers, outcome)
 }
 
 /// The accept form.
@@ -506,9 +609,9 @@ async fn accept(
         Err(ConsoleError::Conflict(format!("Give a note of 1 to {MAX_NOTE_CHARS} characters saying why.")))
     } else {
         match state.reconciliation.accept(id, note.trim(), &user.username).await {
-            Ok(_) => Ok("accepted"),
+            Ok(view) => Ok(("accepted", Some(view))),
             Err(error) => Err(ConsoleError::from(error)),
         }
     };
-    answer(&state, &user, &headers, id, outcome).await
+    answer(&user, &headers, outcome)
 }
