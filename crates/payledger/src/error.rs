@@ -16,6 +16,7 @@ use crate::auth::tokens::TokenError;
 use crate::engine::EngineError;
 use crate::engine::payouts::PayoutError;
 use crate::payouts::PayoutServiceError;
+use crate::statement::ReconcileError;
 use crate::store::StoreError;
 
 /// What a client sees of an error: a human message, a stable machine code, and field details.
@@ -39,6 +40,10 @@ pub struct ErrorBody {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(example = "50.00")]
     pub reserved: Option<String>,
+    /// For `statement_invalid`: the 1-based line of the file that is wrong (0: the file as a whole).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = 42)]
+    pub line: Option<u64>,
 }
 
 /// An error a handler returns. Each variant documents its status and code.
@@ -93,6 +98,18 @@ pub enum ApiError {
         /// Human message.
         message: String,
     },
+    /// 400 `statement_invalid`: the uploaded statement is not valid; `line` and `details.body` say where and
+    /// why. Nothing was stored.
+    #[error("line {line}: {reason}")]
+    StatementInvalid {
+        /// The 1-based line of the file (0: the file as a whole).
+        line: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// 409 `not_applicable`: the reconciliation request does not apply in the current state.
+    #[error("{0}")]
+    NotApplicable(String),
     /// 413 `payload_too_large`: the body is larger than the route accepts; the connection is closed.
     #[error("payload too large")]
     PayloadTooLarge,
@@ -167,6 +184,10 @@ impl ApiError {
                 (StatusCode::CONFLICT, "amount_mismatch", "The amount does not match the reserved amount".into())
             }
             ApiError::Conflict { code, message } => (StatusCode::CONFLICT, code, message.clone()),
+            ApiError::StatementInvalid { .. } => {
+                (StatusCode::BAD_REQUEST, "statement_invalid", "The statement is not valid".into())
+            }
+            ApiError::NotApplicable(message) => (StatusCode::CONFLICT, "not_applicable", message.clone()),
             ApiError::PayloadTooLarge => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "Payload too large".into())
             }
@@ -208,7 +229,7 @@ impl ApiError {
         if status.is_server_error() && !matches!(self, ApiError::TimedOut) {
             tracing::error!(error = %self, "request failed");
         }
-        let mut body = ErrorBody { error, code, details: None, available: None, reserved: None };
+        let mut body = ErrorBody { error, code, details: None, available: None, reserved: None, line: None };
         match self {
             ApiError::InvalidData(details) => body.details = Some(details),
             ApiError::FieldNotFound { field, message } => {
@@ -216,6 +237,10 @@ impl ApiError {
             }
             ApiError::InsufficientFunds { available } => body.available = Some(format_minor(available, 2)),
             ApiError::AmountMismatch { reserved } => body.reserved = Some(format_minor(reserved, 2)),
+            ApiError::StatementInvalid { line, reason } => {
+                body.details = Some(BTreeMap::from([("body".into(), format!("line {line}: {reason}"))]));
+                body.line = Some(line);
+            }
             _ => {}
         }
         (status, body)
@@ -269,6 +294,30 @@ impl From<PayoutServiceError> for ApiError {
                 tracing::error!(%error, "card vault failed");
                 ApiError::Engine(EngineError::Unavailable)
             }
+        }
+    }
+}
+
+impl From<ReconcileError> for ApiError {
+    /// A refused reconciliation request: 400 for a bad file (with its line) or option, 404, 409 for a state
+    /// the request does not apply to, 413 for a file over the limit, 503 when the ledger or database failed.
+    fn from(error: ReconcileError) -> ApiError {
+        match error {
+            ReconcileError::Invalid(error) => ApiError::StatementInvalid { line: error.line, reason: error.reason },
+            ReconcileError::CsvMapping(reason) => ApiError::field("csv", reason),
+            ReconcileError::AccountNotInFile(_) => ApiError::field("account", error.to_string()),
+            ReconcileError::TooLarge { .. } => ApiError::PayloadTooLarge,
+            ReconcileError::NotFound(what) => ApiError::NotFound(match what {
+                "import" => "Statement import not found",
+                "line" => "Statement line not found",
+                "discrepancy" => "Discrepancy not found",
+                _ => "Not found",
+            }),
+            ReconcileError::NotApplicable { reason } => ApiError::NotApplicable(reason),
+            ReconcileError::Engine(error) => ApiError::Engine(error),
+            ReconcileError::Store(error) => ApiError::Store(error),
+            // The API reads from memory; an I/O error here is a defect, not the client's.
+            ReconcileError::Io(error) => ApiError::Internal(format!("reading a statement: {error}")),
         }
     }
 }

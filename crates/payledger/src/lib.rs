@@ -22,6 +22,7 @@ pub mod payouts;
 pub mod redact;
 pub mod router;
 pub mod seed;
+pub mod statement;
 pub mod store;
 pub mod telemetry;
 pub mod timefmt;
@@ -56,6 +57,8 @@ pub struct App {
     pub balances: balances::Balances,
     /// The payout service.
     pub payouts: payouts::Payouts,
+    /// The bank statement reconciliation service.
+    pub reconciliation: statement::Reconciliation,
     /// The secret the payment gateway signs its callbacks with (the HTTP gateway's), if configured.
     pub gateway_secret: Option<String>,
     /// How conflicting notices are answered.
@@ -224,6 +227,8 @@ pub async fn launch(
     let (engine, writer) = LedgerEngine::start(&store).await.context("starting the ledger engine")?;
     let balances = balances::Balances::new(engine.clone());
     let (payout_service, gateway) = payout_parts(&settings, &engine)?;
+    let reconciliation =
+        statement::Reconciliation::new(engine.clone(), store.clone(), statement::ReconcileSettings::default());
     let intake = Intake::new(engine, settings.webhook_mode);
     let (stop_applier, applier_stopped) = tokio::sync::watch::channel(false);
     // The applier runs in both modes: notices recorded in async mode (by this process before a restart,
@@ -243,6 +248,7 @@ pub async fn launch(
         intake,
         balances,
         payouts: payout_service,
+        reconciliation,
         gateway_secret: match &settings.payouts.gateway {
             gateway::GatewayConfig::Http { secret, .. } => Some(secret.clone()),
             gateway::GatewayConfig::Simulated { .. } => None,
