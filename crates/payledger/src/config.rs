@@ -27,6 +27,8 @@ pub struct Cli {
 }
 
 /// The subcommands.
+// Parsed once per process and moved, never copied in a loop: boxing `serve`'s arguments would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTP API and the background workers (the default).

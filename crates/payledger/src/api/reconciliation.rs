@@ -97,13 +97,24 @@ pub fn report_query(params: &ReportParams, today: Date) -> Result<ReportQuery, A
     let state = params
         .state
         .as_deref()
-        .map(|text| DiscrepancyState::parse(text).ok_or_else(|| ApiError::field("state", "must be open, resolved or accepted")))
+        .map(|text| {
+            DiscrepancyState::parse(text).ok_or_else(|| ApiError::field("state", "must be open, resolved or accepted"))
+        })
         .transpose()?;
-    let cursor = params.cursor.as_deref().map(|text| query_integer("cursor", Some(text), 0, 1..=i64::MAX)).transpose()?;
+    let cursor =
+        params.cursor.as_deref().map(|text| query_integer("cursor", Some(text), 0, 1..=i64::MAX)).transpose()?;
     let limit = query_integer("limit", params.limit.as_deref(), DEFAULT_LIMIT, 1..=MAX_LIMIT)?;
     // Within 1..=500 by the check above.
     let limit = u32::try_from(limit).unwrap_or(1);
-    Ok(ReportQuery { account: account_number("account", params.account.as_deref())?, from, to, kind, state, cursor, limit })
+    Ok(ReportQuery {
+        account: account_number("account", params.account.as_deref())?,
+        from,
+        to,
+        kind,
+        state,
+        cursor,
+        limit,
+    })
 }
 
 /// The day it is now in Moscow, the business day of the bank's statements.

@@ -101,8 +101,7 @@ pub fn format_choice(text: Option<&str>) -> Result<FormatChoice, ApiError> {
 
 /// A 20-digit account named by the request field `field`.
 pub fn account_number(field: &str, text: Option<&str>) -> Result<Option<AccountNumber>, ApiError> {
-    text.map(|text| AccountNumber::parse(text).map_err(|_| ApiError::field(field, "must be 20 digits")))
-        .transpose()
+    text.map(|text| AccountNumber::parse(text).map_err(|_| ApiError::field(field, "must be 20 digits"))).transpose()
 }
 
 /// The import options of an upload: a CSV upload uses the column mapping saved for its account.
@@ -193,7 +192,8 @@ pub async fn list(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<ImportsQuery>,
 ) -> Result<Json<ImportList>, ApiError> {
-    let cursor = query.cursor.as_deref().map(|text| query_integer("cursor", Some(text), 1, 1..=i64::MAX)).transpose()?;
+    let cursor =
+        query.cursor.as_deref().map(|text| query_integer("cursor", Some(text), 1, 1..=i64::MAX)).transpose()?;
     let limit = query_integer("limit", query.limit.as_deref(), DEFAULT_LIMIT, 1..=MAX_LIMIT)?;
     // Within 1..=500 by the check above.
     let limit = u32::try_from(limit).unwrap_or(1);
@@ -205,7 +205,10 @@ pub async fn list(
 
 /// The id of a path, parsed here so a malformed one is a 400 naming `id`, not axum's own rejection.
 pub fn path_id(text: &str) -> Result<i64, ApiError> {
-    text.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| ApiError::field("id", "must be a positive whole number"))
+    text.parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| ApiError::field("id", "must be a positive whole number"))
 }
 
 /// Read one import: its accounts with their totals, what was matched and the discrepancies found.
@@ -260,7 +263,9 @@ mod tests {
             headers.insert(header::CONTENT_TYPE, value.parse().unwrap_or_else(|_| panic!("header")));
             is_statement_type(&headers)
         };
-        assert!(with("text/plain; charset=windows-1251") && with("Application/XML") && with("application/octet-stream"));
+        assert!(
+            with("text/plain; charset=windows-1251") && with("Application/XML") && with("application/octet-stream")
+        );
         assert!(!with("application/json") && !with("multipart/form-data; boundary=x"));
         assert!(!is_statement_type(&HeaderMap::new()));
     }

@@ -24,8 +24,7 @@ pub const EXIT_BAD_FILE: u8 = 1;
 /// The exit status when the import could not run (no database, an unreadable file, the ledger away).
 pub const EXIT_NOT_RUN: u8 = 2;
 
-const PROGRESS_TEMPLATE: &str =
-    "{prefix:10} {elapsed_precise} [{bar:24}] {bytes}/{total_bytes} {bytes_per_sec} {msg}";
+const PROGRESS_TEMPLATE: &str = "{prefix:10} {elapsed_precise} [{bar:24}] {bytes}/{total_bytes} {bytes_per_sec} {msg}";
 
 /// Why an import ended without a summary, and so its exit status.
 #[derive(Debug)]
@@ -85,18 +84,19 @@ async fn options(store: &Store, args: &StatementImportArgs) -> Result<ImportOpti
         StatementFormatArg::Camt053 => FormatChoice::Fixed(StatementFormat::Camt053),
         StatementFormatArg::Csv => FormatChoice::Fixed(StatementFormat::Csv),
     };
-    let spec = match (&args.csv_columns, &account) {
-        (Some(spec), _) => Some(spec.clone()),
-        (None, Some(account)) if args.format == StatementFormatArg::Csv => {
-            Some(store.csv_mapping(account.as_str()).await.map_err(|error| usage(error.to_string()))?.ok_or_else(
-                || usage(format!("--format csv: no --csv-columns and no mapping saved for {account}")),
-            )?)
-        }
-        (None, None) if args.format == StatementFormatArg::Csv => {
-            return Err(usage("--format csv needs --csv-columns, or --account with a saved mapping".to_owned()));
-        }
-        _ => None,
-    };
+    let spec =
+        match (&args.csv_columns, &account) {
+            (Some(spec), _) => Some(spec.clone()),
+            (None, Some(account)) if args.format == StatementFormatArg::Csv => {
+                Some(store.csv_mapping(account.as_str()).await.map_err(|error| usage(error.to_string()))?.ok_or_else(
+                    || usage(format!("--format csv: no --csv-columns and no mapping saved for {account}")),
+                )?)
+            }
+            (None, None) if args.format == StatementFormatArg::Csv => {
+                return Err(usage("--format csv needs --csv-columns, or --account with a saved mapping".to_owned()));
+            }
+            _ => None,
+        };
     let file_name = args.file.file_name().map(|name| name.to_string_lossy().into_owned());
     Ok(ImportOptions { format, csv: spec, account, file_name, by: Some("cli".to_owned()) })
 }
@@ -168,7 +168,10 @@ fn show(bar: &ProgressBar, progress: &ImportProgress) {
         ImportPhase::Importing => "importing",
         ImportPhase::Judging => "judging",
     });
-    bar.set_message(format!("{} lines, {} stored, {} matched", progress.lines_read, progress.lines_stored, progress.matched));
+    bar.set_message(format!(
+        "{} lines, {} stored, {} matched",
+        progress.lines_read, progress.lines_stored, progress.matched
+    ));
 }
 
 /// The summary for people.

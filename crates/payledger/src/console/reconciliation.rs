@@ -51,14 +51,18 @@ pub fn routes() -> Router<AppState> {
 impl From<ReconcileError> for ConsoleError {
     fn from(error: ReconcileError) -> ConsoleError {
         match error {
-            ReconcileError::Invalid(error) => ConsoleError::BadRequest(format!("The file is not a statement: {error}.")),
+            ReconcileError::Invalid(error) => {
+                ConsoleError::BadRequest(format!("The file is not a statement: {error}."))
+            }
             ReconcileError::AccountNotInFile(account) => {
                 ConsoleError::BadRequest(format!("The file has no section for the account {account}."))
             }
             ReconcileError::TooLarge { limit } => {
                 ConsoleError::BadRequest(format!("The file is larger than the {limit} bytes a statement may have."))
             }
-            ReconcileError::CsvMapping(reason) => ConsoleError::BadRequest(format!("The CSV column mapping: {reason}.")),
+            ReconcileError::CsvMapping(reason) => {
+                ConsoleError::BadRequest(format!("The CSV column mapping: {reason}."))
+            }
             ReconcileError::NotFound(what) => ConsoleError::NotFound(format!("No such {what}.")),
             ReconcileError::NotApplicable { reason } => ConsoleError::Conflict(reason),
             ReconcileError::Engine(error) => ConsoleError::Engine(error),
@@ -99,7 +103,8 @@ const KIND_CHOICES: &[(&str, &str)] = &[
     ("ambiguous", "Ambiguous"),
     ("notice_without_line", "Notice without a line"),
 ];
-const STATE_CHOICES: &[(&str, &str)] = &[("", "Any state"), ("open", "Open"), ("resolved", "Resolved"), ("accepted", "Accepted")];
+const STATE_CHOICES: &[(&str, &str)] =
+    &[("", "Any state"), ("open", "Open"), ("resolved", "Resolved"), ("accepted", "Accepted")];
 const FORMAT_CHOICES: &[(&str, &str)] =
     &[("auto", "Detect"), ("1c", "1C ClientBankExchange"), ("camt053", "camt.053"), ("csv", "CSV (saved mapping)")];
 
@@ -151,7 +156,11 @@ impl From<&ImportSummary> for ImportLine {
 
 /// All discrepancies of the counts, of every kind.
 fn total(counts: &DiscrepancyCounts) -> u64 {
-    counts.missing_notice + counts.notice_without_line + counts.amount_mismatch + counts.ambiguous + counts.unknown_payer
+    counts.missing_notice
+        + counts.notice_without_line
+        + counts.amount_mismatch
+        + counts.ambiguous
+        + counts.unknown_payer
 }
 
 /// One discrepancy, as the report's table shows it.
@@ -277,7 +286,9 @@ fn report_query(filters: &ReportFilters, today: Date) -> Result<ReportQuery, Vec
     let to = day(given(&filters.to), "last").unwrap_or(today);
     let from = day(given(&filters.from), "first").unwrap_or_else(|| to - Duration::days(DEFAULT_DAYS));
     if from > to || (to - from).whole_days() > MAX_REPORT_DAYS {
-        errors.push(format!("The first day must not be after the last, and a report covers at most {MAX_REPORT_DAYS} days."));
+        errors.push(format!(
+            "The first day must not be after the last, and a report covers at most {MAX_REPORT_DAYS} days."
+        ));
     }
     let kind = given(&filters.kind).and_then(DiscrepancyKind::parse);
     let state = given(&filters.state).and_then(DiscrepancyState::parse);
@@ -317,7 +328,11 @@ fn done_notice(done: Option<&str>) -> Option<String> {
 }
 
 /// `GET /admin/reconciliation`.
-async fn page(State(state): State<AppState>, user: ConsoleUser, RawQuery(raw): RawQuery) -> Result<Response, ConsoleError> {
+async fn page(
+    State(state): State<AppState>,
+    user: ConsoleUser,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ConsoleError> {
     let filters: ReportFilters = decode_query(raw)?;
     let imports = state.reconciliation.imports(ImportsPage { cursor: None, limit: RECENT_IMPORTS }).await?;
     let mut view = ReconciliationPage {
@@ -382,7 +397,9 @@ async fn upload_statement(
         .find(|part| part.name == "file" && part.file_name.is_some())
         .ok_or_else(|| ConsoleError::BadRequest("Choose a statement file.".into()))?;
     if file.content.len() > limit {
-        return Err(ConsoleError::BadRequest(format!("The file is larger than the {limit} bytes a statement may have.")));
+        return Err(ConsoleError::BadRequest(format!(
+            "The file is larger than the {limit} bytes a statement may have."
+        )));
     }
     let format = match text_field(&body, &parts, "format").as_deref() {
         None | Some("auto") => FormatChoice::Auto,
@@ -391,7 +408,9 @@ async fn upload_statement(
             .ok_or_else(|| ConsoleError::BadRequest("Choose one of the listed formats.".into()))?,
     };
     let account = text_field(&body, &parts, "account")
-        .map(|text| AccountNumber::parse(&text).map_err(|_| ConsoleError::BadRequest("An account is 20 digits.".into())))
+        .map(|text| {
+            AccountNumber::parse(&text).map_err(|_| ConsoleError::BadRequest("An account is 20 digits.".into()))
+        })
         .transpose()?;
     let csv = match (format, &account) {
         (FormatChoice::Fixed(StatementFormat::Csv), Some(account)) => {
@@ -400,11 +419,14 @@ async fn upload_statement(
             })?)
         }
         (FormatChoice::Fixed(StatementFormat::Csv), None) => {
-            return Err(ConsoleError::BadRequest("A CSV statement needs the account whose saved mapping reads it.".into()));
+            return Err(ConsoleError::BadRequest(
+                "A CSV statement needs the account whose saved mapping reads it.".into(),
+            ));
         }
         _ => None,
     };
-    let options = ImportOptions { format, csv, account, file_name: file.file_name.clone(), by: Some(user.username.clone()) };
+    let options =
+        ImportOptions { format, csv, account, file_name: file.file_name.clone(), by: Some(user.username.clone()) };
     let summary = state.reconciliation.import(body.slice(file.content.clone()), options, None).await?;
     tracing::info!(user = %user.username, import = summary.id, "console statement import");
     let done = if summary.already_imported { "already" } else { "imported" };
@@ -481,7 +503,9 @@ async fn statement(
                 lines: account.lines,
             })
             .collect(),
-        apply_action: user.can(crate::auth::tokens::Role::Operator).then(|| format!("/admin/statements/{}/apply", summary.id)),
+        apply_action: user
+            .can(crate::auth::tokens::Role::Operator)
+            .then(|| format!("/admin/statements/{}/apply", summary.id)),
         report_href: format!("/admin/reconciliation?from={first}&to={last}"),
     };
     Ok(render(&view))
@@ -495,14 +519,24 @@ fn summary_facts(summary: &ImportSummary) -> Vec<(&'static str, String)> {
         ("Format", summary.format.clone()),
         ("State", summary.state.clone()),
         ("SHA-256", summary.sha256.clone()),
-        ("Lines", format!("{} ({} new, {} already known)", summary.lines_read, summary.lines_new, summary.lines_already_known)),
+        (
+            "Lines",
+            format!(
+                "{} ({} new, {} already known)",
+                summary.lines_read, summary.lines_new, summary.lines_already_known
+            ),
+        ),
         ("Matched", summary.matched.to_string()),
         ("Pending (day not closed)", summary.pending.to_string()),
         (
             "Discrepancies found",
             format!(
                 "{} missing notice, {} unknown payer, {} amount mismatch, {} ambiguous, {} notice without a line",
-                counts.missing_notice, counts.unknown_payer, counts.amount_mismatch, counts.ambiguous, counts.notice_without_line
+                counts.missing_notice,
+                counts.unknown_payer,
+                counts.amount_mismatch,
+                counts.ambiguous,
+                counts.notice_without_line
             ),
         ),
         ("Took", format!("{} ms", summary.duration_ms)),
@@ -510,7 +544,11 @@ fn summary_facts(summary: &ImportSummary) -> Vec<(&'static str, String)> {
 }
 
 /// `POST /admin/statements/{id}/apply` (operators).
-async fn apply_all(State(state): State<AppState>, user: ConsoleUser, Path(id): Path<String>) -> Result<Response, ConsoleError> {
+async fn apply_all(
+    State(state): State<AppState>,
+    user: ConsoleUser,
+    Path(id): Path<String>,
+) -> Result<Response, ConsoleError> {
     let id = import_id(&id)?;
     let done = state.reconciliation.apply_all(id, &user.username).await?;
     tracing::info!(user = %user.username, import = id, ?done, "console statement apply all");
@@ -555,7 +593,8 @@ fn answer(
         Ok((_, None)) => Ok(([("HX-Refresh", "true")], "").into_response()),
         Err(ConsoleError::Conflict(reason)) => {
             let html = format!("<p class=\"error\" role=\"alert\">{}</p>", escape(&reason));
-            Ok(([("HX-Retarget", "#action-result"), ("HX-Reswap", "innerHTML")], axum::response::Html(html)).into_response())
+            Ok(([("HX-Retarget", "#action-result"), ("HX-Reswap", "innerHTML")], axum::response::Html(html))
+                .into_response())
         }
         Err(other) => Err(other),
     }

@@ -27,11 +27,12 @@ pub fn boundary(content_type: &str) -> Option<String> {
     if !mime.eq_ignore_ascii_case("multipart/form-data") {
         return None;
     }
-    pieces.find_map(|piece| {
-        let (key, value) = piece.split_once('=')?;
-        key.trim().eq_ignore_ascii_case("boundary").then(|| value.trim().trim_matches('"').to_owned())
-    })
-    .filter(|boundary| !boundary.is_empty() && boundary.len() <= 70)
+    pieces
+        .find_map(|piece| {
+            let (key, value) = piece.split_once('=')?;
+            key.trim().eq_ignore_ascii_case("boundary").then(|| value.trim().trim_matches('"').to_owned())
+        })
+        .filter(|boundary| !boundary.is_empty() && boundary.len() <= 70)
 }
 
 /// The parts of a multipart body with `boundary`, or why it is malformed.

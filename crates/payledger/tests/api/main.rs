@@ -22,6 +22,7 @@ mod payout_workers;
 mod payouts;
 mod principals;
 mod races;
+mod statements;
 mod verify;
 mod webhook;
 mod webhook_security;

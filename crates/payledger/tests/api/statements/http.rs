@@ -110,7 +110,10 @@ async fn match_apply_and_accept(backend: Backend) {
     assert_eq!((blank.status, blank.json["details"]["note"].is_string()), (400, true), "{}", blank.text);
     let accepted = server.post(&accept, json!({"note": "the payer sent 10.00 more; refunded"}).to_string(), None).await;
     assert_eq!(accepted.status, 200, "{}", accepted.text);
-    assert_eq!((accepted.json["state"].as_str(), accepted.json["note"].as_str()), (Some("accepted"), Some("the payer sent 10.00 more; refunded")));
+    assert_eq!(
+        (accepted.json["state"].as_str(), accepted.json["note"].as_str()),
+        (Some("accepted"), Some("the payer sent 10.00 more; refunded"))
+    );
     let again = server.post(&accept, json!({"note": "again"}).to_string(), None).await;
     assert_eq!(again.status, 409, "only an open discrepancy is accepted: {}", again.text);
     assert_eq!(discrepancies(&server, "&state=accepted").await.len(), 1);
@@ -174,10 +177,9 @@ on_both_backends!(match_apply_and_accept, bad_files_store_nothing);
 async fn every_sample_format_imports_once() {
     let Some(db) = TestDb::new(Backend::Sqlite).await else { return };
     let server = TestServer::start(common::settings(&db)).await;
-    for (name, content_type, format) in [
-        ("statement-1c-cp1251.txt", "text/plain", "1c"),
-        ("statement-camt053.xml", "application/xml", "camt053"),
-    ] {
+    for (name, content_type, format) in
+        [("statement-1c-cp1251.txt", "text/plain", "1c"), ("statement-camt053.xml", "application/xml", "camt053")]
+    {
         let (status, summary) = upload_as(&server, &server.client, sample(name), content_type, "").await;
         assert_eq!(status, 201, "{name}: {summary}");
         assert_eq!(summary["format"], format, "{name}");

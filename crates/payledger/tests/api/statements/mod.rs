@@ -1,0 +1,4 @@
+//! Bank statements and reconciliation: the HTTP API (`http`) and the command line (`cli`).
+
+mod cli;
+mod http;
