@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use clap::{Args, Subcommand, ValueEnum};
 use indicatif::ProgressBar;
 use payledger_core::statement::{AccountNumber, StatementFormat};
 
-use crate::config::{StatementFormatArg, StatementImportArgs};
 use crate::engine::LedgerEngine;
 use crate::statement::{
     FormatChoice, ImportOptions, ImportPhase, ImportProgress, ImportSummary, ReconcileError, ReconcileSettings,
@@ -25,6 +25,105 @@ pub const EXIT_BAD_FILE: u8 = 1;
 pub const EXIT_NOT_RUN: u8 = 2;
 
 const PROGRESS_TEMPLATE: &str = "{prefix:10} {elapsed_precise} [{bar:24}] {bytes}/{total_bytes} {bytes_per_sec} {msg}";
+
+/// `payledger statement …`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum StatementCommand {
+    /// Import a bank statement (1C ClientBankExchange, camt.053 or CSV), match its lines with the bank's
+    /// notices and report the discrepancies. Importing the same file again changes nothing.
+    Import(StatementImportArgs),
+    /// Development: write a made-up statement and the webhook notices of its payments (some lost on purpose).
+    #[command(hide = true)]
+    Generate(StatementGenerateArgs),
+}
+
+/// The statement formats `--format` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatementFormatArg {
+    /// Detect the format from the file's first bytes.
+    Auto,
+    /// 1C ClientBankExchange (`1CClientBankExchange` … `КонецФайла`), any of its encodings.
+    #[value(name = "1c")]
+    OneC,
+    /// ISO 20022 camt.053 (001.02 to 001.08).
+    Camt053,
+    /// CSV with a column mapping (`--csv-columns`, or the one saved for `--account`).
+    Csv,
+}
+
+/// Settings of `payledger statement import`.
+#[derive(Debug, Clone, Args)]
+pub struct StatementImportArgs {
+    /// The statement file.
+    pub file: PathBuf,
+    /// The file's format.
+    #[arg(long, value_enum, default_value_t = StatementFormatArg::Auto)]
+    pub format: StatementFormatArg,
+    /// Import only this 20-digit account's section (an error if the file has none).
+    #[arg(long)]
+    pub account: Option<String>,
+    /// The CSV column mapping, e.g. `booking_date=Дата,amount=Сумма,direction=Тип,…` (see README).
+    #[arg(long, value_name = "SPEC")]
+    pub csv_columns: Option<String>,
+    /// Save `--csv-columns` for `--account`, so later `--format csv` imports of that account can omit it.
+    #[arg(long, requires_all = ["csv_columns", "account"])]
+    pub save_mapping: bool,
+    /// Print the import's summary as one JSON object instead of the report for people.
+    #[arg(long)]
+    pub json: bool,
+    /// Days after a payment's document date within which its statement line may be booked; past them a
+    /// notice with no line is a discrepancy.
+    #[arg(long, env = "PAYLEDGER_STATEMENT_DATE_TOLERANCE_DAYS", default_value_t = 3)]
+    pub date_tolerance_days: u32,
+    /// The largest statement file accepted, in bytes.
+    #[arg(long, env = "PAYLEDGER_STATEMENT_MAX_FILE_BYTES", default_value_t = 512 * 1024 * 1024)]
+    pub max_file_bytes: u64,
+    /// The most lines a statement may have.
+    #[arg(long, env = "PAYLEDGER_STATEMENT_MAX_LINES", default_value_t = 5_000_000)]
+    pub max_lines: u64,
+}
+
+/// The formats `payledger statement generate --format` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GeneratedFormatArg {
+    /// 1C ClientBankExchange in Windows-1251, as banks send it.
+    #[value(name = "1c")]
+    OneC,
+    /// 1C ClientBankExchange in UTF-8 with a byte-order mark.
+    #[value(name = "1c-utf8")]
+    OneCUtf8,
+    /// camt.053.001.08.
+    Camt053,
+}
+
+/// Settings of `payledger statement generate`.
+#[derive(Debug, Clone, Args)]
+pub struct StatementGenerateArgs {
+    /// The random seed: the same arguments write the same files.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Business days the statement covers.
+    #[arg(long, default_value_t = 5)]
+    pub days: u32,
+    /// Distinct payers.
+    #[arg(long, default_value_t = 20)]
+    pub payers: u32,
+    /// Statement lines per day.
+    #[arg(long, default_value_t = 100)]
+    pub lines_per_day: u32,
+    /// The output format.
+    #[arg(long, value_enum, default_value_t = GeneratedFormatArg::OneC)]
+    pub format: GeneratedFormatArg,
+    /// The share of payments whose webhook notice is lost, in percent (0 to 100).
+    #[arg(long, default_value_t = 5)]
+    pub lost_percent: u8,
+    /// Where to write the statement.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Where to write the notices that were not lost, one JSON body per line.
+    #[arg(long)]
+    pub notices: Option<PathBuf>,
+}
 
 /// Why an import ended without a summary, and so its exit status.
 #[derive(Debug)]
@@ -225,15 +324,15 @@ fn print_human(summary: &ImportSummary) {
 }
 
 /// `payledger statement …`: the exit status of the subcommand.
-pub async fn main(database_url: &str, command: &crate::config::StatementCommand) -> ExitCode {
+pub async fn main(database_url: &str, command: &StatementCommand) -> ExitCode {
     match command {
-        crate::config::StatementCommand::Import(args) => import(database_url, args).await,
-        crate::config::StatementCommand::Generate(args) => generate(args),
+        StatementCommand::Import(args) => import(database_url, args).await,
+        StatementCommand::Generate(args) => generate(args),
     }
 }
 
 /// `payledger statement generate`: writes the statement and the notices that were not lost.
-fn generate(args: &crate::config::StatementGenerateArgs) -> ExitCode {
+fn generate(args: &StatementGenerateArgs) -> ExitCode {
     let _ = args;
     eprintln!("error: the statement generator is not part of this build");
     ExitCode::from(EXIT_NOT_RUN)
