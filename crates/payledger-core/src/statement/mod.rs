@@ -10,6 +10,15 @@
 use std::collections::HashMap;
 use std::fmt;
 
+pub mod amount;
+pub mod camt;
+pub mod csv;
+pub mod encoding;
+pub mod onec;
+pub mod read;
+
+pub use read::{CsvMapping, Limits, Validated, ValidatedAccount, detect_format, events, validate};
+
 use sha2::{Digest, Sha256};
 use time::{Date, OffsetDateTime, UtcOffset};
 use uuid::Uuid;
