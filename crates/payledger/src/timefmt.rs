@@ -15,6 +15,11 @@ pub fn to_micros(moment: OffsetDateTime) -> OffsetDateTime {
     moment.replace_nanosecond(moment.nanosecond() / 1_000 * 1_000).unwrap_or(moment)
 }
 
+/// A calendar date as SQLite stores it: `YYYY-MM-DD` text, which sorts and compares as the date does.
+pub fn sqlite_date(date: time::Date) -> String {
+    date.to_string()
+}
+
 /// The fixed-width UTC text SQLite stores times as, e.g. `2024-04-27T21:00:00.000000Z`. Every stored time
 /// has the same width, so text order is time order and range queries compare correctly.
 pub fn sqlite_text(moment: OffsetDateTime) -> String {

@@ -191,8 +191,10 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Web
         WriteOutcome::NoticeFailed { reason, .. } => {
             Err(ApiError::Unprocessable(format!("Payment could not be applied: {reason}")))
         }
-        WriteOutcome::NotRecorded | WriteOutcome::Balance(_) | WriteOutcome::Payout(_) | WriteOutcome::Jobs(_) => {
-            Err(ApiError::Engine(crate::engine::EngineError::Unavailable))
-        }
+        WriteOutcome::NotRecorded
+        | WriteOutcome::Balance(_)
+        | WriteOutcome::Payout(_)
+        | WriteOutcome::Jobs(_)
+        | WriteOutcome::Statement(_) => Err(ApiError::Engine(crate::engine::EngineError::Unavailable)),
     }
 }

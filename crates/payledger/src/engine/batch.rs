@@ -47,6 +47,8 @@ pub enum WriteCommand {
     KeepRefusal(KeptRefusal),
     /// Claim due jobs for a worker (on SQLite, where the one write lock is fairest shared through this queue).
     ClaimJobs(JobClaim),
+    /// Accept an open reconciliation discrepancy with an operator's note.
+    StatementAccept(super::statements::AcceptCommand),
 }
 
 /// A worker's claim of due jobs.
@@ -72,7 +74,8 @@ impl WriteCommand {
             | WriteCommand::Balance(_)
             | WriteCommand::Payout(_)
             | WriteCommand::KeepRefusal(_)
-            | WriteCommand::ClaimJobs(_) => None,
+            | WriteCommand::ClaimJobs(_)
+            | WriteCommand::StatementAccept(_) => None,
         }
     }
 }
@@ -113,6 +116,8 @@ pub enum WriteOutcome {
     Payout(PayoutOutcome),
     /// The jobs a claim got.
     Jobs(Vec<crate::store::payouts::ClaimedJob>),
+    /// What became of a reconciliation command.
+    Statement(super::statements::StatementOutcome),
 }
 
 /// Everything the store learned inside the batch transaction, before any decision.
@@ -124,6 +129,8 @@ pub struct Claims {
     pub stored: HashMap<OperationId, StoredNotice>,
     /// Recorded notices, locked by this batch, that are still waiting to be applied.
     pub waiting: HashSet<OperationId>,
+    /// The reconciliation discrepancies the batch's commands name, locked.
+    pub discrepancies: HashMap<i64, crate::store::batch::LockedDiscrepancy>,
 }
 
 /// The notice rows a batch should try to insert: the first occurrence of each new operation id, in
@@ -188,6 +195,8 @@ pub fn decide(
     let mut failures: HashMap<OperationId, String> =
         claims.stored.iter().filter_map(|(id, stored)| Some((*id, stored.failure.clone()?))).collect();
     let mut applied_recorded: HashSet<OperationId> = HashSet::new();
+    // Changed as the batch's commands decide, so a second accept of one discrepancy sees the first.
+    let mut discrepancies = claims.discrepancies.clone();
     let mut plan = Plan::default();
     let mut outcomes = Vec::with_capacity(commands.len());
     for (index, command) in commands.iter().enumerate() {
@@ -233,6 +242,9 @@ pub fn decide(
             }
             WriteCommand::KeepRefusal(refusal) => WriteOutcome::Balance(balances.keep_refusal(refusal, &mut plan)),
             WriteCommand::ClaimJobs(_) => WriteOutcome::Jobs(payouts.claimed_jobs.remove(&index).unwrap_or_default()),
+            WriteCommand::StatementAccept(accept) => {
+                WriteOutcome::Statement(super::statements::decide_accept(accept, &mut discrepancies, &mut plan))
+            }
             WriteCommand::Payout(command) => {
                 let id = command.payout_id();
                 let before = if super::audit::is_audited(command) { payouts.payouts.get(&id).cloned() } else { None };

@@ -23,6 +23,7 @@ pub mod balances;
 pub mod batch;
 mod failure;
 pub mod payouts;
+pub mod statements;
 
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
@@ -301,7 +302,8 @@ impl WriterState {
     ///
     /// Every transaction takes its locks in the same phases, each in ascending key order: new notice ids,
     /// idempotency keys (never waited for: a key in use elsewhere is answered "in flight"), recorded notices
-    /// waiting to be applied, payouts, their jobs, reservations, new account keys, and finally account rows.
+    /// waiting to be applied, payouts, their jobs, reservations, reconciliation discrepancies, new account keys,
+    /// and finally account rows.
     /// Two writers can therefore never wait on each other in a cycle, whichever instances they run in.
     async fn decide_and_write<T: BatchTx>(
         &self,
@@ -425,7 +427,8 @@ impl WriterState {
                 | WriteCommand::Balance(_)
                 | WriteCommand::Payout(_)
                 | WriteCommand::KeepRefusal(_)
-                | WriteCommand::ClaimJobs(_) => false,
+                | WriteCommand::ClaimJobs(_)
+                | WriteCommand::StatementAccept(_) => false,
             })
             .filter_map(WriteCommand::organization)
             .collect();
@@ -591,7 +594,8 @@ impl<'a> CommandKinds<'a> {
                 | WriteCommand::ApplyRecorded { .. }
                 | WriteCommand::RecordRejected(_)
                 | WriteCommand::KeepRefusal(_)
-                | WriteCommand::ClaimJobs(_) => {}
+                | WriteCommand::ClaimJobs(_)
+                | WriteCommand::StatementAccept(_) => {}
             }
         }
         kinds
@@ -616,7 +620,7 @@ struct Locked {
 
 /// Claims a batch's new notices and keys and locks the rows it reads, in the lock order (each phase
 /// ascending): new notice ids, idempotency keys, recorded notices waiting to be applied, payouts, their jobs,
-/// reservations.
+/// reservations, reconciliation discrepancies.
 async fn lock_rows<T: BatchTx>(
     tx: &mut T,
     commands: &[WriteCommand],
@@ -658,7 +662,12 @@ async fn lock_rows<T: BatchTx>(
             .chain(kinds.payouts.iter().map(|c| hold_reference(c.payout_id()))),
     );
     let holds = tx.lock_holds(&references).await?;
-    Ok(Locked { claim_rows, claims: Claims { inserted, stored, waiting }, keys, payouts, jobs, holds })
+    let accepted = sorted_unique(commands.iter().filter_map(|c| match c {
+        WriteCommand::StatementAccept(accept) => Some(accept.discrepancy_id),
+        _ => None,
+    }));
+    let discrepancies = tx.lock_discrepancies(&accepted).await?;
+    Ok(Locked { claim_rows, claims: Claims { inserted, stored, waiting, discrepancies }, keys, payouts, jobs, holds })
 }
 
 /// Every account a batch touches: found, or created where an operation may create one.

@@ -5,12 +5,14 @@ use std::io::BufRead;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use payledger_core::money::{Currency, format_minor};
 use payledger_core::statement::AccountNumber;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::report::{AccountTotals, DiscrepancyCounts};
 use super::{FormatChoice, ReconcileError, Reconciliation};
+use crate::store::{ImportAccountRow, ImportRow};
 
 /// Called with the import's progress, from the import's own tasks.
 pub type ProgressFn = Arc<dyn Fn(&ImportProgress) + Send + Sync>;
@@ -147,10 +149,63 @@ pub(super) async fn run(
     Err(ReconcileError::NotApplicable { reason: "statement import is not implemented yet".into() })
 }
 
-pub(super) async fn list(_service: &Reconciliation, _page: ImportsPage) -> Result<Vec<ImportSummary>, ReconcileError> {
-    Err(ReconcileError::NotApplicable { reason: "statement import is not implemented yet".into() })
+pub(super) async fn list(service: &Reconciliation, page: ImportsPage) -> Result<Vec<ImportSummary>, ReconcileError> {
+    let limit = i64::from(page.limit.clamp(1, 500));
+    let rows = service.store().statement_imports(page.cursor, limit).await?;
+    let (Some(first), Some(last)) = (rows.last(), rows.first()) else { return Ok(Vec::new()) };
+    let accounts = service.store().statement_import_accounts(first.id, last.id).await?;
+    let mut summaries = Vec::with_capacity(rows.len());
+    for row in rows {
+        let counts = service.store().import_discrepancy_counts(row.id).await?;
+        let sections = accounts.iter().filter(|account| account.import_id == row.id).map(account_totals).collect();
+        summaries.push(summary_of(row, sections, &counts));
+    }
+    Ok(summaries)
 }
 
-pub(super) async fn summary(_service: &Reconciliation, _id: i64) -> Result<ImportSummary, ReconcileError> {
-    Err(ReconcileError::NotFound("import"))
+pub(super) async fn summary(service: &Reconciliation, id: i64) -> Result<ImportSummary, ReconcileError> {
+    let row = service.store().statement_import(id).await?.ok_or(ReconcileError::NotFound("import"))?;
+    let accounts = service.store().statement_import_accounts(id, id).await?;
+    let counts = service.store().import_discrepancy_counts(id).await?;
+    Ok(summary_of(row, accounts.iter().map(account_totals).collect(), &counts))
+}
+
+/// A stored import as its summary. `duration_ms` is the import's own measure, so a stored one reports 0.
+fn summary_of(row: ImportRow, accounts: Vec<AccountTotals>, counts: &[(String, i64)]) -> ImportSummary {
+    let count = |value: i64| u64::try_from(value).unwrap_or(0);
+    ImportSummary {
+        id: row.id,
+        sha256: crate::hex::encode(&row.sha256),
+        format: row.format,
+        file_name: row.file_name,
+        state: row.state,
+        already_imported: false,
+        accounts,
+        lines_read: count(row.line_count),
+        lines_new: count(row.lines_new),
+        lines_already_known: count(row.lines_already_known),
+        matched: count(row.matched),
+        discrepancies: DiscrepancyCounts::from_rows(counts.iter().map(|(kind, n)| (kind.as_str(), *n))),
+        pending: count(row.pending),
+        duration_ms: 0,
+    }
+}
+
+/// A stored account section with its totals as decimal strings.
+fn account_totals(row: &ImportAccountRow) -> AccountTotals {
+    let digits = Currency::from_code(&row.currency).map_or(2, |currency| currency.minor_digits());
+    let money = |minor: Option<i64>| minor.map(|minor| format_minor(minor, digits));
+    AccountTotals {
+        account: row.account.clone(),
+        currency: row.currency.clone(),
+        period_start: row.period_start.clone(),
+        period_end: row.period_end.clone(),
+        opening_balance: money(row.opening),
+        total_credits: money(row.credits),
+        total_debits: money(row.debits),
+        closing_balance: money(row.closing),
+        lines: u64::try_from(row.credit_lines + row.debit_lines).unwrap_or(0),
+        credit_lines: u64::try_from(row.credit_lines).unwrap_or(0),
+        debit_lines: u64::try_from(row.debit_lines).unwrap_or(0),
+    }
 }

@@ -1,11 +1,19 @@
 //! The reconciliation report and the operator's decisions on discrepancies (apply, accept).
 
+use payledger_core::money::{Currency, format_minor};
 use payledger_core::statement::AccountNumber;
 use serde::Serialize;
 use time::Date;
 use utoipa::ToSchema;
 
 use super::{ReconcileError, Reconciliation};
+use crate::engine::batch::{WriteCommand, WriteOutcome};
+pub use crate::engine::statements::DiscrepancyKind;
+use crate::engine::statements::{AcceptCommand, StatementOutcome};
+use crate::store::{DiscrepancyFilter, DiscrepancyRow};
+
+/// The longest note an accept takes, in characters.
+pub const MAX_NOTE_CHARS: usize = 1000;
 
 /// One account section of an import, with the bank's stated totals as decimal strings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
@@ -49,46 +57,22 @@ pub struct DiscrepancyCounts {
     pub unknown_payer: u64,
 }
 
-/// The kinds of discrepancy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum DiscrepancyKind {
-    /// A booked credit with no notice.
-    MissingNotice,
-    /// A credited notice the covered statements do not have.
-    NoticeWithoutLine,
-    /// A line whose only candidate notice has another amount.
-    AmountMismatch,
-    /// A line with several candidate notices.
-    Ambiguous,
-    /// A line whose payer has no INN or no organization.
-    UnknownPayer,
-}
-
-impl DiscrepancyKind {
-    /// Every kind, in report order.
-    pub const ALL: [DiscrepancyKind; 5] = [
-        DiscrepancyKind::MissingNotice,
-        DiscrepancyKind::NoticeWithoutLine,
-        DiscrepancyKind::AmountMismatch,
-        DiscrepancyKind::Ambiguous,
-        DiscrepancyKind::UnknownPayer,
-    ];
-
-    /// The stored and wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DiscrepancyKind::MissingNotice => "missing_notice",
-            DiscrepancyKind::NoticeWithoutLine => "notice_without_line",
-            DiscrepancyKind::AmountMismatch => "amount_mismatch",
-            DiscrepancyKind::Ambiguous => "ambiguous",
-            DiscrepancyKind::UnknownPayer => "unknown_payer",
+impl DiscrepancyCounts {
+    /// The counts from (kind's stored name, count) pairs; unknown kinds are ignored.
+    pub fn from_rows<'a>(rows: impl IntoIterator<Item = (&'a str, i64)>) -> DiscrepancyCounts {
+        let mut counts = DiscrepancyCounts::default();
+        for (kind, count) in rows {
+            let count = u64::try_from(count).unwrap_or(0);
+            match DiscrepancyKind::parse(kind) {
+                Some(DiscrepancyKind::MissingNotice) => counts.missing_notice += count,
+                Some(DiscrepancyKind::NoticeWithoutLine) => counts.notice_without_line += count,
+                Some(DiscrepancyKind::AmountMismatch) => counts.amount_mismatch += count,
+                Some(DiscrepancyKind::Ambiguous) => counts.ambiguous += count,
+                Some(DiscrepancyKind::UnknownPayer) => counts.unknown_payer += count,
+                None => {}
+            }
         }
-    }
-
-    /// The kind with this name.
-    pub fn parse(text: &str) -> Option<DiscrepancyKind> {
-        DiscrepancyKind::ALL.into_iter().find(|kind| kind.as_str() == text)
+        counts
     }
 }
 
@@ -320,17 +304,156 @@ pub(super) async fn apply_discrepancy(
 }
 
 pub(super) async fn accept(
-    _service: &Reconciliation,
-    _discrepancy: i64,
-    _note: &str,
-    _by: &str,
+    service: &Reconciliation,
+    discrepancy: i64,
+    note: &str,
+    by: &str,
 ) -> Result<DiscrepancyView, ReconcileError> {
-    Err(not_yet())
+    let note = note.trim();
+    if note.is_empty() || note.chars().count() > MAX_NOTE_CHARS {
+        return Err(ReconcileError::NotApplicable {
+            reason: format!("a note of 1 to {MAX_NOTE_CHARS} characters is required to accept a discrepancy"),
+        });
+    }
+    let command = AcceptCommand { discrepancy_id: discrepancy, note: note.to_owned(), by: by.to_owned() };
+    match service.engine().submit(WriteCommand::StatementAccept(command)).await? {
+        WriteOutcome::Statement(StatementOutcome::Accepted) => {}
+        WriteOutcome::Statement(StatementOutcome::NotFound) => return Err(ReconcileError::NotFound("discrepancy")),
+        WriteOutcome::Statement(StatementOutcome::NotApplicable(reason)) => {
+            return Err(ReconcileError::NotApplicable { reason });
+        }
+        other => {
+            tracing::error!(?other, "the engine answered an accept with another command's outcome");
+            return Err(ReconcileError::Engine(crate::engine::EngineError::Unavailable));
+        }
+    }
+    let row = service.store().discrepancy(discrepancy).await?.ok_or(ReconcileError::NotFound("discrepancy"))?;
+    Ok(discrepancy_view(row))
 }
 
 pub(super) async fn report(
-    _service: &Reconciliation,
-    _query: &ReportQuery,
+    service: &Reconciliation,
+    query: &ReportQuery,
 ) -> Result<ReconciliationReport, ReconcileError> {
-    Err(not_yet())
+    if query.from > query.to {
+        return Err(ReconcileError::NotApplicable { reason: "`from` is after `to`".into() });
+    }
+    let store = service.store();
+    let account = query.account.as_ref().map(|account| account.as_str().to_owned());
+    let limit = i64::from(query.limit.clamp(1, 500));
+    let filter = DiscrepancyFilter {
+        account: account.clone(),
+        from: query.from,
+        to: query.to,
+        kind: query.kind.map(|kind| kind.as_str().to_owned()),
+        state: query.state.map(|state| state.as_str().to_owned()),
+        after: query.cursor,
+        // One more than the page, to know whether there is a next one.
+        limit: limit + 1,
+    };
+    let mut rows = store.discrepancies(&filter).await?;
+    let next_cursor = if rows.len() as i64 > limit {
+        rows.truncate(usize::try_from(limit).unwrap_or(0));
+        rows.last().map(|row| row.id)
+    } else {
+        None
+    };
+    let by_state = store.discrepancy_counts(account.as_deref(), query.from, query.to).await?;
+    let lines = store.statement_line_totals(account.as_deref(), query.from, query.to).await?;
+    let coverage = store.statement_coverage(account.as_deref()).await?;
+    let count = |value: i64| u64::try_from(value).unwrap_or(0);
+    let state_counts = |state: DiscrepancyState| {
+        DiscrepancyCounts::from_rows(
+            by_state.iter().filter(|(_, s, _)| s == state.as_str()).map(|(kind, _, n)| (kind.as_str(), *n)),
+        )
+    };
+    let counts = ReportCounts {
+        statement_lines: lines.iter().map(|t| count(t.lines)).sum(),
+        credit_lines: lines.iter().map(|t| count(t.credit_lines)).sum(),
+        notices: 0,
+        matched: lines.iter().map(|t| count(t.matched)).sum(),
+        pending_lines: lines.iter().map(|t| count(t.pending)).sum(),
+        pending_notices: 0,
+        open: state_counts(DiscrepancyState::Open),
+        resolved: state_counts(DiscrepancyState::Resolved),
+        accepted: state_counts(DiscrepancyState::Accepted),
+    };
+    let totals = lines
+        .iter()
+        .map(|t| {
+            let digits = Currency::from_code(&t.currency).map_or(2, |currency| currency.minor_digits());
+            ReportTotals {
+                currency: t.currency.clone(),
+                statement_credits: format_minor(t.credits, digits),
+                credits_matched: format_minor(t.credits_matched, digits),
+                ledger_credited: format_minor(t.ledger_credited, digits),
+            }
+        })
+        .collect();
+    Ok(ReconciliationReport {
+        account,
+        from: query.from.to_string(),
+        to: query.to.to_string(),
+        counts,
+        totals,
+        coverage: merge_coverage(&coverage),
+        discrepancies: rows.into_iter().map(discrepancy_view).collect(),
+        next_cursor,
+    })
+}
+
+/// Complete imports' periods per account, overlapping and adjacent ones merged.
+fn merge_coverage(periods: &[(String, String, String)]) -> Vec<AccountCoverage> {
+    let mut merged: Vec<AccountCoverage> = Vec::new();
+    for (account, start, end) in periods {
+        let (Ok(start), Ok(end)) = (parse_day(start), parse_day(end)) else { continue };
+        if merged.last().is_none_or(|last| &last.account != account) {
+            merged.push(AccountCoverage { account: account.clone(), covered: Vec::new() });
+        }
+        let Some(current) = merged.last_mut() else { continue };
+        let extends = current
+            .covered
+            .last()
+            .and_then(|[_, last_end]| parse_day(last_end).ok())
+            .is_some_and(|last_end| last_end.next_day().is_some_and(|after| start <= after));
+        match current.covered.last_mut() {
+            Some(last) if extends => {
+                if parse_day(&last[1]).is_ok_and(|last_end| end > last_end) {
+                    last[1] = end.to_string();
+                }
+            }
+            _ => current.covered.push([start.to_string(), end.to_string()]),
+        }
+    }
+    merged
+}
+
+fn parse_day(text: &str) -> Result<Date, time::error::Parse> {
+    Date::parse(text, time::macros::format_description!("[year]-[month]-[day]"))
+}
+
+/// A stored discrepancy as the faces show it.
+pub(super) fn discrepancy_view(row: DiscrepancyRow) -> DiscrepancyView {
+    let digits = Currency::from_code(&row.currency).map_or(2, |currency| currency.minor_digits());
+    DiscrepancyView {
+        id: row.id,
+        kind: DiscrepancyKind::parse(&row.kind).unwrap_or(DiscrepancyKind::MissingNotice),
+        state: DiscrepancyState::parse(&row.state).unwrap_or(DiscrepancyState::Open),
+        day: row.day,
+        account: row.account,
+        amount: format_minor(row.amount, digits),
+        currency: row.currency,
+        line_id: row.line_id,
+        payer_inn: row.payer_inn,
+        payer_name: row.payer_name,
+        document_number: row.document_number,
+        document_date: row.document_date,
+        purpose: row.purpose,
+        operation_id: row.operation_id.map(|id| id.to_string()),
+        details: serde_json::from_str(&row.details).unwrap_or(serde_json::Value::Null),
+        note: row.note,
+        resolution: row.resolution,
+        resolved_by: row.resolved_by,
+        resolved_at: row.resolved_at.map(crate::timefmt::rfc3339),
+    }
 }

@@ -147,6 +147,32 @@ pub struct Plan {
     pub audit: Vec<AuditEntry>,
     /// Accounts this batch opened but did not use, to delete again.
     pub unused_accounts: Vec<AccountId>,
+    /// Reconciliation discrepancies accepted or resolved.
+    pub discrepancy_updates: Vec<DiscrepancyUpdate>,
+}
+
+/// A reconciliation discrepancy as a batch locks it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockedDiscrepancy {
+    /// Its kind's stored name.
+    pub kind: String,
+    /// Its state's stored name: `open`, `resolved` or `accepted`.
+    pub state: String,
+}
+
+/// A discrepancy leaving the `open` state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscrepancyUpdate {
+    /// The discrepancy.
+    pub id: i64,
+    /// `resolved` or `accepted`.
+    pub state: &'static str,
+    /// `applied`, `notice`, `matched` or `accepted`.
+    pub resolution: &'static str,
+    /// The operator's note.
+    pub note: Option<String>,
+    /// Who.
+    pub by: Option<String>,
 }
 
 /// A response as the client first got it; a replay sends exactly this.
@@ -437,6 +463,11 @@ pub trait BatchTx {
         &mut self,
         ids: &[i64],
     ) -> impl Future<Output = Result<HashMap<i64, (String, Option<String>)>, StoreError>>;
+    /// Locks the reconciliation discrepancies with these ids (ascending) and loads their kind and state.
+    fn lock_discrepancies(
+        &mut self,
+        ids: &[i64],
+    ) -> impl Future<Output = Result<HashMap<i64, LockedDiscrepancy>, StoreError>>;
     /// Locks the payouts with these ids (ascending) and loads them.
     fn lock_payouts(&mut self, ids: &[Uuid]) -> impl Future<Output = Result<HashMap<Uuid, PayoutState>, StoreError>>;
     /// The time this batch applies at: the database's clock where it has one shared by every instance.

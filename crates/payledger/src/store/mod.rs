@@ -24,6 +24,7 @@ use batch::HoldState;
 pub use batch::{AuditEntry, BatchTx};
 
 pub use postgres::{MAX_CONNECTIONS as PG_MAX_CONNECTIONS, PgStore};
+pub use queries::statements::{DiscrepancyFilter, DiscrepancyRow, ImportAccountRow, ImportRow, LineTotals};
 pub use queries::verify::{VERIFY_COUNTS, VerifyProgress, check_count};
 pub use rows::{
     ActivityRow, AuditFilter, AuditRow, BalanceLogRow, CheckReport, HistoryCursor, HistoryPage, HistorySort,

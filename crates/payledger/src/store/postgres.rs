@@ -131,6 +131,7 @@ super::console::users::console_user_queries!(
 // The queries both backends share (see `queries/`), with what differs here.
 super::queries::accounts::account_queries!(PgStore, reader: pool, writer: pool);
 super::queries::notices::notice_queries!(PgStore, reader: pool);
+super::queries::statements::statement_queries!(PgStore, reader: pool, bind_date: std::convert::identity);
 super::queries::balances::balance_queries!(PgStore, reader: pool, bind_time: std::convert::identity);
 super::queries::payouts::payout_queries!(PgStore, reader: pool, bind_time: std::convert::identity);
 super::queries::jobs::job_queries!(
@@ -156,6 +157,7 @@ super::queries::verify::verify_queries!(
     reader: pool,
     begin_snapshot: "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
     uuid_text: "uuid_hex(",
+    moscow_date: "((({}) AT TIME ZONE 'UTC') + INTERVAL '3 hours')::date",
     explain: "EXPLAIN"
 );
 

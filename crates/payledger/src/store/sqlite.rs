@@ -154,6 +154,7 @@ super::console::users::console_user_queries!(
 // The queries both backends share (see `queries/`), with what differs here.
 super::queries::accounts::account_queries!(SqliteStore, reader: reader, writer: writer);
 super::queries::notices::notice_queries!(SqliteStore, reader: reader);
+super::queries::statements::statement_queries!(SqliteStore, reader: reader, bind_date: crate::timefmt::sqlite_date);
 super::queries::balances::balance_queries!(SqliteStore, reader: reader, bind_time: crate::timefmt::sqlite_text);
 super::queries::payouts::payout_queries!(SqliteStore, reader: reader, bind_time: crate::timefmt::sqlite_text);
 super::queries::jobs::job_queries!(
@@ -189,6 +190,8 @@ super::queries::verify::verify_queries!(
     reader: reader,
     begin_snapshot: "BEGIN",
     uuid_text: "hex(",
+    // Stored instants are RFC 3339 text in UTC; Moscow is UTC+3 all year.
+    moscow_date: "date({}, '+3 hours')",
     explain: "EXPLAIN QUERY PLAN",
     // The checks read every table once, and where they look rows up by key (an entry's transaction, a
     // payment's entries) each lookup is a page read; mapping the file makes that a memory access instead of a

@@ -16,9 +16,9 @@ use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
 use super::batch::{
-    ActivityLine, ConflictRecord, HoldState, HoldWrite, JobEnd, KeyClaims, NewJob, NewKey, NewTransaction, NoticeClaim,
-    NoticeUpdate, PayoutEvent, PayoutState, Plan, RejectedNotice, StoredKey, StoredNotice, StoredResponse,
-    hold_reference,
+    ActivityLine, ConflictRecord, DiscrepancyUpdate, HoldState, HoldWrite, JobEnd, KeyClaims, LockedDiscrepancy,
+    NewJob, NewKey, NewTransaction, NoticeClaim, NoticeUpdate, PayoutEvent, PayoutState, Plan, RejectedNotice,
+    StoredKey, StoredNotice, StoredResponse, hold_reference,
 };
 use super::payouts::{PAYOUT_STATE_SQL, PayoutRow};
 use super::{AccountKind, AuditEntry, BatchTx, MAX_KEPT_NOTICES, StoreError, hold_from_row, notice_from_row};
@@ -359,6 +359,17 @@ impl SqliteBatch<'_> {
     }
 
     /// Keeps rejected notices for operators, pruning all but the newest [`MAX_KEPT_NOTICES`].
+    fn write_discrepancy_updates(&self, updates: &[DiscrepancyUpdate], now: &str) -> Result<(), StoreError> {
+        let mut update = self.tx.prepare_cached(
+            "UPDATE statement_discrepancies SET state = ?1, resolution = ?2, note = COALESCE(?3, note),
+                 resolved_by = ?4, resolved_at = ?5 WHERE id = ?6",
+        )?;
+        for change in updates {
+            update.execute(params![change.state, change.resolution, change.note, change.by, now, change.id])?;
+        }
+        Ok(())
+    }
+
     fn write_rejected(&self, rejected: &[RejectedNotice]) -> Result<(), StoreError> {
         if !rejected.is_empty() {
             let mut statement = self.tx.prepare_cached(
@@ -524,6 +535,20 @@ impl BatchTx for SqliteBatch<'_> {
         Ok(holds)
     }
 
+    async fn lock_discrepancies(&mut self, ids: &[i64]) -> Result<HashMap<i64, LockedDiscrepancy>, StoreError> {
+        let mut statement = self.tx.prepare_cached("SELECT kind, state FROM statement_discrepancies WHERE id = ?1")?;
+        let mut found = HashMap::with_capacity(ids.len());
+        for id in ids {
+            let row = statement
+                .query_row(params![id], |row| Ok(LockedDiscrepancy { kind: row.get(0)?, state: row.get(1)? }))
+                .optional()?;
+            if let Some(discrepancy) = row {
+                found.insert(*id, discrepancy);
+            }
+        }
+        Ok(found)
+    }
+
     async fn find_accounts(
         &mut self,
         kind: AccountKind,
@@ -676,6 +701,7 @@ impl BatchTx for SqliteBatch<'_> {
             job_ends,
             audit,
             unused_accounts,
+            discrepancy_updates,
         } = plan;
         let now = sqlite_text(now);
         // The statements run in the order they always have: the unused accounts are deleted only after the
@@ -695,6 +721,7 @@ impl BatchTx for SqliteBatch<'_> {
         self.write_notice_updates(notice_updates, &now)?;
         self.write_conflicts(conflicts, &now)?;
         self.write_rejected(rejected)?;
+        self.write_discrepancy_updates(discrepancy_updates, &now)?;
         Ok(())
     }
 

@@ -141,7 +141,8 @@ impl Intake {
             | WriteOutcome::NotRecorded
             | WriteOutcome::Balance(_)
             | WriteOutcome::Payout(_)
-            | WriteOutcome::Jobs(_) => "other",
+            | WriteOutcome::Jobs(_)
+            | WriteOutcome::Statement(_) => "other",
         };
         metrics::counter!("payledger_webhook_notices_total", "outcome" => label).increment(1);
         Ok(outcome)

@@ -11,6 +11,7 @@ on_both_backends!(
     explain_shows_a_plan_for_every_check,
     verify_catches_rows_missing_on_either_side_of_a_join,
     verify_needs_only_the_database_and_changes_nothing,
+    verify_catches_tampered_reconciliation_rows,
 );
 
 fn payledger(db: &TestDb, args: &[&str]) -> (i32, String) {
@@ -115,7 +116,7 @@ async fn seeding_is_idempotent_and_valid(backend: Backend) {
 }
 
 /// The codes of every check `verify` runs, in order: monitoring keys on them, so they are part of the interface.
-const CHECK_CODES: [&str; 14] = [
+const CHECK_CODES: [&str; 19] = [
     "account_balance_is_sum_of_entries",
     "transaction_entries_sum_to_zero",
     "entries_reference_stored_rows",
@@ -130,6 +131,11 @@ const CHECK_CODES: [&str; 14] = [
     "history_line_matches_entries",
     "payout_hold_matches_status",
     "bank_payment_transaction_has_one_payment",
+    "statement_match_pairs_equal_rows",
+    "statement_payment_applies_one_line",
+    "late_notice_repeats_an_applied_line",
+    "statement_rows_matched_once",
+    "statement_totals_add_up",
 ];
 
 async fn a_populated_ledger_verifies_clean_and_json_reports_every_check(backend: Backend) {
@@ -453,4 +459,101 @@ async fn verify_needs_only_the_database_and_changes_nothing(backend: Backend) {
     let (code, summary) = verify_json_at(&format!("sqlite://{}", existing.display()));
     assert_eq!(code, 2, "an empty file has no ledger: {summary}");
     assert_eq!(std::fs::metadata(&existing).expect("still there").len(), 0, "verify wrote to the file");
+}
+
+/// Asserts `verify` fails and names `problem`, then runs `repair` and asserts it passes again.
+async fn assert_caught(db: &TestDb, problem: &str, repair: &[&'static str]) {
+    let (code, output) = payledger(db, &["verify"]);
+    assert_eq!(code, 1, "{output}");
+    assert!(output.contains(problem), "expected {problem:?} in:\n{output}");
+    for sql in repair {
+        db.execute(sql).await;
+    }
+    let (code, output) = payledger(db, &["verify"]);
+    assert_eq!(code, 0, "after repairing {problem:?}:\n{output}");
+}
+
+/// Each reconciliation invariant (checks 15 to 19) is proven by verify: a consistent import, line and match
+/// verify clean, and each tampered row is named.
+async fn verify_catches_tampered_reconciliation_rows(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else { return };
+    let server = TestServer::start(common::settings(&db)).await;
+    for amount in ["10.00", "20.00"] {
+        assert_eq!(server.post_webhook(&notice(Uuid::new_v4(), json!(amount), "7707083893")).await.0, 200);
+    }
+    server.stop().await;
+    if backend == Backend::Sqlite {
+        db.execute(
+            "INSERT INTO statement_imports (id, sha256, format, state, line_count, started_at)
+             VALUES (1, X'01', '1c', 'complete', 1, '2024-04-29T00:00:00.000000Z')",
+        )
+        .await;
+        db.execute(
+            "INSERT INTO statement_lines (id, import_id, account, fingerprint, occurrence, direction, amount, currency,
+                 booking_date, document_number, document_date, payer_inn, source_line, raw)
+             VALUES (1, 1, '40702810900000000001', X'02', 1, 'credit', 1000, 'RUB', '2024-04-28', 'PAY-328',
+                     '2024-04-28', '7707083893', 3, '[]')",
+        )
+        .await;
+    } else {
+        db.execute(
+            "INSERT INTO statement_imports (id, sha256, format, state, line_count, started_at)
+             VALUES (1, '\\x01'::bytea, '1c', 'complete', 1, '2024-04-29T00:00:00Z')",
+        )
+        .await;
+        db.execute(
+            "INSERT INTO statement_lines (id, import_id, account, fingerprint, occurrence, direction, amount, currency,
+                 booking_date, document_number, document_date, payer_inn, source_line, raw)
+             VALUES (1, 1, '40702810900000000001', '\\x02'::bytea, 1, 'credit', 1000, 'RUB', '2024-04-28', 'PAY-328',
+                     '2024-04-28', '7707083893', 3, '[]')",
+        )
+        .await;
+    }
+    db.execute(
+        "INSERT INTO statement_accounts (import_id, account, currency, period_start, period_end, opening, credits,
+             debits, closing, credit_lines, debit_lines)
+         VALUES (1, '40702810900000000001', 'RUB', '2024-04-28', '2024-04-28', 500, 1000, 0, 1500, 1, 0)",
+    )
+    .await;
+    db.execute(
+        "INSERT INTO statement_matches (line_id, payment_id, rule, matched_at)
+         VALUES (1, (SELECT id FROM bank_payments WHERE amount = 1000), 'document', '2024-04-29T00:00:00Z')",
+    )
+    .await;
+    let (code, output) = payledger(&db, &["verify"]);
+    assert_eq!(code, 0, "a consistent import verifies clean:\n{output}");
+
+    // 15: the line no longer has its payment's amount.
+    db.execute("UPDATE statement_lines SET amount = 999").await;
+    assert_caught(&db, "which are missing or differ", &["UPDATE statement_lines SET amount = 1000"]).await;
+    // 16: a payment claims to come from the statement, but no line was applied to create it.
+    db.execute("UPDATE bank_payments SET source = 'statement' WHERE amount = 1000").await;
+    assert_caught(&db, "with 0 applied lines", &["UPDATE bank_payments SET source = 'webhook'"]).await;
+    // 17: a notice marked as a late repeat of a payment that was not applied from a statement.
+    db.execute(
+        "UPDATE bank_payments SET status = 'duplicate',
+             duplicate_of = (SELECT MIN(id) FROM bank_payments WHERE amount = 1000) WHERE amount = 2000",
+    )
+    .await;
+    assert_caught(
+        &db,
+        "which is missing, not applied from a statement, or another payment",
+        &["UPDATE bank_payments SET status = 'applied', duplicate_of = NULL WHERE amount = 2000"],
+    )
+    .await;
+    // 19: the stated balances do not add up, then the stored lines exceed the stated credits.
+    db.execute("UPDATE statement_accounts SET closing = 1501").await;
+    assert_caught(&db, "is not the closing", &["UPDATE statement_accounts SET closing = 1500"]).await;
+    db.execute("UPDATE statement_accounts SET credits = 999, closing = 1499").await;
+    assert_caught(&db, "more than it states", &["UPDATE statement_accounts SET credits = 1000, closing = 1500"]).await;
+    // 18: with the unique constraints gone (a restore from a bad dump, say), a line matched twice is named.
+    db.execute("CREATE TABLE loose_matches AS SELECT * FROM statement_matches").await;
+    db.execute("DROP TABLE statement_matches").await;
+    db.execute("ALTER TABLE loose_matches RENAME TO statement_matches").await;
+    db.execute(
+        "INSERT INTO statement_matches (id, line_id, payment_id, rule, matched_at)
+         VALUES (99, 1, (SELECT id FROM bank_payments WHERE amount = 1000), 'document', '2024-04-29T00:00:00Z')",
+    )
+    .await;
+    assert_caught(&db, "statement line 1 is matched 2 times", &["DELETE FROM statement_matches WHERE id = 99"]).await;
 }

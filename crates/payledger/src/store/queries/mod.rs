@@ -13,5 +13,6 @@ pub mod jobs;
 pub mod notices;
 pub mod payouts;
 pub mod principals;
+pub mod statements;
 pub mod tokens;
 pub mod verify;

@@ -12,7 +12,8 @@ use crate::store::{CheckReport, Store, StoreError, VerifyReport};
 pub type VerifyProgress<'a> = &'a (dyn Fn(usize, &'static str) + Sync);
 
 /// The check, implemented once for each store: `$reader` names its read pool, `$begin_snapshot` starts a
-/// read-only snapshot, `$uuid_text` is the function that prints an id in the messages, `$explain` what asks
+/// read-only snapshot, `$uuid_text` is the function that prints an id in the messages, `$moscow_date` the
+/// expression of a stored instant's Moscow date (`{}` is the column), `$explain` what asks
 /// for a plan, and `$tune` (optional) a statement run first in the snapshot.
 macro_rules! verify_queries {
     (
@@ -20,6 +21,7 @@ macro_rules! verify_queries {
         reader: $reader:ident,
         begin_snapshot: $begin_snapshot:literal,
         uuid_text: $uuid_text:literal,
+        moscow_date: $moscow_date:literal,
         explain: $explain:literal
         $(, tune: $tune:literal)?
     ) => {
@@ -35,7 +37,7 @@ macro_rules! verify_queries {
                 let counts = sqlx::query($crate::store::queries::verify::VERIFY_COUNTS).fetch_one(&mut *tx).await?;
                 let mut report =
                     counts_report(counts.try_get(0)?, counts.try_get(1)?, counts.try_get(2)?, counts.try_get(3)?);
-                for (index, (code, name, sql)) in verify_checks($uuid_text).enumerate() {
+                for (index, (code, name, sql)) in verify_checks($uuid_text, $moscow_date).enumerate() {
                     progress(index, name);
                     let timer = CheckTimer::start();
                     // Each row is one violation and carries how many there are in all (`COUNT(*) OVER ()`).
@@ -53,7 +55,7 @@ macro_rules! verify_queries {
             ) -> Result<Vec<(&'static str, Vec<String>)>, $crate::store::StoreError> {
                 let mut connection = self.$reader.acquire().await?;
                 let mut plans = Vec::new();
-                for (code, _, sql) in $crate::store::queries::verify::verify_checks($uuid_text) {
+                for (code, _, sql) in $crate::store::queries::verify::verify_checks($uuid_text, $moscow_date) {
                     let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{} {sql}", $explain)))
                         .fetch_all(&mut *connection)
                         .await?;
@@ -272,6 +274,79 @@ const VERIFY_CHECKS: &[(&str, &str, &str)] = &[
          FROM ledger_transactions t LEFT JOIN bank_payments p ON p.transaction_id = t.id AND p.status = 'applied'
          WHERE t.kind = 'bank_payment' GROUP BY t.id HAVING COUNT(p.id) <> 1",
     ),
+    // Reconciliation (issue 13). A match, a late notice and an applied line each name rows of other tables;
+    // these checks prove the names hold and that no line or payment counts twice, without trusting the
+    // unique constraints that should already prevent it.
+    (
+        "statement_match_pairs_equal_rows",
+        "every statement match pairs a stored credit line with a stored payment of its amount (and payer)",
+        "SELECT 'statement match ' || m.id || ' pairs line ' || m.line_id || ' with bank payment ' || m.payment_id
+                || ', which are missing or differ' AS problem
+         FROM statement_matches m
+         LEFT JOIN statement_lines l ON l.id = m.line_id
+         LEFT JOIN bank_payments p ON p.id = m.payment_id
+         WHERE l.id IS NULL OR p.id IS NULL OR l.direction <> 'credit' OR l.amount <> p.amount
+            OR l.currency <> p.currency
+            OR (m.rule IN ('document', 'applied') AND (l.payer_inn IS NULL OR l.payer_inn <> p.payer_inn))",
+    ),
+    (
+        "statement_payment_applies_one_line",
+        "every payment applied from a statement is applied and matched to exactly one line by rule 'applied'",
+        "SELECT 'statement payment ' || UUID_TEXT(p.operation_id) || ' is ' || p.status || ' with '
+                || COUNT(m.id) || ' applied lines' AS problem
+         FROM bank_payments p LEFT JOIN statement_matches m ON m.payment_id = p.id AND m.rule = 'applied'
+         WHERE p.source = 'statement'
+         GROUP BY p.id, p.operation_id, p.status HAVING p.status <> 'applied' OR COUNT(m.id) <> 1
+         UNION ALL
+         SELECT 'statement match ' || m.id || ' is applied but its payment is not from a statement' AS problem
+         FROM statement_matches m JOIN bank_payments p ON p.id = m.payment_id
+         WHERE m.rule = 'applied' AND p.source <> 'statement'",
+    ),
+    (
+        "late_notice_repeats_an_applied_line",
+        "every late notice credits nothing and repeats one statement payment with its match key",
+        "SELECT 'late notice ' || UUID_TEXT(d.operation_id) || ' names bank payment ' || d.duplicate_of
+                || ', which is missing, not applied from a statement, or another payment' AS problem
+         FROM bank_payments d LEFT JOIN bank_payments s ON s.id = d.duplicate_of
+         WHERE d.duplicate_of IS NOT NULL AND (d.status <> 'duplicate' OR d.transaction_id IS NOT NULL
+            OR s.id IS NULL OR s.source <> 'statement' OR s.status <> 'applied' OR s.payer_inn <> d.payer_inn
+            OR s.document_number <> d.document_number OR s.amount <> d.amount OR s.currency <> d.currency
+            OR MOSCOW_DATE(s.document_date) <> MOSCOW_DATE(d.document_date))
+         UNION ALL
+         SELECT 'bank payment ' || duplicate_of || ' is repeated by ' || COUNT(*) || ' late notices' AS problem
+         FROM bank_payments WHERE duplicate_of IS NOT NULL GROUP BY duplicate_of HAVING COUNT(*) > 1",
+    ),
+    (
+        "statement_rows_matched_once",
+        "no statement line and no bank payment is matched twice",
+        "SELECT 'statement line ' || line_id || ' is matched ' || COUNT(*) || ' times' AS problem
+         FROM statement_matches GROUP BY line_id HAVING COUNT(*) > 1
+         UNION ALL
+         SELECT 'bank payment ' || payment_id || ' is matched ' || COUNT(*) || ' times' AS problem
+         FROM statement_matches GROUP BY payment_id HAVING COUNT(*) > 1",
+    ),
+    (
+        "statement_totals_add_up",
+        "each import's accounts add up and its stored lines sum to no more than the totals it states",
+        "SELECT 'import ' || a.import_id || ' account ' || a.account || ': opening ' || a.opening || ' + credits '
+                || a.credits || ' - debits ' || a.debits || ' is not the closing ' || a.closing AS problem
+         FROM statement_accounts a
+         WHERE a.opening + a.credits - a.debits <> a.closing
+         UNION ALL
+         SELECT 'import ' || a.import_id || ' account ' || a.account || ' stores credits of '
+                || SUM(CASE WHEN l.direction = 'credit' THEN l.amount ELSE 0 END) || ' and debits of '
+                || SUM(CASE WHEN l.direction = 'debit' THEN l.amount ELSE 0 END) || ', more than it states'
+                AS problem
+         FROM statement_lines l JOIN statement_accounts a ON a.import_id = l.import_id AND a.account = l.account
+         GROUP BY a.id, a.import_id, a.account, a.credits, a.debits
+         HAVING SUM(CASE WHEN l.direction = 'credit' THEN l.amount ELSE 0 END) > a.credits
+             OR SUM(CASE WHEN l.direction = 'debit' THEN l.amount ELSE 0 END) > a.debits
+         UNION ALL
+         SELECT 'statement line ' || l.id || ' is on account ' || l.account || ', which its import has no section for'
+                AS problem
+         FROM statement_lines l LEFT JOIN statement_accounts a ON a.import_id = l.import_id AND a.account = l.account
+         WHERE a.id IS NULL",
+    ),
 ];
 
 /// The counts `verify` reports, as SQL valid on both backends.
@@ -281,13 +356,31 @@ pub const VERIFY_COUNTS: &str = "SELECT (SELECT COUNT(*) FROM accounts), (SELECT
 /// How many violations of one invariant `verify` lists; it counts them all.
 const MAX_PROBLEMS_LISTED: i64 = 20;
 
+/// `sql` with each `MOSCOW_DATE(column)` written as the backend's expression for the Moscow calendar date of a
+/// stored instant: `template` with `{}` standing for the column. A column name holds no parenthesis.
+fn with_moscow_dates(sql: &str, template: &str) -> String {
+    const MARK: &str = "MOSCOW_DATE(";
+    let mut out = String::with_capacity(sql.len());
+    let mut rest = sql;
+    while let Some(start) = rest.find(MARK) {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + MARK.len()..];
+        let Some(end) = after.find(')') else { break };
+        out.push_str(&template.replace("{}", &after[..end]));
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// The checks with `UUID_TEXT(` replaced by the backend's id-printing function, each wrapped to return its
 /// first violations with the number of all of them.
 pub(crate) fn verify_checks(
     uuid_text_function: &'static str,
+    moscow_date: &'static str,
 ) -> impl Iterator<Item = (&'static str, &'static str, String)> {
     VERIFY_CHECKS.iter().map(move |(code, name, sql)| {
-        let sql = sql.replace("UUID_TEXT(", uuid_text_function);
+        let sql = with_moscow_dates(&sql.replace("UUID_TEXT(", uuid_text_function), moscow_date);
         (*code, *name, format!("SELECT problem, COUNT(*) OVER () FROM ({sql}) found LIMIT {MAX_PROBLEMS_LISTED}"))
     })
 }

@@ -1,4 +1,217 @@
-//! Bank statements and reconciliation: the HTTP API (`http`) and the command line (`cli`).
+//! The reconciliation service against a real server's database: what it reads back of stored imports,
+//! sections, lines and discrepancies. The service is built in the test on the database a started
+//! `TestServer` migrated, as `lib.rs` builds it for the server.
+//! The HTTP API and the command line have their own modules (`http`, `cli`).
 
 mod cli;
 mod http;
+
+use payledger::engine::{LedgerEngine, WriterHandle};
+use payledger::statement::{
+    DiscrepancyKind, DiscrepancyState, ImportsPage, ReconcileError, ReconcileSettings, Reconciliation, ReportQuery,
+};
+use payledger::store::Store;
+use payledger_core::statement::AccountNumber;
+use time::macros::date;
+
+use crate::common::{self, Backend, TestDb, TestServer, on_both_backends};
+
+on_both_backends!(
+    an_empty_ledger_has_no_imports_and_an_unknown_import_is_not_found,
+    a_stored_import_reads_back_with_its_sections_and_discrepancies,
+    accepting_a_discrepancy_records_the_note_once_even_when_two_operators_race,
+);
+
+/// A started server and the reconciliation service on its database.
+struct Harness {
+    db: TestDb,
+    server: TestServer,
+    service: Reconciliation,
+    writer: WriterHandle,
+}
+
+impl Harness {
+    async fn start(backend: Backend) -> Option<Harness> {
+        let db = TestDb::new(backend).await?;
+        let server = TestServer::start(common::settings(&db)).await;
+        let store = Store::connect(&db.url).await.expect("connect");
+        let (engine, writer) = LedgerEngine::start(&store).await.expect("engine");
+        let service = Reconciliation::new(engine, store, ReconcileSettings::default());
+        Some(Harness { db, server, service, writer })
+    }
+
+    async fn stop(self) {
+        drop(self.service);
+        self.writer.stopped().await;
+        self.server.stop().await;
+    }
+}
+
+const ACCOUNT: &str = "40702810900000000001";
+
+async fn an_empty_ledger_has_no_imports_and_an_unknown_import_is_not_found(backend: Backend) {
+    let Some(harness) = Harness::start(backend).await else { return };
+    let page = harness.service.imports(ImportsPage { cursor: None, limit: 50 }).await.expect("imports");
+    assert!(page.is_empty(), "{page:?}");
+    let missing = harness.service.import_summary(42).await;
+    assert!(matches!(missing, Err(ReconcileError::NotFound("import"))), "{missing:?}");
+    harness.stop().await;
+}
+
+/// One import of two days: a credit matched to a webhook payment, a credit with a missing notice, a debit.
+async fn store_an_import(db: &TestDb, backend: Backend) {
+    if backend == Backend::Sqlite {
+        db.execute(
+            "INSERT INTO statement_imports (id, sha256, format, file_name, state, line_count, started_at, lines_new,
+                 matched)
+             VALUES (1, X'ab01', '1c', 'april.txt', 'complete', 3, '2024-04-30T00:00:00.000000Z', 3, 1)",
+        )
+        .await;
+        db.execute(
+            "INSERT INTO statement_lines (id, import_id, account, fingerprint, occurrence, direction, amount, currency,
+                 booking_date, document_number, document_date, payer_inn, payer_name, purpose, source_line, raw)
+             VALUES (1, 1, '40702810900000000001', X'01', 1, 'credit', 1000, 'RUB', '2024-04-28', 'PAY-328',
+                     '2024-04-28', '7707083893', 'ООО Ромашка', 'invoice 1', 10, '[]'),
+                    (2, 1, '40702810900000000001', X'02', 1, 'credit', 2550, 'RUB', '2024-04-29', '77',
+                     '2024-04-29', '7707083893', 'ООО Ромашка', 'invoice 2', 30, '[]'),
+                    (3, 1, '40702810900000000001', X'03', 1, 'debit', 500, 'RUB', '2024-04-29', '9',
+                     '2024-04-29', NULL, NULL, NULL, 50, '[]')",
+        )
+        .await;
+    } else {
+        db.execute(
+            "INSERT INTO statement_imports (id, sha256, format, file_name, state, line_count, started_at, lines_new,
+                 matched)
+             VALUES (1, '\\xab01'::bytea, '1c', 'april.txt', 'complete', 3, '2024-04-30T00:00:00Z', 3, 1)",
+        )
+        .await;
+        db.execute(
+            "INSERT INTO statement_lines (id, import_id, account, fingerprint, occurrence, direction, amount, currency,
+                 booking_date, document_number, document_date, payer_inn, payer_name, purpose, source_line, raw)
+             VALUES (1, 1, '40702810900000000001', '\\x01'::bytea, 1, 'credit', 1000, 'RUB', '2024-04-28', 'PAY-328',
+                     '2024-04-28', '7707083893', 'ООО Ромашка', 'invoice 1', 10, '[]'),
+                    (2, 1, '40702810900000000001', '\\x02'::bytea, 1, 'credit', 2550, 'RUB', '2024-04-29', '77',
+                     '2024-04-29', '7707083893', 'ООО Ромашка', 'invoice 2', 30, '[]'),
+                    (3, 1, '40702810900000000001', '\\x03'::bytea, 1, 'debit', 500, 'RUB', '2024-04-29', '9',
+                     '2024-04-29', NULL, NULL, NULL, 50, '[]')",
+        )
+        .await;
+    }
+    db.execute(
+        "INSERT INTO statement_accounts (import_id, account, currency, period_start, period_end, opening, credits,
+             debits, closing, credit_lines, debit_lines)
+         VALUES (1, '40702810900000000001', 'RUB', '2024-04-28', '2024-04-29', 10000, 3550, 500, 13050, 2, 1)",
+    )
+    .await;
+    db.execute(
+        "INSERT INTO statement_matches (line_id, payment_id, rule, matched_at)
+         VALUES (1, (SELECT MIN(id) FROM bank_payments), 'document', '2024-04-30T00:00:00Z')",
+    )
+    .await;
+    db.execute(
+        "INSERT INTO statement_discrepancies (kind, state, line_id, account, day, amount, currency, created_at)
+         VALUES ('missing_notice', 'open', 2, '40702810900000000001', '2024-04-29', 2550, 'RUB',
+                 '2024-04-30T00:00:00Z')",
+    )
+    .await;
+}
+
+async fn a_stored_import_reads_back_with_its_sections_and_discrepancies(backend: Backend) {
+    let Some(harness) = Harness::start(backend).await else { return };
+    let webhook = common::notice(uuid::Uuid::new_v4(), serde_json::json!("10.00"), "7707083893");
+    assert_eq!(harness.server.post_webhook(&webhook).await.0, 200);
+    store_an_import(&harness.db, backend).await;
+
+    let summary = harness.service.import_summary(1).await.expect("summary");
+    assert_eq!((summary.sha256.as_str(), summary.format.as_str(), summary.state.as_str()), ("ab01", "1c", "complete"));
+    assert_eq!((summary.lines_read, summary.lines_new, summary.matched), (3, 3, 1));
+    assert_eq!(summary.discrepancies.missing_notice, 1);
+    let section = &summary.accounts[0];
+    assert_eq!(
+        (section.opening_balance.as_deref(), section.total_credits.as_deref(), section.closing_balance.as_deref()),
+        (Some("100.00"), Some("35.50"), Some("130.50"))
+    );
+    assert_eq!((section.lines, section.credit_lines, section.debit_lines), (3, 2, 1));
+    let page = harness.service.imports(ImportsPage { cursor: None, limit: 10 }).await.expect("imports");
+    assert_eq!(page, vec![summary]);
+    assert!(harness.service.imports(ImportsPage { cursor: Some(1), limit: 10 }).await.expect("next").is_empty());
+
+    let query = ReportQuery {
+        account: Some(AccountNumber::parse(ACCOUNT).expect("account")),
+        from: date!(2024 - 04 - 01),
+        to: date!(2024 - 04 - 30),
+        kind: None,
+        state: None,
+        cursor: None,
+        limit: 50,
+    };
+    let report = harness.service.report(&query).await.expect("report");
+    assert_eq!((report.counts.statement_lines, report.counts.credit_lines, report.counts.matched), (3, 2, 1));
+    assert_eq!((report.counts.pending_lines, report.counts.open.missing_notice), (0, 1));
+    let totals = &report.totals[0];
+    assert_eq!(
+        (totals.statement_credits.as_str(), totals.credits_matched.as_str(), totals.ledger_credited.as_str()),
+        ("35.50", "10.00", "10.00")
+    );
+    assert_eq!(report.coverage[0].covered, vec![["2024-04-28".to_owned(), "2024-04-29".to_owned()]]);
+    let [discrepancy] = report.discrepancies.as_slice() else { panic!("{report:?}") };
+    assert_eq!((discrepancy.kind, discrepancy.state), (DiscrepancyKind::MissingNotice, DiscrepancyState::Open));
+    assert_eq!((discrepancy.amount.as_str(), discrepancy.line_id), ("25.50", Some(2)));
+    assert_eq!(discrepancy.payer_name.as_deref(), Some("ООО Ромашка"));
+    assert_eq!(report.next_cursor, None);
+
+    // Filters: another state, and days before the import, find nothing.
+    let accepted = ReportQuery { state: Some(DiscrepancyState::Accepted), ..query.clone() };
+    assert!(harness.service.report(&accepted).await.expect("report").discrepancies.is_empty());
+    let before = ReportQuery { from: date!(2024 - 03 - 01), to: date!(2024 - 03 - 31), ..query };
+    let empty = harness.service.report(&before).await.expect("report");
+    assert_eq!((empty.counts.statement_lines, empty.discrepancies.len()), (0, 0));
+    harness.stop().await;
+}
+
+async fn accepting_a_discrepancy_records_the_note_once_even_when_two_operators_race(backend: Backend) {
+    let Some(harness) = Harness::start(backend).await else { return };
+    let webhook = common::notice(uuid::Uuid::new_v4(), serde_json::json!("10.00"), "7707083893");
+    assert_eq!(harness.server.post_webhook(&webhook).await.0, 200);
+    store_an_import(&harness.db, backend).await;
+    let blank = harness.service.accept(1, "   ", "alice").await;
+    assert!(matches!(blank, Err(ReconcileError::NotApplicable { .. })), "{blank:?}");
+    let missing = harness.service.accept(99, "typo", "alice").await;
+    assert!(matches!(missing, Err(ReconcileError::NotFound("discrepancy"))), "{missing:?}");
+
+    // Two operators accept the same discrepancy at once: one wins, the other is told it is already accepted.
+    let (first, second) = tokio::join!(
+        harness.service.accept(1, "paid in cash, see ticket 12", "alice"),
+        harness.service.accept(1, "duplicate of 11", "bob"),
+    );
+    let (won, lost) = match (first, second) {
+        (Ok(view), Err(error)) | (Err(error), Ok(view)) => (view, error),
+        other => panic!("exactly one accept must win: {other:?}"),
+    };
+    assert_eq!((won.state, won.resolution.as_deref()), (DiscrepancyState::Accepted, Some("accepted")));
+    assert!(won.resolved_at.is_some());
+    let expected_note =
+        if won.resolved_by.as_deref() == Some("alice") { "paid in cash, see ticket 12" } else { "duplicate of 11" };
+    assert_eq!(won.note.as_deref(), Some(expected_note));
+    assert!(
+        matches!(&lost, ReconcileError::NotApplicable { reason } if reason.contains("already accepted")),
+        "{lost:?}"
+    );
+    assert_eq!(harness.db.scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'statement.accept'").await, 1);
+    let report = harness
+        .service
+        .report(&ReportQuery {
+            account: None,
+            from: date!(2024 - 04 - 01),
+            to: date!(2024 - 04 - 30),
+            kind: None,
+            state: None,
+            cursor: None,
+            limit: 50,
+        })
+        .await
+        .expect("report");
+    assert_eq!((report.counts.open.missing_notice, report.counts.accepted.missing_notice), (0, 1));
+    harness.db.assert_verified().await;
+    harness.stop().await;
+}

@@ -1,0 +1,365 @@
+//! The reconciliation decisions, without I/O: which payment a statement line is, what an unmatched line of a
+//! closed day is judged, whether a late notice repeats an applied line, what applying a line does, and which
+//! days the statements cover. The writers load the candidates inside the batch transaction (after lock phase
+//! 0 on PostgreSQL) and write what these functions decide.
+
+use std::collections::{HashMap, HashSet};
+
+use payledger_core::statement::MatchKey;
+use time::Date;
+use uuid::Uuid;
+
+use crate::store::AuditEntry;
+use crate::store::batch::{DiscrepancyUpdate, LockedDiscrepancy, Plan};
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// The kinds of discrepancy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DiscrepancyKind {
+    /// A booked credit with no notice.
+    MissingNotice,
+    /// A credited notice the covered statements do not have.
+    NoticeWithoutLine,
+    /// A line whose only candidate notice has another amount.
+    AmountMismatch,
+    /// A line with several candidate notices.
+    Ambiguous,
+    /// A line whose payer has no INN or no organization.
+    UnknownPayer,
+}
+
+impl DiscrepancyKind {
+    /// Every kind, in report order.
+    pub const ALL: [DiscrepancyKind; 5] = [
+        DiscrepancyKind::MissingNotice,
+        DiscrepancyKind::NoticeWithoutLine,
+        DiscrepancyKind::AmountMismatch,
+        DiscrepancyKind::Ambiguous,
+        DiscrepancyKind::UnknownPayer,
+    ];
+
+    /// The stored and wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DiscrepancyKind::MissingNotice => "missing_notice",
+            DiscrepancyKind::NoticeWithoutLine => "notice_without_line",
+            DiscrepancyKind::AmountMismatch => "amount_mismatch",
+            DiscrepancyKind::Ambiguous => "ambiguous",
+            DiscrepancyKind::UnknownPayer => "unknown_payer",
+        }
+    }
+
+    /// The kind with this name.
+    pub fn parse(text: &str) -> Option<DiscrepancyKind> {
+        DiscrepancyKind::ALL.into_iter().find(|kind| kind.as_str() == text)
+    }
+}
+
+/// How a line was paired with a payment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MatchRule {
+    /// The line's bank reference or end-to-end id is the payment's operation id.
+    BankRef,
+    /// Same payer INN, document number, Moscow document date and amount.
+    Document,
+    /// The payment was created by applying the line.
+    Applied,
+}
+
+impl MatchRule {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MatchRule::BankRef => "bank_ref",
+            MatchRule::Document => "document",
+            MatchRule::Applied => "applied",
+        }
+    }
+}
+
+/// A payment a line may match: credited (`applied`) or recorded and waiting for the applier (`received`),
+/// and not yet matched to any line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenPayment {
+    /// bank_payments.id.
+    pub id: i64,
+    /// Its operation id.
+    pub operation_id: Uuid,
+    /// Its match key (document date read as a Moscow date).
+    pub key: MatchKey,
+}
+
+/// A credit line to match, in stored (id) order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineToMatch {
+    /// statement_lines.id.
+    pub id: i64,
+    /// The line's key; `None` without a payer INN.
+    pub key: Option<MatchKey>,
+    /// The bank's reference and the end-to-end id, either of which may be a payment's operation id.
+    pub bank_ids: Vec<String>,
+    /// The day the bank booked it.
+    pub booking_date: Date,
+    /// Whether an organization with the line's payer INN exists.
+    pub payer_known: bool,
+}
+
+/// What becomes of a credit line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LineDecision {
+    /// It is this payment.
+    Matched {
+        /// bank_payments.id.
+        payment_id: i64,
+        /// By which rule.
+        rule: MatchRule,
+    },
+    /// Its day is still open: judged by a later import.
+    Pending,
+    /// Its day is closed and no payment is it.
+    Discrepancy {
+        /// The kind.
+        kind: DiscrepancyKind,
+        /// The candidate payments (amount_mismatch, ambiguous), ascending.
+        candidates: Vec<i64>,
+    },
+}
+
+/// Matches `lines` (ascending id) against the open `payments` (any order): rule 1 (bank id) first for every
+/// line, then rule 2 as a multiset — the k-th identical line takes the k-th open payment with its key, in
+/// ascending payment id — so two identical real payments stay two. A payment is taken at most once.
+/// Unmatched lines whose booking day is before `today` are judged (see [`judge`]); the others stay pending.
+pub fn match_lines(lines: &[LineToMatch], payments: &[OpenPayment], today: Date) -> Vec<LineDecision> {
+    let mut sorted: Vec<&OpenPayment> = payments.iter().collect();
+    sorted.sort_by_key(|payment| payment.id);
+    let by_operation: HashMap<String, i64> =
+        sorted.iter().map(|payment| (payment.operation_id.to_string(), payment.id)).collect();
+    let mut taken: HashSet<i64> = HashSet::new();
+    let mut decisions: Vec<Option<LineDecision>> = vec![None; lines.len()];
+    for (index, line) in lines.iter().enumerate() {
+        let found = line.bank_ids.iter().find_map(|id| by_operation.get(&id.to_ascii_lowercase()).copied());
+        if let Some(payment_id) = found.filter(|id| !taken.contains(id)) {
+            taken.insert(payment_id);
+            decisions[index] = Some(LineDecision::Matched { payment_id, rule: MatchRule::BankRef });
+        }
+    }
+    let mut by_key: HashMap<&MatchKey, Vec<i64>> = HashMap::new();
+    for payment in &sorted {
+        if !taken.contains(&payment.id) {
+            by_key.entry(&payment.key).or_default().push(payment.id);
+        }
+    }
+    // Each key's queue is consumed front to back: the k-th line with a key meets the k-th payment.
+    let mut next: HashMap<&MatchKey, usize> = HashMap::new();
+    for (index, line) in lines.iter().enumerate() {
+        if decisions[index].is_some() {
+            continue;
+        }
+        let Some(key) = &line.key else { continue };
+        let Some(queue) = by_key.get(key) else { continue };
+        let position = next.entry(key).or_insert(0);
+        if let Some(&payment_id) = queue.get(*position) {
+            *position += 1;
+            taken.insert(payment_id);
+            decisions[index] = Some(LineDecision::Matched { payment_id, rule: MatchRule::Document });
+        }
+    }
+    let left: Vec<&OpenPayment> = sorted.into_iter().filter(|payment| !taken.contains(&payment.id)).collect();
+    lines
+        .iter()
+        .zip(decisions)
+        .map(|(line, decision)| {
+            decision.unwrap_or_else(
+                || {
+                    if line.booking_date < today { judge(line, &left) } else { LineDecision::Pending }
+                },
+            )
+        })
+        .collect()
+}
+
+/// The discrepancy of an unmatched credit line of a closed day, given the payments still open:
+/// `amount_mismatch` when exactly one has the line's payer, number and date but another amount, `ambiguous`
+/// when several do, `unknown_payer` without an INN or an organization with it, else `missing_notice`.
+pub fn judge(line: &LineToMatch, open: &[&OpenPayment]) -> LineDecision {
+    let Some(key) = &line.key else {
+        return LineDecision::Discrepancy { kind: DiscrepancyKind::UnknownPayer, candidates: Vec::new() };
+    };
+    let mut candidates: Vec<i64> = open
+        .iter()
+        .filter(|payment| {
+            payment.key.payer_inn == key.payer_inn
+                && payment.key.document_number == key.document_number
+                && payment.key.document_date == key.document_date
+                && (payment.key.amount, payment.key.currency) != (key.amount, key.currency)
+        })
+        .map(|payment| payment.id)
+        .collect();
+    candidates.sort_unstable();
+    let kind = match candidates.len() {
+        1 => DiscrepancyKind::AmountMismatch,
+        0 if !line.payer_known => DiscrepancyKind::UnknownPayer,
+        0 => DiscrepancyKind::MissingNotice,
+        _ => DiscrepancyKind::Ambiguous,
+    };
+    LineDecision::Discrepancy { kind, candidates }
+}
+
+/// A statement-sourced applied payment a late notice may repeat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedFromStatement {
+    /// bank_payments.id.
+    pub id: i64,
+    /// Its key.
+    pub key: MatchKey,
+    /// A notice already names it as its `duplicate_of`.
+    pub has_late_notice: bool,
+}
+
+/// The payment a new notice with `key` repeats, if any: the lowest-id statement-sourced applied payment with
+/// the key that no late notice names yet. `claimed` holds payments named by earlier notices of the same batch.
+pub fn late_notice_of(key: &MatchKey, applied: &[AppliedFromStatement], claimed: &HashSet<i64>) -> Option<i64> {
+    applied
+        .iter()
+        .filter(|payment| &payment.key == key && !payment.has_late_notice && !claimed.contains(&payment.id))
+        .map(|payment| payment.id)
+        .min()
+}
+
+/// A line's state when an operator applies it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineState {
+    /// A credit (debits are never applied).
+    pub credit: bool,
+    /// Already matched to a payment.
+    pub matched: bool,
+    /// Its discrepancy's kind and whether it is open, if it has one.
+    pub discrepancy: Option<(DiscrepancyKind, bool)>,
+    /// Its payer INN is known (an INN on the line).
+    pub has_inn: bool,
+}
+
+/// What applying a line does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApplyDecision {
+    /// A payment with its key arrived since: match it, credit nothing.
+    MatchTo(i64),
+    /// Credit the payer from the statement.
+    Credit,
+    /// Someone matched it already; nothing changes.
+    AlreadyMatched,
+    /// It cannot be applied, and why.
+    NotApplicable(String),
+}
+
+/// Decides an apply: only an unmatched credit line with an open `missing_notice` or `unknown_payer`
+/// discrepancy and a payer INN is applied; `open_payment` is the lowest-id open payment with its key, if any.
+pub fn decide_apply(line: &LineState, open_payment: Option<i64>) -> ApplyDecision {
+    if line.matched {
+        return ApplyDecision::AlreadyMatched;
+    }
+    if !line.credit {
+        return ApplyDecision::NotApplicable("a debit line is never applied".into());
+    }
+    match line.discrepancy {
+        Some((DiscrepancyKind::MissingNotice | DiscrepancyKind::UnknownPayer, true)) if line.has_inn => {
+            match open_payment {
+                Some(id) => ApplyDecision::MatchTo(id),
+                None => ApplyDecision::Credit,
+            }
+        }
+        Some((DiscrepancyKind::UnknownPayer, true)) => {
+            ApplyDecision::NotApplicable("the line has no payer INN, so there is no one to credit".into())
+        }
+        Some((kind, true)) => ApplyDecision::NotApplicable(format!(
+            "a {} discrepancy is resolved by the notice or accepted, not applied",
+            kind.as_str()
+        )),
+        Some((_, false)) => ApplyDecision::NotApplicable("the line's discrepancy is no longer open".into()),
+        None => ApplyDecision::NotApplicable("the line has no discrepancy (its day is still open)".into()),
+    }
+}
+
+/// Whether every day of `first..=last` is closed (before `today`) and covered, for every account ever
+/// imported, by the period of a complete import of that account. `coverage` maps each account to its
+/// complete imports' periods.
+pub fn days_covered(first: Date, last: Date, today: Date, coverage: &HashMap<String, Vec<(Date, Date)>>) -> bool {
+    if last >= today || coverage.is_empty() {
+        return false;
+    }
+    coverage.values().all(|periods| {
+        let mut day = first;
+        loop {
+            if !periods.iter().any(|(start, end)| *start <= day && day <= *end) {
+                return false;
+            }
+            if day >= last {
+                return true;
+            }
+            match day.next_day() {
+                Some(next) => day = next,
+                None => return false,
+            }
+        }
+    })
+}
+
+/// An operator's acceptance of an open discrepancy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcceptCommand {
+    /// The discrepancy.
+    pub discrepancy_id: i64,
+    /// Why it is accepted (the faces require it non-blank).
+    pub note: String,
+    /// Who accepts it.
+    pub by: String,
+}
+
+/// What became of a reconciliation command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatementOutcome {
+    /// The discrepancy is accepted.
+    Accepted,
+    /// No such discrepancy.
+    NotFound,
+    /// It does not apply in the current state, and why.
+    NotApplicable(String),
+}
+
+/// Accepts an open discrepancy of any kind; any other state is refused. `locked` holds the batch's view of the
+/// discrepancies, updated here so that a second accept in the same batch sees the first.
+pub fn decide_accept(
+    command: &AcceptCommand,
+    locked: &mut HashMap<i64, LockedDiscrepancy>,
+    plan: &mut Plan,
+) -> StatementOutcome {
+    let Some(discrepancy) = locked.get_mut(&command.discrepancy_id) else { return StatementOutcome::NotFound };
+    if discrepancy.state != "open" {
+        return StatementOutcome::NotApplicable(format!("the discrepancy is already {}", discrepancy.state));
+    }
+    discrepancy.state = "accepted".into();
+    plan.discrepancy_updates.push(DiscrepancyUpdate {
+        id: command.discrepancy_id,
+        state: "accepted",
+        resolution: "accepted",
+        note: Some(command.note.clone()),
+        by: Some(command.by.clone()),
+    });
+    plan.audit.push(AuditEntry {
+        actor: command.by.clone(),
+        action: "statement.accept".into(),
+        target: format!("discrepancy:{}", command.discrepancy_id),
+        before: Some(serde_json::json!({"kind": discrepancy.kind, "state": "open"}).to_string()),
+        after: Some(
+            serde_json::json!({"kind": discrepancy.kind, "state": "accepted", "note": command.note}).to_string(),
+        ),
+    });
+    StatementOutcome::Accepted
+}
+
+#[cfg(test)]
+#[path = "statements_tests.rs"]
+mod tests;

@@ -1,0 +1,324 @@
+use std::collections::{HashMap, HashSet};
+
+use payledger_core::Inn;
+use payledger_core::money::Currency;
+use payledger_core::statement::MatchKey;
+use proptest::prelude::*;
+use time::Date;
+use time::macros::date;
+use uuid::Uuid;
+
+use super::*;
+
+fn key(inn: &str, number: &str, amount: i64) -> MatchKey {
+    MatchKey {
+        payer_inn: Inn::parse(inn).unwrap_or_else(|_| panic!("inn {inn}")),
+        document_number: number.into(),
+        document_date: date!(2024 - 04 - 28),
+        amount,
+        currency: Currency::RUB,
+    }
+}
+
+const PAYER: &str = "7701234567";
+const TODAY: Date = date!(2024 - 05 - 01);
+
+fn payment(id: i64, key: MatchKey) -> OpenPayment {
+    OpenPayment { id, operation_id: Uuid::from_u128(id as u128), key }
+}
+
+fn line(id: i64, key: Option<MatchKey>, booked: Date) -> LineToMatch {
+    LineToMatch { id, key, bank_ids: Vec::new(), booking_date: booked, payer_known: true }
+}
+
+fn discrepancy(kind: DiscrepancyKind, candidates: Vec<i64>) -> LineDecision {
+    LineDecision::Discrepancy { kind, candidates }
+}
+
+#[test]
+fn a_line_matches_the_payment_with_its_key() {
+    let decisions = match_lines(
+        &[line(1, Some(key(PAYER, "17", 500)), date!(2024 - 04 - 28))],
+        &[payment(9, key(PAYER, "17", 500))],
+        TODAY,
+    );
+    assert_eq!(decisions, vec![LineDecision::Matched { payment_id: 9, rule: MatchRule::Document }]);
+}
+
+#[test]
+fn twin_lines_take_twin_payments_in_id_order_and_a_third_twin_is_missing() {
+    let twin = key(PAYER, "5", 100);
+    let lines: Vec<LineToMatch> = (1..=3).map(|id| line(id, Some(twin.clone()), date!(2024 - 04 - 28))).collect();
+    let decisions = match_lines(&lines, &[payment(20, twin.clone()), payment(10, twin)], TODAY);
+    assert_eq!(
+        decisions,
+        vec![
+            LineDecision::Matched { payment_id: 10, rule: MatchRule::Document },
+            LineDecision::Matched { payment_id: 20, rule: MatchRule::Document },
+            discrepancy(DiscrepancyKind::MissingNotice, vec![]),
+        ]
+    );
+}
+
+#[test]
+fn a_bank_reference_naming_the_operation_id_wins_over_the_document_rule() {
+    let mut by_ref = line(1, Some(key(PAYER, "1", 100)), date!(2024 - 04 - 28));
+    by_ref.bank_ids = vec![Uuid::from_u128(7).to_string().to_uppercase()];
+    let decisions = match_lines(
+        &[by_ref, line(2, Some(key(PAYER, "1", 100)), date!(2024 - 04 - 28))],
+        &[payment(5, key(PAYER, "1", 100)), payment(7, key(PAYER, "1", 100))],
+        TODAY,
+    );
+    assert_eq!(
+        decisions,
+        vec![
+            LineDecision::Matched { payment_id: 7, rule: MatchRule::BankRef },
+            LineDecision::Matched { payment_id: 5, rule: MatchRule::Document },
+        ]
+    );
+}
+
+#[test]
+fn an_unmatched_line_of_an_open_day_is_pending_and_of_a_closed_day_is_judged() {
+    let lines =
+        [line(1, Some(key(PAYER, "1", 100)), TODAY), line(2, Some(key(PAYER, "2", 100)), date!(2024 - 04 - 30))];
+    assert_eq!(
+        match_lines(&lines, &[], TODAY),
+        vec![LineDecision::Pending, discrepancy(DiscrepancyKind::MissingNotice, vec![])]
+    );
+}
+
+#[test]
+fn one_payment_with_another_amount_is_a_mismatch_and_two_are_ambiguous() {
+    let closed = date!(2024 - 04 - 29);
+    let one = match_lines(&[line(1, Some(key(PAYER, "3", 100)), closed)], &[payment(4, key(PAYER, "3", 150))], TODAY);
+    assert_eq!(one, vec![discrepancy(DiscrepancyKind::AmountMismatch, vec![4])]);
+    let two = match_lines(
+        &[line(1, Some(key(PAYER, "3", 100)), closed)],
+        &[payment(6, key(PAYER, "3", 150)), payment(4, key(PAYER, "3", 90))],
+        TODAY,
+    );
+    assert_eq!(two, vec![discrepancy(DiscrepancyKind::Ambiguous, vec![4, 6])]);
+}
+
+#[test]
+fn a_line_without_an_inn_or_an_organization_has_an_unknown_payer() {
+    let closed = date!(2024 - 04 - 29);
+    let mut stranger = line(2, Some(key(PAYER, "4", 100)), closed);
+    stranger.payer_known = false;
+    assert_eq!(
+        match_lines(&[line(1, None, closed), stranger], &[], TODAY),
+        vec![discrepancy(DiscrepancyKind::UnknownPayer, vec![]), discrepancy(DiscrepancyKind::UnknownPayer, vec![])]
+    );
+}
+
+#[test]
+fn a_late_notice_repeats_the_lowest_applied_payment_nobody_named_yet() {
+    let twin = key(PAYER, "8", 100);
+    let applied = [
+        AppliedFromStatement { id: 3, key: twin.clone(), has_late_notice: true },
+        AppliedFromStatement { id: 5, key: twin.clone(), has_late_notice: false },
+        AppliedFromStatement { id: 4, key: twin.clone(), has_late_notice: false },
+    ];
+    assert_eq!(late_notice_of(&twin, &applied, &HashSet::new()), Some(4));
+    assert_eq!(late_notice_of(&twin, &applied, &HashSet::from([4])), Some(5));
+    assert_eq!(late_notice_of(&twin, &applied, &HashSet::from([4, 5])), None);
+    assert_eq!(late_notice_of(&key(PAYER, "8", 101), &applied, &HashSet::new()), None);
+}
+
+#[test]
+fn apply_credits_a_missing_notice_matches_a_notice_that_arrived_and_refuses_the_rest() {
+    let open_missing = LineState {
+        credit: true,
+        matched: false,
+        discrepancy: Some((DiscrepancyKind::MissingNotice, true)),
+        has_inn: true,
+    };
+    assert_eq!(decide_apply(&open_missing, None), ApplyDecision::Credit);
+    assert_eq!(decide_apply(&open_missing, Some(8)), ApplyDecision::MatchTo(8));
+    assert_eq!(decide_apply(&LineState { matched: true, ..open_missing.clone() }, None), ApplyDecision::AlreadyMatched);
+    for refused in [
+        LineState { credit: false, ..open_missing.clone() },
+        LineState { discrepancy: Some((DiscrepancyKind::MissingNotice, false)), ..open_missing.clone() },
+        LineState { discrepancy: Some((DiscrepancyKind::AmountMismatch, true)), ..open_missing.clone() },
+        LineState { discrepancy: Some((DiscrepancyKind::UnknownPayer, true)), has_inn: false, ..open_missing.clone() },
+        LineState { discrepancy: None, ..open_missing.clone() },
+    ] {
+        assert!(matches!(decide_apply(&refused, None), ApplyDecision::NotApplicable(_)), "{refused:?}");
+    }
+}
+
+#[test]
+fn days_are_covered_only_when_closed_and_in_every_accounts_complete_imports() {
+    let coverage = HashMap::from([
+        (
+            "a".to_owned(),
+            vec![(date!(2024 - 04 - 01), date!(2024 - 04 - 15)), (date!(2024 - 04 - 16), date!(2024 - 04 - 30))],
+        ),
+        ("b".to_owned(), vec![(date!(2024 - 04 - 10), date!(2024 - 04 - 20))]),
+    ]);
+    assert!(days_covered(date!(2024 - 04 - 12), date!(2024 - 04 - 18), TODAY, &coverage));
+    assert!(!days_covered(date!(2024 - 04 - 18), date!(2024 - 04 - 21), TODAY, &coverage), "b ends on the 20th");
+    assert!(!days_covered(date!(2024 - 04 - 28), TODAY, TODAY, &coverage), "today is not closed");
+    assert!(!days_covered(date!(2024 - 04 - 12), date!(2024 - 04 - 12), TODAY, &HashMap::new()), "nothing imported");
+}
+
+#[test]
+fn an_open_discrepancy_is_accepted_once_with_an_audit_row_and_a_second_accept_is_refused() {
+    let mut locked = HashMap::from([(7, LockedDiscrepancy { kind: "missing_notice".into(), state: "open".into() })]);
+    let mut plan = Plan::default();
+    let accept = AcceptCommand { discrepancy_id: 7, note: "cash".into(), by: "alice".into() };
+    assert_eq!(decide_accept(&accept, &mut locked, &mut plan), StatementOutcome::Accepted);
+    assert_eq!(
+        decide_accept(&accept, &mut locked, &mut plan),
+        StatementOutcome::NotApplicable("the discrepancy is already accepted".into())
+    );
+    let missing = AcceptCommand { discrepancy_id: 8, ..accept };
+    assert_eq!(decide_accept(&missing, &mut locked, &mut plan), StatementOutcome::NotFound);
+    assert_eq!(plan.discrepancy_updates.len(), 1);
+    assert_eq!(
+        (plan.discrepancy_updates[0].state, plan.discrepancy_updates[0].note.as_deref()),
+        ("accepted", Some("cash"))
+    );
+    assert_eq!(plan.audit.len(), 1);
+    assert_eq!((plan.audit[0].action.as_str(), plan.audit[0].target.as_str()), ("statement.accept", "discrepancy:7"));
+}
+
+/// A model of the store: payments (notices and applied lines) and lines, driven only through the decisions.
+#[derive(Default)]
+struct Model {
+    /// (id, key, from the statement, duplicate_of).
+    payments: Vec<(i64, MatchKey, bool, Option<i64>)>,
+    /// line id → (key, matched payment, open discrepancy).
+    lines: Vec<(i64, MatchKey, Option<i64>, bool)>,
+    next_id: i64,
+    credits: HashMap<MatchKey, usize>,
+}
+
+impl Model {
+    fn id(&mut self) -> i64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    fn open_payments(&self) -> Vec<OpenPayment> {
+        let matched: HashSet<i64> = self.lines.iter().filter_map(|line| line.2).collect();
+        self.payments
+            .iter()
+            .filter(|(id, _, _, duplicate)| duplicate.is_none() && !matched.contains(id))
+            .map(|(id, key, _, _)| payment(*id, key.clone()))
+            .collect()
+    }
+
+    fn webhook(&mut self, key: &MatchKey) {
+        let named: HashSet<i64> = self.payments.iter().filter_map(|p| p.3).collect();
+        let applied: Vec<AppliedFromStatement> = self
+            .payments
+            .iter()
+            .filter(|p| p.2)
+            .map(|p| AppliedFromStatement { id: p.0, key: p.1.clone(), has_late_notice: named.contains(&p.0) })
+            .collect();
+        let id = self.id();
+        if let Some(original) = late_notice_of(key, &applied, &HashSet::new()) {
+            self.payments.push((id, key.clone(), false, Some(original)));
+            return;
+        }
+        self.payments.push((id, key.clone(), false, None));
+        *self.credits.entry(key.clone()).or_default() += 1;
+        if let Some(line) = self.lines.iter_mut().filter(|l| &l.1 == key && l.2.is_none()).min_by_key(|l| l.0) {
+            line.2 = Some(id);
+            line.3 = false;
+        }
+    }
+
+    fn import(&mut self, key: &MatchKey) {
+        let id = self.id();
+        let new = line(id, Some(key.clone()), date!(2024 - 04 - 28));
+        let decision = match_lines(&[new], &self.open_payments(), TODAY);
+        match decision.first() {
+            Some(LineDecision::Matched { payment_id, .. }) => {
+                self.lines.push((id, key.clone(), Some(*payment_id), false))
+            }
+            _ => self.lines.push((id, key.clone(), None, true)),
+        }
+    }
+
+    fn apply(&mut self, index: usize) {
+        let Some(position) = (!self.lines.is_empty()).then(|| index % self.lines.len()) else { return };
+        let (line_id, key, matched, open) = self.lines[position].clone();
+        let state = LineState {
+            credit: true,
+            matched: matched.is_some(),
+            discrepancy: Some((DiscrepancyKind::MissingNotice, open)),
+            has_inn: true,
+        };
+        let waiting = self.open_payments().into_iter().filter(|p| p.key == key).map(|p| p.id).min();
+        match decide_apply(&state, waiting) {
+            ApplyDecision::MatchTo(payment_id) => self.lines[position] = (line_id, key, Some(payment_id), false),
+            ApplyDecision::Credit => {
+                let id = self.id();
+                self.payments.push((id, key.clone(), true, None));
+                *self.credits.entry(key.clone()).or_default() += 1;
+                self.lines[position] = (line_id, key, Some(id), false);
+            }
+            ApplyDecision::AlreadyMatched | ApplyDecision::NotApplicable(_) => {}
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Event {
+    Webhook(usize),
+    Import(usize),
+    Apply(usize),
+}
+
+proptest! {
+    /// Whatever the order of webhooks, statement lines and applies, each real payment is credited at most
+    /// once, and exactly once when its webhook came or its line was applied after every line was imported.
+    #[test]
+    fn any_interleaving_credits_each_real_payment_exactly_once(
+        payments in proptest::collection::vec((0u8..3, 0i64..2), 1..8),
+        order in proptest::collection::vec((0u8..3, 0usize..16), 0..40),
+        lost in proptest::collection::vec(any::<bool>(), 8),
+    ) {
+        // Few distinct numbers and amounts, so twins (identical real payments) are common.
+        let keys: Vec<MatchKey> =
+            payments.iter().map(|(number, amount)| key(PAYER, &number.to_string(), 100 + amount)).collect();
+        let mut events: Vec<Event> = order
+            .iter()
+            .map(|(kind, index)| match kind {
+                0 => Event::Webhook(index % keys.len()),
+                1 => Event::Import(index % keys.len()),
+                _ => Event::Apply(*index),
+            })
+            .collect();
+        // Each real payment has one webhook (unless lost) and one line; the random prefix may repeat neither.
+        let mut webhooks: HashSet<usize> = HashSet::new();
+        let mut imported: HashSet<usize> = HashSet::new();
+        events.retain(|event| match event {
+            Event::Webhook(i) => !lost[*i] && webhooks.insert(*i),
+            Event::Import(i) => imported.insert(*i),
+            Event::Apply(_) => true,
+        });
+        for i in 0..keys.len() {
+            if !lost[i] && !webhooks.contains(&i) { events.push(Event::Webhook(i)); }
+            if !imported.contains(&i) { events.push(Event::Import(i)); }
+        }
+        let mut model = Model::default();
+        for event in &events {
+            match event {
+                Event::Webhook(i) => model.webhook(&keys[*i]),
+                Event::Import(i) => model.import(&keys[*i]),
+                Event::Apply(index) => model.apply(*index),
+            }
+        }
+        // The operator finally applies every line still open.
+        for index in 0..model.lines.len() { model.apply(index); }
+        let mut real: HashMap<MatchKey, usize> = HashMap::new();
+        for key in &keys { *real.entry(key.clone()).or_default() += 1; }
+        prop_assert_eq!(&model.credits, &real);
+        let matched: Vec<i64> = model.lines.iter().filter_map(|line| line.2).collect();
+        prop_assert_eq!(matched.len(), matched.iter().collect::<HashSet<_>>().len(), "a payment matched twice");
+    }
+}
