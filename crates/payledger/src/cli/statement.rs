@@ -94,6 +94,8 @@ pub enum GeneratedFormatArg {
     OneCUtf8,
     /// camt.053.001.08.
     Camt053,
+    /// CSV, read with the mapping printed on standard error.
+    Csv,
 }
 
 /// Settings of `payledger statement generate`.
@@ -114,9 +116,16 @@ pub struct StatementGenerateArgs {
     /// The output format.
     #[arg(long, value_enum, default_value_t = GeneratedFormatArg::OneC)]
     pub format: GeneratedFormatArg,
-    /// The share of payments whose webhook notice is lost, in percent (0 to 100).
-    #[arg(long, default_value_t = 5)]
-    pub lost_percent: u8,
+    /// The share of customer payments whose webhook notice is lost, a fraction from 0 to 1 with at most three
+    /// decimals (`0.05`: one in twenty).
+    #[arg(long, default_value = "0.05")]
+    pub lost: String,
+    /// The first day of the statement, `YYYY-MM-DD`.
+    #[arg(long, default_value = "2024-04-22")]
+    pub start: String,
+    /// Our account, the statement's only section.
+    #[arg(long, default_value = "40702810900000000001")]
+    pub account: String,
     /// Where to write the statement.
     #[arg(long)]
     pub out: PathBuf,
@@ -333,7 +342,95 @@ pub async fn main(database_url: &str, command: &StatementCommand) -> ExitCode {
 
 /// `payledger statement generate`: writes the statement and the notices that were not lost.
 fn generate(args: &StatementGenerateArgs) -> ExitCode {
-    let _ = args;
-    eprintln!("error: the statement generator is not part of this build");
-    ExitCode::from(EXIT_NOT_RUN)
+    match write_generated(args) {
+        Ok(done) => {
+            eprintln!(
+                "wrote {} lines ({} credits, {} debits) and {} notices ({} lost on purpose) to {}",
+                done.lines,
+                done.credit_lines,
+                done.debit_lines,
+                done.notices,
+                done.lost,
+                args.out.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::from(EXIT_NOT_RUN)
+        }
+    }
+}
+
+/// A fraction from 0 to 1 with at most three decimals, in per mille, read from its text (no float).
+fn per_mille(text: &str) -> Option<u32> {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    let digits = |part: &str| part.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty() || !digits(whole) || !digits(fraction) || fraction.len() > 3 {
+        return None;
+    }
+    let thousandths: u32 = format!("{fraction:0<3}").parse().ok()?;
+    let value = whole.parse::<u32>().ok()?.checked_mul(1000)?.checked_add(thousandths)?;
+    (value <= 1000).then_some(value)
+}
+
+fn write_generated(args: &StatementGenerateArgs) -> Result<crate::statement::generate::Generated, String> {
+    use crate::statement::generate::{GeneratorSpec, OutputFormat, generate};
+    let account =
+        AccountNumber::parse(&args.account).map_err(|_| format!("--account {}: must be 20 digits", args.account))?;
+    let start = time::Date::parse(&args.start, time::macros::format_description!("[year]-[month]-[day]"))
+        .map_err(|_| format!("--start {}: must be a date as YYYY-MM-DD", args.start))?;
+    let lost = per_mille(&args.lost)
+        .ok_or_else(|| format!("--lost {}: must be a fraction from 0 to 1, e.g. 0.05", args.lost))?;
+    let mut spec = GeneratorSpec::new(args.seed, start, args.days, args.payers, args.lines_per_day, account.clone());
+    spec.lost_per_mille = lost;
+    let format = match args.format {
+        GeneratedFormatArg::OneC => OutputFormat::OneCWindows1251,
+        GeneratedFormatArg::OneCUtf8 => OutputFormat::OneCUtf8Bom,
+        GeneratedFormatArg::Camt053 => OutputFormat::Camt053,
+        GeneratedFormatArg::Csv => OutputFormat::Csv,
+    };
+    let create = |path: &Path| {
+        std::fs::File::create(path).map(std::io::BufWriter::new).map_err(|error| format!("{}: {error}", path.display()))
+    };
+    let out = create(&args.out)?;
+    let mut notices = args.notices.as_deref().map(create).transpose()?;
+    // The callback cannot return an error: the first one is kept and reported after the file is written.
+    let mut failed: Option<std::io::Error> = None;
+    let mut on_notice = |notice: &crate::statement::generate::GeneratedNotice| {
+        if let (Some(file), false, None) = (notices.as_mut(), notice.lost, failed.as_ref()) {
+            use std::io::Write;
+            if let Err(error) = writeln!(file, "{}", notice.to_json()) {
+                failed = Some(error);
+            }
+        }
+    };
+    let done =
+        generate(&spec, format, out, &mut on_notice).map_err(|error| format!("{}: {error}", args.out.display()))?;
+    if let Some(error) = failed {
+        return Err(format!("writing the notices: {error}"));
+    }
+    if let Some(mut file) = notices {
+        use std::io::Write;
+        file.flush().map_err(|error| format!("writing the notices: {error}"))?;
+    }
+    if args.format == GeneratedFormatArg::Csv {
+        eprintln!("its CSV mapping: {}", crate::statement::generate::csv_mapping(&account));
+    }
+    Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::per_mille;
+
+    #[test]
+    fn a_lost_share_is_read_exactly_in_per_mille() {
+        assert_eq!(per_mille("0.05"), Some(50));
+        assert_eq!(per_mille("1"), Some(1000));
+        assert_eq!(per_mille("0.125"), Some(125));
+        for bad in ["1.5", "0.0005", "-0.1", ".5", "5%", ""] {
+            assert_eq!(per_mille(bad), None, "{bad}");
+        }
+    }
 }

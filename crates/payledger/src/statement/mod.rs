@@ -2,6 +2,7 @@
 //! webhook missed and accepts what an accountant explains. Knows nothing of HTTP; every write goes through
 //! the ledger engine.
 
+pub mod generate;
 pub mod import;
 pub mod report;
 
