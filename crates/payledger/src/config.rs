@@ -186,6 +186,13 @@ pub struct ServeArgs {
     /// The largest bank statement `POST /api/v1/statements/` accepts, in bytes (413 past it).
     #[arg(long, env = "PAYLEDGER_STATEMENT_MAX_BYTES", default_value_t = DEFAULT_STATEMENT_MAX_BYTES)]
     pub statement_max_bytes: u64,
+    /// Days after a payment's document date within which its statement line may be booked; past them a
+    /// notice with no line is a discrepancy (the same setting as `statement import`'s).
+    #[arg(long, env = "PAYLEDGER_STATEMENT_DATE_TOLERANCE_DAYS", default_value_t = 3)]
+    pub statement_date_tolerance_days: u32,
+    /// The most lines an uploaded statement may have.
+    #[arg(long, env = "PAYLEDGER_STATEMENT_MAX_LINES", default_value_t = 5_000_000)]
+    pub statement_max_lines: u64,
     /// Payout processing.
     #[command(flatten)]
     pub payouts: PayoutArgs,
@@ -415,6 +422,8 @@ pub struct Settings {
     pub request_timeout: std::time::Duration,
     /// The largest bank statement upload, in bytes.
     pub statement_max_bytes: u64,
+    /// The reconciliation's date tolerance and line limit (its file limit is the upload's).
+    pub reconcile: crate::statement::ReconcileSettings,
 }
 
 /// Payout processing, resolved from [`PayoutArgs`].
@@ -518,6 +527,10 @@ impl Settings {
             payouts: PayoutSettings::default(),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             statement_max_bytes: DEFAULT_STATEMENT_MAX_BYTES,
+            reconcile: crate::statement::ReconcileSettings {
+                max_file_bytes: DEFAULT_STATEMENT_MAX_BYTES,
+                ..crate::statement::ReconcileSettings::default()
+            },
         }
     }
 }

@@ -227,8 +227,7 @@ pub async fn launch(
     let (engine, writer) = LedgerEngine::start(&store).await.context("starting the ledger engine")?;
     let balances = balances::Balances::new(engine.clone());
     let (payout_service, gateway) = payout_parts(&settings, &engine)?;
-    let reconciliation =
-        statement::Reconciliation::new(engine.clone(), store.clone(), statement::ReconcileSettings::default());
+    let reconciliation = statement::Reconciliation::new(engine.clone(), store.clone(), settings.reconcile.clone());
     let intake = Intake::new(engine, settings.webhook_mode);
     let (stop_applier, applier_stopped) = tokio::sync::watch::channel(false);
     // The applier runs in both modes: notices recorded in async mode (by this process before a restart,

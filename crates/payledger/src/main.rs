@@ -66,6 +66,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         payouts: payout_args.settings()?,
         request_timeout: std::time::Duration::from_secs(serve.request_timeout_seconds.max(1)),
         statement_max_bytes: serve.statement_max_bytes,
+        reconcile: payledger::statement::ReconcileSettings {
+            date_tolerance_days: serve.statement_date_tolerance_days,
+            max_file_bytes: serve.statement_max_bytes,
+            max_lines: serve.statement_max_lines,
+        },
     };
     match cli.command.unwrap_or(Command::Serve(serve.clone())) {
         Command::Serve(_) => {
