@@ -49,6 +49,8 @@ pub enum WriteCommand {
     ClaimJobs(JobClaim),
     /// Accept an open reconciliation discrepancy with an operator's note.
     StatementAccept(super::statements::AcceptCommand),
+    /// Start a statement import (or find it started or complete).
+    StatementBegin(super::statements::BeginImport),
 }
 
 /// A worker's claim of due jobs.
@@ -75,7 +77,8 @@ impl WriteCommand {
             | WriteCommand::Payout(_)
             | WriteCommand::KeepRefusal(_)
             | WriteCommand::ClaimJobs(_)
-            | WriteCommand::StatementAccept(_) => None,
+            | WriteCommand::StatementAccept(_)
+            | WriteCommand::StatementBegin(_) => None,
         }
     }
 }
@@ -131,6 +134,8 @@ pub struct Claims {
     pub waiting: HashSet<OperationId>,
     /// The reconciliation discrepancies the batch's commands name, locked.
     pub discrepancies: HashMap<i64, crate::store::batch::LockedDiscrepancy>,
+    /// The statement imports the batch's commands start, by SHA-256.
+    pub imports: HashMap<[u8; 32], crate::store::batch::ClaimedImport>,
 }
 
 /// The notice rows a batch should try to insert: the first occurrence of each new operation id, in
@@ -197,6 +202,7 @@ pub fn decide(
     let mut applied_recorded: HashSet<OperationId> = HashSet::new();
     // Changed as the batch's commands decide, so a second accept of one discrepancy sees the first.
     let mut discrepancies = claims.discrepancies.clone();
+    let mut started_imports: HashSet<i64> = HashSet::new();
     let mut plan = Plan::default();
     let mut outcomes = Vec::with_capacity(commands.len());
     for (index, command) in commands.iter().enumerate() {
@@ -245,6 +251,12 @@ pub fn decide(
             WriteCommand::StatementAccept(accept) => {
                 WriteOutcome::Statement(super::statements::decide_accept(accept, &mut discrepancies, &mut plan))
             }
+            WriteCommand::StatementBegin(begin) => WriteOutcome::Statement(super::statements::decide_begin(
+                begin,
+                claims.imports.get(&begin.sha256),
+                &mut started_imports,
+                &mut plan,
+            )),
             WriteCommand::Payout(command) => {
                 let id = command.payout_id();
                 let before = if super::audit::is_audited(command) { payouts.payouts.get(&id).cloned() } else { None };
@@ -399,6 +411,7 @@ mod tests {
             inserted: claim_rows.iter().map(|c| c.notice.operation_id).filter(|id| !stored_ids.contains(id)).collect(),
             stored: stored.iter().map(|n| (n.operation_id, StoredNotice::new(n.clone(), "applied", None))).collect(),
             waiting: HashSet::new(),
+            ..Claims::default()
         };
         let accounts = AccountMap { organizations: &fixture.organizations, bank_inflow: AccountId(1) };
         let (users, services) = (HashMap::new(), HashMap::new());
@@ -462,6 +475,7 @@ mod tests {
                 StoredNotice::new(notice(8, 1), "failed", Some(overflow.clone())),
             )]),
             waiting: HashSet::new(),
+            ..Claims::default()
         };
         let accounts = AccountMap { organizations: &fixture.organizations, bank_inflow: AccountId(1) };
         let (users, services) = (HashMap::new(), HashMap::new());
@@ -565,6 +579,7 @@ mod tests {
                             })
                             .collect(),
                         waiting: HashSet::new(),
+                        ..Claims::default()
                     };
                     let accounts = AccountMap { organizations: &organizations, bank_inflow: AccountId(1) };
                     let (users, services) = (HashMap::new(), HashMap::new());

@@ -302,8 +302,8 @@ impl WriterState {
     ///
     /// Every transaction takes its locks in the same phases, each in ascending key order: new notice ids,
     /// idempotency keys (never waited for: a key in use elsewhere is answered "in flight"), recorded notices
-    /// waiting to be applied, payouts, their jobs, reservations, reconciliation discrepancies, new account keys,
-    /// and finally account rows.
+    /// waiting to be applied, payouts, their jobs, reservations, statement imports, reconciliation discrepancies,
+    /// new account keys, and finally account rows.
     /// Two writers can therefore never wait on each other in a cycle, whichever instances they run in.
     async fn decide_and_write<T: BatchTx>(
         &self,
@@ -428,7 +428,8 @@ impl WriterState {
                 | WriteCommand::Payout(_)
                 | WriteCommand::KeepRefusal(_)
                 | WriteCommand::ClaimJobs(_)
-                | WriteCommand::StatementAccept(_) => false,
+                | WriteCommand::StatementAccept(_)
+                | WriteCommand::StatementBegin(_) => false,
             })
             .filter_map(WriteCommand::organization)
             .collect();
@@ -595,7 +596,8 @@ impl<'a> CommandKinds<'a> {
                 | WriteCommand::RecordRejected(_)
                 | WriteCommand::KeepRefusal(_)
                 | WriteCommand::ClaimJobs(_)
-                | WriteCommand::StatementAccept(_) => {}
+                | WriteCommand::StatementAccept(_)
+                | WriteCommand::StatementBegin(_) => {}
             }
         }
         kinds
@@ -620,7 +622,7 @@ struct Locked {
 
 /// Claims a batch's new notices and keys and locks the rows it reads, in the lock order (each phase
 /// ascending): new notice ids, idempotency keys, recorded notices waiting to be applied, payouts, their jobs,
-/// reservations, reconciliation discrepancies.
+/// reservations, statement imports (by SHA-256), reconciliation discrepancies.
 async fn lock_rows<T: BatchTx>(
     tx: &mut T,
     commands: &[WriteCommand],
@@ -666,8 +668,19 @@ async fn lock_rows<T: BatchTx>(
         WriteCommand::StatementAccept(accept) => Some(accept.discrepancy_id),
         _ => None,
     }));
+    let mut imports: Vec<_> = commands
+        .iter()
+        .filter_map(|c| match c {
+            WriteCommand::StatementBegin(begin) => Some(statements::import_claim(begin)),
+            _ => None,
+        })
+        .collect();
+    imports.sort_by_key(|claim| claim.sha256);
+    imports.dedup_by_key(|claim| claim.sha256);
+    let imports = tx.claim_imports(&imports, now).await?;
     let discrepancies = tx.lock_discrepancies(&accepted).await?;
-    Ok(Locked { claim_rows, claims: Claims { inserted, stored, waiting, discrepancies }, keys, payouts, jobs, holds })
+    let claims = Claims { inserted, stored, waiting, discrepancies, imports };
+    Ok(Locked { claim_rows, claims, keys, payouts, jobs, holds })
 }
 
 /// Every account a batch touches: found, or created where an operation may create one.

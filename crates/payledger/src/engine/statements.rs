@@ -10,7 +10,9 @@ use time::Date;
 use uuid::Uuid;
 
 use crate::store::AuditEntry;
-use crate::store::batch::{DiscrepancyUpdate, LockedDiscrepancy, Plan};
+use payledger_core::statement::{AccountSummary, StatementFormat};
+
+use crate::store::batch::{ClaimedImport, DiscrepancyUpdate, ImportClaim, ImportSection, LockedDiscrepancy, Plan};
 
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -318,9 +320,114 @@ pub struct AcceptCommand {
     pub by: String,
 }
 
+/// The start of a statement import, after the whole file validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BeginImport {
+    /// The file's SHA-256: the import's identity.
+    pub sha256: [u8; 32],
+    /// Its format.
+    pub format: StatementFormat,
+    /// Its name.
+    pub file_name: Option<String>,
+    /// Each account section with its line counts.
+    pub sections: Vec<SectionCounts>,
+    /// Statement lines in the file.
+    pub line_count: u64,
+    /// Who imports it.
+    pub by: Option<String>,
+}
+
+/// An account section and how many lines of each direction the file has for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SectionCounts {
+    /// The section as the file states it.
+    pub summary: AccountSummary,
+    /// Credit lines.
+    pub credit_lines: u64,
+    /// Debit lines.
+    pub debit_lines: u64,
+}
+
+/// The import row a begin command claims.
+pub fn import_claim(begin: &BeginImport) -> ImportClaim {
+    ImportClaim {
+        sha256: begin.sha256,
+        format: begin.format.as_str(),
+        file_name: begin.file_name.clone(),
+        line_count: i64::try_from(begin.line_count).unwrap_or(i64::MAX),
+        by: begin.by.clone(),
+    }
+}
+
+/// Starts an import this batch inserted (its sections and audit row), resumes one left `loading` by an
+/// interrupted import, and finds a complete one already imported.
+pub fn decide_begin(
+    begin: &BeginImport,
+    claimed: Option<&ClaimedImport>,
+    started: &mut HashSet<i64>,
+    plan: &mut Plan,
+) -> StatementOutcome {
+    let Some(claimed) = claimed else {
+        // The store neither inserted nor found the row: a store defect, answered as "retry".
+        return StatementOutcome::NotApplicable("the import could not be recorded; retry".into());
+    };
+    if claimed.state == "complete" {
+        return StatementOutcome::AlreadyImported { id: claimed.id };
+    }
+    if !claimed.inserted || !started.insert(claimed.id) {
+        return StatementOutcome::ImportResumed { id: claimed.id };
+    }
+    let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    plan.import_sections.extend(begin.sections.iter().map(|section| ImportSection {
+        import_id: claimed.id,
+        account: section.summary.account.as_str().to_owned(),
+        currency: section.summary.currency.code(),
+        period_start: section.summary.period_start,
+        period_end: section.summary.period_end,
+        opening: section.summary.opening_balance,
+        credits: section.summary.total_credits,
+        debits: section.summary.total_debits,
+        closing: section.summary.closing_balance,
+        credit_lines: count(section.credit_lines),
+        debit_lines: count(section.debit_lines),
+    }));
+    plan.audit.push(AuditEntry {
+        actor: begin.by.clone().unwrap_or_else(|| "cli".into()),
+        action: "statement.import".into(),
+        target: format!("statement_import:{}", claimed.id),
+        before: None,
+        after: Some(
+            serde_json::json!({
+                "sha256": crate::hex::encode(&begin.sha256),
+                "format": begin.format.as_str(),
+                "file_name": begin.file_name,
+                "lines": begin.line_count,
+                "accounts": begin.sections.iter().map(|s| s.summary.account.as_str()).collect::<Vec<_>>(),
+            })
+            .to_string(),
+        ),
+    });
+    StatementOutcome::ImportStarted { id: claimed.id }
+}
+
 /// What became of a reconciliation command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StatementOutcome {
+    /// A new import is started (`loading`).
+    ImportStarted {
+        /// Its id.
+        id: i64,
+    },
+    /// An import left `loading` by an interrupted run is resumed: every later step is idempotent.
+    ImportResumed {
+        /// Its id.
+        id: i64,
+    },
+    /// The same file was imported completely before; nothing changed.
+    AlreadyImported {
+        /// Its id.
+        id: i64,
+    },
     /// The discrepancy is accepted.
     Accepted,
     /// No such discrepancy.

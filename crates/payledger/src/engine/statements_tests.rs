@@ -9,6 +9,7 @@ use time::macros::date;
 use uuid::Uuid;
 
 use super::*;
+use crate::store::batch::ClaimedImport;
 
 fn key(inn: &str, number: &str, amount: i64) -> MatchKey {
     MatchKey {
@@ -184,6 +185,46 @@ fn an_open_discrepancy_is_accepted_once_with_an_audit_row_and_a_second_accept_is
     assert_eq!((plan.audit[0].action.as_str(), plan.audit[0].target.as_str()), ("statement.accept", "discrepancy:7"));
 }
 
+#[test]
+fn a_begin_starts_a_new_import_once_resumes_a_loading_one_and_finds_a_complete_one() {
+    let summary = payledger_core::statement::AccountSummary {
+        account: payledger_core::statement::AccountNumber::parse("40702810900000000001").unwrap_or_else(|_| panic!()),
+        currency: Currency::RUB,
+        period_start: date!(2024 - 04 - 28),
+        period_end: date!(2024 - 04 - 28),
+        opening_balance: None,
+        total_credits: Some(100),
+        total_debits: None,
+        closing_balance: None,
+        source_line: 1,
+    };
+    let begin = BeginImport {
+        sha256: [1; 32],
+        format: payledger_core::statement::StatementFormat::Camt053,
+        file_name: None,
+        sections: vec![SectionCounts { summary, credit_lines: 1, debit_lines: 0 }],
+        line_count: 1,
+        by: None,
+    };
+    let mut plan = Plan::default();
+    let mut started = HashSet::new();
+    let new = ClaimedImport { id: 3, inserted: true, state: "loading".into() };
+    assert_eq!(decide_begin(&begin, Some(&new), &mut started, &mut plan), StatementOutcome::ImportStarted { id: 3 });
+    assert_eq!(decide_begin(&begin, Some(&new), &mut started, &mut plan), StatementOutcome::ImportResumed { id: 3 });
+    assert_eq!((plan.import_sections.len(), plan.audit.len()), (1, 1), "the second begin writes nothing");
+    let loading = ClaimedImport { inserted: false, ..new.clone() };
+    assert_eq!(
+        decide_begin(&begin, Some(&loading), &mut HashSet::new(), &mut plan),
+        StatementOutcome::ImportResumed { id: 3 }
+    );
+    let complete = ClaimedImport { state: "complete".into(), ..loading };
+    assert_eq!(
+        decide_begin(&begin, Some(&complete), &mut HashSet::new(), &mut plan),
+        StatementOutcome::AlreadyImported { id: 3 }
+    );
+    assert_eq!(plan.import_sections.len(), 1);
+}
+
 /// A model of the store: payments (notices and applied lines) and lines, driven only through the decisions.
 #[derive(Default)]
 struct Model {
@@ -301,8 +342,8 @@ proptest! {
             Event::Import(i) => imported.insert(*i),
             Event::Apply(_) => true,
         });
-        for i in 0..keys.len() {
-            if !lost[i] && !webhooks.contains(&i) { events.push(Event::Webhook(i)); }
+        for (i, lost) in lost.iter().enumerate().take(keys.len()) {
+            if !lost && !webhooks.contains(&i) { events.push(Event::Webhook(i)); }
             if !imported.contains(&i) { events.push(Event::Import(i)); }
         }
         let mut model = Model::default();

@@ -149,6 +149,61 @@ pub struct Plan {
     pub unused_accounts: Vec<AccountId>,
     /// Reconciliation discrepancies accepted or resolved.
     pub discrepancy_updates: Vec<DiscrepancyUpdate>,
+    /// Account sections of statement imports this batch started.
+    pub import_sections: Vec<ImportSection>,
+}
+
+/// A statement import a batch starts, or finds started or complete, by its file's SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportClaim {
+    /// The file's SHA-256.
+    pub sha256: [u8; 32],
+    /// `1c`, `camt053` or `csv`.
+    pub format: &'static str,
+    /// The file's name.
+    pub file_name: Option<String>,
+    /// Statement lines in the file.
+    pub line_count: i64,
+    /// Who imports it.
+    pub by: Option<String>,
+}
+
+/// The import row a claim inserted or found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedImport {
+    /// Its id.
+    pub id: i64,
+    /// This batch inserted it.
+    pub inserted: bool,
+    /// `loading` or `complete`.
+    pub state: String,
+}
+
+/// One account section of an import, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportSection {
+    /// The import.
+    pub import_id: i64,
+    /// The account number.
+    pub account: String,
+    /// The currency code.
+    pub currency: &'static str,
+    /// The first day covered.
+    pub period_start: time::Date,
+    /// The last day covered.
+    pub period_end: time::Date,
+    /// Stated opening balance, minor units.
+    pub opening: Option<i64>,
+    /// Stated credits.
+    pub credits: Option<i64>,
+    /// Stated debits.
+    pub debits: Option<i64>,
+    /// Stated closing balance.
+    pub closing: Option<i64>,
+    /// Credit lines in the file.
+    pub credit_lines: i64,
+    /// Debit lines in the file.
+    pub debit_lines: i64,
 }
 
 /// A reconciliation discrepancy as a batch locks it.
@@ -463,6 +518,13 @@ pub trait BatchTx {
         &mut self,
         ids: &[i64],
     ) -> impl Future<Output = Result<HashMap<i64, (String, Option<String>)>, StoreError>>;
+    /// Inserts the statement imports whose SHA-256 is new (ascending), state `loading`, and returns every
+    /// claimed import's row, new or found (a found one locked).
+    fn claim_imports(
+        &mut self,
+        claims: &[ImportClaim],
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<HashMap<[u8; 32], ClaimedImport>, StoreError>>;
     /// Locks the reconciliation discrepancies with these ids (ascending) and loads their kind and state.
     fn lock_discrepancies(
         &mut self,

@@ -13,12 +13,15 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::batch::{
-    ActivityLine, ConflictRecord, DiscrepancyUpdate, HoldState, HoldWrite, JobEnd, KeyClaims, LockedDiscrepancy,
-    NewJob, NewKey, NewTransaction, NoticeClaim, NoticeUpdate, PayoutEvent, PayoutState, Plan, RejectedNotice,
-    StoredKey, StoredNotice, StoredResponse, hold_reference,
+    ActivityLine, ClaimedImport, ConflictRecord, HoldState, HoldWrite, ImportClaim, JobEnd, KeyClaims,
+    LockedDiscrepancy, NewJob, NewKey, NewTransaction, NoticeClaim, NoticeUpdate, PayoutEvent, PayoutState, Plan,
+    RejectedNotice, StoredKey, StoredNotice, StoredResponse, hold_reference,
 };
 use super::postgres::insert_organizations;
 use super::{AccountKind, AuditEntry, BatchTx, MAX_KEPT_NOTICES, StoreError, hold_from_row, notice_from_row};
+
+#[path = "postgres_statements.rs"]
+mod statements;
 
 /// One batch transaction on a pooled connection.
 pub struct PgBatch {
@@ -396,36 +399,6 @@ impl PgBatch {
     }
 
     /// Keeps rejected notices for operators, pruning all but the newest [`MAX_KEPT_NOTICES`].
-    async fn write_discrepancy_updates(
-        &mut self,
-        updates: &[DiscrepancyUpdate],
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
-        if updates.is_empty() {
-            return Ok(());
-        }
-        let ids: Vec<i64> = updates.iter().map(|u| u.id).collect();
-        let states: Vec<&str> = updates.iter().map(|u| u.state).collect();
-        let resolutions: Vec<&str> = updates.iter().map(|u| u.resolution).collect();
-        let notes: Vec<Option<String>> = updates.iter().map(|u| u.note.clone()).collect();
-        let by: Vec<Option<String>> = updates.iter().map(|u| u.by.clone()).collect();
-        sqlx::query(
-            "UPDATE statement_discrepancies d SET state = u.state, resolution = u.resolution,
-                 note = COALESCE(u.note, d.note), resolved_by = u.by, resolved_at = $6
-             FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[]) AS u(id, state, resolution, note, by)
-             WHERE d.id = u.id",
-        )
-        .bind(&ids)
-        .bind(&states)
-        .bind(&resolutions)
-        .bind(&notes)
-        .bind(&by)
-        .bind(now)
-        .execute(&mut *self.tx)
-        .await?;
-        Ok(())
-    }
-
     async fn write_rejected(&mut self, rejected: &[RejectedNotice]) -> Result<(), StoreError> {
         if !rejected.is_empty() {
             let reasons: Vec<&str> = rejected.iter().map(|r| r.reason.as_str()).collect();
@@ -591,19 +564,16 @@ impl BatchTx for PgBatch {
             .collect()
     }
 
+    async fn claim_imports(
+        &mut self,
+        claims: &[ImportClaim],
+        now: OffsetDateTime,
+    ) -> Result<HashMap<[u8; 32], ClaimedImport>, StoreError> {
+        self.claim_statement_imports(claims, now).await
+    }
+
     async fn lock_discrepancies(&mut self, ids: &[i64]) -> Result<HashMap<i64, LockedDiscrepancy>, StoreError> {
-        if ids.is_empty() {
-            return Ok(HashMap::new());
-        }
-        let rows = sqlx::query(
-            "SELECT id, kind, state FROM statement_discrepancies WHERE id = ANY($1) ORDER BY id FOR UPDATE",
-        )
-        .bind(ids)
-        .fetch_all(&mut *self.tx)
-        .await?;
-        rows.iter()
-            .map(|row| Ok((row.try_get(0)?, LockedDiscrepancy { kind: row.try_get(1)?, state: row.try_get(2)? })))
-            .collect()
+        self.lock_statement_discrepancies(ids).await
     }
 
     async fn find_accounts(
@@ -766,6 +736,7 @@ impl BatchTx for PgBatch {
             audit,
             unused_accounts,
             discrepancy_updates,
+            import_sections,
         } = plan;
         // The statements run in the order they always have: the unused accounts are deleted only after the
         // balances are written, so an account the batch did put money in stays.
@@ -779,6 +750,7 @@ impl BatchTx for PgBatch {
         self.delete_unused_accounts(unused_accounts).await?;
         self.write_conflicts(conflicts, now).await?;
         self.write_rejected(rejected).await?;
+        self.write_import_sections(import_sections).await?;
         self.write_discrepancy_updates(discrepancy_updates, now).await?;
         Ok(())
     }

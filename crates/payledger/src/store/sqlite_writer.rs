@@ -16,13 +16,16 @@ use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
 use super::batch::{
-    ActivityLine, ConflictRecord, DiscrepancyUpdate, HoldState, HoldWrite, JobEnd, KeyClaims, LockedDiscrepancy,
-    NewJob, NewKey, NewTransaction, NoticeClaim, NoticeUpdate, PayoutEvent, PayoutState, Plan, RejectedNotice,
-    StoredKey, StoredNotice, StoredResponse, hold_reference,
+    ActivityLine, ClaimedImport, ConflictRecord, HoldState, HoldWrite, ImportClaim, JobEnd, KeyClaims,
+    LockedDiscrepancy, NewJob, NewKey, NewTransaction, NoticeClaim, NoticeUpdate, PayoutEvent, PayoutState, Plan,
+    RejectedNotice, StoredKey, StoredNotice, StoredResponse, hold_reference,
 };
 use super::payouts::{PAYOUT_STATE_SQL, PayoutRow};
 use super::{AccountKind, AuditEntry, BatchTx, MAX_KEPT_NOTICES, StoreError, hold_from_row, notice_from_row};
 use crate::timefmt::sqlite_text;
+
+#[path = "sqlite_statements.rs"]
+mod statements;
 
 /// How many prepared statements the writer keeps.
 const STATEMENT_CACHE: usize = 64;
@@ -359,17 +362,6 @@ impl SqliteBatch<'_> {
     }
 
     /// Keeps rejected notices for operators, pruning all but the newest [`MAX_KEPT_NOTICES`].
-    fn write_discrepancy_updates(&self, updates: &[DiscrepancyUpdate], now: &str) -> Result<(), StoreError> {
-        let mut update = self.tx.prepare_cached(
-            "UPDATE statement_discrepancies SET state = ?1, resolution = ?2, note = COALESCE(?3, note),
-                 resolved_by = ?4, resolved_at = ?5 WHERE id = ?6",
-        )?;
-        for change in updates {
-            update.execute(params![change.state, change.resolution, change.note, change.by, now, change.id])?;
-        }
-        Ok(())
-    }
-
     fn write_rejected(&self, rejected: &[RejectedNotice]) -> Result<(), StoreError> {
         if !rejected.is_empty() {
             let mut statement = self.tx.prepare_cached(
@@ -535,18 +527,16 @@ impl BatchTx for SqliteBatch<'_> {
         Ok(holds)
     }
 
+    async fn claim_imports(
+        &mut self,
+        claims: &[ImportClaim],
+        now: OffsetDateTime,
+    ) -> Result<HashMap<[u8; 32], ClaimedImport>, StoreError> {
+        self.claim_statement_imports(claims, &sqlite_text(now))
+    }
+
     async fn lock_discrepancies(&mut self, ids: &[i64]) -> Result<HashMap<i64, LockedDiscrepancy>, StoreError> {
-        let mut statement = self.tx.prepare_cached("SELECT kind, state FROM statement_discrepancies WHERE id = ?1")?;
-        let mut found = HashMap::with_capacity(ids.len());
-        for id in ids {
-            let row = statement
-                .query_row(params![id], |row| Ok(LockedDiscrepancy { kind: row.get(0)?, state: row.get(1)? }))
-                .optional()?;
-            if let Some(discrepancy) = row {
-                found.insert(*id, discrepancy);
-            }
-        }
-        Ok(found)
+        self.lock_statement_discrepancies(ids)
     }
 
     async fn find_accounts(
@@ -702,6 +692,7 @@ impl BatchTx for SqliteBatch<'_> {
             audit,
             unused_accounts,
             discrepancy_updates,
+            import_sections,
         } = plan;
         let now = sqlite_text(now);
         // The statements run in the order they always have: the unused accounts are deleted only after the
@@ -721,6 +712,7 @@ impl BatchTx for SqliteBatch<'_> {
         self.write_notice_updates(notice_updates, &now)?;
         self.write_conflicts(conflicts, &now)?;
         self.write_rejected(rejected)?;
+        self.write_import_sections(import_sections)?;
         self.write_discrepancy_updates(discrepancy_updates, &now)?;
         Ok(())
     }

@@ -6,12 +6,15 @@
 mod cli;
 mod http;
 
+use payledger::engine::batch::{WriteCommand, WriteOutcome};
+use payledger::engine::statements::{BeginImport, SectionCounts, StatementOutcome};
 use payledger::engine::{LedgerEngine, WriterHandle};
 use payledger::statement::{
     DiscrepancyKind, DiscrepancyState, ImportsPage, ReconcileError, ReconcileSettings, Reconciliation, ReportQuery,
 };
 use payledger::store::Store;
-use payledger_core::statement::AccountNumber;
+use payledger_core::money::Currency;
+use payledger_core::statement::{AccountNumber, AccountSummary, StatementFormat};
 use time::macros::date;
 
 use crate::common::{self, Backend, TestDb, TestServer, on_both_backends};
@@ -20,6 +23,7 @@ on_both_backends!(
     an_empty_ledger_has_no_imports_and_an_unknown_import_is_not_found,
     a_stored_import_reads_back_with_its_sections_and_discrepancies,
     accepting_a_discrepancy_records_the_note_once_even_when_two_operators_race,
+    beginning_the_same_file_twice_at_once_starts_one_import_and_a_complete_one_is_already_imported,
 );
 
 /// A started server and the reconciliation service on its database.
@@ -212,6 +216,63 @@ async fn accepting_a_discrepancy_records_the_note_once_even_when_two_operators_r
         .await
         .expect("report");
     assert_eq!((report.counts.open.missing_notice, report.counts.accepted.missing_notice), (0, 1));
+    harness.db.assert_verified().await;
+    harness.stop().await;
+}
+
+fn begin_command(by: &str) -> BeginImport {
+    let summary = AccountSummary {
+        account: AccountNumber::parse(ACCOUNT).expect("account"),
+        currency: Currency::RUB,
+        period_start: date!(2024 - 04 - 28),
+        period_end: date!(2024 - 04 - 29),
+        opening_balance: Some(10_000),
+        total_credits: Some(3_550),
+        total_debits: Some(500),
+        closing_balance: Some(13_050),
+        source_line: 4,
+    };
+    BeginImport {
+        sha256: [7; 32],
+        format: StatementFormat::OneC,
+        file_name: Some("april.txt".into()),
+        sections: vec![SectionCounts { summary, credit_lines: 2, debit_lines: 1 }],
+        line_count: 3,
+        by: Some(by.into()),
+    }
+}
+
+async fn begin(service: &Reconciliation, by: &str) -> StatementOutcome {
+    match service.engine().submit(WriteCommand::StatementBegin(begin_command(by))).await.expect("submit") {
+        WriteOutcome::Statement(outcome) => outcome,
+        other => panic!("{other:?}"),
+    }
+}
+
+async fn beginning_the_same_file_twice_at_once_starts_one_import_and_a_complete_one_is_already_imported(
+    backend: Backend,
+) {
+    let Some(harness) = Harness::start(backend).await else { return };
+    let (first, second) = tokio::join!(begin(&harness.service, "alice"), begin(&harness.service, "bob"));
+    let id = match (&first, &second) {
+        (StatementOutcome::ImportStarted { id }, StatementOutcome::ImportResumed { id: other })
+        | (StatementOutcome::ImportResumed { id: other }, StatementOutcome::ImportStarted { id })
+            if id == other =>
+        {
+            *id
+        }
+        other => panic!("one start and one resume of the same import: {other:?}"),
+    };
+    let summary = harness.service.import_summary(id).await.expect("summary");
+    assert_eq!((summary.state.as_str(), summary.lines_read, summary.accounts.len()), ("loading", 3, 1));
+    assert_eq!(summary.sha256, "07".repeat(32));
+    assert_eq!(summary.accounts[0].total_debits.as_deref(), Some("5.00"));
+    assert_eq!(harness.db.scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'statement.import'").await, 1);
+    assert_eq!(harness.db.scalar("SELECT COUNT(*) FROM statement_accounts").await, 1);
+
+    harness.db.execute("UPDATE statement_imports SET state = 'complete'").await;
+    assert_eq!(begin(&harness.service, "carol").await, StatementOutcome::AlreadyImported { id });
+    assert_eq!(harness.db.scalar("SELECT COUNT(*) FROM statement_imports").await, 1);
     harness.db.assert_verified().await;
     harness.stop().await;
 }
