@@ -51,6 +51,8 @@ pub enum WriteCommand {
     StatementAccept(super::statements::AcceptCommand),
     /// Start a statement import (or find it started or complete).
     StatementBegin(super::statements::BeginImport),
+    /// Store and match up to 1,000 lines of an import.
+    StatementLines(super::statements::LinesCommand),
 }
 
 /// A worker's claim of due jobs.
@@ -78,7 +80,8 @@ impl WriteCommand {
             | WriteCommand::KeepRefusal(_)
             | WriteCommand::ClaimJobs(_)
             | WriteCommand::StatementAccept(_)
-            | WriteCommand::StatementBegin(_) => None,
+            | WriteCommand::StatementBegin(_)
+            | WriteCommand::StatementLines(_) => None,
         }
     }
 }
@@ -136,6 +139,12 @@ pub struct Claims {
     pub discrepancies: HashMap<i64, crate::store::batch::LockedDiscrepancy>,
     /// The statement imports the batch's commands start, by SHA-256.
     pub imports: HashMap<[u8; 32], crate::store::batch::ClaimedImport>,
+    /// For each lines command (by command index), each line's new id, or `None` if it was stored before.
+    pub stored_lines: HashMap<usize, Vec<Option<i64>>>,
+    /// The payments the batch's new lines may be.
+    pub payment_candidates: Vec<crate::store::batch::PaymentCandidate>,
+    /// The payer INNs of the batch's lines that have an organization.
+    pub line_payers: HashSet<String>,
 }
 
 /// The notice rows a batch should try to insert: the first occurrence of each new operation id, in
@@ -203,6 +212,7 @@ pub fn decide(
     // Changed as the batch's commands decide, so a second accept of one discrepancy sees the first.
     let mut discrepancies = claims.discrepancies.clone();
     let mut started_imports: HashSet<i64> = HashSet::new();
+    let mut taken_payments: HashSet<i64> = HashSet::new();
     let mut plan = Plan::default();
     let mut outcomes = Vec::with_capacity(commands.len());
     for (index, command) in commands.iter().enumerate() {
@@ -255,6 +265,14 @@ pub fn decide(
                 begin,
                 claims.imports.get(&begin.sha256),
                 &mut started_imports,
+                &mut plan,
+            )),
+            WriteCommand::StatementLines(lines) => WriteOutcome::Statement(super::statements::decide_lines(
+                lines,
+                claims.stored_lines.get(&index).map_or(&[], Vec::as_slice),
+                &claims.payment_candidates,
+                &claims.line_payers,
+                &mut taken_payments,
                 &mut plan,
             )),
             WriteCommand::Payout(command) => {

@@ -429,7 +429,8 @@ impl WriterState {
                 | WriteCommand::KeepRefusal(_)
                 | WriteCommand::ClaimJobs(_)
                 | WriteCommand::StatementAccept(_)
-                | WriteCommand::StatementBegin(_) => false,
+                | WriteCommand::StatementBegin(_)
+                | WriteCommand::StatementLines(_) => false,
             })
             .filter_map(WriteCommand::organization)
             .collect();
@@ -597,7 +598,8 @@ impl<'a> CommandKinds<'a> {
                 | WriteCommand::KeepRefusal(_)
                 | WriteCommand::ClaimJobs(_)
                 | WriteCommand::StatementAccept(_)
-                | WriteCommand::StatementBegin(_) => {}
+                | WriteCommand::StatementBegin(_)
+                | WriteCommand::StatementLines(_) => {}
             }
         }
         kinds
@@ -679,8 +681,44 @@ async fn lock_rows<T: BatchTx>(
     imports.dedup_by_key(|claim| claim.sha256);
     let imports = tx.claim_imports(&imports, now).await?;
     let discrepancies = tx.lock_discrepancies(&accepted).await?;
-    let claims = Claims { inserted, stored, waiting, discrepancies, imports };
+    let mut claims = Claims { inserted, stored, waiting, discrepancies, imports, ..Claims::default() };
+    statements_claims(tx, commands, &mut claims).await?;
     Ok(Locked { claim_rows, claims, keys, payouts, jobs, holds })
+}
+
+/// Stores the batch's statement lines (new ones get ids; a line stored before is counted as known) and loads
+/// the payments and payers their matching needs. Lines are keyed by their unique (account, fingerprint,
+/// occurrence): two instances inserting one line wait for each other there, and the loser reruns the batch.
+async fn statements_claims<T: BatchTx>(
+    tx: &mut T,
+    commands: &[WriteCommand],
+    claims: &mut Claims,
+) -> Result<(), StoreError> {
+    let mut documents = Vec::new();
+    let mut operation_ids = Vec::new();
+    let mut payers = Vec::new();
+    for (index, command) in commands.iter().enumerate() {
+        if let WriteCommand::StatementLines(lines) = command {
+            let stored = tx.insert_statement_lines(&statements::line_rows(lines)).await?;
+            claims.stored_lines.insert(index, stored);
+            let (more_documents, more_ids) = statements::candidate_keys(lines);
+            payers.extend(more_documents.iter().map(|(inn, _)| inn.clone()));
+            documents.extend(more_documents);
+            operation_ids.extend(more_ids);
+        }
+    }
+    if claims.stored_lines.is_empty() {
+        return Ok(());
+    }
+    documents.sort();
+    documents.dedup();
+    operation_ids.sort();
+    operation_ids.dedup();
+    claims.payment_candidates = tx.payment_candidates(&documents, &operation_ids).await?;
+    let payers = sorted_unique(payers.into_iter());
+    claims.line_payers =
+        tx.find_accounts(AccountKind::Organization, &payers).await?.into_iter().map(|(inn, _)| inn).collect();
+    Ok(())
 }
 
 /// Every account a batch touches: found, or created where an operation may create one.

@@ -10,9 +10,13 @@ use time::Date;
 use uuid::Uuid;
 
 use crate::store::AuditEntry;
-use payledger_core::statement::{AccountSummary, StatementFormat};
+use payledger_core::Inn;
+use payledger_core::statement::{AccountSummary, Fingerprint, StatementFormat, StatementLine, moscow_date};
 
-use crate::store::batch::{ClaimedImport, DiscrepancyUpdate, ImportClaim, ImportSection, LockedDiscrepancy, Plan};
+use crate::store::batch::{
+    ClaimedImport, DiscrepancyUpdate, ImportClaim, ImportCounts, ImportSection, LockedDiscrepancy, NewDiscrepancy,
+    NewMatch, NewStatementLine, PaymentCandidate, Plan,
+};
 
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -410,9 +414,186 @@ pub fn decide_begin(
     StatementOutcome::ImportStarted { id: claimed.id }
 }
 
+/// Up to [`MAX_LINES_PER_COMMAND`] lines of an import, with their identity, to store and match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinesCommand {
+    /// The import (started by a [`BeginImport`]).
+    pub import_id: i64,
+    /// Each line with its fingerprint and occurrence.
+    pub lines: Vec<(StatementLine, Fingerprint, u32)>,
+    /// Today in Moscow: lines booked before it are judged, the others stay pending.
+    pub today: Date,
+}
+
+/// The most lines one [`LinesCommand`] carries.
+pub const MAX_LINES_PER_COMMAND: usize = 1000;
+
+/// The rows a lines command inserts.
+pub fn line_rows(command: &LinesCommand) -> Vec<NewStatementLine> {
+    command
+        .lines
+        .iter()
+        .map(|(line, fingerprint, occurrence)| NewStatementLine {
+            import_id: command.import_id,
+            account: line.account.as_str().to_owned(),
+            fingerprint: *fingerprint,
+            occurrence: i64::from(*occurrence),
+            direction: line.direction.as_str(),
+            amount: line.amount.minor(),
+            currency: line.amount.currency().code(),
+            booking_date: line.booking_date,
+            document_number: line.document_number.clone(),
+            document_date: line.document_date,
+            payer_inn: line.counterparty_inn.as_ref().map(|inn| inn.as_str().to_owned()),
+            payer_name: line.counterparty_name.clone(),
+            payer_account: line.counterparty_account.clone(),
+            payer_bik: line.counterparty_bik.clone(),
+            bank_ref: line.bank_ref.clone(),
+            end_to_end_id: line.end_to_end_id.clone(),
+            purpose: line.purpose.clone(),
+            source_line: i64::try_from(line.source_line).unwrap_or(i64::MAX),
+            raw: serde_json::Value::Array(
+                line.raw.iter().map(|(key, value)| serde_json::json!([key, value])).collect(),
+            )
+            .to_string(),
+        })
+        .collect()
+}
+
+/// The (payer INN, document number) pairs and bank ids (as operation ids) a lines command looks payments up by.
+pub fn candidate_keys(command: &LinesCommand) -> (Vec<(String, String)>, Vec<Uuid>) {
+    let mut documents = Vec::new();
+    let mut ids = Vec::new();
+    for (line, _, _) in &command.lines {
+        if line.direction != payledger_core::statement::Direction::Credit {
+            continue;
+        }
+        if let Some(inn) = &line.counterparty_inn {
+            documents.push((inn.as_str().to_owned(), line.document_number.clone()));
+        }
+        ids.extend(
+            [&line.bank_ref, &line.end_to_end_id].into_iter().flatten().filter_map(|id| id.parse::<Uuid>().ok()),
+        );
+    }
+    documents.sort();
+    documents.dedup();
+    ids.sort();
+    ids.dedup();
+    (documents, ids)
+}
+
+/// Matches a lines command's new credit lines against the candidates no earlier command of the batch took,
+/// and records the matches, the discrepancies of closed days and the import's counters.
+pub fn decide_lines(
+    command: &LinesCommand,
+    stored: &[Option<i64>],
+    candidates: &[PaymentCandidate],
+    payers: &HashSet<String>,
+    taken: &mut HashSet<i64>,
+    plan: &mut Plan,
+) -> StatementOutcome {
+    let open: Vec<OpenPayment> = candidates
+        .iter()
+        .filter(|payment| !taken.contains(&payment.id))
+        .filter_map(|payment| {
+            let currency = payledger_core::money::Currency::from_code(&payment.currency)?;
+            Some(OpenPayment {
+                id: payment.id,
+                operation_id: payment.operation_id,
+                key: MatchKey {
+                    payer_inn: Inn::parse(&payment.payer_inn).ok()?,
+                    document_number: payment.document_number.clone(),
+                    document_date: moscow_date(payment.document_date),
+                    amount: payment.amount,
+                    currency,
+                },
+            })
+        })
+        .collect();
+    let mut lines = Vec::new();
+    let mut known = 0;
+    for ((line, _, _), id) in command.lines.iter().zip(stored) {
+        let Some(id) = id else {
+            known += 1;
+            continue;
+        };
+        if line.direction == payledger_core::statement::Direction::Credit {
+            lines.push((
+                line,
+                LineToMatch {
+                    id: *id,
+                    key: MatchKey::of_line(line),
+                    bank_ids: [&line.bank_ref, &line.end_to_end_id].into_iter().flatten().cloned().collect(),
+                    booking_date: line.booking_date,
+                    payer_known: line.counterparty_inn.as_ref().is_some_and(|inn| payers.contains(inn.as_str())),
+                },
+            ));
+        }
+    }
+    let to_match: Vec<LineToMatch> = lines.iter().map(|(_, line)| line.clone()).collect();
+    let decisions = match_lines(&to_match, &open, command.today);
+    let (mut matched, mut pending, mut judged) = (0, 0, 0);
+    for ((line, candidate), decision) in lines.iter().zip(decisions) {
+        match decision {
+            LineDecision::Matched { payment_id, rule } => {
+                taken.insert(payment_id);
+                matched += 1;
+                plan.statement_matches.push(NewMatch {
+                    line_id: candidate.id,
+                    payment_id,
+                    rule: rule.as_str(),
+                    by: None,
+                });
+            }
+            LineDecision::Pending => pending += 1,
+            LineDecision::Discrepancy { kind, candidates } => {
+                judged += 1;
+                plan.new_discrepancies.push(NewDiscrepancy {
+                    kind: kind.as_str(),
+                    line_id: Some(candidate.id),
+                    payment_id: None,
+                    account: Some(line.account.as_str().to_owned()),
+                    day: line.booking_date,
+                    amount: line.amount.minor(),
+                    currency: line.amount.currency().code().to_owned(),
+                    details: serde_json::json!({ "candidates": candidates }).to_string(),
+                });
+            }
+        }
+    }
+    let new = stored.iter().flatten().count() as u64;
+    plan.import_counts.push(ImportCounts {
+        import_id: command.import_id,
+        lines_new: i64::try_from(new).unwrap_or(i64::MAX),
+        lines_already_known: known,
+        matched,
+        pending,
+    });
+    StatementOutcome::LinesStored {
+        new,
+        already_known: u64::try_from(known).unwrap_or(0),
+        matched: u64::try_from(matched).unwrap_or(0),
+        pending: u64::try_from(pending).unwrap_or(0),
+        discrepancies: judged,
+    }
+}
+
 /// What became of a reconciliation command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StatementOutcome {
+    /// A lines command stored and matched its lines.
+    LinesStored {
+        /// Lines stored.
+        new: u64,
+        /// Lines an earlier import had stored.
+        already_known: u64,
+        /// Lines matched with a payment.
+        matched: u64,
+        /// Credit lines of open days.
+        pending: u64,
+        /// Discrepancies opened.
+        discrepancies: u64,
+    },
     /// A new import is started (`loading`).
     ImportStarted {
         /// Its id.

@@ -151,6 +151,123 @@ pub struct Plan {
     pub discrepancy_updates: Vec<DiscrepancyUpdate>,
     /// Account sections of statement imports this batch started.
     pub import_sections: Vec<ImportSection>,
+    /// Statement lines matched with payments.
+    pub statement_matches: Vec<NewMatch>,
+    /// Discrepancies found.
+    pub new_discrepancies: Vec<NewDiscrepancy>,
+    /// What each import's lines commands added to its counters.
+    pub import_counts: Vec<ImportCounts>,
+}
+
+/// A statement line to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewStatementLine {
+    /// The import storing it first.
+    pub import_id: i64,
+    /// Our account.
+    pub account: String,
+    /// Its fingerprint.
+    pub fingerprint: [u8; 32],
+    /// Its occurrence among identical lines of its file.
+    pub occurrence: i64,
+    /// `credit` or `debit`.
+    pub direction: &'static str,
+    /// Minor units.
+    pub amount: i64,
+    /// The currency code.
+    pub currency: &'static str,
+    /// The booking day.
+    pub booking_date: time::Date,
+    /// The document number.
+    pub document_number: String,
+    /// The document date.
+    pub document_date: time::Date,
+    /// The counterparty's INN.
+    pub payer_inn: Option<String>,
+    /// The counterparty's name.
+    pub payer_name: Option<String>,
+    /// The counterparty's account.
+    pub payer_account: Option<String>,
+    /// The counterparty's bank.
+    pub payer_bik: Option<String>,
+    /// The bank's reference.
+    pub bank_ref: Option<String>,
+    /// The end-to-end id.
+    pub end_to_end_id: Option<String>,
+    /// The purpose.
+    pub purpose: Option<String>,
+    /// The file line.
+    pub source_line: i64,
+    /// The document as the file gives it, JSON.
+    pub raw: String,
+}
+
+/// A payment a statement line may be: applied or received, not a late notice, not matched yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentCandidate {
+    /// bank_payments.id.
+    pub id: i64,
+    /// Its operation id.
+    pub operation_id: Uuid,
+    /// Minor units.
+    pub amount: i64,
+    /// The currency code.
+    pub currency: String,
+    /// The payer's INN.
+    pub payer_inn: String,
+    /// The document number.
+    pub document_number: String,
+    /// The document date.
+    pub document_date: OffsetDateTime,
+}
+
+/// A line matched with a payment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMatch {
+    /// The line.
+    pub line_id: i64,
+    /// The payment.
+    pub payment_id: i64,
+    /// `bank_ref`, `document`, `applied` or `late_notice`.
+    pub rule: &'static str,
+    /// Who (an operator's apply), if anyone.
+    pub by: Option<String>,
+}
+
+/// A discrepancy found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDiscrepancy {
+    /// Its kind's stored name.
+    pub kind: &'static str,
+    /// The line.
+    pub line_id: Option<i64>,
+    /// The payment.
+    pub payment_id: Option<i64>,
+    /// The account.
+    pub account: Option<String>,
+    /// The day judged.
+    pub day: time::Date,
+    /// Minor units.
+    pub amount: i64,
+    /// The currency code.
+    pub currency: String,
+    /// The candidates, JSON.
+    pub details: String,
+}
+
+/// What an import's lines add to its counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImportCounts {
+    /// The import.
+    pub import_id: i64,
+    /// Lines stored.
+    pub lines_new: i64,
+    /// Lines already stored by an earlier import.
+    pub lines_already_known: i64,
+    /// Lines matched.
+    pub matched: i64,
+    /// Lines left pending.
+    pub pending: i64,
 }
 
 /// A statement import a batch starts, or finds started or complete, by its file's SHA-256.
@@ -525,6 +642,19 @@ pub trait BatchTx {
         claims: &[ImportClaim],
         now: OffsetDateTime,
     ) -> impl Future<Output = Result<HashMap<[u8; 32], ClaimedImport>, StoreError>>;
+    /// Inserts the statement lines that are new (by account, fingerprint and occurrence) and returns, for each
+    /// line in order, its new id or `None` if it was stored before.
+    fn insert_statement_lines(
+        &mut self,
+        lines: &[NewStatementLine],
+    ) -> impl Future<Output = Result<Vec<Option<i64>>, StoreError>>;
+    /// The applied or received payments, not late notices and not matched to a line, with these (payer INN,
+    /// document number) pairs or these operation ids.
+    fn payment_candidates(
+        &mut self,
+        documents: &[(String, String)],
+        operation_ids: &[Uuid],
+    ) -> impl Future<Output = Result<Vec<PaymentCandidate>, StoreError>>;
     /// Locks the reconciliation discrepancies with these ids (ascending) and loads their kind and state.
     fn lock_discrepancies(
         &mut self,

@@ -8,7 +8,12 @@ use time::OffsetDateTime;
 
 use super::PgBatch;
 use crate::store::StoreError;
-use crate::store::batch::{ClaimedImport, DiscrepancyUpdate, ImportClaim, ImportSection, LockedDiscrepancy};
+use uuid::Uuid;
+
+use crate::store::batch::{
+    ClaimedImport, DiscrepancyUpdate, ImportClaim, ImportCounts, ImportSection, LockedDiscrepancy, NewDiscrepancy,
+    NewMatch, NewStatementLine, PaymentCandidate,
+};
 
 impl PgBatch {
     /// Inserts each new import (`loading`), ascending SHA-256 (the claims arrive sorted), and returns every
@@ -122,6 +127,169 @@ impl PgBatch {
         .bind(now)
         .execute(&mut *self.tx)
         .await?;
+        Ok(())
+    }
+
+    /// One statement for the command's lines; `RETURNING` names the inserted ones by their identity.
+    /// (Lock phase: statement lines, ascending (account, fingerprint, occurrence).)
+    pub(super) async fn insert_lines(&mut self, lines: &[NewStatementLine]) -> Result<Vec<Option<i64>>, StoreError> {
+        if lines.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Inserted in ascending key order, so two instances storing overlapping files wait in one order.
+        let mut sorted: Vec<&NewStatementLine> = lines.iter().collect();
+        sorted
+            .sort_by(|a, b| (&a.account, a.fingerprint, a.occurrence).cmp(&(&b.account, b.fingerprint, b.occurrence)));
+        let rows = sqlx::query(
+            "INSERT INTO statement_lines (import_id, account, fingerprint, occurrence, direction, amount, currency,
+                 booking_date, document_number, document_date, payer_inn, payer_name, payer_account, payer_bik,
+                 bank_ref, end_to_end_id, purpose, source_line, raw)
+             SELECT import_id, account, fingerprint, occurrence, direction, amount, currency, booking_date,
+                    document_number, document_date, payer_inn, payer_name, payer_account, payer_bik, bank_ref,
+                    end_to_end_id, purpose, source_line, raw::jsonb
+             FROM UNNEST($1::bigint[], $2::text[], $3::bytea[], $4::bigint[], $5::text[], $6::bigint[], $7::text[],
+                         $8::date[], $9::text[], $10::date[], $11::text[], $12::text[], $13::text[], $14::text[],
+                         $15::text[], $16::text[], $17::text[], $18::bigint[], $19::text[])
+                  WITH ORDINALITY AS l(import_id, account, fingerprint, occurrence, direction, amount, currency,
+                      booking_date, document_number, document_date, payer_inn, payer_name, payer_account, payer_bik,
+                      bank_ref, end_to_end_id, purpose, source_line, raw, n)
+             ORDER BY n
+             ON CONFLICT (account, fingerprint, occurrence) DO NOTHING
+             RETURNING id, account, fingerprint, CAST(occurrence AS BIGINT)",
+        )
+        .bind(sorted.iter().map(|l| l.import_id).collect::<Vec<_>>())
+        .bind(sorted.iter().map(|l| l.account.clone()).collect::<Vec<_>>())
+        .bind(sorted.iter().map(|l| l.fingerprint.to_vec()).collect::<Vec<_>>())
+        .bind(sorted.iter().map(|l| l.occurrence).collect::<Vec<_>>())
+        .bind(sorted.iter().map(|l| l.direction).collect::<Vec<_>>())
+        .bind(sorted.iter().map(|l| l.amount).collect::<Vec<_>>())
+        .bind(sorted.iter().map(|l| l.currency).collect::<Vec<_>>())
+        .bind(sorted.iter().map(|l| l.booking_date).collect::<Vec<_>>())
+        .bind(sorted.iter().map(|l| l.document_number.clone()).collect::<Vec<_>>())
+        .bind(sorted.iter().map(|l| l.document_date).collect::<Vec<_>>())
+        .bind(sorted.iter().map(|l| l.payer_inn.clone()).collect::<Vec<_>>())
+        .bind(sorted.iter().map(|l| l.payer_name.clone()).collect::<Vec<_>>())
+        .bind(sorted.iter().map(|l| l.payer_account.clone()).collect::<Vec<_>>())
+        .bind(sorted.iter().map(|l| l.payer_bik.clone()).collect::<Vec<_>>())
+        .bind(sorted.iter().map(|l| l.bank_ref.clone()).collect::<Vec<_>>())
+        .bind(sorted.iter().map(|l| l.end_to_end_id.clone()).collect::<Vec<_>>())
+        .bind(sorted.iter().map(|l| l.purpose.clone()).collect::<Vec<_>>())
+        .bind(sorted.iter().map(|l| l.source_line).collect::<Vec<_>>())
+        .bind(sorted.iter().map(|l| l.raw.clone()).collect::<Vec<_>>())
+        .fetch_all(&mut *self.tx)
+        .await?;
+        let mut inserted: HashMap<(String, Vec<u8>, i64), i64> = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            inserted.insert((row.try_get(1)?, row.try_get(2)?, row.try_get(3)?), row.try_get(0)?);
+        }
+        Ok(lines.iter().map(|l| inserted.remove(&(l.account.clone(), l.fingerprint.to_vec(), l.occurrence))).collect())
+    }
+
+    pub(super) async fn candidates(
+        &mut self,
+        documents: &[(String, String)],
+        operation_ids: &[Uuid],
+    ) -> Result<Vec<PaymentCandidate>, StoreError> {
+        if documents.is_empty() && operation_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(
+            "SELECT p.id, p.operation_id, p.amount, p.currency, p.payer_inn, p.document_number, p.document_date
+             FROM bank_payments p
+             WHERE ((p.payer_inn, p.document_number) IN (SELECT * FROM UNNEST($1::text[], $2::text[]))
+                    OR p.operation_id = ANY($3::uuid[]))
+               AND p.status IN ('applied', 'received')
+               AND NOT EXISTS (SELECT 1 FROM statement_matches m WHERE m.payment_id = p.id)
+             ORDER BY p.id",
+        )
+        .bind(documents.iter().map(|(inn, _)| inn.clone()).collect::<Vec<_>>())
+        .bind(documents.iter().map(|(_, number)| number.clone()).collect::<Vec<_>>())
+        .bind(operation_ids)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(PaymentCandidate {
+                    id: row.try_get(0)?,
+                    operation_id: row.try_get(1)?,
+                    amount: row.try_get(2)?,
+                    currency: row.try_get(3)?,
+                    payer_inn: row.try_get(4)?,
+                    document_number: row.try_get(5)?,
+                    document_date: row.try_get(6)?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    pub(super) async fn write_statement_matches(
+        &mut self,
+        matches: &[NewMatch],
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        if matches.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO statement_matches (line_id, payment_id, rule, matched_at, matched_by)
+             SELECT line_id, payment_id, rule, $4, matched_by
+             FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $5::text[]) AS m(line_id, payment_id, rule, matched_by)",
+        )
+        .bind(matches.iter().map(|m| m.line_id).collect::<Vec<_>>())
+        .bind(matches.iter().map(|m| m.payment_id).collect::<Vec<_>>())
+        .bind(matches.iter().map(|m| m.rule).collect::<Vec<_>>())
+        .bind(now)
+        .bind(matches.iter().map(|m| m.by.clone()).collect::<Vec<_>>())
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    pub(super) async fn write_new_discrepancies(
+        &mut self,
+        found: &[NewDiscrepancy],
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        if found.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO statement_discrepancies (kind, state, line_id, payment_id, account, day, amount, currency,
+                 details, created_at)
+             SELECT kind, 'open', line_id, payment_id, account, day, amount, currency, details::jsonb, $9
+             FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::date[], $6::bigint[], $7::text[],
+                         $8::text[]) AS d(kind, line_id, payment_id, account, day, amount, currency, details)",
+        )
+        .bind(found.iter().map(|d| d.kind).collect::<Vec<_>>())
+        .bind(found.iter().map(|d| d.line_id).collect::<Vec<_>>())
+        .bind(found.iter().map(|d| d.payment_id).collect::<Vec<_>>())
+        .bind(found.iter().map(|d| d.account.clone()).collect::<Vec<_>>())
+        .bind(found.iter().map(|d| d.day).collect::<Vec<_>>())
+        .bind(found.iter().map(|d| d.amount).collect::<Vec<_>>())
+        .bind(found.iter().map(|d| d.currency.clone()).collect::<Vec<_>>())
+        .bind(found.iter().map(|d| d.details.clone()).collect::<Vec<_>>())
+        .bind(now)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    pub(super) async fn write_import_counts(&mut self, counts: &[ImportCounts]) -> Result<(), StoreError> {
+        for c in counts {
+            sqlx::query(
+                "UPDATE statement_imports SET lines_new = lines_new + $1,
+                     lines_already_known = lines_already_known + $2, matched = matched + $3, pending = pending + $4
+                 WHERE id = $5",
+            )
+            .bind(c.lines_new)
+            .bind(c.lines_already_known)
+            .bind(c.matched)
+            .bind(c.pending)
+            .bind(c.import_id)
+            .execute(&mut *self.tx)
+            .await?;
+        }
         Ok(())
     }
 }

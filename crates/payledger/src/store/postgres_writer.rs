@@ -14,8 +14,8 @@ use uuid::Uuid;
 
 use super::batch::{
     ActivityLine, ClaimedImport, ConflictRecord, HoldState, HoldWrite, ImportClaim, JobEnd, KeyClaims,
-    LockedDiscrepancy, NewJob, NewKey, NewTransaction, NoticeClaim, NoticeUpdate, PayoutEvent, PayoutState, Plan,
-    RejectedNotice, StoredKey, StoredNotice, StoredResponse, hold_reference,
+    LockedDiscrepancy, NewJob, NewKey, NewStatementLine, NewTransaction, NoticeClaim, NoticeUpdate, PaymentCandidate,
+    PayoutEvent, PayoutState, Plan, RejectedNotice, StoredKey, StoredNotice, StoredResponse, hold_reference,
 };
 use super::postgres::insert_organizations;
 use super::{AccountKind, AuditEntry, BatchTx, MAX_KEPT_NOTICES, StoreError, hold_from_row, notice_from_row};
@@ -572,6 +572,18 @@ impl BatchTx for PgBatch {
         self.claim_statement_imports(claims, now).await
     }
 
+    async fn insert_statement_lines(&mut self, lines: &[NewStatementLine]) -> Result<Vec<Option<i64>>, StoreError> {
+        self.insert_lines(lines).await
+    }
+
+    async fn payment_candidates(
+        &mut self,
+        documents: &[(String, String)],
+        operation_ids: &[Uuid],
+    ) -> Result<Vec<PaymentCandidate>, StoreError> {
+        self.candidates(documents, operation_ids).await
+    }
+
     async fn lock_discrepancies(&mut self, ids: &[i64]) -> Result<HashMap<i64, LockedDiscrepancy>, StoreError> {
         self.lock_statement_discrepancies(ids).await
     }
@@ -737,6 +749,9 @@ impl BatchTx for PgBatch {
             unused_accounts,
             discrepancy_updates,
             import_sections,
+            statement_matches,
+            new_discrepancies,
+            import_counts,
         } = plan;
         // The statements run in the order they always have: the unused accounts are deleted only after the
         // balances are written, so an account the batch did put money in stays.
@@ -751,6 +766,9 @@ impl BatchTx for PgBatch {
         self.write_conflicts(conflicts, now).await?;
         self.write_rejected(rejected).await?;
         self.write_import_sections(import_sections).await?;
+        self.write_statement_matches(statement_matches, now).await?;
+        self.write_new_discrepancies(new_discrepancies, now).await?;
+        self.write_import_counts(import_counts).await?;
         self.write_discrepancy_updates(discrepancy_updates, now).await?;
         Ok(())
     }

@@ -7,7 +7,12 @@ use rusqlite::{OptionalExtension, params};
 
 use super::SqliteBatch;
 use crate::store::StoreError;
-use crate::store::batch::{ClaimedImport, DiscrepancyUpdate, ImportClaim, ImportSection, LockedDiscrepancy};
+use uuid::Uuid;
+
+use crate::store::batch::{
+    ClaimedImport, DiscrepancyUpdate, ImportClaim, ImportCounts, ImportSection, LockedDiscrepancy, NewDiscrepancy,
+    NewMatch, NewStatementLine, PaymentCandidate,
+};
 use crate::timefmt::sqlite_date;
 
 impl SqliteBatch<'_> {
@@ -91,6 +96,131 @@ impl SqliteBatch<'_> {
         )?;
         for change in updates {
             update.execute(params![change.state, change.resolution, change.note, change.by, now, change.id])?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn insert_lines(&self, lines: &[NewStatementLine]) -> Result<Vec<Option<i64>>, StoreError> {
+        let mut insert = self.tx.prepare_cached(
+            "INSERT INTO statement_lines (import_id, account, fingerprint, occurrence, direction, amount, currency,
+                 booking_date, document_number, document_date, payer_inn, payer_name, payer_account, payer_bik,
+                 bank_ref, end_to_end_id, purpose, source_line, raw)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)
+             ON CONFLICT (account, fingerprint, occurrence) DO NOTHING",
+        )?;
+        let mut ids = Vec::with_capacity(lines.len());
+        for l in lines {
+            let inserted = insert.execute(params![
+                l.import_id,
+                l.account,
+                &l.fingerprint[..],
+                l.occurrence,
+                l.direction,
+                l.amount,
+                l.currency,
+                sqlite_date(l.booking_date),
+                l.document_number,
+                sqlite_date(l.document_date),
+                l.payer_inn,
+                l.payer_name,
+                l.payer_account,
+                l.payer_bik,
+                l.bank_ref,
+                l.end_to_end_id,
+                l.purpose,
+                l.source_line,
+                l.raw
+            ])? == 1;
+            ids.push(inserted.then(|| self.tx.last_insert_rowid()));
+        }
+        Ok(ids)
+    }
+
+    /// One indexed lookup per (payer, number) through `bank_payments_by_document`, one per id by its key.
+    pub(super) fn candidates(
+        &self,
+        documents: &[(String, String)],
+        operation_ids: &[Uuid],
+    ) -> Result<Vec<PaymentCandidate>, StoreError> {
+        const COLUMNS: &str = "SELECT p.id, p.operation_id, p.amount, p.currency, p.payer_inn, p.document_number,
+                p.document_date FROM bank_payments p";
+        const OPEN: &str = "p.status IN ('applied', 'received')
+                AND NOT EXISTS (SELECT 1 FROM statement_matches m WHERE m.payment_id = p.id)";
+        let mut by_document = self
+            .tx
+            .prepare_cached(&format!("{COLUMNS} WHERE p.payer_inn = ?1 AND p.document_number = ?2 AND {OPEN}"))?;
+        let mut by_id = self.tx.prepare_cached(&format!("{COLUMNS} WHERE p.operation_id = ?1 AND {OPEN}"))?;
+        let mut found: HashMap<i64, PaymentCandidate> = HashMap::new();
+        let row = |row: &rusqlite::Row<'_>| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, Vec<u8>>(1)?,
+                row.get::<_, i64>(2)?,
+                row.get::<_, String>(3)?,
+                row.get::<_, String>(4)?,
+                row.get::<_, String>(5)?,
+                row.get::<_, String>(6)?,
+            ))
+        };
+        let mut rows = Vec::new();
+        for (inn, number) in documents {
+            rows.extend(by_document.query_map(params![inn, number], row)?.collect::<Result<Vec<_>, _>>()?);
+        }
+        for id in operation_ids {
+            rows.extend(by_id.query_map(params![id.as_bytes().as_slice()], row)?.collect::<Result<Vec<_>, _>>()?);
+        }
+        for (id, operation, amount, currency, payer_inn, document_number, date) in rows {
+            let operation_id = super::uuid_from(&operation)?;
+            let document_date = super::parse_time(&date)?;
+            found.insert(
+                id,
+                PaymentCandidate { id, operation_id, amount, currency, payer_inn, document_number, document_date },
+            );
+        }
+        let mut candidates: Vec<PaymentCandidate> = found.into_values().collect();
+        candidates.sort_by_key(|candidate| candidate.id);
+        Ok(candidates)
+    }
+
+    pub(super) fn write_statement_matches(&self, matches: &[NewMatch], now: &str) -> Result<(), StoreError> {
+        let mut insert = self.tx.prepare_cached(
+            "INSERT INTO statement_matches (line_id, payment_id, rule, matched_at, matched_by) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        for m in matches {
+            insert.execute(params![m.line_id, m.payment_id, m.rule, now, m.by])?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn write_new_discrepancies(&self, found: &[NewDiscrepancy], now: &str) -> Result<(), StoreError> {
+        let mut insert = self.tx.prepare_cached(
+            "INSERT INTO statement_discrepancies (kind, state, line_id, payment_id, account, day, amount, currency,
+                 details, created_at)
+             VALUES (?1, 'open', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?;
+        for d in found {
+            insert.execute(params![
+                d.kind,
+                d.line_id,
+                d.payment_id,
+                d.account,
+                sqlite_date(d.day),
+                d.amount,
+                d.currency,
+                d.details,
+                now
+            ])?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn write_import_counts(&self, counts: &[ImportCounts]) -> Result<(), StoreError> {
+        let mut update = self.tx.prepare_cached(
+            "UPDATE statement_imports SET lines_new = lines_new + ?1, lines_already_known = lines_already_known + ?2,
+                 matched = matched + ?3, pending = pending + ?4 WHERE id = ?5",
+        )?;
+        for c in counts {
+            update.execute(params![c.lines_new, c.lines_already_known, c.matched, c.pending, c.import_id])?;
         }
         Ok(())
     }

@@ -17,8 +17,8 @@ use uuid::Uuid;
 
 use super::batch::{
     ActivityLine, ClaimedImport, ConflictRecord, HoldState, HoldWrite, ImportClaim, JobEnd, KeyClaims,
-    LockedDiscrepancy, NewJob, NewKey, NewTransaction, NoticeClaim, NoticeUpdate, PayoutEvent, PayoutState, Plan,
-    RejectedNotice, StoredKey, StoredNotice, StoredResponse, hold_reference,
+    LockedDiscrepancy, NewJob, NewKey, NewStatementLine, NewTransaction, NoticeClaim, NoticeUpdate, PaymentCandidate,
+    PayoutEvent, PayoutState, Plan, RejectedNotice, StoredKey, StoredNotice, StoredResponse, hold_reference,
 };
 use super::payouts::{PAYOUT_STATE_SQL, PayoutRow};
 use super::{AccountKind, AuditEntry, BatchTx, MAX_KEPT_NOTICES, StoreError, hold_from_row, notice_from_row};
@@ -535,6 +535,18 @@ impl BatchTx for SqliteBatch<'_> {
         self.claim_statement_imports(claims, &sqlite_text(now))
     }
 
+    async fn insert_statement_lines(&mut self, lines: &[NewStatementLine]) -> Result<Vec<Option<i64>>, StoreError> {
+        self.insert_lines(lines)
+    }
+
+    async fn payment_candidates(
+        &mut self,
+        documents: &[(String, String)],
+        operation_ids: &[Uuid],
+    ) -> Result<Vec<PaymentCandidate>, StoreError> {
+        self.candidates(documents, operation_ids)
+    }
+
     async fn lock_discrepancies(&mut self, ids: &[i64]) -> Result<HashMap<i64, LockedDiscrepancy>, StoreError> {
         self.lock_statement_discrepancies(ids)
     }
@@ -693,6 +705,9 @@ impl BatchTx for SqliteBatch<'_> {
             unused_accounts,
             discrepancy_updates,
             import_sections,
+            statement_matches,
+            new_discrepancies,
+            import_counts,
         } = plan;
         let now = sqlite_text(now);
         // The statements run in the order they always have: the unused accounts are deleted only after the
@@ -713,6 +728,9 @@ impl BatchTx for SqliteBatch<'_> {
         self.write_conflicts(conflicts, &now)?;
         self.write_rejected(rejected)?;
         self.write_import_sections(import_sections)?;
+        self.write_statement_matches(statement_matches, &now)?;
+        self.write_new_discrepancies(new_discrepancies, &now)?;
+        self.write_import_counts(import_counts)?;
         self.write_discrepancy_updates(discrepancy_updates, &now)?;
         Ok(())
     }

@@ -7,14 +7,17 @@ mod cli;
 mod http;
 
 use payledger::engine::batch::{WriteCommand, WriteOutcome};
-use payledger::engine::statements::{BeginImport, SectionCounts, StatementOutcome};
+use payledger::engine::statements::{BeginImport, LinesCommand, SectionCounts, StatementOutcome};
 use payledger::engine::{LedgerEngine, WriterHandle};
 use payledger::statement::{
     DiscrepancyKind, DiscrepancyState, ImportsPage, ReconcileError, ReconcileSettings, Reconciliation, ReportQuery,
 };
 use payledger::store::Store;
-use payledger_core::money::Currency;
-use payledger_core::statement::{AccountNumber, AccountSummary, StatementFormat};
+use payledger_core::Inn;
+use payledger_core::money::{Currency, Money};
+use payledger_core::statement::{
+    AccountNumber, AccountSummary, Direction, OccurrenceCounter, StatementFormat, StatementLine, fingerprint,
+};
 use time::macros::date;
 
 use crate::common::{self, Backend, TestDb, TestServer, on_both_backends};
@@ -24,6 +27,7 @@ on_both_backends!(
     a_stored_import_reads_back_with_its_sections_and_discrepancies,
     accepting_a_discrepancy_records_the_note_once_even_when_two_operators_race,
     beginning_the_same_file_twice_at_once_starts_one_import_and_a_complete_one_is_already_imported,
+    stored_lines_match_their_notices_twins_once_each_and_a_reimport_adds_nothing,
 );
 
 /// A started server and the reconciliation service on its database.
@@ -273,6 +277,115 @@ async fn beginning_the_same_file_twice_at_once_starts_one_import_and_a_complete_
     harness.db.execute("UPDATE statement_imports SET state = 'complete'").await;
     assert_eq!(begin(&harness.service, "carol").await, StatementOutcome::AlreadyImported { id });
     assert_eq!(harness.db.scalar("SELECT COUNT(*) FROM statement_imports").await, 1);
+    harness.db.assert_verified().await;
+    harness.stop().await;
+}
+
+fn statement_line(
+    direction: Direction,
+    minor: i64,
+    number: &str,
+    document: time::Date,
+    booked: time::Date,
+) -> StatementLine {
+    StatementLine {
+        account: AccountNumber::parse(ACCOUNT).expect("account"),
+        direction,
+        amount: Money::from_minor(minor, Currency::RUB),
+        booking_date: booked,
+        document_number: number.into(),
+        document_date: document,
+        counterparty_inn: (direction == Direction::Credit).then(|| Inn::parse("7707083893").expect("inn")),
+        counterparty_name: Some("ООО Ромашка".into()),
+        counterparty_account: None,
+        counterparty_bik: None,
+        bank_ref: None,
+        end_to_end_id: None,
+        purpose: None,
+        source_line: 1,
+        raw: vec![("Номер".into(), number.into())],
+    }
+}
+
+async fn submit_lines(service: &Reconciliation, import_id: i64, lines: &[StatementLine]) -> StatementOutcome {
+    let mut counter = OccurrenceCounter::default();
+    let lines = lines
+        .iter()
+        .map(|line| {
+            let print = fingerprint(line);
+            (line.clone(), print, counter.next(&print))
+        })
+        .collect();
+    let command = LinesCommand { import_id, lines, today: date!(2024 - 05 - 01) };
+    match service.engine().submit(WriteCommand::StatementLines(command)).await.expect("submit") {
+        WriteOutcome::Statement(outcome) => outcome,
+        other => panic!("{other:?}"),
+    }
+}
+
+async fn stored_lines_match_their_notices_twins_once_each_and_a_reimport_adds_nothing(backend: Backend) {
+    let Some(harness) = Harness::start(backend).await else { return };
+    // Two notices: PAY-328 for 10.00 (document date 28 April in Moscow), and one of two identical TW-1 payments.
+    let webhook = common::notice(uuid::Uuid::new_v4(), serde_json::json!("10.00"), "7707083893");
+    assert_eq!(harness.server.post_webhook(&webhook).await.0, 200);
+    let mut twin = common::notice(uuid::Uuid::new_v4(), serde_json::json!("3.00"), "7707083893");
+    twin["document_number"] = serde_json::json!("TW-1");
+    assert_eq!(harness.server.post_webhook(&twin).await.0, 200);
+
+    let mut begin_import = begin_command("alice");
+    let section = &mut begin_import.sections[0];
+    section.summary.period_end = date!(2024 - 05 - 01);
+    (section.summary.total_credits, section.summary.closing_balance) = (Some(4_850), Some(14_350));
+    (section.credit_lines, section.debit_lines) = (5, 1);
+    begin_import.line_count = 6;
+    let id = match harness.service.engine().submit(WriteCommand::StatementBegin(begin_import)).await.expect("begin") {
+        WriteOutcome::Statement(StatementOutcome::ImportStarted { id }) => id,
+        other => panic!("{other:?}"),
+    };
+    let (apr28, apr29, may1) = (date!(2024 - 04 - 28), date!(2024 - 04 - 29), date!(2024 - 05 - 01));
+    let lines = [
+        statement_line(Direction::Credit, 1_000, "PAY-328", apr28, apr28),
+        statement_line(Direction::Credit, 2_550, "77", apr29, apr29),
+        statement_line(Direction::Credit, 700, "78", may1, may1),
+        statement_line(Direction::Debit, 500, "9", apr29, apr29),
+        statement_line(Direction::Credit, 300, "TW-1", apr28, apr28),
+        statement_line(Direction::Credit, 300, "TW-1", apr28, apr28),
+    ];
+    let outcome = submit_lines(&harness.service, id, &lines).await;
+    // PAY-328 and one twin match; 77 and the second twin are missing notices; 78 is booked today: pending.
+    assert_eq!(
+        outcome,
+        StatementOutcome::LinesStored { new: 6, already_known: 0, matched: 2, pending: 1, discrepancies: 2 }
+    );
+    let again = submit_lines(&harness.service, id, &lines).await;
+    assert_eq!(
+        again,
+        StatementOutcome::LinesStored { new: 0, already_known: 6, matched: 0, pending: 0, discrepancies: 0 }
+    );
+    assert_eq!(harness.db.scalar("SELECT COUNT(*) FROM statement_lines").await, 6);
+    assert_eq!(harness.db.scalar("SELECT COUNT(*) FROM statement_matches").await, 2);
+
+    let summary = harness.service.import_summary(id).await.expect("summary");
+    assert_eq!((summary.lines_new, summary.lines_already_known, summary.matched, summary.pending), (6, 6, 2, 1));
+    assert_eq!(summary.discrepancies.missing_notice, 2);
+    let report = harness
+        .service
+        .report(&ReportQuery {
+            account: None,
+            from: apr28,
+            to: may1,
+            kind: Some(DiscrepancyKind::MissingNotice),
+            state: None,
+            cursor: None,
+            limit: 1,
+        })
+        .await
+        .expect("report");
+    assert_eq!((report.counts.matched, report.counts.pending_lines, report.counts.open.missing_notice), (2, 1, 2));
+    assert_eq!(report.totals[0].credits_matched, "13.00");
+    assert_eq!(report.totals[0].ledger_credited, "13.00");
+    assert_eq!(report.discrepancies.len(), 1, "a page of one");
+    assert!(report.next_cursor.is_some());
     harness.db.assert_verified().await;
     harness.stop().await;
 }
