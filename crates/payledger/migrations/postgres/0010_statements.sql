@@ -16,6 +16,8 @@ CREATE INDEX bank_payments_by_document ON bank_payments (payer_inn, document_num
 -- One late notice per statement-sourced payment.
 CREATE UNIQUE INDEX bank_payments_one_late_notice ON bank_payments (duplicate_of) WHERE duplicate_of IS NOT NULL;
 
+-- An import's counts (lines new, matched, pending) are read from its lines, not kept on this row: a batch
+-- storing lines then never writes the import's row after its account locks (see the lock order).
 CREATE TABLE statement_imports (
     id                  BIGSERIAL PRIMARY KEY,
     sha256              BYTEA NOT NULL UNIQUE,
@@ -25,11 +27,7 @@ CREATE TABLE statement_imports (
     line_count          BIGINT NOT NULL CHECK (line_count >= 0),
     imported_by         TEXT,
     started_at          TIMESTAMPTZ NOT NULL,
-    completed_at        TIMESTAMPTZ,
-    lines_new           BIGINT NOT NULL DEFAULT 0,
-    lines_already_known BIGINT NOT NULL DEFAULT 0,
-    matched             BIGINT NOT NULL DEFAULT 0,
-    pending             BIGINT NOT NULL DEFAULT 0
+    completed_at        TIMESTAMPTZ
 );
 
 CREATE TABLE statement_accounts (

@@ -14,8 +14,8 @@ use payledger_core::Inn;
 use payledger_core::statement::{AccountSummary, Fingerprint, StatementFormat, StatementLine, moscow_date};
 
 use crate::store::batch::{
-    ClaimedImport, DiscrepancyUpdate, ImportClaim, ImportCounts, ImportSection, LockedDiscrepancy, NewDiscrepancy,
-    NewMatch, NewStatementLine, PaymentCandidate, Plan,
+    ClaimedImport, DiscrepancyUpdate, ImportClaim, ImportSection, LockedDiscrepancy, NewDiscrepancy, NewMatch,
+    NewStatementLine, PaymentCandidate, Plan,
 };
 
 use serde::Serialize;
@@ -511,7 +511,7 @@ pub fn decide_lines(
         })
         .collect();
     let mut lines = Vec::new();
-    let mut known = 0;
+    let mut known = 0u64;
     for ((line, _, _), id) in command.lines.iter().zip(stored) {
         let Some(id) = id else {
             known += 1;
@@ -532,7 +532,7 @@ pub fn decide_lines(
     }
     let to_match: Vec<LineToMatch> = lines.iter().map(|(_, line)| line.clone()).collect();
     let decisions = match_lines(&to_match, &open, command.today);
-    let (mut matched, mut pending, mut judged) = (0, 0, 0);
+    let (mut matched, mut pending, mut judged) = (0u64, 0u64, 0u64);
     for ((line, candidate), decision) in lines.iter().zip(decisions) {
         match decision {
             LineDecision::Matched { payment_id, rule } => {
@@ -562,20 +562,7 @@ pub fn decide_lines(
         }
     }
     let new = stored.iter().flatten().count() as u64;
-    plan.import_counts.push(ImportCounts {
-        import_id: command.import_id,
-        lines_new: i64::try_from(new).unwrap_or(i64::MAX),
-        lines_already_known: known,
-        matched,
-        pending,
-    });
-    StatementOutcome::LinesStored {
-        new,
-        already_known: u64::try_from(known).unwrap_or(0),
-        matched: u64::try_from(matched).unwrap_or(0),
-        pending: u64::try_from(pending).unwrap_or(0),
-        discrepancies: judged,
-    }
+    StatementOutcome::LinesStored { new, already_known: known, matched, pending, discrepancies: judged }
 }
 
 /// What became of a reconciliation command.

@@ -183,7 +183,8 @@ fn summary_of(row: ImportRow, accounts: Vec<AccountTotals>, counts: &[(String, i
         accounts,
         lines_read: count(row.line_count),
         lines_new: count(row.lines_new),
-        lines_already_known: count(row.lines_already_known),
+        // Every line of the file is stored by this import or was by an earlier one.
+        lines_already_known: count(row.line_count.saturating_sub(row.lines_new)),
         matched: count(row.matched),
         discrepancies: DiscrepancyCounts::from_rows(counts.iter().map(|(kind, n)| (kind.as_str(), *n))),
         pending: count(row.pending),

@@ -155,8 +155,6 @@ pub struct Plan {
     pub statement_matches: Vec<NewMatch>,
     /// Discrepancies found.
     pub new_discrepancies: Vec<NewDiscrepancy>,
-    /// What each import's lines commands added to its counters.
-    pub import_counts: Vec<ImportCounts>,
 }
 
 /// A statement line to store.
@@ -253,21 +251,6 @@ pub struct NewDiscrepancy {
     pub currency: String,
     /// The candidates, JSON.
     pub details: String,
-}
-
-/// What an import's lines add to its counters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ImportCounts {
-    /// The import.
-    pub import_id: i64,
-    /// Lines stored.
-    pub lines_new: i64,
-    /// Lines already stored by an earlier import.
-    pub lines_already_known: i64,
-    /// Lines matched.
-    pub matched: i64,
-    /// Lines left pending.
-    pub pending: i64,
 }
 
 /// A statement import a batch starts, or finds started or complete, by its file's SHA-256.

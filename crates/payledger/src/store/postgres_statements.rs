@@ -11,8 +11,8 @@ use crate::store::StoreError;
 use uuid::Uuid;
 
 use crate::store::batch::{
-    ClaimedImport, DiscrepancyUpdate, ImportClaim, ImportCounts, ImportSection, LockedDiscrepancy, NewDiscrepancy,
-    NewMatch, NewStatementLine, PaymentCandidate,
+    ClaimedImport, DiscrepancyUpdate, ImportClaim, ImportSection, LockedDiscrepancy, NewDiscrepancy, NewMatch,
+    NewStatementLine, PaymentCandidate,
 };
 
 impl PgBatch {
@@ -272,24 +272,6 @@ impl PgBatch {
         .bind(now)
         .execute(&mut *self.tx)
         .await?;
-        Ok(())
-    }
-
-    pub(super) async fn write_import_counts(&mut self, counts: &[ImportCounts]) -> Result<(), StoreError> {
-        for c in counts {
-            sqlx::query(
-                "UPDATE statement_imports SET lines_new = lines_new + $1,
-                     lines_already_known = lines_already_known + $2, matched = matched + $3, pending = pending + $4
-                 WHERE id = $5",
-            )
-            .bind(c.lines_new)
-            .bind(c.lines_already_known)
-            .bind(c.matched)
-            .bind(c.pending)
-            .bind(c.import_id)
-            .execute(&mut *self.tx)
-            .await?;
-        }
         Ok(())
     }
 }

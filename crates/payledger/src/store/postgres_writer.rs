@@ -751,7 +751,6 @@ impl BatchTx for PgBatch {
             import_sections,
             statement_matches,
             new_discrepancies,
-            import_counts,
         } = plan;
         // The statements run in the order they always have: the unused accounts are deleted only after the
         // balances are written, so an account the batch did put money in stays.
@@ -768,7 +767,6 @@ impl BatchTx for PgBatch {
         self.write_import_sections(import_sections).await?;
         self.write_statement_matches(statement_matches, now).await?;
         self.write_new_discrepancies(new_discrepancies, now).await?;
-        self.write_import_counts(import_counts).await?;
         self.write_discrepancy_updates(discrepancy_updates, now).await?;
         Ok(())
     }

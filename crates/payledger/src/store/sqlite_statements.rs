@@ -10,8 +10,8 @@ use crate::store::StoreError;
 use uuid::Uuid;
 
 use crate::store::batch::{
-    ClaimedImport, DiscrepancyUpdate, ImportClaim, ImportCounts, ImportSection, LockedDiscrepancy, NewDiscrepancy,
-    NewMatch, NewStatementLine, PaymentCandidate,
+    ClaimedImport, DiscrepancyUpdate, ImportClaim, ImportSection, LockedDiscrepancy, NewDiscrepancy, NewMatch,
+    NewStatementLine, PaymentCandidate,
 };
 use crate::timefmt::sqlite_date;
 
@@ -210,17 +210,6 @@ impl SqliteBatch<'_> {
                 d.details,
                 now
             ])?;
-        }
-        Ok(())
-    }
-
-    pub(super) fn write_import_counts(&self, counts: &[ImportCounts]) -> Result<(), StoreError> {
-        let mut update = self.tx.prepare_cached(
-            "UPDATE statement_imports SET lines_new = lines_new + ?1, lines_already_known = lines_already_known + ?2,
-                 matched = matched + ?3, pending = pending + ?4 WHERE id = ?5",
-        )?;
-        for c in counts {
-            update.execute(params![c.lines_new, c.lines_already_known, c.matched, c.pending, c.import_id])?;
         }
         Ok(())
     }

@@ -707,7 +707,6 @@ impl BatchTx for SqliteBatch<'_> {
             import_sections,
             statement_matches,
             new_discrepancies,
-            import_counts,
         } = plan;
         let now = sqlite_text(now);
         // The statements run in the order they always have: the unused accounts are deleted only after the
@@ -730,7 +729,6 @@ impl BatchTx for SqliteBatch<'_> {
         self.write_import_sections(import_sections)?;
         self.write_statement_matches(statement_matches, &now)?;
         self.write_new_discrepancies(new_discrepancies, &now)?;
-        self.write_import_counts(import_counts)?;
         self.write_discrepancy_updates(discrepancy_updates, &now)?;
         Ok(())
     }

@@ -21,13 +21,11 @@ pub struct ImportRow {
     pub state: String,
     /// Statement lines in the file.
     pub line_count: i64,
-    /// Lines this import stored.
+    /// Lines this import stored first.
     pub lines_new: i64,
-    /// Lines an earlier import had stored.
-    pub lines_already_known: i64,
-    /// Lines matched by this import.
+    /// Of those, lines matched with a payment.
     pub matched: i64,
-    /// Lines left pending by this import.
+    /// Of those, credit lines neither matched nor judged (their day was open).
     pub pending: i64,
 }
 
@@ -142,8 +140,12 @@ pub struct LineTotals {
 }
 
 /// The columns [`import_row`] reads.
-pub(crate) const IMPORT_COLUMNS: &str =
-    "id, sha256, format, file_name, state, line_count, lines_new, lines_already_known, matched, pending";
+pub(crate) const IMPORT_COLUMNS: &str = "i.id, i.sha256, i.format, i.file_name, i.state, i.line_count,
+    (SELECT COUNT(*) FROM statement_lines l WHERE l.import_id = i.id),
+    (SELECT COUNT(*) FROM statement_lines l JOIN statement_matches m ON m.line_id = l.id WHERE l.import_id = i.id),
+    (SELECT COUNT(*) FROM statement_lines l WHERE l.import_id = i.id AND l.direction = 'credit'
+        AND NOT EXISTS (SELECT 1 FROM statement_matches m WHERE m.line_id = l.id)
+        AND NOT EXISTS (SELECT 1 FROM statement_discrepancies d WHERE d.line_id = l.id))";
 
 /// The discrepancy columns and joins shared by the queries that list them.
 pub(crate) const DISCREPANCY_SELECT: &str =
@@ -166,8 +168,8 @@ macro_rules! statement_queries {
                 limit: i64,
             ) -> Result<Vec<$crate::store::queries::statements::ImportRow>, $crate::store::StoreError> {
                 let sql = format!(
-                    "SELECT {} FROM statement_imports WHERE id < COALESCE($1, 9223372036854775807)
-                     ORDER BY id DESC LIMIT $2",
+                    "SELECT {} FROM statement_imports i WHERE i.id < COALESCE($1, 9223372036854775807)
+                     ORDER BY i.id DESC LIMIT $2",
                     $crate::store::queries::statements::IMPORT_COLUMNS
                 );
                 let rows =
@@ -180,7 +182,7 @@ macro_rules! statement_queries {
                 id: i64,
             ) -> Result<Option<$crate::store::queries::statements::ImportRow>, $crate::store::StoreError> {
                 let sql = format!(
-                    "SELECT {} FROM statement_imports WHERE id = $1",
+                    "SELECT {} FROM statement_imports i WHERE i.id = $1",
                     $crate::store::queries::statements::IMPORT_COLUMNS
                 );
                 let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&self.$reader).await?;
@@ -378,9 +380,8 @@ where
         state: row.try_get(4)?,
         line_count: row.try_get(5)?,
         lines_new: row.try_get(6)?,
-        lines_already_known: row.try_get(7)?,
-        matched: row.try_get(8)?,
-        pending: row.try_get(9)?,
+        matched: row.try_get(7)?,
+        pending: row.try_get(8)?,
     })
 }
 
