@@ -130,3 +130,21 @@ async fn an_operator_uploads_a_statement_and_decides_its_discrepancies_in_the_co
     server.stop().await;
     db.assert_verified().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_reconciliation_page_renders_its_filters_and_refuses_bad_ones() {
+    let Some(db) = TestDb::new(Backend::Sqlite).await else { return };
+    let server = TestServer::start(common::settings(&db)).await;
+    let console = ConsoleClient::login(&server, ADMIN.0, ADMIN.1).await;
+    let page = console.get("/admin/reconciliation?from=2024-04-01&to=2024-04-30&kind=ambiguous&state=open").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("No statement imported yet.") && page.body.contains("No discrepancy matches."));
+    assert!(page.body.contains("<option value=\"ambiguous\" selected>"), "the filter is shown back");
+    assert!(upload_action(&page.body).contains(&format!("csrf={}", console.csrf)), "the form carries its token");
+    let bad = console.get("/admin/reconciliation?from=2024-05-01&to=2024-04-01").await;
+    assert_eq!(bad.status, 400);
+    assert!(bad.body.contains("must not be after the last"), "{}", bad.body);
+    let missing = console.get("/admin/statements/999").await;
+    assert_eq!(missing.status, 404);
+    server.stop().await;
+}
