@@ -105,6 +105,17 @@ for _ in $(seq 1 300); do
   sleep 0.1
 done
 [ -n "$dead" ] || fail "the seeded payout's job did not become dead within 30 s"
+# A statement for the reconciliation operations: an import and its discrepancies, whose ids the hooks give
+# to the operations on `{id}` (a generated id names nothing, and every answer would be 404).
+statement_code="$(curl -sS -o "$work/statement.json" -w '%{http_code}' -u "admin:$password" \
+  -H 'Content-Type: application/octet-stream' --data-binary @docs/samples/statement-1c-cp1251.txt \
+  -X POST "http://127.0.0.1:$port/api/v1/statements/?file_name=statement-1c-cp1251.txt")"
+[ "$statement_code" = 201 ] || fail "seeding the statement answered $statement_code, not 201: $(cat "$work/statement.json")"
+statement_ids="$(python3 scripts/schemathesis_seed.py "http://127.0.0.1:$port" "admin:$password" "$work/statement.json")" \
+  || fail "reading the seeded statement's discrepancies failed"
+export PAYLEDGER_ST_STATEMENT_ID="${statement_ids%% *}"
+export PAYLEDGER_ST_DISCREPANCY_IDS="${statement_ids#* }"
+export PAYLEDGER_ST_STATEMENT_FILE="$PWD/docs/samples/statement-1c-cp1251.txt"
 
 rm -rf "$REPORTS"
 mkdir -p "$REPORTS"

@@ -27,6 +27,8 @@ pub struct Cli {
 }
 
 /// The subcommands.
+// Parsed once per process and moved, never copied in a loop: boxing `serve`'s arguments would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTP API and the background workers (the default).
@@ -57,6 +59,10 @@ pub enum Command {
         #[arg(long, conflicts_with = "json")]
         explain: bool,
     },
+    /// Bank statements: import one and reconcile it with the bank's notices (exit 1 on a bad file, 2 if the
+    /// import could not run).
+    #[command(subcommand)]
+    Statement(crate::cli::statement::StatementCommand),
     /// Development: fill the database with bank payments and transfers through the ledger engine, as the
     /// server would, to measure `verify` and the queries at production size. Refused under the production
     /// profile (PAYLEDGER_PROFILE=production) unless `--force` is given.
@@ -177,10 +183,23 @@ pub struct ServeArgs {
     /// Networks the bank's webhooks may come from, comma-separated (`10.0.0.0/8,2001:db8::/32`). Unset: any.
     #[arg(long, env = "PAYLEDGER_WEBHOOK_ALLOWED_NETWORKS", value_delimiter = ',')]
     pub webhook_allowed_networks: Vec<String>,
+    /// The largest bank statement `POST /api/v1/statements/` accepts, in bytes (413 past it).
+    #[arg(long, env = "PAYLEDGER_STATEMENT_MAX_BYTES", default_value_t = DEFAULT_STATEMENT_MAX_BYTES)]
+    pub statement_max_bytes: u64,
+    /// Days after a payment's document date within which its statement line may be booked; past them a
+    /// notice with no line is a discrepancy (the same setting as `statement import`'s).
+    #[arg(long, env = "PAYLEDGER_STATEMENT_DATE_TOLERANCE_DAYS", default_value_t = 3)]
+    pub statement_date_tolerance_days: u32,
+    /// The most lines an uploaded statement may have.
+    #[arg(long, env = "PAYLEDGER_STATEMENT_MAX_LINES", default_value_t = 5_000_000)]
+    pub statement_max_lines: u64,
     /// Payout processing.
     #[command(flatten)]
     pub payouts: PayoutArgs,
 }
+
+/// The largest statement upload by default: a month of a busy account's 1C file is a few MiB.
+pub const DEFAULT_STATEMENT_MAX_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Access and refresh tokens.
 #[derive(Clone)]
@@ -401,6 +420,10 @@ pub struct Settings {
     pub payouts: PayoutSettings,
     /// The longest a request may take before it is answered 503.
     pub request_timeout: std::time::Duration,
+    /// The largest bank statement upload, in bytes.
+    pub statement_max_bytes: u64,
+    /// The reconciliation's date tolerance and line limit (its file limit is the upload's).
+    pub reconcile: crate::statement::ReconcileSettings,
 }
 
 /// Payout processing, resolved from [`PayoutArgs`].
@@ -503,6 +526,11 @@ impl Settings {
             tokens: TokenSettings::default(),
             payouts: PayoutSettings::default(),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            statement_max_bytes: DEFAULT_STATEMENT_MAX_BYTES,
+            reconcile: crate::statement::ReconcileSettings {
+                max_file_bytes: DEFAULT_STATEMENT_MAX_BYTES,
+                ..crate::statement::ReconcileSettings::default()
+            },
         }
     }
 }

@@ -85,6 +85,8 @@ pub struct App {
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// The longest a request may take before it is answered 503 (`PAYLEDGER_REQUEST_TIMEOUT_SECONDS`).
     pub request_timeout: std::time::Duration,
+    /// The largest bank statement upload, in bytes (`PAYLEDGER_STATEMENT_MAX_BYTES`).
+    pub statement_max_bytes: u64,
 }
 
 /// Connects to the database, migrates it, and seeds demo organizations if it is empty.
@@ -225,8 +227,7 @@ pub async fn launch(
     let (engine, writer) = LedgerEngine::start(&store).await.context("starting the ledger engine")?;
     let balances = balances::Balances::new(engine.clone());
     let (payout_service, gateway) = payout_parts(&settings, &engine)?;
-    let reconciliation =
-        statement::Reconciliation::new(engine.clone(), store.clone(), statement::ReconcileSettings::default());
+    let reconciliation = statement::Reconciliation::new(engine.clone(), store.clone(), settings.reconcile.clone());
     let intake = Intake::new(engine, settings.webhook_mode);
     let (stop_applier, applier_stopped) = tokio::sync::watch::channel(false);
     // The applier runs in both modes: notices recorded in async mode (by this process before a restart,
@@ -270,6 +271,7 @@ pub async fn launch(
         openapi: Arc::new(openapi),
         metrics: telemetry::metrics_handle(),
         request_timeout: settings.request_timeout,
+        statement_max_bytes: settings.statement_max_bytes,
     });
     let app = axum::middleware::map_request(|request| async move { router::add_trailing_slash(request) })
         .layer(router::app(state));

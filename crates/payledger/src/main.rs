@@ -1,5 +1,5 @@
-//! The `payledger` command: `serve` (the default), `migrate`, `seed`, `worker`, `user`, `verify` and (for
-//! development) `populate`.
+//! The `payledger` command: `serve` (the default), `migrate`, `seed`, `worker`, `user`, `verify`, `statement`
+//! and (for development) `populate`.
 
 use std::process::ExitCode;
 
@@ -34,6 +34,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         // variable in the environment) must not make it fail, least of all with the exit status of violations.
         return Ok(payledger::cli::verify::main(&database_url, json, explain).await);
     }
+    if let Some(Command::Statement(command)) = &cli.command {
+        // Like verify, an import needs only the database (and its own ledger engine), not a server's settings.
+        return Ok(payledger::cli::statement::main(&database_url, command).await);
+    }
     let serve = match &cli.command {
         Some(Command::Serve(serve)) => serve.clone(),
         _ => cli.serve.clone(),
@@ -61,6 +65,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         },
         payouts: payout_args.settings()?,
         request_timeout: std::time::Duration::from_secs(serve.request_timeout_seconds.max(1)),
+        statement_max_bytes: serve.statement_max_bytes,
+        reconcile: payledger::statement::ReconcileSettings {
+            date_tolerance_days: serve.statement_date_tolerance_days,
+            max_file_bytes: serve.statement_max_bytes,
+            max_lines: serve.statement_max_lines,
+        },
     };
     match cli.command.unwrap_or(Command::Serve(serve.clone())) {
         Command::Serve(_) => {
@@ -94,6 +104,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify { json, explain } => Ok(payledger::cli::verify::main(&database_url, json, explain).await),
+        Command::Statement(command) => Ok(payledger::cli::statement::main(&database_url, &command).await),
         Command::Populate(args) => populate(&settings, &args).await,
     }
 }

@@ -21,7 +21,10 @@ use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use crate::AppState;
 use crate::api::access::Gate;
-use crate::api::{auth, balances, docs, gateway_events, health, jobs, organizations, payouts, reports, users, webhook};
+use crate::api::{
+    auth, balances, docs, gateway_events, health, jobs, organizations, payouts, reconciliation, reports, statements,
+    users, webhook,
+};
 use crate::auth::tokens::Role;
 
 /// One row of the route table.
@@ -85,6 +88,13 @@ pub const ROUTES: &[Route] = &[
     route(Method::POST,   "/api/v1/users/",                         "users::create",                ADMIN),
     route(Method::PATCH,  "/api/v1/users/{username}/",              "users::patch",                 ADMIN),
     route(Method::GET,    "/api/v1/audit/",                         "users::audit",                 ADMIN),
+    route(Method::POST,   "/api/v1/statements/",                    "statements::upload",           OPERATOR),
+    route(Method::GET,    "/api/v1/statements/",                    "statements::list",             VIEWER),
+    route(Method::GET,    "/api/v1/statements/{id}/",               "statements::detail",           VIEWER),
+    route(Method::POST,   "/api/v1/statements/{id}/apply/",         "statements::apply",            OPERATOR),
+    route(Method::GET,    "/api/v1/reconciliation/",                "reconciliation::report",       VIEWER),
+    route(Method::POST,   "/api/v1/reconciliation/discrepancies/{id}/apply/",  "reconciliation::apply_discrepancy",  OPERATOR),
+    route(Method::POST,   "/api/v1/reconciliation/discrepancies/{id}/accept/", "reconciliation::accept_discrepancy", OPERATOR),
     route(Method::POST,   "/api/token/",                            "auth::token",                  OPEN),
     route(Method::POST,   "/api/token/refresh/",                    "auth::refresh",                OPEN),
     route(Method::GET,    "/api/health/",                           "health::health",               OPEN),
@@ -147,6 +157,7 @@ async fn check_access(state: State<AppState>, request: Request, next: Next) -> R
         (name = "reports", description = "Accounting reports"),
         (name = "payouts", description = "Payout requests, processed asynchronously by workers through the payment gateway. Also served under `/api/payouts/`."),
         (name = "jobs", description = "The durable job queue: dead jobs and their retry"),
+        (name = "reconciliation", description = "Bank statements: import one, match its lines with the bank's notices, and decide each discrepancy (apply the line, or accept it with a note)"),
         (name = "auth", description = "Access and refresh tokens"),
         (name = "users", description = "Admin only: the users of the API and the console, and the audit log"),
         (name = "operations", description = "Health and monitoring"),
@@ -188,6 +199,12 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(users::list, users::create))
         .routes(routes!(users::patch))
         .routes(routes!(users::audit))
+        .routes(routes!(statements::upload, statements::list))
+        .routes(routes!(statements::detail))
+        .routes(routes!(statements::apply))
+        .routes(routes!(reconciliation::report))
+        .routes(routes!(reconciliation::apply_discrepancy))
+        .routes(routes!(reconciliation::accept_discrepancy))
         .routes(routes!(auth::token))
         .routes(routes!(auth::refresh))
         .routes(routes!(health::health));

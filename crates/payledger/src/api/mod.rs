@@ -10,8 +10,10 @@ pub mod health;
 pub mod jobs;
 pub mod organizations;
 pub mod payouts;
+pub mod reconciliation;
 pub mod reports;
 pub mod schema;
+pub mod statements;
 pub mod users;
 pub mod webhook;
 

@@ -179,7 +179,7 @@ impl ToSchema for IdText {
 /// Characters Rust's `char::is_control` calls control characters (Unicode `Cc`), as a class body.
 const CONTROL: &str = r"\x00-\x1f\x7f-\x9f";
 /// Characters Rust's `str::trim` removes (Unicode `White_Space`), as a class body.
-const WHITE_SPACE: &str = r"\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000";
+pub const WHITE_SPACE: &str = r"\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000";
 /// Neither white space nor a control character, as a class body.
 const VISIBLE: &str = r"\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000";
 

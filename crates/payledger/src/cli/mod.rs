@@ -1,8 +1,9 @@
 //! Subcommands for operators that are more than a call into the store: `verify` (its progress bar and its
-//! human and JSON reports) and `populate` (a development database of production size, built through the
-//! ledger engine).
+//! human and JSON reports), `populate` (a development database of production size, built through the
+//! ledger engine) and `statement` (import a bank statement; generate made-up ones).
 
 pub mod populate;
+pub mod statement;
 pub mod verify;
 
 use std::io::IsTerminal;

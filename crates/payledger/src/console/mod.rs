@@ -8,8 +8,10 @@
 //!
 //! One module per page or area, each with its routes: [`dashboard`], [`organizations`], [`payments`] (bank
 //! payments), [`balances`] and its [`balance_operations`], [`users`], [`audit`], [`payouts`] and [`jobs`];
-//! [`session`] logs in and out. What several of them share has a module of its own: [`format`] (amounts,
-//! times, ids), `lists` and `payout_lists` (query strings, paging, choices), `charts`, `calendar` and `ids`.
+//! [`reconciliation`] (bank statements: upload, the report, apply and accept); [`session`] logs in and out.
+//! What several of them share has a module of its own: [`format`] (amounts, times, ids), `lists` and
+//! `payout_lists` (query strings, paging, choices), `charts`, `calendar` and `ids`; `upload` reads the one
+//! multipart form.
 
 pub mod audit;
 pub mod balance_operations;
@@ -25,7 +27,9 @@ pub mod organizations;
 pub mod payments;
 mod payout_lists;
 pub mod payouts;
+pub mod reconciliation;
 pub mod session;
+mod upload;
 pub mod users;
 
 use axum::Router;
@@ -360,6 +364,22 @@ async fn admit(state: &AppState, request: Request) -> Result<Request, ConsoleErr
 /// body back for the handler.
 async fn check_csrf(request: Request, expected: &str) -> Result<Request, ConsoleError> {
     let header_token = request.headers().get("x-csrf-token").and_then(|value| value.to_str().ok()).map(str::to_owned);
+    let multipart = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(upload::boundary)
+        .is_some();
+    if multipart {
+        // A file upload is larger than any form and is read by its handler within the statement limit: its
+        // token comes in the header (htmx) or in the form's action address (`?csrf=`), never from the body.
+        let query_token = request.uri().query().and_then(|query| form_field(query.as_bytes(), "csrf"));
+        let sent = header_token.or(query_token).unwrap_or_default();
+        if sent.is_empty() || !session::same_secret(&sent, expected) {
+            return Err(ConsoleError::Csrf);
+        }
+        return Ok(request);
+    }
     let (parts, body) = request.into_parts();
     let bytes = to_bytes(body, MAX_FORM_BYTES).await.map_err(|_| ConsoleError::BadRequest("form too large".into()))?;
     let form_token = form_field(&bytes, "csrf");
@@ -416,6 +436,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(audit::routes())
         .merge(payouts::routes())
         .merge(jobs::routes())
+        .merge(reconciliation::routes())
         .route_layer(axum::middleware::from_fn_with_state(state, guard))
         // Only this origin's scripts, styles and forms; no framing; no inline script can run even if some
         // text escaped escaping.

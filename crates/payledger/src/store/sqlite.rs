@@ -172,6 +172,7 @@ super::queries::principals::principal_queries!(
     for_update: "",
     bind_time: crate::timefmt::sqlite_text
 );
+super::queries::csv_mappings::csv_mapping_queries!(SqliteStore, writer: writer, bind_time: crate::timefmt::sqlite_text);
 super::queries::tokens::token_queries!(
     SqliteStore,
     writer: writer,

@@ -8,6 +8,7 @@
 pub mod accounts;
 pub mod audit;
 pub mod balances;
+pub mod csv_mappings;
 pub mod jobs;
 pub mod notices;
 pub mod payouts;

@@ -4,6 +4,7 @@
 pub mod browser;
 pub mod console;
 pub mod load;
+pub mod statements;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -5,4 +5,5 @@ mod browser;
 mod overview;
 mod payouts;
 mod people;
+mod reconciliation;
 mod sessions;

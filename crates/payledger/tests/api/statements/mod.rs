@@ -1,6 +1,10 @@
 //! The reconciliation service against a real server's database: what it reads back of stored imports,
 //! sections, lines and discrepancies. The service is built in the test on the database a started
 //! `TestServer` migrated, as `lib.rs` builds it for the server.
+//! The HTTP API and the command line have their own modules (`http`, `cli`).
+
+mod cli;
+mod http;
 
 use payledger::engine::batch::{WriteCommand, WriteOutcome};
 use payledger::engine::statements::{BeginImport, LinesCommand, SectionCounts, StatementOutcome};
