@@ -302,6 +302,7 @@ fn statement_line(
         purpose: None,
         source_line: 1,
         raw: vec![("Номер".into(), number.into())],
+        nature: payledger_core::statement::LineNature::Payment,
     }
 }
 
