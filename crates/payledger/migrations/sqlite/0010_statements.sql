@@ -75,6 +75,10 @@ CREATE TABLE statement_lines (
     fingerprint      BLOB NOT NULL,
     occurrence       INTEGER NOT NULL CHECK (occurrence >= 1),
     direction        TEXT NOT NULL CHECK (direction IN ('credit', 'debit')),
+    -- Only a customer's payment is reconciled against notices; reversals, transfers between our own accounts
+    -- and the bank's own orders are kept for the statement's totals and never matched or applied.
+    nature           TEXT NOT NULL DEFAULT 'payment'
+                     CHECK (nature IN ('payment', 'reversal', 'own_transfer', 'bank_order')),
     amount           INTEGER NOT NULL CHECK (amount > 0),
     currency         TEXT NOT NULL,
     booking_date     TEXT NOT NULL,

@@ -428,6 +428,14 @@ pub struct LinesCommand {
 /// The most lines one [`LinesCommand`] carries.
 pub const MAX_LINES_PER_COMMAND: usize = 1000;
 
+/// Whether a line is reconciled against notices: a customer's payment into our account. Debits, reversals,
+/// transfers between our own accounts and the bank's own orders are stored for the totals only, never matched,
+/// judged or applied (an apply would credit an organization with money that is not its payment).
+pub fn is_reconciled(line: &StatementLine) -> bool {
+    line.direction == payledger_core::statement::Direction::Credit
+        && line.nature == payledger_core::statement::LineNature::Payment
+}
+
 /// The rows a lines command inserts.
 pub fn line_rows(command: &LinesCommand) -> Vec<NewStatementLine> {
     command
@@ -439,6 +447,7 @@ pub fn line_rows(command: &LinesCommand) -> Vec<NewStatementLine> {
             fingerprint: *fingerprint,
             occurrence: i64::from(*occurrence),
             direction: line.direction.as_str(),
+            nature: line.nature.as_str(),
             amount: line.amount.minor(),
             currency: line.amount.currency().code(),
             booking_date: line.booking_date,
@@ -465,7 +474,7 @@ pub fn candidate_keys(command: &LinesCommand) -> (Vec<(String, String)>, Vec<Uui
     let mut documents = Vec::new();
     let mut ids = Vec::new();
     for (line, _, _) in &command.lines {
-        if line.direction != payledger_core::statement::Direction::Credit {
+        if !is_reconciled(line) {
             continue;
         }
         if let Some(inn) = &line.counterparty_inn {
@@ -517,7 +526,7 @@ pub fn decide_lines(
             known += 1;
             continue;
         };
-        if line.direction == payledger_core::statement::Direction::Credit {
+        if is_reconciled(line) {
             lines.push((
                 line,
                 LineToMatch {

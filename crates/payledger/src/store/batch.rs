@@ -170,6 +170,8 @@ pub struct NewStatementLine {
     pub occurrence: i64,
     /// `credit` or `debit`.
     pub direction: &'static str,
+    /// `payment`, `reversal`, `own_transfer` or `bank_order`: only payments are matched.
+    pub nature: &'static str,
     /// Minor units.
     pub amount: i64,
     /// The currency code.

@@ -143,16 +143,16 @@ impl PgBatch {
         let rows = sqlx::query(
             "INSERT INTO statement_lines (import_id, account, fingerprint, occurrence, direction, amount, currency,
                  booking_date, document_number, document_date, payer_inn, payer_name, payer_account, payer_bik,
-                 bank_ref, end_to_end_id, purpose, source_line, raw)
+                 bank_ref, end_to_end_id, purpose, source_line, raw, nature)
              SELECT import_id, account, fingerprint, occurrence, direction, amount, currency, booking_date,
                     document_number, document_date, payer_inn, payer_name, payer_account, payer_bik, bank_ref,
-                    end_to_end_id, purpose, source_line, raw::jsonb
+                    end_to_end_id, purpose, source_line, raw::jsonb, nature
              FROM UNNEST($1::bigint[], $2::text[], $3::bytea[], $4::bigint[], $5::text[], $6::bigint[], $7::text[],
                          $8::date[], $9::text[], $10::date[], $11::text[], $12::text[], $13::text[], $14::text[],
-                         $15::text[], $16::text[], $17::text[], $18::bigint[], $19::text[])
+                         $15::text[], $16::text[], $17::text[], $18::bigint[], $19::text[], $20::text[])
                   WITH ORDINALITY AS l(import_id, account, fingerprint, occurrence, direction, amount, currency,
                       booking_date, document_number, document_date, payer_inn, payer_name, payer_account, payer_bik,
-                      bank_ref, end_to_end_id, purpose, source_line, raw, n)
+                      bank_ref, end_to_end_id, purpose, source_line, raw, nature, n)
              ORDER BY n
              ON CONFLICT (account, fingerprint, occurrence) DO NOTHING
              RETURNING id, account, fingerprint, CAST(occurrence AS BIGINT)",
@@ -176,6 +176,7 @@ impl PgBatch {
         .bind(sorted.iter().map(|l| l.purpose.clone()).collect::<Vec<_>>())
         .bind(sorted.iter().map(|l| l.source_line).collect::<Vec<_>>())
         .bind(sorted.iter().map(|l| l.raw.clone()).collect::<Vec<_>>())
+        .bind(sorted.iter().map(|l| l.nature).collect::<Vec<_>>())
         .fetch_all(&mut *self.tx)
         .await?;
         let mut inserted: HashMap<(String, Vec<u8>, i64), i64> = HashMap::with_capacity(rows.len());

@@ -104,8 +104,8 @@ impl SqliteBatch<'_> {
         let mut insert = self.tx.prepare_cached(
             "INSERT INTO statement_lines (import_id, account, fingerprint, occurrence, direction, amount, currency,
                  booking_date, document_number, document_date, payer_inn, payer_name, payer_account, payer_bik,
-                 bank_ref, end_to_end_id, purpose, source_line, raw)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)
+                 bank_ref, end_to_end_id, purpose, source_line, raw, nature)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)
              ON CONFLICT (account, fingerprint, occurrence) DO NOTHING",
         )?;
         let mut ids = Vec::with_capacity(lines.len());
@@ -129,7 +129,8 @@ impl SqliteBatch<'_> {
                 l.end_to_end_id,
                 l.purpose,
                 l.source_line,
-                l.raw
+                l.raw,
+                l.nature
             ])? == 1;
             ids.push(inserted.then(|| self.tx.last_insert_rowid()));
         }

@@ -144,7 +144,7 @@ pub(crate) const IMPORT_COLUMNS: &str = "i.id, i.sha256, i.format, i.file_name, 
     (SELECT COUNT(*) FROM statement_lines l WHERE l.import_id = i.id),
     (SELECT COUNT(*) FROM statement_lines l JOIN statement_matches m ON m.line_id = l.id WHERE l.import_id = i.id),
     (SELECT COUNT(*) FROM statement_lines l WHERE l.import_id = i.id AND l.direction = 'credit'
-        AND NOT EXISTS (SELECT 1 FROM statement_matches m WHERE m.line_id = l.id)
+        AND l.nature = 'payment' AND NOT EXISTS (SELECT 1 FROM statement_matches m WHERE m.line_id = l.id)
         AND NOT EXISTS (SELECT 1 FROM statement_discrepancies d WHERE d.line_id = l.id))";
 
 /// The discrepancy columns and joins shared by the queries that list them.
@@ -307,8 +307,8 @@ macro_rules! statement_queries {
                     "SELECT l.currency, COUNT(*),
                             CAST(SUM(CASE WHEN l.direction = 'credit' THEN 1 ELSE 0 END) AS BIGINT),
                             CAST(SUM(CASE WHEN m.id IS NOT NULL THEN 1 ELSE 0 END) AS BIGINT),
-                            CAST(SUM(CASE WHEN l.direction = 'credit' AND m.id IS NULL AND d.id IS NULL
-                                          THEN 1 ELSE 0 END) AS BIGINT),
+                            CAST(SUM(CASE WHEN l.direction = 'credit' AND l.nature = 'payment'
+                                          AND m.id IS NULL AND d.id IS NULL THEN 1 ELSE 0 END) AS BIGINT),
                             CAST(SUM(CASE WHEN l.direction = 'credit' THEN l.amount ELSE 0 END) AS BIGINT),
                             CAST(SUM(CASE WHEN m.id IS NOT NULL THEN l.amount ELSE 0 END) AS BIGINT),
                             CAST(SUM(CASE WHEN p.status = 'applied' THEN p.amount ELSE 0 END) AS BIGINT)

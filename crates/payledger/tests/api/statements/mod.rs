@@ -16,7 +16,8 @@ use payledger::store::Store;
 use payledger_core::Inn;
 use payledger_core::money::{Currency, Money};
 use payledger_core::statement::{
-    AccountNumber, AccountSummary, Direction, OccurrenceCounter, StatementFormat, StatementLine, fingerprint,
+    AccountNumber, AccountSummary, Direction, LineNature, OccurrenceCounter, StatementFormat, StatementLine,
+    fingerprint,
 };
 use time::macros::date;
 
@@ -302,7 +303,7 @@ fn statement_line(
         purpose: None,
         source_line: 1,
         raw: vec![("Номер".into(), number.into())],
-        nature: payledger_core::statement::LineNature::Payment,
+        nature: LineNature::Payment,
     }
 }
 
@@ -334,9 +335,9 @@ async fn stored_lines_match_their_notices_twins_once_each_and_a_reimport_adds_no
     let mut begin_import = begin_command("alice");
     let section = &mut begin_import.sections[0];
     section.summary.period_end = date!(2024 - 05 - 01);
-    (section.summary.total_credits, section.summary.closing_balance) = (Some(4_850), Some(14_350));
-    (section.credit_lines, section.debit_lines) = (5, 1);
-    begin_import.line_count = 6;
+    (section.summary.total_credits, section.summary.closing_balance) = (Some(5_250), Some(14_750));
+    (section.credit_lines, section.debit_lines) = (6, 1);
+    begin_import.line_count = 7;
     let id = match harness.service.engine().submit(WriteCommand::StatementBegin(begin_import)).await.expect("begin") {
         WriteOutcome::Statement(StatementOutcome::ImportStarted { id }) => id,
         other => panic!("{other:?}"),
@@ -349,23 +350,27 @@ async fn stored_lines_match_their_notices_twins_once_each_and_a_reimport_adds_no
         statement_line(Direction::Debit, 500, "9", apr29, apr29),
         statement_line(Direction::Credit, 300, "TW-1", apr28, apr28),
         statement_line(Direction::Credit, 300, "TW-1", apr28, apr28),
+        // The bank's own order (a transit account's credit): kept for the totals, never matched or judged.
+        StatementLine { nature: LineNature::BankOrder, ..statement_line(Direction::Credit, 400, "BO-1", apr29, apr29) },
     ];
     let outcome = submit_lines(&harness.service, id, &lines).await;
-    // PAY-328 and one twin match; 77 and the second twin are missing notices; 78 is booked today: pending.
+    // PAY-328 and one twin match; 77 and the second twin are missing notices; 78 is booked today: pending; the
+    // bank order is neither.
     assert_eq!(
         outcome,
-        StatementOutcome::LinesStored { new: 6, already_known: 0, matched: 2, pending: 1, discrepancies: 2 }
+        StatementOutcome::LinesStored { new: 7, already_known: 0, matched: 2, pending: 1, discrepancies: 2 }
     );
     let again = submit_lines(&harness.service, id, &lines).await;
     assert_eq!(
         again,
-        StatementOutcome::LinesStored { new: 0, already_known: 6, matched: 0, pending: 0, discrepancies: 0 }
+        StatementOutcome::LinesStored { new: 0, already_known: 7, matched: 0, pending: 0, discrepancies: 0 }
     );
-    assert_eq!(harness.db.scalar("SELECT COUNT(*) FROM statement_lines").await, 6);
+    assert_eq!(harness.db.scalar("SELECT COUNT(*) FROM statement_lines").await, 7);
+    assert_eq!(harness.db.scalar("SELECT COUNT(*) FROM statement_discrepancies").await, 2);
     assert_eq!(harness.db.scalar("SELECT COUNT(*) FROM statement_matches").await, 2);
 
     let summary = harness.service.import_summary(id).await.expect("summary");
-    assert_eq!((summary.lines_new, summary.lines_already_known, summary.matched, summary.pending), (6, 0, 2, 1));
+    assert_eq!((summary.lines_new, summary.lines_already_known, summary.matched, summary.pending), (7, 0, 2, 1));
     assert_eq!(summary.discrepancies.missing_notice, 2);
     let report = harness
         .service
