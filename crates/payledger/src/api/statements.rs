@@ -40,8 +40,8 @@ pub struct UploadQuery {
     /// Import only this 20-digit account's section of the file (400 if the file has none).
     #[param(value_type = Option<String>, pattern = "^[0-9]{20}$", example = "40702810900000012345")]
     account: Option<String>,
-    /// The file's name, kept with the import for people.
-    #[param(value_type = Option<String>, max_length = 255, example = "statement-2026-12-01.txt")]
+    /// The file's name, kept with the import for people (no control characters).
+    #[param(value_type = Option<String>, max_length = 255, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$", example = "statement-2026-12-01.txt")]
     file_name: Option<String>,
 }
 
@@ -104,14 +104,25 @@ pub fn account_number(field: &str, text: Option<&str>) -> Result<Option<AccountN
     text.map(|text| AccountNumber::parse(text).map_err(|_| ApiError::field(field, "must be 20 digits"))).transpose()
 }
 
+/// Why a file name cannot be kept, if it cannot: the one check of the API's `file_name` and the console's
+/// upload (a NUL would not even store on PostgreSQL; other control characters would garble the pages).
+pub fn check_file_name(name: Option<&str>) -> Result<(), String> {
+    let Some(name) = name else { return Ok(()) };
+    if name.chars().any(char::is_control) {
+        return Err("must not hold control characters".to_owned());
+    }
+    if name.chars().count() > MAX_FILE_NAME_CHARS {
+        return Err(format!("must be at most {MAX_FILE_NAME_CHARS} characters"));
+    }
+    Ok(())
+}
+
 /// The import options of an upload: a CSV upload uses the column mapping saved for its account.
 async fn import_options(state: &AppState, query: &UploadQuery, by: &str) -> Result<ImportOptions, ApiError> {
     let format = format_choice(query.format.as_deref())?;
     let account = account_number("account", query.account.as_deref())?;
     let file_name = query.file_name.clone();
-    if file_name.as_ref().is_some_and(|name| name.chars().count() > MAX_FILE_NAME_CHARS) {
-        return Err(ApiError::field("file_name", "must be at most 255 characters"));
-    }
+    check_file_name(file_name.as_deref()).map_err(|reason| ApiError::field("file_name", reason))?;
     let csv = match (format, &account) {
         (FormatChoice::Fixed(StatementFormat::Csv), None) => {
             return Err(ApiError::field("account", "a CSV statement needs the account whose saved mapping reads it"));
@@ -278,5 +289,15 @@ mod tests {
         assert!(account_number("account", Some("4070281090000001234")).is_err());
         assert!(matches!(account_number("account", Some("40702810900000012345")), Ok(Some(_))));
         assert!(path_id("0").is_err() && path_id("x").is_err() && path_id("7").is_ok_and(|id| id == 7));
+    }
+
+    #[test]
+    fn a_file_name_has_no_control_character_as_its_pattern_says() {
+        assert!(check_file_name(Some("выписка 2024-04-28.txt")).is_ok() && check_file_name(None).is_ok());
+        for bad in ["a\u{0}.txt", "a\nb", "a\u{85}"] {
+            assert!(check_file_name(Some(bad)).is_err(), "{bad:?}");
+        }
+        assert!(check_file_name(Some(&"я".repeat(MAX_FILE_NAME_CHARS + 1))).is_err());
+        assert_eq!(r"^[^\x00-\x1f\x7f-\x9f]*$", crate::api::schema::no_control_pattern(), "the parameter's pattern");
     }
 }
