@@ -15,7 +15,7 @@ use crate::AppState;
 use crate::api::access::Caller;
 use crate::api::extract::{ApiQuery, is_length_limit, query_integer};
 use crate::error::{ApiError, ErrorBody};
-use crate::statement::{ApplyAllSummary, FormatChoice, ImportOptions, ImportSummary, ImportsPage};
+use crate::statement::{ApplyAllSummary, FormatChoice, ImportOptions, ImportSummary, ImportsPage, ReconcileError};
 
 /// The content types a statement upload may be sent as: a statement is text or XML, and any file a browser
 /// or `curl --data-binary` sends without knowing its type is `application/octet-stream`.
@@ -168,7 +168,8 @@ async fn saved_mapping(state: &AppState, account: &AccountNumber) -> Result<Stri
     responses(
         (status = 201, description = "Imported", body = ImportSummary),
         (status = 200, description = "This file was imported before; nothing changed", body = ImportSummary),
-        (status = 400, description = "A bad file (`statement_invalid`: `details.body` gives the line and the reason; nothing is stored) or a bad parameter", body = ErrorBody),
+        (status = 400, description = "A bad file (`statement_invalid`: `details.body` gives the line and the reason; nothing is stored) or a bad parameter, `account` for a CSV upload whose account has no valid saved mapping", body = ErrorBody),
+        (status = 409, description = "`not_applicable`: the file cannot be imported with what is stored now (the message says why); nothing changed", body = ErrorBody),
         (status = 413, description = "Larger than PAYLEDGER_STATEMENT_MAX_BYTES", body = ErrorBody),
         (status = 415, description = "Not one of the listed content types", body = ErrorBody),
         (status = 503, description = "Not imported, or imported only in part (the same file again resumes it); retry", body = ErrorBody),
@@ -183,7 +184,13 @@ pub async fn upload(
 ) -> Result<Response, ApiError> {
     let options = import_options(&state, &query, caller.name()).await?;
     let bytes = statement_body(&headers, body, state.statement_max_bytes).await?;
-    let summary = state.reconciliation.import(bytes, options, None).await?;
+    let summary = state.reconciliation.import(bytes, options, None).await.map_err(|error| match error {
+        // The API's only mapping is the one saved for `account`: that is the parameter to name.
+        ReconcileError::CsvMapping(reason) => {
+            ApiError::field("account", format!("its saved CSV column mapping is invalid: {reason}"))
+        }
+        other => ApiError::from(other),
+    })?;
     let status = if summary.already_imported { StatusCode::OK } else { StatusCode::CREATED };
     Ok((status, Json(summary)).into_response())
 }
