@@ -251,18 +251,26 @@ impl Store {
     /// database but must not create or change its schema (`payledger statement import`): a missing SQLite file
     /// is [`StoreError::NoDatabase`] (nothing is created), pending migrations are [`StoreError::NeedsMigration`].
     pub async fn connect_existing(url: &str) -> Result<Store, StoreError> {
-        let store = if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
-            Store::Sqlite(SqliteStore::open_existing(Path::new(path)).await?)
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Store::Postgres(PgStore::connect(url).await?)
-        } else {
-            return Err(StoreError::UnsupportedUrl);
+        let refuse_pending = |pending: Vec<String>| match pending.is_empty() {
+            true => Ok(()),
+            false => Err(StoreError::NeedsMigration(pending.join(", "))),
         };
-        let pending = on_backend!(&store, backend => backend.pending_migrations().await)?;
-        if !pending.is_empty() {
-            return Err(StoreError::NeedsMigration(pending.join(", ")));
+        if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+            let path = Path::new(path);
+            if !path.is_file() {
+                return Err(StoreError::NoDatabase(path.display().to_string()));
+            }
+            // Checked read-only first: opening read-write sets the journal mode, which writes to the file.
+            let probe = SqliteStore::open_read_only(path).await?;
+            refuse_pending(probe.pending_migrations().await?)?;
+            Ok(Store::Sqlite(SqliteStore::open_existing(path).await?))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let store = PgStore::connect(url).await?;
+            refuse_pending(store.pending_migrations().await?)?;
+            Ok(Store::Postgres(store))
+        } else {
+            Err(StoreError::UnsupportedUrl)
         }
-        Ok(store)
     }
 
     /// The backend's name, for logs and metrics.

@@ -68,6 +68,7 @@ on_both_backends!(the_command_line_imports_beside_a_running_server);
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_bad_file_exits_1_naming_the_file_and_line_and_stores_nothing() {
     let Some(db) = TestDb::new(Backend::Sqlite).await else { return };
+    db.store().await.migrate().await.expect("a migrated database");
     let good = one_c(&[Credit { number: "PAY-1", date: "28.04.2024", kopecks: 150_000, payer_inn: PAYER }]);
     let bad = good.replace("Сумма=1500.00", "Сумма=1.505");
     let line = bad.lines().position(|line| line == "Сумма=1.505").expect("amount line") + 1;
@@ -110,6 +111,7 @@ async fn the_command_line_never_creates_or_migrates_a_database() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_mapping_that_could_not_be_saved_is_refused_before_anything_is_imported() {
     let Some(db) = TestDb::new(Backend::Sqlite).await else { return };
+    db.store().await.migrate().await.expect("a migrated database");
     let good = one_c(&[Credit { number: "PAY-1", date: "28.04.2024", kopecks: 150_000, payer_inn: PAYER }]);
     let file = write(db.dir.path(), "good.txt", &good);
     let account = "40702810900000000001";
