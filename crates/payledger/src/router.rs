@@ -344,7 +344,19 @@ pub fn app(state: AppState) -> Router {
         .layer(CatchPanicLayer::custom(crate::error::panic_response))
         // Every 5xx is logged where it is made, with its cause (ApiError, ConsoleError, the timeout above); the
         // trace layer's own ERROR line per 5xx would only double each one.
-        .layer(TraceLayer::new_for_http().on_failure(()))
+        .layer(TraceLayer::new_for_http().make_span_with(request_span).on_failure(()))
+}
+
+/// The request's log span, as tower-http's default one but without the query of the console's statement
+/// upload, whose address carries the session's CSRF token.
+fn request_span(request: &Request) -> tracing::Span {
+    let uri = request.uri();
+    let logged = if uri.path() == crate::console::reconciliation::UPLOAD_ROUTE {
+        uri.path().to_owned()
+    } else {
+        uri.to_string()
+    };
+    tracing::debug_span!("request", method = %request.method(), uri = %logged, version = ?request.version())
 }
 
 /// Answers a request that takes longer than the request timeout with 503 `unconfirmed` and `Retry-After`,

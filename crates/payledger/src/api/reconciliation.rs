@@ -38,10 +38,12 @@ pub struct ReportParams {
     /// Only this 20-digit account (default: every account imported).
     #[param(value_type = Option<String>, pattern = "^[0-9]{20}$", example = "40702810900000012345")]
     account: Option<String>,
-    /// The first business day, `YYYY-MM-DD` (default: 30 days before `to`).
+    /// The first business day, `YYYY-MM-DD` (default: 30 days before `to`, or before today when `to` is not
+    /// given either).
     #[param(value_type = Option<String>, format = Date, example = "2026-12-01")]
     from: Option<String>,
-    /// The last business day, inclusive, `YYYY-MM-DD` (default: today in Moscow). At most 366 days after `from`.
+    /// The last business day, inclusive, `YYYY-MM-DD` (default: 30 days after `from` but not after today in
+    /// Moscow; today when `from` is not given either). At most 366 days after `from`.
     #[param(value_type = Option<String>, format = Date, example = "2026-12-03")]
     to: Option<String>,
     /// Only this kind of discrepancy.
@@ -71,10 +73,20 @@ pub fn parse_day(field: &str, text: &str) -> Result<Date, ApiError> {
 
 /// The report's query from the request's parameters, `today` (Moscow) filling in the days not given.
 pub fn report_query(params: &ReportParams, today: Date) -> Result<ReportQuery, ApiError> {
-    let to = params.to.as_deref().map(|text| parse_day("to", text)).transpose()?.unwrap_or(today);
-    let from = match params.from.as_deref() {
-        Some(text) => parse_day("from", text)?,
-        None => to.checked_sub(Duration::days(DEFAULT_DAYS)).unwrap_or(Date::MIN),
+    let from = params.from.as_deref().map(|text| parse_day("from", text)).transpose()?;
+    let to = params.to.as_deref().map(|text| parse_day("to", text)).transpose()?;
+    let (from, to) = match (from, to) {
+        (Some(from), Some(to)) => (from, to),
+        (Some(from), None) => {
+            // Mirrors the `from` default: a month, but never past today. Only `from` was sent, so a `from`
+            // in the future is `from`'s fault, said without naming the `to` the client never sent.
+            if from > today {
+                return Err(ApiError::field("from", "must not be after today when to is not given"));
+            }
+            (from, from.checked_add(Duration::days(DEFAULT_DAYS)).unwrap_or(Date::MAX).min(today))
+        }
+        (None, Some(to)) => (to.checked_sub(Duration::days(DEFAULT_DAYS)).unwrap_or(Date::MIN), to),
+        (None, None) => (today.checked_sub(Duration::days(DEFAULT_DAYS)).unwrap_or(Date::MIN), today),
     };
     if from > to {
         return Err(ApiError::field("from", "must not be after to"));
@@ -175,13 +187,14 @@ pub async fn apply_discrepancy(
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct AcceptBody {
     /// Why: what was found out and done (1 to 1000 characters, not blank, no control characters but line
-    /// ends and tabs).
+    /// ends (LF, CR LF) and tabs).
     #[schema(schema_with = note_schema)]
     pub note: String,
 }
 
-/// Control characters a note may not hold (all of Unicode `Cc` but tab and newline), as a class body.
-const NOTE_CONTROL: &str = r"\x00-\x08\x0b-\x1f\x7f-\x9f";
+/// Control characters a note may not hold (all of Unicode `Cc` but tab, LF and CR: a browser's textarea sends
+/// its line ends as CR LF), as a class body.
+const NOTE_CONTROL: &str = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f";
 
 /// The note's schema: exactly what [`accept_note`] accepts.
 fn note_schema() -> utoipa::openapi::schema::Object {
@@ -206,16 +219,23 @@ fn accept_note(bytes: &[u8]) -> Result<String, ApiError> {
         Some(serde_json::Value::String(note)) => note,
         Some(_) => return Err(ApiError::field("note", "must be a string")),
     };
+    check_note(note).map_err(|reason| ApiError::field("note", reason))?;
+    Ok(note.clone())
+}
+
+/// Why a note cannot be kept, if it cannot: the one check of the API and the console (the schema's pattern
+/// says the same).
+pub fn check_note(note: &str) -> Result<(), String> {
     if note.trim().is_empty() {
-        return Err(ApiError::field("note", "must not be blank"));
+        return Err("must not be blank".to_owned());
     }
-    if note.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-        return Err(ApiError::field("note", "must not hold control characters other than line ends and tabs"));
+    if note.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
+        return Err("must not hold control characters other than line ends and tabs".to_owned());
     }
     if note.chars().count() > MAX_NOTE_CHARS {
-        return Err(ApiError::field("note", format!("must be at most {MAX_NOTE_CHARS} characters")));
+        return Err(format!("must be at most {MAX_NOTE_CHARS} characters"));
     }
-    Ok(note.clone())
+    Ok(())
 }
 
 /// Accept one open discrepancy with a note: it stays as it is, and the note says why.
@@ -277,6 +297,24 @@ mod tests {
         assert_eq!((query.from, query.to), (date!(2026 - 11 - 05), today));
         assert!(report_query(&params(Some("2026-12-02"), Some("2026-12-01")), today).is_err());
         assert!(report_query(&params(Some("2024-01-01"), Some("2026-12-01")), today).is_err());
+        let from_only = report_query(&params(Some("2024-04-26"), None), today).unwrap_or_else(|_| panic!("from"));
+        assert_eq!((from_only.from, from_only.to), (date!(2024 - 04 - 26), date!(2024 - 05 - 26)), "a month on");
+        let recent = report_query(&params(Some("2026-12-01"), None), today).unwrap_or_else(|_| panic!("recent"));
+        assert_eq!(recent.to, today, "never past today");
+        let future = report_query(&params(Some("2026-12-06"), None), today);
+        let named = match future {
+            Err(ApiError::InvalidData(fields)) => fields.into_keys().collect::<Vec<_>>(),
+            _ => Vec::new(),
+        };
+        assert_eq!(named, ["from"], "a future from alone names only from");
+    }
+
+    #[test]
+    fn a_note_may_have_crlf_line_ends_but_no_other_control_character() {
+        assert!(check_note("line one\r\nline two\tend").is_ok());
+        assert!(check_note("nul \u{0} inside").is_err() && check_note("bell \u{7}").is_err());
+        let pattern = note_schema().pattern.unwrap_or_default();
+        assert!(pattern.contains(r"\x0b\x0c\x0e"), "the schema allows CR too: {pattern}");
     }
 
     #[test]

@@ -183,6 +183,11 @@ pub const WHITE_SPACE: &str = r"\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028
 /// Neither white space nor a control character, as a class body.
 const VISIBLE: &str = r"\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000";
 
+/// Text with no control character at all, blank allowed (a file name).
+pub fn no_control_pattern() -> String {
+    format!("^[^{CONTROL}]*$")
+}
+
 /// Text that is not blank and has no control character at all (a bank document number).
 pub fn visible_text_pattern() -> String {
     format!("^[^{CONTROL}]*[^{VISIBLE}][^{CONTROL}]*$")

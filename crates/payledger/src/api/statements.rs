@@ -15,7 +15,7 @@ use crate::AppState;
 use crate::api::access::Caller;
 use crate::api::extract::{ApiQuery, is_length_limit, query_integer};
 use crate::error::{ApiError, ErrorBody};
-use crate::statement::{ApplyAllSummary, FormatChoice, ImportOptions, ImportSummary, ImportsPage};
+use crate::statement::{ApplyAllSummary, FormatChoice, ImportOptions, ImportSummary, ImportsPage, ReconcileError};
 
 /// The content types a statement upload may be sent as: a statement is text or XML, and any file a browser
 /// or `curl --data-binary` sends without knowing its type is `application/octet-stream`.
@@ -40,8 +40,8 @@ pub struct UploadQuery {
     /// Import only this 20-digit account's section of the file (400 if the file has none).
     #[param(value_type = Option<String>, pattern = "^[0-9]{20}$", example = "40702810900000012345")]
     account: Option<String>,
-    /// The file's name, kept with the import for people.
-    #[param(value_type = Option<String>, max_length = 255, example = "statement-2026-12-01.txt")]
+    /// The file's name, kept with the import for people (no control characters).
+    #[param(value_type = Option<String>, max_length = 255, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$", example = "statement-2026-12-01.txt")]
     file_name: Option<String>,
 }
 
@@ -104,14 +104,25 @@ pub fn account_number(field: &str, text: Option<&str>) -> Result<Option<AccountN
     text.map(|text| AccountNumber::parse(text).map_err(|_| ApiError::field(field, "must be 20 digits"))).transpose()
 }
 
+/// Why a file name cannot be kept, if it cannot: the one check of the API's `file_name` and the console's
+/// upload (a NUL would not even store on PostgreSQL; other control characters would garble the pages).
+pub fn check_file_name(name: Option<&str>) -> Result<(), String> {
+    let Some(name) = name else { return Ok(()) };
+    if name.chars().any(char::is_control) {
+        return Err("must not hold control characters".to_owned());
+    }
+    if name.chars().count() > MAX_FILE_NAME_CHARS {
+        return Err(format!("must be at most {MAX_FILE_NAME_CHARS} characters"));
+    }
+    Ok(())
+}
+
 /// The import options of an upload: a CSV upload uses the column mapping saved for its account.
 async fn import_options(state: &AppState, query: &UploadQuery, by: &str) -> Result<ImportOptions, ApiError> {
     let format = format_choice(query.format.as_deref())?;
     let account = account_number("account", query.account.as_deref())?;
     let file_name = query.file_name.clone();
-    if file_name.as_ref().is_some_and(|name| name.chars().count() > MAX_FILE_NAME_CHARS) {
-        return Err(ApiError::field("file_name", "must be at most 255 characters"));
-    }
+    check_file_name(file_name.as_deref()).map_err(|reason| ApiError::field("file_name", reason))?;
     let csv = match (format, &account) {
         (FormatChoice::Fixed(StatementFormat::Csv), None) => {
             return Err(ApiError::field("account", "a CSV statement needs the account whose saved mapping reads it"));
@@ -157,7 +168,8 @@ async fn saved_mapping(state: &AppState, account: &AccountNumber) -> Result<Stri
     responses(
         (status = 201, description = "Imported", body = ImportSummary),
         (status = 200, description = "This file was imported before; nothing changed", body = ImportSummary),
-        (status = 400, description = "A bad file (`statement_invalid`: `details.body` gives the line and the reason; nothing is stored) or a bad parameter", body = ErrorBody),
+        (status = 400, description = "A bad file (`statement_invalid`: `details.body` gives the line and the reason; nothing is stored) or a bad parameter, `account` for a CSV upload whose account has no valid saved mapping", body = ErrorBody),
+        (status = 409, description = "`not_applicable`: the file cannot be imported with what is stored now (the message says why); nothing changed", body = ErrorBody),
         (status = 413, description = "Larger than PAYLEDGER_STATEMENT_MAX_BYTES", body = ErrorBody),
         (status = 415, description = "Not one of the listed content types", body = ErrorBody),
         (status = 503, description = "Not imported, or imported only in part (the same file again resumes it); retry", body = ErrorBody),
@@ -172,7 +184,13 @@ pub async fn upload(
 ) -> Result<Response, ApiError> {
     let options = import_options(&state, &query, caller.name()).await?;
     let bytes = statement_body(&headers, body, state.statement_max_bytes).await?;
-    let summary = state.reconciliation.import(bytes, options, None).await?;
+    let summary = state.reconciliation.import(bytes, options, None).await.map_err(|error| match error {
+        // The API's only mapping is the one saved for `account`: that is the parameter to name.
+        ReconcileError::CsvMapping(reason) => {
+            ApiError::field("account", format!("its saved CSV column mapping is invalid: {reason}"))
+        }
+        other => ApiError::from(other),
+    })?;
     let status = if summary.already_imported { StatusCode::OK } else { StatusCode::CREATED };
     Ok((status, Json(summary)).into_response())
 }
@@ -278,5 +296,15 @@ mod tests {
         assert!(account_number("account", Some("4070281090000001234")).is_err());
         assert!(matches!(account_number("account", Some("40702810900000012345")), Ok(Some(_))));
         assert!(path_id("0").is_err() && path_id("x").is_err() && path_id("7").is_ok_and(|id| id == 7));
+    }
+
+    #[test]
+    fn a_file_name_has_no_control_character_as_its_pattern_says() {
+        assert!(check_file_name(Some("выписка 2024-04-28.txt")).is_ok() && check_file_name(None).is_ok());
+        for bad in ["a\u{0}.txt", "a\nb", "a\u{85}"] {
+            assert!(check_file_name(Some(bad)).is_err(), "{bad:?}");
+        }
+        assert!(check_file_name(Some(&"я".repeat(MAX_FILE_NAME_CHARS + 1))).is_err());
+        assert_eq!(r"^[^\x00-\x1f\x7f-\x9f]*$", crate::api::schema::no_control_pattern(), "the parameter's pattern");
     }
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use clap::{Args, Subcommand, ValueEnum};
 use indicatif::ProgressBar;
+use payledger_core::statement::read::CsvMapping;
 use payledger_core::statement::{AccountNumber, StatementFormat};
 
 use crate::engine::LedgerEngine;
@@ -146,7 +147,7 @@ enum Failure {
 /// `payledger statement import`: the exit status of the import.
 pub async fn import(database_url: &str, args: &StatementImportArgs) -> ExitCode {
     match run(database_url, args).await {
-        Ok(summary) => {
+        Ok((summary, unsaved)) => {
             if args.json {
                 match serde_json::to_string(&summary) {
                     Ok(text) => println!("{text}"),
@@ -158,7 +159,15 @@ pub async fn import(database_url: &str, args: &StatementImportArgs) -> ExitCode 
             } else {
                 print_human(&summary);
             }
-            ExitCode::SUCCESS
+            match unsaved {
+                None => ExitCode::SUCCESS,
+                // The statement is imported (and stays so); only the mapping is missing, and saying so is the
+                // one thing the exit status must not hide.
+                Some(error) => {
+                    eprintln!("error: imported; mapping not saved: {error}");
+                    ExitCode::from(EXIT_NOT_RUN)
+                }
+            }
         }
         Err(Failure::BadFile(message)) => {
             if args.json {
@@ -175,6 +184,24 @@ pub async fn import(database_url: &str, args: &StatementImportArgs) -> ExitCode 
             ExitCode::from(EXIT_NOT_RUN)
         }
     }
+}
+
+/// The longest CSV column mapping saved, in characters (the `statement_csv_mappings` CHECK).
+pub const MAX_MAPPING_CHARS: usize = 4000;
+
+/// The checks of `--csv-columns` and `--save-mapping` that need no database, so a mapping that could not be
+/// saved is refused before anything is imported.
+fn check_mapping_args(args: &StatementImportArgs) -> Result<(), Failure> {
+    if args.save_mapping && args.format != StatementFormatArg::Csv {
+        return Err(Failure::NotRun("--save-mapping needs --format csv: only a CSV import reads a mapping".into()));
+    }
+    if let Some(spec) = &args.csv_columns {
+        if spec.chars().count() > MAX_MAPPING_CHARS {
+            return Err(Failure::NotRun(format!("--csv-columns: at most {MAX_MAPPING_CHARS} characters")));
+        }
+        CsvMapping::parse(spec).map_err(|reason| Failure::NotRun(format!("--csv-columns: {reason}")))?;
+    }
+    Ok(())
 }
 
 /// The import's options from the arguments: a fixed CSV format takes `--csv-columns`, or the mapping saved for
@@ -209,8 +236,10 @@ async fn options(store: &Store, args: &StatementImportArgs) -> Result<ImportOpti
     Ok(ImportOptions { format, csv: spec, account, file_name, by: Some("cli".to_owned()) })
 }
 
-/// Connects, starts a ledger engine, imports, saves the mapping if asked, and stops the engine.
-async fn run(database_url: &str, args: &StatementImportArgs) -> Result<ImportSummary, Failure> {
+/// Connects, starts a ledger engine, imports, saves the mapping if asked, and stops the engine: the summary,
+/// and why the mapping was not saved if saving it failed after the import.
+async fn run(database_url: &str, args: &StatementImportArgs) -> Result<(ImportSummary, Option<String>), Failure> {
+    check_mapping_args(args)?;
     let file = args.file.display().to_string();
     let size = std::fs::metadata(&args.file).map_err(|error| Failure::NotRun(format!("{file}: {error}")))?.len();
     if size > args.max_file_bytes {
@@ -220,8 +249,9 @@ async fn run(database_url: &str, args: &StatementImportArgs) -> Result<ImportSum
         )));
     }
     let not_run = |error: &dyn std::fmt::Display| Failure::NotRun(error.to_string());
-    let store = Store::connect(database_url).await.map_err(|error| not_run(&error))?;
-    store.migrate().await.map_err(|error| not_run(&error))?;
+    // An existing, migrated database only: an import into a database made up on the spot (a mistyped path)
+    // would look like success, and migrating here could race a running server of another version.
+    let store = Store::connect_existing(database_url).await.map_err(|error| not_run(&error))?;
     let options = options(&store, args).await?;
     let (engine, writer) = LedgerEngine::start(&store).await.map_err(|error| not_run(&error))?;
     let settings = ReconcileSettings {
@@ -239,14 +269,17 @@ async fn run(database_url: &str, args: &StatementImportArgs) -> Result<ImportSum
     drop(engine);
     writer.stopped().await;
     let summary = result.map_err(|error| failure(&args.file, error))?;
+    let mut unsaved = None;
     if args.save_mapping
         && let (Some(spec), Some(account)) = (&args.csv_columns, &args.account)
     {
         let now = time::OffsetDateTime::now_utc();
-        store.save_csv_mapping(account, spec, now).await.map_err(|error| not_run(&error))?;
-        eprintln!("saved the CSV column mapping of {account}");
+        match store.save_csv_mapping(account, spec, now).await {
+            Ok(()) => eprintln!("saved the CSV column mapping of {account}"),
+            Err(error) => unsaved = Some(error.to_string()),
+        }
     }
-    Ok(summary)
+    Ok((summary, unsaved))
 }
 
 /// The exit status and message of a failed import: the file's faults are 1, the rest 2.

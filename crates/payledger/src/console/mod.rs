@@ -159,6 +159,9 @@ pub enum ConsoleError {
     /// A malformed request (a bad query parameter).
     #[error("{0}")]
     BadRequest(String),
+    /// An upload over its size limit.
+    #[error("{0}")]
+    TooLarge(String),
     /// The database failed.
     #[error("the database is unavailable; retry shortly")]
     Store(#[from] StoreError),
@@ -216,6 +219,7 @@ impl IntoResponse for ConsoleError {
             ConsoleError::NotFound(_) => StatusCode::NOT_FOUND,
             ConsoleError::Conflict(_) => StatusCode::CONFLICT,
             ConsoleError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ConsoleError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ConsoleError::Store(error) => {
                 tracing::error!(%error, "console: the store failed");
                 StatusCode::SERVICE_UNAVAILABLE
@@ -355,14 +359,21 @@ async fn admit(state: &AppState, request: Request) -> Result<Request, ConsoleErr
     if !user.can(role) {
         return Err(ConsoleError::Forbidden(format!("This needs the {role} role; you are {}.", user.role)));
     }
-    let mut request = if request.method() == Method::POST { check_csrf(request, &user.csrf).await? } else { request };
+    let request = if request.method() == Method::POST {
+        let upload = route == reconciliation::UPLOAD_ROUTE;
+        check_csrf(request, &user.csrf, upload).await?
+    } else {
+        request
+    };
+    let mut request = request;
     request.extensions_mut().insert(user);
     Ok(request)
 }
 
 /// Reads the form (bounded), checks its `csrf` field (or the `X-CSRF-Token` header htmx sends), and puts the
-/// body back for the handler.
-async fn check_csrf(request: Request, expected: &str) -> Result<Request, ConsoleError> {
+/// body back for the handler. Only the statement upload (`upload`) may send a multipart body, with its token
+/// in the header or the address; any other route reads its body as a form.
+async fn check_csrf(request: Request, expected: &str, upload: bool) -> Result<Request, ConsoleError> {
     let header_token = request.headers().get("x-csrf-token").and_then(|value| value.to_str().ok()).map(str::to_owned);
     let multipart = request
         .headers()
@@ -370,9 +381,10 @@ async fn check_csrf(request: Request, expected: &str) -> Result<Request, Console
         .and_then(|value| value.to_str().ok())
         .and_then(upload::boundary)
         .is_some();
-    if multipart {
+    if multipart && upload {
         // A file upload is larger than any form and is read by its handler within the statement limit: its
         // token comes in the header (htmx) or in the form's action address (`?csrf=`), never from the body.
+        // The request log leaves the address's query out for this route (see `router::request_span`).
         let query_token = request.uri().query().and_then(|query| form_field(query.as_bytes(), "csrf"));
         let sent = header_token.or(query_token).unwrap_or_default();
         if sent.is_empty() || !session::same_secret(&sent, expected) {

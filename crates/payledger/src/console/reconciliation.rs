@@ -33,15 +33,17 @@ const RECENT_IMPORTS: u32 = 10;
 const DEFAULT_DAYS: i64 = 30;
 /// The longest report, in days (as the API's).
 const MAX_REPORT_DAYS: i64 = 366;
-/// The longest note, in characters (as the API's).
-const MAX_NOTE_CHARS: usize = 1000;
+
+/// The statement upload's route: the one console POST whose CSRF token may come in its address (a multipart
+/// body is not read before the handler); the request log leaves that address's query out.
+pub const UPLOAD_ROUTE: &str = "/admin/reconciliation/upload";
 
 /// The reconciliation pages' routes (each behind the console guard: viewers read, operators change).
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/admin/reconciliation", get(page))
         .route("/admin/reconciliation/", get(page))
-        .route("/admin/reconciliation/upload", post(upload_statement))
+        .route(UPLOAD_ROUTE, post(upload_statement))
         .route("/admin/reconciliation/discrepancies/{id}/apply", post(apply))
         .route("/admin/reconciliation/discrepancies/{id}/accept", post(accept))
         .route("/admin/statements/{id}", get(statement))
@@ -58,7 +60,7 @@ impl From<ReconcileError> for ConsoleError {
                 ConsoleError::BadRequest(format!("The file has no section for the account {account}."))
             }
             ReconcileError::TooLarge { limit } => {
-                ConsoleError::BadRequest(format!("The file is larger than the {limit} bytes a statement may have."))
+                ConsoleError::TooLarge(format!("The file is larger than the {limit} bytes a statement may have."))
             }
             ReconcileError::CsvMapping(reason) => {
                 ConsoleError::BadRequest(format!("The CSV column mapping: {reason}."))
@@ -290,9 +292,27 @@ fn report_query(filters: &ReportFilters, today: Date) -> Result<ReportQuery, Vec
             "The first day must not be after the last, and a report covers at most {MAX_REPORT_DAYS} days."
         ));
     }
-    let kind = given(&filters.kind).and_then(DiscrepancyKind::parse);
-    let state = given(&filters.state).and_then(DiscrepancyState::parse);
-    let cursor = given(&filters.cursor).and_then(|text| text.parse::<i64>().ok());
+    let kind = given(&filters.kind).and_then(|text| {
+        let kind = DiscrepancyKind::parse(text);
+        if kind.is_none() {
+            errors.push("Choose one of the listed kinds.".to_owned());
+        }
+        kind
+    });
+    let state = given(&filters.state).and_then(|text| {
+        let state = DiscrepancyState::parse(text);
+        if state.is_none() {
+            errors.push("Choose one of the listed states.".to_owned());
+        }
+        state
+    });
+    let cursor = given(&filters.cursor).and_then(|text| {
+        let cursor = text.parse::<i64>().ok().filter(|cursor| *cursor > 0);
+        if cursor.is_none() {
+            errors.push("The page link is broken: start from the first page.".to_owned());
+        }
+        cursor
+    });
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -376,6 +396,12 @@ fn text_field(body: &Bytes, parts: &[upload::Part], name: &str) -> Option<String
         .filter(|value| !value.is_empty())
 }
 
+/// The upload's file name, checked as the API checks its `file_name`.
+fn check_file_name(name: Option<&str>) -> Result<(), ConsoleError> {
+    crate::api::statements::check_file_name(name)
+        .map_err(|reason| ConsoleError::BadRequest(format!("The file name {reason}.")))
+}
+
 /// `POST /admin/reconciliation/upload` (operators): the upload form, `multipart/form-data`.
 async fn upload_statement(
     State(state): State<AppState>,
@@ -388,8 +414,14 @@ async fn upload_statement(
         .ok_or_else(|| ConsoleError::BadRequest("Send the upload form (multipart/form-data).".into()))?;
     let limit = usize::try_from(state.statement_max_bytes).unwrap_or(usize::MAX);
     // The form's other fields and the boundaries add a little to the file itself.
-    let body = to_bytes(body, limit.saturating_add(64 * 1024)).await.map_err(|_| {
-        ConsoleError::BadRequest(format!("The file is larger than the {limit} bytes a statement may have."))
+    let too_large =
+        || ConsoleError::TooLarge(format!("The file is larger than the {limit} bytes a statement may have."));
+    let body = to_bytes(body, limit.saturating_add(64 * 1024)).await.map_err(|error| {
+        if crate::api::extract::is_length_limit(&error) {
+            too_large()
+        } else {
+            ConsoleError::BadRequest("The upload could not be read; try again.".into())
+        }
     })?;
     let parts = upload::parts(&body, &boundary).map_err(ConsoleError::BadRequest)?;
     let file = parts
@@ -397,10 +429,9 @@ async fn upload_statement(
         .find(|part| part.name == "file" && part.file_name.is_some())
         .ok_or_else(|| ConsoleError::BadRequest("Choose a statement file.".into()))?;
     if file.content.len() > limit {
-        return Err(ConsoleError::BadRequest(format!(
-            "The file is larger than the {limit} bytes a statement may have."
-        )));
+        return Err(too_large());
     }
+    check_file_name(file.file_name.as_deref())?;
     let format = match text_field(&body, &parts, "format").as_deref() {
         None | Some("auto") => FormatChoice::Auto,
         Some(name) => StatementFormat::parse(name)
@@ -644,8 +675,8 @@ async fn accept(
 ) -> Result<Response, ConsoleError> {
     let id = discrepancy_id(&id)?;
     let note = form.note.unwrap_or_default();
-    let outcome = if note.trim().is_empty() || note.chars().count() > MAX_NOTE_CHARS {
-        Err(ConsoleError::Conflict(format!("Give a note of 1 to {MAX_NOTE_CHARS} characters saying why.")))
+    let outcome = if let Err(reason) = crate::api::reconciliation::check_note(&note) {
+        Err(ConsoleError::Conflict(format!("The note {reason}: say in a few words why.")))
     } else {
         match state.reconciliation.accept(id, note.trim(), &user.username).await {
             Ok(view) => Ok(("accepted", Some(view))),

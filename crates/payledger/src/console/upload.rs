@@ -79,16 +79,42 @@ fn disposition(headers: &str) -> Option<(String, Option<String>)> {
     let (_, value) = line.split_once(':')?;
     let mut name = None;
     let mut file_name = None;
-    for piece in value.split(';').skip(1) {
-        let Some((key, value)) = piece.split_once('=') else { continue };
-        let value = value.trim().trim_matches('"').to_owned();
-        match key.trim() {
-            "name" => name = Some(value),
-            "filename" => file_name = Some(value),
-            _ => {}
+    for (key, value) in parameters(value) {
+        if key.eq_ignore_ascii_case("name") {
+            name = Some(value);
+        } else if key.eq_ignore_ascii_case("filename") {
+            file_name = Some(value);
         }
     }
     Some((name?, file_name))
+}
+
+/// The `key=value` parameters after a header value's first `;`. A quoted value runs to its closing quote, `;`
+/// included (browsers send a file name's own `"` as `%22`, so a quote inside a value never needs escaping).
+fn parameters(value: &str) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    let Some((_, mut rest)) = value.split_once(';') else { return found };
+    loop {
+        let Some((key, after)) = rest.split_once('=') else { return found };
+        let after = after.trim_start();
+        let (value, next) = match after.strip_prefix('"') {
+            Some(quoted) => {
+                let Some(end) = quoted.find('"') else { return found };
+                (&quoted[..end], quoted[end + 1..].split_once(';').map(|(_, next)| next))
+            }
+            None => match after.split_once(';') {
+                Some((value, next)) => (value.trim(), Some(next)),
+                None => (after.trim(), None),
+            },
+        };
+        // A piece without `=` before this one (`; x; name=…`) is skipped with the key's leading part.
+        let key = key.rsplit(';').next().unwrap_or(key).trim();
+        found.push((key.to_owned(), value.to_owned()));
+        match next {
+            Some(next) => rest = next,
+            None => return found,
+        }
+    }
 }
 
 /// The first position of `needle` in `haystack` at or after `from`.
@@ -130,5 +156,13 @@ line one\r\n--X not the boundary\r\n\r\n--XyZ--\r\n";
         assert!(parts(&BODY[..BODY.len() - 12], "XyZ").is_err());
         assert!(parts(b"just bytes", "XyZ").is_err());
         assert!(parts(b"--XyZ\r\nContent-Type: text/plain\r\n\r\nx\r\n--XyZ--", "XyZ").is_err());
+    }
+
+    #[test]
+    fn a_quoted_file_name_is_read_whole_with_its_semicolons() {
+        let header = "Content-Disposition: form-data; name=\"file\"; filename=\"april; final=1.txt\"";
+        assert_eq!(disposition(header), Some(("file".to_owned(), Some("april; final=1.txt".to_owned()))));
+        let bare = "content-disposition: form-data; flag; NAME=format";
+        assert_eq!(disposition(bare), Some(("format".to_owned(), None)));
     }
 }

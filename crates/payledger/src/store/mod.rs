@@ -104,6 +104,13 @@ pub enum StoreError {
     /// The database URL is not one we support.
     #[error("unsupported database URL (expected sqlite:// or postgres://)")]
     UnsupportedUrl,
+    /// `connect_existing`: the SQLite file does not exist (a command that only uses a database never creates one).
+    #[error("no database at {0}")]
+    NoDatabase(String),
+    /// `connect_existing`: the database is behind this build's migrations (a command other than `migrate` and
+    /// `serve` never migrates, so two versions never race to change the schema).
+    #[error("the database needs `payledger migrate` (pending: {0})")]
+    NeedsMigration(String),
 }
 
 impl StoreError {
@@ -240,6 +247,32 @@ impl Store {
         }
     }
 
+    /// Connects read-write to a database that already exists and is fully migrated, for commands that use a
+    /// database but must not create or change its schema (`payledger statement import`): a missing SQLite file
+    /// is [`StoreError::NoDatabase`] (nothing is created), pending migrations are [`StoreError::NeedsMigration`].
+    pub async fn connect_existing(url: &str) -> Result<Store, StoreError> {
+        let refuse_pending = |pending: Vec<String>| match pending.is_empty() {
+            true => Ok(()),
+            false => Err(StoreError::NeedsMigration(pending.join(", "))),
+        };
+        if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+            let path = Path::new(path);
+            if !path.is_file() {
+                return Err(StoreError::NoDatabase(path.display().to_string()));
+            }
+            // Checked read-only first: opening read-write sets the journal mode, which writes to the file.
+            let probe = SqliteStore::open_read_only(path).await?;
+            refuse_pending(probe.pending_migrations().await?)?;
+            Ok(Store::Sqlite(SqliteStore::open_existing(path).await?))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let store = PgStore::connect(url).await?;
+            refuse_pending(store.pending_migrations().await?)?;
+            Ok(Store::Postgres(store))
+        } else {
+            Err(StoreError::UnsupportedUrl)
+        }
+    }
+
     /// The backend's name, for logs and metrics.
     pub fn backend(&self) -> &'static str {
         match self {
@@ -252,6 +285,16 @@ impl Store {
     pub async fn migrate(&self) -> Result<(), StoreError> {
         on_backend!(self, store => store.migrate().await)
     }
+}
+
+/// The migrations of `migrator` whose versions are not among `applied`, as `version_description`.
+fn pending(migrator: &sqlx::migrate::Migrator, applied: &[i64]) -> Vec<String> {
+    migrator
+        .iter()
+        .filter(|migration| !migration.migration_type.is_down_migration())
+        .filter(|migration| !applied.contains(&migration.version))
+        .map(|migration| format!("{}_{}", migration.version, migration.description.replace(' ', "_")))
+        .collect()
 }
 
 /// An organization account's key and id, as both stores read them back after creating organizations.

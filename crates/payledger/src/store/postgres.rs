@@ -61,6 +61,18 @@ impl PgStore {
         Ok(())
     }
 
+    /// The migrations of this build not yet applied to the database, as `version_description`.
+    pub(super) async fn pending_migrations(&self) -> Result<Vec<String>, StoreError> {
+        let exists: bool =
+            sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL").fetch_one(&self.pool).await?;
+        let applied: Vec<i64> = if exists {
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success").fetch_all(&self.pool).await?
+        } else {
+            Vec::new()
+        };
+        Ok(super::pending(&sqlx::migrate!("./migrations/postgres"), &applied))
+    }
+
     /// Starts a batch transaction (READ COMMITTED: row locks and unique indexes do the serializing).
     pub async fn begin_batch(&self) -> Result<PgBatch, StoreError> {
         PgBatch::begin(&self.pool).await

@@ -44,9 +44,13 @@ impl SqliteStore {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|error| StoreError::Database(sqlx::Error::Io(error)))?;
         }
+        SqliteStore::open_with(path, true).await
+    }
+
+    async fn open_with(path: &Path, create: bool) -> Result<SqliteStore, StoreError> {
         let options = SqliteConnectOptions::from_str("sqlite:")?
             .filename(path)
-            .create_if_missing(true)
+            .create_if_missing(create)
             .journal_mode(SqliteJournalMode::Wal)
             // FULL makes every commit durable before the writer answers its callers.
             .synchronous(SqliteSynchronous::Full)
@@ -81,9 +85,31 @@ impl SqliteStore {
         Ok(SqliteStore { path: path.to_path_buf(), writer: reader.clone(), reader })
     }
 
+    /// Opens an existing database file as [`SqliteStore::open`] does, but never creates it (nor its folder).
+    pub async fn open_existing(path: &Path) -> Result<SqliteStore, StoreError> {
+        if !path.is_file() {
+            return Err(StoreError::NoDatabase(path.display().to_string()));
+        }
+        SqliteStore::open_with(path, false).await
+    }
+
     pub(super) async fn migrate(&self) -> Result<(), StoreError> {
         sqlx::migrate!("./migrations/sqlite").run(&self.writer).await?;
         Ok(())
+    }
+
+    /// The migrations of this build not yet applied to the database, as `version_description`.
+    pub(super) async fn pending_migrations(&self) -> Result<Vec<String>, StoreError> {
+        let applied: Vec<i64> = match sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all(&self.reader)
+            .await
+        {
+            Ok(applied) => applied,
+            // No migration table: nothing was ever applied.
+            Err(sqlx::Error::Database(error)) if error.message().contains("no such table") => Vec::new(),
+            Err(error) => return Err(error.into()),
+        };
+        Ok(super::pending(&sqlx::migrate!("./migrations/sqlite"), &applied))
     }
 
     /// Opens the ledger engine's own write connection to the same file.

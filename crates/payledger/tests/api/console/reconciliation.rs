@@ -6,6 +6,7 @@ use crate::common::console::{ConsoleClient, Page};
 use crate::common::statements::{Credit, PAYER, STRANGER, one_c};
 use crate::common::{self, ADMIN, Backend, TestDb, TestServer};
 
+const PASSWORD: &str = "a long enough password";
 const BOUNDARY: &str = "----payledgerTestBoundary7MA4YWxkTrZu0gW";
 
 /// The upload form's body: the file and the format, as a browser encodes them.
@@ -146,5 +147,61 @@ async fn the_reconciliation_page_renders_its_filters_and_refuses_bad_ones() {
     assert!(bad.body.contains("must not be after the last"), "{}", bad.body);
     let missing = console.get("/admin/statements/999").await;
     assert_eq!(missing.status, 404);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_multipart_post_needs_the_upload_route_an_operator_and_the_token() {
+    let Some(db) = TestDb::new(Backend::Sqlite).await else { return };
+    let mut settings = common::settings(&db);
+    settings.statement_max_bytes = 4096;
+    let server = TestServer::start(settings).await;
+    payledger::auth::principals::create(&db.store().await, "test", "vera", PASSWORD, "viewer", false)
+        .await
+        .expect("a viewer");
+    let statement = one_c(&[Credit { number: "PAY-1", date: "28.04.2024", kopecks: 1_000, payer_inn: PAYER }]);
+    let viewer = ConsoleClient::login(&server, "vera", PASSWORD).await;
+    let action = format!("/admin/reconciliation/upload?csrf={}", viewer.csrf);
+    let refused = submit_upload(&server, &viewer, &action, multipart("a.txt", &statement)).await;
+    assert_eq!(refused.status, 403, "a viewer may not upload: {}", refused.body);
+
+    let admin = ConsoleClient::login(&server, ADMIN.0, ADMIN.1).await;
+    let untokened =
+        submit_upload(&server, &admin, "/admin/reconciliation/upload", multipart("a.txt", &statement)).await;
+    assert_eq!(untokened.status, 403, "no token: {}", untokened.body);
+    // The address token is the upload's alone: another action's multipart body is read as a form.
+    let elsewhere = format!("/admin/statements/1/apply?csrf={}", admin.csrf);
+    let other = submit_upload(&server, &admin, &elsewhere, multipart("a.txt", &statement)).await;
+    assert_eq!(other.status, 403, "{}", other.body);
+
+    let action = format!("/admin/reconciliation/upload?csrf={}", admin.csrf);
+    let nul = submit_upload(&server, &admin, &action, multipart("a\u{0}.txt", &statement)).await;
+    assert_eq!(nul.status, 400, "{}", nul.body);
+    assert!(nul.body.contains("file name must not hold control characters"), "{}", nul.body);
+    let large = submit_upload(&server, &admin, &action, multipart("big.txt", &"x".repeat(80 * 1024))).await;
+    assert_eq!(large.status, 413, "{}", large.body);
+    let semicolon = submit_upload(&server, &admin, &action, multipart("april; final.txt", &statement)).await;
+    assert_eq!(semicolon.status, 303, "{}", semicolon.body);
+    let location = semicolon.location.expect("to the import");
+    let page = admin.get(&location).await;
+    assert!(page.body.contains("april; final.txt"), "the file name is read whole: {}", page.body);
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM statement_imports").await, 1, "only the good upload");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_bad_kind_state_or_page_link_is_refused_with_a_message() {
+    let Some(db) = TestDb::new(Backend::Sqlite).await else { return };
+    let server = TestServer::start(common::settings(&db)).await;
+    let console = ConsoleClient::login(&server, ADMIN.0, ADMIN.1).await;
+    for (query, message) in [
+        ("kind=lost", "Choose one of the listed kinds."),
+        ("state=closed", "Choose one of the listed states."),
+        ("cursor=abc", "The page link is broken"),
+    ] {
+        let page = console.get(&format!("/admin/reconciliation?{query}")).await;
+        assert_eq!(page.status, 400, "{query}");
+        assert!(page.body.contains(message), "{query}: {}", page.body);
+    }
     server.stop().await;
 }

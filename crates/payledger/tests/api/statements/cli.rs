@@ -68,6 +68,7 @@ on_both_backends!(the_command_line_imports_beside_a_running_server);
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_bad_file_exits_1_naming_the_file_and_line_and_stores_nothing() {
     let Some(db) = TestDb::new(Backend::Sqlite).await else { return };
+    db.store().await.migrate().await.expect("a migrated database");
     let good = one_c(&[Credit { number: "PAY-1", date: "28.04.2024", kopecks: 150_000, payer_inn: PAYER }]);
     let bad = good.replace("Сумма=1500.00", "Сумма=1.505");
     let line = bad.lines().position(|line| line == "Сумма=1.505").expect("amount line") + 1;
@@ -82,4 +83,49 @@ async fn a_bad_file_exits_1_naming_the_file_and_line_and_stores_nothing() {
     assert_eq!(missing.status.code(), Some(2), "an unreadable file: the import could not run");
     let csv = import(&db.url, &[&file, "--format", "csv"]).await;
     assert_eq!(csv.status.code(), Some(2), "CSV without a mapping: {}", String::from_utf8_lossy(&csv.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_command_line_never_creates_or_migrates_a_database() {
+    let Some(db) = TestDb::new(Backend::Sqlite).await else { return };
+    let good = one_c(&[Credit { number: "PAY-1", date: "28.04.2024", kopecks: 150_000, payer_inn: PAYER }]);
+    let file = write(db.dir.path(), "good.txt", &good);
+
+    let absent = db.dir.path().join("typo").join("absent.db");
+    let output = import(&format!("sqlite://{}", absent.display()), &[&file]).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(&format!("no database at {}", absent.display())), "{stderr}");
+    assert!(!absent.exists() && !absent.parent().is_some_and(Path::exists), "nothing created");
+
+    // An empty file is a database with no migrations applied: refused, not migrated.
+    let empty = db.dir.path().join("empty.db");
+    std::fs::write(&empty, b"").expect("an empty database file");
+    let output = import(&format!("sqlite://{}", empty.display()), &[&file]).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("the database needs `payledger migrate` (pending: 1_"), "{stderr}");
+    assert_eq!(std::fs::metadata(&empty).map(|meta| meta.len()).ok(), Some(0), "not migrated");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_mapping_that_could_not_be_saved_is_refused_before_anything_is_imported() {
+    let Some(db) = TestDb::new(Backend::Sqlite).await else { return };
+    db.store().await.migrate().await.expect("a migrated database");
+    let good = one_c(&[Credit { number: "PAY-1", date: "28.04.2024", kopecks: 150_000, payer_inn: PAYER }]);
+    let file = write(db.dir.path(), "good.txt", &good);
+    let account = "40702810900000000001";
+    let cases: [(&[&str], &str); 3] = [
+        (&["--account", account, "--csv-columns", "booking_date=Дата", "--save-mapping"], "--format csv"),
+        (&["--format", "csv", "--account", account, "--csv-columns", "nonsense", "--save-mapping"], "--csv-columns"),
+        (&["--format", "csv", "--account", account, "--csv-columns", &"a".repeat(4001), "--save-mapping"], "4000"),
+    ];
+    for (args, named) in cases {
+        let output = import(&db.url, &[&[file.as_str()][..], args].concat()).await;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(named), "{args:?}: {stderr}");
+    }
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM statement_imports").await, 0, "nothing imported");
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM statement_csv_mappings").await, 0, "nothing saved");
 }

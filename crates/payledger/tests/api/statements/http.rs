@@ -258,6 +258,25 @@ async fn report_parameters_are_checked_by_name() {
         let (status, body) = server.get(&format!("/api/v1/reconciliation/?{query}")).await;
         assert_eq!((status, body["details"][field].is_string()), (400, true), "{query}: {body}");
     }
+    // Only `from`: the report runs a month on from it, but never past today; a future `from` names `from`
+    // alone, never the `to` the client did not send.
+    let (status, body) = server.get("/api/v1/reconciliation/?from=2024-04-26").await;
+    assert_eq!(
+        (status, body["from"].as_str(), body["to"].as_str()),
+        (200, Some("2024-04-26"), Some("2024-05-26")),
+        "{body}"
+    );
+    let (status, body) = server.get("/api/v1/reconciliation/?from=2999-01-01").await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["details"].as_object().map(|fields| fields.keys().cloned().collect::<Vec<_>>()),
+        Some(vec!["from".to_owned()])
+    );
+    for name in ["a%00.txt", "a%0Ab.txt", "a%C2%85"] {
+        let (status, body) = upload(&server, scenario_statement(), &format!("?file_name={name}")).await;
+        assert_eq!((status, body["details"]["file_name"].is_string()), (400, true), "{name}: {body}");
+    }
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM statement_imports").await, 0, "nothing stored");
     let (status, body) = server.get("/api/v1/statements/abc/").await;
     assert_eq!((status, body["details"]["id"].is_string()), (400, true), "{body}");
     let (status, _) = server.get("/api/v1/statements/999/").await;
