@@ -7,13 +7,13 @@
 use std::collections::{HashMap, HashSet};
 
 use payledger_core::bank::NoticeField;
-use payledger_core::{AccountId, BalanceSheet, BankNotice, Inn, LedgerError, OperationId, Posting};
+use payledger_core::{AccountId, BalanceSheet, BankNotice, Inn, LedgerError, OperationId};
 use uuid::Uuid;
 
 use super::balances::{BalanceCommand, BalanceOutcome, BatchLedger, KeptRefusal};
 use super::payouts::{PayoutCommand, PayoutOutcome, PayoutStates};
 use crate::store::batch::{
-    ConflictRecord, NewTransaction, NoticeClaim, NoticeStatus, NoticeUpdate, Plan, RejectedNotice, StoredNotice,
+    ConflictRecord, NoticeClaim, NoticeStatus, NoticeUpdate, Plan, RejectedNotice, StoredNotice,
 };
 
 /// The ledger transaction kind of a credited bank payment.
@@ -53,6 +53,8 @@ pub enum WriteCommand {
     StatementBegin(super::statements::BeginImport),
     /// Store and match up to 1,000 lines of an import.
     StatementLines(super::statements::LinesCommand),
+    /// Apply a statement line: credit its payer from the statement, or match a payment that arrived since.
+    StatementApply(super::reconcile::ApplyCommand),
 }
 
 /// A worker's claim of due jobs.
@@ -81,7 +83,8 @@ impl WriteCommand {
             | WriteCommand::ClaimJobs(_)
             | WriteCommand::StatementAccept(_)
             | WriteCommand::StatementBegin(_)
-            | WriteCommand::StatementLines(_) => None,
+            | WriteCommand::StatementLines(_)
+            | WriteCommand::StatementApply(_) => None,
         }
     }
 }
@@ -145,6 +148,14 @@ pub struct Claims {
     pub payment_candidates: Vec<crate::store::batch::PaymentCandidate>,
     /// The payer INNs of the batch's lines that have an organization.
     pub line_payers: HashSet<String>,
+    /// The lines the batch's applies name, by id.
+    pub apply_targets: HashMap<i64, crate::store::batch::ApplyTarget>,
+    /// The open payments with the documents of those lines.
+    pub apply_candidates: Vec<crate::store::batch::PaymentCandidate>,
+    /// The statement payments and unmatched lines the documents of the batch's crediting notices meet.
+    pub counterparts: Vec<crate::store::batch::NoticeCounterpart>,
+    /// Recorded notices to apply that a statement line is already matched to.
+    pub recorded_matched: HashSet<OperationId>,
 }
 
 /// The notice rows a batch should try to insert: the first occurrence of each new operation id, in
@@ -213,6 +224,7 @@ pub fn decide(
     let mut discrepancies = claims.discrepancies.clone();
     let mut started_imports: HashSet<i64> = HashSet::new();
     let mut taken_payments: HashSet<i64> = HashSet::new();
+    let mut reconcile = super::reconcile::BatchReconciliation::new(&claims.counterparts);
     let mut plan = Plan::default();
     let mut outcomes = Vec::with_capacity(commands.len());
     for (index, command) in commands.iter().enumerate() {
@@ -226,7 +238,10 @@ pub fn decide(
                         first_in_batch.insert(id, notice);
                         match (apply, claimed_transaction.get(&id).copied().flatten()) {
                             (true, Some(transaction_id)) => {
-                                credit(notice, transaction_id, accounts, sheet, &mut plan, false)
+                                let taken = &mut taken_payments;
+                                reconciled_credit(notice, false, claims, taken, &mut reconcile, &mut plan, |plan| {
+                                    credit(notice, transaction_id, accounts, sheet, plan, false)
+                                })
                             }
                             _ => WriteOutcome::NoticeAccepted,
                         }
@@ -240,7 +255,12 @@ pub fn decide(
             }
             WriteCommand::ApplyRecorded { notice } => {
                 if claims.waiting.contains(&notice.operation_id) && applied_recorded.insert(notice.operation_id) {
-                    let outcome = credit(notice, Uuid::now_v7(), accounts, sheet, &mut plan, true);
+                    let matched = claims.recorded_matched.contains(&notice.operation_id);
+                    let taken = &mut taken_payments;
+                    let outcome =
+                        reconciled_credit(notice, matched, claims, taken, &mut reconcile, &mut plan, |plan| {
+                            credit(notice, Uuid::now_v7(), accounts, sheet, plan, true)
+                        });
                     remember_failure(&mut failures, notice.operation_id, &outcome);
                     outcome
                 } else {
@@ -275,6 +295,9 @@ pub fn decide(
                 &mut taken_payments,
                 &mut plan,
             )),
+            WriteCommand::StatementApply(apply) => {
+                WriteOutcome::Statement(reconcile.apply(apply, claims, &mut taken_payments, accounts, sheet, &mut plan))
+            }
             WriteCommand::Payout(command) => {
                 let id = command.payout_id();
                 let before = if super::audit::is_audited(command) { payouts.payouts.get(&id).cloned() } else { None };
@@ -289,6 +312,34 @@ pub fn decide(
     plan.holds = balances.hold_writes();
     plan.payouts = payouts.writes();
     (plan, outcomes)
+}
+
+/// A notice about to be credited, through reconciliation: a late notice of a payment applied from the statement
+/// is recorded `duplicate` and not credited; a credited one takes the unmatched credit line with its key. A
+/// notice whose payment a line already matched (before the batch, or by a lines command earlier in it) is only
+/// credited; one that reconciliation took is marked taken, so a later lines command of the batch leaves it.
+fn reconciled_credit(
+    notice: &BankNotice,
+    matched_before: bool,
+    claims: &Claims,
+    taken: &mut HashSet<i64>,
+    reconcile: &mut super::reconcile::BatchReconciliation,
+    plan: &mut Plan,
+    credit: impl FnOnce(&mut Plan) -> WriteOutcome,
+) -> WriteOutcome {
+    let payment = claims.payment_candidates.iter().find(|p| p.operation_id == notice.operation_id.0).map(|p| p.id);
+    if matched_before || payment.is_some_and(|id| taken.contains(&id)) {
+        return credit(plan);
+    }
+    let mut took = reconcile.late_notice(notice, plan);
+    let outcome = if took { WriteOutcome::NoticeDuplicate } else { credit(plan) };
+    if !took && outcome == WriteOutcome::NoticeApplied {
+        took = reconcile.credited_notice(notice, plan);
+    }
+    if let (true, Some(id)) = (took, payment) {
+        taken.insert(id);
+    }
+    outcome
 }
 
 /// Keeps the reason of a credit that just failed, for a replay later in the same batch.
@@ -331,22 +382,8 @@ fn credit(
     plan: &mut Plan,
     update_when_applied: bool,
 ) -> WriteOutcome {
-    let Some(&organization) = accounts.organizations.get(&notice.payer_inn) else {
-        return fail(notice, LedgerError::UnknownAccount(AccountId(0)), plan);
-    };
-    let amount = notice.amount.minor();
-    let postings =
-        [Posting { account: accounts.bank_inflow, amount: -amount }, Posting { account: organization, amount }];
-    match sheet.apply(&postings) {
-        Ok(entries) => {
-            plan.transactions.push(NewTransaction {
-                id: transaction_id,
-                kind: BANK_PAYMENT_KIND,
-                // bank_payments.operation_id (and its unique transaction_id) already make this transaction
-                // happen once; a second random-key index would double the write cost of every payment.
-                idempotency_key: None,
-            });
-            plan.entries.extend(entries.into_iter().map(|entry| (transaction_id, entry)));
+    match super::reconcile::post_credit(notice, transaction_id, accounts, sheet, plan) {
+        Ok(()) => {
             if update_when_applied {
                 plan.notice_updates.push(NoticeUpdate {
                     operation_id: notice.operation_id,
