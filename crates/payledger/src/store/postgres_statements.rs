@@ -302,7 +302,7 @@ impl PgBatch {
             return Ok(HashMap::new());
         }
         let rows = sqlx::query(
-            "SELECT l.id, l.account, l.fingerprint, l.occurrence, l.direction, l.amount, l.currency, l.payer_inn,
+            "SELECT l.id, l.account, l.fingerprint, l.occurrence::bigint, l.direction, l.amount, l.currency, l.payer_inn,
                     l.document_number, l.document_date,
                     EXISTS (SELECT 1 FROM statement_matches m WHERE m.line_id = l.id), d.id, d.kind, d.state
              FROM statement_lines l LEFT JOIN statement_discrepancies d ON d.line_id = l.id
