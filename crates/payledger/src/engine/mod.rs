@@ -301,7 +301,8 @@ impl WriterState {
     /// Claims, locks, decides and writes one batch inside `tx`, then commits. Returns the outcomes and the
     /// accounts this batch looked up or created.
     ///
-    /// Every transaction takes its locks in the same phases, each in ascending key order: new notice ids,
+    /// Every transaction takes its locks in the same phases, each in ascending key order: the reconciliation
+    /// advisory lock (phase 0, PostgreSQL, for batches with notices or statement commands), new notice ids,
     /// idempotency keys (never waited for: a key in use elsewhere is answered "in flight"), recorded notices
     /// waiting to be applied, payouts, their jobs, reservations, statement imports, reconciliation discrepancies,
     /// new account keys, and finally account rows.

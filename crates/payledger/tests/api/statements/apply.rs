@@ -234,7 +234,7 @@ async fn random_interleavings_of_webhooks_imports_and_applies_credit_every_payme
         let mut tasks = tokio::task::JoinSet::new();
         for &i in &events {
             let (number, amount, delivered) = payments[i].clone();
-            let delay = Duration::from_millis(rng.random_range(0..40));
+            let delay = Duration::from_millis(rng.random_range(0..150));
             if delivered {
                 let url = harness.server.url("/api/webhook/bank/");
                 tasks.spawn(async move {
