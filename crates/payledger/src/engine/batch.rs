@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::balances::{BalanceCommand, BalanceOutcome, BatchLedger, KeptRefusal};
 use super::payouts::{PayoutCommand, PayoutOutcome, PayoutStates};
+use super::statements::{decide_accept, decide_begin, decide_lines};
 use crate::store::batch::{
     ConflictRecord, NoticeClaim, NoticeStatus, NoticeUpdate, Plan, RejectedNotice, StoredNotice,
 };
@@ -223,7 +224,6 @@ pub fn decide(
     // Changed as the batch's commands decide, so a second accept of one discrepancy sees the first.
     let mut discrepancies = claims.discrepancies.clone();
     let mut started_imports: HashSet<i64> = HashSet::new();
-    let mut taken_payments: HashSet<i64> = HashSet::new();
     let mut reconcile = super::reconcile::BatchReconciliation::new(&claims.counterparts);
     let mut plan = Plan::default();
     let mut outcomes = Vec::with_capacity(commands.len());
@@ -238,8 +238,7 @@ pub fn decide(
                         first_in_batch.insert(id, notice);
                         match (apply, claimed_transaction.get(&id).copied().flatten()) {
                             (true, Some(transaction_id)) => {
-                                let taken = &mut taken_payments;
-                                reconciled_credit(notice, false, claims, taken, &mut reconcile, &mut plan, |plan| {
+                                reconcile.credit(notice, false, claims, &mut plan, |plan| {
                                     credit(notice, transaction_id, accounts, sheet, plan, false)
                                 })
                             }
@@ -256,11 +255,9 @@ pub fn decide(
             WriteCommand::ApplyRecorded { notice } => {
                 if claims.waiting.contains(&notice.operation_id) && applied_recorded.insert(notice.operation_id) {
                     let matched = claims.recorded_matched.contains(&notice.operation_id);
-                    let taken = &mut taken_payments;
-                    let outcome =
-                        reconciled_credit(notice, matched, claims, taken, &mut reconcile, &mut plan, |plan| {
-                            credit(notice, Uuid::now_v7(), accounts, sheet, plan, true)
-                        });
+                    let outcome = reconcile.credit(notice, matched, claims, &mut plan, |plan| {
+                        credit(notice, Uuid::now_v7(), accounts, sheet, plan, true)
+                    });
                     remember_failure(&mut failures, notice.operation_id, &outcome);
                     outcome
                 } else {
@@ -279,24 +276,19 @@ pub fn decide(
             WriteCommand::KeepRefusal(refusal) => WriteOutcome::Balance(balances.keep_refusal(refusal, &mut plan)),
             WriteCommand::ClaimJobs(_) => WriteOutcome::Jobs(payouts.claimed_jobs.remove(&index).unwrap_or_default()),
             WriteCommand::StatementAccept(accept) => {
-                WriteOutcome::Statement(super::statements::decide_accept(accept, &mut discrepancies, &mut plan))
+                WriteOutcome::Statement(decide_accept(accept, &mut discrepancies, &mut plan))
             }
-            WriteCommand::StatementBegin(begin) => WriteOutcome::Statement(super::statements::decide_begin(
-                begin,
-                claims.imports.get(&begin.sha256),
-                &mut started_imports,
-                &mut plan,
-            )),
-            WriteCommand::StatementLines(lines) => WriteOutcome::Statement(super::statements::decide_lines(
-                lines,
-                claims.stored_lines.get(&index).map_or(&[], Vec::as_slice),
-                &claims.payment_candidates,
-                &claims.line_payers,
-                &mut taken_payments,
-                &mut plan,
-            )),
+            WriteCommand::StatementBegin(begin) => {
+                let claimed = claims.imports.get(&begin.sha256);
+                WriteOutcome::Statement(decide_begin(begin, claimed, &mut started_imports, &mut plan))
+            }
+            WriteCommand::StatementLines(lines) => {
+                let stored = claims.stored_lines.get(&index).map_or(&[][..], Vec::as_slice);
+                let (candidates, taken) = (&claims.payment_candidates, &mut reconcile.taken_payments);
+                WriteOutcome::Statement(decide_lines(lines, stored, candidates, &claims.line_payers, taken, &mut plan))
+            }
             WriteCommand::StatementApply(apply) => {
-                WriteOutcome::Statement(reconcile.apply(apply, claims, &mut taken_payments, accounts, sheet, &mut plan))
+                WriteOutcome::Statement(reconcile.apply(apply, claims, accounts, sheet, &mut plan))
             }
             WriteCommand::Payout(command) => {
                 let id = command.payout_id();
@@ -312,34 +304,6 @@ pub fn decide(
     plan.holds = balances.hold_writes();
     plan.payouts = payouts.writes();
     (plan, outcomes)
-}
-
-/// A notice about to be credited, through reconciliation: a late notice of a payment applied from the statement
-/// is recorded `duplicate` and not credited; a credited one takes the unmatched credit line with its key. A
-/// notice whose payment a line already matched (before the batch, or by a lines command earlier in it) is only
-/// credited; one that reconciliation took is marked taken, so a later lines command of the batch leaves it.
-fn reconciled_credit(
-    notice: &BankNotice,
-    matched_before: bool,
-    claims: &Claims,
-    taken: &mut HashSet<i64>,
-    reconcile: &mut super::reconcile::BatchReconciliation,
-    plan: &mut Plan,
-    credit: impl FnOnce(&mut Plan) -> WriteOutcome,
-) -> WriteOutcome {
-    let payment = claims.payment_candidates.iter().find(|p| p.operation_id == notice.operation_id.0).map(|p| p.id);
-    if matched_before || payment.is_some_and(|id| taken.contains(&id)) {
-        return credit(plan);
-    }
-    let mut took = reconcile.late_notice(notice, plan);
-    let outcome = if took { WriteOutcome::NoticeDuplicate } else { credit(plan) };
-    if !took && outcome == WriteOutcome::NoticeApplied {
-        took = reconcile.credited_notice(notice, plan);
-    }
-    if let (true, Some(id)) = (took, payment) {
-        taken.insert(id);
-    }
-    outcome
 }
 
 /// Keeps the reason of a credit that just failed, for a replay later in the same batch.

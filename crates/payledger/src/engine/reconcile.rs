@@ -12,7 +12,7 @@ use payledger_core::statement::{AccountNumber, MOSCOW, MatchKey, moscow_date, st
 use payledger_core::{BalanceSheet, BankNotice, Inn, OperationId};
 use uuid::Uuid;
 
-use super::batch::{AccountMap, BANK_PAYMENT_KIND, Claims};
+use super::batch::{AccountMap, BANK_PAYMENT_KIND, Claims, WriteOutcome};
 use super::statements::{ApplyDecision, DiscrepancyKind, LineState, MatchRule, StatementOutcome, decide_apply};
 use crate::store::AuditEntry;
 use crate::store::batch::{
@@ -176,6 +176,8 @@ pub struct BatchReconciliation {
     taken_lines: HashSet<i64>,
     /// Discrepancies a command of this batch resolved.
     resolved: HashSet<i64>,
+    /// Payments a command of this batch matched (or recorded as late notices), by id.
+    pub taken_payments: HashSet<i64>,
 }
 
 impl BatchReconciliation {
@@ -220,6 +222,34 @@ impl BatchReconciliation {
         view
     }
 
+    /// A notice about to be credited, through reconciliation: a late notice of a payment applied from the
+    /// statement is recorded `duplicate` and not credited; a credited one takes the unmatched credit line with
+    /// its key. A notice whose payment a line already matched (before the batch, `matched_before`, or by a lines
+    /// command earlier in it) is only credited; one reconciliation took is marked taken, so a later lines
+    /// command of the batch leaves it.
+    pub fn credit(
+        &mut self,
+        notice: &BankNotice,
+        matched_before: bool,
+        claims: &Claims,
+        plan: &mut Plan,
+        credit: impl FnOnce(&mut Plan) -> WriteOutcome,
+    ) -> WriteOutcome {
+        let payment = claims.payment_candidates.iter().find(|p| p.operation_id == notice.operation_id.0).map(|p| p.id);
+        if matched_before || payment.is_some_and(|id| self.taken_payments.contains(&id)) {
+            return credit(plan);
+        }
+        let mut took = self.late_notice(notice, plan);
+        let outcome = if took { WriteOutcome::NoticeDuplicate } else { credit(plan) };
+        if !took && outcome == WriteOutcome::NoticeApplied {
+            took = self.credited_notice(notice, plan);
+        }
+        if let (true, Some(id)) = (took, payment) {
+            self.taken_payments.insert(id);
+        }
+        outcome
+    }
+
     /// Before a notice is credited: if it repeats a statement-sourced payment (the lowest-id one with its key
     /// that no late notice names), it is recorded `duplicate` of it and answered as a duplicate.
     pub fn late_notice(&mut self, notice: &BankNotice, plan: &mut Plan) -> bool {
@@ -262,7 +292,6 @@ impl BatchReconciliation {
         &mut self,
         apply: &ApplyCommand,
         claims: &Claims,
-        taken_payments: &mut HashSet<i64>,
         accounts: &AccountMap<'_>,
         sheet: &mut BalanceSheet,
         plan: &mut Plan,
@@ -271,10 +300,10 @@ impl BatchReconciliation {
         let key = target_key(target);
         let state = line_state(target, self.taken_lines.contains(&apply.line_id), &self.resolved);
         let discrepancy_id = target.discrepancy.as_ref().map(|(id, _, _)| *id);
-        let decision = decide_apply(&state, open_payment(key.as_ref(), &claims.apply_candidates, taken_payments));
+        let decision = decide_apply(&state, open_payment(key.as_ref(), &claims.apply_candidates, &self.taken_payments));
         let (outcome, resolution) = match (decision, key) {
             (ApplyDecision::MatchTo(payment_id), _) => {
-                taken_payments.insert(payment_id);
+                self.taken_payments.insert(payment_id);
                 plan.statement_matches.push(NewMatch {
                     line_id: apply.line_id,
                     payment_id,
@@ -395,4 +424,101 @@ pub fn apply_documents(targets: &HashMap<i64, ApplyTarget>) -> Vec<(String, Stri
     documents.sort();
     documents.dedup();
     documents
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::{date, datetime};
+
+    const INN: &str = "7707083893";
+
+    fn notice(id: u128, number: &str, amount: i64) -> BankNotice {
+        BankNotice {
+            operation_id: OperationId(Uuid::from_u128(id)),
+            amount: Money::from_minor(amount, Currency::RUB),
+            payer_inn: Inn::parse(INN).unwrap_or_else(|_| panic!("test inn")),
+            document_number: number.into(),
+            // 28 April in Moscow.
+            document_date: datetime!(2024-04-27 21:00 UTC),
+        }
+    }
+
+    fn line(id: i64, number: &str, amount: i64, open_discrepancy: Option<i64>) -> NoticeCounterpart {
+        NoticeCounterpart::OpenLine {
+            id,
+            amount,
+            currency: "RUB".into(),
+            payer_inn: INN.into(),
+            document_number: number.into(),
+            document_date: date!(2024 - 04 - 28),
+            open_discrepancy,
+        }
+    }
+
+    fn applied(id: i64, number: &str, amount: i64, has_late_notice: bool) -> NoticeCounterpart {
+        NoticeCounterpart::StatementPayment {
+            id,
+            operation_id: Uuid::from_u128(1000 + id as u128),
+            amount,
+            currency: "RUB".into(),
+            payer_inn: INN.into(),
+            document_number: number.into(),
+            document_date: datetime!(2024-04-27 21:00 UTC),
+            has_late_notice,
+        }
+    }
+
+    #[test]
+    fn a_notice_repeating_a_statement_payment_is_a_late_notice_once_and_never_credited() {
+        let mut view = BatchReconciliation::new(&[applied(5, "P-1", 100, false), applied(4, "P-2", 100, true)]);
+        let (mut plan, claims) = (Plan::default(), Claims::default());
+        let never = |_: &mut Plan| panic!("a late notice is not credited");
+        assert_eq!(
+            view.credit(&notice(1, "P-1", 100), false, &claims, &mut plan, never),
+            WriteOutcome::NoticeDuplicate
+        );
+        assert_eq!(
+            plan.late_notices,
+            vec![LateNotice { operation_id: Uuid::from_u128(1), duplicate_of: Uuid::from_u128(1005) }]
+        );
+        // The payment is named once: a second notice with the key is a real payment; one already named, too.
+        let credited = |_: &mut Plan| WriteOutcome::NoticeApplied;
+        assert_eq!(
+            view.credit(&notice(2, "P-1", 100), false, &claims, &mut plan, credited),
+            WriteOutcome::NoticeApplied
+        );
+        assert_eq!(
+            view.credit(&notice(3, "P-2", 100), false, &claims, &mut plan, credited),
+            WriteOutcome::NoticeApplied
+        );
+        // Another amount is another key.
+        let mut other = BatchReconciliation::new(&[applied(5, "P-1", 100, false)]);
+        assert_eq!(
+            other.credit(&notice(9, "P-1", 101), false, &claims, &mut plan, credited),
+            WriteOutcome::NoticeApplied
+        );
+        assert_eq!(plan.late_notices.len(), 1);
+    }
+
+    #[test]
+    fn a_credited_notice_takes_the_lowest_unmatched_line_with_its_key_and_resolves_its_discrepancy() {
+        let counterparts = [line(8, "P-1", 100, None), line(7, "P-1", 100, Some(70)), line(6, "P-1", 99, Some(60))];
+        let mut view = BatchReconciliation::new(&counterparts);
+        let (mut plan, claims) = (Plan::default(), Claims::default());
+        let credited = |_: &mut Plan| WriteOutcome::NoticeApplied;
+        view.credit(&notice(1, "P-1", 100), false, &claims, &mut plan, credited);
+        view.credit(&notice(2, "P-1", 100), false, &claims, &mut plan, credited);
+        view.credit(&notice(3, "P-1", 100), false, &claims, &mut plan, credited);
+        let lines: Vec<(i64, u128)> =
+            plan.matches_by_operation.iter().map(|m| (m.line_id, m.operation_id.as_u128())).collect();
+        assert_eq!(lines, vec![(7, 1), (8, 2)], "twins take one line each; the 99 line is not theirs");
+        assert_eq!(plan.discrepancy_updates.len(), 1);
+        assert_eq!((plan.discrepancy_updates[0].id, plan.discrepancy_updates[0].resolution), (70, "notice"));
+        // A notice whose payment a line matched already is only credited.
+        let mut plan = Plan::default();
+        let mut view = BatchReconciliation::new(&counterparts);
+        view.credit(&notice(4, "P-1", 100), true, &claims, &mut plan, credited);
+        assert!(plan.matches_by_operation.is_empty());
+    }
 }
