@@ -225,8 +225,7 @@ pub fn decide(
     let mut discrepancies = claims.discrepancies.clone();
     let mut started_imports: HashSet<i64> = HashSet::new();
     let mut reconcile = super::reconcile::BatchReconciliation::new(&claims.counterparts);
-    let mut plan = Plan::default();
-    let mut outcomes = Vec::with_capacity(commands.len());
+    let (mut plan, mut outcomes) = (Plan::default(), Vec::with_capacity(commands.len()));
     for (index, command) in commands.iter().enumerate() {
         let outcome = match command {
             WriteCommand::IntakeNotice { notice, apply, raw } => {
