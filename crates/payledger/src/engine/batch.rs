@@ -7,13 +7,14 @@
 use std::collections::{HashMap, HashSet};
 
 use payledger_core::bank::NoticeField;
-use payledger_core::{AccountId, BalanceSheet, BankNotice, Inn, LedgerError, OperationId, Posting};
+use payledger_core::{AccountId, BalanceSheet, BankNotice, Inn, LedgerError, OperationId};
 use uuid::Uuid;
 
 use super::balances::{BalanceCommand, BalanceOutcome, BatchLedger, KeptRefusal};
 use super::payouts::{PayoutCommand, PayoutOutcome, PayoutStates};
+use super::statements::{decide_accept, decide_begin, decide_lines};
 use crate::store::batch::{
-    ConflictRecord, NewTransaction, NoticeClaim, NoticeStatus, NoticeUpdate, Plan, RejectedNotice, StoredNotice,
+    ConflictRecord, NoticeClaim, NoticeStatus, NoticeUpdate, Plan, RejectedNotice, StoredNotice,
 };
 
 /// The ledger transaction kind of a credited bank payment.
@@ -53,6 +54,8 @@ pub enum WriteCommand {
     StatementBegin(super::statements::BeginImport),
     /// Store and match up to 1,000 lines of an import.
     StatementLines(super::statements::LinesCommand),
+    /// Apply a statement line: credit its payer from the statement, or match a payment that arrived since.
+    StatementApply(super::reconcile::ApplyCommand),
 }
 
 /// A worker's claim of due jobs.
@@ -81,7 +84,8 @@ impl WriteCommand {
             | WriteCommand::ClaimJobs(_)
             | WriteCommand::StatementAccept(_)
             | WriteCommand::StatementBegin(_)
-            | WriteCommand::StatementLines(_) => None,
+            | WriteCommand::StatementLines(_)
+            | WriteCommand::StatementApply(_) => None,
         }
     }
 }
@@ -145,6 +149,14 @@ pub struct Claims {
     pub payment_candidates: Vec<crate::store::batch::PaymentCandidate>,
     /// The payer INNs of the batch's lines that have an organization.
     pub line_payers: HashSet<String>,
+    /// The lines the batch's applies name, by id.
+    pub apply_targets: HashMap<i64, crate::store::batch::ApplyTarget>,
+    /// The open payments with the documents of those lines.
+    pub apply_candidates: Vec<crate::store::batch::PaymentCandidate>,
+    /// The statement payments and unmatched lines the documents of the batch's crediting notices meet.
+    pub counterparts: Vec<crate::store::batch::NoticeCounterpart>,
+    /// Recorded notices to apply that a statement line is already matched to.
+    pub recorded_matched: HashSet<OperationId>,
 }
 
 /// The notice rows a batch should try to insert: the first occurrence of each new operation id, in
@@ -212,9 +224,8 @@ pub fn decide(
     // Changed as the batch's commands decide, so a second accept of one discrepancy sees the first.
     let mut discrepancies = claims.discrepancies.clone();
     let mut started_imports: HashSet<i64> = HashSet::new();
-    let mut taken_payments: HashSet<i64> = HashSet::new();
-    let mut plan = Plan::default();
-    let mut outcomes = Vec::with_capacity(commands.len());
+    let mut reconcile = super::reconcile::BatchReconciliation::new(&claims.counterparts);
+    let (mut plan, mut outcomes) = (Plan::default(), Vec::with_capacity(commands.len()));
     for (index, command) in commands.iter().enumerate() {
         let outcome = match command {
             WriteCommand::IntakeNotice { notice, apply, raw } => {
@@ -226,7 +237,9 @@ pub fn decide(
                         first_in_batch.insert(id, notice);
                         match (apply, claimed_transaction.get(&id).copied().flatten()) {
                             (true, Some(transaction_id)) => {
-                                credit(notice, transaction_id, accounts, sheet, &mut plan, false)
+                                reconcile.credit(notice, false, claims, &mut plan, |plan| {
+                                    credit(notice, transaction_id, accounts, sheet, plan, false)
+                                })
                             }
                             _ => WriteOutcome::NoticeAccepted,
                         }
@@ -240,7 +253,10 @@ pub fn decide(
             }
             WriteCommand::ApplyRecorded { notice } => {
                 if claims.waiting.contains(&notice.operation_id) && applied_recorded.insert(notice.operation_id) {
-                    let outcome = credit(notice, Uuid::now_v7(), accounts, sheet, &mut plan, true);
+                    let matched = claims.recorded_matched.contains(&notice.operation_id);
+                    let outcome = reconcile.credit(notice, matched, claims, &mut plan, |plan| {
+                        credit(notice, Uuid::now_v7(), accounts, sheet, plan, true)
+                    });
                     remember_failure(&mut failures, notice.operation_id, &outcome);
                     outcome
                 } else {
@@ -259,22 +275,20 @@ pub fn decide(
             WriteCommand::KeepRefusal(refusal) => WriteOutcome::Balance(balances.keep_refusal(refusal, &mut plan)),
             WriteCommand::ClaimJobs(_) => WriteOutcome::Jobs(payouts.claimed_jobs.remove(&index).unwrap_or_default()),
             WriteCommand::StatementAccept(accept) => {
-                WriteOutcome::Statement(super::statements::decide_accept(accept, &mut discrepancies, &mut plan))
+                WriteOutcome::Statement(decide_accept(accept, &mut discrepancies, &mut plan))
             }
-            WriteCommand::StatementBegin(begin) => WriteOutcome::Statement(super::statements::decide_begin(
-                begin,
-                claims.imports.get(&begin.sha256),
-                &mut started_imports,
-                &mut plan,
-            )),
-            WriteCommand::StatementLines(lines) => WriteOutcome::Statement(super::statements::decide_lines(
-                lines,
-                claims.stored_lines.get(&index).map_or(&[], Vec::as_slice),
-                &claims.payment_candidates,
-                &claims.line_payers,
-                &mut taken_payments,
-                &mut plan,
-            )),
+            WriteCommand::StatementBegin(begin) => {
+                let claimed = claims.imports.get(&begin.sha256);
+                WriteOutcome::Statement(decide_begin(begin, claimed, &mut started_imports, &mut plan))
+            }
+            WriteCommand::StatementLines(lines) => {
+                let stored = claims.stored_lines.get(&index).map_or(&[][..], Vec::as_slice);
+                let (candidates, taken) = (&claims.payment_candidates, &mut reconcile.taken_payments);
+                WriteOutcome::Statement(decide_lines(lines, stored, candidates, &claims.line_payers, taken, &mut plan))
+            }
+            WriteCommand::StatementApply(apply) => {
+                WriteOutcome::Statement(reconcile.apply(apply, claims, accounts, sheet, &mut plan))
+            }
             WriteCommand::Payout(command) => {
                 let id = command.payout_id();
                 let before = if super::audit::is_audited(command) { payouts.payouts.get(&id).cloned() } else { None };
@@ -331,22 +345,8 @@ fn credit(
     plan: &mut Plan,
     update_when_applied: bool,
 ) -> WriteOutcome {
-    let Some(&organization) = accounts.organizations.get(&notice.payer_inn) else {
-        return fail(notice, LedgerError::UnknownAccount(AccountId(0)), plan);
-    };
-    let amount = notice.amount.minor();
-    let postings =
-        [Posting { account: accounts.bank_inflow, amount: -amount }, Posting { account: organization, amount }];
-    match sheet.apply(&postings) {
-        Ok(entries) => {
-            plan.transactions.push(NewTransaction {
-                id: transaction_id,
-                kind: BANK_PAYMENT_KIND,
-                // bank_payments.operation_id (and its unique transaction_id) already make this transaction
-                // happen once; a second random-key index would double the write cost of every payment.
-                idempotency_key: None,
-            });
-            plan.entries.extend(entries.into_iter().map(|entry| (transaction_id, entry)));
+    match super::reconcile::post_credit(notice, transaction_id, accounts, sheet, plan) {
+        Ok(()) => {
             if update_when_applied {
                 plan.notice_updates.push(NoticeUpdate {
                     operation_id: notice.operation_id,

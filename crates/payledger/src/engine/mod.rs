@@ -23,6 +23,7 @@ pub mod balances;
 pub mod batch;
 mod failure;
 pub mod payouts;
+pub mod reconcile;
 pub mod statements;
 
 use std::collections::{HashMap, HashSet};
@@ -300,7 +301,8 @@ impl WriterState {
     /// Claims, locks, decides and writes one batch inside `tx`, then commits. Returns the outcomes and the
     /// accounts this batch looked up or created.
     ///
-    /// Every transaction takes its locks in the same phases, each in ascending key order: new notice ids,
+    /// Every transaction takes its locks in the same phases, each in ascending key order: the reconciliation
+    /// advisory lock (phase 0, PostgreSQL, for batches with notices or statement commands), new notice ids,
     /// idempotency keys (never waited for: a key in use elsewhere is answered "in flight"), recorded notices
     /// waiting to be applied, payouts, their jobs, reservations, statement imports, reconciliation discrepancies,
     /// new account keys, and finally account rows.
@@ -430,10 +432,17 @@ impl WriterState {
                 | WriteCommand::ClaimJobs(_)
                 | WriteCommand::StatementAccept(_)
                 | WriteCommand::StatementBegin(_)
-                | WriteCommand::StatementLines(_) => false,
+                | WriteCommand::StatementLines(_)
+                | WriteCommand::StatementApply(_) => false,
             })
             .filter_map(WriteCommand::organization)
             .collect();
+        let applies = commands.iter().filter_map(|command| match command {
+            WriteCommand::StatementApply(apply) => Some(apply),
+            _ => None,
+        });
+        let applied_payers = reconcile::credited_payers(applies, claims);
+        credited.extend(applied_payers.iter());
         credited.sort();
         credited.dedup();
         let missing: Vec<(Inn, String)> = credited
@@ -599,7 +608,8 @@ impl<'a> CommandKinds<'a> {
                 | WriteCommand::ClaimJobs(_)
                 | WriteCommand::StatementAccept(_)
                 | WriteCommand::StatementBegin(_)
-                | WriteCommand::StatementLines(_) => {}
+                | WriteCommand::StatementLines(_)
+                | WriteCommand::StatementApply(_) => {}
             }
         }
         kinds
@@ -631,6 +641,11 @@ async fn lock_rows<T: BatchTx>(
     kinds: &CommandKinds<'_>,
     now: OffsetDateTime,
 ) -> Result<Locked, StoreError> {
+    // Phase 0: every reconciliation decision (a notice's, an apply's, a statement command's) is taken under
+    // one lock, so instances sharing a PostgreSQL database decide them one at a time.
+    if commands.iter().any(reconcile::decides_reconciliation) {
+        tx.lock_reconciliation().await?;
+    }
     let claim_rows = notice_claims(commands);
     let inserted = tx.claim_notices(&claim_rows, now).await?;
     let known: Vec<_> = claim_rows.iter().map(|c| c.notice.operation_id).filter(|id| !inserted.contains(id)).collect();
@@ -682,6 +697,7 @@ async fn lock_rows<T: BatchTx>(
     let imports = tx.claim_imports(&imports, now).await?;
     let discrepancies = tx.lock_discrepancies(&accepted).await?;
     let mut claims = Claims { inserted, stored, waiting, discrepancies, imports, ..Claims::default() };
+    reconcile::load_claims(tx, commands, &mut claims).await?;
     statements_claims(tx, commands, &mut claims).await?;
     Ok(Locked { claim_rows, claims, keys, payouts, jobs, holds })
 }

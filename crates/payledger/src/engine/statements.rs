@@ -605,6 +605,24 @@ pub enum StatementOutcome {
         /// Its id.
         id: i64,
     },
+    /// The line is credited from the statement and matched to the new payment (rule `applied`).
+    Applied {
+        /// The payment's derived operation id.
+        operation_id: Uuid,
+        /// The line's discrepancy, now resolved `applied`.
+        discrepancy_id: Option<i64>,
+    },
+    /// A payment with the line's key arrived since: the line is matched to it, nothing credited.
+    MatchedNotice {
+        /// bank_payments.id.
+        payment_id: i64,
+        /// Its operation id.
+        operation_id: Uuid,
+        /// The line's discrepancy, now resolved `notice`.
+        discrepancy_id: Option<i64>,
+    },
+    /// The line was matched already; nothing changed.
+    AlreadyMatched,
     /// The discrepancy is accepted.
     Accepted,
     /// No such discrepancy.

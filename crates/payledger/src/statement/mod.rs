@@ -2,6 +2,7 @@
 //! webhook missed and accepts what an accountant explains. Knows nothing of HTTP; every write goes through
 //! the ledger engine.
 
+mod apply;
 pub mod generate;
 pub mod import;
 pub mod report;
@@ -138,17 +139,17 @@ impl Reconciliation {
     /// Applies one credit line with an open `missing_notice` or `unknown_payer` discrepancy: matches it to a
     /// notice that arrived since, or credits the payer as a webhook notice would.
     pub async fn apply_line(&self, line_id: i64, by: &str) -> Result<ApplyResult, ReconcileError> {
-        report::apply_line(self, line_id, by).await
+        apply::apply_line(self, line_id, by).await
     }
 
     /// Applies every open `missing_notice`/`unknown_payer` discrepancy of an import.
     pub async fn apply_all(&self, import_id: i64, by: &str) -> Result<ApplyAllSummary, ReconcileError> {
-        report::apply_all(self, import_id, by).await
+        apply::apply_all(self, import_id, by).await
     }
 
     /// Applies the line of a discrepancy (the API's `discrepancies/{id}/apply/`).
     pub async fn apply_discrepancy(&self, discrepancy_id: i64, by: &str) -> Result<ApplyResult, ReconcileError> {
-        report::apply_discrepancy(self, discrepancy_id, by).await
+        apply::apply_discrepancy(self, discrepancy_id, by).await
     }
 
     /// Accepts an open discrepancy of any kind with an explanation.

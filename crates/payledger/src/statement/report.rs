@@ -275,34 +275,6 @@ pub struct ReconciliationReport {
     pub next_cursor: Option<i64>,
 }
 
-fn not_yet() -> ReconcileError {
-    ReconcileError::NotApplicable { reason: "reconciliation is not implemented yet".into() }
-}
-
-pub(super) async fn apply_line(
-    _service: &Reconciliation,
-    _line: i64,
-    _by: &str,
-) -> Result<ApplyResult, ReconcileError> {
-    Err(not_yet())
-}
-
-pub(super) async fn apply_all(
-    _service: &Reconciliation,
-    _import: i64,
-    _by: &str,
-) -> Result<ApplyAllSummary, ReconcileError> {
-    Err(not_yet())
-}
-
-pub(super) async fn apply_discrepancy(
-    _service: &Reconciliation,
-    _discrepancy: i64,
-    _by: &str,
-) -> Result<ApplyResult, ReconcileError> {
-    Err(not_yet())
-}
-
 pub(super) async fn accept(
     service: &Reconciliation,
     discrepancy: i64,

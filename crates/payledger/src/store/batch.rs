@@ -155,6 +155,111 @@ pub struct Plan {
     pub statement_matches: Vec<NewMatch>,
     /// Discrepancies found.
     pub new_discrepancies: Vec<NewDiscrepancy>,
+    /// Payments credited from statement lines (source `statement`, status `applied`).
+    pub statement_payments: Vec<StatementPayment>,
+    /// New notices that repeat a payment applied from the statement: recorded `duplicate`, never credited.
+    pub late_notices: Vec<LateNotice>,
+    /// Matches whose payment this batch inserts, named by its operation id (its row id is not known yet).
+    pub matches_by_operation: Vec<MatchByOperation>,
+}
+
+/// A payment credited from a statement line: the same row a webhook notice gets, with source `statement`.
+#[derive(Debug, Clone)]
+pub struct StatementPayment {
+    /// The notice the line stands for (its operation id derived from the line).
+    pub notice: BankNotice,
+    /// The crediting ledger transaction.
+    pub transaction_id: Uuid,
+}
+
+/// A notice that arrived after its line was applied from the statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LateNotice {
+    /// The notice's operation id (its row was claimed by this batch).
+    pub operation_id: Uuid,
+    /// The operation id of the statement-sourced payment it repeats.
+    pub duplicate_of: Uuid,
+}
+
+/// A match of a line with a payment named by its operation id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MatchByOperation {
+    /// statement_lines.id.
+    pub line_id: i64,
+    /// The payment's operation id.
+    pub operation_id: Uuid,
+    /// The rule.
+    pub rule: &'static str,
+    /// Who matched it (an operator's apply), if anyone.
+    pub by: Option<String>,
+}
+
+/// A statement line an operator applies, as the batch reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplyTarget {
+    /// Our account.
+    pub account: String,
+    /// The line's fingerprint.
+    pub fingerprint: [u8; 32],
+    /// Its occurrence.
+    pub occurrence: i64,
+    /// A credit.
+    pub credit: bool,
+    /// Minor units.
+    pub amount: i64,
+    /// Currency code.
+    pub currency: String,
+    /// The payer's INN, if the line has one.
+    pub payer_inn: Option<String>,
+    /// The document number.
+    pub document_number: String,
+    /// The document date.
+    pub document_date: time::Date,
+    /// Already matched to a payment.
+    pub matched: bool,
+    /// Its discrepancy: id, kind, state.
+    pub discrepancy: Option<(i64, String, String)>,
+}
+
+/// What a notice's match key may meet in the reconciliation tables, read by (payer INN, document number).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoticeCounterpart {
+    /// A payment applied from the statement.
+    StatementPayment {
+        /// bank_payments.id.
+        id: i64,
+        /// Its operation id.
+        operation_id: Uuid,
+        /// Amount, currency, payer INN, number.
+        amount: i64,
+        /// Currency code.
+        currency: String,
+        /// Payer INN.
+        payer_inn: String,
+        /// Document number.
+        document_number: String,
+        /// Its document date.
+        document_date: OffsetDateTime,
+        /// A late notice already names it.
+        has_late_notice: bool,
+    },
+    /// An unmatched credit line.
+    OpenLine {
+        /// statement_lines.id.
+        id: i64,
+        /// Minor units.
+        amount: i64,
+        /// Currency code.
+        currency: String,
+        /// Payer INN.
+        payer_inn: String,
+        /// Document number.
+        document_number: String,
+        /// Its document date.
+        document_date: time::Date,
+        /// Its open discrepancy, if any.
+        open_discrepancy: Option<i64>,
+    },
 }
 
 /// A statement line to store.
@@ -640,6 +745,19 @@ pub trait BatchTx {
         documents: &[(String, String)],
         operation_ids: &[Uuid],
     ) -> impl Future<Output = Result<Vec<PaymentCandidate>, StoreError>>;
+    /// Lock phase 0: serializes every reconciliation decision across instances (PostgreSQL's transaction-scoped
+    /// advisory lock; nothing on SQLite, whose one writer serializes everything).
+    fn lock_reconciliation(&mut self) -> impl Future<Output = Result<(), StoreError>>;
+    /// The statement lines operators apply, with their match and discrepancy.
+    fn apply_targets(
+        &mut self,
+        line_ids: &[i64],
+    ) -> impl Future<Output = Result<HashMap<i64, ApplyTarget>, StoreError>>;
+    /// Statement-sourced applied payments and unmatched credit lines with these (payer INN, document number).
+    fn notice_counterparts(
+        &mut self,
+        documents: &[(String, String)],
+    ) -> impl Future<Output = Result<Vec<NoticeCounterpart>, StoreError>>;
     /// Locks the reconciliation discrepancies with these ids (ascending) and loads their kind and state.
     fn lock_discrepancies(
         &mut self,

@@ -11,8 +11,9 @@ use crate::store::StoreError;
 use uuid::Uuid;
 
 use crate::store::batch::{
-    ClaimedImport, DiscrepancyUpdate, ImportClaim, ImportSection, LockedDiscrepancy, NewDiscrepancy, NewMatch,
-    NewStatementLine, PaymentCandidate,
+    ApplyTarget, ClaimedImport, DiscrepancyUpdate, ImportClaim, ImportSection, LateNotice, LockedDiscrepancy,
+    MatchByOperation, NewDiscrepancy, NewMatch, NewStatementLine, NoticeCounterpart, PaymentCandidate,
+    StatementPayment,
 };
 
 impl PgBatch {
@@ -273,6 +274,194 @@ impl PgBatch {
         .bind(now)
         .execute(&mut *self.tx)
         .await?;
+        Ok(())
+    }
+}
+
+/// The advisory lock of reconciliation decisions (lock phase 0): the two-key form, in a space of its own
+/// ("PAYL", issue 13), so no other advisory lock can collide with it.
+const RECONCILIATION_LOCK: (i32, i32) = (0x5041_594C, 13);
+
+impl PgBatch {
+    /// Lock phase 0: waits for every other batch that decides reconciliation (notices, applies, statement
+    /// commands) on any instance, until this transaction ends.
+    pub(super) async fn lock_reconciliation_decisions(&mut self) -> Result<(), StoreError> {
+        sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
+            .bind(RECONCILIATION_LOCK.0)
+            .bind(RECONCILIATION_LOCK.1)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Each line with its match and its discrepancy, in one statement.
+    pub(super) async fn statement_apply_targets(
+        &mut self,
+        line_ids: &[i64],
+    ) -> Result<HashMap<i64, ApplyTarget>, StoreError> {
+        if line_ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let rows = sqlx::query(
+            "SELECT l.id, l.account, l.fingerprint, l.occurrence::bigint, l.direction, l.amount, l.currency, l.payer_inn,
+                    l.document_number, l.document_date,
+                    EXISTS (SELECT 1 FROM statement_matches m WHERE m.line_id = l.id), d.id, d.kind, d.state
+             FROM statement_lines l LEFT JOIN statement_discrepancies d ON d.line_id = l.id
+             WHERE l.id = ANY($1::bigint[])",
+        )
+        .bind(line_ids)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        let mut targets = HashMap::with_capacity(rows.len());
+        for row in rows {
+            let id: i64 = row.try_get(0)?;
+            let fingerprint: Vec<u8> = row.try_get(2)?;
+            let fingerprint: [u8; 32] =
+                fingerprint.try_into().map_err(|_| StoreError::Corrupt(format!("line {id} fingerprint")))?;
+            let direction: String = row.try_get(4)?;
+            let discrepancy = match (row.try_get(11)?, row.try_get(12)?, row.try_get(13)?) {
+                (Some(d), Some(kind), Some(state)) => Some((d, kind, state)),
+                _ => None,
+            };
+            targets.insert(
+                id,
+                ApplyTarget {
+                    account: row.try_get(1)?,
+                    fingerprint,
+                    occurrence: row.try_get(3)?,
+                    credit: direction == "credit",
+                    amount: row.try_get(5)?,
+                    currency: row.try_get(6)?,
+                    payer_inn: row.try_get(7)?,
+                    document_number: row.try_get(8)?,
+                    document_date: row.try_get(9)?,
+                    matched: row.try_get(10)?,
+                    discrepancy,
+                },
+            );
+        }
+        Ok(targets)
+    }
+
+    /// ONE statement for the whole batch: the statement-sourced applied payments and the unmatched credit lines
+    /// with any of these (payer INN, document number), through `bank_payments_by_document` and the lines' index.
+    pub(super) async fn statement_counterparts(
+        &mut self,
+        documents: &[(String, String)],
+    ) -> Result<Vec<NoticeCounterpart>, StoreError> {
+        if documents.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(
+            "WITH keys AS (SELECT * FROM UNNEST($1::text[], $2::text[]) AS k(inn, number))
+             SELECT 1::int, p.id, p.operation_id, p.amount, p.currency, p.payer_inn, p.document_number,
+                    p.document_date, NULL::date, EXISTS (SELECT 1 FROM bank_payments d WHERE d.duplicate_of = p.id),
+                    NULL::bigint
+             FROM bank_payments p JOIN keys ON p.payer_inn = keys.inn AND p.document_number = keys.number
+             WHERE p.source = 'statement' AND p.status = 'applied'
+             UNION ALL
+             SELECT 2::int, l.id, NULL::uuid, l.amount, l.currency, l.payer_inn, l.document_number,
+                    NULL::timestamptz, l.document_date, false,
+                    (SELECT d.id FROM statement_discrepancies d WHERE d.line_id = l.id AND d.state = 'open')
+             FROM statement_lines l JOIN keys ON l.payer_inn = keys.inn AND l.document_number = keys.number
+             WHERE l.direction = 'credit' AND NOT EXISTS (SELECT 1 FROM statement_matches m WHERE m.line_id = l.id)",
+        )
+        .bind(documents.iter().map(|(inn, _)| inn.clone()).collect::<Vec<_>>())
+        .bind(documents.iter().map(|(_, number)| number.clone()).collect::<Vec<_>>())
+        .fetch_all(&mut *self.tx)
+        .await?;
+        let mut found = Vec::with_capacity(rows.len());
+        for row in rows {
+            let tag: i32 = row.try_get(0)?;
+            let operation: Option<Uuid> = row.try_get(2)?;
+            let payment_date: Option<OffsetDateTime> = row.try_get(7)?;
+            let line_date: Option<time::Date> = row.try_get(8)?;
+            found.push(match (tag, operation, payment_date, line_date) {
+                (1, Some(operation_id), Some(document_date), _) => NoticeCounterpart::StatementPayment {
+                    id: row.try_get(1)?,
+                    operation_id,
+                    amount: row.try_get(3)?,
+                    currency: row.try_get(4)?,
+                    payer_inn: row.try_get(5)?,
+                    document_number: row.try_get(6)?,
+                    document_date,
+                    has_late_notice: row.try_get(9)?,
+                },
+                (_, _, _, Some(document_date)) => NoticeCounterpart::OpenLine {
+                    id: row.try_get(1)?,
+                    amount: row.try_get(3)?,
+                    currency: row.try_get(4)?,
+                    payer_inn: row.try_get(5)?,
+                    document_number: row.try_get(6)?,
+                    document_date,
+                    open_discrepancy: row.try_get(10)?,
+                },
+                _ => return Err(StoreError::Corrupt("a reconciliation counterpart without its date".into())),
+            });
+        }
+        Ok(found)
+    }
+
+    /// Inserts the payments credited from statement lines, marks late notices `duplicate` of them (or of earlier
+    /// ones) and matches lines to payments named by operation id: one statement each.
+    pub(super) async fn write_statement_payments(
+        &mut self,
+        payments: &[StatementPayment],
+        late: &[LateNotice],
+        matches: &[MatchByOperation],
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        if !payments.is_empty() {
+            sqlx::query(
+                "INSERT INTO bank_payments (operation_id, amount, currency, payer_inn, document_number, document_date,
+                                            status, applied_at, transaction_id, received_at, source)
+                 SELECT o, a, c, i, n, d, 'applied', $8, t, $8, 'statement'
+                 FROM UNNEST($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],
+                             $7::uuid[]) AS p(o, a, c, i, n, d, t)",
+            )
+            .bind(payments.iter().map(|p| p.notice.operation_id.0).collect::<Vec<_>>())
+            .bind(payments.iter().map(|p| p.notice.amount.minor()).collect::<Vec<_>>())
+            .bind(payments.iter().map(|p| p.notice.amount.currency().code()).collect::<Vec<_>>())
+            .bind(payments.iter().map(|p| p.notice.payer_inn.as_str().to_owned()).collect::<Vec<_>>())
+            .bind(payments.iter().map(|p| p.notice.document_number.clone()).collect::<Vec<_>>())
+            .bind(payments.iter().map(|p| p.notice.document_date).collect::<Vec<_>>())
+            .bind(payments.iter().map(|p| p.transaction_id).collect::<Vec<_>>())
+            .bind(now)
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        if !late.is_empty() {
+            sqlx::query(
+                "UPDATE bank_payments SET status = 'duplicate', transaction_id = NULL, applied_at = NULL,
+                     duplicate_of = s.id
+                 FROM UNNEST($1::uuid[], $2::uuid[]) AS l(notice, original)
+                 JOIN bank_payments s ON s.operation_id = l.original
+                 WHERE bank_payments.operation_id = l.notice",
+            )
+            .bind(late.iter().map(|l| l.operation_id).collect::<Vec<_>>())
+            .bind(late.iter().map(|l| l.duplicate_of).collect::<Vec<_>>())
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        if !matches.is_empty() {
+            let inserted = sqlx::query(
+                "INSERT INTO statement_matches (line_id, payment_id, rule, matched_at, matched_by)
+                 SELECT m.line_id, p.id, m.rule, $4, m.by
+                 FROM UNNEST($1::bigint[], $2::uuid[], $3::text[], $5::text[]) AS m(line_id, operation, rule, by)
+                 JOIN bank_payments p ON p.operation_id = m.operation",
+            )
+            .bind(matches.iter().map(|m| m.line_id).collect::<Vec<_>>())
+            .bind(matches.iter().map(|m| m.operation_id).collect::<Vec<_>>())
+            .bind(matches.iter().map(|m| m.rule).collect::<Vec<_>>())
+            .bind(now)
+            .bind(matches.iter().map(|m| m.by.clone()).collect::<Vec<_>>())
+            .execute(&mut *self.tx)
+            .await?
+            .rows_affected();
+            if inserted != matches.len() as u64 {
+                return Err(StoreError::Corrupt("a match names a payment that is not stored".into()));
+            }
+        }
         Ok(())
     }
 }

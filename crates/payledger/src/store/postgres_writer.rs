@@ -13,9 +13,10 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::batch::{
-    ActivityLine, ClaimedImport, ConflictRecord, HoldState, HoldWrite, ImportClaim, JobEnd, KeyClaims,
-    LockedDiscrepancy, NewJob, NewKey, NewStatementLine, NewTransaction, NoticeClaim, NoticeUpdate, PaymentCandidate,
-    PayoutEvent, PayoutState, Plan, RejectedNotice, StoredKey, StoredNotice, StoredResponse, hold_reference,
+    ActivityLine, ApplyTarget, ClaimedImport, ConflictRecord, HoldState, HoldWrite, ImportClaim, JobEnd, KeyClaims,
+    LockedDiscrepancy, NewJob, NewKey, NewStatementLine, NewTransaction, NoticeClaim, NoticeCounterpart, NoticeUpdate,
+    PaymentCandidate, PayoutEvent, PayoutState, Plan, RejectedNotice, StoredKey, StoredNotice, StoredResponse,
+    hold_reference,
 };
 use super::postgres::insert_organizations;
 use super::{AccountKind, AuditEntry, BatchTx, MAX_KEPT_NOTICES, StoreError, hold_from_row, notice_from_row};
@@ -584,6 +585,21 @@ impl BatchTx for PgBatch {
         self.candidates(documents, operation_ids).await
     }
 
+    async fn lock_reconciliation(&mut self) -> Result<(), StoreError> {
+        self.lock_reconciliation_decisions().await
+    }
+
+    async fn apply_targets(&mut self, line_ids: &[i64]) -> Result<HashMap<i64, ApplyTarget>, StoreError> {
+        self.statement_apply_targets(line_ids).await
+    }
+
+    async fn notice_counterparts(
+        &mut self,
+        documents: &[(String, String)],
+    ) -> Result<Vec<NoticeCounterpart>, StoreError> {
+        self.statement_counterparts(documents).await
+    }
+
     async fn lock_discrepancies(&mut self, ids: &[i64]) -> Result<HashMap<i64, LockedDiscrepancy>, StoreError> {
         self.lock_statement_discrepancies(ids).await
     }
@@ -751,6 +767,9 @@ impl BatchTx for PgBatch {
             import_sections,
             statement_matches,
             new_discrepancies,
+            statement_payments,
+            late_notices,
+            matches_by_operation,
         } = plan;
         // The statements run in the order they always have: the unused accounts are deleted only after the
         // balances are written, so an account the batch did put money in stays.
@@ -766,6 +785,7 @@ impl BatchTx for PgBatch {
         self.write_rejected(rejected).await?;
         self.write_import_sections(import_sections).await?;
         self.write_statement_matches(statement_matches, now).await?;
+        self.write_statement_payments(statement_payments, late_notices, matches_by_operation, now).await?;
         self.write_new_discrepancies(new_discrepancies, now).await?;
         self.write_discrepancy_updates(discrepancy_updates, now).await?;
         Ok(())

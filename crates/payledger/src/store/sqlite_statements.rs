@@ -10,8 +10,9 @@ use crate::store::StoreError;
 use uuid::Uuid;
 
 use crate::store::batch::{
-    ClaimedImport, DiscrepancyUpdate, ImportClaim, ImportSection, LockedDiscrepancy, NewDiscrepancy, NewMatch,
-    NewStatementLine, PaymentCandidate,
+    ApplyTarget, ClaimedImport, DiscrepancyUpdate, ImportClaim, ImportSection, LateNotice, LockedDiscrepancy,
+    MatchByOperation, NewDiscrepancy, NewMatch, NewStatementLine, NoticeCounterpart, PaymentCandidate,
+    StatementPayment,
 };
 use crate::timefmt::sqlite_date;
 
@@ -211,6 +212,185 @@ impl SqliteBatch<'_> {
                 d.details,
                 now
             ])?;
+        }
+        Ok(())
+    }
+}
+
+/// The date of a `YYYY-MM-DD` column.
+fn stored_date(text: &str) -> Result<time::Date, StoreError> {
+    time::Date::parse(text, time::macros::format_description!("[year]-[month]-[day]"))
+        .map_err(|_| StoreError::Corrupt(format!("statement date {text}")))
+}
+
+impl SqliteBatch<'_> {
+    /// Each line with its match and its discrepancy, by its primary key.
+    pub(super) fn statement_apply_targets(&self, line_ids: &[i64]) -> Result<HashMap<i64, ApplyTarget>, StoreError> {
+        let mut find = self.tx.prepare_cached(
+            "SELECT l.account, l.fingerprint, l.occurrence, l.direction, l.amount, l.currency, l.payer_inn,
+                    l.document_number, l.document_date,
+                    EXISTS (SELECT 1 FROM statement_matches m WHERE m.line_id = l.id), d.id, d.kind, d.state
+             FROM statement_lines l LEFT JOIN statement_discrepancies d ON d.line_id = l.id
+             WHERE l.id = ?1",
+        )?;
+        let mut targets = HashMap::with_capacity(line_ids.len());
+        for id in line_ids {
+            let row = find
+                .query_row(params![id], |row| {
+                    Ok((
+                        (row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?, row.get::<_, i64>(2)?),
+                        (row.get::<_, String>(3)?, row.get::<_, i64>(4)?, row.get::<_, String>(5)?),
+                        (row.get::<_, Option<String>>(6)?, row.get::<_, String>(7)?, row.get::<_, String>(8)?),
+                        row.get::<_, bool>(9)?,
+                        (
+                            row.get::<_, Option<i64>>(10)?,
+                            row.get::<_, Option<String>>(11)?,
+                            row.get::<_, Option<String>>(12)?,
+                        ),
+                    ))
+                })
+                .optional()?;
+            let Some((
+                (account, fingerprint, occurrence),
+                (direction, amount, currency),
+                (inn, number, date),
+                matched,
+                d,
+            )) = row
+            else {
+                continue;
+            };
+            let fingerprint: [u8; 32] =
+                fingerprint.try_into().map_err(|_| StoreError::Corrupt(format!("line {id} fingerprint")))?;
+            let discrepancy = match d {
+                (Some(d_id), Some(kind), Some(state)) => Some((d_id, kind, state)),
+                _ => None,
+            };
+            targets.insert(
+                *id,
+                ApplyTarget {
+                    account,
+                    fingerprint,
+                    occurrence,
+                    credit: direction == "credit",
+                    amount,
+                    currency,
+                    payer_inn: inn,
+                    document_number: number,
+                    document_date: stored_date(&date)?,
+                    matched,
+                    discrepancy,
+                },
+            );
+        }
+        Ok(targets)
+    }
+
+    /// One statement per (payer INN, document number), probing `bank_payments_by_document` and the lines' credit
+    /// index: the statement-sourced applied payments and the unmatched credit lines a notice with that key meets.
+    pub(super) fn statement_counterparts(
+        &self,
+        documents: &[(String, String)],
+    ) -> Result<Vec<NoticeCounterpart>, StoreError> {
+        let mut find = self.tx.prepare_cached(
+            "SELECT 1, p.id, p.operation_id, p.amount, p.currency, p.document_date,
+                    EXISTS (SELECT 1 FROM bank_payments d WHERE d.duplicate_of = p.id), NULL
+             FROM bank_payments p
+             WHERE p.payer_inn = ?1 AND p.document_number = ?2 AND p.source = 'statement' AND p.status = 'applied'
+             UNION ALL
+             SELECT 2, l.id, NULL, l.amount, l.currency, l.document_date, 0,
+                    (SELECT d.id FROM statement_discrepancies d WHERE d.line_id = l.id AND d.state = 'open')
+             FROM statement_lines l
+             WHERE l.payer_inn = ?1 AND l.document_number = ?2 AND l.direction = 'credit'
+               AND NOT EXISTS (SELECT 1 FROM statement_matches m WHERE m.line_id = l.id)",
+        )?;
+        let mut found = Vec::new();
+        for (inn, number) in documents {
+            let rows = find
+                .query_map(params![inn, number], |row| {
+                    Ok((
+                        row.get::<_, i64>(0)?,
+                        row.get::<_, i64>(1)?,
+                        row.get::<_, Option<Vec<u8>>>(2)?,
+                        row.get::<_, i64>(3)?,
+                        row.get::<_, String>(4)?,
+                        row.get::<_, String>(5)?,
+                        row.get::<_, bool>(6)?,
+                        row.get::<_, Option<i64>>(7)?,
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            for (tag, id, operation, amount, currency, date, has_late_notice, open_discrepancy) in rows {
+                let (payer_inn, document_number) = (inn.clone(), number.clone());
+                found.push(match operation {
+                    Some(operation) if tag == 1 => NoticeCounterpart::StatementPayment {
+                        id,
+                        operation_id: super::uuid_from(&operation)?,
+                        amount,
+                        currency,
+                        payer_inn,
+                        document_number,
+                        document_date: super::parse_time(&date)?,
+                        has_late_notice,
+                    },
+                    _ => NoticeCounterpart::OpenLine {
+                        id,
+                        amount,
+                        currency,
+                        payer_inn,
+                        document_number,
+                        document_date: stored_date(&date)?,
+                        open_discrepancy,
+                    },
+                });
+            }
+        }
+        Ok(found)
+    }
+
+    /// Inserts the payments credited from statement lines, then marks late notices `duplicate` of them (or of
+    /// earlier ones) and matches lines to payments named by operation id.
+    pub(super) fn write_statement_payments(
+        &self,
+        payments: &[StatementPayment],
+        late: &[LateNotice],
+        matches: &[MatchByOperation],
+        now: &str,
+    ) -> Result<(), StoreError> {
+        let mut insert = self.tx.prepare_cached(
+            "INSERT INTO bank_payments (operation_id, amount, currency, payer_inn, document_number, document_date,
+                                        status, applied_at, transaction_id, received_at, source)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'applied', ?7, ?8, ?7, 'statement')",
+        )?;
+        for payment in payments {
+            let notice = &payment.notice;
+            insert.execute(params![
+                notice.operation_id.0.as_bytes(),
+                notice.amount.minor(),
+                notice.amount.currency().code(),
+                notice.payer_inn.as_str(),
+                notice.document_number,
+                crate::timefmt::sqlite_text(notice.document_date),
+                now,
+                payment.transaction_id.as_bytes().as_slice(),
+            ])?;
+        }
+        let mut duplicate = self.tx.prepare_cached(
+            "UPDATE bank_payments SET status = 'duplicate', transaction_id = NULL, applied_at = NULL,
+                 duplicate_of = (SELECT s.id FROM bank_payments s WHERE s.operation_id = ?2)
+             WHERE operation_id = ?1",
+        )?;
+        for notice in late {
+            duplicate.execute(params![notice.operation_id.as_bytes(), notice.duplicate_of.as_bytes()])?;
+        }
+        let mut matched = self.tx.prepare_cached(
+            "INSERT INTO statement_matches (line_id, payment_id, rule, matched_at, matched_by)
+             SELECT ?1, p.id, ?3, ?4, ?5 FROM bank_payments p WHERE p.operation_id = ?2",
+        )?;
+        for m in matches {
+            if matched.execute(params![m.line_id, m.operation_id.as_bytes(), m.rule, now, m.by])? != 1 {
+                return Err(StoreError::Corrupt(format!("no payment {} to match line {}", m.operation_id, m.line_id)));
+            }
         }
         Ok(())
     }

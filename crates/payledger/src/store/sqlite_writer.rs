@@ -16,9 +16,10 @@ use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
 use super::batch::{
-    ActivityLine, ClaimedImport, ConflictRecord, HoldState, HoldWrite, ImportClaim, JobEnd, KeyClaims,
-    LockedDiscrepancy, NewJob, NewKey, NewStatementLine, NewTransaction, NoticeClaim, NoticeUpdate, PaymentCandidate,
-    PayoutEvent, PayoutState, Plan, RejectedNotice, StoredKey, StoredNotice, StoredResponse, hold_reference,
+    ActivityLine, ApplyTarget, ClaimedImport, ConflictRecord, HoldState, HoldWrite, ImportClaim, JobEnd, KeyClaims,
+    LockedDiscrepancy, NewJob, NewKey, NewStatementLine, NewTransaction, NoticeClaim, NoticeCounterpart, NoticeUpdate,
+    PaymentCandidate, PayoutEvent, PayoutState, Plan, RejectedNotice, StoredKey, StoredNotice, StoredResponse,
+    hold_reference,
 };
 use super::payouts::{PAYOUT_STATE_SQL, PayoutRow};
 use super::{AccountKind, AuditEntry, BatchTx, MAX_KEPT_NOTICES, StoreError, hold_from_row, notice_from_row};
@@ -547,6 +548,21 @@ impl BatchTx for SqliteBatch<'_> {
         self.candidates(documents, operation_ids)
     }
 
+    async fn lock_reconciliation(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn apply_targets(&mut self, line_ids: &[i64]) -> Result<HashMap<i64, ApplyTarget>, StoreError> {
+        self.statement_apply_targets(line_ids)
+    }
+
+    async fn notice_counterparts(
+        &mut self,
+        documents: &[(String, String)],
+    ) -> Result<Vec<NoticeCounterpart>, StoreError> {
+        self.statement_counterparts(documents)
+    }
+
     async fn lock_discrepancies(&mut self, ids: &[i64]) -> Result<HashMap<i64, LockedDiscrepancy>, StoreError> {
         self.lock_statement_discrepancies(ids)
     }
@@ -707,6 +723,9 @@ impl BatchTx for SqliteBatch<'_> {
             import_sections,
             statement_matches,
             new_discrepancies,
+            statement_payments,
+            late_notices,
+            matches_by_operation,
         } = plan;
         let now = sqlite_text(now);
         // The statements run in the order they always have: the unused accounts are deleted only after the
@@ -728,6 +747,7 @@ impl BatchTx for SqliteBatch<'_> {
         self.write_rejected(rejected)?;
         self.write_import_sections(import_sections)?;
         self.write_statement_matches(statement_matches, &now)?;
+        self.write_statement_payments(statement_payments, late_notices, matches_by_operation, &now)?;
         self.write_new_discrepancies(new_discrepancies, &now)?;
         self.write_discrepancy_updates(discrepancy_updates, &now)?;
         Ok(())

@@ -273,6 +273,21 @@ macro_rules! statement_queries {
                 row.as_ref().map($crate::store::queries::statements::discrepancy_row).transpose()
             }
 
+            pub(in crate::store) async fn applicable_lines(
+                &self,
+                import_id: i64,
+            ) -> Result<Vec<i64>, $crate::store::StoreError> {
+                let rows = sqlx::query(
+                    "SELECT l.id FROM statement_lines l JOIN statement_discrepancies d ON d.line_id = l.id
+                     WHERE l.import_id = $1 AND d.state = 'open' AND d.kind IN ('missing_notice', 'unknown_payer')
+                       AND l.payer_inn IS NOT NULL ORDER BY l.id",
+                )
+                .bind(import_id)
+                .fetch_all(&self.$reader)
+                .await?;
+                rows.iter().map(|row| row.try_get(0)).collect::<Result<Vec<_>, sqlx::Error>>().map_err(Into::into)
+            }
+
             pub(in crate::store) async fn discrepancy_counts(
                 &self,
                 account: Option<&str>,
@@ -441,6 +456,11 @@ impl Store {
     /// A page of discrepancies, ascending id.
     pub async fn discrepancies(&self, filter: &DiscrepancyFilter) -> Result<Vec<DiscrepancyRow>, StoreError> {
         on_backend!(self, store => store.discrepancies(filter).await)
+    }
+
+    /// The lines of an import an apply-all applies: open `missing_notice`/`unknown_payer` with a payer INN.
+    pub async fn applicable_lines(&self, import_id: i64) -> Result<Vec<i64>, StoreError> {
+        on_backend!(self, store => store.applicable_lines(import_id).await)
     }
 
     /// One discrepancy.

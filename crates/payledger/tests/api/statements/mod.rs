@@ -23,6 +23,8 @@ use time::macros::date;
 
 use crate::common::{self, Backend, TestDb, TestServer, on_both_backends};
 
+mod apply;
+
 on_both_backends!(
     an_empty_ledger_has_no_imports_and_an_unknown_import_is_not_found,
     a_stored_import_reads_back_with_its_sections_and_discrepancies,
@@ -41,8 +43,13 @@ struct Harness {
 
 impl Harness {
     async fn start(backend: Backend) -> Option<Harness> {
+        Harness::start_with(backend, common::settings).await
+    }
+
+    /// A harness whose server runs with these settings (async webhooks, say).
+    async fn start_with(backend: Backend, settings: fn(&TestDb) -> payledger::config::Settings) -> Option<Harness> {
         let db = TestDb::new(backend).await?;
-        let server = TestServer::start(common::settings(&db)).await;
+        let server = TestServer::start(settings(&db)).await;
         let store = Store::connect(&db.url).await.expect("connect");
         let (engine, writer) = LedgerEngine::start(&store).await.expect("engine");
         let service = Reconciliation::new(engine, store, ReconcileSettings::default());

@@ -1,0 +1,524 @@
+//! The reconciliation decisions a batch makes for notices and operators' applies, without I/O: a new notice
+//! that repeats a line applied from the statement is a late notice (recorded `duplicate`, never credited); a
+//! credited notice takes the unmatched credit line with its key; an applied line credits its payer through
+//! the same posting as a webhook notice, or matches a payment that arrived since. The batch's running view
+//! ([`BatchReconciliation`]) makes a later command of the same batch see what an earlier one decided; its
+//! inputs are loaded by [`load_claims`] inside the batch transaction, under lock phase 0.
+
+use std::collections::{HashMap, HashSet};
+
+use payledger_core::money::{Currency, Money};
+use payledger_core::statement::{AccountNumber, MOSCOW, MatchKey, moscow_date, statement_operation_id};
+use payledger_core::{BalanceSheet, BankNotice, Inn, OperationId};
+use uuid::Uuid;
+
+use super::batch::{AccountMap, BANK_PAYMENT_KIND, Claims, WriteOutcome};
+use super::statements::{ApplyDecision, DiscrepancyKind, LineState, MatchRule, StatementOutcome, decide_apply};
+use crate::store::AuditEntry;
+use crate::store::batch::{
+    ApplyTarget, DiscrepancyUpdate, LateNotice, MatchByOperation, NewMatch, NewTransaction, NoticeCounterpart,
+    PaymentCandidate, Plan, StatementPayment,
+};
+
+/// Loads what the batch's crediting notices and applies decide on: the statement payments and unmatched lines
+/// with the notices' documents, the recorded notices a line already matched, the lines to apply and the open
+/// payments with their documents. Before the batch stores its own lines, so a notice meets only lines stored
+/// by earlier batches (a lines command of this batch matches the notice itself).
+pub(super) async fn load_claims<T: crate::store::BatchTx>(
+    tx: &mut T,
+    commands: &[super::batch::WriteCommand],
+    claims: &mut Claims,
+) -> Result<(), crate::store::StoreError> {
+    use super::batch::WriteCommand;
+    let documents = super::sorted_unique(commands.iter().filter_map(|command| match command {
+        WriteCommand::IntakeNotice { notice, apply: true, .. } if claims.inserted.contains(&notice.operation_id) => {
+            Some(notice_document(notice))
+        }
+        WriteCommand::ApplyRecorded { notice } if claims.waiting.contains(&notice.operation_id) => {
+            Some(notice_document(notice))
+        }
+        _ => None,
+    }));
+    if !documents.is_empty() {
+        claims.counterparts = tx.notice_counterparts(&documents).await?;
+    }
+    if !claims.waiting.is_empty() {
+        let waiting: Vec<Uuid> = super::sorted_unique(claims.waiting.iter().map(|id| id.0));
+        let open: HashSet<Uuid> =
+            tx.payment_candidates(&[], &waiting).await?.into_iter().map(|payment| payment.operation_id).collect();
+        claims.recorded_matched = claims.waiting.iter().filter(|id| !open.contains(&id.0)).copied().collect();
+    }
+    let lines = super::sorted_unique(commands.iter().filter_map(|command| match command {
+        WriteCommand::StatementApply(apply) => Some(apply.line_id),
+        _ => None,
+    }));
+    if !lines.is_empty() {
+        claims.apply_targets = tx.apply_targets(&lines).await?;
+        claims.apply_candidates = tx.payment_candidates(&apply_documents(&claims.apply_targets), &[]).await?;
+    }
+    Ok(())
+}
+
+/// An operator's apply of one statement line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplyCommand {
+    /// statement_lines.id.
+    pub line_id: i64,
+    /// Who applies it.
+    pub by: String,
+}
+
+/// Whether a command decides reconciliation, so its batch takes lock phase 0 first.
+pub fn decides_reconciliation(command: &super::batch::WriteCommand) -> bool {
+    use super::batch::WriteCommand;
+    match command {
+        WriteCommand::IntakeNotice { .. }
+        | WriteCommand::ApplyRecorded { .. }
+        | WriteCommand::StatementAccept(_)
+        | WriteCommand::StatementBegin(_)
+        | WriteCommand::StatementLines(_)
+        | WriteCommand::StatementApply(_) => true,
+        WriteCommand::RecordRejected(_)
+        | WriteCommand::Balance(_)
+        | WriteCommand::Payout(_)
+        | WriteCommand::KeepRefusal(_)
+        | WriteCommand::ClaimJobs(_) => false,
+    }
+}
+
+/// The (payer INN, document number) of a notice: what its counterparts are read by.
+pub fn notice_document(notice: &BankNotice) -> (String, String) {
+    (notice.payer_inn.as_str().to_owned(), notice.document_number.clone())
+}
+
+/// The key of a stored line an operator applies; `None` without a payer INN or with an unknown currency.
+fn target_key(target: &ApplyTarget) -> Option<MatchKey> {
+    Some(MatchKey {
+        payer_inn: Inn::parse(target.payer_inn.as_deref()?).ok()?,
+        document_number: target.document_number.clone(),
+        document_date: target.document_date,
+        amount: target.amount,
+        currency: Currency::from_code(&target.currency)?,
+    })
+}
+
+fn candidate_key(payment: &PaymentCandidate) -> Option<MatchKey> {
+    Some(MatchKey {
+        payer_inn: Inn::parse(&payment.payer_inn).ok()?,
+        document_number: payment.document_number.clone(),
+        document_date: moscow_date(payment.document_date),
+        amount: payment.amount,
+        currency: Currency::from_code(&payment.currency)?,
+    })
+}
+
+/// The state of a target line as [`decide_apply`] reads it.
+fn line_state(target: &ApplyTarget, matched: bool, resolved: &HashSet<i64>) -> LineState {
+    LineState {
+        credit: target.credit,
+        matched: target.matched || matched,
+        discrepancy: target.discrepancy.as_ref().and_then(|(id, kind, state)| {
+            Some((DiscrepancyKind::parse(kind)?, state == "open" && !resolved.contains(id)))
+        }),
+        has_inn: target.payer_inn.is_some(),
+    }
+}
+
+/// The lowest-id open payment with `key` among `candidates` that no command of the batch took.
+fn open_payment(key: Option<&MatchKey>, candidates: &[PaymentCandidate], taken: &HashSet<i64>) -> Option<i64> {
+    let key = key?;
+    candidates
+        .iter()
+        .filter(|payment| !taken.contains(&payment.id) && candidate_key(payment).as_ref() == Some(key))
+        .map(|payment| payment.id)
+        .min()
+}
+
+/// The payers the batch's applies will credit (a line to apply with no open payment with its key), whose
+/// accounts the batch must find or create and lock.
+pub fn credited_payers<'a>(applies: impl Iterator<Item = &'a ApplyCommand>, claims: &Claims) -> Vec<Inn> {
+    applies
+        .filter_map(|apply| {
+            let target = claims.apply_targets.get(&apply.line_id)?;
+            let key = target_key(target);
+            let decision = decide_apply(
+                &line_state(target, false, &HashSet::new()),
+                open_payment(key.as_ref(), &claims.apply_candidates, &HashSet::new()),
+            );
+            (decision == ApplyDecision::Credit).then_some(key?.payer_inn)
+        })
+        .collect()
+}
+
+/// A statement-sourced payment a notice may repeat, as the batch sees it.
+struct Applied {
+    operation_id: Uuid,
+    key: MatchKey,
+    /// The payment's id, when stored before the batch (a payment the batch credits has none yet).
+    id: Option<i64>,
+}
+
+/// An unmatched credit line a notice may be.
+struct OpenLine {
+    id: i64,
+    key: MatchKey,
+    open_discrepancy: Option<i64>,
+}
+
+/// The batch's running view of the reconciliation tables.
+#[derive(Default)]
+pub struct BatchReconciliation {
+    /// Statement-sourced applied payments no late notice names yet (stored ones, then the batch's own).
+    applied: Vec<Applied>,
+    /// Unmatched credit lines, ascending id.
+    lines: Vec<OpenLine>,
+    /// Lines a command of this batch matched.
+    taken_lines: HashSet<i64>,
+    /// Discrepancies a command of this batch resolved.
+    resolved: HashSet<i64>,
+    /// Payments a command of this batch matched (or recorded as late notices), by id.
+    pub taken_payments: HashSet<i64>,
+}
+
+impl BatchReconciliation {
+    /// The view of the counterparts the batch read.
+    pub fn new(counterparts: &[NoticeCounterpart]) -> BatchReconciliation {
+        let mut view = BatchReconciliation::default();
+        for counterpart in counterparts {
+            match counterpart {
+                NoticeCounterpart::StatementPayment {
+                    id,
+                    operation_id,
+                    amount,
+                    currency,
+                    payer_inn,
+                    document_number,
+                    document_date,
+                    has_late_notice: false,
+                } => {
+                    let key = key_of(payer_inn, document_number, moscow_date(*document_date), *amount, currency);
+                    if let Some(key) = key {
+                        view.applied.push(Applied { operation_id: *operation_id, key, id: Some(*id) });
+                    }
+                }
+                NoticeCounterpart::StatementPayment { has_late_notice: true, .. } => {}
+                NoticeCounterpart::OpenLine {
+                    id,
+                    amount,
+                    currency,
+                    payer_inn,
+                    document_number,
+                    document_date,
+                    open_discrepancy,
+                } => {
+                    if let Some(key) = key_of(payer_inn, document_number, *document_date, *amount, currency) {
+                        view.lines.push(OpenLine { id: *id, key, open_discrepancy: *open_discrepancy });
+                    }
+                }
+            }
+        }
+        view.applied.sort_by_key(|payment| payment.id);
+        view.lines.sort_by_key(|line| line.id);
+        view
+    }
+
+    /// A notice about to be credited, through reconciliation: a late notice of a payment applied from the
+    /// statement is recorded `duplicate` and not credited; a credited one takes the unmatched credit line with
+    /// its key. A notice whose payment a line already matched (before the batch, `matched_before`, or by a lines
+    /// command earlier in it) is only credited; one reconciliation took is marked taken, so a later lines
+    /// command of the batch leaves it.
+    pub fn credit(
+        &mut self,
+        notice: &BankNotice,
+        matched_before: bool,
+        claims: &Claims,
+        plan: &mut Plan,
+        credit: impl FnOnce(&mut Plan) -> WriteOutcome,
+    ) -> WriteOutcome {
+        let payment = claims.payment_candidates.iter().find(|p| p.operation_id == notice.operation_id.0).map(|p| p.id);
+        if matched_before || payment.is_some_and(|id| self.taken_payments.contains(&id)) {
+            return credit(plan);
+        }
+        let mut took = self.late_notice(notice, plan);
+        let outcome = if took { WriteOutcome::NoticeDuplicate } else { credit(plan) };
+        if !took && outcome == WriteOutcome::NoticeApplied {
+            took = self.credited_notice(notice, plan);
+        }
+        if let (true, Some(id)) = (took, payment) {
+            self.taken_payments.insert(id);
+        }
+        outcome
+    }
+
+    /// Before a notice is credited: if it repeats a statement-sourced payment (the lowest-id one with its key
+    /// that no late notice names), it is recorded `duplicate` of it and answered as a duplicate.
+    pub fn late_notice(&mut self, notice: &BankNotice, plan: &mut Plan) -> bool {
+        let key = MatchKey::of_notice(notice);
+        let Some(position) = self.applied.iter().position(|payment| payment.key == key) else { return false };
+        let original = self.applied.remove(position);
+        plan.late_notices.push(LateNotice { operation_id: notice.operation_id.0, duplicate_of: original.operation_id });
+        true
+    }
+
+    /// After a notice is credited: the lowest-id unmatched credit line with its key is matched to it, and the
+    /// line's open discrepancy is resolved by the notice.
+    pub fn credited_notice(&mut self, notice: &BankNotice, plan: &mut Plan) -> bool {
+        let key = MatchKey::of_notice(notice);
+        let Some(line) = self.lines.iter().find(|line| line.key == key && !self.taken_lines.contains(&line.id)) else {
+            return false;
+        };
+        self.taken_lines.insert(line.id);
+        plan.matches_by_operation.push(MatchByOperation {
+            line_id: line.id,
+            operation_id: notice.operation_id.0,
+            rule: MatchRule::Document.as_str(),
+            by: None,
+        });
+        if let Some(discrepancy) = line.open_discrepancy.filter(|id| self.resolved.insert(*id)) {
+            plan.discrepancy_updates.push(DiscrepancyUpdate {
+                id: discrepancy,
+                state: "resolved",
+                resolution: "notice",
+                note: None,
+                by: None,
+            });
+        }
+        true
+    }
+
+    /// An operator's apply (see [`decide_apply`]): match a payment that arrived since, or credit the payer
+    /// through the webhook's posting with the line's derived operation id.
+    pub fn apply(
+        &mut self,
+        apply: &ApplyCommand,
+        claims: &Claims,
+        accounts: &AccountMap<'_>,
+        sheet: &mut BalanceSheet,
+        plan: &mut Plan,
+    ) -> StatementOutcome {
+        let Some(target) = claims.apply_targets.get(&apply.line_id) else { return StatementOutcome::NotFound };
+        let key = target_key(target);
+        let state = line_state(target, self.taken_lines.contains(&apply.line_id), &self.resolved);
+        let discrepancy_id = target.discrepancy.as_ref().map(|(id, _, _)| *id);
+        let decision = decide_apply(&state, open_payment(key.as_ref(), &claims.apply_candidates, &self.taken_payments));
+        let (outcome, resolution) = match (decision, key) {
+            (ApplyDecision::MatchTo(payment_id), _) => {
+                self.taken_payments.insert(payment_id);
+                plan.statement_matches.push(NewMatch {
+                    line_id: apply.line_id,
+                    payment_id,
+                    rule: MatchRule::Document.as_str(),
+                    by: Some(apply.by.clone()),
+                });
+                let operation_id = claims
+                    .apply_candidates
+                    .iter()
+                    .find(|payment| payment.id == payment_id)
+                    .map_or(Uuid::nil(), |payment| payment.operation_id);
+                (StatementOutcome::MatchedNotice { payment_id, operation_id, discrepancy_id }, "notice")
+            }
+            (ApplyDecision::Credit, Some(key)) => {
+                let Some(notice) = statement_notice(target, &key) else {
+                    return StatementOutcome::NotApplicable("the line's account number is not valid".into());
+                };
+                let transaction_id = Uuid::now_v7();
+                if let Err(error) = post_credit(&notice, transaction_id, accounts, sheet, plan) {
+                    return StatementOutcome::NotApplicable(format!("the ledger refused the credit: {error}"));
+                }
+                plan.statement_payments.push(StatementPayment { notice: notice.clone(), transaction_id });
+                plan.matches_by_operation.push(MatchByOperation {
+                    line_id: apply.line_id,
+                    operation_id: notice.operation_id.0,
+                    rule: MatchRule::Applied.as_str(),
+                    by: Some(apply.by.clone()),
+                });
+                self.applied.push(Applied { operation_id: notice.operation_id.0, key, id: None });
+                (StatementOutcome::Applied { operation_id: notice.operation_id.0, discrepancy_id }, "applied")
+            }
+            (ApplyDecision::Credit, None) => {
+                return StatementOutcome::NotApplicable("the line has no valid payer INN".into());
+            }
+            (ApplyDecision::AlreadyMatched, _) => return StatementOutcome::AlreadyMatched,
+            (ApplyDecision::NotApplicable(reason), _) => return StatementOutcome::NotApplicable(reason),
+        };
+        self.taken_lines.insert(apply.line_id);
+        if let Some(id) = discrepancy_id.filter(|id| self.resolved.insert(*id)) {
+            plan.discrepancy_updates.push(DiscrepancyUpdate {
+                id,
+                state: "resolved",
+                resolution,
+                note: None,
+                by: Some(apply.by.clone()),
+            });
+        }
+        plan.audit.push(AuditEntry {
+            actor: apply.by.clone(),
+            action: "statement.apply".into(),
+            target: format!("statement_line:{}", apply.line_id),
+            before: Some(serde_json::json!({"discrepancy": discrepancy_id, "matched": false}).to_string()),
+            after: Some(serde_json::json!({"discrepancy": discrepancy_id, "resolution": resolution}).to_string()),
+        });
+        outcome
+    }
+}
+
+fn key_of(inn: &str, number: &str, date: time::Date, amount: i64, currency: &str) -> Option<MatchKey> {
+    Some(MatchKey {
+        payer_inn: Inn::parse(inn).ok()?,
+        document_number: number.to_owned(),
+        document_date: date,
+        amount,
+        currency: Currency::from_code(currency)?,
+    })
+}
+
+/// The notice a statement line stands for: its derived operation id, its payer and document, dated Moscow
+/// midnight of its document date (so its key is the line's).
+fn statement_notice(target: &ApplyTarget, key: &MatchKey) -> Option<BankNotice> {
+    let account = AccountNumber::parse(&target.account).ok()?;
+    let occurrence = u32::try_from(target.occurrence).ok()?;
+    Some(BankNotice {
+        operation_id: OperationId(statement_operation_id(&account, &target.fingerprint, occurrence)),
+        amount: Money::from_minor(key.amount, key.currency),
+        payer_inn: key.payer_inn.clone(),
+        document_number: key.document_number.clone(),
+        document_date: key.document_date.midnight().assume_offset(MOSCOW),
+    })
+}
+
+/// Credits a payment's organization from the bank inflow account: the one posting of every bank payment,
+/// a webhook notice's or a statement line's.
+pub fn post_credit(
+    notice: &BankNotice,
+    transaction_id: Uuid,
+    accounts: &AccountMap<'_>,
+    sheet: &mut BalanceSheet,
+    plan: &mut Plan,
+) -> Result<(), payledger_core::LedgerError> {
+    let Some(&organization) = accounts.organizations.get(&notice.payer_inn) else {
+        return Err(payledger_core::LedgerError::UnknownAccount(payledger_core::AccountId(0)));
+    };
+    let amount = notice.amount.minor();
+    let postings = [
+        payledger_core::Posting { account: accounts.bank_inflow, amount: -amount },
+        payledger_core::Posting { account: organization, amount },
+    ];
+    let entries = sheet.apply(&postings)?;
+    plan.transactions.push(NewTransaction {
+        id: transaction_id,
+        kind: BANK_PAYMENT_KIND,
+        // bank_payments.operation_id (and its unique transaction_id) already make this transaction happen
+        // once; a second random-key index would double the write cost of every payment.
+        idempotency_key: None,
+    });
+    plan.entries.extend(entries.into_iter().map(|entry| (transaction_id, entry)));
+    Ok(())
+}
+
+/// The open payments of the batch's applies, found by their lines' documents.
+pub fn apply_documents(targets: &HashMap<i64, ApplyTarget>) -> Vec<(String, String)> {
+    let mut documents: Vec<(String, String)> = targets
+        .values()
+        .filter_map(|target| Some((target.payer_inn.clone()?, target.document_number.clone())))
+        .collect();
+    documents.sort();
+    documents.dedup();
+    documents
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::{date, datetime};
+
+    const INN: &str = "7707083893";
+
+    fn notice(id: u128, number: &str, amount: i64) -> BankNotice {
+        BankNotice {
+            operation_id: OperationId(Uuid::from_u128(id)),
+            amount: Money::from_minor(amount, Currency::RUB),
+            payer_inn: Inn::parse(INN).unwrap_or_else(|_| panic!("test inn")),
+            document_number: number.into(),
+            // 28 April in Moscow.
+            document_date: datetime!(2024-04-27 21:00 UTC),
+        }
+    }
+
+    fn line(id: i64, number: &str, amount: i64, open_discrepancy: Option<i64>) -> NoticeCounterpart {
+        NoticeCounterpart::OpenLine {
+            id,
+            amount,
+            currency: "RUB".into(),
+            payer_inn: INN.into(),
+            document_number: number.into(),
+            document_date: date!(2024 - 04 - 28),
+            open_discrepancy,
+        }
+    }
+
+    fn applied(id: i64, number: &str, amount: i64, has_late_notice: bool) -> NoticeCounterpart {
+        NoticeCounterpart::StatementPayment {
+            id,
+            operation_id: Uuid::from_u128(1000 + id as u128),
+            amount,
+            currency: "RUB".into(),
+            payer_inn: INN.into(),
+            document_number: number.into(),
+            document_date: datetime!(2024-04-27 21:00 UTC),
+            has_late_notice,
+        }
+    }
+
+    #[test]
+    fn a_notice_repeating_a_statement_payment_is_a_late_notice_once_and_never_credited() {
+        let mut view = BatchReconciliation::new(&[applied(5, "P-1", 100, false), applied(4, "P-2", 100, true)]);
+        let (mut plan, claims) = (Plan::default(), Claims::default());
+        let never = |_: &mut Plan| panic!("a late notice is not credited");
+        assert_eq!(
+            view.credit(&notice(1, "P-1", 100), false, &claims, &mut plan, never),
+            WriteOutcome::NoticeDuplicate
+        );
+        assert_eq!(
+            plan.late_notices,
+            vec![LateNotice { operation_id: Uuid::from_u128(1), duplicate_of: Uuid::from_u128(1005) }]
+        );
+        // The payment is named once: a second notice with the key is a real payment; one already named, too.
+        let credited = |_: &mut Plan| WriteOutcome::NoticeApplied;
+        assert_eq!(
+            view.credit(&notice(2, "P-1", 100), false, &claims, &mut plan, credited),
+            WriteOutcome::NoticeApplied
+        );
+        assert_eq!(
+            view.credit(&notice(3, "P-2", 100), false, &claims, &mut plan, credited),
+            WriteOutcome::NoticeApplied
+        );
+        // Another amount is another key.
+        let mut other = BatchReconciliation::new(&[applied(5, "P-1", 100, false)]);
+        assert_eq!(
+            other.credit(&notice(9, "P-1", 101), false, &claims, &mut plan, credited),
+            WriteOutcome::NoticeApplied
+        );
+        assert_eq!(plan.late_notices.len(), 1);
+    }
+
+    #[test]
+    fn a_credited_notice_takes_the_lowest_unmatched_line_with_its_key_and_resolves_its_discrepancy() {
+        let counterparts = [line(8, "P-1", 100, None), line(7, "P-1", 100, Some(70)), line(6, "P-1", 99, Some(60))];
+        let mut view = BatchReconciliation::new(&counterparts);
+        let (mut plan, claims) = (Plan::default(), Claims::default());
+        let credited = |_: &mut Plan| WriteOutcome::NoticeApplied;
+        view.credit(&notice(1, "P-1", 100), false, &claims, &mut plan, credited);
+        view.credit(&notice(2, "P-1", 100), false, &claims, &mut plan, credited);
+        view.credit(&notice(3, "P-1", 100), false, &claims, &mut plan, credited);
+        let lines: Vec<(i64, u128)> =
+            plan.matches_by_operation.iter().map(|m| (m.line_id, m.operation_id.as_u128())).collect();
+        assert_eq!(lines, vec![(7, 1), (8, 2)], "twins take one line each; the 99 line is not theirs");
+        assert_eq!(plan.discrepancy_updates.len(), 1);
+        assert_eq!((plan.discrepancy_updates[0].id, plan.discrepancy_updates[0].resolution), (70, "notice"));
+        // A notice whose payment a line matched already is only credited.
+        let mut plan = Plan::default();
+        let mut view = BatchReconciliation::new(&counterparts);
+        view.credit(&notice(4, "P-1", 100), true, &claims, &mut plan, credited);
+        assert!(plan.matches_by_operation.is_empty());
+    }
+}
