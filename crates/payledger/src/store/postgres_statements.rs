@@ -364,7 +364,8 @@ impl PgBatch {
                     NULL::timestamptz, l.document_date, false,
                     (SELECT d.id FROM statement_discrepancies d WHERE d.line_id = l.id AND d.state = 'open')
              FROM statement_lines l JOIN keys ON l.payer_inn = keys.inn AND l.document_number = keys.number
-             WHERE l.direction = 'credit' AND NOT EXISTS (SELECT 1 FROM statement_matches m WHERE m.line_id = l.id)",
+             WHERE l.direction = 'credit' AND l.nature = 'payment'
+               AND NOT EXISTS (SELECT 1 FROM statement_matches m WHERE m.line_id = l.id)",
         )
         .bind(documents.iter().map(|(inn, _)| inn.clone()).collect::<Vec<_>>())
         .bind(documents.iter().map(|(_, number)| number.clone()).collect::<Vec<_>>())

@@ -301,7 +301,7 @@ impl SqliteBatch<'_> {
              SELECT 2, l.id, NULL, l.amount, l.currency, l.document_date, 0,
                     (SELECT d.id FROM statement_discrepancies d WHERE d.line_id = l.id AND d.state = 'open')
              FROM statement_lines l
-             WHERE l.payer_inn = ?1 AND l.document_number = ?2 AND l.direction = 'credit'
+             WHERE l.payer_inn = ?1 AND l.document_number = ?2 AND l.direction = 'credit' AND l.nature = 'payment'
                AND NOT EXISTS (SELECT 1 FROM statement_matches m WHERE m.line_id = l.id)",
         )?;
         let mut found = Vec::new();
