@@ -221,12 +221,13 @@ pub fn decide(
     let mut failures: HashMap<OperationId, String> =
         claims.stored.iter().filter_map(|(id, stored)| Some((*id, stored.failure.clone()?))).collect();
     let mut applied_recorded: HashSet<OperationId> = HashSet::new();
-    // Changed as the batch's commands decide, so a second accept of one discrepancy sees the first.
-    let mut discrepancies = claims.discrepancies.clone();
     let mut started_imports: HashSet<i64> = HashSet::new();
-    let mut reconcile = super::reconcile::BatchReconciliation::new(&claims.counterparts);
-    let (mut plan, mut outcomes) = (Plan::default(), Vec::with_capacity(commands.len()));
-    for (index, command) in commands.iter().enumerate() {
+    // Its discrepancies change as the batch's commands decide, so an accept and an apply see each other.
+    let mut reconcile = super::reconcile::BatchReconciliation::of_claims(claims);
+    let mut plan = Plan::default();
+    let mut outcomes: Vec<Option<WriteOutcome>> = vec![None; commands.len()];
+    for index in reconciliation_order(commands) {
+        let command = &commands[index];
         let outcome = match command {
             WriteCommand::IntakeNotice { notice, apply, raw } => {
                 let id = notice.operation_id;
@@ -236,11 +237,9 @@ pub fn decide(
                     None if claims.inserted.contains(&id) => {
                         first_in_batch.insert(id, notice);
                         match (apply, claimed_transaction.get(&id).copied().flatten()) {
-                            (true, Some(transaction_id)) => {
-                                reconcile.credit(notice, false, claims, &mut plan, |plan| {
-                                    credit(notice, transaction_id, accounts, sheet, plan, false)
-                                })
-                            }
+                            (true, Some(transaction_id)) => reconcile.credit(notice, false, &mut plan, |plan| {
+                                credit(notice, transaction_id, accounts, sheet, plan, false)
+                            }),
                             _ => WriteOutcome::NoticeAccepted,
                         }
                     }
@@ -254,7 +253,7 @@ pub fn decide(
             WriteCommand::ApplyRecorded { notice } => {
                 if claims.waiting.contains(&notice.operation_id) && applied_recorded.insert(notice.operation_id) {
                     let matched = claims.recorded_matched.contains(&notice.operation_id);
-                    let outcome = reconcile.credit(notice, matched, claims, &mut plan, |plan| {
+                    let outcome = reconcile.credit(notice, matched, &mut plan, |plan| {
                         credit(notice, Uuid::now_v7(), accounts, sheet, plan, true)
                     });
                     remember_failure(&mut failures, notice.operation_id, &outcome);
@@ -275,7 +274,7 @@ pub fn decide(
             WriteCommand::KeepRefusal(refusal) => WriteOutcome::Balance(balances.keep_refusal(refusal, &mut plan)),
             WriteCommand::ClaimJobs(_) => WriteOutcome::Jobs(payouts.claimed_jobs.remove(&index).unwrap_or_default()),
             WriteCommand::StatementAccept(accept) => {
-                WriteOutcome::Statement(decide_accept(accept, &mut discrepancies, &mut plan))
+                WriteOutcome::Statement(decide_accept(accept, &mut reconcile.discrepancies, &mut plan))
             }
             WriteCommand::StatementBegin(begin) => {
                 let claimed = claims.imports.get(&begin.sha256);
@@ -298,11 +297,27 @@ pub fn decide(
                 WriteOutcome::Payout(outcome)
             }
         };
-        outcomes.push(outcome);
+        outcomes[index] = Some(outcome);
     }
     plan.holds = balances.hold_writes();
     plan.payouts = payouts.writes();
-    (plan, outcomes)
+    (plan, outcomes.into_iter().map(|outcome| outcome.unwrap_or(WriteOutcome::NotRecorded)).collect())
+}
+
+/// The order a batch decides its commands in: every command in command order, except that the ones reading the
+/// reconciliation a notice decides (lines, applies, accepts) come after all the others. So a notice's claim (a
+/// late notice, a failed credit, a line it took) is seen by every line and apply of its batch, whatever their
+/// order, and the notices keep their order relative to balances and payouts.
+fn reconciliation_order(commands: &[WriteCommand]) -> Vec<usize> {
+    let reads_reconciliation = |command: &WriteCommand| {
+        matches!(
+            command,
+            WriteCommand::StatementLines(_) | WriteCommand::StatementApply(_) | WriteCommand::StatementAccept(_)
+        )
+    };
+    let (later, first): (Vec<usize>, Vec<usize>) =
+        (0..commands.len()).partition(|&index| reads_reconciliation(&commands[index]));
+    first.into_iter().chain(later).collect()
 }
 
 /// Keeps the reason of a credit that just failed, for a replay later in the same batch.
@@ -646,3 +661,7 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "batch_reconcile_tests.rs"]
+mod reconcile_tests;

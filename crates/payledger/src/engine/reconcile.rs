@@ -16,8 +16,8 @@ use super::batch::{AccountMap, BANK_PAYMENT_KIND, Claims, WriteOutcome};
 use super::statements::{ApplyDecision, DiscrepancyKind, LineState, MatchRule, StatementOutcome, decide_apply};
 use crate::store::AuditEntry;
 use crate::store::batch::{
-    ApplyTarget, DiscrepancyUpdate, LateNotice, MatchByOperation, NewMatch, NewTransaction, NoticeCounterpart,
-    PaymentCandidate, Plan, StatementPayment,
+    ApplyTarget, DiscrepancyUpdate, LateNotice, LockedDiscrepancy, MatchByOperation, NewMatch, NewTransaction,
+    NoticeCounterpart, PaymentCandidate, Plan, StatementPayment,
 };
 
 /// Loads what the batch's crediting notices and applies decide on: the statement payments and unmatched lines
@@ -112,13 +112,20 @@ fn candidate_key(payment: &PaymentCandidate) -> Option<MatchKey> {
     })
 }
 
-/// The state of a target line as [`decide_apply`] reads it.
-fn line_state(target: &ApplyTarget, matched: bool, resolved: &HashSet<i64>) -> LineState {
+/// The state of a target line as [`decide_apply`] reads it: its discrepancy is open unless a command of the
+/// batch resolved it (`resolved`) or accepted it (`decided`).
+fn line_state(
+    target: &ApplyTarget,
+    matched: bool,
+    resolved: &HashSet<i64>,
+    decided: &HashMap<i64, LockedDiscrepancy>,
+) -> LineState {
     LineState {
         credit: target.credit,
         matched: target.matched || matched,
         discrepancy: target.discrepancy.as_ref().and_then(|(id, kind, state)| {
-            Some((DiscrepancyKind::parse(kind)?, state == "open" && !resolved.contains(id)))
+            let still_open = decided.get(id).is_none_or(|locked| locked.state == "open");
+            Some((DiscrepancyKind::parse(kind)?, state == "open" && !resolved.contains(id) && still_open))
         }),
         has_inn: target.payer_inn.is_some(),
     }
@@ -134,17 +141,15 @@ fn open_payment(key: Option<&MatchKey>, candidates: &[PaymentCandidate], taken: 
         .min()
 }
 
-/// The payers the batch's applies will credit (a line to apply with no open payment with its key), whose
-/// accounts the batch must find or create and lock.
+/// The payers the batch's applies may credit, whose accounts the batch must find or create and lock: the payer
+/// of every applicable line, even one with an open payment now, since an earlier command of the batch (a twin
+/// line's apply, a notice) may take that payment and leave this line to credit.
 pub fn credited_payers<'a>(applies: impl Iterator<Item = &'a ApplyCommand>, claims: &Claims) -> Vec<Inn> {
     applies
         .filter_map(|apply| {
             let target = claims.apply_targets.get(&apply.line_id)?;
             let key = target_key(target);
-            let decision = decide_apply(
-                &line_state(target, false, &HashSet::new()),
-                open_payment(key.as_ref(), &claims.apply_candidates, &HashSet::new()),
-            );
+            let decision = decide_apply(&line_state(target, false, &HashSet::new(), &HashMap::new()), None);
             (decision == ApplyDecision::Credit).then_some(key?.payer_inn)
         })
         .collect()
@@ -176,8 +181,14 @@ pub struct BatchReconciliation {
     taken_lines: HashSet<i64>,
     /// Discrepancies a command of this batch resolved.
     resolved: HashSet<i64>,
-    /// Payments a command of this batch matched (or recorded as late notices), by id.
+    /// Payments a command of this batch matched, or whose notice it recorded late or failed, by id.
     pub taken_payments: HashSet<i64>,
+    /// The payment id of each operation id the batch's lines and applies may match (both candidate lists), so a
+    /// notice decided here claims the payment they would see.
+    payments: HashMap<Uuid, i64>,
+    /// The discrepancies the batch's accepts name, as its commands leave them: an accept and an apply or a
+    /// notice of one discrepancy see each other.
+    pub discrepancies: HashMap<i64, LockedDiscrepancy>,
 }
 
 impl BatchReconciliation {
@@ -222,29 +233,54 @@ impl BatchReconciliation {
         view
     }
 
+    /// The view of everything the batch loaded: the counterparts, the payments its lines and applies may match,
+    /// and the discrepancies its accepts locked.
+    pub fn of_claims(claims: &Claims) -> BatchReconciliation {
+        let mut view = BatchReconciliation::new(&claims.counterparts);
+        view.payments = claims
+            .payment_candidates
+            .iter()
+            .chain(&claims.apply_candidates)
+            .map(|payment| (payment.operation_id, payment.id))
+            .collect();
+        view.discrepancies = claims.discrepancies.clone();
+        view
+    }
+
+    /// Resolves a discrepancy once, unless a command of the batch accepted it; whether it did.
+    fn resolve(&mut self, id: i64) -> bool {
+        if self.discrepancies.get(&id).is_some_and(|locked| locked.state != "open") || !self.resolved.insert(id) {
+            return false;
+        }
+        if let Some(locked) = self.discrepancies.get_mut(&id) {
+            locked.state = "resolved".into();
+        }
+        true
+    }
+
     /// A notice about to be credited, through reconciliation: a late notice of a payment applied from the
     /// statement is recorded `duplicate` and not credited; a credited one takes the unmatched credit line with
-    /// its key. A notice whose payment a line already matched (before the batch, `matched_before`, or by a lines
-    /// command earlier in it) is only credited; one reconciliation took is marked taken, so a later lines
-    /// command of the batch leaves it.
+    /// its key. A notice whose payment a line already matched before the batch (`matched_before`) is only
+    /// credited. The batch decides its notices before its lines and applies, so a notice recorded late, failed
+    /// or matched here marks its payment taken and no line of the batch matches it.
     pub fn credit(
         &mut self,
         notice: &BankNotice,
         matched_before: bool,
-        claims: &Claims,
         plan: &mut Plan,
         credit: impl FnOnce(&mut Plan) -> WriteOutcome,
     ) -> WriteOutcome {
-        let payment = claims.payment_candidates.iter().find(|p| p.operation_id == notice.operation_id.0).map(|p| p.id);
+        let payment = self.payments.get(&notice.operation_id.0).copied();
         if matched_before || payment.is_some_and(|id| self.taken_payments.contains(&id)) {
             return credit(plan);
         }
-        let mut took = self.late_notice(notice, plan);
-        let outcome = if took { WriteOutcome::NoticeDuplicate } else { credit(plan) };
-        if !took && outcome == WriteOutcome::NoticeApplied {
-            took = self.credited_notice(notice, plan);
-        }
-        if let (true, Some(id)) = (took, payment) {
+        let late = self.late_notice(notice, plan);
+        let outcome = if late { WriteOutcome::NoticeDuplicate } else { credit(plan) };
+        let took = match outcome {
+            WriteOutcome::NoticeApplied => self.credited_notice(notice, plan),
+            _ => true,
+        };
+        if let (true, Some(id)) = (late || took, payment) {
             self.taken_payments.insert(id);
         }
         outcome
@@ -267,14 +303,15 @@ impl BatchReconciliation {
         let Some(line) = self.lines.iter().find(|line| line.key == key && !self.taken_lines.contains(&line.id)) else {
             return false;
         };
-        self.taken_lines.insert(line.id);
+        let (line_id, open_discrepancy) = (line.id, line.open_discrepancy);
+        self.taken_lines.insert(line_id);
         plan.matches_by_operation.push(MatchByOperation {
-            line_id: line.id,
+            line_id,
             operation_id: notice.operation_id.0,
             rule: MatchRule::Document.as_str(),
             by: None,
         });
-        if let Some(discrepancy) = line.open_discrepancy.filter(|id| self.resolved.insert(*id)) {
+        if let Some(discrepancy) = open_discrepancy.filter(|id| self.resolve(*id)) {
             plan.discrepancy_updates.push(DiscrepancyUpdate {
                 id: discrepancy,
                 state: "resolved",
@@ -298,10 +335,10 @@ impl BatchReconciliation {
     ) -> StatementOutcome {
         let Some(target) = claims.apply_targets.get(&apply.line_id) else { return StatementOutcome::NotFound };
         let key = target_key(target);
-        let state = line_state(target, self.taken_lines.contains(&apply.line_id), &self.resolved);
+        let state = line_state(target, self.taken_lines.contains(&apply.line_id), &self.resolved, &self.discrepancies);
         let discrepancy_id = target.discrepancy.as_ref().map(|(id, _, _)| *id);
         let decision = decide_apply(&state, open_payment(key.as_ref(), &claims.apply_candidates, &self.taken_payments));
-        let (outcome, resolution) = match (decision, key) {
+        let (outcome, resolution, payment) = match (decision, key) {
             (ApplyDecision::MatchTo(payment_id), _) => {
                 self.taken_payments.insert(payment_id);
                 plan.statement_matches.push(NewMatch {
@@ -315,7 +352,7 @@ impl BatchReconciliation {
                     .iter()
                     .find(|payment| payment.id == payment_id)
                     .map_or(Uuid::nil(), |payment| payment.operation_id);
-                (StatementOutcome::MatchedNotice { payment_id, operation_id, discrepancy_id }, "notice")
+                (StatementOutcome::MatchedNotice { payment_id, operation_id, discrepancy_id }, "notice", operation_id)
             }
             (ApplyDecision::Credit, Some(key)) => {
                 let Some(notice) = statement_notice(target, &key) else {
@@ -333,7 +370,8 @@ impl BatchReconciliation {
                     by: Some(apply.by.clone()),
                 });
                 self.applied.push(Applied { operation_id: notice.operation_id.0, key, id: None });
-                (StatementOutcome::Applied { operation_id: notice.operation_id.0, discrepancy_id }, "applied")
+                let operation_id = notice.operation_id.0;
+                (StatementOutcome::Applied { operation_id, discrepancy_id }, "applied", operation_id)
             }
             (ApplyDecision::Credit, None) => {
                 return StatementOutcome::NotApplicable("the line has no valid payer INN".into());
@@ -342,7 +380,7 @@ impl BatchReconciliation {
             (ApplyDecision::NotApplicable(reason), _) => return StatementOutcome::NotApplicable(reason),
         };
         self.taken_lines.insert(apply.line_id);
-        if let Some(id) = discrepancy_id.filter(|id| self.resolved.insert(*id)) {
+        if let Some(id) = discrepancy_id.filter(|id| self.resolve(*id)) {
             plan.discrepancy_updates.push(DiscrepancyUpdate {
                 id,
                 state: "resolved",
@@ -356,7 +394,10 @@ impl BatchReconciliation {
             action: "statement.apply".into(),
             target: format!("statement_line:{}", apply.line_id),
             before: Some(serde_json::json!({"discrepancy": discrepancy_id, "matched": false}).to_string()),
-            after: Some(serde_json::json!({"discrepancy": discrepancy_id, "resolution": resolution}).to_string()),
+            after: Some(
+                serde_json::json!({"discrepancy": discrepancy_id, "resolution": resolution, "operation_id": payment})
+                    .to_string(),
+            ),
         });
         outcome
     }
@@ -472,32 +513,20 @@ mod tests {
     #[test]
     fn a_notice_repeating_a_statement_payment_is_a_late_notice_once_and_never_credited() {
         let mut view = BatchReconciliation::new(&[applied(5, "P-1", 100, false), applied(4, "P-2", 100, true)]);
-        let (mut plan, claims) = (Plan::default(), Claims::default());
+        let mut plan = Plan::default();
         let never = |_: &mut Plan| panic!("a late notice is not credited");
-        assert_eq!(
-            view.credit(&notice(1, "P-1", 100), false, &claims, &mut plan, never),
-            WriteOutcome::NoticeDuplicate
-        );
+        assert_eq!(view.credit(&notice(1, "P-1", 100), false, &mut plan, never), WriteOutcome::NoticeDuplicate);
         assert_eq!(
             plan.late_notices,
             vec![LateNotice { operation_id: Uuid::from_u128(1), duplicate_of: Uuid::from_u128(1005) }]
         );
         // The payment is named once: a second notice with the key is a real payment; one already named, too.
         let credited = |_: &mut Plan| WriteOutcome::NoticeApplied;
-        assert_eq!(
-            view.credit(&notice(2, "P-1", 100), false, &claims, &mut plan, credited),
-            WriteOutcome::NoticeApplied
-        );
-        assert_eq!(
-            view.credit(&notice(3, "P-2", 100), false, &claims, &mut plan, credited),
-            WriteOutcome::NoticeApplied
-        );
+        assert_eq!(view.credit(&notice(2, "P-1", 100), false, &mut plan, credited), WriteOutcome::NoticeApplied);
+        assert_eq!(view.credit(&notice(3, "P-2", 100), false, &mut plan, credited), WriteOutcome::NoticeApplied);
         // Another amount is another key.
         let mut other = BatchReconciliation::new(&[applied(5, "P-1", 100, false)]);
-        assert_eq!(
-            other.credit(&notice(9, "P-1", 101), false, &claims, &mut plan, credited),
-            WriteOutcome::NoticeApplied
-        );
+        assert_eq!(other.credit(&notice(9, "P-1", 101), false, &mut plan, credited), WriteOutcome::NoticeApplied);
         assert_eq!(plan.late_notices.len(), 1);
     }
 
@@ -505,11 +534,11 @@ mod tests {
     fn a_credited_notice_takes_the_lowest_unmatched_line_with_its_key_and_resolves_its_discrepancy() {
         let counterparts = [line(8, "P-1", 100, None), line(7, "P-1", 100, Some(70)), line(6, "P-1", 99, Some(60))];
         let mut view = BatchReconciliation::new(&counterparts);
-        let (mut plan, claims) = (Plan::default(), Claims::default());
+        let mut plan = Plan::default();
         let credited = |_: &mut Plan| WriteOutcome::NoticeApplied;
-        view.credit(&notice(1, "P-1", 100), false, &claims, &mut plan, credited);
-        view.credit(&notice(2, "P-1", 100), false, &claims, &mut plan, credited);
-        view.credit(&notice(3, "P-1", 100), false, &claims, &mut plan, credited);
+        view.credit(&notice(1, "P-1", 100), false, &mut plan, credited);
+        view.credit(&notice(2, "P-1", 100), false, &mut plan, credited);
+        view.credit(&notice(3, "P-1", 100), false, &mut plan, credited);
         let lines: Vec<(i64, u128)> =
             plan.matches_by_operation.iter().map(|m| (m.line_id, m.operation_id.as_u128())).collect();
         assert_eq!(lines, vec![(7, 1), (8, 2)], "twins take one line each; the 99 line is not theirs");
@@ -518,7 +547,7 @@ mod tests {
         // A notice whose payment a line matched already is only credited.
         let mut plan = Plan::default();
         let mut view = BatchReconciliation::new(&counterparts);
-        view.credit(&notice(4, "P-1", 100), true, &claims, &mut plan, credited);
+        view.credit(&notice(4, "P-1", 100), true, &mut plan, credited);
         assert!(plan.matches_by_operation.is_empty());
     }
 }
