@@ -526,6 +526,14 @@ async fn verify_catches_tampered_reconciliation_rows(backend: Backend) {
     // 15: the line no longer has its payment's amount.
     db.execute("UPDATE statement_lines SET amount = 999").await;
     assert_caught(&db, "which are missing or differ", &["UPDATE statement_lines SET amount = 1000"]).await;
+    // 15: the matched payment's credit failed, so the line was never credited to anyone.
+    db.execute("UPDATE bank_payments SET status = 'failed' WHERE amount = 1000").await;
+    assert_caught(
+        &db,
+        "which is failed, not applied or received",
+        &["UPDATE bank_payments SET status = 'applied' WHERE amount = 1000"],
+    )
+    .await;
     // 16: a payment claims to come from the statement, but no line was applied to create it.
     db.execute("UPDATE bank_payments SET source = 'statement' WHERE amount = 1000").await;
     assert_caught(&db, "with 0 applied lines", &["UPDATE bank_payments SET source = 'webhook'"]).await;
@@ -539,6 +547,24 @@ async fn verify_catches_tampered_reconciliation_rows(backend: Backend) {
         &db,
         "which is missing, not applied from a statement, or another payment",
         &["UPDATE bank_payments SET status = 'applied', duplicate_of = NULL WHERE amount = 2000"],
+    )
+    .await;
+    // 17: a duplicate that names no payment (the table's CHECK dropped, as by a bad restore).
+    if backend == Backend::Sqlite {
+        db.execute(
+            "PRAGMA ignore_check_constraints = ON;
+             UPDATE bank_payments SET status = 'duplicate' WHERE amount = 2000;
+             PRAGMA ignore_check_constraints = OFF;",
+        )
+        .await;
+    } else {
+        db.execute("ALTER TABLE bank_payments DROP CONSTRAINT bank_payments_duplicate_names_one").await;
+        db.execute("UPDATE bank_payments SET status = 'duplicate' WHERE amount = 2000").await;
+    }
+    assert_caught(
+        &db,
+        "is a duplicate that names no payment",
+        &["UPDATE bank_payments SET status = 'applied' WHERE amount = 2000"],
     )
     .await;
     // 19: the stated balances do not add up, then the stored lines exceed the stated credits.

@@ -279,7 +279,8 @@ const VERIFY_CHECKS: &[(&str, &str, &str)] = &[
     // unique constraints that should already prevent it.
     (
         "statement_match_pairs_equal_rows",
-        "every statement match pairs a stored credit line with a stored payment of its amount (and payer)",
+        "every statement match pairs a stored credit line with a stored, credited or waiting payment of its amount \
+         (and payer)",
         "SELECT 'statement match ' || m.id || ' pairs line ' || m.line_id || ' with bank payment ' || m.payment_id
                 || ', which are missing or differ' AS problem
          FROM statement_matches m
@@ -287,7 +288,12 @@ const VERIFY_CHECKS: &[(&str, &str, &str)] = &[
          LEFT JOIN bank_payments p ON p.id = m.payment_id
          WHERE l.id IS NULL OR p.id IS NULL OR l.direction <> 'credit' OR l.amount <> p.amount
             OR l.currency <> p.currency
-            OR (m.rule IN ('document', 'applied') AND (l.payer_inn IS NULL OR l.payer_inn <> p.payer_inn))",
+            OR (m.rule IN ('document', 'applied') AND (l.payer_inn IS NULL OR l.payer_inn <> p.payer_inn))
+         UNION ALL
+         SELECT 'statement match ' || m.id || ' pairs line ' || m.line_id || ' with bank payment ' || m.payment_id
+                || ', which is ' || p.status || ', not applied or received' AS problem
+         FROM statement_matches m JOIN bank_payments p ON p.id = m.payment_id
+         WHERE p.status NOT IN ('applied', 'received')",
     ),
     (
         "statement_payment_applies_one_line",
@@ -314,7 +320,10 @@ const VERIFY_CHECKS: &[(&str, &str, &str)] = &[
             OR MOSCOW_DATE(s.document_date) <> MOSCOW_DATE(d.document_date))
          UNION ALL
          SELECT 'bank payment ' || duplicate_of || ' is repeated by ' || COUNT(*) || ' late notices' AS problem
-         FROM bank_payments WHERE duplicate_of IS NOT NULL GROUP BY duplicate_of HAVING COUNT(*) > 1",
+         FROM bank_payments WHERE duplicate_of IS NOT NULL GROUP BY duplicate_of HAVING COUNT(*) > 1
+         UNION ALL
+         SELECT 'late notice ' || UUID_TEXT(operation_id) || ' is a duplicate that names no payment' AS problem
+         FROM bank_payments WHERE status = 'duplicate' AND duplicate_of IS NULL",
     ),
     (
         "statement_rows_matched_once",
