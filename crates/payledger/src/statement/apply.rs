@@ -75,7 +75,10 @@ pub(super) async fn apply_discrepancy(
 }
 
 /// Applies every open `missing_notice`/`unknown_payer` line (with a payer INN) of an import, in concurrent
-/// chunks: each line is its own command, so one that cannot be applied does not stop the others.
+/// chunks: each line is its own command, so one that cannot be applied does not stop the others. An error (the
+/// engine unavailable, say) does not abort the chunk's other applies, which commit or fail on their own: the
+/// chunk runs to its end, no further chunk starts, and the first error is returned (a retry finds the lines
+/// applied so far already matched).
 pub(super) async fn apply_all(
     service: &Reconciliation,
     import_id: i64,
@@ -84,6 +87,7 @@ pub(super) async fn apply_all(
     service.store().statement_import(import_id).await?.ok_or(ReconcileError::NotFound("import"))?;
     let lines = service.store().applicable_lines(import_id).await?;
     let mut summary = ApplyAllSummary { import_id, ..ApplyAllSummary::default() };
+    let mut errors = Vec::new();
     for chunk in lines.chunks(APPLY_CHUNK) {
         let mut round = tokio::task::JoinSet::new();
         for &line_id in chunk {
@@ -94,14 +98,25 @@ pub(super) async fn apply_all(
             let applied = joined.map_err(|error| {
                 tracing::error!(%error, "an apply task ended abnormally");
                 ReconcileError::Engine(crate::engine::EngineError::Unavailable)
-            })??;
-            match applied {
-                Applied::Done { outcome: ApplyOutcome::Applied, .. } => summary.applied += 1,
-                Applied::Done { outcome: ApplyOutcome::Matched, .. } => summary.matched += 1,
-                Applied::Done { outcome: ApplyOutcome::AlreadyMatched, .. } => summary.already_matched += 1,
-                Applied::NotApplicable(_) => summary.not_applicable += 1,
+            });
+            match applied.and_then(|applied| applied) {
+                Ok(Applied::Done { outcome: ApplyOutcome::Applied, .. }) => summary.applied += 1,
+                Ok(Applied::Done { outcome: ApplyOutcome::Matched, .. }) => summary.matched += 1,
+                Ok(Applied::Done { outcome: ApplyOutcome::AlreadyMatched, .. }) => summary.already_matched += 1,
+                Ok(Applied::NotApplicable(_)) => summary.not_applicable += 1,
+                Err(error) => errors.push(error),
             }
         }
+        if !errors.is_empty() {
+            break;
+        }
     }
-    Ok(summary)
+    let mut errors = errors.into_iter();
+    match errors.next() {
+        None => Ok(summary),
+        Some(first) => {
+            tracing::error!(import_id, ?summary, failed = errors.len() + 1, "apply-all stopped on errors");
+            Err(first)
+        }
+    }
 }
