@@ -53,6 +53,8 @@ pub enum WriteCommand {
     StatementBegin(super::statements::BeginImport),
     /// Store and match up to 1,000 lines of an import.
     StatementLines(super::statements::LinesCommand),
+    /// Complete an import: judge the closed days and the notices without a line.
+    StatementFinish(super::judging::FinishImport),
 }
 
 /// A worker's claim of due jobs.
@@ -81,7 +83,8 @@ impl WriteCommand {
             | WriteCommand::ClaimJobs(_)
             | WriteCommand::StatementAccept(_)
             | WriteCommand::StatementBegin(_)
-            | WriteCommand::StatementLines(_) => None,
+            | WriteCommand::StatementLines(_)
+            | WriteCommand::StatementFinish(_) => None,
         }
     }
 }
@@ -145,6 +148,13 @@ pub struct Claims {
     pub payment_candidates: Vec<crate::store::batch::PaymentCandidate>,
     /// The payer INNs of the batch's lines that have an organization.
     pub line_payers: HashSet<String>,
+    /// For a finishing batch: the credit lines of closed days neither matched nor judged, read before the
+    /// batch stored its own lines.
+    pub pending_lines: Vec<crate::store::batch::PendingLine>,
+    /// For a finishing batch: the applied webhook payments without a line or a `notice_without_line`.
+    pub unlined_payments: Vec<crate::store::batch::UnlinedPayment>,
+    /// For a finishing batch: every import's account sections.
+    pub section_periods: Vec<crate::store::batch::SectionPeriod>,
 }
 
 /// The notice rows a batch should try to insert: the first occurrence of each new operation id, in
@@ -213,6 +223,14 @@ pub fn decide(
     let mut discrepancies = claims.discrepancies.clone();
     let mut started_imports: HashSet<i64> = HashSet::new();
     let mut taken_payments: HashSet<i64> = HashSet::new();
+    let mut finishing = super::judging::FinishState::default();
+    let finish_view = super::judging::FinishView {
+        pending: &claims.pending_lines,
+        candidates: &claims.payment_candidates,
+        payers: &claims.line_payers,
+        unlined: &claims.unlined_payments,
+        periods: &claims.section_periods,
+    };
     let mut plan = Plan::default();
     let mut outcomes = Vec::with_capacity(commands.len());
     for (index, command) in commands.iter().enumerate() {
@@ -272,6 +290,14 @@ pub fn decide(
                 claims.stored_lines.get(&index).map_or(&[], Vec::as_slice),
                 &claims.payment_candidates,
                 &claims.line_payers,
+                &mut taken_payments,
+                &mut plan,
+            )),
+            WriteCommand::StatementFinish(finish) => WriteOutcome::Statement(super::judging::decide_finish(
+                finish,
+                claims.imports.get(&finish.claim.sha256),
+                &finish_view,
+                &mut finishing,
                 &mut taken_payments,
                 &mut plan,
             )),

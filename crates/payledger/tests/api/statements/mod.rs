@@ -18,6 +18,8 @@ use time::macros::date;
 
 use crate::common::{self, Backend, TestDb, TestServer, on_both_backends};
 
+mod import;
+
 on_both_backends!(
     an_empty_ledger_has_no_imports_and_an_unknown_import_is_not_found,
     a_stored_import_reads_back_with_its_sections_and_discrepancies,
