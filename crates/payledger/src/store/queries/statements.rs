@@ -228,9 +228,16 @@ macro_rules! statement_queries {
                 import_id: i64,
             ) -> Result<Vec<(String, i64)>, $crate::store::StoreError> {
                 let rows = sqlx::query(
-                    "SELECT d.kind, COUNT(*) FROM statement_discrepancies d
-                     JOIN statement_lines l ON l.id = d.line_id
-                     WHERE l.import_id = $1 GROUP BY d.kind ORDER BY d.kind",
+                    // A line's discrepancy belongs to the import that stored the line; a notice without a
+                    // line to the import whose finish found it (written in the batch that completed it).
+                    "SELECT k.kind, COUNT(*) FROM (
+                         SELECT d.kind FROM statement_discrepancies d JOIN statement_lines l ON l.id = d.line_id
+                         WHERE l.import_id = $1
+                         UNION ALL
+                         SELECT d.kind FROM statement_discrepancies d JOIN statement_imports i
+                           ON i.completed_at = d.created_at
+                         WHERE i.id = $1 AND d.kind = 'notice_without_line'
+                     ) k GROUP BY k.kind ORDER BY k.kind",
                 )
                 .bind(import_id)
                 .fetch_all(&self.$reader)
