@@ -303,6 +303,8 @@ async fn a_credited_notice_absent_from_complete_statements_becomes_notice_withou
         })
         .await
         .expect("report");
+    // April has two notices: the one without a line is judged, the 29 April one is still pending.
+    assert_eq!((report.counts.notices, report.counts.pending_notices), (2, 1), "{report:?}");
     let [without] = report.discrepancies.as_slice() else { panic!("{report:?}") };
     assert_eq!((without.amount.as_str(), without.day.as_str()), ("20.00", "2024-04-20"), "{without:?}");
 
@@ -345,5 +347,25 @@ async fn an_interrupted_import_left_loading_is_resumed_by_importing_the_same_fil
     assert_eq!((resumed.lines_read, resumed.lines_new, resumed.matched), (18, 18, first.matched), "{resumed:?}");
     assert_eq!(count(&harness, "SELECT COUNT(*) FROM statement_lines").await, 18);
     harness.db.assert_verified().await;
+    harness.stop().await;
+}
+
+/// The time of a 100,000-line 1C import on SQLite (run by hand: `cargo test … -- --ignored --nocapture`).
+#[tokio::test]
+#[ignore = "a measurement, not a check"]
+async fn a_hundred_thousand_line_import_on_sqlite_is_timed() {
+    let Some(harness) = Harness::start(Backend::Sqlite).await else { return };
+    let account = AccountNumber::parse(ACCOUNT).expect("account");
+    let spec = GeneratorSpec::new(11, date!(2024 - 01 - 01), 10, 200, 10_000, account);
+    let mut notices = HashMap::new();
+    let bytes = generated(&spec, &mut notices);
+    for notice in notices.values().filter(|notice| !notice.lost).take(2_000) {
+        let body: serde_json::Value = serde_json::from_str(&notice.to_json()).expect("json");
+        assert_eq!(harness.server.post_webhook(&body).await.0, 200);
+    }
+    let started = std::time::Instant::now();
+    let summary = import(&harness, bytes, ImportOptions::default()).await;
+    println!("100k-line import: {:?} ({summary:?})", started.elapsed());
+    assert_eq!(summary.lines_new, summary.lines_read);
     harness.stop().await;
 }
