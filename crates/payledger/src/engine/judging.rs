@@ -162,3 +162,152 @@ pub fn coverage(periods: &[SectionPeriod]) -> HashMap<String, Vec<(Date, Date)>>
     }
     coverage
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::{date, datetime};
+
+    fn finish(import_id: i64, today: Date) -> FinishImport {
+        FinishImport {
+            claim: ImportClaim { sha256: [1; 32], format: "1c", file_name: None, line_count: 0, by: None },
+            import_id,
+            today,
+            tolerance_days: 3,
+        }
+    }
+
+    fn claimed(id: i64, state: &str) -> ClaimedImport {
+        ClaimedImport { id, inserted: false, state: state.into() }
+    }
+
+    fn period(account: &str, start: Date, end: Date, complete: bool) -> SectionPeriod {
+        SectionPeriod { account: account.into(), start, end, complete }
+    }
+
+    fn payment(id: i64, at: time::OffsetDateTime) -> UnlinedPayment {
+        UnlinedPayment { id, amount: 100, currency: "RUB".into(), document_date: at }
+    }
+
+    #[test]
+    fn a_payment_is_without_a_line_only_when_every_day_of_its_tolerance_is_closed_and_covered_for_every_account() {
+        let periods = [
+            period("A", date!(2024 - 04 - 01), date!(2024 - 04 - 30), true),
+            period("B", date!(2024 - 04 - 01), date!(2024 - 04 - 25), true),
+            period("C", date!(2024 - 04 - 01), date!(2024 - 04 - 30), false),
+        ];
+        // 20 April (Moscow; 19 April 21:00 UTC): 20..=23 covered by A and B; C is only loading, so not covered.
+        let unlined = [payment(1, datetime!(2024-04-19 21:00 UTC))];
+        let payers = HashSet::new();
+        let view = FinishView { pending: &[], candidates: &[], payers: &payers, unlined: &unlined, periods: &periods };
+        let mut plan = Plan::default();
+        let outcome = decide_finish(
+            &finish(5, date!(2024 - 05 - 10)),
+            Some(&claimed(5, "loading")),
+            &view,
+            &mut FinishState::default(),
+            &mut HashSet::new(),
+            &mut plan,
+        );
+        assert_eq!(outcome, StatementOutcome::ImportFinished { id: 5, matched: 0, discrepancies: 0 });
+        assert_eq!(plan.completed_imports, vec![5]);
+
+        let covered =
+            [periods[0].clone(), periods[1].clone(), period("C", date!(2024 - 04 - 20), date!(2024 - 04 - 23), true)];
+        let view = FinishView { periods: &covered, ..view };
+        let mut plan = Plan::default();
+        let mut state = FinishState::default();
+        let outcome = decide_finish(
+            &finish(5, date!(2024 - 05 - 10)),
+            Some(&claimed(5, "loading")),
+            &view,
+            &mut state,
+            &mut HashSet::new(),
+            &mut plan,
+        );
+        assert_eq!(outcome, StatementOutcome::ImportFinished { id: 5, matched: 0, discrepancies: 1 });
+        let [found] = plan.new_discrepancies.as_slice() else { panic!("{plan:?}") };
+        assert_eq!((found.kind, found.payment_id, found.day), ("notice_without_line", Some(1), date!(2024 - 04 - 20)));
+        // A second finish in the same batch completes its import but judges nothing twice.
+        let outcome = decide_finish(
+            &finish(6, date!(2024 - 05 - 10)),
+            Some(&claimed(6, "loading")),
+            &view,
+            &mut state,
+            &mut HashSet::new(),
+            &mut plan,
+        );
+        assert_eq!(outcome, StatementOutcome::ImportFinished { id: 6, matched: 0, discrepancies: 0 });
+        assert_eq!((plan.new_discrepancies.len(), plan.completed_imports.clone()), (1, vec![5, 6]));
+
+        // Today inside the tolerance: not yet judged. A payment a line took in this batch: never.
+        let mut plan = Plan::default();
+        decide_finish(
+            &finish(5, date!(2024 - 04 - 23)),
+            Some(&claimed(5, "loading")),
+            &view,
+            &mut FinishState::default(),
+            &mut HashSet::new(),
+            &mut plan,
+        );
+        assert!(plan.new_discrepancies.is_empty());
+        let mut plan = Plan::default();
+        decide_finish(
+            &finish(5, date!(2024 - 05 - 10)),
+            Some(&claimed(5, "loading")),
+            &view,
+            &mut FinishState::default(),
+            &mut HashSet::from([1]),
+            &mut plan,
+        );
+        assert!(plan.new_discrepancies.is_empty());
+    }
+
+    #[test]
+    fn a_complete_import_is_already_imported_and_a_pending_line_of_a_closed_day_is_judged() {
+        let pending = [PendingLine {
+            id: 9,
+            account: "A".into(),
+            amount: 500,
+            currency: "RUB".into(),
+            booking_date: date!(2024 - 04 - 29),
+            document_number: "7".into(),
+            document_date: date!(2024 - 04 - 29),
+            payer_inn: Some("7707083893".into()),
+            bank_ids: Vec::new(),
+        }];
+        let payers = HashSet::from(["7707083893".to_owned()]);
+        let view = FinishView { pending: &pending, candidates: &[], payers: &payers, unlined: &[], periods: &[] };
+        let mut plan = Plan::default();
+        let today = date!(2024 - 04 - 30);
+        let done = decide_finish(
+            &finish(5, today),
+            Some(&claimed(5, "complete")),
+            &view,
+            &mut FinishState::default(),
+            &mut HashSet::new(),
+            &mut plan,
+        );
+        assert_eq!(done, StatementOutcome::AlreadyImported { id: 5 });
+        assert!(plan.completed_imports.is_empty() && plan.new_discrepancies.is_empty());
+        let wrong = decide_finish(
+            &finish(5, today),
+            Some(&claimed(4, "loading")),
+            &view,
+            &mut FinishState::default(),
+            &mut HashSet::new(),
+            &mut plan,
+        );
+        assert!(matches!(wrong, StatementOutcome::NotApplicable(_)), "{wrong:?}");
+        let outcome = decide_finish(
+            &finish(5, today),
+            Some(&claimed(5, "loading")),
+            &view,
+            &mut FinishState::default(),
+            &mut HashSet::new(),
+            &mut plan,
+        );
+        assert_eq!(outcome, StatementOutcome::ImportFinished { id: 5, matched: 0, discrepancies: 1 });
+        assert_eq!((plan.new_discrepancies[0].kind, plan.new_discrepancies[0].line_id), ("missing_notice", Some(9)));
+    }
+}
