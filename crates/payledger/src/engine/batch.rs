@@ -219,18 +219,7 @@ pub fn decide(
     let mut failures: HashMap<OperationId, String> =
         claims.stored.iter().filter_map(|(id, stored)| Some((*id, stored.failure.clone()?))).collect();
     let mut applied_recorded: HashSet<OperationId> = HashSet::new();
-    // Changed as the batch's commands decide, so a second accept of one discrepancy sees the first.
-    let mut discrepancies = claims.discrepancies.clone();
-    let mut started_imports: HashSet<i64> = HashSet::new();
-    let mut taken_payments: HashSet<i64> = HashSet::new();
-    let mut finishing = super::judging::FinishState::default();
-    let finish_view = super::judging::FinishView {
-        pending: &claims.pending_lines,
-        candidates: &claims.payment_candidates,
-        payers: &claims.line_payers,
-        unlined: &claims.unlined_payments,
-        periods: &claims.section_periods,
-    };
+    let mut statements = StatementState { discrepancies: claims.discrepancies.clone(), ..StatementState::default() };
     let mut plan = Plan::default();
     let mut outcomes = Vec::with_capacity(commands.len());
     for (index, command) in commands.iter().enumerate() {
@@ -276,31 +265,12 @@ pub fn decide(
             }
             WriteCommand::KeepRefusal(refusal) => WriteOutcome::Balance(balances.keep_refusal(refusal, &mut plan)),
             WriteCommand::ClaimJobs(_) => WriteOutcome::Jobs(payouts.claimed_jobs.remove(&index).unwrap_or_default()),
-            WriteCommand::StatementAccept(accept) => {
-                WriteOutcome::Statement(super::statements::decide_accept(accept, &mut discrepancies, &mut plan))
+            WriteCommand::StatementAccept(_)
+            | WriteCommand::StatementBegin(_)
+            | WriteCommand::StatementLines(_)
+            | WriteCommand::StatementFinish(_) => {
+                WriteOutcome::Statement(decide_statement(command, index, claims, &mut statements, &mut plan))
             }
-            WriteCommand::StatementBegin(begin) => WriteOutcome::Statement(super::statements::decide_begin(
-                begin,
-                claims.imports.get(&begin.sha256),
-                &mut started_imports,
-                &mut plan,
-            )),
-            WriteCommand::StatementLines(lines) => WriteOutcome::Statement(super::statements::decide_lines(
-                lines,
-                claims.stored_lines.get(&index).map_or(&[], Vec::as_slice),
-                &claims.payment_candidates,
-                &claims.line_payers,
-                &mut taken_payments,
-                &mut plan,
-            )),
-            WriteCommand::StatementFinish(finish) => WriteOutcome::Statement(super::judging::decide_finish(
-                finish,
-                claims.imports.get(&finish.claim.sha256),
-                &finish_view,
-                &mut finishing,
-                &mut taken_payments,
-                &mut plan,
-            )),
             WriteCommand::Payout(command) => {
                 let id = command.payout_id();
                 let before = if super::audit::is_audited(command) { payouts.payouts.get(&id).cloned() } else { None };
@@ -315,6 +285,55 @@ pub fn decide(
     plan.holds = balances.hold_writes();
     plan.payouts = payouts.writes();
     (plan, outcomes)
+}
+
+/// What a batch's reconciliation commands decided so far.
+#[derive(Default)]
+struct StatementState {
+    /// Changed as the batch's commands decide, so a second accept of one discrepancy sees the first.
+    discrepancies: HashMap<i64, crate::store::batch::LockedDiscrepancy>,
+    started_imports: HashSet<i64>,
+    /// Payments a line of the batch was matched to.
+    taken_payments: HashSet<i64>,
+    finishing: super::judging::FinishState,
+}
+
+/// Decides one reconciliation command (the one at `index`) of a batch.
+fn decide_statement(
+    command: &WriteCommand,
+    index: usize,
+    claims: &Claims,
+    state: &mut StatementState,
+    plan: &mut Plan,
+) -> super::statements::StatementOutcome {
+    match command {
+        WriteCommand::StatementAccept(accept) => {
+            super::statements::decide_accept(accept, &mut state.discrepancies, plan)
+        }
+        WriteCommand::StatementBegin(begin) => {
+            super::statements::decide_begin(begin, claims.imports.get(&begin.sha256), &mut state.started_imports, plan)
+        }
+        WriteCommand::StatementLines(lines) => super::statements::decide_lines(
+            lines,
+            claims.stored_lines.get(&index).map_or(&[], Vec::as_slice),
+            &claims.payment_candidates,
+            &claims.line_payers,
+            &mut state.taken_payments,
+            plan,
+        ),
+        WriteCommand::StatementFinish(finish) => {
+            let view = super::judging::FinishView {
+                pending: &claims.pending_lines,
+                candidates: &claims.payment_candidates,
+                payers: &claims.line_payers,
+                unlined: &claims.unlined_payments,
+                periods: &claims.section_periods,
+            };
+            let claimed = claims.imports.get(&finish.claim.sha256);
+            super::judging::decide_finish(finish, claimed, &view, &mut state.finishing, &mut state.taken_payments, plan)
+        }
+        _ => super::statements::StatementOutcome::NotApplicable("not a reconciliation command".into()),
+    }
 }
 
 /// Keeps the reason of a credit that just failed, for a replay later in the same batch.
