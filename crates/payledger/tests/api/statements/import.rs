@@ -8,7 +8,10 @@ use payledger::engine::batch::{WriteCommand, WriteOutcome};
 use payledger::engine::judging::FinishImport;
 use payledger::engine::statements::{self, BeginImport, SectionCounts, StatementOutcome};
 use payledger::statement::generate::{GeneratedNotice, GeneratorSpec, OutputFormat, csv_mapping, generate};
-use payledger::statement::{FormatChoice, ImportOptions, ImportSummary, ReconcileError, ReportQuery};
+use payledger::statement::{
+    FormatChoice, ImportOptions, ImportPhase, ImportProgress, ImportSummary, ProgressFn, ReconcileError,
+    ReconcileSettings, Reconciliation, ReportQuery,
+};
 use payledger_core::money::Currency;
 use payledger_core::statement::{AccountNumber, AccountSummary, StatementFormat, moscow_date};
 use time::OffsetDateTime;
@@ -166,6 +169,16 @@ async fn a_bad_file_is_refused_with_its_line_and_nothing_is_stored(backend: Back
     let elsewhere = ImportOptions { account: Some(other), ..csv_options() };
     let refused = harness.service.import(bytes::Bytes::from(csv), elsewhere, None).await;
     assert!(matches!(refused, Err(ReconcileError::AccountNotInFile(_))), "{refused:?}");
+    // A file over the size limit is refused before it is read.
+    let small = Reconciliation::new(
+        harness.service.engine().clone(),
+        harness.service.store().clone(),
+        ReconcileSettings { max_file_bytes: 100, ..ReconcileSettings::default() },
+    );
+    let large = std::fs::read(samples().join("statement-camt053.xml")).expect("camt");
+    let refused = small.import(bytes::Bytes::from(large), ImportOptions::default(), None).await;
+    assert!(matches!(refused, Err(ReconcileError::TooLarge { limit: 100 })), "{refused:?}");
+    drop(small);
     for table in ["statement_imports", "statement_lines", "statement_accounts", "statement_discrepancies"] {
         let sql: &'static str = Box::leak(format!("SELECT COUNT(*) FROM {table}").into_boxed_str());
         assert_eq!(count(&harness, sql).await, 0, "{table}");
@@ -201,8 +214,18 @@ async fn identical_twin_payments_with_one_notice_leave_one_missing_notice(backen
         csv_line("29.04.2024", "15", "29.04.2024", "credit", "700.00", "7707083893"),
         csv_line("29.04.2024", "15", "29.04.2024", "credit", "700.00", "7707083893"),
     );
-    let summary = import(&harness, file, csv_options()).await;
+    let phases = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = phases.clone();
+    let progress: ProgressFn = std::sync::Arc::new(move |progress: &ImportProgress| {
+        seen.lock().expect("phases").push((progress.phase, progress.lines_read, progress.lines_stored));
+    });
+    let summary =
+        harness.service.import(bytes::Bytes::from(file), csv_options(), Some(progress)).await.expect("import");
     assert_eq!((summary.lines_new, summary.matched, summary.discrepancies.missing_notice), (2, 1, 1), "{summary:?}");
+    // The progress told both passes: validating the two lines, then storing them.
+    let phases = phases.lock().expect("phases").clone();
+    assert_eq!(phases.first().map(|p| p.0), Some(ImportPhase::Validating), "{phases:?}");
+    assert_eq!(phases.last(), Some(&(ImportPhase::Importing, 2, 2)), "{phases:?}");
     harness.db.assert_verified().await;
     harness.stop().await;
 }
