@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::balances::{BalanceCommand, BalanceOutcome, BatchLedger, KeptRefusal};
 use super::payouts::{PayoutCommand, PayoutOutcome, PayoutStates};
-use super::statements::{decide_accept, decide_begin, decide_lines};
+use super::reconcile::BatchReconciliation;
 use crate::store::batch::{
     ConflictRecord, NoticeClaim, NoticeStatus, NoticeUpdate, Plan, RejectedNotice, StoredNotice,
 };
@@ -56,6 +56,8 @@ pub enum WriteCommand {
     StatementLines(super::statements::LinesCommand),
     /// Apply a statement line: credit its payer from the statement, or match a payment that arrived since.
     StatementApply(super::reconcile::ApplyCommand),
+    /// Complete an import: judge the closed days and the notices without a line.
+    StatementFinish(super::judging::FinishImport),
 }
 
 /// A worker's claim of due jobs.
@@ -85,7 +87,8 @@ impl WriteCommand {
             | WriteCommand::StatementAccept(_)
             | WriteCommand::StatementBegin(_)
             | WriteCommand::StatementLines(_)
-            | WriteCommand::StatementApply(_) => None,
+            | WriteCommand::StatementApply(_)
+            | WriteCommand::StatementFinish(_) => None,
         }
     }
 }
@@ -157,6 +160,13 @@ pub struct Claims {
     pub counterparts: Vec<crate::store::batch::NoticeCounterpart>,
     /// Recorded notices to apply that a statement line is already matched to.
     pub recorded_matched: HashSet<OperationId>,
+    /// For a finishing batch: the credit lines of closed days neither matched nor judged, read before the
+    /// batch stored its own lines.
+    pub pending_lines: Vec<crate::store::batch::PendingLine>,
+    /// For a finishing batch: the applied webhook payments without a line or a `notice_without_line`.
+    pub unlined_payments: Vec<crate::store::batch::UnlinedPayment>,
+    /// For a finishing batch: every import's account sections.
+    pub section_periods: Vec<crate::store::batch::SectionPeriod>,
 }
 
 /// The notice rows a batch should try to insert: the first occurrence of each new operation id, in
@@ -221,9 +231,8 @@ pub fn decide(
     let mut failures: HashMap<OperationId, String> =
         claims.stored.iter().filter_map(|(id, stored)| Some((*id, stored.failure.clone()?))).collect();
     let mut applied_recorded: HashSet<OperationId> = HashSet::new();
-    let mut started_imports: HashSet<i64> = HashSet::new();
     // Its discrepancies change as the batch's commands decide, so an accept and an apply see each other.
-    let mut reconcile = super::reconcile::BatchReconciliation::of_claims(claims);
+    let mut statements = StatementState::of_claims(claims);
     let mut plan = Plan::default();
     let mut outcomes: Vec<Option<WriteOutcome>> = vec![None; commands.len()];
     for index in reconciliation_order(commands) {
@@ -237,9 +246,11 @@ pub fn decide(
                     None if claims.inserted.contains(&id) => {
                         first_in_batch.insert(id, notice);
                         match (apply, claimed_transaction.get(&id).copied().flatten()) {
-                            (true, Some(transaction_id)) => reconcile.credit(notice, false, &mut plan, |plan| {
-                                credit(notice, transaction_id, accounts, sheet, plan, false)
-                            }),
+                            (true, Some(transaction_id)) => {
+                                statements.reconcile.credit(notice, false, &mut plan, |plan| {
+                                    credit(notice, transaction_id, accounts, sheet, plan, false)
+                                })
+                            }
                             _ => WriteOutcome::NoticeAccepted,
                         }
                     }
@@ -253,7 +264,7 @@ pub fn decide(
             WriteCommand::ApplyRecorded { notice } => {
                 if claims.waiting.contains(&notice.operation_id) && applied_recorded.insert(notice.operation_id) {
                     let matched = claims.recorded_matched.contains(&notice.operation_id);
-                    let outcome = reconcile.credit(notice, matched, &mut plan, |plan| {
+                    let outcome = statements.reconcile.credit(notice, matched, &mut plan, |plan| {
                         credit(notice, Uuid::now_v7(), accounts, sheet, plan, true)
                     });
                     remember_failure(&mut failures, notice.operation_id, &outcome);
@@ -273,20 +284,13 @@ pub fn decide(
             }
             WriteCommand::KeepRefusal(refusal) => WriteOutcome::Balance(balances.keep_refusal(refusal, &mut plan)),
             WriteCommand::ClaimJobs(_) => WriteOutcome::Jobs(payouts.claimed_jobs.remove(&index).unwrap_or_default()),
-            WriteCommand::StatementAccept(accept) => {
-                WriteOutcome::Statement(decide_accept(accept, &mut reconcile.discrepancies, &mut plan))
-            }
-            WriteCommand::StatementBegin(begin) => {
-                let claimed = claims.imports.get(&begin.sha256);
-                WriteOutcome::Statement(decide_begin(begin, claimed, &mut started_imports, &mut plan))
-            }
-            WriteCommand::StatementLines(lines) => {
-                let stored = claims.stored_lines.get(&index).map_or(&[][..], Vec::as_slice);
-                let (candidates, taken) = (&claims.payment_candidates, &mut reconcile.taken_payments);
-                WriteOutcome::Statement(decide_lines(lines, stored, candidates, &claims.line_payers, taken, &mut plan))
-            }
-            WriteCommand::StatementApply(apply) => {
-                WriteOutcome::Statement(reconcile.apply(apply, claims, accounts, sheet, &mut plan))
+            WriteCommand::StatementAccept(_)
+            | WriteCommand::StatementBegin(_)
+            | WriteCommand::StatementLines(_)
+            | WriteCommand::StatementFinish(_)
+            | WriteCommand::StatementApply(_) => {
+                let batch = BatchView { index, claims, accounts };
+                WriteOutcome::Statement(decide_statement(command, &batch, &mut statements, sheet, &mut plan))
             }
             WriteCommand::Payout(command) => {
                 let id = command.payout_id();
@@ -305,19 +309,89 @@ pub fn decide(
 }
 
 /// The order a batch decides its commands in: every command in command order, except that the ones reading the
-/// reconciliation a notice decides (lines, applies, accepts) come after all the others. So a notice's claim (a
+/// reconciliation a notice decides (lines, applies, accepts, finishes) come after all the others. So a notice's claim (a
 /// late notice, a failed credit, a line it took) is seen by every line and apply of its batch, whatever their
 /// order, and the notices keep their order relative to balances and payouts.
 fn reconciliation_order(commands: &[WriteCommand]) -> Vec<usize> {
     let reads_reconciliation = |command: &WriteCommand| {
         matches!(
             command,
-            WriteCommand::StatementLines(_) | WriteCommand::StatementApply(_) | WriteCommand::StatementAccept(_)
+            WriteCommand::StatementLines(_)
+                | WriteCommand::StatementApply(_)
+                | WriteCommand::StatementAccept(_)
+                | WriteCommand::StatementFinish(_)
         )
     };
     let (later, first): (Vec<usize>, Vec<usize>) =
         (0..commands.len()).partition(|&index| reads_reconciliation(&commands[index]));
     first.into_iter().chain(later).collect()
+}
+
+/// What a batch's reconciliation commands decided so far.
+#[derive(Default)]
+struct StatementState {
+    /// The claims of the batch's notices, lines and applies, and its discrepancies as its commands leave them
+    /// (so an accept and an apply of one discrepancy see each other).
+    reconcile: BatchReconciliation,
+    started_imports: HashSet<i64>,
+    finishing: super::judging::FinishState,
+}
+
+impl StatementState {
+    fn of_claims(claims: &Claims) -> StatementState {
+        StatementState { reconcile: BatchReconciliation::of_claims(claims), ..StatementState::default() }
+    }
+}
+
+/// What a reconciliation command reads of its batch: its index, the claims and the accounts.
+struct BatchView<'a, 'b> {
+    index: usize,
+    claims: &'a Claims,
+    accounts: &'a AccountMap<'b>,
+}
+
+/// Decides one reconciliation command of a batch.
+fn decide_statement(
+    command: &WriteCommand,
+    batch: &BatchView<'_, '_>,
+    state: &mut StatementState,
+    sheet: &mut BalanceSheet,
+    plan: &mut Plan,
+) -> super::statements::StatementOutcome {
+    let claims = batch.claims;
+    match command {
+        WriteCommand::StatementAccept(accept) => {
+            super::statements::decide_accept(accept, &mut state.reconcile.discrepancies, plan)
+        }
+        WriteCommand::StatementBegin(begin) => {
+            super::statements::decide_begin(begin, claims.imports.get(&begin.sha256), &mut state.started_imports, plan)
+        }
+        WriteCommand::StatementLines(lines) => super::statements::decide_lines(
+            lines,
+            claims.stored_lines.get(&batch.index).map_or(&[], Vec::as_slice),
+            &claims.payment_candidates,
+            &claims.line_payers,
+            &mut state.reconcile.taken_payments,
+            plan,
+        ),
+        WriteCommand::StatementApply(apply) => state.reconcile.apply(apply, claims, batch.accounts, sheet, plan),
+        WriteCommand::StatementFinish(finish) => {
+            // A pending line a notice of this batch took is matched already.
+            let pending: Vec<_> =
+                claims.pending_lines.iter().filter(|line| !state.reconcile.took_line(line.id)).cloned().collect();
+            let view = super::judging::FinishView {
+                pending: &pending,
+                candidates: &claims.payment_candidates,
+                payers: &claims.line_payers,
+                unlined: &claims.unlined_payments,
+                periods: &claims.section_periods,
+            };
+            let claimed = claims.imports.get(&finish.claim.sha256);
+            let taken = &mut state.reconcile.taken_payments;
+            super::judging::decide_finish(finish, claimed, &view, &mut state.finishing, taken, plan)
+        }
+        _ => super::statements::StatementOutcome::NotApplicable("not a reconciliation command".into()),
+    }
 }
 
 /// Keeps the reason of a credit that just failed, for a replay later in the same batch.

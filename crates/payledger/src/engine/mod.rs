@@ -22,6 +22,7 @@ pub mod audit;
 pub mod balances;
 pub mod batch;
 mod failure;
+pub mod judging;
 pub mod payouts;
 pub mod reconcile;
 pub mod statements;
@@ -433,7 +434,8 @@ impl WriterState {
                 | WriteCommand::StatementAccept(_)
                 | WriteCommand::StatementBegin(_)
                 | WriteCommand::StatementLines(_)
-                | WriteCommand::StatementApply(_) => false,
+                | WriteCommand::StatementApply(_)
+                | WriteCommand::StatementFinish(_) => false,
             })
             .filter_map(WriteCommand::organization)
             .collect();
@@ -609,7 +611,8 @@ impl<'a> CommandKinds<'a> {
                 | WriteCommand::StatementAccept(_)
                 | WriteCommand::StatementBegin(_)
                 | WriteCommand::StatementLines(_)
-                | WriteCommand::StatementApply(_) => {}
+                | WriteCommand::StatementApply(_)
+                | WriteCommand::StatementFinish(_) => {}
             }
         }
         kinds
@@ -689,6 +692,7 @@ async fn lock_rows<T: BatchTx>(
         .iter()
         .filter_map(|c| match c {
             WriteCommand::StatementBegin(begin) => Some(statements::import_claim(begin)),
+            WriteCommand::StatementFinish(finish) => Some(finish.claim.clone()),
             _ => None,
         })
         .collect();
@@ -713,6 +717,15 @@ async fn statements_claims<T: BatchTx>(
     let mut documents = Vec::new();
     let mut operation_ids = Vec::new();
     let mut payers = Vec::new();
+    // Read before this batch stores its own lines, which its lines commands judge themselves.
+    finish_claims(tx, commands, claims).await?;
+    for line in &claims.pending_lines {
+        if let Some(inn) = &line.payer_inn {
+            payers.push(inn.clone());
+            documents.push((inn.clone(), line.document_number.clone()));
+        }
+        operation_ids.extend(line.bank_ids.iter().filter_map(|id| id.parse::<Uuid>().ok()));
+    }
     for (index, command) in commands.iter().enumerate() {
         if let WriteCommand::StatementLines(lines) = command {
             let stored = tx.insert_statement_lines(&statements::line_rows(lines)).await?;
@@ -723,7 +736,7 @@ async fn statements_claims<T: BatchTx>(
             operation_ids.extend(more_ids);
         }
     }
-    if claims.stored_lines.is_empty() {
+    if claims.stored_lines.is_empty() && claims.pending_lines.is_empty() {
         return Ok(());
     }
     documents.sort();
@@ -734,6 +747,33 @@ async fn statements_claims<T: BatchTx>(
     let payers = sorted_unique(payers.into_iter());
     claims.line_payers =
         tx.find_accounts(AccountKind::Organization, &payers).await?.into_iter().map(|(inn, _)| inn).collect();
+    Ok(())
+}
+
+/// For a batch that finishes imports: the pending lines of closed days, every import's sections and the
+/// credited payments that may lack a line (only those whose document date falls in the covered range).
+async fn finish_claims<T: BatchTx>(
+    tx: &mut T,
+    commands: &[WriteCommand],
+    claims: &mut Claims,
+) -> Result<(), StoreError> {
+    let finishes: Vec<&judging::FinishImport> = commands
+        .iter()
+        .filter_map(|command| match command {
+            WriteCommand::StatementFinish(finish) => Some(finish),
+            _ => None,
+        })
+        .collect();
+    let Some(today) = finishes.iter().map(|finish| finish.today).max() else { return Ok(()) };
+    claims.pending_lines = tx.pending_lines(today).await?;
+    let finishing: Vec<i64> = finishes.iter().map(|finish| finish.import_id).collect();
+    claims.section_periods = tx.section_periods(&finishing).await?;
+    let first = claims.section_periods.iter().filter(|period| period.complete).map(|period| period.start).min();
+    if let Some(first) = first {
+        // A Moscow date is the UTC date or the next one: a day early and today's UTC midnight bound it.
+        let from = first.previous_day().unwrap_or(first).midnight().assume_utc();
+        claims.unlined_payments = tx.unlined_payments(from, today.midnight().assume_utc()).await?;
+    }
     Ok(())
 }
 

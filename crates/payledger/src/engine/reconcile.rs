@@ -77,7 +77,8 @@ pub fn decides_reconciliation(command: &super::batch::WriteCommand) -> bool {
         | WriteCommand::StatementAccept(_)
         | WriteCommand::StatementBegin(_)
         | WriteCommand::StatementLines(_)
-        | WriteCommand::StatementApply(_) => true,
+        | WriteCommand::StatementApply(_)
+        | WriteCommand::StatementFinish(_) => true,
         WriteCommand::RecordRejected(_)
         | WriteCommand::Balance(_)
         | WriteCommand::Payout(_)
@@ -247,6 +248,11 @@ impl BatchReconciliation {
         view
     }
 
+    /// Whether a command of the batch matched this line.
+    pub fn took_line(&self, id: i64) -> bool {
+        self.taken_lines.contains(&id)
+    }
+
     /// Resolves a discrepancy once, unless a command of the batch accepted it; whether it did.
     fn resolve(&mut self, id: i64) -> bool {
         if self.discrepancies.get(&id).is_some_and(|locked| locked.state != "open") || !self.resolved.insert(id) {
@@ -341,6 +347,8 @@ impl BatchReconciliation {
         let (outcome, resolution, payment) = match (decision, key) {
             (ApplyDecision::MatchTo(payment_id), _) => {
                 self.taken_payments.insert(payment_id);
+                // Its open notice_without_line, if a finish judged it before the line was applied, is resolved.
+                plan.matched_payments.push(payment_id);
                 plan.statement_matches.push(NewMatch {
                     line_id: apply.line_id,
                     payment_id,

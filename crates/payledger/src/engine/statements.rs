@@ -15,7 +15,7 @@ use payledger_core::statement::{AccountSummary, Fingerprint, StatementFormat, St
 
 use crate::store::batch::{
     ClaimedImport, DiscrepancyUpdate, ImportClaim, ImportSection, LockedDiscrepancy, NewDiscrepancy, NewMatch,
-    NewStatementLine, PaymentCandidate, Plan,
+    NewStatementLine, PaymentCandidate, PendingLine, Plan,
 };
 
 use serde::Serialize;
@@ -501,24 +501,7 @@ pub fn decide_lines(
     taken: &mut HashSet<i64>,
     plan: &mut Plan,
 ) -> StatementOutcome {
-    let open: Vec<OpenPayment> = candidates
-        .iter()
-        .filter(|payment| !taken.contains(&payment.id))
-        .filter_map(|payment| {
-            let currency = payledger_core::money::Currency::from_code(&payment.currency)?;
-            Some(OpenPayment {
-                id: payment.id,
-                operation_id: payment.operation_id,
-                key: MatchKey {
-                    payer_inn: Inn::parse(&payment.payer_inn).ok()?,
-                    document_number: payment.document_number.clone(),
-                    document_date: moscow_date(payment.document_date),
-                    amount: payment.amount,
-                    currency,
-                },
-            })
-        })
-        .collect();
+    let open = open_payments(candidates, taken);
     let mut lines = Vec::new();
     let mut known = 0u64;
     for ((line, _, _), id) in command.lines.iter().zip(stored) {
@@ -546,6 +529,7 @@ pub fn decide_lines(
         match decision {
             LineDecision::Matched { payment_id, rule } => {
                 taken.insert(payment_id);
+                plan.matched_payments.push(payment_id);
                 matched += 1;
                 plan.statement_matches.push(NewMatch {
                     line_id: candidate.id,
@@ -572,6 +556,40 @@ pub fn decide_lines(
     }
     let new = stored.iter().flatten().count() as u64;
     StatementOutcome::LinesStored { new, already_known: known, matched, pending, discrepancies: judged }
+}
+
+/// The candidates no earlier command of the batch took, as open payments with their keys.
+pub fn open_payments(candidates: &[PaymentCandidate], taken: &HashSet<i64>) -> Vec<OpenPayment> {
+    candidates
+        .iter()
+        .filter(|payment| !taken.contains(&payment.id))
+        .filter_map(|payment| {
+            let currency = payledger_core::money::Currency::from_code(&payment.currency)?;
+            Some(OpenPayment {
+                id: payment.id,
+                operation_id: payment.operation_id,
+                key: MatchKey {
+                    payer_inn: Inn::parse(&payment.payer_inn).ok()?,
+                    document_number: payment.document_number.clone(),
+                    document_date: moscow_date(payment.document_date),
+                    amount: payment.amount,
+                    currency,
+                },
+            })
+        })
+        .collect()
+}
+
+/// A stored pending credit line's key, as [`MatchKey::of_line`] gives it for the line it was read from: the
+/// one place a stored credit line without a key (no payer INN) is told apart.
+pub fn pending_key(line: &PendingLine) -> Option<MatchKey> {
+    Some(MatchKey {
+        payer_inn: Inn::parse(line.payer_inn.as_deref()?).ok()?,
+        document_number: line.document_number.clone(),
+        document_date: line.document_date,
+        amount: line.amount,
+        currency: payledger_core::money::Currency::from_code(&line.currency)?,
+    })
 }
 
 /// What became of a reconciliation command.
@@ -623,6 +641,15 @@ pub enum StatementOutcome {
     },
     /// The line was matched already; nothing changed.
     AlreadyMatched,
+    /// An import is complete: its pending lines of closed days and the notices without a line are judged.
+    ImportFinished {
+        /// Its id.
+        id: i64,
+        /// Pending lines matched now.
+        matched: u64,
+        /// Discrepancies opened now (pending lines judged and notices without a line).
+        discrepancies: u64,
+    },
     /// The discrepancy is accepted.
     Accepted,
     /// No such discrepancy.

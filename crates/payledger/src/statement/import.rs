@@ -1,17 +1,30 @@
 //! Importing a statement file: the source it is read from, the options, the progress it reports and the
 //! summary it answers.
 
-use std::io::BufRead;
+use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use payledger_core::money::{Currency, format_minor};
-use payledger_core::statement::AccountNumber;
+use payledger_core::statement::read::{CsvMapping, Limits, detect_format, events, validate};
+use payledger_core::statement::{
+    AccountNumber, Fingerprint, OccurrenceCounter, StatementError, StatementEvent, StatementFormat, StatementLine,
+    fingerprint, moscow_date,
+};
 use serde::Serialize;
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use super::report::{AccountTotals, DiscrepancyCounts};
 use super::{FormatChoice, ReconcileError, Reconciliation};
+use crate::engine::EngineError;
+use crate::engine::batch::{WriteCommand, WriteOutcome};
+use crate::engine::judging::FinishImport;
+use crate::engine::statements::{
+    self, BeginImport, LinesCommand, MAX_LINES_PER_COMMAND, SectionCounts, StatementOutcome,
+};
 use crate::store::{ImportAccountRow, ImportRow};
 
 /// Called with the import's progress, from the import's own tasks.
@@ -140,13 +153,340 @@ pub struct ImportSummary {
     pub duration_ms: u64,
 }
 
+/// The lines commands of one import the engine may hold at once: enough to fill a batch while the next chunk
+/// is read, few enough not to crowd out webhooks in the engine's queue.
+const LINES_IN_FLIGHT: usize = 4;
+
+/// Pass 1 (validate, on a blocking thread), then begin, pass 2 (stream chunks of lines, several in flight),
+/// then finish. Pass 1 refuses a bad file before anything is stored; a failure after begin leaves a `loading`
+/// import that the same file resumes.
 pub(super) async fn run(
-    _service: &Reconciliation,
-    _source: impl StatementSource,
-    _options: ImportOptions,
-    _progress: Option<ProgressFn>,
+    service: &Reconciliation,
+    source: impl StatementSource,
+    options: ImportOptions,
+    progress: Option<ProgressFn>,
 ) -> Result<ImportSummary, ReconcileError> {
-    Err(ReconcileError::NotApplicable { reason: "statement import is not implemented yet".into() })
+    let started = std::time::Instant::now();
+    let settings = service.settings().clone();
+    if let Some(len) = source.len().filter(|len| *len > settings.max_file_bytes) {
+        tracing::debug!(len, "statement file over the limit");
+        return Err(ReconcileError::TooLarge { limit: settings.max_file_bytes });
+    }
+    let csv = options.csv.as_deref().map(CsvMapping::parse).transpose().map_err(ReconcileError::CsvMapping)?;
+    let source: Arc<dyn StatementSource> = Arc::new(source);
+    let first = {
+        let (source, csv, options, progress) = (source.clone(), csv.clone(), options.clone(), progress.clone());
+        let limits = (Limits { max_lines: settings.max_lines }, settings.max_file_bytes);
+        tokio::task::spawn_blocking(move || pass_one(&*source, &options, csv.as_ref(), limits, progress.as_ref()))
+            .await
+            .map_err(|error| std::io::Error::other(error.to_string()))??
+    };
+    let today = moscow_date(OffsetDateTime::now_utc());
+    let claim = BeginImport {
+        sha256: first.sha256,
+        format: first.format,
+        file_name: options.file_name.clone(),
+        sections: first.sections.clone(),
+        line_count: first.lines,
+        by: options.by.clone(),
+    };
+    let id = match service.engine().submit(WriteCommand::StatementBegin(claim.clone())).await? {
+        WriteOutcome::Statement(StatementOutcome::AlreadyImported { id }) => {
+            let mut summary = summary(service, id).await?;
+            summary.already_imported = true;
+            summary.duration_ms = elapsed_ms(started);
+            return Ok(summary);
+        }
+        WriteOutcome::Statement(StatementOutcome::ImportStarted { id } | StatementOutcome::ImportResumed { id }) => id,
+        other => return Err(unexpected(&other)),
+    };
+    let report = Reporter { progress, total_bytes: source.len(), ..Reporter::default() };
+    pass_two(service, source, &options, csv, &first, id, today, report).await?;
+    let finish = FinishImport {
+        claim: statements::import_claim(&claim),
+        import_id: id,
+        today,
+        tolerance_days: settings.date_tolerance_days,
+    };
+    match service.engine().submit(WriteCommand::StatementFinish(finish)).await? {
+        WriteOutcome::Statement(StatementOutcome::ImportFinished { .. } | StatementOutcome::AlreadyImported { .. }) => {
+        }
+        other => return Err(unexpected(&other)),
+    }
+    let mut summary = summary(service, id).await?;
+    summary.duration_ms = elapsed_ms(started);
+    Ok(summary)
+}
+
+fn elapsed_ms(started: std::time::Instant) -> u64 {
+    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// An engine answer the import does not expect: a defect, reported as the engine's refusal would be.
+fn unexpected(outcome: &WriteOutcome) -> ReconcileError {
+    match outcome {
+        WriteOutcome::Statement(StatementOutcome::NotApplicable(reason)) => {
+            ReconcileError::NotApplicable { reason: reason.clone() }
+        }
+        other => ReconcileError::NotApplicable { reason: format!("unexpected engine outcome {other:?}; retry") },
+    }
+}
+
+/// What pass 1 learned about a valid file.
+struct FirstPass {
+    sha256: [u8; 32],
+    format: StatementFormat,
+    sections: Vec<SectionCounts>,
+    lines: u64,
+}
+
+/// Reads the whole file once: its SHA-256, its format, every line and total checked.
+fn pass_one(
+    source: &dyn StatementSource,
+    options: &ImportOptions,
+    csv: Option<&CsvMapping>,
+    (limits, max_bytes): (Limits, u64),
+    progress: Option<&ProgressFn>,
+) -> Result<FirstPass, ReconcileError> {
+    let format = match options.format {
+        FormatChoice::Fixed(format) => format,
+        FormatChoice::Auto if csv.is_some() => StatementFormat::Csv,
+        FormatChoice::Auto => {
+            let mut head = Vec::with_capacity(4096);
+            source.open()?.take(4096).read_to_end(&mut head)?;
+            detect_format(&head).ok_or_else(|| {
+                ReconcileError::Invalid(StatementError {
+                    line: 1,
+                    reason: "the format is neither 1C (1CClientBankExchange) nor camt.053; name it (csv needs a \
+                             column mapping)"
+                        .into(),
+                })
+            })?
+        }
+    };
+    let counted = Arc::new(AtomicU64::new(0));
+    let mut hasher = Hashing { inner: source.open()?, hash: Sha256::new(), read: counted.clone(), max: max_bytes };
+    let total_bytes = source.len();
+    let mut on_progress = |bytes_read: u64, lines_read: u64| {
+        if let Some(report) = progress {
+            report(&ImportProgress {
+                bytes_read,
+                total_bytes,
+                lines_read,
+                lines_stored: 0,
+                matched: 0,
+                phase: ImportPhase::Validating,
+            });
+        }
+    };
+    let validated = match validate(BufReader::new(&mut hasher), format, csv, &limits, &mut on_progress) {
+        Ok(validated) => validated,
+        Err(_) if counted.load(Ordering::Relaxed) > max_bytes => {
+            return Err(ReconcileError::TooLarge { limit: max_bytes });
+        }
+        Err(error) => return Err(ReconcileError::Invalid(error)),
+    };
+    // The validator may stop at the end marker: the identity is every byte of the file.
+    std::io::copy(&mut hasher, &mut std::io::sink())?;
+    let sha256: [u8; 32] = hasher.hash.finalize().into();
+    let sections: Vec<SectionCounts> = validated
+        .accounts
+        .into_iter()
+        .filter(|account| options.account.as_ref().is_none_or(|wanted| *wanted == account.summary.account))
+        .map(|account| SectionCounts {
+            summary: account.summary,
+            credit_lines: account.credit_lines,
+            debit_lines: account.debit_lines,
+        })
+        .collect();
+    if let Some(wanted) = &options.account
+        && sections.is_empty()
+    {
+        return Err(ReconcileError::AccountNotInFile(wanted.clone()));
+    }
+    let lines = sections.iter().map(|section| section.credit_lines + section.debit_lines).sum();
+    Ok(FirstPass { sha256, format: validated.format, sections, lines })
+}
+
+/// A reader that hashes and counts the bytes it passes on, and refuses to read past the size limit.
+struct Hashing {
+    inner: Box<dyn BufRead + Send>,
+    hash: Sha256,
+    read: Arc<AtomicU64>,
+    max: u64,
+}
+
+impl Read for Hashing {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        let total = self.read.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
+        if total > self.max {
+            return Err(std::io::Error::other(format!("the file is larger than {} bytes", self.max)));
+        }
+        Ok(n)
+    }
+}
+
+/// Reports pass 2's progress.
+#[derive(Default)]
+struct Reporter {
+    progress: Option<ProgressFn>,
+    total_bytes: Option<u64>,
+    bytes: Arc<AtomicU64>,
+    lines_read: u64,
+    stored: u64,
+    matched: u64,
+}
+
+impl Reporter {
+    fn report(&self) {
+        if let Some(report) = &self.progress {
+            report(&ImportProgress {
+                bytes_read: self.bytes.load(Ordering::Relaxed),
+                total_bytes: self.total_bytes,
+                lines_read: self.lines_read,
+                lines_stored: self.stored,
+                matched: self.matched,
+                phase: ImportPhase::Importing,
+            });
+        }
+    }
+}
+
+/// Pass 2: a blocking thread reads the lines (numbering identical ones) into chunks through a bounded channel;
+/// this task submits each chunk as a lines command, up to [`LINES_IN_FLIGHT`] at once. Every command is
+/// idempotent (lines are keyed), so a resumed import sends them all again.
+#[allow(clippy::too_many_arguments)] // one call site; the pieces are the pipeline's own state
+async fn pass_two(
+    service: &Reconciliation,
+    source: Arc<dyn StatementSource>,
+    options: &ImportOptions,
+    csv: Option<CsvMapping>,
+    first: &FirstPass,
+    import_id: i64,
+    today: time::Date,
+    mut report: Reporter,
+) -> Result<(), ReconcileError> {
+    let (chunks, mut receive) = tokio::sync::mpsc::channel::<Chunk>(LINES_IN_FLIGHT);
+    let (format, account, bytes) = (first.format, options.account.clone(), report.bytes.clone());
+    let reader =
+        tokio::task::spawn_blocking(move || read_chunks(&*source, format, csv.as_ref(), account, &bytes, &chunks));
+    let mut in_flight = tokio::task::JoinSet::new();
+    let mut failed = None;
+    while let Some(chunk) = receive.recv().await {
+        report.lines_read += chunk.len() as u64;
+        while in_flight.len() >= LINES_IN_FLIGHT {
+            collect(in_flight.join_next().await, &mut report, &mut failed);
+        }
+        if failed.is_some() {
+            break;
+        }
+        let engine = service.engine().clone();
+        in_flight.spawn(async move {
+            engine.submit(WriteCommand::StatementLines(LinesCommand { import_id, lines: chunk, today })).await
+        });
+    }
+    drop(receive);
+    while let Some(done) = in_flight.join_next().await {
+        collect(Some(done), &mut report, &mut failed);
+    }
+    let read = reader.await.map_err(|error| std::io::Error::other(error.to_string()))?;
+    if let Some(error) = failed {
+        return Err(error);
+    }
+    let read = read?;
+    if read != first.lines {
+        // The file changed between the passes: what was stored is kept (it was a valid line), and the import
+        // stays `loading` for the real file to finish.
+        return Err(ReconcileError::Io(std::io::Error::other(format!(
+            "the file changed while it was imported ({} lines validated, {read} read)",
+            first.lines
+        ))));
+    }
+    Ok(())
+}
+
+type Chunk = Vec<(StatementLine, Fingerprint, u32)>;
+
+/// Adds one finished lines command to the progress, or keeps its error.
+fn collect(
+    done: Option<Result<Result<WriteOutcome, EngineError>, tokio::task::JoinError>>,
+    report: &mut Reporter,
+    failed: &mut Option<ReconcileError>,
+) {
+    let outcome = match done {
+        None => return,
+        Some(Ok(Ok(outcome))) => outcome,
+        Some(Ok(Err(error))) => {
+            failed.get_or_insert(ReconcileError::Engine(error));
+            return;
+        }
+        Some(Err(error)) => {
+            failed.get_or_insert(ReconcileError::Io(std::io::Error::other(error.to_string())));
+            return;
+        }
+    };
+    match outcome {
+        WriteOutcome::Statement(StatementOutcome::LinesStored { new, matched, .. }) => {
+            report.stored += new;
+            report.matched += matched;
+            report.report();
+        }
+        other => {
+            failed.get_or_insert(unexpected(&other));
+        }
+    }
+}
+
+/// Streams the file's lines (only `account`'s, if named) in chunks of [`MAX_LINES_PER_COMMAND`]; returns how
+/// many lines it read. Stops early when the receiver is gone (a failed command).
+fn read_chunks(
+    source: &dyn StatementSource,
+    format: StatementFormat,
+    csv: Option<&CsvMapping>,
+    account: Option<AccountNumber>,
+    bytes: &AtomicU64,
+    chunks: &tokio::sync::mpsc::Sender<Chunk>,
+) -> Result<u64, ReconcileError> {
+    let counting = Counting { inner: source.open()?, read: bytes };
+    let mut occurrences = OccurrenceCounter::default();
+    let mut chunk = Vec::with_capacity(MAX_LINES_PER_COMMAND);
+    let mut read = 0u64;
+    for event in events(BufReader::new(counting), format, csv).map_err(ReconcileError::Invalid)? {
+        let StatementEvent::Line(line) = event.map_err(ReconcileError::Invalid)? else { continue };
+        if account.as_ref().is_some_and(|wanted| *wanted != line.account) {
+            continue;
+        }
+        read += 1;
+        let print = fingerprint(&line);
+        let occurrence = occurrences.next(&print);
+        chunk.push((line, print, occurrence));
+        if chunk.len() == MAX_LINES_PER_COMMAND {
+            let full = std::mem::replace(&mut chunk, Vec::with_capacity(MAX_LINES_PER_COMMAND));
+            if chunks.blocking_send(full).is_err() {
+                return Ok(read);
+            }
+        }
+    }
+    if !chunk.is_empty() {
+        let _ = chunks.blocking_send(chunk);
+    }
+    Ok(read)
+}
+
+/// A reader that counts the bytes it passes on, for pass 2's progress.
+struct Counting<'a> {
+    inner: Box<dyn BufRead + Send>,
+    read: &'a AtomicU64,
+}
+
+impl Read for Counting<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
 }
 
 pub(super) async fn list(service: &Reconciliation, page: ImportsPage) -> Result<Vec<ImportSummary>, ReconcileError> {

@@ -333,6 +333,12 @@ pub(super) async fn report(
     let by_state = store.discrepancy_counts(account.as_deref(), query.from, query.to).await?;
     let lines = store.statement_line_totals(account.as_deref(), query.from, query.to).await?;
     let coverage = store.statement_coverage(account.as_deref()).await?;
+    // Notices name no account: they count over the range's Moscow days whatever the account asked.
+    let moscow = payledger_core::statement::MOSCOW;
+    let after_last = query.to.next_day().unwrap_or(query.to);
+    let (notices, pending_notices) = store
+        .notice_counts(query.from.midnight().assume_offset(moscow), after_last.midnight().assume_offset(moscow))
+        .await?;
     let count = |value: i64| u64::try_from(value).unwrap_or(0);
     let state_counts = |state: DiscrepancyState| {
         DiscrepancyCounts::from_rows(
@@ -342,10 +348,10 @@ pub(super) async fn report(
     let counts = ReportCounts {
         statement_lines: lines.iter().map(|t| count(t.lines)).sum(),
         credit_lines: lines.iter().map(|t| count(t.credit_lines)).sum(),
-        notices: 0,
+        notices: count(notices),
         matched: lines.iter().map(|t| count(t.matched)).sum(),
         pending_lines: lines.iter().map(|t| count(t.pending)).sum(),
-        pending_notices: 0,
+        pending_notices: count(pending_notices),
         open: state_counts(DiscrepancyState::Open),
         resolved: state_counts(DiscrepancyState::Resolved),
         accepted: state_counts(DiscrepancyState::Accepted),

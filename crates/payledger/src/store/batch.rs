@@ -161,6 +161,10 @@ pub struct Plan {
     pub late_notices: Vec<LateNotice>,
     /// Matches whose payment this batch inserts, named by its operation id (its row id is not known yet).
     pub matches_by_operation: Vec<MatchByOperation>,
+    /// Payments matched to a line: their open `notice_without_line` discrepancy is resolved (`matched`).
+    pub matched_payments: Vec<i64>,
+    /// Imports this batch finished: marked `complete` (their rows were locked in the import phase).
+    pub completed_imports: Vec<i64>,
 }
 
 /// A payment credited from a statement line: the same row a webhook notice gets, with source `statement`.
@@ -260,6 +264,55 @@ pub enum NoticeCounterpart {
         /// Its open discrepancy, if any.
         open_discrepancy: Option<i64>,
     },
+}
+
+/// A stored credit line neither matched nor judged: its day was open when it was stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingLine {
+    /// statement_lines.id.
+    pub id: i64,
+    /// Our account.
+    pub account: String,
+    /// Minor units.
+    pub amount: i64,
+    /// The currency code.
+    pub currency: String,
+    /// The booking day.
+    pub booking_date: time::Date,
+    /// The document number.
+    pub document_number: String,
+    /// The document date.
+    pub document_date: time::Date,
+    /// The payer's INN.
+    pub payer_inn: Option<String>,
+    /// The bank's reference and the end-to-end id.
+    pub bank_ids: Vec<String>,
+}
+
+/// A credited webhook payment no line is matched to and no `notice_without_line` names yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnlinedPayment {
+    /// bank_payments.id.
+    pub id: i64,
+    /// Minor units.
+    pub amount: i64,
+    /// The currency code.
+    pub currency: String,
+    /// The document date.
+    pub document_date: OffsetDateTime,
+}
+
+/// The days an import's account section covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SectionPeriod {
+    /// The account.
+    pub account: String,
+    /// The first day.
+    pub start: time::Date,
+    /// The last day.
+    pub end: time::Date,
+    /// Its import is complete (or finishes in this batch).
+    pub complete: bool,
 }
 
 /// A statement line to store.
@@ -758,6 +811,18 @@ pub trait BatchTx {
         &mut self,
         documents: &[(String, String)],
     ) -> impl Future<Output = Result<Vec<NoticeCounterpart>, StoreError>>;
+    /// The credit lines booked before `today` that are neither matched nor judged (the pending lines of days
+    /// that have closed since they were stored), ascending id.
+    fn pending_lines(&mut self, today: time::Date) -> impl Future<Output = Result<Vec<PendingLine>, StoreError>>;
+    /// The applied webhook payments with a document date in `from..before` that no line is matched to and no
+    /// `notice_without_line` names, ascending id.
+    fn unlined_payments(
+        &mut self,
+        from: OffsetDateTime,
+        before: OffsetDateTime,
+    ) -> impl Future<Output = Result<Vec<UnlinedPayment>, StoreError>>;
+    /// Every import's account sections, each marked complete when its import is complete or among `finishing`.
+    fn section_periods(&mut self, finishing: &[i64]) -> impl Future<Output = Result<Vec<SectionPeriod>, StoreError>>;
     /// Locks the reconciliation discrepancies with these ids (ascending) and loads their kind and state.
     fn lock_discrepancies(
         &mut self,

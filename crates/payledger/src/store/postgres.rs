@@ -143,7 +143,7 @@ super::console::users::console_user_queries!(
 // The queries both backends share (see `queries/`), with what differs here.
 super::queries::accounts::account_queries!(PgStore, reader: pool, writer: pool);
 super::queries::notices::notice_queries!(PgStore, reader: pool);
-super::queries::statements::statement_queries!(PgStore, reader: pool, bind_date: std::convert::identity);
+super::queries::statements::statement_queries!(PgStore, reader: pool, bind_date: std::convert::identity, bind_time: std::convert::identity);
 super::queries::balances::balance_queries!(PgStore, reader: pool, bind_time: std::convert::identity);
 super::queries::payouts::payout_queries!(PgStore, reader: pool, bind_time: std::convert::identity);
 super::queries::jobs::job_queries!(

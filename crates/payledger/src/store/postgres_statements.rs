@@ -12,8 +12,8 @@ use uuid::Uuid;
 
 use crate::store::batch::{
     ApplyTarget, ClaimedImport, DiscrepancyUpdate, ImportClaim, ImportSection, LateNotice, LockedDiscrepancy,
-    MatchByOperation, NewDiscrepancy, NewMatch, NewStatementLine, NoticeCounterpart, PaymentCandidate,
-    StatementPayment,
+    MatchByOperation, NewDiscrepancy, NewMatch, NewStatementLine, NoticeCounterpart, PaymentCandidate, PendingLine,
+    SectionPeriod, StatementPayment, UnlinedPayment,
 };
 
 impl PgBatch {
@@ -274,6 +274,121 @@ impl PgBatch {
         .bind(now)
         .execute(&mut *self.tx)
         .await?;
+        Ok(())
+    }
+
+    /// A pass over the credit lines (the pending ones are few, but nothing marks them): fine per import.
+    pub(super) async fn pending_statement_lines(&mut self, today: time::Date) -> Result<Vec<PendingLine>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT l.id, l.account, l.amount, l.currency, l.booking_date, l.document_number, l.document_date,
+                    l.payer_inn, l.bank_ref, l.end_to_end_id
+             FROM statement_lines l
+             WHERE l.direction = 'credit' AND l.nature = 'payment' AND l.booking_date < $1
+               AND NOT EXISTS (SELECT 1 FROM statement_matches m WHERE m.line_id = l.id)
+               AND NOT EXISTS (SELECT 1 FROM statement_discrepancies d WHERE d.line_id = l.id)
+             ORDER BY l.id",
+        )
+        .bind(today)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let bank_ref: Option<String> = row.try_get(8)?;
+                let end_to_end: Option<String> = row.try_get(9)?;
+                Ok(PendingLine {
+                    id: row.try_get(0)?,
+                    account: row.try_get(1)?,
+                    amount: row.try_get(2)?,
+                    currency: row.try_get(3)?,
+                    booking_date: row.try_get(4)?,
+                    document_number: row.try_get(5)?,
+                    document_date: row.try_get(6)?,
+                    payer_inn: row.try_get(7)?,
+                    bank_ids: [bank_ref, end_to_end].into_iter().flatten().collect(),
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    pub(super) async fn unlined(
+        &mut self,
+        from: OffsetDateTime,
+        before: OffsetDateTime,
+    ) -> Result<Vec<UnlinedPayment>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT p.id, p.amount, p.currency, p.document_date FROM bank_payments p
+             WHERE p.source = 'webhook' AND p.status = 'applied' AND p.document_date >= $1 AND p.document_date < $2
+               AND NOT EXISTS (SELECT 1 FROM statement_matches m WHERE m.payment_id = p.id)
+               AND NOT EXISTS (SELECT 1 FROM statement_discrepancies d
+                               WHERE d.payment_id = p.id AND d.kind = 'notice_without_line')
+             ORDER BY p.id",
+        )
+        .bind(from)
+        .bind(before)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(UnlinedPayment {
+                    id: row.try_get(0)?,
+                    amount: row.try_get(1)?,
+                    currency: row.try_get(2)?,
+                    document_date: row.try_get(3)?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    pub(super) async fn periods(&mut self, finishing: &[i64]) -> Result<Vec<SectionPeriod>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT a.account, a.period_start, a.period_end, i.state = 'complete' OR i.id = ANY($1)
+             FROM statement_accounts a JOIN statement_imports i ON i.id = a.import_id ORDER BY a.id",
+        )
+        .bind(finishing)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(SectionPeriod {
+                    account: row.try_get(0)?,
+                    start: row.try_get(1)?,
+                    end: row.try_get(2)?,
+                    complete: row.try_get(3)?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    /// The finished imports' rows were locked in the import phase, before the accounts.
+    pub(super) async fn finish_writes(
+        &mut self,
+        completed: &[i64],
+        matched_payments: &[i64],
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        if !completed.is_empty() {
+            sqlx::query(
+                "UPDATE statement_imports SET state = 'complete', completed_at = $2
+                 WHERE id = ANY($1) AND state = 'loading'",
+            )
+            .bind(completed)
+            .bind(now)
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        if !matched_payments.is_empty() {
+            sqlx::query(
+                "UPDATE statement_discrepancies SET state = 'resolved', resolution = 'matched', resolved_at = $2
+                 WHERE payment_id = ANY($1) AND kind = 'notice_without_line' AND state = 'open'",
+            )
+            .bind(matched_payments)
+            .bind(now)
+            .execute(&mut *self.tx)
+            .await?;
+        }
         Ok(())
     }
 }

@@ -15,8 +15,8 @@ use uuid::Uuid;
 use super::batch::{
     ActivityLine, ApplyTarget, ClaimedImport, ConflictRecord, HoldState, HoldWrite, ImportClaim, JobEnd, KeyClaims,
     LockedDiscrepancy, NewJob, NewKey, NewStatementLine, NewTransaction, NoticeClaim, NoticeCounterpart, NoticeUpdate,
-    PaymentCandidate, PayoutEvent, PayoutState, Plan, RejectedNotice, StoredKey, StoredNotice, StoredResponse,
-    hold_reference,
+    PaymentCandidate, PayoutEvent, PayoutState, PendingLine, Plan, RejectedNotice, SectionPeriod, StoredKey,
+    StoredNotice, StoredResponse, UnlinedPayment, hold_reference,
 };
 use super::postgres::insert_organizations;
 use super::{AccountKind, AuditEntry, BatchTx, MAX_KEPT_NOTICES, StoreError, hold_from_row, notice_from_row};
@@ -577,6 +577,22 @@ impl BatchTx for PgBatch {
         self.insert_lines(lines).await
     }
 
+    async fn pending_lines(&mut self, today: time::Date) -> Result<Vec<PendingLine>, StoreError> {
+        self.pending_statement_lines(today).await
+    }
+
+    async fn unlined_payments(
+        &mut self,
+        from: OffsetDateTime,
+        before: OffsetDateTime,
+    ) -> Result<Vec<UnlinedPayment>, StoreError> {
+        self.unlined(from, before).await
+    }
+
+    async fn section_periods(&mut self, finishing: &[i64]) -> Result<Vec<SectionPeriod>, StoreError> {
+        self.periods(finishing).await
+    }
+
     async fn payment_candidates(
         &mut self,
         documents: &[(String, String)],
@@ -770,6 +786,8 @@ impl BatchTx for PgBatch {
             statement_payments,
             late_notices,
             matches_by_operation,
+            matched_payments,
+            completed_imports,
         } = plan;
         // The statements run in the order they always have: the unused accounts are deleted only after the
         // balances are written, so an account the batch did put money in stays.
@@ -788,6 +806,7 @@ impl BatchTx for PgBatch {
         self.write_statement_payments(statement_payments, late_notices, matches_by_operation, now).await?;
         self.write_new_discrepancies(new_discrepancies, now).await?;
         self.write_discrepancy_updates(discrepancy_updates, now).await?;
+        self.finish_writes(completed_imports, matched_payments, now).await?;
         Ok(())
     }
 

@@ -180,7 +180,7 @@ super::console::users::console_user_queries!(
 // The queries both backends share (see `queries/`), with what differs here.
 super::queries::accounts::account_queries!(SqliteStore, reader: reader, writer: writer);
 super::queries::notices::notice_queries!(SqliteStore, reader: reader);
-super::queries::statements::statement_queries!(SqliteStore, reader: reader, bind_date: crate::timefmt::sqlite_date);
+super::queries::statements::statement_queries!(SqliteStore, reader: reader, bind_date: crate::timefmt::sqlite_date, bind_time: crate::timefmt::sqlite_text);
 super::queries::balances::balance_queries!(SqliteStore, reader: reader, bind_time: crate::timefmt::sqlite_text);
 super::queries::payouts::payout_queries!(SqliteStore, reader: reader, bind_time: crate::timefmt::sqlite_text);
 super::queries::jobs::job_queries!(

@@ -11,10 +11,11 @@ use uuid::Uuid;
 
 use crate::store::batch::{
     ApplyTarget, ClaimedImport, DiscrepancyUpdate, ImportClaim, ImportSection, LateNotice, LockedDiscrepancy,
-    MatchByOperation, NewDiscrepancy, NewMatch, NewStatementLine, NoticeCounterpart, PaymentCandidate,
-    StatementPayment,
+    MatchByOperation, NewDiscrepancy, NewMatch, NewStatementLine, NoticeCounterpart, PaymentCandidate, PendingLine,
+    SectionPeriod, StatementPayment, UnlinedPayment,
 };
-use crate::timefmt::sqlite_date;
+use crate::timefmt::{sqlite_date, sqlite_text};
+use time::OffsetDateTime;
 
 impl SqliteBatch<'_> {
     /// Inserts each new import (`loading`) and returns every claimed import's row.
@@ -215,6 +216,131 @@ impl SqliteBatch<'_> {
         }
         Ok(())
     }
+
+    /// A full pass over the credit lines (the pending ones are few, but nothing marks them): fine per import.
+    pub(super) fn pending_statement_lines(&self, today: time::Date) -> Result<Vec<PendingLine>, StoreError> {
+        let mut query = self.tx.prepare_cached(
+            "SELECT l.id, l.account, l.amount, l.currency, l.booking_date, l.document_number, l.document_date,
+                    l.payer_inn, l.bank_ref, l.end_to_end_id
+             FROM statement_lines l
+             WHERE l.direction = 'credit' AND l.nature = 'payment' AND l.booking_date < ?1
+               AND NOT EXISTS (SELECT 1 FROM statement_matches m WHERE m.line_id = l.id)
+               AND NOT EXISTS (SELECT 1 FROM statement_discrepancies d WHERE d.line_id = l.id)
+             ORDER BY l.id",
+        )?;
+        let rows = query
+            .query_map(params![sqlite_date(today)], |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, i64>(2)?,
+                    row.get::<_, String>(3)?,
+                    row.get::<_, String>(4)?,
+                    row.get::<_, String>(5)?,
+                    row.get::<_, String>(6)?,
+                    row.get::<_, Option<String>>(7)?,
+                    row.get::<_, Option<String>>(8)?,
+                    row.get::<_, Option<String>>(9)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(|(id, account, amount, currency, booking, document_number, document, payer_inn, bank_ref, e2e)| {
+                Ok(PendingLine {
+                    id,
+                    account,
+                    amount,
+                    currency,
+                    booking_date: day(&booking)?,
+                    document_number,
+                    document_date: day(&document)?,
+                    payer_inn,
+                    bank_ids: [bank_ref, e2e].into_iter().flatten().collect(),
+                })
+            })
+            .collect()
+    }
+
+    pub(super) fn unlined(
+        &self,
+        from: OffsetDateTime,
+        before: OffsetDateTime,
+    ) -> Result<Vec<UnlinedPayment>, StoreError> {
+        let mut query = self.tx.prepare_cached(
+            "SELECT p.id, p.amount, p.currency, p.document_date FROM bank_payments p
+             WHERE p.source = 'webhook' AND p.status = 'applied' AND p.document_date >= ?1 AND p.document_date < ?2
+               AND NOT EXISTS (SELECT 1 FROM statement_matches m WHERE m.payment_id = p.id)
+               AND NOT EXISTS (SELECT 1 FROM statement_discrepancies d
+                               WHERE d.payment_id = p.id AND d.kind = 'notice_without_line')
+             ORDER BY p.id",
+        )?;
+        let rows = query
+            .query_map(params![sqlite_text(from), sqlite_text(before)], |row| {
+                Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, String>(2)?, row.get::<_, String>(3)?))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(|(id, amount, currency, date)| {
+                Ok(UnlinedPayment { id, amount, currency, document_date: super::parse_time(&date)? })
+            })
+            .collect()
+    }
+
+    pub(super) fn periods(&self, finishing: &[i64]) -> Result<Vec<SectionPeriod>, StoreError> {
+        let mut query = self.tx.prepare_cached(
+            "SELECT a.import_id, i.state, a.account, a.period_start, a.period_end
+             FROM statement_accounts a JOIN statement_imports i ON i.id = a.import_id ORDER BY a.id",
+        )?;
+        let rows = query
+            .query_map([], |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, String>(3)?,
+                    row.get::<_, String>(4)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(|(import, state, account, start, end)| {
+                Ok(SectionPeriod {
+                    account,
+                    start: day(&start)?,
+                    end: day(&end)?,
+                    complete: state == "complete" || finishing.contains(&import),
+                })
+            })
+            .collect()
+    }
+
+    pub(super) fn finish_writes(
+        &self,
+        completed: &[i64],
+        matched_payments: &[i64],
+        now: &str,
+    ) -> Result<(), StoreError> {
+        let mut complete = self.tx.prepare_cached(
+            "UPDATE statement_imports SET state = 'complete', completed_at = ?2 WHERE id = ?1 AND state = 'loading'",
+        )?;
+        for id in completed {
+            complete.execute(params![id, now])?;
+        }
+        let mut resolve = self.tx.prepare_cached(
+            "UPDATE statement_discrepancies SET state = 'resolved', resolution = 'matched', resolved_at = ?2
+             WHERE payment_id = ?1 AND kind = 'notice_without_line' AND state = 'open'",
+        )?;
+        for id in matched_payments {
+            resolve.execute(params![id, now])?;
+        }
+        Ok(())
+    }
+}
+
+/// A stored `YYYY-MM-DD` day.
+fn day(text: &str) -> Result<time::Date, StoreError> {
+    time::Date::parse(text, time::macros::format_description!("[year]-[month]-[day]"))
+        .map_err(|_| StoreError::Corrupt(format!("day {text}")))
 }
 
 /// The date of a `YYYY-MM-DD` column.

@@ -18,8 +18,8 @@ use uuid::Uuid;
 use super::batch::{
     ActivityLine, ApplyTarget, ClaimedImport, ConflictRecord, HoldState, HoldWrite, ImportClaim, JobEnd, KeyClaims,
     LockedDiscrepancy, NewJob, NewKey, NewStatementLine, NewTransaction, NoticeClaim, NoticeCounterpart, NoticeUpdate,
-    PaymentCandidate, PayoutEvent, PayoutState, Plan, RejectedNotice, StoredKey, StoredNotice, StoredResponse,
-    hold_reference,
+    PaymentCandidate, PayoutEvent, PayoutState, PendingLine, Plan, RejectedNotice, SectionPeriod, StoredKey,
+    StoredNotice, StoredResponse, UnlinedPayment, hold_reference,
 };
 use super::payouts::{PAYOUT_STATE_SQL, PayoutRow};
 use super::{AccountKind, AuditEntry, BatchTx, MAX_KEPT_NOTICES, StoreError, hold_from_row, notice_from_row};
@@ -540,6 +540,22 @@ impl BatchTx for SqliteBatch<'_> {
         self.insert_lines(lines)
     }
 
+    async fn pending_lines(&mut self, today: time::Date) -> Result<Vec<PendingLine>, StoreError> {
+        self.pending_statement_lines(today)
+    }
+
+    async fn unlined_payments(
+        &mut self,
+        from: OffsetDateTime,
+        before: OffsetDateTime,
+    ) -> Result<Vec<UnlinedPayment>, StoreError> {
+        self.unlined(from, before)
+    }
+
+    async fn section_periods(&mut self, finishing: &[i64]) -> Result<Vec<SectionPeriod>, StoreError> {
+        self.periods(finishing)
+    }
+
     async fn payment_candidates(
         &mut self,
         documents: &[(String, String)],
@@ -726,6 +742,8 @@ impl BatchTx for SqliteBatch<'_> {
             statement_payments,
             late_notices,
             matches_by_operation,
+            matched_payments,
+            completed_imports,
         } = plan;
         let now = sqlite_text(now);
         // The statements run in the order they always have: the unused accounts are deleted only after the
@@ -750,6 +768,7 @@ impl BatchTx for SqliteBatch<'_> {
         self.write_statement_payments(statement_payments, late_notices, matches_by_operation, &now)?;
         self.write_new_discrepancies(new_discrepancies, &now)?;
         self.write_discrepancy_updates(discrepancy_updates, &now)?;
+        self.finish_writes(completed_imports, matched_payments, &now)?;
         Ok(())
     }
 

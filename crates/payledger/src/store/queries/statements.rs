@@ -160,8 +160,31 @@ pub(crate) const DISCREPANCY_SELECT: &str =
 /// The statement queries, implemented once for each store: `$reader` names its read pool and `$bind_date`
 /// turns a calendar date into what the backend compares its date columns with.
 macro_rules! statement_queries {
-    ($store:ty, reader: $reader:ident, bind_date: $bind_date:path) => {
+    ($store:ty, reader: $reader:ident, bind_date: $bind_date:path, bind_time: $bind_time:path) => {
         impl $store {
+            /// The notices (applied or waiting for the applier) with a document date in `from..before`, and how
+            /// many of them no line is matched to and no `notice_without_line` names yet.
+            pub(in crate::store) async fn notice_counts(
+                &self,
+                from: time::OffsetDateTime,
+                before: time::OffsetDateTime,
+            ) -> Result<(i64, i64), $crate::store::StoreError> {
+                let row = sqlx::query(
+                    "SELECT COUNT(*),
+                            COALESCE(SUM(CASE WHEN NOT EXISTS (SELECT 1 FROM statement_matches m WHERE m.payment_id = p.id)
+                                 AND NOT EXISTS (SELECT 1 FROM statement_discrepancies d
+                                                 WHERE d.payment_id = p.id AND d.kind = 'notice_without_line')
+                                 THEN 1 ELSE 0 END), 0)
+                     FROM bank_payments p
+                     WHERE p.status IN ('applied', 'received') AND p.document_date >= $1 AND p.document_date < $2",
+                )
+                .bind($bind_time(from))
+                .bind($bind_time(before))
+                .fetch_one(&self.$reader)
+                .await?;
+                Ok((row.try_get(0)?, row.try_get(1)?))
+            }
+
             pub(in crate::store) async fn statement_imports(
                 &self,
                 before: Option<i64>,
@@ -228,9 +251,16 @@ macro_rules! statement_queries {
                 import_id: i64,
             ) -> Result<Vec<(String, i64)>, $crate::store::StoreError> {
                 let rows = sqlx::query(
-                    "SELECT d.kind, COUNT(*) FROM statement_discrepancies d
-                     JOIN statement_lines l ON l.id = d.line_id
-                     WHERE l.import_id = $1 GROUP BY d.kind ORDER BY d.kind",
+                    // A line's discrepancy belongs to the import that stored the line; a notice without a
+                    // line to the import whose finish found it (written in the batch that completed it).
+                    "SELECT k.kind, COUNT(*) FROM (
+                         SELECT d.kind FROM statement_discrepancies d JOIN statement_lines l ON l.id = d.line_id
+                         WHERE l.import_id = $1
+                         UNION ALL
+                         SELECT d.kind FROM statement_discrepancies d JOIN statement_imports i
+                           ON i.completed_at = d.created_at
+                         WHERE i.id = $1 AND d.kind = 'notice_without_line'
+                     ) k GROUP BY k.kind ORDER BY k.kind",
                 )
                 .bind(import_id)
                 .fetch_all(&self.$reader)
@@ -448,7 +478,17 @@ impl Store {
         on_backend!(self, store => store.statement_import_accounts(first, last).await)
     }
 
-    /// How many discrepancies of each kind the lines an import stored have.
+    /// The notices with a document date in `from..before`, and how many of them are neither matched to a line
+    /// nor judged `notice_without_line` (pending).
+    pub async fn notice_counts(
+        &self,
+        from: time::OffsetDateTime,
+        before: time::OffsetDateTime,
+    ) -> Result<(i64, i64), StoreError> {
+        on_backend!(self, store => store.notice_counts(from, before).await)
+    }
+
+    /// Each kind of discrepancy an import opened, with its count.
     pub async fn import_discrepancy_counts(&self, import_id: i64) -> Result<Vec<(String, i64)>, StoreError> {
         on_backend!(self, store => store.import_discrepancy_counts(import_id).await)
     }

@@ -1,0 +1,399 @@
+//! Importing statement files end to end through the service on a started server's database: every sample
+//! format, re-imports, overlapping files, bad files, twins, the closed-day rule, notices without a line and a
+//! resumed import.
+
+use std::collections::HashMap;
+
+use payledger::engine::batch::{WriteCommand, WriteOutcome};
+use payledger::engine::judging::FinishImport;
+use payledger::engine::statements::{self, BeginImport, SectionCounts, StatementOutcome};
+use payledger::statement::generate::{GeneratedNotice, GeneratorSpec, OutputFormat, csv_mapping, generate};
+use payledger::statement::{
+    FormatChoice, ImportOptions, ImportPhase, ImportProgress, ImportSummary, ProgressFn, ReconcileError,
+    ReconcileSettings, Reconciliation, ReportQuery,
+};
+use payledger_core::money::Currency;
+use payledger_core::statement::{AccountNumber, AccountSummary, StatementFormat, moscow_date};
+use time::OffsetDateTime;
+use time::macros::date;
+
+use super::{ACCOUNT, Harness};
+use crate::common::{Backend, on_both_backends};
+
+on_both_backends!(
+    each_sample_file_imports_matching_every_delivered_notice_and_a_reimport_changes_nothing,
+    overlapping_statements_store_and_match_each_payment_once,
+    a_bad_file_is_refused_with_its_line_and_nothing_is_stored,
+    identical_twin_payments_with_one_notice_leave_one_missing_notice,
+    a_line_of_an_open_day_stays_pending_until_a_later_import_finishes_after_its_day,
+    a_credited_notice_absent_from_complete_statements_becomes_notice_without_line_until_a_line_matches,
+    an_interrupted_import_left_loading_is_resumed_by_importing_the_same_file,
+);
+
+fn samples() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/samples")
+}
+
+fn csv_options() -> ImportOptions {
+    let account = AccountNumber::parse(ACCOUNT).expect("account");
+    ImportOptions { csv: Some(csv_mapping(&account)), file_name: Some("bank.csv".into()), ..ImportOptions::default() }
+}
+
+async fn import(harness: &Harness, bytes: impl Into<bytes::Bytes>, options: ImportOptions) -> ImportSummary {
+    harness.service.import(bytes.into(), options, None).await.expect("import")
+}
+
+async fn count(harness: &Harness, sql: &'static str) -> i64 {
+    harness.db.scalar(sql).await
+}
+
+async fn each_sample_file_imports_matching_every_delivered_notice_and_a_reimport_changes_nothing(backend: Backend) {
+    let notices = std::fs::read_to_string(samples().join("notices.jsonl")).expect("notices");
+    let mapping = std::fs::read_to_string(samples().join("statement.csv-mapping.txt")).expect("mapping");
+    let files = [
+        ("statement-1c-cp1251.txt", "1c", None),
+        ("statement-1c-utf8.txt", "1c", None),
+        ("statement-camt053.xml", "camt053", None),
+        ("statement.csv", "csv", Some(mapping.trim().to_owned())),
+    ];
+    let mut seen = Vec::new();
+    for (name, format, csv) in files {
+        let Some(harness) = Harness::start(backend).await else { return };
+        for line in notices.lines() {
+            let body: serde_json::Value = serde_json::from_str(line).expect("notice");
+            assert_eq!(harness.server.post_webhook(&body).await.0, 200, "{line}");
+        }
+        let bytes = std::fs::read(samples().join(name)).expect("sample");
+        let options = ImportOptions { csv, file_name: Some(name.into()), ..ImportOptions::default() };
+        let summary = import(&harness, bytes.clone(), options.clone()).await;
+        assert_eq!(
+            (summary.format.as_str(), summary.state.as_str(), summary.already_imported),
+            (format, "complete", false)
+        );
+        assert_eq!((summary.lines_read, summary.lines_new, summary.lines_already_known), (18, 18, 0), "{name}");
+        // Every delivered notice is one of the file's payments; the lost ones and bank orders are judged.
+        assert_eq!(summary.matched, notices.lines().count() as u64, "{name}");
+        // Only customers' payments are matched or judged: reversals, own transfers and bank orders are stored
+        // for the totals.
+        let payments =
+            count(&harness, "SELECT COUNT(*) FROM statement_lines WHERE direction = 'credit' AND nature = 'payment'")
+                .await;
+        let judged = summary.discrepancies.missing_notice + summary.discrepancies.unknown_payer;
+        assert!(payments > 0 && (payments as u64) < summary.accounts.iter().map(|a| a.credit_lines).sum(), "{name}");
+        assert_eq!(judged, payments as u64 - summary.matched, "{name}: {summary:?}");
+        assert_eq!(summary.discrepancies.notice_without_line, 0, "{name}");
+        let days: Vec<_> = summary
+            .accounts
+            .iter()
+            .map(|a| (a.period_start.clone(), a.period_end.clone(), a.credit_lines, a.debit_lines))
+            .collect();
+        seen.push((summary.matched, summary.discrepancies, days));
+
+        let again = import(&harness, bytes, options).await;
+        assert!(again.already_imported, "{name}");
+        assert_eq!((again.id, again.lines_new, again.matched), (summary.id, summary.lines_new, summary.matched));
+        assert_eq!(count(&harness, "SELECT COUNT(*) FROM statement_lines").await, 18);
+        assert_eq!(count(&harness, "SELECT COUNT(*) FROM statement_imports").await, 1);
+        assert_eq!(count(&harness, "SELECT COUNT(*) FROM audit_log WHERE action = 'statement.import'").await, 1);
+        harness.db.assert_verified().await;
+        harness.stop().await;
+    }
+    // The four files are one statement: the same days, lines and judgement (CSV states no balances).
+    assert!(seen.windows(2).all(|pair| pair[0] == pair[1]), "{seen:#?}");
+}
+
+fn generated(spec: &GeneratorSpec, notices: &mut HashMap<uuid::Uuid, GeneratedNotice>) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    generate(spec, OutputFormat::OneCUtf8Bom, &mut bytes, &mut |notice| {
+        notices.insert(notice.operation_id, notice.clone());
+    })
+    .expect("generate");
+    bytes
+}
+
+async fn overlapping_statements_store_and_match_each_payment_once(backend: Backend) {
+    let Some(harness) = Harness::start(backend).await else { return };
+    let account = AccountNumber::parse(ACCOUNT).expect("account");
+    let first_spec =
+        GeneratorSpec { twin_per_mille: 100, ..GeneratorSpec::new(7, date!(2024 - 03 - 01), 3, 5, 20, account) };
+    let mut notices = HashMap::new();
+    let first = generated(&first_spec, &mut notices);
+    let second = generated(&first_spec.overlap(2), &mut notices);
+    let delivered: Vec<&GeneratedNotice> = notices.values().filter(|notice| !notice.lost).collect();
+    for notice in &delivered {
+        let body: serde_json::Value = serde_json::from_str(&notice.to_json()).expect("json");
+        assert_eq!(harness.server.post_webhook(&body).await.0, 200);
+    }
+    let one = import(&harness, first, ImportOptions::default()).await;
+    let two = import(&harness, second, ImportOptions::default()).await;
+    assert_ne!(one.id, two.id);
+    assert!(two.lines_already_known > 0, "the last day of the first is the first day of the second: {two:?}");
+    assert_eq!(two.lines_new + two.lines_already_known, two.lines_read);
+    assert_eq!(
+        count(&harness, "SELECT COUNT(*) FROM statement_lines").await,
+        i64::try_from(one.lines_read + two.lines_new).expect("count")
+    );
+    // Every delivered notice is matched once, by one line, whichever file stored it.
+    assert_eq!(one.matched + two.matched, delivered.len() as u64);
+    assert_eq!(count(&harness, "SELECT COUNT(*) FROM statement_matches").await, delivered.len() as i64);
+    assert_eq!(
+        count(&harness, "SELECT COUNT(DISTINCT payment_id) FROM statement_matches").await,
+        delivered.len() as i64
+    );
+    assert_eq!(
+        count(&harness, "SELECT COUNT(*) FROM statement_discrepancies WHERE kind = 'notice_without_line'").await,
+        0
+    );
+    harness.db.assert_verified().await;
+    harness.stop().await;
+}
+
+async fn a_bad_file_is_refused_with_its_line_and_nothing_is_stored(backend: Backend) {
+    let Some(harness) = Harness::start(backend).await else { return };
+    let good = std::fs::read_to_string(samples().join("statement-1c-utf8.txt")).expect("sample");
+    let amount = good.lines().position(|line| line.starts_with("Сумма=")).expect("an amount") as u64 + 1;
+    let bad: String = good
+        .lines()
+        .enumerate()
+        .map(|(index, line)| if index as u64 + 1 == amount { "Сумма=1.505".to_owned() } else { line.to_owned() })
+        .collect::<Vec<_>>()
+        .join("\r\n");
+    let refused = harness.service.import(bytes::Bytes::from(bad), ImportOptions::default(), None).await;
+    match refused {
+        Err(ReconcileError::Invalid(error)) => {
+            assert_eq!(error.line, amount, "{error}");
+            assert!(error.reason.contains("1.505"), "{error}");
+        }
+        other => panic!("a three-decimal amount must be refused: {other:?}"),
+    }
+    let csv = std::fs::read(samples().join("statement.csv")).expect("csv");
+    let unmapped = ImportOptions { format: FormatChoice::Fixed(StatementFormat::Csv), ..ImportOptions::default() };
+    let refused = harness.service.import(bytes::Bytes::from(csv.clone()), unmapped, None).await;
+    assert!(matches!(refused, Err(ReconcileError::Invalid(_) | ReconcileError::CsvMapping(_))), "{refused:?}");
+    let other = AccountNumber::parse("40702810900000000002").expect("account");
+    let elsewhere = ImportOptions { account: Some(other), ..csv_options() };
+    let refused = harness.service.import(bytes::Bytes::from(csv), elsewhere, None).await;
+    assert!(matches!(refused, Err(ReconcileError::AccountNotInFile(_))), "{refused:?}");
+    // A file over the size limit is refused before it is read.
+    let small = Reconciliation::new(
+        harness.service.engine().clone(),
+        harness.service.store().clone(),
+        ReconcileSettings { max_file_bytes: 100, ..ReconcileSettings::default() },
+    );
+    let large = std::fs::read(samples().join("statement-camt053.xml")).expect("camt");
+    let refused = small.import(bytes::Bytes::from(large), ImportOptions::default(), None).await;
+    assert!(matches!(refused, Err(ReconcileError::TooLarge { limit: 100 })), "{refused:?}");
+    drop(small);
+    for table in ["statement_imports", "statement_lines", "statement_accounts", "statement_discrepancies"] {
+        let sql: &'static str = Box::leak(format!("SELECT COUNT(*) FROM {table}").into_boxed_str());
+        assert_eq!(count(&harness, sql).await, 0, "{table}");
+    }
+    harness.stop().await;
+}
+
+const HEADER: &str = "Дата проводки;Номер;Дата документа;Направление;Сумма;ИНН;Контрагент;Счет;БИК;Назначение\n";
+
+fn csv_line(booked: &str, number: &str, dated: &str, direction: &str, amount: &str, inn: &str) -> String {
+    format!(
+        "{booked};{number};{dated};{direction};{amount};{inn};ООО Ромашка;40702810411593609608;044560453;счёт {number}\n"
+    )
+}
+
+/// A notice of 7707083893's document `number` of Moscow day `day` (`YYYY-MM-DD`).
+fn notice(number: &str, day: time::Date, amount: &str) -> serde_json::Value {
+    let at = day.midnight().assume_offset(payledger_core::statement::MOSCOW);
+    serde_json::json!({
+        "operation_id": uuid::Uuid::new_v4().to_string(),
+        "amount": amount,
+        "payer_inn": "7707083893",
+        "document_number": number,
+        "document_date": at.to_offset(time::UtcOffset::UTC).format(&time::format_description::well_known::Rfc3339).expect("date"),
+    })
+}
+
+async fn identical_twin_payments_with_one_notice_leave_one_missing_notice(backend: Backend) {
+    let Some(harness) = Harness::start(backend).await else { return };
+    assert_eq!(harness.server.post_webhook(&notice("15", date!(2024 - 04 - 29), "700.00")).await.0, 200);
+    let file = format!(
+        "{HEADER}{}{}",
+        csv_line("29.04.2024", "15", "29.04.2024", "credit", "700.00", "7707083893"),
+        csv_line("29.04.2024", "15", "29.04.2024", "credit", "700.00", "7707083893"),
+    );
+    let phases = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = phases.clone();
+    let progress: ProgressFn = std::sync::Arc::new(move |progress: &ImportProgress| {
+        seen.lock().expect("phases").push((progress.phase, progress.lines_read, progress.lines_stored));
+    });
+    let summary =
+        harness.service.import(bytes::Bytes::from(file), csv_options(), Some(progress)).await.expect("import");
+    assert_eq!((summary.lines_new, summary.matched, summary.discrepancies.missing_notice), (2, 1, 1), "{summary:?}");
+    // The progress told both passes: validating the two lines, then storing them.
+    let phases = phases.lock().expect("phases").clone();
+    assert_eq!(phases.first().map(|p| p.0), Some(ImportPhase::Validating), "{phases:?}");
+    assert_eq!(phases.last(), Some(&(ImportPhase::Importing, 2, 2)), "{phases:?}");
+    harness.db.assert_verified().await;
+    harness.stop().await;
+}
+
+fn moscow_today() -> time::Date {
+    moscow_date(OffsetDateTime::now_utc())
+}
+
+fn dmy(day: time::Date) -> String {
+    format!("{:02}.{:02}.{}", day.day(), u8::from(day.month()), day.year())
+}
+
+async fn a_line_of_an_open_day_stays_pending_until_a_later_import_finishes_after_its_day(backend: Backend) {
+    let Some(harness) = Harness::start(backend).await else { return };
+    let today = moscow_today();
+    let yesterday = today.previous_day().expect("yesterday");
+    // The payer is known (a notice of another document), so its unmatched line is a missing notice.
+    assert_eq!(harness.server.post_webhook(&notice("1", yesterday, "5.00")).await.0, 200);
+    let file = format!(
+        "{HEADER}{}{}",
+        csv_line(&dmy(yesterday), "1", &dmy(yesterday), "credit", "5.00", "7707083893"),
+        csv_line(&dmy(today), "2", &dmy(today), "credit", "9.00", "7707083893"),
+    );
+    let summary = import(&harness, file, csv_options()).await;
+    assert_eq!((summary.matched, summary.pending, summary.discrepancies.missing_notice), (1, 1, 0), "{summary:?}");
+
+    // The next day, another import's finish judges the line whose day has closed.
+    let tomorrow = today.next_day().expect("tomorrow");
+    let id = begin_other_import(&harness, tomorrow).await;
+    let finish = finish_command(id, tomorrow);
+    let outcome = harness.service.engine().submit(WriteCommand::StatementFinish(finish)).await.expect("finish");
+    assert_eq!(outcome, WriteOutcome::Statement(StatementOutcome::ImportFinished { id, matched: 0, discrepancies: 1 }));
+    let first = harness.service.import_summary(summary.id).await.expect("summary");
+    assert_eq!((first.pending, first.discrepancies.missing_notice), (0, 1), "{first:?}");
+    harness.db.assert_verified().await;
+    harness.stop().await;
+}
+
+fn other_begin(day: time::Date) -> BeginImport {
+    let summary = AccountSummary {
+        account: AccountNumber::parse("40702810900000000009").expect("account"),
+        currency: Currency::RUB,
+        period_start: day,
+        period_end: day,
+        opening_balance: None,
+        total_credits: None,
+        total_debits: None,
+        closing_balance: None,
+        source_line: 1,
+    };
+    BeginImport {
+        sha256: [9; 32],
+        format: StatementFormat::Csv,
+        file_name: None,
+        sections: vec![SectionCounts { summary, credit_lines: 0, debit_lines: 0 }],
+        line_count: 0,
+        by: None,
+    }
+}
+
+async fn begin_other_import(harness: &Harness, day: time::Date) -> i64 {
+    match harness.service.engine().submit(WriteCommand::StatementBegin(other_begin(day))).await.expect("begin") {
+        WriteOutcome::Statement(StatementOutcome::ImportStarted { id }) => id,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn finish_command(id: i64, today: time::Date) -> FinishImport {
+    FinishImport { claim: statements::import_claim(&other_begin(today)), import_id: id, today, tolerance_days: 3 }
+}
+
+async fn a_credited_notice_absent_from_complete_statements_becomes_notice_without_line_until_a_line_matches(
+    backend: Backend,
+) {
+    let Some(harness) = Harness::start(backend).await else { return };
+    // Document of 20 April: days 20..=23 are covered by the April statement. 1 March: never covered.
+    // 29 April: its tolerance runs to 2 May, past the statement.
+    assert_eq!(harness.server.post_webhook(&notice("20", date!(2024 - 04 - 20), "20.00")).await.0, 200);
+    assert_eq!(harness.server.post_webhook(&notice("01", date!(2024 - 03 - 01), "1.00")).await.0, 200);
+    assert_eq!(harness.server.post_webhook(&notice("29", date!(2024 - 04 - 29), "29.00")).await.0, 200);
+    let april = format!(
+        "{HEADER}{}{}",
+        csv_line("19.04.2024", "900", "19.04.2024", "debit", "3.00", "7707083893"),
+        csv_line("30.04.2024", "901", "30.04.2024", "debit", "4.00", "7707083893"),
+    );
+    let summary = import(&harness, april, csv_options()).await;
+    assert_eq!(summary.discrepancies.notice_without_line, 1, "{summary:?}");
+    let report = harness
+        .service
+        .report(&ReportQuery {
+            account: None,
+            from: date!(2024 - 04 - 01),
+            to: date!(2024 - 04 - 30),
+            kind: None,
+            state: None,
+            cursor: None,
+            limit: 50,
+        })
+        .await
+        .expect("report");
+    // April has two notices: the one without a line is judged, the 29 April one is still pending.
+    assert_eq!((report.counts.notices, report.counts.pending_notices), (2, 1), "{report:?}");
+    let [without] = report.discrepancies.as_slice() else { panic!("{report:?}") };
+    assert_eq!((without.amount.as_str(), without.day.as_str()), ("20.00", "2024-04-20"), "{without:?}");
+
+    // A statement of another account books the 20 April payment late: it matches, and the discrepancy is
+    // resolved by the match. Its coverage stops at that account's days, so nothing new is judged.
+    let may = format!("{HEADER}{}", csv_line("01.05.2024", "20", "20.04.2024", "credit", "20.00", "7707083893"));
+    let other = AccountNumber::parse("40702810900000000002").expect("account");
+    let options = ImportOptions { csv: Some(csv_mapping(&other)), ..ImportOptions::default() };
+    let late = import(&harness, may, options).await;
+    assert_eq!((late.matched, late.discrepancies.notice_without_line), (1, 0), "{late:?}");
+    assert_eq!(
+        count(
+            &harness,
+            "SELECT COUNT(*) FROM statement_discrepancies WHERE kind = 'notice_without_line' AND state = 'resolved'
+               AND resolution = 'matched'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(count(&harness, "SELECT COUNT(*) FROM statement_discrepancies WHERE state = 'open'").await, 0);
+    harness.db.assert_verified().await;
+    harness.stop().await;
+}
+
+async fn an_interrupted_import_left_loading_is_resumed_by_importing_the_same_file(backend: Backend) {
+    let Some(harness) = Harness::start(backend).await else { return };
+    let bytes = std::fs::read(samples().join("statement-camt053.xml")).expect("sample");
+    let first = import(&harness, bytes.clone(), ImportOptions::default()).await;
+    // As if the process had died after storing some lines: the import is `loading`, two lines are gone.
+    harness.db.execute("UPDATE statement_imports SET state = 'loading', completed_at = NULL").await;
+    harness
+        .db
+        .execute(
+            "DELETE FROM statement_lines WHERE id IN (SELECT id FROM statement_lines WHERE direction = 'debit'
+               ORDER BY id DESC LIMIT 2)",
+        )
+        .await;
+    let resumed = import(&harness, bytes, ImportOptions::default()).await;
+    assert_eq!((resumed.id, resumed.state.as_str(), resumed.already_imported), (first.id, "complete", false));
+    assert_eq!((resumed.lines_read, resumed.lines_new, resumed.matched), (18, 18, first.matched), "{resumed:?}");
+    assert_eq!(count(&harness, "SELECT COUNT(*) FROM statement_lines").await, 18);
+    harness.db.assert_verified().await;
+    harness.stop().await;
+}
+
+/// The time of a 100,000-line 1C import on SQLite (run by hand: `cargo test … -- --ignored --nocapture`).
+#[tokio::test]
+#[ignore = "a measurement, not a check"]
+async fn a_hundred_thousand_line_import_on_sqlite_is_timed() {
+    let Some(harness) = Harness::start(Backend::Sqlite).await else { return };
+    let account = AccountNumber::parse(ACCOUNT).expect("account");
+    let spec = GeneratorSpec::new(11, date!(2024 - 01 - 01), 10, 200, 10_000, account);
+    let mut notices = HashMap::new();
+    let bytes = generated(&spec, &mut notices);
+    for notice in notices.values().filter(|notice| !notice.lost).take(2_000) {
+        let body: serde_json::Value = serde_json::from_str(&notice.to_json()).expect("json");
+        assert_eq!(harness.server.post_webhook(&body).await.0, 200);
+    }
+    let started = std::time::Instant::now();
+    let summary = import(&harness, bytes, ImportOptions::default()).await;
+    println!("100k-line import: {:?} ({summary:?})", started.elapsed());
+    assert_eq!(summary.lines_new, summary.lines_read);
+    harness.stop().await;
+}
