@@ -348,12 +348,7 @@ fn day_operations(spec: &GeneratorSpec, payers: &[Party], day: u32) -> Vec<Opera
                 number,
                 document_date: booking_date,
                 booking_date,
-                other: Party {
-                    inn: bank_inn(),
-                    name: BANK_NAME.into(),
-                    account: BANK_TRANSIT_ACCOUNT.into(),
-                    bik: BANK_BIK.into(),
-                },
+                other: bank_party(),
                 purpose: "Возврат комиссии по банковскому ордеру".into(),
                 bank_order: true,
                 own_transfer: false,
@@ -369,12 +364,7 @@ fn day_operations(spec: &GeneratorSpec, payers: &[Party], day: u32) -> Vec<Opera
                 number,
                 document_date,
                 booking_date,
-                other: Party {
-                    inn: our_inn(),
-                    name: OUR_NAME.into(),
-                    account: OUR_OTHER_ACCOUNT.into(),
-                    bik: "044525974".into(),
-                },
+                other: our_other_account(),
                 purpose: "Перевод собственных средств. Без налога (НДС)".into(),
                 bank_order: false,
                 own_transfer: true,
@@ -411,6 +401,16 @@ fn day_operations(spec: &GeneratorSpec, payers: &[Party], day: u32) -> Vec<Opera
     }
     operations.truncate(spec.lines_per_day as usize);
     operations
+}
+
+/// The bank itself, paying from its transit account (a bank order).
+fn bank_party() -> Party {
+    Party { inn: bank_inn(), name: BANK_NAME.into(), account: BANK_TRANSIT_ACCOUNT.into(), bik: BANK_BIK.into() }
+}
+
+/// Ourselves, at our account in another bank (an own transfer).
+fn our_other_account() -> Party {
+    Party { inn: our_inn(), name: OUR_NAME.into(), account: OUR_OTHER_ACCOUNT.into(), bik: "044525974".into() }
 }
 
 /// The instant Moscow's `date` begins: 28.04.2024 is `2024-04-27T21:00:00Z`.

@@ -14,6 +14,7 @@ mod postgres_writer;
 mod rows;
 mod sqlite;
 mod sqlite_writer;
+mod statement_rows;
 
 use std::path::Path;
 

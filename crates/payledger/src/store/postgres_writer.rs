@@ -13,14 +13,16 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::batch::{
-    ActivityLine, ApplyTarget, ClaimedImport, ConflictRecord, HoldState, HoldWrite, ImportClaim, JobEnd, KeyClaims,
-    LockedDiscrepancy, NewJob, NewKey, NewStatementLine, NewTransaction, NoticeClaim, NoticeCounterpart, NoticeUpdate,
-    PaymentCandidate, PayoutEvent, PayoutState, PendingLine, Plan, RejectedNotice, SectionPeriod, StoredKey,
-    StoredNotice, StoredResponse, UnlinedPayment, hold_reference,
+    ActivityLine, ApplyTarget, ClaimedImport, HoldState, HoldWrite, ImportClaim, JobEnd, KeyClaims, LockedDiscrepancy,
+    NewJob, NewKey, NewStatementLine, NewTransaction, NoticeClaim, NoticeCounterpart, NoticeUpdate, PaymentCandidate,
+    PayoutEvent, PayoutState, PendingLine, Plan, SectionPeriod, StoredKey, StoredNotice, StoredResponse,
+    UnlinedPayment, hold_reference,
 };
 use super::postgres::insert_organizations;
-use super::{AccountKind, AuditEntry, BatchTx, MAX_KEPT_NOTICES, StoreError, hold_from_row, notice_from_row};
+use super::{AccountKind, AuditEntry, BatchTx, StoreError, hold_from_row, notice_from_row};
 
+#[path = "postgres_notices.rs"]
+mod notices;
 #[path = "postgres_statements.rs"]
 mod statements;
 
@@ -369,55 +371,6 @@ impl PgBatch {
             let ids: Vec<i64> = accounts.iter().map(|id| id.0).collect();
             sqlx::query("DELETE FROM accounts WHERE id = ANY($1) AND balance = 0 AND held = 0")
                 .bind(&ids)
-                .execute(&mut *self.tx)
-                .await?;
-        }
-        Ok(())
-    }
-
-    /// Keeps conflicting notices for operators, pruning all but the newest [`MAX_KEPT_NOTICES`].
-    async fn write_conflicts(&mut self, conflicts: &[ConflictRecord], now: OffsetDateTime) -> Result<(), StoreError> {
-        if !conflicts.is_empty() {
-            let ids: Vec<Uuid> = conflicts.iter().map(|c| c.operation_id.0).collect();
-            let fields: Vec<&str> = conflicts.iter().map(|c| c.differing_fields.as_str()).collect();
-            let notices: Vec<&str> = conflicts.iter().map(|c| c.notice.as_str()).collect();
-            sqlx::query(
-                "INSERT INTO notice_conflicts (operation_id, differing_fields, notice, received_at)
-                 SELECT i, f, n, $4 FROM UNNEST($1::uuid[], $2::text[], $3::text[]) AS c(i, f, n)",
-            )
-            .bind(&ids)
-            .bind(&fields)
-            .bind(&notices)
-            .bind(now)
-            .execute(&mut *self.tx)
-            .await?;
-            sqlx::query("DELETE FROM notice_conflicts WHERE id <= (SELECT MAX(id) FROM notice_conflicts) - $1")
-                .bind(MAX_KEPT_NOTICES)
-                .execute(&mut *self.tx)
-                .await?;
-        }
-        Ok(())
-    }
-
-    /// Keeps rejected notices for operators, pruning all but the newest [`MAX_KEPT_NOTICES`].
-    async fn write_rejected(&mut self, rejected: &[RejectedNotice]) -> Result<(), StoreError> {
-        if !rejected.is_empty() {
-            let reasons: Vec<&str> = rejected.iter().map(|r| r.reason.as_str()).collect();
-            let details: Vec<&str> = rejected.iter().map(|r| r.details.as_str()).collect();
-            let bodies: Vec<&str> = rejected.iter().map(|r| r.body.as_str()).collect();
-            let received: Vec<OffsetDateTime> = rejected.iter().map(|r| r.received_at).collect();
-            sqlx::query(
-                "INSERT INTO rejected_notices (reason, details, body, received_at)
-                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[])",
-            )
-            .bind(&reasons)
-            .bind(&details)
-            .bind(&bodies)
-            .bind(&received)
-            .execute(&mut *self.tx)
-            .await?;
-            sqlx::query("DELETE FROM rejected_notices WHERE id <= (SELECT MAX(id) FROM rejected_notices) - $1")
-                .bind(MAX_KEPT_NOTICES)
                 .execute(&mut *self.tx)
                 .await?;
         }
