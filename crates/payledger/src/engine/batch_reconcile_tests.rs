@@ -245,3 +245,45 @@ fn an_accept_and_an_apply_of_one_discrepancy_in_one_batch_do_only_the_first() {
     assert_eq!(plan.discrepancy_updates.len(), 1, "an applied discrepancy is not accepted");
     assert_eq!(plan.discrepancy_updates[0].resolution, "applied");
 }
+
+#[test]
+fn a_finish_leaves_the_pending_line_a_notice_of_its_batch_took() {
+    use crate::engine::judging::FinishImport;
+    use crate::store::batch::{ClaimedImport, ImportClaim, PendingLine};
+    let claim = ImportClaim { sha256: [9; 32], format: "1c", file_name: None, line_count: 1, by: None };
+    let finish = WriteCommand::StatementFinish(FinishImport {
+        claim: claim.clone(),
+        import_id: 4,
+        today: date!(2024 - 05 - 01),
+        tolerance_days: 3,
+    });
+    let pending = PendingLine {
+        id: 1,
+        account: ACCOUNT.into(),
+        amount: 100,
+        currency: "RUB".into(),
+        booking_date: date!(2024 - 04 - 28),
+        document_number: "P-1".into(),
+        document_date: date!(2024 - 04 - 28),
+        payer_inn: Some(INN.into()),
+        bank_ids: Vec::new(),
+    };
+    let claims = || Claims {
+        counterparts: vec![open_line(1)],
+        pending_lines: vec![pending.clone()],
+        payment_candidates: vec![candidate(700, 7)],
+        line_payers: HashSet::from([INN.to_owned()]),
+        imports: HashMap::from([([9; 32], ClaimedImport { id: 4, inserted: false, state: "loading".into() })]),
+        ..Claims::default()
+    };
+    for commands in [vec![finish.clone(), intake(7)], vec![intake(7), finish.clone()]] {
+        let (plan, outcomes) = run(&commands, claims(), 0);
+        assert!(outcomes.contains(&WriteOutcome::NoticeApplied), "{outcomes:?}");
+        assert_eq!(plan.matches_by_operation.len(), 1, "the notice takes the line");
+        assert!(plan.statement_matches.is_empty(), "the finish matches the line to nothing else: {commands:?}");
+        assert!(plan.new_discrepancies.is_empty(), "and does not judge it");
+    }
+    // Without the notice, the finish matches the pending line to the open payment.
+    let (plan, _) = run(&[finish], claims(), 0);
+    assert_eq!(plan.statement_matches.len(), 1);
+}
