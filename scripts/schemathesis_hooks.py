@@ -197,10 +197,20 @@ def _fix_report_days(query):
         query["from"] = (end - datetime.timedelta(days=30)).isoformat()
 
 
+def _is_negative(case):
+    """Whether schemathesis drew any part of the case to violate the schema."""
+    meta = getattr(case, "meta", None)
+    if meta is None:
+        return False
+    modes = [getattr(meta.generation, "mode", None)]
+    modes += [getattr(info, "mode", None) for info in getattr(meta, "components", {}).values()]
+    return any(getattr(mode, "value", mode) == "negative" for mode in modes)
+
+
 def _sample_upload(case):
-    # Only a drawn text body is replaced: a body of another type is a negative case and must stay as drawn,
-    # or the sample file would turn it into an accepted request.
-    if not isinstance(case.body, (str, bytes)):
+    # Only a positive case's body is replaced: a negative case (a body of the wrong type or length, say) must
+    # stay as drawn, or the sample file would turn it into an accepted request.
+    if _is_negative(case) or not isinstance(case.body, (str, bytes)):
         return
     if _STATEMENT_FILE and _RANDOM.randrange(SAMPLE_UPLOAD_ONE_IN) == 0:
         with open(_STATEMENT_FILE, "rb") as f:
