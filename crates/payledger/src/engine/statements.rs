@@ -539,6 +539,13 @@ pub fn decide_lines(
                 });
             }
             LineDecision::Pending => pending += 1,
+            // An open payment with the line's payer, number and date but another amount may have its own line
+            // in a later chunk of the file (or later in this batch): judged now, the line would be called that
+            // payment's amount_mismatch, which cannot be applied, and the payment's own line would be left
+            // without it. The import's finish judges it, once every line of the file is stored and matched.
+            LineDecision::Discrepancy {
+                kind: DiscrepancyKind::AmountMismatch | DiscrepancyKind::Ambiguous, ..
+            } => {}
             LineDecision::Discrepancy { kind, candidates } => {
                 judged += 1;
                 plan.new_discrepancies.push(NewDiscrepancy {

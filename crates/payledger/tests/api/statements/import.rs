@@ -25,6 +25,7 @@ on_both_backends!(
     overlapping_statements_store_and_match_each_payment_once,
     a_bad_file_is_refused_with_its_line_and_nothing_is_stored,
     identical_twin_payments_with_one_notice_leave_one_missing_notice,
+    a_line_is_judged_against_another_amount_only_after_the_whole_file_is_matched,
     a_line_of_an_open_day_stays_pending_until_a_later_import_finishes_after_its_day,
     a_credited_notice_absent_from_complete_statements_becomes_notice_without_line_until_a_line_matches,
     an_interrupted_import_left_loading_is_resumed_by_importing_the_same_file,
@@ -231,6 +232,40 @@ async fn identical_twin_payments_with_one_notice_leave_one_missing_notice(backen
     let phases = phases.lock().expect("phases").clone();
     assert_eq!(phases.first().map(|p| p.0), Some(ImportPhase::Validating), "{phases:?}");
     assert_eq!(phases.last(), Some(&(ImportPhase::Importing, 2, 2)), "{phases:?}");
+    harness.db.assert_verified().await;
+    harness.stop().await;
+}
+
+/// Two payments of one payer with one number and date but different amounts, the first one's notice lost:
+/// chunks of a file are matched one after another, so the lost one's line (in the first chunk) must not be
+/// judged the other's `amount_mismatch` (which cannot be applied) before the other's own line (a later
+/// chunk) has taken that notice. A notice with another amount and no line of its own still is one.
+async fn a_line_is_judged_against_another_amount_only_after_the_whole_file_is_matched(backend: Backend) {
+    let Some(harness) = Harness::start(backend).await else { return };
+    let day = date!(2024 - 04 - 22);
+    assert_eq!(harness.server.post_webhook(&notice("55", day, "10.00")).await.0, 200);
+    assert_eq!(harness.server.post_webhook(&notice("56", day, "9.00")).await.0, 200);
+    let mut file = String::from(HEADER);
+    file += &csv_line("22.04.2024", "55", "22.04.2024", "credit", "5.00", "7707083893");
+    // More than a chunk of the bank's own debits between the two credits.
+    for number in 1000..2100 {
+        file += &csv_line("22.04.2024", &number.to_string(), "22.04.2024", "debit", "1.00", "7707083893");
+    }
+    file += &csv_line("22.04.2024", "55", "22.04.2024", "credit", "10.00", "7707083893");
+    file += &csv_line("22.04.2024", "56", "22.04.2024", "credit", "7.00", "7707083893");
+    let summary = import(&harness, file, csv_options()).await;
+    let counts = &summary.discrepancies;
+    assert_eq!(
+        (summary.lines_new, summary.matched, counts.missing_notice, counts.amount_mismatch, counts.ambiguous),
+        (1103, 1, 1, 1, 0),
+        "{summary:?}"
+    );
+    // The 5.00 line is the lost payment (Apply credits it); the 7.00 line meets the 9.00 notice.
+    let missing = "SELECT l.amount FROM statement_discrepancies d JOIN statement_lines l ON l.id = d.line_id
+                   WHERE d.kind = 'missing_notice'";
+    let mismatch = "SELECT l.amount FROM statement_discrepancies d JOIN statement_lines l ON l.id = d.line_id
+                    WHERE d.kind = 'amount_mismatch'";
+    assert_eq!((count(&harness, missing).await, count(&harness, mismatch).await), (500, 700));
     harness.db.assert_verified().await;
     harness.stop().await;
 }
