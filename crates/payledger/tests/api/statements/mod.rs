@@ -24,6 +24,7 @@ use time::macros::date;
 use crate::common::{self, Backend, TestDb, TestServer, on_both_backends};
 
 mod apply;
+mod review;
 mod import;
 
 on_both_backends!(
