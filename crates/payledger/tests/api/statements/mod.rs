@@ -24,8 +24,8 @@ use time::macros::date;
 use crate::common::{self, Backend, TestDb, TestServer, on_both_backends};
 
 mod apply;
-mod review;
 mod import;
+mod review;
 
 on_both_backends!(
     an_empty_ledger_has_no_imports_and_an_unknown_import_is_not_found,
