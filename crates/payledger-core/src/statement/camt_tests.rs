@@ -340,6 +340,10 @@ fn each_bad_statement_is_refused_with_its_line_and_reason() {
             "line 26: the XML is malformed: ill-formed document: expected `</Stmt>`, but `</BkToCstmrStmt>` was found",
         ),
         (
+            good.replace("Оплата по счету 17", "Оплата\u{0}по счету 17"),
+            "line 15: a control character (U+0000) in NtryDtls/TxDtls/RmtInf/Ustrd",
+        ),
+        (
             "<Document><Other/></Document>".to_owned(),
             "line 1: the file has no BkToCstmrStmt/Stmt; this is not a camt.053 statement",
         ),

@@ -91,6 +91,8 @@ fn each_bad_file_is_refused_with_its_line_and_reason() {
         (FILE.replace("вторая строка\"", "вторая строка"), "line 2: a quoted field is not closed"),
         (FILE.replace("Тип", "Вид"), "line 1: the header has no column 'Тип'"),
         (FILE.replace(";17;", ";;"), "line 2: document_number is empty"),
+        (FILE.replace("ИП Иванов", "ИП\u{0}Иванов"), "line 5: a control character (U+0000) in Плательщик"),
+        (FILE.replace("debit;300;;;", "debit;300;;;\u{7}"), "line 4: a control character (U+0007) in Назначение"),
     ];
     for (text, expected) in cases {
         assert_eq!(check(SPEC, &text).map(|_| ()), Err(expected.to_owned()));

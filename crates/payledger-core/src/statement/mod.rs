@@ -306,19 +306,58 @@ pub fn fingerprint(line: &StatementLine) -> Fingerprint {
 /// Numbers identical lines within one file: the first line with a fingerprint is occurrence 1, the next
 /// identical one 2, and so on. Two identical payments on one day are both real; this keeps them apart.
 ///
-/// It remembers every fingerprint of the file (about 50 bytes per distinct line), because a file need not
-/// list a day's lines together and restarting the count would merge two real payments into one.
+/// By default it remembers every fingerprint of the file (about 80 bytes per distinct line), because a file
+/// need not list a day's lines together and restarting the count would merge two real payments into one. A
+/// file whose first pass found every account's booking days in order ([`read::Validated::days_in_order`]) may
+/// be counted [`OccurrenceCounter::forgetting`] earlier days: identical lines share their account and booking
+/// day, so once an account's day has passed no line can continue its counts.
 #[derive(Debug, Default)]
 pub struct OccurrenceCounter {
     seen: HashMap<Fingerprint, u32>,
+    /// `Some` when counting forgets: each account's current day and the fingerprints seen on it.
+    days: Option<HashMap<AccountNumber, (Date, HashMap<Fingerprint, u32>)>>,
+}
+
+/// A line booked before a day the counter has already forgotten: the file is not the one whose days were
+/// found in order.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: booked on {day}, after its account's lines of a later day; the file changed")]
+pub struct DaysOutOfOrder {
+    /// The line's 1-based file line.
+    pub line: u64,
+    /// Its booking day.
+    pub day: Date,
 }
 
 impl OccurrenceCounter {
-    /// The occurrence number of the next line with this fingerprint.
-    pub fn next(&mut self, fingerprint: &Fingerprint) -> u32 {
-        let count = self.seen.entry(*fingerprint).or_insert(0);
+    /// A counter that forgets an account's counts when its lines move on to a later day; only for a file whose
+    /// booking days are in order per account.
+    pub fn forgetting() -> OccurrenceCounter {
+        OccurrenceCounter { seen: HashMap::new(), days: Some(HashMap::new()) }
+    }
+
+    /// The occurrence number of `line`, whose fingerprint is `fingerprint`. A forgetting counter refuses a line
+    /// booked before its account's current day (its count would restart and merge two payments).
+    pub fn next(&mut self, line: &StatementLine, fingerprint: &Fingerprint) -> Result<u32, DaysOutOfOrder> {
+        let seen = match &mut self.days {
+            None => &mut self.seen,
+            Some(days) => {
+                let (day, seen) =
+                    days.entry(line.account.clone()).or_insert_with(|| (line.booking_date, HashMap::new()));
+                if line.booking_date < *day {
+                    return Err(DaysOutOfOrder { line: line.source_line, day: line.booking_date });
+                }
+                if line.booking_date > *day {
+                    *day = line.booking_date;
+                    seen.clear();
+                    seen.shrink_to(1024);
+                }
+                seen
+            }
+        };
+        let count = seen.entry(*fingerprint).or_insert(0);
         *count += 1;
-        *count
+        Ok(*count)
     }
 }
 
@@ -390,7 +429,7 @@ pub enum StatementEvent {
 
 /// A file that cannot be read as a statement: where, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("line {line}: {reason}")]
+#[error("{}{reason}", if *line == 0 { String::new() } else { format!("line {line}: ") })]
 pub struct StatementError {
     /// The 1-based line of the file (for camt.053, the line the offending element starts on); 0 for the file as
     /// a whole (its size, say).
@@ -446,10 +485,51 @@ mod tests {
     #[test]
     fn identical_lines_get_consecutive_occurrences_and_others_start_at_one() {
         let mut counter = OccurrenceCounter::default();
-        let twin = fingerprint(&line(100, "1"));
-        assert_eq!(counter.next(&twin), 1);
-        assert_eq!(counter.next(&fingerprint(&line(100, "2"))), 1);
-        assert_eq!(counter.next(&twin), 2);
+        let (twin, other) = (line(100, "1"), line(100, "2"));
+        let mut next = |line: &StatementLine| counter.next(line, &fingerprint(line)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(next(&twin), 1);
+        assert_eq!(next(&other), 1);
+        assert_eq!(next(&twin), 2);
+    }
+
+    /// Lines of two accounts interleaved, days in order per account, with twins on several days.
+    fn ordered_lines() -> Vec<StatementLine> {
+        let other = AccountNumber::parse("40702810900000000002").unwrap_or_else(|_| panic!("account"));
+        let mut lines = Vec::new();
+        for (day, amounts) in [(date!(2024 - 04 - 28), [100, 100, 200]), (date!(2024 - 04 - 29), [100, 200, 100])] {
+            for amount in amounts {
+                let mine = StatementLine { booking_date: day, ..line(amount, "1") };
+                let theirs = StatementLine { account: other.clone(), ..mine.clone() };
+                lines.extend([mine.clone(), theirs, mine]);
+            }
+        }
+        lines
+    }
+
+    #[test]
+    fn a_forgetting_counter_numbers_lines_in_day_order_as_the_full_one_does() {
+        let lines = ordered_lines();
+        let count = |mut counter: OccurrenceCounter| -> Vec<u32> {
+            lines.iter().map(|l| counter.next(l, &fingerprint(l)).unwrap_or_else(|e| panic!("{e}"))).collect()
+        };
+        let full = count(OccurrenceCounter::default());
+        assert_eq!(full, count(OccurrenceCounter::forgetting()));
+        // Twins of one day count up; the next day (another fingerprint) starts again at 1.
+        assert_eq!(&full[..9], &[1, 1, 2, 3, 2, 4, 1, 1, 2]);
+        assert_eq!(full[9], 1);
+    }
+
+    #[test]
+    fn a_forgetting_counter_refuses_a_day_it_has_forgotten() {
+        let mut lines = ordered_lines();
+        lines.push(lines[0].clone());
+        let mut counter = OccurrenceCounter::forgetting();
+        let last = lines.iter().map(|l| counter.next(l, &fingerprint(l))).last();
+        assert_eq!(last, Some(Err(DaysOutOfOrder { line: 1, day: date!(2024 - 04 - 28) })));
+        // The full counter counts the late twin on.
+        let mut full = OccurrenceCounter::default();
+        let last = lines.iter().map(|l| full.next(l, &fingerprint(l))).last();
+        assert_eq!(last, Some(Ok(5)));
     }
 
     #[test]

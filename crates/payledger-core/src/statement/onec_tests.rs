@@ -199,6 +199,11 @@ fn each_bad_file_is_refused_with_its_line_and_reason() {
             "line 6: account 40702810900000000001: opening 1000.00 + credits 1750.50 - debits 300.00 is 2450.50, the statement says the closing balance is 2450.00",
         ),
         (edit(14, "Плательщик1", Some("Плательщик1 ООО")), "line 21: 'Плательщик1 ООО' is not a Key=Value line"),
+        (
+            edit(14, "Плательщик1", Some("Плательщик1=ООО\u{0}Ромашка")),
+            "line 15: a control character (U+0000) in Плательщик1",
+        ),
+        (edit(14, "Номер", Some("Номер=1\u{1b}7")), "line 15: a control character (U+001B) in Номер"),
     ];
     for (lines, expected) in cases {
         assert_eq!(error_of(&lines), expected);

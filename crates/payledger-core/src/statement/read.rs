@@ -34,6 +34,10 @@ pub struct Validated {
     pub accounts: Vec<ValidatedAccount>,
     /// The number of statement lines.
     pub lines: u64,
+    /// Every account's lines are booked on non-decreasing days in file order, so identical lines (which share
+    /// their booking date) are never separated by another day of their account: a pass over the same bytes may
+    /// forget an account's occurrence counts at each day change ([`super::OccurrenceCounter::forgetting`]).
+    pub days_in_order: bool,
 }
 
 /// One account section and what its lines add up to.
@@ -184,6 +188,8 @@ pub fn validate<R: BufRead>(
     let mut sections: Vec<Section> = Vec::new();
     let mut index: HashMap<AccountNumber, Vec<usize>> = HashMap::new();
     let mut lines: u64 = 0;
+    let mut last_day: HashMap<AccountNumber, Date> = HashMap::new();
+    let mut days_in_order = true;
     while let Some(event) = parser.next() {
         match event? {
             StatementEvent::Account(summary) => {
@@ -211,6 +217,14 @@ pub fn validate<R: BufRead>(
                         line: line.source_line,
                         reason: format!("the file has more than {} statement lines, the limit", limits.max_lines),
                     });
+                }
+                refuse_control_characters(&line)?;
+                match last_day.get_mut(&line.account) {
+                    Some(last) if line.booking_date < *last => days_in_order = false,
+                    Some(last) => *last = line.booking_date,
+                    None => {
+                        last_day.insert(line.account.clone(), line.booking_date);
+                    }
                 }
                 let candidates = index.get(&line.account).map_or(&[][..], Vec::as_slice);
                 let candidates = match (parser.lines_follow_their_section(), candidates.split_last()) {
@@ -264,7 +278,43 @@ pub fn validate<R: BufRead>(
             .map_err(|error| StatementError { line: account.summary.source_line, reason: error.to_string() })?;
     }
     let accounts = merge_sections(sections.into_iter().map(|section| section.totals).collect())?;
-    Ok(Validated { format, accounts, lines })
+    Ok(Validated { format, accounts, lines, days_in_order })
+}
+
+/// Refuses a C0 control character other than TAB, CR and LF in any text of `line`: it means nothing in a
+/// statement, and PostgreSQL cannot store U+0000 at all, so it is a bad file here rather than a failed store
+/// later. The field is named as the file names it (the raw key) where the line keeps one.
+fn refuse_control_characters(line: &StatementLine) -> Result<(), StatementError> {
+    let control = |text: &str| text.chars().find(|c| c.is_ascii_control() && !matches!(c, '\t' | '\r' | '\n' | '\u{7f}'));
+    let fail = |found: char, field: &str| {
+        Err(StatementError {
+            line: line.source_line,
+            reason: format!("a control character (U+{:04X}) in {field}", u32::from(found)),
+        })
+    };
+    for (key, value) in &line.raw {
+        if let Some(found) = control(key) {
+            return fail(found, "a field name");
+        }
+        if let Some(found) = control(value) {
+            return fail(found, key);
+        }
+    }
+    let typed = [
+        ("the document number", Some(line.document_number.as_str())),
+        ("the counterparty name", line.counterparty_name.as_deref()),
+        ("the counterparty account", line.counterparty_account.as_deref()),
+        ("the counterparty BIK", line.counterparty_bik.as_deref()),
+        ("the bank reference", line.bank_ref.as_deref()),
+        ("the end-to-end id", line.end_to_end_id.as_deref()),
+        ("the purpose", line.purpose.as_deref()),
+    ];
+    for (field, text) in typed {
+        if let Some(found) = text.and_then(control) {
+            return fail(found, field);
+        }
+    }
+    Ok(())
 }
 
 /// The section among `candidates` (of `line`'s account) whose period holds its booking date (or, where the

@@ -59,7 +59,7 @@ fn a_csv_statement_needs_a_mapping() {
     let refused = validate(CSV, StatementFormat::Csv, None, &Limits { max_lines: 10 }, &mut |_, _| {});
     assert_eq!(
         refused.map(|_| ()).map_err(|e| e.to_string()),
-        Err("line 0: a CSV statement needs a column mapping".into())
+        Err("a CSV statement needs a column mapping".into())
     );
 }
 
