@@ -238,7 +238,9 @@ impl ApiError {
             ApiError::InsufficientFunds { available } => body.available = Some(format_minor(available, 2)),
             ApiError::AmountMismatch { reserved } => body.reserved = Some(format_minor(reserved, 2)),
             ApiError::StatementInvalid { line, reason } => {
-                body.details = Some(BTreeMap::from([("body".into(), format!("line {line}: {reason}"))]));
+                // A file-level error (line 0) is not "line 0": the text is the statement error's own.
+                let text = payledger_core::statement::StatementError { line, reason }.to_string();
+                body.details = Some(BTreeMap::from([("body".into(), text)]));
                 body.line = Some(line);
             }
             _ => {}

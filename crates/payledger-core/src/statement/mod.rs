@@ -321,7 +321,7 @@ pub struct OccurrenceCounter {
 /// A line booked before a day the counter has already forgotten: the file is not the one whose days were
 /// found in order.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("line {line}: booked on {day}, after its account's lines of a later day; the file changed")]
+#[error("line {line}: booked on {day}, after a later day of its account (pass one found the days in order)")]
 pub struct DaysOutOfOrder {
     /// The line's 1-based file line.
     pub line: u64,

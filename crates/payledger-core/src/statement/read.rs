@@ -285,7 +285,8 @@ pub fn validate<R: BufRead>(
 /// statement, and PostgreSQL cannot store U+0000 at all, so it is a bad file here rather than a failed store
 /// later. The field is named as the file names it (the raw key) where the line keeps one.
 fn refuse_control_characters(line: &StatementLine) -> Result<(), StatementError> {
-    let control = |text: &str| text.chars().find(|c| c.is_ascii_control() && !matches!(c, '\t' | '\r' | '\n' | '\u{7f}'));
+    let control =
+        |text: &str| text.chars().find(|c| c.is_ascii_control() && !matches!(c, '\t' | '\r' | '\n' | '\u{7f}'));
     let fail = |found: char, field: &str| {
         Err(StatementError {
             line: line.source_line,

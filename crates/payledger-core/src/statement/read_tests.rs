@@ -57,10 +57,7 @@ fn the_samples_are_detected_and_validate_with_totals_that_add_up() {
 #[test]
 fn a_csv_statement_needs_a_mapping() {
     let refused = validate(CSV, StatementFormat::Csv, None, &Limits { max_lines: 10 }, &mut |_, _| {});
-    assert_eq!(
-        refused.map(|_| ()).map_err(|e| e.to_string()),
-        Err("a CSV statement needs a column mapping".into())
-    );
+    assert_eq!(refused.map(|_| ()).map_err(|e| e.to_string()), Err("a CSV statement needs a column mapping".into()));
 }
 
 proptest! {

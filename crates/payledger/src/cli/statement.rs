@@ -244,7 +244,7 @@ async fn run(database_url: &str, args: &StatementImportArgs) -> Result<(ImportSu
     let size = std::fs::metadata(&args.file).map_err(|error| Failure::NotRun(format!("{file}: {error}")))?.len();
     if size > args.max_file_bytes {
         return Err(Failure::BadFile(format!(
-            "{file}: line 0: the file has {size} bytes; a statement may have at most {} (PAYLEDGER_STATEMENT_MAX_FILE_BYTES)",
+            "{file}: the file has {size} bytes; a statement may have at most {} (PAYLEDGER_STATEMENT_MAX_FILE_BYTES)",
             args.max_file_bytes
         )));
     }
@@ -286,12 +286,12 @@ async fn run(database_url: &str, args: &StatementImportArgs) -> Result<(ImportSu
 fn failure(file: &Path, error: ReconcileError) -> Failure {
     let file = file.display();
     match error {
-        ReconcileError::Invalid(error) => Failure::BadFile(format!("{file}: line {}: {}", error.line, error.reason)),
+        ReconcileError::Invalid(error) => Failure::BadFile(format!("{file}: {error}")),
         ReconcileError::AccountNotInFile(account) => {
-            Failure::BadFile(format!("{file}: line 0: the file has no section for the account {account}"))
+            Failure::BadFile(format!("{file}: the file has no section for the account {account}"))
         }
         ReconcileError::TooLarge { limit } => {
-            Failure::BadFile(format!("{file}: line 0: the file is larger than {limit} bytes"))
+            Failure::BadFile(format!("{file}: the file is larger than {limit} bytes"))
         }
         ReconcileError::CsvMapping(reason) => Failure::NotRun(format!("--csv-columns: {reason}")),
         other => Failure::NotRun(other.to_string()),

@@ -146,6 +146,8 @@ pub struct Claims {
     pub discrepancies: HashMap<i64, crate::store::batch::LockedDiscrepancy>,
     /// The statement imports the batch's commands start, by SHA-256.
     pub imports: HashMap<[u8; 32], crate::store::batch::ClaimedImport>,
+    /// The stored section accounts (ascending) of each import a begin resumes, by import id.
+    pub import_accounts: HashMap<i64, Vec<String>>,
     /// For each lines command (by command index), each line's new id, or `None` if it was stored before.
     pub stored_lines: HashMap<usize, Vec<Option<i64>>>,
     /// The payments the batch's new lines may be.
@@ -363,9 +365,13 @@ fn decide_statement(
         WriteCommand::StatementAccept(accept) => {
             super::statements::decide_accept(accept, &mut state.reconcile.discrepancies, plan)
         }
-        WriteCommand::StatementBegin(begin) => {
-            super::statements::decide_begin(begin, claims.imports.get(&begin.sha256), &mut state.started_imports, plan)
-        }
+        WriteCommand::StatementBegin(begin) => super::statements::decide_begin(
+            begin,
+            claims.imports.get(&begin.sha256),
+            &claims.import_accounts,
+            &mut state.started_imports,
+            plan,
+        ),
         WriteCommand::StatementLines(lines) => super::statements::decide_lines(
             lines,
             claims.stored_lines.get(&batch.index).map_or(&[], Vec::as_slice),

@@ -21,6 +21,11 @@ pub(super) async fn statements_claims<T: BatchTx>(
     let mut payers = Vec::new();
     // Read before this batch stores its own lines, which its lines commands judge themselves.
     finish_claims(tx, commands, claims).await?;
+    let resumed: Vec<i64> =
+        claims.imports.values().filter(|import| !import.inserted && import.state != "complete").map(|i| i.id).collect();
+    if !resumed.is_empty() {
+        claims.import_accounts = tx.import_accounts(&resumed).await?;
+    }
     for line in &claims.pending_lines {
         if let Some(inn) = &line.payer_inn {
             payers.push(inn.clone());

@@ -327,8 +327,11 @@ pub struct AcceptCommand {
 /// The start of a statement import, after the whole file validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BeginImport {
-    /// The file's SHA-256: the import's identity.
+    /// The import's identity: the file's SHA-256, or for an import of one account's section the SHA-256 of
+    /// (the file's SHA-256 ‖ the account number), so that each account of a file is an import of its own.
     pub sha256: [u8; 32],
+    /// The file's SHA-256 (the audit names it).
+    pub file_sha256: [u8; 32],
     /// Its format.
     pub format: StatementFormat,
     /// Its name.
@@ -364,10 +367,13 @@ pub fn import_claim(begin: &BeginImport) -> ImportClaim {
 }
 
 /// Starts an import this batch inserted (its sections and audit row), resumes one left `loading` by an
-/// interrupted import, and finds a complete one already imported.
+/// interrupted import, and finds a complete one already imported. A resume must bring the sections the import
+/// was started with (`stored_accounts`, by import id): finishing it with fewer would mark an account's days
+/// covered whose lines were never stored.
 pub fn decide_begin(
     begin: &BeginImport,
     claimed: Option<&ClaimedImport>,
+    stored_accounts: &HashMap<i64, Vec<String>>,
     started: &mut HashSet<i64>,
     plan: &mut Plan,
 ) -> StatementOutcome {
@@ -378,7 +384,25 @@ pub fn decide_begin(
     if claimed.state == "complete" {
         return StatementOutcome::AlreadyImported { id: claimed.id };
     }
-    if !claimed.inserted || !started.insert(claimed.id) {
+    if !claimed.inserted {
+        let mut accounts: Vec<&str> = begin.sections.iter().map(|section| section.summary.account.as_str()).collect();
+        accounts.sort_unstable();
+        let stored: Vec<&str> = stored_accounts
+            .get(&claimed.id)
+            .map(|stored| stored.iter().map(String::as_str).collect())
+            .unwrap_or_default();
+        if accounts != stored {
+            return StatementOutcome::NotApplicable(format!(
+                "import {} was started with the sections of accounts [{}], this file has [{}]; it cannot be resumed \
+                 with other sections",
+                claimed.id,
+                stored.join(", "),
+                accounts.join(", ")
+            ));
+        }
+        return StatementOutcome::ImportResumed { id: claimed.id };
+    }
+    if !started.insert(claimed.id) {
         return StatementOutcome::ImportResumed { id: claimed.id };
     }
     let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
@@ -402,7 +426,8 @@ pub fn decide_begin(
         before: None,
         after: Some(
             serde_json::json!({
-                "sha256": crate::hex::encode(&begin.sha256),
+                "sha256": crate::hex::encode(&begin.file_sha256),
+                "identity": crate::hex::encode(&begin.sha256),
                 "format": begin.format.as_str(),
                 "file_name": begin.file_name,
                 "lines": begin.line_count,

@@ -186,7 +186,7 @@ fn an_open_discrepancy_is_accepted_once_with_an_audit_row_and_a_second_accept_is
 }
 
 #[test]
-fn a_begin_starts_a_new_import_once_resumes_a_loading_one_and_finds_a_complete_one() {
+fn a_begin_starts_a_new_import_once_resumes_a_loading_one_with_its_sections_and_finds_a_complete_one() {
     let summary = payledger_core::statement::AccountSummary {
         account: payledger_core::statement::AccountNumber::parse("40702810900000000001").unwrap_or_else(|_| panic!()),
         currency: Currency::RUB,
@@ -200,6 +200,7 @@ fn a_begin_starts_a_new_import_once_resumes_a_loading_one_and_finds_a_complete_o
     };
     let begin = BeginImport {
         sha256: [1; 32],
+        file_sha256: [1; 32],
         format: payledger_core::statement::StatementFormat::Camt053,
         file_name: None,
         sections: vec![SectionCounts { summary, credit_lines: 1, debit_lines: 0 }],
@@ -208,18 +209,32 @@ fn a_begin_starts_a_new_import_once_resumes_a_loading_one_and_finds_a_complete_o
     };
     let mut plan = Plan::default();
     let mut started = HashSet::new();
+    let stored = HashMap::from([(3, vec!["40702810900000000001".to_owned()])]);
     let new = ClaimedImport { id: 3, inserted: true, state: "loading".into() };
-    assert_eq!(decide_begin(&begin, Some(&new), &mut started, &mut plan), StatementOutcome::ImportStarted { id: 3 });
-    assert_eq!(decide_begin(&begin, Some(&new), &mut started, &mut plan), StatementOutcome::ImportResumed { id: 3 });
+    assert_eq!(
+        decide_begin(&begin, Some(&new), &stored, &mut started, &mut plan),
+        StatementOutcome::ImportStarted { id: 3 }
+    );
+    assert_eq!(
+        decide_begin(&begin, Some(&new), &stored, &mut started, &mut plan),
+        StatementOutcome::ImportResumed { id: 3 }
+    );
     assert_eq!((plan.import_sections.len(), plan.audit.len()), (1, 1), "the second begin writes nothing");
     let loading = ClaimedImport { inserted: false, ..new.clone() };
     assert_eq!(
-        decide_begin(&begin, Some(&loading), &mut HashSet::new(), &mut plan),
+        decide_begin(&begin, Some(&loading), &stored, &mut HashSet::new(), &mut plan),
         StatementOutcome::ImportResumed { id: 3 }
+    );
+    // A resume with other sections (another account, say) would complete the import without the stored ones.
+    let two = HashMap::from([(3, vec!["40702810900000000001".to_owned(), "40702810900000000002".to_owned()])]);
+    let refused = decide_begin(&begin, Some(&loading), &two, &mut HashSet::new(), &mut plan);
+    assert!(
+        matches!(&refused, StatementOutcome::NotApplicable(reason) if reason.contains("cannot be resumed")),
+        "{refused:?}"
     );
     let complete = ClaimedImport { state: "complete".into(), ..loading };
     assert_eq!(
-        decide_begin(&begin, Some(&complete), &mut HashSet::new(), &mut plan),
+        decide_begin(&begin, Some(&complete), &stored, &mut HashSet::new(), &mut plan),
         StatementOutcome::AlreadyImported { id: 3 }
     );
     assert_eq!(plan.import_sections.len(), 1);

@@ -125,7 +125,10 @@ pub struct ImportsPage {
 pub struct ImportSummary {
     /// The import's id.
     pub id: i64,
-    /// The file's SHA-256, hex.
+    /// The import's identity, hex: the file's SHA-256 for a whole-file import; for an import limited to one
+    /// account (`account` option, CLI `--account`) the SHA-256 of the file's 32-byte SHA-256 followed by the
+    /// account number, so that each account of a file is an import of its own (the audit entry names the
+    /// file's SHA-256 as well).
     pub sha256: String,
     /// `1c`, `camt053` or `csv`.
     pub format: String,
@@ -183,7 +186,8 @@ pub(super) async fn run(
     };
     let today = moscow_date(OffsetDateTime::now_utc());
     let claim = BeginImport {
-        sha256: first.sha256,
+        sha256: identity(&first.sha256, options.account.as_ref()),
+        file_sha256: first.sha256,
         format: first.format,
         file_name: options.file_name.clone(),
         sections: first.sections.clone(),
@@ -200,8 +204,10 @@ pub(super) async fn run(
         WriteOutcome::Statement(StatementOutcome::ImportStarted { id } | StatementOutcome::ImportResumed { id }) => id,
         other => return Err(unexpected(&other)),
     };
-    let report = Reporter { progress, total_bytes: source.len(), ..Reporter::default() };
-    pass_two(service, source, &options, csv, &first, id, today, report).await?;
+    let mut report =
+        Reporter { progress, total_bytes: source.len(), max_bytes: settings.max_file_bytes, ..Reporter::default() };
+    pass_two(service, source, &options, csv, &first, id, today, &mut report).await?;
+    report.report(ImportPhase::Judging);
     let finish = FinishImport {
         claim: statements::import_claim(&claim),
         import_id: id,
@@ -216,6 +222,21 @@ pub(super) async fn run(
     let mut summary = summary(service, id).await?;
     summary.duration_ms = elapsed_ms(started);
     Ok(summary)
+}
+
+/// The identity of an import of `file_sha256` (limited to `account`, if named): each account's import of a
+/// file is an import of its own, and none is the whole file's, so importing one account and then the file (or
+/// another account) stores what the first left out instead of answering "already imported".
+fn identity(file_sha256: &[u8; 32], account: Option<&AccountNumber>) -> [u8; 32] {
+    match account {
+        None => *file_sha256,
+        Some(account) => {
+            let mut hash = Sha256::new();
+            hash.update(file_sha256);
+            hash.update(account.as_str().as_bytes());
+            hash.finalize().into()
+        }
+    }
 }
 
 fn elapsed_ms(started: std::time::Instant) -> u64 {
@@ -234,7 +255,10 @@ fn unexpected(outcome: &WriteOutcome) -> ReconcileError {
 
 /// What pass 1 learned about a valid file.
 struct FirstPass {
+    /// The file's SHA-256.
     sha256: [u8; 32],
+    /// Each account's booking days are in order (pass 2 may forget past days' occurrence counts).
+    days_in_order: bool,
     format: StatementFormat,
     sections: Vec<SectionCounts>,
     lines: u64,
@@ -305,10 +329,11 @@ fn pass_one(
         return Err(ReconcileError::AccountNotInFile(wanted.clone()));
     }
     let lines = sections.iter().map(|section| section.credit_lines + section.debit_lines).sum();
-    Ok(FirstPass { sha256, format: validated.format, sections, lines })
+    Ok(FirstPass { sha256, format: validated.format, sections, lines, days_in_order: validated.days_in_order })
 }
 
-/// A reader that hashes and counts the bytes it passes on, and refuses to read past the size limit.
+/// A reader that hashes and counts the bytes it passes on, and refuses to read past the size limit (both
+/// passes: the second compares the hash with the first's).
 struct Hashing {
     inner: Box<dyn BufRead + Send>,
     hash: Sha256,
@@ -333,6 +358,7 @@ impl Read for Hashing {
 struct Reporter {
     progress: Option<ProgressFn>,
     total_bytes: Option<u64>,
+    max_bytes: u64,
     bytes: Arc<AtomicU64>,
     lines_read: u64,
     stored: u64,
@@ -340,7 +366,7 @@ struct Reporter {
 }
 
 impl Reporter {
-    fn report(&self) {
+    fn report(&self, phase: ImportPhase) {
         if let Some(report) = &self.progress {
             report(&ImportProgress {
                 bytes_read: self.bytes.load(Ordering::Relaxed),
@@ -348,7 +374,7 @@ impl Reporter {
                 lines_read: self.lines_read,
                 lines_stored: self.stored,
                 matched: self.matched,
-                phase: ImportPhase::Importing,
+                phase,
             });
         }
     }
@@ -366,18 +392,23 @@ async fn pass_two(
     first: &FirstPass,
     import_id: i64,
     today: time::Date,
-    mut report: Reporter,
+    report: &mut Reporter,
 ) -> Result<(), ReconcileError> {
     let (chunks, mut receive) = tokio::sync::mpsc::channel::<Chunk>(LINES_IN_FLIGHT);
-    let (format, account, bytes) = (first.format, options.account.clone(), report.bytes.clone());
-    let reader =
-        tokio::task::spawn_blocking(move || read_chunks(&*source, format, csv.as_ref(), account, &bytes, &chunks));
+    let reading = Reading {
+        format: first.format,
+        account: options.account.clone(),
+        days_in_order: first.days_in_order,
+        bytes: report.bytes.clone(),
+        max_bytes: report.max_bytes,
+    };
+    let reader = tokio::task::spawn_blocking(move || read_chunks(&*source, reading, csv.as_ref(), &chunks));
     let mut in_flight = tokio::task::JoinSet::new();
     let mut failed = None;
     while let Some(chunk) = receive.recv().await {
         report.lines_read += chunk.len() as u64;
         while in_flight.len() >= LINES_IN_FLIGHT {
-            collect(in_flight.join_next().await, &mut report, &mut failed);
+            collect(in_flight.join_next().await, report, &mut failed);
         }
         if failed.is_some() {
             break;
@@ -389,22 +420,28 @@ async fn pass_two(
     }
     drop(receive);
     while let Some(done) = in_flight.join_next().await {
-        collect(Some(done), &mut report, &mut failed);
+        collect(Some(done), report, &mut failed);
     }
     let read = reader.await.map_err(|error| std::io::Error::other(error.to_string()))?;
     if let Some(error) = failed {
         return Err(error);
     }
-    let read = read?;
+    let (read, sha256) = read?;
+    // The file changed between the passes: what was stored is kept (it was a valid line), and the import stays
+    // `loading` for the real file to finish. Only the same bytes may finish it: another file of as many lines
+    // would otherwise complete the import with lines the first pass never checked.
     if read != first.lines {
-        // The file changed between the passes: what was stored is kept (it was a valid line), and the import
-        // stays `loading` for the real file to finish.
-        return Err(ReconcileError::Io(std::io::Error::other(format!(
-            "the file changed while it was imported ({} lines validated, {read} read)",
-            first.lines
-        ))));
+        return Err(changed(&format!("{} lines validated, {read} read", first.lines)));
+    }
+    if sha256 != first.sha256 {
+        return Err(changed("its SHA-256 is not the one validated"));
     }
     Ok(())
+}
+
+/// The file read in pass 2 is not the one pass 1 validated.
+fn changed(how: &str) -> ReconcileError {
+    ReconcileError::Io(std::io::Error::other(format!("the file changed while it was imported ({how})")))
 }
 
 type Chunk = Vec<(StatementLine, Fingerprint, u32)>;
@@ -431,7 +468,7 @@ fn collect(
         WriteOutcome::Statement(StatementOutcome::LinesStored { new, matched, .. }) => {
             report.stored += new;
             report.matched += matched;
-            report.report();
+            report.report(ImportPhase::Importing);
         }
         other => {
             failed.get_or_insert(unexpected(&other));
@@ -439,54 +476,56 @@ fn collect(
     }
 }
 
-/// Streams the file's lines (only `account`'s, if named) in chunks of [`MAX_LINES_PER_COMMAND`]; returns how
-/// many lines it read. Stops early when the receiver is gone (a failed command).
+/// What pass 2 reads and how.
+struct Reading {
+    format: StatementFormat,
+    /// Only this account's lines.
+    account: Option<AccountNumber>,
+    /// Pass 1 found each account's booking days in order: occurrence counts of past days may be forgotten.
+    days_in_order: bool,
+    /// Bytes read so far, for the progress.
+    bytes: Arc<AtomicU64>,
+    max_bytes: u64,
+}
+
+/// Streams the file's lines (only `reading.account`'s, if named) in chunks of [`MAX_LINES_PER_COMMAND`];
+/// returns how many lines it read and the SHA-256 of every byte. Stops early when the receiver is gone (a
+/// failed command).
 fn read_chunks(
     source: &dyn StatementSource,
-    format: StatementFormat,
+    reading: Reading,
     csv: Option<&CsvMapping>,
-    account: Option<AccountNumber>,
-    bytes: &AtomicU64,
     chunks: &tokio::sync::mpsc::Sender<Chunk>,
-) -> Result<u64, ReconcileError> {
-    let counting = Counting { inner: source.open()?, read: bytes };
-    let mut occurrences = OccurrenceCounter::default();
+) -> Result<(u64, [u8; 32]), ReconcileError> {
+    let mut hashing =
+        Hashing { inner: source.open()?, hash: Sha256::new(), read: reading.bytes.clone(), max: reading.max_bytes };
+    // Bounded memory for a file in day order (~80 bytes a distinct line otherwise); the same numbers either way.
+    let mut occurrences =
+        if reading.days_in_order { OccurrenceCounter::forgetting() } else { OccurrenceCounter::default() };
     let mut chunk = Vec::with_capacity(MAX_LINES_PER_COMMAND);
     let mut read = 0u64;
-    for event in events(BufReader::new(counting), format, csv).map_err(ReconcileError::Invalid)? {
+    for event in events(BufReader::new(&mut hashing), reading.format, csv).map_err(ReconcileError::Invalid)? {
         let StatementEvent::Line(line) = event.map_err(ReconcileError::Invalid)? else { continue };
-        if account.as_ref().is_some_and(|wanted| *wanted != line.account) {
+        if reading.account.as_ref().is_some_and(|wanted| *wanted != line.account) {
             continue;
         }
         read += 1;
         let print = fingerprint(&line);
-        let occurrence = occurrences.next(&print);
+        let occurrence = occurrences.next(&line, &print).map_err(|error| changed(&error.to_string()))?;
         chunk.push((line, print, occurrence));
         if chunk.len() == MAX_LINES_PER_COMMAND {
             let full = std::mem::replace(&mut chunk, Vec::with_capacity(MAX_LINES_PER_COMMAND));
             if chunks.blocking_send(full).is_err() {
-                return Ok(read);
+                return Ok((read, [0; 32]));
             }
         }
     }
     if !chunk.is_empty() {
         let _ = chunks.blocking_send(chunk);
     }
-    Ok(read)
-}
-
-/// A reader that counts the bytes it passes on, for pass 2's progress.
-struct Counting<'a> {
-    inner: Box<dyn BufRead + Send>,
-    read: &'a AtomicU64,
-}
-
-impl Read for Counting<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.read.fetch_add(n as u64, Ordering::Relaxed);
-        Ok(n)
-    }
+    // As in pass 1: the parser may stop at the end marker, and the identity is every byte of the file.
+    std::io::copy(&mut hashing, &mut std::io::sink())?;
+    Ok((read, hashing.hash.finalize().into()))
 }
 
 pub(super) async fn list(service: &Reconciliation, page: ImportsPage) -> Result<Vec<ImportSummary>, ReconcileError> {

@@ -56,6 +56,24 @@ impl PgBatch {
         Ok(claimed)
     }
 
+    /// The accounts of each import's stored sections, ascending.
+    pub(super) async fn accounts_of_imports(&mut self, ids: &[i64]) -> Result<HashMap<i64, Vec<String>>, StoreError> {
+        let mut found: HashMap<i64, Vec<String>> = ids.iter().map(|id| (*id, Vec::new())).collect();
+        if ids.is_empty() {
+            return Ok(found);
+        }
+        let rows = sqlx::query(
+            "SELECT import_id, account FROM statement_accounts WHERE import_id = ANY($1) ORDER BY import_id, account",
+        )
+        .bind(ids)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        for row in rows {
+            found.entry(row.try_get(0)?).or_default().push(row.try_get(1)?);
+        }
+        Ok(found)
+    }
+
     /// Locks the discrepancies with these ids, ascending.
     pub(super) async fn lock_statement_discrepancies(
         &mut self,

@@ -526,6 +526,10 @@ impl BatchTx for PgBatch {
         self.claim_statement_imports(claims, now).await
     }
 
+    async fn import_accounts(&mut self, ids: &[i64]) -> Result<HashMap<i64, Vec<String>>, StoreError> {
+        self.accounts_of_imports(ids).await
+    }
+
     async fn insert_statement_lines(&mut self, lines: &[NewStatementLine]) -> Result<Vec<Option<i64>>, StoreError> {
         self.insert_lines(lines).await
     }

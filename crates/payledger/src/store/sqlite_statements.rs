@@ -49,6 +49,18 @@ impl SqliteBatch<'_> {
         Ok(claimed)
     }
 
+    /// The accounts of each import's stored sections, ascending.
+    pub(super) fn accounts_of_imports(&self, ids: &[i64]) -> Result<HashMap<i64, Vec<String>>, StoreError> {
+        let mut select =
+            self.tx.prepare_cached("SELECT account FROM statement_accounts WHERE import_id = ?1 ORDER BY account")?;
+        let mut found = HashMap::with_capacity(ids.len());
+        for id in ids {
+            let accounts = select.query_map(params![id], |row| row.get::<_, String>(0))?.collect::<Result<_, _>>()?;
+            found.insert(*id, accounts);
+        }
+        Ok(found)
+    }
+
     /// Loads the discrepancies with these ids (the one writer holds the database's write lock already).
     pub(super) fn lock_statement_discrepancies(
         &self,

@@ -536,6 +536,10 @@ impl BatchTx for SqliteBatch<'_> {
         self.claim_statement_imports(claims, &sqlite_text(now))
     }
 
+    async fn import_accounts(&mut self, ids: &[i64]) -> Result<HashMap<i64, Vec<String>>, StoreError> {
+        self.accounts_of_imports(ids)
+    }
+
     async fn insert_statement_lines(&mut self, lines: &[NewStatementLine]) -> Result<Vec<Option<i64>>, StoreError> {
         self.insert_lines(lines)
     }

@@ -10,7 +10,7 @@ use payledger::engine::statements::{self, BeginImport, SectionCounts, StatementO
 use payledger::statement::generate::{GeneratedNotice, GeneratorSpec, OutputFormat, csv_mapping, generate};
 use payledger::statement::{
     FormatChoice, ImportOptions, ImportPhase, ImportProgress, ImportSummary, ProgressFn, ReconcileError,
-    ReconcileSettings, Reconciliation, ReportQuery,
+    ReconcileSettings, Reconciliation, ReportQuery, StatementSource,
 };
 use payledger_core::money::Currency;
 use payledger_core::statement::{AccountNumber, AccountSummary, StatementFormat, moscow_date};
@@ -29,6 +29,10 @@ on_both_backends!(
     a_line_of_an_open_day_stays_pending_until_a_later_import_finishes_after_its_day,
     a_credited_notice_absent_from_complete_statements_becomes_notice_without_line_until_a_line_matches,
     an_interrupted_import_left_loading_is_resumed_by_importing_the_same_file,
+    importing_one_account_of_a_file_then_the_whole_file_stores_the_other_account,
+    resuming_an_interrupted_import_for_one_account_does_not_complete_the_other_half_stored,
+    a_nul_character_in_a_line_is_refused_as_a_bad_file_not_a_failed_store,
+    a_file_that_changes_between_the_passes_is_not_finished,
 );
 
 fn samples() -> std::path::PathBuf {
@@ -228,10 +232,11 @@ async fn identical_twin_payments_with_one_notice_leave_one_missing_notice(backen
     let summary =
         harness.service.import(bytes::Bytes::from(file), csv_options(), Some(progress)).await.expect("import");
     assert_eq!((summary.lines_new, summary.matched, summary.discrepancies.missing_notice), (2, 1, 1), "{summary:?}");
-    // The progress told both passes: validating the two lines, then storing them.
+    // The progress told every phase: validating the two lines, storing them, then judging.
     let phases = phases.lock().expect("phases").clone();
     assert_eq!(phases.first().map(|p| p.0), Some(ImportPhase::Validating), "{phases:?}");
-    assert_eq!(phases.last(), Some(&(ImportPhase::Importing, 2, 2)), "{phases:?}");
+    assert!(phases.contains(&(ImportPhase::Importing, 2, 2)), "{phases:?}");
+    assert_eq!(phases.last(), Some(&(ImportPhase::Judging, 2, 2)), "{phases:?}");
     harness.db.assert_verified().await;
     harness.stop().await;
 }
@@ -318,6 +323,7 @@ fn other_begin(day: time::Date) -> BeginImport {
     };
     BeginImport {
         sha256: [9; 32],
+        file_sha256: [9; 32],
         format: StatementFormat::Csv,
         file_name: None,
         sections: vec![SectionCounts { summary, credit_lines: 0, debit_lines: 0 }],
@@ -409,6 +415,150 @@ async fn an_interrupted_import_left_loading_is_resumed_by_importing_the_same_fil
     assert_eq!((resumed.id, resumed.state.as_str(), resumed.already_imported), (first.id, "complete", false));
     assert_eq!((resumed.lines_read, resumed.lines_new, resumed.matched), (18, 18, first.matched), "{resumed:?}");
     assert_eq!(count(&harness, "SELECT COUNT(*) FROM statement_lines").await, 18);
+    harness.db.assert_verified().await;
+    harness.stop().await;
+}
+
+const OTHER: &str = "40702810900000000002";
+
+/// A 1C file (UTF-8, CRLF) with two account sections of 26.04.2024, one credit of 100.00 on each.
+fn two_accounts() -> String {
+    let section = |account: &str| {
+        format!(
+            "СекцияРасчСчет\r\nДатаНачала=26.04.2024\r\nДатаКонца=26.04.2024\r\nРасчСчет={account}\r\n\
+             НачальныйОстаток=0.00\r\nВсегоПоступило=100.00\r\nВсегоСписано=0.00\r\nКонечныйОстаток=100.00\r\n\
+             КонецРасчСчет\r\n"
+        )
+    };
+    let document = |number: &str, account: &str| {
+        format!(
+            "СекцияДокумент=Платежное поручение\r\nНомер={number}\r\nДата=26.04.2024\r\nСумма=100.00\r\n\
+             ПлательщикСчет=40702810411593609608\r\nПлательщикИНН=7707083893\r\nПлательщик1=ООО Ромашка\r\n\
+             ПлательщикБИК=044560453\r\nПолучательСчет={account}\r\nПолучательИНН=7700002020\r\n\
+             ДатаПоступило=26.04.2024\r\nНазначениеПлатежа=Оплата {number}\r\nКонецДокумента\r\n"
+        )
+    };
+    format!(
+        "1CClientBankExchange\r\nВерсияФормата=1.03\r\nКодировка=Windows\r\nДатаНачала=26.04.2024\r\n\
+         ДатаКонца=26.04.2024\r\nРасчСчет={ACCOUNT}\r\nРасчСчет={OTHER}\r\n{}{}{}{}КонецФайла\r\n",
+        section(ACCOUNT),
+        section(OTHER),
+        document("101", ACCOUNT),
+        document("202", OTHER),
+    )
+}
+
+fn only(account: &str) -> ImportOptions {
+    ImportOptions { account: Some(AccountNumber::parse(account).expect("account")), ..ImportOptions::default() }
+}
+
+/// Each account of a file is an import of its own: importing one account, then the whole file, stores the other
+/// account's line (the first account's is known), and each import again answers "already imported".
+async fn importing_one_account_of_a_file_then_the_whole_file_stores_the_other_account(backend: Backend) {
+    let Some(harness) = Harness::start(backend).await else { return };
+    let file = bytes::Bytes::from(two_accounts());
+    let first = harness.service.import(file.clone(), only(ACCOUNT), None).await.expect("first account");
+    assert_eq!((first.state.as_str(), first.lines_new, first.accounts.len()), ("complete", 1, 1), "{first:?}");
+    let whole = harness.service.import(file.clone(), ImportOptions::default(), None).await.expect("whole file");
+    assert_eq!((whole.already_imported, whole.lines_new, whole.lines_already_known), (false, 1, 1), "{whole:?}");
+    assert_ne!(whole.sha256, first.sha256, "the account's import has an identity of its own");
+    let other_lines = count(&harness, "SELECT COUNT(*) FROM statement_lines WHERE account = '40702810900000000002'");
+    assert_eq!(other_lines.await, 1, "the second account's line is stored once");
+    let other = harness.service.import(file.clone(), only(OTHER), None).await.expect("other account");
+    assert_eq!((other.already_imported, other.lines_new, other.lines_already_known), (false, 0, 1), "{other:?}");
+    for options in [only(ACCOUNT), ImportOptions::default(), only(OTHER)] {
+        let again = harness.service.import(file.clone(), options, None).await.expect("again");
+        assert!(again.already_imported, "{again:?}");
+    }
+    assert_eq!(count(&harness, "SELECT COUNT(*) FROM statement_lines").await, 2);
+    harness.db.assert_verified().await;
+    harness.stop().await;
+}
+
+/// A whole-file import interrupted after storing only the first account's line, then the file imported with
+/// `--account` of that account: that is another import (of one section), which completes; the interrupted
+/// whole-file import stays `loading` (no complete import has a section whose line is missing) until the whole
+/// file is imported again and stores the other account's line.
+async fn resuming_an_interrupted_import_for_one_account_does_not_complete_the_other_half_stored(backend: Backend) {
+    let Some(harness) = Harness::start(backend).await else { return };
+    let file = bytes::Bytes::from(two_accounts());
+    let first = harness.service.import(file.clone(), ImportOptions::default(), None).await.expect("import");
+    assert_eq!(first.lines_new, 2, "{first:?}");
+    // As if the process had died after the first account's chunk: loading, the other account's line not stored.
+    harness.db.execute("UPDATE statement_imports SET state = 'loading', completed_at = NULL").await;
+    harness.db.execute("DELETE FROM statement_discrepancies").await;
+    harness.db.execute("DELETE FROM statement_lines WHERE account = '40702810900000000002'").await;
+    let limited = harness.service.import(file.clone(), only(ACCOUNT), None).await.expect("one account");
+    assert_ne!(limited.id, first.id, "{limited:?}");
+    assert_eq!((limited.state.as_str(), limited.accounts.len()), ("complete", 1), "{limited:?}");
+    let sql = "SELECT COUNT(*) FROM statement_imports i JOIN statement_accounts a ON a.import_id = i.id
+               WHERE i.state = 'complete' AND a.account = '40702810900000000002'";
+    assert_eq!(count(&harness, sql).await, 0, "a complete import has a section whose line was never stored");
+    harness.db.assert_verified().await;
+    let resumed = harness.service.import(file, ImportOptions::default(), None).await.expect("resume");
+    assert_eq!((resumed.id, resumed.state.as_str(), resumed.lines_new), (first.id, "complete", 2), "{resumed:?}");
+    let other_lines = count(&harness, "SELECT COUNT(*) FROM statement_lines WHERE account = '40702810900000000002'");
+    assert_eq!(other_lines.await, 1);
+    harness.db.assert_verified().await;
+    harness.stop().await;
+}
+
+/// A NUL inside a field (PostgreSQL cannot store U+0000) is a bad file: refused in pass one with its line and
+/// field, nothing stored.
+async fn a_nul_character_in_a_line_is_refused_as_a_bad_file_not_a_failed_store(backend: Backend) {
+    let Some(harness) = Harness::start(backend).await else { return };
+    let file = two_accounts().replace("НазначениеПлатежа=Оплата 101", "НазначениеПлатежа=Оплата\u{0}101");
+    let result = harness.service.import(bytes::Bytes::from(file), ImportOptions::default(), None).await;
+    match &result {
+        Err(ReconcileError::Invalid(error)) => {
+            assert_eq!(error.to_string(), "line 26: a control character (U+0000) in НазначениеПлатежа");
+        }
+        other => panic!("a NUL in a purpose must be a bad file: {other:?}"),
+    }
+    for table in ["statement_imports", "statement_lines", "statement_accounts"] {
+        let sql: &'static str = Box::leak(format!("SELECT COUNT(*) FROM {table}").into_boxed_str());
+        assert_eq!(count(&harness, sql).await, 0, "{table}");
+    }
+    harness.stop().await;
+}
+
+/// A source whose first `validated_opens` opens give `first` and later ones `then`: a file replaced while
+/// it is imported.
+struct Replaced {
+    first: bytes::Bytes,
+    then: bytes::Bytes,
+    opens: std::sync::atomic::AtomicUsize,
+}
+
+impl StatementSource for Replaced {
+    fn open(&self) -> std::io::Result<Box<dyn std::io::BufRead + Send>> {
+        let opened = self.opens.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        // The format is named, so pass one opens the file once.
+        let bytes = if opened == 0 { self.first.clone() } else { self.then.clone() };
+        Ok(Box::new(std::io::Cursor::new(bytes)))
+    }
+
+    fn len(&self) -> Option<u64> {
+        u64::try_from(self.first.len()).ok()
+    }
+}
+
+/// Pass two reads other bytes than pass one validated (the same number of lines, another purpose): the import
+/// fails before it finishes, saying the file changed, and stays `loading` for the real file to finish.
+async fn a_file_that_changes_between_the_passes_is_not_finished(backend: Backend) {
+    let Some(harness) = Harness::start(backend).await else { return };
+    let first = bytes::Bytes::from(two_accounts());
+    let then = bytes::Bytes::from(two_accounts().replace("Оплата 101", "Оплата 999"));
+    let source = Replaced { first: first.clone(), then, opens: 0.into() };
+    let options = ImportOptions { format: FormatChoice::Fixed(StatementFormat::OneC), ..ImportOptions::default() };
+    let failed = harness.service.import(source, options.clone(), None).await;
+    assert!(
+        matches!(&failed, Err(ReconcileError::Io(error)) if error.to_string().contains("the file changed while it was imported")),
+        "{failed:?}"
+    );
+    assert_eq!(count(&harness, "SELECT COUNT(*) FROM statement_imports WHERE state = 'loading'").await, 1);
+    let finished = harness.service.import(first, options, None).await.expect("the real file");
+    assert_eq!((finished.state.as_str(), finished.lines_read), ("complete", 2), "{finished:?}");
     harness.db.assert_verified().await;
     harness.stop().await;
 }

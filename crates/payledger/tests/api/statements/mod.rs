@@ -246,6 +246,7 @@ fn begin_command(by: &str) -> BeginImport {
     };
     BeginImport {
         sha256: [7; 32],
+        file_sha256: [7; 32],
         format: StatementFormat::OneC,
         file_name: Some("april.txt".into()),
         sections: vec![SectionCounts { summary, credit_lines: 2, debit_lines: 1 }],
@@ -322,7 +323,7 @@ async fn submit_lines(service: &Reconciliation, import_id: i64, lines: &[Stateme
         .iter()
         .map(|line| {
             let print = fingerprint(line);
-            (line.clone(), print, counter.next(&print))
+            (line.clone(), print, counter.next(line, &print).expect("occurrence"))
         })
         .collect();
     let command = LinesCommand { import_id, lines, today: date!(2024 - 05 - 01) };
