@@ -315,7 +315,14 @@ pub fn fingerprint(line: &StatementLine) -> Fingerprint {
 pub struct OccurrenceCounter {
     seen: HashMap<Fingerprint, u32>,
     /// `Some` when counting forgets: each account's current day and the fingerprints seen on it.
-    days: Option<HashMap<AccountNumber, (Date, HashMap<Fingerprint, u32>)>>,
+    days: Option<HashMap<AccountNumber, CurrentDay>>,
+}
+
+/// An account's current booking day and the counts of its fingerprints.
+#[derive(Debug)]
+struct CurrentDay {
+    day: Date,
+    seen: HashMap<Fingerprint, u32>,
 }
 
 /// A line booked before a day the counter has already forgotten: the file is not the one whose days were
@@ -342,17 +349,19 @@ impl OccurrenceCounter {
         let seen = match &mut self.days {
             None => &mut self.seen,
             Some(days) => {
-                let (day, seen) =
-                    days.entry(line.account.clone()).or_insert_with(|| (line.booking_date, HashMap::new()));
-                if line.booking_date < *day {
+                let current = days
+                    .entry(line.account.clone())
+                    .or_insert_with(|| CurrentDay { day: line.booking_date, seen: HashMap::new() });
+                if line.booking_date < current.day {
                     return Err(DaysOutOfOrder { line: line.source_line, day: line.booking_date });
                 }
-                if line.booking_date > *day {
-                    *day = line.booking_date;
-                    seen.clear();
-                    seen.shrink_to(1024);
+                if line.booking_date > current.day {
+                    current.day = line.booking_date;
+                    current.seen.clear();
+                    // A day's lines are few next to a file's: do not keep the largest day's table for good.
+                    current.seen.shrink_to(1024);
                 }
-                seen
+                &mut current.seen
             }
         };
         let count = seen.entry(*fingerprint).or_insert(0);
