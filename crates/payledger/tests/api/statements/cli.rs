@@ -83,6 +83,11 @@ async fn a_bad_file_exits_1_naming_the_file_and_line_and_stores_nothing() {
     assert_eq!(missing.status.code(), Some(2), "an unreadable file: the import could not run");
     let csv = import(&db.url, &[&file, "--format", "csv"]).await;
     assert_eq!(csv.status.code(), Some(2), "CSV without a mapping: {}", String::from_utf8_lossy(&csv.stderr));
+    // An error of the file as a whole names no line.
+    let large = import(&db.url, &[&file, "--max-file-bytes", "10"]).await;
+    let stderr = String::from_utf8_lossy(&large.stderr);
+    assert_eq!(large.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("{file}: the file has ")) && !stderr.contains("line 0"), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
