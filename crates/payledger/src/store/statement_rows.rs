@@ -252,10 +252,10 @@ pub struct NewDiscrepancy {
     pub details: String,
 }
 
-/// A statement import a batch starts, or finds started or complete, by its file's SHA-256.
+/// A statement import a batch starts, or finds started or complete, by its identity (`ImportClaim::sha256`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImportClaim {
-    /// The file's SHA-256.
+    /// The import's identity: the file's SHA-256, or SHA-256(the file's SHA-256 ‖ the account) for one account.
     pub sha256: [u8; 32],
     /// `1c`, `camt053` or `csv`.
     pub format: &'static str,
