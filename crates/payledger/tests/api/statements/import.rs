@@ -33,6 +33,7 @@ on_both_backends!(
     resuming_an_interrupted_import_for_one_account_does_not_complete_the_other_half_stored,
     a_nul_character_in_a_line_is_refused_as_a_bad_file_not_a_failed_store,
     a_file_that_changes_between_the_passes_is_not_finished,
+    an_import_is_not_resumed_with_other_sections_than_it_was_started_with,
 );
 
 fn samples() -> std::path::PathBuf {
@@ -500,6 +501,27 @@ async fn resuming_an_interrupted_import_for_one_account_does_not_complete_the_ot
     let other_lines = count(&harness, "SELECT COUNT(*) FROM statement_lines WHERE account = '40702810900000000002'");
     assert_eq!(other_lines.await, 1);
     harness.db.assert_verified().await;
+    harness.stop().await;
+}
+
+/// An interrupted import whose stored sections are not the file's (started by a version that read the file
+/// otherwise, say): resuming it would finish it with sections whose lines it never stored, so the begin is
+/// refused and the import stays `loading`.
+async fn an_import_is_not_resumed_with_other_sections_than_it_was_started_with(backend: Backend) {
+    let Some(harness) = Harness::start(backend).await else { return };
+    let file = bytes::Bytes::from(two_accounts());
+    let first = harness.service.import(file.clone(), ImportOptions::default(), None).await.expect("import");
+    harness.db.execute("UPDATE statement_imports SET state = 'loading', completed_at = NULL").await;
+    harness.db.execute("DELETE FROM statement_discrepancies").await;
+    harness.db.execute("DELETE FROM statement_lines WHERE account = '40702810900000000002'").await;
+    harness.db.execute("DELETE FROM statement_accounts WHERE account = '40702810900000000002'").await;
+    let refused = harness.service.import(file, ImportOptions::default(), None).await;
+    assert!(
+        matches!(&refused, Err(ReconcileError::NotApplicable { reason }) if reason.contains("cannot be resumed")),
+        "{refused:?}"
+    );
+    let state = count(&harness, "SELECT COUNT(*) FROM statement_imports WHERE state = 'loading'").await;
+    assert_eq!((state, first.accounts.len()), (1, 2));
     harness.stop().await;
 }
 
