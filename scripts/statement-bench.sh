@@ -92,10 +92,14 @@ for store in "${stores[@]}"; do
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/api/health/" > /dev/null && break; sleep 0.1; done
   posted_start=$(date +%s.%N)
   mkdir -p "$work/done"; rm -f "$work/done"/*
-  NOTICES="$work/notices.jsonl" THREADS=2 DONE_DIR="$work/done" wrk -t2 -c64 -d3600s \
+  # No request may time out: wrk would not resend it, and its thread would never see its share answered.
+  NOTICES="$work/notices.jsonl" THREADS=2 DONE_DIR="$work/done" wrk -t2 -c64 -d3600s --timeout 300s \
     -s scripts/replay-notices.lua "http://127.0.0.1:$PORT/api/webhook/bank/" > "$work/wrk.txt" &
   wrk=$!
-  until [ -e "$work/done/1" ] && [ -e "$work/done/2" ]; do sleep 0.2; done
+  until [ -e "$work/done/1" ] && [ -e "$work/done/2" ]; do
+    kill -0 "$wrk" 2>/dev/null || { echo "wrk ended before every notice was answered" >&2; exit 1; }
+    sleep 0.2
+  done
   kill -INT "$wrk"; wait "$wrk"
   posted_end=$(date +%s.%N)
   kill "$server"; wait "$server" 2>/dev/null || true; server=""
