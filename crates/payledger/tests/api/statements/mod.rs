@@ -25,6 +25,7 @@ use crate::common::{self, Backend, TestDb, TestServer, on_both_backends};
 
 mod apply;
 mod import;
+mod review;
 
 on_both_backends!(
     an_empty_ledger_has_no_imports_and_an_unknown_import_is_not_found,
