@@ -325,7 +325,7 @@ async fn submit_lines(service: &Reconciliation, import_id: i64, lines: &[Stateme
             (line.clone(), print, counter.next(&print))
         })
         .collect();
-    let command = LinesCommand { import_id, lines, today: date!(2024 - 05 - 01) };
+    let command = LinesCommand { import_id, lines, today: date!(2024 - 05 - 01), tolerance_days: 3 };
     match service.engine().submit(WriteCommand::StatementLines(command)).await.expect("submit") {
         WriteOutcome::Statement(outcome) => outcome,
         other => panic!("{other:?}"),
