@@ -25,6 +25,7 @@ use crate::common::{self, Backend, TestDb, TestServer, on_both_backends};
 
 mod apply;
 mod import;
+mod matching;
 mod review;
 
 on_both_backends!(
