@@ -207,7 +207,7 @@ fn a_bank_reference_naming_a_payment_of_another_amount_or_payer_does_not_match_i
     // Another payer, same amount: not matched either.
     let other = payment(4, key("7707083893", "15", 7_000));
     assert_eq!(
-        match_lines(&[by_ref.clone()], &[other.clone()], TODAY, TOLERANCE),
+        match_lines(&[by_ref.clone()], std::slice::from_ref(&other), TODAY, TOLERANCE),
         vec![discrepancy(DiscrepancyKind::AmountMismatch, vec![4])]
     );
     // A line without an INN matches by its bank id on amount and currency alone.
@@ -237,13 +237,13 @@ fn a_payment_differing_only_by_a_date_within_the_tolerance_makes_the_line_ambigu
         (date!(2024 - 04 - 23), discrepancy(DiscrepancyKind::MissingNotice, vec![])),
         (date!(2024 - 05 - 01), discrepancy(DiscrepancyKind::MissingNotice, vec![])),
     ] {
-        let decisions = match_lines(&[the_line.clone()], &[payment(9, on(notice_date))], TODAY, TOLERANCE);
+        let decisions = match_lines(std::slice::from_ref(&the_line), &[payment(9, on(notice_date))], TODAY, TOLERANCE);
         assert_eq!(decisions, vec![expected], "notice dated {notice_date}");
     }
     // Another amount on another date is not the line's payment.
     let elsewhere = MatchKey { document_date: date!(2024 - 04 - 28), ..key(PAYER, "15", 7_000) };
     assert_eq!(
-        match_lines(&[the_line.clone()], &[payment(9, elsewhere)], TODAY, TOLERANCE),
+        match_lines(std::slice::from_ref(&the_line), &[payment(9, elsewhere)], TODAY, TOLERANCE),
         vec![discrepancy(DiscrepancyKind::MissingNotice, vec![])]
     );
     // With no tolerance a day off is another payment.
