@@ -157,6 +157,7 @@ fn rivals(
     taken: &HashSet<i64>,
     tolerance_days: u32,
 ) -> Vec<RivalPayment> {
+    let named_ids = super::statements::named_operation_ids(&target.bank_ids);
     let mut found: Vec<RivalPayment> = candidates
         .iter()
         .filter(|payment| !taken.contains(&payment.id))
@@ -165,7 +166,7 @@ fn rivals(
             if key == Some(&payment_key) {
                 return None;
             }
-            let named = target.bank_ids.iter().any(|id| id.eq_ignore_ascii_case(&payment.operation_id.to_string()));
+            let named = named_ids.contains(&payment.operation_id);
             let rival = key.and_then(|key| super::statements::rival(key, &payment_key, tolerance_days));
             (named || rival.is_some()).then(|| RivalPayment {
                 id: payment.id,

@@ -205,6 +205,14 @@ fn bank_id_agrees(line: &LineToMatch, payment: &OpenPayment) -> bool {
         && line.key.as_ref().is_none_or(|key| key.payer_inn == payment.key.payer_inn)
 }
 
+/// The operation ids a line's bank ids name, read as rule 1 reads them: a hyphenated UUID in either case.
+pub fn named_operation_ids(bank_ids: &[String]) -> Vec<Uuid> {
+    bank_ids
+        .iter()
+        .filter_map(|id| id.parse::<Uuid>().ok().filter(|uuid| uuid.to_string() == id.to_ascii_lowercase()))
+        .collect()
+}
+
 /// How an open payment that is not a line's exact key may still be that line's payment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rival {
@@ -234,11 +242,12 @@ pub fn rival(key: &MatchKey, payment: &MatchKey, tolerance_days: u32) -> Option<
 /// candidate differs by amount, `ambiguous` when several do or one differs by date (the notice, or an operator,
 /// says which), `unknown_payer` without an INN or an organization with it, else `missing_notice`.
 pub fn judge(line: &LineToMatch, open: &[&OpenPayment], tolerance_days: u32) -> LineDecision {
+    let named_ids = named_operation_ids(&line.bank_ids);
     let mut near = false;
     let mut candidates: Vec<i64> = open
         .iter()
         .filter(|payment| {
-            let named = line.bank_ids.iter().any(|id| id.eq_ignore_ascii_case(&payment.operation_id.to_string()));
+            let named = named_ids.contains(&payment.operation_id);
             match line.key.as_ref().and_then(|key| rival(key, &payment.key, tolerance_days)) {
                 Some(Rival::NearDate) => {
                     near = true;
