@@ -29,9 +29,9 @@ pub enum DiscrepancyKind {
     MissingNotice,
     /// A credited notice the covered statements do not have.
     NoticeWithoutLine,
-    /// A line whose only candidate notice has another amount.
+    /// A line whose only candidate notice has another amount (or is the one its bank id names).
     AmountMismatch,
-    /// A line with several candidate notices.
+    /// A line with several candidate notices, or one that differs from it only by its document date.
     Ambiguous,
     /// A line whose payer has no INN or no organization.
     UnknownPayer,
