@@ -157,10 +157,12 @@ pub async fn report(
     Ok(Json(state.reconciliation.report(&query).await?))
 }
 
-/// Apply the statement line of one `missing_notice` or `unknown_payer` discrepancy.
+/// Apply the statement line of one discrepancy (`missing_notice`, `unknown_payer`, or an `amount_mismatch` or
+/// `ambiguous` whose candidates other lines have taken since).
 ///
 /// The line is credited to its payer's organization (created if new) exactly as its webhook notice would
-/// have been, or matched to a payment that has arrived since. A line already matched changes nothing
+/// have been, or matched to a payment that has arrived since. It is refused while an unmatched payment may be
+/// it (the same payer and number with another amount on its date, or its amount dated within the tolerance). A line already matched changes nothing
 /// (`already_matched`); a later notice for it is answered "already processed" and credits nothing.
 #[utoipa::path(
     post,
@@ -171,7 +173,7 @@ pub async fn report(
         (status = 200, description = "Applied, matched, or already matched", body = ApplyResult),
         (status = 400, description = "The id is not a positive whole number", body = ErrorBody),
         (status = 404, description = "No such discrepancy", body = ErrorBody),
-        (status = 409, description = "`not_applicable`: its kind or state has nothing to apply (a line without a payer INN, an amount mismatch, an accepted one)", body = ErrorBody),
+        (status = 409, description = "`not_applicable`: its kind or state has nothing to apply (a notice without a line, a line without a payer INN, an open payment that may be it, an accepted one)", body = ErrorBody),
         (status = 503, description = "Not applied; retry (applying twice credits once)", body = ErrorBody),
     )
 )]

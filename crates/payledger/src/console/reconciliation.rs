@@ -230,7 +230,9 @@ impl From<&DiscrepancyView> for DiscrepancyRow {
             details,
             note: view.note.clone().unwrap_or_default(),
             open: view.state == DiscrepancyState::Open,
-            can_apply: matches!(view.kind, DiscrepancyKind::MissingNotice | DiscrepancyKind::UnknownPayer),
+            // Every kind of a line may be applied; the engine refuses, naming the payment, while an open one
+            // may be the line (an amount mismatch whose candidate is still unmatched, say).
+            can_apply: view.kind != DiscrepancyKind::NoticeWithoutLine,
         }
     }
 }

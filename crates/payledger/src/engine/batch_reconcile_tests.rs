@@ -38,7 +38,7 @@ fn intake(id: u128) -> WriteCommand {
 }
 
 fn apply(line_id: i64) -> WriteCommand {
-    WriteCommand::StatementApply(ApplyCommand { line_id, by: "operator".into() })
+    WriteCommand::StatementApply(ApplyCommand { line_id, by: "operator".into(), tolerance_days: 3 })
 }
 
 /// The bank payment row a notice has (inserted by its batch, or stored before), as a candidate.
@@ -68,6 +68,7 @@ fn target(line_id: i64) -> ApplyTarget {
         document_date: date!(2024 - 04 - 28),
         matched: false,
         discrepancy: Some((10 * line_id, "missing_notice".into(), "open".into())),
+        bank_ids: Vec::new(),
     }
 }
 
@@ -195,6 +196,7 @@ fn a_notice_whose_credit_fails_is_matched_by_no_line_or_apply_of_its_batch() {
         import_id: 1,
         lines: vec![(statement_line(), fingerprint, 1)],
         today: date!(2024 - 05 - 01),
+        tolerance_days: 3,
     });
     let (plan, outcomes) = run(&[apply(2), intake(7), lines], claims, i64::MAX);
     assert!(matches!(outcomes[1], WriteOutcome::NoticeFailed { .. }), "{outcomes:?}");

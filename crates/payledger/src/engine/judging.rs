@@ -76,13 +76,18 @@ pub fn decide_finish(
         return StatementOutcome::ImportFinished { id: claimed.id, matched: 0, discrepancies: 0 };
     }
     state.judged = true;
-    let (matched, judged) = judge_pending(view, command.today, taken, plan);
+    let (matched, judged) = judge_pending(view, command, taken, plan);
     let without_line = notices_without_line(view, command, taken, plan);
     StatementOutcome::ImportFinished { id: claimed.id, matched, discrepancies: judged + without_line }
 }
 
 /// Matches the pending lines of closed days against the payments still open, judging the rest.
-fn judge_pending(view: &FinishView<'_>, today: Date, taken: &mut HashSet<i64>, plan: &mut Plan) -> (u64, u64) {
+fn judge_pending(
+    view: &FinishView<'_>,
+    command: &FinishImport,
+    taken: &mut HashSet<i64>,
+    plan: &mut Plan,
+) -> (u64, u64) {
     let open = open_payments(view.candidates, taken);
     let lines: Vec<LineToMatch> = view
         .pending
@@ -90,13 +95,15 @@ fn judge_pending(view: &FinishView<'_>, today: Date, taken: &mut HashSet<i64>, p
         .map(|line| LineToMatch {
             id: line.id,
             key: pending_key(line),
+            amount: line.amount,
+            currency: line.currency.clone(),
             bank_ids: line.bank_ids.clone(),
             booking_date: line.booking_date,
             payer_known: line.payer_inn.as_ref().is_some_and(|inn| view.payers.contains(inn)),
         })
         .collect();
     let (mut matched, mut judged) = (0, 0);
-    for (line, decision) in view.pending.iter().zip(match_lines(&lines, &open, today)) {
+    for (line, decision) in view.pending.iter().zip(match_lines(&lines, &open, command.today, command.tolerance_days)) {
         match decision {
             LineDecision::Matched { payment_id, rule } => {
                 matched += 1;

@@ -13,7 +13,9 @@ use payledger_core::{BalanceSheet, BankNotice, Inn, OperationId};
 use uuid::Uuid;
 
 use super::batch::{AccountMap, BANK_PAYMENT_KIND, Claims, WriteOutcome};
-use super::statements::{ApplyDecision, DiscrepancyKind, LineState, MatchRule, StatementOutcome, decide_apply};
+use super::statements::{
+    ApplyDecision, DiscrepancyKind, LineState, MatchRule, RivalPayment, StatementOutcome, decide_apply,
+};
 use crate::store::AuditEntry;
 use crate::store::batch::{
     ApplyTarget, DiscrepancyUpdate, LateNotice, LockedDiscrepancy, MatchByOperation, NewMatch, NewTransaction,
@@ -54,7 +56,8 @@ pub(super) async fn load_claims<T: crate::store::BatchTx>(
     }));
     if !lines.is_empty() {
         claims.apply_targets = tx.apply_targets(&lines).await?;
-        claims.apply_candidates = tx.payment_candidates(&apply_documents(&claims.apply_targets), &[]).await?;
+        let (documents, bank_ids) = apply_documents(&claims.apply_targets);
+        claims.apply_candidates = tx.payment_candidates(&documents, &bank_ids).await?;
     }
     Ok(())
 }
@@ -66,6 +69,8 @@ pub struct ApplyCommand {
     pub line_id: i64,
     /// Who applies it.
     pub by: String,
+    /// How many days a notice's document date may differ from the line's and still be its payment.
+    pub tolerance_days: u32,
 }
 
 /// Whether a command decides reconciliation, so its batch takes lock phase 0 first.
@@ -142,6 +147,38 @@ fn open_payment(key: Option<&MatchKey>, candidates: &[PaymentCandidate], taken: 
         .min()
 }
 
+/// The open payments among `candidates`, that no command of the batch took, which may be the payment of the
+/// line `target` with `key` although their keys differ: those [`super::statements::rival`] names and those the
+/// line's bank ids name, ascending id.
+fn rivals(
+    target: &ApplyTarget,
+    key: Option<&MatchKey>,
+    candidates: &[PaymentCandidate],
+    taken: &HashSet<i64>,
+    tolerance_days: u32,
+) -> Vec<RivalPayment> {
+    let named_ids = super::statements::named_operation_ids(&target.bank_ids);
+    let mut found: Vec<RivalPayment> = candidates
+        .iter()
+        .filter(|payment| !taken.contains(&payment.id))
+        .filter_map(|payment| {
+            let payment_key = candidate_key(payment)?;
+            if key == Some(&payment_key) {
+                return None;
+            }
+            let named = named_ids.contains(&payment.operation_id);
+            let rival = key.and_then(|key| super::statements::rival(key, &payment_key, tolerance_days));
+            (named || rival.is_some()).then(|| RivalPayment {
+                id: payment.id,
+                amount: Money::from_minor(payment_key.amount, payment_key.currency),
+                document_date: payment_key.document_date,
+            })
+        })
+        .collect();
+    found.sort_by_key(|payment| payment.id);
+    found
+}
+
 /// The payers the batch's applies may credit, whose accounts the batch must find or create and lock: the payer
 /// of every applicable line, even one with an open payment now, since an earlier command of the batch (a twin
 /// line's apply, a notice) may take that payment and leave this line to credit.
@@ -150,7 +187,7 @@ pub fn credited_payers<'a>(applies: impl Iterator<Item = &'a ApplyCommand>, clai
         .filter_map(|apply| {
             let target = claims.apply_targets.get(&apply.line_id)?;
             let key = target_key(target);
-            let decision = decide_apply(&line_state(target, false, &HashSet::new(), &HashMap::new()), None);
+            let decision = decide_apply(&line_state(target, false, &HashSet::new(), &HashMap::new()), None, &[]);
             (decision == ApplyDecision::Credit).then_some(key?.payer_inn)
         })
         .collect()
@@ -343,7 +380,9 @@ impl BatchReconciliation {
         let key = target_key(target);
         let state = line_state(target, self.taken_lines.contains(&apply.line_id), &self.resolved, &self.discrepancies);
         let discrepancy_id = target.discrepancy.as_ref().map(|(id, _, _)| *id);
-        let decision = decide_apply(&state, open_payment(key.as_ref(), &claims.apply_candidates, &self.taken_payments));
+        let exact = open_payment(key.as_ref(), &claims.apply_candidates, &self.taken_payments);
+        let rivals = rivals(target, key.as_ref(), &claims.apply_candidates, &self.taken_payments, apply.tolerance_days);
+        let decision = decide_apply(&state, exact, &rivals);
         let (outcome, resolution, payment) = match (decision, key) {
             (ApplyDecision::MatchTo(payment_id), _) => {
                 self.taken_payments.insert(payment_id);
@@ -464,15 +503,20 @@ pub fn post_credit(
     Ok(())
 }
 
-/// The open payments of the batch's applies, found by their lines' documents.
-pub fn apply_documents(targets: &HashMap<i64, ApplyTarget>) -> Vec<(String, String)> {
+/// The (payer INN, document number) pairs and the bank ids (as operation ids) the applied lines' open payments
+/// are read by: a payment a line's bank reference names may be it whatever its document.
+pub fn apply_documents(targets: &HashMap<i64, ApplyTarget>) -> (Vec<(String, String)>, Vec<Uuid>) {
     let mut documents: Vec<(String, String)> = targets
         .values()
         .filter_map(|target| Some((target.payer_inn.clone()?, target.document_number.clone())))
         .collect();
     documents.sort();
     documents.dedup();
-    documents
+    let mut ids: Vec<Uuid> =
+        targets.values().flat_map(|target| target.bank_ids.iter().filter_map(|id| id.parse().ok())).collect();
+    ids.sort();
+    ids.dedup();
+    (documents, ids)
 }
 
 #[cfg(test)]

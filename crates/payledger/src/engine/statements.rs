@@ -29,9 +29,9 @@ pub enum DiscrepancyKind {
     MissingNotice,
     /// A credited notice the covered statements do not have.
     NoticeWithoutLine,
-    /// A line whose only candidate notice has another amount.
+    /// A line whose only candidate notice has another amount (or is the one its bank id names).
     AmountMismatch,
-    /// A line with several candidate notices.
+    /// A line with several candidate notices, or one that differs from it only by its document date.
     Ambiguous,
     /// A line whose payer has no INN or no organization.
     UnknownPayer,
@@ -105,6 +105,10 @@ pub struct LineToMatch {
     pub id: i64,
     /// The line's key; `None` without a payer INN.
     pub key: Option<MatchKey>,
+    /// The line's amount in minor units (also on a line without a key: rule 1 compares it).
+    pub amount: i64,
+    /// Its currency code.
+    pub currency: String,
     /// The bank's reference and the end-to-end id, either of which may be a payment's operation id.
     pub bank_ids: Vec<String>,
     /// The day the bank booked it.
@@ -137,19 +141,27 @@ pub enum LineDecision {
 /// Matches `lines` (ascending id) against the open `payments` (any order): rule 1 (bank id) first for every
 /// line, then rule 2 as a multiset — the k-th identical line takes the k-th open payment with its key, in
 /// ascending payment id — so two identical real payments stay two. A payment is taken at most once.
-/// Unmatched lines whose booking day is before `today` are judged (see [`judge`]); the others stay pending.
-pub fn match_lines(lines: &[LineToMatch], payments: &[OpenPayment], today: Date) -> Vec<LineDecision> {
+/// Unmatched lines whose booking day is before `today` are judged (see [`judge`], with `tolerance_days`); the
+/// others stay pending.
+pub fn match_lines(
+    lines: &[LineToMatch],
+    payments: &[OpenPayment],
+    today: Date,
+    tolerance_days: u32,
+) -> Vec<LineDecision> {
     let mut sorted: Vec<&OpenPayment> = payments.iter().collect();
     sorted.sort_by_key(|payment| payment.id);
-    let by_operation: HashMap<String, i64> =
-        sorted.iter().map(|payment| (payment.operation_id.to_string(), payment.id)).collect();
+    let by_operation: HashMap<String, &OpenPayment> =
+        sorted.iter().map(|payment| (payment.operation_id.to_string(), *payment)).collect();
     let mut taken: HashSet<i64> = HashSet::new();
     let mut decisions: Vec<Option<LineDecision>> = vec![None; lines.len()];
     for (index, line) in lines.iter().enumerate() {
         let found = line.bank_ids.iter().find_map(|id| by_operation.get(&id.to_ascii_lowercase()).copied());
-        if let Some(payment_id) = found.filter(|id| !taken.contains(id)) {
-            taken.insert(payment_id);
-            decisions[index] = Some(LineDecision::Matched { payment_id, rule: MatchRule::BankRef });
+        // A bank id naming a payment of another amount, currency or payer is not that payment's line: the line
+        // falls through to rule 2 and, unmatched, is judged with that payment as a candidate.
+        if let Some(payment) = found.filter(|payment| !taken.contains(&payment.id) && bank_id_agrees(line, payment)) {
+            taken.insert(payment.id);
+            decisions[index] = Some(LineDecision::Matched { payment_id: payment.id, rule: MatchRule::BankRef });
         }
     }
     let mut by_key: HashMap<&MatchKey, Vec<i64>> = HashMap::new();
@@ -178,37 +190,81 @@ pub fn match_lines(lines: &[LineToMatch], payments: &[OpenPayment], today: Date)
         .iter()
         .zip(decisions)
         .map(|(line, decision)| {
-            decision.unwrap_or_else(
-                || {
-                    if line.booking_date < today { judge(line, &left) } else { LineDecision::Pending }
-                },
-            )
+            decision.unwrap_or_else(|| {
+                if line.booking_date < today { judge(line, &left, tolerance_days) } else { LineDecision::Pending }
+            })
         })
         .collect()
 }
 
-/// The discrepancy of an unmatched credit line of a closed day, given the payments still open:
-/// `amount_mismatch` when exactly one has the line's payer, number and date but another amount, `ambiguous`
-/// when several do, `unknown_payer` without an INN or an organization with it, else `missing_notice`.
-pub fn judge(line: &LineToMatch, open: &[&OpenPayment]) -> LineDecision {
-    let Some(key) = &line.key else {
-        return LineDecision::Discrepancy { kind: DiscrepancyKind::UnknownPayer, candidates: Vec::new() };
-    };
+/// Whether a payment a line's bank id names may be matched by rule 1: the same amount and currency, and the
+/// same payer INN when the line has one (a payment always has one).
+fn bank_id_agrees(line: &LineToMatch, payment: &OpenPayment) -> bool {
+    payment.key.amount == line.amount
+        && payment.key.currency.code() == line.currency
+        && line.key.as_ref().is_none_or(|key| key.payer_inn == payment.key.payer_inn)
+}
+
+/// The operation ids a line's bank ids name, read as rule 1 reads them: a hyphenated UUID in either case.
+pub fn named_operation_ids(bank_ids: &[String]) -> Vec<Uuid> {
+    bank_ids
+        .iter()
+        .filter_map(|id| id.parse::<Uuid>().ok().filter(|uuid| uuid.to_string() == id.to_ascii_lowercase()))
+        .collect()
+}
+
+/// How an open payment that is not a line's exact key may still be that line's payment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rival {
+    /// The same payer, number and date with another amount or currency, or named by the line's bank id.
+    OtherAmount,
+    /// The same payer, number, amount and currency, its document date within the tolerance of the line's.
+    NearDate,
+}
+
+/// How `payment` may be the payment of a line with `key` although the keys differ, if it may: a notice's
+/// document date is the bank's acceptance date for some banks, so a date a few days off is the same money.
+pub fn rival(key: &MatchKey, payment: &MatchKey, tolerance_days: u32) -> Option<Rival> {
+    if payment == key || payment.payer_inn != key.payer_inn || payment.document_number != key.document_number {
+        return None;
+    }
+    let same_money = (payment.amount, payment.currency) == (key.amount, key.currency);
+    if payment.document_date == key.document_date {
+        return (!same_money).then_some(Rival::OtherAmount);
+    }
+    let apart = (payment.document_date - key.document_date).whole_days().unsigned_abs();
+    (same_money && apart <= u64::from(tolerance_days)).then_some(Rival::NearDate)
+}
+
+/// The discrepancy of an unmatched credit line of a closed day, given the payments still open. Its candidates
+/// are the open payments it may be: those its bank id names, and those with its payer and number that differ
+/// only by amount (the same date) or only by a date within `tolerance_days`. `amount_mismatch` when the one
+/// candidate differs by amount, `ambiguous` when several do or one differs by date (the notice, or an operator,
+/// says which), `unknown_payer` without an INN or an organization with it, else `missing_notice`.
+pub fn judge(line: &LineToMatch, open: &[&OpenPayment], tolerance_days: u32) -> LineDecision {
+    let named_ids = named_operation_ids(&line.bank_ids);
+    let mut near = false;
     let mut candidates: Vec<i64> = open
         .iter()
         .filter(|payment| {
-            payment.key.payer_inn == key.payer_inn
-                && payment.key.document_number == key.document_number
-                && payment.key.document_date == key.document_date
-                && (payment.key.amount, payment.key.currency) != (key.amount, key.currency)
+            let named = named_ids.contains(&payment.operation_id);
+            match line.key.as_ref().and_then(|key| rival(key, &payment.key, tolerance_days)) {
+                Some(Rival::NearDate) => {
+                    near = true;
+                    true
+                }
+                Some(Rival::OtherAmount) => true,
+                None => named,
+            }
         })
         .map(|payment| payment.id)
         .collect();
     candidates.sort_unstable();
+    candidates.dedup();
     let kind = match candidates.len() {
-        1 => DiscrepancyKind::AmountMismatch,
-        0 if !line.payer_known => DiscrepancyKind::UnknownPayer,
+        0 if line.key.is_none() || !line.payer_known => DiscrepancyKind::UnknownPayer,
         0 => DiscrepancyKind::MissingNotice,
+        1 if !near => DiscrepancyKind::AmountMismatch,
         _ => DiscrepancyKind::Ambiguous,
     };
     LineDecision::Discrepancy { kind, candidates }
@@ -261,9 +317,23 @@ pub enum ApplyDecision {
     NotApplicable(String),
 }
 
-/// Decides an apply: only an unmatched credit line with an open `missing_notice` or `unknown_payer`
-/// discrepancy and a payer INN is applied; `open_payment` is the lowest-id open payment with its key, if any.
-pub fn decide_apply(line: &LineState, open_payment: Option<i64>) -> ApplyDecision {
+/// An open payment that may be an applied line's payment although its key differs (see [`rival`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RivalPayment {
+    /// bank_payments.id.
+    pub id: i64,
+    /// Its amount.
+    pub amount: payledger_core::money::Money,
+    /// Its Moscow document date.
+    pub document_date: Date,
+}
+
+/// Decides an apply: an unmatched credit line with a payer INN and an open discrepancy of a line (missing
+/// notice, unknown payer, amount mismatch, ambiguous) is matched to `open_payment`, the lowest-id open payment
+/// with its key, if any; else credited when no open payment may be it (`rivals`: those of [`judge`]'s
+/// candidates still open now, and any that arrived since the judgement); else refused, naming the payment. An
+/// amount mismatch whose candidates other lines have taken since is a missing notice by now, so it is credited.
+pub fn decide_apply(line: &LineState, open_payment: Option<i64>, rivals: &[RivalPayment]) -> ApplyDecision {
     if line.matched {
         return ApplyDecision::AlreadyMatched;
     }
@@ -271,19 +341,20 @@ pub fn decide_apply(line: &LineState, open_payment: Option<i64>) -> ApplyDecisio
         return ApplyDecision::NotApplicable("a debit line is never applied".into());
     }
     match line.discrepancy {
-        Some((DiscrepancyKind::MissingNotice | DiscrepancyKind::UnknownPayer, true)) if line.has_inn => {
-            match open_payment {
-                Some(id) => ApplyDecision::MatchTo(id),
-                None => ApplyDecision::Credit,
-            }
+        Some((DiscrepancyKind::NoticeWithoutLine, _)) => {
+            ApplyDecision::NotApplicable("a notice_without_line discrepancy has no line to apply".into())
         }
-        Some((DiscrepancyKind::UnknownPayer, true)) => {
+        Some((_, true)) if line.has_inn => match (open_payment, rivals.first()) {
+            (Some(id), _) => ApplyDecision::MatchTo(id),
+            (None, Some(rival)) => ApplyDecision::NotApplicable(format!(
+                "a notice of {} dated {} (payment {}) may be this payment; accept or resolve it",
+                rival.amount, rival.document_date, rival.id
+            )),
+            (None, None) => ApplyDecision::Credit,
+        },
+        Some((_, true)) => {
             ApplyDecision::NotApplicable("the line has no payer INN, so there is no one to credit".into())
         }
-        Some((kind, true)) => ApplyDecision::NotApplicable(format!(
-            "a {} discrepancy is resolved by the notice or accepted, not applied",
-            kind.as_str()
-        )),
         Some((_, false)) => ApplyDecision::NotApplicable("the line's discrepancy is no longer open".into()),
         None => ApplyDecision::NotApplicable("the line has no discrepancy (its day is still open)".into()),
     }
@@ -448,6 +519,8 @@ pub struct LinesCommand {
     pub lines: Vec<(StatementLine, Fingerprint, u32)>,
     /// Today in Moscow: lines booked before it are judged, the others stay pending.
     pub today: Date,
+    /// How many days a notice's document date may differ from its line's (see [`judge`]).
+    pub tolerance_days: u32,
 }
 
 /// The most lines one [`LinesCommand`] carries.
@@ -540,6 +613,8 @@ pub fn decide_lines(
                 LineToMatch {
                     id: *id,
                     key: MatchKey::of_line(line),
+                    amount: line.amount.minor(),
+                    currency: line.amount.currency().code().to_owned(),
                     bank_ids: [&line.bank_ref, &line.end_to_end_id].into_iter().flatten().cloned().collect(),
                     booking_date: line.booking_date,
                     payer_known: line.counterparty_inn.as_ref().is_some_and(|inn| payers.contains(inn.as_str())),
@@ -548,7 +623,7 @@ pub fn decide_lines(
         }
     }
     let to_match: Vec<LineToMatch> = lines.iter().map(|(_, line)| line.clone()).collect();
-    let decisions = match_lines(&to_match, &open, command.today);
+    let decisions = match_lines(&to_match, &open, command.today, command.tolerance_days);
     let (mut matched, mut pending, mut judged) = (0u64, 0u64, 0u64);
     for ((line, candidate), decision) in lines.iter().zip(decisions) {
         match decision {

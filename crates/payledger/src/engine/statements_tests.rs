@@ -23,13 +23,23 @@ fn key(inn: &str, number: &str, amount: i64) -> MatchKey {
 
 const PAYER: &str = "7701234567";
 const TODAY: Date = date!(2024 - 05 - 01);
+const TOLERANCE: u32 = 3;
 
 fn payment(id: i64, key: MatchKey) -> OpenPayment {
     OpenPayment { id, operation_id: Uuid::from_u128(id as u128), key }
 }
 
 fn line(id: i64, key: Option<MatchKey>, booked: Date) -> LineToMatch {
-    LineToMatch { id, key, bank_ids: Vec::new(), booking_date: booked, payer_known: true }
+    let amount = key.as_ref().map_or(100, |key| key.amount);
+    LineToMatch {
+        id,
+        key,
+        amount,
+        currency: "RUB".into(),
+        bank_ids: Vec::new(),
+        booking_date: booked,
+        payer_known: true,
+    }
 }
 
 fn discrepancy(kind: DiscrepancyKind, candidates: Vec<i64>) -> LineDecision {
@@ -42,6 +52,7 @@ fn a_line_matches_the_payment_with_its_key() {
         &[line(1, Some(key(PAYER, "17", 500)), date!(2024 - 04 - 28))],
         &[payment(9, key(PAYER, "17", 500))],
         TODAY,
+        TOLERANCE,
     );
     assert_eq!(decisions, vec![LineDecision::Matched { payment_id: 9, rule: MatchRule::Document }]);
 }
@@ -50,7 +61,7 @@ fn a_line_matches_the_payment_with_its_key() {
 fn twin_lines_take_twin_payments_in_id_order_and_a_third_twin_is_missing() {
     let twin = key(PAYER, "5", 100);
     let lines: Vec<LineToMatch> = (1..=3).map(|id| line(id, Some(twin.clone()), date!(2024 - 04 - 28))).collect();
-    let decisions = match_lines(&lines, &[payment(20, twin.clone()), payment(10, twin)], TODAY);
+    let decisions = match_lines(&lines, &[payment(20, twin.clone()), payment(10, twin)], TODAY, TOLERANCE);
     assert_eq!(
         decisions,
         vec![
@@ -69,6 +80,7 @@ fn a_bank_reference_naming_the_operation_id_wins_over_the_document_rule() {
         &[by_ref, line(2, Some(key(PAYER, "1", 100)), date!(2024 - 04 - 28))],
         &[payment(5, key(PAYER, "1", 100)), payment(7, key(PAYER, "1", 100))],
         TODAY,
+        TOLERANCE,
     );
     assert_eq!(
         decisions,
@@ -84,7 +96,7 @@ fn an_unmatched_line_of_an_open_day_is_pending_and_of_a_closed_day_is_judged() {
     let lines =
         [line(1, Some(key(PAYER, "1", 100)), TODAY), line(2, Some(key(PAYER, "2", 100)), date!(2024 - 04 - 30))];
     assert_eq!(
-        match_lines(&lines, &[], TODAY),
+        match_lines(&lines, &[], TODAY, TOLERANCE),
         vec![LineDecision::Pending, discrepancy(DiscrepancyKind::MissingNotice, vec![])]
     );
 }
@@ -92,12 +104,18 @@ fn an_unmatched_line_of_an_open_day_is_pending_and_of_a_closed_day_is_judged() {
 #[test]
 fn one_payment_with_another_amount_is_a_mismatch_and_two_are_ambiguous() {
     let closed = date!(2024 - 04 - 29);
-    let one = match_lines(&[line(1, Some(key(PAYER, "3", 100)), closed)], &[payment(4, key(PAYER, "3", 150))], TODAY);
+    let one = match_lines(
+        &[line(1, Some(key(PAYER, "3", 100)), closed)],
+        &[payment(4, key(PAYER, "3", 150))],
+        TODAY,
+        TOLERANCE,
+    );
     assert_eq!(one, vec![discrepancy(DiscrepancyKind::AmountMismatch, vec![4])]);
     let two = match_lines(
         &[line(1, Some(key(PAYER, "3", 100)), closed)],
         &[payment(6, key(PAYER, "3", 150)), payment(4, key(PAYER, "3", 90))],
         TODAY,
+        TOLERANCE,
     );
     assert_eq!(two, vec![discrepancy(DiscrepancyKind::Ambiguous, vec![4, 6])]);
 }
@@ -108,7 +126,7 @@ fn a_line_without_an_inn_or_an_organization_has_an_unknown_payer() {
     let mut stranger = line(2, Some(key(PAYER, "4", 100)), closed);
     stranger.payer_known = false;
     assert_eq!(
-        match_lines(&[line(1, None, closed), stranger], &[], TODAY),
+        match_lines(&[line(1, None, closed), stranger], &[], TODAY, TOLERANCE),
         vec![discrepancy(DiscrepancyKind::UnknownPayer, vec![]), discrepancy(DiscrepancyKind::UnknownPayer, vec![])]
     );
 }
@@ -135,18 +153,104 @@ fn apply_credits_a_missing_notice_matches_a_notice_that_arrived_and_refuses_the_
         discrepancy: Some((DiscrepancyKind::MissingNotice, true)),
         has_inn: true,
     };
-    assert_eq!(decide_apply(&open_missing, None), ApplyDecision::Credit);
-    assert_eq!(decide_apply(&open_missing, Some(8)), ApplyDecision::MatchTo(8));
-    assert_eq!(decide_apply(&LineState { matched: true, ..open_missing.clone() }, None), ApplyDecision::AlreadyMatched);
+    assert_eq!(decide_apply(&open_missing, None, &[]), ApplyDecision::Credit);
+    assert_eq!(decide_apply(&open_missing, Some(8), &[]), ApplyDecision::MatchTo(8));
+    assert_eq!(
+        decide_apply(&LineState { matched: true, ..open_missing.clone() }, None, &[]),
+        ApplyDecision::AlreadyMatched
+    );
     for refused in [
         LineState { credit: false, ..open_missing.clone() },
         LineState { discrepancy: Some((DiscrepancyKind::MissingNotice, false)), ..open_missing.clone() },
-        LineState { discrepancy: Some((DiscrepancyKind::AmountMismatch, true)), ..open_missing.clone() },
         LineState { discrepancy: Some((DiscrepancyKind::UnknownPayer, true)), has_inn: false, ..open_missing.clone() },
+        LineState { discrepancy: Some((DiscrepancyKind::NoticeWithoutLine, true)), ..open_missing.clone() },
         LineState { discrepancy: None, ..open_missing.clone() },
     ] {
-        assert!(matches!(decide_apply(&refused, None), ApplyDecision::NotApplicable(_)), "{refused:?}");
+        assert!(matches!(decide_apply(&refused, None, &[]), ApplyDecision::NotApplicable(_)), "{refused:?}");
     }
+}
+
+fn rival_payment(id: i64, minor: i64, date: Date) -> RivalPayment {
+    RivalPayment { id, amount: payledger_core::money::Money::from_minor(minor, Currency::RUB), document_date: date }
+}
+
+#[test]
+fn apply_refuses_a_line_an_open_payment_may_be_and_credits_a_mismatch_whose_candidates_are_gone() {
+    let open = |kind| LineState { credit: true, matched: false, discrepancy: Some((kind, true)), has_inn: true };
+    // A notice one day off arrived since the line was judged missing_notice: crediting would pay twice.
+    let near = [rival_payment(12, 70_000, date!(2024 - 04 - 28))];
+    for kind in DiscrepancyKind::ALL.into_iter().filter(|kind| *kind != DiscrepancyKind::NoticeWithoutLine) {
+        match decide_apply(&open(kind), None, &near) {
+            ApplyDecision::NotApplicable(reason) => assert_eq!(
+                reason,
+                "a notice of 700.00 RUB dated 2024-04-28 (payment 12) may be this payment; accept or resolve it",
+                "{kind:?}"
+            ),
+            other => panic!("{kind:?} with an open rival: {other:?}"),
+        }
+        // The exact payment, when it is there, is matched whatever the rivals.
+        assert_eq!(decide_apply(&open(kind), Some(3), &near), ApplyDecision::MatchTo(3), "{kind:?}");
+    }
+    // Its only candidate taken by another line since, an amount_mismatch or ambiguous line is a missing notice.
+    assert_eq!(decide_apply(&open(DiscrepancyKind::AmountMismatch), None, &[]), ApplyDecision::Credit);
+    assert_eq!(decide_apply(&open(DiscrepancyKind::Ambiguous), None, &[]), ApplyDecision::Credit);
+}
+
+#[test]
+fn a_bank_reference_naming_a_payment_of_another_amount_or_payer_does_not_match_it() {
+    let closed = date!(2024 - 04 - 29);
+    let mut by_ref = line(1, Some(key(PAYER, "15", 7_000)), closed);
+    by_ref.bank_ids = vec![Uuid::from_u128(4).to_string()];
+    // Another amount: rule 2 finds nothing, and the judgement names the payment the bank referred to.
+    let decisions = match_lines(&[by_ref.clone()], &[payment(4, key(PAYER, "15", 70_000))], TODAY, TOLERANCE);
+    assert_eq!(decisions, vec![discrepancy(DiscrepancyKind::AmountMismatch, vec![4])]);
+    // Another payer, same amount: not matched either.
+    let other = payment(4, key("7707083893", "15", 7_000));
+    assert_eq!(
+        match_lines(&[by_ref.clone()], std::slice::from_ref(&other), TODAY, TOLERANCE),
+        vec![discrepancy(DiscrepancyKind::AmountMismatch, vec![4])]
+    );
+    // A line without an INN matches by its bank id on amount and currency alone.
+    let mut anonymous = by_ref.clone();
+    anonymous.key = None;
+    assert_eq!(
+        match_lines(&[anonymous], &[other], TODAY, TOLERANCE),
+        vec![LineDecision::Matched { payment_id: 4, rule: MatchRule::BankRef }]
+    );
+    let mut rubles = by_ref;
+    rubles.currency = "USD".into();
+    rubles.key = None;
+    assert_eq!(
+        match_lines(&[rubles], &[payment(4, key(PAYER, "15", 7_000))], TODAY, TOLERANCE),
+        vec![discrepancy(DiscrepancyKind::AmountMismatch, vec![4])]
+    );
+}
+
+#[test]
+fn a_payment_differing_only_by_a_date_within_the_tolerance_makes_the_line_ambiguous() {
+    let closed = date!(2024 - 04 - 30);
+    let on = |date: Date| MatchKey { document_date: date, ..key(PAYER, "15", 70_000) };
+    let the_line = line(1, Some(on(date!(2024 - 04 - 27))), closed);
+    for (notice_date, expected) in [
+        (date!(2024 - 04 - 28), discrepancy(DiscrepancyKind::Ambiguous, vec![9])),
+        (date!(2024 - 04 - 24), discrepancy(DiscrepancyKind::Ambiguous, vec![9])),
+        (date!(2024 - 04 - 23), discrepancy(DiscrepancyKind::MissingNotice, vec![])),
+        (date!(2024 - 05 - 01), discrepancy(DiscrepancyKind::MissingNotice, vec![])),
+    ] {
+        let decisions = match_lines(std::slice::from_ref(&the_line), &[payment(9, on(notice_date))], TODAY, TOLERANCE);
+        assert_eq!(decisions, vec![expected], "notice dated {notice_date}");
+    }
+    // Another amount on another date is not the line's payment.
+    let elsewhere = MatchKey { document_date: date!(2024 - 04 - 28), ..key(PAYER, "15", 7_000) };
+    assert_eq!(
+        match_lines(std::slice::from_ref(&the_line), &[payment(9, elsewhere)], TODAY, TOLERANCE),
+        vec![discrepancy(DiscrepancyKind::MissingNotice, vec![])]
+    );
+    // With no tolerance a day off is another payment.
+    assert_eq!(
+        match_lines(&[the_line], &[payment(9, on(date!(2024 - 04 - 28)))], TODAY, 0),
+        vec![discrepancy(DiscrepancyKind::MissingNotice, vec![])]
+    );
 }
 
 #[test]
@@ -290,7 +394,7 @@ impl Model {
     fn import(&mut self, key: &MatchKey) {
         let id = self.id();
         let new = line(id, Some(key.clone()), date!(2024 - 04 - 28));
-        let decision = match_lines(&[new], &self.open_payments(), TODAY);
+        let decision = match_lines(&[new], &self.open_payments(), TODAY, TOLERANCE);
         match decision.first() {
             Some(LineDecision::Matched { payment_id, .. }) => {
                 self.lines.push((id, key.clone(), Some(*payment_id), false))
@@ -309,7 +413,7 @@ impl Model {
             has_inn: true,
         };
         let waiting = self.open_payments().into_iter().filter(|p| p.key == key).map(|p| p.id).min();
-        match decide_apply(&state, waiting) {
+        match decide_apply(&state, waiting, &[]) {
             ApplyDecision::MatchTo(payment_id) => self.lines[position] = (line_id, key, Some(payment_id), false),
             ApplyDecision::Credit => {
                 let id = self.id();

@@ -18,7 +18,8 @@ enum Applied {
 }
 
 async fn submit(service: &Reconciliation, line_id: i64, by: &str) -> Result<Applied, ReconcileError> {
-    let command = WriteCommand::StatementApply(ApplyCommand { line_id, by: by.to_owned() });
+    let tolerance_days = service.settings().date_tolerance_days;
+    let command = WriteCommand::StatementApply(ApplyCommand { line_id, by: by.to_owned(), tolerance_days });
     let done = |outcome, operation_id: uuid::Uuid, discrepancy_id| {
         Ok(Applied::Done { outcome, operation_id: Some(operation_id.to_string()), discrepancy_id })
     };

@@ -414,8 +414,10 @@ async fn pass_two(
             break;
         }
         let engine = service.engine().clone();
+        let tolerance_days = service.settings().date_tolerance_days;
         in_flight.spawn(async move {
-            engine.submit(WriteCommand::StatementLines(LinesCommand { import_id, lines: chunk, today })).await
+            let command = LinesCommand { import_id, lines: chunk, today, tolerance_days };
+            engine.submit(WriteCommand::StatementLines(command)).await
         });
     }
     drop(receive);

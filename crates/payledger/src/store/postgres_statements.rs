@@ -438,7 +438,8 @@ impl PgBatch {
         let rows = sqlx::query(
             "SELECT l.id, l.account, l.fingerprint, l.occurrence::bigint, l.direction, l.amount, l.currency, l.payer_inn,
                     l.document_number, l.document_date,
-                    EXISTS (SELECT 1 FROM statement_matches m WHERE m.line_id = l.id), d.id, d.kind, d.state
+                    EXISTS (SELECT 1 FROM statement_matches m WHERE m.line_id = l.id), d.id, d.kind, d.state,
+                    l.bank_ref, l.end_to_end_id
              FROM statement_lines l LEFT JOIN statement_discrepancies d ON d.line_id = l.id
              WHERE l.id = ANY($1::bigint[])",
         )
@@ -470,6 +471,10 @@ impl PgBatch {
                     document_date: row.try_get(9)?,
                     matched: row.try_get(10)?,
                     discrepancy,
+                    bank_ids: [row.try_get::<Option<String>, _>(14)?, row.try_get::<Option<String>, _>(15)?]
+                        .into_iter()
+                        .flatten()
+                        .collect(),
                 },
             );
         }

@@ -367,7 +367,8 @@ impl SqliteBatch<'_> {
         let mut find = self.tx.prepare_cached(
             "SELECT l.account, l.fingerprint, l.occurrence, l.direction, l.amount, l.currency, l.payer_inn,
                     l.document_number, l.document_date,
-                    EXISTS (SELECT 1 FROM statement_matches m WHERE m.line_id = l.id), d.id, d.kind, d.state
+                    EXISTS (SELECT 1 FROM statement_matches m WHERE m.line_id = l.id), d.id, d.kind, d.state,
+                    l.bank_ref, l.end_to_end_id
              FROM statement_lines l LEFT JOIN statement_discrepancies d ON d.line_id = l.id
              WHERE l.id = ?1",
         )?;
@@ -385,6 +386,7 @@ impl SqliteBatch<'_> {
                             row.get::<_, Option<String>>(11)?,
                             row.get::<_, Option<String>>(12)?,
                         ),
+                        [row.get::<_, Option<String>>(13)?, row.get::<_, Option<String>>(14)?],
                     ))
                 })
                 .optional()?;
@@ -394,6 +396,7 @@ impl SqliteBatch<'_> {
                 (inn, number, date),
                 matched,
                 d,
+                bank_ids,
             )) = row
             else {
                 continue;
@@ -418,6 +421,7 @@ impl SqliteBatch<'_> {
                     document_date: stored_date(&date)?,
                     matched,
                     discrepancy,
+                    bank_ids: bank_ids.into_iter().flatten().collect(),
                 },
             );
         }

@@ -62,6 +62,8 @@ pub struct ApplyTarget {
     pub matched: bool,
     /// Its discrepancy: id, kind, state.
     pub discrepancy: Option<(i64, String, String)>,
+    /// The bank's reference and the end-to-end id, either of which may name a payment's operation id.
+    pub bank_ids: Vec<String>,
 }
 
 /// What a notice's match key may meet in the reconciliation tables, read by (payer INN, document number).

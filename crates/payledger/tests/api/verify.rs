@@ -116,7 +116,7 @@ async fn seeding_is_idempotent_and_valid(backend: Backend) {
 }
 
 /// The codes of every check `verify` runs, in order: monitoring keys on them, so they are part of the interface.
-const CHECK_CODES: [&str; 19] = [
+const CHECK_CODES: [&str; 20] = [
     "account_balance_is_sum_of_entries",
     "transaction_entries_sum_to_zero",
     "entries_reference_stored_rows",
@@ -136,6 +136,7 @@ const CHECK_CODES: [&str; 19] = [
     "late_notice_repeats_an_applied_line",
     "statement_rows_matched_once",
     "statement_totals_add_up",
+    "matched_rows_have_no_open_discrepancy",
 ];
 
 async fn a_populated_ledger_verifies_clean_and_json_reports_every_check(backend: Backend) {
@@ -473,7 +474,7 @@ async fn assert_caught(db: &TestDb, problem: &str, repair: &[&'static str]) {
     assert_eq!(code, 0, "after repairing {problem:?}:\n{output}");
 }
 
-/// Each reconciliation invariant (checks 15 to 19) is proven by verify: a consistent import, line and match
+/// Each reconciliation invariant (checks 15 to 20) is proven by verify: a consistent import, line and match
 /// verify clean, and each tampered row is named.
 async fn verify_catches_tampered_reconciliation_rows(backend: Backend) {
     let Some(db) = TestDb::new(backend).await else { return };
@@ -532,6 +533,45 @@ async fn verify_catches_tampered_reconciliation_rows(backend: Backend) {
         &db,
         "which is failed, not applied or received",
         &["UPDATE bank_payments SET status = 'applied' WHERE amount = 1000"],
+    )
+    .await;
+    // 15: a document match whose line has another document number, then another document date.
+    db.execute("UPDATE statement_lines SET document_number = 'PAY-329'").await;
+    assert_caught(&db, "which are missing or differ", &["UPDATE statement_lines SET document_number = 'PAY-328'"])
+        .await;
+    db.execute("UPDATE statement_lines SET document_date = '2024-04-29'").await;
+    assert_caught(&db, "which are missing or differ", &["UPDATE statement_lines SET document_date = '2024-04-28'"])
+        .await;
+    // 15: a bank_ref match need not agree on the document (the bank names the payment), but on the payer the
+    // line names it must.
+    db.execute("UPDATE statement_matches SET rule = 'bank_ref'").await;
+    db.execute("UPDATE statement_lines SET document_number = 'PAY-329', payer_inn = '7728168971'").await;
+    assert_caught(&db, "which are missing or differ", &["UPDATE statement_lines SET payer_inn = '7707083893'"]).await;
+    db.execute("UPDATE statement_lines SET document_number = 'PAY-328'").await;
+    db.execute("UPDATE statement_matches SET rule = 'document'").await;
+    // 20: a matched line keeps an open discrepancy, then a matched payment keeps an open notice_without_line.
+    db.execute(
+        "INSERT INTO statement_discrepancies (id, kind, state, line_id, account, day, amount, currency, created_at)
+         VALUES (1, 'missing_notice', 'open', 1, '40702810900000000001', '2024-04-28', 1000, 'RUB',
+                 '2024-04-29T00:00:00Z')",
+    )
+    .await;
+    assert_caught(
+        &db,
+        "discrepancy 1 (missing_notice) is open on matched statement line 1",
+        &["UPDATE statement_discrepancies SET state = 'resolved', resolution = 'notice' WHERE id = 1"],
+    )
+    .await;
+    db.execute(
+        "INSERT INTO statement_discrepancies (id, kind, state, payment_id, day, amount, currency, created_at)
+         VALUES (2, 'notice_without_line', 'open', (SELECT id FROM bank_payments WHERE amount = 1000), '2024-04-28',
+                 1000, 'RUB', '2024-04-29T00:00:00Z')",
+    )
+    .await;
+    assert_caught(
+        &db,
+        "(notice_without_line) is open on matched bank payment",
+        &["UPDATE statement_discrepancies SET state = 'resolved', resolution = 'matched' WHERE id = 2"],
     )
     .await;
     // 16: a payment claims to come from the statement, but no line was applied to create it.

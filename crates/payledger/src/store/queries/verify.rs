@@ -280,7 +280,7 @@ const VERIFY_CHECKS: &[(&str, &str, &str)] = &[
     (
         "statement_match_pairs_equal_rows",
         "every statement match pairs a stored credit line with a stored, credited or waiting payment of its amount \
-         (and payer)",
+         (and payer, and document for rules 'document' and 'applied')",
         "SELECT 'statement match ' || m.id || ' pairs line ' || m.line_id || ' with bank payment ' || m.payment_id
                 || ', which are missing or differ' AS problem
          FROM statement_matches m
@@ -288,7 +288,9 @@ const VERIFY_CHECKS: &[(&str, &str, &str)] = &[
          LEFT JOIN bank_payments p ON p.id = m.payment_id
          WHERE l.id IS NULL OR p.id IS NULL OR l.direction <> 'credit' OR l.amount <> p.amount
             OR l.currency <> p.currency
-            OR (m.rule IN ('document', 'applied') AND (l.payer_inn IS NULL OR l.payer_inn <> p.payer_inn))
+            OR (m.rule IN ('document', 'applied') AND (l.payer_inn IS NULL OR l.payer_inn <> p.payer_inn
+                OR l.document_number <> p.document_number OR l.document_date <> MOSCOW_DATE(p.document_date)))
+            OR (m.rule = 'bank_ref' AND l.payer_inn IS NOT NULL AND l.payer_inn <> p.payer_inn)
          UNION ALL
          SELECT 'statement match ' || m.id || ' pairs line ' || m.line_id || ' with bank payment ' || m.payment_id
                 || ', which is ' || p.status || ', not applied or received' AS problem
@@ -355,6 +357,21 @@ const VERIFY_CHECKS: &[(&str, &str, &str)] = &[
                 AS problem
          FROM statement_lines l LEFT JOIN statement_accounts a ON a.import_id = l.import_id AND a.account = l.account
          WHERE a.id IS NULL",
+    ),
+    // A match settles its line and its payment: an open discrepancy left on either would be applied or accepted
+    // by an operator a second time.
+    (
+        "matched_rows_have_no_open_discrepancy",
+        "no matched statement line and no matched bank payment has an open discrepancy",
+        "SELECT 'discrepancy ' || d.id || ' (' || d.kind || ') is open on matched statement line ' || d.line_id
+                AS problem
+         FROM statement_discrepancies d JOIN statement_matches m ON m.line_id = d.line_id
+         WHERE d.state = 'open'
+         UNION ALL
+         SELECT 'discrepancy ' || d.id || ' (' || d.kind || ') is open on matched bank payment ' || d.payment_id
+                AS problem
+         FROM statement_discrepancies d JOIN statement_matches m ON m.payment_id = d.payment_id
+         WHERE d.state = 'open'",
     ),
 ];
 

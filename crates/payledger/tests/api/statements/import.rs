@@ -26,6 +26,7 @@ on_both_backends!(
     a_bad_file_is_refused_with_its_line_and_nothing_is_stored,
     identical_twin_payments_with_one_notice_leave_one_missing_notice,
     a_line_is_judged_against_another_amount_only_after_the_whole_file_is_matched,
+    the_same_statement_in_every_format_stores_each_payment_once,
     a_line_of_an_open_day_stays_pending_until_a_later_import_finishes_after_its_day,
     a_credited_notice_absent_from_complete_statements_becomes_notice_without_line_until_a_line_matches,
     an_interrupted_import_left_loading_is_resumed_by_importing_the_same_file,
@@ -602,5 +603,36 @@ async fn a_hundred_thousand_line_import_on_sqlite_is_timed() {
     let summary = import(&harness, bytes, ImportOptions::default()).await;
     println!("100k-line import: {:?} ({summary:?})", started.elapsed());
     assert_eq!(summary.lines_new, summary.lines_read);
+    harness.stop().await;
+}
+
+/// The four samples are one statement (the same account, days and payments) in four formats, each with its
+/// own SHA-256: importing them all into one ledger must store each payment once, or a payment matched to its
+/// notice by the first file is a `missing_notice` of the second, which an apply credits a second time.
+async fn the_same_statement_in_every_format_stores_each_payment_once(backend: Backend) {
+    let Some(harness) = Harness::start(backend).await else { return };
+    let samples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/samples");
+    let notices = std::fs::read_to_string(samples.join("notices.jsonl")).expect("notices");
+    for line in notices.lines() {
+        let body: serde_json::Value = serde_json::from_str(line).expect("notice");
+        assert_eq!(harness.server.post_webhook(&body).await.0, 200, "{line}");
+    }
+    let mapping = std::fs::read_to_string(samples.join("statement.csv-mapping.txt")).expect("mapping");
+    let files = [
+        ("statement-1c-utf8.txt", None),
+        ("statement-1c-cp1251.txt", None),
+        ("statement-camt053.xml", None),
+        ("statement.csv", Some(mapping.trim().to_owned())),
+    ];
+    let mut stored = Vec::new();
+    for (name, csv) in files {
+        let bytes = std::fs::read(samples.join(name)).expect("sample");
+        let options = ImportOptions { csv, file_name: Some(name.into()), ..ImportOptions::default() };
+        let summary = harness.service.import(bytes::Bytes::from(bytes), options, None).await.expect("import");
+        stored.push((name, summary.lines_new, summary.discrepancies.missing_notice));
+    }
+    let lines = harness.db.scalar("SELECT COUNT(*) FROM statement_lines").await;
+    assert_eq!(lines, 18, "one statement stored as {lines} lines: {stored:?}");
+    harness.db.assert_verified().await;
     harness.stop().await;
 }

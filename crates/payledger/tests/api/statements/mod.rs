@@ -25,7 +25,7 @@ use crate::common::{self, Backend, TestDb, TestServer, on_both_backends};
 
 mod apply;
 mod import;
-mod review;
+mod matching;
 
 on_both_backends!(
     an_empty_ledger_has_no_imports_and_an_unknown_import_is_not_found,
@@ -326,7 +326,7 @@ async fn submit_lines(service: &Reconciliation, import_id: i64, lines: &[Stateme
             (line.clone(), print, counter.next(line, &print).expect("occurrence"))
         })
         .collect();
-    let command = LinesCommand { import_id, lines, today: date!(2024 - 05 - 01) };
+    let command = LinesCommand { import_id, lines, today: date!(2024 - 05 - 01), tolerance_days: 3 };
     match service.engine().submit(WriteCommand::StatementLines(command)).await.expect("submit") {
         WriteOutcome::Statement(outcome) => outcome,
         other => panic!("{other:?}"),
