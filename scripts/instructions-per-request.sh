@@ -28,12 +28,15 @@ count() {
     valgrind --tool=callgrind --callgrind-out-file="$dir/callgrind.out" \
     "$bin/payledger" serve --bind "127.0.0.1:$PORT" --demo-organizations 0 > "$dir/server.log" 2>&1 &
   server=$!
+  # Another server on the port would answer the bench instead.
+  sleep 1
+  kill -0 "$server" 2>/dev/null || { cat "$dir/server.log" >&2; exit 1; }
   for _ in $(seq 600); do curl -sf "http://127.0.0.1:$PORT/api/health/" > /dev/null && break; sleep 0.2; done
   local login=()
   if [ "$SCENARIO" = transfers ]; then login=(--username bench --password "$ADMIN_PASSWORD"); fi
   "$bin/payledger-bench" --url "http://127.0.0.1:$PORT" --scenario "$SCENARIO" "${login[@]}" --connections 8 \
     --requests "$requests" --orgs 1000 --users 1000 --warmup 0 --timeout 60 --seed 7 > "$dir/bench.txt" 2>&1
-  grep -q "balances: OK" "$dir/bench.txt" || { cat "$dir/bench.txt" >&2; exit 1; }
+  grep -q "balances: OK" "$dir/bench.txt" || { cat "$dir/bench.txt" >&2; kill "$server"; exit 1; }
   kill -TERM "$server"; wait "$server" || true; server=""
   grep -m1 -E '^(summary|totals):' "$dir/callgrind.out" | awk '{print $2}'
 }
