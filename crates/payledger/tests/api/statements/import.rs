@@ -246,9 +246,9 @@ async fn identical_twin_payments_with_one_notice_leave_one_missing_notice(backen
 }
 
 /// Two payments of one payer with one number and date but different amounts, the first one's notice lost:
-/// chunks of a file are matched one after another, so the lost one's line (in the first chunk) must not be
-/// judged the other's `amount_mismatch` (which cannot be applied) before the other's own line (a later
-/// chunk) has taken that notice. A notice with another amount and no line of its own still is one.
+/// chunks of a file are matched one after another, so the lost one's line (in the first chunk) is not judged
+/// the other's `amount_mismatch` before the other's own line (a later chunk) has taken that notice: it is a
+/// `missing_notice`. A notice with another amount and no line of its own still is one.
 async fn a_line_is_judged_against_another_amount_only_after_the_whole_file_is_matched(backend: Backend) {
     let Some(harness) = Harness::start(backend).await else { return };
     let day = date!(2024 - 04 - 22);
