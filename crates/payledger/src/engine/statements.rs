@@ -406,8 +406,9 @@ pub struct AcceptCommand {
 /// The start of a statement import, after the whole file validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BeginImport {
-    /// The import's identity: the file's SHA-256, or for an import of one account's section the SHA-256 of
-    /// (the file's SHA-256 ‖ the account number), so that each account of a file is an import of its own.
+    /// The import's identity: the file's SHA-256, or for an import of one account's section of a file with other
+    /// accounts the SHA-256 of (the file's SHA-256 ‖ the account number), so that each account of such a file is
+    /// an import of its own.
     pub sha256: [u8; 32],
     /// The file's SHA-256 (the audit names it).
     pub file_sha256: [u8; 32],
