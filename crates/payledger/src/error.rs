@@ -40,7 +40,8 @@ pub struct ErrorBody {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(example = "50.00")]
     pub reserved: Option<String>,
-    /// For `statement_invalid`: the 1-based line of the file that is wrong (0: the file as a whole).
+    /// For `statement_invalid`: the 1-based line of the file that is wrong; absent when the error is about the
+    /// file as a whole (its size, its format, a CSV without a mapping).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(example = 42)]
     pub line: Option<u64>,
@@ -102,7 +103,7 @@ pub enum ApiError {
     /// why. Nothing was stored.
     #[error("line {line}: {reason}")]
     StatementInvalid {
-        /// The 1-based line of the file (0: the file as a whole).
+        /// The 1-based line of the file (0: the file as a whole; the body then has no `line`).
         line: u64,
         /// What is wrong.
         reason: String,
@@ -238,10 +239,11 @@ impl ApiError {
             ApiError::InsufficientFunds { available } => body.available = Some(format_minor(available, 2)),
             ApiError::AmountMismatch { reserved } => body.reserved = Some(format_minor(reserved, 2)),
             ApiError::StatementInvalid { line, reason } => {
-                // A file-level error (line 0) is not "line 0": the text is the statement error's own.
+                // A file-level error (line 0) is not "line 0": the text is the statement error's own, and the
+                // body has no line.
                 let text = payledger_core::statement::StatementError { line, reason }.to_string();
                 body.details = Some(BTreeMap::from([("body".into(), text)]));
-                body.line = Some(line);
+                body.line = (line != 0).then_some(line);
             }
             _ => {}
         }
@@ -414,6 +416,19 @@ mod tests {
         let response = panic_response(Box::new("boom"));
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(body_text(response).await, r#"{"error":"Internal error","code":"internal"}"#);
+    }
+
+    #[tokio::test]
+    async fn a_statement_error_names_its_line_and_an_error_of_the_whole_file_names_none() {
+        let response = ApiError::StatementInvalid { line: 7, reason: "bad amount".into() }.into_response();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let body: serde_json::Value = serde_json::from_str(&body_text(response).await).unwrap_or_default();
+        assert_eq!((&body["line"], &body["details"]["body"]), (&serde_json::json!(7), &"line 7: bad amount".into()));
+        let whole = ApiError::StatementInvalid { line: 0, reason: "the file is empty".into() }.into_response();
+        let body: serde_json::Value = serde_json::from_str(&body_text(whole).await).unwrap_or_default();
+        assert_eq!(body["code"], "statement_invalid", "{body}");
+        assert!(body.get("line").is_none(), "a whole-file error has no line: {body}");
+        assert_eq!(body["details"]["body"], "the file is empty", "{body}");
     }
 
     #[tokio::test]

@@ -283,8 +283,9 @@ pub fn validate<R: BufRead>(
 
 /// Refuses a C0 control character other than TAB, CR and LF in any text of `line`: it means nothing in a
 /// statement, and PostgreSQL cannot store U+0000 at all, so it is a bad file here rather than a failed store
-/// later. The field is named as the file names it (the raw key) where the line keeps one.
-fn refuse_control_characters(line: &StatementLine) -> Result<(), StatementError> {
+/// later. The field is named as the file names it (the raw key) where the line keeps one. Public for the second
+/// pass of an import, which checks each line again: the file may have changed since this pass.
+pub fn refuse_control_characters(line: &StatementLine) -> Result<(), StatementError> {
     let control =
         |text: &str| text.chars().find(|c| c.is_ascii_control() && !matches!(c, '\t' | '\r' | '\n' | '\u{7f}'));
     let fail = |found: char, field: &str| {

@@ -29,7 +29,8 @@ pub enum DiscrepancyKind {
     MissingNotice,
     /// A credited notice the covered statements do not have.
     NoticeWithoutLine,
-    /// A line whose only candidate notice has another amount (or is the one its bank id names).
+    /// A line with one candidate notice that it may be but that differs in amount or payer: the same payer,
+    /// number and date with another amount, or the one its bank id names with another amount or payer.
     AmountMismatch,
     /// A line with several candidate notices, or one that differs from it only by its document date.
     Ambiguous,
@@ -156,10 +157,15 @@ pub fn match_lines(
     let mut taken: HashSet<i64> = HashSet::new();
     let mut decisions: Vec<Option<LineDecision>> = vec![None; lines.len()];
     for (index, line) in lines.iter().enumerate() {
-        let found = line.bank_ids.iter().find_map(|id| by_operation.get(&id.to_ascii_lowercase()).copied());
-        // A bank id naming a payment of another amount, currency or payer is not that payment's line: the line
-        // falls through to rule 2 and, unmatched, is judged with that payment as a candidate.
-        if let Some(payment) = found.filter(|payment| !taken.contains(&payment.id) && bank_id_agrees(line, payment)) {
+        // A bank id naming a payment of another amount, currency or payer is not that payment's line: the next
+        // bank id is tried, and a line none of whose ids agrees falls through to rule 2 and, unmatched, is judged
+        // with the payments they name as candidates.
+        let found = line
+            .bank_ids
+            .iter()
+            .filter_map(|id| by_operation.get(&id.to_ascii_lowercase()).copied())
+            .find(|payment| !taken.contains(&payment.id) && bank_id_agrees(line, payment));
+        if let Some(payment) = found {
             taken.insert(payment.id);
             decisions[index] = Some(LineDecision::Matched { payment_id: payment.id, rule: MatchRule::BankRef });
         }
@@ -240,7 +246,8 @@ pub fn rival(key: &MatchKey, payment: &MatchKey, tolerance_days: u32) -> Option<
 /// are the open payments it may be: those its bank id names, and those with its payer and number that differ
 /// only by amount (the same date) or only by a date within `tolerance_days`. `amount_mismatch` when the one
 /// candidate differs by amount, `ambiguous` when several do or one differs by date (the notice, or an operator,
-/// says which), `unknown_payer` without an INN or an organization with it, else `missing_notice`.
+/// says which), `unknown_payer` without an INN or an organization with it, else `missing_notice`. A payment its
+/// bank id names may differ in payer rather than amount: still `amount_mismatch`, the one notice it may be.
 pub fn judge(line: &LineToMatch, open: &[&OpenPayment], tolerance_days: u32) -> LineDecision {
     let named_ids = named_operation_ids(&line.bank_ids);
     let mut near = false;
@@ -347,8 +354,9 @@ pub fn decide_apply(line: &LineState, open_payment: Option<i64>, rivals: &[Rival
         Some((_, true)) if line.has_inn => match (open_payment, rivals.first()) {
             (Some(id), _) => ApplyDecision::MatchTo(id),
             (None, Some(rival)) => ApplyDecision::NotApplicable(format!(
-                "a notice of {} dated {} (payment {}) may be this payment; accept or resolve it",
-                rival.amount, rival.document_date, rival.id
+                "a notice of {} dated {} (payment {}) may be this payment: accept the line with a note, or wait for a \
+                 statement line that takes payment {}",
+                rival.amount, rival.document_date, rival.id, rival.id
             )),
             (None, None) => ApplyDecision::Credit,
         },
@@ -398,8 +406,9 @@ pub struct AcceptCommand {
 /// The start of a statement import, after the whole file validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BeginImport {
-    /// The import's identity: the file's SHA-256, or for an import of one account's section the SHA-256 of
-    /// (the file's SHA-256 ‖ the account number), so that each account of a file is an import of its own.
+    /// The import's identity: the file's SHA-256, or for an import of one account's section of a file with other
+    /// accounts the SHA-256 of (the file's SHA-256 ‖ the account number), so that each account of such a file is
+    /// an import of its own.
     pub sha256: [u8; 32],
     /// The file's SHA-256 (the audit names it).
     pub file_sha256: [u8; 32],
@@ -640,9 +649,9 @@ pub fn decide_lines(
             }
             LineDecision::Pending => pending += 1,
             // An open payment with the line's payer, number and date but another amount may have its own line
-            // in a later chunk of the file (or later in this batch): judged now, the line would be called that
-            // payment's amount_mismatch, which cannot be applied, and the payment's own line would be left
-            // without it. The import's finish judges it, once every line of the file is stored and matched.
+            // in a later chunk of the file (or later in this batch): judged now, the report would name as the
+            // line's candidate a payment another line of the same file takes. The import's finish judges it,
+            // once every line of the file is stored and matched.
             LineDecision::Discrepancy {
                 kind: DiscrepancyKind::AmountMismatch | DiscrepancyKind::Ambiguous, ..
             } => {}

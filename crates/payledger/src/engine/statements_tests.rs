@@ -183,7 +183,8 @@ fn apply_refuses_a_line_an_open_payment_may_be_and_credits_a_mismatch_whose_cand
         match decide_apply(&open(kind), None, &near) {
             ApplyDecision::NotApplicable(reason) => assert_eq!(
                 reason,
-                "a notice of 700.00 RUB dated 2024-04-28 (payment 12) may be this payment; accept or resolve it",
+                "a notice of 700.00 RUB dated 2024-04-28 (payment 12) may be this payment: accept the line with a \
+                 note, or wait for a statement line that takes payment 12",
                 "{kind:?}"
             ),
             other => panic!("{kind:?} with an open rival: {other:?}"),
@@ -223,6 +224,33 @@ fn a_bank_reference_naming_a_payment_of_another_amount_or_payer_does_not_match_i
     assert_eq!(
         match_lines(&[rubles], &[payment(4, key(PAYER, "15", 7_000))], TODAY, TOLERANCE),
         vec![discrepancy(DiscrepancyKind::AmountMismatch, vec![4])]
+    );
+}
+
+#[test]
+fn rule_one_takes_the_first_payment_a_bank_id_names_that_agrees_with_the_line() {
+    let closed = date!(2024 - 04 - 29);
+    // Its bank reference names a 700.00 payment, its end-to-end id the 70.00 one (another document number, so
+    // rule 2 cannot find it): the second id is the line's payment.
+    let mut line_of_two_ids = line(1, Some(key(PAYER, "15", 7_000)), closed);
+    line_of_two_ids.bank_ids = vec![Uuid::from_u128(4).to_string(), Uuid::from_u128(5).to_string()];
+    let payments = [payment(4, key(PAYER, "15", 70_000)), payment(5, key(PAYER, "99", 7_000))];
+    assert_eq!(
+        match_lines(std::slice::from_ref(&line_of_two_ids), &payments, TODAY, TOLERANCE),
+        vec![LineDecision::Matched { payment_id: 5, rule: MatchRule::BankRef }]
+    );
+    // The first id's payment taken by an earlier line of the batch: the second id's payment is still found.
+    let mut earlier = line(1, Some(key(PAYER, "99", 7_000)), closed);
+    earlier.bank_ids = vec![Uuid::from_u128(5).to_string()];
+    let mut later = line(2, Some(key(PAYER, "15", 7_000)), closed);
+    later.bank_ids = vec![Uuid::from_u128(5).to_string(), Uuid::from_u128(6).to_string()];
+    let payments = [payment(5, key(PAYER, "99", 7_000)), payment(6, key(PAYER, "98", 7_000))];
+    assert_eq!(
+        match_lines(&[earlier, later], &payments, TODAY, TOLERANCE),
+        vec![
+            LineDecision::Matched { payment_id: 5, rule: MatchRule::BankRef },
+            LineDecision::Matched { payment_id: 6, rule: MatchRule::BankRef },
+        ]
     );
 }
 

@@ -1,16 +1,17 @@
 //! Importing a statement file: the source it is read from, the options, the progress it reports and the
 //! summary it answers.
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use payledger_core::money::{Currency, format_minor};
-use payledger_core::statement::read::{CsvMapping, Limits, detect_format, events, validate};
+use payledger_core::statement::read::{CsvMapping, Limits, detect_format, events, refuse_control_characters, validate};
 use payledger_core::statement::{
-    AccountNumber, Fingerprint, OccurrenceCounter, StatementError, StatementEvent, StatementFormat, StatementLine,
-    fingerprint, moscow_date,
+    AccountNumber, AccountSummary, Fingerprint, OccurrenceCounter, StatementError, StatementEvent, StatementFormat,
+    StatementLine, fingerprint, moscow_date,
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -125,10 +126,11 @@ pub struct ImportsPage {
 pub struct ImportSummary {
     /// The import's id.
     pub id: i64,
-    /// The import's identity, hex: the file's SHA-256 for a whole-file import; for an import limited to one
-    /// account (`account` option, CLI `--account`) the SHA-256 of the file's 32-byte SHA-256 followed by the
-    /// account number, so that each account of a file is an import of its own (the audit entry names the
-    /// file's SHA-256 as well).
+    /// The import's identity, hex: the file's SHA-256, unless the import is limited to one account (`account`
+    /// option, CLI `--account`) of a file that has other accounts too: then the SHA-256 of the file's 32-byte
+    /// SHA-256 followed by the account number, so that each account of such a file is an import of its own
+    /// (the audit entry names the file's SHA-256 as well). A file of one account is one import however it is
+    /// named.
     pub sha256: String,
     /// `1c`, `camt053` or `csv`.
     pub format: String,
@@ -186,7 +188,7 @@ pub(super) async fn run(
     };
     let today = moscow_date(OffsetDateTime::now_utc());
     let claim = BeginImport {
-        sha256: identity(&first.sha256, options.account.as_ref()),
+        sha256: first.identity,
         file_sha256: first.sha256,
         format: first.format,
         file_name: options.file_name.clone(),
@@ -224,9 +226,10 @@ pub(super) async fn run(
     Ok(summary)
 }
 
-/// The identity of an import of `file_sha256` (limited to `account`, if named): each account's import of a
-/// file is an import of its own, and none is the whole file's, so importing one account and then the file (or
-/// another account) stores what the first left out instead of answering "already imported".
+/// The identity of an import of `file_sha256` (limited to `account`, named only when the limit leaves out
+/// another account's section): each account's import of a many-account file is an import of its own, and none
+/// is the whole file's, so importing one account and then the file (or another account) stores what the first
+/// left out instead of answering "already imported". A limit that leaves nothing out is the whole file.
 fn identity(file_sha256: &[u8; 32], account: Option<&AccountNumber>) -> [u8; 32] {
     match account {
         None => *file_sha256,
@@ -257,6 +260,8 @@ fn unexpected(outcome: &WriteOutcome) -> ReconcileError {
 struct FirstPass {
     /// The file's SHA-256.
     sha256: [u8; 32],
+    /// The import's identity (see [`identity`]).
+    identity: [u8; 32],
     /// Each account's booking days are in order (pass 2 may forget past days' occurrence counts).
     days_in_order: bool,
     format: StatementFormat,
@@ -313,6 +318,7 @@ fn pass_one(
     // The validator may stop at the end marker: the identity is every byte of the file.
     std::io::copy(&mut hasher, &mut std::io::sink())?;
     let sha256: [u8; 32] = hasher.hash.finalize().into();
+    let in_file = validated.accounts.len();
     let sections: Vec<SectionCounts> = validated
         .accounts
         .into_iter()
@@ -329,7 +335,17 @@ fn pass_one(
         return Err(ReconcileError::AccountNotInFile(wanted.clone()));
     }
     let lines = sections.iter().map(|section| section.credit_lines + section.debit_lines).sum();
-    Ok(FirstPass { sha256, format: validated.format, sections, lines, days_in_order: validated.days_in_order })
+    // `--account` on a file of that account alone is the whole file: the same import as without it (and as
+    // the API's CSV upload, which always names the account).
+    let limited_to = options.account.as_ref().filter(|_| sections.len() < in_file);
+    Ok(FirstPass {
+        sha256,
+        identity: identity(&sha256, limited_to),
+        format: validated.format,
+        sections,
+        lines,
+        days_in_order: validated.days_in_order,
+    })
 }
 
 /// A reader that hashes and counts the bytes it passes on, and refuses to read past the size limit (both
@@ -398,6 +414,11 @@ async fn pass_two(
     let reading = Reading {
         format: first.format,
         account: options.account.clone(),
+        sections: first
+            .sections
+            .iter()
+            .map(|section| (section.summary.account.clone(), section.summary.clone()))
+            .collect(),
         days_in_order: first.days_in_order,
         bytes: report.bytes.clone(),
         max_bytes: report.max_bytes,
@@ -429,9 +450,10 @@ async fn pass_two(
         return Err(error);
     }
     let (read, sha256) = read?;
-    // The file changed between the passes: what was stored is kept (it was a valid line), and the import stays
-    // `loading` for the real file to finish. Only the same bytes may finish it: another file of as many lines
-    // would otherwise complete the import with lines the first pass never checked.
+    // The file changed between the passes: what was stored is kept (each line passed pass one's per-line checks
+    // in `read_chunks` before it was sent), and the import stays `loading` for the real file to finish. Only the
+    // same bytes may finish it: another file of as many lines would otherwise complete the import with lines
+    // whose sections and totals the first pass never checked.
     if read != first.lines {
         return Err(changed(&format!("{} lines validated, {read} read", first.lines)));
     }
@@ -483,6 +505,8 @@ struct Reading {
     format: StatementFormat,
     /// Only this account's lines.
     account: Option<AccountNumber>,
+    /// The sections pass 1 validated (only `account`'s, if named), by account.
+    sections: HashMap<AccountNumber, AccountSummary>,
     /// Pass 1 found each account's booking days in order: occurrence counts of past days may be forgotten.
     days_in_order: bool,
     /// Bytes read so far, for the progress.
@@ -492,7 +516,9 @@ struct Reading {
 
 /// Streams the file's lines (only `reading.account`'s, if named) in chunks of [`MAX_LINES_PER_COMMAND`];
 /// returns how many lines it read and the SHA-256 of every byte. Stops early when the receiver is gone (a
-/// failed command).
+/// failed command). These are new reads of the file, which may have changed since pass 1: a line that fails a
+/// check pass 1 makes line by line (a parse error, a control character, an account or a booking date outside
+/// the validated sections) stops the import as a changed file before it joins a chunk, so it is never stored.
 fn read_chunks(
     source: &dyn StatementSource,
     reading: Reading,
@@ -506,11 +532,13 @@ fn read_chunks(
         if reading.days_in_order { OccurrenceCounter::forgetting() } else { OccurrenceCounter::default() };
     let mut chunk = Vec::with_capacity(MAX_LINES_PER_COMMAND);
     let mut read = 0u64;
-    for event in events(BufReader::new(&mut hashing), reading.format, csv).map_err(ReconcileError::Invalid)? {
-        let StatementEvent::Line(line) = event.map_err(ReconcileError::Invalid)? else { continue };
+    let reread = |error: StatementError| changed(&error.to_string());
+    for event in events(BufReader::new(&mut hashing), reading.format, csv).map_err(reread)? {
+        let StatementEvent::Line(line) = event.map_err(reread)? else { continue };
         if reading.account.as_ref().is_some_and(|wanted| *wanted != line.account) {
             continue;
         }
+        check_again(&line, &reading.sections)?;
         read += 1;
         let print = fingerprint(&line);
         let occurrence = occurrences.next(&line, &print).map_err(|error| changed(&error.to_string()))?;
@@ -528,6 +556,31 @@ fn read_chunks(
     // As in pass 1: the parser may stop at the end marker, and the identity is every byte of the file.
     std::io::copy(&mut hashing, &mut std::io::sink())?;
     Ok((read, hashing.hash.finalize().into()))
+}
+
+/// Pass 1's per-line checks, for a line read again in pass 2: no control character, an account with a validated
+/// section, a booking date inside that section's period and its currency. A failure is a changed file.
+fn check_again(line: &StatementLine, sections: &HashMap<AccountNumber, AccountSummary>) -> Result<(), ReconcileError> {
+    let fail = |reason: String| changed(&format!("line {}: {reason}", line.source_line));
+    refuse_control_characters(line).map_err(|error| fail(error.reason))?;
+    let Some(section) = sections.get(&line.account) else {
+        return Err(fail(format!("account {} has no validated section", line.account)));
+    };
+    if !(section.period_start..=section.period_end).contains(&line.booking_date) {
+        return Err(fail(format!(
+            "the line is booked on {}, outside the validated period {}..{} of account {}",
+            line.booking_date, section.period_start, section.period_end, line.account
+        )));
+    }
+    if line.amount.currency() != section.currency {
+        return Err(fail(format!(
+            "the line is in {}, account {} is in {}",
+            line.amount.currency(),
+            line.account,
+            section.currency
+        )));
+    }
+    Ok(())
 }
 
 pub(super) async fn list(service: &Reconciliation, page: ImportsPage) -> Result<Vec<ImportSummary>, ReconcileError> {

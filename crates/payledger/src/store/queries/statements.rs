@@ -11,7 +11,8 @@ use crate::store::{Store, StoreError};
 pub struct ImportRow {
     /// Its id.
     pub id: i64,
-    /// The import's identity (`statement_imports.sha256`): the file's SHA-256, or with the account for one account.
+    /// The import's identity (`statement_imports.sha256`): the file's SHA-256, or with the account for one
+    /// account of a file that has others.
     pub sha256: Vec<u8>,
     /// `1c`, `camt053` or `csv`.
     pub format: String,

@@ -34,6 +34,8 @@ on_both_backends!(
     resuming_an_interrupted_import_for_one_account_does_not_complete_the_other_half_stored,
     a_nul_character_in_a_line_is_refused_as_a_bad_file_not_a_failed_store,
     a_file_that_changes_between_the_passes_is_not_finished,
+    a_line_that_changes_between_the_passes_into_one_pass_one_refuses_is_never_stored,
+    a_one_account_file_is_one_import_with_or_without_its_account_named,
     an_import_is_not_resumed_with_other_sections_than_it_was_started_with,
 );
 
@@ -244,9 +246,9 @@ async fn identical_twin_payments_with_one_notice_leave_one_missing_notice(backen
 }
 
 /// Two payments of one payer with one number and date but different amounts, the first one's notice lost:
-/// chunks of a file are matched one after another, so the lost one's line (in the first chunk) must not be
-/// judged the other's `amount_mismatch` (which cannot be applied) before the other's own line (a later
-/// chunk) has taken that notice. A notice with another amount and no line of its own still is one.
+/// chunks of a file are matched one after another, so the lost one's line (in the first chunk) is not judged
+/// the other's `amount_mismatch` before the other's own line (a later chunk) has taken that notice: it is a
+/// `missing_notice`. A notice with another amount and no line of its own still is one.
 async fn a_line_is_judged_against_another_amount_only_after_the_whole_file_is_matched(backend: Backend) {
     let Some(harness) = Harness::start(backend).await else { return };
     let day = date!(2024 - 04 - 22);
@@ -582,6 +584,72 @@ async fn a_file_that_changes_between_the_passes_is_not_finished(backend: Backend
     assert_eq!(count(&harness, "SELECT COUNT(*) FROM statement_imports WHERE state = 'loading'").await, 1);
     let finished = harness.service.import(first, options, None).await.expect("the real file");
     assert_eq!((finished.state.as_str(), finished.lines_read), ("complete", 2), "{finished:?}");
+    harness.db.assert_verified().await;
+    harness.stop().await;
+}
+
+/// Pass two reads a line pass one would have refused (a NUL in its purpose, an account without a validated
+/// section, a booking date outside its section's period): the import stops, saying the file changed, before
+/// the line's chunk is stored, so no line of the changed file is stored; the real file then finishes.
+async fn a_line_that_changes_between_the_passes_into_one_pass_one_refuses_is_never_stored(backend: Backend) {
+    let Some(harness) = Harness::start(backend).await else { return };
+    let first = bytes::Bytes::from(two_accounts());
+    const THIRD: &str = "40702810900000000003";
+    let no_section = format!("account {THIRD} has no validated section");
+    let changes = [
+        ("a NUL", two_accounts().replace("Оплата 202", "Оплата\u{0}202"), "a control character (U+0000)"),
+        ("another account", two_accounts().replace(OTHER, THIRD), no_section.as_str()),
+        (
+            "a booking date outside the period",
+            two_accounts().replace(
+                "ДатаПоступило=26.04.2024\r\nНазначениеПлатежа=Оплата 202",
+                "ДатаПоступило=27.04.2024\r\nНазначениеПлатежа=Оплата 202",
+            ),
+            "outside the validated period 2024-04-26..2024-04-26",
+        ),
+    ];
+    let options = ImportOptions { format: FormatChoice::Fixed(StatementFormat::OneC), ..ImportOptions::default() };
+    for (change, then, reason) in changes {
+        assert_ne!(then, two_accounts(), "{change}: the replacement must change the file");
+        let source = Replaced { first: first.clone(), then: bytes::Bytes::from(then), opens: 0.into() };
+        let failed = harness.service.import(source, options.clone(), None).await;
+        let said = match &failed {
+            Err(ReconcileError::Io(error)) => error.to_string(),
+            other => panic!("{change}: the import must fail as a changed file: {other:?}"),
+        };
+        assert!(said.contains("the file changed while it was imported") && said.contains(reason), "{change}: {said}");
+        assert_eq!(count(&harness, "SELECT COUNT(*) FROM statement_lines").await, 0, "{change}: a line was stored");
+        let loading = count(&harness, "SELECT COUNT(*) FROM statement_imports WHERE state = 'loading'").await;
+        assert_eq!(loading, 1, "{change}");
+    }
+    let finished = harness.service.import(first, options, None).await.expect("the real file");
+    assert_eq!((finished.state.as_str(), finished.lines_new), ("complete", 2), "{finished:?}");
+    harness.db.assert_verified().await;
+    harness.stop().await;
+}
+
+/// Naming the account of a file that has no other (the CLI's `--account`, an API upload of a CSV) leaves
+/// nothing out: it is the same import as the whole file, so either order answers "already imported" with the
+/// file's SHA-256 as the identity.
+async fn a_one_account_file_is_one_import_with_or_without_its_account_named(backend: Backend) {
+    let Some(harness) = Harness::start(backend).await else { return };
+    let onec = bytes::Bytes::from(std::fs::read(samples().join("statement-1c-utf8.txt")).expect("sample"));
+    let whole = harness.service.import(onec.clone(), ImportOptions::default(), None).await.expect("whole");
+    assert_eq!((whole.already_imported, whole.state.as_str()), (false, "complete"), "{whole:?}");
+    use sha2::Digest;
+    let file_sha256 = payledger::hex::encode(&sha2::Sha256::digest(&onec));
+    assert_eq!(whole.sha256, file_sha256, "a whole-file import is known by the file's SHA-256");
+    let named = harness.service.import(onec, only(ACCOUNT), None).await.expect("with the account");
+    assert_eq!((named.already_imported, named.id, named.sha256.as_str()), (true, whole.id, whole.sha256.as_str()));
+    // A CSV: the API's upload always names the account; the command line without --account is the same import.
+    let mapping = std::fs::read_to_string(samples().join("statement.csv-mapping.txt")).expect("mapping");
+    let csv = bytes::Bytes::from(std::fs::read(samples().join("statement.csv")).expect("sample"));
+    let uploaded = ImportOptions { csv: Some(mapping.trim().to_owned()), ..only(ACCOUNT) };
+    let first = harness.service.import(csv.clone(), uploaded, None).await.expect("csv with the account");
+    assert!(!first.already_imported, "{first:?}");
+    let cli = ImportOptions { csv: Some(mapping.trim().to_owned()), ..ImportOptions::default() };
+    let again = harness.service.import(csv, cli, None).await.expect("csv without the account");
+    assert_eq!((again.already_imported, again.id), (true, first.id), "{again:?}");
     harness.db.assert_verified().await;
     harness.stop().await;
 }

@@ -9,14 +9,17 @@ use payledger_core::statement::AccountNumber;
 use super::{ACCOUNT, Harness};
 use crate::common::{Backend, on_both_backends};
 
+/// The payer of every notice and line here.
+const PAYER: &str = "7707083893";
+
 on_both_backends!(
     a_bank_reference_naming_a_notice_of_another_amount_is_not_a_silent_match,
     a_line_whose_notice_differs_only_by_date_is_not_applied_as_a_second_credit,
     an_amount_mismatch_whose_only_candidate_a_later_line_matched_can_be_applied,
 );
 
-/// Rule 1 (bank id) matches a line to the payment its bank reference names whatever the amounts: the line is
-/// matched silently (no amount_mismatch) and `verify` check 15 then reports the match.
+/// A 70.00 line whose bank reference names a 700.00 notice is not matched to it by rule 1 (bank id): the line is
+/// an `amount_mismatch` naming that payment as its candidate, and `verify` finds no match of two amounts.
 async fn a_bank_reference_naming_a_notice_of_another_amount_is_not_a_silent_match(backend: Backend) {
     let Some(harness) = Harness::start(backend).await else { return };
     let operation = uuid::Uuid::new_v4();
@@ -51,9 +54,9 @@ async fn a_bank_reference_naming_a_notice_of_another_amount_is_not_a_silent_matc
 }
 
 /// A credited webhook and a statement line of the same payer, document number and amount whose document dates
-/// differ by one day (a bank that dates the notice by acceptance, say): the line is judged `missing_notice`
-/// with no candidate, although an unmatched credited payment is plainly the same money, and applying it (the
-/// documented remedy) credits the payer a second time.
+/// differ by one day (a bank that dates the notice by acceptance, say): the line is `ambiguous` with that
+/// payment as its candidate, and an apply is refused naming the notice, so the payer is credited once. A notice
+/// a day off that arrives after a line was judged `missing_notice` stops its apply the same way.
 async fn a_line_whose_notice_differs_only_by_date_is_not_applied_as_a_second_credit(backend: Backend) {
     let Some(harness) = Harness::start(backend).await else { return };
     let notice = serde_json::json!({
@@ -109,9 +112,8 @@ async fn a_line_whose_notice_differs_only_by_date_is_not_applied_as_a_second_cre
 
 /// One payer pays 70.00 and 700.00 under one document number and date; only the 700.00 webhook arrives. The
 /// 70.00 line, booked a day earlier, is judged `amount_mismatch` naming the 700.00 payment; the next day's
-/// statement matches that payment to its own 700.00 line. Nothing judges the 70.00 line again: it stays an
-/// open `amount_mismatch` whose candidate is taken, which an apply refuses, so the real 70.00 is never credited
-/// (an operator can only accept it).
+/// statement matches that payment to its own 700.00 line. Its only candidate gone, the 70.00 line is a missing
+/// notice by now: an apply credits the payer the 70.00 (770.00 in all), and `verify` agrees.
 async fn an_amount_mismatch_whose_only_candidate_a_later_line_matched_can_be_applied(backend: Backend) {
     let Some(harness) = Harness::start(backend).await else { return };
     let notice = serde_json::json!({
@@ -136,11 +138,14 @@ async fn an_amount_mismatch_whose_only_candidate_a_later_line_matched_can_be_app
     let second = format!("{header}{}", row("29.04.2024", "700.00"));
     let summary = harness.service.import(bytes::Bytes::from(second), options, None).await.expect("import");
     assert_eq!(summary.matched, 1, "{summary:?}");
+    assert_eq!(harness.server.balance_text(PAYER).await.as_deref(), Some("700.00"));
     let seventy = harness.db.scalar("SELECT MIN(id) FROM statement_lines WHERE amount = 7000").await;
     let applied = harness.service.apply_line(seventy, "alice").await;
     assert!(
         matches!(&applied, Ok(result) if result.outcome == payledger::statement::ApplyOutcome::Applied),
         "the 70.00 payment cannot be credited: {applied:?}"
     );
+    assert_eq!(harness.server.balance_text(PAYER).await.as_deref(), Some("770.00"), "the 70.00 is credited once");
+    harness.db.assert_verified().await;
     harness.stop().await;
 }
