@@ -25,6 +25,7 @@ mod failure;
 pub mod judging;
 pub mod payouts;
 pub mod reconcile;
+mod statement_apply;
 mod statement_claims;
 pub mod statements;
 
