@@ -10,12 +10,14 @@
 #   scripts/statement-bench.sh
 #   PG_URL=postgres://postgres@127.0.0.1:5432/postgres scripts/statement-bench.sh
 #
-# Settings: LINES (default 1000000), DAYS (default 20), PAYERS (default 10000), LOST (default 0.05), FORMAT
+# Settings: CASES (default "empty notices"), SQLITE (0 skips SQLite), LINES (default 1000000), DAYS (default 20), PAYERS (default 10000), LOST (default 0.05), FORMAT
 # (1c, 1c-utf8, camt053, csv; default 1c), SEED (default 2024), PORT (default 18100), BIN (a folder holding a
 # release payledger; unset, this tree is built). Needs wrk (Debian package) for the "notices" case.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+CASES="${CASES:-empty notices}"
+SQLITE="${SQLITE:-1}"
 LINES="${LINES:-1000000}"
 DAYS="${DAYS:-20}"
 PAYERS="${PAYERS:-10000}"
@@ -31,7 +33,15 @@ fi
 export PAYLEDGER_STATEMENT_MAX_FILE_BYTES="${PAYLEDGER_STATEMENT_MAX_FILE_BYTES:-2147483648}"
 work="$(mktemp -d)"
 server=""
-trap '[ -n "$server" ] && kill "$server" 2>/dev/null; rm -rf "$work"' EXIT
+cleanup() {
+  [ -n "$server" ] && kill "$server" 2>/dev/null
+  if [ -n "${PG_URL:-}" ]; then
+    psql "$PG_URL" -qc "DROP DATABASE IF EXISTS payledger_statement_bench_empty_$$" \
+      -c "DROP DATABASE IF EXISTS payledger_statement_bench_notices_$$" >/dev/null 2>&1 || true
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
 
 per_day=$(( (LINES + DAYS - 1) / DAYS ))
 echo "generating $DAYS days × $per_day lines ($FORMAT, seed $SEED, $PAYERS payers, lost $LOST)"
@@ -42,7 +52,8 @@ gen_end=$(date +%s.%N)
 printf 'generated %s bytes, %s notices in %.1f s\n' "$(stat -c %s "$work/statement")" \
   "$(wc -l < "$work/notices.jsonl")" "$(echo "$gen_end - $gen_start" | bc)"
 
-stores=("sqlite")
+stores=()
+if [ "$SQLITE" != 0 ]; then stores+=("sqlite"); fi
 if [ -n "${PG_URL:-}" ]; then stores+=("postgres"); fi
 
 # A fresh database for a case; prints its URL.
@@ -81,10 +92,12 @@ echo
 echo '| store | case | lines | matched | discrepancies opened | seconds | lines/s | peak RSS |'
 echo '|---|---|---|---|---|---|---|---|'
 for store in "${stores[@]}"; do
-  url=$(fresh_db "$store" empty)
-  DATABASE_URL="$url" "$BIN/payledger" migrate > /dev/null
-  import_row "$url" "$store" empty
-
+  if [[ " $CASES " == *" empty "* ]]; then
+    url=$(fresh_db "$store" empty)
+    DATABASE_URL="$url" "$BIN/payledger" migrate > /dev/null
+    import_row "$url" "$store" empty
+  fi
+  [[ " $CASES " == *" notices "* ]] || continue
   url=$(fresh_db "$store" notices)
   DATABASE_URL="$url" PAYLEDGER_WORKERS=0 PAYLEDGER_DATA_DIR="$work/data" "$BIN/payledger" serve --bind "127.0.0.1:$PORT" \
     --demo-organizations 0 > "$work/server.log" 2>&1 &
@@ -105,8 +118,4 @@ for store in "${stores[@]}"; do
   kill "$server"; wait "$server" 2>/dev/null || true; server=""
   printf '(notices posted in %.1f s: %s)\n' "$(echo "$posted_end - $posted_start" | bc)" "$(grep notices: "$work/wrk.txt")" >&2
   import_row "$url" "$store" notices
-  if [ "$store" = postgres ]; then
-    psql "$PG_URL" -qc "DROP DATABASE IF EXISTS payledger_statement_bench_empty_$$" \
-      -c "DROP DATABASE IF EXISTS payledger_statement_bench_notices_$$" >/dev/null
-  fi
 done
