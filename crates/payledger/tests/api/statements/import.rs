@@ -43,12 +43,12 @@ fn samples() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/samples")
 }
 
-fn csv_options() -> ImportOptions {
+pub(super) fn csv_options() -> ImportOptions {
     let account = AccountNumber::parse(ACCOUNT).expect("account");
     ImportOptions { csv: Some(csv_mapping(&account)), file_name: Some("bank.csv".into()), ..ImportOptions::default() }
 }
 
-async fn import(harness: &Harness, bytes: impl Into<bytes::Bytes>, options: ImportOptions) -> ImportSummary {
+pub(super) async fn import(harness: &Harness, bytes: impl Into<bytes::Bytes>, options: ImportOptions) -> ImportSummary {
     harness.service.import(bytes.into(), options, None).await.expect("import")
 }
 
@@ -200,16 +200,17 @@ async fn a_bad_file_is_refused_with_its_line_and_nothing_is_stored(backend: Back
     harness.stop().await;
 }
 
-const HEADER: &str = "Дата проводки;Номер;Дата документа;Направление;Сумма;ИНН;Контрагент;Счет;БИК;Назначение\n";
+pub(super) const HEADER: &str =
+    "Дата проводки;Номер;Дата документа;Направление;Сумма;ИНН;Контрагент;Счет;БИК;Назначение\n";
 
-fn csv_line(booked: &str, number: &str, dated: &str, direction: &str, amount: &str, inn: &str) -> String {
+pub(super) fn csv_line(booked: &str, number: &str, dated: &str, direction: &str, amount: &str, inn: &str) -> String {
     format!(
         "{booked};{number};{dated};{direction};{amount};{inn};ООО Ромашка;40702810411593609608;044560453;счёт {number}\n"
     )
 }
 
 /// A notice of 7707083893's document `number` of Moscow day `day` (`YYYY-MM-DD`).
-fn notice(number: &str, day: time::Date, amount: &str) -> serde_json::Value {
+pub(super) fn notice(number: &str, day: time::Date, amount: &str) -> serde_json::Value {
     let at = day.midnight().assume_offset(payledger_core::statement::MOSCOW);
     serde_json::json!({
         "operation_id": uuid::Uuid::new_v4().to_string(),

@@ -5,7 +5,9 @@
 use payledger::statement::generate::csv_mapping;
 use payledger::statement::{ImportOptions, ReconcileError};
 use payledger_core::statement::AccountNumber;
+use time::macros::date;
 
+use super::import::{HEADER, csv_line, csv_options, import, notice};
 use super::{ACCOUNT, Harness};
 use crate::common::{Backend, on_both_backends};
 
@@ -22,14 +24,8 @@ on_both_backends!(
 /// an `amount_mismatch` naming that payment as its candidate, and `verify` finds no match of two amounts.
 async fn a_bank_reference_naming_a_notice_of_another_amount_is_not_a_silent_match(backend: Backend) {
     let Some(harness) = Harness::start(backend).await else { return };
-    let operation = uuid::Uuid::new_v4();
-    let notice = serde_json::json!({
-        "operation_id": operation.to_string(),
-        "amount": "700.00",
-        "payer_inn": "7707083893",
-        "document_number": "15",
-        "document_date": "2024-04-28T21:00:00Z",
-    });
+    let notice = notice("15", date!(2024 - 04 - 29), "700.00");
+    let operation = notice["operation_id"].as_str().expect("operation id").to_owned();
     assert_eq!(harness.server.post_webhook(&notice).await.0, 200);
     let account = AccountNumber::parse(ACCOUNT).expect("account");
     let mapping = format!("{},bank_ref=Ссылка", csv_mapping(&account));
@@ -59,20 +55,10 @@ async fn a_bank_reference_naming_a_notice_of_another_amount_is_not_a_silent_matc
 /// a day off that arrives after a line was judged `missing_notice` stops its apply the same way.
 async fn a_line_whose_notice_differs_only_by_date_is_not_applied_as_a_second_credit(backend: Backend) {
     let Some(harness) = Harness::start(backend).await else { return };
-    let notice = serde_json::json!({
-        "operation_id": uuid::Uuid::new_v4().to_string(),
-        "amount": "700.00",
-        "payer_inn": "7707083893",
-        "document_number": "15",
-        // 28 April in Moscow.
-        "document_date": "2024-04-27T21:00:00Z",
-    });
-    assert_eq!(harness.server.post_webhook(&notice).await.0, 200);
-    let account = AccountNumber::parse(ACCOUNT).expect("account");
-    let file = "Дата проводки;Номер;Дата документа;Направление;Сумма;ИНН;Контрагент;Счет;БИК;Назначение\n\
-                29.04.2024;15;27.04.2024;credit;700.00;7707083893;ООО Ромашка;40702810411593609608;044560453;счёт 15\n";
-    let options = ImportOptions { csv: Some(csv_mapping(&account)), ..ImportOptions::default() };
-    let summary = harness.service.import(bytes::Bytes::from(file), options, None).await.expect("import");
+    // The notice says 28 April (Moscow); the line says 27 April.
+    assert_eq!(harness.server.post_webhook(&notice("15", date!(2024 - 04 - 28), "700.00")).await.0, 200);
+    let file = format!("{HEADER}{}", csv_line("29.04.2024", "15", "27.04.2024", "credit", "700.00", PAYER));
+    let summary = import(&harness, file, csv_options()).await;
     assert_eq!(summary.matched, 0, "{summary:?}");
     let line = harness.db.scalar("SELECT MIN(id) FROM statement_lines").await;
     let applied = harness.service.apply_line(line, "alice").await;
@@ -87,18 +73,10 @@ async fn a_line_whose_notice_differs_only_by_date_is_not_applied_as_a_second_cre
     }
     // The notice that arrives after the judgement, a day off, stops the apply too: a second line of the same
     // payer, number and amount, judged missing_notice before any notice, then the notice dated a day later.
-    let late = serde_json::json!({
-        "operation_id": uuid::Uuid::new_v4().to_string(),
-        "amount": "50.00",
-        "payer_inn": "7707083893",
-        "document_number": "16",
-        // 28 April in Moscow; the line says 27 April.
-        "document_date": "2024-04-27T21:00:00Z",
-    });
-    let file = "Дата проводки;Номер;Дата документа;Направление;Сумма;ИНН;Контрагент;Счет;БИК;Назначение\n\
-                29.04.2024;16;27.04.2024;credit;50.00;7707083893;ООО Ромашка;40702810411593609608;044560453;счёт 16\n";
-    let options = ImportOptions { csv: Some(csv_mapping(&account)), ..ImportOptions::default() };
-    let summary = harness.service.import(bytes::Bytes::from(file), options, None).await.expect("import");
+    // 28 April in Moscow; the line says 27 April.
+    let late = notice("16", date!(2024 - 04 - 28), "50.00");
+    let file = format!("{HEADER}{}", csv_line("29.04.2024", "16", "27.04.2024", "credit", "50.00", PAYER));
+    let summary = import(&harness, file, csv_options()).await;
     assert_eq!(summary.discrepancies.missing_notice, 1, "{summary:?}");
     assert_eq!(harness.server.post_webhook(&late).await.0, 200);
     let line = harness.db.scalar("SELECT MIN(id) FROM statement_lines WHERE amount = 5000").await;
@@ -116,27 +94,11 @@ async fn a_line_whose_notice_differs_only_by_date_is_not_applied_as_a_second_cre
 /// notice by now: an apply credits the payer the 70.00 (770.00 in all), and `verify` agrees.
 async fn an_amount_mismatch_whose_only_candidate_a_later_line_matched_can_be_applied(backend: Backend) {
     let Some(harness) = Harness::start(backend).await else { return };
-    let notice = serde_json::json!({
-        "operation_id": uuid::Uuid::new_v4().to_string(),
-        "amount": "700.00",
-        "payer_inn": "7707083893",
-        "document_number": "15",
-        "document_date": "2024-04-27T21:00:00Z",
-    });
-    assert_eq!(harness.server.post_webhook(&notice).await.0, 200);
-    let account = AccountNumber::parse(ACCOUNT).expect("account");
-    let options = ImportOptions { csv: Some(csv_mapping(&account)), ..ImportOptions::default() };
-    let header = "Дата проводки;Номер;Дата документа;Направление;Сумма;ИНН;Контрагент;Счет;БИК;Назначение\n";
-    let row = |booked: &str, amount: &str| {
-        format!(
-            "{booked};15;28.04.2024;credit;{amount};7707083893;ООО Ромашка;40702810411593609608;044560453;счёт 15\n"
-        )
-    };
-    let first = format!("{header}{}", row("28.04.2024", "70.00"));
-    let summary = harness.service.import(bytes::Bytes::from(first), options.clone(), None).await.expect("import");
+    assert_eq!(harness.server.post_webhook(&notice("15", date!(2024 - 04 - 28), "700.00")).await.0, 200);
+    let row = |booked: &str, amount: &str| csv_line(booked, "15", "28.04.2024", "credit", amount, PAYER);
+    let summary = import(&harness, format!("{HEADER}{}", row("28.04.2024", "70.00")), csv_options()).await;
     assert_eq!(summary.discrepancies.amount_mismatch, 1, "{summary:?}");
-    let second = format!("{header}{}", row("29.04.2024", "700.00"));
-    let summary = harness.service.import(bytes::Bytes::from(second), options, None).await.expect("import");
+    let summary = import(&harness, format!("{HEADER}{}", row("29.04.2024", "700.00")), csv_options()).await;
     assert_eq!(summary.matched, 1, "{summary:?}");
     assert_eq!(harness.server.balance_text(PAYER).await.as_deref(), Some("700.00"));
     let seventy = harness.db.scalar("SELECT MIN(id) FROM statement_lines WHERE amount = 7000").await;
