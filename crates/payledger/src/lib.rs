@@ -228,7 +228,7 @@ pub async fn launch(
     let balances = balances::Balances::new(engine.clone());
     let (payout_service, gateway) = payout_parts(&settings, &engine)?;
     let reconciliation = statement::Reconciliation::new(engine.clone(), store.clone(), settings.reconcile.clone());
-    let intake = Intake::new(engine, settings.webhook_mode);
+    let intake = Intake::new(engine, settings.webhook_mode, settings.reconcile.date_tolerance_days);
     let (stop_applier, applier_stopped) = tokio::sync::watch::channel(false);
     // The applier runs in both modes: notices recorded in async mode (by this process before a restart,
     // or by another instance) are credited even when this process answers synchronously.

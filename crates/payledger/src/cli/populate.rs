@@ -102,7 +102,11 @@ pub async fn populate(store: &Store, shape: &Shape) -> anyhow::Result<Summary> {
 
     let (engine, writer) = LedgerEngine::start(store).await.context("starting the ledger engine")?;
     let services = Services {
-        intake: Intake::new(engine.clone(), WebhookMode::Sync),
+        intake: Intake::new(
+            engine.clone(),
+            WebhookMode::Sync,
+            crate::statement::ReconcileSettings::default().date_tolerance_days,
+        ),
         balances: Balances::new(engine),
         inns,
         users: shape.users,

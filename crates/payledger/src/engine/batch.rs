@@ -32,11 +32,16 @@ pub enum WriteCommand {
         apply: bool,
         /// The notice as received, kept (truncated) if it conflicts with the stored one.
         raw: bytes::Bytes,
+        /// How many days its document date may differ from a statement line's and still be that line's payment
+        /// (a late notice of a payment applied from the statement is never credited).
+        tolerance_days: u32,
     },
     /// Credit a notice recorded earlier in async mode, unless someone already did.
     ApplyRecorded {
         /// The notice as stored.
         notice: BankNotice,
+        /// As for [`WriteCommand::IntakeNotice`].
+        tolerance_days: u32,
     },
     /// Keep an invalid notice for operators.
     RecordRejected(RejectedNotice),
@@ -75,7 +80,7 @@ impl WriteCommand {
     /// The organization whose account this command may touch.
     pub fn organization(&self) -> Option<&Inn> {
         match self {
-            WriteCommand::IntakeNotice { notice, apply: true, .. } | WriteCommand::ApplyRecorded { notice } => {
+            WriteCommand::IntakeNotice { notice, apply: true, .. } | WriteCommand::ApplyRecorded { notice, .. } => {
                 Some(&notice.payer_inn)
             }
             WriteCommand::IntakeNotice { apply: false, .. }
@@ -195,7 +200,7 @@ pub fn recorded_to_apply(commands: &[WriteCommand]) -> Vec<OperationId> {
     let mut ids: Vec<OperationId> = commands
         .iter()
         .filter_map(|command| match command {
-            WriteCommand::ApplyRecorded { notice } => Some(notice.operation_id),
+            WriteCommand::ApplyRecorded { notice, .. } => Some(notice.operation_id),
             _ => None,
         })
         .collect();
@@ -240,7 +245,7 @@ pub fn decide(
     for index in reconciliation_order(commands) {
         let command = &commands[index];
         let outcome = match command {
-            WriteCommand::IntakeNotice { notice, apply, raw } => {
+            WriteCommand::IntakeNotice { notice, apply, raw, tolerance_days } => {
                 let id = notice.operation_id;
                 let earlier = first_in_batch.get(&id).copied().or_else(|| claims.stored.get(&id).map(|s| &s.notice));
                 let outcome = match earlier {
@@ -249,7 +254,7 @@ pub fn decide(
                         first_in_batch.insert(id, notice);
                         match (apply, claimed_transaction.get(&id).copied().flatten()) {
                             (true, Some(transaction_id)) => {
-                                statements.reconcile.credit(notice, false, &mut plan, |plan| {
+                                statements.reconcile.credit(notice, false, *tolerance_days, &mut plan, |plan| {
                                     credit(notice, transaction_id, accounts, sheet, plan, false)
                                 })
                             }
@@ -263,10 +268,10 @@ pub fn decide(
                 remember_failure(&mut failures, id, &outcome);
                 outcome
             }
-            WriteCommand::ApplyRecorded { notice } => {
+            WriteCommand::ApplyRecorded { notice, tolerance_days } => {
                 if claims.waiting.contains(&notice.operation_id) && applied_recorded.insert(notice.operation_id) {
                     let matched = claims.recorded_matched.contains(&notice.operation_id);
-                    let outcome = statements.reconcile.credit(notice, matched, &mut plan, |plan| {
+                    let outcome = statements.reconcile.credit(notice, matched, *tolerance_days, &mut plan, |plan| {
                         credit(notice, Uuid::now_v7(), accounts, sheet, plan, true)
                     });
                     remember_failure(&mut failures, notice.operation_id, &outcome);
@@ -484,7 +489,12 @@ mod tests {
     }
 
     fn intake(id: u128, amount: i64) -> WriteCommand {
-        WriteCommand::IntakeNotice { notice: notice(id, amount), apply: true, raw: bytes::Bytes::new() }
+        WriteCommand::IntakeNotice {
+            notice: notice(id, amount),
+            apply: true,
+            raw: bytes::Bytes::new(),
+            tolerance_days: 3,
+        }
     }
 
     /// A batch without balance commands.
@@ -674,6 +684,7 @@ mod tests {
                             notice: notice_of(*op, *amount, *inn),
                             apply: true,
                             raw: bytes::Bytes::new(),
+                            tolerance_days: 3,
                         })
                         .collect();
                     let claim_rows = notice_claims(&commands);

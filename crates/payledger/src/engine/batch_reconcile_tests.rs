@@ -34,7 +34,7 @@ fn notice(id: u128) -> BankNotice {
 }
 
 fn intake(id: u128) -> WriteCommand {
-    WriteCommand::IntakeNotice { notice: notice(id), apply: true, raw: bytes::Bytes::new() }
+    WriteCommand::IntakeNotice { notice: notice(id), apply: true, raw: bytes::Bytes::new(), tolerance_days: 3 }
 }
 
 fn apply(line_id: i64) -> WriteCommand {

@@ -427,7 +427,7 @@ impl WriterState {
                 WriteCommand::IntakeNotice { notice, apply, .. } => {
                     *apply && claims.inserted.contains(&notice.operation_id)
                 }
-                WriteCommand::ApplyRecorded { notice } => claims.waiting.contains(&notice.operation_id),
+                WriteCommand::ApplyRecorded { notice, .. } => claims.waiting.contains(&notice.operation_id),
                 WriteCommand::RecordRejected(_)
                 | WriteCommand::Balance(_)
                 | WriteCommand::Payout(_)

@@ -36,7 +36,7 @@ pub(super) async fn load_claims<T: crate::store::BatchTx>(
         WriteCommand::IntakeNotice { notice, apply: true, .. } if claims.inserted.contains(&notice.operation_id) => {
             Some(notice_document(notice))
         }
-        WriteCommand::ApplyRecorded { notice } if claims.waiting.contains(&notice.operation_id) => {
+        WriteCommand::ApplyRecorded { notice, .. } if claims.waiting.contains(&notice.operation_id) => {
             Some(notice_document(notice))
         }
         _ => None,
@@ -310,6 +310,7 @@ impl BatchReconciliation {
         &mut self,
         notice: &BankNotice,
         matched_before: bool,
+        tolerance_days: u32,
         plan: &mut Plan,
         credit: impl FnOnce(&mut Plan) -> WriteOutcome,
     ) -> WriteOutcome {
@@ -317,7 +318,7 @@ impl BatchReconciliation {
         if matched_before || payment.is_some_and(|id| self.taken_payments.contains(&id)) {
             return credit(plan);
         }
-        let late = self.late_notice(notice, plan);
+        let late = self.late_notice(notice, tolerance_days, plan);
         let outcome = if late { WriteOutcome::NoticeDuplicate } else { credit(plan) };
         let took = match outcome {
             WriteOutcome::NoticeApplied => self.credited_notice(notice, plan),
@@ -329,11 +330,25 @@ impl BatchReconciliation {
         outcome
     }
 
-    /// Before a notice is credited: if it repeats a statement-sourced payment (the lowest-id one with its key
-    /// that no late notice names), it is recorded `duplicate` of it and answered as a duplicate.
-    pub fn late_notice(&mut self, notice: &BankNotice, plan: &mut Plan) -> bool {
+    /// Before a notice is credited: if it repeats a statement-sourced payment that no late notice names, it is
+    /// recorded `duplicate` of it and answered as a duplicate. The lowest-id one with its key; else, unless an
+    /// unmatched line has its key (that line is its payment), the lowest-id one it may be although the keys
+    /// differ ([`super::statements::rival`]: its amount dated a few days off, or another amount on its date).
+    /// The line was credited from the statement, whose amount and date are the bank's own: crediting such a
+    /// notice too would pay the payment twice, while a notice wrongly held back is still found, since its own
+    /// line, when a statement brings it, is judged `missing_notice` and applied.
+    pub fn late_notice(&mut self, notice: &BankNotice, tolerance_days: u32, plan: &mut Plan) -> bool {
         let key = MatchKey::of_notice(notice);
-        let Some(position) = self.applied.iter().position(|payment| payment.key == key) else { return false };
+        let exact = self.applied.iter().position(|payment| payment.key == key);
+        let position = exact.or_else(|| {
+            let its_own_line = self.lines.iter().any(|line| line.key == key && !self.taken_lines.contains(&line.id));
+            if its_own_line {
+                return None;
+            }
+            let rivals = |payment: &&Applied| super::statements::rival(&payment.key, &key, tolerance_days).is_some();
+            self.applied.iter().position(|payment| rivals(&payment))
+        });
+        let Some(position) = position else { return false };
         let original = self.applied.remove(position);
         plan.late_notices.push(LateNotice { operation_id: notice.operation_id.0, duplicate_of: original.operation_id });
         true
@@ -567,19 +582,65 @@ mod tests {
         let mut view = BatchReconciliation::new(&[applied(5, "P-1", 100, false), applied(4, "P-2", 100, true)]);
         let mut plan = Plan::default();
         let never = |_: &mut Plan| panic!("a late notice is not credited");
-        assert_eq!(view.credit(&notice(1, "P-1", 100), false, &mut plan, never), WriteOutcome::NoticeDuplicate);
+        assert_eq!(view.credit(&notice(1, "P-1", 100), false, 3, &mut plan, never), WriteOutcome::NoticeDuplicate);
         assert_eq!(
             plan.late_notices,
             vec![LateNotice { operation_id: Uuid::from_u128(1), duplicate_of: Uuid::from_u128(1005) }]
         );
         // The payment is named once: a second notice with the key is a real payment; one already named, too.
         let credited = |_: &mut Plan| WriteOutcome::NoticeApplied;
-        assert_eq!(view.credit(&notice(2, "P-1", 100), false, &mut plan, credited), WriteOutcome::NoticeApplied);
-        assert_eq!(view.credit(&notice(3, "P-2", 100), false, &mut plan, credited), WriteOutcome::NoticeApplied);
-        // Another amount is another key.
+        assert_eq!(view.credit(&notice(2, "P-1", 100), false, 3, &mut plan, credited), WriteOutcome::NoticeApplied);
+        assert_eq!(view.credit(&notice(3, "P-2", 100), false, 3, &mut plan, credited), WriteOutcome::NoticeApplied);
+        // Another number is another payment.
         let mut other = BatchReconciliation::new(&[applied(5, "P-1", 100, false)]);
-        assert_eq!(other.credit(&notice(9, "P-1", 101), false, &mut plan, credited), WriteOutcome::NoticeApplied);
+        assert_eq!(other.credit(&notice(9, "P-9", 100), false, 3, &mut plan, credited), WriteOutcome::NoticeApplied);
         assert_eq!(plan.late_notices.len(), 1);
+    }
+
+    /// A notice dated `days` after 28 April in Moscow.
+    fn notice_days_later(id: u128, amount: i64, days: i64) -> BankNotice {
+        let mut notice = notice(id, "P-1", amount);
+        notice.document_date += time::Duration::days(days);
+        notice
+    }
+
+    #[test]
+    fn a_notice_that_may_be_an_applied_line_although_its_key_differs_is_a_late_notice_unless_a_line_has_its_key() {
+        let never = |_: &mut Plan| panic!("a late notice is not credited");
+        let credited = |_: &mut Plan| WriteOutcome::NoticeApplied;
+        // Its amount dated a day off, within the tolerance; another amount on its date (a typo either side).
+        for late in [notice_days_later(1, 100, 1), notice_days_later(1, 100, -3), notice(1, "P-1", 1000)] {
+            let mut view = BatchReconciliation::new(&[applied(5, "P-1", 100, false)]);
+            let mut plan = Plan::default();
+            assert_eq!(view.credit(&late, false, 3, &mut plan, never), WriteOutcome::NoticeDuplicate, "{late:?}");
+            assert_eq!(plan.late_notices[0].duplicate_of, Uuid::from_u128(1005));
+        }
+        // Beyond the tolerance, or another amount on another date: another payment.
+        for other in [notice_days_later(2, 100, 4), notice_days_later(2, 1000, 1)] {
+            let mut view = BatchReconciliation::new(&[applied(5, "P-1", 100, false)]);
+            let mut plan = Plan::default();
+            assert_eq!(view.credit(&other, false, 3, &mut plan, credited), WriteOutcome::NoticeApplied, "{other:?}");
+            assert!(plan.late_notices.is_empty());
+        }
+        // An unmatched line with the notice's own key is its payment: credited, and it takes the line.
+        let on_its_line = notice_days_later(3, 100, 1);
+        let mut line_of_29 = line(8, "P-1", 100, Some(80));
+        if let NoticeCounterpart::OpenLine { document_date, .. } = &mut line_of_29 {
+            *document_date = date!(2024 - 04 - 29);
+        }
+        let mut view = BatchReconciliation::new(&[applied(5, "P-1", 100, false), line_of_29]);
+        let mut plan = Plan::default();
+        assert_eq!(view.credit(&on_its_line, false, 3, &mut plan, credited), WriteOutcome::NoticeApplied);
+        assert!(plan.late_notices.is_empty());
+        assert_eq!(plan.matches_by_operation[0].line_id, 8);
+        // The exact key wins over a rival, whichever is stored first.
+        let mut view = BatchReconciliation::new(&[applied(5, "P-1", 100, false), applied(6, "P-1", 100, false)]);
+        if let Some(first) = view.applied.first_mut() {
+            first.key.document_date = date!(2024 - 04 - 27);
+        }
+        let mut plan = Plan::default();
+        assert_eq!(view.credit(&notice(4, "P-1", 100), false, 3, &mut plan, never), WriteOutcome::NoticeDuplicate);
+        assert_eq!(plan.late_notices[0].duplicate_of, Uuid::from_u128(1006));
     }
 
     #[test]
@@ -588,9 +649,9 @@ mod tests {
         let mut view = BatchReconciliation::new(&counterparts);
         let mut plan = Plan::default();
         let credited = |_: &mut Plan| WriteOutcome::NoticeApplied;
-        view.credit(&notice(1, "P-1", 100), false, &mut plan, credited);
-        view.credit(&notice(2, "P-1", 100), false, &mut plan, credited);
-        view.credit(&notice(3, "P-1", 100), false, &mut plan, credited);
+        view.credit(&notice(1, "P-1", 100), false, 3, &mut plan, credited);
+        view.credit(&notice(2, "P-1", 100), false, 3, &mut plan, credited);
+        view.credit(&notice(3, "P-1", 100), false, 3, &mut plan, credited);
         let lines: Vec<(i64, u128)> =
             plan.matches_by_operation.iter().map(|m| (m.line_id, m.operation_id.as_u128())).collect();
         assert_eq!(lines, vec![(7, 1), (8, 2)], "twins take one line each; the 99 line is not theirs");
@@ -599,7 +660,7 @@ mod tests {
         // A notice whose payment a line matched already is only credited.
         let mut plan = Plan::default();
         let mut view = BatchReconciliation::new(&counterparts);
-        view.credit(&notice(4, "P-1", 100), true, &mut plan, credited);
+        view.credit(&notice(4, "P-1", 100), true, 3, &mut plan, credited);
         assert!(plan.matches_by_operation.is_empty());
     }
 }

@@ -106,13 +106,17 @@ fn parse_document_date(text: &str) -> Result<OffsetDateTime, String> {
 pub struct Intake {
     engine: LedgerEngine,
     mode: WebhookMode,
+    /// The reconciliation's date tolerance: a notice dated this many days from a line applied from the
+    /// statement, with its payer, number and amount, is that line's late notice.
+    tolerance_days: u32,
     applier_wakeup: std::sync::Arc<Notify>,
 }
 
 impl Intake {
-    /// A service submitting to `engine`, applying at once or recording for the applier per `mode`.
-    pub fn new(engine: LedgerEngine, mode: WebhookMode) -> Intake {
-        Intake { engine, mode, applier_wakeup: std::sync::Arc::new(Notify::new()) }
+    /// A service submitting to `engine`, applying at once or recording for the applier per `mode`, and
+    /// judging late notices with the reconciliation's date tolerance.
+    pub fn new(engine: LedgerEngine, mode: WebhookMode, tolerance_days: u32) -> Intake {
+        Intake { engine, mode, tolerance_days, applier_wakeup: std::sync::Arc::new(Notify::new()) }
     }
 
     /// Whether the ledger writer is still taking commands.
@@ -123,7 +127,7 @@ impl Intake {
     /// Records (and in sync mode applies) a notice exactly once by its operation id.
     pub async fn receive(&self, notice: BankNotice, raw: Bytes) -> Result<WriteOutcome, EngineError> {
         let apply = self.mode == WebhookMode::Sync;
-        let command = WriteCommand::IntakeNotice { notice, apply, raw };
+        let command = WriteCommand::IntakeNotice { notice, apply, raw, tolerance_days: self.tolerance_days };
         let outcome = self.engine.submit(command).await?;
         let label = match &outcome {
             WriteOutcome::NoticeApplied => "applied",
@@ -194,7 +198,9 @@ impl Intake {
             for notice in waiting {
                 if seen.insert(notice.operation_id) {
                     let engine = self.engine.clone();
-                    round.spawn(async move { engine.submit(WriteCommand::ApplyRecorded { notice }).await });
+                    let tolerance_days = self.tolerance_days;
+                    let command = WriteCommand::ApplyRecorded { notice, tolerance_days };
+                    round.spawn(async move { engine.submit(command).await });
                 }
             }
             let mut failed = false;

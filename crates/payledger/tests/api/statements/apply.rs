@@ -19,6 +19,7 @@ use crate::common::{self, Backend, TestServer, on_both_backends};
 
 on_both_backends!(
     a_late_webhook_after_an_apply_is_a_duplicate_and_the_payer_is_credited_once,
+    a_late_webhook_dated_a_day_off_or_with_a_mistyped_amount_is_a_duplicate_of_the_applied_line,
     a_webhook_before_the_apply_takes_the_line_and_the_apply_credits_nothing,
     fifty_webhooks_and_fifty_applies_fired_at_once_at_two_servers_credit_each_payment_once,
     ten_applies_of_one_line_at_once_credit_it_once,
@@ -110,6 +111,58 @@ async fn a_late_webhook_after_an_apply_is_a_duplicate_and_the_payer_is_credited_
     assert_eq!(again.outcome, ApplyOutcome::AlreadyMatched);
     assert_eq!(harness.db.scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'statement.apply'").await, 1);
     harness.db.assert_verified().await;
+    harness.stop().await;
+}
+
+/// The bank's webhook may date a payment by its acceptance day, and a mistyped amount happens: a late
+/// webhook that may be a line applied from the statement (its payer and number, and its amount within the
+/// date tolerance or another amount on its date) credits nothing, since the statement already paid it.
+async fn a_late_webhook_dated_a_day_off_or_with_a_mistyped_amount_is_a_duplicate_of_the_applied_line(backend: Backend) {
+    let Some(harness) = Harness::start(backend).await else { return };
+    let lines = import(&harness, 1, &[credit("PAY-1", 1_000), credit("PAY-2", 500), credit("PAY-4", 300)]).await;
+    for line in &lines[..2] {
+        let applied = harness.service.apply_line(*line, "alice").await.expect("apply");
+        assert_eq!(applied.outcome, ApplyOutcome::Applied);
+    }
+    assert_eq!(harness.db.scalar(CREDITED).await, 1_500);
+
+    let mut a_day_later = webhook("PAY-1", 1_000);
+    a_day_later["document_date"] = json!("2024-04-28T21:00:00Z");
+    let (status, answer) = harness.server.post_webhook(&a_day_later).await;
+    assert_eq!((status, answer["status"].as_str()), (200, Some("duplicate")), "a day off: {answer}");
+    let (status, answer) = harness.server.post_webhook(&webhook("PAY-2", 5_000)).await;
+    assert_eq!((status, answer["status"].as_str()), (200, Some("duplicate")), "a mistyped amount: {answer}");
+    assert_eq!(harness.db.scalar(CREDITED).await, 1_500, "the statement paid both already");
+    assert_eq!(harness.db.scalar(DUPLICATES).await, 2);
+
+    // Beyond the tolerance (3 days) it is another payment; a notice dated off from a line not applied yet is
+    // credited (its line stays open, and its apply is refused while the notice may be it).
+    let mut a_week_later = webhook("PAY-1", 1_000);
+    a_week_later["document_date"] = json!("2024-05-04T21:00:00Z");
+    let (status, answer) = harness.server.post_webhook(&a_week_later).await;
+    assert_eq!((status, answer["status"].as_str()), (200, Some("processed")), "a week off: {answer}");
+    let mut unapplied = webhook("PAY-4", 300);
+    unapplied["document_date"] = json!("2024-04-28T21:00:00Z");
+    let (status, answer) = harness.server.post_webhook(&unapplied).await;
+    assert_eq!((status, answer["status"].as_str()), (200, Some("processed")), "{answer}");
+    let refused = harness.service.apply_line(lines[2], "alice").await;
+    assert!(matches!(refused, Err(ReconcileError::NotApplicable { .. })), "{refused:?}");
+    assert_eq!(harness.db.scalar(CREDITED).await, 2_800);
+    assert_eq!(harness.server.balance_text(INN).await.as_deref(), Some("28.00"));
+    harness.db.assert_verified().await;
+
+    // verify holds a late notice to its payment's payer and number, and its amount or its date: the day-off
+    // notice with another amount too repeats nothing.
+    harness.db.execute("UPDATE bank_payments SET amount = 999 WHERE status = 'duplicate' AND amount = 1000").await;
+    let report = harness.db.store().await.verify().await.expect("verify");
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|problem| problem.contains("which is missing, not applied from a statement, or another payment")),
+        "{:#?}",
+        report.problems
+    );
     harness.stop().await;
 }
 
