@@ -94,7 +94,8 @@ fn applied_line_one() -> NoticeCounterpart {
         payer_inn: INN.into(),
         document_number: "P-1".into(),
         document_date: datetime!(2024-04-27 21:00 UTC),
-        has_late_notice: false,
+        named_by_key: false,
+        named: false,
     }
 }
 

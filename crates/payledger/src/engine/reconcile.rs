@@ -14,7 +14,8 @@ use uuid::Uuid;
 
 use super::batch::{AccountMap, BANK_PAYMENT_KIND, Claims, WriteOutcome};
 use super::statements::{
-    ApplyDecision, DiscrepancyKind, LineState, MatchRule, RivalPayment, StatementOutcome, decide_apply,
+    AppliedFromStatement, ApplyDecision, DiscrepancyKind, LateMatch, LineState, MatchRule, RivalPayment,
+    StatementOutcome, decide_apply, late_notice_of,
 };
 use crate::store::AuditEntry;
 use crate::store::batch::{
@@ -193,10 +194,9 @@ pub fn credited_payers<'a>(applies: impl Iterator<Item = &'a ApplyCommand>, clai
         .collect()
 }
 
-/// A statement-sourced payment a notice may repeat, as the batch sees it.
-struct Applied {
+/// Where a statement-sourced payment a notice may repeat is stored.
+struct AppliedRow {
     operation_id: Uuid,
-    key: MatchKey,
     /// The payment's id, when stored before the batch (a payment the batch credits has none yet).
     id: Option<i64>,
 }
@@ -211,8 +211,10 @@ struct OpenLine {
 /// The batch's running view of the reconciliation tables.
 #[derive(Default)]
 pub struct BatchReconciliation {
-    /// Statement-sourced applied payments no late notice names yet (stored ones, then the batch's own).
-    applied: Vec<Applied>,
+    /// Statement-sourced applied payments (stored ones by ascending id, then the batch's own), with the late
+    /// notices that name them so far; `applied_rows` says where each is stored.
+    applied: Vec<AppliedFromStatement>,
+    applied_rows: Vec<AppliedRow>,
     /// Unmatched credit lines, ascending id.
     lines: Vec<OpenLine>,
     /// Lines a command of this batch matched.
@@ -233,6 +235,7 @@ impl BatchReconciliation {
     /// The view of the counterparts the batch read.
     pub fn new(counterparts: &[NoticeCounterpart]) -> BatchReconciliation {
         let mut view = BatchReconciliation::default();
+        let mut applied = Vec::new();
         for counterpart in counterparts {
             match counterpart {
                 NoticeCounterpart::StatementPayment {
@@ -243,14 +246,15 @@ impl BatchReconciliation {
                     payer_inn,
                     document_number,
                     document_date,
-                    has_late_notice: false,
+                    named_by_key,
+                    named,
                 } => {
                     let key = key_of(payer_inn, document_number, moscow_date(*document_date), *amount, currency);
                     if let Some(key) = key {
-                        view.applied.push(Applied { operation_id: *operation_id, key, id: Some(*id) });
+                        let payment = AppliedFromStatement { key, named_by_key: *named_by_key, named: *named };
+                        applied.push((AppliedRow { operation_id: *operation_id, id: Some(*id) }, payment));
                     }
                 }
-                NoticeCounterpart::StatementPayment { has_late_notice: true, .. } => {}
                 NoticeCounterpart::OpenLine {
                     id,
                     amount,
@@ -266,7 +270,8 @@ impl BatchReconciliation {
                 }
             }
         }
-        view.applied.sort_by_key(|payment| payment.id);
+        applied.sort_by_key(|(row, _)| row.id);
+        (view.applied_rows, view.applied) = applied.into_iter().unzip();
         view.lines.sort_by_key(|line| line.id);
         view
     }
@@ -330,27 +335,22 @@ impl BatchReconciliation {
         outcome
     }
 
-    /// Before a notice is credited: if it repeats a statement-sourced payment that no late notice names, it is
-    /// recorded `duplicate` of it and answered as a duplicate. The lowest-id one with its key; else, unless an
-    /// unmatched line has its key (that line is its payment), the lowest-id one it may be although the keys
-    /// differ ([`super::statements::rival`]: its amount dated a few days off, or another amount on its date).
-    /// The line was credited from the statement, whose amount and date are the bank's own: crediting such a
-    /// notice too would pay the payment twice, while a notice wrongly held back is still found, since its own
-    /// line, when a statement brings it, is judged `missing_notice` and applied.
+    /// Before a notice is credited: if it repeats a statement-sourced payment ([`late_notice_of`]), it is
+    /// recorded `duplicate` of it and answered as a duplicate.
     pub fn late_notice(&mut self, notice: &BankNotice, tolerance_days: u32, plan: &mut Plan) -> bool {
         let key = MatchKey::of_notice(notice);
-        let exact = self.applied.iter().position(|payment| payment.key == key);
-        let position = exact.or_else(|| {
-            let its_own_line = self.lines.iter().any(|line| line.key == key && !self.taken_lines.contains(&line.id));
-            if its_own_line {
-                return None;
-            }
-            let rivals = |payment: &&Applied| super::statements::rival(&payment.key, &key, tolerance_days).is_some();
-            self.applied.iter().position(|payment| rivals(&payment))
+        let own_line_open = self.lines.iter().any(|line| line.key == key && !self.taken_lines.contains(&line.id));
+        let Some((position, how)) = late_notice_of(&key, &self.applied, own_line_open, tolerance_days) else {
+            return false;
+        };
+        let original = &mut self.applied[position];
+        original.named = true;
+        original.named_by_key |= how == LateMatch::Key;
+        plan.late_notices.push(LateNotice {
+            operation_id: notice.operation_id.0,
+            duplicate_of: self.applied_rows[position].operation_id,
+            late_match: how.as_str(),
         });
-        let Some(position) = position else { return false };
-        let original = self.applied.remove(position);
-        plan.late_notices.push(LateNotice { operation_id: notice.operation_id.0, duplicate_of: original.operation_id });
         true
     }
 
@@ -431,7 +431,8 @@ impl BatchReconciliation {
                     rule: MatchRule::Applied.as_str(),
                     by: Some(apply.by.clone()),
                 });
-                self.applied.push(Applied { operation_id: notice.operation_id.0, key, id: None });
+                self.applied.push(AppliedFromStatement { key, named_by_key: false, named: false });
+                self.applied_rows.push(AppliedRow { operation_id: notice.operation_id.0, id: None });
                 let operation_id = notice.operation_id.0;
                 (StatementOutcome::Applied { operation_id, discrepancy_id }, "applied", operation_id)
             }
@@ -564,7 +565,8 @@ mod tests {
         }
     }
 
-    fn applied(id: i64, number: &str, amount: i64, has_late_notice: bool) -> NoticeCounterpart {
+    /// A statement payment; `named_by`: the late notice that names it already, if one does.
+    fn applied(id: i64, number: &str, amount: i64, named_by: Option<LateMatch>) -> NoticeCounterpart {
         NoticeCounterpart::StatementPayment {
             id,
             operation_id: Uuid::from_u128(1000 + id as u128),
@@ -573,26 +575,32 @@ mod tests {
             payer_inn: INN.into(),
             document_number: number.into(),
             document_date: datetime!(2024-04-27 21:00 UTC),
-            has_late_notice,
+            named_by_key: named_by == Some(LateMatch::Key),
+            named: named_by.is_some(),
         }
     }
 
     #[test]
     fn a_notice_repeating_a_statement_payment_is_a_late_notice_once_and_never_credited() {
-        let mut view = BatchReconciliation::new(&[applied(5, "P-1", 100, false), applied(4, "P-2", 100, true)]);
+        let mut view =
+            BatchReconciliation::new(&[applied(5, "P-1", 100, None), applied(4, "P-2", 100, Some(LateMatch::Key))]);
         let mut plan = Plan::default();
         let never = |_: &mut Plan| panic!("a late notice is not credited");
         assert_eq!(view.credit(&notice(1, "P-1", 100), false, 3, &mut plan, never), WriteOutcome::NoticeDuplicate);
         assert_eq!(
             plan.late_notices,
-            vec![LateNotice { operation_id: Uuid::from_u128(1), duplicate_of: Uuid::from_u128(1005) }]
+            vec![LateNotice {
+                operation_id: Uuid::from_u128(1),
+                duplicate_of: Uuid::from_u128(1005),
+                late_match: "key"
+            }]
         );
         // The payment is named once: a second notice with the key is a real payment; one already named, too.
         let credited = |_: &mut Plan| WriteOutcome::NoticeApplied;
         assert_eq!(view.credit(&notice(2, "P-1", 100), false, 3, &mut plan, credited), WriteOutcome::NoticeApplied);
         assert_eq!(view.credit(&notice(3, "P-2", 100), false, 3, &mut plan, credited), WriteOutcome::NoticeApplied);
         // Another number is another payment.
-        let mut other = BatchReconciliation::new(&[applied(5, "P-1", 100, false)]);
+        let mut other = BatchReconciliation::new(&[applied(5, "P-1", 100, None)]);
         assert_eq!(other.credit(&notice(9, "P-9", 100), false, 3, &mut plan, credited), WriteOutcome::NoticeApplied);
         assert_eq!(plan.late_notices.len(), 1);
     }
@@ -610,14 +618,14 @@ mod tests {
         let credited = |_: &mut Plan| WriteOutcome::NoticeApplied;
         // Its amount dated a day off, within the tolerance; another amount on its date (a typo either side).
         for late in [notice_days_later(1, 100, 1), notice_days_later(1, 100, -3), notice(1, "P-1", 1000)] {
-            let mut view = BatchReconciliation::new(&[applied(5, "P-1", 100, false)]);
+            let mut view = BatchReconciliation::new(&[applied(5, "P-1", 100, None)]);
             let mut plan = Plan::default();
             assert_eq!(view.credit(&late, false, 3, &mut plan, never), WriteOutcome::NoticeDuplicate, "{late:?}");
             assert_eq!(plan.late_notices[0].duplicate_of, Uuid::from_u128(1005));
         }
         // Beyond the tolerance, or another amount on another date: another payment.
         for other in [notice_days_later(2, 100, 4), notice_days_later(2, 1000, 1)] {
-            let mut view = BatchReconciliation::new(&[applied(5, "P-1", 100, false)]);
+            let mut view = BatchReconciliation::new(&[applied(5, "P-1", 100, None)]);
             let mut plan = Plan::default();
             assert_eq!(view.credit(&other, false, 3, &mut plan, credited), WriteOutcome::NoticeApplied, "{other:?}");
             assert!(plan.late_notices.is_empty());
@@ -628,13 +636,44 @@ mod tests {
         if let NoticeCounterpart::OpenLine { document_date, .. } = &mut line_of_29 {
             *document_date = date!(2024 - 04 - 29);
         }
-        let mut view = BatchReconciliation::new(&[applied(5, "P-1", 100, false), line_of_29]);
+        let mut view = BatchReconciliation::new(&[applied(5, "P-1", 100, None), line_of_29]);
         let mut plan = Plan::default();
         assert_eq!(view.credit(&on_its_line, false, 3, &mut plan, credited), WriteOutcome::NoticeApplied);
         assert!(plan.late_notices.is_empty());
         assert_eq!(plan.matches_by_operation[0].line_id, 8);
+        // A rival came first and named the payment; its own notice, with its key, is held too (the rival may
+        // have been another payment, this one is certainly it), stored before the batch or in it.
+        for named_by in [None, Some(LateMatch::Rival)] {
+            let mut view = BatchReconciliation::new(&[applied(5, "P-1", 100, named_by)]);
+            let mut plan = Plan::default();
+            if named_by.is_none() {
+                assert_eq!(
+                    view.credit(&notice_days_later(6, 100, 1), false, 3, &mut plan, never),
+                    WriteOutcome::NoticeDuplicate
+                );
+            }
+            assert_eq!(view.credit(&notice(7, "P-1", 100), false, 3, &mut plan, never), WriteOutcome::NoticeDuplicate);
+            // Now named by both, a third notice that may be it is another payment.
+            assert_eq!(
+                view.credit(&notice_days_later(8, 100, -1), false, 3, &mut plan, credited),
+                WriteOutcome::NoticeApplied
+            );
+            let named: Vec<&str> = plan.late_notices.iter().map(|late| late.late_match).collect();
+            assert_eq!(named, if named_by.is_none() { vec!["rival", "key"] } else { vec!["key"] });
+        }
+        // Of two payments it may be, the nearer date.
+        let mut view = BatchReconciliation::new(&[applied(5, "P-1", 100, None), applied(6, "P-1", 100, None)]);
+        if let Some(first) = view.applied.first_mut() {
+            first.key.document_date = date!(2024 - 04 - 25);
+        }
+        let mut plan = Plan::default();
+        assert_eq!(
+            view.credit(&notice_days_later(9, 100, -1), false, 3, &mut plan, never),
+            WriteOutcome::NoticeDuplicate
+        );
+        assert_eq!(plan.late_notices[0].duplicate_of, Uuid::from_u128(1006));
         // The exact key wins over a rival, whichever is stored first.
-        let mut view = BatchReconciliation::new(&[applied(5, "P-1", 100, false), applied(6, "P-1", 100, false)]);
+        let mut view = BatchReconciliation::new(&[applied(5, "P-1", 100, None), applied(6, "P-1", 100, None)]);
         if let Some(first) = view.applied.first_mut() {
             first.key.document_date = date!(2024 - 04 - 27);
         }

@@ -281,22 +281,59 @@ pub fn judge(line: &LineToMatch, open: &[&OpenPayment], tolerance_days: u32) -> 
 /// A statement-sourced applied payment a late notice may repeat.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppliedFromStatement {
-    /// bank_payments.id.
-    pub id: i64,
     /// Its key.
     pub key: MatchKey,
-    /// A notice already names it as its `duplicate_of`.
-    pub has_late_notice: bool,
+    /// A late notice with its key names it: its own notice has come.
+    pub named_by_key: bool,
+    /// A late notice names it, with its key or one that may be it.
+    pub named: bool,
 }
 
-/// The payment a new notice with `key` repeats, if any: the lowest-id statement-sourced applied payment with
-/// the key that no late notice names yet. `claimed` holds payments named by earlier notices of the same batch.
-pub fn late_notice_of(key: &MatchKey, applied: &[AppliedFromStatement], claimed: &HashSet<i64>) -> Option<i64> {
+/// How a late notice repeats the statement payment it names (`bank_payments.late_match`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LateMatch {
+    /// The notice has the payment's match key.
+    Key,
+    /// The keys differ, but the notice may be the payment ([`rival`]).
+    Rival,
+}
+
+impl LateMatch {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LateMatch::Key => "key",
+            LateMatch::Rival => "rival",
+        }
+    }
+}
+
+/// The statement payment a new notice with `key` repeats, if any, as a position in `applied` (ascending id,
+/// the batch's own payments last), and how. The statement paid the line already, so a notice that may be its
+/// payment is held (recorded `duplicate`, never credited) rather than credited a second time; a notice held
+/// wrongly is not lost, since its own line, when a statement brings it, finds no open payment and is applied.
+/// - The first one with its key whose own notice has not come (none with `named_by_key`), even when a notice
+///   that only may be it named it first: that one may have been another payment, this one is certainly it.
+/// - Else, unless an unmatched line has its key (`own_line_open`: that line is its payment), the one with the
+///   nearest document date, then the first, that it may be (see [`rival`]) and that no late notice names.
+pub fn late_notice_of(
+    key: &MatchKey,
+    applied: &[AppliedFromStatement],
+    own_line_open: bool,
+    tolerance_days: u32,
+) -> Option<(usize, LateMatch)> {
+    if let Some(position) = applied.iter().position(|payment| &payment.key == key && !payment.named_by_key) {
+        return Some((position, LateMatch::Key));
+    }
+    if own_line_open {
+        return None;
+    }
     applied
         .iter()
-        .filter(|payment| &payment.key == key && !payment.has_late_notice && !claimed.contains(&payment.id))
-        .map(|payment| payment.id)
-        .min()
+        .enumerate()
+        .filter(|(_, payment)| !payment.named && rival(&payment.key, key, tolerance_days).is_some())
+        .min_by_key(|(position, payment)| ((payment.key.document_date - key.document_date).abs(), *position))
+        .map(|(position, _)| (position, LateMatch::Rival))
 }
 
 /// Whether every day of `first..=last` is closed (before `today`) and covered, for every account ever

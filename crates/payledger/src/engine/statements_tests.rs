@@ -131,18 +131,45 @@ fn a_line_without_an_inn_or_an_organization_has_an_unknown_payer() {
     );
 }
 
+/// A statement payment named already by a late notice (`Some(how)`) or not.
+fn statement_payment(key: &MatchKey, named_by: Option<LateMatch>) -> AppliedFromStatement {
+    AppliedFromStatement { key: key.clone(), named_by_key: named_by == Some(LateMatch::Key), named: named_by.is_some() }
+}
+
+fn dated(mut key: MatchKey, date: Date) -> MatchKey {
+    key.document_date = date;
+    key
+}
+
 #[test]
-fn a_late_notice_repeats_the_lowest_applied_payment_nobody_named_yet() {
+fn a_late_notice_repeats_the_first_applied_payment_with_its_key_whose_own_notice_has_not_come() {
     let twin = key(PAYER, "8", 100);
     let applied = [
-        AppliedFromStatement { id: 3, key: twin.clone(), has_late_notice: true },
-        AppliedFromStatement { id: 5, key: twin.clone(), has_late_notice: false },
-        AppliedFromStatement { id: 4, key: twin.clone(), has_late_notice: false },
+        statement_payment(&twin, Some(LateMatch::Key)),
+        statement_payment(&twin, Some(LateMatch::Rival)),
+        statement_payment(&twin, None),
     ];
-    assert_eq!(late_notice_of(&twin, &applied, &HashSet::new()), Some(4));
-    assert_eq!(late_notice_of(&twin, &applied, &HashSet::from([4])), Some(5));
-    assert_eq!(late_notice_of(&twin, &applied, &HashSet::from([4, 5])), None);
-    assert_eq!(late_notice_of(&key(PAYER, "8", 101), &applied, &HashSet::new()), None);
+    assert_eq!(late_notice_of(&twin, &applied, false, TOLERANCE), Some((1, LateMatch::Key)));
+    assert_eq!(late_notice_of(&twin, &applied[2..], true, TOLERANCE), Some((0, LateMatch::Key)), "its key first");
+    assert_eq!(late_notice_of(&twin, &applied[..1], false, TOLERANCE), None, "its own notice came: another payment");
+    // Another amount on its date, or its amount within the tolerance: a rival, unless its own line is open.
+    let other_amount = key(PAYER, "8", 101);
+    assert_eq!(late_notice_of(&other_amount, &applied[2..], false, TOLERANCE), Some((0, LateMatch::Rival)));
+    assert_eq!(late_notice_of(&other_amount, &applied[2..], true, TOLERANCE), None);
+    assert_eq!(late_notice_of(&other_amount, &applied[1..2], false, TOLERANCE), None, "a rival named it already");
+    let near = dated(twin.clone(), date!(2024 - 05 - 01));
+    assert_eq!(late_notice_of(&near, &applied[2..], false, TOLERANCE), Some((0, LateMatch::Rival)));
+    assert_eq!(late_notice_of(&near, &applied[2..], false, 2), None, "beyond the tolerance");
+    let far_and_other = dated(other_amount, date!(2024 - 04 - 29));
+    assert_eq!(late_notice_of(&far_and_other, &applied[2..], false, TOLERANCE), None);
+    // Of several it may be, the nearest date, then the first.
+    let spread = [
+        statement_payment(&dated(twin.clone(), date!(2024 - 04 - 25)), None),
+        statement_payment(&dated(twin.clone(), date!(2024 - 05 - 01)), None),
+        statement_payment(&dated(twin.clone(), date!(2024 - 04 - 26)), None),
+    ];
+    assert_eq!(late_notice_of(&twin, &spread, false, TOLERANCE), Some((2, LateMatch::Rival)));
+    assert_eq!(late_notice_of(&dated(twin, date!(2024 - 04 - 27)), &spread, false, 5), Some((2, LateMatch::Rival)));
 }
 
 #[test]
@@ -398,17 +425,32 @@ impl Model {
             .collect()
     }
 
+    /// A webhook, decided as the engine decides it ([`late_notice_of`]): held as a late notice of a statement
+    /// payment it may be, else credited, taking the first unmatched line with its key.
     fn webhook(&mut self, key: &MatchKey) {
-        let named: HashSet<i64> = self.payments.iter().filter_map(|p| p.3).collect();
-        let applied: Vec<AppliedFromStatement> = self
-            .payments
+        let mut named_by_key: HashSet<i64> = HashSet::new();
+        let mut named: HashSet<i64> = HashSet::new();
+        for (_, notice_key, _, late) in &self.payments {
+            let Some(original) = late else { continue };
+            named.insert(*original);
+            if self.payments.iter().any(|p| p.0 == *original && &p.1 == notice_key) {
+                named_by_key.insert(*original);
+            }
+        }
+        let statement: Vec<&(i64, MatchKey, bool, Option<i64>)> = self.payments.iter().filter(|p| p.2).collect();
+        let ids: Vec<i64> = statement.iter().map(|p| p.0).collect();
+        let applied: Vec<AppliedFromStatement> = statement
             .iter()
-            .filter(|p| p.2)
-            .map(|p| AppliedFromStatement { id: p.0, key: p.1.clone(), has_late_notice: named.contains(&p.0) })
+            .map(|p| AppliedFromStatement {
+                key: p.1.clone(),
+                named_by_key: named_by_key.contains(&p.0),
+                named: named.contains(&p.0),
+            })
             .collect();
+        let own_line_open = self.lines.iter().any(|l| &l.1 == key && l.2.is_none());
         let id = self.id();
-        if let Some(original) = late_notice_of(key, &applied, &HashSet::new()) {
-            self.payments.push((id, key.clone(), false, Some(original)));
+        if let Some((position, _)) = late_notice_of(key, &applied, own_line_open, TOLERANCE) {
+            self.payments.push((id, key.clone(), false, Some(ids[position])));
             return;
         }
         self.payments.push((id, key.clone(), false, None));
@@ -466,13 +508,19 @@ proptest! {
     /// once, and exactly once when its webhook came or its line was applied after every line was imported.
     #[test]
     fn any_interleaving_credits_each_real_payment_exactly_once(
-        payments in proptest::collection::vec((0u8..3, 0i64..2), 1..8),
+        payments in proptest::collection::vec((0u8..3, 0i64..2, 0i64..3), 1..8),
         order in proptest::collection::vec((0u8..3, 0usize..16), 0..40),
         lost in proptest::collection::vec(any::<bool>(), 8),
     ) {
         // Few distinct numbers and amounts, so twins (identical real payments) are common.
-        let keys: Vec<MatchKey> =
-            payments.iter().map(|(number, amount)| key(PAYER, &number.to_string(), 100 + amount)).collect();
+        // Document dates a day or two apart, within the tolerance: notices that may be another's line are common.
+        let keys: Vec<MatchKey> = payments
+            .iter()
+            .map(|(number, amount, days)| {
+                let date = date!(2024 - 04 - 26) + time::Duration::days(*days);
+                dated(key(PAYER, &number.to_string(), 100 + amount), date)
+            })
+            .collect();
         let mut events: Vec<Event> = order
             .iter()
             .map(|(kind, index)| match kind {

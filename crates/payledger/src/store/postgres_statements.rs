@@ -503,15 +503,16 @@ impl PgBatch {
             // (measured: one seq scan per batch, 6 billion rows read for 600,000 notices).
             "WITH keys AS (SELECT * FROM UNNEST($1::text[], $2::text[]) AS k(inn, number))
              SELECT 1::int, p.id, p.operation_id, p.amount, p.currency, p.payer_inn, p.document_number,
-                    p.document_date, NULL::date, EXISTS (SELECT 1 FROM bank_payments d WHERE d.duplicate_of = p.id),
-                    NULL::bigint
+                    p.document_date, NULL::date,
+                    EXISTS (SELECT 1 FROM bank_payments d WHERE d.duplicate_of = p.id AND d.late_match = 'key'),
+                    NULL::bigint, EXISTS (SELECT 1 FROM bank_payments d WHERE d.duplicate_of = p.id)
              FROM keys CROSS JOIN LATERAL (SELECT * FROM bank_payments x
                                            WHERE x.payer_inn = keys.inn AND x.document_number = keys.number
                                              AND x.source = 'statement' AND x.status = 'applied' OFFSET 0) p
              UNION ALL
              SELECT 2::int, l.id, NULL::uuid, l.amount, l.currency, l.payer_inn, l.document_number,
                     NULL::timestamptz, l.document_date, false,
-                    (SELECT d.id FROM statement_discrepancies d WHERE d.line_id = l.id AND d.state = 'open')
+                    (SELECT d.id FROM statement_discrepancies d WHERE d.line_id = l.id AND d.state = 'open'), false
              FROM keys CROSS JOIN LATERAL (SELECT * FROM statement_lines x
                                            WHERE x.payer_inn = keys.inn AND x.document_number = keys.number
                                              AND x.direction = 'credit' AND x.nature = 'payment' OFFSET 0) l
@@ -536,7 +537,8 @@ impl PgBatch {
                     payer_inn: row.try_get(5)?,
                     document_number: row.try_get(6)?,
                     document_date,
-                    has_late_notice: row.try_get(9)?,
+                    named_by_key: row.try_get(9)?,
+                    named: row.try_get(11)?,
                 },
                 (_, _, _, Some(document_date)) => NoticeCounterpart::OpenLine {
                     id: row.try_get(1)?,
@@ -584,13 +586,14 @@ impl PgBatch {
         if !late.is_empty() {
             sqlx::query(
                 "UPDATE bank_payments SET status = 'duplicate', transaction_id = NULL, applied_at = NULL,
-                     duplicate_of = s.id
-                 FROM UNNEST($1::uuid[], $2::uuid[]) AS l(notice, original)
+                     duplicate_of = s.id, late_match = l.how
+                 FROM UNNEST($1::uuid[], $2::uuid[], $3::text[]) AS l(notice, original, how)
                  JOIN bank_payments s ON s.operation_id = l.original
                  WHERE bank_payments.operation_id = l.notice",
             )
             .bind(late.iter().map(|l| l.operation_id).collect::<Vec<_>>())
             .bind(late.iter().map(|l| l.duplicate_of).collect::<Vec<_>>())
+            .bind(late.iter().map(|l| l.late_match).collect::<Vec<_>>())
             .execute(&mut *self.tx)
             .await?;
         }

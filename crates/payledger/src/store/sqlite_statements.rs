@@ -436,12 +436,13 @@ impl SqliteBatch<'_> {
     ) -> Result<Vec<NoticeCounterpart>, StoreError> {
         let mut find = self.tx.prepare_cached(
             "SELECT 1, p.id, p.operation_id, p.amount, p.currency, p.document_date,
-                    EXISTS (SELECT 1 FROM bank_payments d WHERE d.duplicate_of = p.id), NULL
+                    EXISTS (SELECT 1 FROM bank_payments d WHERE d.duplicate_of = p.id AND d.late_match = 'key'),
+                    NULL, EXISTS (SELECT 1 FROM bank_payments d WHERE d.duplicate_of = p.id)
              FROM bank_payments p
              WHERE p.payer_inn = ?1 AND p.document_number = ?2 AND p.source = 'statement' AND p.status = 'applied'
              UNION ALL
              SELECT 2, l.id, NULL, l.amount, l.currency, l.document_date, 0,
-                    (SELECT d.id FROM statement_discrepancies d WHERE d.line_id = l.id AND d.state = 'open')
+                    (SELECT d.id FROM statement_discrepancies d WHERE d.line_id = l.id AND d.state = 'open'), 0
              FROM statement_lines l
              WHERE l.payer_inn = ?1 AND l.document_number = ?2 AND l.direction = 'credit' AND l.nature = 'payment'
                AND NOT EXISTS (SELECT 1 FROM statement_matches m WHERE m.line_id = l.id)",
@@ -459,10 +460,11 @@ impl SqliteBatch<'_> {
                         row.get::<_, String>(5)?,
                         row.get::<_, bool>(6)?,
                         row.get::<_, Option<i64>>(7)?,
+                        row.get::<_, bool>(8)?,
                     ))
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
-            for (tag, id, operation, amount, currency, date, has_late_notice, open_discrepancy) in rows {
+            for (tag, id, operation, amount, currency, date, named_by_key, open_discrepancy, named) in rows {
                 let (payer_inn, document_number) = (inn.clone(), number.clone());
                 found.push(match operation {
                     Some(operation) if tag == 1 => NoticeCounterpart::StatementPayment {
@@ -473,7 +475,8 @@ impl SqliteBatch<'_> {
                         payer_inn,
                         document_number,
                         document_date: super::parse_time(&date)?,
-                        has_late_notice,
+                        named_by_key,
+                        named,
                     },
                     _ => NoticeCounterpart::OpenLine {
                         id,
@@ -519,11 +522,12 @@ impl SqliteBatch<'_> {
         }
         let mut duplicate = self.tx.prepare_cached(
             "UPDATE bank_payments SET status = 'duplicate', transaction_id = NULL, applied_at = NULL,
-                 duplicate_of = (SELECT s.id FROM bank_payments s WHERE s.operation_id = ?2)
+                 duplicate_of = (SELECT s.id FROM bank_payments s WHERE s.operation_id = ?2), late_match = ?3
              WHERE operation_id = ?1",
         )?;
         for notice in late {
-            duplicate.execute(params![notice.operation_id.as_bytes(), notice.duplicate_of.as_bytes()])?;
+            let (notice_id, original) = (notice.operation_id.as_bytes(), notice.duplicate_of.as_bytes());
+            duplicate.execute(params![notice_id, original, notice.late_match])?;
         }
         let mut matched = self.tx.prepare_cached(
             "INSERT INTO statement_matches (line_id, payment_id, rule, matched_at, matched_by)

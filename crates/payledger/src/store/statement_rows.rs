@@ -22,6 +22,8 @@ pub struct LateNotice {
     pub operation_id: Uuid,
     /// The operation id of the statement-sourced payment it repeats.
     pub duplicate_of: Uuid,
+    /// How: `key` (it has the payment's match key) or `rival` (it may be the payment).
+    pub late_match: &'static str,
 }
 
 /// A match of a line with a payment named by its operation id.
@@ -85,8 +87,10 @@ pub enum NoticeCounterpart {
         document_number: String,
         /// Its document date.
         document_date: OffsetDateTime,
-        /// A late notice already names it.
-        has_late_notice: bool,
+        /// A late notice with its match key names it.
+        named_by_key: bool,
+        /// A late notice names it, with its key or as a rival.
+        named: bool,
     },
     /// An unmatched credit line.
     OpenLine {

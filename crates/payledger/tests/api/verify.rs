@@ -579,14 +579,14 @@ async fn verify_catches_tampered_reconciliation_rows(backend: Backend) {
     assert_caught(&db, "with 0 applied lines", &["UPDATE bank_payments SET source = 'webhook'"]).await;
     // 17: a notice marked as a late repeat of a payment that was not applied from a statement.
     db.execute(
-        "UPDATE bank_payments SET status = 'duplicate',
+        "UPDATE bank_payments SET status = 'duplicate', late_match = 'key',
              duplicate_of = (SELECT MIN(id) FROM bank_payments WHERE amount = 1000) WHERE amount = 2000",
     )
     .await;
     assert_caught(
         &db,
         "which is missing, not applied from a statement, or another payment",
-        &["UPDATE bank_payments SET status = 'applied', duplicate_of = NULL WHERE amount = 2000"],
+        &["UPDATE bank_payments SET status = 'applied', duplicate_of = NULL, late_match = NULL WHERE amount = 2000"],
     )
     .await;
     // 17: a duplicate that names no payment (the table's CHECK dropped, as by a bad restore).
@@ -599,11 +599,12 @@ async fn verify_catches_tampered_reconciliation_rows(backend: Backend) {
         .await;
     } else {
         db.execute("ALTER TABLE bank_payments DROP CONSTRAINT bank_payments_duplicate_names_one").await;
+        db.execute("ALTER TABLE bank_payments DROP CONSTRAINT bank_payments_late_match_of_duplicates").await;
         db.execute("UPDATE bank_payments SET status = 'duplicate' WHERE amount = 2000").await;
     }
     assert_caught(
         &db,
-        "is a duplicate that names no payment",
+        "is duplicate with late_match NULL and duplicate_of NULL",
         &["UPDATE bank_payments SET status = 'applied' WHERE amount = 2000"],
     )
     .await;

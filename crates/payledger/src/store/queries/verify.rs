@@ -312,22 +312,30 @@ const VERIFY_CHECKS: &[(&str, &str, &str)] = &[
     ),
     (
         "late_notice_repeats_an_applied_line",
-        "every late notice credits nothing and repeats one statement payment: its payer and document number, \
-         and its amount or its Moscow document date",
+        "every late notice credits nothing and repeats one statement payment: with its match key ('key', at most \
+         one per payment), or with its payer and document number and its amount or its Moscow document date \
+         ('rival')",
         "SELECT 'late notice ' || UUID_TEXT(d.operation_id) || ' names bank payment ' || d.duplicate_of
                 || ', which is missing, not applied from a statement, or another payment' AS problem
          FROM bank_payments d LEFT JOIN bank_payments s ON s.id = d.duplicate_of
          WHERE d.duplicate_of IS NOT NULL AND (d.status <> 'duplicate' OR d.transaction_id IS NOT NULL
             OR s.id IS NULL OR s.source <> 'statement' OR s.status <> 'applied' OR s.payer_inn <> d.payer_inn
             OR s.document_number <> d.document_number
+            OR (COALESCE(d.late_match, '') <> 'rival' AND (s.amount <> d.amount OR s.currency <> d.currency
+                OR MOSCOW_DATE(s.document_date) <> MOSCOW_DATE(d.document_date)))
             OR ((s.amount <> d.amount OR s.currency <> d.currency)
                 AND MOSCOW_DATE(s.document_date) <> MOSCOW_DATE(d.document_date)))
          UNION ALL
-         SELECT 'bank payment ' || duplicate_of || ' is repeated by ' || COUNT(*) || ' late notices' AS problem
-         FROM bank_payments WHERE duplicate_of IS NOT NULL GROUP BY duplicate_of HAVING COUNT(*) > 1
+         SELECT 'bank payment ' || duplicate_of || ' is repeated by ' || COUNT(*) || ' late notices with its key'
+                AS problem
+         FROM bank_payments WHERE duplicate_of IS NOT NULL AND late_match = 'key'
+         GROUP BY duplicate_of HAVING COUNT(*) > 1
          UNION ALL
-         SELECT 'late notice ' || UUID_TEXT(operation_id) || ' is a duplicate that names no payment' AS problem
-         FROM bank_payments WHERE status = 'duplicate' AND duplicate_of IS NULL",
+         SELECT 'bank payment ' || UUID_TEXT(operation_id) || ' is ' || status || ' with late_match '
+                || COALESCE(late_match, 'NULL') || ' and duplicate_of ' || COALESCE(CAST(duplicate_of AS TEXT), 'NULL')
+                AS problem
+         FROM bank_payments
+         WHERE (status = 'duplicate') <> (duplicate_of IS NOT NULL) OR (status = 'duplicate') <> (late_match IS NOT NULL)",
     ),
     (
         "statement_rows_matched_once",

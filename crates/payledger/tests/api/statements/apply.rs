@@ -132,8 +132,11 @@ async fn a_late_webhook_dated_a_day_off_or_with_a_mistyped_amount_is_a_duplicate
     assert_eq!((status, answer["status"].as_str()), (200, Some("duplicate")), "a day off: {answer}");
     let (status, answer) = harness.server.post_webhook(&webhook("PAY-2", 5_000)).await;
     assert_eq!((status, answer["status"].as_str()), (200, Some("duplicate")), "a mistyped amount: {answer}");
+    // The day-off notice may have been another payment; PAY-1's own notice, with its key, is still held.
+    let (status, answer) = harness.server.post_webhook(&webhook("PAY-1", 1_000)).await;
+    assert_eq!((status, answer["status"].as_str()), (200, Some("duplicate")), "its own notice: {answer}");
     assert_eq!(harness.db.scalar(CREDITED).await, 1_500, "the statement paid both already");
-    assert_eq!(harness.db.scalar(DUPLICATES).await, 2);
+    assert_eq!(harness.db.scalar(DUPLICATES).await, 3);
 
     // Beyond the tolerance (3 days) it is another payment; a notice dated off from a line not applied yet is
     // credited (its line stays open, and its apply is refused while the notice may be it).
@@ -153,7 +156,7 @@ async fn a_late_webhook_dated_a_day_off_or_with_a_mistyped_amount_is_a_duplicate
 
     // verify holds a late notice to its payment's payer and number, and its amount or its date: the day-off
     // notice with another amount too repeats nothing.
-    harness.db.execute("UPDATE bank_payments SET amount = 999 WHERE status = 'duplicate' AND amount = 1000").await;
+    harness.db.execute("UPDATE bank_payments SET amount = 999 WHERE late_match = 'rival' AND amount = 1000").await;
     let report = harness.db.store().await.verify().await.expect("verify");
     assert!(
         report
@@ -163,6 +166,23 @@ async fn a_late_webhook_dated_a_day_off_or_with_a_mistyped_amount_is_a_duplicate
         "{:#?}",
         report.problems
     );
+    // A day-off notice recorded as having the payment's key does not have it (the payment's own notice, which
+    // has it, may be recorded a rival: it may be).
+    harness.db.execute("UPDATE bank_payments SET amount = 1000 WHERE status = 'duplicate' AND amount = 999").await;
+    harness
+        .db
+        .execute("UPDATE bank_payments SET late_match = 'rival' WHERE late_match = 'key' AND amount = 1000")
+        .await;
+    harness.db.assert_verified().await;
+    harness
+        .db
+        .execute(
+            "UPDATE bank_payments SET late_match = 'key'
+             WHERE id = (SELECT MIN(id) FROM bank_payments WHERE status = 'duplicate' AND amount = 1000)",
+        )
+        .await;
+    let report = harness.db.store().await.verify().await.expect("verify");
+    assert_eq!(report.problems.len(), 1, "{:#?}", report.problems);
     harness.stop().await;
 }
 
