@@ -20,7 +20,7 @@ use super::statements::{
 use crate::store::AuditEntry;
 use crate::store::batch::{
     ApplyTarget, DiscrepancyUpdate, LateNotice, LockedDiscrepancy, MatchByOperation, NewMatch, NewTransaction,
-    NoticeCounterpart, PaymentCandidate, Plan, StatementPayment,
+    NoticeCounterpart, NoticeDocument, PaymentCandidate, Plan, StatementPayment,
 };
 
 /// Loads what the batch's crediting notices and applies decide on: the statement payments and unmatched lines
@@ -93,9 +93,13 @@ pub fn decides_reconciliation(command: &super::batch::WriteCommand) -> bool {
     }
 }
 
-/// The (payer INN, document number) of a notice: what its counterparts are read by.
-pub fn notice_document(notice: &BankNotice) -> (String, String) {
-    (notice.payer_inn.as_str().to_owned(), notice.document_number.clone())
+/// What a notice's counterparts are read by.
+pub fn notice_document(notice: &BankNotice) -> NoticeDocument {
+    NoticeDocument {
+        payer_inn: notice.payer_inn.as_str().to_owned(),
+        number: notice.document_number.clone(),
+        date: moscow_date(notice.document_date),
+    }
 }
 
 /// The key of a stored line an operator applies; `None` without a payer INN or with an unknown currency.

@@ -486,10 +486,11 @@ pub trait BatchTx {
         &mut self,
         line_ids: &[i64],
     ) -> impl Future<Output = Result<HashMap<i64, ApplyTarget>, StoreError>>;
-    /// Statement-sourced applied payments and unmatched credit lines with these (payer INN, document number).
+    /// Statement-sourced applied payments with these documents' (payer INN, document number), and unmatched
+    /// credit lines with their (document date, payer INN, document number).
     fn notice_counterparts(
         &mut self,
-        documents: &[(String, String)],
+        documents: &[NoticeDocument],
     ) -> impl Future<Output = Result<Vec<NoticeCounterpart>, StoreError>>;
     /// The credit lines booked before `today` that are neither matched nor judged (the pending lines of days
     /// that have closed since they were stored), ascending id.

@@ -12,8 +12,8 @@ use uuid::Uuid;
 
 use crate::store::batch::{
     ApplyTarget, ClaimedImport, DiscrepancyUpdate, ImportClaim, ImportSection, LateNotice, LockedDiscrepancy,
-    MatchByOperation, NewDiscrepancy, NewMatch, NewStatementLine, NoticeCounterpart, PaymentCandidate, PendingLine,
-    SectionPeriod, StatementPayment, UnlinedPayment,
+    MatchByOperation, NewDiscrepancy, NewMatch, NewStatementLine, NoticeCounterpart, NoticeDocument, PaymentCandidate,
+    PendingLine, SectionPeriod, StatementPayment, UnlinedPayment,
 };
 
 impl PgBatch {
@@ -150,15 +150,21 @@ impl PgBatch {
     }
 
     /// One statement for the command's lines; `RETURNING` names the inserted ones by their identity.
-    /// (Lock phase: statement lines, ascending (account, fingerprint, occurrence).)
+    /// (Lock phase: statement lines, ascending (account, booking date, fingerprint, occurrence).)
     pub(super) async fn insert_lines(&mut self, lines: &[NewStatementLine]) -> Result<Vec<Option<i64>>, StoreError> {
         if lines.is_empty() {
             return Ok(Vec::new());
         }
         // Inserted in ascending key order, so two instances storing overlapping files wait in one order.
         let mut sorted: Vec<&NewStatementLine> = lines.iter().collect();
-        sorted
-            .sort_by(|a, b| (&a.account, a.fingerprint, a.occurrence).cmp(&(&b.account, b.fingerprint, b.occurrence)));
+        sorted.sort_by(|a, b| {
+            (&a.account, a.booking_date, a.fingerprint, a.occurrence).cmp(&(
+                &b.account,
+                b.booking_date,
+                b.fingerprint,
+                b.occurrence,
+            ))
+        });
         let rows = sqlx::query(
             "INSERT INTO statement_lines (import_id, account, fingerprint, occurrence, direction, amount, currency,
                  booking_date, document_number, document_date, payer_inn, payer_name, payer_account, payer_bik,
@@ -173,7 +179,7 @@ impl PgBatch {
                       booking_date, document_number, document_date, payer_inn, payer_name, payer_account, payer_bik,
                       bank_ref, end_to_end_id, purpose, source_line, raw, nature, n)
              ORDER BY n
-             ON CONFLICT (account, fingerprint, occurrence) DO NOTHING
+             ON CONFLICT (account, booking_date, fingerprint, occurrence) DO NOTHING
              RETURNING id, account, fingerprint, CAST(occurrence AS BIGINT)",
         )
         .bind(sorted.iter().map(|l| l.import_id).collect::<Vec<_>>())
@@ -488,38 +494,48 @@ impl PgBatch {
         Ok(targets)
     }
 
-    /// ONE statement for the whole batch: the statement-sourced applied payments and the unmatched credit lines
-    /// with any of these (payer INN, document number), through `bank_payments_by_document` and the lines' index.
+    /// The statement-sourced applied payments with any of these documents' (payer INN, document number),
+    /// through `bank_payments_by_document`, and the unmatched credit lines with any of their (document date,
+    /// payer INN, number), through `statement_lines_by_document`: one statement.
     pub(super) async fn statement_counterparts(
         &mut self,
-        documents: &[(String, String)],
+        documents: &[NoticeDocument],
     ) -> Result<Vec<NoticeCounterpart>, StoreError> {
         if documents.is_empty() {
             return Ok(Vec::new());
         }
+        let mut payment_keys: Vec<(&str, &str)> =
+            documents.iter().map(|d| (d.payer_inn.as_str(), d.number.as_str())).collect();
+        payment_keys.sort_unstable();
+        payment_keys.dedup();
         let rows = sqlx::query(
             // Per-key index lookups (LATERAL behind OFFSET 0, never flattened into a join): with a join on the
             // keys, a plan made while bank_payments was small read the whole table for every notice batch
             // (measured: one seq scan per batch, 6 billion rows read for 600,000 notices).
-            "WITH keys AS (SELECT * FROM UNNEST($1::text[], $2::text[]) AS k(inn, number))
+            "WITH payment_keys AS (SELECT * FROM UNNEST($1::text[], $2::text[]) AS k(inn, number)),
+                  line_keys AS (SELECT * FROM UNNEST($3::text[], $4::text[], $5::date[]) AS k(inn, number, day))
              SELECT 1::int, p.id, p.operation_id, p.amount, p.currency, p.payer_inn, p.document_number,
                     p.document_date, NULL::date,
                     EXISTS (SELECT 1 FROM bank_payments d WHERE d.duplicate_of = p.id AND d.late_match = 'key'),
                     NULL::bigint, EXISTS (SELECT 1 FROM bank_payments d WHERE d.duplicate_of = p.id)
-             FROM keys CROSS JOIN LATERAL (SELECT * FROM bank_payments x
-                                           WHERE x.payer_inn = keys.inn AND x.document_number = keys.number
+             FROM payment_keys k CROSS JOIN LATERAL (SELECT * FROM bank_payments x
+                                           WHERE x.payer_inn = k.inn AND x.document_number = k.number
                                              AND x.source = 'statement' AND x.status = 'applied' OFFSET 0) p
              UNION ALL
              SELECT 2::int, l.id, NULL::uuid, l.amount, l.currency, l.payer_inn, l.document_number,
                     NULL::timestamptz, l.document_date, false,
                     (SELECT d.id FROM statement_discrepancies d WHERE d.line_id = l.id AND d.state = 'open'), false
-             FROM keys CROSS JOIN LATERAL (SELECT * FROM statement_lines x
-                                           WHERE x.payer_inn = keys.inn AND x.document_number = keys.number
-                                             AND x.direction = 'credit' AND x.nature = 'payment' OFFSET 0) l
+             FROM line_keys k CROSS JOIN LATERAL (SELECT * FROM statement_lines x
+                                           WHERE x.document_date = k.day AND x.payer_inn = k.inn
+                                             AND x.document_number = k.number AND x.direction = 'credit'
+                                             AND x.nature = 'payment' OFFSET 0) l
              WHERE NOT EXISTS (SELECT 1 FROM statement_matches m WHERE m.line_id = l.id)",
         )
-        .bind(documents.iter().map(|(inn, _)| inn.clone()).collect::<Vec<_>>())
-        .bind(documents.iter().map(|(_, number)| number.clone()).collect::<Vec<_>>())
+        .bind(payment_keys.iter().map(|(inn, _)| *inn).collect::<Vec<_>>())
+        .bind(payment_keys.iter().map(|(_, number)| *number).collect::<Vec<_>>())
+        .bind(documents.iter().map(|d| d.payer_inn.as_str()).collect::<Vec<_>>())
+        .bind(documents.iter().map(|d| d.number.as_str()).collect::<Vec<_>>())
+        .bind(documents.iter().map(|d| d.date).collect::<Vec<_>>())
         .fetch_all(&mut *self.tx)
         .await?;
         let mut found = Vec::with_capacity(rows.len());

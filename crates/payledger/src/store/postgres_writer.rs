@@ -14,9 +14,9 @@ use uuid::Uuid;
 
 use super::batch::{
     ActivityLine, ApplyTarget, ClaimedImport, HoldState, HoldWrite, ImportClaim, JobEnd, KeyClaims, LockedDiscrepancy,
-    NewJob, NewKey, NewStatementLine, NewTransaction, NoticeClaim, NoticeCounterpart, NoticeUpdate, PaymentCandidate,
-    PayoutEvent, PayoutState, PendingLine, Plan, SectionPeriod, StoredKey, StoredNotice, StoredResponse,
-    UnlinedPayment, hold_reference,
+    NewJob, NewKey, NewStatementLine, NewTransaction, NoticeClaim, NoticeCounterpart, NoticeDocument, NoticeUpdate,
+    PaymentCandidate, PayoutEvent, PayoutState, PendingLine, Plan, SectionPeriod, StoredKey, StoredNotice,
+    StoredResponse, UnlinedPayment, hold_reference,
 };
 use super::postgres::insert_organizations;
 use super::{AccountKind, AuditEntry, BatchTx, StoreError, hold_from_row, notice_from_row};
@@ -568,7 +568,7 @@ impl BatchTx for PgBatch {
 
     async fn notice_counterparts(
         &mut self,
-        documents: &[(String, String)],
+        documents: &[NoticeDocument],
     ) -> Result<Vec<NoticeCounterpart>, StoreError> {
         self.statement_counterparts(documents).await
     }

@@ -17,9 +17,9 @@ use uuid::Uuid;
 
 use super::batch::{
     ActivityLine, ApplyTarget, ClaimedImport, ConflictRecord, HoldState, HoldWrite, ImportClaim, JobEnd, KeyClaims,
-    LockedDiscrepancy, NewJob, NewKey, NewStatementLine, NewTransaction, NoticeClaim, NoticeCounterpart, NoticeUpdate,
-    PaymentCandidate, PayoutEvent, PayoutState, PendingLine, Plan, RejectedNotice, SectionPeriod, StoredKey,
-    StoredNotice, StoredResponse, UnlinedPayment, hold_reference,
+    LockedDiscrepancy, NewJob, NewKey, NewStatementLine, NewTransaction, NoticeClaim, NoticeCounterpart,
+    NoticeDocument, NoticeUpdate, PaymentCandidate, PayoutEvent, PayoutState, PendingLine, Plan, RejectedNotice,
+    SectionPeriod, StoredKey, StoredNotice, StoredResponse, UnlinedPayment, hold_reference,
 };
 use super::payouts::{PAYOUT_STATE_SQL, PayoutRow};
 use super::{AccountKind, AuditEntry, BatchTx, MAX_KEPT_NOTICES, StoreError, hold_from_row, notice_from_row};
@@ -578,7 +578,7 @@ impl BatchTx for SqliteBatch<'_> {
 
     async fn notice_counterparts(
         &mut self,
-        documents: &[(String, String)],
+        documents: &[NoticeDocument],
     ) -> Result<Vec<NoticeCounterpart>, StoreError> {
         self.statement_counterparts(documents)
     }

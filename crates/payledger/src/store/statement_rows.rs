@@ -15,6 +15,19 @@ pub struct StatementPayment {
     pub transaction_id: Uuid,
 }
 
+/// What a notice's reconciliation counterparts are read by: statement payments by its payer and number (a late
+/// notice may differ from its payment in date or amount), unmatched lines by its Moscow document date too (a
+/// notice takes only a line with its key).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NoticeDocument {
+    /// The payer's INN.
+    pub payer_inn: String,
+    /// The document number.
+    pub number: String,
+    /// The Moscow date of the document.
+    pub date: time::Date,
+}
+
 /// A notice that arrived after its line was applied from the statement.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LateNotice {
