@@ -47,9 +47,13 @@ ALTER TABLE statement_lines_new RENAME TO statement_lines;
 CREATE INDEX statement_lines_by_document ON statement_lines (document_date, payer_inn, document_number)
     WHERE direction = 'credit';
 CREATE INDEX statement_lines_by_import ON statement_lines (import_id, id);
--- Abort (a CHECK fails) if any row names a line that is not there.
-CREATE TEMP TABLE statement_lines_rebuilt (dangling INTEGER NOT NULL CHECK (dangling = 0));
-INSERT INTO statement_lines_rebuilt SELECT COUNT(*) FROM pragma_foreign_key_check;
+-- Abort (the named CHECK fails) if a match or a discrepancy names a line that is not there.
+CREATE TEMP TABLE statement_lines_rebuilt (
+    dangling INTEGER NOT NULL CONSTRAINT every_match_and_discrepancy_names_a_stored_line CHECK (dangling = 0)
+);
+INSERT INTO statement_lines_rebuilt
+    SELECT (SELECT COUNT(*) FROM pragma_foreign_key_check('statement_matches'))
+         + (SELECT COUNT(*) FROM pragma_foreign_key_check('statement_discrepancies'));
 DROP TABLE statement_lines_rebuilt;
 COMMIT;
 PRAGMA foreign_keys = ON;

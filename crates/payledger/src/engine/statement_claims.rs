@@ -9,8 +9,9 @@ use super::{judging, sorted_unique, statements};
 use crate::store::{AccountKind, BatchTx, StoreError};
 
 /// Stores the batch's statement lines (new ones get ids; a line stored before is counted as known) and loads
-/// the payments and payers their matching needs. Lines are keyed by their unique (account, fingerprint,
-/// occurrence): two instances inserting one line wait for each other there, and the loser reruns the batch.
+/// the payments and payers their matching needs. Lines are keyed by their unique (account, booking date,
+/// fingerprint, occurrence): two instances inserting one line wait for each other there, and the loser reruns
+/// the batch.
 pub(super) async fn statements_claims<T: BatchTx>(
     tx: &mut T,
     commands: &[WriteCommand],

@@ -465,7 +465,7 @@ pub trait BatchTx {
     ) -> impl Future<Output = Result<HashMap<[u8; 32], ClaimedImport>, StoreError>>;
     /// The accounts of each of these imports' stored sections, ascending: what a resumed import must have.
     fn import_accounts(&mut self, ids: &[i64]) -> impl Future<Output = Result<HashMap<i64, Vec<String>>, StoreError>>;
-    /// Inserts the statement lines that are new (by account, fingerprint and occurrence) and returns, for each
+    /// Inserts the statement lines that are new (by account, booking date, fingerprint and occurrence) and returns, for each
     /// line in order, its new id or `None` if it was stored before.
     fn insert_statement_lines(
         &mut self,

@@ -282,7 +282,9 @@ impl Store {
         }
     }
 
-    /// Applies the backend's pending migrations; safe to run from several instances at once.
+    /// Applies the backend's pending migrations. On PostgreSQL several instances may run it at once (sqlx holds an
+    /// advisory lock); on SQLite, one process at a time. Stop every instance of an older build first: a
+    /// migration may change a key its queries name (0013 does).
     pub async fn migrate(&self) -> Result<(), StoreError> {
         on_backend!(self, store => store.migrate().await)
     }

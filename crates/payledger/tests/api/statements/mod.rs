@@ -26,6 +26,7 @@ use crate::common::{self, Backend, TestDb, TestServer, on_both_backends};
 mod apply;
 mod import;
 mod matching;
+mod upgrade;
 
 on_both_backends!(
     an_empty_ledger_has_no_imports_and_an_unknown_import_is_not_found,

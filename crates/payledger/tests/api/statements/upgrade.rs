@@ -1,0 +1,109 @@
+//! Upgrading a database that already holds reconciliation rows: migrations 0012 (late notices say how they
+//! repeat their payment) and 0013 (the lines' keys lead with a date; SQLite rebuilds the table) keep every
+//! line with its id, and the matches and discrepancies that name them, and verify stays clean.
+
+use sqlx::Connection;
+
+use crate::common::{Backend, TestDb, on_both_backends};
+
+on_both_backends!(upgrading_through_the_line_key_migrations_keeps_every_line_and_what_names_it);
+
+/// The last migration before the late-notice and line-key changes.
+const BEFORE: i64 = 11;
+
+/// An import of two credit lines on 28 April: line 1 matched to a waiting (async-mode) notice, line 2 with an
+/// open `missing_notice` discrepancy. `{blob}` and `{time}` stand for the backend's literals.
+const ROWS: [&str; 6] = [
+    "INSERT INTO statement_imports (id, sha256, format, state, line_count, started_at, completed_at)
+     VALUES (1, {blob}, '1c', 'complete', 2, {time}, {time})",
+    "INSERT INTO statement_accounts (id, import_id, account, currency, period_start, period_end, opening, credits,
+                                     debits, closing, credit_lines, debit_lines)
+     VALUES (1, 1, '40702810900000000001', 'RUB', '2024-04-28', '2024-04-28', 0, 3000, 0, 3000, 2, 0)",
+    "INSERT INTO statement_lines (id, import_id, account, fingerprint, occurrence, direction, amount, currency,
+                                  booking_date, document_number, document_date, payer_inn, source_line, raw)
+     VALUES (1, 1, '40702810900000000001', {blob}, 1, 'credit', 1000, 'RUB', '2024-04-28', 'PAY-1', '2024-04-28',
+             '7707083893', 10, '{}')",
+    "INSERT INTO statement_lines (id, import_id, account, fingerprint, occurrence, direction, amount, currency,
+                                  booking_date, document_number, document_date, payer_inn, source_line, raw)
+     VALUES (2, 1, '40702810900000000001', {blob}, 2, 'credit', 2000, 'RUB', '2024-04-28', 'PAY-2', '2024-04-28',
+             '7707083893', 20, '{}')",
+    "INSERT INTO bank_payments (id, operation_id, amount, currency, payer_inn, document_number, document_date, status,
+                                received_at)
+     VALUES (1, {uuid}, 1000, 'RUB', '7707083893', 'PAY-1', {time}, 'received', {time})",
+    "INSERT INTO statement_matches (id, line_id, payment_id, rule, matched_at) VALUES (1, 1, 1, 'document', {time})",
+];
+const DISCREPANCY: &str = "INSERT INTO statement_discrepancies (id, kind, state, line_id, account, day, amount,
+    currency, created_at) VALUES (1, 'missing_notice', 'open', 2, '40702810900000000001', '2024-04-28', 2000, 'RUB',
+    {time})";
+/// What the upgraded rows must read back as.
+const READ_BACK: &str = "SELECT (SELECT COUNT(*) FROM statement_lines WHERE id IN (1, 2))
+    + (SELECT COUNT(*) FROM statement_matches WHERE line_id = 1 AND payment_id = 1)
+    + (SELECT COUNT(*) FROM statement_discrepancies WHERE line_id = 2 AND state = 'open')";
+/// A line with line 1's identity again: the new unique key must still refuse it.
+const SAME_LINE: &str = "INSERT INTO statement_lines (import_id, account, fingerprint, occurrence, direction, amount,
+    currency, booking_date, document_number, document_date, payer_inn, source_line, raw)
+    VALUES (1, '40702810900000000001', {blob}, 1, 'credit', 1000, 'RUB', '2024-04-28', 'PAY-1', '2024-04-28',
+            '7707083893', 10, '{}')
+    ON CONFLICT (account, booking_date, fingerprint, occurrence) DO NOTHING";
+
+fn literal(sql: &str, backend: Backend) -> String {
+    let (blob, time, uuid) = match backend {
+        Backend::Sqlite => (
+            "x'0101010101010101010101010101010101010101010101010101010101010101'",
+            "'2024-04-27T21:00:00.000000Z'",
+            "x'0000000000000000000000000000000a'",
+        ),
+        Backend::Postgres => (
+            "'\\x0101010101010101010101010101010101010101010101010101010101010101'::bytea",
+            "'2024-04-27T21:00:00Z'",
+            "'00000000-0000-0000-0000-00000000000a'",
+        ),
+    };
+    // Each of the two lines needs its own fingerprint; the second line's ends in 02.
+    sql.replace("{blob}, 2, 'credit'", &format!("{}, 2, 'credit'", blob.replacen("0101'", "0102'", 1)))
+        .replace("{blob}", blob)
+        .replace("{time}", time)
+        .replace("{uuid}", uuid)
+}
+
+async fn upgrading_through_the_line_key_migrations_keeps_every_line_and_what_names_it(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else { return };
+    let rows: Vec<String> = ROWS.iter().chain([&DISCREPANCY]).map(|sql| literal(sql, backend)).collect();
+    let same_line = literal(SAME_LINE, backend);
+    let (read_back, refused) = match backend {
+        Backend::Sqlite => {
+            let options = db.url.parse::<sqlx::sqlite::SqliteConnectOptions>().expect("url");
+            let mut connection =
+                sqlx::SqliteConnection::connect_with(&options.create_if_missing(true).foreign_keys(true))
+                    .await
+                    .expect("connect");
+            let migrator = sqlx::migrate!("./migrations/sqlite");
+            migrator.run_to(BEFORE, &mut connection).await.expect("migrate to 0011");
+            for sql in &rows {
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql.clone())).execute(&mut connection).await.expect(sql);
+            }
+            migrator.run(&mut connection).await.expect("migrate to the last");
+            let foreign_keys: i64 =
+                sqlx::query_scalar("PRAGMA foreign_keys").fetch_one(&mut connection).await.expect("pragma");
+            assert_eq!(foreign_keys, 1, "the rebuild turns foreign keys back on");
+            let read_back: i64 = sqlx::query_scalar(READ_BACK).fetch_one(&mut connection).await.expect("read");
+            let refused = sqlx::raw_sql(sqlx::AssertSqlSafe(same_line)).execute(&mut connection).await.expect("insert");
+            (read_back, refused.rows_affected())
+        }
+        Backend::Postgres => {
+            let mut connection = sqlx::PgConnection::connect(&db.url).await.expect("connect");
+            let migrator = sqlx::migrate!("./migrations/postgres");
+            migrator.run_to(BEFORE, &mut connection).await.expect("migrate to 0011");
+            for sql in &rows {
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql.clone())).execute(&mut connection).await.expect(sql);
+            }
+            migrator.run(&mut connection).await.expect("migrate to the last");
+            let read_back: i64 = sqlx::query_scalar(READ_BACK).fetch_one(&mut connection).await.expect("read");
+            let refused = sqlx::raw_sql(sqlx::AssertSqlSafe(same_line)).execute(&mut connection).await.expect("insert");
+            (read_back, refused.rows_affected())
+        }
+    };
+    assert_eq!(read_back, 4, "both lines, the match and the discrepancy are kept");
+    assert_eq!(refused, 0, "the identity is still unique");
+    db.assert_verified().await;
+}
