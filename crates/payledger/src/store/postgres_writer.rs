@@ -585,8 +585,14 @@ impl BatchTx for PgBatch {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
+        // One index seek per key (LATERAL behind OFFSET 0, which the planner cannot flatten). With `external_key
+        // = ANY($2)`, statistics taken while the table was small made PostgreSQL read every account of the kind
+        // and compare each with the whole array: 220 ms per batch at 10,000 organizations and 1,000 keys
+        // (measured in a statement import, where it took 126 of 208 seconds of database time).
         let rows = sqlx::query(
-            "SELECT external_key, id FROM accounts WHERE kind = $1 AND currency = 'RUB' AND external_key = ANY($2)",
+            "SELECT a.external_key, a.id FROM UNNEST($2::text[]) AS k(key)
+             CROSS JOIN LATERAL (SELECT external_key, id FROM accounts
+                                 WHERE kind = $1 AND external_key = k.key AND currency = 'RUB' OFFSET 0) a",
         )
         .bind(kind.as_str())
         .bind(keys)
