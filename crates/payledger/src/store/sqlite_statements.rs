@@ -428,74 +428,74 @@ impl SqliteBatch<'_> {
         Ok(targets)
     }
 
-    /// One statement per (payer INN, document number) through `bank_payments_by_document`, for the
-    /// statement-sourced applied payments, and one per (document date, payer INN, number) through
-    /// `statement_lines_by_document`, for the unmatched credit lines a notice with that key meets.
+    /// One statement per document, probing `bank_payments_by_document` for the statement-sourced applied
+    /// payments with its (payer INN, number) and `statement_lines_by_document` for the unmatched credit lines
+    /// with its (document date, payer INN, number). Two documents of one payer and number (two dates) read
+    /// the same payments: each is kept once.
     pub(super) fn statement_counterparts(
         &self,
         documents: &[NoticeDocument],
     ) -> Result<Vec<NoticeCounterpart>, StoreError> {
-        let mut payments = self.tx.prepare_cached(
-            "SELECT p.id, p.operation_id, p.amount, p.currency, p.document_date,
+        let mut find = self.tx.prepare_cached(
+            "SELECT 1, p.id, p.operation_id, p.amount, p.currency, p.document_date,
                     EXISTS (SELECT 1 FROM bank_payments d WHERE d.duplicate_of = p.id AND d.late_match = 'key'),
-                    EXISTS (SELECT 1 FROM bank_payments d WHERE d.duplicate_of = p.id)
+                    EXISTS (SELECT 1 FROM bank_payments d WHERE d.duplicate_of = p.id), NULL
              FROM bank_payments p
-             WHERE p.payer_inn = ?1 AND p.document_number = ?2 AND p.source = 'statement' AND p.status = 'applied'",
-        )?;
-        let mut lines = self.tx.prepare_cached(
-            "SELECT l.id, l.amount, l.currency,
+             WHERE p.payer_inn = ?1 AND p.document_number = ?2 AND p.source = 'statement' AND p.status = 'applied'
+             UNION ALL
+             SELECT 2, l.id, NULL, l.amount, l.currency, l.document_date, 0, 0,
                     (SELECT d.id FROM statement_discrepancies d WHERE d.line_id = l.id AND d.state = 'open')
              FROM statement_lines l
              WHERE l.document_date = ?3 AND l.payer_inn = ?1 AND l.document_number = ?2 AND l.direction = 'credit'
                AND l.nature = 'payment' AND NOT EXISTS (SELECT 1 FROM statement_matches m WHERE m.line_id = l.id)",
         )?;
         let mut found = Vec::new();
-        let mut read: HashSet<(&str, &str)> = HashSet::new();
+        let mut payments: HashSet<i64> = HashSet::new();
         for document in documents {
             let (payer_inn, number) = (document.payer_inn.as_str(), document.number.as_str());
-            if read.insert((payer_inn, number)) {
-                let rows = payments
-                    .query_map(params![payer_inn, number], |row| {
-                        Ok((
-                            row.get::<_, i64>(0)?,
-                            row.get::<_, Vec<u8>>(1)?,
-                            row.get::<_, i64>(2)?,
-                            row.get::<_, String>(3)?,
-                            row.get::<_, String>(4)?,
-                            row.get::<_, bool>(5)?,
-                            row.get::<_, bool>(6)?,
-                        ))
-                    })?
-                    .collect::<Result<Vec<_>, _>>()?;
-                for (id, operation, amount, currency, date, named_by_key, named) in rows {
-                    found.push(NoticeCounterpart::StatementPayment {
-                        id,
-                        operation_id: super::uuid_from(&operation)?,
-                        amount,
-                        currency,
-                        payer_inn: payer_inn.to_owned(),
-                        document_number: number.to_owned(),
-                        document_date: super::parse_time(&date)?,
-                        named_by_key,
-                        named,
-                    });
-                }
-            }
-            let rows = lines
+            let rows = find
                 .query_map(params![payer_inn, number, sqlite_date(document.date)], |row| {
-                    Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, String>(2)?, row.get(3)?))
+                    Ok((
+                        row.get::<_, i64>(0)?,
+                        row.get::<_, i64>(1)?,
+                        row.get::<_, Option<Vec<u8>>>(2)?,
+                        row.get::<_, i64>(3)?,
+                        row.get::<_, String>(4)?,
+                        row.get::<_, String>(5)?,
+                        row.get::<_, bool>(6)?,
+                        row.get::<_, bool>(7)?,
+                        row.get::<_, Option<i64>>(8)?,
+                    ))
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
-            for (id, amount, currency, open_discrepancy) in rows {
-                found.push(NoticeCounterpart::OpenLine {
-                    id,
-                    amount,
-                    currency,
-                    payer_inn: payer_inn.to_owned(),
-                    document_number: number.to_owned(),
-                    document_date: document.date,
-                    open_discrepancy,
-                });
+            for (tag, id, operation, amount, currency, date, named_by_key, named, open_discrepancy) in rows {
+                let (payer_inn, document_number) = (payer_inn.to_owned(), number.to_owned());
+                match operation {
+                    Some(operation) if tag == 1 => {
+                        if payments.insert(id) {
+                            found.push(NoticeCounterpart::StatementPayment {
+                                id,
+                                operation_id: super::uuid_from(&operation)?,
+                                amount,
+                                currency,
+                                payer_inn,
+                                document_number,
+                                document_date: super::parse_time(&date)?,
+                                named_by_key,
+                                named,
+                            });
+                        }
+                    }
+                    _ => found.push(NoticeCounterpart::OpenLine {
+                        id,
+                        amount,
+                        currency,
+                        payer_inn,
+                        document_number,
+                        document_date: stored_date(&date)?,
+                        open_discrepancy,
+                    }),
+                }
             }
         }
         Ok(found)
