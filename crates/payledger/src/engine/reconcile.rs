@@ -198,11 +198,13 @@ pub fn credited_payers<'a>(applies: impl Iterator<Item = &'a ApplyCommand>, clai
         .collect()
 }
 
-/// Where a statement-sourced payment a notice may repeat is stored.
-struct AppliedRow {
+/// A statement-sourced payment a notice may repeat, as the batch sees it.
+struct Applied {
     operation_id: Uuid,
     /// The payment's id, when stored before the batch (a payment the batch credits has none yet).
     id: Option<i64>,
+    /// Its key and the late notices that name it so far.
+    payment: AppliedFromStatement,
 }
 
 /// An unmatched credit line a notice may be.
@@ -215,10 +217,8 @@ struct OpenLine {
 /// The batch's running view of the reconciliation tables.
 #[derive(Default)]
 pub struct BatchReconciliation {
-    /// Statement-sourced applied payments (stored ones by ascending id, then the batch's own), with the late
-    /// notices that name them so far; `applied_rows` says where each is stored.
-    applied: Vec<AppliedFromStatement>,
-    applied_rows: Vec<AppliedRow>,
+    /// Statement-sourced applied payments: stored ones by ascending id, then the batch's own.
+    applied: Vec<Applied>,
     /// Unmatched credit lines, ascending id.
     lines: Vec<OpenLine>,
     /// Lines a command of this batch matched.
@@ -239,7 +239,6 @@ impl BatchReconciliation {
     /// The view of the counterparts the batch read.
     pub fn new(counterparts: &[NoticeCounterpart]) -> BatchReconciliation {
         let mut view = BatchReconciliation::default();
-        let mut applied = Vec::new();
         for counterpart in counterparts {
             match counterpart {
                 NoticeCounterpart::StatementPayment {
@@ -256,7 +255,7 @@ impl BatchReconciliation {
                     let key = key_of(payer_inn, document_number, moscow_date(*document_date), *amount, currency);
                     if let Some(key) = key {
                         let payment = AppliedFromStatement { key, named_by_key: *named_by_key, named: *named };
-                        applied.push((AppliedRow { operation_id: *operation_id, id: Some(*id) }, payment));
+                        view.applied.push(Applied { operation_id: *operation_id, id: Some(*id), payment });
                     }
                 }
                 NoticeCounterpart::OpenLine {
@@ -274,8 +273,7 @@ impl BatchReconciliation {
                 }
             }
         }
-        applied.sort_by_key(|(row, _)| row.id);
-        (view.applied_rows, view.applied) = applied.into_iter().unzip();
+        view.applied.sort_by_key(|applied| applied.id);
         view.lines.sort_by_key(|line| line.id);
         view
     }
@@ -344,15 +342,16 @@ impl BatchReconciliation {
     pub fn late_notice(&mut self, notice: &BankNotice, tolerance_days: u32, plan: &mut Plan) -> bool {
         let key = MatchKey::of_notice(notice);
         let own_line_open = self.lines.iter().any(|line| line.key == key && !self.taken_lines.contains(&line.id));
-        let Some((position, how)) = late_notice_of(&key, &self.applied, own_line_open, tolerance_days) else {
+        let applied = self.applied.iter().map(|applied| &applied.payment);
+        let Some((position, how)) = late_notice_of(&key, applied, own_line_open, tolerance_days) else {
             return false;
         };
         let original = &mut self.applied[position];
-        original.named = true;
-        original.named_by_key |= how == LateMatch::Key;
+        original.payment.named = true;
+        original.payment.named_by_key |= how == LateMatch::Key;
         plan.late_notices.push(LateNotice {
             operation_id: notice.operation_id.0,
-            duplicate_of: self.applied_rows[position].operation_id,
+            duplicate_of: original.operation_id,
             late_match: how.as_str(),
         });
         true
@@ -435,8 +434,8 @@ impl BatchReconciliation {
                     rule: MatchRule::Applied.as_str(),
                     by: Some(apply.by.clone()),
                 });
-                self.applied.push(AppliedFromStatement { key, named_by_key: false, named: false });
-                self.applied_rows.push(AppliedRow { operation_id: notice.operation_id.0, id: None });
+                let payment = AppliedFromStatement { key, named_by_key: false, named: false };
+                self.applied.push(Applied { operation_id: notice.operation_id.0, id: None, payment });
                 let operation_id = notice.operation_id.0;
                 (StatementOutcome::Applied { operation_id, discrepancy_id }, "applied", operation_id)
             }
@@ -668,7 +667,7 @@ mod tests {
         // Of two payments it may be, the nearer date.
         let mut view = BatchReconciliation::new(&[applied(5, "P-1", 100, None), applied(6, "P-1", 100, None)]);
         if let Some(first) = view.applied.first_mut() {
-            first.key.document_date = date!(2024 - 04 - 25);
+            first.payment.key.document_date = date!(2024 - 04 - 25);
         }
         let mut plan = Plan::default();
         assert_eq!(
@@ -679,7 +678,7 @@ mod tests {
         // The exact key wins over a rival, whichever is stored first.
         let mut view = BatchReconciliation::new(&[applied(5, "P-1", 100, None), applied(6, "P-1", 100, None)]);
         if let Some(first) = view.applied.first_mut() {
-            first.key.document_date = date!(2024 - 04 - 27);
+            first.payment.key.document_date = date!(2024 - 04 - 27);
         }
         let mut plan = Plan::default();
         assert_eq!(view.credit(&notice(4, "P-1", 100), false, 3, &mut plan, never), WriteOutcome::NoticeDuplicate);

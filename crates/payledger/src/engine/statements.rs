@@ -316,20 +316,19 @@ impl LateMatch {
 ///   that only may be it named it first: that one may have been another payment, this one is certainly it.
 /// - Else, unless an unmatched line has its key (`own_line_open`: that line is its payment), the one with the
 ///   nearest document date, then the first, that it may be (see [`rival`]) and that no late notice names.
-pub fn late_notice_of(
+pub fn late_notice_of<'a>(
     key: &MatchKey,
-    applied: &[AppliedFromStatement],
+    applied: impl Iterator<Item = &'a AppliedFromStatement> + Clone,
     own_line_open: bool,
     tolerance_days: u32,
 ) -> Option<(usize, LateMatch)> {
-    if let Some(position) = applied.iter().position(|payment| &payment.key == key && !payment.named_by_key) {
+    if let Some(position) = applied.clone().position(|payment| &payment.key == key && !payment.named_by_key) {
         return Some((position, LateMatch::Key));
     }
     if own_line_open {
         return None;
     }
     applied
-        .iter()
         .enumerate()
         .filter(|(_, payment)| !payment.named && rival(&payment.key, key, tolerance_days).is_some())
         .min_by_key(|(position, payment)| ((payment.key.document_date - key.document_date).abs(), *position))

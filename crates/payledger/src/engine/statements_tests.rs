@@ -149,27 +149,34 @@ fn a_late_notice_repeats_the_first_applied_payment_with_its_key_whose_own_notice
         statement_payment(&twin, Some(LateMatch::Rival)),
         statement_payment(&twin, None),
     ];
-    assert_eq!(late_notice_of(&twin, &applied, false, TOLERANCE), Some((1, LateMatch::Key)));
-    assert_eq!(late_notice_of(&twin, &applied[2..], true, TOLERANCE), Some((0, LateMatch::Key)), "its key first");
-    assert_eq!(late_notice_of(&twin, &applied[..1], false, TOLERANCE), None, "its own notice came: another payment");
+    assert_eq!(late_notice_of(&twin, applied.iter(), false, TOLERANCE), Some((1, LateMatch::Key)));
+    assert_eq!(late_notice_of(&twin, applied[2..].iter(), true, TOLERANCE), Some((0, LateMatch::Key)), "its key first");
+    assert_eq!(
+        late_notice_of(&twin, applied[..1].iter(), false, TOLERANCE),
+        None,
+        "its own notice came: another payment"
+    );
     // Another amount on its date, or its amount within the tolerance: a rival, unless its own line is open.
     let other_amount = key(PAYER, "8", 101);
-    assert_eq!(late_notice_of(&other_amount, &applied[2..], false, TOLERANCE), Some((0, LateMatch::Rival)));
-    assert_eq!(late_notice_of(&other_amount, &applied[2..], true, TOLERANCE), None);
-    assert_eq!(late_notice_of(&other_amount, &applied[1..2], false, TOLERANCE), None, "a rival named it already");
+    assert_eq!(late_notice_of(&other_amount, applied[2..].iter(), false, TOLERANCE), Some((0, LateMatch::Rival)));
+    assert_eq!(late_notice_of(&other_amount, applied[2..].iter(), true, TOLERANCE), None);
+    assert_eq!(late_notice_of(&other_amount, applied[1..2].iter(), false, TOLERANCE), None, "a rival named it already");
     let near = dated(twin.clone(), date!(2024 - 05 - 01));
-    assert_eq!(late_notice_of(&near, &applied[2..], false, TOLERANCE), Some((0, LateMatch::Rival)));
-    assert_eq!(late_notice_of(&near, &applied[2..], false, 2), None, "beyond the tolerance");
+    assert_eq!(late_notice_of(&near, applied[2..].iter(), false, TOLERANCE), Some((0, LateMatch::Rival)));
+    assert_eq!(late_notice_of(&near, applied[2..].iter(), false, 2), None, "beyond the tolerance");
     let far_and_other = dated(other_amount, date!(2024 - 04 - 29));
-    assert_eq!(late_notice_of(&far_and_other, &applied[2..], false, TOLERANCE), None);
+    assert_eq!(late_notice_of(&far_and_other, applied[2..].iter(), false, TOLERANCE), None);
     // Of several it may be, the nearest date, then the first.
     let spread = [
         statement_payment(&dated(twin.clone(), date!(2024 - 04 - 25)), None),
         statement_payment(&dated(twin.clone(), date!(2024 - 05 - 01)), None),
         statement_payment(&dated(twin.clone(), date!(2024 - 04 - 26)), None),
     ];
-    assert_eq!(late_notice_of(&twin, &spread, false, TOLERANCE), Some((2, LateMatch::Rival)));
-    assert_eq!(late_notice_of(&dated(twin, date!(2024 - 04 - 27)), &spread, false, 5), Some((2, LateMatch::Rival)));
+    assert_eq!(late_notice_of(&twin, spread.iter(), false, TOLERANCE), Some((2, LateMatch::Rival)));
+    assert_eq!(
+        late_notice_of(&dated(twin, date!(2024 - 04 - 27)), spread.iter(), false, 5),
+        Some((2, LateMatch::Rival))
+    );
 }
 
 #[test]
@@ -449,7 +456,7 @@ impl Model {
             .collect();
         let own_line_open = self.lines.iter().any(|l| &l.1 == key && l.2.is_none());
         let id = self.id();
-        if let Some((position, _)) = late_notice_of(key, &applied, own_line_open, TOLERANCE) {
+        if let Some((position, _)) = late_notice_of(key, applied.iter(), own_line_open, TOLERANCE) {
             self.payments.push((id, key.clone(), false, Some(ids[position])));
             return;
         }
