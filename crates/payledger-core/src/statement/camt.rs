@@ -15,7 +15,8 @@ use time::{Date, OffsetDateTime};
 use super::amount::{AmountUse, parse_amount, parse_iso_date};
 use super::encoding::{CountingReader, MAX_TEXT_BYTES};
 use super::{
-    AccountNumber, AccountSummary, Direction, LineNature, StatementError, StatementEvent, StatementLine, moscow_date,
+    AccountNumber, AccountSummary, Direction, LineNature, RawFields, StatementError, StatementEvent, StatementLine,
+    moscow_date,
 };
 use crate::inn::Inn;
 use crate::money::{Currency, Money};
@@ -523,8 +524,10 @@ fn detail_line(
         Direction::Credit => ("RltdPties/Dbtr", "RltdPties/DbtrAcct", "RltdAgts/DbtrAgt"),
         Direction::Debit => ("RltdPties/Cdtr", "RltdPties/CdtrAcct", "RltdAgts/CdtrAgt"),
     };
-    let mut raw: Vec<(String, String)> = entry.items.iter().map(|(p, v, _)| (p.clone(), v.clone())).collect();
-    raw.extend(detail.items.iter().map(|(p, v, _)| (format!("NtryDtls/TxDtls/{p}"), v.clone())));
+    let mut raw: RawFields = entry.items.iter().map(|(p, v, _)| (p, v)).collect();
+    for (path, value, _) in &detail.items {
+        raw.push(&format!("NtryDtls/TxDtls/{path}"), value);
+    }
     let counterparty_inn = party_inn(detail, party);
     let counterparty_account = text(&format!("{account}/Id/Othr/Id")).or_else(|| text(&format!("{account}/Id/IBAN")));
     let own_account = counterparty_account

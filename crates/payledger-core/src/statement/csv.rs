@@ -476,8 +476,8 @@ impl<R: BufRead> CsvReader<R> {
             return Err(fail("document_number is empty".into()));
         }
         let raw = match &self.headers {
-            Some(headers) => headers.iter().cloned().zip(fields.iter().cloned()).collect(),
-            None => fields.iter().enumerate().map(|(i, v)| ((i + 1).to_string(), v.clone())).collect(),
+            Some(headers) => headers.iter().zip(fields).collect(),
+            None => fields.iter().enumerate().map(|(i, v)| ((i + 1).to_string(), v)).collect(),
         };
         let counterparty_account = self.optional(fields, &mapping.payer_account, line)?;
         let counterparty_inn = self.optional(fields, &mapping.payer_inn, line)?.and_then(|t| Inn::parse(&t).ok());

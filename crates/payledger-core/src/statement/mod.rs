@@ -15,8 +15,10 @@ pub mod camt;
 pub mod csv;
 pub mod encoding;
 pub mod onec;
+pub mod raw;
 pub mod read;
 
+pub use raw::RawFields;
 pub use read::{CsvMapping, Limits, Validated, ValidatedAccount, detect_format, events, validate};
 
 use sha2::{Digest, Sha256};
@@ -277,7 +279,7 @@ pub struct StatementLine {
     /// The file line (1-based) where the document starts.
     pub source_line: u64,
     /// The document as the file gives it, key by key in file order (camt: the element paths read).
-    pub raw: Vec<(String, String)>,
+    pub raw: RawFields,
 }
 
 /// The SHA-256 identity of a line across files: the same booked operation in two statements has the same
@@ -469,7 +471,7 @@ mod tests {
             purpose: None,
             nature: LineNature::Payment,
             source_line: 1,
-            raw: Vec::new(),
+            raw: RawFields::default(),
         }
     }
 

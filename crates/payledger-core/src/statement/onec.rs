@@ -13,7 +13,9 @@ use time::Date;
 
 use super::amount::{AmountUse, parse_amount, parse_dotted_date};
 use super::encoding::TextLines;
-use super::{AccountNumber, AccountSummary, Direction, LineNature, StatementError, StatementEvent, StatementLine};
+use super::{
+    AccountNumber, AccountSummary, Direction, LineNature, RawFields, StatementError, StatementEvent, StatementLine,
+};
 use crate::inn::Inn;
 use crate::money::{Currency, Money};
 
@@ -26,15 +28,15 @@ const MAX_KEYS: usize = 500;
 /// The keys of one section or document, in file order, with the line each was on.
 #[derive(Debug, Default)]
 struct Keys {
-    entries: Vec<(String, String)>,
+    fields: RawFields,
     lines: Vec<u64>,
     start: u64,
 }
 
 impl Keys {
     fn get(&self, key: &str) -> Option<(&str, u64)> {
-        let at = self.entries.iter().position(|(k, _)| k == key)?;
-        Some((self.entries[at].1.as_str(), self.lines[at]))
+        let (at, value) = self.fields.find(key)?;
+        Some((value, self.lines[at]))
     }
 
     /// The value if present and not blank.
@@ -130,7 +132,7 @@ impl<R: BufRead> OneCReader<R> {
                 "СекцияДокумент" => {
                     self.open_check(number, "СекцияДокумент")?;
                     let mut keys = Keys { start: number, ..Keys::default() };
-                    keys.entries.push((key.to_owned(), value.to_owned()));
+                    keys.fields.push(key, value);
                     keys.lines.push(number);
                     self.state = State::Document(keys);
                 }
@@ -153,10 +155,10 @@ impl<R: BufRead> OneCReader<R> {
                         if !trimmed.contains('=') {
                             return fail(format!("'{trimmed}' is not a Key=Value line"));
                         }
-                        if keys.entries.len() >= MAX_KEYS {
+                        if keys.fields.len() >= MAX_KEYS {
                             return fail(format!("the section has more than {MAX_KEYS} keys"));
                         }
-                        keys.entries.push((key.to_owned(), value.to_owned()));
+                        keys.fields.push(key, value);
                         keys.lines.push(number);
                     }
                     // Header keys (ВерсияФормата, Кодировка, Отправитель, the request's dates…) carry nothing we
@@ -326,7 +328,7 @@ impl<R: BufRead> OneCReader<R> {
                 purpose: keys.value("НазначениеПлатежа").map(|(text, _)| text.to_owned()),
                 nature,
                 source_line: keys.start,
-                raw: keys.entries.clone(),
+                raw: keys.fields.clone(),
             }));
         }
         if found {

@@ -286,15 +286,16 @@ pub fn validate<R: BufRead>(
 /// later. The field is named as the file names it (the raw key) where the line keeps one. Public for the second
 /// pass of an import, which checks each line again: the file may have changed since this pass.
 pub fn refuse_control_characters(line: &StatementLine) -> Result<(), StatementError> {
-    let control =
-        |text: &str| text.chars().find(|c| c.is_ascii_control() && !matches!(c, '\t' | '\r' | '\n' | '\u{7f}'));
+    let control = first_control_character;
     let fail = |found: char, field: &str| {
         Err(StatementError {
             line: line.source_line,
             reason: format!("a control character (U+{:04X}) in {field}", u32::from(found)),
         })
     };
-    for (key, value) in &line.raw {
+    // One scan of every raw byte; the fields are only gone through to name the one that has it.
+    let raw = if control(line.raw.all_text()).is_some() { Some(line.raw.iter()) } else { None };
+    for (key, value) in raw.into_iter().flatten() {
         if let Some(found) = control(key) {
             return fail(found, "a field name");
         }
@@ -317,6 +318,25 @@ pub fn refuse_control_characters(line: &StatementLine) -> Result<(), StatementEr
         }
     }
     Ok(())
+}
+
+/// The first ASCII control character in `text` other than tab, CR and LF (and DEL, which some banks' names
+/// carry). Such a character is one byte in UTF-8 and never part of another character's encoding, so the bytes
+/// are scanned, eight at a time: a statement's text has almost none, and this runs over every byte of it twice.
+pub(crate) fn first_control_character(text: &str) -> Option<char> {
+    const ONES: u64 = u64::MAX / 255;
+    let refused = |b: u8| b < 0x20 && !matches!(b, b'\t' | b'\r' | b'\n');
+    let (words, tail) = text.as_bytes().as_chunks::<8>();
+    for word in words {
+        let x = u64::from_le_bytes(*word);
+        // Non-zero exactly when some byte is below 0x20 (the "has less than" test holds for bounds up to 0x80).
+        if x.wrapping_sub(ONES * 0x20) & !x & (ONES * 0x80) != 0
+            && let Some(&b) = word.iter().find(|&&b| refused(b))
+        {
+            return Some(char::from(b));
+        }
+    }
+    tail.iter().copied().find(|&b| refused(b)).map(char::from)
 }
 
 /// The section among `candidates` (of `line`'s account) whose period holds its booking date (or, where the

@@ -83,3 +83,18 @@ fn a_cp1251_head_with_the_undefined_byte_0x98_is_still_detected() {
     head.splice(at..at, b"\x98\xcf\xf0\xe8\xec\xe5\xf0\r\n".iter().copied());
     assert_eq!(detect_format(&head), Some(StatementFormat::OneC));
 }
+
+proptest! {
+    /// The word-at-a-time scan finds what a scan of the characters finds, wherever in the text it is.
+    #[test]
+    fn the_control_character_scan_agrees_with_a_scan_of_the_characters(
+        text in proptest::collection::vec(
+            prop_oneof![Just('\u{0}'), Just('\t'), Just('\n'), Just('\r'), Just('\u{1f}'), Just('\u{7f}'),
+                        Just(' '), Just('я'), Just('€'), Just('a')],
+            0..40,
+        ).prop_map(|chars| chars.into_iter().collect::<String>()),
+    ) {
+        let expected = text.chars().find(|c| c.is_ascii_control() && !matches!(c, '\t' | '\r' | '\n' | '\u{7f}'));
+        prop_assert_eq!(first_control_character(&text), expected);
+    }
+}

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::tests::no_balances;
 use super::{AccountMap, Claims, WriteCommand, WriteOutcome, decide, notice_claims};
 use crate::engine::reconcile::ApplyCommand;
-use crate::engine::statements::{AcceptCommand, LinesCommand, StatementOutcome};
+use crate::engine::statements::{AcceptCommand, LineToStore, LinesCommand, StatementOutcome};
 use crate::store::batch::{ApplyTarget, LockedDiscrepancy, NoticeCounterpart, PaymentCandidate, Plan};
 
 const INN: &str = "7707083893";
@@ -117,7 +117,7 @@ fn statement_line() -> StatementLine {
         purpose: None,
         nature: LineNature::Payment,
         source_line: 1,
-        raw: Vec::new(),
+        raw: Default::default(),
     }
 }
 
@@ -195,7 +195,7 @@ fn a_notice_whose_credit_fails_is_matched_by_no_line_or_apply_of_its_batch() {
     let fingerprint = [3u8; 32];
     let lines = WriteCommand::StatementLines(LinesCommand {
         import_id: 1,
-        lines: vec![(statement_line(), fingerprint, 1)],
+        lines: vec![LineToStore::new(statement_line(), fingerprint, 1)],
         today: date!(2024 - 05 - 01),
         tolerance_days: 3,
     });

@@ -491,12 +491,37 @@ pub fn decide_begin(
 pub struct LinesCommand {
     /// The import (started by a [`BeginImport`]).
     pub import_id: i64,
-    /// Each line with its fingerprint and occurrence.
-    pub lines: Vec<(StatementLine, Fingerprint, u32)>,
+    /// Each line with its identity.
+    pub lines: Vec<LineToStore>,
     /// Today in Moscow: lines booked before it are judged, the others stay pending.
     pub today: Date,
     /// How many days a notice's document date may differ from its line's (see [`judge`]).
     pub tolerance_days: u32,
+}
+
+/// A statement line as a [`LinesCommand`] carries it: the line, its identity, and its raw fields already in
+/// their stored form. The reading task serializes them, so that neither the JSON nor freeing the parsed fields
+/// (allocated in the reading task's thread) is the ledger writer's work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineToStore {
+    /// The line; its `raw` is empty, moved into `raw_json`.
+    pub line: StatementLine,
+    /// Its identity across files.
+    pub fingerprint: Fingerprint,
+    /// Its number among the identical lines of its file.
+    pub occurrence: u32,
+    /// Its raw fields as stored: a JSON array of `[key, value]` pairs, in the file's order (keys repeat).
+    pub raw_json: String,
+}
+
+impl LineToStore {
+    /// Moves `line`'s raw fields into their stored form.
+    pub fn new(mut line: StatementLine, fingerprint: Fingerprint, occurrence: u32) -> LineToStore {
+        let raw = std::mem::take(&mut line.raw);
+        // Serializing strings cannot fail; an empty array would only hide a bug, never lose a stored line.
+        let raw_json = serde_json::to_string(&raw).unwrap_or_else(|_| "[]".to_owned());
+        LineToStore { line, fingerprint, occurrence, raw_json }
+    }
 }
 
 /// The most lines one [`LinesCommand`] carries.
@@ -511,48 +536,43 @@ pub fn is_reconciled(line: &StatementLine) -> bool {
 }
 
 /// The rows a lines command inserts.
-pub fn line_rows(command: &LinesCommand) -> Vec<NewStatementLine> {
+pub fn line_rows(command: &LinesCommand) -> Vec<NewStatementLine<'_>> {
     command
         .lines
         .iter()
-        .map(|(line, fingerprint, occurrence)| NewStatementLine {
-            import_id: command.import_id,
-            account: line.account.as_str().to_owned(),
-            fingerprint: *fingerprint,
-            occurrence: i64::from(*occurrence),
-            direction: line.direction.as_str(),
-            nature: line.nature.as_str(),
-            amount: line.amount.minor(),
-            currency: line.amount.currency().code(),
-            booking_date: line.booking_date,
-            document_number: line.document_number.clone(),
-            document_date: line.document_date,
-            payer_inn: line.counterparty_inn.as_ref().map(|inn| inn.as_str().to_owned()),
-            payer_name: line.counterparty_name.clone(),
-            payer_account: line.counterparty_account.clone(),
-            payer_bik: line.counterparty_bik.clone(),
-            bank_ref: line.bank_ref.clone(),
-            end_to_end_id: line.end_to_end_id.clone(),
-            purpose: line.purpose.clone(),
-            source_line: i64::try_from(line.source_line).unwrap_or(i64::MAX),
-            raw: raw_json(&line.raw),
+        .map(|stored| {
+            let line = &stored.line;
+            NewStatementLine {
+                import_id: command.import_id,
+                account: line.account.as_str(),
+                fingerprint: stored.fingerprint,
+                occurrence: i64::from(stored.occurrence),
+                direction: line.direction.as_str(),
+                nature: line.nature.as_str(),
+                amount: line.amount.minor(),
+                currency: line.amount.currency().code(),
+                booking_date: line.booking_date,
+                document_number: &line.document_number,
+                document_date: line.document_date,
+                payer_inn: line.counterparty_inn.as_ref().map(|inn| inn.as_str()),
+                payer_name: line.counterparty_name.as_deref(),
+                payer_account: line.counterparty_account.as_deref(),
+                payer_bik: line.counterparty_bik.as_deref(),
+                bank_ref: line.bank_ref.as_deref(),
+                end_to_end_id: line.end_to_end_id.as_deref(),
+                purpose: line.purpose.as_deref(),
+                source_line: i64::try_from(line.source_line).unwrap_or(i64::MAX),
+                raw: &stored.raw_json,
+            }
         })
         .collect()
-}
-
-/// A line's raw fields as stored: a JSON array of `[key, value]` pairs, in the file's order (keys repeat).
-/// Written straight from the pairs: building a `serde_json::Value` per field first was a visible share of the
-/// writer's time in a million-line import.
-fn raw_json(raw: &[(String, String)]) -> String {
-    // Serializing strings cannot fail; an empty array would only hide a bug, never lose a stored line.
-    serde_json::to_string(raw).unwrap_or_else(|_| "[]".to_owned())
 }
 
 /// The (payer INN, document number) pairs and bank ids (as operation ids) a lines command looks payments up by.
 pub fn candidate_keys(command: &LinesCommand) -> (Vec<(String, String)>, Vec<Uuid>) {
     let mut documents = Vec::new();
     let mut ids = Vec::new();
-    for (line, _, _) in &command.lines {
+    for LineToStore { line, .. } in &command.lines {
         if !is_reconciled(line) {
             continue;
         }
@@ -583,7 +603,7 @@ pub fn decide_lines(
     let open = open_payments(candidates, taken);
     let mut lines = Vec::new();
     let mut known = 0u64;
-    for ((line, _, _), id) in command.lines.iter().zip(stored) {
+    for (LineToStore { line, .. }, id) in command.lines.iter().zip(stored) {
         let Some(id) = id else {
             known += 1;
             continue;

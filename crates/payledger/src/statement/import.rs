@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use payledger_core::money::{Currency, format_minor};
 use payledger_core::statement::read::{CsvMapping, Limits, detect_format, events, refuse_control_characters, validate};
 use payledger_core::statement::{
-    AccountNumber, AccountSummary, Fingerprint, OccurrenceCounter, StatementError, StatementEvent, StatementFormat,
-    StatementLine, fingerprint, moscow_date,
+    AccountNumber, AccountSummary, OccurrenceCounter, StatementError, StatementEvent, StatementFormat, StatementLine,
+    fingerprint, moscow_date,
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -24,7 +24,7 @@ use crate::engine::EngineError;
 use crate::engine::batch::{WriteCommand, WriteOutcome};
 use crate::engine::judging::FinishImport;
 use crate::engine::statements::{
-    self, BeginImport, LinesCommand, MAX_LINES_PER_COMMAND, SectionCounts, StatementOutcome,
+    self, BeginImport, LineToStore, LinesCommand, MAX_LINES_PER_COMMAND, SectionCounts, StatementOutcome,
 };
 use crate::store::{ImportAccountRow, ImportRow};
 
@@ -468,7 +468,7 @@ fn changed(how: &str) -> ReconcileError {
     ReconcileError::Io(std::io::Error::other(format!("the file changed while it was imported ({how})")))
 }
 
-type Chunk = Vec<(StatementLine, Fingerprint, u32)>;
+type Chunk = Vec<LineToStore>;
 
 /// Adds one finished lines command to the progress, or keeps its error.
 fn collect(
@@ -542,7 +542,7 @@ fn read_chunks(
         read += 1;
         let print = fingerprint(&line);
         let occurrence = occurrences.next(&line, &print).map_err(|error| changed(&error.to_string()))?;
-        chunk.push((line, print, occurrence));
+        chunk.push(LineToStore::new(line, print, occurrence));
         if chunk.len() == MAX_LINES_PER_COMMAND {
             let full = std::mem::replace(&mut chunk, Vec::with_capacity(MAX_LINES_PER_COMMAND));
             if chunks.blocking_send(full).is_err() {

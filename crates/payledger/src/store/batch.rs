@@ -469,7 +469,7 @@ pub trait BatchTx {
     /// line in order, its new id or `None` if it was stored before.
     fn insert_statement_lines(
         &mut self,
-        lines: &[NewStatementLine],
+        lines: &[NewStatementLine<'_>],
     ) -> impl Future<Output = Result<Vec<Option<i64>>, StoreError>>;
     /// The applied or received payments, not late notices and not matched to a line, with these (payer INN,
     /// document number) pairs or these operation ids.

@@ -151,12 +151,15 @@ impl PgBatch {
 
     /// One statement for the command's lines; `RETURNING` names the inserted ones by their identity.
     /// (Lock phase: statement lines, ascending (account, booking date, fingerprint, occurrence).)
-    pub(super) async fn insert_lines(&mut self, lines: &[NewStatementLine]) -> Result<Vec<Option<i64>>, StoreError> {
+    pub(super) async fn insert_lines(
+        &mut self,
+        lines: &[NewStatementLine<'_>],
+    ) -> Result<Vec<Option<i64>>, StoreError> {
         if lines.is_empty() {
             return Ok(Vec::new());
         }
         // Inserted in ascending key order, so two instances storing overlapping files wait in one order.
-        let mut sorted: Vec<&NewStatementLine> = lines.iter().collect();
+        let mut sorted: Vec<&NewStatementLine<'_>> = lines.iter().collect();
         sorted.sort_by(|a, b| {
             (&a.account, a.booking_date, a.fingerprint, a.occurrence).cmp(&(
                 &b.account,
@@ -183,24 +186,24 @@ impl PgBatch {
              RETURNING id, account, fingerprint, CAST(occurrence AS BIGINT)",
         )
         .bind(sorted.iter().map(|l| l.import_id).collect::<Vec<_>>())
-        .bind(sorted.iter().map(|l| l.account.clone()).collect::<Vec<_>>())
+        .bind(sorted.iter().map(|l| l.account).collect::<Vec<_>>())
         .bind(sorted.iter().map(|l| l.fingerprint.to_vec()).collect::<Vec<_>>())
         .bind(sorted.iter().map(|l| l.occurrence).collect::<Vec<_>>())
         .bind(sorted.iter().map(|l| l.direction).collect::<Vec<_>>())
         .bind(sorted.iter().map(|l| l.amount).collect::<Vec<_>>())
         .bind(sorted.iter().map(|l| l.currency).collect::<Vec<_>>())
         .bind(sorted.iter().map(|l| l.booking_date).collect::<Vec<_>>())
-        .bind(sorted.iter().map(|l| l.document_number.clone()).collect::<Vec<_>>())
+        .bind(sorted.iter().map(|l| l.document_number).collect::<Vec<_>>())
         .bind(sorted.iter().map(|l| l.document_date).collect::<Vec<_>>())
-        .bind(sorted.iter().map(|l| l.payer_inn.clone()).collect::<Vec<_>>())
-        .bind(sorted.iter().map(|l| l.payer_name.clone()).collect::<Vec<_>>())
-        .bind(sorted.iter().map(|l| l.payer_account.clone()).collect::<Vec<_>>())
-        .bind(sorted.iter().map(|l| l.payer_bik.clone()).collect::<Vec<_>>())
-        .bind(sorted.iter().map(|l| l.bank_ref.clone()).collect::<Vec<_>>())
-        .bind(sorted.iter().map(|l| l.end_to_end_id.clone()).collect::<Vec<_>>())
-        .bind(sorted.iter().map(|l| l.purpose.clone()).collect::<Vec<_>>())
+        .bind(sorted.iter().map(|l| l.payer_inn).collect::<Vec<_>>())
+        .bind(sorted.iter().map(|l| l.payer_name).collect::<Vec<_>>())
+        .bind(sorted.iter().map(|l| l.payer_account).collect::<Vec<_>>())
+        .bind(sorted.iter().map(|l| l.payer_bik).collect::<Vec<_>>())
+        .bind(sorted.iter().map(|l| l.bank_ref).collect::<Vec<_>>())
+        .bind(sorted.iter().map(|l| l.end_to_end_id).collect::<Vec<_>>())
+        .bind(sorted.iter().map(|l| l.purpose).collect::<Vec<_>>())
         .bind(sorted.iter().map(|l| l.source_line).collect::<Vec<_>>())
-        .bind(sorted.iter().map(|l| l.raw.clone()).collect::<Vec<_>>())
+        .bind(sorted.iter().map(|l| l.raw).collect::<Vec<_>>())
         .bind(sorted.iter().map(|l| l.nature).collect::<Vec<_>>())
         .fetch_all(&mut *self.tx)
         .await?;
@@ -208,7 +211,10 @@ impl PgBatch {
         for row in &rows {
             inserted.insert((row.try_get(1)?, row.try_get(2)?, row.try_get(3)?), row.try_get(0)?);
         }
-        Ok(lines.iter().map(|l| inserted.remove(&(l.account.clone(), l.fingerprint.to_vec(), l.occurrence))).collect())
+        Ok(lines
+            .iter()
+            .map(|l| inserted.remove(&(l.account.to_owned(), l.fingerprint.to_vec(), l.occurrence)))
+            .collect())
     }
 
     pub(super) async fn candidates(

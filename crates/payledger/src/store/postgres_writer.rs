@@ -530,7 +530,7 @@ impl BatchTx for PgBatch {
         self.accounts_of_imports(ids).await
     }
 
-    async fn insert_statement_lines(&mut self, lines: &[NewStatementLine]) -> Result<Vec<Option<i64>>, StoreError> {
+    async fn insert_statement_lines(&mut self, lines: &[NewStatementLine<'_>]) -> Result<Vec<Option<i64>>, StoreError> {
         self.insert_lines(lines).await
     }
 

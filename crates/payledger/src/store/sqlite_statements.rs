@@ -114,7 +114,7 @@ impl SqliteBatch<'_> {
         Ok(())
     }
 
-    pub(super) fn insert_lines(&self, lines: &[NewStatementLine]) -> Result<Vec<Option<i64>>, StoreError> {
+    pub(super) fn insert_lines(&self, lines: &[NewStatementLine<'_>]) -> Result<Vec<Option<i64>>, StoreError> {
         let mut insert = self.tx.prepare_cached(
             "INSERT INTO statement_lines (import_id, account, fingerprint, occurrence, direction, amount, currency,
                  booking_date, document_number, document_date, payer_inn, payer_name, payer_account, payer_bik,

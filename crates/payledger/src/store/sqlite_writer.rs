@@ -540,7 +540,7 @@ impl BatchTx for SqliteBatch<'_> {
         self.accounts_of_imports(ids)
     }
 
-    async fn insert_statement_lines(&mut self, lines: &[NewStatementLine]) -> Result<Vec<Option<i64>>, StoreError> {
+    async fn insert_statement_lines(&mut self, lines: &[NewStatementLine<'_>]) -> Result<Vec<Option<i64>>, StoreError> {
         self.insert_lines(lines)
     }
 

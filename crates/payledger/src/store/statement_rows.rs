@@ -173,13 +173,13 @@ pub struct SectionPeriod {
     pub complete: bool,
 }
 
-/// A statement line to store.
+/// A statement line to store, borrowed from the command that carries it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewStatementLine {
+pub struct NewStatementLine<'a> {
     /// The import storing it first.
     pub import_id: i64,
     /// Our account.
-    pub account: String,
+    pub account: &'a str,
     /// Its fingerprint.
     pub fingerprint: [u8; 32],
     /// Its occurrence among identical lines of its file.
@@ -195,27 +195,27 @@ pub struct NewStatementLine {
     /// The booking day.
     pub booking_date: time::Date,
     /// The document number.
-    pub document_number: String,
+    pub document_number: &'a str,
     /// The document date.
     pub document_date: time::Date,
     /// The counterparty's INN.
-    pub payer_inn: Option<String>,
+    pub payer_inn: Option<&'a str>,
     /// The counterparty's name.
-    pub payer_name: Option<String>,
+    pub payer_name: Option<&'a str>,
     /// The counterparty's account.
-    pub payer_account: Option<String>,
+    pub payer_account: Option<&'a str>,
     /// The counterparty's bank.
-    pub payer_bik: Option<String>,
+    pub payer_bik: Option<&'a str>,
     /// The bank's reference.
-    pub bank_ref: Option<String>,
+    pub bank_ref: Option<&'a str>,
     /// The end-to-end id.
-    pub end_to_end_id: Option<String>,
+    pub end_to_end_id: Option<&'a str>,
     /// The purpose.
-    pub purpose: Option<String>,
+    pub purpose: Option<&'a str>,
     /// The file line.
     pub source_line: i64,
     /// The document as the file gives it, JSON.
-    pub raw: String,
+    pub raw: &'a str,
 }
 
 /// A payment a statement line may be: applied or received, not a late notice, not matched yet.

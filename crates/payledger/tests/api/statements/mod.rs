@@ -7,7 +7,7 @@ mod cli;
 mod http;
 
 use payledger::engine::batch::{WriteCommand, WriteOutcome};
-use payledger::engine::statements::{BeginImport, LinesCommand, SectionCounts, StatementOutcome};
+use payledger::engine::statements::{BeginImport, LineToStore, LinesCommand, SectionCounts, StatementOutcome};
 use payledger::engine::{LedgerEngine, WriterHandle};
 use payledger::statement::{
     DiscrepancyKind, DiscrepancyState, ImportsPage, ReconcileError, ReconcileSettings, Reconciliation, ReportQuery,
@@ -313,7 +313,7 @@ fn statement_line(
         end_to_end_id: None,
         purpose: None,
         source_line: 1,
-        raw: vec![("Номер".into(), number.into())],
+        raw: [("Номер", number)].into_iter().collect(),
         nature: LineNature::Payment,
     }
 }
@@ -324,7 +324,7 @@ async fn submit_lines(service: &Reconciliation, import_id: i64, lines: &[Stateme
         .iter()
         .map(|line| {
             let print = fingerprint(line);
-            (line.clone(), print, counter.next(line, &print).expect("occurrence"))
+            LineToStore::new(line.clone(), print, counter.next(line, &print).expect("occurrence"))
         })
         .collect();
     let command = LinesCommand { import_id, lines, today: date!(2024 - 05 - 01), tolerance_days: 3 };

@@ -1,8 +1,9 @@
 //! Upgrading a database that already holds reconciliation rows: migrations 0012 (late notices say how they
 //! repeat their payment) and 0013 (the lines' keys lead with a date; SQLite rebuilds the table) keep every
-//! line with its id, and the matches and discrepancies that name them, and verify stays clean.
+//! line with its id, and the matches and discrepancies that name them, and verify stays clean. On SQLite, 0014
+//! then writes the CHECK constraints' lists as comparisons (no temporary B-tree per checked row).
 
-use sqlx::Connection;
+use sqlx::{Connection, Row};
 
 use crate::common::{Backend, TestDb, on_both_backends};
 
@@ -107,4 +108,38 @@ async fn upgrading_through_the_line_key_migrations_keeps_every_line_and_what_nam
     assert_eq!(read_back, 4, "both lines, the match and the discrepancy are kept");
     assert_eq!(refused, 0, "the identity is still unique");
     db.assert_verified().await;
+}
+
+/// After 0014 no SQLite table's CHECK builds a temporary B-tree for an IN list (what each insert paid for it
+/// before), and the rewritten constraints still refuse a value outside their list.
+#[tokio::test]
+async fn sqlite_checks_build_no_temporary_table_per_row_and_still_refuse_a_value_off_their_list() {
+    let Some(db) = TestDb::new(Backend::Sqlite).await else { return };
+    db.store().await.migrate().await.expect("migrate");
+    let mut connection = sqlx::SqliteConnection::connect(&db.url).await.expect("connect");
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_sqlx%'",
+    )
+    .fetch_all(&mut connection)
+    .await
+    .expect("tables");
+    assert!(tables.iter().any(|table| table == "statement_discrepancies"), "{tables:?}");
+    for table in &tables {
+        // EXPLAIN compiles the insert with every CHECK and runs nothing, so NOT NULL columns need no values.
+        let plan = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN INSERT INTO \"{table}\" DEFAULT VALUES")))
+            .fetch_all(&mut connection)
+            .await
+            .unwrap_or_else(|error| panic!("explain an insert into {table}: {error}"));
+        let opcodes: Vec<String> = plan.iter().map(|row| row.get("opcode")).collect();
+        assert!(opcodes.iter().any(|op| op == "Insert" || op == "IdxInsert"), "{table}: {opcodes:?}");
+        assert!(!opcodes.iter().any(|op| op == "OpenEphemeral"), "an insert into {table} builds a temporary B-tree");
+    }
+    let refused = sqlx::query(
+        "INSERT INTO statement_discrepancies (kind, state, payment_id, day, amount, currency, created_at)
+         VALUES ('lost', 'open', 1, '2024-04-28', 100, 'RUB', '2024-04-28T00:00:00Z')",
+    )
+    .execute(&mut connection)
+    .await
+    .expect_err("a kind off the list is refused");
+    assert!(refused.to_string().contains("CHECK constraint failed"), "{refused}");
 }
