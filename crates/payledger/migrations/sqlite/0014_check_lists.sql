@@ -4,8 +4,10 @@
 -- both forms) and cost nothing of the kind. Neither the rows nor their format change, so the constraint text
 -- is replaced in place, as SQLite's documentation allows for such a change
 -- (https://www.sqlite.org/lang_altertable.html#otheralter), instead of rebuilding every table that has one.
--- The table created at the end bumps the schema version, so that other connections read the new text; its
--- CHECK fails the migration, which then changes nothing, unless every constraint was replaced.
+-- RESET makes this connection parse the new text (with OFF it would keep the old tables in memory, and a
+-- later migration's ALTER TABLE ... ADD COLUMN on it would edit the new text at the old offsets); the table
+-- created at the end bumps the schema version, so that other connections read it too. That table's CHECK
+-- fails the migration, which then changes nothing, unless every constraint was replaced.
 PRAGMA writable_schema = ON;
 UPDATE sqlite_schema SET sql = replace(sql,
     'kind IN (''organization'', ''user'', ''service'', ''system'')',
@@ -59,7 +61,7 @@ UPDATE sqlite_schema SET sql = replace(sql,
     'nature IN (''payment'', ''reversal'', ''own_transfer'', ''bank_order'')',
     'nature = ''payment'' OR nature = ''reversal'' OR nature = ''own_transfer'' OR nature = ''bank_order''')
 WHERE type = 'table' AND name = 'statement_lines';
-PRAGMA writable_schema = OFF;
+PRAGMA writable_schema = RESET;
 CREATE TABLE check_lists_replaced (
     replaced INTEGER NOT NULL CONSTRAINT every_listed_check_is_comparisons CHECK (replaced = 13)
 );
