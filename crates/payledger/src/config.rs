@@ -34,7 +34,19 @@ pub enum Command {
     /// Run the HTTP API and the background workers (the default).
     Serve(ServeArgs),
     /// Apply pending database migrations and exit.
-    Migrate,
+    Migrate {
+        /// Change nothing: exit 0 if every migration of this build is applied, 1 if some are pending (listed),
+        /// 2 if the database could not be checked.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Ask a running server whether it is ready (GET its `/api/health/ready/`): exit 0 if it answers 2xx, 1
+    /// otherwise. For a container's HEALTHCHECK.
+    Healthcheck {
+        /// The URL to ask; by default the readiness endpoint of `PAYLEDGER_BIND` on this host.
+        #[arg(long)]
+        url: Option<String>,
+    },
     /// Create demo organizations with valid INNs (idempotent: the same N give the same organizations).
     Seed {
         /// How many organizations.
@@ -167,6 +179,11 @@ pub struct ServeArgs {
     /// may still be applied, so the client resends it with the same key).
     #[arg(long, env = "PAYLEDGER_REQUEST_TIMEOUT_SECONDS", default_value_t = 30)]
     pub request_timeout_seconds: u64,
+    /// On a shutdown signal, how many seconds to keep serving with readiness failing (503 `draining`) before
+    /// the listener closes, so that a load balancer stops sending requests first. Then the requests in hand
+    /// are finished. Behind a balancer, set it above the balancer's health-check interval.
+    #[arg(long, env = "PAYLEDGER_SHUTDOWN_DRAIN_SECONDS", default_value_t = 0)]
+    pub shutdown_drain_seconds: u64,
     /// The first admin's name, created on the first start when there are no users.
     #[arg(long, env = "PAYLEDGER_ADMIN_USERNAME")]
     pub admin_username: Option<String>,
@@ -420,6 +437,8 @@ pub struct Settings {
     pub payouts: PayoutSettings,
     /// The longest a request may take before it is answered 503.
     pub request_timeout: std::time::Duration,
+    /// How long readiness fails before the listener closes on shutdown.
+    pub shutdown_drain: std::time::Duration,
     /// The largest bank statement upload, in bytes.
     pub statement_max_bytes: u64,
     /// The reconciliation's date tolerance and line limit (its file limit is the upload's).
@@ -526,6 +545,7 @@ impl Settings {
             tokens: TokenSettings::default(),
             payouts: PayoutSettings::default(),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            shutdown_drain: std::time::Duration::ZERO,
             statement_max_bytes: DEFAULT_STATEMENT_MAX_BYTES,
             reconcile: crate::statement::ReconcileSettings {
                 max_file_bytes: DEFAULT_STATEMENT_MAX_BYTES,

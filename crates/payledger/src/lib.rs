@@ -32,6 +32,7 @@ pub mod workers;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use anyhow::Context;
 use axum::ServiceExt;
@@ -87,6 +88,8 @@ pub struct App {
     pub request_timeout: std::time::Duration,
     /// The largest bank statement upload, in bytes (`PAYLEDGER_STATEMENT_MAX_BYTES`).
     pub statement_max_bytes: u64,
+    /// Set when shutdown begins: readiness answers 503 from then on, so a balancer stops sending requests.
+    pub draining: Arc<AtomicBool>,
 }
 
 /// Connects to the database, migrates it, and seeds demo organizations if it is empty.
@@ -199,6 +202,18 @@ pub async fn run_workers(
     Ok(())
 }
 
+/// Resolves when the listener should close: after `shutdown`, readiness fails (`draining`) for `drain` while
+/// the server still serves, so that a load balancer stops sending requests first; then the requests in hand
+/// are finished.
+async fn drain_then_stop(shutdown: impl Future<Output = ()>, draining: Arc<AtomicBool>, drain: std::time::Duration) {
+    shutdown.await;
+    draining.store(true, std::sync::atomic::Ordering::SeqCst);
+    if !drain.is_zero() {
+        tracing::info!(seconds = drain.as_secs(), "draining: readiness answers 503 until the listener closes");
+        tokio::time::sleep(drain).await;
+    }
+}
+
 /// Runs the server on `listener` until `shutdown` resolves, then drains in-flight requests, stops the
 /// background applier, lets the ledger writer finish its queue, and returns.
 pub async fn launch(
@@ -242,6 +257,9 @@ pub async fn launch(
     let mut payout_workers = workers::spawn(worker_context, settings.payouts.workers, applier_stopped);
 
     let (_, openapi) = router::api();
+    // Only the flag goes to the shutdown future: a clone of the state there would keep the engine's handles,
+    // and the writer, alive after the server stops.
+    let draining = Arc::new(AtomicBool::new(false));
     let state = Arc::new(App {
         store: store.clone(),
         intake,
@@ -272,6 +290,7 @@ pub async fn launch(
         metrics: telemetry::metrics_handle(),
         request_timeout: settings.request_timeout,
         statement_max_bytes: settings.statement_max_bytes,
+        draining: draining.clone(),
     });
     let app = axum::middleware::map_request(|request| async move { router::add_trailing_slash(request) })
         .layer(router::app(state));
@@ -282,7 +301,7 @@ pub async fn launch(
         "payledger is serving"
     );
     axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(drain_then_stop(shutdown, draining, settings.shutdown_drain))
         .await
         .context("serving HTTP")?;
 

@@ -1,5 +1,5 @@
-//! The `payledger` command: `serve` (the default), `migrate`, `seed`, `worker`, `user`, `verify`, `statement`
-//! and (for development) `populate`.
+//! The `payledger` command: `serve` (the default), `migrate`, `seed`, `worker`, `user`, `verify`, `statement`,
+//! `healthcheck` and (for development) `populate`.
 
 use std::process::ExitCode;
 
@@ -34,6 +34,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         // variable in the environment) must not make it fail, least of all with the exit status of violations.
         return Ok(payledger::cli::verify::main(&database_url, json, explain).await);
     }
+    if let Some(Command::Migrate { check: true }) = cli.command {
+        return Ok(payledger::cli::deploy::migrate_check(&database_url).await);
+    }
+    if let Some(Command::Healthcheck { url }) = &cli.command {
+        let url = url.clone().unwrap_or_else(|| payledger::cli::deploy::local_readiness_url(cli.serve.bind));
+        return Ok(payledger::cli::deploy::healthcheck(&url).await);
+    }
     if let Some(Command::Statement(command)) = &cli.command {
         // Like verify, an import needs only the database (and its own ledger engine), not a server's settings.
         return Ok(payledger::cli::statement::main(&database_url, command).await);
@@ -65,6 +72,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         },
         payouts: payout_args.settings()?,
         request_timeout: std::time::Duration::from_secs(serve.request_timeout_seconds.max(1)),
+        shutdown_drain: std::time::Duration::from_secs(serve.shutdown_drain_seconds),
         statement_max_bytes: serve.statement_max_bytes,
         reconcile: payledger::statement::ReconcileSettings {
             date_tolerance_days: serve.statement_date_tolerance_days,
@@ -88,7 +96,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             store.migrate().await?;
             user_command(&store, command).await
         }
-        Command::Migrate => {
+        Command::Migrate { .. } => {
             let store = Store::connect(&database_url).await?;
             store.migrate().await?;
             println!("migrations applied ({})", store.backend());
@@ -106,6 +114,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify { json, explain } => Ok(payledger::cli::verify::main(&database_url, json, explain).await),
         Command::Statement(command) => Ok(payledger::cli::statement::main(&database_url, &command).await),
         Command::Populate(args) => populate(&settings, &args).await,
+        // Answered above, before the server's settings are read.
+        Command::Healthcheck { .. } => Ok(ExitCode::SUCCESS),
     }
 }
 

@@ -98,6 +98,8 @@ pub const ROUTES: &[Route] = &[
     route(Method::POST,   "/api/token/",                            "auth::token",                  OPEN),
     route(Method::POST,   "/api/token/refresh/",                    "auth::refresh",                OPEN),
     route(Method::GET,    "/api/health/",                           "health::health",               OPEN),
+    route(Method::GET,    "/api/health/live/",                      "health::live",                 OPEN),
+    route(Method::GET,    "/api/health/ready/",                     "health::ready",                OPEN),
     route(Method::GET,    "/metrics",                               "health::metrics",              OPEN),
     route(Method::GET,    "/api/schema/",                           "docs::openapi_json",           READ),
     route(Method::GET,    "/api/schema",                            "docs::openapi_json",           READ),
@@ -207,7 +209,9 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(reconciliation::accept_discrepancy))
         .routes(routes!(auth::token))
         .routes(routes!(auth::refresh))
-        .routes(routes!(health::health));
+        .routes(routes!(health::health))
+        .routes(routes!(health::live))
+        .routes(routes!(health::ready));
     // Nest under /api before splitting, so the spec's paths carry the prefix.
     let (router, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api", api).split_for_parts();
     document_security(&mut openapi);

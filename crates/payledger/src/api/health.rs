@@ -30,6 +30,57 @@ pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
+/// The process answers.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Live {
+    /// Always `ok`.
+    pub status: &'static str,
+}
+
+/// Liveness for an orchestrator: the process answers HTTP. Touches nothing else, so a slow or absent database
+/// never gets a healthy process restarted (readiness says whether to send it requests).
+#[utoipa::path(get, path = "/health/live/", tag = "operations", responses((status = 200, body = Live)))]
+pub async fn live() -> Json<Live> {
+    Json(Live { status: "ok" })
+}
+
+/// Whether this instance should be sent requests, and if not, why.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Ready {
+    /// `ok` or `unavailable`.
+    pub status: &'static str,
+    /// `sqlite` or `postgres`.
+    pub database: &'static str,
+    /// What is wrong, one phrase each: `database unreachable`, `migrations pending: <names>`, `ledger writer
+    /// stopped`, `draining`. Empty when ready.
+    pub reasons: Vec<String>,
+}
+
+/// Readiness for a load balancer: the database answers, every migration of this build is applied, the
+/// ledger writer runs, and the process is not shutting down (from the shutdown signal on it answers 503
+/// while it finishes the requests it has).
+#[utoipa::path(get, path = "/health/ready/", tag = "operations", responses(
+    (status = 200, body = Ready), (status = 503, body = Ready)
+))]
+pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
+    let mut reasons = Vec::new();
+    match state.store.pending_migrations().await {
+        Ok(pending) if pending.is_empty() => {}
+        Ok(pending) => reasons.push(format!("migrations pending: {}", pending.join(", "))),
+        Err(_) => reasons.push("database unreachable".to_owned()),
+    }
+    if !state.intake.is_running() {
+        reasons.push("ledger writer stopped".to_owned());
+    }
+    if state.draining.load(std::sync::atomic::Ordering::SeqCst) {
+        reasons.push("draining".to_owned());
+    }
+    let database = state.store.backend();
+    let (code, status) =
+        if reasons.is_empty() { (StatusCode::OK, "ok") } else { (StatusCode::SERVICE_UNAVAILABLE, "unavailable") };
+    (code, Json(Ready { status, database, reasons }))
+}
+
 /// Prometheus metrics in the text exposition format.
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::telemetry::render_metrics(&state.metrics))

@@ -2,6 +2,7 @@
 //! human and JSON reports), `populate` (a development database of production size, built through the
 //! ledger engine) and `statement` (import a bank statement; generate made-up ones).
 
+pub mod deploy;
 pub mod populate;
 pub mod statement;
 pub mod verify;

@@ -27,6 +27,7 @@ pub mod payouts;
 pub mod reconcile;
 mod statement_apply;
 mod statement_claims;
+mod statement_lines;
 pub mod statements;
 
 use std::collections::{HashMap, HashSet};

@@ -11,11 +11,13 @@ use uuid::Uuid;
 
 use crate::store::AuditEntry;
 use payledger_core::Inn;
-use payledger_core::statement::{AccountSummary, Fingerprint, StatementFormat, StatementLine, moscow_date};
+use payledger_core::statement::{AccountSummary, StatementFormat, StatementLine, moscow_date};
+
+pub use super::statement_lines::{LineToStore, LinesCommand, MAX_LINES_PER_COMMAND, line_rows};
 
 use crate::store::batch::{
     ClaimedImport, DiscrepancyUpdate, ImportClaim, ImportSection, LockedDiscrepancy, NewDiscrepancy, NewMatch,
-    NewStatementLine, PaymentCandidate, PendingLine, Plan,
+    PaymentCandidate, PendingLine, Plan,
 };
 
 pub use super::statement_apply::{ApplyDecision, LineState, RivalPayment, decide_apply};
@@ -486,86 +488,12 @@ pub fn decide_begin(
     StatementOutcome::ImportStarted { id: claimed.id }
 }
 
-/// Up to [`MAX_LINES_PER_COMMAND`] lines of an import, with their identity, to store and match.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LinesCommand {
-    /// The import (started by a [`BeginImport`]).
-    pub import_id: i64,
-    /// Each line with its identity.
-    pub lines: Vec<LineToStore>,
-    /// Today in Moscow: lines booked before it are judged, the others stay pending.
-    pub today: Date,
-    /// How many days a notice's document date may differ from its line's (see [`judge`]).
-    pub tolerance_days: u32,
-}
-
-/// A statement line as a [`LinesCommand`] carries it: the line, its identity, and its raw fields already in
-/// their stored form. The reading task serializes them, so that neither the JSON nor freeing the parsed fields
-/// (allocated in the reading task's thread) is the ledger writer's work.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LineToStore {
-    /// The line; its `raw` is empty, moved into `raw_json`.
-    pub line: StatementLine,
-    /// Its identity across files.
-    pub fingerprint: Fingerprint,
-    /// Its number among the identical lines of its file.
-    pub occurrence: u32,
-    /// Its raw fields as stored: a JSON array of `[key, value]` pairs, in the file's order (keys repeat).
-    pub raw_json: String,
-}
-
-impl LineToStore {
-    /// Moves `line`'s raw fields into their stored form.
-    pub fn new(mut line: StatementLine, fingerprint: Fingerprint, occurrence: u32) -> LineToStore {
-        let raw = std::mem::take(&mut line.raw);
-        // Serializing strings cannot fail; an empty array would only hide a bug, never lose a stored line.
-        let raw_json = serde_json::to_string(&raw).unwrap_or_else(|_| "[]".to_owned());
-        LineToStore { line, fingerprint, occurrence, raw_json }
-    }
-}
-
-/// The most lines one [`LinesCommand`] carries.
-pub const MAX_LINES_PER_COMMAND: usize = 1000;
-
 /// Whether a line is reconciled against notices: a customer's payment into our account. Debits, reversals,
 /// transfers between our own accounts and the bank's own orders are stored for the totals only, never matched,
 /// judged or applied (an apply would credit an organization with money that is not its payment).
 pub fn is_reconciled(line: &StatementLine) -> bool {
     line.direction == payledger_core::statement::Direction::Credit
         && line.nature == payledger_core::statement::LineNature::Payment
-}
-
-/// The rows a lines command inserts.
-pub fn line_rows(command: &LinesCommand) -> Vec<NewStatementLine<'_>> {
-    command
-        .lines
-        .iter()
-        .map(|stored| {
-            let line = &stored.line;
-            NewStatementLine {
-                import_id: command.import_id,
-                account: line.account.as_str(),
-                fingerprint: stored.fingerprint,
-                occurrence: i64::from(stored.occurrence),
-                direction: line.direction.as_str(),
-                nature: line.nature.as_str(),
-                amount: line.amount.minor(),
-                currency: line.amount.currency().code(),
-                booking_date: line.booking_date,
-                document_number: &line.document_number,
-                document_date: line.document_date,
-                payer_inn: line.counterparty_inn.as_ref().map(|inn| inn.as_str()),
-                payer_name: line.counterparty_name.as_deref(),
-                payer_account: line.counterparty_account.as_deref(),
-                payer_bik: line.counterparty_bik.as_deref(),
-                bank_ref: line.bank_ref.as_deref(),
-                end_to_end_id: line.end_to_end_id.as_deref(),
-                purpose: line.purpose.as_deref(),
-                source_line: i64::try_from(line.source_line).unwrap_or(i64::MAX),
-                raw: &stored.raw_json,
-            }
-        })
-        .collect()
 }
 
 /// The (payer INN, document number) pairs and bank ids (as operation ids) a lines command looks payments up by.

@@ -274,6 +274,11 @@ impl Store {
         }
     }
 
+    /// The migrations of this build that the database has not applied, as `version_description`.
+    pub async fn pending_migrations(&self) -> Result<Vec<String>, StoreError> {
+        on_backend!(self, store => store.pending_migrations().await)
+    }
+
     /// The backend's name, for logs and metrics.
     pub fn backend(&self) -> &'static str {
         match self {

@@ -35,6 +35,8 @@ enum Needs {
 /// Every operation of the API: method, path as in the spec, a concrete path to call, and what it needs.
 const MATRIX: &[(&str, &str, &str, Needs)] = &[
     ("GET", "/api/health/", "/api/health/", Needs::Nothing),
+    ("GET", "/api/health/live/", "/api/health/live/", Needs::Nothing),
+    ("GET", "/api/health/ready/", "/api/health/ready/", Needs::Nothing),
     ("POST", "/api/token/", "/api/token/", Needs::Nothing),
     ("POST", "/api/token/refresh/", "/api/token/refresh/", Needs::Nothing),
     ("POST", "/api/webhook/bank/", "/api/webhook/bank/", Needs::Signature),

@@ -13,6 +13,7 @@ mod balance_races;
 mod balances;
 mod console;
 mod crash;
+mod deploy;
 mod docs;
 mod faults;
 mod gateway;
