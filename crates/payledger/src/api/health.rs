@@ -18,7 +18,7 @@ pub struct Health {
     pub database: &'static str,
 }
 
-/// Liveness: the database answers and the ledger writer is running.
+/// Health (kept for existing probes): the database answers and the ledger writer is running.
 #[utoipa::path(get, path = "/health/", tag = "operations", responses(
     (status = 200, body = Health), (status = 503, body = Health)
 ))]
@@ -51,8 +51,9 @@ pub struct Ready {
     pub status: &'static str,
     /// `sqlite` or `postgres`.
     pub database: &'static str,
-    /// What is wrong, one phrase each: `database unreachable`, `migrations pending: <names>`, `ledger writer
-    /// stopped`, `draining`. Empty when ready.
+    /// What is wrong, one phrase each: `database unreachable`, `migrations pending: <names>`, `migrations of a
+    /// newer build applied: <versions>` (an older build on a newer schema), `ledger writer stopped`,
+    /// `draining`. Empty when ready.
     pub reasons: Vec<String>,
 }
 
@@ -64,10 +65,20 @@ pub struct Ready {
 ))]
 pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     let mut reasons = Vec::new();
-    match state.store.pending_migrations().await {
-        Ok(pending) if pending.is_empty() => {}
-        Ok(pending) => reasons.push(format!("migrations pending: {}", pending.join(", "))),
-        Err(_) => reasons.push("database unreachable".to_owned()),
+    match state.store.migration_state().await {
+        Ok(migrations) => {
+            if !migrations.pending.is_empty() {
+                reasons.push(format!("migrations pending: {}", migrations.pending.join(", ")));
+            }
+            if !migrations.unknown.is_empty() {
+                let versions: Vec<String> = migrations.unknown.iter().map(i64::to_string).collect();
+                reasons.push(format!("migrations of a newer build applied: {}", versions.join(", ")));
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%error, "readiness: the database did not answer");
+            reasons.push("database unreachable".to_owned());
+        }
     }
     if !state.intake.is_running() {
         reasons.push("ledger writer stopped".to_owned());

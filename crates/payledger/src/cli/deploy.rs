@@ -54,16 +54,22 @@ pub async fn healthcheck(url: &str) -> ExitCode {
     }
 }
 
-/// Whether the database has every migration of this build, without changing it: exit 0 if so, 1 if some are
-/// pending (listed), 2 if it could not be checked.
+/// Whether the database has exactly this build's migrations, without changing it: exit 0 if so, 1 if some are
+/// pending or a newer build's are applied (listed), 2 if it could not be checked.
 pub async fn migrate_check(database_url: &str) -> ExitCode {
-    match Store::connect_existing(database_url).await {
-        Ok(store) => {
-            println!("migrations current ({})", store.backend());
+    match Store::check_migrations(database_url).await {
+        Ok(state) if state.pending.is_empty() && state.unknown.is_empty() => {
+            println!("migrations current");
             ExitCode::SUCCESS
         }
-        Err(StoreError::NeedsMigration(pending)) => {
-            println!("migrations pending: {pending}");
+        Ok(state) => {
+            if !state.pending.is_empty() {
+                println!("migrations pending: {}", state.pending.join(", "));
+            }
+            if !state.unknown.is_empty() {
+                let versions: Vec<String> = state.unknown.iter().map(i64::to_string).collect();
+                println!("migrations of a newer build applied: {}", versions.join(", "));
+            }
             ExitCode::from(1)
         }
         Err(StoreError::NoDatabase(path)) => {

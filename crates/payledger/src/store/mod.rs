@@ -263,20 +263,37 @@ impl Store {
             }
             // Checked read-only first: opening read-write sets the journal mode, which writes to the file.
             let probe = SqliteStore::open_read_only(path).await?;
-            refuse_pending(probe.pending_migrations().await?)?;
+            refuse_pending(probe.migration_state().await?.pending)?;
             Ok(Store::Sqlite(SqliteStore::open_existing(path).await?))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let store = PgStore::connect(url).await?;
-            refuse_pending(store.pending_migrations().await?)?;
+            refuse_pending(store.migration_state().await?.pending)?;
             Ok(Store::Postgres(store))
         } else {
             Err(StoreError::UnsupportedUrl)
         }
     }
 
-    /// The migrations of this build that the database has not applied, as `version_description`.
-    pub async fn pending_migrations(&self) -> Result<Vec<String>, StoreError> {
-        on_backend!(self, store => store.pending_migrations().await)
+    /// How the database's applied migrations compare with this build's.
+    pub async fn migration_state(&self) -> Result<MigrationState, StoreError> {
+        on_backend!(self, store => store.migration_state().await)
+    }
+
+    /// The migration state of the database at `url`, read without creating or changing anything (a SQLite file
+    /// is only opened read-only): for `payledger migrate --check`. A missing SQLite file is
+    /// [`StoreError::NoDatabase`].
+    pub async fn check_migrations(url: &str) -> Result<MigrationState, StoreError> {
+        if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+            let path = Path::new(path);
+            if !path.is_file() {
+                return Err(StoreError::NoDatabase(path.display().to_string()));
+            }
+            SqliteStore::open_read_only(path).await?.migration_state().await
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            PgStore::connect(url).await?.migration_state().await
+        } else {
+            Err(StoreError::UnsupportedUrl)
+        }
     }
 
     /// The backend's name, for logs and metrics.
@@ -295,14 +312,25 @@ impl Store {
     }
 }
 
-/// The migrations of `migrator` whose versions are not among `applied`, as `version_description`.
-fn pending(migrator: &sqlx::migrate::Migrator, applied: &[i64]) -> Vec<String> {
-    migrator
-        .iter()
-        .filter(|migration| !migration.migration_type.is_down_migration())
-        .filter(|migration| !applied.contains(&migration.version))
-        .map(|migration| format!("{}_{}", migration.version, migration.description.replace(' ', "_")))
-        .collect()
+/// How a database's applied migrations compare with this build's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MigrationState {
+    /// This build's migrations the database has not applied, as `version_description`.
+    pub pending: Vec<String>,
+    /// Versions the database has applied that this build does not know: a newer build migrated it.
+    pub unknown: Vec<i64>,
+}
+
+/// The state of `applied` against `migrator`'s migrations.
+fn migration_state(migrator: &sqlx::migrate::Migrator, applied: &[i64]) -> MigrationState {
+    let ours = || migrator.iter().filter(|migration| !migration.migration_type.is_down_migration());
+    MigrationState {
+        pending: ours()
+            .filter(|migration| !applied.contains(&migration.version))
+            .map(|migration| format!("{}_{}", migration.version, migration.description.replace(' ', "_")))
+            .collect(),
+        unknown: applied.iter().copied().filter(|version| !ours().any(|m| m.version == *version)).collect(),
+    }
 }
 
 /// An organization account's key and id, as both stores read them back after creating organizations.

@@ -62,7 +62,7 @@ impl PgStore {
     }
 
     /// The migrations of this build not yet applied to the database, as `version_description`.
-    pub(super) async fn pending_migrations(&self) -> Result<Vec<String>, StoreError> {
+    pub(super) async fn migration_state(&self) -> Result<super::MigrationState, StoreError> {
         let exists: bool =
             sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL").fetch_one(&self.pool).await?;
         let applied: Vec<i64> = if exists {
@@ -70,7 +70,7 @@ impl PgStore {
         } else {
             Vec::new()
         };
-        Ok(super::pending(&sqlx::migrate!("./migrations/postgres"), &applied))
+        Ok(super::migration_state(&sqlx::migrate!("./migrations/postgres"), &applied))
     }
 
     /// Starts a batch transaction (READ COMMITTED: row locks and unique indexes do the serializing).

@@ -99,7 +99,7 @@ impl SqliteStore {
     }
 
     /// The migrations of this build not yet applied to the database, as `version_description`.
-    pub(super) async fn pending_migrations(&self) -> Result<Vec<String>, StoreError> {
+    pub(super) async fn migration_state(&self) -> Result<super::MigrationState, StoreError> {
         let applied: Vec<i64> = match sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
             .fetch_all(&self.reader)
             .await
@@ -109,7 +109,7 @@ impl SqliteStore {
             Err(sqlx::Error::Database(error)) if error.message().contains("no such table") => Vec::new(),
             Err(error) => return Err(error.into()),
         };
-        Ok(super::pending(&sqlx::migrate!("./migrations/sqlite"), &applied))
+        Ok(super::migration_state(&sqlx::migrate!("./migrations/sqlite"), &applied))
     }
 
     /// Opens the ledger engine's own write connection to the same file.
