@@ -66,15 +66,7 @@ pub struct Ready {
 pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     let mut reasons = Vec::new();
     match state.store.migration_state().await {
-        Ok(migrations) => {
-            if !migrations.pending.is_empty() {
-                reasons.push(format!("migrations pending: {}", migrations.pending.join(", ")));
-            }
-            if !migrations.unknown.is_empty() {
-                let versions: Vec<String> = migrations.unknown.iter().map(i64::to_string).collect();
-                reasons.push(format!("migrations of a newer build applied: {}", versions.join(", ")));
-            }
-        }
+        Ok(migrations) => reasons.extend(migrations.problems()),
         Err(error) => {
             tracing::warn!(%error, "readiness: the database did not answer");
             reasons.push("database unreachable".to_owned());

@@ -58,20 +58,18 @@ pub async fn healthcheck(url: &str) -> ExitCode {
 /// pending or a newer build's are applied (listed), 2 if it could not be checked.
 pub async fn migrate_check(database_url: &str) -> ExitCode {
     match Store::check_migrations(database_url).await {
-        Ok(state) if state.pending.is_empty() && state.unknown.is_empty() => {
-            println!("migrations current");
-            ExitCode::SUCCESS
-        }
-        Ok(state) => {
-            if !state.pending.is_empty() {
-                println!("migrations pending: {}", state.pending.join(", "));
+        Ok(state) => match state.problems() {
+            problems if problems.is_empty() => {
+                println!("migrations current");
+                ExitCode::SUCCESS
             }
-            if !state.unknown.is_empty() {
-                let versions: Vec<String> = state.unknown.iter().map(i64::to_string).collect();
-                println!("migrations of a newer build applied: {}", versions.join(", "));
+            problems => {
+                for problem in problems {
+                    println!("{problem}");
+                }
+                ExitCode::from(1)
             }
-            ExitCode::from(1)
-        }
+        },
         Err(StoreError::NoDatabase(path)) => {
             println!("no database at {path}: every migration is pending");
             ExitCode::from(1)

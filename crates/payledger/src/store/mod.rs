@@ -321,6 +321,22 @@ pub struct MigrationState {
     pub unknown: Vec<i64>,
 }
 
+impl MigrationState {
+    /// Why this build should not serve on the database, one phrase each (`migrations pending: …`, `migrations
+    /// of a newer build applied: …`); empty when it has exactly this build's migrations.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if !self.pending.is_empty() {
+            problems.push(format!("migrations pending: {}", self.pending.join(", ")));
+        }
+        if !self.unknown.is_empty() {
+            let versions: Vec<String> = self.unknown.iter().map(i64::to_string).collect();
+            problems.push(format!("migrations of a newer build applied: {}", versions.join(", ")));
+        }
+        problems
+    }
+}
+
 /// The state of `applied` against `migrator`'s migrations.
 fn migration_state(migrator: &sqlx::migrate::Migrator, applied: &[i64]) -> MigrationState {
     let ours = || migrator.iter().filter(|migration| !migration.migration_type.is_down_migration());
