@@ -184,6 +184,17 @@ pub struct ServeArgs {
     /// are finished. Behind a balancer, set it above the balancer's health-check interval.
     #[arg(long, env = "PAYLEDGER_SHUTDOWN_DRAIN_SECONDS", default_value_t = 0)]
     pub shutdown_drain_seconds: u64,
+    /// After the drain, the most seconds a shutdown waits for the requests in hand and the workers' jobs in
+    /// hand before it cuts them off (a job cut off is retried once its lease ends). Keep the service manager's
+    /// stop timeout above drain + grace.
+    #[arg(long, env = "PAYLEDGER_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
+    pub shutdown_grace_seconds: u64,
+    /// Reverse proxies whose forwarded headers are believed, comma-separated CIDRs or addresses
+    /// (`127.0.0.1,10.0.0.0/8`). From such a peer the client is the rightmost address of `X-Forwarded-For`
+    /// that is not a trusted proxy, the scheme is `X-Forwarded-Proto`'s and the request id `X-Request-Id`'s.
+    /// Unset: forwarded headers are ignored, and the client is the TCP peer.
+    #[arg(long, env = "PAYLEDGER_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<String>,
     /// The first admin's name, created on the first start when there are no users.
     #[arg(long, env = "PAYLEDGER_ADMIN_USERNAME")]
     pub admin_username: Option<String>,
@@ -214,6 +225,9 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub payouts: PayoutArgs,
 }
+
+/// How long a shutdown waits for the work in hand by default: the longest a request may take.
+pub const DEFAULT_SHUTDOWN_GRACE: std::time::Duration = DEFAULT_REQUEST_TIMEOUT;
 
 /// The largest statement upload by default: a month of a busy account's 1C file is a few MiB.
 pub const DEFAULT_STATEMENT_MAX_BYTES: u64 = 64 * 1024 * 1024;
@@ -263,26 +277,34 @@ pub struct WebhookGuard {
     /// How far a signature's timestamp may be from now, in seconds.
     pub tolerance_seconds: i64,
     /// Networks notices may come from; empty allows any.
-    pub allowed_networks: Vec<crate::webhook::networks::Network>,
+    pub allowed_networks: Vec<crate::networks::Network>,
 }
 
 impl ServeArgs {
     /// The webhook guard these arguments describe, or why a network is malformed.
     pub fn webhook_guard(&self) -> anyhow::Result<WebhookGuard> {
-        let allowed_networks = self
-            .webhook_allowed_networks
-            .iter()
-            .filter(|text| !text.trim().is_empty())
-            .map(|text| {
-                text.parse().map_err(|error: String| anyhow::anyhow!("PAYLEDGER_WEBHOOK_ALLOWED_NETWORKS: {error}"))
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let allowed_networks = parse_networks(&self.webhook_allowed_networks, "PAYLEDGER_WEBHOOK_ALLOWED_NETWORKS")?;
         Ok(WebhookGuard {
             secrets: self.webhook_secret.iter().filter(|secret| !secret.trim().is_empty()).cloned().collect(),
             tolerance_seconds: i64::from(self.webhook_tolerance_seconds),
             allowed_networks,
         })
     }
+}
+
+impl ServeArgs {
+    /// The trusted proxies these arguments name, or why one is malformed.
+    pub fn trusted_proxies(&self) -> anyhow::Result<crate::origin::TrustedProxies> {
+        Ok(crate::origin::TrustedProxies::new(parse_networks(&self.trusted_proxies, "PAYLEDGER_TRUSTED_PROXIES")?))
+    }
+}
+
+/// A comma-separated list of networks from `variable`; blank entries are skipped.
+fn parse_networks(list: &[String], variable: &str) -> anyhow::Result<Vec<crate::networks::Network>> {
+    list.iter()
+        .filter(|text| !text.trim().is_empty())
+        .map(|text| text.parse().map_err(|error: String| anyhow::anyhow!("{variable}: {error}")))
+        .collect()
 }
 
 /// `payledger user …`.
@@ -439,6 +461,10 @@ pub struct Settings {
     pub request_timeout: std::time::Duration,
     /// How long readiness fails before the listener closes on shutdown.
     pub shutdown_drain: std::time::Duration,
+    /// After the drain, the most a shutdown waits for requests and jobs in hand.
+    pub shutdown_grace: std::time::Duration,
+    /// The proxies whose forwarded headers are believed.
+    pub trusted_proxies: crate::origin::TrustedProxies,
     /// The largest bank statement upload, in bytes.
     pub statement_max_bytes: u64,
     /// The reconciliation's date tolerance and line limit (its file limit is the upload's).
@@ -546,6 +572,8 @@ impl Settings {
             payouts: PayoutSettings::default(),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             shutdown_drain: std::time::Duration::ZERO,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            trusted_proxies: crate::origin::TrustedProxies::default(),
             statement_max_bytes: DEFAULT_STATEMENT_MAX_BYTES,
             reconcile: crate::statement::ReconcileSettings {
                 max_file_bytes: DEFAULT_STATEMENT_MAX_BYTES,

@@ -3,6 +3,7 @@
 //! [`launch`] runs the whole server (HTTP API, ledger writer, background applier) on a listener until a
 //! shutdown future resolves; `main` and the integration tests both use it.
 
+pub mod access_log;
 pub mod api;
 pub mod auth;
 pub mod balances;
@@ -18,6 +19,8 @@ pub mod fuzzing;
 pub mod gateway;
 pub mod hex;
 pub mod idempotency;
+pub mod networks;
+pub mod origin;
 pub mod payouts;
 pub mod redact;
 pub mod router;
@@ -30,7 +33,7 @@ pub mod vault;
 pub mod webhook;
 pub mod workers;
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
@@ -90,6 +93,8 @@ pub struct App {
     pub statement_max_bytes: u64,
     /// Set when shutdown begins: readiness answers 503 from then on, so a balancer stops sending requests.
     pub draining: Arc<AtomicBool>,
+    /// The reverse proxies whose forwarded headers are believed (`PAYLEDGER_TRUSTED_PROXIES`).
+    pub trusted_proxies: origin::TrustedProxies,
 }
 
 /// Connects to the database, migrates it, and seeds demo organizations if it is empty.
@@ -172,7 +177,7 @@ fn payout_parts(
 }
 
 /// Runs payout workers only (`payledger worker`) until `shutdown` resolves: they finish the jobs in hand and
-/// the ledger writer drains its queue before this returns.
+/// the ledger writer drains its queue before this returns, within the shutdown's grace period.
 pub async fn run_workers(
     settings: Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -195,9 +200,12 @@ pub async fn run_workers(
     tracing::info!(workers = count, database = %redact_url(&settings.database_url), "payout workers running");
     shutdown.await;
     let _ = stop.send(true);
-    while running.join_next().await.is_some() {}
     drop(engine);
-    writer.stopped().await;
+    let rest = async {
+        while running.join_next().await.is_some() {}
+        writer.stopped().await;
+    };
+    stop_by(tokio::time::Instant::now() + settings.shutdown_grace, rest).await;
     tracing::info!("payout workers stopped");
     Ok(())
 }
@@ -205,27 +213,29 @@ pub async fn run_workers(
 /// Resolves when the listener should close: after `shutdown`, readiness fails (`draining`) for `drain` while
 /// the server still serves, so that a load balancer stops sending requests first; then the requests in hand
 /// are finished.
-async fn drain_then_stop(shutdown: impl Future<Output = ()>, draining: Arc<AtomicBool>, drain: std::time::Duration) {
+async fn drain_then_stop(
+    shutdown: impl Future<Output = ()>,
+    draining: Arc<AtomicBool>,
+    drain: std::time::Duration,
+    closed: tokio::sync::oneshot::Sender<()>,
+) {
     shutdown.await;
     draining.store(true, std::sync::atomic::Ordering::SeqCst);
     if !drain.is_zero() {
         tracing::info!(seconds = drain.as_secs(), "draining: readiness answers 503 until the listener closes");
         tokio::time::sleep(drain).await;
     }
+    let _ = closed.send(());
 }
 
-/// Runs the server on `listener` until `shutdown` resolves, then drains in-flight requests, stops the
-/// background applier, lets the ledger writer finish its queue, and returns.
-pub async fn launch(
-    settings: Settings,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
+/// The store, migrated, once the profile's start-up checks pass (production refuses weak or missing secrets),
+/// with the first admin created and, in development, the banner shown.
+async fn open_checked_store(settings: &Settings) -> anyhow::Result<Store> {
     let mut problems = match settings.profile {
         config::Profile::Production => settings.production_problems(),
         config::Profile::Development => Vec::new(),
     };
-    let store = open_store(&settings).await?;
+    let store = open_store(settings).await?;
     if settings.profile == config::Profile::Production {
         problems.extend(auth::principals::production_problems(&store, settings.admin.is_some()).await?);
         if !problems.is_empty() {
@@ -235,10 +245,21 @@ pub async fn launch(
             );
         }
     }
-    bootstrap_admin(&store, &settings).await?;
+    bootstrap_admin(&store, settings).await?;
     if settings.profile == config::Profile::Development {
-        print_development_banner(&settings);
+        print_development_banner(settings);
     }
+    Ok(store)
+}
+
+/// Runs the server on `listener` until `shutdown` resolves, then drains in-flight requests, stops the
+/// background applier, lets the ledger writer finish its queue, and returns.
+pub async fn launch(
+    settings: Settings,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let store = open_checked_store(&settings).await?;
     let (engine, writer) = LedgerEngine::start(&store).await.context("starting the ledger engine")?;
     let balances = balances::Balances::new(engine.clone());
     let (payout_service, gateway) = payout_parts(&settings, &engine)?;
@@ -291,6 +312,7 @@ pub async fn launch(
         request_timeout: settings.request_timeout,
         statement_max_bytes: settings.statement_max_bytes,
         draining: draining.clone(),
+        trusted_proxies: settings.trusted_proxies.clone(),
     });
     let app = axum::middleware::map_request(|request| async move { router::add_trailing_slash(request) })
         .layer(router::app(state));
@@ -300,16 +322,57 @@ pub async fn launch(
         webhook_mode = ?settings.webhook_mode,
         "payledger is serving"
     );
-    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(drain_then_stop(shutdown, draining, settings.shutdown_drain))
-        .await
-        .context("serving HTTP")?;
+    let (closed, listener_closed) = tokio::sync::oneshot::channel();
+    let server = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(drain_then_stop(shutdown, draining, settings.shutdown_drain, closed))
+        .into_future();
+    let deadline = serve_within_grace(server, listener_closed, settings.shutdown_grace).await?;
 
-    // In-flight requests are answered; now stop the applier and let the writer drain what is queued.
+    // In-flight requests are answered (or cut off); now stop the applier and the workers, and let the writer
+    // drain what is queued, all before the grace period ends.
     let _ = stop_applier.send(true);
-    let _ = applier.await;
-    while payout_workers.join_next().await.is_some() {}
-    writer.stopped().await;
+    let rest = async {
+        let _ = applier.await;
+        while payout_workers.join_next().await.is_some() {}
+        writer.stopped().await;
+    };
+    stop_by(deadline, rest).await;
     tracing::info!("payledger stopped");
     Ok(())
+}
+
+/// Waits for the workers and the ledger writer to stop (`rest`) until `deadline`, then gives up on them: a
+/// worker's job in hand is retried by whoever takes it once its lease ends, and a batch the writer had not
+/// committed was never acknowledged.
+async fn stop_by(deadline: tokio::time::Instant, rest: impl Future<Output = ()>) {
+    if tokio::time::timeout_at(deadline, rest).await.is_err() {
+        tracing::warn!("the shutdown's grace period ended before the workers and the ledger writer stopped");
+    }
+}
+
+/// Runs `server` until it has answered the requests in hand after the listener closed, or until `grace` after
+/// the close, when the requests still running are cut off. Returns when the rest of the shutdown must end.
+async fn serve_within_grace(
+    server: impl Future<Output = std::io::Result<()>>,
+    listener_closed: tokio::sync::oneshot::Receiver<()>,
+    grace: std::time::Duration,
+) -> anyhow::Result<tokio::time::Instant> {
+    tokio::pin!(server);
+    tokio::select! {
+        result = &mut server => {
+            result.context("serving HTTP")?;
+            Ok(tokio::time::Instant::now() + grace)
+        }
+        Ok(()) = listener_closed => {
+            let deadline = tokio::time::Instant::now() + grace;
+            match tokio::time::timeout_at(deadline, &mut server).await {
+                Ok(result) => result.context("serving HTTP")?,
+                Err(_) => tracing::warn!(
+                    seconds = grace.as_secs(),
+                    "the shutdown's grace period ended with requests in hand; they are cut off unanswered"
+                ),
+            }
+            Ok(deadline)
+        }
+    }
 }

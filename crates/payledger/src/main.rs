@@ -73,6 +73,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         payouts: payout_args.settings()?,
         request_timeout: std::time::Duration::from_secs(serve.request_timeout_seconds.max(1)),
         shutdown_drain: std::time::Duration::from_secs(serve.shutdown_drain_seconds),
+        shutdown_grace: std::time::Duration::from_secs(serve.shutdown_grace_seconds),
+        trusted_proxies: serve.trusted_proxies()?,
         statement_max_bytes: serve.statement_max_bytes,
         reconcile: payledger::statement::ReconcileSettings {
             date_tolerance_days: serve.statement_date_tolerance_days,

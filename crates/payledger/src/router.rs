@@ -13,7 +13,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -150,7 +149,7 @@ async fn check_access(state: State<AppState>, request: Request, next: Next) -> R
 #[openapi(
     info(
         title = "payledger",
-        description = "A self-hosted payments ledger: bank webhook intake, exact balances, double-entry ledger."
+        description = "A self-hosted payments ledger: bank webhook intake, exact balances, double-entry ledger.\n\nEvery answer carries an `X-Request-Id` header: the request's id in the server's log lines and in the audit row of any change it made. A reverse proxy listed in `PAYLEDGER_TRUSTED_PROXIES` may set it (1 to 128 of `A-Z a-z 0-9 - _ . : /`); otherwise the server makes one."
     ),
     tags(
         (name = "bank webhook", description = "Payment notices from the bank"),
@@ -317,6 +316,7 @@ fn document_security(openapi: &mut utoipa::openapi::OpenApi) {
 pub fn app(state: AppState) -> Router {
     let (api, _) = api();
     let bounded = state.clone();
+    let observed = state.clone();
     let swagger = SwaggerUi::new("/api/schema/swagger").config(Config::new(["/api/schema/"]).validator_url("none"));
     Router::new()
         .merge(api)
@@ -346,21 +346,9 @@ pub fn app(state: AppState) -> Router {
         .layer(SetResponseHeaderLayer::if_not_present(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
         .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
         .layer(CatchPanicLayer::custom(crate::error::panic_response))
-        // Every 5xx is logged where it is made, with its cause (ApiError, ConsoleError, the timeout above); the
-        // trace layer's own ERROR line per 5xx would only double each one.
-        .layer(TraceLayer::new_for_http().make_span_with(request_span).on_failure(()))
-}
-
-/// The request's log span, as tower-http's default one but without the query of the console's statement
-/// upload, whose address carries the session's CSRF token.
-fn request_span(request: &Request) -> tracing::Span {
-    let uri = request.uri();
-    let logged = if uri.path() == crate::console::reconciliation::UPLOAD_ROUTE {
-        uri.path().to_owned()
-    } else {
-        uri.to_string()
-    };
-    tracing::debug_span!("request", method = %request.method(), uri = %logged, version = ?request.version())
+        // Outermost, so its access line has the final status (a timeout's 503, a panic's 500). Every 5xx is
+        // also logged where it is made, with its cause.
+        .layer(axum::middleware::from_fn_with_state(observed, crate::access_log::observe))
 }
 
 /// Answers a request that takes longer than the request timeout with 503 `unconfirmed` and `Retry-After`,

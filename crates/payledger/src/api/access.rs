@@ -7,7 +7,7 @@
 //! new endpoint is closed until someone decides who may call it.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Mutex, PoisonError};
 
 use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Request, State};
@@ -21,6 +21,7 @@ use sha2::Sha256;
 use time::OffsetDateTime;
 
 use crate::AppState;
+use crate::access_log::Client;
 use crate::auth::tokens::{Role, TokenError};
 use crate::config::Profile;
 use crate::error::ApiError;
@@ -163,7 +164,7 @@ impl CredentialMemory {
 async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
-    peer: Option<SocketAddr>,
+    client: Option<IpAddr>,
 ) -> Result<Option<Principal>, ApiError> {
     let Some(value) = headers.get(header::AUTHORIZATION) else { return Ok(None) };
     let value = value.to_str().map_err(|_| ApiError::unauthenticated("Malformed Authorization header"))?;
@@ -188,13 +189,13 @@ async fn authenticate(
         };
     }
     if scheme.eq_ignore_ascii_case("basic") {
-        return basic(state, credentials, peer).await.map(Some);
+        return basic(state, credentials, client).await.map(Some);
     }
     Err(ApiError::unauthenticated("Unsupported authorization scheme; use Bearer or Basic"))
 }
 
 /// Verifies HTTP Basic credentials against the users table.
-async fn basic(state: &AppState, credentials: &str, peer: Option<SocketAddr>) -> Result<Principal, ApiError> {
+async fn basic(state: &AppState, credentials: &str, client: Option<IpAddr>) -> Result<Principal, ApiError> {
     let malformed = || ApiError::unauthenticated("Malformed Basic credentials");
     let decoded = base64::engine::general_purpose::STANDARD.decode(credentials).map_err(|_| malformed())?;
     let decoded = String::from_utf8(decoded).map_err(|_| malformed())?;
@@ -216,9 +217,9 @@ async fn basic(state: &AppState, credentials: &str, peer: Option<SocketAddr>) ->
     // the username's, as a token request does, so Basic is no side door for password guessing. Credentials
     // remembered above were verified before and are no guess: they never count, and keep working while the
     // username is limited.
-    if let Some(peer) = peer {
-        state.login_limiter.check(&peer.ip(), std::time::Instant::now()).map_err(|wait| {
-            tracing::warn!(peer = %peer.ip(), "Basic authentication rate-limited");
+    if let Some(client) = client {
+        state.login_limiter.check(&client, std::time::Instant::now()).map_err(|wait| {
+            tracing::warn!(%client, "Basic authentication rate-limited");
             ApiError::TooManyRequests(wait.as_secs())
         })?;
     }
@@ -261,9 +262,15 @@ pub async fn guard(
     // Every route this layer wraps has a matched path; were one to lack it, it gets the closed default.
     let route = request.extensions().get::<MatchedPath>().map_or("", MatchedPath::as_str);
     let gate = gate(request.method(), route);
-    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0);
-    match admit(&state, gate, request.headers(), peer).await {
+    let client = match request.extensions().get::<Client>() {
+        Some(client) => client.address(),
+        None => request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip()),
+    };
+    match admit(&state, gate, request.headers(), client).await {
         Ok(caller) => {
+            if let Caller::User(principal) = &caller {
+                crate::access_log::record_user(&principal.username);
+            }
             request.extensions_mut().insert(caller);
             next.run(request).await
         }
@@ -272,17 +279,12 @@ pub async fn guard(
 }
 
 /// Whether a request may pass `gate`, and as whom.
-async fn admit(
-    state: &AppState,
-    gate: Gate,
-    headers: &HeaderMap,
-    peer: Option<SocketAddr>,
-) -> Result<Caller, ApiError> {
+async fn admit(state: &AppState, gate: Gate, headers: &HeaderMap, client: Option<IpAddr>) -> Result<Caller, ApiError> {
     let (needed, anonymous_in_development) = match gate {
         Gate::Open | Gate::Signed => return Ok(Caller::Anonymous),
         Gate::Role { role, anonymous_in_development } => (role, anonymous_in_development),
     };
-    match authenticate(state, headers, peer).await? {
+    match authenticate(state, headers, client).await? {
         Some(principal) if principal.role.at_least(needed) => Ok(Caller::User(principal)),
         Some(principal) => Err(ApiError::Forbidden(format!(
             "This needs the {needed} role; {} is {}",

@@ -3,9 +3,8 @@
 
 use axum::Json;
 use axum::body::Body;
-use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -13,6 +12,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::AppState;
+use crate::access_log::Client;
 use crate::api::extract::json_body;
 use crate::auth::principals::password_matches;
 use crate::auth::ratelimit::Attempt;
@@ -55,9 +55,10 @@ pub struct RefreshBody {
 }
 
 /// Refuses a client address past its rate of token requests (password guessing).
-fn limit(state: &AppState, peer: SocketAddr) -> Result<(), ApiError> {
-    state.login_limiter.check(&peer.ip(), std::time::Instant::now()).map_err(|wait| {
-        tracing::warn!(peer = %peer.ip(), "token requests rate-limited");
+fn limit(state: &AppState, client: &Client) -> Result<(), ApiError> {
+    let Some(address) = client.address() else { return Ok(()) };
+    state.login_limiter.check(&address, std::time::Instant::now()).map_err(|wait| {
+        tracing::warn!(client = %address, "token requests rate-limited");
         ApiError::TooManyRequests(wait.as_secs())
     })
 }
@@ -75,12 +76,12 @@ pub(crate) fn limit_username<'a>(state: &'a AppState, username: &str) -> Result<
 /// A token request's string fields, after its address's rate limit: 400 naming every missing or bad field.
 async fn string_fields<const N: usize>(
     state: &AppState,
-    peer: SocketAddr,
+    client: &Client,
     headers: &HeaderMap,
     body: Body,
     names: [&str; N],
 ) -> Result<[String; N], ApiError> {
-    limit(state, peer)?;
+    limit(state, client)?;
     let bytes = json_body(headers, body, MAX_TOKEN_BODY_BYTES).await?;
     let mut fields = JsonObject::parse(&bytes).map_err(ApiError::InvalidData)?;
     let values = names.map(|name| fields.field(name, json_string));
@@ -139,11 +140,11 @@ async fn issue(
 )]
 pub async fn token(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    client: Client,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<TokenPair>, ApiError> {
-    let [username, password] = string_fields(&state, peer, &headers, body, ["username", "password"]).await?;
+    let [username, password] = string_fields(&state, &client, &headers, body, ["username", "password"]).await?;
     let attempt = limit_username(&state, &username)?;
     let user = match crate::auth::principals::check_username(&username) {
         Ok(()) => state.store.principal(&username).await?,
@@ -181,11 +182,11 @@ pub async fn token(
 )]
 pub async fn refresh(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    client: Client,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<TokenPair>, ApiError> {
-    let [token] = string_fields(&state, peer, &headers, body, ["refresh"]).await?;
+    let [token] = string_fields(&state, &client, &headers, body, ["refresh"]).await?;
     let invalid = || ApiError::unauthorized("Invalid refresh token");
     let now = OffsetDateTime::now_utc();
     let stored = state.store.refresh_by_hash(&secret_hash(&token)).await?.ok_or_else(invalid)?;
@@ -195,7 +196,7 @@ pub async fn refresh(
         return Err(invalid());
     }
     if stored.used || !state.store.use_refresh(stored.id, now).await? {
-        return Err(reuse(&state, &stored, peer, now).await?);
+        return Err(reuse(&state, &stored, &client, now).await?);
     }
     let user = state.store.principal_by_id(stored.user_id).await?.filter(|user| user.active).ok_or_else(invalid)?;
     // A rotation keeps the login's first expiry: refreshing forever never makes a login last forever.
@@ -203,7 +204,7 @@ pub async fn refresh(
     // A reuse detected while this pair was being issued revoked the login before the new refresh token
     // existed: look again now that it does, so the new pair (its access token included) cannot outlive it.
     if state.store.family_revoked(&stored.family).await? {
-        return Err(reuse(&state, &stored, peer, OffsetDateTime::now_utc()).await?);
+        return Err(reuse(&state, &stored, &client, OffsetDateTime::now_utc()).await?);
     }
     Ok(Json(pair))
 }
@@ -214,7 +215,7 @@ pub async fn refresh(
 async fn reuse(
     state: &AppState,
     stored: &crate::store::RefreshRow,
-    peer: SocketAddr,
+    client: &Client,
     now: OffsetDateTime,
 ) -> Result<ApiError, ApiError> {
     state.store.revoke_family(&stored.family, now).await?;
@@ -224,7 +225,8 @@ async fn reuse(
         action: "token.reuse".into(),
         target: format!("login:{}", stored.family),
         before: None,
-        after: Some(serde_json::json!({"user_id": stored.user_id, "peer": peer.ip().to_string()}).to_string()),
+        after: Some(serde_json::json!({"user_id": stored.user_id}).to_string()),
+        origin: Some(client.origin.clone()),
     };
     state.store.write_audit_entry(&entry, now).await?;
     Ok(ApiError::unauthorized("Refresh token reuse detected; log in again"))

@@ -269,6 +269,12 @@ pub struct AuditAnswer {
     pub after: Option<Box<RawValue>>,
     /// When (RFC 3339, UTC).
     pub at: String,
+    /// The id of the request that asked for it (its `X-Request-Id`, also in the request's log lines); null for
+    /// the CLI, the workers and rows written before this was recorded.
+    pub request_id: Option<String>,
+    /// The address of the client that asked for it (behind `PAYLEDGER_TRUSTED_PROXIES`, the client's, not the
+    /// proxy's); null where `request_id` is.
+    pub client_address: Option<String>,
 }
 
 /// A page of the audit log, newest first.
@@ -320,6 +326,8 @@ pub async fn audit(
     let results = rows
         .into_iter()
         .map(|row| AuditAnswer {
+            request_id: row.entry.request_id().map(str::to_owned),
+            client_address: row.entry.client_address(),
             id: row.id,
             actor: row.entry.actor,
             action: row.entry.action,

@@ -1,13 +1,14 @@
 //! `POST /api/webhook/bank/`: the bank's payment notices.
 
 use axum::body::{Body, to_bytes};
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::HeaderMap;
 use axum::{Json, response::IntoResponse, response::Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::AppState;
+use crate::access_log::Client;
 use crate::api::extract::{is_json, is_length_limit};
 use crate::api::schema::{InnText, RubAmount};
 use crate::config::ConflictPolicy;
@@ -94,16 +95,16 @@ fn document_date_schema() -> utoipa::openapi::Schema {
         (status = 503, description = "Nothing was applied; retry", body = ErrorBody),
     )
 )]
-pub async fn receive_bank_notice(State(state): State<AppState>, request: axum::extract::Request) -> Response {
-    let peer = request.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|info| info.0.ip());
+pub async fn receive_bank_notice(State(state): State<AppState>, client: Client, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let headers = parts.headers;
     let guard = &state.webhook_guard;
-    if let Some(peer) = peer
-        && !crate::webhook::networks::allows(&guard.allowed_networks, peer)
+    // The client behind trusted proxies: the proxy's own address would let every sender in, or none.
+    if let Some(address) = client.address()
+        && !crate::networks::allows(&guard.allowed_networks, address)
     {
-        tracing::warn!(%peer, "bank notice from a network outside the allow-list");
-        state.intake.reject("forbidden_network", &FieldErrors::from([("peer".into(), peer.to_string())]), b"").await;
+        tracing::warn!(client = %address, "bank notice from a network outside the allow-list");
+        state.intake.reject("forbidden_network", &FieldErrors::from([("peer".into(), address.to_string())]), b"").await;
         return ApiError::Forbidden("This network may not post bank notices".into()).into_response();
     }
     match handle(&state, &headers, body).await {

@@ -108,6 +108,7 @@ fn audit(
         target: format!("user:{username}"),
         before: before.map(|value| value.to_string()),
         after: after.map(|value| value.to_string()),
+        origin: crate::origin::RequestOrigin::current(),
     }
 }
 

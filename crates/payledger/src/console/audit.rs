@@ -73,6 +73,9 @@ struct AuditView {
     target_page: Option<String>,
     before: Option<String>,
     after: Option<String>,
+    /// The client and the id of the request that asked for it, if one did.
+    client_address: Option<String>,
+    request_id: Option<String>,
 }
 
 /// The audit log page.
@@ -159,6 +162,8 @@ fn audit_href(actor: &str, action: &str, target: &str, before: Option<i64>) -> S
 fn audit_view(row: AuditRow) -> AuditView {
     let entry = row.entry;
     AuditView {
+        client_address: entry.client_address(),
+        request_id: entry.request_id().map(str::to_owned),
         id: row.id,
         at: format::time(row.at),
         actor_filter: audit_href(&entry.actor, "", "", None),

@@ -359,6 +359,7 @@ async fn admit(state: &AppState, request: Request) -> Result<Request, ConsoleErr
     if !user.can(role) {
         return Err(ConsoleError::Forbidden(format!("This needs the {role} role; you are {}.", user.role)));
     }
+    crate::access_log::record_user(&user.username);
     let request = if request.method() == Method::POST {
         let upload = route == reconciliation::UPLOAD_ROUTE;
         check_csrf(request, &user.csrf, upload).await?

@@ -369,6 +369,7 @@ async fn create_organization(
         target: format!("organization:{inn}"),
         before: None,
         after: Some(serde_json::json!({"inn": inn.as_str(), "name": form.name}).to_string()),
+        origin: crate::origin::RequestOrigin::current(),
     };
     let created = state.store.console_create_organization(&inn, &form.name, &audit, OffsetDateTime::now_utc()).await?;
     if !created {

@@ -2,18 +2,18 @@
 //!
 //! - The session cookie holds 32 random bytes; the database keeps only their SHA-256 with the user's id and the
 //!   session's CSRF token. The cookie is `HttpOnly`, `SameSite=Strict`, scoped to `/admin`, and `Secure` when
-//!   the request arrived over TLS (directly or as said by `X-Forwarded-Proto: https` from the proxy in front).
+//!   the browser reached the proxy in front over TLS (`X-Forwarded-Proto: https` from a proxy in
+//!   `PAYLEDGER_TRUSTED_PROXIES`; the server itself speaks plain HTTP).
 //! - Each session has its own CSRF token, embedded in every form and checked on every POST (constant time).
 //!   The login form, before any session exists, carries a token that must match a short-lived cookie (double
 //!   submit).
 //! - The user's role and active flag are read with the session on every request, so a disabled user or a
 //!   changed role takes effect at once.
-//! - Login attempts count against the same per-address limit as `/api/token/`.
-
-use std::net::SocketAddr;
+//! - Login attempts count against the same per-address limit as `/api/token/` (the client's address behind
+//!   trusted proxies).
 
 use super::{Form, Query};
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
@@ -21,6 +21,7 @@ use time::OffsetDateTime;
 
 use super::{ConsoleError, ConsoleUser, Layout, render};
 use crate::AppState;
+use crate::access_log::Client;
 use crate::auth::principals::password_matches;
 use crate::auth::tokens::{random_secret, secret_hash};
 
@@ -45,16 +46,10 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, value)| value)
 }
 
-/// Whether the browser reached us over TLS, so cookies may (and must) be `Secure`.
-fn over_tls(headers: &HeaderMap) -> bool {
-    headers
-        .get("x-forwarded-proto")
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"))
-}
-
-fn set_cookie(headers: &HeaderMap, name: &str, value: &str, max_age: i64) -> Option<HeaderValue> {
-    let secure = if over_tls(headers) { "; Secure" } else { "" };
+/// A cookie for the console; `Secure` when the browser reached us over TLS (as a trusted proxy says), where it
+/// may and must be.
+fn set_cookie(client: &Client, name: &str, value: &str, max_age: i64) -> Option<HeaderValue> {
+    let secure = if client.https { "; Secure" } else { "" };
     HeaderValue::from_str(&format!("{name}={value}; Path=/admin; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"))
         .ok()
 }
@@ -95,7 +90,7 @@ pub struct NextQuery {
     next: Option<String>,
 }
 
-fn login_page(headers: &HeaderMap, next: String, username: String, error: Option<String>) -> Response {
+fn login_page(client: &Client, next: String, username: String, error: Option<String>) -> Response {
     let csrf = match random_secret() {
         Ok(token) => token,
         Err(_) => return ConsoleError::Unavailable.into_response(),
@@ -103,15 +98,15 @@ fn login_page(headers: &HeaderMap, next: String, username: String, error: Option
     let page = LoginPage { layout: Layout::anonymous("Log in", csrf.clone()), next, username, error };
     let status = if page.error.is_some() { axum::http::StatusCode::UNAUTHORIZED } else { axum::http::StatusCode::OK };
     let mut response = (status, render(&page)).into_response();
-    if let Some(value) = set_cookie(headers, LOGIN_CSRF_COOKIE, &csrf, 3600) {
+    if let Some(value) = set_cookie(client, LOGIN_CSRF_COOKIE, &csrf, 3600) {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
     response
 }
 
 /// `GET /admin/login`.
-pub async fn login_form(headers: HeaderMap, Query(query): Query<NextQuery>) -> Response {
-    login_page(&headers, safe_next(query.next.as_deref()), String::new(), None)
+pub async fn login_form(client: Client, Query(query): Query<NextQuery>) -> Response {
+    login_page(&client, safe_next(query.next.as_deref()), String::new(), None)
 }
 
 /// The login form's fields.
@@ -126,7 +121,7 @@ pub struct LoginForm {
 /// `POST /admin/login`: a session for a valid username and password.
 pub async fn login(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    client: Client,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Result<Response, ConsoleError> {
@@ -135,8 +130,10 @@ pub async fn login(
     if expected.is_empty() || !same_secret(expected, &form.csrf) {
         return Err(ConsoleError::Csrf);
     }
-    if let Err(wait) = state.login_limiter.check(&peer.ip(), std::time::Instant::now()) {
-        tracing::warn!(peer = %peer.ip(), "console logins rate-limited");
+    if let Some(address) = client.address()
+        && let Err(wait) = state.login_limiter.check(&address, std::time::Instant::now())
+    {
+        tracing::warn!(client = %address, "console logins rate-limited");
         return Err(ConsoleError::RateLimited(wait.as_secs()));
     }
     // Failures per username too, as the token endpoint counts them: many addresses get a bounded number of
@@ -159,7 +156,7 @@ pub async fn login(
         }
         _ => {
             attempt.failed();
-            return Ok(login_page(&headers, next, form.username, Some("Invalid username or password".into())));
+            return Ok(login_page(&client, next, form.username, Some("Invalid username or password".into())));
         }
     };
     let token = random_secret().map_err(|_| ConsoleError::Unavailable)?;
@@ -170,10 +167,10 @@ pub async fn login(
     tracing::info!(user = %user.username, "console login");
     let mut response = Redirect::to(&next).into_response();
     let headers_out = response.headers_mut();
-    if let Some(value) = set_cookie(&headers, SESSION_COOKIE, &token, SESSION_TTL.whole_seconds()) {
+    if let Some(value) = set_cookie(&client, SESSION_COOKIE, &token, SESSION_TTL.whole_seconds()) {
         headers_out.append(header::SET_COOKIE, value);
     }
-    if let Some(value) = set_cookie(&headers, LOGIN_CSRF_COOKIE, "", 0) {
+    if let Some(value) = set_cookie(&client, LOGIN_CSRF_COOKIE, "", 0) {
         headers_out.append(header::SET_COOKIE, value);
     }
     Ok(response)
@@ -182,6 +179,7 @@ pub async fn login(
 /// `POST /admin/logout` (CSRF-checked by the guard): ends the session and clears the cookie.
 pub async fn logout(
     State(state): State<AppState>,
+    client: Client,
     headers: HeaderMap,
     _user: ConsoleUser,
 ) -> Result<Response, ConsoleError> {
@@ -189,7 +187,7 @@ pub async fn logout(
         state.store.end_console_session(&secret_hash(token)).await?;
     }
     let mut response = Redirect::to("/admin/login").into_response();
-    if let Some(value) = set_cookie(&headers, SESSION_COOKIE, "", 0) {
+    if let Some(value) = set_cookie(&client, SESSION_COOKIE, "", 0) {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
     Ok(response)

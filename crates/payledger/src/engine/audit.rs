@@ -39,6 +39,8 @@ pub fn balance_entry(command: &BalanceCommand, outcome: &BalanceOutcome) -> Opti
         target,
         before: None,
         after: Some(after.to_string()),
+        // `decide` names the request the command came with.
+        origin: None,
     })
 }
 
@@ -103,5 +105,7 @@ pub fn payout_entry(
         target: format!("payout:{}", command.payout_id()),
         before: before.map(payout_json),
         after: after.map(payout_json),
+        // `decide` names the request the command came with.
+        origin: None,
     })
 }

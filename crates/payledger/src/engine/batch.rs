@@ -13,6 +13,7 @@ use uuid::Uuid;
 use super::balances::{BalanceCommand, BalanceOutcome, BatchLedger, KeptRefusal};
 use super::payouts::{PayoutCommand, PayoutOutcome, PayoutStates};
 use super::reconcile::BatchReconciliation;
+use crate::origin::RequestOrigin;
 use crate::store::batch::{
     ConflictRecord, NoticeClaim, NoticeStatus, NoticeUpdate, Plan, RejectedNotice, StoredNotice,
 };
@@ -217,12 +218,29 @@ pub struct AccountMap<'a> {
     pub bank_inflow: AccountId,
 }
 
+/// A batch's commands, each with the request it was submitted for (`origins[i]` for `commands[i]`; missing or
+/// `None` where no request asked: a worker, the CLI, a test).
+#[derive(Debug, Clone, Copy)]
+pub struct Submitted<'a> {
+    /// The commands, in the order they were queued.
+    pub commands: &'a [WriteCommand],
+    /// Their requests, for the audit rows of their changes.
+    pub origins: &'a [Option<RequestOrigin>],
+}
+
+impl<'a> Submitted<'a> {
+    /// Commands no request asked for.
+    pub fn without_origins(commands: &'a [WriteCommand]) -> Submitted<'a> {
+        Submitted { commands, origins: &[] }
+    }
+}
+
 /// Decides every command of a batch in order against the running balances in `sheet`.
 ///
 /// A refused command affects only itself. Returns the plan (every row to write) and one outcome per
 /// command, in command order; `sheet` ends holding the final balance of each touched account.
 pub fn decide(
-    commands: &[WriteCommand],
+    submitted: Submitted<'_>,
     claims: &Claims,
     claim_rows: &[NoticeClaim],
     accounts: &AccountMap<'_>,
@@ -230,6 +248,7 @@ pub fn decide(
     payouts: &mut PayoutStates,
     sheet: &mut BalanceSheet,
 ) -> (Plan, Vec<WriteOutcome>) {
+    let Submitted { commands, origins } = submitted;
     let claimed_transaction: HashMap<OperationId, Option<Uuid>> =
         claim_rows.iter().map(|claim| (claim.notice.operation_id, claim.transaction_id)).collect();
     // The first notice of each operation id in this batch; later ones in the batch compare against it.
@@ -244,6 +263,7 @@ pub fn decide(
     let mut outcomes: Vec<Option<WriteOutcome>> = vec![None; commands.len()];
     for index in reconciliation_order(commands) {
         let command = &commands[index];
+        let audited = plan.audit.len();
         let outcome = match command {
             WriteCommand::IntakeNotice { notice, apply, raw, tolerance_days } => {
                 let id = notice.operation_id;
@@ -308,6 +328,10 @@ pub fn decide(
                 WriteOutcome::Payout(outcome)
             }
         };
+        // An audit row names the request its command was submitted for.
+        if let Some(Some(origin)) = origins.get(index) {
+            plan.audit[audited..].iter_mut().for_each(|entry| entry.origin = Some(origin.clone()));
+        }
         outcomes[index] = Some(outcome);
     }
     plan.holds = balances.hold_writes();
@@ -540,7 +564,7 @@ mod tests {
         let (users, services) = (HashMap::new(), HashMap::new());
         let mut balances = no_balances(&users, &services);
         let (plan, outcomes) = decide(
-            commands,
+            Submitted::without_origins(commands),
             &claims,
             &claim_rows,
             &accounts,
@@ -604,8 +628,15 @@ mod tests {
         let (users, services) = (HashMap::new(), HashMap::new());
         let mut balances = no_balances(&users, &services);
         let mut payouts = Default::default();
-        let (plan, outcomes) =
-            decide(&commands, &claims, &claim_rows, &accounts, &mut balances, &mut payouts, &mut fixture.sheet);
+        let (plan, outcomes) = decide(
+            Submitted::without_origins(&commands),
+            &claims,
+            &claim_rows,
+            &accounts,
+            &mut balances,
+            &mut payouts,
+            &mut fixture.sheet,
+        );
         assert_eq!(
             outcomes,
             vec![
@@ -708,7 +739,7 @@ mod tests {
                     let accounts = AccountMap { organizations: &organizations, bank_inflow: AccountId(1) };
                     let (users, services) = (HashMap::new(), HashMap::new());
                     let mut balances = no_balances(&users, &services);
-                    let (plan, outcomes) = decide(&commands, &claims, &claim_rows, &accounts, &mut balances, &mut Default::default(), &mut sheet);
+                    let (plan, outcomes) = decide(Submitted::without_origins(&commands), &claims, &claim_rows, &accounts, &mut balances, &mut Default::default(), &mut sheet);
                     prop_assert_eq!(outcomes.len(), commands.len());
                     for (command, outcome) in commands.iter().zip(&outcomes) {
                         let WriteCommand::IntakeNotice { notice, .. } = command else { continue };

@@ -9,7 +9,7 @@ use time::macros::{date, datetime};
 use uuid::Uuid;
 
 use super::tests::no_balances;
-use super::{AccountMap, Claims, WriteCommand, WriteOutcome, decide, notice_claims};
+use super::{AccountMap, Claims, Submitted, WriteCommand, WriteOutcome, decide, notice_claims};
 use crate::engine::reconcile::ApplyCommand;
 use crate::engine::statements::{AcceptCommand, LineToStore, LinesCommand, StatementOutcome};
 use crate::store::batch::{ApplyTarget, LockedDiscrepancy, NoticeCounterpart, PaymentCandidate, Plan};
@@ -132,7 +132,15 @@ fn run(commands: &[WriteCommand], claims: Claims, balance: i64) -> (Plan, Vec<Wr
     let accounts = AccountMap { organizations: &organizations, bank_inflow: AccountId(1) };
     let (users, services) = (HashMap::new(), HashMap::new());
     let mut balances = no_balances(&users, &services);
-    decide(commands, &claims, &claim_rows, &accounts, &mut balances, &mut Default::default(), &mut sheet)
+    decide(
+        Submitted::without_origins(commands),
+        &claims,
+        &claim_rows,
+        &accounts,
+        &mut balances,
+        &mut Default::default(),
+        &mut sheet,
+    )
 }
 
 fn applies_to(lines: &[i64]) -> HashMap<i64, ApplyTarget> {

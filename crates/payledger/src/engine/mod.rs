@@ -38,6 +38,7 @@ use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
+use crate::origin::RequestOrigin;
 use crate::store::batch::{HoldState, KeyClaims, NoticeClaim, PayoutSource, PayoutState, hold_reference};
 use crate::store::{AccountKind, BatchTx, PgStore, SqliteWriter, Store, StoreError};
 use balances::{BalanceAccounts, BatchLedger, max_lines};
@@ -74,6 +75,8 @@ pub enum EngineError {
 /// A command waiting in the writer's queue, with the channel its outcome goes back on.
 struct QueuedCommand {
     command: WriteCommand,
+    /// The request it was submitted for, so the audit row of its change names it.
+    origin: Option<RequestOrigin>,
     reply: Reply,
 }
 
@@ -122,7 +125,8 @@ impl LedgerEngine {
     /// Submits one command and waits until its batch is committed (or failed).
     pub async fn submit(&self, command: WriteCommand) -> Result<WriteOutcome, EngineError> {
         let (reply, answer) = oneshot::channel();
-        self.queue.try_send(QueuedCommand { command, reply }).map_err(|error| match error {
+        let origin = RequestOrigin::current();
+        self.queue.try_send(QueuedCommand { command, origin, reply }).map_err(|error| match error {
             mpsc::error::TrySendError::Full(_) => EngineError::Overloaded,
             mpsc::error::TrySendError::Closed(_) => EngineError::Stopped,
         })?;
@@ -205,9 +209,15 @@ impl Writer {
         let mut queued = Vec::with_capacity(MAX_BATCH_COMMANDS);
         while receiver.recv_many(&mut queued, MAX_BATCH_COMMANDS).await > 0 {
             let started = Instant::now();
-            let (commands, replies): (Vec<WriteCommand>, Vec<_>) =
-                queued.drain(..).map(|q| (q.command, q.reply)).unzip();
-            let result = self.apply_rerunning(&commands).await;
+            let mut commands = Vec::with_capacity(queued.len());
+            let mut origins = Vec::with_capacity(queued.len());
+            let mut replies = Vec::with_capacity(queued.len());
+            for QueuedCommand { command, origin, reply } in queued.drain(..) {
+                commands.push(command);
+                origins.push(origin);
+                replies.push(reply);
+            }
+            let result = self.apply_rerunning(&commands, &origins).await;
             // The batch is at most MAX_BATCH_COMMANDS long, so it fits a u32 exactly.
             metrics::histogram!("payledger_ledger_batch_commands")
                 .record(u32::try_from(commands.len()).unwrap_or(u32::MAX));
@@ -217,7 +227,7 @@ impl Writer {
                 Err(failure) => match after_batch_failure(commands.len(), &failure) {
                     AfterFailure::RetryOneByOne => {
                         tracing::warn!(error = %failure.error, commands = commands.len(), "ledger batch failed; retrying its commands one by one");
-                        self.apply_one_by_one(commands, replies).await;
+                        self.apply_one_by_one(commands, &origins, replies).await;
                     }
                     AfterFailure::FailAll => fail_all(replies, &failure),
                 },
@@ -229,11 +239,17 @@ impl Writer {
     /// Applies each command of a failed batch alone, so that only a command that itself fails gets 503. The
     /// first one that fails alone with an outage error ends it: the rest get 503 `unavailable` untried, since
     /// each would only wait for the same outage.
-    async fn apply_one_by_one(&mut self, commands: Vec<WriteCommand>, replies: Vec<Reply>) {
+    async fn apply_one_by_one(
+        &mut self,
+        commands: Vec<WriteCommand>,
+        origins: &[Option<RequestOrigin>],
+        replies: Vec<Reply>,
+    ) {
         let mut replies = replies.into_iter();
-        for command in commands {
+        for (index, command) in commands.into_iter().enumerate() {
             let Some(reply) = replies.next() else { return };
-            match self.apply_rerunning(std::slice::from_ref(&command)).await {
+            let origin = origins.get(index..=index).unwrap_or_default();
+            match self.apply_rerunning(std::slice::from_ref(&command), origin).await {
                 Ok(outcomes) => answer(vec![reply], outcomes),
                 Err(failure) => {
                     let outage = ends_one_by_one(&failure);
@@ -257,8 +273,12 @@ impl Writer {
     /// Applies a batch, running it again where that is safe and likely to succeed: once after it lost a
     /// unique-key race to another instance, and up to [`LOST_CONNECTION_RERUNS`] times after its pooled
     /// connection turned out dead. Either way it failed before its COMMIT was sent, so nothing was applied.
-    async fn apply_rerunning(&mut self, commands: &[WriteCommand]) -> Result<Vec<WriteOutcome>, BatchFailure> {
-        let mut result = self.apply(commands).await;
+    async fn apply_rerunning(
+        &mut self,
+        commands: &[WriteCommand],
+        origins: &[Option<RequestOrigin>],
+    ) -> Result<Vec<WriteOutcome>, BatchFailure> {
+        let mut result = self.apply(commands, origins).await;
         // Another instance committed a row with a key this batch also inserts (the same reservation, say)
         // after this batch looked. Run the batch again: this time it finds that row and decides accordingly.
         if let Err(failure) = &result
@@ -266,7 +286,7 @@ impl Writer {
             && failure.error.is_unique_violation()
         {
             tracing::debug!(error = %failure.error, "ledger batch raced another instance; running it again");
-            result = self.apply(commands).await;
+            result = self.apply(commands, origins).await;
         }
         // The database restarted since the pool opened its connections: each of them fails once, fast. Run
         // the batch again on the next one rather than answer 503 to every caller for a connection the pool
@@ -275,7 +295,7 @@ impl Writer {
             match &result {
                 Err(failure) if !failure.committing && failure.error.is_lost_connection() => {
                     tracing::warn!(error = %failure.error, "ledger batch lost its connection; running it again");
-                    result = self.apply(commands).await;
+                    result = self.apply(commands, origins).await;
                 }
                 _ => break,
             }
@@ -283,16 +303,20 @@ impl Writer {
         result
     }
 
-    async fn apply(&mut self, commands: &[WriteCommand]) -> Result<Vec<WriteOutcome>, BatchFailure> {
+    async fn apply(
+        &mut self,
+        commands: &[WriteCommand],
+        origins: &[Option<RequestOrigin>],
+    ) -> Result<Vec<WriteOutcome>, BatchFailure> {
         let now = crate::timefmt::to_micros(OffsetDateTime::now_utc());
         let (outcomes, learned) = match &mut self.connection {
             WriteConnection::Sqlite(writer) => {
                 let tx = writer.begin_batch().map_err(BatchFailure::before_commit)?;
-                self.state.decide_and_write(tx, commands, now).await?
+                self.state.decide_and_write(tx, commands, origins, now).await?
             }
             WriteConnection::Postgres(store) => {
                 let tx = store.begin_batch().await.map_err(BatchFailure::before_commit)?;
-                self.state.decide_and_write(tx, commands, now).await?
+                self.state.decide_and_write(tx, commands, origins, now).await?
             }
         };
         // Only committed accounts are remembered; a rolled-back batch created nothing.
@@ -315,6 +339,7 @@ impl WriterState {
         &self,
         mut tx: T,
         commands: &[WriteCommand],
+        origins: &[Option<RequestOrigin>],
         now: OffsetDateTime,
     ) -> Result<(Vec<WriteOutcome>, KnownAccounts), BatchFailure> {
         let started = Instant::now();
@@ -352,8 +377,15 @@ impl WriterState {
                 payout_states.claimed_jobs.insert(index, jobs);
             }
         }
-        let (mut plan, outcomes) =
-            decide(commands, &claims, &claim_rows, &organizations, &mut ledger, &mut payout_states, &mut sheet);
+        let (mut plan, outcomes) = decide(
+            batch::Submitted { commands, origins },
+            &claims,
+            &claim_rows,
+            &organizations,
+            &mut ledger,
+            &mut payout_states,
+            &mut sheet,
+        );
         // An account opened for a deposit that did not run (its key was reused, say) is removed again: only a
         // deposit opens an account.
         for (user, account) in ledger.unopened_accounts() {

@@ -464,6 +464,8 @@ impl BatchReconciliation {
                 serde_json::json!({"discrepancy": discrepancy_id, "resolution": resolution, "operation_id": payment})
                     .to_string(),
             ),
+            // `decide` names the request the command came with.
+            origin: None,
         });
         outcome
     }

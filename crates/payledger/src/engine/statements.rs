@@ -484,6 +484,8 @@ pub fn decide_begin(
             })
             .to_string(),
         ),
+        // `decide` names the request the command came with.
+        origin: None,
     });
     StatementOutcome::ImportStarted { id: claimed.id }
 }
@@ -721,6 +723,8 @@ pub fn decide_accept(
         after: Some(
             serde_json::json!({"kind": discrepancy.kind, "state": "accepted", "note": command.note}).to_string(),
         ),
+        // `decide` names the request the command came with.
+        origin: None,
     });
     StatementOutcome::Accepted
 }

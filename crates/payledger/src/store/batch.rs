@@ -399,6 +399,20 @@ pub struct AuditEntry {
     pub before: Option<String>,
     /// The state after, as JSON (secrets left out).
     pub after: Option<String>,
+    /// The request that asked for it (its id and client), if one did: not the CLI, a worker or the bank.
+    pub origin: Option<crate::origin::RequestOrigin>,
+}
+
+impl AuditEntry {
+    /// The id of the request that asked for it, as stored.
+    pub fn request_id(&self) -> Option<&str> {
+        self.origin.as_ref().map(|origin| origin.id.as_str())
+    }
+
+    /// The address of the client that asked for it, as stored.
+    pub fn client_address(&self) -> Option<String> {
+        self.origin.as_ref().and_then(|origin| origin.client).map(|address| address.to_string())
+    }
 }
 
 /// The write side of one batch transaction. The engine drives it; each backend implements it.

@@ -309,9 +309,10 @@ impl PgBatch {
     async fn write_audit(&mut self, audit: &[AuditEntry], now: OffsetDateTime) -> Result<(), StoreError> {
         if !audit.is_empty() {
             sqlx::query(
-                "INSERT INTO audit_log (actor, action, target, before, after, at)
-                 SELECT a, c, t, b, f, $6 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
-                      WITH ORDINALITY AS e(a, c, t, b, f, n)
+                "INSERT INTO audit_log (actor, action, target, before, after, at, request_id, client_address)
+                 SELECT a, c, t, b, f, $6, r, i
+                 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $7::text[], $8::text[])
+                      WITH ORDINALITY AS e(a, c, t, b, f, r, i, n)
                  ORDER BY n",
             )
             .bind(audit.iter().map(|a| a.actor.as_str()).collect::<Vec<_>>())
@@ -320,6 +321,8 @@ impl PgBatch {
             .bind(audit.iter().map(|a| a.before.as_deref()).collect::<Vec<_>>())
             .bind(audit.iter().map(|a| a.after.as_deref()).collect::<Vec<_>>())
             .bind(now)
+            .bind(audit.iter().map(AuditEntry::request_id).collect::<Vec<_>>())
+            .bind(audit.iter().map(AuditEntry::client_address).collect::<Vec<_>>())
             .execute(&mut *self.tx)
             .await?;
         }

@@ -168,9 +168,19 @@ impl SqliteBatch<'_> {
         for a in audit {
             self.tx
                 .prepare_cached(
-                    "INSERT INTO audit_log (actor, action, target, before, after, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    "INSERT INTO audit_log (actor, action, target, before, after, at, request_id, client_address)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 )?
-                .execute(params![a.actor, a.action, a.target, a.before, a.after, now])?;
+                .execute(params![
+                    a.actor,
+                    a.action,
+                    a.target,
+                    a.before,
+                    a.after,
+                    now,
+                    a.request_id(),
+                    a.client_address()
+                ])?;
         }
         Ok(())
     }

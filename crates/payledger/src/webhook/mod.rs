@@ -1,8 +1,8 @@
-//! The bank's webhook: who may post notices (`signature`, `networks`) and the intake service that records and
-//! applies them exactly once by operation id (`intake`). The HTTP handler is `api/webhook.rs`.
+//! The bank's webhook: who may post notices (`signature`; the allowed source networks are `crate::networks`)
+//! and the intake service that records and applies them exactly once by operation id (`intake`). The HTTP
+//! handler is `api/webhook.rs`.
 
 pub mod intake;
-pub mod networks;
 pub mod signature;
 
 use clap::ValueEnum;

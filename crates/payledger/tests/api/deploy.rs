@@ -5,7 +5,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::common::{Backend, TestDb, TestServer, on_both_backends, settings};
 
@@ -135,4 +135,97 @@ async fn migrate_check_and_healthcheck_answer_with_their_exit_status() {
         payledger(&["healthcheck", "--url", "http://127.0.0.1:1/api/health/ready/"], "sqlite::memory:");
     assert_eq!(code, Some(1));
     assert!(err.contains("unhealthy"), "{err}");
+}
+
+/// On a shutdown, a request still in hand when the grace period ends is cut off: the server stops within the
+/// grace period instead of waiting for it (here, a webhook whose body never finishes arriving).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_shutdown_ends_within_its_grace_period_whatever_is_in_hand() {
+    use tokio::io::AsyncWriteExt;
+    let Some(db) = TestDb::new(Backend::Sqlite).await else { return };
+    let mut config = settings(&db);
+    config.shutdown_grace = Duration::from_secs(1);
+    config.request_timeout = Duration::from_secs(120);
+    let server = TestServer::start(config).await;
+    let mut stalled = tokio::net::TcpStream::connect(server.address).await.expect("connect");
+    let head =
+        "POST /api/webhook/bank/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{";
+    stalled.write_all(head.as_bytes()).await.expect("a partial request");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(20), server.stop()).await.expect("the server stopped");
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(10), "stopped after {took:?}");
+    drop(stalled);
+}
+
+/// One access line per request at `info`, in the JSON format too: method, the route's template, status,
+/// latency, client, the user and the request id (echoed in `X-Request-Id`), and nothing of the credentials,
+/// the path's values or the query.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_request_gets_one_access_line_with_its_id_and_no_secrets() {
+    let Some(db) = TestDb::new(Backend::Sqlite).await else { return };
+    let (mut child, address) = serve_binary(&db, &[("PAYLEDGER_LOG_FORMAT", "json"), ("PAYLEDGER_LOG", "info")]);
+    let client = reqwest::Client::new();
+    let url = |path: &str| format!("http://{address}{path}");
+    let secret = "a-password-nobody-may-log";
+    let listed = client
+        .get(url("/api/v1/payouts/00000000-0000-0000-0000-000000000042/?token=query-secret"))
+        .basic_auth("admin", Some(secret))
+        .send()
+        .await
+        .expect("payout");
+    assert_eq!(listed.status(), 404);
+    let id = listed.headers()["x-request-id"].to_str().expect("request id").to_owned();
+    assert_eq!(client.get(url("/no/such/path-value")).send().await.expect("unrouted").status(), 404);
+    let _ = child.kill();
+    let output = child.wait_with_output().expect("server output");
+    let log = String::from_utf8_lossy(&output.stderr);
+    for secret in [secret, "query-secret", "00000000-0000-0000-0000-000000000042", "path-value", "Basic "] {
+        assert!(!log.contains(secret), "{secret} reached the log:\n{log}");
+    }
+    let lines: Vec<Value> = log.lines().filter_map(|line| serde_json::from_str(line).ok()).collect();
+    let access: Vec<&Value> = lines.iter().filter(|line| line["target"] == "payledger::access").collect();
+    let payout = access.iter().find(|line| line["span"]["id"] == id.as_str()).expect("the payout's access line");
+    assert_eq!(payout["level"], "INFO");
+    let fields = &payout["fields"];
+    assert_eq!(
+        (&fields["method"], &fields["route"], &fields["status"], &fields["client"], &payout["span"]["user"]),
+        (&json!("GET"), &json!("/api/v1/payouts/{id}/"), &json!(404), &json!("127.0.0.1"), &json!("admin"))
+    );
+    assert!(fields["latency_us"].as_u64().is_some(), "{payout}");
+    assert!(access.iter().any(|line| line["fields"]["route"] == "(unmatched)"), "{log}");
+}
+
+/// `payledger serve` as a process on a free port, its admin `admin` with a known password; returns once it
+/// answers.
+fn serve_binary(db: &TestDb, env: &[(&str, &str)]) -> (std::process::Child, std::net::SocketAddr) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_payledger"));
+    command
+        .arg("serve")
+        .env("DATABASE_URL", &db.url)
+        .env("PAYLEDGER_DATA_DIR", db.dir.path())
+        .env("PAYLEDGER_BIND", address.to_string())
+        .env("PAYLEDGER_DEMO_ORGANIZATIONS", "0")
+        .env("PAYLEDGER_ADMIN_USERNAME", "admin")
+        .env("PAYLEDGER_ADMIN_PASSWORD", "a-password-nobody-may-log")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command.spawn().expect("start payledger serve");
+    for _ in 0..400 {
+        if std::net::TcpStream::connect(address).is_ok() {
+            return (child, address);
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("payledger serve exited: {status}");
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    let _ = child.kill();
+    panic!("payledger serve did not start");
 }

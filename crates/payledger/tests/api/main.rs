@@ -22,6 +22,7 @@ mod login_limits;
 mod payout_workers;
 mod payouts;
 mod principals;
+mod proxy;
 mod races;
 mod statements;
 mod verify;

@@ -280,6 +280,7 @@ pub(crate) fn discard_audit(job: &ConsoleJob, by: &str) -> crate::store::AuditEn
         target: format!("job:{}", job.id),
         before: Some(before.to_string()),
         after: Some(after.to_string()),
+        origin: crate::origin::RequestOrigin::current(),
     }
 }
 

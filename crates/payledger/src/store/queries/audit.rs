@@ -15,7 +15,7 @@ macro_rules! audit_queries {
             filter: &$crate::store::AuditFilter,
         ) -> Result<Vec<$crate::store::AuditRow>, $crate::store::StoreError> {
             let rows = sqlx::query(
-                "SELECT id, actor, action, target, before, after, at FROM audit_log
+                "SELECT id, actor, action, target, before, after, at, request_id, client_address FROM audit_log
                  WHERE ($1 IS NULL OR actor = $1) AND ($2 IS NULL OR action = $2) AND ($3 IS NULL OR target = $3)
                    AND ($4 IS NULL OR id < $4)
                  ORDER BY id DESC LIMIT $5",
@@ -37,6 +37,7 @@ macro_rules! audit_queries {
                             target: row.try_get(3)?,
                             before: row.try_get(4)?,
                             after: row.try_get(5)?,
+                            origin: $crate::store::queries::audit::stored_origin(row.try_get(7)?, row.try_get(8)?),
                         },
                         at: row.try_get(6)?,
                     })
@@ -62,13 +63,18 @@ macro_rules! audit_queries {
         where
             E: sqlx::Executor<'c, Database = <$store as $crate::store::Backend>::Db>,
         {
-            sqlx::query("INSERT INTO audit_log (actor, action, target, before, after, at) VALUES ($1, $2, $3, $4, $5, $6)")
+            sqlx::query(
+                "INSERT INTO audit_log (actor, action, target, before, after, at, request_id, client_address)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
                 .bind(&audit.actor)
                 .bind(&audit.action)
                 .bind(&audit.target)
                 .bind(&audit.before)
                 .bind(&audit.after)
                 .bind($bind_time(at))
+                .bind(audit.request_id())
+                .bind(audit.client_address())
                 .execute(executor)
                 .await?;
             Ok(())
@@ -77,6 +83,15 @@ macro_rules! audit_queries {
     };
 }
 pub(crate) use audit_queries;
+
+/// A row's request, from its `request_id` and `client_address` columns (empty before migration 0015).
+pub(crate) fn stored_origin(
+    request_id: Option<String>,
+    client_address: Option<String>,
+) -> Option<crate::origin::RequestOrigin> {
+    let id = crate::origin::RequestId::stored(request_id?);
+    Some(crate::origin::RequestOrigin { id, client: client_address.and_then(|address| address.parse().ok()) })
+}
 
 impl Store {
     /// Audit rows, newest first.

@@ -494,6 +494,7 @@ async fn the_audit_log_filters_pages_and_escapes() {
             target: format!("thing:{index}"),
             before: None,
             after: Some(format!(r#"{{"n": {index}}}"#)),
+            origin: None,
         };
         store.write_audit_entry(&entry, now).await.expect("audit");
     }
@@ -503,6 +504,10 @@ async fn the_audit_log_filters_pages_and_escapes() {
         target: "thing:<b>x</b>".into(),
         before: Some(r#"{"name": "<script>alert(1)</script>"}"#.into()),
         after: Some("not json </pre><script>alert(2)</script>".into()),
+        origin: Some(payledger::origin::RequestOrigin {
+            id: payledger::origin::RequestId::stored("<i>req</i>".into()),
+            client: Some(std::net::IpAddr::from([192, 0, 2, 9])),
+        }),
     };
     store.write_audit_entry(&hostile, now).await.expect("audit");
 
@@ -517,6 +522,8 @@ async fn the_audit_log_filters_pages_and_escapes() {
     assert!(page.body.contains("&#60;script&#62;alert(1)&#60;/script&#62;"));
     assert!(page.body.contains("&#60;/pre&#62;&#60;script&#62;alert(2)"));
     assert!(!page.body.contains("<b>x</b>"));
+    // The request it came from: the client and its id, escaped too.
+    assert!(page.body.contains("from 192.0.2.9") && page.body.contains("<code>&#60;i&#62;req&#60;/i&#62;</code>"));
     assert!(page.body.matches("<pre class=\"raw\">").count() > 40);
 
     // Paging: 50 a page, older pages through `before=`.

@@ -1,0 +1,8 @@
+-- Which request asked for each audited change: its id (`X-Request-Id`, also in every log line of the request)
+-- and the client's address (behind trusted proxies, the client's, not the proxy's). Rows written before this
+-- migration, and those of the CLI, workers and the bank, have neither.
+--
+-- Expand only: two nullable columns. The previous build's INSERTs name their columns and leave these NULL, so
+-- it keeps working beside this one during a rolling restart.
+ALTER TABLE audit_log ADD COLUMN request_id TEXT;
+ALTER TABLE audit_log ADD COLUMN client_address TEXT;

@@ -1,0 +1,95 @@
+//! The first thing every request passes: who sent it (the client behind trusted proxies, `crate::origin`), the
+//! id it is known by (`X-Request-Id`, echoed in the answer), a log span that every line of the request carries,
+//! and one access line at `info` when it is answered.
+//!
+//! The access line names the route's template (`/api/v1/payouts/{id}/`), never the path's values, the query,
+//! a header or a body: no token, password, CSRF token or card number can reach the log through it.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderName, HeaderValue};
+use axum::middleware::Next;
+use axum::response::Response;
+use tracing::Instrument;
+
+use crate::AppState;
+use crate::origin::{RequestId, RequestOrigin};
+
+/// The header a request's id travels in, both ways.
+pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The client of a request, as the handlers see it (an extension every request gets here).
+#[derive(Debug, Clone)]
+pub struct Client {
+    /// The request's id and the client's address.
+    pub origin: RequestOrigin,
+    /// Whether the client reached the first trusted proxy over TLS (so cookies must be `Secure`).
+    pub https: bool,
+}
+
+impl Client {
+    /// The client's address, if the request came over TCP.
+    pub fn address(&self) -> Option<IpAddr> {
+        self.origin.client
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Client {
+    type Rejection = std::convert::Infallible;
+
+    /// The client [`observe`] found; a request that did not pass it (a router built without it, in a unit
+    /// test) is its TCP peer, without TLS.
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Client, Self::Rejection> {
+        if let Some(client) = parts.extensions.get::<Client>() {
+            return Ok(client.clone());
+        }
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
+        Ok(Client { origin: RequestOrigin { id: RequestId::generate(), client: peer }, https: false })
+    }
+}
+
+/// Records the signed-in user on the request's span, so the access line (and every later line) names them.
+pub fn record_user(username: &str) {
+    tracing::Span::current().record("user", username);
+}
+
+/// The middleware: resolves the client, gives the request its id, runs it inside its span and the origin's
+/// scope, then writes the access line and echoes the id.
+pub async fn observe(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
+    let (client, https, id) = match peer {
+        Some(peer) => {
+            let forwarded = state.trusted_proxies.resolve(peer, request.headers());
+            let id = forwarded.request_id.map_or_else(RequestId::generate, RequestId::from_proxy);
+            (Some(forwarded.client), forwarded.https, id)
+        }
+        None => (None, false, RequestId::generate()),
+    };
+    let origin = RequestOrigin { id, client };
+    let method = request.method().clone();
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    // At ERROR level so that whatever the filter lets through (a `warn` line, say) still carries the id; the
+    // span's level only decides when it exists, not what is logged.
+    let span = tracing::error_span!("request", id = %origin.id, user = tracing::field::Empty);
+    request.extensions_mut().insert(Client { origin: origin.clone(), https });
+    let header = HeaderValue::from_str(origin.id.as_str()).ok();
+    let mut response = origin.scope(next.run(request)).instrument(span.clone()).await;
+    if let Some(header) = header {
+        response.headers_mut().insert(REQUEST_ID.clone(), header);
+    }
+    let _entered = span.enter();
+    tracing::info!(
+        target: "payledger::access",
+        method = %method,
+        route = route.as_ref().map_or("(unmatched)", MatchedPath::as_str),
+        status = response.status().as_u16(),
+        latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        client = client.map(tracing::field::display),
+        "request"
+    );
+    response
+}
