@@ -81,6 +81,8 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
     if let Some(header) = header {
         response.headers_mut().insert(REQUEST_ID.clone(), header);
     }
+    metrics::counter!("payledger_http_responses_total", "status" => status_label(response.status().as_u16()))
+        .increment(1);
     let _entered = span.enter();
     tracing::info!(
         target: "payledger::access",
@@ -92,4 +94,24 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
         "request"
     );
     response
+}
+
+/// The `status` label of `payledger_http_responses_total`: the code for the ones an operator watches, else its
+/// class, so the series stay few.
+fn status_label(status: u16) -> &'static str {
+    match status {
+        200 => "200",
+        201 => "201",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        409 => "409",
+        413 => "413",
+        422 => "422",
+        429 => "429",
+        500 => "500",
+        503 => "503",
+        _ => ["1xx", "2xx", "3xx", "4xx", "5xx"][usize::from(status / 100).clamp(1, 5) - 1],
+    }
 }

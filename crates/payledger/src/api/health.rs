@@ -86,5 +86,14 @@ pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
 
 /// Prometheus metrics in the text exposition format.
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    // Counted at each scrape: every instance reports the database's numbers (alert on their max, not sum).
+    // Without a database the other series still matter, so a failure leaves these at their last value.
+    match state.store.attention().await {
+        Ok(attention) => {
+            metrics::gauge!("payledger_jobs_dead").set(attention.dead_jobs as f64);
+            metrics::gauge!("payledger_statement_discrepancies_open").set(attention.open_discrepancies as f64);
+        }
+        Err(error) => tracing::debug!(%error, "metrics: the database's counts could not be read"),
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::telemetry::render_metrics(&state.metrics))
 }

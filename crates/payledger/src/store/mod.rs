@@ -25,6 +25,7 @@ use batch::HoldState;
 pub use batch::{AuditEntry, BatchTx};
 
 pub use postgres::{MAX_CONNECTIONS as PG_MAX_CONNECTIONS, PgStore};
+pub use queries::jobs::Attention;
 pub use queries::statements::{DiscrepancyFilter, DiscrepancyRow, ImportAccountRow, ImportRow, LineTotals};
 pub use queries::verify::{VERIFY_COUNTS, VerifyProgress, check_count};
 pub use rows::{

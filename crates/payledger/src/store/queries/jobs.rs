@@ -34,6 +34,18 @@ macro_rules! job_queries {
         claim_jobs_sql: $claim_jobs_sql:expr
     ) => {
         impl $store {
+            pub(in crate::store) async fn attention(
+                &self,
+            ) -> Result<$crate::store::Attention, $crate::store::StoreError> {
+                let (dead_jobs, open_discrepancies): (i64, i64) = sqlx::query_as(
+                    "SELECT (SELECT COUNT(*) FROM jobs WHERE status = 'dead'),
+                            (SELECT COUNT(*) FROM statement_discrepancies WHERE state = 'open')",
+                )
+                .fetch_one(&self.$reader)
+                .await?;
+                Ok($crate::store::Attention { dead_jobs, open_discrepancies })
+            }
+
             pub(in crate::store) async fn claim_jobs(
                 &self,
                 owner: &str,
@@ -193,6 +205,21 @@ impl Store {
     pub async fn job(&self, id: i64) -> Result<Option<payouts::JobRow>, StoreError> {
         on_backend!(self, store => store.job(id).await)
     }
+
+    /// What waits for an operator: dead jobs and open statement discrepancies (both read from indexes that
+    /// hold only those rows).
+    pub async fn attention(&self) -> Result<Attention, StoreError> {
+        on_backend!(self, store => store.attention().await)
+    }
+}
+
+/// What waits for an operator, for monitoring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attention {
+    /// Jobs that used up their attempts (`/api/v1/jobs/`: retry or discard each).
+    pub dead_jobs: i64,
+    /// Statement discrepancies nobody has decided yet.
+    pub open_discrepancies: i64,
 }
 
 /// Claims due jobs: sets the lease of up to `$4` queued jobs that are due at `$3` and not leased (or whose lease
