@@ -71,6 +71,33 @@ pub enum Command {
         #[arg(long, conflicts_with = "json")]
         explain: bool,
     },
+    /// Copy the SQLite database to FILE while the servers keep writing, and verify the copy.
+    ///
+    /// The copy is one consistent snapshot, checked with every `verify` check before it is given its name.
+    /// Exit 1 if the copy does not verify (it is deleted), 2 if no backup was made. On PostgreSQL it refuses:
+    /// use `pg_dump -Fc` (docs/DEPLOY.md).
+    Backup {
+        /// The backup file to write. Its folder must exist; a temporary file beside it holds the copy until it
+        /// has verified.
+        #[arg(long, value_name = "FILE")]
+        to: PathBuf,
+        /// Replace FILE if it exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Replace the SQLite database with a backup that verifies (stop the servers and workers first).
+    ///
+    /// The backup must pass every `verify` check first. Refused while any process has the database open. The
+    /// database it replaces is kept as `<name>.before-restore-<UTC time>`. Exit 1 if the backup does not
+    /// verify, 2 if nothing was restored. On PostgreSQL it refuses: use `pg_restore` (docs/DEPLOY.md).
+    Restore {
+        /// The backup to restore (made by `payledger backup`, or any payledger SQLite database).
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+        /// Replace an existing database (it is kept beside the restored one under a new name).
+        #[arg(long)]
+        force: bool,
+    },
     /// Bank statements: import one and reconcile it with the bank's notices (exit 1 on a bad file, 2 if the
     /// import could not run).
     #[command(subcommand)]

@@ -1,5 +1,5 @@
-//! The `payledger` command: `serve` (the default), `migrate`, `seed`, `worker`, `user`, `verify`, `statement`,
-//! `healthcheck` and (for development) `populate`.
+//! The `payledger` command: `serve` (the default), `migrate`, `seed`, `worker`, `user`, `verify`, `backup`,
+//! `restore`, `statement`, `healthcheck` and (for development) `populate`.
 
 use std::process::ExitCode;
 
@@ -40,6 +40,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Some(Command::Healthcheck { url }) = &cli.command {
         let url = url.clone().unwrap_or_else(|| payledger::cli::deploy::local_readiness_url(cli.serve.bind));
         return Ok(payledger::cli::deploy::healthcheck(&url).await);
+    }
+    if let Some(Command::Backup { to, force }) = &cli.command {
+        // Like verify, backup and restore need only the database, not a server's settings.
+        return Ok(payledger::cli::backup::backup(&database_url, to, *force).await);
+    }
+    if let Some(Command::Restore { from, force }) = &cli.command {
+        return Ok(payledger::cli::backup::restore(&database_url, from, *force).await);
     }
     if let Some(Command::Statement(command)) = &cli.command {
         // Like verify, an import needs only the database (and its own ledger engine), not a server's settings.
@@ -116,7 +123,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify { json, explain } => Ok(payledger::cli::verify::main(&database_url, json, explain).await),
         Command::Statement(command) => Ok(payledger::cli::statement::main(&database_url, &command).await),
         Command::Populate(args) => populate(&settings, &args).await,
-        Command::Healthcheck { .. } => anyhow::bail!("healthcheck is answered before the server's settings are read"),
+        Command::Healthcheck { .. } | Command::Backup { .. } | Command::Restore { .. } => {
+            anyhow::bail!("this command is answered before the server's settings are read")
+        }
     }
 }
 

@@ -1,7 +1,9 @@
 //! Subcommands for operators that are more than a call into the store: `verify` (its progress bar and its
-//! human and JSON reports), `populate` (a development database of production size, built through the
-//! ledger engine) and `statement` (import a bank statement; generate made-up ones).
+//! human and JSON reports), `backup` and `restore` (a verified copy of the SQLite database, and putting one
+//! back), `populate` (a development database of production size, built through the ledger engine) and
+//! `statement` (import a bank statement; generate made-up ones).
 
+pub mod backup;
 pub mod deploy;
 pub mod populate;
 pub mod statement;

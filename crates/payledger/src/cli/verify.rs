@@ -60,6 +60,15 @@ fn not_checked(json: bool, error: &dyn std::fmt::Display) -> ExitCode {
     ExitCode::from(EXIT_NOT_CHECKED)
 }
 
+/// Runs every check on the database at `database_url`, opened read-only, with the progress bar, and closes its
+/// connections before returning: `backup` and `restore` check a copy this way before they name or use it.
+pub async fn check_read_only(database_url: &str) -> Result<VerifyReport, StoreError> {
+    let store = Store::connect_read_only(database_url).await?;
+    let result = check(&store).await;
+    store.close().await;
+    result
+}
+
 /// The checks, with a progress bar while they run.
 async fn check(store: &Store) -> Result<VerifyReport, StoreError> {
     let bar = super::progress_bar(check_count() as u64, PROGRESS_TEMPLATE);
@@ -73,11 +82,12 @@ async fn check(store: &Store) -> Result<VerifyReport, StoreError> {
     result
 }
 
-fn millis(duration: std::time::Duration) -> u64 {
+pub(super) fn millis(duration: std::time::Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
-fn print_human(report: &VerifyReport, elapsed_ms: u64) {
+/// The report for people: the totals, then OK or every problem sampled (also `backup`'s and `restore`'s).
+pub(super) fn print_human(report: &VerifyReport, elapsed_ms: u64) {
     println!(
         "checked {} accounts, {} transactions, {} entries, {} applied bank payments",
         report.accounts, report.transactions, report.entries, report.bank_payments

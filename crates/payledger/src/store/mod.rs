@@ -297,6 +297,12 @@ impl Store {
         }
     }
 
+    /// Closes the store's connections and waits until they are closed: `backup` and `restore` rename and delete
+    /// the SQLite files they checked, so no connection may still be open on them.
+    pub async fn close(&self) {
+        on_backend!(self, store => store.close().await)
+    }
+
     /// The backend's name, for logs and metrics.
     pub fn backend(&self) -> &'static str {
         match self {

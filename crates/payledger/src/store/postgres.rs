@@ -56,6 +56,10 @@ impl PgStore {
         Ok(PgStore { pool })
     }
 
+    pub(super) async fn close(&self) {
+        self.pool.close().await;
+    }
+
     pub(super) async fn migrate(&self) -> Result<(), StoreError> {
         sqlx::migrate!("./migrations/postgres").run(&self.pool).await?;
         Ok(())

@@ -93,6 +93,12 @@ impl SqliteStore {
         SqliteStore::open_with(path, false).await
     }
 
+    /// Closes both pools (the checkpointer stops with them) and waits until every connection is closed.
+    pub(super) async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
+    }
+
     pub(super) async fn migrate(&self) -> Result<(), StoreError> {
         sqlx::migrate!("./migrations/sqlite").run(&self.writer).await?;
         Ok(())

@@ -9,6 +9,7 @@
 mod common;
 
 mod access;
+mod backup;
 mod balance_races;
 mod balances;
 mod console;
