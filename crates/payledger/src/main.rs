@@ -29,28 +29,8 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let database_url = cli.common.database_url();
-    if let Some(Command::Verify { json, explain }) = cli.command {
-        // Verify needs only the database: the settings of a server it does not start (a bad payout or webhook
-        // variable in the environment) must not make it fail, least of all with the exit status of violations.
-        return Ok(payledger::cli::verify::main(&database_url, json, explain).await);
-    }
-    if let Some(Command::Migrate { check: true }) = cli.command {
-        return Ok(payledger::cli::deploy::migrate_check(&database_url).await);
-    }
-    if let Some(Command::Healthcheck { url }) = &cli.command {
-        let url = url.clone().unwrap_or_else(|| payledger::cli::deploy::local_readiness_url(cli.serve.bind));
-        return Ok(payledger::cli::deploy::healthcheck(&url).await);
-    }
-    if let Some(Command::Backup { to, force }) = &cli.command {
-        // Like verify, backup and restore need only the database, not a server's settings.
-        return Ok(payledger::cli::backup::backup(&database_url, to, *force).await);
-    }
-    if let Some(Command::Restore { from, force }) = &cli.command {
-        return Ok(payledger::cli::backup::restore(&database_url, from, *force).await);
-    }
-    if let Some(Command::Statement(command)) = &cli.command {
-        // Like verify, an import needs only the database (and its own ledger engine), not a server's settings.
-        return Ok(payledger::cli::statement::main(&database_url, command).await);
+    if let Some(code) = without_server_settings(&cli, &database_url).await {
+        return Ok(code);
     }
     let serve = match &cli.command {
         Some(Command::Serve(serve)) => serve.clone(),
@@ -120,13 +100,35 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{} demo organizations present", orgs.len());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Verify { json, explain } => Ok(payledger::cli::verify::main(&database_url, json, explain).await),
-        Command::Statement(command) => Ok(payledger::cli::statement::main(&database_url, &command).await),
         Command::Populate(args) => populate(&settings, &args).await,
-        Command::Healthcheck { .. } | Command::Backup { .. } | Command::Restore { .. } => {
+        Command::Verify { .. }
+        | Command::Statement(_)
+        | Command::Healthcheck { .. }
+        | Command::Backup { .. }
+        | Command::Restore { .. } => {
             anyhow::bail!("this command is answered before the server's settings are read")
         }
     }
+}
+
+/// The commands that need only the database (or a URL), answered before the server's settings are read: the
+/// settings of a server they do not start (a bad payout or webhook variable in the environment) must not make
+/// them fail, least of all with the exit status of a finding.
+async fn without_server_settings(cli: &Cli, database_url: &str) -> Option<ExitCode> {
+    use payledger::cli::{backup, deploy, statement, verify};
+    Some(match cli.command.as_ref()? {
+        Command::Verify { json, explain } => verify::main(database_url, *json, *explain).await,
+        Command::Migrate { check: true } => deploy::migrate_check(database_url).await,
+        Command::Healthcheck { url } => {
+            let url = url.clone().unwrap_or_else(|| deploy::local_readiness_url(cli.serve.bind));
+            deploy::healthcheck(&url).await
+        }
+        Command::Backup { to, force } => backup::backup(database_url, to, *force).await,
+        Command::Restore { from, force } => backup::restore(database_url, from, *force).await,
+        // An import needs its own ledger engine on the database, but no server's settings either.
+        Command::Statement(command) => statement::main(database_url, command).await,
+        _ => return None,
+    })
 }
 
 /// `payledger populate`: refuses a production configuration unless forced, then builds and reports.

@@ -51,10 +51,12 @@ pub struct Ready {
     pub status: &'static str,
     /// `sqlite` or `postgres`.
     pub database: &'static str,
-    /// What is wrong, one phrase each: `database unreachable`, `migrations pending: <names>`, `migrations of a
-    /// newer build applied: <versions>` (an older build on a newer schema), `ledger writer stopped`,
-    /// `draining`. Empty when ready.
+    /// What is wrong, one phrase each: `database unreachable`, `migrations pending: <names>`, `ledger writer
+    /// stopped`, `draining`. Empty when ready.
     pub reasons: Vec<String>,
+    /// What is not wrong but worth knowing: `migrations of a newer build applied: <versions>` (this build on a
+    /// schema a newer one expanded, as during a rolling upgrade; it still serves).
+    pub notes: Vec<String>,
 }
 
 /// Readiness for a load balancer: the database answers, every migration of this build is applied, the
@@ -64,9 +66,12 @@ pub struct Ready {
     (status = 200, body = Ready), (status = 503, body = Ready)
 ))]
 pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
-    let mut reasons = Vec::new();
+    let (mut reasons, mut notes) = (Vec::new(), Vec::new());
     match state.store.migration_state().await {
-        Ok(migrations) => reasons.extend(migrations.problems()),
+        Ok(migrations) => {
+            reasons.extend(migrations.problems());
+            notes.extend(migrations.notes());
+        }
         Err(error) => {
             tracing::warn!(%error, "readiness: the database did not answer");
             reasons.push("database unreachable".to_owned());
@@ -81,7 +86,7 @@ pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     let database = state.store.backend();
     let (code, status) =
         if reasons.is_empty() { (StatusCode::OK, "ok") } else { (StatusCode::SERVICE_UNAVAILABLE, "unavailable") };
-    (code, Json(Ready { status, database, reasons }))
+    (code, Json(Ready { status, database, reasons, notes }))
 }
 
 /// Prometheus metrics in the text exposition format.

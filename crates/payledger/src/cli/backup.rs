@@ -247,7 +247,7 @@ async fn backup_migrations(from: &Path) -> Result<Vec<String>, Stop> {
             "{} was made by a newer build of payledger ({}): this build does not know its schema; restore it with \
              that build. Nothing was changed",
             from.display(),
-            state.problems().join("; ")
+            state.notes().join("; ")
         )));
     }
     Ok(state.pending)

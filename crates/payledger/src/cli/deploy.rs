@@ -54,13 +54,17 @@ pub async fn healthcheck(url: &str) -> ExitCode {
     }
 }
 
-/// Whether the database has exactly this build's migrations, without changing it: exit 0 if so, 1 if some are
-/// pending or a newer build's are applied (listed), 2 if it could not be checked.
+/// Whether this build may run on the database as it is, without changing it: exit 0 if every migration of
+/// this build is applied (a newer build's too is fine, and said), 1 if some are pending (listed), 2 if it could
+/// not be checked.
 pub async fn migrate_check(database_url: &str) -> ExitCode {
     match Store::check_migrations(database_url).await {
         Ok(state) => match state.problems() {
             problems if problems.is_empty() => {
                 println!("migrations current");
+                for note in state.notes() {
+                    println!("{note}");
+                }
                 ExitCode::SUCCESS
             }
             problems => {

@@ -329,18 +329,24 @@ pub struct MigrationState {
 }
 
 impl MigrationState {
-    /// Why this build should not serve on the database, one phrase each (`migrations pending: …`, `migrations
-    /// of a newer build applied: …`); empty when it has exactly this build's migrations.
+    /// Why this build should not serve on the database (`migrations pending: …`), or nothing. A newer build's
+    /// migrations are no reason: they only expand the schema (migrations/README.md), so the build before keeps
+    /// serving during a rolling upgrade and can be rolled back to.
     pub fn problems(&self) -> Vec<String> {
-        let mut problems = Vec::new();
-        if !self.pending.is_empty() {
-            problems.push(format!("migrations pending: {}", self.pending.join(", ")));
+        if self.pending.is_empty() {
+            Vec::new()
+        } else {
+            vec![format!("migrations pending: {}", self.pending.join(", "))]
         }
-        if !self.unknown.is_empty() {
-            let versions: Vec<String> = self.unknown.iter().map(i64::to_string).collect();
-            problems.push(format!("migrations of a newer build applied: {}", versions.join(", ")));
+    }
+
+    /// What an operator should know that is not a problem: `migrations of a newer build applied: …`.
+    pub fn notes(&self) -> Vec<String> {
+        if self.unknown.is_empty() {
+            return Vec::new();
         }
-        problems
+        let versions: Vec<String> = self.unknown.iter().map(i64::to_string).collect();
+        vec![format!("migrations of a newer build applied: {}", versions.join(", "))]
     }
 }
 

@@ -27,6 +27,19 @@ async fn ready_names_pending_migrations_and_live_does_not_look(backend: Backend)
     assert_eq!((status, &body["status"], &body["reasons"]), (200, &Value::from("ok"), &Value::Array(vec![])));
     assert_eq!(get("/api/health/live/").await.0, 200);
 
+    // A newer build migrated the database (a rolling upgrade): this build stays ready, says so, and starts.
+    db.execute(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+         SELECT 9999, 'from a newer build', success, checksum, execution_time FROM _sqlx_migrations WHERE version = 1",
+    )
+    .await;
+    let (status, body) = get("/api/health/ready/").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["notes"], serde_json::json!(["migrations of a newer build applied: 9999"]));
+    let another = TestServer::start(settings(&db)).await;
+    another.stop().await;
+    db.execute("DELETE FROM _sqlx_migrations WHERE version = 9999").await;
+
     let last = db.scalar("SELECT MAX(version) FROM _sqlx_migrations").await;
     db.execute("DELETE FROM _sqlx_migrations WHERE version = (SELECT MAX(version) FROM _sqlx_migrations)").await;
     let (status, body) = get("/api/health/ready/").await;
@@ -105,7 +118,7 @@ async fn migrate_check_and_healthcheck_answer_with_their_exit_status() {
     let (code, out, _) = payledger(&["migrate", "--check"], &db.url);
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("migrations pending: 1_"), "{out}");
-    // A newer build's migration applied: this build must not run on that schema.
+    // A newer build's migration applied: it only expanded the schema, so this build may still run on it.
     let pool = sqlx::SqlitePool::connect(&db.url).await.expect("sqlite");
     sqlx::query(
         "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
@@ -121,7 +134,7 @@ async fn migrate_check_and_healthcheck_answer_with_their_exit_status() {
         .expect("a newer migration");
     pool.close().await;
     let (code, out, _) = payledger(&["migrate", "--check"], &db.url);
-    assert_eq!((code, out.trim()), (Some(1), "migrations of a newer build applied: 9999"));
+    assert_eq!((code, out.trim()), (Some(0), "migrations current\nmigrations of a newer build applied: 9999"));
 
     let other = TestDb::new(Backend::Sqlite).await.expect("sqlite");
     let server = TestServer::start(settings(&other)).await;
@@ -165,7 +178,7 @@ async fn a_shutdown_ends_within_its_grace_period_whatever_is_in_hand() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_request_gets_one_access_line_with_its_id_and_no_secrets() {
     let Some(db) = TestDb::new(Backend::Sqlite).await else { return };
-    let (mut child, address) = serve_binary(&db, &[("PAYLEDGER_LOG_FORMAT", "json"), ("PAYLEDGER_LOG", "info")]);
+    let (mut child, address) = serve_binary(&db, &[("PAYLEDGER_LOG_FORMAT", "json"), ("PAYLEDGER_LOG", "info")]).await;
     let client = reqwest::Client::new();
     let url = |path: &str| format!("http://{address}{path}");
     let secret = "a-password-nobody-may-log";
@@ -197,9 +210,44 @@ async fn every_request_gets_one_access_line_with_its_id_and_no_secrets() {
     assert!(access.iter().any(|line| line["fields"]["route"] == "(unmatched)"), "{log}");
 }
 
-/// `payledger serve` as a process on a free port, its admin `admin` with a known password; returns once it
-/// answers.
-fn serve_binary(db: &TestDb, env: &[(&str, &str)]) -> (std::process::Child, std::net::SocketAddr) {
+/// `/metrics` counts what waits for an operator, read from the database at each scrape, and every answer by
+/// status. (A process of its own: the metrics recorder is global to a process, and other tests scrape theirs.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn metrics_count_dead_jobs_open_discrepancies_and_answers_by_status() {
+    let Some(db) = TestDb::new(Backend::Sqlite).await else { return };
+    let (mut child, address) = serve_binary(&db, &[]).await;
+    let pool = sqlx::SqlitePool::connect(&db.url).await.expect("sqlite");
+    for payload in ["dead-1", "dead-2"] {
+        sqlx::query(
+            "INSERT INTO jobs (kind, payload, status, run_at, attempts, max_attempts, created_at, updated_at)
+             VALUES ('payout', $1, 'dead', '2026-01-01T00:00:00Z', 8, 8, '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')",
+        )
+        .bind(payload)
+        .execute(&pool)
+        .await
+        .expect("a dead job");
+    }
+    pool.close().await;
+    let client = reqwest::Client::new();
+    for _ in 0..3 {
+        assert_eq!(client.get(format!("http://{address}/nowhere")).send().await.expect("404").status(), 404);
+    }
+    let metrics = client.get(format!("http://{address}/metrics")).send().await.expect("metrics");
+    let text = metrics.text().await.expect("text");
+    let _ = child.kill();
+    let _ = child.wait();
+    for line in [
+        "payledger_jobs_dead 2",
+        "payledger_statement_discrepancies_open 0",
+        "payledger_http_responses_total{status=\"404\"} 3",
+    ] {
+        assert!(text.lines().any(|found| found == line), "{line} missing from:\n{text}");
+    }
+}
+
+/// `payledger serve` as a process on a free port, its admin `admin` with a known password; returns once it is
+/// ready.
+async fn serve_binary(db: &TestDb, env: &[(&str, &str)]) -> (std::process::Child, std::net::SocketAddr) {
     let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
     let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let mut command = Command::new(env!("CARGO_BIN_EXE_payledger"));
@@ -217,14 +265,16 @@ fn serve_binary(db: &TestDb, env: &[(&str, &str)]) -> (std::process::Child, std:
         command.env(name, value);
     }
     let mut child = command.spawn().expect("start payledger serve");
+    // Ready, not merely listening: the listener opens before the database is migrated.
+    let ready = format!("http://{address}/api/health/ready/");
     for _ in 0..400 {
-        if std::net::TcpStream::connect(address).is_ok() {
+        if reqwest::get(&ready).await.is_ok_and(|response| response.status() == 200) {
             return (child, address);
         }
         if let Ok(Some(status)) = child.try_wait() {
             panic!("payledger serve exited: {status}");
         }
-        std::thread::sleep(Duration::from_millis(25));
+        tokio::time::sleep(Duration::from_millis(25)).await;
     }
     let _ = child.kill();
     panic!("payledger serve did not start");
