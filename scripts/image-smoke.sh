@@ -23,11 +23,11 @@ BASE_IMAGE=docker.io/library/debian:bookworm-slim
 IMAGE=localhost/payledger:smoke
 # The uid the Dockerfile gives the user `payledger`.
 EXPECTED_UID=10001
-ADMIN_USER=admin
+ADMIN_USER="admin"
 # A throwaway password of a throwaway server on loopback, not a secret.
 ADMIN_PASSWORD="smoke-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
 
-buildah() { command buildah --storage-driver vfs "$@"; }
+buildah_vfs() { buildah --storage-driver vfs "$@"; }
 fail() { echo "image-smoke: FAILED: $*" >&2; exit 1; }
 say() { echo "image-smoke: $*"; }
 
@@ -51,12 +51,23 @@ images_before=""
 containers_before=""
 container=""
 server_pid=""
+# The processes below a process: a container's processes are the host's under chroot isolation.
+descendants() {
+  local child
+  for child in $(pgrep -P "$1" || true); do
+    echo "$child"
+    descendants "$child"
+  done
+}
 cleanup() {
   local code=$?
-  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-    kill -KILL "$server_pid" 2>/dev/null || true
+  if [ -n "$server_pid" ]; then
+    # A failure left the server running: stop buildah run and everything it started.
+    local stragglers
+    mapfile -t stragglers < <(descendants "$server_pid")
+    kill -KILL "$server_pid" "${stragglers[@]}" 2>/dev/null || true
   fi
-  if [ -n "$container" ]; then buildah rm "$container" >/dev/null 2>&1 || true; fi
+  if [ -n "$container" ]; then buildah_vfs rm "$container" >/dev/null 2>&1 || true; fi
   if [ "$code" -ne 0 ] && [ -s "$work/server.log" ]; then
     echo "image-smoke: the last lines of the server's log:" >&2
     tail -n 40 "$work/server.log" >&2
@@ -65,12 +76,12 @@ cleanup() {
     say "kept $work and $IMAGE"
   else
     # The image and the stage images its build left (one holds a copy of the binary): vfs stores each whole.
-    buildah rmi "$IMAGE" >/dev/null 2>&1 || true
+    buildah_vfs rmi "$IMAGE" >/dev/null 2>&1 || true
     if [ -n "$images_before" ]; then
       # buildah 1.28 leaves the working container of a stage without instructions (`binary`) behind.
-      comm -13 <(echo "$containers_before") <(buildah containers --all --quiet --notruncate | sort) |
+      comm -13 <(echo "$containers_before") <(buildah_vfs containers --all --quiet --notruncate | sort) |
         xargs -r buildah --storage-driver vfs rm >/dev/null 2>&1 || true
-      comm -13 <(echo "$images_before") <(buildah images --all --quiet --no-trunc | sort) |
+      comm -13 <(echo "$images_before") <(buildah_vfs images --all --quiet --no-trunc | sort) |
         xargs -r buildah --storage-driver vfs rmi >/dev/null 2>&1 || true
     fi
     rm -rf "$work"
@@ -98,7 +109,7 @@ debian_mirror() {
 }
 
 # ---- The base image, made once with debootstrap ----
-if buildah inspect --type image "$BASE_IMAGE" >/dev/null 2>&1; then
+if buildah_vfs inspect --type image "$BASE_IMAGE" >/dev/null 2>&1; then
   say "base image $BASE_IMAGE is in buildah's storage (made by an earlier run); not rebuilding it"
 else
   mirror="$(debian_mirror)"
@@ -121,22 +132,22 @@ else
   rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/log/*.log
   tar -C "$rootfs" --numeric-owner -cf "$work/rootfs.tar" .
   rm -rf "$rootfs"
-  base="$(buildah from scratch)"
-  buildah add "$base" "$work/rootfs.tar" / >/dev/null
-  buildah config --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin --cmd bash \
+  base="$(buildah_vfs from scratch)"
+  buildah_vfs add "$base" "$work/rootfs.tar" / >/dev/null
+  buildah_vfs config --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin --cmd bash \
     --label org.opencontainers.image.description="debian bookworm minbase made by debootstrap for scripts/image-smoke.sh" \
     "$base"
-  buildah commit --quiet --rm "$base" "$BASE_IMAGE" >/dev/null
+  buildah_vfs commit --quiet --rm "$base" "$BASE_IMAGE" >/dev/null
   rm -f "$work/rootfs.tar"
 fi
 phase "base image"
 
 # ---- The image, with the binary injected instead of compiled ----
-images_before="$(buildah images --all --quiet --no-trunc | sort)"
-containers_before="$(buildah containers --all --quiet --notruncate | sort)"
+images_before="$(buildah_vfs images --all --quiet --no-trunc | sort)"
+containers_before="$(buildah_vfs containers --all --quiet --notruncate | sort)"
 mkdir -p "$work/context"
 cp "$BINARY" "$work/context/payledger"
-if ! buildah build --quiet --isolation chroot --network host --pull=never --format docker \
+if ! buildah_vfs build --quiet --isolation chroot --network host --pull=never --format docker \
   --build-arg PAYLEDGER_BINARY_STAGE=prebuilt \
   --build-arg PAYLEDGER_REVISION="$(git -C "$REPO" rev-parse HEAD 2>/dev/null || echo unknown)" \
   --file "$REPO/Dockerfile" --tag "$IMAGE" "$work/context" >"$work/build.log" 2>&1; then
@@ -146,7 +157,7 @@ fi
 phase "image build"
 
 # ---- What the image says about itself ----
-buildah inspect --type image "$IMAGE" >"$work/image.json"
+buildah_vfs inspect --type image "$IMAGE" >"$work/image.json"
 python3 - "$work/image.json" "$EXPECTED_UID" <<'PY' || fail "the image's configuration is not what the Dockerfile says (above)"
 import json, sys
 config = json.load(open(sys.argv[1], encoding="utf-8"))["Docker"]["config"]
@@ -179,8 +190,8 @@ config = json.load(open(sys.argv[1], encoding="utf-8"))["Docker"]["config"]
 print("\n".join(config["Entrypoint"] + config["Cmd"]))' "$work/image.json")
 say "image config: ${command_line[*]} as $EXPECTED_UID:$EXPECTED_UID, port 8000, volume /var/lib/payledger, HEALTHCHECK"
 
-container="$(buildah from --pull=never "$IMAGE")"
-run() { buildah run --isolation chroot --network host "$@"; }
+container="$(buildah_vfs from --pull=never "$IMAGE")"
+run() { buildah_vfs run --isolation chroot --network host "$@"; }
 [ "$(run "$container" -- id -u)" = "$EXPECTED_UID" ] || fail "the container's user is $(run "$container" -- id -u), not $EXPECTED_UID"
 [ "$(run "$container" -- id -g)" = "$EXPECTED_UID" ] || fail "the container's group is not $EXPECTED_UID"
 volume_owner="$(run "$container" -- stat -c '%u:%g %a' /var/lib/payledger)"
@@ -199,8 +210,11 @@ chown "$EXPECTED_UID:$EXPECTED_UID" "$work/data"
 chmod 0700 "$work/data"
 # The development profile (the README's anonymous reads and unsigned webhooks), SQLite in the data volume
 # (a host folder here, so that later `buildah run`s and the host see the same database), and a known admin.
-# Chroot isolation has no PID namespace, so tini is not PID 1: as a subreaper it reaps as it would be.
-run --volume "$work/data:/var/lib/payledger" \
+# Chroot isolation has no PID namespace, so tini is not PID 1: as a subreaper it reaps as it would be. No
+# capabilities at all, as compose.yaml runs it (cap_drop: ALL). buildah itself, not a shell function, so that
+# $! is its process.
+buildah --storage-driver vfs run --isolation chroot --network host --cap-drop ALL \
+  --volume "$work/data:/var/lib/payledger" \
   --env PAYLEDGER_BIND="127.0.0.1:$port" \
   --env PAYLEDGER_ADMIN_USERNAME="$ADMIN_USER" \
   --env PAYLEDGER_ADMIN_PASSWORD="$ADMIN_PASSWORD" \
@@ -285,13 +299,6 @@ phase "README examples"
 # ---- SIGTERM: the server stops by itself and exits 0 ----
 # With chroot isolation the container's processes are the host's: tini (PID 1 of a real container) is a
 # descendant of this run's `buildah run`, and forwards the signal to the server, as it does under docker stop.
-descendants() {
-  local child
-  for child in $(pgrep -P "$1" || true); do
-    echo "$child"
-    descendants "$child"
-  done
-}
 tini_pid=""
 for pid in $(descendants "$server_pid"); do
   if [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = tini ]; then tini_pid=$pid; break; fi
