@@ -59,28 +59,34 @@ impl TrustedProxies {
 
     /// The client of a request whose TCP peer is `peer`.
     pub fn resolve<'a>(&self, peer: IpAddr, headers: &'a HeaderMap) -> Forwarded<'a> {
+        let peer = canonical(peer);
         if !self.trusts(peer) {
             return Forwarded { client: peer, https: false, request_id: None };
         }
         Forwarded {
             client: self.client_from(peer, headers),
             https: forwarded_https(headers),
+            // The last one, as the nearest proxy's: a proxy that appends instead of replacing leaves the client's
+            // own first.
             request_id: headers
-                .get("x-request-id")
+                .get_all("x-request-id")
+                .iter()
+                .next_back()
                 .and_then(|value| value.to_str().ok())
                 .filter(|id| is_request_id(id)),
         }
     }
 
     /// Walks `X-Forwarded-For` from the right past trusted proxies. An entry that is not an address ends the
-    /// walk at the hop that wrote it (the last address believed), as does the list's end.
+    /// walk at the hop that wrote it (the last address believed), as does the list's end. Entries are read
+    /// from bytes: a proxy joins what the client sent (any bytes) and the address it appends into one value,
+    /// and that address must not be lost with the rest of the value.
     fn client_from(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
         let mut client = peer;
         // Several headers are one list in order (RFC 9110 §5.3).
-        let values: Vec<&str> =
-            headers.get_all("x-forwarded-for").iter().filter_map(|value| value.to_str().ok()).collect();
-        for entry in values.iter().rev().flat_map(|value| value.rsplit(',')) {
-            let Some(address) = parse_hop(entry) else { return client };
+        let values: Vec<&[u8]> = headers.get_all("x-forwarded-for").iter().map(|value| value.as_bytes()).collect();
+        for entry in values.iter().rev().flat_map(|value| value.rsplit(|byte| *byte == b',')) {
+            let Some(address) = std::str::from_utf8(entry).ok().and_then(parse_hop) else { return client };
             client = address;
             if !self.trusts(address) {
                 return address;
@@ -196,6 +202,18 @@ impl RequestOrigin {
     pub async fn scope<F: Future>(self, future: F) -> F::Output {
         CURRENT.scope(self, future).await
     }
+
+    /// `future` with the current request's origin, if any, for a task it is spawned on: a task-local does not
+    /// follow `spawn`, and a command submitted from that task would lose its request.
+    pub fn carried<F: Future>(future: F) -> impl Future<Output = F::Output> {
+        let origin = RequestOrigin::current();
+        async move {
+            match origin {
+                Some(origin) => origin.scope(future).await,
+                None => future.await,
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -251,6 +269,19 @@ mod tests {
         assert_eq!(trusted.resolve(peer, &two).client, ip("203.0.113.9"));
         // No header: the proxy itself.
         assert_eq!(trusted.resolve(peer, &HeaderMap::new()).client, peer);
+        // Bytes that are not text, which nginx joins with the address it appends into one value: the
+        // appended address still counts, and the walk stops at the bytes.
+        let mut joined = HeaderMap::new();
+        joined.append("x-forwarded-for", axum::http::HeaderValue::from_bytes(b"\xff, 203.0.113.9").expect("bytes"));
+        assert_eq!(trusted.resolve(peer, &joined).client, ip("203.0.113.9"));
+        let mut behind = HeaderMap::new();
+        behind.append("x-forwarded-for", axum::http::HeaderValue::from_bytes(b"\xff, 10.1.2.3").expect("bytes"));
+        assert_eq!(trusted.resolve(peer, &behind).client, ip("10.1.2.3"));
+        // An untrusted peer in its IPv6-mapped form (a dual-stack listener) is its IPv4 address.
+        assert_eq!(
+            TrustedProxies::default().resolve(ip("::ffff:198.51.100.1"), &HeaderMap::new()).client,
+            ip("198.51.100.1")
+        );
     }
 
     #[test]
@@ -262,6 +293,8 @@ mod tests {
         assert!(forwarded.https);
         assert_eq!(forwarded.request_id, Some("7f3e9a"));
         assert!(!trusted.resolve(peer, &headers(&[("x-forwarded-proto", "https, http")])).https);
+        let two = headers(&[("x-request-id", "from-the-client"), ("x-request-id", "from-the-proxy")]);
+        assert_eq!(trusted.resolve(peer, &two).request_id, Some("from-the-proxy"));
         let long = "a".repeat(MAX_REQUEST_ID_LEN + 1);
         for bad in ["", "two words", "a\"b", long.as_str()] {
             assert_eq!(trusted.resolve(peer, &headers(&[("x-request-id", bad)])).request_id, None, "{bad:?}");
@@ -280,6 +313,16 @@ mod tests {
         assert_eq!(RequestOrigin::current(), None);
         let origin = RequestOrigin { id: RequestId::from_proxy("r1"), client: Some(ip("192.0.2.4")) };
         let seen = origin.clone().scope(async { RequestOrigin::current() }).await;
-        assert_eq!(seen, Some(origin));
+        assert_eq!(seen, Some(origin.clone()));
+        // A spawned task has none of its own; carried, it has the request's.
+        let (lost, kept) = origin
+            .clone()
+            .scope(async {
+                let lost = tokio::spawn(async { RequestOrigin::current() });
+                let kept = tokio::spawn(RequestOrigin::carried(async { RequestOrigin::current() }));
+                (lost.await.ok().flatten(), kept.await.ok().flatten())
+            })
+            .await;
+        assert_eq!((lost, kept), (None, Some(origin)));
     }
 }

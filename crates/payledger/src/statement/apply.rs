@@ -93,7 +93,9 @@ pub(super) async fn apply_all(
         let mut round = tokio::task::JoinSet::new();
         for &line_id in chunk {
             let (service, by) = (service.clone(), by.to_owned());
-            round.spawn(async move { submit(&service, line_id, &by).await });
+            // Each apply's audit row names the request, and its log lines carry the request's span.
+            let apply = crate::origin::RequestOrigin::carried(async move { submit(&service, line_id, &by).await });
+            round.spawn(tracing::Instrument::in_current_span(apply));
         }
         while let Some(joined) = round.join_next().await {
             let applied = joined.map_err(|error| {

@@ -113,6 +113,10 @@ pub enum StoreError {
     /// `serve` never migrates, so two versions never race to change the schema).
     #[error("the database needs `payledger migrate` (pending: {0})")]
     NeedsMigration(String),
+    /// A newer build's migration removed or tightened what this build still uses (a `contract after N`
+    /// migration, crates/payledger/migrations/README.md): this build must not run on the database.
+    #[error("{0}")]
+    TooOld(String),
 }
 
 impl StoreError {
@@ -315,7 +319,14 @@ impl Store {
     /// advisory lock); on SQLite, one process at a time. Stop every instance of an older build first: a
     /// migration may change a key its queries name (0013 does).
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        on_backend!(self, store => store.migrate().await)
+        on_backend!(self, store => store.migrate().await)?;
+        // A newer build's migrations are applied around this one's (expand-only), unless one of them removed
+        // what this build still uses: then it must not start.
+        let state = self.migration_state().await?;
+        match state.too_old() {
+            Some(problem) => Err(StoreError::TooOld(problem)),
+            None => Ok(()),
+        }
     }
 }
 
@@ -326,6 +337,9 @@ pub struct MigrationState {
     pub pending: Vec<String>,
     /// Versions the database has applied that this build does not know: a newer build migrated it.
     pub unknown: Vec<i64>,
+    /// Of those, the contracting ones this build is too old for, as `version (contract after N)`: each
+    /// removes or tightens something builds whose newest migration is below N still use.
+    pub too_new: Vec<String>,
 }
 
 impl MigrationState {
@@ -333,11 +347,18 @@ impl MigrationState {
     /// migrations are no reason: they only expand the schema (migrations/README.md), so the build before keeps
     /// serving during a rolling upgrade and can be rolled back to.
     pub fn problems(&self) -> Vec<String> {
-        if self.pending.is_empty() {
-            Vec::new()
-        } else {
-            vec![format!("migrations pending: {}", self.pending.join(", "))]
+        let mut problems = Vec::new();
+        if !self.pending.is_empty() {
+            problems.push(format!("migrations pending: {}", self.pending.join(", ")));
         }
+        problems.extend(self.too_old());
+        problems
+    }
+
+    /// Why this build is too old for the database, if a newer build's migration contracted what it uses.
+    pub fn too_old(&self) -> Option<String> {
+        (!self.too_new.is_empty())
+            .then(|| format!("a newer build's migrations removed what this build uses: {}", self.too_new.join(", ")))
     }
 
     /// What an operator should know that is not a problem: `migrations of a newer build applied: …`.
@@ -350,16 +371,33 @@ impl MigrationState {
     }
 }
 
-/// The state of `applied` against `migrator`'s migrations.
-fn migration_state(migrator: &sqlx::migrate::Migrator, applied: &[i64]) -> MigrationState {
+/// The state of `applied` (versions and descriptions) against `migrator`'s migrations.
+fn migration_state(migrator: &sqlx::migrate::Migrator, applied: &[(i64, String)]) -> MigrationState {
     let ours = || migrator.iter().filter(|migration| !migration.migration_type.is_down_migration());
+    let newest = ours().map(|migration| migration.version).max().unwrap_or(0);
+    let unknown: Vec<&(i64, String)> =
+        applied.iter().filter(|(version, _)| !ours().any(|m| m.version == *version)).collect();
     MigrationState {
         pending: ours()
-            .filter(|migration| !applied.contains(&migration.version))
+            .filter(|migration| !applied.iter().any(|(version, _)| *version == migration.version))
             .map(|migration| format!("{}_{}", migration.version, migration.description.replace(' ', "_")))
             .collect(),
-        unknown: applied.iter().copied().filter(|version| !ours().any(|m| m.version == *version)).collect(),
+        unknown: unknown.iter().map(|(version, _)| *version).collect(),
+        too_new: unknown
+            .iter()
+            .filter_map(|(version, description)| {
+                let after = contract_after(description)?;
+                (newest < after).then(|| format!("{version} (contract after {after})"))
+            })
+            .collect(),
     }
+}
+
+/// The N of a migration named `<version>_contract_after_<N>_<what>.sql` (sqlx's description: `contract after
+/// N what`): builds whose newest migration is below N must not run once it is applied.
+fn contract_after(description: &str) -> Option<i64> {
+    let rest = description.strip_prefix("contract after ")?;
+    rest.split(' ').next()?.parse().ok()
 }
 
 /// An organization account's key and id, as both stores read them back after creating organizations.

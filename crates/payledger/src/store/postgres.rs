@@ -72,8 +72,10 @@ impl PgStore {
     pub(super) async fn migration_state(&self) -> Result<super::MigrationState, StoreError> {
         let exists: bool =
             sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL").fetch_one(&self.pool).await?;
-        let applied: Vec<i64> = if exists {
-            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success").fetch_all(&self.pool).await?
+        let applied: Vec<(i64, String)> = if exists {
+            sqlx::query_as("SELECT version, description FROM _sqlx_migrations WHERE success")
+                .fetch_all(&self.pool)
+                .await?
         } else {
             Vec::new()
         };

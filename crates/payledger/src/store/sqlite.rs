@@ -109,15 +109,16 @@ impl SqliteStore {
 
     /// The migrations of this build not yet applied to the database, as `version_description`.
     pub(super) async fn migration_state(&self) -> Result<super::MigrationState, StoreError> {
-        let applied: Vec<i64> = match sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
-            .fetch_all(&self.reader)
-            .await
-        {
-            Ok(applied) => applied,
-            // No migration table: nothing was ever applied.
-            Err(sqlx::Error::Database(error)) if error.message().contains("no such table") => Vec::new(),
-            Err(error) => return Err(error.into()),
-        };
+        let applied: Vec<(i64, String)> =
+            match sqlx::query_as("SELECT version, description FROM _sqlx_migrations WHERE success")
+                .fetch_all(&self.reader)
+                .await
+            {
+                Ok(applied) => applied,
+                // No migration table: nothing was ever applied.
+                Err(sqlx::Error::Database(error)) if error.message().contains("no such table") => Vec::new(),
+                Err(error) => return Err(error.into()),
+            };
         Ok(super::migration_state(&sqlx::migrate!("./migrations/sqlite"), &applied))
     }
 

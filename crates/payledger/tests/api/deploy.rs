@@ -113,20 +113,15 @@ async fn migrate_check_and_healthcheck_answer_with_their_exit_status() {
     assert!(file() == before, "the check opens the file read-only: not a byte of it changes");
 
     let pool = sqlx::SqlitePool::connect(&db.url).await.expect("sqlite");
-    sqlx::query("DELETE FROM _sqlx_migrations WHERE version = 1").execute(&pool).await.expect("forget one");
+    // Forgotten, but kept aside (as -1) to be put back exactly: `migrate` checks each migration's checksum.
+    sqlx::query("UPDATE _sqlx_migrations SET version = -1 WHERE version = 1").execute(&pool).await.expect("forget one");
     pool.close().await;
     let (code, out, _) = payledger(&["migrate", "--check"], &db.url);
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("migrations pending: 1_"), "{out}");
     // A newer build's migration applied: it only expanded the schema, so this build may still run on it.
     let pool = sqlx::SqlitePool::connect(&db.url).await.expect("sqlite");
-    sqlx::query(
-        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
-                 SELECT 1, description, success, checksum, execution_time FROM _sqlx_migrations WHERE version = 2",
-    )
-    .execute(&pool)
-    .await
-    .expect("restore 1");
+    sqlx::query("UPDATE _sqlx_migrations SET version = 1 WHERE version = -1").execute(&pool).await.expect("restore 1");
     sqlx::query("INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
                  SELECT 9999, 'from a newer build', success, checksum, execution_time FROM _sqlx_migrations WHERE version = 2")
         .execute(&pool)
@@ -135,6 +130,35 @@ async fn migrate_check_and_healthcheck_answer_with_their_exit_status() {
     pool.close().await;
     let (code, out, _) = payledger(&["migrate", "--check"], &db.url);
     assert_eq!((code, out.trim()), (Some(0), "migrations current\nmigrations of a newer build applied: 9999"));
+    // A newer build's contracting migration for builds whose newest migration is below 99999: this one is
+    // too old. It is refused by the check, by migrate and by start-up; one for builds below 2 is no obstacle.
+    let contract = |description: &'static str| {
+        let url = db.url.clone();
+        async move {
+            let pool = sqlx::SqlitePool::connect(&url).await.expect("sqlite");
+            sqlx::query("DELETE FROM _sqlx_migrations WHERE description LIKE 'contract%'")
+                .execute(&pool)
+                .await
+                .expect("clear");
+            sqlx::query(
+                "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+                 SELECT 9998, $1, success, checksum, execution_time FROM _sqlx_migrations WHERE version = 2",
+            )
+            .bind(description)
+            .execute(&pool)
+            .await
+            .expect("a contracting migration");
+            pool.close().await;
+        }
+    };
+    contract("contract after 2 drop something").await;
+    assert_eq!(payledger(&["migrate", "--check"], &db.url).0, Some(0));
+    contract("contract after 99999 drop something").await;
+    let (code, out, _) = payledger(&["migrate", "--check"], &db.url);
+    let too_old = "a newer build's migrations removed what this build uses: 9998 (contract after 99999)";
+    assert_eq!((code, out.trim()), (Some(1), too_old));
+    let (code, _, err) = payledger(&["migrate"], &db.url);
+    assert!(code != Some(0) && err.contains(too_old), "{err}");
 
     let other = TestDb::new(Backend::Sqlite).await.expect("sqlite");
     let server = TestServer::start(settings(&other)).await;
