@@ -11,7 +11,8 @@
 # run makes an equivalent one with `debootstrap --variant=minbase bookworm` from the Debian mirror this host's
 # apt uses, and stores it in buildah's storage under that name (later runs find it and skip this; remove it
 # with `buildah --storage-driver vfs rmi docker.io/library/debian:bookworm-slim`). When that mirror cannot be
-# reached, the test prints "SKIPPED: image smoke test (…)" and exits 0; every other failure exits non-zero.
+# reached, the test prints "SKIPPED: image smoke test (…)" and exits 0 (1 with PAYLEDGER_REQUIRE_IMAGE_SMOKE=1,
+# as CI sets it); every other failure exits non-zero.
 #
 # SMOKE_KEEP=1 keeps the working folder (server log, answers) and the image localhost/payledger:smoke.
 set -euo pipefail
@@ -115,6 +116,8 @@ else
   mirror="$(debian_mirror)"
   if ! curl -fsS --max-time 30 -o /dev/null "$mirror/dists/bookworm/Release"; then
     echo "SKIPPED: image smoke test (the Debian mirror $mirror cannot be reached, so no base image can be made)"
+    # CI sets it, as it does for the PostgreSQL and browser tests: a skip there is a failure.
+    if [ "${PAYLEDGER_REQUIRE_IMAGE_SMOKE:-0}" = 1 ]; then exit 1; fi
     exit 0
   fi
   say "making $BASE_IMAGE with debootstrap --variant=minbase bookworm from $mirror"

@@ -186,9 +186,15 @@ pub async fn run_workers(
         .await
         .with_context(|| format!("connecting to {}", redact_url(&settings.database_url)))?;
     store.migrate().await.context("migrating the database")?;
-    if matches!(store, Store::Postgres(_)) && settings.payouts.card_keys.is_empty() {
-        // A worker on another host would generate its own development key and could decrypt nothing.
-        anyhow::bail!("payledger worker on PostgreSQL needs PAYLEDGER_CARD_KEYS, the same keys as the API's");
+    // A worker on another host would generate its own development key and could decrypt nothing; in the
+    // development profile it may share the API's, from a data folder they share (compose's volume).
+    let shared_key =
+        settings.profile == config::Profile::Development && vault::Vault::has_development_key(&settings.data_dir);
+    if matches!(store, Store::Postgres(_)) && settings.payouts.card_keys.is_empty() && !shared_key {
+        anyhow::bail!(
+            "payledger worker on PostgreSQL needs PAYLEDGER_CARD_KEYS, the same keys as the API's (or, in the \
+             development profile, the API's generated key in the PAYLEDGER_DATA_DIR they share: start the API first)"
+        );
     }
     let (engine, writer) = LedgerEngine::start(&store).await.context("starting the ledger engine")?;
     let (payout_service, gateway) = payout_parts(&settings, &engine)?;

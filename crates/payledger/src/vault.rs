@@ -163,6 +163,11 @@ impl Vault {
         Ok(Vault { current, previous: parsed.collect() })
     }
 
+    /// Whether `data_dir` holds a development key, made by [`Vault::development`] of this or another process.
+    pub fn has_development_key(data_dir: &Path) -> bool {
+        data_dir.join(DEVELOPMENT_KEY_FILE).is_file()
+    }
+
     /// The development profile's vault: the key in `<data_dir>/card-encryption.key`, generated (mode 0600,
     /// directory created if needed) on first use. Logs a warning naming the file, never the key.
     ///

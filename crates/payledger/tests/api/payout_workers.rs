@@ -59,7 +59,16 @@ async fn start_gateway() -> (Arc<TestGateway>, String) {
 }
 
 fn worker_process(db: &TestDb, gateway_url: &str, workers: usize, lease_seconds: u64) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_payledger"))
+    worker_command(db, gateway_url, workers, lease_seconds)
+        .env("PAYLEDGER_CARD_KEYS", CARD_KEY)
+        .spawn()
+        .expect("start payledger worker")
+}
+
+/// `payledger worker` on the test's database and data folder, without card keys.
+fn worker_command(db: &TestDb, gateway_url: &str, workers: usize, lease_seconds: u64) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_payledger"));
+    command
         .arg("worker")
         .env("DATABASE_URL", &db.url)
         .env("PAYLEDGER_DATA_DIR", db.dir.path())
@@ -67,14 +76,13 @@ fn worker_process(db: &TestDb, gateway_url: &str, workers: usize, lease_seconds:
         .env("PAYLEDGER_GATEWAY", "http")
         .env("PAYLEDGER_GATEWAY_URL", gateway_url)
         .env("PAYLEDGER_GATEWAY_SECRET", SECRET)
-        .env("PAYLEDGER_CARD_KEYS", CARD_KEY)
+        .env_remove("PAYLEDGER_CARD_KEYS")
         .env("PAYLEDGER_JOB_LEASE_SECONDS", lease_seconds.to_string())
         .env("PAYLEDGER_GATEWAY_TIMEOUT_SECONDS", "1")
         .env("PAYLEDGER_LOG", "warn")
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start payledger worker")
+        .stderr(Stdio::inherit());
+    command
 }
 
 /// Stops a worker process gracefully (SIGTERM) and waits for it.
@@ -187,6 +195,39 @@ async fn a_worker_killed_mid_payout_is_taken_over_and_pays_once() {
     assert_eq!(gateway.paid.lock().unwrap_or_else(|e| e.into_inner()).len(), 1, "paid once");
     assert_eq!(payout["gateway_reference"], "gw-1");
     assert_eq!(server.user_balance(5).await, Some(("33.34".into(), "0.00".into())), "captured exactly once");
+    server.stop().await;
+    db.assert_verified().await;
+}
+
+/// In the development profile a worker without card keys uses the API's generated key from the data folder
+/// they share (compose's volume), and pays what the API encrypted; without that key it refuses to start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_development_worker_shares_the_api_key_from_their_data_folder() {
+    let Some(db) = TestDb::new(Backend::Postgres).await else { return };
+    let (_gateway, url) = start_gateway().await;
+    let alone = TestDb::new(Backend::Sqlite).await.expect("a scratch folder");
+    let mut refused = worker_command(&db, &url, 1, 2);
+    let refused = refused.env("PAYLEDGER_DATA_DIR", alone.dir.path()).stderr(Stdio::piped()).output().expect("run");
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("PAYLEDGER_CARD_KEYS"));
+
+    let mut settings = common::settings(&db);
+    settings.payouts.workers = 0;
+    let server = TestServer::start(settings).await;
+    let created = server.post("/api/v1/payouts/", payout("10.00"), None).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let id = created.json["id"].as_str().expect("id").to_owned();
+    let worker = worker_command(&db, &url, 1, 2).spawn().expect("start payledger worker");
+    let mut status = Value::Null;
+    for _ in 0..600 {
+        status = server.get(&format!("/api/v1/payouts/{id}/")).await.1["status"].clone();
+        if status == "completed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop(worker);
+    assert_eq!(status, "completed");
     server.stop().await;
     db.assert_verified().await;
 }
