@@ -174,6 +174,35 @@ async fn migrate_check_and_healthcheck_answer_with_their_exit_status() {
     assert!(err.contains("unhealthy"), "{err}");
 }
 
+/// A managed PostgreSQL is reached over TLS: `sslmode=require` (and `verify-full` with the system's roots)
+/// works, and the session is encrypted. On a server without TLS the same URL is refused rather than sent in
+/// plain text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgresql_can_be_required_to_use_tls() {
+    let Some(db) = TestDb::new(Backend::Postgres).await else { return };
+    let url = format!("{}?sslmode=require", db.url);
+    let plain = sqlx::PgPool::connect(&db.url).await.expect("postgres");
+    let server_tls: String = sqlx::query_scalar("SHOW ssl").fetch_one(&plain).await.expect("show ssl");
+    plain.close().await;
+    let checked = tokio::task::spawn_blocking({
+        let url = url.clone();
+        move || payledger(&["migrate", "--check"], &url)
+    });
+    let (code, out, err) = checked.await.expect("migrate --check");
+    if server_tls == "on" {
+        assert_eq!(code, Some(1), "{out}{err}");
+        let pool = sqlx::PgPool::connect(&url).await.expect("a TLS connection");
+        let encrypted: bool = sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            .fetch_one(&pool)
+            .await
+            .expect("pg_stat_ssl");
+        assert!(encrypted, "the session is encrypted");
+        pool.close().await;
+    } else {
+        assert_eq!(code, Some(2), "a server without TLS is refused: {out}{err}");
+    }
+}
+
 /// On a shutdown, a request still in hand when the grace period ends is cut off: the server stops within the
 /// grace period instead of waiting for it (here, a webhook whose body never finishes arriving).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
