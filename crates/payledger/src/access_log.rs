@@ -63,6 +63,7 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
     let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
     let (client, https, id) = match peer {
         Some(peer) => {
+            warn_of_an_unlisted_proxy(&state.trusted_proxies, peer, request.headers());
             let forwarded = state.trusted_proxies.resolve(peer, request.headers());
             let id = forwarded.request_id.map_or_else(RequestId::generate, RequestId::from_proxy);
             (Some(forwarded.client), forwarded.https, id)
@@ -94,6 +95,26 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
         "request"
     );
     response
+}
+
+/// Says once per process that forwarded headers arrive from a peer that is not a trusted proxy: behind a proxy
+/// left out of `PAYLEDGER_TRUSTED_PROXIES`, every client shares its address (one rate limit for all) and the
+/// console's cookies lose `Secure`. (A client may send them itself too: hence once, and a warning only.)
+fn warn_of_an_unlisted_proxy(proxies: &crate::origin::TrustedProxies, peer: IpAddr, headers: &axum::http::HeaderMap) {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if WARNED.load(std::sync::atomic::Ordering::Relaxed)
+        || !(headers.contains_key("x-forwarded-for") || headers.contains_key("x-forwarded-proto"))
+        || proxies.trusts(peer)
+    {
+        return;
+    }
+    if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        tracing::warn!(
+            %peer,
+            "a request carried X-Forwarded-For or X-Forwarded-Proto from a peer not in PAYLEDGER_TRUSTED_PROXIES: \
+             the headers are ignored; if this peer is your reverse proxy, list it (said once)"
+        );
+    }
 }
 
 /// The `status` label of `payledger_http_responses_total`: the code for the ones an operator watches, else its

@@ -211,7 +211,7 @@ pub async fn run_workers(
         while running.join_next().await.is_some() {}
         writer.stopped().await;
     };
-    stop_by(tokio::time::Instant::now() + settings.shutdown_grace, rest).await;
+    stop_by(deadline_after(settings.shutdown_grace), rest).await;
     tracing::info!("payout workers stopped");
     Ok(())
 }
@@ -332,11 +332,10 @@ pub async fn launch(
     let server = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(drain_then_stop(shutdown, draining, settings.shutdown_drain, closed))
         .into_future();
-    let deadline = serve_within_grace(server, listener_closed, settings.shutdown_grace).await?;
+    let deadline = serve_within_grace(server, listener_closed, &stop_applier, settings.shutdown_grace).await?;
 
-    // In-flight requests are answered (or cut off); now stop the applier and the workers, and let the writer
-    // drain what is queued, all before the grace period ends.
-    let _ = stop_applier.send(true);
+    // In-flight requests are answered (or given up on); the applier and the workers were told to stop when the
+    // listener closed. Let them and the writer finish, all before the grace period ends.
     let rest = async {
         let _ = applier.await;
         while payout_workers.join_next().await.is_some() {}
@@ -357,28 +356,40 @@ async fn stop_by(deadline: tokio::time::Instant, rest: impl Future<Output = ()>)
 }
 
 /// Runs `server` until it has answered the requests in hand after the listener closed, or until `grace` after
-/// the close, when the requests still running are cut off. Returns when the rest of the shutdown must end.
+/// the close. When the listener closes, `stop_workers` tells the applier and the payout workers to finish the
+/// job in hand, so they have the whole grace period too. Returns when the rest of the shutdown must end.
 async fn serve_within_grace(
     server: impl Future<Output = std::io::Result<()>>,
     listener_closed: tokio::sync::oneshot::Receiver<()>,
+    stop_workers: &tokio::sync::watch::Sender<bool>,
     grace: std::time::Duration,
 ) -> anyhow::Result<tokio::time::Instant> {
     tokio::pin!(server);
-    tokio::select! {
+    let deadline = tokio::select! {
         result = &mut server => {
             result.context("serving HTTP")?;
-            Ok(tokio::time::Instant::now() + grace)
+            deadline_after(grace)
         }
         Ok(()) = listener_closed => {
-            let deadline = tokio::time::Instant::now() + grace;
+            let _ = stop_workers.send(true);
+            let deadline = deadline_after(grace);
             match tokio::time::timeout_at(deadline, &mut server).await {
                 Ok(result) => result.context("serving HTTP")?,
+                // Each connection is a task of its own: those still running end with the process.
                 Err(_) => tracing::warn!(
                     seconds = grace.as_secs(),
-                    "the shutdown's grace period ended with requests in hand; they are cut off unanswered"
+                    "the shutdown's grace period ended with requests in hand; they are no longer waited for"
                 ),
             }
-            Ok(deadline)
+            deadline
         }
-    }
+    };
+    let _ = stop_workers.send(true);
+    Ok(deadline)
+}
+
+/// `grace` from now, or a year for a grace too long to add.
+fn deadline_after(grace: std::time::Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(grace).unwrap_or_else(|| now + std::time::Duration::from_secs(365 * 24 * 3600))
 }

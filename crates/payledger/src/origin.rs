@@ -53,7 +53,8 @@ impl TrustedProxies {
         self.networks.is_empty()
     }
 
-    fn trusts(&self, address: IpAddr) -> bool {
+    /// Whether a request from `peer` has its forwarded headers believed.
+    pub fn trusts(&self, address: IpAddr) -> bool {
         self.networks.iter().any(|network| network.contains(address))
     }
 

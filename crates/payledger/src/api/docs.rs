@@ -132,6 +132,17 @@ pub fn document_common_responses(openapi: &mut OpenApi, gate: fn(&Method, &str) 
                     seconds_header(),
                 ),
             );
+            // Every answer, whatever its status (`access_log::observe`).
+            for response in operation.responses.responses.values_mut() {
+                if let RefOr::T(response) = response {
+                    response.headers.entry("X-Request-Id".to_owned()).or_insert_with(|| {
+                        RefOr::T(text_header(
+                            "The request's id, in the server's log lines and the audit row of any change it made \
+                             (a trusted proxy's `X-Request-Id`, or made by the server)",
+                        ))
+                    });
+                }
+            }
         }
     }
 }

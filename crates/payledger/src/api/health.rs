@@ -89,16 +89,29 @@ pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     (code, Json(Ready { status, database, reasons, notes }))
 }
 
+/// The longest `/metrics` waits for the database's counts (Prometheus's scrape timeout is 10 s by default).
+const ATTENTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Prometheus metrics in the text exposition format.
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     // Counted at each scrape: every instance reports the database's numbers (alert on their max, not sum).
-    // Without a database the other series still matter, so a failure leaves these at their last value.
-    match state.store.attention().await {
-        Ok(attention) => {
+    // Bounded well inside a scrape's timeout, since without a database the other series matter most; a failed
+    // count leaves the two at their last value and says so in payledger_database_counts_ok.
+    let counted = tokio::time::timeout(ATTENTION_TIMEOUT, state.store.attention()).await;
+    match counted {
+        Ok(Ok(attention)) => {
             metrics::gauge!("payledger_jobs_dead").set(attention.dead_jobs as f64);
             metrics::gauge!("payledger_statement_discrepancies_open").set(attention.open_discrepancies as f64);
+            metrics::gauge!("payledger_database_counts_ok").set(1.0);
         }
-        Err(error) => tracing::debug!(%error, "metrics: the database's counts could not be read"),
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "metrics: dead jobs and open discrepancies could not be counted");
+            metrics::gauge!("payledger_database_counts_ok").set(0.0);
+        }
+        Err(_) => {
+            tracing::warn!(timeout = ?ATTENTION_TIMEOUT, "metrics: counting dead jobs and open discrepancies timed out");
+            metrics::gauge!("payledger_database_counts_ok").set(0.0);
+        }
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::telemetry::render_metrics(&state.metrics))
 }
