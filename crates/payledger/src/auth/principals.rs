@@ -234,8 +234,9 @@ pub async fn bootstrap(
     match configured {
         Some((username, password)) => {
             match create(store, "bootstrap", username, password, "admin", false).await {
-                // Another instance starting at the same moment created it.
-                Ok(()) | Err(PrincipalError::Exists) => Ok(Bootstrap::Configured(username.to_owned())),
+                Ok(()) => Ok(Bootstrap::Configured(username.to_owned())),
+                // Another instance starting at the same moment created it: this one did not.
+                Err(PrincipalError::Exists) => Ok(Bootstrap::Existing),
                 Err(error) => Err(error),
             }
         }

@@ -108,7 +108,7 @@ async fn make_backup(database_url: &str, to: &Path, force: bool) -> Result<(), S
         return Err(Stop::not_done(format!("--to {} is the database itself or one of its files", to.display())));
     }
     refuse_existing(to, force)?;
-    let partial = sibling(to, &format!("partial-{}", std::process::id()))?;
+    let partial = sibling(to, &format!("partial-{}", temporary_tag()))?;
     if let Err(error) = copy_with_progress(&source, &partial, "backup").await {
         discard(&partial);
         return Err(Stop::not_done(format!("cannot copy {} to {}: {error}", source.display(), partial.display())));
@@ -187,16 +187,6 @@ async fn restore_backup(database_url: &str, from: &Path, force: bool) -> Result<
             file_name(&target)
         )));
     }
-    let report = verify_file(from).await.map_err(|error| {
-        Stop::not_done(format!("{} could not be checked ({error}); nothing was changed", from.display()))
-    })?;
-    if report.violations() > 0 {
-        return Err(Stop::not_verified(format!(
-            "{} does not verify ({} problem(s), listed above): refusing to restore it; nothing was changed",
-            from.display(),
-            report.violations()
-        )));
-    }
     // Refuse a database in use, or a log left beside a missing one, now, before the copy; both are checked
     // again for the swap.
     if replacing {
@@ -204,7 +194,7 @@ async fn restore_backup(database_url: &str, from: &Path, force: bool) -> Result<
     } else {
         clear_side_files(&target)?;
     }
-    let restoring = sibling(&target, &format!("restoring-{}", std::process::id()))?;
+    let restoring = sibling(&target, &format!("restoring-{}", temporary_tag()))?;
     if let Err(error) = copy_with_progress(from, &restoring, "restore").await {
         discard(&restoring);
         return Err(Stop::not_done(format!(
@@ -212,6 +202,20 @@ async fn restore_backup(database_url: &str, from: &Path, force: bool) -> Result<
             from.display(),
             restoring.display(),
             target.display()
+        )));
+    }
+    // The copy is what is checked, not FILE: what is swapped in is exactly what verified, even if FILE changes
+    // meanwhile.
+    let report = verify_file(&restoring).await.map_err(|error| {
+        discard(&restoring);
+        Stop::not_done(format!("{} could not be checked ({error}); nothing was changed", from.display()))
+    })?;
+    if report.violations() > 0 {
+        discard(&restoring);
+        return Err(Stop::not_verified(format!(
+            "{} does not verify ({} problem(s), listed above): refusing to restore it; nothing was changed",
+            from.display(),
+            report.violations()
         )));
     }
     let kept = swap_in(&target, &restoring, &folder).inspect_err(|_| discard(&restoring))?;
@@ -506,6 +510,20 @@ fn sibling(file: &Path, tag: &str) -> Result<PathBuf, Stop> {
     Ok(folder.join(format!("{}.{tag}", file_name(file))))
 }
 
+/// A temporary file's tag: the process id and random bits, so that neither a container's pid (often the same on
+/// every run) nor a file a killed run left behind collides with this run's.
+fn temporary_tag() -> String {
+    let mut bytes = [0u8; 4];
+    let random = match rand::TryRngCore::try_fill_bytes(&mut rand::rngs::OsRng, &mut bytes) {
+        Ok(()) => crate::hex::encode(&bytes),
+        Err(_) => format!(
+            "{:08x}",
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |since| since.subsec_nanos())
+        ),
+    };
+    format!("{}-{random}", std::process::id())
+}
+
 fn file_name(file: &Path) -> String {
     file.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default()
 }
@@ -542,11 +560,15 @@ fn file_size(file: &Path) -> u64 {
 }
 
 /// Deletes a temporary copy; a copy that cannot be deleted is named, so that it can be deleted by hand.
+/// Deletes a temporary copy and any journal SQLite left beside it.
 fn discard(file: &Path) {
-    match std::fs::remove_file(file) {
-        Ok(()) => {}
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-        Err(error) => eprintln!("warning: cannot delete the temporary copy {}: {error}", file.display()),
+    let side = ["-wal", "-shm", "-journal"].map(|suffix| PathBuf::from(format!("{}{suffix}", file.display())));
+    for path in std::iter::once(file.to_path_buf()).chain(side) {
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => eprintln!("warning: cannot delete the temporary copy {}: {error}", path.display()),
+        }
     }
 }
 
