@@ -6,8 +6,9 @@
 --
 -- Expand only: two nullable columns. The previous build's INSERTs name their columns and leave these NULL, so
 -- it keeps working beside this one during a rolling restart.
--- Both ALTERs take a brief exclusive lock on audit_log, which ledger batches write: fail fast (and retry the
--- migration) rather than queue every batch behind a long reader.
+-- Both ALTERs take a brief exclusive lock on audit_log, which ledger batches write: fail fast rather than
+-- queue every batch behind a long reader (a lock timeout, SQLSTATE 55P03, fails `payledger migrate`, which
+-- changed nothing and is run again).
 SET LOCAL lock_timeout = '5s';
 ALTER TABLE audit_log ADD COLUMN request_id TEXT;
 ALTER TABLE audit_log ADD COLUMN client_address TEXT;

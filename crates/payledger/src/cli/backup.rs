@@ -219,6 +219,9 @@ async fn restore_backup(database_url: &str, from: &Path, force: bool) -> Result<
         )));
     }
     let kept = swap_in(&target, &restoring, &folder).inspect_err(|_| discard(&restoring))?;
+    // The copy now has the database's name; what is left under its temporary one is the empty -wal and -shm
+    // its read-only checks made.
+    discard(&restoring);
     println!(
         "restored {} to {}: {} in {:.1} s",
         from.display(),
@@ -559,8 +562,8 @@ fn file_size(file: &Path) -> u64 {
     std::fs::metadata(file).map(|metadata| metadata.len()).unwrap_or(0)
 }
 
-/// Deletes a temporary copy; a copy that cannot be deleted is named, so that it can be deleted by hand.
-/// Deletes a temporary copy and any journal SQLite left beside it.
+/// Deletes a temporary copy and any journal SQLite left beside it; one that cannot be deleted is named, so
+/// that it can be deleted by hand.
 fn discard(file: &Path) {
     let side = ["-wal", "-shm", "-journal"].map(|suffix| PathBuf::from(format!("{}{suffix}", file.display())));
     for path in std::iter::once(file.to_path_buf()).chain(side) {

@@ -55,8 +55,8 @@ pub async fn healthcheck(url: &str) -> ExitCode {
 }
 
 /// Whether this build may run on the database as it is, without changing it: exit 0 if every migration of
-/// this build is applied (a newer build's too is fine, and said), 1 if some are pending (listed), 2 if it could
-/// not be checked.
+/// this build is applied (a newer build's too is fine, and said), 1 if some are pending or a newer build's
+/// contracting migration leaves this build behind (listed), 2 if it could not be checked.
 pub async fn migrate_check(database_url: &str) -> ExitCode {
     match Store::check_migrations(database_url).await {
         Ok(state) => match state.problems() {

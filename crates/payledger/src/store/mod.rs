@@ -255,11 +255,13 @@ impl Store {
 
     /// Connects read-write to a database that already exists and is fully migrated, for commands that use a
     /// database but must not create or change its schema (`payledger statement import`): a missing SQLite file
-    /// is [`StoreError::NoDatabase`] (nothing is created), pending migrations are [`StoreError::NeedsMigration`].
+    /// is [`StoreError::NoDatabase`] (nothing is created), pending migrations are [`StoreError::NeedsMigration`],
+    /// and a newer build's migration that contracted what this build uses is [`StoreError::TooOld`].
     pub async fn connect_existing(url: &str) -> Result<Store, StoreError> {
-        let refuse_pending = |pending: Vec<String>| match pending.is_empty() {
-            true => Ok(()),
-            false => Err(StoreError::NeedsMigration(pending.join(", "))),
+        let refuse_pending = |state: MigrationState| match (state.pending.is_empty(), state.too_old()) {
+            (false, _) => Err(StoreError::NeedsMigration(state.pending.join(", "))),
+            (true, Some(problem)) => Err(StoreError::TooOld(problem)),
+            (true, None) => Ok(()),
         };
         if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
             let path = Path::new(path);
@@ -268,11 +270,11 @@ impl Store {
             }
             // Checked read-only first: opening read-write sets the journal mode, which writes to the file.
             let probe = SqliteStore::open_read_only(path).await?;
-            refuse_pending(probe.migration_state().await?.pending)?;
+            refuse_pending(probe.migration_state().await?)?;
             Ok(Store::Sqlite(SqliteStore::open_existing(path).await?))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let store = PgStore::connect(url).await?;
-            refuse_pending(store.migration_state().await?.pending)?;
+            refuse_pending(store.migration_state().await?)?;
             Ok(Store::Postgres(store))
         } else {
             Err(StoreError::UnsupportedUrl)
@@ -319,11 +321,16 @@ impl Store {
     /// advisory lock); on SQLite, one process at a time. Stop every instance of an older build first: a
     /// migration may change a key its queries name (0013 does).
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        on_backend!(self, store => store.migrate().await)?;
         // A newer build's migrations are applied around this one's (expand-only), unless one of them removed
-        // what this build still uses: then it must not start.
-        let state = self.migration_state().await?;
-        match state.too_old() {
+        // what this build still uses: then it must not start, nor apply its own. Checked again after the run,
+        // since a newer build may have migrated meanwhile.
+        self.refuse_too_old().await?;
+        on_backend!(self, store => store.migrate().await)?;
+        self.refuse_too_old().await
+    }
+
+    async fn refuse_too_old(&self) -> Result<(), StoreError> {
+        match self.migration_state().await?.too_old() {
             Some(problem) => Err(StoreError::TooOld(problem)),
             None => Ok(()),
         }
