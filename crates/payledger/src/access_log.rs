@@ -82,8 +82,7 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
     if let Some(header) = header {
         response.headers_mut().insert(REQUEST_ID.clone(), header);
     }
-    metrics::counter!("payledger_http_responses_total", "status" => status_label(response.status().as_u16()))
-        .increment(1);
+    responses_counter(response.status().as_u16()).increment(1);
     let _entered = span.enter();
     tracing::info!(
         target: "payledger::access",
@@ -117,22 +116,37 @@ fn warn_of_an_unlisted_proxy(proxies: &crate::origin::TrustedProxies, peer: IpAd
     }
 }
 
-/// The `status` label of `payledger_http_responses_total`: the code for the ones an operator watches, else its
-/// class, so the series stay few.
-fn status_label(status: u16) -> &'static str {
-    match status {
-        200 => "200",
-        201 => "201",
-        400 => "400",
-        401 => "401",
-        403 => "403",
-        404 => "404",
-        409 => "409",
-        413 => "413",
-        422 => "422",
-        429 => "429",
-        500 => "500",
-        503 => "503",
-        _ => ["1xx", "2xx", "3xx", "4xx", "5xx"][usize::from(status / 100).clamp(1, 5) - 1],
-    }
+/// The `status` labels of `payledger_http_responses_total`: the code for the ones an operator watches, else
+/// its class, so the series stay few.
+const STATUS_LABELS: [&str; 17] = [
+    "200", "201", "400", "401", "403", "404", "409", "413", "422", "429", "500", "503", "1xx", "2xx", "3xx", "4xx",
+    "5xx",
+];
+
+/// The counter of answers with `status`. Registered once per label, not looked up by name per request (the
+/// recorder is installed before the first request: `launch` builds the state with it).
+fn responses_counter(status: u16) -> &'static metrics::Counter {
+    static COUNTERS: std::sync::OnceLock<Vec<metrics::Counter>> = std::sync::OnceLock::new();
+    let counters = COUNTERS.get_or_init(|| {
+        STATUS_LABELS
+            .iter()
+            .map(|label| metrics::counter!("payledger_http_responses_total", "status" => *label))
+            .collect()
+    });
+    let index = match status {
+        200 => 0,
+        201 => 1,
+        400 => 2,
+        401 => 3,
+        403 => 4,
+        404 => 5,
+        409 => 6,
+        413 => 7,
+        422 => 8,
+        429 => 9,
+        500 => 10,
+        503 => 11,
+        _ => 11 + usize::from(status / 100).clamp(1, 5),
+    };
+    &counters[index]
 }

@@ -154,7 +154,13 @@ impl RequestId {
             }
         });
         let count = COUNTER.fetch_add(1, Ordering::Relaxed);
-        RequestId(format!("{prefix:016x}{count:016x}").into())
+        // By hand rather than `format!`: this runs for every request.
+        let mut text = [0u8; 32];
+        for (index, digit) in text.iter_mut().enumerate() {
+            let (word, shift) = if index < 16 { (prefix, 60 - 4 * index) } else { (count, 60 - 4 * (index - 16)) };
+            *digit = b"0123456789abcdef"[((word >> shift) & 0xf) as usize];
+        }
+        RequestId(String::from_utf8_lossy(&text).into())
     }
 
     /// The id a trusted proxy sent, already checked by [`TrustedProxies::resolve`].
@@ -307,6 +313,10 @@ mod tests {
         let (a, b) = (RequestId::generate(), RequestId::generate());
         assert_ne!(a, b);
         assert_eq!(a.as_str().len(), 32);
+        assert!(a.as_str().bytes().all(|byte| byte.is_ascii_hexdigit()));
+        // The same process prefix, then a counter: the second is the first plus one.
+        let number = |id: &RequestId| u64::from_str_radix(&id.as_str()[16..], 16).unwrap_or(0);
+        assert_eq!((a.as_str()[..16].to_owned(), number(&a) + 1), (b.as_str()[..16].to_owned(), number(&b)));
     }
 
     #[tokio::test]

@@ -288,7 +288,9 @@ async fn metrics_count_dead_jobs_open_discrepancies_and_answers_by_status() {
     let metrics = client.get(format!("http://{address}/metrics")).send().await.expect("metrics");
     let text = metrics.text().await.expect("text");
     let _ = child.kill();
-    let _ = child.wait();
+    let log = String::from_utf8_lossy(&child.wait_with_output().expect("server output").stderr).into_owned();
+    // The text log, written to a pipe (as to a file or journald), has no terminal colours.
+    assert!(log.contains("payledger::access") && !log.contains('\u{1b}'), "{log}");
     for line in [
         "payledger_jobs_dead 2",
         "payledger_statement_discrepancies_open 0",
