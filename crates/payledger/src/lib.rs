@@ -12,6 +12,7 @@ pub mod config;
 pub mod console;
 pub mod engine;
 pub mod error;
+pub mod events;
 pub mod fields;
 /// The parsers the fuzz targets in `fuzz/` drive; not an API (see the module's own documentation).
 #[doc(hidden)]
