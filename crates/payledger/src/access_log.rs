@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderName, HeaderValue};
+use axum::http::{Extensions, HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
@@ -43,12 +43,26 @@ impl<S: Send + Sync> FromRequestParts<S> for Client {
     /// The client [`observe`] found; a request that did not pass it (a router built without it, in a unit
     /// test) is its TCP peer, without TLS.
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Client, Self::Rejection> {
-        if let Some(client) = parts.extensions.get::<Client>() {
-            return Ok(client.clone());
-        }
-        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
-        Ok(Client { origin: RequestOrigin { id: RequestId::generate(), client: peer }, https: false })
+        Ok(Client::of(&parts.extensions))
     }
+}
+
+impl Client {
+    /// The client [`observe`] found in a request's extensions; a request that did not pass it (a router built
+    /// without it, in a unit test) is its TCP peer, without TLS.
+    pub fn of(extensions: &Extensions) -> Client {
+        match extensions.get::<Client>() {
+            Some(client) => client.clone(),
+            None => {
+                Client { origin: RequestOrigin { id: RequestId::generate(), client: peer(extensions) }, https: false }
+            }
+        }
+    }
+}
+
+/// The TCP peer of a request, as the listener recorded it.
+fn peer(extensions: &Extensions) -> Option<IpAddr> {
+    extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip())
 }
 
 /// Records the signed-in user on the request's span, so the access line (and every later line) names them.
@@ -60,8 +74,7 @@ pub fn record_user(username: &str) {
 /// scope, then writes the access line and echoes the id.
 pub async fn observe(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
-    let (client, https, id) = match peer {
+    let (client, https, id) = match peer(request.extensions()) {
         Some(peer) => {
             warn_of_an_unlisted_proxy(&state.trusted_proxies, peer, request.headers());
             let forwarded = state.trusted_proxies.resolve(peer, request.headers());

@@ -7,10 +7,10 @@
 //! new endpoint is closed until someone decides who may call it.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::{Mutex, PoisonError};
 
-use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Request, State};
+use axum::extract::{FromRequestParts, MatchedPath, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, header};
 use axum::middleware::Next;
@@ -262,10 +262,7 @@ pub async fn guard(
     // Every route this layer wraps has a matched path; were one to lack it, it gets the closed default.
     let route = request.extensions().get::<MatchedPath>().map_or("", MatchedPath::as_str);
     let gate = gate(request.method(), route);
-    let client = match request.extensions().get::<Client>() {
-        Some(client) => client.address(),
-        None => request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip()),
-    };
+    let client = Client::of(request.extensions()).address();
     match admit(&state, gate, request.headers(), client).await {
         Ok(caller) => {
             if let Caller::User(principal) = &caller {

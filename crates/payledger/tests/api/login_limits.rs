@@ -1,22 +1,12 @@
 //! Login rate limits per username as well as per address, against the real server: clients bound to distinct
 //! loopback addresses (127.0.0.x, all routed to the server on Linux) play an attacker with many addresses.
 
-use std::net::{IpAddr, Ipv4Addr};
-
 use serde_json::{Value, json};
 
 use crate::common::console::submit_login;
-use crate::common::{self, Backend, TestDb, TestServer};
+use crate::common::{self, Backend, TestDb, TestServer, from_loopback as from};
 
 const PASSWORD: &str = "vera's long enough password";
-
-/// A client whose connections come from `127.0.0.<last>`.
-fn from(last: u8) -> reqwest::Client {
-    reqwest::Client::builder()
-        .local_address(IpAddr::V4(Ipv4Addr::new(127, 0, 0, last)))
-        .build()
-        .expect("client bound to a loopback address")
-}
 
 /// A token request from `127.0.0.<last>`: its status, `Retry-After` and body.
 async fn token(server: &TestServer, last: u8, username: &str, password: &str) -> (u16, Option<u64>, Value) {

@@ -3,26 +3,16 @@
 //! use them. Clients bound to distinct loopback addresses play the proxy (127.0.0.5, trusted) and a client
 //! that reaches the server directly (127.0.0.6, not trusted).
 
-use std::net::{IpAddr, Ipv4Addr};
-
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::common::{self, Backend, TestDb, TestServer, notice, on_both_backends};
+use crate::common::{self, Backend, TestDb, TestServer, from_loopback as from, notice, on_both_backends};
 
 const PROXY: u8 = 5;
 const DIRECT: u8 = 6;
 /// The only network the bank may post from.
 const BANK_NETWORK: &str = "203.0.113.0/24";
 const INN: &str = "7707083893";
-
-/// A client whose connections come from `127.0.0.<last>`.
-fn from(last: u8) -> reqwest::Client {
-    reqwest::Client::builder()
-        .local_address(IpAddr::V4(Ipv4Addr::new(127, 0, 0, last)))
-        .build()
-        .expect("client bound to a loopback address")
-}
 
 async fn proxied_server(db: &TestDb) -> TestServer {
     let mut settings = common::settings(db);

@@ -6,7 +6,7 @@ pub mod console;
 pub mod load;
 pub mod statements;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use payledger::config::{ConflictPolicy, Settings, WebhookMode};
@@ -371,3 +371,12 @@ macro_rules! on_both_backends {
     };
 }
 pub(crate) use on_both_backends;
+
+/// A client whose connections come from `127.0.0.<last>` (all of 127.0.0.0/8 reaches the server on Linux):
+/// several clients with addresses of their own, for rate limits and trusted proxies.
+pub fn from_loopback(last: u8) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(IpAddr::V4(Ipv4Addr::new(127, 0, 0, last)))
+        .build()
+        .expect("client bound to a loopback address")
+}
