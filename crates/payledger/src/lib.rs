@@ -31,6 +31,7 @@ pub mod store;
 pub mod telemetry;
 pub mod timefmt;
 pub mod vault;
+pub mod views;
 pub mod webhook;
 pub mod workers;
 

@@ -7,11 +7,9 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use payledger_core::balances::{ActivityKind, OrderId};
-use payledger_core::money::format_minor;
 use payledger_core::{BalanceOperation, OrderKey, ServiceId, UserId};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
@@ -24,9 +22,9 @@ use crate::engine::balances::{BalanceOutcome, OperationResult, Renderer};
 use crate::error::{ApiError, ErrorBody};
 use crate::fields::{FieldErrors, JsonObject, parse_amount, parse_integer};
 use crate::idempotency::IdempotencyKey;
-use crate::store::batch::{ActivityLine, StoredResponse};
+use crate::store::batch::StoredResponse;
 use crate::store::{ActivityRow, HistoryCursor, HistoryPage, HistorySort};
-use crate::timefmt::serde_rfc3339;
+use crate::views::{LineFacts, TransactionObject};
 
 /// The largest balance-operation body accepted, in bytes.
 pub const MAX_OPERATION_BODY_BYTES: usize = 16 * 1024;
@@ -40,137 +38,21 @@ pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// The response header set on a replayed response.
 pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 
-/// One line of a user's history: the original service's transaction object, plus where the money came
-/// from or went and why.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TransactionObject {
-    /// The line's id.
-    #[schema(example = 17)]
-    pub id: i64,
-    /// The user (the original service's foreign key).
-    #[schema(example = 1)]
-    pub user: i64,
-    /// The user.
-    #[schema(example = 1)]
-    pub user_id: i64,
-    /// The operation's amount in roubles, as the original service shows it: positive for a deposit, a
-    /// reservation, a revenue recognition, a release, a transfer received and every payout line; negative
-    /// for the sender's side of a transfer and for a withdrawal. What the line did to the balances is in
-    /// `available_change` and `reserved_change`.
-    #[schema(example = "100.00")]
-    pub amount: String,
-    /// The line's signed effect on the user's available balance in roubles: negative when money left it
-    /// (a reservation, a transfer sent, a withdrawal, a payout hold), zero for a revenue recognition (the
-    /// money had already left it when it was reserved). The lines of a history add up to the balance.
-    #[schema(example = "100.00")]
-    pub available_change: String,
-    /// The line's signed effect on the user's reserved money in roubles.
-    #[schema(example = "0.00")]
-    pub reserved_change: String,
-    /// `deposit`, `reservation`, `revenue_recognition`, `release`, `transfer` or `withdrawal`.
-    #[schema(example = "deposit")]
-    pub transaction_type: &'static str,
-    /// Where the money came from or went, and why.
-    #[schema(example = "deposit")]
-    pub comment: String,
-    /// The other user of a transfer.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub counterparty_id: Option<i64>,
-    /// The service of a reservation, revenue recognition or release.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub service_id: Option<i64>,
-    /// The order of a reservation, revenue recognition or release.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub order_id: Option<i64>,
-    /// The payout of a payout hold, payment, release or return.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub payout_id: Option<uuid::Uuid>,
-    /// When it was applied.
-    #[serde(with = "serde_rfc3339")]
-    #[schema(value_type = String, format = DateTime, example = "2024-07-01T12:00:00.123456Z")]
-    pub created_at: OffsetDateTime,
-}
-
-/// The fields a history line is printed from, whether it was just applied or read back.
-struct LineFacts {
-    id: i64,
-    user: i64,
-    kind: ActivityKind,
-    /// The signed effect on the available balance.
-    amount: i64,
-    held_change: i64,
-    counterparty: Option<i64>,
-    order: Option<(i64, i64)>,
-    payout: Option<uuid::Uuid>,
-    created_at: OffsetDateTime,
-}
-
-impl TransactionObject {
-    fn new(line: LineFacts) -> TransactionObject {
-        let payout_text = |id: Option<uuid::Uuid>| id.map(|id| id.to_string()).unwrap_or_default();
-        let order_text = |(service, order): (i64, i64)| format!("order {order} of service {service}");
-        let comment = match (line.kind, line.counterparty, line.order) {
-            (ActivityKind::Transfer, Some(other), _) if line.amount < 0 => format!("transfer to user {other}"),
-            (ActivityKind::Transfer, Some(other), _) => format!("transfer from user {other}"),
-            (ActivityKind::Reservation, _, Some(order)) => format!("reserved for {}", order_text(order)),
-            (ActivityKind::RevenueRecognition, _, Some(order)) => {
-                format!("paid {} for {} from reserved funds", format_minor(-line.held_change, 2), order_text(order))
-            }
-            (ActivityKind::Release, _, Some(order)) => format!("reservation for {} released", order_text(order)),
-            (ActivityKind::PayoutHold, _, _) => format!("held for payout {}", payout_text(line.payout)),
-            (ActivityKind::Payout, _, _) => format!("paid out by payout {}", payout_text(line.payout)),
-            (ActivityKind::PayoutRelease, _, _) => {
-                format!("payout {} did not go through; hold released", payout_text(line.payout))
-            }
-            (ActivityKind::PayoutReturn, _, _) => format!("payout {} returned", payout_text(line.payout)),
-            (kind, _, _) => kind.as_str().to_owned(),
-        };
-        TransactionObject {
-            id: line.id,
-            user: line.user,
-            user_id: line.user,
-            amount: format_minor(line.kind.operation_amount(line.amount, line.held_change), 2),
-            available_change: format_minor(line.amount, 2),
-            reserved_change: format_minor(line.held_change, 2),
-            transaction_type: line.kind.as_str(),
-            comment,
-            counterparty_id: line.counterparty,
-            service_id: line.order.map(|(service, _)| service),
-            order_id: line.order.map(|(_, order)| order),
-            payout_id: line.payout,
-            created_at: line.created_at,
-        }
-    }
-
-    fn from_line(line: &ActivityLine) -> TransactionObject {
-        TransactionObject::new(LineFacts {
-            id: line.id,
-            user: line.user.get(),
-            kind: line.kind,
-            amount: line.amount,
-            held_change: line.held_change,
-            counterparty: line.counterparty.map(UserId::get),
-            order: line.order.map(|(service, order)| (service.get(), order.get())),
-            payout: line.payout,
-            created_at: line.created_at,
-        })
-    }
-
-    fn from_row(user: i64, row: ActivityRow) -> Result<TransactionObject, ApiError> {
-        let kind = ActivityKind::parse(&row.kind)
-            .ok_or_else(|| crate::store::StoreError::Corrupt(format!("history line {}: kind {}", row.id, row.kind)))?;
-        Ok(TransactionObject::new(LineFacts {
-            id: row.id,
-            user,
-            kind,
-            amount: row.amount,
-            held_change: row.held_change,
-            counterparty: row.counterparty,
-            order: row.service_id.zip(row.order_id),
-            payout: row.payout_id,
-            created_at: row.created_at,
-        }))
-    }
+/// A stored history line as the API shows it.
+fn transaction_from_row(user: i64, row: ActivityRow) -> Result<TransactionObject, ApiError> {
+    let kind = ActivityKind::parse(&row.kind)
+        .ok_or_else(|| crate::store::StoreError::Corrupt(format!("history line {}: kind {}", row.id, row.kind)))?;
+    Ok(TransactionObject::new(LineFacts {
+        id: row.id,
+        user,
+        kind,
+        amount: row.amount,
+        held_change: row.held_change,
+        counterparty: row.counterparty,
+        order: row.service_id.zip(row.order_id),
+        payout: row.payout_id,
+        created_at: row.created_at,
+    }))
 }
 
 /// Both sides of a transfer.
@@ -756,7 +638,6 @@ pub async fn history(
         .last()
         .filter(|_| more)
         .map(|row| encode_cursor(sort, descending, HistoryCursor { amount: row.amount, id: row.id }));
-    let results =
-        rows.into_iter().map(|row| TransactionObject::from_row(user.get(), row)).collect::<Result<Vec<_>, _>>()?;
+    let results = rows.into_iter().map(|row| transaction_from_row(user.get(), row)).collect::<Result<Vec<_>, _>>()?;
     Ok(Json(HistoryAnswer { results, next_cursor }))
 }

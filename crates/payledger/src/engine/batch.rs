@@ -15,7 +15,7 @@ use super::payouts::{PayoutCommand, PayoutOutcome, PayoutStates};
 use super::reconcile::BatchReconciliation;
 use crate::origin::RequestOrigin;
 use crate::store::batch::{
-    ConflictRecord, NoticeClaim, NoticeStatus, NoticeUpdate, Plan, RejectedNotice, StoredNotice,
+    ConflictRecord, NewEvent, NoticeClaim, NoticeStatus, NoticeUpdate, Plan, RejectedNotice, StoredNotice,
 };
 
 /// The ledger transaction kind of a credited bank payment.
@@ -263,7 +263,7 @@ pub fn decide(
     let mut outcomes: Vec<Option<WriteOutcome>> = vec![None; commands.len()];
     for index in reconciliation_order(commands) {
         let command = &commands[index];
-        let audited = plan.audit.len();
+        let (audited, marks) = (plan.audit.len(), super::events::EventMarks::of(&plan));
         let outcome = match command {
             WriteCommand::IntakeNotice { notice, apply, raw, tolerance_days } => {
                 let id = notice.operation_id;
@@ -332,6 +332,7 @@ pub fn decide(
         if let Some(Some(origin)) = origins.get(index) {
             plan.audit[audited..].iter_mut().for_each(|entry| entry.origin = Some(origin.clone()));
         }
+        super::events::report(command, &outcome, marks, payouts, &mut plan);
         outcomes[index] = Some(outcome);
     }
     plan.holds = balances.hold_writes();
@@ -471,6 +472,8 @@ fn credit(
 ) -> WriteOutcome {
     match super::reconcile::post_credit(notice, transaction_id, accounts, sheet, plan) {
         Ok(()) => {
+            let data = crate::events::payloads::credited(notice, "webhook", transaction_id);
+            plan.events.push(NewEvent::new(crate::events::EventType::BankPaymentCredited.as_str(), data));
             if update_when_applied {
                 plan.notice_updates.push(NoticeUpdate {
                     operation_id: notice.operation_id,

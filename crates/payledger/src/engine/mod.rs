@@ -21,6 +21,7 @@
 pub mod audit;
 pub mod balances;
 pub mod batch;
+mod events;
 mod failure;
 pub mod judging;
 pub mod payouts;

@@ -166,6 +166,27 @@ pub struct Plan {
     pub matched_payments: Vec<i64>,
     /// Imports this batch finished: marked `complete` (their rows were locked in the import phase).
     pub completed_imports: Vec<i64>,
+    /// Outbound events reporting this batch's changes (the outbox), in the order the changes were decided.
+    pub events: Vec<NewEvent>,
+}
+
+/// An outbound event to write in its change's batch. Its `seq` (its version) is taken when it is written, after
+/// the batch holds the locks of what it reports; the same write makes its deliveries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    /// What receivers see as `webhook-id`: `evt_` and 32 hex digits.
+    pub id: String,
+    /// Its type's name, e.g. `bank_payment.credited`.
+    pub kind: &'static str,
+    /// The resource as the API shows it, a JSON object without its version.
+    pub data: String,
+}
+
+impl NewEvent {
+    /// A new event with a fresh id.
+    pub fn new(kind: &'static str, data: String) -> NewEvent {
+        NewEvent { id: format!("evt_{}", Uuid::now_v7().simple()), kind, data }
+    }
 }
 
 /// A response as the client first got it; a replay sends exactly this.

@@ -8,11 +8,14 @@
 //! rows they return are in `rows.rs` and `payouts.rs`.
 
 pub mod batch;
+pub mod event_rows;
 pub mod payouts;
 mod postgres;
+mod postgres_events;
 mod postgres_writer;
 mod rows;
 mod sqlite;
+mod sqlite_events;
 mod sqlite_writer;
 mod statement_rows;
 

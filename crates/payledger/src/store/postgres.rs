@@ -170,6 +170,15 @@ super::queries::principals::principal_queries!(
     for_update: " FOR UPDATE",
     bind_time: std::convert::identity
 );
+super::queries::events::event_queries!(
+    PgStore,
+    reader: pool,
+    writer: pool,
+    begin_write: "BEGIN",
+    skip_locked: "FOR UPDATE SKIP LOCKED",
+    next_seq: "nextval('events_seq')",
+    bind_time: std::convert::identity
+);
 super::queries::csv_mappings::csv_mapping_queries!(PgStore, writer: pool, bind_time: std::convert::identity);
 super::queries::tokens::token_queries!(PgStore, writer: pool, begin_write: "BEGIN", bind_time: std::convert::identity);
 super::queries::audit::audit_queries!(PgStore, reader: pool, writer: pool, bind_time: std::convert::identity);

@@ -28,7 +28,7 @@ mod statements;
 
 /// One batch transaction on a pooled connection.
 pub struct PgBatch {
-    tx: Transaction<'static, Postgres>,
+    pub(super) tx: Transaction<'static, Postgres>,
 }
 
 impl PgBatch {
@@ -754,6 +754,7 @@ impl BatchTx for PgBatch {
             matches_by_operation,
             matched_payments,
             completed_imports,
+            events,
         } = plan;
         // The statements run in the order they always have: the unused accounts are deleted only after the
         // balances are written, so an account the batch did put money in stays.
@@ -773,6 +774,7 @@ impl BatchTx for PgBatch {
         self.write_new_discrepancies(new_discrepancies, now).await?;
         self.write_discrepancy_updates(discrepancy_updates, now).await?;
         self.finish_writes(completed_imports, matched_payments, now).await?;
+        self.write_events(events, now).await?;
         Ok(())
     }
 

@@ -208,6 +208,15 @@ super::queries::principals::principal_queries!(
     for_update: "",
     bind_time: crate::timefmt::sqlite_text
 );
+super::queries::events::event_queries!(
+    SqliteStore,
+    reader: reader,
+    writer: writer,
+    begin_write: "BEGIN IMMEDIATE",
+    skip_locked: "",
+    next_seq: "(SELECT COALESCE(MAX(seq), 0) + 1 FROM events)",
+    bind_time: crate::timefmt::sqlite_text
+);
 super::queries::csv_mappings::csv_mapping_queries!(SqliteStore, writer: writer, bind_time: crate::timefmt::sqlite_text);
 super::queries::tokens::token_queries!(
     SqliteStore,

@@ -70,7 +70,7 @@ impl SqliteWriter {
 
 /// One batch transaction on the writer connection.
 pub struct SqliteBatch<'c> {
-    tx: Transaction<'c>,
+    pub(super) tx: Transaction<'c>,
 }
 
 fn parse_time(text: &str) -> Result<OffsetDateTime, StoreError> {
@@ -758,6 +758,7 @@ impl BatchTx for SqliteBatch<'_> {
             matches_by_operation,
             matched_payments,
             completed_imports,
+            events,
         } = plan;
         let now = sqlite_text(now);
         // The statements run in the order they always have: the unused accounts are deleted only after the
@@ -783,6 +784,7 @@ impl BatchTx for SqliteBatch<'_> {
         self.write_new_discrepancies(new_discrepancies, &now)?;
         self.write_discrepancy_updates(discrepancy_updates, &now)?;
         self.finish_writes(completed_imports, matched_payments, &now)?;
+        self.write_events(events, &now)?;
         Ok(())
     }
 

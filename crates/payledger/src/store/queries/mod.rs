@@ -9,6 +9,7 @@ pub mod accounts;
 pub mod audit;
 pub mod balances;
 pub mod csv_mappings;
+pub mod events;
 pub mod jobs;
 pub mod notices;
 pub mod payouts;

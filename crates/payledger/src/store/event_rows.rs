@@ -1,0 +1,172 @@
+//! The rows of outbound events: endpoints, deliveries and their attempts, as the store reads and writes them
+//! outside ledger batches (an event itself is written only by a batch: `batch::NewEvent`).
+
+use time::OffsetDateTime;
+
+/// A receiver the company registered.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EndpointRow {
+    /// `ep_` and 32 hex digits.
+    pub id: String,
+    /// Where deliveries go.
+    pub url: String,
+    /// Free text.
+    pub description: String,
+    /// Whether new events are delivered to it and its pending deliveries are sent.
+    pub enabled: bool,
+    /// Why it was disabled (an operator, a 410, the failure window).
+    pub disabled_reason: Option<String>,
+    /// The signing secret, encrypted by the card vault.
+    pub secret: String,
+    /// The secret before the last rotation, encrypted, while it still signs.
+    pub previous_secret: Option<String>,
+    /// Until when the previous secret signs.
+    pub previous_secret_until: Option<OffsetDateTime>,
+    /// The most deliveries a second this endpoint gets from one process, if limited.
+    pub rate_limit_per_second: Option<i32>,
+    /// Since when every attempt to it failed (none while its last attempt succeeded).
+    pub failing_since: Option<OffsetDateTime>,
+    /// The event types it wants (`*` for all but the ones that must be named), ascending.
+    pub event_types: Vec<String>,
+    /// When it was registered.
+    pub created_at: OffsetDateTime,
+    /// When it last changed.
+    pub updated_at: OffsetDateTime,
+}
+
+impl std::fmt::Debug for EndpointRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EndpointRow").field("id", &self.id).field("enabled", &self.enabled).finish_non_exhaustive()
+    }
+}
+
+/// What an update of an endpoint changes; `None` keeps the field.
+#[derive(Debug, Clone, Default)]
+pub struct EndpointChange {
+    /// A new URL.
+    pub url: Option<String>,
+    /// A new description.
+    pub description: Option<String>,
+    /// Enable (clears the reason and the failure window) or disable with a reason.
+    pub enabled: Option<(bool, Option<String>)>,
+    /// A new rate limit (`Some(None)` removes it).
+    pub rate_limit_per_second: Option<Option<i32>>,
+    /// New event types, replacing the old ones.
+    pub event_types: Option<Vec<String>>,
+    /// A rotation: the new encrypted secret, and the old one with the end of its overlap.
+    pub rotation: Option<(String, Option<(String, OffsetDateTime)>)>,
+}
+
+/// A delivery a worker claimed, with what it needs to send it.
+#[derive(Clone)]
+pub struct ClaimedDelivery {
+    /// The delivery.
+    pub id: i64,
+    /// Attempts so far, this one included.
+    pub attempts: i32,
+    /// The event's number, also its `version`.
+    pub event_seq: i64,
+    /// `evt_…`.
+    pub event_id: String,
+    /// The event's type.
+    pub event_type: String,
+    /// The event's data, without its version.
+    pub event_data: String,
+    /// When the event happened.
+    pub event_created_at: OffsetDateTime,
+    /// The endpoint.
+    pub endpoint_id: String,
+    /// Its URL.
+    pub url: String,
+    /// Its secret, encrypted.
+    pub secret: String,
+    /// Its previous secret, encrypted, while it still signs.
+    pub previous_secret: Option<String>,
+    /// Until when it signs.
+    pub previous_secret_until: Option<OffsetDateTime>,
+    /// Its rate limit.
+    pub rate_limit_per_second: Option<i32>,
+}
+
+impl std::fmt::Debug for ClaimedDelivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClaimedDelivery")
+            .field("id", &self.id)
+            .field("event_id", &self.event_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How an attempt ends its delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryEnd {
+    /// Received (2xx).
+    Succeeded,
+    /// Tried again at this time.
+    RetryAt(OffsetDateTime),
+    /// No attempts left: failed (an operator may replay it).
+    Failed,
+    /// Not attempted (the endpoint's rate limit, shutdown): due again at this time, the attempt not counted.
+    Deferred(OffsetDateTime),
+}
+
+/// One attempt's result, to record.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    /// The delivery.
+    pub delivery_id: i64,
+    /// Its endpoint.
+    pub endpoint_id: String,
+    /// The receiver's HTTP status, if it answered.
+    pub status_code: Option<i32>,
+    /// How long the attempt took.
+    pub duration_ms: i64,
+    /// The first 4 KiB of the answer.
+    pub response: Option<String>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// What becomes of the delivery.
+    pub end: DeliveryEnd,
+    /// The receiver answered 410 Gone: disable the endpoint.
+    pub gone: bool,
+}
+
+/// A delivery as the delivery log shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryRow {
+    /// The delivery.
+    pub id: i64,
+    /// `evt_…`.
+    pub event_id: String,
+    /// The event's type.
+    pub event_type: String,
+    /// `pending`, `succeeded` or `failed`.
+    pub status: String,
+    /// Attempts so far.
+    pub attempts: i32,
+    /// When it is next tried (pending).
+    pub next_attempt_at: OffsetDateTime,
+    /// The last answer's HTTP status.
+    pub last_status_code: Option<i32>,
+    /// The last error.
+    pub last_error: Option<String>,
+    /// When the event happened.
+    pub created_at: OffsetDateTime,
+    /// When it last changed.
+    pub updated_at: OffsetDateTime,
+}
+
+/// One attempt as the delivery log shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptRow {
+    /// When.
+    pub attempted_at: OffsetDateTime,
+    /// The receiver's HTTP status.
+    pub status_code: Option<i32>,
+    /// How long it took.
+    pub duration_ms: i64,
+    /// The first 4 KiB of the answer (admins only).
+    pub response: Option<String>,
+    /// Why it failed.
+    pub error: Option<String>,
+}
