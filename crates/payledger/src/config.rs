@@ -406,6 +406,9 @@ pub struct PayoutArgs {
     /// longer than a gateway call can take.
     #[arg(long, env = "PAYLEDGER_JOB_LEASE_SECONDS", default_value_t = 60)]
     pub lease_seconds: u64,
+    /// Outbound events, delivered by the same processes' workers.
+    #[command(flatten)]
+    pub events: crate::events::settings::EventArgs,
 }
 
 /// Which payment gateway pays payouts.
@@ -515,6 +518,8 @@ pub struct PayoutSettings {
     pub lease: std::time::Duration,
     /// How long an idle worker waits before looking for due jobs again.
     pub poll: std::time::Duration,
+    /// Outbound events' delivery workers, receivers and retries.
+    pub events: crate::events::settings::EventSettings,
 }
 
 impl Default for PayoutSettings {
@@ -527,6 +532,7 @@ impl Default for PayoutSettings {
             retry_base: std::time::Duration::from_secs(1),
             lease: std::time::Duration::from_secs(60),
             poll: std::time::Duration::from_millis(200),
+            events: crate::events::settings::EventSettings::default(),
         }
     }
 }
@@ -578,6 +584,7 @@ impl PayoutArgs {
             retry_base: std::time::Duration::from_millis(self.retry_base_ms.max(1)),
             lease: std::time::Duration::from_secs(self.lease_seconds.max(1)),
             poll: PayoutSettings::default().poll,
+            events: self.events.settings()?,
         })
     }
 }

@@ -40,6 +40,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Worker(args)) => args.clone(),
         _ => serve.payouts.clone(),
     };
+    let mut payouts = payout_args.settings()?;
+    payouts.events.require_https = serve.profile == payledger::config::Profile::Production;
     let settings = Settings {
         profile: serve.profile,
         database_url: database_url.clone(),
@@ -57,7 +59,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             login_attempts_per_minute: serve.login_rate_per_minute,
             login_failures_per_username_per_minute: serve.login_failures_per_username_per_minute,
         },
-        payouts: payout_args.settings()?,
+        payouts,
         request_timeout: std::time::Duration::from_secs(serve.request_timeout_seconds.max(1)),
         shutdown_drain: std::time::Duration::from_secs(serve.shutdown_drain_seconds),
         shutdown_grace: std::time::Duration::from_secs(serve.shutdown_grace_seconds),

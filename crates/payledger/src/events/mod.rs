@@ -8,6 +8,7 @@
 //! (`schedule.rs`).
 
 pub mod payloads;
+pub mod settings;
 pub mod signature;
 
 /// Every event type payledger sends. The names are part of the API: receivers switch on them.
