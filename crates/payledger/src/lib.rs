@@ -178,6 +178,22 @@ fn payout_parts(
     Ok((payouts::Payouts::new(engine.clone(), Arc::new(vault), settings.payouts.max_attempts), gateway))
 }
 
+/// Starts `payout_workers` payout workers and the configured event delivery workers, all told to stop by
+/// `stop`, in one set.
+fn spawn_workers(
+    settings: &Settings,
+    context: workers::WorkerContext,
+    payout_workers: usize,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinSet<()>> {
+    let events = &settings.payouts.events;
+    let deliveries = events::delivery::DeliveryContext::new(context.store.clone(), context.payouts.shared_vault(), events.clone())?;
+    // One set, so a shutdown waits for both kinds alike.
+    let mut running = workers::spawn(context, payout_workers, stop.clone());
+    events::delivery::spawn(&mut running, deliveries, events.workers, stop);
+    Ok(running)
+}
+
 /// Runs payout workers only (`payledger worker`) until `shutdown` resolves: they finish the jobs in hand and
 /// the ledger writer drains its queue before this returns, within the shutdown's grace period.
 pub async fn run_workers(
@@ -204,7 +220,7 @@ pub async fn run_workers(
     let context =
         workers::WorkerContext { store, payouts: payout_service, gateway, settings: settings.payouts.clone() };
     let count = settings.payouts.workers.max(1);
-    let mut running = workers::spawn(context, count, stopped);
+    let mut running = spawn_workers(&settings, context, count, stopped)?;
     tracing::info!(workers = count, database = %redact_url(&settings.database_url), "payout workers running");
     shutdown.await;
     let _ = stop.send(true);
@@ -283,7 +299,7 @@ pub async fn launch(
         gateway,
         settings: settings.payouts.clone(),
     };
-    let mut payout_workers = workers::spawn(worker_context, settings.payouts.workers, applier_stopped);
+    let mut background = spawn_workers(&settings, worker_context, settings.payouts.workers, applier_stopped)?;
 
     let (_, openapi) = router::api();
     // Only the flag goes to the shutdown future: a clone of the state there would keep the engine's handles,
@@ -340,7 +356,7 @@ pub async fn launch(
     // listener closed. Let them and the writer finish, all before the grace period ends.
     let rest = async {
         let _ = applier.await;
-        while payout_workers.join_next().await.is_some() {}
+        while background.join_next().await.is_some() {}
         writer.stopped().await;
     };
     stop_by(deadline, rest).await;

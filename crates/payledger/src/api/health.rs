@@ -102,6 +102,8 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         Ok(Ok(attention)) => {
             metrics::gauge!("payledger_jobs_dead").set(attention.dead_jobs as f64);
             metrics::gauge!("payledger_statement_discrepancies_open").set(attention.open_discrepancies as f64);
+            metrics::gauge!("payledger_webhook_endpoints_disabled").set(attention.disabled_endpoints as f64);
+            metrics::gauge!("payledger_event_deliveries_pending").set(attention.pending_deliveries as f64);
             metrics::gauge!("payledger_database_counts_ok").set(1.0);
         }
         Ok(Err(error)) => {

@@ -29,6 +29,10 @@ pub struct EventArgs {
     /// How long a rotated-out secret still signs, in hours (both signatures are sent meanwhile).
     #[arg(long, env = "PAYLEDGER_EVENT_SECRET_OVERLAP_HOURS", default_value_t = 24)]
     pub event_secret_overlap_hours: u64,
+    /// How many days events, their finished deliveries and the attempts are kept (the delivery log and what a
+    /// recovery can replay).
+    #[arg(long, env = "PAYLEDGER_EVENT_RETENTION_DAYS", default_value_t = 30)]
+    pub event_retention_days: u64,
 }
 
 /// What [`EventArgs`] resolve to.
@@ -52,6 +56,8 @@ pub struct EventSettings {
     pub lease: Duration,
     /// How long an idle worker waits before looking for due deliveries again.
     pub poll: Duration,
+    /// How long events and the delivery log are kept.
+    pub retention: Duration,
 }
 
 impl Default for EventSettings {
@@ -66,6 +72,7 @@ impl Default for EventSettings {
             require_https: false,
             lease: Duration::from_secs(60),
             poll: Duration::from_millis(200),
+            retention: Duration::from_secs(30 * 86_400),
         }
     }
 }
@@ -93,9 +100,11 @@ impl EventArgs {
             failure_window: Duration::from_secs(self.event_failure_window_hours.max(1).saturating_mul(3600)),
             secret_overlap: Duration::from_secs(self.event_secret_overlap_hours.saturating_mul(3600)),
             require_https: false,
-            // Twice the longest attempt and a margin: a lease must not expire while its attempt still runs.
-            lease: timeout * 2 + Duration::from_secs(30),
+            // The longest attempt and a margin for the claim and the record: a lease must not expire while its
+            // attempts still run (they are sent together and bounded by the timeout).
+            lease: timeout + Duration::from_secs(10),
             poll: EventSettings::default().poll,
+            retention: Duration::from_secs(self.event_retention_days.max(1).saturating_mul(86_400)),
         })
     }
 }

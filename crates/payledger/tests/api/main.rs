@@ -16,6 +16,7 @@ mod console;
 mod crash;
 mod deploy;
 mod docs;
+mod events;
 mod faults;
 mod gateway;
 mod layout;

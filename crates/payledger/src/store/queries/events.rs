@@ -462,6 +462,54 @@ macro_rules! event_queries {
                 Ok(replayed)
             }
 
+            pub(in crate::store) async fn prune_events(
+                &self,
+                before: time::OffsetDateTime,
+                limit: i64,
+            ) -> Result<u64, $crate::store::StoreError> {
+                use sqlx::Row;
+                // The oldest events, in log order; those before the cutoff time end the prefix that may go. (A
+                // filter on the time in SQL would walk the whole log once nothing is old enough.)
+                let oldest = sqlx::query("SELECT seq, created_at FROM events ORDER BY seq LIMIT $1")
+                    .bind(limit)
+                    .fetch_all(&self.$reader)
+                    .await?;
+                let mut last = None;
+                for row in &oldest {
+                    let created_at: time::OffsetDateTime = row.try_get(1)?;
+                    if created_at >= before {
+                        break;
+                    }
+                    last = Some(row.try_get::<i64, _>(0)?);
+                }
+                let Some(last) = last else { return Ok(0) };
+                let mut tx = self.$writer.begin_with($begin_write).await?;
+                let mut pruned = sqlx::query(
+                    "DELETE FROM delivery_attempts WHERE delivery_id IN (
+                         SELECT id FROM event_deliveries WHERE event_seq <= $1 AND status <> 'pending')",
+                )
+                .bind(last)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                pruned += sqlx::query("DELETE FROM event_deliveries WHERE event_seq <= $1 AND status <> 'pending'")
+                    .bind(last)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                // An event with a delivery still pending stays until it is sent or fails.
+                pruned += sqlx::query(
+                    "DELETE FROM events WHERE seq <= $1
+                       AND NOT EXISTS (SELECT 1 FROM event_deliveries d WHERE d.event_seq = events.seq)",
+                )
+                .bind(last)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                tx.commit().await?;
+                Ok(pruned)
+            }
+
             pub(in crate::store) async fn send_ping(
                 &self,
                 endpoint: &str,
@@ -585,6 +633,12 @@ impl Store {
         now: OffsetDateTime,
     ) -> Result<u64, StoreError> {
         on_backend!(self, store => store.replay_deliveries(endpoint, delivery, since, audit, now).await)
+    }
+
+    /// Deletes the oldest events (at most `limit`) from before `before`, with their finished deliveries and those
+    /// deliveries' attempts; an event with a pending delivery stays. How many rows went.
+    pub async fn prune_events(&self, before: OffsetDateTime, limit: i64) -> Result<u64, StoreError> {
+        on_backend!(self, store => store.prune_events(before, limit).await)
     }
 
     /// Writes a `ping` event for one endpoint and its delivery; the delivery's id.

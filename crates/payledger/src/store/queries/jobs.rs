@@ -37,13 +37,17 @@ macro_rules! job_queries {
             pub(in crate::store) async fn attention(
                 &self,
             ) -> Result<$crate::store::Attention, $crate::store::StoreError> {
-                let (dead_jobs, open_discrepancies): (i64, i64) = sqlx::query_as(
-                    "SELECT (SELECT COUNT(*) FROM jobs WHERE status = 'dead'),
-                            (SELECT COUNT(*) FROM statement_discrepancies WHERE state = 'open')",
-                )
-                .fetch_one(&self.$reader)
-                .await?;
-                Ok($crate::store::Attention { dead_jobs, open_discrepancies })
+                // Each count reads an index that holds only the rows it counts (the endpoints are few).
+                let (dead_jobs, open_discrepancies, disabled_endpoints, pending_deliveries): (i64, i64, i64, i64) =
+                    sqlx::query_as(
+                        "SELECT (SELECT COUNT(*) FROM jobs WHERE status = 'dead'),
+                                (SELECT COUNT(*) FROM statement_discrepancies WHERE state = 'open'),
+                                (SELECT COUNT(*) FROM webhook_endpoints WHERE NOT enabled),
+                                (SELECT COUNT(*) FROM event_deliveries WHERE status = 'pending')",
+                    )
+                    .fetch_one(&self.$reader)
+                    .await?;
+                Ok($crate::store::Attention { dead_jobs, open_discrepancies, disabled_endpoints, pending_deliveries })
             }
 
             pub(in crate::store) async fn claim_jobs(
@@ -206,8 +210,8 @@ impl Store {
         on_backend!(self, store => store.job(id).await)
     }
 
-    /// What waits for an operator: dead jobs and open statement discrepancies (both read from indexes that
-    /// hold only those rows).
+    /// What waits for an operator: dead jobs, open statement discrepancies, disabled webhook endpoints and
+    /// pending event deliveries.
     pub async fn attention(&self) -> Result<Attention, StoreError> {
         on_backend!(self, store => store.attention().await)
     }
@@ -220,6 +224,10 @@ pub struct Attention {
     pub dead_jobs: i64,
     /// Statement discrepancies nobody has decided yet.
     pub open_discrepancies: i64,
+    /// Webhook endpoints that are disabled (by an operator, a 410, or the failure window).
+    pub disabled_endpoints: i64,
+    /// Event deliveries waiting to be sent or retried.
+    pub pending_deliveries: i64,
 }
 
 /// Claims due jobs: sets the lease of up to `$4` queued jobs that are due at `$3` and not leased (or whose lease
