@@ -8,7 +8,9 @@
 //! (`schedule.rs`).
 
 pub mod delivery;
+pub mod guard;
 pub mod payloads;
+pub mod sender;
 pub mod settings;
 pub mod signature;
 
