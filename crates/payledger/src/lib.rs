@@ -187,10 +187,20 @@ fn spawn_workers(
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<tokio::task::JoinSet<()>> {
     let events = &settings.payouts.events;
-    let deliveries = events::delivery::DeliveryContext::new(context.store.clone(), context.payouts.shared_vault(), events.clone())?;
+    // Built only where deliveries are sent: the sender needs the system's root certificates.
+    let deliveries = match events.workers {
+        0 => None,
+        _ => Some(events::delivery::DeliveryContext::new(
+            context.store.clone(),
+            context.payouts.shared_vault(),
+            events.clone(),
+        )?),
+    };
     // One set, so a shutdown waits for both kinds alike.
     let mut running = workers::spawn(context, payout_workers, stop.clone());
-    events::delivery::spawn(&mut running, deliveries, events.workers, stop);
+    if let Some(deliveries) = deliveries {
+        events::delivery::spawn(&mut running, deliveries, events.workers, stop);
+    }
     Ok(running)
 }
 
