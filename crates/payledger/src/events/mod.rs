@@ -10,9 +10,11 @@
 pub mod delivery;
 pub mod guard;
 pub mod payloads;
+pub mod schedule;
 pub mod sender;
 pub mod settings;
 pub mod signature;
+pub mod throttle;
 
 /// Every event type payledger sends. The names are part of the API: receivers switch on them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
