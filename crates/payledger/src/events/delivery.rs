@@ -130,12 +130,13 @@ async fn deliver_due(context: &DeliveryContext, owner: &str) -> Result<usize, cr
     let now = context.store.clock().await?;
     let lease = now + context.settings.lease;
     let claimed = context.store.claim_deliveries(owner, now, lease, CLAIM_LIMIT).await?;
-    if claimed.is_empty() {
+    let count = claimed.len();
+    if count == 0 {
         return Ok(0);
     }
-    let mut records = Vec::with_capacity(claimed.len());
+    let mut records = Vec::with_capacity(count);
     let mut sending = JoinSet::new();
-    for delivery in claimed.iter().cloned() {
+    for delivery in claimed {
         if let Some(wait) = over_rate(context, &delivery).await {
             records.push(deferred(&delivery, now + wait));
             continue;
@@ -157,7 +158,7 @@ async fn deliver_due(context: &DeliveryContext, owner: &str) -> Result<usize, cr
         metrics::counter!("payledger_webhook_endpoints_disabled_total").increment(1);
         tracing::warn!(%endpoint, "a webhook endpoint was disabled: it answered 410, or every delivery failed for the failure window");
     }
-    Ok(claimed.len())
+    Ok(count)
 }
 
 /// How long `delivery` must wait for its endpoint's rate limit, if it is over it.
@@ -185,7 +186,8 @@ fn deferred(delivery: &ClaimedDelivery, at: OffsetDateTime) -> AttemptRecord {
 fn live_secrets(context: &DeliveryContext, delivery: &ClaimedDelivery) -> Result<Vec<EndpointSecret>, String> {
     let binding = secret_binding(&delivery.endpoint_id);
     let open = |token: &str| -> Result<EndpointSecret, String> {
-        let text = context.vault.decrypt(token, &binding).map_err(|e| format!("cannot decrypt the endpoint's secret: {e}"))?;
+        let text =
+            context.vault.decrypt(token, &binding).map_err(|e| format!("cannot decrypt the endpoint's secret: {e}"))?;
         EndpointSecret::parse(&text).map_err(|e| format!("the endpoint's secret is not a secret: {e}"))
     };
     let mut secrets = vec![open(&delivery.secret)?];

@@ -212,7 +212,8 @@ async fn balance_operations_report_one_event_per_history_line_and_refusals_none(
     receiver.set_secrets(vec![secret.clone()]);
 
     for user in [1, 2] {
-        let answer = server.post("/api/add_funds/", json!({"user_id": user, "amount": "100.00"}).to_string(), None).await;
+        let answer =
+            server.post("/api/add_funds/", json!({"user_id": user, "amount": "100.00"}).to_string(), None).await;
         assert_eq!(answer.status, 201, "{}", answer.text);
     }
     let moved = json!({"sender_id": 1, "recipient_id": 2, "amount": "30.00"}).to_string();
@@ -230,7 +231,11 @@ async fn balance_operations_report_one_event_per_history_line_and_refusals_none(
         .iter()
         .map(|r| {
             let data = &r.body["data"];
-            (r.body["type"].as_str().unwrap_or_default().to_owned(), data["user_id"].as_i64().unwrap_or(0), data["amount"].as_str().unwrap_or_default().to_owned())
+            (
+                r.body["type"].as_str().unwrap_or_default().to_owned(),
+                data["user_id"].as_i64().unwrap_or(0),
+                data["amount"].as_str().unwrap_or_default().to_owned(),
+            )
         })
         .collect();
     kinds.sort();

@@ -43,7 +43,8 @@ pub async fn endpoint(server: &TestServer, id: &str) -> Value {
 
 /// An endpoint's deliveries in a status (first page).
 pub async fn deliveries(server: &TestServer, id: &str, status: &str) -> Vec<Value> {
-    let (code, body) = server.get(&format!("/api/v1/webhook-endpoints/{id}/deliveries/?status={status}&limit=500")).await;
+    let (code, body) =
+        server.get(&format!("/api/v1/webhook-endpoints/{id}/deliveries/?status={status}&limit=500")).await;
     assert_eq!(code, 200, "{body}");
     body["results"].as_array().cloned().unwrap_or_default()
 }

@@ -131,7 +131,10 @@ async fn a_kill_minus_nine_mid_delivery_loses_no_event(backend: Backend) {
 
     receiver.set_mode(Mode::Accept).await;
     let (mut second, _) = serve(&db, &[]).await;
-    assert!(receiver.wait_for(credited.len(), Duration::from_secs(60)).await, "every event delivered after the restart");
+    assert!(
+        receiver.wait_for(credited.len(), Duration::from_secs(60)).await,
+        "every event delivered after the restart"
+    );
     receiver.assert_all_verified();
     let seen = delivered(&receiver);
     for id in &credited {
