@@ -26,6 +26,9 @@ pub enum Scenario {
 /// The `--converge` default of the payouts scenario, in seconds: how long the queue may take to drain.
 const PAYOUTS_CONVERGE_SECS: u64 = 120;
 
+/// The `--converge` default with `--event-receiver`, in seconds: how long the events may take to arrive.
+const EVENTS_CONVERGE_SECS: u64 = 120;
+
 /// Ids of one run's users are `first..first + USER_ID_BLOCK`, so different seeds get disjoint users.
 pub const USER_ID_BLOCK: u64 = 1_000_000;
 
@@ -112,9 +115,19 @@ pub struct Args {
 
     /// Seconds to keep re-reading balances until they match, for a server that applies acknowledged
     /// notices in the background (`--webhook-mode async`); 0 checks once. Payouts scenario: seconds the
-    /// payout queue may take to drain after creation stops [default: 0; 120 for payouts].
+    /// payout queue may take to drain after creation stops. With --event-receiver: also seconds the events
+    /// may take to arrive after the load [default: 0; 120 for payouts and with --event-receiver].
     #[arg(long, env = "PAYLEDGER_BENCH_CONVERGE")]
     pub converge: Option<u64>,
+
+    /// Webhook scenario: receive the server's outbound events. The bench starts an HTTP receiver on
+    /// 127.0.0.1 (an ephemeral port), registers it as a webhook endpoint for `bank_payment.credited` before
+    /// the load (--username must be an admin, and the server needs PAYLEDGER_OUTBOUND_ALLOWED_NETWORKS=
+    /// 127.0.0.0/8), waits after the load until every acknowledged notice's event has arrived, reports the
+    /// delivery rate, and deletes the endpoint at the end. A missing or unexpected event fails the run.
+    #[arg(long, env = "PAYLEDGER_BENCH_EVENT_RECEIVER", action = ArgAction::SetTrue,
+          value_parser = BoolishValueParser::new())]
+    pub event_receiver: bool,
 }
 
 impl Args {
@@ -130,7 +143,11 @@ impl Args {
 
     /// `--converge` in seconds, with the scenario's default.
     pub fn converge_secs(&self) -> u64 {
-        let default = if self.scenario == Scenario::Payouts { PAYOUTS_CONVERGE_SECS } else { 0 };
+        let default = match self.scenario {
+            Scenario::Payouts => PAYOUTS_CONVERGE_SECS,
+            _ if self.event_receiver => EVENTS_CONVERGE_SECS,
+            _ => 0,
+        };
         self.converge.unwrap_or(default)
     }
 
@@ -204,6 +221,16 @@ mod tests {
         assert_eq!(parse(&["--scenario", "payouts", "--converge", "0"]).converge_secs(), 0);
         assert_eq!(parse(&["--scenario", "transfers"]).converge_secs(), 0);
         assert_eq!(parse(&["--converge", "60"]).converge_secs(), 60);
+    }
+
+    #[test]
+    fn the_event_receiver_waits_two_minutes_for_the_events_unless_told() {
+        let parse = |extra: &[&str]| Args::try_parse_from([&["payledger-bench"], extra].concat()).unwrap();
+        assert!(!parse(&[]).event_receiver);
+        let events = parse(&["--event-receiver"]);
+        assert_eq!((events.event_receiver, events.converge_secs()), (true, 120));
+        assert_eq!(parse(&["--event-receiver", "--converge", "7"]).converge_secs(), 7);
+        assert!(Args::try_parse_from(["payledger-bench", "--event-receiver", "yes"]).is_err());
     }
 
     #[test]

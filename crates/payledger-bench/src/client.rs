@@ -271,6 +271,11 @@ impl Client {
         self.send(Method::GET, path, None, None).await
     }
 
+    /// Sends a `DELETE` to `path` (below the URL's prefix) and reads the whole response.
+    pub async fn delete(&mut self, path: &str) -> Result<Response, Failure> {
+        self.send(Method::DELETE, path, None, None).await
+    }
+
     /// Sends one request, with the target's `Authorization` value if it has one, and reads the whole answer;
     /// a 401 or 403 is counted in the target's [`Refusals`].
     async fn send(

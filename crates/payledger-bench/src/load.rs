@@ -39,6 +39,9 @@ pub struct Plan {
     pub inns: Arc<Vec<String>>,
     /// Percent (0..=100) of requests that resend an already acknowledged body.
     pub duplicate_percent: u8,
+    /// Keep the operation_id of every acknowledged operation (`--event-receiver` matches them with the
+    /// deliveries); off otherwise, so a long run does not hold every id it ever sent.
+    pub record_ids: bool,
 }
 
 /// State the workers share while running.
@@ -229,6 +232,8 @@ impl Stats {
 /// A sent operation that has not been acknowledged yet.
 #[derive(Debug, Clone)]
 pub struct Pending {
+    /// The notice's operation_id, which the server's `bank_payment.credited` event carries.
+    pub operation_id: Uuid,
     /// Index into `Plan::inns`.
     pub org: usize,
     /// Its amount in kopecks.
@@ -244,6 +249,8 @@ pub struct WorkerReport {
     pub tally: Tally,
     /// Unique operations acknowledged, warm-up included.
     pub acknowledged_ops: u64,
+    /// Their operation_ids, if [`Plan::record_ids`].
+    pub acknowledged_ids: Vec<Uuid>,
     /// Operations whose outcome is still unknown.
     pub pending: Vec<Pending>,
 }
@@ -253,6 +260,7 @@ impl WorkerReport {
     pub fn merge(&mut self, other: WorkerReport) {
         self.tally.merge(other.tally);
         self.acknowledged_ops += other.acknowledged_ops;
+        self.acknowledged_ids.extend(other.acknowledged_ids);
         self.pending.extend(other.pending);
     }
 }
@@ -272,6 +280,7 @@ struct Webhook<'a> {
     unsettled: VecDeque<Pending>,
     acknowledged_bodies: Vec<Bytes>,
     acknowledged_ops: u64,
+    acknowledged_ids: Vec<Uuid>,
 }
 
 impl Scenario for Webhook<'_> {
@@ -291,8 +300,9 @@ impl Scenario for Webhook<'_> {
             let org = rng.random_range(0..plan.inns.len());
             let kopecks = rng.random_range(1..=MAX_AMOUNT_KOPECKS);
             // operation_ids come from the OS generator, never the seed: a rerun must not collide with old ones.
-            let body = webhook_body(Uuid::new_v4(), &plan.inns[org], kopecks, rng.random(), rng.random());
-            Job::Fresh(Pending { org, kopecks, body })
+            let operation_id = Uuid::new_v4();
+            let body = webhook_body(operation_id, &plan.inns[org], kopecks, rng.random(), rng.random());
+            Job::Fresh(Pending { operation_id, org, kopecks, body })
         };
         let body = match &job {
             Job::Fresh(p) | Job::Retry(p) => p.body.clone(),
@@ -316,6 +326,9 @@ impl Scenario for Webhook<'_> {
             Job::Fresh(op) | Job::Retry(op) if acknowledged => {
                 self.shared.acknowledged[op.org].fetch_add(op.kopecks, Ordering::Relaxed);
                 self.acknowledged_ops += 1;
+                if self.plan.record_ids {
+                    self.acknowledged_ids.push(op.operation_id);
+                }
                 if self.plan.duplicate_percent > 0 {
                     remember(&mut self.acknowledged_bodies, op.body, &mut self.rng);
                 }
@@ -335,9 +348,15 @@ pub async fn worker(plan: Arc<Plan>, shared: Arc<Shared>) -> WorkerReport {
         unsettled: VecDeque::new(),
         acknowledged_bodies: Vec::new(),
         acknowledged_ops: 0,
+        acknowledged_ids: Vec::new(),
     };
     let tally = closed_loop::run(&plan.pace, &shared.issued, &mut webhook).await;
-    WorkerReport { tally, acknowledged_ops: webhook.acknowledged_ops, pending: webhook.unsettled.into() }
+    WorkerReport {
+        tally,
+        acknowledged_ops: webhook.acknowledged_ops,
+        acknowledged_ids: webhook.acknowledged_ids,
+        pending: webhook.unsettled.into(),
+    }
 }
 
 /// Keeps `body` as a candidate duplicate, replacing a random one once the pool is full.
@@ -364,13 +383,15 @@ pub struct Settled {
 /// Resends each unsettled operation, one at a time, until it is acknowledged or `deadline` passes.
 ///
 /// Runs after the load so the server is quiet and a 503 has every chance to turn into a 200. Returns the
-/// operations still unknown, which make exact verification impossible for their organizations.
+/// operations still unknown, which make exact verification impossible for their organizations. The
+/// operation_ids of those it settles are added to `acknowledged_ids`.
 pub async fn settle(
     pending: Vec<Pending>,
     target: &Target,
     timeout: Duration,
     deadline: Instant,
     shared: &Shared,
+    acknowledged_ids: &mut Vec<Uuid>,
 ) -> (Settled, Vec<Pending>) {
     let mut client = Client::new(target.clone(), timeout);
     let mut settled = Settled { carried: pending.len() as u64, ..Settled::default() };
@@ -391,6 +412,7 @@ pub async fn settle(
         if done {
             shared.acknowledged[op.org].fetch_add(op.kopecks, Ordering::Relaxed);
             settled.acknowledged += 1;
+            acknowledged_ids.push(op.operation_id);
         } else {
             unresolved.push(op);
         }

@@ -7,6 +7,9 @@
 //! creates payouts, then measures how fast the server's workers drain its payout queue and checks that
 //! every created payout completed.
 //!
+//! With `--event-receiver`, the webhook scenario also receives the server's outbound `bank_payment.credited`
+//! events at a receiver of its own, and checks that every acknowledged notice's event arrived.
+//!
 //! With `--username`/`--password` the bench logs in once at the start and every request it sends carries
 //! `Authorization: Bearer <access token>`, renewed before it expires; any 401 or 403 answer fails the run.
 
@@ -15,6 +18,7 @@ mod args;
 mod auth;
 mod client;
 mod closed_loop;
+mod events;
 mod histogram;
 mod inn;
 mod load;
@@ -70,8 +74,9 @@ async fn stop_on_ctrl_c(stop: Arc<AtomicBool>) {
 }
 
 /// 1 when any request was refused for authentication (401 or 403), the balances are wrong (for payouts: the
-/// queue did not drain, the counts do not add up, or a payout failed) or nothing at all was acknowledged
-/// (applied, created); errors and 5xx are only reported.
+/// queue did not drain, the counts do not add up, or a payout failed), an acknowledged notice's event is
+/// missing or an unexpected one arrived (`--event-receiver`), or nothing at all was acknowledged (applied,
+/// created); errors, 5xx and repeated deliveries are only reported.
 fn exit_code(summary: &Summary) -> ExitCode {
     let refusals = &summary.auth.refusals;
     if refusals.total() > 0 {
@@ -85,7 +90,7 @@ fn exit_code(summary: &Summary) -> ExitCode {
         );
         return ExitCode::from(1);
     }
-    if !summary.verification.ok() {
+    if !summary.verification.ok() || summary.events.as_ref().is_some_and(|events| !events.ok()) {
         return ExitCode::from(1);
     }
     match &summary.verification {

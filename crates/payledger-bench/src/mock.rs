@@ -2,9 +2,11 @@
 //!
 //! It implements just the endpoints the bench uses, keeps balances in kopecks, deduplicates webhook notices
 //! by operation_id and user-API requests by Idempotency-Key, keeps a payout queue that one simulated worker
-//! drains at a fixed pace, can require Bearer tokens from its own `POST /api/token/`, and can misbehave on purpose (answer 503 after applying, drop connections, book
-//! duplicates twice, ignore idempotency keys, lose money, lose or fail payouts, never process them) so the
-//! tests can show the bench tells a correct server from a broken one.
+//! drains at a fixed pace, can require Bearer tokens from its own `POST /api/token/`, takes one webhook endpoint
+//! and POSTs a `bank_payment.credited` event to it for every newly booked notice, and can misbehave on purpose
+//! (answer 503 after applying, drop connections, book duplicates twice, ignore idempotency keys, lose money,
+//! lose or fail payouts, never process them, lose, repeat or invent events) so the tests can show the bench
+//! tells a correct server from a broken one.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -14,6 +16,7 @@ use std::time::{Duration, Instant};
 use serde_json::value::RawValue;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::auth::base64url_encode;
@@ -54,6 +57,21 @@ pub struct MockConfig {
     /// balance reads without an Authorization header needs `Authorization: Bearer` with a token from
     /// `POST /api/token/`, valid this many seconds; a viewer's token is refused (403) for any `POST`.
     pub token_ttl_secs: u64,
+    /// If > 0, every `drop_event_every`-th event is never sent.
+    pub drop_event_every: u64,
+    /// If > 0, every `repeat_event_every`-th event is sent twice, with the same webhook-id.
+    pub repeat_event_every: u64,
+    /// Send one event, right after registration, for an operation that was never notified.
+    pub stray_event: bool,
+    /// Refuse a loopback endpoint URL with 400 naming `url`, as payledger does without
+    /// `PAYLEDGER_OUTBOUND_ALLOWED_NETWORKS`.
+    pub refuse_loopback_endpoints: bool,
+}
+
+/// The registered webhook endpoint: its id, and the queue of `(webhook-id, body)` its sender task posts.
+struct Endpoint {
+    id: String,
+    outbox: mpsc::UnboundedSender<(String, String)>,
 }
 
 /// A token the mock issued.
@@ -82,6 +100,8 @@ struct Ledger {
     payouts: PayoutQueue,
     tokens: HashMap<String, Issued>,
     logins: u64,
+    endpoint: Option<Endpoint>,
+    events: u64,
 }
 
 /// The payout queue: counts by status and the simulated worker's progress.
@@ -202,6 +222,16 @@ impl Mock {
     pub fn logins(&self) -> u64 {
         self.ledger.lock().unwrap().logins
     }
+
+    /// Whether a webhook endpoint is registered (and not deleted).
+    pub fn has_endpoint(&self) -> bool {
+        self.ledger.lock().unwrap().endpoint.is_some()
+    }
+
+    /// Events created for booked notices, dropped ones included.
+    pub fn events(&self) -> u64 {
+        self.ledger.lock().unwrap().events
+    }
 }
 
 async fn serve(stream: TcpStream, ledger: Arc<Mutex<Ledger>>, config: MockConfig) {
@@ -320,6 +350,9 @@ fn route(
     key: Option<&str>,
     body: &[u8],
 ) -> (&'static str, String) {
+    if let Some(rest) = path.strip_prefix("/api/v1/webhook-endpoints/") {
+        return endpoints(ledger, config, method, rest, body);
+    }
     if path == "/api/v1/payouts/" || path.starts_with("/api/v1/payouts/?") {
         return payouts(&mut ledger.payouts, config, method, path, body);
     }
@@ -344,7 +377,10 @@ fn route(
         if config.fail_every > 0 && call % config.fail_every == 1 {
             return ("503 Service Unavailable", message("busy"));
         }
-        if ledger.seen.insert(operation_id) || config.book_duplicates {
+        if ledger.seen.insert(operation_id.clone()) {
+            *ledger.balances.entry(inn).or_default() += kopecks;
+            emit(ledger, config, &operation_id);
+        } else if config.book_duplicates {
             *ledger.balances.entry(inn).or_default() += kopecks;
         }
         if config.fail_every > 0 && call.is_multiple_of(config.fail_every) {
@@ -416,6 +452,103 @@ fn payouts(
         return ("503 Service Unavailable", r#"{"error":"not confirmed","code":"unconfirmed"}"#.to_owned());
     }
     ("201 Created", format!("{{\"id\": \"00000000-0000-7000-8000-{:012x}\", \"status\": \"pending\"}}", queue.created))
+}
+
+/// Registration (`POST`, with `rest` empty) and deletion (`DELETE`, `rest` the id and a slash) of the one
+/// webhook endpoint; registration starts a sender task posting to its URL.
+fn endpoints(ledger: &mut Ledger, config: MockConfig, method: &str, rest: &str, body: &[u8]) -> (&'static str, String) {
+    if method == "DELETE" {
+        let id = rest.strip_suffix('/').unwrap_or(rest);
+        return match ledger.endpoint.take_if(|endpoint| endpoint.id == id) {
+            Some(_) => ("204 No Content", String::new()),
+            None => ("404 Not Found", message("no such endpoint")),
+        };
+    }
+    let fields: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let url = fields["url"].as_str().unwrap_or_default();
+    let target = url.strip_prefix("http://").and_then(|rest| rest.split_once('/'));
+    let Some((addr, path)) = target.and_then(|(addr, path)| Some((addr.parse::<SocketAddr>().ok()?, path))) else {
+        return ("400 Bad Request", r#"{"error":"Invalid data","details":{"url":["not a URL"]}}"#.to_owned());
+    };
+    if method != "POST" || !rest.is_empty() || fields["event_types"] != serde_json::json!(["bank_payment.credited"]) {
+        return ("400 Bad Request", message("the bench registers bank_payment.credited only"));
+    }
+    if config.refuse_loopback_endpoints {
+        return (
+            "400 Bad Request",
+            r#"{"error":"Invalid data","details":{"url":["not a global address"]}}"#.to_owned(),
+        );
+    }
+    let (outbox, queue) = mpsc::unbounded_channel();
+    tokio::spawn(deliver(addr, format!("/{path}"), queue));
+    let id = format!("ep_{}", ledger.logins);
+    ledger.endpoint = Some(Endpoint { id: id.clone(), outbox });
+    if config.stray_event {
+        emit(ledger, config, "00000000-0000-4000-8000-000000000000");
+    }
+    ("201 Created", format!("{{\"id\":\"{id}\",\"secret\":\"whsec_c2VjcmV0c2VjcmV0c2VjcmV0\",\"url\":\"{url}\"}}"))
+}
+
+/// Queues the `bank_payment.credited` event of `operation_id` for the endpoint, if there is one, unless
+/// `drop_event_every` loses it; `repeat_event_every` queues it twice.
+fn emit(ledger: &mut Ledger, config: MockConfig, operation_id: &str) {
+    let Some(endpoint) = &ledger.endpoint else { return };
+    ledger.events += 1;
+    let n = ledger.events;
+    if config.drop_event_every > 0 && n.is_multiple_of(config.drop_event_every) {
+        return;
+    }
+    let body = format!(
+        "{{\"type\":\"bank_payment.credited\",\"timestamp\":\"2024-04-27T21:00:00Z\",\
+         \"data\":{{\"operation_id\":\"{operation_id}\",\"source\":\"webhook\",\"version\":{n}}}}}"
+    );
+    let times = if config.repeat_event_every > 0 && n.is_multiple_of(config.repeat_event_every) { 2 } else { 1 };
+    for _ in 0..times {
+        let _ = endpoint.outbox.send((format!("msg_{n}"), body.clone()));
+    }
+}
+
+/// Posts each queued event to `addr`/`path` on one keep-alive connection, reconnecting (and resending) when
+/// the connection fails, until the endpoint is gone; a hand-written client, like the rest of the mock.
+async fn deliver(addr: SocketAddr, path: String, mut queue: mpsc::UnboundedReceiver<(String, String)>) {
+    let mut connection: Option<BufReader<TcpStream>> = None;
+    while let Some((webhook_id, body)) = queue.recv().await {
+        for _attempt in 0..20 {
+            if connection.is_none() {
+                connection = TcpStream::connect(addr).await.ok().map(BufReader::new);
+            }
+            let Some(stream) = connection.as_mut() else {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            };
+            let request = format!(
+                "POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\nwebhook-id: {webhook_id}\r\n\
+                 content-length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            if stream.get_mut().write_all(request.as_bytes()).await.is_ok() && read_answer(stream).await {
+                break;
+            }
+            connection = None;
+        }
+    }
+}
+
+/// Reads one answer to the end of its headers (the receiver answers 204, without a body); whether it was 2xx.
+async fn read_answer(stream: &mut BufReader<TcpStream>) -> bool {
+    let mut status_line = String::new();
+    if stream.read_line(&mut status_line).await.unwrap_or(0) == 0 {
+        return false;
+    }
+    loop {
+        let mut header = String::new();
+        if stream.read_line(&mut header).await.unwrap_or(0) == 0 {
+            return false;
+        }
+        if header.trim_end().is_empty() {
+            return status_line.split_whitespace().nth(1).is_some_and(|status| status.starts_with('2'));
+        }
+    }
 }
 
 fn parse_notice(body: &[u8]) -> Option<(String, String, i64)> {

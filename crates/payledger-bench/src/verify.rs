@@ -391,7 +391,7 @@ mod tests {
 
     #[test]
     fn unresolved_operations_widen_the_check_to_a_range() {
-        let op = |org, kopecks| Pending { org, kopecks, body: Bytes::new() };
+        let op = |org, kopecks| Pending { operation_id: uuid::Uuid::nil(), org, kopecks, body: Bytes::new() };
         let unresolved = [op(0, 7), op(0, 3)];
         for actual in [110, 113, 117, 120] {
             let v = verify(&inns(), &[100, 0, 0], &[10, 0, 0], &[actual, 0, 0], &unresolved);

@@ -3,6 +3,7 @@
 use serde_json::json;
 
 use super::{Check, PERCENTILES, PayoutCheck, Summary, TransferCheck};
+use crate::events::EventCheck;
 use crate::load::Stats;
 use crate::money::format_kopecks;
 use crate::payouts::QueueCounts;
@@ -74,6 +75,9 @@ impl Summary {
             Check::Transfers(t) => add_transfers_json(&mut summary, m, t),
             Check::Payouts(p) => add_payouts_json(&mut summary, m, p),
         }
+        if let Some(events) = &self.events {
+            summary["events"] = events_json(events);
+        }
         summary
     }
 }
@@ -144,6 +148,40 @@ fn add_payouts_json(summary: &mut serde_json::Value, m: &Stats, p: &PayoutCheck)
         "counts_at_stop": counts_json(&d.at_stop),
         "counts_final": counts_json(&v.last),
     });
+}
+
+/// `--event-receiver`'s counts, rates and check as a JSON object.
+fn events_json(e: &EventCheck) -> serde_json::Value {
+    // Rates are statistics, not money: floats are fine here.
+    let rate = |tenths: Option<u64>| tenths.map(|t| t as f64 / 10.0);
+    json!({
+        "ok": e.ok(),
+        "endpoint": e.endpoint,
+        "url": e.url,
+        "expected": e.expected,
+        "in_doubt": e.in_doubt,
+        "delivered": e.matched.delivered,
+        "missing": e.matched.missing,
+        "first_missing": e.matched.first_missing.map(|id| id.to_string()),
+        "unexpected": e.matched.unexpected,
+        "first_unexpected": e.matched.first_unexpected,
+        "requests": e.counts.requests,
+        "distinct": e.counts.distinct,
+        "duplicates": e.duplicates(),
+        "deliveries_per_sec": rate(e.rate_tenths()),
+        "span_ms": e.span().as_millis() as u64,
+        "delivered_during_load": e.at_load_end,
+        "during_load_ms": e.during_load().as_millis() as u64,
+        "load_deliveries_per_sec": rate(e.load_rate_tenths()),
+        "delivered_after_load": e.delivered_after_load(),
+        "after_load_ms": e.after_load().as_millis() as u64,
+        "after_load_deliveries_per_sec": rate(e.drain_rate_tenths()),
+        "waited_ms": e.waited.as_millis() as u64,
+        "wait_limit_s": e.patience_secs,
+        "interrupted": e.interrupted,
+        "endpoint_deleted": e.cleanup_error.is_none(),
+        "cleanup_error": e.cleanup_error,
+    })
 }
 
 /// Counts by status as a JSON object.

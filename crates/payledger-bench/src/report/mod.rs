@@ -7,6 +7,7 @@ mod text;
 use std::time::Duration;
 
 use crate::client::Refusals;
+use crate::events::EventCheck;
 use crate::load::{PayoutCounts, Settled, Stats};
 use crate::payouts::{Drain, rate_tenths};
 use crate::verify::{PayoutVerification, TransferVerification, Verification};
@@ -116,6 +117,8 @@ pub struct Summary {
     pub server_peak_rss_kib: Option<Result<u64, String>>,
     /// Who the run was, and the 401 and 403 answers it got.
     pub auth: AuthReport,
+    /// With `--event-receiver`: the events the bench received and their check.
+    pub events: Option<EventCheck>,
 }
 
 impl Summary {
@@ -163,6 +166,7 @@ mod tests {
             }),
             server_peak_rss_kib: Some(Ok(2_048)),
             auth: AuthReport::default(),
+            events: None,
         }
     }
 

@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::{AuthReport, Check, PERCENTILES, PayoutCheck, Summary, TransferCheck};
+use crate::events::EventCheck;
 use crate::money::format_kopecks;
 use crate::rss::format_mib;
 use crate::verify::PayoutVerification;
@@ -67,6 +68,9 @@ impl Summary {
         }
         out.push_str(&self.auth.render());
         self.write_scenario_counts(&mut out);
+        if let Some(events) = &self.events {
+            out.push_str(&render_events(events));
+        }
         match &self.server_peak_rss_kib {
             Some(Ok(kib)) => {
                 let _ = writeln!(out, "server peak RSS: {} MiB (VmHWM)", format_mib(*kib));
@@ -77,6 +81,9 @@ impl Summary {
             None => {}
         }
         out.push_str(&self.render_verification());
+        if let Some(events) = &self.events {
+            out.push_str(&render_event_verification(events));
+        }
         out
     }
 
@@ -349,6 +356,75 @@ fn render_payouts(p: &PayoutCheck, connects: u64) -> String {
         d.polls
     );
     out
+}
+
+/// `--event-receiver`'s lines: what arrived, and how fast.
+fn render_events(e: &EventCheck) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "events:      endpoint {} ({}): {} expected (one per acknowledged notice; {} more in doubt), {} delivered; \
+         {} requests, {} distinct, {} duplicates",
+        e.endpoint,
+        e.url,
+        e.expected,
+        e.in_doubt,
+        e.matched.delivered,
+        e.counts.requests,
+        e.counts.distinct,
+        e.duplicates()
+    );
+    let _ = writeln!(
+        out,
+        "delivery:    {} distinct in {} s from the first to the last, {} deliveries/s (during the load: {} in {} s, \
+         {}/s; after it: {} in {} s, {}/s); waited {} s after the load",
+        e.counts.distinct,
+        millis_as_seconds(e.span()),
+        tenths_text(e.rate_tenths()),
+        e.at_load_end,
+        millis_as_seconds(e.during_load()),
+        tenths_text(e.load_rate_tenths()),
+        e.delivered_after_load(),
+        millis_as_seconds(e.after_load()),
+        tenths_text(e.drain_rate_tenths()),
+        millis_as_seconds(e.waited)
+    );
+    if let Some(why) = &e.cleanup_error {
+        let _ = writeln!(out, "endpoint:    NOT deleted, delete {} by hand ({why})", e.endpoint);
+    }
+    out
+}
+
+/// `--event-receiver`'s `events: OK|MISMATCH (...)` line.
+fn render_event_verification(e: &EventCheck) -> String {
+    let m = &e.matched;
+    if e.ok() {
+        return format!(
+            "events: OK (all {} acknowledged notices' events arrived, none unexpected; {} deliveries repeated)\n",
+            e.expected,
+            e.duplicates()
+        );
+    }
+    let mut reasons = Vec::new();
+    if m.missing > 0 {
+        let first = m.first_missing.map(|id| id.to_string()).unwrap_or_default();
+        let why =
+            if e.interrupted { "stopped by Ctrl-C".to_owned() } else { format!("--converge {}", e.patience_secs) };
+        reasons.push(format!(
+            "{} of {} acknowledged notices have no event after waiting {} s ({why}); first: {first}",
+            m.missing,
+            e.expected,
+            millis_as_seconds(e.waited)
+        ));
+    }
+    if m.unexpected > 0 {
+        reasons.push(format!(
+            "{} unexpected events; first: {}",
+            m.unexpected,
+            m.first_unexpected.as_deref().unwrap_or("-")
+        ));
+    }
+    format!("events: MISMATCH ({})\n", reasons.join("; "))
 }
 
 /// The payouts scenario's `payouts: OK|MISMATCH (...)` line.

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 
 use crate::args::{Args, Scenario};
 use crate::auth::{self, Session};
@@ -56,6 +56,13 @@ async fn converge<V>(
 /// The whole run of the chosen scenario: the server resolved, the login (if any), the scenario, and what the
 /// server refused for authentication along the way.
 pub async fn run(args: &Args, stop: Arc<AtomicBool>) -> anyhow::Result<Summary> {
+    if args.event_receiver && args.scenario != Scenario::Webhook {
+        bail!("--event-receiver applies to the webhook scenario only");
+    }
+    if args.event_receiver && args.credentials().is_none() {
+        // Checked before anything is sent: registering an endpoint is for an admin only.
+        bail!("--event-receiver registers a webhook endpoint, which needs --username and --password of an admin");
+    }
     let target = Target::resolve(&args.url).await?;
     // Kept to the end of the run: dropping it stops renewing the token.
     let session = match args.credentials() {

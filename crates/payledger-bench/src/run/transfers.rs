@@ -112,6 +112,7 @@ pub async fn run_transfers(args: &Args, target: &Target, stop: Arc<AtomicBool>) 
         server_peak_rss_kib: args.server_pid.map(|pid| rss::peak_rss_kib(pid).map_err(|e| format!("{e:#}"))),
         // Filled in by `run`, which knows the whole run's refusals.
         auth: AuthReport::default(),
+        events: None,
     })
 }
 

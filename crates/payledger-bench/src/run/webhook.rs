@@ -1,4 +1,5 @@
-//! The webhook scenario: bank notices paying `--orgs` organizations, each acknowledged one booked exactly once.
+//! The webhook scenario: bank notices paying `--orgs` organizations, each acknowledged one booked exactly once;
+//! with `--event-receiver`, also each one's `bank_payment.credited` event delivered to the bench.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -10,13 +11,43 @@ use rand::rngs::StdRng;
 
 use super::{converge, run_workers};
 use crate::args::Args;
-use crate::client::Target;
+use crate::client::{Client, Target};
+use crate::events::{self, Receiver};
 use crate::load::{self, Plan, Shared, WorkerReport};
 use crate::report::{AuthReport, Check, Summary};
 use crate::{api, inn, rss, verify};
 
-/// The webhook scenario: baseline, load, settling of unknown outcomes, final balances and the check.
+/// The webhook scenario, with `--event-receiver` between the registration of the bench's receiver and its
+/// deletion (which happens however the run went).
 pub async fn run_webhook(args: &Args, target: &Target, stop: Arc<AtomicBool>) -> anyhow::Result<Summary> {
+    if !args.event_receiver {
+        return run_load(args, target, stop, None).await;
+    }
+    let receiver = Receiver::start().await?;
+    let mut client = Client::new(target.clone(), Duration::from_secs(args.timeout));
+    let endpoint = events::register(&mut client, &receiver.url()).await?;
+    eprintln!("payledger-bench: receiving events at {} (endpoint {endpoint})", receiver.url());
+    let result = run_load(args, target, stop, Some((&receiver, &endpoint))).await;
+    let cleanup = events::unregister(&mut client, &endpoint).await;
+    if let Err(why) = &cleanup {
+        // Left behind, it would keep the server's workers retrying deliveries to a receiver that is gone.
+        eprintln!("payledger-bench: could not delete webhook endpoint {endpoint}, delete it by hand: {why}");
+    }
+    let mut summary = result?;
+    if let Some(check) = &mut summary.events {
+        check.cleanup_error = cleanup.err();
+    }
+    Ok(summary)
+}
+
+/// The webhook scenario proper: baseline, load, settling of unknown outcomes, final balances and the check;
+/// with a receiver, then the wait for the events and their check.
+async fn run_load(
+    args: &Args,
+    target: &Target,
+    stop: Arc<AtomicBool>,
+    receiver: Option<(&Receiver, &str)>,
+) -> anyhow::Result<Summary> {
     let timeout = Duration::from_secs(args.timeout);
     let connections = args.connections as usize;
     let seed = args.seed.unwrap_or_else(rand::random);
@@ -43,17 +74,22 @@ pub async fn run_webhook(args: &Args, target: &Target, stop: Arc<AtomicBool>) ->
         pace: args.pace(target, timeout, warmup_end, stop),
         inns: Arc::clone(&inns),
         duplicate_percent: args.duplicate_share,
+        record_ids: receiver.is_some(),
     });
     let mut load =
         run_workers(connections, || load::worker(Arc::clone(&plan), Arc::clone(&shared)), WorkerReport::merge).await?;
     let elapsed = load.tally.elapsed(warmup_end);
+    // Events that arrive from here on were delivered after the load: the drain.
+    let load_end = (Instant::now(), receiver.map_or(0, |(receiver, _)| receiver.counts().distinct));
 
     let pending = std::mem::take(&mut load.pending);
     if !pending.is_empty() {
         eprintln!("payledger-bench: resending {} notices whose outcome is unknown", pending.len());
     }
     let settle_deadline = Instant::now() + Duration::from_secs(args.settle);
-    let (settled, unresolved) = load::settle(pending, target, timeout, settle_deadline, &shared).await;
+    let mut acknowledged_ids = std::mem::take(&mut load.acknowledged_ids);
+    let (settled, unresolved) =
+        load::settle(pending, target, timeout, settle_deadline, &shared, &mut acknowledged_ids).await;
 
     let verification = converge(args, verify::Verification::ok, async || {
         let actual = api::read_balances(target, timeout, Arc::clone(&inns), connections)
@@ -62,6 +98,16 @@ pub async fn run_webhook(args: &Args, target: &Target, stop: Arc<AtomicBool>) ->
         Ok(verify::verify(&inns, &baseline, &shared.acknowledged_totals(), &actual, &unresolved))
     })
     .await?;
+
+    let events = match receiver {
+        Some((receiver, endpoint)) => {
+            let in_doubt: Vec<_> = unresolved.iter().map(|op| op.operation_id).collect();
+            let expected =
+                events::Expected { endpoint, acknowledged: &acknowledged_ids, in_doubt: &in_doubt, load_end };
+            Some(expected.collect(receiver, args.converge_secs(), &plan.pace.stop).await)
+        }
+        None => None,
+    };
 
     Ok(Summary {
         measured: load.tally.measured,
@@ -76,6 +122,7 @@ pub async fn run_webhook(args: &Args, target: &Target, stop: Arc<AtomicBool>) ->
         server_peak_rss_kib: args.server_pid.map(|pid| rss::peak_rss_kib(pid).map_err(|e| format!("{e:#}"))),
         // Filled in by `run`, which knows the whole run's refusals.
         auth: AuthReport::default(),
+        events,
     })
 }
 
@@ -108,6 +155,8 @@ mod tests {
         assert_eq!(summary.total_acknowledged(), m.kinds.fresh);
         assert_eq!(webhook(&summary).total, mock.total());
         assert_eq!(exit_code(&summary), ExitCode::SUCCESS);
+        assert!(summary.events.is_none() && summary.to_json().get("events").is_none());
+        assert!(!summary.render_text().contains("events"), "{}", summary.render_text());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -169,5 +218,137 @@ mod tests {
         let args = Args::try_parse_from(["payledger-bench", "--url", &url, "--timeout", "1", "--orgs", "1"]).unwrap();
         let error = run(&args, Arc::new(AtomicBool::new(false))).await.unwrap_err();
         assert!(format!("{error:#}").contains("baseline"), "{error:#}");
+    }
+}
+
+/// `--event-receiver` against the mock, which POSTs an event to the registered receiver for every newly
+/// booked notice.
+#[cfg(test)]
+mod event_tests {
+    use std::process::ExitCode;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+    use std::time::Duration;
+
+    use super::super::run;
+    use super::super::test_support::*;
+    use crate::exit_code;
+    use crate::mock::{MOCK_OPERATOR, MOCK_PASSWORD, MOCK_VIEWER, Mock, MockConfig};
+    use crate::report::Summary;
+
+    /// The mock's operator stands in for the admin the real server requires.
+    const AS_ADMIN: [&str; 5] = ["--event-receiver", "--username", MOCK_OPERATOR, "--password", MOCK_PASSWORD];
+
+    fn config() -> MockConfig {
+        MockConfig { token_ttl_secs: 900, ..MockConfig::default() }
+    }
+
+    async fn bench_events(mock: &Mock, extra: &[&str]) -> Summary {
+        bench(mock, &[&AS_ADMIN[..], extra].concat()).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_acknowledged_notice_is_delivered_and_repeats_are_only_counted() {
+        // Notices booked but answered 503 are acknowledged by a resend: still one event each.
+        let mock = Mock::start(MockConfig { repeat_event_every: 10, fail_every: 7, close_every: 11, ..config() }).await;
+        let summary = bench_events(&mock, &["--connections", "4", "--orgs", "3", "--requests", "300"]).await;
+        let e = summary.events.as_ref().unwrap();
+        assert!(e.ok() && summary.verification.ok(), "{}", summary.render_text());
+        assert_eq!((e.expected, e.in_doubt), (summary.total_acknowledged(), 0));
+        assert_eq!(e.expected, mock.events());
+        assert_eq!((e.matched.delivered, e.matched.missing, e.matched.unexpected), (e.expected, 0, 0));
+        assert_eq!((e.counts.distinct, e.duplicates()), (e.expected, e.expected / 10));
+        assert!(e.rate_tenths().is_some_and(|rate| rate > 0), "{e:?}");
+        assert!(e.cleanup_error.is_none() && !mock.has_endpoint(), "the endpoint must be deleted at the end");
+        assert_eq!(exit_code(&summary), ExitCode::SUCCESS);
+        let text = summary.render_text();
+        let expected = e.expected;
+        assert!(text.contains("events:      endpoint ep_1 (http://127.0.0.1:"), "{text}");
+        assert!(
+            text.contains(&format!("): {expected} expected (one per acknowledged notice; 0 more in doubt)")),
+            "{text}"
+        );
+        assert!(text.contains(&format!("delivery:    {expected} distinct in ")), "{text}");
+        assert!(
+            text.ends_with(&format!(
+                "events: OK (all {expected} acknowledged notices' events arrived, none unexpected; {} deliveries \
+                 repeated)\n",
+                expected / 10
+            )),
+            "{text}"
+        );
+        let json = summary.to_json();
+        let j = &json["events"];
+        assert_eq!(
+            (j["ok"].as_bool(), j["expected"].as_u64(), j["missing"].as_u64()),
+            (Some(true), Some(expected), Some(0))
+        );
+        assert_eq!((j["duplicates"].as_u64(), j["endpoint_deleted"].as_bool()), (Some(expected / 10), Some(true)));
+        assert!(j["deliveries_per_sec"].as_f64().is_some_and(|rate| rate > 0.0), "{j}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lost_event_fails_the_run_once_the_wait_runs_out() {
+        let mock = Mock::start(MockConfig { drop_event_every: 25, ..config() }).await;
+        let summary = bench_events(&mock, &["--connections", "2", "--requests", "100", "--converge", "1"]).await;
+        let e = summary.events.as_ref().unwrap();
+        assert!(summary.verification.ok(), "the balances are right; only events are lost");
+        assert!(!e.ok() && e.waited >= Duration::from_secs(1), "{e:?}");
+        assert_eq!((e.expected, e.matched.delivered, e.matched.missing, e.matched.unexpected), (100, 96, 4, 0));
+        assert!(!mock.has_endpoint());
+        assert_eq!(exit_code(&summary), ExitCode::from(1));
+        let text = summary.render_text();
+        assert!(
+            text.contains("events: MISMATCH (4 of 100 acknowledged notices have no event after waiting 1."),
+            "{text}"
+        );
+        assert!(text.contains(" s (--converge 1); first: "), "{text}");
+        let json = summary.to_json();
+        assert_eq!((json["events"]["ok"].as_bool(), json["events"]["missing"].as_u64()), (Some(false), Some(4)));
+        assert!(json["events"]["first_missing"].is_string());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_event_for_an_operation_never_acknowledged_fails_the_run() {
+        let mock = Mock::start(MockConfig { stray_event: true, ..config() }).await;
+        let summary = bench_events(&mock, &["--connections", "2", "--requests", "50"]).await;
+        let e = summary.events.as_ref().unwrap();
+        assert_eq!((e.matched.delivered, e.matched.missing, e.matched.unexpected), (50, 0, 1), "{e:?}");
+        assert_eq!(e.counts.distinct, 51);
+        let text = summary.render_text();
+        assert!(
+            text.contains(
+                "events: MISMATCH (1 unexpected events; first: an event for operation \
+                 00000000-0000-4000-8000-000000000000, which the server never acknowledged)"
+            ),
+            "{text}"
+        );
+        assert_eq!(exit_code(&summary), ExitCode::from(1));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn registration_needs_an_admin_and_a_server_that_may_deliver_to_loopback() {
+        let mock = Mock::start(config()).await;
+        let failure = async |mock: &Mock, extra: &[&str]| {
+            let error = run(&args(mock, &[&["--requests", "10"], extra].concat()), Arc::new(AtomicBool::new(false)))
+                .await
+                .unwrap_err();
+            format!("{error:#}")
+        };
+        let anonymous = failure(&mock, &["--event-receiver"]).await;
+        assert!(anonymous.contains("needs --username and --password of an admin"), "{anonymous}");
+        assert_eq!(mock.logins(), 0, "nothing is sent before the flags are checked");
+        let viewer =
+            failure(&mock, &["--event-receiver", "--username", MOCK_VIEWER, "--password", MOCK_PASSWORD]).await;
+        assert!(viewer.contains("--username must be an admin") && viewer.contains("403 Forbidden"), "{viewer}");
+        let transfers = failure(&mock, &[&AS_ADMIN[..], &["--scenario", "transfers"]].concat()).await;
+        assert!(transfers.contains("--event-receiver applies to the webhook scenario only"), "{transfers}");
+
+        let refusing = Mock::start(MockConfig { refuse_loopback_endpoints: true, ..config() }).await;
+        let loopback = failure(&refusing, &AS_ADMIN).await;
+        assert!(loopback.contains("start it with PAYLEDGER_OUTBOUND_ALLOWED_NETWORKS=127.0.0.0/8"), "{loopback}");
+        for mock in [&mock, &refusing] {
+            assert!(!mock.has_endpoint() && mock.total() == 0, "no load without a registered receiver");
+        }
     }
 }
