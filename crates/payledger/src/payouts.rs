@@ -65,6 +65,11 @@ impl Payouts {
         &self.vault
     }
 
+    /// The card vault, shared (the webhook endpoint service encrypts endpoints' secrets with it).
+    pub fn shared_vault(&self) -> Arc<Vault> {
+        Arc::clone(&self.vault)
+    }
+
     /// Creates a payout: pending, its source's money held, its processing enqueued, all in one transaction.
     /// With an idempotency key, the key, a keyed fingerprint of the request and the answer are stored in that
     /// transaction; the same key with the same request replays the answer, with another request it is refused.

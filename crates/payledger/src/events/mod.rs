@@ -7,6 +7,7 @@
 //! (`signature.rs`), send them through the SSRF guard (`guard.rs`, `sender.rs`) and retry on a schedule
 //! (`schedule.rs`).
 
+pub mod endpoints;
 pub mod payloads;
 pub mod settings;
 pub mod signature;

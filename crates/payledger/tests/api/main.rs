@@ -28,4 +28,5 @@ mod races;
 mod statements;
 mod verify;
 mod webhook;
+mod webhook_endpoints;
 mod webhook_security;
