@@ -15,6 +15,7 @@ use crate::auth::principals::PrincipalError;
 use crate::auth::tokens::TokenError;
 use crate::engine::EngineError;
 use crate::engine::payouts::PayoutError;
+use crate::events::endpoints::EndpointError;
 use crate::payouts::PayoutServiceError;
 use crate::statement::ReconcileError;
 use crate::store::StoreError;
@@ -298,6 +299,25 @@ impl From<PayoutServiceError> for ApiError {
                 tracing::error!(%error, "card vault failed");
                 ApiError::Engine(EngineError::Unavailable)
             }
+        }
+    }
+}
+
+impl From<EndpointError> for ApiError {
+    /// A refused endpoint request: 400 naming the field, 404, 409 `delivery_pending`; 503 when the database or
+    /// the card vault failed, 500 when no secret could be made.
+    fn from(error: EndpointError) -> ApiError {
+        match error {
+            EndpointError::Invalid { field, reason } => ApiError::field(field, reason),
+            EndpointError::NotFound => ApiError::NotFound("Webhook endpoint not found"),
+            EndpointError::DeliveryNotFound => ApiError::NotFound("Delivery not found"),
+            EndpointError::DeliveryPending => ApiError::Conflict { code: "delivery_pending", message: error.to_string() },
+            EndpointError::Store(error) => ApiError::Store(error),
+            EndpointError::Vault(error) => {
+                tracing::error!(%error, "card vault failed");
+                ApiError::Engine(EngineError::Unavailable)
+            }
+            EndpointError::Randomness => ApiError::Internal(error.to_string()),
         }
     }
 }

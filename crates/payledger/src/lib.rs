@@ -65,6 +65,8 @@ pub struct App {
     pub payouts: payouts::Payouts,
     /// The bank statement reconciliation service.
     pub reconciliation: statement::Reconciliation,
+    /// The webhook endpoint service (outbound events' receivers).
+    pub endpoints: events::endpoints::Endpoints,
     /// The secret the payment gateway signs its callbacks with (the HTTP gateway's), if configured.
     pub gateway_secret: Option<String>,
     /// How conflicting notices are answered.
@@ -298,6 +300,10 @@ pub async fn launch(
     let balances = balances::Balances::new(engine.clone());
     let (payout_service, gateway) = payout_parts(&settings, &engine)?;
     let reconciliation = statement::Reconciliation::new(engine.clone(), store.clone(), settings.reconcile.clone());
+    let mut event_settings = settings.payouts.events.clone();
+    // The production profile requires https endpoints whoever built the settings (`main` sets it too).
+    event_settings.require_https |= settings.profile == config::Profile::Production;
+    let endpoints = events::endpoints::Endpoints::new(store.clone(), payout_service.shared_vault(), event_settings);
     let intake = Intake::new(engine, settings.webhook_mode, settings.reconcile.date_tolerance_days);
     let (stop_applier, applier_stopped) = tokio::sync::watch::channel(false);
     // The applier runs in both modes: notices recorded in async mode (by this process before a restart,
@@ -321,6 +327,7 @@ pub async fn launch(
         balances,
         payouts: payout_service,
         reconciliation,
+        endpoints,
         gateway_secret: match &settings.payouts.gateway {
             gateway::GatewayConfig::Http { secret, .. } => Some(secret.clone()),
             gateway::GatewayConfig::Simulated { .. } => None,

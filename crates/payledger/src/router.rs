@@ -22,7 +22,7 @@ use crate::AppState;
 use crate::api::access::Gate;
 use crate::api::{
     auth, balances, docs, gateway_events, health, jobs, organizations, payouts, reconciliation, reports, statements,
-    users, webhook,
+    users, webhook, webhook_endpoints,
 };
 use crate::auth::tokens::Role;
 
@@ -87,6 +87,17 @@ pub const ROUTES: &[Route] = &[
     route(Method::POST,   "/api/v1/users/",                         "users::create",                ADMIN),
     route(Method::PATCH,  "/api/v1/users/{username}/",              "users::patch",                 ADMIN),
     route(Method::GET,    "/api/v1/audit/",                         "users::audit",                 ADMIN),
+    route(Method::GET,    "/api/v1/webhook-endpoints/",             "webhook_endpoints::list",      ADMIN),
+    route(Method::POST,   "/api/v1/webhook-endpoints/",             "webhook_endpoints::create",    ADMIN),
+    route(Method::GET,    "/api/v1/webhook-endpoints/{id}/",        "webhook_endpoints::detail",    ADMIN),
+    route(Method::PATCH,  "/api/v1/webhook-endpoints/{id}/",        "webhook_endpoints::patch",     ADMIN),
+    route(Method::DELETE, "/api/v1/webhook-endpoints/{id}/",        "webhook_endpoints::delete",    ADMIN),
+    route(Method::POST,   "/api/v1/webhook-endpoints/{id}/rotate-secret/", "webhook_endpoints::rotate_secret", ADMIN),
+    route(Method::POST,   "/api/v1/webhook-endpoints/{id}/test/",   "webhook_endpoints::test",      ADMIN),
+    route(Method::GET,    "/api/v1/webhook-endpoints/{id}/deliveries/", "webhook_endpoints::deliveries", ADMIN),
+    route(Method::GET,    "/api/v1/webhook-endpoints/{id}/deliveries/{delivery_id}/attempts/", "webhook_endpoints::attempts", ADMIN),
+    route(Method::POST,   "/api/v1/webhook-endpoints/{id}/deliveries/{delivery_id}/replay/", "webhook_endpoints::replay", ADMIN),
+    route(Method::POST,   "/api/v1/webhook-endpoints/{id}/recover/", "webhook_endpoints::recover",  ADMIN),
     route(Method::POST,   "/api/v1/statements/",                    "statements::upload",           OPERATOR),
     route(Method::GET,    "/api/v1/statements/",                    "statements::list",             VIEWER),
     route(Method::GET,    "/api/v1/statements/{id}/",               "statements::detail",           VIEWER),
@@ -160,6 +171,7 @@ async fn check_access(state: State<AppState>, request: Request, next: Next) -> R
         (name = "jobs", description = "The durable job queue: dead jobs and their retry"),
         (name = "reconciliation", description = "Bank statements: import one, match its lines with the bank's notices, and decide each discrepancy (apply the line, or accept it with a note)"),
         (name = "auth", description = "Access and refresh tokens"),
+        (name = "webhook endpoints", description = "Admin only: the receivers of outbound events (Standard Webhooks), their signing secrets, a test event, and each one's delivery log with its replays"),
         (name = "users", description = "Admin only: the users of the API and the console, and the audit log"),
         (name = "operations", description = "Health and monitoring"),
     ),
@@ -173,6 +185,7 @@ async fn check_access(state: State<AppState>, request: Request, next: Next) -> R
         crate::api::payouts::PayoutStatusName,
         crate::api::payouts::PayoutOrderingName,
         crate::api::jobs::JobStatusName,
+        crate::api::webhook_endpoints::DeliveryStatusName,
     ))
 )]
 struct ApiDoc;
@@ -200,6 +213,14 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(users::list, users::create))
         .routes(routes!(users::patch))
         .routes(routes!(users::audit))
+        .routes(routes!(webhook_endpoints::list, webhook_endpoints::create))
+        .routes(routes!(webhook_endpoints::detail, webhook_endpoints::patch, webhook_endpoints::delete))
+        .routes(routes!(webhook_endpoints::rotate_secret))
+        .routes(routes!(webhook_endpoints::test))
+        .routes(routes!(webhook_endpoints::deliveries))
+        .routes(routes!(webhook_endpoints::attempts))
+        .routes(routes!(webhook_endpoints::replay))
+        .routes(routes!(webhook_endpoints::recover))
         .routes(routes!(statements::upload, statements::list))
         .routes(routes!(statements::detail))
         .routes(routes!(statements::apply))

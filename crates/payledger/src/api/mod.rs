@@ -16,6 +16,7 @@ pub mod schema;
 pub mod statements;
 pub mod users;
 pub mod webhook;
+pub mod webhook_endpoints;
 
 use payledger_core::money::format_minor;
 use serde::{Serialize, Serializer};

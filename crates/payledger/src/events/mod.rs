@@ -8,6 +8,7 @@
 //! (`schedule.rs`).
 
 pub mod delivery;
+pub mod endpoints;
 pub mod guard;
 pub mod payloads;
 pub mod schedule;

@@ -29,4 +29,5 @@ mod races;
 mod statements;
 mod verify;
 mod webhook;
+mod webhook_endpoints;
 mod webhook_security;
