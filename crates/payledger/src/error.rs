@@ -311,7 +311,9 @@ impl From<EndpointError> for ApiError {
             EndpointError::Invalid { field, reason } => ApiError::field(field, reason),
             EndpointError::NotFound => ApiError::NotFound("Webhook endpoint not found"),
             EndpointError::DeliveryNotFound => ApiError::NotFound("Delivery not found"),
-            EndpointError::DeliveryPending => ApiError::Conflict { code: "delivery_pending", message: error.to_string() },
+            EndpointError::DeliveryPending => {
+                ApiError::Conflict { code: "delivery_pending", message: error.to_string() }
+            }
             EndpointError::Store(error) => ApiError::Store(error),
             EndpointError::Vault(error) => {
                 tracing::error!(%error, "card vault failed");

@@ -384,7 +384,11 @@ pub struct DeliveriesQuery {
 
 /// The endpoint id of a path: 400 naming `id` unless it has the shape of one.
 fn endpoint_id(text: String) -> Result<String, ApiError> {
-    if is_endpoint_id(&text) { Ok(text) } else { Err(ApiError::field("id", "must be ep_ and 32 lower-case hex digits")) }
+    if is_endpoint_id(&text) {
+        Ok(text)
+    } else {
+        Err(ApiError::field("id", "must be ep_ and 32 lower-case hex digits"))
+    }
 }
 
 /// The delivery id of a path: 400 naming `delivery_id` unless it is a positive whole number.
@@ -604,7 +608,10 @@ pub async fn rotate_secret(
         (status = 404, description = "No such endpoint", body = ErrorBody),
     )
 )]
-pub async fn test(State(state): State<AppState>, Path(id): Path<String>) -> Result<(StatusCode, Json<TestAnswer>), ApiError> {
+pub async fn test(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<TestAnswer>), ApiError> {
     let id = endpoint_id(id)?;
     let delivery_id = state.endpoints.test(&id).await?;
     Ok((StatusCode::ACCEPTED, Json(TestAnswer { delivery_id })))

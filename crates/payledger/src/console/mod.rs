@@ -31,6 +31,7 @@ pub mod reconciliation;
 pub mod session;
 mod upload;
 pub mod users;
+pub mod webhooks;
 
 use axum::Router;
 use axum::body::{Body, to_bytes};
@@ -313,7 +314,7 @@ pub fn percent_encode(text: &str) -> String {
 }
 
 /// The role a console route needs: the console's one access table. `None`: open (the login page, assets).
-/// Reads need a viewer; changes an operator; jobs, users and the audit log an admin. Pages are matched by
+/// Reads need a viewer; changes an operator; jobs, users, the audit log and webhooks an admin. Pages are matched by
 /// prefix, so a new page is a viewer's to read and an operator's to change unless its prefix is added to the
 /// admin ones here; only a route outside `/admin/` falls to the closed default (admin).
 pub fn needs(method: &Method, route: &str) -> Option<Role> {
@@ -323,7 +324,8 @@ pub fn needs(method: &Method, route: &str) -> Option<Role> {
         "/admin/logout" => Some(Role::Viewer),
         _ if route.starts_with("/admin/jobs")
             || route.starts_with("/admin/users")
-            || route.starts_with("/admin/audit") =>
+            || route.starts_with("/admin/audit")
+            || route.starts_with("/admin/webhooks") =>
         {
             Some(Role::Admin)
         }
@@ -450,6 +452,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(payouts::routes())
         .merge(jobs::routes())
         .merge(reconciliation::routes())
+        .merge(webhooks::routes())
         .route_layer(axum::middleware::from_fn_with_state(state, guard))
         // Only this origin's scripts, styles and forms; no framing; no inline script can run even if some
         // text escaped escaping.

@@ -503,7 +503,10 @@ fn is_public(ip: IpAddr) -> bool {
 
 fn check_description(text: &str) -> Result<String, EndpointError> {
     if text.chars().count() > MAX_DESCRIPTION_CHARS {
-        return Err(EndpointError::invalid("description", format!("must be at most {MAX_DESCRIPTION_CHARS} characters")));
+        return Err(EndpointError::invalid(
+            "description",
+            format!("must be at most {MAX_DESCRIPTION_CHARS} characters"),
+        ));
     }
     if text.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
         return Err(EndpointError::invalid("description", "must not contain control characters"));

@@ -96,7 +96,8 @@ async fn endpoints_are_created_with_a_secret_shown_once_and_managed_with_an_audi
     // Every change in the audit log, by the admin, without a secret.
     let (status, audit) = server.get(&format!("/api/v1/audit/?target=webhook_endpoint:{id}")).await;
     assert_eq!(status, 200);
-    let actions: Vec<&str> = audit["results"].as_array().expect("rows").iter().filter_map(|row| row["action"].as_str()).collect();
+    let actions: Vec<&str> =
+        audit["results"].as_array().expect("rows").iter().filter_map(|row| row["action"].as_str()).collect();
     for action in ["create", "update", "rotate_secret", "delete"] {
         assert!(actions.contains(&format!("webhook_endpoint.{action}").as_str()), "{action} in {actions:?}");
     }
@@ -132,12 +133,15 @@ async fn bad_fields_are_refused_naming_the_field(backend: Backend) {
     }
     // `*` with the one type it leaves out is fine.
     let created =
-        create(&server, json!({"url": "http://hooks.example.com/", "event_types": ["bank_payment.rejected", "*"]})).await;
+        create(&server, json!({"url": "http://hooks.example.com/", "event_types": ["bank_payment.rejected", "*"]}))
+            .await;
     assert_eq!(created["event_types"], json!(["*", "bank_payment.rejected"]));
     let id = created["id"].as_str().expect("id");
 
     let log = format!("{BASE}{id}/deliveries/");
-    for (query, field) in [("limit=0", "limit"), ("limit=501", "limit"), ("status=lost", "status"), ("before=-1", "before")] {
+    for (query, field) in
+        [("limit=0", "limit"), ("limit=501", "limit"), ("status=lost", "status"), ("before=-1", "before")]
+    {
         let (status, answer) = server.get(&format!("{log}?{query}")).await;
         assert_eq!(status, 400, "{query}: {answer}");
         assert!(answer["details"][field].is_string(), "{query} names {field}: {answer}");
@@ -194,7 +198,8 @@ async fn the_test_event_is_a_pending_delivery_in_the_log(backend: Backend) {
     let (status, recovered) =
         send(&server, "POST", &format!("{BASE}{id}/recover/"), Some(json!({"since": "2026-01-01T00:00:00Z"}))).await;
     assert_eq!((status, recovered["replayed"].clone()), (202, json!(0)), "{recovered}");
-    let (status, answer) = send(&server, "POST", &format!("{BASE}{id}/recover/"), Some(json!({"since": "yesterday"}))).await;
+    let (status, answer) =
+        send(&server, "POST", &format!("{BASE}{id}/recover/"), Some(json!({"since": "yesterday"}))).await;
     assert!(status == 400 && answer["details"]["since"].is_string(), "{answer}");
     server.stop().await;
 }

@@ -7,3 +7,4 @@ mod payouts;
 mod people;
 mod reconciliation;
 mod sessions;
+mod webhooks;
