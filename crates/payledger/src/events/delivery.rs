@@ -14,6 +14,7 @@ use time::OffsetDateTime;
 use tokio::sync::{Mutex, watch};
 use tokio::task::JoinSet;
 
+use super::endpoints::secret_binding;
 use super::guard::OutboundNetworks;
 use super::schedule::RetrySchedule;
 use super::sender::{Attempt, Outbound, Sender, Verdict};
@@ -28,12 +29,6 @@ use crate::vault::Vault;
 const CLAIM_LIMIT: i64 = 32;
 /// How long a worker waits after the database failed before it tries again.
 const FAILURE_PAUSE: Duration = Duration::from_secs(1);
-
-/// The associated data an endpoint's secrets are encrypted with: a secret copied to another endpoint's row
-/// does not decrypt there.
-pub fn secret_binding(endpoint: &str) -> Vec<u8> {
-    format!("webhook-endpoint:{endpoint}").into_bytes()
-}
 
 /// What every delivery worker of a process shares.
 #[derive(Clone)]

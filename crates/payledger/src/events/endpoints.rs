@@ -4,7 +4,6 @@
 //! the checks and the audit rows are the same from either face. Each change writes its audit row (never with a
 //! secret) in the change's own transaction.
 
-use std::net::IpAddr;
 use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +14,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::events::guard::{OutboundNetworks, check_endpoint_url};
 use crate::events::settings::EventSettings;
 use crate::events::signature::EndpointSecret;
 use crate::events::{ALL_TYPES, EventType, payloads};
@@ -23,8 +23,7 @@ use crate::store::event_rows::{AttemptRow, DeliveryRow, EndpointChange, Endpoint
 use crate::store::{AuditEntry, Store, StoreError};
 use crate::vault::{Vault, VaultError};
 
-/// The longest endpoint URL accepted, in bytes.
-pub const MAX_URL_BYTES: usize = 2048;
+pub use crate::events::guard::MAX_URL_BYTES;
 /// The longest description accepted, in characters.
 pub const MAX_DESCRIPTION_CHARS: usize = 500;
 /// The rate limits an endpoint may have, in deliveries a second.
@@ -393,13 +392,13 @@ impl Endpoints {
         Ok((secret, encrypted))
     }
 
-    /// The URL if an endpoint may have it.
-    // TODO(issue 15): the lead switches this to `events::guard::check_endpoint_url` once `events-sender` lands;
-    // until then the same rules, stated here.
+    /// The URL if an endpoint may have it (`guard::check_endpoint_url`: a host name is judged again whenever it
+    /// is resolved, at every attempt).
     fn check_url(&self, url: &str) -> Result<String, EndpointError> {
-        check_url(url, self.settings.require_https, &self.settings.allowed_networks)
-            .map(|()| url.to_owned())
-            .map_err(|reason| EndpointError::invalid("url", reason))
+        let networks = OutboundNetworks::from_networks(self.settings.allowed_networks.clone());
+        check_endpoint_url(url, self.settings.require_https, &networks)
+            .map(|_| url.to_owned())
+            .map_err(|reason| EndpointError::invalid("url", reason.to_string()))
     }
 }
 
@@ -423,81 +422,6 @@ fn audit(
         before: before.map(|value| value.to_string()),
         after: after.map(|value| value.to_string()),
         origin: crate::origin::RequestOrigin::current(),
-    }
-}
-
-/// The rules of an endpoint URL: an absolute `https` URL (or `http` when `require_https` is false), with a host,
-/// without credentials, a fragment, white space or control characters, at most [`MAX_URL_BYTES`] long, and,
-/// when the host is an address, a public one or one in `allowed`. A host name is judged when it is resolved.
-fn check_url(url: &str, require_https: bool, allowed: &[crate::networks::Network]) -> Result<(), String> {
-    if url.len() > MAX_URL_BYTES {
-        return Err(format!("must be at most {MAX_URL_BYTES} bytes"));
-    }
-    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err("must not contain white space or control characters".into());
-    }
-    // Checked on the text: the URI parser drops a fragment silently.
-    if url.contains('#') {
-        return Err("must not have a fragment (#…), which is never sent".into());
-    }
-    let uri: hyper::Uri = url.parse().map_err(|_| "must be an absolute http or https URL".to_owned())?;
-    match uri.scheme_str() {
-        Some("https") => {}
-        Some("http") if !require_https => {}
-        Some("http") => return Err("must use https".into()),
-        _ => return Err("must be an absolute http or https URL".into()),
-    }
-    let authority = uri.authority().ok_or("must have a host")?;
-    if authority.as_str().contains('@') {
-        return Err("must not carry a user name or password".into());
-    }
-    if authority.port_u16() == Some(0) {
-        return Err("must not use port 0".into());
-    }
-    let host = authority.host();
-    if host.is_empty() {
-        return Err("must have a host".into());
-    }
-    let bare = host.strip_prefix('[').and_then(|rest| rest.strip_suffix(']')).unwrap_or(host);
-    if let Ok(ip) = bare.parse::<IpAddr>()
-        && !is_public(ip)
-        && !allowed.iter().any(|network| network.contains(ip))
-    {
-        return Err(format!("{ip} is not a public address and is outside PAYLEDGER_OUTBOUND_ALLOWED_NETWORKS"));
-    }
-    Ok(())
-}
-
-/// Whether an address is reachable on the public internet (a short form of the guard's table).
-fn is_public(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            !(v4.is_unspecified()
-                || v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_multicast()
-                || v4.is_broadcast()
-                || v4.is_documentation()
-                || a == 0
-                || a >= 240
-                || (a == 100 && (64..128).contains(&b))
-                || (a == 198 && (18..20).contains(&b))
-                || (a == 192 && b == 0 && v4.octets()[2] == 0))
-        }
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => is_public(IpAddr::V4(v4)),
-            None => {
-                let first = v6.segments()[0];
-                !(v6.is_unspecified()
-                    || v6.is_loopback()
-                    || v6.is_multicast()
-                    || (first & 0xfe00) == 0xfc00
-                    || (first & 0xffc0) == 0xfe80
-                    || first == 0x2001 && v6.segments()[1] == 0x0db8)
-            }
-        },
     }
 }
 
@@ -570,23 +494,6 @@ mod tests {
         assert!(check_event_types(&names(&["payout.created", "payout.created"])).is_err());
         assert!(check_event_types(&names(&["ping"])).is_err());
         assert!(check_event_types(&[]).is_err());
-    }
-
-    #[test]
-    fn urls_need_a_scheme_a_host_and_a_public_address() {
-        assert!(check_url("https://hooks.example.com/payledger", true, &[]).is_ok());
-        assert!(check_url("http://hooks.example.com/", false, &[]).is_ok());
-        assert!(check_url("http://hooks.example.com/", true, &[]).is_err());
-        assert!(check_url("ftp://hooks.example.com/", false, &[]).is_err());
-        assert!(check_url("https://user:pw@hooks.example.com/", false, &[]).is_err());
-        assert!(check_url("https://127.0.0.1/", false, &[]).is_err());
-        assert!(check_url("https://[::1]/", false, &[]).is_err());
-        assert!(check_url("https://169.254.169.254/", false, &[]).is_err());
-        assert!(check_url("https://8.8.8.8/", false, &[]).is_ok());
-        let lan: crate::networks::Network = "10.1.0.0/16".parse().expect("network");
-        assert!(check_url("https://10.1.2.3/", false, &[lan]).is_ok());
-        assert!(check_url("/relative", false, &[]).is_err());
-        assert!(check_url(&format!("https://a.example/{}", "x".repeat(MAX_URL_BYTES)), false, &[]).is_err());
     }
 
     #[test]

@@ -90,14 +90,8 @@ impl EventType {
     }
 }
 
-/// The subscription that stands for every type but the ones that must be named (`bank_payment.rejected`).
-pub const ALL_TYPES: &str = "*";
-
-/// Whether a subscription to `subscribed` (a type's name or [`ALL_TYPES`]) wants an event of type `kind`. The
-/// PostgreSQL batch states the same rule in SQL (`store/postgres_events.rs`).
-pub fn wants(subscribed: &str, kind: &str) -> bool {
-    subscribed == kind || (subscribed == ALL_TYPES && kind != EventType::BankPaymentRejected.as_str())
-}
+// Which subscription wants which type is the batch's fan-out rule, so it lives beside the batch's rows.
+pub use crate::store::batch::{ALL_TYPES, NAMED_ONLY, wants};
 
 #[cfg(test)]
 mod tests {
@@ -110,5 +104,14 @@ mod tests {
         }
         assert_eq!(EventType::parse("ping"), None);
         assert_eq!(EventType::parse("*"), None);
+    }
+
+    #[test]
+    fn only_rejected_notices_must_be_named() {
+        assert_eq!(NAMED_ONLY, [EventType::BankPaymentRejected.as_str()]);
+        assert!(wants(ALL_TYPES, EventType::PayoutCreated.as_str()));
+        assert!(!wants(ALL_TYPES, EventType::BankPaymentRejected.as_str()));
+        assert!(wants("bank_payment.rejected", EventType::BankPaymentRejected.as_str()));
+        assert!(!wants("payout.created", EventType::PayoutStatusChanged.as_str()));
     }
 }

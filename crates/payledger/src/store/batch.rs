@@ -182,6 +182,18 @@ pub struct NewEvent {
     pub data: String,
 }
 
+/// The subscription that stands for every event type but the ones in [`NAMED_ONLY`].
+pub const ALL_TYPES: &str = "*";
+
+/// The event types an endpoint gets only when it names them (`events::EventType::BankPaymentRejected`).
+pub const NAMED_ONLY: [&str; 1] = ["bank_payment.rejected"];
+
+/// Whether a subscription to `subscribed` (a type's name or [`ALL_TYPES`]) wants an event of type `kind`. The
+/// PostgreSQL batch states the same rule in SQL (`store/postgres_events.rs`).
+pub fn wants(subscribed: &str, kind: &str) -> bool {
+    subscribed == kind || (subscribed == ALL_TYPES && !NAMED_ONLY.contains(&kind))
+}
+
 impl NewEvent {
     /// A new event with a fresh id.
     pub fn new(kind: &'static str, data: String) -> NewEvent {

@@ -8,7 +8,7 @@ use super::postgres_writer::PgBatch;
 
 impl PgBatch {
     /// Writes the batch's events and one pending delivery of each to every enabled endpoint that wants its type
-    /// (`events::wants`, in SQL). Their numbers come from `events_seq` here, after the batch took the locks of
+    /// (`batch::wants`, in SQL). Their numbers come from `events_seq` here, after the batch took the locks of
     /// the accounts and payouts they report, so each change of a resource gets a larger number than the one
     /// before, whichever instance commits it. The events are numbered in the plan's order.
     pub(super) async fn write_events(&mut self, events: &[NewEvent], now: OffsetDateTime) -> Result<(), StoreError> {

@@ -3,9 +3,8 @@
 use rusqlite::params;
 
 use super::StoreError;
-use super::batch::NewEvent;
+use super::batch::{NewEvent, wants};
 use super::sqlite_writer::SqliteBatch;
-use crate::events::wants;
 
 impl SqliteBatch<'_> {
     /// Writes the batch's events, numbered after the last one, and one pending delivery of each to every

@@ -314,53 +314,68 @@ macro_rules! event_queries {
                     .bind(record.error.as_deref())
                     .execute(&mut *tx)
                     .await?;
-                    let succeeded = record.end == DeliveryEnd::Succeeded;
-                    sqlx::query(
-                        "UPDATE webhook_endpoints
-                         SET failing_since = CASE WHEN $2 THEN NULL ELSE COALESCE(failing_since, $3) END
-                         WHERE id = $1",
-                    )
-                    .bind(&record.endpoint_id)
-                    .bind(succeeded)
-                    .bind($bind_time(now))
-                    .execute(&mut *tx)
-                    .await?;
-                    let reason = if record.gone {
-                        Some("the endpoint answered 410 Gone".to_owned())
-                    } else if !succeeded {
-                        Some("every delivery failed for the whole failure window".to_owned())
-                    } else {
-                        None
-                    };
-                    let Some(reason) = reason else { continue };
-                    let off = sqlx::query(
-                        "UPDATE webhook_endpoints SET enabled = FALSE, disabled_reason = $2, updated_at = $3
-                         WHERE id = $1 AND enabled AND ($4 OR failing_since < $5)",
-                    )
-                    .bind(&record.endpoint_id)
-                    .bind(&reason)
-                    .bind($bind_time(now))
-                    .bind(record.gone)
-                    .bind($bind_time(failing_before))
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
-                        == 1;
-                    if off {
-                        let audit = $crate::store::AuditEntry {
-                            actor: "worker".to_owned(),
-                            action: "webhook_endpoint.disable".to_owned(),
-                            target: format!("webhook_endpoint:{}", record.endpoint_id),
-                            before: None,
-                            after: Some(serde_json::json!({ "enabled": false, "reason": reason }).to_string()),
-                            origin: None,
-                        };
-                        Self::write_audit(&mut *tx, &audit, now).await?;
-                        disabled.push(record.endpoint_id.clone());
+                    if let Some(endpoint) = Self::judge_endpoint(&mut tx, record, now, failing_before).await? {
+                        disabled.push(endpoint);
                     }
                 }
                 tx.commit().await?;
                 Ok(disabled)
+            }
+
+            /// An attempt's verdict on its endpoint: a success ends its failure window, a failure starts one (or
+            /// continues it); a 410, or a window longer than allowed, disables it with an audit row. The id of an
+            /// endpoint this disabled.
+            async fn judge_endpoint(
+                tx: &mut sqlx::Transaction<'static, <$store as $crate::store::Backend>::Db>,
+                record: &$crate::store::event_rows::AttemptRecord,
+                now: time::OffsetDateTime,
+                failing_before: time::OffsetDateTime,
+            ) -> Result<Option<String>, $crate::store::StoreError> {
+                use $crate::store::event_rows::DeliveryEnd;
+                let succeeded = record.end == DeliveryEnd::Succeeded;
+                sqlx::query(
+                    "UPDATE webhook_endpoints
+                     SET failing_since = CASE WHEN $2 THEN NULL ELSE COALESCE(failing_since, $3) END
+                     WHERE id = $1",
+                )
+                .bind(&record.endpoint_id)
+                .bind(succeeded)
+                .bind($bind_time(now))
+                .execute(&mut **tx)
+                .await?;
+                let reason = if record.gone {
+                    Some("the endpoint answered 410 Gone".to_owned())
+                } else if !succeeded {
+                    Some("every delivery failed for the whole failure window".to_owned())
+                } else {
+                    None
+                };
+                let Some(reason) = reason else { return Ok(None) };
+                let off = sqlx::query(
+                    "UPDATE webhook_endpoints SET enabled = FALSE, disabled_reason = $2, updated_at = $3
+                     WHERE id = $1 AND enabled AND ($4 OR failing_since < $5)",
+                )
+                .bind(&record.endpoint_id)
+                .bind(&reason)
+                .bind($bind_time(now))
+                .bind(record.gone)
+                .bind($bind_time(failing_before))
+                .execute(&mut **tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                if off {
+                    let audit = $crate::store::AuditEntry {
+                        actor: "worker".to_owned(),
+                        action: "webhook_endpoint.disable".to_owned(),
+                        target: format!("webhook_endpoint:{}", record.endpoint_id),
+                        before: None,
+                        after: Some(serde_json::json!({ "enabled": false, "reason": reason }).to_string()),
+                        origin: None,
+                    };
+                    Self::write_audit(&mut **tx, &audit, now).await?;
+                }
+                Ok(off.then(|| record.endpoint_id.clone()))
             }
 
             pub(in crate::store) async fn deliveries(
