@@ -175,7 +175,7 @@ super::queries::events::event_queries!(
     reader: pool,
     writer: pool,
     begin_write: "BEGIN",
-    skip_locked: "FOR UPDATE SKIP LOCKED",
+    skip_locked: "FOR UPDATE OF d SKIP LOCKED",
     next_seq: "nextval('events_seq')",
     bind_time: std::convert::identity
 );

@@ -270,7 +270,8 @@ macro_rules! event_queries {
             ) -> Result<Vec<String>, $crate::store::StoreError> {
                 use $crate::store::event_rows::DeliveryEnd;
                 let mut tx = self.$writer.begin_with($begin_write).await?;
-                let mut disabled = Vec::new();
+                // Per endpoint: whether any of its attempts succeeded, and whether any answered 410.
+                let mut verdicts: std::collections::BTreeMap<&str, (bool, bool)> = std::collections::BTreeMap::new();
                 for record in records {
                     let (status, next, counted) = match record.end {
                         DeliveryEnd::Succeeded => ("succeeded", None, true),
@@ -314,51 +315,58 @@ macro_rules! event_queries {
                     .bind(record.error.as_deref())
                     .execute(&mut *tx)
                     .await?;
-                    if let Some(endpoint) = Self::judge_endpoint(&mut tx, record, now, failing_before).await? {
-                        disabled.push(endpoint);
+                    let verdict = verdicts.entry(record.endpoint_id.as_str()).or_default();
+                    verdict.0 |= record.end == DeliveryEnd::Succeeded;
+                    verdict.1 |= record.gone;
+                }
+                // Ascending endpoint ids: two workers judging the same endpoints lock them in one order.
+                let mut disabled = Vec::new();
+                for (endpoint, (succeeded, gone)) in verdicts {
+                    if Self::judge_endpoint(&mut tx, endpoint, succeeded, gone, now, failing_before).await? {
+                        disabled.push(endpoint.to_owned());
                     }
                 }
                 tx.commit().await?;
                 Ok(disabled)
             }
 
-            /// An attempt's verdict on its endpoint: a success ends its failure window, a failure starts one (or
-            /// continues it); a 410, or a window longer than allowed, disables it with an audit row. The id of an
-            /// endpoint this disabled.
+            /// A round's verdict on an endpoint: a success ends its failure window, failures start one (or continue
+            /// it); a 410, or a window longer than allowed, disables it with an audit row. True if this disabled
+            /// it. The rows are written only when they change, so workers sending to one healthy endpoint do not
+            /// queue on its row.
             async fn judge_endpoint(
                 tx: &mut sqlx::Transaction<'static, <$store as $crate::store::Backend>::Db>,
-                record: &$crate::store::event_rows::AttemptRecord,
+                endpoint: &str,
+                succeeded: bool,
+                gone: bool,
                 now: time::OffsetDateTime,
                 failing_before: time::OffsetDateTime,
-            ) -> Result<Option<String>, $crate::store::StoreError> {
-                use $crate::store::event_rows::DeliveryEnd;
-                let succeeded = record.end == DeliveryEnd::Succeeded;
-                sqlx::query(
-                    "UPDATE webhook_endpoints
-                     SET failing_since = CASE WHEN $2 THEN NULL ELSE COALESCE(failing_since, $3) END
-                     WHERE id = $1",
-                )
-                .bind(&record.endpoint_id)
-                .bind(succeeded)
-                .bind($bind_time(now))
-                .execute(&mut **tx)
-                .await?;
-                let reason = if record.gone {
-                    Some("the endpoint answered 410 Gone".to_owned())
-                } else if !succeeded {
-                    Some("every delivery failed for the whole failure window".to_owned())
+            ) -> Result<bool, $crate::store::StoreError> {
+                if succeeded {
+                    sqlx::query("UPDATE webhook_endpoints SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL")
+                        .bind(endpoint)
+                        .execute(&mut **tx)
+                        .await?;
                 } else {
-                    None
+                    sqlx::query("UPDATE webhook_endpoints SET failing_since = $2 WHERE id = $1 AND failing_since IS NULL")
+                        .bind(endpoint)
+                        .bind($bind_time(now))
+                        .execute(&mut **tx)
+                        .await?;
+                }
+                let reason = match (gone, succeeded) {
+                    (true, _) => "the endpoint answered 410 Gone",
+                    (false, false) => "every delivery failed for the whole failure window",
+                    (false, true) => return Ok(false),
                 };
-                let Some(reason) = reason else { return Ok(None) };
                 let off = sqlx::query(
                     "UPDATE webhook_endpoints SET enabled = FALSE, disabled_reason = $2, updated_at = $3
                      WHERE id = $1 AND enabled AND ($4 OR failing_since < $5)",
                 )
-                .bind(&record.endpoint_id)
-                .bind(&reason)
+                .bind(endpoint)
+                .bind(reason)
                 .bind($bind_time(now))
-                .bind(record.gone)
+                .bind(gone)
                 .bind($bind_time(failing_before))
                 .execute(&mut **tx)
                 .await?
@@ -368,14 +376,14 @@ macro_rules! event_queries {
                     let audit = $crate::store::AuditEntry {
                         actor: "worker".to_owned(),
                         action: "webhook_endpoint.disable".to_owned(),
-                        target: format!("webhook_endpoint:{}", record.endpoint_id),
+                        target: format!("webhook_endpoint:{endpoint}"),
                         before: None,
                         after: Some(serde_json::json!({ "enabled": false, "reason": reason }).to_string()),
                         origin: None,
                     };
                     Self::write_audit(&mut **tx, &audit, now).await?;
                 }
-                Ok(off.then(|| record.endpoint_id.clone()))
+                Ok(off)
             }
 
             pub(in crate::store) async fn deliveries(
