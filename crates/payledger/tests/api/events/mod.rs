@@ -2,6 +2,7 @@
 //! signature with its own implementation (`receiver.rs`), retries, disabling, and the SSRF guard.
 
 mod delivery;
+mod outbox;
 mod processes;
 pub mod receiver;
 
