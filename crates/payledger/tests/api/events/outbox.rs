@@ -17,6 +17,7 @@ on_both_backends!(
     a_rotation_signs_with_both_secrets_during_the_overlap,
     the_test_button_sends_a_signed_ping,
     failed_deliveries_are_replayed_one_by_one_or_recovered_since_a_time,
+    reconciliation_reports_a_discrepancy_and_the_payment_it_credits,
 );
 
 /// Makes the ledger refuse any entry of 13.13 and the outbox any event mentioning 66.66, inside the batch.
@@ -225,4 +226,52 @@ async fn failed_deliveries_are_replayed_one_by_one_or_recovered_since_a_time(bac
     let ids: HashSet<String> = delivered.iter().map(|r| r.webhook_id.clone()).collect();
     assert_eq!((delivered.len(), ids.len()), (3, 3), "each failed event delivered once");
     receiver.assert_all_verified();
+}
+
+async fn reconciliation_reports_a_discrepancy_and_the_payment_it_credits(backend: Backend) {
+    use crate::common::statements::{Credit, PAYER, one_c, upload};
+    let Some(db) = TestDb::new(backend).await else { return };
+    let server = TestServer::start(event_settings(&db)).await;
+    let receiver = Receiver::start(Vec::new()).await;
+    let types = ["statement.discrepancy_opened", "bank_payment.credited"];
+    let (_, secret) = register(&server, &receiver.url(), &types).await;
+    receiver.set_secrets(vec![secret]);
+    // The notice of PAY-328 arrived; the statement also has PAY-9, whose notice never did.
+    let (status, _) = server.post_webhook(&crate::common::notice(uuid::Uuid::now_v7(), json!(1500), PAYER)).await;
+    assert_eq!(status, 200);
+    let statement = one_c(&[
+        Credit { number: "PAY-328", date: "28.04.2024", kopecks: 150_000, payer_inn: PAYER },
+        Credit { number: "PAY-9", date: "28.04.2024", kopecks: 5_000, payer_inn: PAYER },
+    ]);
+    let (status, summary) = upload(&server, statement, "").await;
+    assert_eq!(status, 201, "{summary}");
+    assert!(receiver.wait_for(2, Duration::from_secs(20)).await);
+    let opened: Vec<Value> = receiver
+        .received()
+        .into_iter()
+        .map(|r| r.body)
+        .filter(|b| b["type"] == "statement.discrepancy_opened")
+        .collect();
+    assert_eq!(opened.len(), 1, "{opened:?}");
+    assert_eq!(opened[0]["data"]["kind"], "missing_notice");
+    assert_eq!(opened[0]["data"]["amount"], "50.00");
+
+    // Applying the import credits the line: a payment from the statement.
+    let import = summary["id"].as_i64().expect("import id");
+    let applied = server.post(&format!("/api/v1/statements/{import}/apply/"), "{}", None).await;
+    assert!(applied.status < 300, "{}", applied.text);
+    assert!(receiver.wait_for(3, Duration::from_secs(20)).await);
+    let credited: Vec<Value> = receiver
+        .received()
+        .into_iter()
+        .map(|r| r.body)
+        .filter(|b| b["type"] == "bank_payment.credited" && b["data"]["source"] == "statement")
+        .collect();
+    assert_eq!(credited.len(), 1, "{credited:?}");
+    assert_eq!(
+        (credited[0]["data"]["amount"].as_str(), credited[0]["data"]["document_number"].as_str()),
+        (Some("50.00"), Some("PAY-9"))
+    );
+    receiver.assert_all_verified();
+    db.assert_verified().await;
 }
