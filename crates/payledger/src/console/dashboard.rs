@@ -47,6 +47,8 @@ struct DayRow {
 struct DashboardPage {
     layout: Layout,
     as_of: String,
+    /// What an operator must act on, shown above everything else, with where to act (for those allowed).
+    alerts: Vec<Stat>,
     money: Vec<Stat>,
     ledger: Vec<Stat>,
     payouts: Vec<Stat>,
@@ -86,6 +88,7 @@ async fn dashboard(State(state): State<AppState>, user: ConsoleUser) -> Result<R
     let today = now.date();
     let inflow = read_inflow(&state, today).await?;
     let counts = state.store.console_dashboard_counts(now - Duration::hours(24)).await?;
+    let attention = state.store.attention().await?;
 
     let count = |value: i64| value.to_string();
     let stat = |label: &str, value: String, href: Option<String>| Stat { label: label.to_owned(), value, href };
@@ -101,9 +104,16 @@ async fn dashboard(State(state): State<AppState>, user: ConsoleUser) -> Result<R
         .collect();
     // The jobs page is for admins only: others see the figures without a link that would refuse them.
     let jobs_link = |status: &str| user.can(Role::Admin).then(|| link("/admin/jobs", &[("status", status.to_owned())]));
+    let mut alerts = Vec::new();
+    if attention.disabled_endpoints > 0 {
+        let text =
+            format!("{} webhook endpoint(s) disabled: events are no longer sent to them", attention.disabled_endpoints);
+        alerts.push(stat(&text, String::new(), user.can(Role::Admin).then(|| "/admin/webhooks".to_owned())));
+    }
     let page = DashboardPage {
         layout: user.layout("Dashboard", "dashboard"),
         as_of: format::time(now),
+        alerts,
         money: vec![
             stat("Inflow today (UTC)", format::rub(inflow.today), Some(payments_since(today))),
             stat("Inflow this month", format::rub(inflow.this_month), Some(payments_since(month_start))),

@@ -37,6 +37,10 @@ async fn the_webhooks_page_lists_endpoints_and_a_disabled_ones_reason(backend: B
     assert_eq!(disabled.status, 303, "{}", disabled.body);
     let list = admin.get("/admin/webhooks").await;
     assert!(list.body.contains("Disabled: disabled by admin"), "{}", list.body);
+    // The dashboard says so to everyone, with the way there for admins.
+    let dashboard = admin.get("/admin/").await;
+    assert!(dashboard.body.contains("1 webhook endpoint(s) disabled"), "{}", dashboard.body);
+    assert!(dashboard.body.contains("<a href=\"/admin/webhooks\">see them</a>"), "{}", dashboard.body);
 
     let test = admin.post(&format!("/admin/webhooks/{id}/test"), &[]).await;
     assert_eq!(test.status, 303);
@@ -50,5 +54,8 @@ async fn the_webhooks_page_lists_endpoints_and_a_disabled_ones_reason(backend: B
         .expect("operator");
     let operator = ConsoleClient::login(&server, "oleg", "a long operator password").await;
     assert_eq!(operator.get("/admin/webhooks").await.status, 403);
+    let dashboard = operator.get("/admin/").await;
+    assert!(dashboard.body.contains("1 webhook endpoint(s) disabled"), "{}", dashboard.body);
+    assert!(!dashboard.body.contains("<a href=\"/admin/webhooks\">see them</a>"), "no link that would refuse them");
     server.stop().await;
 }
