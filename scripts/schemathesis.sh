@@ -57,6 +57,28 @@ cleanup() {
 trap cleanup EXIT
 fail() { echo "schemathesis: $*" >&2; exit 2; }
 
+# A receiver of outbound events on loopback that takes everything (204), so a delivery can succeed and the
+# delivery operations have a finished one to replay.
+receiver_port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+python3 - "$receiver_port" <<'PY' &
+import http.server
+import sys
+
+
+class Receiver(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Receiver).serve_forever()
+PY
+receiver_pid=$!
+
 # The development profile (anonymous reads, as documented), the simulated gateway, and a login rate far above
 # what the run sends: thousands of requests with deliberately wrong credentials must each be answered 401, as
 # the ignored_auth check expects; the rate limit itself is tested in tests/api.
@@ -69,6 +91,9 @@ PAYLEDGER_LOGIN_FAILURES_PER_USERNAME_PER_MINUTE=1000000 \
 PAYLEDGER_PAYOUT_MAX_ATTEMPTS=2 \
 PAYLEDGER_PAYOUT_RETRY_BASE_MS=50 \
 PAYLEDGER_GATEWAY_LATENCY_MS=1 \
+PAYLEDGER_OUTBOUND_ALLOWED_NETWORKS=127.0.0.0/8 \
+PAYLEDGER_EVENT_RETRY_SCHEDULE=1s \
+PAYLEDGER_EVENT_TIMEOUT_SECONDS=2 \
 PAYLEDGER_LOG=warn \
   "$BINARY" serve >"$work/server.log" 2>&1 &
 server_pid=$!
@@ -116,6 +141,25 @@ statement_ids="$(python3 scripts/schemathesis_seed.py "http://127.0.0.1:$port" "
 export PAYLEDGER_ST_STATEMENT_ID="${statement_ids%% *}"
 export PAYLEDGER_ST_DISCREPANCY_IDS="${statement_ids#* }"
 export PAYLEDGER_ST_STATEMENT_FILE="$PWD/docs/samples/statement-1c-cp1251.txt"
+# A webhook endpoint at the receiver above and a delivered ping, whose ids the hooks give to the operations on
+# `{id}` and `{delivery_id}` (but DELETE: the stateful phase deletes the endpoints it creates).
+endpoint_code="$(curl -sS -o "$work/endpoint.json" -w '%{http_code}' -u "admin:$password" -H 'Content-Type: application/json' \
+  -X POST "http://127.0.0.1:$port/api/v1/webhook-endpoints/" \
+  -d "{\"url\": \"http://127.0.0.1:$receiver_port/events\", \"event_types\": [\"payout.created\"]}")"
+[ "$endpoint_code" = 201 ] || fail "seeding a webhook endpoint answered $endpoint_code, not 201: $(cat "$work/endpoint.json")"
+endpoint_id="$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["id"])' "$work/endpoint.json")"
+curl -fsS -o "$work/ping.json" -u "admin:$password" -X POST "http://127.0.0.1:$port/api/v1/webhook-endpoints/$endpoint_id/test/" \
+  || fail "seeding a ping failed"
+delivered=""
+for _ in $(seq 1 300); do
+  if curl -sS -u "admin:$password" "http://127.0.0.1:$port/api/v1/webhook-endpoints/$endpoint_id/deliveries/?status=succeeded" \
+    | grep -q '"id"'; then delivered=1; break; fi
+  sleep 0.1
+done
+[ -n "$delivered" ] || fail "the seeded ping was not delivered within 30 s"
+export PAYLEDGER_ST_ENDPOINT_ID="$endpoint_id"
+PAYLEDGER_ST_DELIVERY_ID="$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["delivery_id"])' "$work/ping.json")"
+export PAYLEDGER_ST_DELIVERY_ID
 
 rm -rf "$REPORTS"
 mkdir -p "$REPORTS"

@@ -174,11 +174,22 @@ def _fresh_key(headers, request):
 # The statement import and discrepancies scripts/schemathesis.sh seeded; a generated id names nothing.
 _STATEMENT_ID = os.environ.get("PAYLEDGER_ST_STATEMENT_ID", "")
 _DISCREPANCY_IDS = [i for i in os.environ.get("PAYLEDGER_ST_DISCREPANCY_IDS", "").split(",") if i]
+# The seeded webhook endpoint and its delivered ping (scripts/schemathesis.sh).
+_ENDPOINT_ID = os.environ.get("PAYLEDGER_ST_ENDPOINT_ID", "")
+_DELIVERY_ID = os.environ.get("PAYLEDGER_ST_DELIVERY_ID", "")
 # One generated statement id (or discrepancy id) in this many is kept as drawn, so 404 stays exercised.
 KEEP_DRAWN_ID_ONE_IN = 4
 # Uploads keep their generated bodies (no statement grammar accepts them: 400 `statement_invalid`). The seeded
 # sample file is not sent in their place: schemathesis cannot tell such a case from a negative one, and
 # scripts/schemathesis.sh's own seeding upload already checks the 201.
+
+
+def _seeded_delivery(case):
+    params = case.path_parameters
+    if not _DELIVERY_ID or not isinstance(params, dict) or "delivery_id" not in params:
+        return
+    if _RANDOM.randrange(KEEP_DRAWN_ID_ONE_IN) != 0:
+        params["delivery_id"] = int(_DELIVERY_ID)
 
 
 def _seeded_id(case, seeded):
@@ -222,6 +233,9 @@ def before_call(context, case, kwargs):
         _seeded_id(case, _STATEMENT_ID)
     elif path.startswith("/api/v1/reconciliation/discrepancies/{id}/"):
         _seeded_id(case, _DISCREPANCY_IDS)
+    elif path.startswith("/api/v1/webhook-endpoints/{id}/") and method != "DELETE":
+        _seeded_id(case, _ENDPOINT_ID)
+        _seeded_delivery(case)
     elif method == "GET" and path == "/api/v1/reconciliation/":
         _fix_report_days(case.query)
     if method == "POST" and path in ("/api/v1/payouts/", "/api/payouts/"):

@@ -304,7 +304,7 @@ impl From<PayoutServiceError> for ApiError {
 }
 
 impl From<EndpointError> for ApiError {
-    /// A refused endpoint request: 400 naming the field, 404, 409 `delivery_pending`; 503 when the database or
+    /// A refused endpoint request: 400 naming the field, 404, 409 `delivery_pending` or `endpoint_disabled`; 503 when the database or
     /// the card vault failed, 500 when no secret could be made.
     fn from(error: EndpointError) -> ApiError {
         match error {
@@ -314,6 +314,7 @@ impl From<EndpointError> for ApiError {
             EndpointError::DeliveryPending => {
                 ApiError::Conflict { code: "delivery_pending", message: error.to_string() }
             }
+            EndpointError::Disabled => ApiError::Conflict { code: "endpoint_disabled", message: error.to_string() },
             EndpointError::Store(error) => ApiError::Store(error),
             EndpointError::Vault(error) => {
                 tracing::error!(%error, "card vault failed");

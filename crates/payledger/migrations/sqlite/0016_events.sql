@@ -7,9 +7,12 @@
 -- so every change of one resource gets a larger `seq` than the one before. It is also the `version` a receiver
 -- compares. `id` (`evt_…`) is what receivers see as `webhook-id`; it stays the same across retries and
 -- replays. Nothing looks an event up by it, so it has no index of its own. `data` is the resource as the API
--- shows it, as JSON without its version (the version is `seq`, added when the body is built).
+-- shows it, as JSON without its version (the version is `seq`, added when the body is built). Only an event
+-- some enabled endpoint wants is stored (with its deliveries): the log is what is to be sent.
+-- AUTOINCREMENT: a number is never given twice, even after the newest events were pruned (a receiver keeps the
+-- largest version it has seen).
 CREATE TABLE events (
-    seq         INTEGER PRIMARY KEY,
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
     id          TEXT NOT NULL,
     type        TEXT NOT NULL,
     data        TEXT NOT NULL,
@@ -43,9 +46,10 @@ CREATE INDEX webhook_subscriptions_by_type ON webhook_subscriptions (event_type,
 
 -- One delivery per endpoint and event, made in the event's batch for every enabled endpoint that wants its type
 -- (an endpoint created later does not get older events). A delivery is its own queue item: workers of `serve`
--- and `payledger worker` claim due ones with a lease, as they claim jobs.
+-- and `payledger worker` claim due ones with a lease, as they claim jobs. Disabling or deleting an endpoint
+-- fails its pending deliveries (a recovery sends them again), so every pending one is an enabled endpoint's.
 CREATE TABLE event_deliveries (
-    id                INTEGER PRIMARY KEY,
+    id                INTEGER PRIMARY KEY AUTOINCREMENT,
     event_seq         INTEGER NOT NULL,
     endpoint_id       TEXT NOT NULL,
     status            TEXT NOT NULL CHECK (status = 'pending' OR status = 'succeeded' OR status = 'failed'),
@@ -61,10 +65,12 @@ CREATE TABLE event_deliveries (
 );
 CREATE INDEX event_deliveries_due ON event_deliveries (next_attempt_at, id) WHERE status = 'pending';
 CREATE INDEX event_deliveries_by_endpoint ON event_deliveries (endpoint_id, id);
+-- A worker reads back what it just claimed by its lease: only leased rows are in this index.
+CREATE INDEX event_deliveries_leased ON event_deliveries (lease_owner) WHERE lease_owner IS NOT NULL;
 
 -- Every attempt, with the first 4 KiB of the receiver's answer (never shown to viewers).
 CREATE TABLE delivery_attempts (
-    id            INTEGER PRIMARY KEY,
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
     delivery_id   INTEGER NOT NULL,
     attempted_at  TEXT NOT NULL,
     status_code   INTEGER,

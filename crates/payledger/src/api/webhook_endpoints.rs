@@ -606,6 +606,7 @@ pub async fn rotate_secret(
         (status = 202, body = TestAnswer),
         (status = 400, description = "The id is not `ep_` and 32 hex digits", body = ErrorBody),
         (status = 404, description = "No such endpoint", body = ErrorBody),
+        (status = 409, description = "`endpoint_disabled`: enable the endpoint first", body = ErrorBody),
     )
 )]
 pub async fn test(
@@ -686,7 +687,7 @@ pub async fn attempts(
         (status = 202, body = ReplayAnswer),
         (status = 400, description = "A malformed id; `details` names it", body = ErrorBody),
         (status = 404, description = "No such endpoint, or no such delivery of it", body = ErrorBody),
-        (status = 409, description = "`delivery_pending`: it is still being tried on its schedule", body = ErrorBody),
+        (status = 409, description = "`delivery_pending`: it is still being tried on its schedule; `endpoint_disabled`: enable the endpoint first", body = ErrorBody),
     )
 )]
 pub async fn replay(
@@ -713,6 +714,7 @@ pub async fn replay(
         (status = 202, body = ReplayAnswer),
         (status = 400, description = "Invalid data; `details` names each bad field", body = ErrorBody),
         (status = 404, description = "No such endpoint", body = ErrorBody),
+        (status = 409, description = "`endpoint_disabled`: enable the endpoint first", body = ErrorBody),
     )
 )]
 pub async fn recover(

@@ -137,7 +137,9 @@ fn console_error(error: EndpointError) -> ConsoleError {
         EndpointError::Invalid { field, reason } => ConsoleError::BadRequest(format!("{field}: {reason}")),
         EndpointError::NotFound => ConsoleError::NotFound("No such webhook endpoint.".into()),
         EndpointError::DeliveryNotFound => ConsoleError::NotFound("No such delivery.".into()),
-        EndpointError::DeliveryPending => ConsoleError::Conflict(format::sentence(&error.to_string())),
+        EndpointError::DeliveryPending | EndpointError::Disabled => {
+            ConsoleError::Conflict(format::sentence(&error.to_string()))
+        }
         EndpointError::Store(error) => ConsoleError::Store(error),
         EndpointError::Vault(error) => {
             tracing::error!(%error, "console: the card vault failed");

@@ -6,6 +6,7 @@
 //! sent again with the same `webhook-id` (receivers drop what they have seen). It is not ordered: a retry may
 //! overtake a later event, which is why `data.version` exists.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,8 +26,6 @@ use crate::store::Store;
 use crate::store::event_rows::{AttemptRecord, ClaimedDelivery, DeliveryEnd};
 use crate::vault::Vault;
 
-/// The most deliveries one worker claims at once; they are sent concurrently and recorded together.
-const CLAIM_LIMIT: i64 = 32;
 /// How long a worker waits after the database failed before it tries again.
 const FAILURE_PAUSE: Duration = Duration::from_secs(1);
 
@@ -72,16 +71,22 @@ pub fn spawn(workers: &mut JoinSet<()>, context: DeliveryContext, count: usize, 
     }
 }
 
-/// How often old events and their delivery log are pruned.
-const PRUNE_EVERY: Duration = Duration::from_secs(600);
+/// How often stranded deliveries are failed and old events and their delivery log are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// The most events one pruning transaction removes, so it never holds the write lock long.
 const PRUNE_CHUNK: i64 = 5_000;
 
-/// Keeps the log bounded: every [`PRUNE_EVERY`], removes what is older than the retention, a chunk at a time.
-/// Every process with delivery workers prunes; two pruning at once delete the same rows once.
+/// Keeps the queue and the log bounded: every [`PRUNE_EVERY`], fails the pending deliveries of endpoints that
+/// were disabled or deleted, then removes what is older than the retention, a chunk at a time. Every process
+/// with delivery workers does it; two at once change the same rows once.
 async fn prune(context: DeliveryContext, mut stop: watch::Receiver<bool>) {
     while !*stop.borrow() {
         pause(&mut stop, PRUNE_EVERY).await;
+        match context.store.fail_stranded_deliveries(OffsetDateTime::now_utc()).await {
+            Ok(0) => {}
+            Ok(failed) => tracing::info!(failed, "failed the pending deliveries of disabled or deleted endpoints"),
+            Err(error) => tracing::warn!(%error, "failing stranded deliveries failed"),
+        }
         while !*stop.borrow() {
             let before = OffsetDateTime::now_utc() - context.settings.retention;
             match context.store.prune_events(before, PRUNE_CHUNK).await {
@@ -96,20 +101,38 @@ async fn prune(context: DeliveryContext, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// One worker: claims due deliveries, sends them, records them, until `stop` turns true.
+/// One worker: keeps up to [`IN_FLIGHT`] attempts going, claiming more whenever there is room, and records
+/// attempts as they finish, so a receiver that hangs for the whole timeout holds only its own slots (at most
+/// [`PER_ENDPOINT`] of them), not every other endpoint's deliveries. Stops claiming when `stop` turns true and
+/// ends once the attempts in hand are recorded (each is bounded by the attempt timeout).
 async fn run(context: DeliveryContext, owner: String, mut stop: watch::Receiver<bool>) {
     tracing::debug!(%owner, "event delivery worker started");
-    while !*stop.borrow() {
-        match deliver_due(&context, &owner).await {
-            Ok(0) => pause(&mut stop, context.settings.poll).await,
-            Ok(_) => {}
-            Err(error) => {
-                tracing::warn!(%error, "delivering events failed");
-                pause(&mut stop, FAILURE_PAUSE).await;
+    let mut worker = Worker { context, owner, sending: JoinSet::new(), busy: HashMap::new() };
+    loop {
+        let stopping = *stop.borrow();
+        let mut finished = Vec::new();
+        if !stopping && worker.sending.len() < IN_FLIGHT {
+            match worker.claim_and_start(&mut finished).await {
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "claiming event deliveries failed");
+                    pause(&mut stop, FAILURE_PAUSE).await;
+                }
             }
         }
+        if worker.sending.is_empty() && finished.is_empty() {
+            if stopping {
+                break;
+            }
+            pause(&mut stop, worker.context.settings.poll).await;
+            continue;
+        }
+        // Wait for an attempt to finish; while there is room to claim more, no longer than the poll.
+        let room = worker.sending.len() < IN_FLIGHT;
+        worker.collect(room.then_some(worker.context.settings.poll), &mut finished).await;
+        worker.record(finished).await;
     }
-    tracing::debug!(%owner, "event delivery worker stopped");
+    tracing::debug!(owner = %worker.owner, "event delivery worker stopped");
 }
 
 /// Waits `duration`, or less if shutdown is asked meanwhile.
@@ -120,51 +143,119 @@ async fn pause(stop: &mut watch::Receiver<bool>, duration: Duration) {
     }
 }
 
-/// Claims, sends and records one round of due deliveries; how many it claimed.
-async fn deliver_due(context: &DeliveryContext, owner: &str) -> Result<usize, crate::store::StoreError> {
-    let now = context.store.clock().await?;
-    let lease = now + context.settings.lease;
-    let claimed = context.store.claim_deliveries(owner, now, lease, CLAIM_LIMIT).await?;
-    let count = claimed.len();
-    if count == 0 {
-        return Ok(0);
-    }
-    let mut records = Vec::with_capacity(count);
-    let mut sending = JoinSet::new();
-    for delivery in claimed {
-        if let Some(wait) = over_rate(context, &delivery).await {
-            records.push(deferred(&delivery, now + wait));
-            continue;
-        }
-        let context = context.clone();
-        sending.spawn(async move { attempt(&context, &delivery).await });
-    }
-    while let Some(done) = sending.join_next().await {
-        match done {
-            Ok(record) => records.push(record),
-            // A panicking attempt records nothing: its lease expires and the delivery is tried again.
-            Err(error) => tracing::error!(%error, "an event delivery attempt panicked"),
-        }
-    }
-    let recorded_at = context.store.clock().await?;
-    let failing_before = recorded_at - context.settings.failure_window;
-    let disabled = context.store.record_delivery_attempts(owner, &records, recorded_at, failing_before).await?;
-    for endpoint in disabled {
-        metrics::counter!("payledger_webhook_endpoints_disabled_total").increment(1);
-        tracing::warn!(%endpoint, "a webhook endpoint was disabled: it answered 410, or every delivery failed for the failure window");
-    }
-    Ok(count)
+/// The most attempts one worker has in flight.
+const IN_FLIGHT: usize = 32;
+/// The most of them to one endpoint: a slow receiver cannot take a worker's every slot.
+const PER_ENDPOINT: usize = 8;
+/// How long a delivery over its endpoint's share of slots waits before it is claimed again.
+const BUSY_PAUSE: Duration = Duration::from_secs(1);
+/// How long a delivery waits when this process cannot read its endpoint's secret (another process may).
+const SECRET_PAUSE: Duration = Duration::from_secs(30);
+
+/// One worker's state: its attempts in flight and how many of them each endpoint has.
+struct Worker {
+    context: DeliveryContext,
+    owner: String,
+    sending: JoinSet<AttemptRecord>,
+    busy: HashMap<String, usize>,
 }
 
-/// How long `delivery` must wait for its endpoint's rate limit, if it is over it.
-async fn over_rate(context: &DeliveryContext, delivery: &ClaimedDelivery) -> Option<Duration> {
+impl Worker {
+    /// Claims as many due deliveries as there is room for and starts them; the ones that must wait (their
+    /// endpoint's rate limit or share of slots) go to `finished` as deferred.
+    async fn claim_and_start(&mut self, finished: &mut Vec<AttemptRecord>) -> Result<(), crate::store::StoreError> {
+        let room = i64::try_from(IN_FLIGHT - self.sending.len()).unwrap_or(0);
+        let now = self.context.store.clock().await?;
+        let lease = now + self.context.settings.lease;
+        let claimed = self.context.store.claim_deliveries(&self.owner, now, lease, room).await?;
+        // How many of this claim's deliveries each endpoint's rate limit already put off.
+        let mut put_off: HashMap<String, u32> = HashMap::new();
+        for delivery in claimed {
+            let busy = self.busy.get(&delivery.endpoint_id).copied().unwrap_or(0);
+            if busy >= PER_ENDPOINT {
+                finished.push(deferred(&delivery, BUSY_PAUSE));
+                continue;
+            }
+            if let Some(wait) = over_rate(&self.context, &delivery, &mut put_off).await {
+                finished.push(deferred(&delivery, wait));
+                continue;
+            }
+            *self.busy.entry(delivery.endpoint_id.clone()).or_default() += 1;
+            let context = self.context.clone();
+            self.sending.spawn(async move { attempt(&context, &delivery).await });
+        }
+        Ok(())
+    }
+
+    /// Adds to `finished` the attempts that have finished: waits for the first (at most `wait`, if given),
+    /// then takes every other one already done.
+    async fn collect(&mut self, wait: Option<Duration>, finished: &mut Vec<AttemptRecord>) {
+        let first = match (self.sending.is_empty(), wait) {
+            (true, _) => None,
+            (false, Some(wait)) => tokio::time::timeout(wait, self.sending.join_next()).await.ok().flatten(),
+            (false, None) => self.sending.join_next().await,
+        };
+        let mut done: Vec<_> = first.into_iter().collect();
+        while let Some(next) = self.sending.try_join_next() {
+            done.push(next);
+        }
+        for result in done {
+            match result {
+                Ok(record) => {
+                    if let Some(busy) = self.busy.get_mut(&record.endpoint_id) {
+                        *busy = busy.saturating_sub(1);
+                    }
+                    finished.push(record);
+                }
+                // A panicking attempt records nothing: its lease expires and the delivery is tried again.
+                Err(error) => tracing::error!(%error, "an event delivery attempt panicked"),
+            }
+        }
+        self.busy.retain(|_, busy| *busy > 0);
+    }
+
+    /// Records finished attempts in one transaction, with what they mean for their endpoints. A failure leaves
+    /// them leased; they are tried again when the lease ends.
+    async fn record(&self, finished: Vec<AttemptRecord>) {
+        if finished.is_empty() {
+            return;
+        }
+        let recorded = async {
+            let now = self.context.store.clock().await?;
+            let failing_before = now - self.context.settings.failure_window;
+            self.context.store.record_delivery_attempts(&self.owner, &finished, now, failing_before).await
+        };
+        match recorded.await {
+            Ok(disabled) => {
+                for endpoint in disabled {
+                    metrics::counter!("payledger_webhook_endpoints_disabled_total").increment(1);
+                    tracing::warn!(%endpoint, "a webhook endpoint was disabled: it answered 410, or every delivery failed for the failure window");
+                }
+            }
+            Err(error) => tracing::warn!(%error, count = finished.len(), "recording event delivery attempts failed"),
+        }
+    }
+}
+
+/// How long `delivery` must wait for its endpoint's rate limit, if it is over it: the wait for the next token,
+/// plus one token's time for each delivery of this claim already put off, so a backlog is spread over the
+/// seconds it needs instead of all being claimed again at the next token.
+async fn over_rate(
+    context: &DeliveryContext,
+    delivery: &ClaimedDelivery,
+    put_off: &mut HashMap<String, u32>,
+) -> Option<Duration> {
     let per_second = u32::try_from(delivery.rate_limit_per_second?).ok().filter(|rate| *rate > 0)?;
-    let mut throttle = context.throttle.lock().await;
-    throttle.admit(&delivery.endpoint_id, per_second, std::time::Instant::now()).err()
+    let wait =
+        context.throttle.lock().await.admit(&delivery.endpoint_id, per_second, std::time::Instant::now()).err()?;
+    let ahead = put_off.entry(delivery.endpoint_id.clone()).or_default();
+    let spread = Duration::from_secs(1).saturating_mul(*ahead) / per_second;
+    *ahead += 1;
+    Some(wait + spread)
 }
 
-/// A delivery put back unattempted until `at`.
-fn deferred(delivery: &ClaimedDelivery, at: OffsetDateTime) -> AttemptRecord {
+/// A delivery put back unattempted for `wait`.
+fn deferred(delivery: &ClaimedDelivery, wait: Duration) -> AttemptRecord {
     AttemptRecord {
         delivery_id: delivery.id,
         endpoint_id: delivery.endpoint_id.clone(),
@@ -172,7 +263,7 @@ fn deferred(delivery: &ClaimedDelivery, at: OffsetDateTime) -> AttemptRecord {
         duration_ms: 0,
         response: None,
         error: None,
-        end: DeliveryEnd::Deferred(at),
+        end: DeliveryEnd::Deferred(wait),
         gone: false,
     }
 }
@@ -204,39 +295,35 @@ async fn attempt(context: &DeliveryContext, delivery: &ClaimedDelivery) -> Attem
     );
     // The timestamp of this attempt, as the specification asks: receivers refuse stale ones.
     let timestamp = OffsetDateTime::now_utc().unix_timestamp();
-    let sent = match live_secrets(context, delivery) {
-        Ok(secrets) => {
-            let signature = signature_header(&secrets, &delivery.event_id, timestamp, body.as_bytes());
-            let outbound = Outbound {
-                url: &delivery.url,
-                message_id: &delivery.event_id,
-                timestamp,
-                body: bytes::Bytes::from(body),
-                signature,
-            };
-            context.sender.send(&outbound).await
+    let secrets = match live_secrets(context, delivery) {
+        Ok(secrets) => secrets,
+        // A process without the vault's key: not the endpoint's failure. Another process (or this one once
+        // configured) delivers it.
+        Err(error) => {
+            tracing::warn!(endpoint = %delivery.endpoint_id, %error, "cannot sign an event delivery here; it waits");
+            return deferred(delivery, SECRET_PAUSE);
         }
-        // A process without the vault's key: another process (or this one once configured) delivers it.
-        Err(error) => Attempt {
-            status: None,
-            duration: Duration::ZERO,
-            response: None,
-            error: Some(error),
-            verdict: Verdict::Retry { after: None },
-        },
     };
+    let signature = signature_header(&secrets, &delivery.event_id, timestamp, body.as_bytes());
+    let outbound = Outbound {
+        url: &delivery.url,
+        message_id: &delivery.event_id,
+        timestamp,
+        body: bytes::Bytes::from(body),
+        signature,
+    };
+    let sent = context.sender.send(&outbound).await;
     outcome(context, delivery, sent)
 }
 
 /// What an attempt's result means for its delivery.
 fn outcome(context: &DeliveryContext, delivery: &ClaimedDelivery, sent: Attempt) -> AttemptRecord {
-    let now = OffsetDateTime::now_utc();
     let attempts = u32::try_from(delivery.attempts).unwrap_or(u32::MAX);
     let (end, gone, result) = match sent.verdict {
         Verdict::Delivered => (DeliveryEnd::Succeeded, false, "delivered"),
         Verdict::Gone => (DeliveryEnd::Failed, true, "gone"),
         Verdict::Retry { after } => match context.schedule.next_attempt(attempts, after, &mut rand::rng()) {
-            Some(wait) => (DeliveryEnd::RetryAt(now + wait), false, "retry"),
+            Some(wait) => (DeliveryEnd::RetryAfter(wait), false, "retry"),
             None => (DeliveryEnd::Failed, false, "failed"),
         },
     };

@@ -63,6 +63,9 @@ pub enum EndpointError {
     /// The delivery is still pending: it will be tried again without a replay.
     #[error("the delivery is still pending; it is retried on its schedule")]
     DeliveryPending,
+    /// The endpoint is disabled: nothing is sent to it until it is enabled again.
+    #[error("the webhook endpoint is disabled; enable it first")]
+    Disabled,
     /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -289,16 +292,18 @@ impl Endpoints {
         id: &str,
         overlap: Option<Duration>,
     ) -> Result<(EndpointView, String), EndpointError> {
-        let row = self.row(id).await?;
+        self.row(id).await?;
         let overlap = overlap.unwrap_or(self.settings.secret_overlap);
         let now = OffsetDateTime::now_utc();
         let (secret, encrypted) = self.new_secret(id)?;
-        let previous = match time::Duration::try_from(overlap) {
-            Ok(overlap) if !overlap.is_zero() => Some((row.secret.clone(), now + overlap)),
+        // The store keeps the secret the row has when it changes (not one read here), so two rotations at once
+        // cannot drop the secret one of them showed.
+        let previous_until = match time::Duration::try_from(overlap) {
+            Ok(overlap) if !overlap.is_zero() => Some(now + overlap),
             _ => None,
         };
-        let until = previous.as_ref().map(|(_, until)| crate::timefmt::rfc3339(*until));
-        let change = EndpointChange { rotation: Some((encrypted, previous)), ..EndpointChange::default() };
+        let until = previous_until.map(crate::timefmt::rfc3339);
+        let change = EndpointChange { rotation: Some((encrypted, previous_until)), ..EndpointChange::default() };
         let after = json!({ "secret": "rotated", "previous_secret_until": until });
         let audit = audit(by, "webhook_endpoint.rotate_secret", id, None, Some(after));
         self.apply(id, &change, &audit).await?;
@@ -315,7 +320,7 @@ impl Endpoints {
 
     /// Sends a `ping` event to one endpoint (whatever types it wants); the delivery's id.
     pub async fn test(&self, id: &str) -> Result<i64, EndpointError> {
-        self.row(id).await?;
+        self.enabled_row(id).await?;
         let event = NewEvent::new(EventType::Ping.as_str(), payloads::ping(id));
         Ok(self.store.send_webhook_ping(id, &event, OffsetDateTime::now_utc()).await?)
     }
@@ -353,7 +358,7 @@ impl Endpoints {
 
     /// Sends a finished delivery again, its schedule starting over.
     pub async fn replay(&self, by: &str, id: &str, delivery: i64) -> Result<u64, EndpointError> {
-        self.row(id).await?;
+        self.enabled_row(id).await?;
         let row = self.delivery(id, delivery).await?;
         if row.status == "pending" {
             return Err(EndpointError::DeliveryPending);
@@ -371,11 +376,18 @@ impl Endpoints {
 
     /// Sends again every failed delivery of an endpoint whose event happened at or after `since`; how many.
     pub async fn recover(&self, by: &str, id: &str, since: OffsetDateTime) -> Result<u64, EndpointError> {
-        self.row(id).await?;
+        self.enabled_row(id).await?;
         let after = json!({ "since": crate::timefmt::rfc3339(since) });
         let audit = audit(by, "webhook_endpoint.recover", id, None, Some(after));
         let now = OffsetDateTime::now_utc();
         Ok(self.store.replay_webhook_deliveries(id, None, Some(since), &audit, now).await?)
+    }
+
+    /// The endpoint, if it is enabled: nothing is sent to a disabled one (its pending deliveries are failed), so
+    /// a test, a replay or a recovery waits until it is enabled again.
+    async fn enabled_row(&self, id: &str) -> Result<EndpointRow, EndpointError> {
+        let row = self.row(id).await?;
+        if row.enabled { Ok(row) } else { Err(EndpointError::Disabled) }
     }
 
     async fn apply(&self, id: &str, change: &EndpointChange, audit: &AuditEntry) -> Result<(), EndpointError> {

@@ -53,8 +53,9 @@ pub struct EndpointChange {
     pub rate_limit_per_second: Option<Option<i32>>,
     /// New event types, replacing the old ones.
     pub event_types: Option<Vec<String>>,
-    /// A rotation: the new encrypted secret, and the old one with the end of its overlap.
-    pub rotation: Option<(String, Option<(String, OffsetDateTime)>)>,
+    /// A rotation: the new encrypted secret, and until when the secret it replaces still signs (none: at once
+    /// no longer). The replaced secret is the row's, as the change finds it.
+    pub rotation: Option<(String, Option<OffsetDateTime>)>,
 }
 
 /// A delivery a worker claimed, with what it needs to send it.
@@ -102,12 +103,13 @@ impl std::fmt::Debug for ClaimedDelivery {
 pub enum DeliveryEnd {
     /// Received (2xx).
     Succeeded,
-    /// Tried again at this time.
-    RetryAt(OffsetDateTime),
+    /// Tried again this long after the attempt is recorded (the database's clock on PostgreSQL).
+    RetryAfter(std::time::Duration),
     /// No attempts left: failed (an operator may replay it).
     Failed,
-    /// Not attempted (the endpoint's rate limit, shutdown): due again at this time, the attempt not counted.
-    Deferred(OffsetDateTime),
+    /// Not attempted (the endpoint's rate limit or concurrency, a secret this process cannot read): due again
+    /// this long after it is recorded, the attempt not counted and the endpoint not judged.
+    Deferred(std::time::Duration),
 }
 
 /// One attempt's result, to record.

@@ -214,7 +214,7 @@ super::queries::events::event_queries!(
     writer: writer,
     begin_write: "BEGIN IMMEDIATE",
     skip_locked: "",
-    next_seq: "(SELECT COALESCE(MAX(seq), 0) + 1 FROM events)",
+    next_seq: "NULL",
     bind_time: crate::timefmt::sqlite_text
 );
 super::queries::csv_mappings::csv_mapping_queries!(SqliteStore, writer: writer, bind_time: crate::timefmt::sqlite_text);

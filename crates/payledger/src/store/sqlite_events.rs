@@ -7,9 +7,10 @@ use super::batch::{NewEvent, wants};
 use super::sqlite_writer::SqliteBatch;
 
 impl SqliteBatch<'_> {
-    /// Writes the batch's events, numbered after the last one, and one pending delivery of each to every
-    /// enabled endpoint that wants its type. The batch holds SQLite's one write lock, so no endpoint changes and
-    /// no other event is numbered meanwhile.
+    /// Writes the batch's events some enabled endpoint wants, numbered after every event ever written
+    /// (AUTOINCREMENT), and one pending delivery of each to every such endpoint. An event nobody wants is not
+    /// stored: an endpoint gets only what happens after it is registered. The batch holds SQLite's one write
+    /// lock, so no endpoint changes and no other event is numbered meanwhile.
     pub(super) fn write_events(&self, events: &[NewEvent], now: &str) -> Result<(), StoreError> {
         if events.is_empty() {
             return Ok(());
@@ -26,24 +27,30 @@ impl SqliteBatch<'_> {
                 subscriptions.push(row?);
             }
         }
-        let last: i64 =
-            self.tx.prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM events")?.query_row([], |row| row.get(0))?;
-        let mut insert_event = self
-            .tx
-            .prepare_cached("INSERT INTO events (seq, id, type, data, created_at) VALUES (?1, ?2, ?3, ?4, ?5)")?;
+        if subscriptions.is_empty() {
+            return Ok(());
+        }
+        let mut insert_event =
+            self.tx.prepare_cached("INSERT INTO events (id, type, data, created_at) VALUES (?1, ?2, ?3, ?4)")?;
         let mut insert_delivery = self.tx.prepare_cached(
             "INSERT INTO event_deliveries (event_seq, endpoint_id, status, next_attempt_at, created_at, updated_at)
              VALUES (?1, ?2, 'pending', ?3, ?3, ?3)",
         )?;
-        for (seq, event) in (last + 1..).zip(events) {
-            insert_event.execute(params![seq, event.id, event.kind, event.data, now])?;
-            let mut previous: Option<&str> = None;
+        for event in events {
+            // Sorted by endpoint: one delivery per endpoint even when it names the type and `*`.
+            let mut wanting: Vec<&str> = Vec::new();
             for (endpoint, subscribed) in &subscriptions {
-                // Sorted by endpoint: one delivery per endpoint even when it names the type and `*`.
-                if previous != Some(endpoint.as_str()) && wants(subscribed, event.kind) {
-                    insert_delivery.execute(params![seq, endpoint, now])?;
-                    previous = Some(endpoint.as_str());
+                if wanting.last() != Some(&endpoint.as_str()) && wants(subscribed, event.kind) {
+                    wanting.push(endpoint);
                 }
+            }
+            if wanting.is_empty() {
+                continue;
+            }
+            insert_event.execute(params![event.id, event.kind, event.data, now])?;
+            let seq = self.tx.last_insert_rowid();
+            for endpoint in wanting {
+                insert_delivery.execute(params![seq, endpoint, now])?;
             }
         }
         Ok(())

@@ -126,8 +126,8 @@ macro_rules! event_queries {
                     Some((enabled, reason)) => (Some(*enabled), reason.clone()),
                     None => (None, None),
                 };
-                let (secret, previous) = match &change.rotation {
-                    Some((secret, previous)) => (Some(secret.as_str()), previous.as_ref()),
+                let (secret, previous_until) = match &change.rotation {
+                    Some((secret, until)) => (Some(secret.as_str()), *until),
                     None => (None, None),
                 };
                 let updated = sqlx::query(
@@ -137,9 +137,9 @@ macro_rules! event_queries {
                         failing_since = CASE WHEN $4 THEN NULL ELSE failing_since END,
                         rate_limit_per_second = CASE WHEN $6 THEN $7 ELSE rate_limit_per_second END,
                         secret = COALESCE($8, secret),
-                        previous_secret = CASE WHEN $8 IS NULL THEN previous_secret ELSE $9 END,
-                        previous_secret_until = CASE WHEN $8 IS NULL THEN previous_secret_until ELSE $10 END,
-                        updated_at = $11
+                        previous_secret = CASE WHEN $8 IS NULL THEN previous_secret WHEN $9 IS NULL THEN NULL ELSE secret END,
+                        previous_secret_until = CASE WHEN $8 IS NULL THEN previous_secret_until ELSE $9 END,
+                        updated_at = $10
                      WHERE id = $1",
                 )
                 .bind(id)
@@ -150,8 +150,7 @@ macro_rules! event_queries {
                 .bind(change.rate_limit_per_second.is_some())
                 .bind(change.rate_limit_per_second.flatten())
                 .bind(secret)
-                .bind(previous.map(|(secret, _)| secret.as_str()))
-                .bind(previous.map(|(_, until)| $bind_time(*until)))
+                .bind(previous_until.map($bind_time))
                 .bind($bind_time(now))
                 .execute(&mut *tx)
                 .await?
@@ -185,16 +184,8 @@ macro_rules! event_queries {
                     return Ok(false);
                 }
                 sqlx::query("DELETE FROM webhook_subscriptions WHERE endpoint_id = $1").bind(id).execute(&mut *tx).await?;
-                // Its log stays readable for the audit trail; nothing is sent any more.
-                sqlx::query(
-                    "UPDATE event_deliveries SET status = 'failed', last_error = 'the endpoint was deleted',
-                        lease_owner = NULL, lease_expires_at = NULL, updated_at = $2
-                     WHERE endpoint_id = $1 AND status = 'pending'",
-                )
-                .bind(id)
-                .bind($bind_time(now))
-                .execute(&mut *tx)
-                .await?;
+                // Its log stays readable; its pending deliveries are failed by the delivery workers' sweep
+                // (`fail_stranded_deliveries`), outside this transaction, which locks only the endpoint.
                 Self::write_audit(&mut *tx, audit, now).await?;
                 tx.commit().await?;
                 Ok(true)
@@ -273,12 +264,16 @@ macro_rules! event_queries {
                 // Per endpoint: whether any of its attempts succeeded, and whether any answered 410.
                 let mut verdicts: std::collections::BTreeMap<&str, (bool, bool)> = std::collections::BTreeMap::new();
                 for record in records {
-                    let (status, next, counted) = match record.end {
+                    let (status, wait, counted) = match record.end {
                         DeliveryEnd::Succeeded => ("succeeded", None, true),
-                        DeliveryEnd::RetryAt(next) => ("pending", Some(next), true),
+                        DeliveryEnd::RetryAfter(wait) => ("pending", Some(wait), true),
                         DeliveryEnd::Failed => ("failed", None, true),
-                        DeliveryEnd::Deferred(next) => ("pending", Some(next), false),
+                        DeliveryEnd::Deferred(wait) => ("pending", Some(wait), false),
                     };
+                    let next = wait.map(|wait| now + wait);
+                    // PostgreSQL's text holds no NUL; a receiver's binary answer must not fail the round.
+                    let error = record.error.as_deref().map(|text| text.replace('\0', "\u{fffd}"));
+                    let response = record.response.as_deref().map(|text| text.replace('\0', "\u{fffd}"));
                     // A worker whose lease expired (another took the delivery over) records nothing.
                     let held = sqlx::query(
                         "UPDATE event_deliveries SET status = $3, next_attempt_at = COALESCE($4, next_attempt_at),
@@ -294,7 +289,7 @@ macro_rules! event_queries {
                     .bind(next.map($bind_time))
                     .bind(counted)
                     .bind(record.status_code)
-                    .bind(record.error.as_deref())
+                    .bind(error.as_deref())
                     .bind($bind_time(now))
                     .execute(&mut *tx)
                     .await?
@@ -311,8 +306,8 @@ macro_rules! event_queries {
                     .bind($bind_time(now))
                     .bind(record.status_code)
                     .bind(record.duration_ms)
-                    .bind(record.response.as_deref())
-                    .bind(record.error.as_deref())
+                    .bind(response.as_deref())
+                    .bind(error.as_deref())
                     .execute(&mut *tx)
                     .await?;
                     let verdict = verdicts.entry(record.endpoint_id.as_str()).or_default();
@@ -491,12 +486,17 @@ macro_rules! event_queries {
                 limit: i64,
             ) -> Result<u64, $crate::store::StoreError> {
                 use sqlx::Row;
-                // The oldest events, in log order; those before the cutoff time end the prefix that may go. (A
-                // filter on the time in SQL would walk the whole log once nothing is old enough.)
-                let oldest = sqlx::query("SELECT seq, created_at FROM events ORDER BY seq LIMIT $1")
-                    .bind(limit)
-                    .fetch_all(&self.$reader)
-                    .await?;
+                // The oldest events without a pending delivery, in log order; those before the cutoff time end the
+                // prefix that may go. (A filter on the time in SQL would walk the whole log once nothing is old
+                // enough; one still being retried is stepped over, not waited for.)
+                let oldest = sqlx::query(
+                    "SELECT e.seq, e.created_at FROM events e
+                     WHERE NOT EXISTS (SELECT 1 FROM event_deliveries d WHERE d.event_seq = e.seq AND d.status = 'pending')
+                     ORDER BY e.seq LIMIT $1",
+                )
+                .bind(limit)
+                .fetch_all(&self.$reader)
+                .await?;
                 let mut last = None;
                 for row in &oldest {
                     let created_at: time::OffsetDateTime = row.try_get(1)?;
@@ -531,6 +531,24 @@ macro_rules! event_queries {
                 .rows_affected();
                 tx.commit().await?;
                 Ok(pruned)
+            }
+
+            pub(in crate::store) async fn fail_stranded_deliveries(
+                &self,
+                now: time::OffsetDateTime,
+            ) -> Result<u64, $crate::store::StoreError> {
+                let failed = sqlx::query(
+                    "UPDATE event_deliveries SET status = 'failed',
+                        last_error = 'the endpoint was disabled or deleted before it was sent',
+                        lease_owner = NULL, lease_expires_at = NULL, updated_at = $1
+                     WHERE status = 'pending' AND NOT EXISTS (
+                         SELECT 1 FROM webhook_endpoints p WHERE p.id = event_deliveries.endpoint_id AND p.enabled)",
+                )
+                .bind($bind_time(now))
+                .execute(&self.$writer)
+                .await?
+                .rows_affected();
+                Ok(failed)
             }
 
             pub(in crate::store) async fn send_ping(
@@ -662,6 +680,13 @@ impl Store {
     /// deliveries' attempts; an event with a pending delivery stays. How many rows went.
     pub async fn prune_events(&self, before: OffsetDateTime, limit: i64) -> Result<u64, StoreError> {
         on_backend!(self, store => store.prune_events(before, limit).await)
+    }
+
+    /// Fails the pending deliveries of endpoints that were disabled or deleted (a recovery sends them again once
+    /// the endpoint is enabled); how many. In a transaction of its own that locks only those deliveries, so it
+    /// never waits in a cycle with a worker recording its round (deliveries, then their endpoints).
+    pub async fn fail_stranded_deliveries(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
+        on_backend!(self, store => store.fail_stranded_deliveries(now).await)
     }
 
     /// Writes a `ping` event for one endpoint and its delivery; the delivery's id.

@@ -33,6 +33,11 @@ async fn the_webhooks_page_lists_endpoints_and_a_disabled_ones_reason(backend: B
     assert_eq!(refused.status, 400, "{}", refused.body);
     assert!(refused.body.contains("url:"), "{}", refused.body);
 
+    let test = admin.post(&format!("/admin/webhooks/{id}/test"), &[]).await;
+    assert_eq!(test.status, 303);
+    let log = admin.get(&format!("/admin/webhooks/{id}/deliveries?status=pending")).await;
+    assert_eq!(log.status, 200, "{}", log.body);
+    assert!(log.body.contains("ping") && log.body.contains("pending"), "{}", log.body);
     let disabled = admin.post(&format!("/admin/webhooks/{id}/enabled"), &[("enabled", "false")]).await;
     assert_eq!(disabled.status, 303, "{}", disabled.body);
     let list = admin.get("/admin/webhooks").await;
@@ -41,12 +46,9 @@ async fn the_webhooks_page_lists_endpoints_and_a_disabled_ones_reason(backend: B
     let dashboard = admin.get("/admin/").await;
     assert!(dashboard.body.contains("1 webhook endpoint(s) disabled"), "{}", dashboard.body);
     assert!(dashboard.body.contains("<a href=\"/admin/webhooks\">see them</a>"), "{}", dashboard.body);
-
-    let test = admin.post(&format!("/admin/webhooks/{id}/test"), &[]).await;
-    assert_eq!(test.status, 303);
-    let log = admin.get(&format!("/admin/webhooks/{id}/deliveries?status=pending")).await;
-    assert_eq!(log.status, 200, "{}", log.body);
-    assert!(log.body.contains("ping") && log.body.contains("pending"), "{}", log.body);
+    // Nothing is sent to a disabled endpoint, a test neither.
+    let refused = admin.post(&format!("/admin/webhooks/{id}/test"), &[]).await;
+    assert_eq!(refused.status, 409, "{}", refused.body);
 
     let store = db.store().await;
     payledger::auth::principals::create(&store, "test", "oleg", "a long operator password", "operator", false)

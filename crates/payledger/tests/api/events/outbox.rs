@@ -18,6 +18,8 @@ on_both_backends!(
     the_test_button_sends_a_signed_ping,
     failed_deliveries_are_replayed_one_by_one_or_recovered_since_a_time,
     reconciliation_reports_a_discrepancy_and_the_payment_it_credits,
+    a_binary_answer_is_logged_and_does_not_stall_the_queue,
+    old_events_are_pruned_but_not_while_a_delivery_is_pending,
 );
 
 /// Makes the ledger refuse any entry of 13.13 and the outbox any event mentioning 66.66, inside the batch.
@@ -274,4 +276,78 @@ async fn reconciliation_reports_a_discrepancy_and_the_payment_it_credits(backend
     );
     receiver.assert_all_verified();
     db.assert_verified().await;
+}
+
+async fn a_binary_answer_is_logged_and_does_not_stall_the_queue(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else { return };
+    let server = TestServer::start(event_settings(&db)).await;
+    let receiver = Receiver::start(Vec::new()).await;
+    let (id, secret) = register(&server, &receiver.url(), &["balance.deposited"]).await;
+    receiver.set_secrets(vec![secret]);
+    // NUL bytes, which PostgreSQL's text cannot hold, in a 200 and in a 500.
+    receiver.set_mode(Mode::StatusWithBody(500, b"\0\x1f\x8b binary \0")).await;
+    deposit(&server, 1).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while deliveries(&server, &id, "pending").await.first().is_none_or(|d| d["attempts"].as_i64() < Some(2))
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    receiver.set_mode(Mode::StatusWithBody(200, b"ok\0")).await;
+    deposit(&server, 2).await;
+    assert!(receiver.wait_for(2, Duration::from_secs(20)).await, "both delivered");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while deliveries(&server, &id, "succeeded").await.len() < 2 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let succeeded = deliveries(&server, &id, "succeeded").await;
+    assert_eq!(succeeded.len(), 2, "{succeeded:?}");
+    let first = succeeded.iter().find(|d| d["attempts"].as_i64() > Some(1)).expect("the retried one");
+    let (status, attempts) =
+        server.get(&format!("/api/v1/webhook-endpoints/{id}/deliveries/{}/attempts/", first["id"])).await;
+    assert_eq!(status, 200, "{attempts}");
+    let logged: Vec<String> = attempts
+        .as_array()
+        .or_else(|| attempts["results"].as_array())
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|a| a["response"].as_str().map(str::to_owned))
+        .collect();
+    assert!(logged.iter().any(|r| r.contains("binary")), "{attempts}");
+    receiver.assert_all_verified();
+}
+
+async fn old_events_are_pruned_but_not_while_a_delivery_is_pending(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else { return };
+    let server = TestServer::start(event_settings(&db)).await;
+    let receiver = Receiver::start(Vec::new()).await;
+    let (id, secret) = register(&server, &receiver.url(), &["balance.deposited"]).await;
+    receiver.set_secrets(vec![secret]);
+    for user in 1..=3 {
+        deposit(&server, user).await;
+    }
+    assert!(receiver.wait_for(3, Duration::from_secs(20)).await);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while deliveries(&server, &id, "succeeded").await.len() < 3 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // One more, that the receiver refuses: it stays pending, on its retry schedule.
+    receiver.set_mode(Mode::Status(503)).await;
+    deposit(&server, 4).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while deliveries(&server, &id, "pending").await.first().is_none_or(|d| d["attempts"].as_i64() < Some(1))
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let store = db.store().await;
+    let later = time::OffsetDateTime::now_utc() + Duration::from_secs(3600);
+    let pruned = store.prune_events(later, 5_000).await.expect("prune");
+    assert!(pruned >= 6, "three events, their deliveries and attempts: {pruned}");
+    assert!(deliveries(&server, &id, "succeeded").await.is_empty(), "the finished ones went");
+    assert_eq!(deliveries(&server, &id, "pending").await.len(), 1, "the pending one stays");
+    // Nothing is left to prune until it is sent.
+    assert_eq!(store.prune_events(later, 5_000).await.expect("prune"), 0);
 }

@@ -48,6 +48,8 @@ pub enum Mode {
     Status(u16),
     /// This status with `Retry-After` of this many seconds.
     StatusWithRetryAfter(u16, u64),
+    /// This status with this body (bytes a receiver may send: binary, NUL, anything).
+    StatusWithBody(u16, &'static [u8]),
     /// Reads the request, records it, and never answers, holding the connection open.
     Hang,
     /// Not listening: connections are refused and the ones open are closed. Any other mode brings it back up on
@@ -382,7 +384,7 @@ async fn answer(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Respo
             // A real receiver refuses what it cannot verify; the sender then retries, and the test fails anyway.
             (_, Err(_)) => Some(StatusCode::UNAUTHORIZED),
             (Mode::Accept, Ok(())) => Some(StatusCode::NO_CONTENT),
-            (Mode::Status(code) | Mode::StatusWithRetryAfter(code, _), Ok(())) => {
+            (Mode::Status(code) | Mode::StatusWithRetryAfter(code, _) | Mode::StatusWithBody(code, _), Ok(())) => {
                 Some(StatusCode::from_u16(code).expect("a scripted status is a valid one"))
             }
         };
@@ -407,7 +409,8 @@ async fn answer(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Respo
         // Holds the connection until the client gives up or the receiver goes down.
         match std::future::pending::<Infallible>().await {}
     };
-    let mut response = Response::new(Full::new(Bytes::new()));
+    let body = if let Mode::StatusWithBody(_, body) = mode { Bytes::from_static(body) } else { Bytes::new() };
+    let mut response = Response::new(Full::new(body));
     *response.status_mut() = status;
     if let Mode::StatusWithRetryAfter(_, seconds) = mode {
         response.headers_mut().insert(header::RETRY_AFTER, seconds.into());
