@@ -27,6 +27,7 @@ once another admin exists) is a legitimate request, and every later request of t
 import atexit
 import datetime
 import json
+import re
 import os
 import random
 import uuid
@@ -185,10 +186,17 @@ KEEP_DRAWN_ID_ONE_IN = 4
 
 
 def _seeded_delivery(case):
+    """A delivery's operations need a finished delivery of an existing endpoint, which no generated pair of ids
+    names: most schema-valid cases get the seeded ones. Invalid ids stay as drawn (they must be refused), and so
+    do the other operations' endpoint ids (the stateful phase follows them from the endpoints it creates)."""
     params = case.path_parameters
-    if not _DELIVERY_ID or not isinstance(params, dict) or "delivery_id" not in params:
+    if not _ENDPOINT_ID or not _DELIVERY_ID or not isinstance(params, dict):
         return
-    if _RANDOM.randrange(KEEP_DRAWN_ID_ONE_IN) != 0:
+    endpoint, delivery = params.get("id"), params.get("delivery_id")
+    valid = isinstance(endpoint, str) and re.fullmatch(r"ep_[0-9a-f]{32}", endpoint) is not None
+    valid = valid and isinstance(delivery, int) and not isinstance(delivery, bool) and delivery >= 1
+    if valid and _RANDOM.randrange(KEEP_DRAWN_ID_ONE_IN) != 0:
+        params["id"] = _ENDPOINT_ID
         params["delivery_id"] = int(_DELIVERY_ID)
 
 
@@ -233,8 +241,7 @@ def before_call(context, case, kwargs):
         _seeded_id(case, _STATEMENT_ID)
     elif path.startswith("/api/v1/reconciliation/discrepancies/{id}/"):
         _seeded_id(case, _DISCREPANCY_IDS)
-    elif path.startswith("/api/v1/webhook-endpoints/{id}/") and method != "DELETE":
-        _seeded_id(case, _ENDPOINT_ID)
+    elif path.startswith("/api/v1/webhook-endpoints/{id}/deliveries/{delivery_id}/"):
         _seeded_delivery(case)
     elif method == "GET" and path == "/api/v1/reconciliation/":
         _fix_report_days(case.query)

@@ -30,8 +30,9 @@ use crate::fields::{JsonObject, json_string, parse_integer};
 use crate::store::event_rows::{AttemptRow, DeliveryRow};
 use crate::timefmt::serde_rfc3339;
 
-/// The largest endpoint request accepted, in bytes (a URL of 2 KiB, a description and every event type fit).
-const MAX_ENDPOINT_BODY_BYTES: usize = 8 * 1024;
+/// The largest endpoint body accepted, in bytes: room for the longest URL and description the schema allows,
+/// each character written as a JSON escape (up to 12 bytes), so no schema-valid body is refused for its size.
+const MAX_ENDPOINT_BODY_BYTES: usize = 64 * 1024;
 /// The default number of deliveries a page holds.
 const DEFAULT_DELIVERY_PAGE: i64 = 50;
 /// The most deliveries a page holds.
