@@ -103,11 +103,11 @@ async fn prune(context: DeliveryContext, mut stop: watch::Receiver<bool>) {
 
 /// One worker: keeps up to [`IN_FLIGHT`] attempts going, claiming more whenever there is room, and records
 /// attempts as they finish, so a receiver that hangs for the whole timeout holds only its own slots (at most
-/// [`PER_ENDPOINT`] of them), not every other endpoint's deliveries. Stops claiming when `stop` turns true and
+/// [`SLOW_ENDPOINT_SLOTS`] of them), not every other endpoint's deliveries. Stops claiming when `stop` turns true and
 /// ends once the attempts in hand are recorded (each is bounded by the attempt timeout).
 async fn run(context: DeliveryContext, owner: String, mut stop: watch::Receiver<bool>) {
     tracing::debug!(%owner, "event delivery worker started");
-    let mut worker = Worker { context, owner, sending: JoinSet::new(), busy: HashMap::new() };
+    let mut worker = Worker { context, owner, sending: JoinSet::new(), busy: HashMap::new(), slow: HashMap::new() };
     loop {
         let stopping = *stop.borrow();
         let mut finished = Vec::new();
@@ -145,10 +145,17 @@ async fn pause(stop: &mut watch::Receiver<bool>, duration: Duration) {
 
 /// The most attempts one worker has in flight.
 const IN_FLIGHT: usize = 32;
-/// The most of them to one endpoint: a slow receiver cannot take a worker's every slot.
-const PER_ENDPOINT: usize = 8;
+/// The most of them to one endpoint that was slow lately (an attempt took [`SLOW_ATTEMPT`] or more, or got no
+/// answer): a receiver that hangs cannot take a worker's every slot. A healthy endpoint may have them all.
+const SLOW_ENDPOINT_SLOTS: usize = 2;
+/// An attempt this long (or one without an answer) marks its endpoint slow.
+const SLOW_ATTEMPT: Duration = Duration::from_secs(1);
+/// How long an endpoint stays marked slow after its last slow attempt, unless a fast answer clears it.
+const SLOW_FOR: Duration = Duration::from_secs(60);
 /// How long a delivery over its endpoint's share of slots waits before it is claimed again.
 const BUSY_PAUSE: Duration = Duration::from_secs(1);
+/// How long a worker waits for more attempts to finish before it records the ones that have.
+const RECORD_LINGER: Duration = Duration::from_millis(20);
 /// How long a delivery waits when this process cannot read its endpoint's secret (another process may).
 const SECRET_PAUSE: Duration = Duration::from_secs(30);
 
@@ -158,6 +165,8 @@ struct Worker {
     owner: String,
     sending: JoinSet<AttemptRecord>,
     busy: HashMap<String, usize>,
+    /// The endpoints whose attempts were slow lately, and when that was.
+    slow: HashMap<String, std::time::Instant>,
 }
 
 impl Worker {
@@ -172,7 +181,8 @@ impl Worker {
         let mut put_off: HashMap<String, u32> = HashMap::new();
         for delivery in claimed {
             let busy = self.busy.get(&delivery.endpoint_id).copied().unwrap_or(0);
-            if busy >= PER_ENDPOINT {
+            let slow = self.slow.get(&delivery.endpoint_id).is_some_and(|since| since.elapsed() < SLOW_FOR);
+            if slow && busy >= SLOW_ENDPOINT_SLOTS {
                 finished.push(deferred(&delivery, BUSY_PAUSE));
                 continue;
             }
@@ -196,14 +206,25 @@ impl Worker {
             (false, None) => self.sending.join_next().await,
         };
         let mut done: Vec<_> = first.into_iter().collect();
-        while let Some(next) = self.sending.try_join_next() {
-            done.push(next);
+        // Others finishing within a moment are recorded with it: one transaction (one commit, one fsync) for
+        // many attempts, while a hanging receiver's attempt holds up the record no longer than the linger.
+        if !done.is_empty() {
+            let deadline = tokio::time::Instant::now() + RECORD_LINGER;
+            while let Ok(Some(next)) = tokio::time::timeout_at(deadline, self.sending.join_next()).await {
+                done.push(next);
+            }
         }
         for result in done {
             match result {
                 Ok(record) => {
                     if let Some(busy) = self.busy.get_mut(&record.endpoint_id) {
                         *busy = busy.saturating_sub(1);
+                    }
+                    let duration = Duration::from_millis(u64::try_from(record.duration_ms).unwrap_or(0));
+                    if record.status_code.is_none() || duration >= SLOW_ATTEMPT {
+                        self.slow.insert(record.endpoint_id.clone(), std::time::Instant::now());
+                    } else {
+                        self.slow.remove(&record.endpoint_id);
                     }
                     finished.push(record);
                 }
@@ -212,6 +233,7 @@ impl Worker {
             }
         }
         self.busy.retain(|_, busy| *busy > 0);
+        self.slow.retain(|_, since| since.elapsed() < SLOW_FOR);
     }
 
     /// Records finished attempts in one transaction, with what they mean for their endpoints. A failure leaves
