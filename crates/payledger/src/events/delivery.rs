@@ -80,12 +80,26 @@ const PRUNE_CHUNK: i64 = 5_000;
 /// were disabled or deleted, then removes what is older than the retention, a chunk at a time. Every process
 /// with delivery workers does it; two at once change the same rows once.
 async fn prune(context: DeliveryContext, mut stop: watch::Receiver<bool>) {
-    while !*stop.borrow() {
+    loop {
         pause(&mut stop, PRUNE_EVERY).await;
-        match context.store.fail_stranded_deliveries(OffsetDateTime::now_utc()).await {
-            Ok(0) => {}
-            Ok(failed) => tracing::info!(failed, "failed the pending deliveries of disabled or deleted endpoints"),
-            Err(error) => tracing::warn!(%error, "failing stranded deliveries failed"),
+        if *stop.borrow() {
+            break;
+        }
+        loop {
+            match context.store.fail_stranded_deliveries(OffsetDateTime::now_utc(), PRUNE_CHUNK).await {
+                Ok(failed) => {
+                    if failed > 0 {
+                        tracing::info!(failed, "failed the pending deliveries of disabled or deleted endpoints");
+                    }
+                    if failed < u64::try_from(PRUNE_CHUNK).unwrap_or(u64::MAX) || *stop.borrow() {
+                        break;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "failing stranded deliveries failed");
+                    break;
+                }
+            }
         }
         while !*stop.borrow() {
             let before = OffsetDateTime::now_utc() - context.settings.retention;
@@ -103,34 +117,42 @@ async fn prune(context: DeliveryContext, mut stop: watch::Receiver<bool>) {
 
 /// One worker: keeps up to [`IN_FLIGHT`] attempts going, claiming more whenever there is room, and records
 /// attempts as they finish, so a receiver that hangs for the whole timeout holds only its own slots (at most
-/// [`SLOW_ENDPOINT_SLOTS`] of them), not every other endpoint's deliveries. Stops claiming when `stop` turns true and
-/// ends once the attempts in hand are recorded (each is bounded by the attempt timeout).
+/// [`SLOW_ENDPOINT_SLOTS`] of them), not every other endpoint's deliveries. Stops claiming when `stop` turns
+/// true and ends once the attempts in hand are recorded (each is bounded by the attempt timeout).
 async fn run(context: DeliveryContext, owner: String, mut stop: watch::Receiver<bool>) {
     tracing::debug!(%owner, "event delivery worker started");
-    let mut worker = Worker { context, owner, sending: JoinSet::new(), busy: HashMap::new(), slow: HashMap::new() };
+    let mut worker = Worker {
+        context,
+        owner,
+        sending: JoinSet::new(),
+        endpoint_of: HashMap::new(),
+        busy: HashMap::new(),
+        slow: HashMap::new(),
+    };
     loop {
         let stopping = *stop.borrow();
         let mut finished = Vec::new();
+        let mut started = 0;
         if !stopping && worker.sending.len() < IN_FLIGHT {
             match worker.claim_and_start(&mut finished).await {
-                Ok(_) => {}
+                Ok(count) => started = count,
                 Err(error) => {
                     tracing::warn!(%error, "claiming event deliveries failed");
                     pause(&mut stop, FAILURE_PAUSE).await;
                 }
             }
         }
-        if worker.sending.is_empty() && finished.is_empty() {
-            if stopping {
-                break;
-            }
-            pause(&mut stop, worker.context.settings.poll).await;
-            continue;
+        if worker.sending.is_empty() && finished.is_empty() && stopping {
+            break;
         }
         // Wait for an attempt to finish; while there is room to claim more, no longer than the poll.
         let room = worker.sending.len() < IN_FLIGHT;
         worker.collect(room.then_some(worker.context.settings.poll), &mut finished).await;
         worker.record(finished).await;
+        // Nothing due (or everything claimed must wait): rest, rather than claim again at once.
+        if started == 0 && worker.sending.is_empty() && !stopping {
+            pause(&mut stop, worker.context.settings.poll).await;
+        }
     }
     tracing::debug!(owner = %worker.owner, "event delivery worker stopped");
 }
@@ -145,85 +167,91 @@ async fn pause(stop: &mut watch::Receiver<bool>, duration: Duration) {
 
 /// The most attempts one worker has in flight.
 const IN_FLIGHT: usize = 32;
-/// The most of them to one endpoint that was slow lately (an attempt took [`SLOW_ATTEMPT`] or more, or got no
-/// answer): a receiver that hangs cannot take a worker's every slot. A healthy endpoint may have them all.
+/// The most of them to one endpoint whose last attempt got no answer (a timeout, a refused or dropped
+/// connection): a receiver that hangs cannot take a worker's every slot. A healthy endpoint may have them all.
 const SLOW_ENDPOINT_SLOTS: usize = 2;
-/// An attempt this long (or one without an answer) marks its endpoint slow.
-const SLOW_ATTEMPT: Duration = Duration::from_secs(1);
-/// How long an endpoint stays marked slow after its last slow attempt, unless a fast answer clears it.
+/// How long an endpoint stays marked slow after its last unanswered attempt, unless an answer clears it.
 const SLOW_FOR: Duration = Duration::from_secs(60);
-/// How long a delivery over its endpoint's share of slots waits before it is claimed again.
-const BUSY_PAUSE: Duration = Duration::from_secs(1);
 /// How long a worker waits for more attempts to finish before it records the ones that have.
 const RECORD_LINGER: Duration = Duration::from_millis(20);
 /// How long a delivery waits when this process cannot read its endpoint's secret (another process may).
 const SECRET_PAUSE: Duration = Duration::from_secs(30);
 
-/// One worker's state: its attempts in flight and how many of them each endpoint has.
+/// One worker's state: its attempts in flight, whose endpoint each is, and how many each endpoint has.
 struct Worker {
     context: DeliveryContext,
     owner: String,
     sending: JoinSet<AttemptRecord>,
+    /// Each attempt's endpoint, so even a panicking one gives its slot back.
+    endpoint_of: HashMap<tokio::task::Id, String>,
     busy: HashMap<String, usize>,
-    /// The endpoints whose attempts were slow lately, and when that was.
+    /// The endpoints whose last attempt got no answer, and when that was.
     slow: HashMap<String, std::time::Instant>,
 }
 
 impl Worker {
-    /// Claims as many due deliveries as there is room for and starts them; the ones that must wait (their
-    /// endpoint's rate limit or share of slots) go to `finished` as deferred.
-    async fn claim_and_start(&mut self, finished: &mut Vec<AttemptRecord>) -> Result<(), crate::store::StoreError> {
+    /// Claims as many due deliveries as there is room for, leaving out the endpoints at their slow share, and
+    /// starts them; the ones an endpoint's rate limit puts off go to `finished` as deferred. How many started.
+    async fn claim_and_start(&mut self, finished: &mut Vec<AttemptRecord>) -> Result<usize, crate::store::StoreError> {
         let room = i64::try_from(IN_FLIGHT - self.sending.len()).unwrap_or(0);
+        let at_capacity: Vec<String> = self
+            .slow
+            .iter()
+            .filter(|(endpoint, since)| {
+                since.elapsed() < SLOW_FOR && self.busy.get(*endpoint).is_some_and(|busy| *busy >= SLOW_ENDPOINT_SLOTS)
+            })
+            .map(|(endpoint, _)| endpoint.clone())
+            .collect();
         let now = self.context.store.clock().await?;
         let lease = now + self.context.settings.lease;
-        let claimed = self.context.store.claim_deliveries(&self.owner, now, lease, room).await?;
-        // How many of this claim's deliveries each endpoint's rate limit already put off.
-        let mut put_off: HashMap<String, u32> = HashMap::new();
+        let claimed = self.context.store.claim_deliveries(&self.owner, now, lease, room, &at_capacity).await?;
+        let mut started = 0;
         for delivery in claimed {
-            let busy = self.busy.get(&delivery.endpoint_id).copied().unwrap_or(0);
-            let slow = self.slow.get(&delivery.endpoint_id).is_some_and(|since| since.elapsed() < SLOW_FOR);
-            if slow && busy >= SLOW_ENDPOINT_SLOTS {
-                finished.push(deferred(&delivery, BUSY_PAUSE));
-                continue;
-            }
-            if let Some(wait) = over_rate(&self.context, &delivery, &mut put_off).await {
+            if let Some(wait) = over_rate(&self.context, &delivery).await {
                 finished.push(deferred(&delivery, wait));
                 continue;
             }
             *self.busy.entry(delivery.endpoint_id.clone()).or_default() += 1;
+            let endpoint = delivery.endpoint_id.clone();
             let context = self.context.clone();
-            self.sending.spawn(async move { attempt(&context, &delivery).await });
+            let handle = self.sending.spawn(async move { attempt(&context, &delivery).await });
+            self.endpoint_of.insert(handle.id(), endpoint);
+            started += 1;
         }
-        Ok(())
+        Ok(started)
     }
 
     /// Adds to `finished` the attempts that have finished: waits for the first (at most `wait`, if given),
-    /// then takes every other one already done.
+    /// then for others finishing within [`RECORD_LINGER`], so that one transaction (one commit, one fsync)
+    /// records many while a hanging receiver's attempt holds up none of them longer than the linger.
     async fn collect(&mut self, wait: Option<Duration>, finished: &mut Vec<AttemptRecord>) {
         let first = match (self.sending.is_empty(), wait) {
             (true, _) => None,
-            (false, Some(wait)) => tokio::time::timeout(wait, self.sending.join_next()).await.ok().flatten(),
-            (false, None) => self.sending.join_next().await,
+            (false, Some(wait)) => tokio::time::timeout(wait, self.sending.join_next_with_id()).await.ok().flatten(),
+            (false, None) => self.sending.join_next_with_id().await,
         };
         let mut done: Vec<_> = first.into_iter().collect();
-        // Others finishing within a moment are recorded with it: one transaction (one commit, one fsync) for
-        // many attempts, while a hanging receiver's attempt holds up the record no longer than the linger.
         if !done.is_empty() {
             let deadline = tokio::time::Instant::now() + RECORD_LINGER;
-            while let Ok(Some(next)) = tokio::time::timeout_at(deadline, self.sending.join_next()).await {
+            while let Ok(Some(next)) = tokio::time::timeout_at(deadline, self.sending.join_next_with_id()).await {
                 done.push(next);
             }
         }
         for result in done {
+            let id = match &result {
+                Ok((id, _)) => *id,
+                Err(error) => error.id(),
+            };
+            if let Some(endpoint) = self.endpoint_of.remove(&id)
+                && let Some(busy) = self.busy.get_mut(&endpoint)
+            {
+                *busy = busy.saturating_sub(1);
+            }
             match result {
-                Ok(record) => {
-                    if let Some(busy) = self.busy.get_mut(&record.endpoint_id) {
-                        *busy = busy.saturating_sub(1);
-                    }
-                    let duration = Duration::from_millis(u64::try_from(record.duration_ms).unwrap_or(0));
-                    if record.status_code.is_none() || duration >= SLOW_ATTEMPT {
+                Ok((_, record)) => {
+                    if record.status_code.is_none() && matches!(record.end, DeliveryEnd::RetryAfter(_)) {
                         self.slow.insert(record.endpoint_id.clone(), std::time::Instant::now());
-                    } else {
+                    } else if record.status_code.is_some() {
                         self.slow.remove(&record.endpoint_id);
                     }
                     finished.push(record);
@@ -238,10 +266,12 @@ impl Worker {
 
     /// Records finished attempts in one transaction, with what they mean for their endpoints. A failure leaves
     /// them leased; they are tried again when the lease ends.
-    async fn record(&self, finished: Vec<AttemptRecord>) {
+    async fn record(&self, mut finished: Vec<AttemptRecord>) {
         if finished.is_empty() {
             return;
         }
+        // Ascending ids: two transactions locking some of the same deliveries take them in one order.
+        finished.sort_by_key(|record| record.delivery_id);
         let recorded = async {
             let now = self.context.store.clock().await?;
             let failing_before = now - self.context.settings.failure_window;
@@ -259,21 +289,16 @@ impl Worker {
     }
 }
 
-/// How long `delivery` must wait for its endpoint's rate limit, if it is over it: the wait for the next token,
-/// plus one token's time for each delivery of this claim already put off, so a backlog is spread over the
-/// seconds it needs instead of all being claimed again at the next token.
-async fn over_rate(
-    context: &DeliveryContext,
-    delivery: &ClaimedDelivery,
-    put_off: &mut HashMap<String, u32>,
-) -> Option<Duration> {
+/// How long `delivery` must wait for its endpoint's rate limit, if it is over it: until a slot of its own,
+/// after the slots of the deliveries put off before it (`Throttle::reserve`).
+async fn over_rate(context: &DeliveryContext, delivery: &ClaimedDelivery) -> Option<Duration> {
     let per_second = u32::try_from(delivery.rate_limit_per_second?).ok().filter(|rate| *rate > 0)?;
-    let wait =
-        context.throttle.lock().await.admit(&delivery.endpoint_id, per_second, std::time::Instant::now()).err()?;
-    let ahead = put_off.entry(delivery.endpoint_id.clone()).or_default();
-    let spread = Duration::from_secs(1).saturating_mul(*ahead) / per_second;
-    *ahead += 1;
-    Some(wait + spread)
+    let now = std::time::Instant::now();
+    let mut throttle = context.throttle.lock().await;
+    match throttle.admit(&delivery.endpoint_id, per_second, now) {
+        Ok(()) => None,
+        Err(_) => Some(throttle.reserve(&delivery.endpoint_id, per_second, now)),
+    }
 }
 
 /// A delivery put back unattempted for `wait`.
@@ -287,6 +312,7 @@ fn deferred(delivery: &ClaimedDelivery, wait: Duration) -> AttemptRecord {
         error: None,
         end: DeliveryEnd::Deferred(wait),
         gone: false,
+        lease: delivery.lease_expires_at,
     }
 }
 
@@ -302,7 +328,11 @@ fn live_secrets(context: &DeliveryContext, delivery: &ClaimedDelivery) -> Result
     if let (Some(previous), Some(until)) = (&delivery.previous_secret, delivery.previous_secret_until)
         && until > OffsetDateTime::now_utc()
     {
-        secrets.push(open(previous)?);
+        // The current secret signs; a previous one this process cannot read only leaves its signature out.
+        match open(previous) {
+            Ok(secret) => secrets.push(secret),
+            Err(error) => tracing::warn!(endpoint = %delivery.endpoint_id, %error, "the previous secret does not sign"),
+        }
     }
     Ok(secrets)
 }
@@ -322,6 +352,7 @@ async fn attempt(context: &DeliveryContext, delivery: &ClaimedDelivery) -> Attem
         // A process without the vault's key: not the endpoint's failure. Another process (or this one once
         // configured) delivers it.
         Err(error) => {
+            metrics::counter!("payledger_event_deliveries_total", "result" => "unsigned").increment(1);
             tracing::warn!(endpoint = %delivery.endpoint_id, %error, "cannot sign an event delivery here; it waits");
             return deferred(delivery, SECRET_PAUSE);
         }
@@ -372,5 +403,6 @@ fn outcome(context: &DeliveryContext, delivery: &ClaimedDelivery, sent: Attempt)
         error: sent.error,
         end,
         gone,
+        lease: delivery.lease_expires_at,
     }
 }

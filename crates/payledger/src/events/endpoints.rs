@@ -322,7 +322,7 @@ impl Endpoints {
     pub async fn test(&self, id: &str) -> Result<i64, EndpointError> {
         self.enabled_row(id).await?;
         let event = NewEvent::new(EventType::Ping.as_str(), payloads::ping(id));
-        Ok(self.store.send_webhook_ping(id, &event, OffsetDateTime::now_utc()).await?)
+        Ok(self.store.send_webhook_ping(id, &event, self.store.clock().await?).await?)
     }
 
     /// A page of an endpoint's deliveries, newest first, and the `before` of the next page if there is one.
@@ -366,7 +366,7 @@ impl Endpoints {
         let before = json!({ "delivery": delivery, "status": row.status });
         let after = json!({ "delivery": delivery, "status": "pending" });
         let audit = audit(by, "webhook_endpoint.replay", id, Some(before), Some(after));
-        let now = OffsetDateTime::now_utc();
+        let now = self.store.clock().await?;
         match self.store.replay_webhook_deliveries(id, Some(delivery), None, &audit, now).await? {
             // A worker or another admin made it pending in between.
             0 => Err(EndpointError::DeliveryPending),
@@ -379,7 +379,7 @@ impl Endpoints {
         self.enabled_row(id).await?;
         let after = json!({ "since": crate::timefmt::rfc3339(since) });
         let audit = audit(by, "webhook_endpoint.recover", id, None, Some(after));
-        let now = OffsetDateTime::now_utc();
+        let now = self.store.clock().await?;
         Ok(self.store.replay_webhook_deliveries(id, None, Some(since), &audit, now).await?)
     }
 

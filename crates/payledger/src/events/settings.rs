@@ -100,9 +100,10 @@ impl EventArgs {
             failure_window: Duration::from_secs(self.event_failure_window_hours.max(1).saturating_mul(3600)),
             secret_overlap: Duration::from_secs(self.event_secret_overlap_hours.saturating_mul(3600)),
             require_https: false,
-            // The longest attempt and a margin for the claim and the record: a lease must not expire while its
-            // attempts still run (they are sent together and bounded by the timeout).
-            lease: timeout + Duration::from_secs(10),
+            // The longest attempt and a wide margin for the waits around it (the claim's and the record's
+            // transactions, a busy SQLite writer): a lease must not end while its attempt may still run. A longer
+            // one only delays the retry of a delivery whose worker died.
+            lease: timeout * 2 + Duration::from_secs(30),
             poll: EventSettings::default().poll,
             retention: Duration::from_secs(self.event_retention_days.max(1).saturating_mul(86_400)),
         })

@@ -29,6 +29,8 @@ const FULL_REFILL: Duration = Duration::from_secs(1);
 pub struct Throttle {
     capacity: usize,
     buckets: HashMap<String, Bucket>,
+    /// Per endpoint, the last slot given to a delivery the limit put off ([`Throttle::reserve`]).
+    reserved: HashMap<String, Instant>,
     /// When idle buckets were last forgotten; `None` before the first delivery.
     swept: Option<Instant>,
 }
@@ -56,7 +58,23 @@ impl Throttle {
 
     /// A throttle remembering at most `capacity` endpoints (at least one).
     pub fn with_capacity(capacity: usize) -> Throttle {
-        Throttle { capacity: capacity.max(1), buckets: HashMap::new(), swept: None }
+        Throttle { capacity: capacity.max(1), buckets: HashMap::new(), reserved: HashMap::new(), swept: None }
+    }
+
+    /// How long a delivery to `endpoint` that [`Throttle::admit`] refused waits: until its own slot, one token's
+    /// time after the slot of the delivery put off before it, so a backlog comes back spread over the seconds
+    /// it needs instead of all at the next token.
+    pub fn reserve(&mut self, endpoint: &str, per_second: u32, now: Instant) -> Duration {
+        let step = FULL_REFILL / per_second.max(1);
+        let last = self.reserved.get(endpoint).copied().filter(|slot| *slot > now).unwrap_or(now);
+        let slot = last + step;
+        if self.reserved.len() >= self.capacity {
+            self.reserved.retain(|_, reserved| *reserved > now);
+        }
+        if self.reserved.len() < self.capacity || self.reserved.contains_key(endpoint) {
+            self.reserved.insert(endpoint.to_owned(), slot);
+        }
+        slot - now
     }
 
     /// Takes a token for one delivery to `endpoint`, limited to `per_second` deliveries a second with a burst of
@@ -124,6 +142,17 @@ impl Throttle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deliveries_put_off_get_successive_slots() {
+        let mut throttle = Throttle::new();
+        let start = Instant::now();
+        let waits: Vec<Duration> = (0..4).map(|_| throttle.reserve("ep", 10, start)).collect();
+        assert_eq!(waits, [100, 200, 300, 400].map(Duration::from_millis));
+        // Once the slots have passed, the next starts from now again.
+        assert_eq!(throttle.reserve("ep", 10, start + Duration::from_secs(1)), Duration::from_millis(100));
+        assert_eq!(throttle.reserve("other", 2, start), Duration::from_millis(500));
+    }
 
     fn ms(millis: u64) -> Duration {
         Duration::from_millis(millis)

@@ -87,6 +87,8 @@ pub struct ClaimedDelivery {
     pub previous_secret_until: Option<OffsetDateTime>,
     /// Its rate limit.
     pub rate_limit_per_second: Option<i32>,
+    /// The lease this claim holds it until; its record must still find it.
+    pub lease_expires_at: OffsetDateTime,
 }
 
 impl std::fmt::Debug for ClaimedDelivery {
@@ -129,6 +131,8 @@ pub struct AttemptRecord {
     pub error: Option<String>,
     /// What becomes of the delivery.
     pub end: DeliveryEnd,
+    /// The lease the attempt was claimed under: a record whose lease was taken over changes nothing.
+    pub lease: OffsetDateTime,
     /// The receiver answered 410 Gone: disable the endpoint.
     pub gone: bool,
 }
@@ -171,4 +175,14 @@ pub struct AttemptRow {
     pub response: Option<String>,
     /// Why it failed.
     pub error: Option<String>,
+}
+
+/// A list of ids as SQLite's `json_each` reads it.
+pub(crate) fn json_list(ids: &[String]) -> String {
+    serde_json::to_string(ids).unwrap_or_else(|_| "[]".to_owned())
+}
+
+/// A list of ids as PostgreSQL's `text[]`.
+pub(crate) fn text_array(ids: &[String]) -> Vec<String> {
+    ids.to_vec()
 }

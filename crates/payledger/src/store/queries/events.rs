@@ -32,7 +32,8 @@ pub(crate) use endpoint_from_row;
 
 /// The event queries, implemented once for each store: `$reader` and `$writer` name its pools, `$begin_write`
 /// starts a write transaction, `$skip_locked` is PostgreSQL's `FOR UPDATE … SKIP LOCKED` (SQLite has one
-/// writer), `$next_seq` numbers a new event outside a batch, and `$bind_time` turns a time into what the backend
+/// writer), `$next_seq` numbers a new event outside a batch, `$excluding` is the condition that a delivery's
+/// endpoint is not in the list `$5` (bound by `$bind_list`), and `$bind_time` turns a time into what the backend
 /// binds.
 macro_rules! event_queries {
     (
@@ -42,6 +43,8 @@ macro_rules! event_queries {
         begin_write: $begin_write:literal,
         skip_locked: $skip_locked:literal,
         next_seq: $next_seq:literal,
+        excluding: $excluding:literal,
+        bind_list: $bind_list:path,
         bind_time: $bind_time:path
     ) => {
         impl $store {
@@ -197,6 +200,7 @@ macro_rules! event_queries {
                 now: time::OffsetDateTime,
                 lease: time::OffsetDateTime,
                 limit: i64,
+                excluding: &[String],
             ) -> Result<Vec<$crate::store::event_rows::ClaimedDelivery>, $crate::store::StoreError> {
                 use sqlx::Row;
                 let mut tx = self.$writer.begin_with($begin_write).await?;
@@ -206,8 +210,9 @@ macro_rules! event_queries {
                      WHERE id IN (SELECT d.id FROM event_deliveries d
                                   JOIN webhook_endpoints p ON p.id = d.endpoint_id AND p.enabled
                                   WHERE d.status = 'pending' AND d.next_attempt_at <= $3
-                                    AND (d.lease_expires_at IS NULL OR d.lease_expires_at < $3)
-                                  ORDER BY d.next_attempt_at, d.id LIMIT $4 ",
+                                    AND (d.lease_expires_at IS NULL OR d.lease_expires_at < $3) AND ",
+                    $excluding,
+                    " ORDER BY d.next_attempt_at, d.id LIMIT $4 ",
                     $skip_locked,
                     ")"
                 ))
@@ -215,6 +220,7 @@ macro_rules! event_queries {
                 .bind($bind_time(lease))
                 .bind($bind_time(now))
                 .bind(limit)
+                .bind($bind_list(excluding))
                 .execute(&mut *tx)
                 .await?;
                 let rows = sqlx::query(
@@ -246,6 +252,7 @@ macro_rules! event_queries {
                             previous_secret: row.try_get(10)?,
                             previous_secret_until: row.try_get(11)?,
                             rate_limit_per_second: row.try_get(12)?,
+                            lease_expires_at: lease,
                         })
                     })
                     .collect::<Result<Vec<_>, sqlx::Error>>()
@@ -274,14 +281,15 @@ macro_rules! event_queries {
                     // PostgreSQL's text holds no NUL; a receiver's binary answer must not fail the round.
                     let error = record.error.as_deref().map(|text| text.replace('\0', "\u{fffd}"));
                     let response = record.response.as_deref().map(|text| text.replace('\0', "\u{fffd}"));
-                    // A worker whose lease expired (another took the delivery over) records nothing.
+                    // A worker whose lease expired (another worker, or a later claim of its own, took the delivery
+                    // over) records nothing: the lease it claimed with must still be the delivery's.
                     let held = sqlx::query(
                         "UPDATE event_deliveries SET status = $3, next_attempt_at = COALESCE($4, next_attempt_at),
                             attempts = CASE WHEN $5 THEN attempts ELSE attempts - 1 END,
                             last_status_code = CASE WHEN $5 THEN $6 ELSE last_status_code END,
                             last_error = CASE WHEN $5 THEN $7 ELSE last_error END,
                             lease_owner = NULL, lease_expires_at = NULL, updated_at = $8
-                         WHERE id = $1 AND lease_owner = $2 AND status = 'pending'",
+                         WHERE id = $1 AND lease_owner = $2 AND lease_expires_at = $9 AND status = 'pending'",
                     )
                     .bind(record.delivery_id)
                     .bind(owner)
@@ -291,6 +299,7 @@ macro_rules! event_queries {
                     .bind(record.status_code)
                     .bind(error.as_deref())
                     .bind($bind_time(now))
+                    .bind($bind_time(record.lease))
                     .execute(&mut *tx)
                     .await?
                     .rows_affected()
@@ -536,15 +545,23 @@ macro_rules! event_queries {
             pub(in crate::store) async fn fail_stranded_deliveries(
                 &self,
                 now: time::OffsetDateTime,
+                limit: i64,
             ) -> Result<u64, $crate::store::StoreError> {
-                let failed = sqlx::query(
+                // A chunk at a time, and never a delivery whose attempt is in flight (leased): a worker recording
+                // it locks it first, and the sweep must not wait on it (nor hold SQLite's write lock long).
+                let failed = sqlx::query(concat!(
                     "UPDATE event_deliveries SET status = 'failed',
                         last_error = 'the endpoint was disabled or deleted before it was sent',
                         lease_owner = NULL, lease_expires_at = NULL, updated_at = $1
-                     WHERE status = 'pending' AND NOT EXISTS (
-                         SELECT 1 FROM webhook_endpoints p WHERE p.id = event_deliveries.endpoint_id AND p.enabled)",
-                )
+                     WHERE id IN (SELECT d.id FROM event_deliveries d
+                                  WHERE d.status = 'pending' AND (d.lease_expires_at IS NULL OR d.lease_expires_at < $1)
+                                    AND NOT EXISTS (SELECT 1 FROM webhook_endpoints p WHERE p.id = d.endpoint_id AND p.enabled)
+                                  ORDER BY d.id LIMIT $2 ",
+                    $skip_locked,
+                    ")"
+                ))
                 .bind($bind_time(now))
+                .bind(limit)
                 .execute(&self.$writer)
                 .await?
                 .rows_affected();
@@ -618,16 +635,18 @@ impl Store {
         on_backend!(self, store => store.delete_endpoint(id, audit, now).await)
     }
 
-    /// Claims up to `limit` due deliveries to enabled endpoints for `owner` until `lease`, counting the attempt
-    /// (PostgreSQL: `FOR UPDATE SKIP LOCKED`, so workers of several processes never claim the same one).
+    /// Claims up to `limit` due deliveries to enabled endpoints but those `excluding`, for `owner` until `lease`,
+    /// counting the attempt (PostgreSQL: `FOR UPDATE SKIP LOCKED`, so workers of several processes never claim
+    /// the same one).
     pub async fn claim_deliveries(
         &self,
         owner: &str,
         now: OffsetDateTime,
         lease: OffsetDateTime,
         limit: i64,
+        excluding: &[String],
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
-        on_backend!(self, store => store.claim_deliveries(owner, now, lease, limit).await)
+        on_backend!(self, store => store.claim_deliveries(owner, now, lease, limit, excluding).await)
     }
 
     /// Records a worker's attempts in one transaction: each delivery's end, its attempt row, and its endpoint's
@@ -682,11 +701,11 @@ impl Store {
         on_backend!(self, store => store.prune_events(before, limit).await)
     }
 
-    /// Fails the pending deliveries of endpoints that were disabled or deleted (a recovery sends them again once
-    /// the endpoint is enabled); how many. In a transaction of its own that locks only those deliveries, so it
-    /// never waits in a cycle with a worker recording its round (deliveries, then their endpoints).
-    pub async fn fail_stranded_deliveries(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
-        on_backend!(self, store => store.fail_stranded_deliveries(now).await)
+    /// Fails up to `limit` pending deliveries of endpoints that were disabled or deleted (a recovery sends them
+    /// again once the endpoint is enabled), none whose attempt is in flight; how many. It locks only those
+    /// deliveries, skipping any another transaction holds, so it never waits on a worker recording its attempts.
+    pub async fn fail_stranded_deliveries(&self, now: OffsetDateTime, limit: i64) -> Result<u64, StoreError> {
+        on_backend!(self, store => store.fail_stranded_deliveries(now, limit).await)
     }
 
     /// Writes a `ping` event for one endpoint and its delivery; the delivery's id.

@@ -20,6 +20,7 @@ on_both_backends!(
     reconciliation_reports_a_discrepancy_and_the_payment_it_credits,
     a_binary_answer_is_logged_and_does_not_stall_the_queue,
     old_events_are_pruned_but_not_while_a_delivery_is_pending,
+    a_disabled_endpoints_pending_deliveries_fail_and_are_recovered_once_it_is_enabled,
 );
 
 /// Makes the ledger refuse any entry of 13.13 and the outbox any event mentioning 66.66, inside the batch.
@@ -350,4 +351,53 @@ async fn old_events_are_pruned_but_not_while_a_delivery_is_pending(backend: Back
     assert_eq!(deliveries(&server, &id, "pending").await.len(), 1, "the pending one stays");
     // Nothing is left to prune until it is sent.
     assert_eq!(store.prune_events(later, 5_000).await.expect("prune"), 0);
+}
+
+async fn a_disabled_endpoints_pending_deliveries_fail_and_are_recovered_once_it_is_enabled(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else { return };
+    let server = TestServer::start(event_settings(&db)).await;
+    let receiver = Receiver::start(Vec::new()).await;
+    let (id, secret) = register(&server, &receiver.url(), &["balance.deposited"]).await;
+    receiver.set_secrets(vec![secret]);
+    receiver.set_mode(Mode::Status(503)).await;
+    let since = time::OffsetDateTime::now_utc() - Duration::from_secs(60);
+    deposit(&server, 1).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while deliveries(&server, &id, "pending").await.first().is_none_or(|d| d["attempts"].as_i64() < Some(1))
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // An operator disables it: nothing more is sent, and the sweep fails what was pending.
+    let path = format!("/api/v1/webhook-endpoints/{id}/");
+    let patched = server.client.patch(server.url(&path)).json(&json!({"enabled": false})).send().await.expect("patch");
+    assert_eq!(patched.status(), 200);
+    // The sweep leaves a delivery whose attempt is in flight alone: try until it is not.
+    let store = db.store().await;
+    let mut swept = 0;
+    for _ in 0..50 {
+        swept += store.fail_stranded_deliveries(time::OffsetDateTime::now_utc(), 100).await.expect("sweep");
+        if swept > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(swept, 1);
+    let failed = deliveries(&server, &id, "failed").await;
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(failed[0]["last_error"].as_str().unwrap_or_default().contains("disabled"), "{failed:?}");
+    let recover = format!("/api/v1/webhook-endpoints/{id}/recover/");
+    let since = since.format(&time::format_description::well_known::Rfc3339).expect("a time");
+    let refused = server.post(&recover, json!({"since": since}).to_string(), None).await;
+    assert_eq!((refused.status, refused.json["code"].as_str()), (409, Some("endpoint_disabled")));
+
+    // Enabled again and recovered: the event arrives, once.
+    receiver.set_mode(Mode::Accept).await;
+    let patched = server.client.patch(server.url(&path)).json(&json!({"enabled": true})).send().await.expect("patch");
+    assert_eq!(patched.status(), 200);
+    let recovered = server.post(&recover, json!({"since": since}).to_string(), None).await;
+    assert_eq!((recovered.status, recovered.json["replayed"].as_i64()), (202, Some(1)), "{}", recovered.text);
+    assert!(receiver.wait_for(1, Duration::from_secs(20)).await);
+    receiver.assert_all_verified();
 }

@@ -17,7 +17,7 @@ const PASSWORD: &str = "a-password-for-the-events-tests";
 on_both_backends!(a_kill_minus_nine_mid_delivery_loses_no_event);
 
 /// What every process of these tests is given: receivers on loopback allowed, attempts of one second (so a
-/// lease is eleven), retries every second.
+/// lease is 32 s), retries every second.
 const EVENT_ENV: [(&str, &str); 4] = [
     ("PAYLEDGER_OUTBOUND_ALLOWED_NETWORKS", "127.0.0.0/8"),
     ("PAYLEDGER_EVENT_TIMEOUT_SECONDS", "1"),
