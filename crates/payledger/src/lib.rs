@@ -8,6 +8,7 @@ pub mod api;
 pub mod auth;
 pub mod balances;
 pub mod cli;
+pub mod client_tls;
 pub mod config;
 pub mod console;
 pub mod engine;

@@ -127,7 +127,10 @@ impl Sender {
         http.set_connect_timeout(Some(CONNECT_TIMEOUT));
         http.set_nodelay(true);
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls_config()?)
+            .with_tls_config(
+                crate::client_tls::config(true)
+                    .map_err(|error| format!("configuring TLS for event delivery: {error}"))?,
+            )
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
@@ -181,7 +184,7 @@ impl Sender {
             Err(_elapsed) => {
                 return failed(format!("the endpoint did not answer within {} ms", self.timeout.as_millis()));
             }
-            Ok(Err(error)) => return failed(format!("sending failed: {}", error_chain(&error))),
+            Ok(Err(error)) => return failed(format!("sending failed: {}", crate::client_tls::error_chain(&error))),
             Ok(Ok(response)) => response,
         };
         let status = response.status();
@@ -322,33 +325,6 @@ fn without_split_character(bytes: &[u8]) -> &[u8] {
         return if width > back { bytes.get(..start).unwrap_or(bytes) } else { bytes };
     }
     bytes
-}
-
-/// The rustls configuration: the ring provider and the system's root certificates.
-fn tls_config() -> Result<rustls::ClientConfig, String> {
-    use hyper_rustls::ConfigBuilderExt;
-    // The provider is passed rather than installed process-wide, as the payout gateway does, so the build
-    // never needs aws-lc-rs.
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|error| format!("configuring TLS for event delivery: {error}"))?;
-    let builder = builder
-        .with_native_roots()
-        .map_err(|error| format!("loading the system's root certificates for event delivery: {error}"))?;
-    Ok(builder.with_no_client_auth())
-}
-
-/// An error and its sources: the client's own message ("client error (Connect)") does not say whether the
-/// name was refused by the guard, the connection refused, or the TLS handshake failed.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

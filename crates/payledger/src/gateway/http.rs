@@ -2,7 +2,6 @@
 //! answer. What goes on the wire is in `wire.rs`.
 
 use std::fmt;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -100,7 +99,7 @@ impl HttpGateway {
         http.set_connect_timeout(Some(connect_timeout));
         http.set_nodelay(true);
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls_config(https)?)
+            .with_tls_config(crate::client_tls::config(https).map_err(GatewayConfigError::Tls)?)
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
@@ -131,10 +130,9 @@ impl HttpGateway {
         // One deadline covers connecting, sending and reading the whole answer, so a gateway that trickles
         // its body cannot hold a worker past the timeout.
         let exchange = async {
-            let response =
-                self.client.request(http_request).await.map_err(|error| {
-                    GatewayError::Transient(format!("gateway request failed: {}", error_chain(&error)))
-                })?;
+            let response = self.client.request(http_request).await.map_err(|error| {
+                GatewayError::Transient(format!("gateway request failed: {}", crate::client_tls::error_chain(&error)))
+            })?;
             let status = response.status();
             let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES).collect().await.map(|b| b.to_bytes());
             Ok::<_, GatewayError>((status, body))
@@ -182,42 +180,10 @@ impl PayoutGateway for HttpGateway {
     }
 }
 
-/// The rustls configuration: the system's roots for https, none for plain http (the connector then never
-/// starts TLS, and a missing certificate bundle must not stop a plain-http test setup).
-fn tls_config(https: bool) -> Result<rustls::ClientConfig, GatewayConfigError> {
-    // The provider is passed explicitly rather than installed process-wide, so nothing else in the
-    // process changes, and the build never needs aws-lc-rs (rustls' default, which wants cmake).
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|error| GatewayConfigError::Tls(error.to_string()))?;
-    if https {
-        use hyper_rustls::ConfigBuilderExt;
-        let builder = builder
-            .with_native_roots()
-            .map_err(|error| GatewayConfigError::Tls(format!("loading the system's root certificates: {error}")))?;
-        Ok(builder.with_no_client_auth())
-    } else {
-        Ok(builder.with_root_certificates(rustls::RootCertStore::empty()).with_no_client_auth())
-    }
-}
-
 /// Whether `host` is this machine: plain http to it never crosses the network, so it is not warned about.
 fn is_loopback_host(host: &str) -> bool {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     bare.eq_ignore_ascii_case("localhost") || bare.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
-/// Walks an error's source chain: hyper's top-level message ("client error (Connect)") alone does not
-/// say whether the connection was refused or timed out.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
