@@ -4,12 +4,15 @@
 #   1. the HTTP ceiling: `wrk` GETs a path no route serves (the router answers 404, no database);
 #   2. webhook intake with no webhook endpoint;
 #   3. the same load with one endpoint subscribed to `bank_payment.credited` (payledger-bench
-#      --event-receiver: a fast receiver in the bench process, registered before the load), then the wait
-#      until every acknowledged notice's event has arrived, which gives the delivery rate.
-#   4. the delivery rate from a backlog: the load of 3. against a server without delivery workers, then, once
-#      it ends, the same database served by one with them, which drains the backlog while the bench waits.
-# It prints one Markdown row per store: the rates, their shares of the ceiling, the cost of the endpoint, and
-# the delivery rates (while the load runs, and draining a backlog).
+#      --event-receiver: a fast receiver in the bench process, registered before the load), the server's
+#      delivery workers sending while it runs, then the wait until every acknowledged notice's event has
+#      arrived, which gives the delivery rate;
+#   4. the load of 3. against a server without delivery workers (as compose's api runs: what the outbox costs
+#      the ledger), then, once it ends, the same database served by one with them, which drains the backlog
+#      while the bench waits.
+# It prints one Markdown row per store: the rates, their shares of the ceiling, the cost of the endpoint
+# (with the deliveries sent elsewhere, and sent by the same process on the same cores), and the delivery
+# rates (while the load runs, and draining a backlog).
 #
 #   scripts/events-bench.sh                                                  # SQLite
 #   PG_URL=postgres://postgres@127.0.0.1:5432/postgres scripts/events-bench.sh   # and PostgreSQL
@@ -80,10 +83,11 @@ bench() {
   if ! grep -q '^throughput:' <<<"$out"; then printf '%s\n' "$out" | tail -n 5 >&2; fi
 }
 
+change() { python3 -c "import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); print(f'{100 * (b - a) / a:+.1f}%')" "$@" 2>/dev/null || echo "?"; }
 share() { python3 -c "import sys; c, r = float(sys.argv[1]), float(sys.argv[2]); print(f'{100 * r / c:.1f}%')" "$@" 2>/dev/null || echo "?"; }
 
-echo "| store | ceiling req/s | intake, no endpoint | intake, one endpoint | change | deliveries/s during the load | draining a backlog | events |"
-echo "|---|---|---|---|---|---|---|---|"
+echo "| store | ceiling req/s | intake, no endpoint | one endpoint, no delivery workers | change | one endpoint, delivering in the same process | change | deliveries/s during the load | draining a backlog | events |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
 for store in "${stores[@]}"; do
   start
   ceiling=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" "http://127.0.0.1:$PORT/nowhere" | grep -oP 'Requests/sec:\s+\K[0-9.]+')
@@ -114,6 +118,7 @@ for store in "${stores[@]}"; do
   second="$server"
   wait "$bench_pid" || true
   out="$(cat "$work/bench.out")"
+  outbox=$(grep -oP 'throughput:\s+\K[0-9.]+' <<<"$out" || echo "?")
   drain=$(grep -oP 'after it: [0-9]+ in [0-9.]+ s, \K[0-9.]+' <<<"$out" || echo "?")
   grep -E '^(events|delivery):' <<<"$out" >&2 || true
   drain_events=$(grep -oP '^events: \K\w+' <<<"$out" || echo "?")
@@ -122,6 +127,5 @@ for store in "${stores[@]}"; do
   stop
   if [ "$drain_events" != OK ]; then events="$events, backlog $drain_events"; fi
 
-  change=$(python3 -c "import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); print(f'{100 * (b - a) / a:+.1f}%')" "$plain" "$with" 2>/dev/null || echo "?")
-  echo "| ${store%%:*} | $ceiling | $plain ($(share "$ceiling" "$plain"), $plain_check) | $with ($(share "$ceiling" "$with")) | $change | $during | $drain | $events |"
+  echo "| ${store%%:*} | $ceiling | $plain ($(share "$ceiling" "$plain"), $plain_check) | $outbox ($(share "$ceiling" "$outbox")) | $(change "$plain" "$outbox") | $with ($(share "$ceiling" "$with")) | $(change "$plain" "$with") | $during | $drain | $events |"
 done

@@ -193,8 +193,9 @@ fn spawn_workers(
     // Built only where deliveries are sent: the sender needs the system's root certificates.
     let deliveries = match events.workers {
         0 => None,
-        _ => Some(events::delivery::DeliveryContext::new(
+        _ => Some(workers::deliveries::DeliveryContext::new(
             context.store.clone(),
+            context.payouts.engine(),
             context.payouts.shared_vault(),
             events.clone(),
         )?),
@@ -202,7 +203,7 @@ fn spawn_workers(
     // One set, so a shutdown waits for both kinds alike.
     let mut running = workers::spawn(context, payout_workers, stop.clone());
     if let Some(deliveries) = deliveries {
-        events::delivery::spawn(&mut running, deliveries, events.workers, stop);
+        workers::deliveries::spawn(&mut running, deliveries, events.workers, stop);
     }
     Ok(running)
 }

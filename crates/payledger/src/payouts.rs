@@ -70,6 +70,11 @@ impl Payouts {
         Arc::clone(&self.vault)
     }
 
+    /// The ledger engine it submits to, for the other workers of this process (event deliveries).
+    pub fn engine(&self) -> LedgerEngine {
+        self.engine.clone()
+    }
+
     /// Creates a payout: pending, its source's money held, its processing enqueued, all in one transaction.
     /// With an idempotency key, the key, a keyed fingerprint of the request and the answer are stored in that
     /// transaction; the same key with the same request replays the answer, with another request it is refused.
@@ -166,7 +171,7 @@ impl Payouts {
         lease: std::time::Duration,
         limit: i64,
     ) -> Result<Vec<crate::store::payouts::ClaimedJob>, EngineError> {
-        let claim = crate::engine::batch::JobClaim { owner: owner.to_owned(), lease, limit };
+        let claim = crate::engine::payouts::JobClaim { owner: owner.to_owned(), lease, limit };
         match self.engine.submit(WriteCommand::ClaimJobs(claim)).await? {
             WriteOutcome::Jobs(jobs) => Ok(jobs),
             _ => Ok(Vec::new()),

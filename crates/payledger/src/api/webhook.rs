@@ -196,6 +196,7 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Web
         | WriteOutcome::Balance(_)
         | WriteOutcome::Payout(_)
         | WriteOutcome::Jobs(_)
+        | WriteOutcome::Deliveries(_)
         | WriteOutcome::Statement(_) => Err(ApiError::Engine(crate::engine::EngineError::Unavailable)),
     }
 }

@@ -612,10 +612,11 @@ pub async fn rotate_secret(
 )]
 pub async fn test(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<TestAnswer>), ApiError> {
     let id = endpoint_id(id)?;
-    let delivery_id = state.endpoints.test(&id).await?;
+    let delivery_id = state.endpoints.test(caller.name(), &id).await?;
     Ok((StatusCode::ACCEPTED, Json(TestAnswer { delivery_id })))
 }
 

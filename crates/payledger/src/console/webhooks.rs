@@ -228,10 +228,10 @@ async fn rotate(
 /// `POST /admin/webhooks/{id}/test`: a `ping` event, then its delivery in the log.
 async fn test(
     State(state): State<AppState>,
-    _user: ConsoleUser,
+    user: ConsoleUser,
     Path(id): Path<String>,
 ) -> Result<Response, ConsoleError> {
-    state.endpoints.test(&id).await.map_err(console_error)?;
+    state.endpoints.test(&user.username, &id).await.map_err(console_error)?;
     Ok(Redirect::to(&format!("/admin/webhooks/{id}/deliveries?status=pending&done=test")).into_response())
 }
 

@@ -53,7 +53,9 @@ pub enum WriteCommand {
     /// Keep an invalid balance request's refusal under its idempotency key.
     KeepRefusal(KeptRefusal),
     /// Claim due jobs for a worker (on SQLite, where the one write lock is fairest shared through this queue).
-    ClaimJobs(JobClaim),
+    ClaimJobs(super::payouts::JobClaim),
+    /// An event delivery worker's round: record its finished attempts, claim more (`engine/deliveries.rs`).
+    Deliveries(crate::store::event_rows::DeliveryRound),
     /// Accept an open reconciliation discrepancy with an operator's note.
     StatementAccept(super::statements::AcceptCommand),
     /// Start a statement import (or find it started or complete).
@@ -64,17 +66,6 @@ pub enum WriteCommand {
     StatementApply(super::reconcile::ApplyCommand),
     /// Complete an import: judge the closed days and the notices without a line.
     StatementFinish(super::judging::FinishImport),
-}
-
-/// A worker's claim of due jobs.
-#[derive(Debug, Clone)]
-pub struct JobClaim {
-    /// The worker.
-    pub owner: String,
-    /// How long the claimed jobs are the worker's.
-    pub lease: std::time::Duration,
-    /// At most this many.
-    pub limit: i64,
 }
 
 impl WriteCommand {
@@ -90,6 +81,7 @@ impl WriteCommand {
             | WriteCommand::Payout(_)
             | WriteCommand::KeepRefusal(_)
             | WriteCommand::ClaimJobs(_)
+            | WriteCommand::Deliveries(_)
             | WriteCommand::StatementAccept(_)
             | WriteCommand::StatementBegin(_)
             | WriteCommand::StatementLines(_)
@@ -135,6 +127,8 @@ pub enum WriteOutcome {
     Payout(PayoutOutcome),
     /// The jobs a claim got.
     Jobs(Vec<crate::store::payouts::ClaimedJob>),
+    /// What a delivery round did.
+    Deliveries(crate::store::event_rows::RoundOutcome),
     /// What became of a reconciliation command.
     Statement(super::statements::StatementOutcome),
 }
@@ -311,6 +305,8 @@ pub fn decide(
             }
             WriteCommand::KeepRefusal(refusal) => WriteOutcome::Balance(balances.keep_refusal(refusal, &mut plan)),
             WriteCommand::ClaimJobs(_) => WriteOutcome::Jobs(payouts.claimed_jobs.remove(&index).unwrap_or_default()),
+            // Run before the batch was decided (not the ledger's business); the engine puts in its outcome.
+            WriteCommand::Deliveries(_) => WriteOutcome::Deliveries(Default::default()),
             WriteCommand::StatementAccept(_)
             | WriteCommand::StatementBegin(_)
             | WriteCommand::StatementLines(_)
@@ -320,12 +316,7 @@ pub fn decide(
                 WriteOutcome::Statement(decide_statement(command, &batch, &mut statements, sheet, &mut plan))
             }
             WriteCommand::Payout(command) => {
-                let id = command.payout_id();
-                let before = if super::audit::is_audited(command) { payouts.payouts.get(&id).cloned() } else { None };
-                let outcome = balances.decide_payout(command, payouts, sheet, &mut plan);
-                let after = payouts.payouts.get(&id);
-                plan.audit.extend(super::audit::payout_entry(command, before.as_ref(), after, &outcome));
-                WriteOutcome::Payout(outcome)
+                WriteOutcome::Payout(audited_payout(command, balances, payouts, sheet, &mut plan))
             }
         };
         // An audit row names the request its command was submitted for.
@@ -338,6 +329,22 @@ pub fn decide(
     plan.holds = balances.hold_writes();
     plan.payouts = payouts.writes();
     (plan, outcomes.into_iter().map(|outcome| outcome.unwrap_or(WriteOutcome::NotRecorded)).collect())
+}
+
+/// Decides a payout command, with its audit row.
+fn audited_payout(
+    command: &PayoutCommand,
+    balances: &mut BatchLedger<'_>,
+    payouts: &mut PayoutStates,
+    sheet: &mut BalanceSheet,
+    plan: &mut Plan,
+) -> PayoutOutcome {
+    let id = command.payout_id();
+    let before = if super::audit::is_audited(command) { payouts.payouts.get(&id).cloned() } else { None };
+    let outcome = balances.decide_payout(command, payouts, sheet, plan);
+    let after = payouts.payouts.get(&id);
+    plan.audit.extend(super::audit::payout_entry(command, before.as_ref(), after, &outcome));
+    outcome
 }
 
 /// The order a batch decides its commands in: every command in command order, except that the ones reading the

@@ -21,6 +21,7 @@
 pub mod audit;
 pub mod balances;
 pub mod batch;
+mod deliveries;
 mod events;
 mod failure;
 pub mod judging;
@@ -378,7 +379,9 @@ impl WriterState {
                 payout_states.claimed_jobs.insert(index, jobs);
             }
         }
-        let (mut plan, outcomes) = decide(
+        // Delivery rounds likewise: they lock only deliveries and their endpoints, which no other phase reads.
+        let mut rounds = deliveries::run_rounds(&mut tx, commands, applied_at).await?;
+        let (mut plan, mut outcomes) = decide(
             batch::Submitted { commands, origins },
             &claims,
             &claim_rows,
@@ -387,6 +390,11 @@ impl WriterState {
             &mut payout_states,
             &mut sheet,
         );
+        for (index, outcome) in outcomes.iter_mut().enumerate() {
+            if let Some(round) = rounds.remove(&index) {
+                *outcome = WriteOutcome::Deliveries(round);
+            }
+        }
         // An account opened for a deposit that did not run (its key was reused, say) is removed again: only a
         // deposit opens an account.
         for (user, account) in ledger.unopened_accounts() {
@@ -467,6 +475,7 @@ impl WriterState {
                 | WriteCommand::Payout(_)
                 | WriteCommand::KeepRefusal(_)
                 | WriteCommand::ClaimJobs(_)
+                | WriteCommand::Deliveries(_)
                 | WriteCommand::StatementAccept(_)
                 | WriteCommand::StatementBegin(_)
                 | WriteCommand::StatementLines(_)
@@ -644,6 +653,7 @@ impl<'a> CommandKinds<'a> {
                 | WriteCommand::RecordRejected(_)
                 | WriteCommand::KeepRefusal(_)
                 | WriteCommand::ClaimJobs(_)
+                | WriteCommand::Deliveries(_)
                 | WriteCommand::StatementAccept(_)
                 | WriteCommand::StatementBegin(_)
                 | WriteCommand::StatementLines(_)

@@ -651,3 +651,14 @@ fn holds_job(payouts: &PayoutStates, job: &JobEnd) -> bool {
         (None, _) => false,
     }
 }
+
+/// A worker's claim of due jobs.
+#[derive(Debug, Clone)]
+pub struct JobClaim {
+    /// The worker.
+    pub owner: String,
+    /// How long the claimed jobs are the worker's.
+    pub lease: std::time::Duration,
+    /// At most this many.
+    pub limit: i64,
+}

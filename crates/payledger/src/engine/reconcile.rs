@@ -89,7 +89,8 @@ pub fn decides_reconciliation(command: &super::batch::WriteCommand) -> bool {
         | WriteCommand::Balance(_)
         | WriteCommand::Payout(_)
         | WriteCommand::KeepRefusal(_)
-        | WriteCommand::ClaimJobs(_) => false,
+        | WriteCommand::ClaimJobs(_)
+        | WriteCommand::Deliveries(_) => false,
     }
 }
 

@@ -318,11 +318,12 @@ impl Endpoints {
         if deleted { Ok(()) } else { Err(EndpointError::NotFound) }
     }
 
-    /// Sends a `ping` event to one endpoint (whatever types it wants); the delivery's id.
-    pub async fn test(&self, id: &str) -> Result<i64, EndpointError> {
+    /// Sends a `ping` event to one endpoint (whatever types it wants), audited as `by`'s; the delivery's id.
+    pub async fn test(&self, by: &str, id: &str) -> Result<i64, EndpointError> {
         self.enabled_row(id).await?;
         let event = NewEvent::new(EventType::Ping.as_str(), payloads::ping(id));
-        Ok(self.store.send_webhook_ping(id, &event, self.store.clock().await?).await?)
+        let audit = audit(by, "webhook_endpoint.test", id, None, Some(json!({ "event": event.id })));
+        Ok(self.store.send_webhook_ping(id, &event, &audit, self.store.clock().await?).await?)
     }
 
     /// A page of an endpoint's deliveries, newest first, and the `before` of the next page if there is one.

@@ -3,11 +3,10 @@
 //!
 //! The ledger engine writes each event in the batch of the change it reports (`engine/events.rs` derives them;
 //! the `events` table is the outbox), and the same batch makes one delivery per enabled endpoint that wants the
-//! event's type. Delivery workers (`delivery.rs`) claim due deliveries with a lease, sign them
+//! event's type. Delivery workers (`workers/deliveries.rs`) claim due deliveries with a lease, sign them
 //! (`signature.rs`), send them through the SSRF guard (`guard.rs`, `sender.rs`) and retry on a schedule
 //! (`schedule.rs`).
 
-pub mod delivery;
 pub mod endpoints;
 pub mod guard;
 pub mod payloads;

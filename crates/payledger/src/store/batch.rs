@@ -15,6 +15,7 @@ use payledger_core::{AccountId, BalanceSheet, BankNotice, EntryDraft, Inn, Opera
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::event_rows::{AttemptRecord, ClaimedDelivery, EndpointVerdict};
 use super::payouts::ClaimedJob;
 pub use super::statement_rows::*;
 use super::{AccountKind, StoreError};
@@ -449,7 +450,7 @@ impl AuditEntry {
 }
 
 /// The write side of one batch transaction. The engine drives it; each backend implements it.
-pub trait BatchTx {
+pub trait BatchTx: DeliveryTx {
     /// Inserts the notice rows whose operation id is new and returns those ids.
     fn claim_notices(
         &mut self,
@@ -574,4 +575,35 @@ pub trait BatchTx {
     ) -> impl Future<Output = Result<(), StoreError>>;
     /// Commits durably.
     fn commit(self) -> impl Future<Output = Result<(), StoreError>>;
+}
+
+/// The event delivery queue's side of a batch transaction (`engine/deliveries.rs`), implemented next to each
+/// backend's outbox.
+pub trait DeliveryTx {
+    /// Records finished delivery attempts, each `(owner, record)` (ascending delivery id): each delivery's new
+    /// state and, unless it was deferred, the attempt in the log. Returns the records kept, by delivery and
+    /// lease: a delivery no longer under its record's lease is left as it is.
+    fn record_attempts(
+        &mut self,
+        records: &[(&str, &AttemptRecord)],
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<HashSet<(i64, OffsetDateTime)>, StoreError>>;
+    /// A round's verdict on an endpoint: a success ends its failure window, failures start one (or continue it);
+    /// a 410, or a window begun before `failing_before`, disables it with an audit row. True if this disabled it.
+    fn judge_endpoint(
+        &mut self,
+        endpoint: &str,
+        verdict: EndpointVerdict,
+        now: OffsetDateTime,
+        failing_before: OffsetDateTime,
+    ) -> impl Future<Output = Result<bool, StoreError>>;
+    /// Claims up to `limit` due deliveries of enabled endpoints not in `excluding` for `owner` until `lease`.
+    fn claim_deliveries(
+        &mut self,
+        owner: &str,
+        now: OffsetDateTime,
+        lease: OffsetDateTime,
+        limit: i64,
+        excluding: &[String],
+    ) -> impl Future<Output = Result<Vec<ClaimedDelivery>, StoreError>>;
 }

@@ -59,7 +59,7 @@ pub struct EndpointChange {
 }
 
 /// A delivery a worker claimed, with what it needs to send it.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ClaimedDelivery {
     /// The delivery.
     pub id: i64,
@@ -114,8 +114,26 @@ pub enum DeliveryEnd {
     Deferred(std::time::Duration),
 }
 
+impl DeliveryEnd {
+    /// The delivery's status after it, how long until it is due again (if pending), and whether it counts as an
+    /// attempt (it was made: logged, and judged for its endpoint).
+    pub fn as_stored(self) -> (&'static str, Option<std::time::Duration>, bool) {
+        match self {
+            DeliveryEnd::Succeeded => ("succeeded", None, true),
+            DeliveryEnd::RetryAfter(wait) => ("pending", Some(wait), true),
+            DeliveryEnd::Failed => ("failed", None, true),
+            DeliveryEnd::Deferred(wait) => ("pending", Some(wait), false),
+        }
+    }
+}
+
+/// A receiver's text as stored: PostgreSQL's text holds no NUL, and a binary answer must not fail the round.
+pub fn without_nul(text: Option<&str>) -> Option<String> {
+    text.map(|text| text.replace('\0', "\u{fffd}"))
+}
+
 /// One attempt's result, to record.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttemptRecord {
     /// The delivery.
     pub delivery_id: i64,
@@ -135,6 +153,66 @@ pub struct AttemptRecord {
     pub lease: OffsetDateTime,
     /// The receiver answered 410 Gone: disable the endpoint.
     pub gone: bool,
+}
+
+/// A delivery worker's round, run inside a ledger batch: record the attempts that finished, then claim up to
+/// `limit` due deliveries (none of the endpoints in `excluding`) under a lease of `lease` from the batch's time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryRound {
+    /// The worker.
+    pub owner: String,
+    /// Its finished attempts.
+    pub records: Vec<AttemptRecord>,
+    /// How long an endpoint may fail without a success before it is disabled.
+    pub failure_window: std::time::Duration,
+    /// How long the claimed deliveries are the worker's.
+    pub lease: std::time::Duration,
+    /// At most this many (0: record only).
+    pub limit: i64,
+    /// The endpoints the worker has no room for.
+    pub excluding: Vec<String>,
+}
+
+/// What one round's attempts say about their endpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EndpointVerdict {
+    /// One of them was received.
+    pub succeeded: bool,
+    /// One of them was answered 410 Gone.
+    pub gone: bool,
+}
+
+impl EndpointVerdict {
+    /// Why a round with this verdict disables its endpoint, if it may: a 410 always does, failures only once
+    /// the endpoint has failed for the whole window (the store checks that).
+    pub fn disable_reason(self) -> Option<&'static str> {
+        match (self.gone, self.succeeded) {
+            (true, _) => Some("the endpoint answered 410 Gone"),
+            (false, false) => Some("every delivery failed for the whole failure window"),
+            (false, true) => None,
+        }
+    }
+
+    /// The audit row of the worker's disabling `endpoint` for `reason`.
+    pub fn disable_audit(endpoint: &str, reason: &str) -> crate::store::AuditEntry {
+        crate::store::AuditEntry {
+            actor: "worker".to_owned(),
+            action: "webhook_endpoint.disable".to_owned(),
+            target: format!("webhook_endpoint:{endpoint}"),
+            before: None,
+            after: Some(serde_json::json!({ "enabled": false, "reason": reason }).to_string()),
+            origin: None,
+        }
+    }
+}
+
+/// What a round did: the deliveries it claimed, and the endpoints its records disabled.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoundOutcome {
+    /// Claimed, ascending id.
+    pub claimed: Vec<ClaimedDelivery>,
+    /// Disabled by this round's records (a 410, or the failure window).
+    pub disabled: Vec<String>,
 }
 
 /// A delivery as the delivery log shows it.
@@ -180,9 +258,4 @@ pub struct AttemptRow {
 /// A list of ids as SQLite's `json_each` reads it.
 pub(crate) fn json_list(ids: &[String]) -> String {
     serde_json::to_string(ids).unwrap_or_else(|_| "[]".to_owned())
-}
-
-/// A list of ids as PostgreSQL's `text[]`.
-pub(crate) fn text_array(ids: &[String]) -> Vec<String> {
-    ids.to_vec()
 }

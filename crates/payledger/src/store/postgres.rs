@@ -177,8 +177,6 @@ super::queries::events::event_queries!(
     begin_write: "BEGIN",
     skip_locked: "FOR UPDATE OF d SKIP LOCKED",
     next_seq: "nextval('events_seq')",
-    excluding: "d.endpoint_id <> ALL($5::text[])",
-    bind_list: crate::store::event_rows::text_array,
     bind_time: std::convert::identity
 );
 super::queries::csv_mappings::csv_mapping_queries!(PgStore, writer: pool, bind_time: std::convert::identity);

@@ -306,7 +306,7 @@ impl PgBatch {
     }
 
     /// Writes the audit rows of the changes users asked for, in the plan's order.
-    async fn write_audit(&mut self, audit: &[AuditEntry], now: OffsetDateTime) -> Result<(), StoreError> {
+    pub(super) async fn write_audit(&mut self, audit: &[AuditEntry], now: OffsetDateTime) -> Result<(), StoreError> {
         if !audit.is_empty() {
             sqlx::query(
                 "INSERT INTO audit_log (actor, action, target, before, after, at, request_id, client_address)

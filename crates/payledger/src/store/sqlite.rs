@@ -215,8 +215,6 @@ super::queries::events::event_queries!(
     begin_write: "BEGIN IMMEDIATE",
     skip_locked: "",
     next_seq: "NULL",
-    excluding: "d.endpoint_id NOT IN (SELECT value FROM json_each($5))",
-    bind_list: crate::store::event_rows::json_list,
     bind_time: crate::timefmt::sqlite_text
 );
 super::queries::csv_mappings::csv_mapping_queries!(SqliteStore, writer: writer, bind_time: crate::timefmt::sqlite_text);

@@ -73,7 +73,7 @@ pub struct SqliteBatch<'c> {
     pub(super) tx: Transaction<'c>,
 }
 
-fn parse_time(text: &str) -> Result<OffsetDateTime, StoreError> {
+pub(super) fn parse_time(text: &str) -> Result<OffsetDateTime, StoreError> {
     OffsetDateTime::parse(text, &Rfc3339).map_err(|_| StoreError::Corrupt(format!("time {text}")))
 }
 
@@ -164,7 +164,7 @@ impl SqliteBatch<'_> {
     }
 
     /// Writes the audit rows of the changes users asked for.
-    fn write_audit(&self, audit: &[AuditEntry], now: &str) -> Result<(), StoreError> {
+    pub(super) fn write_audit(&self, audit: &[AuditEntry], now: &str) -> Result<(), StoreError> {
         for a in audit {
             self.tx
                 .prepare_cached(

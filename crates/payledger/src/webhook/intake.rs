@@ -146,6 +146,7 @@ impl Intake {
             | WriteOutcome::Balance(_)
             | WriteOutcome::Payout(_)
             | WriteOutcome::Jobs(_)
+            | WriteOutcome::Deliveries(_)
             | WriteOutcome::Statement(_) => "other",
         };
         metrics::counter!("payledger_webhook_notices_total", "outcome" => label).increment(1);

@@ -201,6 +201,18 @@ async fn the_test_event_is_a_pending_delivery_in_the_log(backend: Backend) {
     let (status, answer) =
         send(&server, "POST", &format!("{BASE}{id}/recover/"), Some(json!({"since": "yesterday"}))).await;
     assert!(status == 400 && answer["details"]["since"].is_string(), "{answer}");
+
+    // The ping and the recovery are the admin's, in the audit log.
+    let (status, audit) = server.get(&format!("/api/v1/audit/?target=webhook_endpoint:{id}")).await;
+    assert_eq!(status, 200, "{audit}");
+    let actions: Vec<(&str, &str)> = audit["results"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .filter_map(|row| Some((row["action"].as_str()?, row["actor"].as_str()?)))
+        .collect();
+    assert!(actions.contains(&("webhook_endpoint.test", "admin")), "{audit}");
+    assert!(actions.contains(&("webhook_endpoint.recover", "admin")), "{audit}");
     server.stop().await;
 }
 

@@ -4,7 +4,7 @@
 
 use time::OffsetDateTime;
 
-use crate::store::event_rows::{AttemptRecord, AttemptRow, ClaimedDelivery, DeliveryRow, EndpointChange, EndpointRow};
+use crate::store::event_rows::{AttemptRow, DeliveryRow, EndpointChange, EndpointRow};
 use crate::store::{AuditEntry, Store, StoreError};
 
 /// An endpoint from the columns `id, url, description, enabled, disabled_reason, secret, previous_secret,
@@ -32,9 +32,8 @@ pub(crate) use endpoint_from_row;
 
 /// The event queries, implemented once for each store: `$reader` and `$writer` name its pools, `$begin_write`
 /// starts a write transaction, `$skip_locked` is PostgreSQL's `FOR UPDATE … SKIP LOCKED` (SQLite has one
-/// writer), `$next_seq` numbers a new event outside a batch, `$excluding` is the condition that a delivery's
-/// endpoint is not in the list `$5` (bound by `$bind_list`), and `$bind_time` turns a time into what the backend
-/// binds.
+/// writer), `$next_seq` numbers a new event outside a batch, and `$bind_time` turns a time into what the
+/// backend binds.
 macro_rules! event_queries {
     (
         $store:ty,
@@ -43,8 +42,6 @@ macro_rules! event_queries {
         begin_write: $begin_write:literal,
         skip_locked: $skip_locked:literal,
         next_seq: $next_seq:literal,
-        excluding: $excluding:literal,
-        bind_list: $bind_list:path,
         bind_time: $bind_time:path
     ) => {
         impl $store {
@@ -192,202 +189,6 @@ macro_rules! event_queries {
                 Self::write_audit(&mut *tx, audit, now).await?;
                 tx.commit().await?;
                 Ok(true)
-            }
-
-            pub(in crate::store) async fn claim_deliveries(
-                &self,
-                owner: &str,
-                now: time::OffsetDateTime,
-                lease: time::OffsetDateTime,
-                limit: i64,
-                excluding: &[String],
-            ) -> Result<Vec<$crate::store::event_rows::ClaimedDelivery>, $crate::store::StoreError> {
-                use sqlx::Row;
-                let mut tx = self.$writer.begin_with($begin_write).await?;
-                sqlx::query(concat!(
-                    "UPDATE event_deliveries SET lease_owner = $1, lease_expires_at = $2, attempts = attempts + 1,
-                        updated_at = $3
-                     WHERE id IN (SELECT d.id FROM event_deliveries d
-                                  JOIN webhook_endpoints p ON p.id = d.endpoint_id AND p.enabled
-                                  WHERE d.status = 'pending' AND d.next_attempt_at <= $3
-                                    AND (d.lease_expires_at IS NULL OR d.lease_expires_at < $3) AND ",
-                    $excluding,
-                    " ORDER BY d.next_attempt_at, d.id LIMIT $4 ",
-                    $skip_locked,
-                    ")"
-                ))
-                .bind(owner)
-                .bind($bind_time(lease))
-                .bind($bind_time(now))
-                .bind(limit)
-                .bind($bind_list(excluding))
-                .execute(&mut *tx)
-                .await?;
-                let rows = sqlx::query(
-                    "SELECT d.id, d.attempts, e.seq, e.id, e.type, e.data, e.created_at, p.id, p.url, p.secret,
-                        p.previous_secret, p.previous_secret_until, p.rate_limit_per_second
-                     FROM event_deliveries d JOIN events e ON e.seq = d.event_seq
-                     JOIN webhook_endpoints p ON p.id = d.endpoint_id
-                     WHERE d.lease_owner = $1 AND d.lease_expires_at = $2 AND d.status = 'pending'
-                     ORDER BY d.id",
-                )
-                .bind(owner)
-                .bind($bind_time(lease))
-                .fetch_all(&mut *tx)
-                .await?;
-                tx.commit().await?;
-                rows.iter()
-                    .map(|row| {
-                        Ok($crate::store::event_rows::ClaimedDelivery {
-                            id: row.try_get(0)?,
-                            attempts: row.try_get(1)?,
-                            event_seq: row.try_get(2)?,
-                            event_id: row.try_get(3)?,
-                            event_type: row.try_get(4)?,
-                            event_data: row.try_get(5)?,
-                            event_created_at: row.try_get(6)?,
-                            endpoint_id: row.try_get(7)?,
-                            url: row.try_get(8)?,
-                            secret: row.try_get(9)?,
-                            previous_secret: row.try_get(10)?,
-                            previous_secret_until: row.try_get(11)?,
-                            rate_limit_per_second: row.try_get(12)?,
-                            lease_expires_at: lease,
-                        })
-                    })
-                    .collect::<Result<Vec<_>, sqlx::Error>>()
-                    .map_err(Into::into)
-            }
-
-            pub(in crate::store) async fn record_attempts(
-                &self,
-                owner: &str,
-                records: &[$crate::store::event_rows::AttemptRecord],
-                now: time::OffsetDateTime,
-                failing_before: time::OffsetDateTime,
-            ) -> Result<Vec<String>, $crate::store::StoreError> {
-                use $crate::store::event_rows::DeliveryEnd;
-                let mut tx = self.$writer.begin_with($begin_write).await?;
-                // Per endpoint: whether any of its attempts succeeded, and whether any answered 410.
-                let mut verdicts: std::collections::BTreeMap<&str, (bool, bool)> = std::collections::BTreeMap::new();
-                for record in records {
-                    let (status, wait, counted) = match record.end {
-                        DeliveryEnd::Succeeded => ("succeeded", None, true),
-                        DeliveryEnd::RetryAfter(wait) => ("pending", Some(wait), true),
-                        DeliveryEnd::Failed => ("failed", None, true),
-                        DeliveryEnd::Deferred(wait) => ("pending", Some(wait), false),
-                    };
-                    let next = wait.map(|wait| now + wait);
-                    // PostgreSQL's text holds no NUL; a receiver's binary answer must not fail the round.
-                    let error = record.error.as_deref().map(|text| text.replace('\0', "\u{fffd}"));
-                    let response = record.response.as_deref().map(|text| text.replace('\0', "\u{fffd}"));
-                    // A worker whose lease expired (another worker, or a later claim of its own, took the delivery
-                    // over) records nothing: the lease it claimed with must still be the delivery's.
-                    let held = sqlx::query(
-                        "UPDATE event_deliveries SET status = $3, next_attempt_at = COALESCE($4, next_attempt_at),
-                            attempts = CASE WHEN $5 THEN attempts ELSE attempts - 1 END,
-                            last_status_code = CASE WHEN $5 THEN $6 ELSE last_status_code END,
-                            last_error = CASE WHEN $5 THEN $7 ELSE last_error END,
-                            lease_owner = NULL, lease_expires_at = NULL, updated_at = $8
-                         WHERE id = $1 AND lease_owner = $2 AND lease_expires_at = $9 AND status = 'pending'",
-                    )
-                    .bind(record.delivery_id)
-                    .bind(owner)
-                    .bind(status)
-                    .bind(next.map($bind_time))
-                    .bind(counted)
-                    .bind(record.status_code)
-                    .bind(error.as_deref())
-                    .bind($bind_time(now))
-                    .bind($bind_time(record.lease))
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
-                        == 1;
-                    if !held || !counted {
-                        continue;
-                    }
-                    sqlx::query(
-                        "INSERT INTO delivery_attempts (delivery_id, attempted_at, status_code, duration_ms, response, error)
-                         VALUES ($1, $2, $3, $4, $5, $6)",
-                    )
-                    .bind(record.delivery_id)
-                    .bind($bind_time(now))
-                    .bind(record.status_code)
-                    .bind(record.duration_ms)
-                    .bind(response.as_deref())
-                    .bind(error.as_deref())
-                    .execute(&mut *tx)
-                    .await?;
-                    let verdict = verdicts.entry(record.endpoint_id.as_str()).or_default();
-                    verdict.0 |= record.end == DeliveryEnd::Succeeded;
-                    verdict.1 |= record.gone;
-                }
-                // Ascending endpoint ids: two workers judging the same endpoints lock them in one order.
-                let mut disabled = Vec::new();
-                for (endpoint, (succeeded, gone)) in verdicts {
-                    if Self::judge_endpoint(&mut tx, endpoint, succeeded, gone, now, failing_before).await? {
-                        disabled.push(endpoint.to_owned());
-                    }
-                }
-                tx.commit().await?;
-                Ok(disabled)
-            }
-
-            /// A round's verdict on an endpoint: a success ends its failure window, failures start one (or continue
-            /// it); a 410, or a window longer than allowed, disables it with an audit row. True if this disabled
-            /// it. The rows are written only when they change, so workers sending to one healthy endpoint do not
-            /// queue on its row.
-            async fn judge_endpoint(
-                tx: &mut sqlx::Transaction<'static, <$store as $crate::store::Backend>::Db>,
-                endpoint: &str,
-                succeeded: bool,
-                gone: bool,
-                now: time::OffsetDateTime,
-                failing_before: time::OffsetDateTime,
-            ) -> Result<bool, $crate::store::StoreError> {
-                if succeeded {
-                    sqlx::query("UPDATE webhook_endpoints SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL")
-                        .bind(endpoint)
-                        .execute(&mut **tx)
-                        .await?;
-                } else {
-                    sqlx::query("UPDATE webhook_endpoints SET failing_since = $2 WHERE id = $1 AND failing_since IS NULL")
-                        .bind(endpoint)
-                        .bind($bind_time(now))
-                        .execute(&mut **tx)
-                        .await?;
-                }
-                let reason = match (gone, succeeded) {
-                    (true, _) => "the endpoint answered 410 Gone",
-                    (false, false) => "every delivery failed for the whole failure window",
-                    (false, true) => return Ok(false),
-                };
-                let off = sqlx::query(
-                    "UPDATE webhook_endpoints SET enabled = FALSE, disabled_reason = $2, updated_at = $3
-                     WHERE id = $1 AND enabled AND ($4 OR failing_since < $5)",
-                )
-                .bind(endpoint)
-                .bind(reason)
-                .bind($bind_time(now))
-                .bind(gone)
-                .bind($bind_time(failing_before))
-                .execute(&mut **tx)
-                .await?
-                .rows_affected()
-                    == 1;
-                if off {
-                    let audit = $crate::store::AuditEntry {
-                        actor: "worker".to_owned(),
-                        action: "webhook_endpoint.disable".to_owned(),
-                        target: format!("webhook_endpoint:{endpoint}"),
-                        before: None,
-                        after: Some(serde_json::json!({ "enabled": false, "reason": reason }).to_string()),
-                        origin: None,
-                    };
-                    Self::write_audit(&mut **tx, &audit, now).await?;
-                }
-                Ok(off)
             }
 
             pub(in crate::store) async fn deliveries(
@@ -572,6 +373,7 @@ macro_rules! event_queries {
                 &self,
                 endpoint: &str,
                 event: &$crate::store::batch::NewEvent,
+                audit: &$crate::store::AuditEntry,
                 now: time::OffsetDateTime,
             ) -> Result<i64, $crate::store::StoreError> {
                 let mut tx = self.$writer.begin_with($begin_write).await?;
@@ -595,6 +397,7 @@ macro_rules! event_queries {
                 .bind($bind_time(now))
                 .fetch_one(&mut *tx)
                 .await?;
+                Self::write_audit(&mut *tx, audit, now).await?;
                 tx.commit().await?;
                 Ok(id)
             }
@@ -633,33 +436,6 @@ impl Store {
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
         on_backend!(self, store => store.delete_endpoint(id, audit, now).await)
-    }
-
-    /// Claims up to `limit` due deliveries to enabled endpoints but those `excluding`, for `owner` until `lease`,
-    /// counting the attempt (PostgreSQL: `FOR UPDATE SKIP LOCKED`, so workers of several processes never claim
-    /// the same one).
-    pub async fn claim_deliveries(
-        &self,
-        owner: &str,
-        now: OffsetDateTime,
-        lease: OffsetDateTime,
-        limit: i64,
-        excluding: &[String],
-    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
-        on_backend!(self, store => store.claim_deliveries(owner, now, lease, limit, excluding).await)
-    }
-
-    /// Records a worker's attempts in one transaction: each delivery's end, its attempt row, and its endpoint's
-    /// failure window; disables (with an audit row) the endpoints that answered 410 or have been failing since
-    /// before `failing_before`, and returns their ids.
-    pub async fn record_delivery_attempts(
-        &self,
-        owner: &str,
-        records: &[AttemptRecord],
-        now: OffsetDateTime,
-        failing_before: OffsetDateTime,
-    ) -> Result<Vec<String>, StoreError> {
-        on_backend!(self, store => store.record_attempts(owner, records, now, failing_before).await)
     }
 
     /// An endpoint's deliveries, newest first, optionally in one status and before a delivery id.
@@ -708,13 +484,14 @@ impl Store {
         on_backend!(self, store => store.fail_stranded_deliveries(now, limit).await)
     }
 
-    /// Writes a `ping` event for one endpoint and its delivery; the delivery's id.
+    /// Writes a `ping` event for one endpoint, its delivery and the audit row of who asked; the delivery's id.
     pub async fn send_webhook_ping(
         &self,
         endpoint: &str,
         event: &crate::store::batch::NewEvent,
+        audit: &AuditEntry,
         now: OffsetDateTime,
     ) -> Result<i64, StoreError> {
-        on_backend!(self, store => store.send_ping(endpoint, event, now).await)
+        on_backend!(self, store => store.send_ping(endpoint, event, audit, now).await)
     }
 }

@@ -1,6 +1,6 @@
 //! Event delivery workers: claim due deliveries with a lease, sign each with its endpoint's live secrets, send it
-//! through the SSRF guard, and record every attempt (and what it means for the delivery and its endpoint) in
-//! one transaction per claim.
+//! through the SSRF guard, and record every attempt (and what it means for the delivery and its endpoint). A
+//! worker's records and its next claim are one round, one command to the ledger engine.
 //!
 //! Delivery is at least once: a worker that dies mid-send loses its lease when it expires, and the delivery is
 //! sent again with the same `webhook-id` (receivers drop what they have seen). It is not ordered: a retry may
@@ -15,15 +15,17 @@ use time::OffsetDateTime;
 use tokio::sync::{Mutex, watch};
 use tokio::task::JoinSet;
 
-use super::endpoints::secret_binding;
-use super::guard::OutboundNetworks;
-use super::schedule::RetrySchedule;
-use super::sender::{Attempt, Outbound, Sender, Verdict};
-use super::settings::EventSettings;
-use super::signature::{EndpointSecret, signature_header};
-use super::throttle::Throttle;
+use crate::engine::batch::{WriteCommand, WriteOutcome};
+use crate::engine::{EngineError, LedgerEngine};
+use crate::events::endpoints::secret_binding;
+use crate::events::guard::OutboundNetworks;
+use crate::events::schedule::RetrySchedule;
+use crate::events::sender::{Attempt, Outbound, Sender, Verdict};
+use crate::events::settings::EventSettings;
+use crate::events::signature::{EndpointSecret, signature_header};
+use crate::events::throttle::Throttle;
 use crate::store::Store;
-use crate::store::event_rows::{AttemptRecord, ClaimedDelivery, DeliveryEnd};
+use crate::store::event_rows::{AttemptRecord, ClaimedDelivery, DeliveryEnd, DeliveryRound, RoundOutcome};
 use crate::vault::Vault;
 
 /// How long a worker waits after the database failed before it tries again.
@@ -33,6 +35,8 @@ const FAILURE_PAUSE: Duration = Duration::from_secs(1);
 #[derive(Clone)]
 pub struct DeliveryContext {
     store: Store,
+    /// Rounds go through the ledger engine's queue (`engine/deliveries.rs`).
+    engine: LedgerEngine,
     vault: Arc<Vault>,
     sender: Arc<Sender>,
     schedule: Arc<RetrySchedule>,
@@ -43,13 +47,19 @@ pub struct DeliveryContext {
 
 impl DeliveryContext {
     /// The context for `settings`, or why they are wrong (a bad retry schedule).
-    pub fn new(store: Store, vault: Arc<Vault>, settings: EventSettings) -> anyhow::Result<DeliveryContext> {
+    pub fn new(
+        store: Store,
+        engine: LedgerEngine,
+        vault: Arc<Vault>,
+        settings: EventSettings,
+    ) -> anyhow::Result<DeliveryContext> {
         let schedule = RetrySchedule::parse(&settings.retry_schedule)
             .map_err(|error| anyhow::anyhow!("PAYLEDGER_EVENT_RETRY_SCHEDULE: {error}"))?;
         let networks = OutboundNetworks::from_networks(settings.allowed_networks.clone());
         let sender = Sender::new(networks, settings.timeout).map_err(|error| anyhow::anyhow!(error))?;
         Ok(DeliveryContext {
             store,
+            engine,
             vault,
             sender: Arc::new(sender),
             schedule: Arc::new(schedule),
@@ -85,8 +95,16 @@ async fn prune(context: DeliveryContext, mut stop: watch::Receiver<bool>) {
         if *stop.borrow() {
             break;
         }
+        // The database's clock (on PostgreSQL), which dated the leases and the events.
+        let now = match context.store.clock().await {
+            Ok(now) => now,
+            Err(error) => {
+                tracing::warn!(%error, "pruning events: reading the database's clock failed");
+                continue;
+            }
+        };
         loop {
-            match context.store.fail_stranded_deliveries(OffsetDateTime::now_utc(), PRUNE_CHUNK).await {
+            match context.store.fail_stranded_deliveries(now, PRUNE_CHUNK).await {
                 Ok(failed) => {
                     if failed > 0 {
                         tracing::info!(failed, "failed the pending deliveries of disabled or deleted endpoints");
@@ -102,7 +120,7 @@ async fn prune(context: DeliveryContext, mut stop: watch::Receiver<bool>) {
             }
         }
         while !*stop.borrow() {
-            let before = OffsetDateTime::now_utc() - context.settings.retention;
+            let before = now - context.settings.retention;
             match context.store.prune_events(before, PRUNE_CHUNK).await {
                 Ok(0) => break,
                 Ok(rows) => tracing::debug!(rows, "pruned old events and their deliveries"),
@@ -115,10 +133,11 @@ async fn prune(context: DeliveryContext, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// One worker: keeps up to [`IN_FLIGHT`] attempts going, claiming more whenever there is room, and records
-/// attempts as they finish, so a receiver that hangs for the whole timeout holds only its own slots (at most
-/// [`SLOW_ENDPOINT_SLOTS`] of them), not every other endpoint's deliveries. Stops claiming when `stop` turns
-/// true and ends once the attempts in hand are recorded (each is bounded by the attempt timeout).
+/// One worker: keeps up to [`IN_FLIGHT`] attempts going, and in each round (one command to the ledger engine)
+/// records the attempts that have finished and claims as many due deliveries as there is room for. A receiver
+/// that hangs for the whole timeout holds only its own slots (at most [`SLOW_ENDPOINT_SLOTS`] of them), not
+/// every other endpoint's deliveries. Stops claiming when `stop` turns true and ends once the attempts in hand
+/// are recorded (each is bounded by the attempt timeout).
 async fn run(context: DeliveryContext, owner: String, mut stop: watch::Receiver<bool>) {
     tracing::debug!(%owner, "event delivery worker started");
     let mut worker = Worker {
@@ -129,30 +148,33 @@ async fn run(context: DeliveryContext, owner: String, mut stop: watch::Receiver<
         busy: HashMap::new(),
         slow: HashMap::new(),
     };
+    // Attempts finished or put off, recorded by the next round.
+    let mut finished = Vec::new();
     loop {
         let stopping = *stop.borrow();
-        let mut finished = Vec::new();
-        let mut started = 0;
-        if !stopping && worker.sending.len() < IN_FLIGHT {
-            match worker.claim_and_start(&mut finished).await {
-                Ok(count) => started = count,
-                Err(error) => {
-                    tracing::warn!(%error, "claiming event deliveries failed");
-                    pause(&mut stop, FAILURE_PAUSE).await;
-                }
+        let records = std::mem::take(&mut finished);
+        let started = match worker.round(records, !stopping, &mut finished).await {
+            Ok(started) => started,
+            Err(error) => {
+                // What it would have recorded stays leased, and is tried again when the lease ends.
+                tracing::warn!(%error, "an event delivery round failed");
+                pause(&mut stop, FAILURE_PAUSE).await;
+                0
             }
-        }
-        if worker.sending.is_empty() && finished.is_empty() && stopping {
-            break;
+        };
+        if worker.sending.is_empty() {
+            if stopping && finished.is_empty() {
+                break;
+            }
+            // Nothing due (or everything claimed must wait): rest, rather than claim again at once.
+            if started == 0 && !stopping {
+                pause(&mut stop, worker.context.settings.poll).await;
+            }
+            continue;
         }
         // Wait for an attempt to finish; while there is room to claim more, no longer than the poll.
-        let room = worker.sending.len() < IN_FLIGHT;
+        let room = worker.sending.len() < IN_FLIGHT && !stopping;
         worker.collect(room.then_some(worker.context.settings.poll), &mut finished).await;
-        worker.record(finished).await;
-        // Nothing due (or everything claimed must wait): rest, rather than claim again at once.
-        if started == 0 && worker.sending.is_empty() && !stopping {
-            pause(&mut stop, worker.context.settings.poll).await;
-        }
     }
     tracing::debug!(owner = %worker.owner, "event delivery worker stopped");
 }
@@ -190,11 +212,20 @@ struct Worker {
 }
 
 impl Worker {
-    /// Claims as many due deliveries as there is room for, leaving out the endpoints at their slow share, and
-    /// starts them; the ones an endpoint's rate limit puts off go to `finished` as deferred. How many started.
-    async fn claim_and_start(&mut self, finished: &mut Vec<AttemptRecord>) -> Result<usize, crate::store::StoreError> {
-        let room = i64::try_from(IN_FLIGHT - self.sending.len()).unwrap_or(0);
-        let at_capacity: Vec<String> = self
+    /// One round: records `records` and, if `claim`, claims as many due deliveries as there is room for (leaving
+    /// out the endpoints at their slow share) and starts them; the ones an endpoint's rate limit puts off go to
+    /// `finished` as deferred. How many started.
+    async fn round(
+        &mut self,
+        records: Vec<AttemptRecord>,
+        claim: bool,
+        finished: &mut Vec<AttemptRecord>,
+    ) -> Result<usize, EngineError> {
+        let room = if claim { IN_FLIGHT.saturating_sub(self.sending.len()) } else { 0 };
+        if records.is_empty() && room == 0 {
+            return Ok(0);
+        }
+        let excluding: Vec<String> = self
             .slow
             .iter()
             .filter(|(endpoint, since)| {
@@ -202,11 +233,24 @@ impl Worker {
             })
             .map(|(endpoint, _)| endpoint.clone())
             .collect();
-        let now = self.context.store.clock().await?;
-        let lease = now + self.context.settings.lease;
-        let claimed = self.context.store.claim_deliveries(&self.owner, now, lease, room, &at_capacity).await?;
+        let round = DeliveryRound {
+            owner: self.owner.clone(),
+            records,
+            failure_window: self.context.settings.failure_window,
+            lease: self.context.settings.lease,
+            limit: i64::try_from(room).unwrap_or(0),
+            excluding,
+        };
+        let outcome = match self.context.engine.submit(WriteCommand::Deliveries(round)).await? {
+            WriteOutcome::Deliveries(outcome) => outcome,
+            _ => RoundOutcome::default(),
+        };
+        for endpoint in outcome.disabled {
+            metrics::counter!("payledger_webhook_endpoints_disabled_total").increment(1);
+            tracing::warn!(%endpoint, "a webhook endpoint was disabled: it answered 410, or every delivery failed for the failure window");
+        }
         let mut started = 0;
-        for delivery in claimed {
+        for delivery in outcome.claimed {
             if let Some(wait) = over_rate(&self.context, &delivery).await {
                 finished.push(deferred(&delivery, wait));
                 continue;
@@ -263,30 +307,6 @@ impl Worker {
         self.busy.retain(|_, busy| *busy > 0);
         self.slow.retain(|_, since| since.elapsed() < SLOW_FOR);
     }
-
-    /// Records finished attempts in one transaction, with what they mean for their endpoints. A failure leaves
-    /// them leased; they are tried again when the lease ends.
-    async fn record(&self, mut finished: Vec<AttemptRecord>) {
-        if finished.is_empty() {
-            return;
-        }
-        // Ascending ids: two transactions locking some of the same deliveries take them in one order.
-        finished.sort_by_key(|record| record.delivery_id);
-        let recorded = async {
-            let now = self.context.store.clock().await?;
-            let failing_before = now - self.context.settings.failure_window;
-            self.context.store.record_delivery_attempts(&self.owner, &finished, now, failing_before).await
-        };
-        match recorded.await {
-            Ok(disabled) => {
-                for endpoint in disabled {
-                    metrics::counter!("payledger_webhook_endpoints_disabled_total").increment(1);
-                    tracing::warn!(%endpoint, "a webhook endpoint was disabled: it answered 410, or every delivery failed for the failure window");
-                }
-            }
-            Err(error) => tracing::warn!(%error, count = finished.len(), "recording event delivery attempts failed"),
-        }
-    }
 }
 
 /// How long `delivery` must wait for its endpoint's rate limit, if it is over it: until a slot of its own,
@@ -339,7 +359,7 @@ fn live_secrets(context: &DeliveryContext, delivery: &ClaimedDelivery) -> Result
 
 /// Sends one delivery and says what becomes of it.
 async fn attempt(context: &DeliveryContext, delivery: &ClaimedDelivery) -> AttemptRecord {
-    let body = super::payloads::body(
+    let body = crate::events::payloads::body(
         &delivery.event_type,
         delivery.event_created_at,
         &delivery.event_data,

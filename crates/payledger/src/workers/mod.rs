@@ -6,6 +6,10 @@
 //! the same idempotency key, so the gateway answers with its first outcome and a payout is never paid twice.
 //! Transient gateway errors retry with exponential backoff and jitter; past the job's attempts the payout
 //! fails with the reason and the job is dead, for operators to retry.
+//!
+//! The event delivery workers, which drive the ledger engine the same way, are in `deliveries.rs`.
+
+pub mod deliveries;
 
 use std::sync::Arc;
 use std::time::Duration;
