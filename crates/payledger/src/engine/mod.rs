@@ -21,7 +21,6 @@
 pub mod audit;
 pub mod balances;
 pub mod batch;
-mod deliveries;
 mod events;
 mod failure;
 pub mod judging;
@@ -335,7 +334,8 @@ impl WriterState {
     /// advisory lock (phase 0, PostgreSQL, for batches with notices or statement commands), new notice ids,
     /// idempotency keys (never waited for: a key in use elsewhere is answered "in flight"), recorded notices
     /// waiting to be applied, payouts, their jobs, reservations, statement imports, reconciliation discrepancies,
-    /// new account keys, and finally account rows.
+    /// new account keys, and finally account rows; after them job claims and (SQLite's) event delivery rounds,
+    /// which lock deliveries and endpoints in ascending id and skip what is locked elsewhere.
     /// Two writers can therefore never wait on each other in a cycle, whichever instances they run in.
     async fn decide_and_write<T: BatchTx>(
         &self,
@@ -379,8 +379,13 @@ impl WriterState {
                 payout_states.claimed_jobs.insert(index, jobs);
             }
         }
-        // Delivery rounds likewise: they lock only deliveries and their endpoints, which no other phase reads.
-        let mut rounds = deliveries::run_rounds(&mut tx, commands, applied_at).await?;
+        // Delivery rounds (on SQLite; see `store/delivery_rounds.rs`) likewise: only deliveries and endpoints.
+        let rounds = commands.iter().enumerate().filter_map(|(index, command)| match command {
+            WriteCommand::Deliveries(round) => Some((index, round)),
+            _ => None,
+        });
+        let mut rounds =
+            crate::store::delivery_rounds::run_indexed_rounds(&mut tx, rounds.collect(), applied_at).await?;
         let (mut plan, mut outcomes) = decide(
             batch::Submitted { commands, origins },
             &claims,

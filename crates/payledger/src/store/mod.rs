@@ -8,6 +8,7 @@
 //! rows they return are in `rows.rs` and `payouts.rs`.
 
 pub mod batch;
+pub(crate) mod delivery_rounds;
 pub mod event_rows;
 pub mod payouts;
 mod postgres;

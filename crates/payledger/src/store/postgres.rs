@@ -24,7 +24,7 @@ const READ_ONLY_CONNECTIONS: u32 = 2;
 /// The PostgreSQL database.
 #[derive(Clone, Debug)]
 pub struct PgStore {
-    pool: PgPool,
+    pub(super) pool: PgPool,
 }
 
 impl PgStore {

@@ -8,9 +8,22 @@ use std::collections::HashSet;
 use sqlx::Row;
 
 use super::StoreError;
-use super::batch::{DeliveryTx, NAMED_ONLY, NewEvent};
-use super::event_rows::{AttemptRecord, ClaimedDelivery, EndpointVerdict, without_nul};
+use super::batch::{BatchTx, DeliveryTx, NAMED_ONLY, NewEvent};
+use super::event_rows::{AttemptRecord, ClaimedDelivery, DeliveryRound, EndpointVerdict, RoundOutcome, without_nul};
+use super::postgres::PgStore;
 use super::postgres_writer::PgBatch;
+
+impl PgStore {
+    /// Runs a delivery worker's round in a transaction of its own, dated by the database's clock
+    /// (`delivery_rounds.rs` says why PostgreSQL's rounds stay out of the ledger's batches).
+    pub(super) async fn delivery_round(&self, round: &DeliveryRound) -> Result<RoundOutcome, StoreError> {
+        let mut batch = PgBatch::begin(&self.pool).await?;
+        let now = crate::timefmt::to_micros(batch.clock().await?);
+        let mut outcomes = super::delivery_rounds::run_rounds(&mut batch, &[round], now).await?;
+        batch.commit().await?;
+        Ok(outcomes.pop().unwrap_or_default())
+    }
+}
 
 impl PgBatch {
     /// Writes the batch's events some enabled endpoint wants (an event nobody wants is not stored) and one pending

@@ -1,6 +1,6 @@
 //! Event delivery workers: claim due deliveries with a lease, sign each with its endpoint's live secrets, send it
 //! through the SSRF guard, and record every attempt (and what it means for the delivery and its endpoint). A
-//! worker's records and its next claim are one round, one command to the ledger engine.
+//! worker's records and its next claim are one round, one transaction (`store/delivery_rounds.rs`).
 //!
 //! Delivery is at least once: a worker that dies mid-send loses its lease when it expires, and the delivery is
 //! sent again with the same `webhook-id` (receivers drop what they have seen). It is not ordered: a retry may
@@ -15,8 +15,8 @@ use time::OffsetDateTime;
 use tokio::sync::{Mutex, watch};
 use tokio::task::JoinSet;
 
+use crate::engine::LedgerEngine;
 use crate::engine::batch::{WriteCommand, WriteOutcome};
-use crate::engine::{EngineError, LedgerEngine};
 use crate::events::endpoints::secret_binding;
 use crate::events::guard::OutboundNetworks;
 use crate::events::schedule::RetrySchedule;
@@ -35,7 +35,7 @@ const FAILURE_PAUSE: Duration = Duration::from_secs(1);
 #[derive(Clone)]
 pub struct DeliveryContext {
     store: Store,
-    /// Rounds go through the ledger engine's queue (`engine/deliveries.rs`).
+    /// On SQLite, rounds go through the ledger engine's queue.
     engine: LedgerEngine,
     vault: Arc<Vault>,
     sender: Arc<Sender>,
@@ -66,6 +66,20 @@ impl DeliveryContext {
             settings,
             throttle: Arc::new(Mutex::new(Throttle::new())),
         })
+    }
+}
+
+impl DeliveryContext {
+    /// Runs a round where its store runs them: on PostgreSQL in a transaction of its own, on SQLite in a
+    /// ledger batch (`store/delivery_rounds.rs` says why).
+    async fn run_round(&self, round: DeliveryRound) -> Result<RoundOutcome, String> {
+        if let Some(outcome) = self.store.delivery_round(&round).await.map_err(|error| error.to_string())? {
+            return Ok(outcome);
+        }
+        match self.engine.submit(WriteCommand::Deliveries(round)).await.map_err(|error| error.to_string())? {
+            WriteOutcome::Deliveries(outcome) => Ok(outcome),
+            other => Err(format!("the ledger engine answered a delivery round with {other:?}")),
+        }
     }
 }
 
@@ -133,8 +147,7 @@ async fn prune(context: DeliveryContext, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// One worker: keeps up to [`IN_FLIGHT`] attempts going, and in each round (one command to the ledger engine)
-/// records the attempts that have finished and claims as many due deliveries as there is room for. A receiver
+/// One worker: keeps up to [`IN_FLIGHT`] attempts going, and in each round (one transaction) records the attempts that have finished and claims as many due deliveries as there is room for. A receiver
 /// that hangs for the whole timeout holds only its own slots (at most [`SLOW_ENDPOINT_SLOTS`] of them), not
 /// every other endpoint's deliveries. Stops claiming when `stop` turns true and ends once the attempts in hand
 /// are recorded (each is bounded by the attempt timeout).
@@ -152,12 +165,17 @@ async fn run(context: DeliveryContext, owner: String, mut stop: watch::Receiver<
     let mut finished = Vec::new();
     loop {
         let stopping = *stop.borrow();
-        let records = std::mem::take(&mut finished);
-        let started = match worker.round(records, !stopping, &mut finished).await {
+        let mut records = std::mem::take(&mut finished);
+        let started = match worker.round(&mut records, !stopping, &mut finished).await {
             Ok(started) => started,
             Err(error) => {
-                // What it would have recorded stays leased, and is tried again when the lease ends.
-                tracing::warn!(%error, "an event delivery round failed");
+                tracing::warn!(%error, records = records.len(), "an event delivery round failed");
+                // Kept for the next round: a record changes its delivery only under the lease it names, so one
+                // whose round did commit after all changes nothing the second time. At shutdown they are left:
+                // their deliveries stay leased and are sent again once the lease ends.
+                if !stopping {
+                    finished.append(&mut records);
+                }
                 pause(&mut stop, FAILURE_PAUSE).await;
                 0
             }
@@ -212,15 +230,15 @@ struct Worker {
 }
 
 impl Worker {
-    /// One round: records `records` and, if `claim`, claims as many due deliveries as there is room for (leaving
-    /// out the endpoints at their slow share) and starts them; the ones an endpoint's rate limit puts off go to
-    /// `finished` as deferred. How many started.
+    /// One round: records `records` (taken once the round commits) and, if `claim`, claims as many due
+    /// deliveries as there is room for (leaving out the endpoints at their slow share) and starts them; the
+    /// ones an endpoint's rate limit puts off go to `finished` as deferred. How many started.
     async fn round(
         &mut self,
-        records: Vec<AttemptRecord>,
+        records: &mut Vec<AttemptRecord>,
         claim: bool,
         finished: &mut Vec<AttemptRecord>,
-    ) -> Result<usize, EngineError> {
+    ) -> Result<usize, String> {
         let room = if claim { IN_FLIGHT.saturating_sub(self.sending.len()) } else { 0 };
         if records.is_empty() && room == 0 {
             return Ok(0);
@@ -235,16 +253,14 @@ impl Worker {
             .collect();
         let round = DeliveryRound {
             owner: self.owner.clone(),
-            records,
+            records: records.clone(),
             failure_window: self.context.settings.failure_window,
             lease: self.context.settings.lease,
             limit: i64::try_from(room).unwrap_or(0),
             excluding,
         };
-        let outcome = match self.context.engine.submit(WriteCommand::Deliveries(round)).await? {
-            WriteOutcome::Deliveries(outcome) => outcome,
-            _ => RoundOutcome::default(),
-        };
+        let outcome = self.context.run_round(round).await?;
+        records.clear();
         for endpoint in outcome.disabled {
             metrics::counter!("payledger_webhook_endpoints_disabled_total").increment(1);
             tracing::warn!(%endpoint, "a webhook endpoint was disabled: it answered 410, or every delivery failed for the failure window");

@@ -438,6 +438,19 @@ impl Store {
         on_backend!(self, store => store.delete_endpoint(id, audit, now).await)
     }
 
+    /// Runs a delivery worker's round (its finished attempts recorded, its next deliveries claimed) in a
+    /// transaction of its own, on PostgreSQL. `None` on SQLite, where rounds ride in the ledger engine's batches
+    /// instead (`WriteCommand::Deliveries`; `store/delivery_rounds.rs` says why).
+    pub async fn delivery_round(
+        &self,
+        round: &crate::store::event_rows::DeliveryRound,
+    ) -> Result<Option<crate::store::event_rows::RoundOutcome>, StoreError> {
+        match self {
+            Store::Sqlite(_) => Ok(None),
+            Store::Postgres(store) => store.delivery_round(round).await.map(Some),
+        }
+    }
+
     /// An endpoint's deliveries, newest first, optionally in one status and before a delivery id.
     pub async fn webhook_deliveries(
         &self,
