@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# Runs payledger-bench against a fresh release server for each store × webhook mode × load shape, then the
-# transfers scenario (spread over 1000 users, and one hot pair) and the payouts scenario for each store, and
-# prints one Markdown table row per run, then a second table with each store's payout queue drain rates (the
-# numbers in BENCHMARKS.md come from this script).
+# Runs payledger-bench against a fresh release server for each store: first the ceiling scenario (GET
+# /api/health/live/, open and touching no data: what the same client and closed loop get from HTTP alone),
+# then each webhook mode × load shape, the transfers scenario (spread over 1000 users, and one hot pair), the
+# three read scenarios (balance: 1000 organizations' balances, each given one bank notice first; balances:
+# 1000 users' balances and history: the first page of 1000 users' histories, each user given a deposit first;
+# every answer checked against that set-up) and the payouts scenario. It prints one Markdown table row per
+# run, with its rate also as a share of that store's ceiling ("share of ceiling": req/s ÷ the ceiling's req/s
+# from the same invocation, so rows compare across days and machines), then a second table with each store's
+# payout queue drain rates (the numbers in BENCHMARKS.md come from this script).
 #
 #   scripts/bench-matrix.sh                       # SQLite only
 #   PG_URL=postgres://postgres@127.0.0.1:5432/postgres scripts/bench-matrix.sh   # and PostgreSQL
@@ -12,8 +17,9 @@
 # drain, default 900), PAYOUTS (0 skips the payouts run and its drain table), MODES (the webhook modes to run,
 # default "sync async"), BIN (binaries to run instead of building this tree: see below).
 #
-# Every server starts with a first admin, BENCH_USER (the bench logs in as it once per run and sends its
-# access token with every request), and a login rate high enough that the bench is never throttled.
+# Every server starts with a first admin, BENCH_USER (the bench logs in as it once per run, but for the
+# ceiling, and sends its access token with every request), and a login rate high enough that the bench is
+# never throttled.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
@@ -42,8 +48,9 @@ stores=("sqlite://$work/bench.db")
 if [ -n "${PG_URL:-}" ]; then stores+=("$PG_URL"); fi
 
 # One run: a fresh database, a server on it in webhook mode $1, the bench with the remaining arguments, and
-# a table row labelled with mode $2 and load $3. Set run_workers to give the server that many payout workers,
-# and run_converge for the bench's --converge (default 60). The bench's output stays in $out.
+# a table row labelled with mode $2 and load $3, its rate also as a share of $ceiling. Set run_workers to give
+# the server that many payout workers, and run_converge for the bench's --converge (default 60). The bench's
+# output stays in $out and its rate in $rps.
 run() {
   local mode="$1" label_mode="$2" label_load="$3"
   shift 3
@@ -71,8 +78,19 @@ run() {
   p999=$(grep -oP 'p99\.9 \K[0-9.]+' <<<"$out" || echo "?")
   errors=$(grep -oP '5xx: \K[0-9]+' <<<"$out" || echo "?")
   rss=$(grep -oP 'peak RSS: \K[0-9.]+ MiB' <<<"$out" || echo "?")
-  # The payouts scenario ends with "payouts: OK|MISMATCH" instead of "balances: ...".
+  # The payouts scenario ends with "payouts: OK|MISMATCH" instead of "balances: ...", and the ceiling, which
+  # has nothing to verify, with "check: not applicable" (or "check: FAILED" when answers were not all 2xx).
   balances=$(grep -oP '^(balances|payouts): \K\w+' <<<"$out" || echo "?")
+  if grep -q '^check: not applicable' <<<"$out"; then balances="n/a"; fi
+  if grep -q '^check: FAILED' <<<"$out"; then balances="FAILED"; fi
+  # The ceiling's own row sets the store's ceiling (and so reads 100.0%); one with failed answers is no
+  # ceiling, and leaves every share of its store as "?".
+  if [ "$label_load" = ceiling ]; then
+    ceiling="?"
+    if [ "$balances" = "n/a" ]; then ceiling="$rps"; else
+      echo "bench-matrix: the ceiling run failed on ${store%%:*}; its shares are left as ?" >&2
+    fi
+  fi
   # A run whose requests were refused (401/403) measured the refusals, not the server's work: say so.
   if grep -q '^auth: *FAILED' <<<"$out"; then
     balances="$balances, AUTH FAILED"
@@ -80,14 +98,29 @@ run() {
   fi
   # A failed login (or any other error before the load) leaves no summary at all.
   if ! grep -q '^throughput:' <<<"$out"; then printf '%s\n' "$out" | tail -n 3 >&2; fi
-  echo "| ${store%%:*} | $label_mode | $label_load | $CONNECTIONS | $rps | $p50 | $p99 | $p999 | $errors | $rss | $balances |"
+  pct=$(share "$rps" "$ceiling")
+  echo "| ${store%%:*} | $label_mode | $label_load | $CONNECTIONS | $rps | $pct | $p50 | $p99 | $p999 | $errors | $rss | $balances |"
   if [[ "$store" != sqlite* ]]; then psql "$store" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null; fi
 }
 
+# A rate as a share of the ceiling with one decimal ("23.4%"), or "?" when either is unknown. Throughput is a
+# statistic, not money: awk's floating point is fine here.
+share() {
+  awk -v rate="$1" -v ceiling="$2" 'BEGIN {
+    number = "^[0-9]+(\\.[0-9]+)?$"
+    if (rate ~ number && ceiling ~ number && ceiling > 0) printf "%.1f%%", 100 * rate / ceiling
+    else printf "?"
+  }'
+}
+
 drain_rows=()
-echo "| store | mode | load | connections | req/s | p50 ms | p99 ms | p99.9 ms | errors | peak RSS | balances |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|"
+ceiling="?"
+echo "| store | mode | load | connections | req/s | share of ceiling | p50 ms | p99 ms | p99.9 ms | errors | peak RSS | balances |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
 for store in "${stores[@]}"; do
+  # The ceiling first, once per store, on a fresh server like every row. The bench does not log in for it
+  # (the route is open); the webhook mode does not matter: sync, "-" in the mode column.
+  run sync - ceiling --scenario ceiling
   for mode in ${MODES:-sync async}; do
     for load in spread hot duplicates; do
       case "$load" in
@@ -106,6 +139,12 @@ for store in "${stores[@]}"; do
     esac
     run sync - "transfers $load" --scenario transfers "${args[@]}"
   done
+  # Reads, authenticated like every row but the ceiling, of accounts the bench sets up first (not measured):
+  # one bank notice into each of 1000 organizations (sync mode, so each is booked when acknowledged), or one
+  # deposit into each of 1000 users. The webhook mode does not matter: sync, "-" in the mode column.
+  run sync - "read balance (1000 orgs)" --scenario balance --orgs 1000
+  run sync - "read balances (1000 users)" --scenario balances --users 1000
+  run sync - "read history (1000 users)" --scenario history --users 1000
   # Payouts: creation measured like the rows above, then the queue drain. The server runs with
   # PAYLEDGER_WORKERS=8 (PAYOUT_WORKERS) instead of its default of 2: each worker handles one payout at a time
   # and waits 20 ms on the simulated gateway, so 2 workers could never drain faster than 100 payouts/s; the

@@ -1,6 +1,7 @@
 //! The payledger endpoints the bench uses: the bank webhook and the organization balance (the `webhook`
 //! scenario), the user deposit, transfer and balance (the `transfers` scenario), and payout creation and
-//! the payout counts by status (the `payouts` scenario); and the login every scenario may start with.
+//! the payout counts by status (the `payouts` scenario); a user's history page (the `history` scenario) and
+//! the liveness probe (the `ceiling` scenario); and the login every scenario may start with.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,6 +19,10 @@ use crate::money::{format_kopecks, parse_kopecks};
 
 /// The login path, relative to `--url`: a username and password for an access token.
 pub const TOKEN_PATH: &str = "/api/token/";
+
+/// The liveness probe, relative to `--url`: answered by the process alone (no database, no credentials),
+/// which makes it the `ceiling` scenario's request: the most a route can be served at.
+pub const LIVENESS_PATH: &str = "/api/health/live/";
 
 /// The webhook path, relative to `--url`.
 pub const WEBHOOK_PATH: &str = "/api/webhook/bank/";
@@ -57,6 +62,12 @@ pub fn balance_path(inn: &str) -> String {
 /// The balance path of one user, relative to `--url`.
 pub fn user_balance_path(user_id: u64) -> String {
     format!("/api/balances/?user_id={user_id}")
+}
+
+/// The first page of one user's history, relative to `--url`: the server's default order (newest first) and
+/// page size.
+pub fn history_path(user_id: u64) -> String {
+    format!("/api/users/{user_id}/transactions/")
 }
 
 /// A deposit body. The amount is sent as a decimal string, printed from integers.
@@ -183,20 +194,90 @@ fn decimal_field(fields: &HashMap<String, Box<RawValue>>, name: &str) -> anyhow:
     parse_kopecks(&literal).with_context(|| format!("bad \"{name}\""))
 }
 
-/// Extracts a user's `amount` and `reserved` from a balance response body, checking it is about `user_id`.
-pub fn parse_user_balance(body: &[u8], user_id: u64) -> anyhow::Result<UserBalance> {
-    let fields: HashMap<String, Box<RawValue>> =
-        serde_json::from_slice(body).context("balance response is not a JSON object")?;
+/// Fails if `fields` has a `user_id` (a number or a quoted one) other than `user_id`.
+fn check_user_id(fields: &HashMap<String, Box<RawValue>>, user_id: u64, what: &str) -> anyhow::Result<()> {
     if let Some(reported) = fields.get("user_id") {
         let raw = reported.get();
         let text = if raw.starts_with('"') { serde_json::from_str::<String>(raw)? } else { raw.to_owned() };
         if text.parse::<u64>().ok() != Some(user_id) {
-            bail!("asked for the balance of user {user_id} but got user {text}'s");
+            bail!("asked for the {what} of user {user_id} but got user {text}'s");
         }
     }
+    Ok(())
+}
+
+/// Extracts a user's `amount` and `reserved` from a balance response body, checking it is about `user_id`.
+pub fn parse_user_balance(body: &[u8], user_id: u64) -> anyhow::Result<UserBalance> {
+    let fields: HashMap<String, Box<RawValue>> =
+        serde_json::from_slice(body).context("balance response is not a JSON object")?;
+    check_user_id(&fields, user_id, "balance")?;
     let amount = decimal_field(&fields, "amount").context("balance response")?;
     let reserved = decimal_field(&fields, "reserved").context("balance response")?;
     Ok(UserBalance { amount, reserved })
+}
+
+/// One line of a user's history, as the bench checks it; changes in kopecks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryLine {
+    /// `deposit`, `transfer`, `reservation` and so on.
+    pub transaction_type: String,
+    /// The line's signed effect on the available balance.
+    pub available_change: i64,
+    /// The line's signed effect on the reserved money.
+    pub reserved_change: i64,
+}
+
+/// A page of a user's history as `GET /api/users/{user_id}/transactions/` answers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryPage {
+    /// The lines, in the server's order (newest first by default).
+    pub lines: Vec<HistoryLine>,
+    /// Whether this is the last page (`next_cursor` is null), so the lines are the whole rest of the history.
+    pub last: bool,
+}
+
+impl HistoryPage {
+    /// What the page's lines add up to: available and reserved money, as the server says a whole history
+    /// adds up to the balance. Saturating: the server's numbers are untrusted, and an absurd one must show up
+    /// as a mismatch, not a panic.
+    pub fn sum(&self) -> UserBalance {
+        self.lines.iter().fold(UserBalance::default(), |sum, line| UserBalance {
+            amount: sum.amount.saturating_add(line.available_change),
+            reserved: sum.reserved.saturating_add(line.reserved_change),
+        })
+    }
+}
+
+/// Extracts a history page from its body, checking every line is about `user_id`; amounts are read from
+/// their literal text (never through `f64`).
+pub fn parse_history_page(body: &[u8], user_id: u64) -> anyhow::Result<HistoryPage> {
+    let fields: HashMap<String, Box<RawValue>> =
+        serde_json::from_slice(body).context("history page is not a JSON object")?;
+    let results = fields.get("results").context("history page has no \"results\"")?.get();
+    let raw_lines: Vec<HashMap<String, Box<RawValue>>> =
+        serde_json::from_str(results).context("history page: \"results\" is not a list of objects")?;
+    let last = match fields.get("next_cursor").map(|raw| raw.get()) {
+        Some("null") => true,
+        Some(raw) if raw.starts_with('"') => false,
+        Some(raw) => bail!("history page: bad \"next_cursor\" {raw}"),
+        None => bail!("history page has no \"next_cursor\""),
+    };
+    let mut lines = Vec::with_capacity(raw_lines.len());
+    for (index, line) in raw_lines.iter().enumerate() {
+        lines.push(parse_history_line(line, user_id).with_context(|| format!("history page, line {index}"))?);
+    }
+    Ok(HistoryPage { lines, last })
+}
+
+/// One line of a history page, checked to be about `user_id`.
+fn parse_history_line(line: &HashMap<String, Box<RawValue>>, user_id: u64) -> anyhow::Result<HistoryLine> {
+    check_user_id(line, user_id, "history")?;
+    let kind = line.get("transaction_type").context("no \"transaction_type\"")?.get();
+    Ok(HistoryLine {
+        transaction_type: serde_json::from_str(kind).context("\"transaction_type\" is not a string")?,
+        available_change: decimal_field(line, "available_change")?,
+        reserved_change: decimal_field(line, "reserved_change")?,
+    })
 }
 
 /// A bank notice body for a new operation.
@@ -411,6 +492,57 @@ mod tests {
         assert_eq!(fields["recipient_id"].get(), "2");
         assert_eq!(fields["amount"].get(), "\"5.00\"");
         assert_eq!(user_balance_path(2), "/api/balances/?user_id=2");
+    }
+
+    #[test]
+    fn history_pages_are_read_exactly() {
+        let body = br#"{"results": [
+            {"id": 9, "user": 7, "user_id": 7, "amount": "-40.00", "available_change": "-40.00",
+             "reserved_change": "0.00", "transaction_type": "transfer", "comment": "transfer to user 8",
+             "counterparty_id": 8, "created_at": "2024-07-01T12:00:00.123456Z"},
+            {"id": 3, "user": 7, "user_id": 7, "amount": "90071992547409.93", "available_change": "90071992547409.93",
+             "reserved_change": "0.00", "transaction_type": "deposit", "comment": "deposit",
+             "created_at": "2024-07-01T12:00:00Z"}
+        ], "next_cursor": null}"#;
+        let page = parse_history_page(body, 7).unwrap();
+        assert!(page.last);
+        assert_eq!(page.lines.len(), 2);
+        assert_eq!(
+            page.lines[1],
+            HistoryLine {
+                transaction_type: "deposit".into(),
+                available_change: 9_007_199_254_740_993,
+                reserved_change: 0
+            }
+        );
+        assert_eq!(page.sum(), UserBalance { amount: 9_007_199_254_740_993 - 4_000, reserved: 0 });
+        let more = parse_history_page(br#"{"results": [], "next_cursor": "64617465"}"#, 7).unwrap();
+        assert_eq!((more.lines.len(), more.last), (0, false));
+        assert_eq!(history_path(7), "/api/users/7/transactions/");
+    }
+
+    #[test]
+    fn bad_history_pages_are_errors() {
+        let line = |user: &str, change: &str| {
+            format!(
+                r#"{{"results": [{{"user_id": {user}, "available_change": {change}, "reserved_change": "0.00",
+                "transaction_type": "deposit"}}], "next_cursor": null}}"#
+            )
+        };
+        assert!(parse_history_page(line("7", "\"1.00\"").as_bytes(), 7).is_ok());
+        for bad in [
+            line("8", "\"1.00\""),
+            line("7", "\"1.001\""),
+            line("7", "1e2"),
+            line("7", "null"),
+            r#"{"results": [], "next_cursor": 5}"#.to_owned(),
+            r#"{"results": []}"#.to_owned(),
+            r#"{"next_cursor": null}"#.to_owned(),
+            r#"{"results": [1], "next_cursor": null}"#.to_owned(),
+            "[]".to_owned(),
+        ] {
+            assert!(parse_history_page(bad.as_bytes(), 7).is_err(), "{bad} was accepted");
+        }
     }
 
     #[test]

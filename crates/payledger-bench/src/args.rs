@@ -21,6 +21,16 @@ pub enum Scenario {
     Transfers,
     /// Payouts of 0.01..=100.00 to a test card, then the drain of the server's payout queue.
     Payouts,
+    /// `GET /api/health/live/` without credentials: a route that touches no data, the most any route can be
+    /// served at by this client; the other scenarios are reported as a share of it.
+    Ceiling,
+    /// `GET /api/organizations/{inn}/balance/` of `--orgs` organizations, each given one bank notice first.
+    Balance,
+    /// `GET /api/balances/?user_id=` of `--users` users, each given `--initial-balance` first.
+    Balances,
+    /// `GET /api/users/{user_id}/transactions/` (the first page) of `--users` users, each given
+    /// `--initial-balance` first.
+    History,
 }
 
 /// The `--converge` default of the payouts scenario, in seconds: how long the queue may take to drain.
@@ -36,8 +46,10 @@ pub const USER_ID_BLOCK: u64 = 1_000_000;
 #[derive(Debug, Clone, Parser)]
 #[command(version, about)]
 pub struct Args {
-    /// What to load: bank notices (`webhook`), user-to-user transfers (`transfers`) or payout creation
-    /// followed by the drain of the payout queue (`payouts`).
+    /// What to load: bank notices (`webhook`), user-to-user transfers (`transfers`), payout creation
+    /// followed by the drain of the payout queue (`payouts`), the liveness probe as the HTTP ceiling
+    /// (`ceiling`), or reads checked against a set-up: organization balances (`balance`), user balances
+    /// (`balances`) or a user's history page (`history`).
     #[arg(long, env = "PAYLEDGER_BENCH_SCENARIO", value_enum, default_value_t = Scenario::Webhook)]
     pub scenario: Scenario,
 
@@ -46,8 +58,9 @@ pub struct Args {
     pub url: String,
 
     /// User to log in as (`POST /api/token/`, once per run); every request then carries its access token
-    /// as `Authorization: Bearer`. Transfers and payouts need an operator (or admin). Without it no
-    /// Authorization header is sent, which only a development server accepts, for webhooks and balance reads.
+    /// as `Authorization: Bearer`. Transfers, payouts and the set-up of balances and history need an
+    /// operator (or admin). Without it no Authorization header is sent, which only a development server
+    /// accepts, for webhooks and balance reads. The ceiling never logs in: its route is open.
     #[arg(long, env = "PAYLEDGER_BENCH_USERNAME", requires = "password")]
     pub username: Option<String>,
 
@@ -68,7 +81,8 @@ pub struct Args {
     #[arg(long, env = "PAYLEDGER_BENCH_REQUESTS", value_parser = clap::value_parser!(u64).range(1..))]
     pub requests: Option<u64>,
 
-    /// Webhook scenario: number of distinct organizations paid; 1 puts all the load on one hot account.
+    /// Webhook and balance scenarios: number of distinct organizations paid (or read); 1 puts all the load
+    /// on one hot account.
     #[arg(long, env = "PAYLEDGER_BENCH_ORGS", default_value_t = 1000,
           value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
     pub orgs: u32,
@@ -79,12 +93,13 @@ pub struct Args {
     pub duplicate_share: u8,
 
     /// Transfers scenario: number of users (2..=1000000) sending each other money; 2 puts all the load on
-    /// one hot pair.
+    /// one hot pair. Balances and history scenarios: number of users read.
     #[arg(long, env = "PAYLEDGER_BENCH_USERS", default_value_t = 1000,
           value_parser = clap::value_parser!(u32).range(2..=USER_ID_BLOCK as i64))]
     pub users: u32,
 
-    /// Transfers scenario: roubles deposited into every user before the load, e.g. "1000000.00".
+    /// Transfers, balances and history scenarios: roubles deposited into every user before the load, e.g.
+    /// "1000000.00".
     #[arg(long, env = "PAYLEDGER_BENCH_INITIAL_BALANCE", default_value = "1000000.00", value_parser = parse_deposit)]
     pub initial_balance: i64,
 
@@ -109,14 +124,15 @@ pub struct Args {
     pub timeout: u64,
 
     /// Seconds allowed after the load for resending notices (or transfers) whose outcome is unknown; also
-    /// how long each set-up deposit of the transfers scenario may take.
+    /// how long each set-up deposit (or set-up notice of the balance scenario) may take.
     #[arg(long, env = "PAYLEDGER_BENCH_SETTLE", default_value_t = 30)]
     pub settle: u64,
 
     /// Seconds to keep re-reading balances until they match, for a server that applies acknowledged
     /// notices in the background (`--webhook-mode async`); 0 checks once. Payouts scenario: seconds the
     /// payout queue may take to drain after creation stops. With --event-receiver: also seconds the events
-    /// may take to arrive after the load [default: 0; 120 for payouts and with --event-receiver].
+    /// may take to arrive after the load. Balance scenario: seconds the set-up notices may take to show in the
+    /// balances before the load [default: 0; 120 for payouts and with --event-receiver].
     #[arg(long, env = "PAYLEDGER_BENCH_CONVERGE")]
     pub converge: Option<u64>,
 
@@ -250,6 +266,25 @@ mod tests {
         ] {
             assert!(parse(bad).is_err(), "{bad:?} was accepted");
         }
+    }
+
+    #[test]
+    fn the_ceiling_and_the_reads_are_scenarios() {
+        let parse = |extra: &[&str]| Args::try_parse_from([&["payledger-bench"], extra].concat());
+        for (name, scenario) in [
+            ("ceiling", Scenario::Ceiling),
+            ("balance", Scenario::Balance),
+            ("balances", Scenario::Balances),
+            ("history", Scenario::History),
+        ] {
+            let args = parse(&["--scenario", name]).unwrap();
+            assert_eq!((args.scenario, args.converge_secs()), (scenario, 0), "{name}");
+        }
+        let reads = parse(&["--scenario", "history", "--users", "2", "--initial-balance", "0.01"]).unwrap();
+        assert_eq!((reads.users, reads.initial_balance), (2, 1));
+        assert_eq!(parse(&["--scenario", "balance", "--orgs", "1"]).unwrap().orgs, 1);
+        assert!(parse(&["--scenario", "reads"]).is_err());
+        assert!(parse(&["--scenario", "Ceiling"]).is_err());
     }
 
     #[test]

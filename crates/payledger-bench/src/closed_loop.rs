@@ -31,14 +31,23 @@ pub struct Pace {
     pub stop: Arc<AtomicBool>,
 }
 
-/// One request for the loop to send.
-pub struct Request {
-    /// Where to `POST` it, below the URL's prefix.
-    pub path: &'static str,
-    /// The exact body.
-    pub body: Bytes,
-    /// Its Idempotency-Key, if the endpoint takes one.
-    pub idempotency_key: Option<HeaderValue>,
+/// One request for the loop to send; `path` is below the URL's prefix.
+pub enum Request<'a> {
+    /// A `GET`, for the read scenarios and the ceiling; the path may borrow from the scenario's plan, so a
+    /// read does not allocate its path per request.
+    Get {
+        /// Where to `GET`.
+        path: &'a str,
+    },
+    /// A JSON `POST`.
+    Post {
+        /// Where to `POST` it.
+        path: &'a str,
+        /// The exact body.
+        body: Bytes,
+        /// Its Idempotency-Key, if the endpoint takes one.
+        idempotency_key: Option<HeaderValue>,
+    },
 }
 
 /// A scenario's part of the loop: making the next request and booking its answer.
@@ -47,7 +56,7 @@ pub trait Scenario {
     type Job;
 
     /// The next request, which starts at `started`.
-    fn next(&mut self, started: Instant) -> (Self::Job, Request);
+    fn next(&mut self, started: Instant) -> (Self::Job, Request<'_>);
 
     /// Books the answer to `job` (or its absence); `measured` is `None` during the warm-up. Returns how long
     /// to pause before the next request, if at all.
@@ -124,9 +133,12 @@ pub async fn run(pace: &Pace, issued: &AtomicU64, scenario: &mut impl Scenario) 
         }
 
         let (job, request) = scenario.next(started);
-        let result = match request.idempotency_key {
-            Some(key) => client.post_json_idempotent(request.path, request.body, key).await,
-            None => client.post_json(request.path, request.body).await,
+        let result = match request {
+            Request::Get { path } => client.get(path).await,
+            Request::Post { path, body, idempotency_key: Some(key) } => {
+                client.post_json_idempotent(path, body, key).await
+            }
+            Request::Post { path, body, idempotency_key: None } => client.post_json(path, body).await,
         };
         let finished = Instant::now();
         let stats = &mut tally.measured;

@@ -286,7 +286,7 @@ struct Webhook<'a> {
 impl Scenario for Webhook<'_> {
     type Job = Job;
 
-    fn next(&mut self, _started: Instant) -> (Job, Request) {
+    fn next(&mut self, _started: Instant) -> (Job, Request<'_>) {
         let (plan, rng) = (self.plan, &mut self.rng);
         // Unsettled operations go first: each one is a kopeck-exact question the verification must answer.
         let job = if let Some(pending) = self.unsettled.pop_front() {
@@ -308,7 +308,7 @@ impl Scenario for Webhook<'_> {
             Job::Fresh(p) | Job::Retry(p) => p.body.clone(),
             Job::Duplicate(body) => body.clone(),
         };
-        (job, Request { path: WEBHOOK_PATH, body, idempotency_key: None })
+        (job, Request::Post { path: WEBHOOK_PATH, body, idempotency_key: None })
     }
 
     fn book(&mut self, job: Job, result: &Result<Response, Failure>, measured: Option<&mut Stats>) -> Option<Duration> {

@@ -1,12 +1,13 @@
 //! A throwaway stand-in for payledger, for tests only: a hand-written HTTP/1.1 responder on loopback.
 //!
-//! It implements just the endpoints the bench uses, keeps balances in kopecks, deduplicates webhook notices
-//! by operation_id and user-API requests by Idempotency-Key, keeps a payout queue that one simulated worker
-//! drains at a fixed pace, can require Bearer tokens from its own `POST /api/token/`, takes one webhook endpoint
-//! and POSTs a `bank_payment.credited` event to it for every newly booked notice, and can misbehave on purpose
+//! It implements just the endpoints the bench uses (the liveness probe, and a user's history newest first on
+//! one page, among them), keeps balances in kopecks, deduplicates webhook notices by operation_id and
+//! user-API requests by Idempotency-Key, keeps a payout queue that one simulated worker drains at a fixed
+//! pace, can require Bearer tokens from its own `POST /api/token/`, takes one webhook endpoint and POSTs a
+//! `bank_payment.credited` event to it for every newly booked notice, and can misbehave on purpose
 //! (answer 503 after applying, drop connections, book duplicates twice, ignore idempotency keys, lose money,
-//! lose or fail payouts, never process them, lose, repeat or invent events) so the tests can show the bench
-//! tells a correct server from a broken one.
+//! lose or fail payouts, never process them, lose, repeat or invent events, misreport or lose balances) so the
+//! tests can show the bench tells a correct server from a broken one.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -35,7 +36,8 @@ pub const MOCK_PASSWORD: &str = "correct horse battery staple";
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MockConfig {
     /// If > 0, webhook call number `n` with `n % fail_every == 0` is booked but answered 503, and with
-    /// `n % fail_every == 1` is refused with 503 without booking.
+    /// `n % fail_every == 1` is refused with 503 without booking; every `fail_every`-th liveness probe is
+    /// answered 503.
     pub fail_every: u64,
     /// If > 0, the connection is closed without warning after every `close_every`-th response.
     pub close_every: u64,
@@ -66,6 +68,10 @@ pub struct MockConfig {
     /// Refuse a loopback endpoint URL with 400 naming `url`, as payledger does without
     /// `PAYLEDGER_OUTBOUND_ALLOWED_NETWORKS`.
     pub refuse_loopback_endpoints: bool,
+    /// Report every existing organization's and user's balance one kopeck more than it holds.
+    pub misreport_balances: bool,
+    /// Answer every balance and history read 404, as if no account existed.
+    pub forget_accounts: bool,
 }
 
 /// The registered webhook endpoint: its id, and the queue of `(webhook-id, body)` its sender task posts.
@@ -94,6 +100,9 @@ struct Ledger {
     webhook_calls: u64,
     responses: u64,
     users: HashMap<u64, i64>,
+    /// Each user's history lines as JSON objects, oldest first.
+    lines: HashMap<u64, Vec<String>>,
+    live_calls: u64,
     answered_keys: HashMap<String, Stored>,
     user_calls: u64,
     transactions: u64,
@@ -232,6 +241,11 @@ impl Mock {
     pub fn events(&self) -> u64 {
         self.ledger.lock().unwrap().events
     }
+
+    /// Liveness probes received.
+    pub fn live_calls(&self) -> u64 {
+        self.ledger.lock().unwrap().live_calls
+    }
 }
 
 async fn serve(stream: TcpStream, ledger: Arc<Mutex<Ledger>>, config: MockConfig) {
@@ -301,7 +315,7 @@ fn authenticate(
     authorization: Option<&str>,
     body: &[u8],
 ) -> Option<(&'static str, String)> {
-    if config.token_ttl_secs == 0 || path == "/api/webhook/bank/" {
+    if config.token_ttl_secs == 0 || path == "/api/webhook/bank/" || path == "/api/health/live/" {
         return None;
     }
     let now = Instant::now();
@@ -324,8 +338,8 @@ fn authenticate(
         ledger.tokens.insert(token.clone(), Issued { expires, may_write });
         return Some(("200 OK", format!("{{\"access\":\"{token}\",\"refresh\":\"r{}\"}}", ledger.logins)));
     }
-    let balance_read =
-        method == "GET" && (path.starts_with("/api/balances/") || path.starts_with("/api/organizations/"));
+    let balance_read = method == "GET"
+        && ["/api/balances/", "/api/organizations/", "/api/users/"].iter().any(|prefix| path.starts_with(prefix));
     if authorization.is_none() && balance_read {
         return None;
     }
@@ -359,12 +373,33 @@ fn route(
     if method == "POST" && (path == "/api/add_funds/" || path == "/api/transfer_funds/") {
         return user_post(ledger, config, path, key, body);
     }
+    if method == "GET" && path == "/api/health/live/" {
+        ledger.live_calls += 1;
+        if config.fail_every > 0 && ledger.live_calls.is_multiple_of(config.fail_every) {
+            return ("503 Service Unavailable", message("busy"));
+        }
+        return ("200 OK", r#"{"status":"ok"}"#.to_owned());
+    }
     if let Some(user) = path.strip_prefix("/api/balances/?user_id=") {
-        return match (method, user.parse::<u64>().ok().and_then(|id| Some((id, *ledger.users.get(&id)?)))) {
+        let found = user.parse::<u64>().ok().and_then(|id| Some((id, *ledger.users.get(&id)?)));
+        return match (method, found.filter(|_| !config.forget_accounts)) {
             ("GET", Some((id, kopecks))) => (
                 "200 OK",
-                format!("{{\"user_id\": {id}, \"amount\": {}, \"reserved\": 0.00}}", format_kopecks(kopecks)),
+                format!(
+                    "{{\"user_id\": {id}, \"amount\": {}, \"reserved\": 0.00}}",
+                    format_kopecks(kopecks + i64::from(config.misreport_balances))
+                ),
             ),
+            _ => ("404 Not Found", message("not found")),
+        };
+    }
+    if let Some(user) = path.strip_prefix("/api/users/").and_then(|rest| rest.strip_suffix("/transactions/")) {
+        let lines = user.parse::<u64>().ok().and_then(|id| ledger.lines.get(&id));
+        return match (method, lines.filter(|_| !config.forget_accounts)) {
+            ("GET", Some(lines)) => {
+                let newest_first: Vec<&str> = lines.iter().rev().map(String::as_str).collect();
+                ("200 OK", format!("{{\"results\": [{}], \"next_cursor\": null}}", newest_first.join(", ")))
+            }
             _ => ("404 Not Found", message("not found")),
         };
     }
@@ -390,8 +425,11 @@ fn route(
     }
     let inn = path.strip_prefix("/api/organizations/").and_then(|rest| rest.strip_suffix("/balance/"));
     match (method, inn) {
-        ("GET", Some(inn)) => match ledger.balances.get(inn) {
-            Some(&kopecks) => ("200 OK", format!("{{\"inn\": \"{inn}\", \"balance\": {}}}", format_kopecks(kopecks))),
+        ("GET", Some(inn)) => match ledger.balances.get(inn).filter(|_| !config.forget_accounts) {
+            Some(&kopecks) => {
+                let said = format_kopecks(kopecks + i64::from(config.misreport_balances));
+                ("200 OK", format!("{{\"inn\": \"{inn}\", \"balance\": {said}}}"))
+            }
             None => ("404 Not Found", message("not found")),
         },
         _ => ("404 Not Found", message("no such route")),
@@ -618,15 +656,18 @@ fn user_post(
     (status, reply)
 }
 
+/// A history line moving `kopecks` (negative: out of) the user's available balance, recorded in their history.
 fn transaction(ledger: &mut Ledger, user: u64, kopecks: i64, kind: &str) -> String {
     ledger.transactions += 1;
-    format!(
+    let line = format!(
         "{{\"id\": {}, \"user\": {user}, \"user_id\": {user}, \"amount\": \"{amount}\", \
          \"available_change\": \"{amount}\", \"reserved_change\": \"0.00\", \"transaction_type\": \"{kind}\", \
          \"created_at\": \"2024-04-27T21:00:00Z\"}}",
         ledger.transactions,
         amount = format_kopecks(kopecks)
-    )
+    );
+    ledger.lines.entry(user).or_default().push(line.clone());
+    line
 }
 
 fn deposit(ledger: &mut Ledger, user: u64, kopecks: i64) -> (&'static str, String) {
@@ -650,7 +691,7 @@ fn transfer(
     }
     *ledger.users.entry(sender).or_default() -= debit;
     *ledger.users.entry(recipient).or_default() += kopecks;
-    let sent = transaction(ledger, sender, kopecks, "transfer_out");
-    let received = transaction(ledger, recipient, kopecks, "transfer_in");
+    let sent = transaction(ledger, sender, -kopecks, "transfer");
+    let received = transaction(ledger, recipient, kopecks, "transfer");
     ("201 Created", format!("{{\"sender_transaction\": {sent}, \"recipient_transaction\": {received}}}"))
 }

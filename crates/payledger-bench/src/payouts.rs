@@ -129,11 +129,11 @@ struct Payouts {
 impl Scenario for Payouts {
     type Job = ();
 
-    fn next(&mut self, started: Instant) -> ((), Request) {
+    fn next(&mut self, started: Instant) -> ((), Request<'_>) {
         // Every request is a new payout; one whose outcome is unknown is never resent.
         let body = payout_body(self.rng.random_range(1..=MAX_PAYOUT_KOPECKS));
         self.first_sent.get_or_insert(started);
-        ((), Request { path: PAYOUTS_PATH, body, idempotency_key: None })
+        ((), Request::Post { path: PAYOUTS_PATH, body, idempotency_key: None })
     }
 
     fn book(&mut self, (): (), result: &Result<Response, Failure>, measured: Option<&mut Stats>) -> Option<Duration> {

@@ -180,7 +180,7 @@ impl Scenario for Transfers<'_> {
     /// The transfer, and whether it is a resend.
     type Job = (Transfer, bool);
 
-    fn next(&mut self, _started: Instant) -> ((Transfer, bool), Request) {
+    fn next(&mut self, _started: Instant) -> ((Transfer, bool), Request<'_>) {
         let (users, rng) = (self.plan.users.len(), &mut self.rng);
         // Unsettled transfers go first: each one is a kopeck-exact question the verification must answer.
         let (transfer, retry) = match self.unsettled.pop_front() {
@@ -196,7 +196,7 @@ impl Scenario for Transfers<'_> {
                 (Transfer::new(&self.plan.users, sender, recipient, kopecks), false)
             }
         };
-        let request = Request {
+        let request = Request::Post {
             path: TRANSFER_FUNDS_PATH,
             body: transfer.body.clone(),
             idempotency_key: Some(transfer.key.clone()),

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use super::{Check, PERCENTILES, PayoutCheck, Summary, TransferCheck};
+use super::{Check, PERCENTILES, PayoutCheck, ReadCheck, Summary, TransferCheck};
 use crate::events::EventCheck;
 use crate::load::Stats;
 use crate::money::format_kopecks;
@@ -74,6 +74,17 @@ impl Summary {
             }
             Check::Transfers(t) => add_transfers_json(&mut summary, m, t),
             Check::Payouts(p) => add_payouts_json(&mut summary, m, p),
+            Check::Ceiling(c) => {
+                // Nothing to verify in the probe's answers: the check is not applicable, and "ok" only says
+                // that every measured request was answered 2xx.
+                summary["balances"] = json!({
+                    "applicable": false,
+                    "ok": c.ok(),
+                    "answered_2xx": c.answered,
+                    "failed": c.failed,
+                });
+            }
+            Check::Reads(r) => add_reads_json(&mut summary, r),
         }
         if let Some(events) = &self.events {
             summary["events"] = events_json(events);
@@ -109,6 +120,25 @@ fn add_transfers_json(summary: &mut serde_json::Value, m: &Stats, t: &TransferCh
         "reserved_total": format_kopecks(v.reserved),
         "mismatches": v.mismatches.len(),
         "unverified_users": v.unverified_users,
+    });
+}
+
+/// A read scenario's set-up and check, added to the JSON summary.
+fn add_reads_json(summary: &mut serde_json::Value, r: &ReadCheck) {
+    summary["setup"] = json!({
+        "orgs": r.first_user.is_none().then_some(r.accounts),
+        "users": r.first_user.map(|_| r.accounts),
+        "first_user": r.first_user,
+        // The notices' sum for organizations, the deposit into each user for users.
+        "seeded": format_kopecks(r.seeded),
+        "resent": r.setup_resent,
+    });
+    summary["balances"] = json!({
+        "applicable": true,
+        "ok": r.ok(),
+        "checked": r.reads.checked,
+        "mismatches": r.reads.mismatches,
+        "first_mismatch": r.reads.first_mismatch,
     });
 }
 

@@ -10,6 +10,7 @@ use crate::client::Refusals;
 use crate::events::EventCheck;
 use crate::load::{PayoutCounts, Settled, Stats};
 use crate::payouts::{Drain, rate_tenths};
+use crate::reads::{ReadKind, ReadTally};
 use crate::verify::{PayoutVerification, TransferVerification, Verification};
 
 /// Percentiles reported, in parts per million, with their labels.
@@ -24,6 +25,10 @@ pub enum Check {
     Transfers(TransferCheck),
     /// The payouts scenario's queue drain and count check.
     Payouts(PayoutCheck),
+    /// The ceiling: nothing to check in the answers, only that there were 2xx answers and no failures.
+    Ceiling(CeilingCheck),
+    /// The read scenarios' check of every answer against the set-up.
+    Reads(ReadCheck),
 }
 
 impl Check {
@@ -33,6 +38,8 @@ impl Check {
             Check::Webhook(v) => v.ok(),
             Check::Transfers(t) => t.verification.ok(),
             Check::Payouts(p) => p.verification.ok(),
+            Check::Ceiling(c) => c.ok(),
+            Check::Reads(r) => r.ok(),
         }
     }
 
@@ -42,7 +49,61 @@ impl Check {
             Check::Webhook(_) => "webhook",
             Check::Transfers(_) => "transfers",
             Check::Payouts(_) => "payouts",
+            Check::Ceiling(_) => "ceiling",
+            Check::Reads(r) => r.kind.name(),
         }
+    }
+}
+
+/// What the ceiling run found: not a check of the answers (the liveness probe reads no data), only whether
+/// the number measured is a ceiling at all.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CeilingCheck {
+    /// Measured requests answered 2xx.
+    pub answered: u64,
+    /// Measured requests answered otherwise (1xx/3xx, 4xx, 5xx) or not at all: a fast failure would inflate
+    /// the ceiling, so any of them fails the run.
+    pub failed: u64,
+}
+
+impl CeilingCheck {
+    /// The ceiling's verdict from the measured requests.
+    pub fn from_stats(m: &Stats) -> CeilingCheck {
+        let s = &m.status;
+        let e = &m.errors;
+        CeilingCheck {
+            answered: s.ok + s.created + s.other_2xx,
+            failed: s.other + s.client_error + s.server_error + e.connect + e.transport + e.timeout,
+        }
+    }
+
+    /// Answers came, all of them 2xx.
+    pub fn ok(&self) -> bool {
+        self.answered > 0 && self.failed == 0
+    }
+}
+
+/// What a read scenario set up and found.
+#[derive(Debug, Clone)]
+pub struct ReadCheck {
+    /// Which read.
+    pub kind: ReadKind,
+    /// Organizations (`balance`) or users (`balances`, `history`) read.
+    pub accounts: usize,
+    /// The lowest user id (the users are consecutive from there); `None` for organizations.
+    pub first_user: Option<u64>,
+    /// Money the set-up added: the sum of the notices (`balance`), or the deposit into each user.
+    pub seeded: i64,
+    /// Set-up requests that had to be resent before the server confirmed them.
+    pub setup_resent: u64,
+    /// What the checks of the answers found.
+    pub reads: ReadTally,
+}
+
+impl ReadCheck {
+    /// Every compared answer matched.
+    pub fn ok(&self) -> bool {
+        self.reads.mismatches == 0
     }
 }
 

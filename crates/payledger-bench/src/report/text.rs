@@ -3,7 +3,8 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::{AuthReport, Check, PERCENTILES, PayoutCheck, Summary, TransferCheck};
+use super::{AuthReport, CeilingCheck, Check, PERCENTILES, PayoutCheck, ReadCheck, Summary, TransferCheck};
+use crate::api::LIVENESS_PATH;
 use crate::events::EventCheck;
 use crate::money::format_kopecks;
 use crate::rss::format_mib;
@@ -92,7 +93,7 @@ impl Summary {
         let m = &self.measured;
         let s = &m.status;
         match &self.verification {
-            Check::Webhook(_) => {
+            Check::Webhook(_) | Check::Ceiling(_) | Check::Reads(_) => {
                 let _ = writeln!(
                     out,
                     "statuses:    200: {}  other 2xx: {}  1xx/3xx: {}  4xx: {}  5xx: {} (503: {})",
@@ -188,6 +189,14 @@ impl Summary {
                 );
             }
             Check::Payouts(p) => out.push_str(&render_payouts(p, self.connects)),
+            Check::Ceiling(_) => {
+                let _ = writeln!(
+                    out,
+                    "route:       GET {LIVENESS_PATH}, without credentials  (connections opened: {})",
+                    self.connects
+                );
+            }
+            Check::Reads(r) => out.push_str(&render_reads(r, self.connects)),
         }
     }
 
@@ -197,6 +206,8 @@ impl Summary {
             Check::Webhook(v) => v,
             Check::Transfers(t) => return self.render_transfer_verification(t),
             Check::Payouts(p) => return render_payout_verification(&p.verification),
+            Check::Ceiling(c) => return render_ceiling_verification(c),
+            Check::Reads(r) => return render_read_verification(r),
         };
         let mut out = String::new();
         if v.ok() {
@@ -356,6 +367,76 @@ fn render_payouts(p: &PayoutCheck, connects: u64) -> String {
         d.polls
     );
     out
+}
+
+/// A read scenario's set-up and answer lines.
+fn render_reads(r: &ReadCheck, connects: u64) -> String {
+    let mut out = String::new();
+    match r.first_user {
+        Some(first) => {
+            let last = first + (r.accounts as u64).saturating_sub(1);
+            let _ = writeln!(
+                out,
+                "setup:       {} users (ids {first}..={last}), {} deposited into each ({} deposits resent)",
+                r.accounts,
+                format_kopecks(r.seeded),
+                r.setup_resent
+            );
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "setup:       {} orgs, one bank notice each, {} in all ({} notices resent)",
+                r.accounts,
+                format_kopecks(r.seeded),
+                r.setup_resent
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "reads:       {} answers checked against the set-up (warm-up included), {} mismatches  (connections \
+         opened: {connects})",
+        r.reads.checked, r.reads.mismatches
+    );
+    out
+}
+
+/// The ceiling's `check: ...` line: there is nothing to verify, so only failures are named.
+fn render_ceiling_verification(c: &CeilingCheck) -> String {
+    if c.ok() {
+        return format!(
+            "check: not applicable (GET {LIVENESS_PATH} reads no data); {} answered 2xx, none failed\n",
+            c.answered
+        );
+    }
+    format!(
+        "check: FAILED (not applicable to the answers, but {} answered 2xx and {} were not answered 2xx or not \
+         at all: not a ceiling)\n",
+        c.answered, c.failed
+    )
+}
+
+/// A read scenario's `balances: OK|MISMATCH (...)` line.
+fn render_read_verification(r: &ReadCheck) -> String {
+    let what = match r.first_user {
+        Some(_) => "users",
+        None => "orgs",
+    };
+    let t = &r.reads;
+    if r.ok() {
+        return format!(
+            "balances: OK ({} {what}; all {} answers checked said exactly what the set-up left)\n",
+            r.accounts, t.checked
+        );
+    }
+    format!(
+        "balances: MISMATCH in {} of {} answers ({} {what}); first: {}\n",
+        t.mismatches,
+        t.checked,
+        r.accounts,
+        t.first_mismatch.as_deref().unwrap_or("-")
+    )
 }
 
 /// `--event-receiver`'s lines: what arrived, and how fast.

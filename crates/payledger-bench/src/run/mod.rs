@@ -1,7 +1,9 @@
 //! The run of the chosen scenario: the server resolved, the login, the scenario's own steps (one module
-//! each), and the pieces they share: the closed-loop workers and the converging balance check.
+//! each; the ceiling and the reads share one), and the pieces they share: the closed-loop workers and the
+//! converging balance check.
 
 mod payouts;
+mod reads;
 #[cfg(test)]
 mod test_support;
 mod transfers;
@@ -16,6 +18,7 @@ use anyhow::{Context, bail};
 use crate::args::{Args, Scenario};
 use crate::auth::{self, Session};
 use crate::client::Target;
+use crate::reads::ReadKind;
 use crate::report::{AuthReport, Summary};
 
 /// Runs `connections` closed-loop workers to the end and merges their reports.
@@ -63,9 +66,17 @@ pub async fn run(args: &Args, stop: Arc<AtomicBool>) -> anyhow::Result<Summary> 
         // Checked before anything is sent: registering an endpoint is for an admin only.
         bail!("--event-receiver registers a webhook endpoint, which needs --username and --password of an admin");
     }
+    if args.duplicate_share > 0 && args.scenario != Scenario::Webhook {
+        bail!("--duplicate-share applies to the webhook scenario only");
+    }
     let target = Target::resolve(&args.url).await?;
     // Kept to the end of the run: dropping it stops renewing the token.
     let session = match args.credentials() {
+        Some(_) if args.scenario == Scenario::Ceiling => {
+            // The probe is open, so the ceiling is the cost of HTTP alone; a token would only add a header.
+            eprintln!("payledger-bench: the ceiling's route is open: not logging in, --username is not used");
+            None
+        }
         Some(credentials) => {
             let user = credentials.username.clone();
             let session = Session::start(&target, credentials, Duration::from_secs(args.timeout))
@@ -86,6 +97,10 @@ pub async fn run(args: &Args, stop: Arc<AtomicBool>) -> anyhow::Result<Summary> 
         Scenario::Webhook => webhook::run_webhook(args, &target, stop).await,
         Scenario::Transfers => transfers::run_transfers(args, &target, stop).await,
         Scenario::Payouts => payouts::run_payouts(args, &target, stop).await,
+        Scenario::Ceiling => reads::run_ceiling(args, &target, stop).await,
+        Scenario::Balance => reads::run_reads(args, &target, stop, ReadKind::Balance).await,
+        Scenario::Balances => reads::run_reads(args, &target, stop, ReadKind::Balances).await,
+        Scenario::History => reads::run_reads(args, &target, stop, ReadKind::History).await,
     }?;
     summary.auth = AuthReport {
         user: session.as_ref().map(|s| s.username().to_owned()),

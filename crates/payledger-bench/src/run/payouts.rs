@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 
 use super::run_workers;
 use crate::args::Args;
@@ -16,9 +16,6 @@ use crate::{load, payouts, rss, verify};
 /// The payouts scenario: baseline counts, creation (measured like the other scenarios), then the counts
 /// polled until the queue has drained, and the check.
 pub async fn run_payouts(args: &Args, target: &Target, stop: Arc<AtomicBool>) -> anyhow::Result<Summary> {
-    if args.duplicate_share > 0 {
-        bail!("--duplicate-share applies to the webhook scenario only");
-    }
     let timeout = Duration::from_secs(args.timeout);
     let connections = args.connections as usize;
     let patience_secs = args.converge_secs();

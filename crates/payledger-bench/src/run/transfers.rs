@@ -16,18 +16,16 @@ use crate::report::{AuthReport, Check, Summary, TransferCheck};
 use crate::verify::TransferBooks;
 use crate::{api, money, rss, transfers, verify};
 
-/// The first of the transfers scenario's user ids: a seed-derived block of [`USER_ID_BLOCK`] ids, so a
-/// rerun with another seed uses fresh users in the same database and one with the same seed reuses them.
-fn first_user_id(seed: u64) -> u64 {
+/// The first user id of the scenarios with users (transfers, balances, history): a seed-derived block of
+/// [`USER_ID_BLOCK`] ids, so a rerun with another seed uses fresh users in the same database and one with
+/// the same seed reuses them.
+pub(super) fn first_user_id(seed: u64) -> u64 {
     u64::from(StdRng::seed_from_u64(seed).random::<u32>()) * USER_ID_BLOCK + 1
 }
 
 /// The transfers scenario: baseline, deposits (not measured), load, settling of unknown outcomes, final
 /// balances and the check.
 pub async fn run_transfers(args: &Args, target: &Target, stop: Arc<AtomicBool>) -> anyhow::Result<Summary> {
-    if args.duplicate_share > 0 {
-        bail!("--duplicate-share applies to the webhook scenario only");
-    }
     let timeout = Duration::from_secs(args.timeout);
     let connections = args.connections as usize;
     let seed = args.seed.unwrap_or_else(rand::random);
