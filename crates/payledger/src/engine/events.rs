@@ -54,19 +54,29 @@ pub(super) fn report(
     payouts: &PayoutStates,
     plan: &mut Plan,
 ) {
+    let wanted = &plan.wanted_events;
+    if !wanted.any() {
+        return;
+    }
+    // Each event's data is built only if some endpoint wants its type.
     let mut events = Vec::new();
+    let mut add = |kind: EventType, data: &dyn Fn() -> String| {
+        if wanted.wants(kind.as_str()) {
+            events.push(NewEvent::new(kind.as_str(), data()));
+        }
+    };
     match (command, outcome) {
         (WriteCommand::IntakeNotice { notice, .. }, WriteOutcome::NoticeConflict { fields, .. }) => {
-            events.push(NewEvent::new(EventType::BankPaymentConflict.as_str(), payloads::conflict(notice, fields)));
+            add(EventType::BankPaymentConflict, &|| payloads::conflict(notice, fields));
         }
         (WriteCommand::RecordRejected(rejected), _) => {
-            events.push(NewEvent::new(EventType::BankPaymentRejected.as_str(), payloads::rejected(rejected)));
+            add(EventType::BankPaymentRejected, &|| payloads::rejected(rejected));
         }
         _ => {}
     }
     for line in &plan.activity[marks.activity..] {
         if let Some(kind) = balance_event(line.kind) {
-            events.push(NewEvent::new(kind.as_str(), payloads::balance_line(line)));
+            add(kind, &|| payloads::balance_line(line));
         }
     }
     for change in &plan.payout_events[marks.payout_events..] {
@@ -76,19 +86,22 @@ pub(super) fn report(
             continue;
         }
         let kind = if change.from.is_some() { EventType::PayoutStatusChanged } else { EventType::PayoutCreated };
-        let mut shown = state.clone();
-        // The status this change led to (a later change in the same command moves the state on).
-        if let Some(status) = payledger_core::payout::PayoutStatus::parse(change.to) {
-            shown.status = status;
-        }
-        events.push(NewEvent::new(kind.as_str(), payloads::payout(&shown, change.from)));
+        add(kind, &|| {
+            let mut shown = state.clone();
+            // The status this change led to (a later change in the same command moves the state on).
+            if let Some(status) = payledger_core::payout::PayoutStatus::parse(change.to) {
+                shown.status = status;
+            }
+            payloads::payout(&shown, change.from)
+        });
     }
     for payment in &plan.statement_payments[marks.statement_payments..] {
-        let data = payloads::credited(&payment.notice, "statement", payment.transaction_id);
-        events.push(NewEvent::new(EventType::BankPaymentCredited.as_str(), data));
+        add(EventType::BankPaymentCredited, &|| {
+            payloads::credited(&payment.notice, "statement", payment.transaction_id)
+        });
     }
     for found in &plan.new_discrepancies[marks.new_discrepancies..] {
-        events.push(NewEvent::new(EventType::StatementDiscrepancyOpened.as_str(), payloads::discrepancy(found)));
+        add(EventType::StatementDiscrepancyOpened, &|| payloads::discrepancy(found));
     }
     plan.events.extend(events);
 }

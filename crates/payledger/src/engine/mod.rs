@@ -345,6 +345,7 @@ impl WriterState {
         now: OffsetDateTime,
     ) -> Result<(Vec<WriteOutcome>, KnownAccounts), BatchFailure> {
         let started = Instant::now();
+        let wanted_events = tx.wanted_events().await?;
         let kinds = CommandKinds::of(commands);
         let locked = lock_rows(&mut tx, commands, &kinds, now).await?;
         let claimed_after = started.elapsed();
@@ -387,7 +388,7 @@ impl WriterState {
         let mut rounds =
             crate::store::delivery_rounds::run_indexed_rounds(&mut tx, rounds.collect(), applied_at).await?;
         let (mut plan, mut outcomes) = decide(
-            batch::Submitted { commands, origins },
+            batch::Submitted { commands, origins, wanted_events: &wanted_events },
             &claims,
             &claim_rows,
             &organizations,

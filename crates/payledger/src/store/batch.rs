@@ -169,6 +169,38 @@ pub struct Plan {
     pub completed_imports: Vec<i64>,
     /// Outbound events reporting this batch's changes (the outbox), in the order the changes were decided.
     pub events: Vec<NewEvent>,
+    /// Not a row: the event types this batch builds events of (`decide` sets it from `Submitted`).
+    pub wanted_events: WantedEvents,
+}
+
+/// The event types a batch builds events of: those some enabled endpoint subscribes to, read at the batch's
+/// start. An event nobody wants is neither built (its JSON, on the writer's thread) nor stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WantedEvents {
+    /// The enabled endpoints' subscriptions: event types, or [`ALL_TYPES`].
+    subscriptions: Vec<String>,
+}
+
+impl WantedEvents {
+    /// No event at all (no enabled endpoint).
+    pub const NONE: WantedEvents = WantedEvents { subscriptions: Vec::new() };
+
+    /// The events these subscriptions want.
+    pub fn new(mut subscriptions: Vec<String>) -> WantedEvents {
+        subscriptions.sort_unstable();
+        subscriptions.dedup();
+        WantedEvents { subscriptions }
+    }
+
+    /// Whether some subscription wants an event of type `kind` ([`wants`]).
+    pub fn wants(&self, kind: &str) -> bool {
+        self.subscriptions.iter().any(|subscribed| wants(subscribed, kind))
+    }
+
+    /// Whether any event is wanted.
+    pub fn any(&self) -> bool {
+        !self.subscriptions.is_empty()
+    }
 }
 
 /// An outbound event to write in its change's batch. Its `seq` (its version) is taken when it is written, after
@@ -450,7 +482,7 @@ impl AuditEntry {
 }
 
 /// The write side of one batch transaction. The engine drives it; each backend implements it.
-pub trait BatchTx: DeliveryTx {
+pub trait BatchTx: OutboxTx {
     /// Inserts the notice rows whose operation id is new and returns those ids.
     fn claim_notices(
         &mut self,
@@ -577,9 +609,11 @@ pub trait BatchTx: DeliveryTx {
     fn commit(self) -> impl Future<Output = Result<(), StoreError>>;
 }
 
-/// The event delivery queue's side of a batch transaction (`engine/deliveries.rs`), implemented next to each
-/// backend's outbox.
-pub trait DeliveryTx {
+/// The outbox's side of a batch transaction, implemented next to each backend's outbox: which events a batch
+/// builds, and the delivery workers' rounds (`store/delivery_rounds.rs`).
+pub trait OutboxTx {
+    /// The event types some enabled endpoint subscribes to, as of now.
+    fn wanted_events(&mut self) -> impl Future<Output = Result<WantedEvents, StoreError>>;
     /// Records finished delivery attempts, each `(owner, record)` (ascending delivery id): each delivery's new
     /// state and, unless it was deferred, the attempt in the log. Returns the records kept, by delivery and
     /// lease: a delivery no longer under its record's lease is left as it is.

@@ -11,13 +11,13 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use super::StoreError;
-use super::batch::DeliveryTx;
+use super::batch::OutboxTx;
 use super::event_rows::{AttemptRecord, DeliveryEnd, DeliveryRound, EndpointVerdict, RoundOutcome};
 
 /// Runs `rounds` at `now` in `tx` and returns each one's outcome, in order. Every round's records come first,
 /// in ascending delivery id, then the verdicts on their endpoints in ascending endpoint id, then the claims
 /// (which skip locked rows): two transactions lock what they share in one order.
-pub(crate) async fn run_rounds<T: DeliveryTx>(
+pub(crate) async fn run_rounds<T: OutboxTx>(
     tx: &mut T,
     rounds: &[&DeliveryRound],
     now: OffsetDateTime,
@@ -62,7 +62,7 @@ pub(crate) async fn run_rounds<T: DeliveryTx>(
 }
 
 /// Runs the rounds among a batch's commands (`index`, round) and returns each one's outcome by its index.
-pub(crate) async fn run_indexed_rounds<T: DeliveryTx>(
+pub(crate) async fn run_indexed_rounds<T: OutboxTx>(
     tx: &mut T,
     rounds: Vec<(usize, &DeliveryRound)>,
     now: OffsetDateTime,

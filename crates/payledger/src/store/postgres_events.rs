@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use sqlx::Row;
 
 use super::StoreError;
-use super::batch::{BatchTx, DeliveryTx, NAMED_ONLY, NewEvent};
+use super::batch::{BatchTx, NAMED_ONLY, NewEvent, OutboxTx, WantedEvents};
 use super::event_rows::{AttemptRecord, ClaimedDelivery, DeliveryRound, EndpointVerdict, RoundOutcome, without_nul};
 use super::postgres::PgStore;
 use super::postgres_writer::PgBatch;
@@ -67,7 +67,17 @@ impl PgBatch {
     }
 }
 
-impl DeliveryTx for PgBatch {
+impl OutboxTx for PgBatch {
+    async fn wanted_events(&mut self) -> Result<WantedEvents, StoreError> {
+        let subscriptions: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT s.event_type FROM webhook_subscriptions s
+             JOIN webhook_endpoints p ON p.id = s.endpoint_id WHERE p.enabled",
+        )
+        .fetch_all(&mut *self.tx)
+        .await?;
+        Ok(WantedEvents::new(subscriptions))
+    }
+
     async fn record_attempts(
         &mut self,
         records: &[(&str, &AttemptRecord)],

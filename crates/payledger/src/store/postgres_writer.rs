@@ -755,6 +755,7 @@ impl BatchTx for PgBatch {
             matched_payments,
             completed_imports,
             events,
+            wanted_events: _,
         } = plan;
         // The statements run in the order they always have: the unused accounts are deleted only after the
         // balances are written, so an account the batch did put money in stays.

@@ -7,7 +7,7 @@ use rusqlite::params;
 use time::OffsetDateTime;
 
 use super::StoreError;
-use super::batch::{DeliveryTx, NewEvent, wants};
+use super::batch::{NewEvent, OutboxTx, WantedEvents, wants};
 use super::event_rows::{AttemptRecord, ClaimedDelivery, EndpointVerdict, json_list, without_nul};
 use super::sqlite_writer::{SqliteBatch, parse_time};
 use crate::timefmt::sqlite_text;
@@ -63,7 +63,16 @@ impl SqliteBatch<'_> {
     }
 }
 
-impl DeliveryTx for SqliteBatch<'_> {
+impl OutboxTx for SqliteBatch<'_> {
+    async fn wanted_events(&mut self) -> Result<WantedEvents, StoreError> {
+        let mut statement = self.tx.prepare_cached(
+            "SELECT DISTINCT s.event_type FROM webhook_subscriptions s
+             JOIN webhook_endpoints e ON e.id = s.endpoint_id WHERE e.enabled = 1",
+        )?;
+        let subscriptions = statement.query_map([], |row| row.get(0))?.collect::<Result<Vec<String>, _>>()?;
+        Ok(WantedEvents::new(subscriptions))
+    }
+
     async fn record_attempts(
         &mut self,
         records: &[(&str, &AttemptRecord)],

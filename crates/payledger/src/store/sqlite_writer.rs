@@ -759,6 +759,7 @@ impl BatchTx for SqliteBatch<'_> {
             matched_payments,
             completed_imports,
             events,
+            wanted_events: _,
         } = plan;
         let now = sqlite_text(now);
         // The statements run in the order they always have: the unused accounts are deleted only after the
