@@ -139,6 +139,7 @@ fn add_reads_json(summary: &mut serde_json::Value, r: &ReadCheck) {
         "checked": r.reads.checked,
         "mismatches": r.reads.mismatches,
         "first_mismatch": r.reads.first_mismatch,
+        "not_answered": r.not_answered,
     });
 }
 

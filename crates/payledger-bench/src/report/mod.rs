@@ -98,12 +98,15 @@ pub struct ReadCheck {
     pub setup_resent: u64,
     /// What the checks of the answers found.
     pub reads: ReadTally,
+    /// Measured requests answered other than 2xx, or not at all: as for the ceiling, a fast refusal (a 429, a
+    /// 503) would pass for a fast read, so any of them fails the run.
+    pub not_answered: u64,
 }
 
 impl ReadCheck {
-    /// Every compared answer matched.
+    /// Answers were checked, every one matched, and every measured request was answered 2xx.
     pub fn ok(&self) -> bool {
-        self.reads.mismatches == 0
+        self.reads.checked > 0 && self.reads.mismatches == 0 && self.not_answered == 0
     }
 }
 

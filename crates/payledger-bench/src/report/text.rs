@@ -424,6 +424,12 @@ fn render_read_verification(r: &ReadCheck) -> String {
         None => "orgs",
     };
     let t = &r.reads;
+    if r.not_answered > 0 || t.checked == 0 {
+        return format!(
+            "balances: FAILED ({} measured requests not answered 2xx; {} answers checked)\n",
+            r.not_answered, t.checked
+        );
+    }
     if r.ok() {
         return format!(
             "balances: OK ({} {what}; all {} answers checked said exactly what the set-up left)\n",

@@ -47,6 +47,7 @@ pub async fn run_reads(args: &Args, target: &Target, stop: Arc<AtomicBool>, kind
     };
     let (mut load, elapsed) = measure(args, target, stop, reads).await?;
     check.reads = std::mem::take(&mut load.reads);
+    check.not_answered = CeilingCheck::from_stats(&load.tally.measured).failed;
     Ok(summary(args, load, elapsed, Check::Reads(check)))
 }
 
@@ -129,6 +130,7 @@ async fn set_up_organizations(args: &Args, target: &Target, seed: u64) -> anyhow
         seeded,
         setup_resent,
         reads: ReadTally::default(),
+        not_answered: 0,
     };
     Ok((reads, check))
 }
@@ -213,6 +215,7 @@ async fn set_up_users(
         seeded: deposit,
         setup_resent,
         reads: ReadTally::default(),
+        not_answered: 0,
     };
     Ok((reads, check))
 }

@@ -48,6 +48,14 @@ fn fixture() -> Fixture {
 }
 
 fn run(commands: &[WriteCommand], stored: &[BankNotice]) -> (Plan, Vec<WriteOutcome>, BalanceSheet) {
+    run_wanting(commands, stored, &WantedEvents::NONE)
+}
+
+fn run_wanting(
+    commands: &[WriteCommand],
+    stored: &[BankNotice],
+    wanted_events: &WantedEvents,
+) -> (Plan, Vec<WriteOutcome>, BalanceSheet) {
     let mut fixture = fixture();
     let claim_rows = notice_claims(commands);
     let stored_ids: HashSet<_> = stored.iter().map(|n| n.operation_id).collect();
@@ -61,7 +69,7 @@ fn run(commands: &[WriteCommand], stored: &[BankNotice]) -> (Plan, Vec<WriteOutc
     let (users, services) = (HashMap::new(), HashMap::new());
     let mut balances = no_balances(&users, &services);
     let (plan, outcomes) = decide(
-        Submitted::without_origins(commands),
+        Submitted { wanted_events, ..Submitted::without_origins(commands) },
         &claims,
         &claim_rows,
         &accounts,
@@ -70,6 +78,28 @@ fn run(commands: &[WriteCommand], stored: &[BankNotice]) -> (Plan, Vec<WriteOutc
         &mut fixture.sheet,
     );
     (plan, outcomes, fixture.sheet)
+}
+
+#[test]
+fn only_the_events_some_subscription_wants_are_built() {
+    // A credit, a conflicting resend of it, and a second credit.
+    let commands = [intake(7, 100), intake(7, 999), intake(8, 50)];
+    let kinds = |subscriptions: &[&str]| -> Vec<&'static str> {
+        let wanted = WantedEvents::new(subscriptions.iter().map(|s| (*s).to_owned()).collect());
+        let (plan, _, _) = run_wanting(&commands, &[], &wanted);
+        plan.events.iter().map(|event| event.kind).collect()
+    };
+    let (credited, conflict) = ("bank_payment.credited", "bank_payment.conflict");
+    assert_eq!(kinds(&[]), Vec::<&str>::new(), "no endpoint: no event is built");
+    assert_eq!(kinds(&[credited]), vec![credited, credited]);
+    assert_eq!(kinds(&[conflict]), vec![conflict]);
+    assert_eq!(kinds(&["*"]), vec![credited, conflict, credited], "every type, in the order decided");
+    assert_eq!(kinds(&["*", credited]), kinds(&["*"]), "a type named beside `*` is not built twice");
+    // `*` is every type but the ones that must be named.
+    let all = WantedEvents::new(vec!["*".to_owned()]);
+    assert!(all.wants(credited) && !all.wants("bank_payment.rejected"));
+    assert!(WantedEvents::new(vec!["bank_payment.rejected".to_owned()]).wants("bank_payment.rejected"));
+    assert!(!WantedEvents::NONE.any());
 }
 
 #[test]

@@ -345,7 +345,6 @@ impl WriterState {
         now: OffsetDateTime,
     ) -> Result<(Vec<WriteOutcome>, KnownAccounts), BatchFailure> {
         let started = Instant::now();
-        let wanted_events = tx.wanted_events().await?;
         let kinds = CommandKinds::of(commands);
         let locked = lock_rows(&mut tx, commands, &kinds, now).await?;
         let claimed_after = started.elapsed();
@@ -387,6 +386,9 @@ impl WriterState {
         });
         let mut rounds =
             crate::store::delivery_rounds::run_indexed_rounds(&mut tx, rounds.collect(), applied_at).await?;
+        // Read after every lock wait: an endpoint registered while this batch waited for its locks (on
+        // PostgreSQL; SQLite's batch holds the write lock from its start) still gets the batch's events.
+        let wanted_events = tx.wanted_events().await?;
         let (mut plan, mut outcomes) = decide(
             batch::Submitted { commands, origins, wanted_events: &wanted_events },
             &claims,
