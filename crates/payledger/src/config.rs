@@ -202,6 +202,13 @@ pub struct ServeArgs {
     /// progress does.
     #[arg(long, env = "PAYLEDGER_LOGIN_FAILURES_PER_USERNAME_PER_MINUTE", default_value_t = 50)]
     pub login_failures_per_username_per_minute: u32,
+    /// How long, in milliseconds, an instance answers requests from its cached copy of the caller's user
+    /// without reading it again. A change of a user (password, role, disabling, a revoked login) applies at
+    /// once on the instance that made it and, on PostgreSQL, on every instance that hears its notification;
+    /// this is the bound for any other (one that missed it, or a change made by the CLI). 0 reads the user on
+    /// every request.
+    #[arg(long, env = "PAYLEDGER_USER_CACHE_MS", default_value_t = 1000)]
+    pub user_cache_ms: u64,
     /// The longest a request may take, in seconds: past it, 503 `unconfirmed` with `Retry-After` (a write
     /// may still be applied, so the client resends it with the same key).
     #[arg(long, env = "PAYLEDGER_REQUEST_TIMEOUT_SECONDS", default_value_t = 30)]
@@ -272,6 +279,8 @@ pub struct TokenSettings {
     pub login_attempts_per_minute: u32,
     /// Failed password checks per minute at one username, from any addresses (token, Basic, console).
     pub login_failures_per_username_per_minute: u32,
+    /// How long a cached user is served without reading it again (`store/principal_cache.rs`).
+    pub user_cache: std::time::Duration,
 }
 
 impl std::fmt::Debug for TokenSettings {
@@ -292,6 +301,7 @@ impl Default for TokenSettings {
             refresh_ttl: std::time::Duration::from_secs(1_209_600),
             login_attempts_per_minute: 10,
             login_failures_per_username_per_minute: 50,
+            user_cache: crate::store::principal_cache::DEFAULT_FRESH_FOR,
         }
     }
 }

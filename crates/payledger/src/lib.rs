@@ -298,6 +298,7 @@ pub async fn launch(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let store = open_checked_store(&settings).await?;
+    store.set_user_cache(settings.tokens.user_cache);
     let (engine, writer) = LedgerEngine::start(&store).await.context("starting the ledger engine")?;
     let balances = balances::Balances::new(engine.clone());
     let (payout_service, gateway) = payout_parts(&settings, &engine)?;
@@ -317,7 +318,11 @@ pub async fn launch(
         gateway,
         settings: settings.payouts.clone(),
     };
+    let principals_stopped = applier_stopped.clone();
     let mut background = spawn_workers(&settings, worker_context, settings.payouts.workers, applier_stopped)?;
+    // Other instances' changes of users reach this one's cache of them (PostgreSQL; nothing to do on SQLite).
+    let watched = store.clone();
+    background.spawn(async move { watched.watch_principals(principals_stopped).await });
 
     let (_, openapi) = router::api();
     // Only the flag goes to the shutdown future: a clone of the state there would keep the engine's handles,

@@ -58,6 +58,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             refresh_ttl: std::time::Duration::from_secs(serve.refresh_token_ttl_seconds.max(1)),
             login_attempts_per_minute: serve.login_rate_per_minute,
             login_failures_per_username_per_minute: serve.login_failures_per_username_per_minute,
+            user_cache: std::time::Duration::from_millis(serve.user_cache_ms),
         },
         payouts,
         request_timeout: std::time::Duration::from_secs(serve.request_timeout_seconds.max(1)),

@@ -175,7 +175,7 @@ async fn authenticate(
         let claims = state.token_keys.verify_access(credentials, OffsetDateTime::now_utc())?;
         // The token proves who the caller was at login; what they may do is read now: a disabled user's
         // token stops working at once, and a changed role applies to the next request.
-        let user = state.store.principal_by_id(claims.sub).await?;
+        let user = state.store.authenticating_principal(claims.sub).await?;
         return match user {
             Some(user)
                 if user
@@ -203,7 +203,7 @@ async fn basic(state: &AppState, credentials: &str, client: Option<IpAddr>) -> R
     let refused = || ApiError::unauthenticated("Invalid username or password");
     // A name no user can have (a NUL byte, say) is looked up as nobody, not sent to the database.
     let user = match crate::auth::principals::check_username(username) {
-        Ok(()) => state.store.principal(username).await?,
+        Ok(()) => state.store.authenticating_principal_named(username).await?,
         Err(_) => None,
     };
     let digest = state.credentials.digest(username, password);

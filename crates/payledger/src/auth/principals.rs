@@ -132,6 +132,7 @@ pub async fn create(
         password_generated: generated,
         created_at: crate::timefmt::to_micros(OffsetDateTime::now_utc()),
         tokens_valid_after: None,
+        auth_version: 0,
     };
     let entry = audit(actor, "user.create", username, None, Some(serde_json::json!({"role": role, "active": true})));
     if store.create_principal(&row, &entry).await? { Ok(()) } else { Err(PrincipalError::Exists) }

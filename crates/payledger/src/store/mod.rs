@@ -14,9 +14,11 @@ pub mod payouts;
 mod postgres;
 mod postgres_events;
 mod postgres_writer;
+pub mod principal_cache;
 mod rows;
 mod sqlite;
 mod sqlite_events;
+mod sqlite_reads;
 mod sqlite_writer;
 mod statement_rows;
 

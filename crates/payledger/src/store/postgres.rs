@@ -3,6 +3,7 @@
 //! Ledger batches write through [`PgBatch`] (`postgres_writer.rs`), a transaction on this pool.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use payledger_core::{AccountId, Inn};
@@ -11,6 +12,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use time::OffsetDateTime;
 
 use super::postgres_writer::PgBatch;
+use super::principal_cache::{CHANNEL, PrincipalCache};
 use super::{StoreError, organization_account};
 
 /// Connections per instance: the writer's transaction, the async applier and API reads.
@@ -25,6 +27,7 @@ const READ_ONLY_CONNECTIONS: u32 = 2;
 #[derive(Clone, Debug)]
 pub struct PgStore {
     pub(super) pool: PgPool,
+    pub(super) principal_cache: Arc<PrincipalCache>,
 }
 
 impl PgStore {
@@ -37,7 +40,7 @@ impl PgStore {
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options)
             .await?;
-        Ok(PgStore { pool })
+        Ok(PgStore { pool, principal_cache: Arc::default() })
     }
 
     /// Connects a small pool whose sessions default to read-only transactions and log no slow statements.
@@ -53,7 +56,65 @@ impl PgStore {
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options)
             .await?;
-        Ok(PgStore { pool })
+        Ok(PgStore { pool, principal_cache: Arc::default() })
+    }
+
+    /// Listens for changes of users (`NOTIFY payledger_principals`, sent by the `users` trigger at commit) and
+    /// forgets each changed user's cached row, until `stop` turns true. On its own connection, outside the
+    /// pool, so that it never takes one from the requests. Whenever the connection is lost, notifications may
+    /// have been missed meanwhile: the whole cache is forgotten (sqlx connects and listens again on the next
+    /// receive; if that fails, a second later). A cached row is served only for the cache's freshness in any
+    /// case.
+    pub async fn watch_principals(&self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let options = (*self.pool.connect_options()).clone();
+        let own = PgPoolOptions::new().max_connections(1).connect_lazy_with(options);
+        let listening = std::sync::atomic::AtomicBool::new(false);
+        let mut warned = false;
+        loop {
+            tokio::select! {
+                Err(error) = self.listen_for_changes(&own, &listening) => {
+                    self.principal_cache.clear();
+                    // Once per outage, not every second of it.
+                    if listening.swap(false, std::sync::atomic::Ordering::Relaxed) {
+                        warned = false;
+                    }
+                    if !warned {
+                        warned = true;
+                        tracing::warn!(%error, "listening for changes of users failed; retrying every second");
+                    }
+                }
+                _ = stop.wait_for(|stopped| *stopped) => break,
+            }
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = stop.wait_for(|stopped| *stopped) => break,
+            }
+        }
+        own.close().await;
+    }
+
+    /// One listening connection's life: returns only its failure.
+    async fn listen_for_changes(
+        &self,
+        own: &PgPool,
+        listening: &std::sync::atomic::AtomicBool,
+    ) -> Result<std::convert::Infallible, sqlx::Error> {
+        let mut listener = sqlx::postgres::PgListener::connect_with(own).await?;
+        listener.listen(CHANNEL).await?;
+        // Anything cached before listening began may have changed unheard.
+        self.principal_cache.clear();
+        listening.store(true, std::sync::atomic::Ordering::Relaxed);
+        loop {
+            match listener.try_recv().await? {
+                Some(notice) => {
+                    if let Some((id, version)) = PrincipalCache::parse_notice(notice.payload()) {
+                        self.principal_cache.changed(id, version);
+                    }
+                }
+                // The connection was lost; the next receive connects and listens again.
+                None => self.principal_cache.clear(),
+            }
+        }
     }
 
     pub(super) async fn close(&self) {

@@ -112,6 +112,9 @@ pub struct PrincipalRow {
     /// Access tokens issued before this are refused (set on a new password, on disabling, on a refresh-token
     /// reuse).
     pub tokens_valid_after: Option<OffsetDateTime>,
+    /// Bumped (by a trigger) with every change of the above that matters to authentication: what tells a
+    /// cached row from a newer one (`principal_cache.rs`).
+    pub auth_version: i64,
 }
 
 /// A stored refresh token (by its hash).

@@ -5,6 +5,7 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use payledger_core::{AccountId, Inn};
@@ -12,6 +13,8 @@ use serde_json::json;
 use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
+use super::principal_cache::PrincipalCache;
+use super::sqlite_reads::HotReads;
 use super::{StoreError, organization_account};
 
 /// How many read connections serve API reads while the writer works.
@@ -36,6 +39,9 @@ pub struct SqliteStore {
     path: std::path::PathBuf,
     writer: SqlitePool,
     reader: SqlitePool,
+    /// The hot reads' rusqlite connections (`sqlite_reads.rs`).
+    pub(super) hot: Arc<HotReads>,
+    pub(super) principal_cache: Arc<PrincipalCache>,
 }
 
 impl SqliteStore {
@@ -65,7 +71,7 @@ impl SqliteStore {
             .max_connections(READER_CONNECTIONS)
             .connect_with(options)
             .await?;
-        let store = SqliteStore { path: path.to_path_buf(), writer, reader };
+        let store = SqliteStore::assemble(path, writer, reader);
         tokio::spawn(checkpoint_in_background(store.reader.clone()));
         Ok(store)
     }
@@ -82,7 +88,17 @@ impl SqliteStore {
             .disable_statement_logging();
         let reader =
             SqlitePoolOptions::new().test_before_acquire(false).max_connections(2).connect_with(options).await?;
-        Ok(SqliteStore { path: path.to_path_buf(), writer: reader.clone(), reader })
+        Ok(SqliteStore::assemble(path, reader.clone(), reader))
+    }
+
+    fn assemble(path: &Path, writer: SqlitePool, reader: SqlitePool) -> SqliteStore {
+        SqliteStore {
+            path: path.to_path_buf(),
+            writer,
+            reader,
+            hot: Arc::new(HotReads::new(path, BUSY_TIMEOUT)),
+            principal_cache: Arc::default(),
+        }
     }
 
     /// Opens an existing database file as [`SqliteStore::open`] does, but never creates it (nor its folder).
@@ -97,6 +113,7 @@ impl SqliteStore {
     pub(super) async fn close(&self) {
         self.writer.close().await;
         self.reader.close().await;
+        self.hot.close();
     }
 
     pub(super) async fn migrate(&self) -> Result<(), StoreError> {

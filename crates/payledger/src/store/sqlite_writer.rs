@@ -59,6 +59,8 @@ impl SqliteWriter {
         connection.pragma_update(None, "foreign_keys", "ON")?;
         connection.pragma_update(None, "cache_size", -cache_kib)?;
         connection.pragma_update(None, "wal_autocheckpoint", autocheckpoint_pages)?;
+        // A cached statement with a `LIMIT ?4` (the delivery claim) is not compiled again on every batch.
+        super::sqlite_reads::plan_once(&connection)?;
         Ok(SqliteWriter { connection })
     }
 

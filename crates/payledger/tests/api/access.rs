@@ -729,11 +729,14 @@ async fn concurrent_refreshes_of_one_token_give_one_pair_and_revoke_the_login() 
 }
 
 /// A disabled user's access token stops working at once, and a role change applies to the next request: the
-/// token says who, the users table says what they may do.
+/// token says who, the users table says what they may do. The changes here are made by another process (the
+/// CLI's way), so at once only with the cache of users off (`user_cache.rs` tests it on).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn access_tokens_follow_the_user_row() {
     let Some(db) = TestDb::new(Backend::Sqlite).await else { return };
-    let server = TestServer::start(common::settings(&db)).await;
+    let mut settings = common::settings(&db);
+    settings.tokens.user_cache = Duration::ZERO;
+    let server = TestServer::start(settings).await;
     let store = db.store().await;
     payledger::auth::principals::create(&store, "test", "adm2", PASSWORD, "admin", false).await.expect("user");
     let adm2 = server.client_with_token(&server.login("adm2", PASSWORD).await);
@@ -755,7 +758,11 @@ async fn access_tokens_follow_the_user_row() {
 async fn two_admins_cannot_disable_each_other_at_once() {
     for backend in [Backend::Sqlite, Backend::Postgres] {
         let Some(db) = TestDb::new(backend).await else { continue };
-        let server = TestServer::start(common::settings(&db)).await;
+        // Each round puts the admins back from the CLI's side, which the server's cache of users would only
+        // see within its bound: off, so that every round races two live admins.
+        let mut settings = common::settings(&db);
+        settings.tokens.user_cache = Duration::ZERO;
+        let server = TestServer::start(settings).await;
         let store = db.store().await;
         for round in 0..5 {
             let other = format!("adm{round}");

@@ -27,6 +27,7 @@ mod principals;
 mod proxy;
 mod races;
 mod statements;
+mod user_cache;
 mod verify;
 mod webhook;
 mod webhook_endpoints;

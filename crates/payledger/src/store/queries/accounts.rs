@@ -32,20 +32,6 @@ macro_rules! account_queries {
             Ok(sqlx::query_scalar("SELECT COUNT(*) FROM organizations").fetch_one(&self.$reader).await?)
         }
 
-        pub(in crate::store) async fn organization_balance(
-            &self,
-            inn: &payledger_core::Inn,
-        ) -> Result<Option<i64>, $crate::store::StoreError> {
-            Ok(sqlx::query_scalar(
-                "SELECT COALESCE(a.balance, 0) FROM organizations o
-                 LEFT JOIN accounts a ON a.kind = 'organization' AND a.external_key = o.inn AND a.currency = 'RUB'
-                 WHERE o.inn = $1",
-            )
-            .bind(inn.as_str())
-            .fetch_optional(&self.$reader)
-            .await?)
-        }
-
         pub(in crate::store) async fn balance_log(
             &self,
             inn: &payledger_core::Inn,

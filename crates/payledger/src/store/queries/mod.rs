@@ -10,6 +10,7 @@ pub mod audit;
 pub mod balances;
 pub mod csv_mappings;
 pub mod events;
+pub mod hot_reads;
 pub mod jobs;
 pub mod notices;
 pub mod payouts;

@@ -5,7 +5,7 @@ use time::OffsetDateTime;
 use crate::store::{AuditEntry, PrincipalChange, PrincipalRow, PrincipalUpdate, Store, StoreError};
 
 /// A user from columns `id, username, password_hash, role, active, password_generated, created_at,
-/// tokens_valid_after`.
+/// tokens_valid_after, auth_version` (`hot_reads::principal_columns!`).
 macro_rules! principal_from_row {
     ($row:expr) => {
         $crate::store::PrincipalRow {
@@ -17,6 +17,7 @@ macro_rules! principal_from_row {
             password_generated: $row.try_get(5)?,
             created_at: $row.try_get(6)?,
             tokens_valid_after: $row.try_get(7)?,
+            auth_version: $row.try_get(8)?,
         }
     };
 }
@@ -35,27 +36,11 @@ macro_rules! principal_queries {
         bind_time: $bind_time:path
     ) => {
         impl $store {
-        pub(in crate::store) async fn principal(
-            &self,
-            username: &str,
-        ) -> Result<Option<$crate::store::PrincipalRow>, $crate::store::StoreError> {
-            let row = sqlx::query(
-                "SELECT id, username, password_hash, role, active, password_generated, created_at, tokens_valid_after FROM users WHERE username = $1",
-            )
-            .bind(username)
-            .fetch_optional(&self.$reader)
-            .await?;
-            Ok(match row {
-                Some(row) => Some($crate::store::queries::principals::principal_from_row!(row)),
-                None => None,
-            })
-        }
-
         pub(in crate::store) async fn principals(
             &self,
         ) -> Result<Vec<$crate::store::PrincipalRow>, $crate::store::StoreError> {
             let rows = sqlx::query(
-                "SELECT id, username, password_hash, role, active, password_generated, created_at, tokens_valid_after FROM users ORDER BY username",
+                concat!($crate::store::queries::hot_reads::principal_columns!(), " ORDER BY username"),
             )
             .fetch_all(&self.$writer)
             .await?;
@@ -165,24 +150,13 @@ macro_rules! principal_queries {
             for audit in audits {
                 Self::write_audit(&mut *tx, audit, now).await?;
             }
+            // The version the trigger gave the changes: this instance forgets the user's cached row, before the
+            // commit so that nothing can skip it (principal_cache.rs).
+            let version: i64 =
+                sqlx::query_scalar("SELECT auth_version FROM users WHERE id = $1").bind(id).fetch_one(&mut *tx).await?;
+            self.principal_cache.changed(id, version);
             tx.commit().await?;
             Ok($crate::store::PrincipalUpdate::Updated)
-        }
-
-        pub(in crate::store) async fn principal_by_id(
-            &self,
-            id: i64,
-        ) -> Result<Option<$crate::store::PrincipalRow>, $crate::store::StoreError> {
-            let row = sqlx::query(
-                "SELECT id, username, password_hash, role, active, password_generated, created_at, tokens_valid_after FROM users WHERE id = $1",
-            )
-            .bind(id)
-            .fetch_optional(&self.$reader)
-            .await?;
-            Ok(match row {
-                Some(row) => Some($crate::store::queries::principals::principal_from_row!(row)),
-                None => None,
-            })
         }
 
         pub(in crate::store) async fn user_count(&self) -> Result<i64, $crate::store::StoreError> {
@@ -226,6 +200,56 @@ impl Store {
     /// A user by id.
     pub async fn principal_by_id(&self, id: i64) -> Result<Option<PrincipalRow>, StoreError> {
         on_backend!(self, store => store.principal_by_id(id).await)
+    }
+
+    /// A user by id for authenticating a request: from this process's cache when it was read recently enough
+    /// ([`Store::set_user_cache`]) and no change of it was heard of since (`principal_cache.rs` says why that is
+    /// exact enough), else read and kept.
+    pub async fn authenticating_principal(&self, id: i64) -> Result<Option<PrincipalRow>, StoreError> {
+        let cache = self.principal_cache();
+        let now = std::time::Instant::now();
+        if let Some(row) = cache.get(id, now) {
+            return Ok(Some(row));
+        }
+        let row = self.principal_by_id(id).await?;
+        if let Some(row) = &row {
+            cache.keep(row, now);
+        }
+        Ok(row)
+    }
+
+    /// A user by name for authenticating a request (HTTP Basic), cached as
+    /// [`Store::authenticating_principal`] is.
+    pub async fn authenticating_principal_named(&self, username: &str) -> Result<Option<PrincipalRow>, StoreError> {
+        let cache = self.principal_cache();
+        let now = std::time::Instant::now();
+        if let Some(row) = cache.get_named(username, now) {
+            return Ok(Some(row));
+        }
+        let row = self.principal(username).await?;
+        if let Some(row) = &row {
+            cache.keep(row, now);
+        }
+        Ok(row)
+    }
+
+    fn principal_cache(&self) -> &crate::store::principal_cache::PrincipalCache {
+        on_backend!(self, store => &store.principal_cache)
+    }
+
+    /// How long a cached user is served without reading it again (zero: never).
+    pub fn set_user_cache(&self, fresh_for: std::time::Duration) {
+        self.principal_cache().set_fresh_for(fresh_for);
+    }
+
+    /// Keeps this process's cache of users in step with changes other instances make, until `stop` turns
+    /// true: on PostgreSQL by listening for the `users` trigger's notifications; on SQLite (one server per
+    /// database) there is nothing to listen to, and a change made by another process (the CLI) applies
+    /// within the cache's freshness.
+    pub async fn watch_principals(&self, stop: tokio::sync::watch::Receiver<bool>) {
+        if let Store::Postgres(store) = self {
+            store.watch_principals(stop).await;
+        }
     }
 
     /// How many users exist.

@@ -101,6 +101,18 @@ macro_rules! token_queries {
             .bind($bind_time(now))
             .execute(&mut *tx)
             .await?;
+            // The version the trigger gave the change: this instance forgets the user's cached row, before the
+            // commit so that nothing can skip it (principal_cache.rs).
+            let changed: Option<(i64, i64)> = sqlx::query_as(
+                "SELECT id, auth_version FROM users
+                 WHERE id = (SELECT user_id FROM refresh_tokens WHERE family = $1 LIMIT 1)",
+            )
+            .bind(family)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some((id, version)) = changed {
+                self.principal_cache.changed(id, version);
+            }
             tx.commit().await?;
             Ok(())
         }
