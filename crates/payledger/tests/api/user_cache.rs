@@ -35,6 +35,22 @@ async fn jobs_status(client: &reqwest::Client, server: &TestServer) -> u16 {
     client.get(server.url("/api/v1/jobs/")).send().await.expect("jobs").status().as_u16()
 }
 
+/// Calls with `client` until `server` answers `expected`, for at most `within`; returns how long that took.
+async fn wait_for_status(
+    client: &reqwest::Client,
+    server: &TestServer,
+    expected: u16,
+    within: Duration,
+    what: &str,
+) -> Duration {
+    let start = Instant::now();
+    while jobs_status(client, server).await != expected {
+        assert!(start.elapsed() < within, "{what}: still not {expected} after {:?}", start.elapsed());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    start.elapsed()
+}
+
 async fn patch_user(server: &TestServer, name: &str, change: serde_json::Value) {
     let response = server.client.patch(server.url(&format!("/api/v1/users/{name}/"))).json(&change).send().await;
     assert_eq!(response.expect("patch").status(), 200, "patch {name} with {change}");
@@ -110,23 +126,53 @@ async fn a_revoked_login_applies_to_the_next_request() {
     server.stop().await;
 }
 
+/// Two instances on one database with long caches, an admin `adm2` created through the first, and a client
+/// with adm2's token, which the second instance has cached once this returns.
+async fn two_instances(db: &TestDb) -> (TestServer, TestServer, reqwest::Client) {
+    let first = TestServer::start(settings(db, LONG_CACHE)).await;
+    let second = TestServer::start(settings(db, LONG_CACHE)).await;
+    let adm2 = admin_client(&first, "adm2").await;
+    assert_eq!(jobs_status(&adm2, &second).await, 200, "the second instance has the user cached now");
+    (first, second, adm2)
+}
+
 /// Two instances on one PostgreSQL database: a user disabled through one is refused by the other as soon as
 /// the notification arrives, although the other's cache would keep the user for minutes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn other_instances_hear_a_change_at_commit() {
     let Some(db) = TestDb::new(Backend::Postgres).await else { return };
-    let first = TestServer::start(settings(&db, LONG_CACHE)).await;
-    let second = TestServer::start(settings(&db, LONG_CACHE)).await;
-    let adm2 = admin_client(&first, "adm2").await;
-    assert_eq!(jobs_status(&adm2, &second).await, 200, "the second instance has the user cached now");
+    let (first, second, adm2) = two_instances(&db).await;
     for (change, expected) in [(json!({"role": "viewer"}), 403), (json!({"active": false}), 401)] {
         patch_user(&first, "adm2", change.clone()).await;
-        let start = Instant::now();
-        while jobs_status(&adm2, &second).await != expected {
-            assert!(start.elapsed() < Duration::from_secs(10), "{change} never reached the second instance");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        wait_for_status(&adm2, &second, expected, Duration::from_secs(10), &format!("{change} on the other")).await;
     }
+    second.stop().await;
+    first.stop().await;
+}
+
+/// The listening connection is cut (PostgreSQL terminates it, as a restart or a failover would): the
+/// instances listen again on their own, and a change made afterwards still reaches the other instance at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn listening_resumes_after_its_connection_is_cut() {
+    let Some(db) = TestDb::new(Backend::Postgres).await else { return };
+    let (first, second, adm2) = two_instances(&db).await;
+    const LISTENING: &str = "SELECT COUNT(*) FROM pg_stat_activity
+                             WHERE datname = current_database() AND query LIKE 'LISTEN%'";
+    assert_eq!(db.scalar(LISTENING).await, 2, "one listening connection per instance");
+    let cut = db
+        .scalar(
+            "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity
+             WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+        )
+        .await;
+    assert_eq!(cut, 2);
+    let start = Instant::now();
+    while db.scalar(LISTENING).await < 2 {
+        assert!(start.elapsed() < Duration::from_secs(10), "the instances did not listen again");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    patch_user(&first, "adm2", json!({"active": false})).await;
+    wait_for_status(&adm2, &second, 401, Duration::from_secs(10), "disabled, on the other instance").await;
     second.stop().await;
     first.stop().await;
 }
@@ -142,10 +188,6 @@ async fn a_change_made_elsewhere_applies_within_the_bound() {
     assert_eq!(jobs_status(&adm2, &server).await, 200);
     let store = db.store().await;
     payledger::auth::principals::set_active(&store, "cli", "adm2", false).await.expect("disable");
-    let start = Instant::now();
-    while jobs_status(&adm2, &server).await != 401 {
-        assert!(start.elapsed() < bound * 10, "still served {:?} after the change", start.elapsed());
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_for_status(&adm2, &server, 401, bound * 10, "disabled by another process").await;
     server.stop().await;
 }
