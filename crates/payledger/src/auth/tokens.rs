@@ -244,16 +244,21 @@ impl TokenKeys {
             Some(claims) => claims,
             None => {
                 let claims = self.verify_signed(token)?;
-                let mut verified = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
-                if verified.len() >= MAX_VERIFIED_TOKENS {
-                    verified.clear();
+                if !expired(&claims, now)? {
+                    let mut verified = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
+                    if verified.len() >= MAX_VERIFIED_TOKENS {
+                        // The expired ones first; all of them only if every one is still valid.
+                        verified.retain(|_, kept| kept.exp > now.unix_timestamp());
+                        if verified.len() >= MAX_VERIFIED_TOKENS {
+                            verified.clear();
+                        }
+                    }
+                    verified.insert(digest, claims.clone());
                 }
-                verified.insert(digest, claims.clone());
                 claims
             }
         };
-        let expires = OffsetDateTime::from_unix_timestamp(claims.exp).map_err(|_| TokenError::Invalid)?;
-        if now >= expires {
+        if expired(&claims, now)? {
             return Err(TokenError::Expired);
         }
         Ok(claims)
@@ -283,6 +288,12 @@ impl TokenKeys {
             jti: payload.jti,
         })
     }
+}
+
+/// Whether claims verified as genuine have expired at `now` (an `exp` out of time's range is invalid).
+fn expired(claims: &Claims, now: OffsetDateTime) -> Result<bool, TokenError> {
+    let expires = OffsetDateTime::from_unix_timestamp(claims.exp).map_err(|_| TokenError::Invalid)?;
+    Ok(now >= expires)
 }
 
 /// A random v4 UUID for `jti`, from the OS generator. `Uuid::new_v4` would panic if the generator failed;

@@ -23,6 +23,17 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections of a read-only store (`verify` runs its checks one after another in one snapshot).
 const READ_ONLY_CONNECTIONS: u32 = 2;
 
+/// How long a listening connection may hear nothing before it is replaced by a new one.
+const LISTEN_IDLE: Duration = Duration::from_secs(60);
+
+/// How one listening connection's life ended.
+enum ListenEnd {
+    /// Nothing was heard for [`LISTEN_IDLE`].
+    Idle,
+    /// It could not connect or listen, or it failed while listening (`listened`).
+    Failed { error: sqlx::Error, listened: bool },
+}
+
 /// The PostgreSQL database.
 #[derive(Clone, Debug)]
 pub struct PgStore {
@@ -62,57 +73,72 @@ impl PgStore {
     /// Listens for changes of users (`NOTIFY payledger_principals`, sent by the `users` trigger at commit) and
     /// forgets each changed user's cached row, until `stop` turns true. On its own connection, outside the
     /// pool, so that it never takes one from the requests. Whenever the connection is lost, notifications may
-    /// have been missed meanwhile: the whole cache is forgotten (sqlx connects and listens again on the next
-    /// receive; if that fails, a second later). A cached row is served only for the cache's freshness in any
-    /// case.
+    /// have been missed meanwhile: the whole cache is forgotten, and listening starts again a second later
+    /// (warned of once per outage). A connection that heard nothing for [`LISTEN_IDLE`] is replaced, so that
+    /// one a NAT or a balancer dropped without a word cannot leave the instance deaf. A cached row is served
+    /// only for the cache's freshness in any case.
     pub async fn watch_principals(&self, mut stop: tokio::sync::watch::Receiver<bool>) {
         let options = (*self.pool.connect_options()).clone();
-        let own = PgPoolOptions::new().max_connections(1).connect_lazy_with(options);
-        let listening = std::sync::atomic::AtomicBool::new(false);
+        // Two: a replaced connection goes back to its pool only once its `UNLISTEN` is answered, which a
+        // connection dropped by the network may not be for minutes; its successor must not wait for it.
+        let own = PgPoolOptions::new().max_connections(2).acquire_timeout(ACQUIRE_TIMEOUT).connect_lazy_with(options);
         let mut warned = false;
         loop {
-            tokio::select! {
-                Err(error) = self.listen_for_changes(&own, &listening) => {
-                    self.principal_cache.clear();
-                    // Once per outage, not every second of it.
-                    if listening.swap(false, std::sync::atomic::Ordering::Relaxed) {
-                        warned = false;
-                    }
+            let end = tokio::select! {
+                end = self.listen_for_changes(&own) => end,
+                _ = stop.wait_for(|stopped| *stopped) => break,
+            };
+            self.principal_cache.clear();
+            match end {
+                ListenEnd::Idle => {
+                    warned = false;
+                    continue;
+                }
+                ListenEnd::Failed { error, listened } => {
+                    warned &= !listened;
                     if !warned {
                         warned = true;
                         tracing::warn!(%error, "listening for changes of users failed; retrying every second");
                     }
                 }
-                _ = stop.wait_for(|stopped| *stopped) => break,
             }
             tokio::select! {
                 () = tokio::time::sleep(Duration::from_secs(1)) => {}
                 _ = stop.wait_for(|stopped| *stopped) => break,
             }
         }
-        own.close().await;
+        // A connection cut without a word could keep the close waiting; the shutdown does not wait for it.
+        let _ = tokio::time::timeout(Duration::from_secs(2), own.close()).await;
     }
 
-    /// One listening connection's life: returns only its failure.
-    async fn listen_for_changes(
-        &self,
-        own: &PgPool,
-        listening: &std::sync::atomic::AtomicBool,
-    ) -> Result<std::convert::Infallible, sqlx::Error> {
-        let mut listener = sqlx::postgres::PgListener::connect_with(own).await?;
-        listener.listen(CHANNEL).await?;
+    /// One listening connection's life, until it fails or stays idle for [`LISTEN_IDLE`].
+    async fn listen_for_changes(&self, own: &PgPool) -> ListenEnd {
+        let failed = |error, listened| ListenEnd::Failed { error, listened };
+        let mut listener = match sqlx::postgres::PgListener::connect_with(own).await {
+            Ok(listener) => listener,
+            Err(error) => return failed(error, false),
+        };
+        // A lost connection ends this life (and the caller waits a second), rather than sqlx reconnecting at
+        // once inside the receive, as often as the network fails.
+        listener.eager_reconnect(false);
+        if let Err(error) = listener.listen(CHANNEL).await {
+            return failed(error, false);
+        }
         // Anything cached before listening began may have changed unheard.
         self.principal_cache.clear();
-        listening.store(true, std::sync::atomic::Ordering::Relaxed);
         loop {
-            match listener.try_recv().await? {
-                Some(notice) => {
+            match tokio::time::timeout(LISTEN_IDLE, listener.try_recv()).await {
+                Ok(Ok(Some(notice))) => {
                     if let Some((id, version)) = PrincipalCache::parse_notice(notice.payload()) {
                         self.principal_cache.changed(id, version);
                     }
                 }
-                // The connection was lost; the next receive connects and listens again.
-                None => self.principal_cache.clear(),
+                Ok(Ok(None)) => {
+                    let lost = std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "the connection was lost");
+                    return failed(sqlx::Error::Io(lost), true);
+                }
+                Ok(Err(error)) => return failed(error, true),
+                Err(_) => return ListenEnd::Idle,
             }
         }
     }

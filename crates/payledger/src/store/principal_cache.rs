@@ -15,7 +15,9 @@
 //!   pooler that drops notifications sits between) and for a change made outside a server on SQLite (the
 //!   CLI's `user` commands).
 //! - A row read before a change committed must not be kept after the change was heard of: each user's highest
-//!   version heard of is remembered, and an older row is not kept.
+//!   version heard of is remembered for [`HEARD_FOR`], and an older row is not kept meanwhile. (Any row read
+//!   after the change committed has its version; past that time a change that rolled back after it was
+//!   heard of no longer stops the user's row from being cached.)
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,6 +34,11 @@ pub const DEFAULT_FRESH_FOR: Duration = Duration::from_secs(1);
 /// an occasional re-read of every user).
 const MAX_ENTRIES: usize = 10_000;
 
+/// How long a version heard of keeps older rows out of the cache: far longer than a read of a user takes.
+const HEARD_FOR: Duration = Duration::from_secs(60);
+/// How many versions heard of are kept before those older than [`HEARD_FOR`] are dropped.
+const MAX_HEARD: usize = 1024;
+
 /// The PostgreSQL channel the `users` trigger notifies on.
 pub const CHANNEL: &str = "payledger_principals";
 
@@ -39,8 +46,8 @@ pub const CHANNEL: &str = "payledger_principals";
 struct Entries {
     by_id: HashMap<i64, (PrincipalRow, Instant)>,
     id_of: HashMap<String, i64>,
-    /// Each user's highest `auth_version` this process heard of: a row older than that is stale.
-    heard: HashMap<i64, i64>,
+    /// Each user's highest `auth_version` this process heard of, and when: a row older than that is stale.
+    heard: HashMap<i64, (i64, Instant)>,
 }
 
 /// The cache of one store.
@@ -93,7 +100,9 @@ impl PrincipalCache {
     /// heard of meanwhile.
     pub fn keep(&self, row: &PrincipalRow, read_at: Instant) {
         let mut entries = self.lock();
-        if entries.heard.get(&row.id).is_some_and(|heard| row.auth_version < *heard)
+        let now = Instant::now();
+        let stale = |(version, at): &(i64, Instant)| row.auth_version < *version && now.duration_since(*at) < HEARD_FOR;
+        if entries.heard.get(&row.id).is_some_and(stale)
             || entries.by_id.get(&row.id).is_some_and(|(kept, _)| row.auth_version < kept.auth_version)
         {
             return;
@@ -109,8 +118,12 @@ impl PrincipalCache {
     /// A user's row changed to `version`: an older entry is forgotten, and an older row is no longer kept.
     pub fn changed(&self, id: i64, version: i64) {
         let mut entries = self.lock();
-        let heard = entries.heard.entry(id).or_insert(version);
-        *heard = (*heard).max(version);
+        let now = Instant::now();
+        if entries.heard.len() >= MAX_HEARD {
+            entries.heard.retain(|_, (_, at)| now.duration_since(*at) < HEARD_FOR);
+        }
+        let heard = entries.heard.entry(id).or_insert((version, now));
+        *heard = (heard.0.max(version), now);
         if entries.by_id.get(&id).is_some_and(|(row, _)| row.auth_version < version) {
             entries.by_id.remove(&id);
         }

@@ -5,9 +5,10 @@
 //! two thread switches per query, more than these reads cost themselves. Each of them is a lookup by a
 //! unique key or one bounded page (at most `MAX_HISTORY_PAGE` + 1 lines) of one index range, so it takes
 //! microseconds and can run where the request runs; in WAL mode a reader never waits for the writer. The
-//! rare read SQLite does make wait (a WAL being recovered after a crash) gives up after [`IMPATIENCE`] and is
+//! rare read SQLite refuses as busy (a WAL being recovered after a crash) is not waited for there: it is
 //! retried on a blocking thread for as long as any other connection would wait, so it never holds up the
-//! other requests of its runtime thread longer than that.
+//! other requests of its runtime thread. (A page missing from the caches is still read from the disk there,
+//! as sqlx's driver thread would: a read touches a handful of pages.)
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -25,8 +26,9 @@ use super::{ActivityRow, HistoryPage, PrincipalRow, SqliteStore, StoreError, Use
 /// so no more are ever in use than threads run reads at once (the runtime's workers, one per core, and the
 /// blocking threads of the rare retries); one beyond the limit is closed after its read.
 const MIN_IDLE: usize = 8;
-/// How long a read on a runtime thread lets SQLite wait for a lock before it moves to a blocking thread.
-const IMPATIENCE: Duration = Duration::from_millis(20);
+/// The pause between a blocking thread's attempts at a read SQLite refused as busy (these connections do not
+/// wait inside SQLite, so a refusal on a runtime thread comes back at once).
+const RETRY_PAUSE: Duration = Duration::from_millis(5);
 /// The statements each connection keeps prepared (every hot read's, with room to spare).
 const STATEMENT_CACHE: usize = 16;
 /// Each connection's page cache, in KiB (SQLite's negative `cache_size`). The operating system caches the
@@ -36,7 +38,7 @@ const CACHE_KIB: i64 = 1024;
 /// The idle read connections of one database file.
 pub(super) struct HotReads {
     path: PathBuf,
-    /// How long a read may wait for a lock in all (on a blocking thread past [`IMPATIENCE`]).
+    /// How long a read refused as busy is retried, on a blocking thread.
     busy_timeout: Duration,
     max_idle: usize,
     idle: Mutex<Vec<Connection>>,
@@ -59,7 +61,7 @@ impl HotReads {
         self.idle.lock().unwrap_or_else(PoisonError::into_inner).clear();
     }
 
-    /// Runs `read` here, or, if SQLite made it wait longer than [`IMPATIENCE`], again on a blocking thread.
+    /// Runs `read` here, or, if SQLite refused it as busy, again on a blocking thread.
     async fn read<T: Send + 'static>(
         self: &Arc<Self>,
         read: impl Fn(&Connection) -> Result<T, StoreError> + Send + 'static,
@@ -75,12 +77,16 @@ impl HotReads {
         }
     }
 
-    /// Runs `read` until SQLite stops making it wait, for up to the busy timeout.
+    /// Runs `read` until SQLite stops making it wait, for up to the busy timeout. SQLite's busy handler sleeps
+    /// between its own attempts, but some refusals come at once (`SQLITE_LOCKED`, a WAL being recovered), so
+    /// each retry here waits a little too rather than spin.
     fn patiently<T>(&self, read: &impl Fn(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
         let start = Instant::now();
         loop {
             match self.with(read) {
-                Err(error) if is_busy(&error) && start.elapsed() < self.busy_timeout => continue,
+                Err(error) if is_busy(&error) && start.elapsed() < self.busy_timeout => {
+                    std::thread::sleep(RETRY_PAUSE);
+                }
                 done => return done,
             }
         }
@@ -91,7 +97,7 @@ impl HotReads {
         // connection is used by one thread at a time (it is taken out of `idle` to be used).
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
         let connection = Connection::open_with_flags(&self.path, flags)?;
-        connection.busy_timeout(IMPATIENCE)?;
+        connection.busy_timeout(Duration::ZERO)?;
         connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         connection.pragma_update(None, "cache_size", -CACHE_KIB)?;
         plan_once(&connection)?;
@@ -106,8 +112,9 @@ impl HotReads {
             None => self.open()?,
         };
         let result = read(&connection);
-        // A connection whose read failed may be the cause (a file that went away): it is not kept.
-        if result.is_ok() {
+        // A connection whose read failed may be the cause (a file that went away): it is not kept, unless the
+        // failure was only a busy database.
+        if result.as_ref().err().is_none_or(is_busy) {
             let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
             if idle.len() < self.max_idle {
                 idle.push(connection);
@@ -121,7 +128,7 @@ fn is_busy(error: &StoreError) -> bool {
     matches!(
         error,
         StoreError::Sqlite(rusqlite::Error::SqliteFailure(failure, _))
-            if matches!(failure.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+            if failure.code == rusqlite::ErrorCode::DatabaseBusy
     )
 }
 
