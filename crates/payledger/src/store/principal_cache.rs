@@ -84,16 +84,20 @@ impl PrincipalCache {
 
     /// The user with this id, if read recently enough.
     pub fn get(&self, id: i64, now: Instant) -> Option<PrincipalRow> {
-        let fresh_for = Duration::from_micros(self.fresh_for_micros.load(Ordering::Relaxed));
-        let entries = self.lock();
-        let (row, read_at) = entries.by_id.get(&id)?;
-        (now.saturating_duration_since(*read_at) < fresh_for).then(|| row.clone())
+        self.fresh(&self.lock(), id, now)
     }
 
     /// The user with this name, if read recently enough.
     pub fn get_named(&self, username: &str, now: Instant) -> Option<PrincipalRow> {
-        let id = *self.lock().id_of.get(username)?;
-        self.get(id, now).filter(|row| row.username == username)
+        let entries = self.lock();
+        let id = *entries.id_of.get(username)?;
+        self.fresh(&entries, id, now).filter(|row| row.username == username)
+    }
+
+    fn fresh(&self, entries: &Entries, id: i64, now: Instant) -> Option<PrincipalRow> {
+        let fresh_for = Duration::from_micros(self.fresh_for_micros.load(Ordering::Relaxed));
+        let (row, read_at) = entries.by_id.get(&id)?;
+        (now.saturating_duration_since(*read_at) < fresh_for).then(|| row.clone())
     }
 
     /// Keeps a row read at `read_at` (taken before the read started), unless a newer version of the user was

@@ -70,21 +70,18 @@ pub(crate) fn history_bounds(page: &crate::store::HistoryPage) -> (i64, i64) {
     }
 }
 
+fn principal_of(row: Option<sqlx::postgres::PgRow>) -> Result<Option<PrincipalRow>, StoreError> {
+    let Some(row) = row else { return Ok(None) };
+    Ok(Some(crate::store::queries::principals::principal_from_row!(row)))
+}
+
 impl PgStore {
     pub(in crate::store) async fn principal(&self, username: &str) -> Result<Option<PrincipalRow>, StoreError> {
-        let row = sqlx::query(PRINCIPAL_BY_NAME).bind(username).fetch_optional(&self.pool).await?;
-        Ok(match row {
-            Some(row) => Some(crate::store::queries::principals::principal_from_row!(row)),
-            None => None,
-        })
+        principal_of(sqlx::query(PRINCIPAL_BY_NAME).bind(username).fetch_optional(&self.pool).await?)
     }
 
     pub(in crate::store) async fn principal_by_id(&self, id: i64) -> Result<Option<PrincipalRow>, StoreError> {
-        let row = sqlx::query(PRINCIPAL_BY_ID).bind(id).fetch_optional(&self.pool).await?;
-        Ok(match row {
-            Some(row) => Some(crate::store::queries::principals::principal_from_row!(row)),
-            None => None,
-        })
+        principal_of(sqlx::query(PRINCIPAL_BY_ID).bind(id).fetch_optional(&self.pool).await?)
     }
 
     pub(in crate::store) async fn user_balance(&self, user: i64) -> Result<Option<UserBalance>, StoreError> {

@@ -206,29 +206,30 @@ impl Store {
     /// ([`Store::set_user_cache`]) and no change of it was heard of since (`principal_cache.rs` says why that is
     /// exact enough), else read and kept.
     pub async fn authenticating_principal(&self, id: i64) -> Result<Option<PrincipalRow>, StoreError> {
-        let cache = self.principal_cache();
         let now = std::time::Instant::now();
-        if let Some(row) = cache.get(id, now) {
-            return Ok(Some(row));
-        }
-        let row = self.principal_by_id(id).await?;
-        if let Some(row) = &row {
-            cache.keep(row, now);
-        }
-        Ok(row)
+        self.read_through(self.principal_cache().get(id, now), now, self.principal_by_id(id)).await
     }
 
     /// A user by name for authenticating a request (HTTP Basic), cached as
     /// [`Store::authenticating_principal`] is.
     pub async fn authenticating_principal_named(&self, username: &str) -> Result<Option<PrincipalRow>, StoreError> {
-        let cache = self.principal_cache();
         let now = std::time::Instant::now();
-        if let Some(row) = cache.get_named(username, now) {
-            return Ok(Some(row));
+        self.read_through(self.principal_cache().get_named(username, now), now, self.principal(username)).await
+    }
+
+    /// The cached row if there is one, else what `read` finds, kept as read at `now` (taken before the read).
+    async fn read_through(
+        &self,
+        cached: Option<PrincipalRow>,
+        now: std::time::Instant,
+        read: impl std::future::Future<Output = Result<Option<PrincipalRow>, StoreError>>,
+    ) -> Result<Option<PrincipalRow>, StoreError> {
+        if cached.is_some() {
+            return Ok(cached);
         }
-        let row = self.principal(username).await?;
+        let row = read.await?;
         if let Some(row) = &row {
-            cache.keep(row, now);
+            self.principal_cache().keep(row, now);
         }
         Ok(row)
     }
