@@ -6,7 +6,7 @@ use payledger_core::BalanceOperation;
 use crate::engine::balances::{BalanceCommand, BalanceOutcome, IdempotencyRequest, KeptRefusal, Renderer};
 use crate::engine::batch::{WriteCommand, WriteOutcome};
 use crate::engine::{EngineError, LedgerEngine};
-use crate::idempotency::{IdempotencyKey, InFlightKeys, fingerprint, refusal_fingerprint};
+use crate::idempotency::{IdempotencyKey, InFlight, InFlightKeys, fingerprint, refusal_fingerprint};
 use crate::store::batch::StoredResponse;
 
 /// An operation's `Idempotency-Key` and what identifies its endpoint.
@@ -34,6 +34,11 @@ impl Balances {
         Balances { engine, in_flight: InFlightKeys::default() }
     }
 
+    /// The engine this service submits to.
+    pub fn engine(&self) -> &LedgerEngine {
+        &self.engine
+    }
+
     /// Applies an operation, at most once per idempotency key, audited under `by`. An error means nothing was
     /// applied.
     ///
@@ -51,12 +56,32 @@ impl Balances {
         let Some(idempotency) = idempotency else {
             return self.submit(BalanceCommand { operation, idempotency: None, by }).await;
         };
-        let fingerprint = fingerprint(idempotency.endpoint, &operation);
         let Some(_claim) = self.in_flight.claim(&idempotency.key) else {
             return Ok(BalanceOutcome::KeyInFlight);
         };
+        self.record(Balances::command(operation, idempotency, by)).await
+    }
+
+    /// Marks `key` in flight in this process until the guard drops, or `None` if a request with it is being
+    /// applied here already. The batch API holds one for each of its operations, so a batch and single
+    /// requests with the same key meet here as two single requests do.
+    pub fn claim(&self, key: &IdempotencyKey) -> Option<InFlight<'_>> {
+        self.in_flight.claim(key)
+    }
+
+    /// The engine command that applies `operation` under its key, as [`Balances::apply`] submits it; the
+    /// caller holds the key's claim ([`Balances::claim`]) until the outcome is known.
+    pub fn command(operation: BalanceOperation, idempotency: Idempotency, by: Option<String>) -> WriteCommand {
+        let fingerprint = fingerprint(idempotency.endpoint, &operation);
         let request = IdempotencyRequest { key: idempotency.key, fingerprint, render: idempotency.render };
-        self.submit(BalanceCommand { operation, idempotency: Some(request), by }).await
+        WriteCommand::Balance(BalanceCommand { operation, idempotency: Some(request), by })
+    }
+
+    /// The engine command that keeps an invalid request's refusal under its key, as [`Balances::refuse`]
+    /// submits it.
+    pub fn refusal(key: IdempotencyKey, endpoint: &'static str, body: &[u8], response: StoredResponse) -> WriteCommand {
+        let fingerprint = refusal_fingerprint(endpoint, body);
+        WriteCommand::KeepRefusal(KeptRefusal { key, fingerprint, response })
     }
 
     /// Keeps an invalid request's 4xx answer under its idempotency key (unless the key is already used), so
@@ -71,8 +96,7 @@ impl Balances {
         let Some(_claim) = self.in_flight.claim(&key) else {
             return Ok(BalanceOutcome::KeyInFlight);
         };
-        let fingerprint = refusal_fingerprint(endpoint, body);
-        self.record(WriteCommand::KeepRefusal(KeptRefusal { key, fingerprint, response })).await
+        self.record(Balances::refusal(key, endpoint, body, response)).await
     }
 
     async fn submit(&self, command: BalanceCommand) -> Result<BalanceOutcome, EngineError> {
@@ -80,16 +104,25 @@ impl Balances {
     }
 
     async fn record(&self, command: WriteCommand) -> Result<BalanceOutcome, EngineError> {
-        match self.engine.submit(command).await? {
-            WriteOutcome::Balance(outcome) => {
-                metrics::counter!("payledger_balance_operations_total", "outcome" => outcome_label(&outcome))
-                    .increment(1);
-                Ok(outcome)
-            }
-            // The engine answers a balance command with a balance outcome; anything else is a defect.
-            _ => Ok(BalanceOutcome::Broken("the engine answered a balance command with another outcome".into())),
-        }
+        Ok(balance_outcome(self.engine.submit(command).await?))
     }
+}
+
+/// A balance command's outcome, counted in the metrics.
+fn balance_outcome(outcome: WriteOutcome) -> BalanceOutcome {
+    match outcome {
+        WriteOutcome::Balance(outcome) => {
+            count_balance(&outcome);
+            outcome
+        }
+        // The engine answers a balance command with a balance outcome; anything else is a defect.
+        _ => BalanceOutcome::Broken("the engine answered a balance command with another outcome".into()),
+    }
+}
+
+/// Counts a balance operation's outcome in the metrics.
+pub fn count_balance(outcome: &BalanceOutcome) {
+    metrics::counter!("payledger_balance_operations_total", "outcome" => outcome_label(outcome)).increment(1);
 }
 
 fn outcome_label(outcome: &BalanceOutcome) -> &'static str {

@@ -7,6 +7,7 @@ pub mod access_log;
 pub mod api;
 pub mod auth;
 pub mod balances;
+pub mod bulk;
 pub mod cli;
 pub mod client_tls;
 pub mod config;

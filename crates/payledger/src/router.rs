@@ -21,8 +21,8 @@ use utoipa_swagger_ui::{Config, SwaggerUi};
 use crate::AppState;
 use crate::api::access::Gate;
 use crate::api::{
-    auth, balances, docs, gateway_events, health, jobs, organizations, payouts, reconciliation, reports, statements,
-    users, webhook, webhook_endpoints,
+    auth, balances, bulk, docs, gateway_events, health, jobs, organizations, payouts, reconciliation, reports,
+    statements, users, webhook, webhook_endpoints,
 };
 use crate::auth::tokens::Role;
 
@@ -66,6 +66,7 @@ pub const ROUTES: &[Route] = &[
     route(Method::POST,   "/api/deduct_funds/",                     "balances::deduct_funds",       OPERATOR),
     route(Method::POST,   "/api/unreserve_funds/",                  "balances::unreserve_funds",    OPERATOR),
     route(Method::POST,   "/api/transfer_funds/",                   "balances::transfer_funds",     OPERATOR),
+    route(Method::POST,   "/api/v1/batch/",                         "bulk::apply_batch",            OPERATOR),
     route(Method::GET,    "/api/balances/",                         "balances::balance",            READ),
     route(Method::GET,    "/api/users/{user_id}/transactions/",     "balances::history",            READ),
     route(Method::GET,    "/api/reports/revenue/",                  "reports::revenue",             VIEWER),
@@ -166,6 +167,7 @@ async fn check_access(state: State<AppState>, request: Request, next: Next) -> R
         (name = "bank webhook", description = "Payment notices from the bank"),
         (name = "organizations", description = "Organization balances and their history"),
         (name = "user balances", description = "Users' money: deposit, reserve for an order, recognize revenue, release, transfer, withdraw, balances and history. Every POST accepts an `Idempotency-Key`."),
+        (name = "batch", description = "Up to 1,000 bank notices and balance operations in one request, each answered as its single endpoint answers it, applied each on its own or all together in one ledger transaction"),
         (name = "reports", description = "Accounting reports"),
         (name = "payouts", description = "Payout requests, processed asynchronously by workers through the payment gateway. Also served under `/api/payouts/`."),
         (name = "jobs", description = "The durable job queue: dead jobs and their retry"),
@@ -202,6 +204,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(balances::deduct_funds))
         .routes(routes!(balances::unreserve_funds))
         .routes(routes!(balances::transfer_funds))
+        .routes(routes!(bulk::apply_batch))
         .routes(routes!(balances::balance))
         .routes(routes!(balances::history))
         .routes(routes!(reports::revenue))

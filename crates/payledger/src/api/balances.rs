@@ -147,25 +147,57 @@ async fn operation(
             state.balances.refuse(key, endpoint, &bytes, json_response(status, &body)).await?
         }
     };
-    Ok(match outcome {
-        BalanceOutcome::Executed { response: Some(response), .. } | BalanceOutcome::Kept(response) => {
-            stored(response, false)
-        }
-        BalanceOutcome::Executed { result, response: None } => stored(render(&result), false),
-        BalanceOutcome::Replayed(response) => stored(response, true),
-        BalanceOutcome::KeyReused => return Err(ApiError::idempotency_key_reused()),
-        BalanceOutcome::KeyInFlight => {
-            let mut response = ApiError::idempotency_key_in_flight().into_response();
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            response
-        }
-        BalanceOutcome::Broken(defect) => {
-            return Err(ApiError::Internal(format!(
-                "the ledger engine could not decide a {endpoint} operation: {defect}"
-            )));
-        }
-    })
+    if outcome == BalanceOutcome::KeyInFlight {
+        let mut response = ApiError::idempotency_key_in_flight().into_response();
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return Ok(response);
+    }
+    let (response, replayed) = balance_answer(outcome, render, endpoint)?;
+    Ok(stored(response, replayed))
 }
+
+/// What a balance operation's outcome answers: the response (stored with its key, or rendered now) and
+/// whether it is a replay, or the error it is.
+pub(crate) fn balance_answer(
+    outcome: BalanceOutcome,
+    render: Renderer,
+    endpoint: &str,
+) -> Result<(StoredResponse, bool), ApiError> {
+    match outcome {
+        BalanceOutcome::Executed { response: Some(response), .. } | BalanceOutcome::Kept(response) => {
+            Ok((response, false))
+        }
+        BalanceOutcome::Executed { result, response: None } => Ok((render(&result), false)),
+        BalanceOutcome::Replayed(response) => Ok((response, true)),
+        BalanceOutcome::KeyReused => Err(ApiError::idempotency_key_reused()),
+        BalanceOutcome::KeyInFlight => Err(ApiError::idempotency_key_in_flight()),
+        BalanceOutcome::Broken(defect) => {
+            Err(ApiError::Internal(format!("the ledger engine could not decide a {endpoint} operation: {defect}")))
+        }
+    }
+}
+
+/// A balance operation as an endpoint takes it: its stable name (part of every key's fingerprint), its
+/// parser and how its answer is rendered.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OperationKind {
+    /// The endpoint's name.
+    pub endpoint: &'static str,
+    /// Reads the body.
+    pub parse: fn(&[u8]) -> Result<BalanceOperation, FieldErrors>,
+    /// Renders the answer.
+    pub render: Renderer,
+}
+
+/// Each balance operation by the name the batch API gives it, with its single endpoint's rules.
+pub(crate) const OPERATION_KINDS: [(&str, OperationKind); 6] = [
+    ("deposit", OperationKind { endpoint: "add_funds", parse: parse_deposit, render: render_single }),
+    ("withdraw", OperationKind { endpoint: "withdraw_funds", parse: parse_withdraw, render: render_single }),
+    ("reserve", OperationKind { endpoint: "reserve_funds", parse: parse_reserve, render: render_single }),
+    ("capture", OperationKind { endpoint: "deduct_funds", parse: parse_deduct, render: render_single }),
+    ("release", OperationKind { endpoint: "unreserve_funds", parse: parse_release, render: render_single }),
+    ("transfer", OperationKind { endpoint: "transfer_funds", parse: parse_transfer, render: render_transfer }),
+];
 
 fn user_id(raw: &RawValue) -> Result<UserId, String> {
     UserId::new(parse_integer(raw)?).map_err(|error| error.to_string())

@@ -3,6 +3,8 @@
 pub mod access;
 pub mod auth;
 pub mod balances;
+pub mod bulk;
+mod bulk_schema;
 pub mod docs;
 pub mod extract;
 pub mod gateway_events;

@@ -15,6 +15,7 @@ use crate::config::ConflictPolicy;
 use crate::engine::batch::WriteOutcome;
 use crate::error::{ApiError, ErrorBody};
 use crate::webhook::intake::{FieldErrors, MAX_WEBHOOK_BODY_BYTES, parse_notice};
+use payledger_core::OperationId;
 
 /// The answer to an accepted notice (new, duplicate or conflicting).
 #[derive(Debug, Serialize, ToSchema)]
@@ -52,7 +53,7 @@ pub struct BankNoticeBody {
     document_date: String,
 }
 
-fn document_number_schema() -> utoipa::openapi::Schema {
+pub(crate) fn document_number_schema() -> utoipa::openapi::Schema {
     utoipa::openapi::ObjectBuilder::new()
         .schema_type(utoipa::openapi::schema::Type::String)
         .pattern(Some(crate::api::schema::visible_text_pattern()))
@@ -61,7 +62,7 @@ fn document_number_schema() -> utoipa::openapi::Schema {
         .into()
 }
 
-fn document_date_schema() -> utoipa::openapi::Schema {
+pub(crate) fn document_date_schema() -> utoipa::openapi::Schema {
     use utoipa::openapi::{KnownFormat, SchemaFormat};
     // The years 1901 to 9998 in any offset; 1900 and 9999 may leave the range once converted to UTC, so the
     // spec keeps to the years that never do.
@@ -97,7 +98,17 @@ fn document_date_schema() -> utoipa::openapi::Schema {
 )]
 pub async fn receive_bank_notice(State(state): State<AppState>, client: Client, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    let headers = parts.headers;
+    if let Err(error) = check_network(&state, &client).await {
+        return error.into_response();
+    }
+    match handle(&state, &parts.headers, body).await {
+        Ok(answer) => Json(answer).into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+/// Refuses a sender outside the allowed networks (and keeps the refusal for operators).
+pub(crate) async fn check_network(state: &AppState, client: &Client) -> Result<(), ApiError> {
     let guard = &state.webhook_guard;
     // The client behind trusted proxies: the proxy's own address would let every sender in, or none.
     if let Some(address) = client.address()
@@ -105,12 +116,30 @@ pub async fn receive_bank_notice(State(state): State<AppState>, client: Client, 
     {
         tracing::warn!(client = %address, "bank notice from a network outside the allow-list");
         state.intake.reject("forbidden_network", &FieldErrors::from([("peer".into(), address.to_string())]), b"").await;
-        return ApiError::Forbidden("This network may not post bank notices".into()).into_response();
+        return Err(ApiError::Forbidden("This network may not post bank notices".into()));
     }
-    match handle(&state, &headers, body).await {
-        Ok(answer) => Json(answer).into_response(),
-        Err(error) => error.into_response(),
+    Ok(())
+}
+
+/// Refuses a body without a valid signature when a secret is configured (and keeps the refusal). The
+/// signature covers the raw bytes, checked before anything parses them.
+pub(crate) async fn check_signature(state: &AppState, headers: &HeaderMap, bytes: &[u8]) -> Result<(), ApiError> {
+    if state.webhook_guard.secrets.is_empty() {
+        return Ok(());
     }
+    let secrets: Vec<&str> = state.webhook_guard.secrets.iter().map(String::as_str).collect();
+    let header = headers.get(crate::webhook::signature::SIGNATURE_HEADER).and_then(|value| value.to_str().ok());
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    if let Err(error) =
+        crate::webhook::signature::verify(&secrets, header, bytes, now, state.webhook_guard.tolerance_seconds)
+    {
+        state
+            .intake
+            .reject("bad_signature", &FieldErrors::from([("signature".into(), error.to_string())]), bytes)
+            .await;
+        return Err(ApiError::unauthorized(format!("Invalid webhook signature: {error}")));
+    }
+    Ok(())
 }
 
 async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<WebhookAnswer, ApiError> {
@@ -127,21 +156,7 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Web
         // The client went away or sent a broken body; there is nothing to keep.
         Err(_) => return Err(ApiError::field("body", "could not be read")),
     };
-    // The signature covers the raw bytes, checked before anything parses them.
-    if !state.webhook_guard.secrets.is_empty() {
-        let secrets: Vec<&str> = state.webhook_guard.secrets.iter().map(String::as_str).collect();
-        let header = headers.get(crate::webhook::signature::SIGNATURE_HEADER).and_then(|value| value.to_str().ok());
-        let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        if let Err(error) =
-            crate::webhook::signature::verify(&secrets, header, &bytes, now, state.webhook_guard.tolerance_seconds)
-        {
-            state
-                .intake
-                .reject("bad_signature", &FieldErrors::from([("signature".into(), error.to_string())]), &bytes)
-                .await;
-            return Err(ApiError::unauthorized(format!("Invalid webhook signature: {error}")));
-        }
-    }
+    check_signature(state, headers, &bytes).await?;
     let notice = match parse_notice(&bytes) {
         Ok(notice) => notice,
         Err(details) => {
@@ -150,7 +165,16 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Web
         }
     };
     let operation_id = notice.operation_id;
-    match state.intake.receive(notice, bytes).await? {
+    notice_answer(state.intake.receive(notice, bytes).await?, operation_id, state.webhook_conflict)
+}
+
+/// What a notice's outcome answers the bank.
+pub(crate) fn notice_answer(
+    outcome: WriteOutcome,
+    operation_id: OperationId,
+    policy: ConflictPolicy,
+) -> Result<WebhookAnswer, ApiError> {
+    match outcome {
         WriteOutcome::NoticeApplied => Ok(WebhookAnswer {
             message: "Payment processed successfully",
             status: "processed",
@@ -167,7 +191,7 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Web
         WriteOutcome::NoticeConflict { fields, original_failed } => {
             let names: Vec<&'static str> = fields.iter().map(|f| f.name()).collect();
             tracing::warn!(%operation_id, fields = ?names, "known operation_id arrived with different data");
-            match state.webhook_conflict {
+            match policy {
                 // 200 either way (the contract of the record policy), but never "processed" for a notice whose
                 // credit failed: nothing was processed.
                 ConflictPolicy::Record if original_failed => Ok(WebhookAnswer {

@@ -25,16 +25,21 @@ impl From<StoreError> for BatchFailure {
 /// Tells the callers of a failed batch (or of one command) that it has no outcome: rolled back, or (a failed
 /// commit) unknown. Logged once per failure, not once per caller.
 pub(super) fn fail_all(replies: Vec<Reply>, failure: &BatchFailure) {
-    metrics::counter!("payledger_ledger_batch_failures_total").increment(replies.len() as u64);
-    let error = if failure.committing {
-        tracing::error!(error = %failure.error, commands = replies.len(), "ledger commit failed; its outcome is unknown");
-        EngineError::Unconfirmed
-    } else {
-        tracing::error!(error = %failure.error, commands = replies.len(), "ledger commands failed and were rolled back");
-        EngineError::Unavailable
-    };
+    let error = failed(failure, replies.len());
     for reply in replies {
         let _ = reply.send(Err(error));
+    }
+}
+
+/// What the callers of `commands` commands of a failed batch are told, logged once and counted.
+pub(super) fn failed(failure: &BatchFailure, commands: usize) -> EngineError {
+    metrics::counter!("payledger_ledger_batch_failures_total").increment(commands as u64);
+    if failure.committing {
+        tracing::error!(error = %failure.error, commands, "ledger commit failed; its outcome is unknown");
+        EngineError::Unconfirmed
+    } else {
+        tracing::error!(error = %failure.error, commands, "ledger commands failed and were rolled back");
+        EngineError::Unavailable
     }
 }
 

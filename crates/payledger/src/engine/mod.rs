@@ -24,7 +24,9 @@ pub mod batch;
 mod events;
 mod failure;
 pub mod judging;
+mod locks;
 pub mod payouts;
+mod queue;
 pub mod reconcile;
 mod statement_apply;
 mod statement_claims;
@@ -37,14 +39,16 @@ use std::time::Instant;
 use payledger_core::{AccountId, BalanceOperation, Inn, ServiceId, UserId};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
-use uuid::Uuid;
 
 use crate::origin::RequestOrigin;
-use crate::store::batch::{HoldState, KeyClaims, NoticeClaim, PayoutSource, PayoutState, hold_reference};
+use crate::store::batch::{HoldState, KeyClaims, PayoutSource};
 use crate::store::{AccountKind, BatchTx, PgStore, SqliteWriter, Store, StoreError};
 use balances::{BalanceAccounts, BatchLedger, max_lines};
-use batch::{AccountMap, Claims, WriteCommand, WriteOutcome, decide, notice_claims, recorded_to_apply};
+use batch::{AccountMap, Claims, WriteCommand, WriteOutcome, decide};
 use failure::{AfterFailure, BatchFailure, after_batch_failure, ends_one_by_one, fail_all, fail_untried};
+use locks::{CommandKinds, Locked, lock_rows, sorted_unique};
+pub use queue::{Accept, AtomicOutcome};
+use queue::{AtomicGroup, Queued, QueuedCommand};
 
 /// The most commands one batch transaction applies.
 pub const MAX_BATCH_COMMANDS: usize = 1024;
@@ -73,18 +77,10 @@ pub enum EngineError {
     Stopped,
 }
 
-/// A command waiting in the writer's queue, with the channel its outcome goes back on.
-struct QueuedCommand {
-    command: WriteCommand,
-    /// The request it was submitted for, so the audit row of its change names it.
-    origin: Option<RequestOrigin>,
-    reply: Reply,
-}
-
 /// A handle to the writer task; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct LedgerEngine {
-    queue: mpsc::Sender<QueuedCommand>,
+    queue: mpsc::Sender<Queued>,
 }
 
 impl LedgerEngine {
@@ -122,17 +118,6 @@ impl LedgerEngine {
     pub fn is_running(&self) -> bool {
         !self.queue.is_closed()
     }
-
-    /// Submits one command and waits until its batch is committed (or failed).
-    pub async fn submit(&self, command: WriteCommand) -> Result<WriteOutcome, EngineError> {
-        let (reply, answer) = oneshot::channel();
-        let origin = RequestOrigin::current();
-        self.queue.try_send(QueuedCommand { command, origin, reply }).map_err(|error| match error {
-            mpsc::error::TrySendError::Full(_) => EngineError::Overloaded,
-            mpsc::error::TrySendError::Closed(_) => EngineError::Stopped,
-        })?;
-        answer.await.map_err(|_| EngineError::Stopped)?
-    }
 }
 
 /// Resolves when the writer thread has drained its queue and stopped.
@@ -152,6 +137,32 @@ impl WriterHandle {
 enum WriteConnection {
     Sqlite(SqliteWriter),
     Postgres(PgStore),
+}
+
+/// A batch as the writer applies it.
+#[derive(Clone, Copy)]
+struct Batch<'a> {
+    commands: &'a [WriteCommand],
+    /// `origins[i]` is the request `commands[i]` was submitted for.
+    origins: &'a [Option<RequestOrigin>],
+    /// For an atomic group: what its caller accepts; the batch commits only if every outcome is accepted.
+    accept: Option<Accept>,
+    /// The time claims are dated with.
+    now: OffsetDateTime,
+}
+
+/// A batch's outcomes, and whether it was committed (an atomic group that was not accepted is rolled back).
+struct Applied {
+    outcomes: Vec<WriteOutcome>,
+    committed: bool,
+}
+
+/// Records a batch's size and time.
+fn record_batch(commands: usize, started: Instant) {
+    // A batch is at most MAX_BATCH_COMMANDS long, or an atomic group (at most what a request may carry), so
+    // it fits a u32 exactly.
+    metrics::histogram!("payledger_ledger_batch_commands").record(u32::try_from(commands).unwrap_or(u32::MAX));
+    metrics::histogram!("payledger_ledger_batch_seconds").record(started.elapsed());
 }
 
 /// Sends each caller its outcome; outcomes come in command order, one per command.
@@ -206,35 +217,66 @@ struct WriterState {
 }
 
 impl Writer {
-    async fn run(mut self, mut receiver: mpsc::Receiver<QueuedCommand>) {
+    async fn run(mut self, mut receiver: mpsc::Receiver<Queued>) {
         let mut queued = Vec::with_capacity(MAX_BATCH_COMMANDS);
+        let mut batch = Vec::with_capacity(MAX_BATCH_COMMANDS);
         while receiver.recv_many(&mut queued, MAX_BATCH_COMMANDS).await > 0 {
-            let started = Instant::now();
-            let mut commands = Vec::with_capacity(queued.len());
-            let mut origins = Vec::with_capacity(queued.len());
-            let mut replies = Vec::with_capacity(queued.len());
-            for QueuedCommand { command, origin, reply } in queued.drain(..) {
-                commands.push(command);
-                origins.push(origin);
-                replies.push(reply);
-            }
-            let result = self.apply_rerunning(&commands, &origins).await;
-            // The batch is at most MAX_BATCH_COMMANDS long, so it fits a u32 exactly.
-            metrics::histogram!("payledger_ledger_batch_commands")
-                .record(u32::try_from(commands.len()).unwrap_or(u32::MAX));
-            metrics::histogram!("payledger_ledger_batch_seconds").record(started.elapsed());
-            match result {
-                Ok(outcomes) => answer(replies, outcomes),
-                Err(failure) => match after_batch_failure(commands.len(), &failure) {
-                    AfterFailure::RetryOneByOne => {
-                        tracing::warn!(error = %failure.error, commands = commands.len(), "ledger batch failed; retrying its commands one by one");
-                        self.apply_one_by_one(commands, &origins, replies).await;
+            // In arrival order: the commands queued before an atomic group commit before it.
+            for entry in queued.drain(..) {
+                match entry {
+                    Queued::One(command) => batch.push(command),
+                    Queued::Atomic(group) => {
+                        self.run_batch(&mut batch).await;
+                        self.run_atomic(group).await;
                     }
-                    AfterFailure::FailAll => fail_all(replies, &failure),
-                },
+                }
             }
+            self.run_batch(&mut batch).await;
         }
         tracing::info!("ledger writer stopped");
+    }
+
+    /// Applies the commands waiting in `queued` as one batch and answers their callers.
+    async fn run_batch(&mut self, queued: &mut Vec<QueuedCommand>) {
+        if queued.is_empty() {
+            return;
+        }
+        let started = Instant::now();
+        let mut commands = Vec::with_capacity(queued.len());
+        let mut origins = Vec::with_capacity(queued.len());
+        let mut replies = Vec::with_capacity(queued.len());
+        for QueuedCommand { command, origin, reply } in queued.drain(..) {
+            commands.push(command);
+            origins.push(origin);
+            replies.push(reply);
+        }
+        let result = self.apply_rerunning(&commands, &origins, None).await;
+        record_batch(commands.len(), started);
+        match result {
+            Ok(applied) => answer(replies, applied.outcomes),
+            Err(failure) => match after_batch_failure(commands.len(), &failure) {
+                AfterFailure::RetryOneByOne => {
+                    tracing::warn!(error = %failure.error, commands = commands.len(), "ledger batch failed; retrying its commands one by one");
+                    self.apply_one_by_one(commands, &origins, replies).await;
+                }
+                AfterFailure::FailAll => fail_all(replies, &failure),
+            },
+        }
+    }
+
+    /// Applies an atomic group as a batch of its own, committed only if its caller accepts every outcome. A
+    /// failed group is never split: its caller gets 503, as one command would.
+    async fn run_atomic(&mut self, group: AtomicGroup) {
+        let started = Instant::now();
+        let AtomicGroup { commands, origin, accept, reply } = group;
+        let origins = vec![origin; commands.len()];
+        let result = self.apply_rerunning(&commands, &origins, Some(accept)).await;
+        record_batch(commands.len(), started);
+        let answer = match result {
+            Ok(Applied { outcomes, committed }) => Ok(AtomicOutcome { committed, outcomes }),
+            Err(failure) => Err(failure::failed(&failure, commands.len())),
+        };
+        let _ = reply.send(answer);
     }
 
     /// Applies each command of a failed batch alone, so that only a command that itself fails gets 503. The
@@ -250,8 +292,8 @@ impl Writer {
         for (index, command) in commands.into_iter().enumerate() {
             let Some(reply) = replies.next() else { return };
             let origin = origins.get(index..=index).unwrap_or_default();
-            match self.apply_rerunning(std::slice::from_ref(&command), origin).await {
-                Ok(outcomes) => answer(vec![reply], outcomes),
+            match self.apply_rerunning(std::slice::from_ref(&command), origin, None).await {
+                Ok(applied) => answer(vec![reply], applied.outcomes),
                 Err(failure) => {
                     let outage = ends_one_by_one(&failure);
                     fail_all(vec![reply], &failure);
@@ -278,8 +320,9 @@ impl Writer {
         &mut self,
         commands: &[WriteCommand],
         origins: &[Option<RequestOrigin>],
-    ) -> Result<Vec<WriteOutcome>, BatchFailure> {
-        let mut result = self.apply(commands, origins).await;
+        accept: Option<Accept>,
+    ) -> Result<Applied, BatchFailure> {
+        let mut result = self.apply(commands, origins, accept).await;
         // Another instance committed a row with a key this batch also inserts (the same reservation, say)
         // after this batch looked. Run the batch again: this time it finds that row and decides accordingly.
         if let Err(failure) = &result
@@ -287,7 +330,7 @@ impl Writer {
             && failure.error.is_unique_violation()
         {
             tracing::debug!(error = %failure.error, "ledger batch raced another instance; running it again");
-            result = self.apply(commands, origins).await;
+            result = self.apply(commands, origins, accept).await;
         }
         // The database restarted since the pool opened its connections: each of them fails once, fast. Run
         // the batch again on the next one rather than answer 503 to every caller for a connection the pool
@@ -296,7 +339,7 @@ impl Writer {
             match &result {
                 Err(failure) if !failure.committing && failure.error.is_lost_connection() => {
                     tracing::warn!(error = %failure.error, "ledger batch lost its connection; running it again");
-                    result = self.apply(commands, origins).await;
+                    result = self.apply(commands, origins, accept).await;
                 }
                 _ => break,
             }
@@ -308,21 +351,24 @@ impl Writer {
         &mut self,
         commands: &[WriteCommand],
         origins: &[Option<RequestOrigin>],
-    ) -> Result<Vec<WriteOutcome>, BatchFailure> {
-        let now = crate::timefmt::to_micros(OffsetDateTime::now_utc());
-        let (outcomes, learned) = match &mut self.connection {
+        accept: Option<Accept>,
+    ) -> Result<Applied, BatchFailure> {
+        let submitted = Batch { commands, origins, accept, now: crate::timefmt::to_micros(OffsetDateTime::now_utc()) };
+        let (applied, learned) = match &mut self.connection {
             WriteConnection::Sqlite(writer) => {
                 let tx = writer.begin_batch().map_err(BatchFailure::before_commit)?;
-                self.state.decide_and_write(tx, commands, origins, now).await?
+                self.state.decide_and_write(tx, submitted).await?
             }
             WriteConnection::Postgres(store) => {
                 let tx = store.begin_batch().await.map_err(BatchFailure::before_commit)?;
-                self.state.decide_and_write(tx, commands, origins, now).await?
+                self.state.decide_and_write(tx, submitted).await?
             }
         };
         // Only committed accounts are remembered; a rolled-back batch created nothing.
-        self.state.known.extend(learned);
-        Ok(outcomes)
+        if applied.committed {
+            self.state.known.extend(learned);
+        }
+        Ok(applied)
     }
 }
 
@@ -340,10 +386,9 @@ impl WriterState {
     async fn decide_and_write<T: BatchTx>(
         &self,
         mut tx: T,
-        commands: &[WriteCommand],
-        origins: &[Option<RequestOrigin>],
-        now: OffsetDateTime,
-    ) -> Result<(Vec<WriteOutcome>, KnownAccounts), BatchFailure> {
+        batch: Batch<'_>,
+    ) -> Result<(Applied, KnownAccounts), BatchFailure> {
+        let Batch { commands, origins, accept, now } = batch;
         let started = Instant::now();
         let kinds = CommandKinds::of(commands);
         let locked = lock_rows(&mut tx, commands, &kinds, now).await?;
@@ -404,10 +449,21 @@ impl WriterState {
             }
         }
         // An account opened for a deposit that did not run (its key was reused, say) is removed again: only a
-        // deposit opens an account.
+        // deposit opens an account. So is a revenue account opened for a capture that did not run.
         for (user, account) in ledger.unopened_accounts() {
             plan.unused_accounts.push(account);
             learned.users.remove(&user);
+        }
+        learned.services.retain(|_, account| {
+            let unused = sheet.get(*account).is_none_or(|balance| balance.balance == 0);
+            if unused {
+                plan.unused_accounts.push(*account);
+            }
+            !unused
+        });
+        // An atomic group that is not accepted whole ends here: dropping `tx` rolls back everything it claimed.
+        if accept.is_some_and(|accept| !outcomes.iter().all(accept)) {
+            return Ok((Applied { outcomes, committed: false }, learned));
         }
         tx.write_plan(&plan, &sheet, &accounts.touched, applied_at).await?;
         let written_after = started.elapsed();
@@ -421,7 +477,7 @@ impl WriterState {
             committed = ?started.elapsed(),
             "batch phases"
         );
-        Ok((outcomes, learned))
+        Ok((Applied { outcomes, committed: true }, learned))
     }
 
     /// Every account the batch touches, found or created (see [`BatchAccounts`]).
@@ -565,8 +621,10 @@ impl WriterState {
         Ok((accounts, opened))
     }
 
-    /// The revenue accounts of the services the batch's deducts pay, created if new (only for deducts of a
-    /// reservation that is still held: a deduct refused for a missing hold opens nothing).
+    /// The revenue accounts of the services the batch's deducts pay, created if new: only for deducts of a
+    /// reservation that is still held or that an earlier command of the batch places (a deduct refused for a
+    /// missing hold opens nothing). A created account no capture paid into is deleted again at the end of
+    /// the batch (see `decide_and_write`), so a reservation the batch refused opens nothing either.
     async fn services<T: BatchTx>(
         &self,
         tx: &mut T,
@@ -576,11 +634,16 @@ impl WriterState {
     ) -> Result<HashMap<ServiceId, AccountId>, StoreError> {
         let mut accounts = HashMap::new();
         let mut missing = Vec::new();
+        let mut reserved = HashSet::new();
         for command in commands {
+            if let BalanceOperation::Reserve { key, .. } = &command.operation {
+                reserved.insert(key.reference());
+            }
             if let BalanceOperation::Deduct { key, .. } = &command.operation
-                && holds
-                    .get(&key.reference())
-                    .is_some_and(|hold| hold.status == payledger_core::balances::HoldStatus::Held)
+                && (reserved.contains(&key.reference())
+                    || holds
+                        .get(&key.reference())
+                        .is_some_and(|hold| hold.status == payledger_core::balances::HoldStatus::Held))
             {
                 match self.known.services.get(&key.service) {
                     Some(id) => {
@@ -643,123 +706,6 @@ impl WriterState {
     }
 }
 
-/// A batch's balance and payout commands, in command order.
-struct CommandKinds<'a> {
-    balances: Vec<&'a balances::BalanceCommand>,
-    payouts: Vec<&'a payouts::PayoutCommand>,
-}
-
-impl<'a> CommandKinds<'a> {
-    fn of(commands: &'a [WriteCommand]) -> CommandKinds<'a> {
-        let mut kinds = CommandKinds { balances: Vec::new(), payouts: Vec::new() };
-        for command in commands {
-            match command {
-                WriteCommand::Balance(command) => kinds.balances.push(command),
-                WriteCommand::Payout(command) => kinds.payouts.push(command),
-                WriteCommand::IntakeNotice { .. }
-                | WriteCommand::ApplyRecorded { .. }
-                | WriteCommand::RecordRejected(_)
-                | WriteCommand::KeepRefusal(_)
-                | WriteCommand::ClaimJobs(_)
-                | WriteCommand::Deliveries(_)
-                | WriteCommand::StatementAccept(_)
-                | WriteCommand::StatementBegin(_)
-                | WriteCommand::StatementLines(_)
-                | WriteCommand::StatementApply(_)
-                | WriteCommand::StatementFinish(_) => {}
-            }
-        }
-        kinds
-    }
-}
-
-/// What a batch claimed and locked before its accounts.
-struct Locked {
-    /// The notice rows it tried to insert.
-    claim_rows: Vec<NoticeClaim>,
-    /// What it learned about notices: inserted, stored before, waiting to be applied.
-    claims: Claims,
-    /// Its idempotency keys: stored, or in use elsewhere.
-    keys: KeyClaims,
-    /// The payouts its changes name.
-    payouts: HashMap<Uuid, PayoutState>,
-    /// The jobs its payout changes end: their status and lease owner.
-    jobs: HashMap<i64, (String, Option<String>)>,
-    /// The reservations it reads or settles, by reference.
-    holds: HashMap<String, HoldState>,
-}
-
-/// Claims a batch's new notices and keys and locks the rows it reads, in the lock order (each phase
-/// ascending): new notice ids, idempotency keys, recorded notices waiting to be applied, payouts, their jobs,
-/// reservations, statement imports (by SHA-256), reconciliation discrepancies.
-async fn lock_rows<T: BatchTx>(
-    tx: &mut T,
-    commands: &[WriteCommand],
-    kinds: &CommandKinds<'_>,
-    now: OffsetDateTime,
-) -> Result<Locked, StoreError> {
-    // Phase 0: every reconciliation decision (a notice's, an apply's, a statement command's) is taken under
-    // one lock, so instances sharing a PostgreSQL database decide them one at a time.
-    if commands.iter().any(reconcile::decides_reconciliation) {
-        tx.lock_reconciliation().await?;
-    }
-    let claim_rows = notice_claims(commands);
-    let inserted = tx.claim_notices(&claim_rows, now).await?;
-    let known: Vec<_> = claim_rows.iter().map(|c| c.notice.operation_id).filter(|id| !inserted.contains(id)).collect();
-    let stored = tx.stored_notices(&known).await?;
-    let keys = sorted_unique(
-        kinds.balances.iter().filter_map(|c| c.idempotency.as_ref().map(|i| i.key.as_str().to_owned())).chain(
-            commands.iter().filter_map(|c| match c {
-                WriteCommand::KeepRefusal(refusal) => Some(refusal.key.as_str().to_owned()),
-                WriteCommand::Payout(payouts::PayoutCommand::Create(new)) => {
-                    new.idempotency.as_ref().map(|key| key.key.as_str().to_owned())
-                }
-                _ => None,
-            }),
-        ),
-    );
-    let keys = tx.claim_keys(&keys).await?;
-    let waiting = tx.lock_waiting(&recorded_to_apply(commands)).await?;
-    let changed_payouts = sorted_unique(kinds.payouts.iter().filter_map(|c| match c {
-        payouts::PayoutCommand::Change { id, .. } => Some(*id),
-        payouts::PayoutCommand::Create(_) => None,
-    }));
-    let payouts = tx.lock_payouts(&changed_payouts).await?;
-    let ended_jobs = sorted_unique(kinds.payouts.iter().filter_map(|c| match c {
-        payouts::PayoutCommand::Change { job: Some(job), .. } => Some(job.job_id),
-        _ => None,
-    }));
-    let jobs = tx.lock_jobs(&ended_jobs).await?;
-    let references = sorted_unique(
-        kinds
-            .balances
-            .iter()
-            .filter_map(|c| c.operation.order().map(|k| k.reference()))
-            .chain(kinds.payouts.iter().map(|c| hold_reference(c.payout_id()))),
-    );
-    let holds = tx.lock_holds(&references).await?;
-    let accepted = sorted_unique(commands.iter().filter_map(|c| match c {
-        WriteCommand::StatementAccept(accept) => Some(accept.discrepancy_id),
-        _ => None,
-    }));
-    let mut imports: Vec<_> = commands
-        .iter()
-        .filter_map(|c| match c {
-            WriteCommand::StatementBegin(begin) => Some(statements::import_claim(begin)),
-            WriteCommand::StatementFinish(finish) => Some(finish.claim.clone()),
-            _ => None,
-        })
-        .collect();
-    imports.sort_by_key(|claim| claim.sha256);
-    imports.dedup_by_key(|claim| claim.sha256);
-    let imports = tx.claim_imports(&imports, now).await?;
-    let discrepancies = tx.lock_discrepancies(&accepted).await?;
-    let mut claims = Claims { inserted, stored, waiting, discrepancies, imports, ..Claims::default() };
-    reconcile::load_claims(tx, commands, &mut claims).await?;
-    statement_claims::statements_claims(tx, commands, &mut claims).await?;
-    Ok(Locked { claim_rows, claims, keys, payouts, jobs, holds })
-}
-
 /// Every account a batch touches: found, or created where an operation may create one.
 struct BatchAccounts {
     organizations: HashMap<Inn, AccountId>,
@@ -783,12 +729,4 @@ fn user_accounts(rows: Vec<(String, AccountId)>) -> Result<Vec<(UserId, AccountI
                 .ok_or_else(|| StoreError::Corrupt(format!("user account key {key}")))
         })
         .collect()
-}
-
-/// The values sorted ascending without repeats: the order in which a batch locks keys.
-fn sorted_unique<T: Ord>(values: impl Iterator<Item = T>) -> Vec<T> {
-    let mut values: Vec<T> = values.collect();
-    values.sort();
-    values.dedup();
-    values
 }

@@ -126,10 +126,20 @@ impl Intake {
 
     /// Records (and in sync mode applies) a notice exactly once by its operation id.
     pub async fn receive(&self, notice: BankNotice, raw: Bytes) -> Result<WriteOutcome, EngineError> {
+        let outcome = self.engine.submit(self.command(notice, raw)).await?;
+        self.received(&outcome);
+        Ok(outcome)
+    }
+
+    /// The engine command that records (and in sync mode applies) `notice`, as [`Intake::receive`] submits it.
+    pub fn command(&self, notice: BankNotice, raw: Bytes) -> WriteCommand {
         let apply = self.mode == WebhookMode::Sync;
-        let command = WriteCommand::IntakeNotice { notice, apply, raw, tolerance_days: self.tolerance_days };
-        let outcome = self.engine.submit(command).await?;
-        let label = match &outcome {
+        WriteCommand::IntakeNotice { notice, apply, raw, tolerance_days: self.tolerance_days }
+    }
+
+    /// Counts a notice's outcome, and wakes the async applier for a notice it is to credit.
+    pub fn received(&self, outcome: &WriteOutcome) {
+        let label = match outcome {
             WriteOutcome::NoticeApplied => "applied",
             WriteOutcome::NoticeAccepted => {
                 self.applier_wakeup.notify_one();
@@ -150,21 +160,24 @@ impl Intake {
             | WriteOutcome::Statement(_) => "other",
         };
         metrics::counter!("payledger_webhook_notices_total", "outcome" => label).increment(1);
-        Ok(outcome)
     }
 
     /// Keeps a rejected notice for operators. Failing to keep it is logged, never shown to the sender.
     pub async fn reject(&self, reason: &str, details: &FieldErrors, body: &[u8]) {
+        if let Err(error) = self.engine.submit(Intake::rejection(reason, details, body)).await {
+            tracing::warn!(%error, "could not keep a rejected notice");
+        }
+    }
+
+    /// The engine command that keeps a rejected notice for operators, counted as rejected.
+    pub fn rejection(reason: &str, details: &FieldErrors, body: &[u8]) -> WriteCommand {
         metrics::counter!("payledger_webhook_notices_total", "outcome" => "rejected").increment(1);
-        let rejected = RejectedNotice {
+        WriteCommand::RecordRejected(RejectedNotice {
             reason: reason.to_owned(),
             details: serde_json::to_string(details).unwrap_or_default(),
             body: kept_body(body),
             received_at: OffsetDateTime::now_utc(),
-        };
-        if let Err(error) = self.engine.submit(WriteCommand::RecordRejected(rejected)).await {
-            tracing::warn!(%error, "could not keep a rejected notice");
-        }
+        })
     }
 
     /// Runs the async-mode applier until `shutdown` turns true: it credits every recorded notice,

@@ -12,6 +12,7 @@ mod access;
 mod backup;
 mod balance_races;
 mod balances;
+mod batch;
 mod console;
 mod crash;
 mod deploy;

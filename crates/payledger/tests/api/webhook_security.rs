@@ -80,3 +80,48 @@ async fn notices_from_outside_the_allowed_networks_are_refused() {
     assert_eq!(post(&server, &body, None).await.0, 200);
     server.stop().await;
 }
+
+/// Posts a batch to the batch API, signed if `signature` is given.
+async fn post_batch(server: &TestServer, body: &str, signature: Option<String>) -> (u16, serde_json::Value) {
+    let mut request = server
+        .client
+        .post(server.url("/api/v1/batch/"))
+        .header("Content-Type", "application/json")
+        .body(body.to_owned());
+    if let Some(signature) = signature {
+        request = request.header("X-Payledger-Signature", signature);
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// An operator's batch carries bank notices only with what the bank webhook needs: the bank's signature
+/// over the whole body, from an allowed network. Balance operations alone need neither.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bank_notices_in_a_batch_need_the_banks_signature_and_network() {
+    let Some(db) = TestDb::new(Backend::Sqlite).await else { return };
+    let server = TestServer::start(guarded(&db, &["bank-secret"], &["127.0.0.0/8"])).await;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let mut bank = notice(Uuid::new_v4(), json!("100.00"), INN);
+    bank["type"] = json!("bank_notice");
+    let body = json!({"operations": [bank]}).to_string();
+    let (status, answer) = post_batch(&server, &body, None).await;
+    assert_eq!((status, answer["code"].clone()), (401, json!("unauthorized")), "{answer}");
+    let forged = body.replace("100.00", "900.00");
+    let (status, _) = post_batch(&server, &forged, Some(sign("bank-secret", now, body.as_bytes()))).await;
+    assert_eq!(status, 401);
+    assert_eq!(server.balance_text(INN).await, None, "nothing was applied");
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM rejected_notices WHERE reason = 'bad_signature'").await, 2);
+    let (status, answer) = post_batch(&server, &body, Some(sign("bank-secret", now, body.as_bytes()))).await;
+    assert_eq!((status, answer["results"][0]["status"].clone()), (200, json!(200)), "{answer}");
+    assert_eq!(server.balance_text(INN).await.as_deref(), Some("100.00"));
+    let deposits = json!({"operations": [{"type": "deposit", "idempotency_key": "d", "user_id": 1, "amount": "1"}]});
+    assert_eq!(post_batch(&server, &deposits.to_string(), None).await.0, 200);
+    server.stop().await;
+
+    let server = TestServer::start(guarded(&db, &[], &["10.0.0.0/8"])).await;
+    let (status, answer) = post_batch(&server, &body, None).await;
+    assert_eq!((status, answer["code"].clone()), (403, json!("forbidden")), "{answer}");
+    server.stop().await;
+}
