@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs payledger-bench against a fresh release server for each store: first the ceiling scenario (GET
 # /api/health/live/, open and touching no data: what the same client and closed loop get from HTTP alone),
-# then each webhook mode × load shape, the transfers scenario (spread over 1000 users, and one hot pair), the
+# then each webhook mode × load shape, the transfers scenario (spread over 1000 users, and one hot pair; then
+# spread again through the batch API, 100 and 1000 transfers to a request, on 8 connections), the
 # three read scenarios (balance: 1000 organizations' balances, each given one bank notice first; balances:
 # 1000 users' balances and history: the first page of 1000 users' histories, each user given a deposit first;
 # every answer checked against that set-up) and the payouts scenario. It prints one Markdown table row per
@@ -69,10 +70,12 @@ run() {
   server=$!
   for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/api/health/" >/dev/null && break; sleep 0.1; done
   out="$(PAYLEDGER_BENCH_PASSWORD="$BENCH_PASSWORD" "$BIN/payledger-bench" --url "http://127.0.0.1:$PORT" \
-    --username "$BENCH_USER" --connections "$CONNECTIONS" --duration "$DURATION" \
+    --username "$BENCH_USER" --connections "${run_connections:-$CONNECTIONS}" --duration "$DURATION" \
     --converge "${run_converge:-60}" --server-pid "$server" "$@" 2>&1 || true)"
   kill "$server"; wait "$server" 2>/dev/null || true
   rps=$(grep -oP 'throughput:\s+\K[0-9.]+' <<<"$out" || echo "?")
+  # A batch run also reports the transfers its requests carried.
+  ops=$(grep -oP 'operations:\s+\K[0-9.]+' <<<"$out" || true)
   p50=$(grep -oP 'p50 \K[0-9.]+' <<<"$out" || echo "?")
   p99=$(grep -oP 'p99 \K[0-9.]+' <<<"$out" || echo "?")
   p999=$(grep -oP 'p99\.9 \K[0-9.]+' <<<"$out" || echo "?")
@@ -99,7 +102,7 @@ run() {
   # A failed login (or any other error before the load) leaves no summary at all.
   if ! grep -q '^throughput:' <<<"$out"; then printf '%s\n' "$out" | tail -n 3 >&2; fi
   pct=$(share "$rps" "$ceiling")
-  echo "| ${store%%:*} | $label_mode | $label_load | $CONNECTIONS | $rps | $pct | $p50 | $p99 | $p999 | $errors | $rss | $balances |"
+  echo "| ${store%%:*} | $label_mode | $label_load | ${run_connections:-$CONNECTIONS} | $rps${ops:+ ($ops transfers/s)} | $pct | $p50 | $p99 | $p999 | $errors | $rss | $balances |"
   if [[ "$store" != sqlite* ]]; then psql "$store" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null; fi
 }
 
@@ -138,6 +141,12 @@ for store in "${stores[@]}"; do
       "hot pair") args=(--users 2) ;;
     esac
     run sync - "transfers $load" --scenario transfers "${args[@]}"
+  done
+  # The same transfers through the batch API, 100 or 1000 to a request, each with its own key: the rate of
+  # transfers is the batch API's, and req/s is requests. 8 connections: 64 requests of 1000 would ask the
+  # ledger's queue (32,768 commands) for twice its room and be refused 503 `overloaded`.
+  for size in 100 1000; do
+    run_connections=8 run sync - "transfers spread, batches of $size" --scenario transfers --users 1000 --batch "$size"
   done
   # Reads, authenticated like every row but the ceiling, of accounts the bench sets up first (not measured):
   # one bank notice into each of 1000 organizations (sync mode, so each is booked when acknowledged), or one

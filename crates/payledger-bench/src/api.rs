@@ -33,6 +33,9 @@ pub const ADD_FUNDS_PATH: &str = "/api/add_funds/";
 /// The user-to-user transfer path, relative to `--url`.
 pub const TRANSFER_FUNDS_PATH: &str = "/api/transfer_funds/";
 
+/// The batch API's path, relative to `--url`: many operations, each with its own key, in one request.
+pub const BATCH_PATH: &str = "/api/v1/batch/";
+
 /// The `code` of a 409 refusing a transfer because the sender's available balance is short.
 pub const INSUFFICIENT_FUNDS: &str = "insufficient_funds";
 
@@ -81,6 +84,42 @@ pub fn transfer_body(sender_id: u64, recipient_id: u64, kopecks: i64) -> Bytes {
         "{{\"sender_id\":{sender_id},\"recipient_id\":{recipient_id},\"amount\":\"{}\"}}",
         format_kopecks(kopecks)
     ))
+}
+
+/// A batch API body carrying `operations`, each a JSON object's text.
+pub fn batch_body<'a>(operations: impl Iterator<Item = &'a str>) -> Bytes {
+    let mut text = String::from("{\"operations\":[");
+    for (index, operation) in operations.enumerate() {
+        if index > 0 {
+            text.push(',');
+        }
+        text.push_str(operation);
+    }
+    text.push_str("]}");
+    Bytes::from(text)
+}
+
+/// One transfer as a batch operation under `key`. The amount is sent as a decimal string, printed from
+/// integers.
+pub fn transfer_operation(key: &str, sender_id: u64, recipient_id: u64, kopecks: i64) -> String {
+    format!(
+        "{{\"type\":\"transfer\",\"idempotency_key\":\"{key}\",\"sender_id\":{sender_id},\"recipient_id\":{recipient_id},\
+         \"amount\":\"{}\"}}",
+        format_kopecks(kopecks)
+    )
+}
+
+/// Each operation's `(status, code)` in a batch API answer, in order, or `None` if the body is not one.
+pub fn batch_results(body: &[u8]) -> Option<Vec<(u16, Option<String>)>> {
+    let answer: serde_json::Value = serde_json::from_slice(body).ok()?;
+    answer["results"]
+        .as_array()?
+        .iter()
+        .map(|result| {
+            let status = u16::try_from(result["status"].as_u64()?).ok()?;
+            Some((status, result["body"]["code"].as_str().map(str::to_owned)))
+        })
+        .collect()
 }
 
 /// A payout body: `kopecks` roubles to the bench card. The amount is sent as a decimal string, printed from

@@ -105,6 +105,12 @@ pub struct Args {
     #[arg(long, env = "PAYLEDGER_BENCH_INITIAL_BALANCE", default_value = "1000000.00", value_parser = parse_deposit)]
     pub initial_balance: i64,
 
+    /// Transfers scenario: transfers per request. 1 sends each to `POST /api/transfer_funds/`; more sends
+    /// them together to the batch API (`POST /api/v1/batch/`, at most 1000), each with its own key, and the
+    /// rate is also reported in transfers per second.
+    #[arg(long, env = "PAYLEDGER_BENCH_BATCH", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub batch: u32,
+
     /// Seconds of load before measuring starts; its notices are still verified.
     #[arg(long, env = "PAYLEDGER_BENCH_WARMUP", default_value_t = 1)]
     pub warmup: u64,

@@ -21,7 +21,8 @@ use rand::{Rng, SeedableRng};
 use uuid::Uuid;
 
 use crate::api::{
-    ADD_FUNDS_PATH, INSUFFICIENT_FUNDS, KEY_IN_FLIGHT, TRANSFER_FUNDS_PATH, add_funds_body, error_code, transfer_body,
+    ADD_FUNDS_PATH, BATCH_PATH, INSUFFICIENT_FUNDS, KEY_IN_FLIGHT, TRANSFER_FUNDS_PATH, add_funds_body, batch_body,
+    batch_results, error_code, transfer_body, transfer_operation,
 };
 use crate::client::{Client, Failure, Response, Target, auth_hint};
 use crate::closed_loop::{self, Pace, Request, Scenario, Tally};
@@ -41,6 +42,8 @@ pub struct Plan {
     pub pace: Pace,
     /// The users' ids; each transfer picks two distinct ones uniformly.
     pub users: Arc<Vec<u64>>,
+    /// Transfers per request: 1 to the transfer endpoint, more to the batch API.
+    pub batch: usize,
 }
 
 /// State the workers share while running: the money applied transfers moved, per user.
@@ -133,13 +136,36 @@ pub enum Outcome {
 /// Classifies the result of one transfer request.
 pub fn classify(result: &Result<Response, Failure>) -> Outcome {
     match result {
-        Ok(response) if response.status == StatusCode::CREATED => Outcome::Applied,
-        Ok(response) if response.status == StatusCode::CONFLICT => match error_code(&response.body).as_deref() {
-            Some(INSUFFICIENT_FUNDS) => Outcome::Refused,
-            Some(KEY_IN_FLIGHT) => Outcome::InFlight,
-            _ => Outcome::Unknown,
-        },
+        Ok(response) if response.status == StatusCode::CONFLICT => {
+            classify_answer(response.status.as_u16(), error_code(&response.body).as_deref())
+        }
+        Ok(response) => classify_answer(response.status.as_u16(), None),
+        Err(_) => Outcome::Unknown,
+    }
+}
+
+/// Classifies one transfer's answer by its status and error code.
+fn classify_answer(status: u16, code: Option<&str>) -> Outcome {
+    match (status, code) {
+        (201, _) => Outcome::Applied,
+        (409, Some(INSUFFICIENT_FUNDS)) => Outcome::Refused,
+        (409, Some(KEY_IN_FLIGHT)) => Outcome::InFlight,
         _ => Outcome::Unknown,
+    }
+}
+
+/// Classifies each of `count` transfers sent in one batch request: by its own result when the batch was
+/// answered 200 with one result per transfer, unknown otherwise.
+pub fn classify_batch(result: &Result<Response, Failure>, count: usize) -> Vec<Outcome> {
+    let results = match result {
+        Ok(response) if response.status == StatusCode::OK => batch_results(&response.body),
+        _ => None,
+    };
+    match results {
+        Some(results) if results.len() == count => {
+            results.iter().map(|(status, code)| classify_answer(*status, code.as_deref())).collect()
+        }
+        _ => vec![Outcome::Unknown; count],
     }
 }
 
@@ -176,67 +202,102 @@ struct Transfers<'a> {
     refused: u64,
 }
 
-impl Scenario for Transfers<'_> {
-    /// The transfer, and whether it is a resend.
-    type Job = (Transfer, bool);
-
-    fn next(&mut self, _started: Instant) -> ((Transfer, bool), Request<'_>) {
+impl Transfers<'_> {
+    /// A fresh transfer between two distinct users drawn uniformly.
+    fn fresh(&mut self) -> Transfer {
         let (users, rng) = (self.plan.users.len(), &mut self.rng);
+        let sender = rng.random_range(0..users);
+        // Draw from the other users-1 and skip over the sender: distinct and still uniform.
+        let mut recipient = rng.random_range(0..users - 1);
+        if recipient >= sender {
+            recipient += 1;
+        }
+        let kopecks = rng.random_range(1..=MAX_TRANSFER_KOPECKS);
+        Transfer::new(&self.plan.users, sender, recipient, kopecks)
+    }
+}
+
+impl Scenario for Transfers<'_> {
+    /// The transfers of one request, and whether any is a resend.
+    type Job = (Vec<Transfer>, bool);
+
+    fn next(&mut self, _started: Instant) -> ((Vec<Transfer>, bool), Request<'_>) {
         // Unsettled transfers go first: each one is a kopeck-exact question the verification must answer.
-        let (transfer, retry) = match self.unsettled.pop_front() {
-            Some(transfer) => (transfer, true),
-            None => {
-                let sender = rng.random_range(0..users);
-                // Draw from the other users-1 and skip over the sender: distinct and still uniform.
-                let mut recipient = rng.random_range(0..users - 1);
-                if recipient >= sender {
-                    recipient += 1;
+        let mut transfers = Vec::with_capacity(self.plan.batch);
+        while transfers.len() < self.plan.batch
+            && let Some(transfer) = self.unsettled.pop_front()
+        {
+            transfers.push(transfer);
+        }
+        let retry = !transfers.is_empty();
+        while transfers.len() < self.plan.batch {
+            let transfer = self.fresh();
+            transfers.push(transfer);
+        }
+        let request = match transfers.as_slice() {
+            [transfer] if self.plan.batch == 1 => Request::Post {
+                path: TRANSFER_FUNDS_PATH,
+                body: transfer.body.clone(),
+                idempotency_key: Some(transfer.key.clone()),
+            },
+            _ => {
+                let users = &self.plan.users;
+                let operations: Vec<String> = transfers
+                    .iter()
+                    .map(|t| {
+                        let key = t.key.to_str().unwrap_or_default();
+                        transfer_operation(key, users[t.sender], users[t.recipient], t.kopecks)
+                    })
+                    .collect();
+                Request::Post {
+                    path: BATCH_PATH,
+                    body: batch_body(operations.iter().map(String::as_str)),
+                    idempotency_key: None,
                 }
-                let kopecks = rng.random_range(1..=MAX_TRANSFER_KOPECKS);
-                (Transfer::new(&self.plan.users, sender, recipient, kopecks), false)
             }
         };
-        let request = Request::Post {
-            path: TRANSFER_FUNDS_PATH,
-            body: transfer.body.clone(),
-            idempotency_key: Some(transfer.key.clone()),
-        };
-        ((transfer, retry), request)
+        ((transfers, retry), request)
     }
 
     fn book(
         &mut self,
-        (transfer, retry): (Transfer, bool),
+        (transfers, retry): (Vec<Transfer>, bool),
         result: &Result<Response, Failure>,
-        measured: Option<&mut Stats>,
+        mut measured: Option<&mut Stats>,
     ) -> Option<Duration> {
-        let outcome = classify(result);
-        if let Some(stats) = measured {
+        let outcomes =
+            if self.plan.batch == 1 { vec![classify(result)] } else { classify_batch(result, transfers.len()) };
+        if let Some(stats) = measured.as_deref_mut() {
             if retry {
                 stats.kinds.retry += 1;
             } else {
                 stats.kinds.fresh += 1;
             }
+        }
+        let mut pause = None;
+        for (transfer, outcome) in transfers.into_iter().zip(outcomes) {
+            if let Some(stats) = measured.as_deref_mut() {
+                match outcome {
+                    Outcome::Applied => stats.transfers.applied += 1,
+                    Outcome::Refused => stats.transfers.refused += 1,
+                    Outcome::InFlight => stats.transfers.in_flight += 1,
+                    Outcome::Unknown => {}
+                }
+            }
             match outcome {
-                Outcome::Applied => stats.transfers.applied += 1,
-                Outcome::Refused => stats.transfers.refused += 1,
-                Outcome::InFlight => stats.transfers.in_flight += 1,
-                Outcome::Unknown => {}
+                Outcome::Applied => {
+                    self.shared.apply(&transfer);
+                    self.applied += 1;
+                }
+                Outcome::Refused => self.refused += 1,
+                Outcome::InFlight => {
+                    self.unsettled.push_back(transfer);
+                    pause = Some(IN_FLIGHT_PAUSE);
+                }
+                Outcome::Unknown => self.unsettled.push_back(transfer),
             }
         }
-        match outcome {
-            Outcome::Applied => {
-                self.shared.apply(&transfer);
-                self.applied += 1;
-            }
-            Outcome::Refused => self.refused += 1,
-            Outcome::InFlight => {
-                self.unsettled.push_back(transfer);
-                return Some(IN_FLIGHT_PAUSE);
-            }
-            Outcome::Unknown => self.unsettled.push_back(transfer),
-        }
-        None
+        pause
     }
 }
 
@@ -403,6 +464,20 @@ mod tests {
         assert_eq!(classify(&response(503, r#"{"code": "insufficient_funds"}"#)), Outcome::Unknown);
         assert_eq!(classify(&response(400, "{}")), Outcome::Unknown);
         assert_eq!(classify(&Err(Failure::Timeout)), Outcome::Unknown);
+    }
+
+    #[test]
+    fn batch_answers_are_classified_per_transfer() {
+        let body = r#"{"results":[{"status":201,"replayed":false,"body":{}},
+            {"status":409,"replayed":false,"body":{"code":"insufficient_funds"}},
+            {"status":409,"replayed":false,"body":{"code":"idempotency_key_in_flight"}},
+            {"status":503,"replayed":false,"body":{"code":"unavailable"}}]}"#;
+        let outcomes = classify_batch(&response(200, body), 4);
+        assert_eq!(outcomes, [Outcome::Applied, Outcome::Refused, Outcome::InFlight, Outcome::Unknown]);
+        // A count that does not match the request, or a batch not answered 200, leaves every transfer unknown.
+        assert_eq!(classify_batch(&response(200, body), 3), vec![Outcome::Unknown; 3]);
+        assert_eq!(classify_batch(&response(503, r#"{"code":"overloaded"}"#), 2), vec![Outcome::Unknown; 2]);
+        assert_eq!(classify_batch(&Err(Failure::Timeout), 2), vec![Outcome::Unknown; 2]);
     }
 
     #[test]

@@ -101,14 +101,14 @@ impl Bulk<'_> {
                 outcomes.push(Some(Ok(WriteOutcome::Balance(BalanceOutcome::KeyInFlight))));
             }
         }
-        let mut applied = self.balances.engine().submit_many(commands).await?.into_iter();
+        let applied = self.balances.engine().submit_many(commands).await?;
+        // Counted as the single endpoints count them: what the engine answered, not the keys refused here.
+        applied.iter().flatten().for_each(|outcome| self.count(outcome));
+        let mut applied = applied.into_iter();
         let outcomes = outcomes
             .into_iter()
             .map(|outcome| outcome.or_else(|| applied.next()).unwrap_or(Err(EngineError::Stopped)))
             .collect::<Vec<_>>();
-        for outcome in outcomes.iter().flatten() {
-            self.count(outcome);
-        }
         drop(claims);
         Ok(outcomes)
     }

@@ -226,11 +226,17 @@ impl ApiError {
     /// The status and body a client gets for this error. A server error's detail is logged here, since the
     /// body never carries it.
     pub fn status_and_body(self) -> (StatusCode, ErrorBody) {
-        let (status, code, error) = self.parts();
         // A timeout is logged (at warn) by the middleware that answers it.
-        if status.is_server_error() && !matches!(self, ApiError::TimedOut) {
+        if self.parts().0.is_server_error() && !matches!(self, ApiError::TimedOut) {
             tracing::error!(error = %self, "request failed");
         }
+        self.unlogged_status_and_body()
+    }
+
+    /// The same, without the log line: for an error already logged once where it happened (the ledger engine
+    /// logs a failed batch once, however many operations of one batch request it failed).
+    pub fn unlogged_status_and_body(self) -> (StatusCode, ErrorBody) {
+        let (status, code, error) = self.parts();
         let mut body = ErrorBody { error, code, details: None, available: None, reserved: None, line: None };
         match self {
             ApiError::InvalidData(details) => body.details = Some(details),

@@ -182,6 +182,7 @@ async fn check_access(state: State<AppState>, request: Request, next: Next) -> R
         crate::api::schema::IdText,
         crate::api::schema::IdempotencyKeyText,
         crate::api::schema::InnText,
+        crate::api::bulk::BatchOperation,
         crate::api::balances::HistorySortName,
         crate::api::balances::SortOrder,
         crate::api::payouts::PayoutStatusName,

@@ -64,8 +64,11 @@ pub async fn run_transfers(args: &Args, target: &Target, stop: Arc<AtomicBool>) 
     let shared = Arc::new(transfers::Shared::new(users.len()));
     let start = Instant::now();
     let warmup_end = start + Duration::from_secs(args.warmup);
-    let plan =
-        Arc::new(transfers::Plan { pace: args.pace(target, timeout, warmup_end, stop), users: Arc::clone(&users) });
+    let plan = Arc::new(transfers::Plan {
+        pace: args.pace(target, timeout, warmup_end, stop),
+        users: Arc::clone(&users),
+        batch: args.batch as usize,
+    });
     let mut load = run_workers(
         connections,
         || transfers::worker(Arc::clone(&plan), Arc::clone(&shared)),
@@ -103,6 +106,7 @@ pub async fn run_transfers(args: &Args, target: &Target, stop: Arc<AtomicBool>) 
         verification: Check::Transfers(TransferCheck {
             first_user,
             deposits_resent,
+            batch: args.batch,
             applied: load.applied + settled.applied,
             refused: load.refused + settled.refused,
             verification,

@@ -16,6 +16,7 @@ use crate::AppState;
 use crate::access_log::Client;
 use crate::api::access::Caller;
 use crate::api::balances::{OPERATION_KINDS, OperationKind, balance_answer, json_response};
+pub use crate::api::bulk_schema::BatchOperation;
 use crate::api::bulk_schema::{BatchAnswer, BatchRequest};
 use crate::api::extract::json_body;
 use crate::api::webhook::{check_network, check_signature, notice_answer};
@@ -84,7 +85,7 @@ impl Answer {
 /// Each operation is one of the single endpoints' requests with a `type` (`bank_notice`, `deposit`,
 /// `withdraw`, `reserve`, `capture`, `release`, `transfer`) and, for a balance operation, its own
 /// `idempotency_key` (required). Each gets the answer its single endpoint would give, under the same rules:
-/// the same key with the same request replays its stored answer (from a batch or a single request alike),
+/// the same key with the same valid request replays its stored answer (from a batch or a single request alike),
 /// another request with it is refused, and every change is audited under the caller. Without `atomic`, each
 /// operation is applied or refused on its own and an invalid one gets its 400 in its place. With
 /// `"atomic": true`, either every operation takes effect, in one ledger transaction, or none does (409
@@ -99,13 +100,13 @@ impl Answer {
     request_body(content = BatchRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "Every operation was applied, refused or answered on its own (or, atomic, all were applied); one result per operation, in order", body = BatchAnswer),
-        (status = 400, description = "Not a batch (`details` names the field: `operations`, or `operations[i].idempotency_key` for a key used twice); atomic: an invalid operation (`operations[i].<field>`)", body = ErrorBody),
+        (status = 400, description = "Not a batch: `details` names `body`, `atomic`, `operations`, `operations[i]` (not an object), or `operations[i].idempotency_key` / `operations[i].operation_id` (used twice in the request); atomic, also an invalid operation (`operations[i].<field>`)", body = ErrorBody),
         (status = 401, description = "Bank notices without a valid `X-Payledger-Signature` (when PAYLEDGER_WEBHOOK_SECRET is set)", body = ErrorBody),
         (status = 403, description = "Bank notices from a network outside PAYLEDGER_WEBHOOK_ALLOWED_NETWORKS", body = ErrorBody),
         (status = 409, description = "`batch_not_applied`: atomic, and an operation was refused; nothing was applied", body = BatchAnswer),
         (status = 413, description = "Body over 2 MiB", body = ErrorBody),
         (status = 415, description = "Not application/json", body = ErrorBody),
-        (status = 503, description = "Nothing was applied (`overloaded`, `unavailable`), or atomic and not confirmed (`unconfirmed`): retry the same request", body = ErrorBody),
+        (status = 503, description = "Nothing was applied (`overloaded`, `unavailable`), or the outcome is not known (`unconfirmed`: an atomic batch whose commit failed, or any batch that outlived the request timeout, some of whose operations may have been applied): retry the same request, whose keys make that safe", body = ErrorBody),
     )
 )]
 pub async fn apply_batch(
@@ -186,6 +187,12 @@ fn parse_batch(bytes: &[u8], scope: &str) -> Result<(bool, Vec<Parsed>), FieldEr
         && !(1..=MAX_BATCH_OPERATIONS).contains(&operations.len())
     {
         body.error("operations", &format!("must hold 1 to {MAX_BATCH_OPERATIONS} operations"));
+    }
+    // The schema's items are objects: anything else is not an operation to answer in its place.
+    for (index, raw) in operations.iter().flatten().enumerate() {
+        if !raw.get().starts_with('{') {
+            body.error(&format!("operations[{index}]"), "must be a JSON object");
+        }
     }
     body.finish()?;
     let parsed: Vec<Parsed> =
@@ -280,12 +287,14 @@ fn parse_operation(raw: &RawValue, scope: &str) -> Parsed {
 
 /// One operation's answer from its outcome.
 fn answer(answerer: Answerer, outcome: Result<WriteOutcome, EngineError>, policy: ConflictPolicy) -> Answer {
-    let outcome = match outcome {
-        Ok(outcome) => outcome,
-        Err(error) => return Answer::error(ApiError::Engine(error)),
+    let outcome = match (answerer, outcome) {
+        // An invalid notice is answered 400 whether or not keeping it for operators worked, as the webhook
+        // answers it.
+        (Answerer::Invalid(details), _) => return Answer::error(ApiError::InvalidData(details)),
+        (answerer, Ok(outcome)) => (answerer, outcome),
+        (_, Err(error)) => return engine_failure(error),
     };
-    match (answerer, outcome) {
-        (Answerer::Invalid(details), _) => Answer::error(ApiError::InvalidData(details)),
+    match outcome {
         (Answerer::Balance(kind), WriteOutcome::Balance(outcome)) => {
             match balance_answer(outcome, kind.render, kind.endpoint) {
                 Ok((response, replayed)) => Answer { status: response.status, body: response.body, replayed },
@@ -301,6 +310,7 @@ fn answer(answerer: Answerer, outcome: Result<WriteOutcome, EngineError>, policy
             },
             Err(error) => Answer::error(error),
         },
+        (Answerer::Invalid(_), _) => Answer::error(ApiError::InvalidData(FieldErrors::new())),
         (Answerer::Balance(kind), other) => Answer::error(ApiError::Internal(format!(
             "the ledger engine answered a {} operation with {other:?}",
             kind.endpoint
@@ -360,9 +370,17 @@ fn atomic_response(
     }
 }
 
+/// The answer of an operation the ledger failed, without a log line of its own: the engine logged the
+/// failure once for its whole batch, which may be hundreds of this request's operations.
+fn engine_failure(error: EngineError) -> Answer {
+    let (status, body) = ApiError::Engine(error).unlogged_status_and_body();
+    let stored = json_response(status, &body);
+    Answer { status: stored.status, body: stored.body, replayed: false }
+}
+
 fn not_applied() -> Answer {
     let body = ErrorBody {
-        error: "Not applied: another operation of this atomic batch was refused".into(),
+        error: "Not applied by this request: another operation of this atomic batch was refused".into(),
         code: "not_applied",
         details: None,
         available: None,

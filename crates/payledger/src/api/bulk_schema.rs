@@ -16,8 +16,10 @@ pub struct BatchRequest {
     #[schema(default = false)]
     atomic: Option<bool>,
     /// The operations, applied in this order (bank notices first within a ledger transaction: they touch
-    /// only organizations' accounts).
-    #[schema(min_items = 1, max_items = 1000)]
+    /// only organizations' accounts). Each is one of `BatchOperation`'s forms. The items are any JSON
+    /// objects here because that is what the server takes: without `atomic`, an operation that is not one of
+    /// those forms is answered 400 in its place and the others go on; with `atomic`, it refuses the request.
+    #[schema(value_type = Vec<Object>, min_items = 1, max_items = 1000)]
     operations: Vec<BatchOperation>,
 }
 
@@ -155,8 +157,10 @@ pub struct BatchAnswer {
 /// What the operation's single endpoint would have answered.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct OperationAnswer {
-    /// Its HTTP status: 201 or 200 for one applied (or replayed), its 4xx or 503 otherwise; 424
-    /// `not_applied` for an operation of a refused atomic batch that was not itself refused.
+    /// Its HTTP status, as its single endpoint would answer it: 201 (a balance operation) or 200 (a bank
+    /// notice) when applied or replayed; its 4xx (400, 404, 409, 422) when refused; 503 when the ledger failed
+    /// it (retry with its key); 500 for a defect; and 424 `not_applied` for an operation of a refused atomic
+    /// batch that was not itself refused.
     #[schema(example = 201)]
     status: u16,
     /// Whether the body is the answer stored with its key, replayed (the single endpoint's

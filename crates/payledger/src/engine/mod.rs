@@ -81,6 +81,9 @@ pub enum EngineError {
 #[derive(Clone, Debug)]
 pub struct LedgerEngine {
     queue: mpsc::Sender<Queued>,
+    /// Room for the commands of atomic groups waiting or being applied: a group is one entry of the queue,
+    /// so without this bound the queue's capacity would not bound the writer's backlog.
+    atomic_room: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl LedgerEngine {
@@ -111,7 +114,8 @@ impl LedgerEngine {
                 let _ = done.send(());
             })
             .map_err(|error| StoreError::Database(sqlx::Error::Io(error)))?;
-        Ok((LedgerEngine { queue }, WriterHandle { finished }))
+        let atomic_room = std::sync::Arc::new(tokio::sync::Semaphore::new(QUEUE_CAPACITY));
+        Ok((LedgerEngine { queue, atomic_room }, WriterHandle { finished }))
     }
 
     /// Whether the writer is still taking commands (for health checks).
@@ -449,20 +453,14 @@ impl WriterState {
             }
         }
         // An account opened for a deposit that did not run (its key was reused, say) is removed again: only a
-        // deposit opens an account. So is a revenue account opened for a capture that did not run.
+        // deposit opens an account.
         for (user, account) in ledger.unopened_accounts() {
             plan.unused_accounts.push(account);
             learned.users.remove(&user);
         }
-        learned.services.retain(|_, account| {
-            let unused = sheet.get(*account).is_none_or(|balance| balance.balance == 0);
-            if unused {
-                plan.unused_accounts.push(*account);
-            }
-            !unused
-        });
-        // An atomic group that is not accepted whole ends here: dropping `tx` rolls back everything it claimed.
+        // An atomic group that is not accepted whole ends here, and everything it claimed is rolled back.
         if accept.is_some_and(|accept| !outcomes.iter().all(accept)) {
+            tx.rollback().await?;
             return Ok((Applied { outcomes, committed: false }, learned));
         }
         tx.write_plan(&plan, &sheet, &accounts.touched, applied_at).await?;
@@ -623,8 +621,8 @@ impl WriterState {
 
     /// The revenue accounts of the services the batch's deducts pay, created if new: only for deducts of a
     /// reservation that is still held or that an earlier command of the batch places (a deduct refused for a
-    /// missing hold opens nothing). A created account no capture paid into is deleted again at the end of
-    /// the batch (see `decide_and_write`), so a reservation the batch refused opens nothing either.
+    /// missing hold opens nothing). An account is never deleted, so one opened for a capture that was then
+    /// refused stays, empty: another instance may already have found it.
     async fn services<T: BatchTx>(
         &self,
         tx: &mut T,

@@ -96,6 +96,9 @@ impl LedgerEngine {
         commands: Vec<WriteCommand>,
         accept: Accept,
     ) -> Result<AtomicOutcome, EngineError> {
+        // Held until the group is answered: its commands count against the queue's capacity like single ones.
+        let room = u32::try_from(commands.len()).map_err(|_| EngineError::Overloaded)?;
+        let _room = self.atomic_room.clone().try_acquire_many_owned(room).map_err(|_| EngineError::Overloaded)?;
         let (reply, answer) = oneshot::channel();
         let group = AtomicGroup { commands, origin: RequestOrigin::current(), accept, reply };
         self.queue.try_send(Queued::Atomic(group)).map_err(refused)?;

@@ -607,6 +607,9 @@ pub trait BatchTx: OutboxTx {
     ) -> impl Future<Output = Result<(), StoreError>>;
     /// Commits durably.
     fn commit(self) -> impl Future<Output = Result<(), StoreError>>;
+    /// Rolls back everything the batch did, at once (dropping the transaction would also roll it back, but
+    /// on PostgreSQL only when its connection is next used, holding its locks until then).
+    fn rollback(self) -> impl Future<Output = Result<(), StoreError>>;
 }
 
 /// The outbox's side of a batch transaction, implemented next to each backend's outbox: which events a batch

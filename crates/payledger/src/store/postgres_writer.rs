@@ -783,4 +783,9 @@ impl BatchTx for PgBatch {
         self.tx.commit().await?;
         Ok(())
     }
+
+    async fn rollback(self) -> Result<(), StoreError> {
+        self.tx.rollback().await?;
+        Ok(())
+    }
 }

@@ -787,12 +787,14 @@ impl BatchTx for SqliteBatch<'_> {
         self.write_new_discrepancies(new_discrepancies, &now)?;
         self.write_discrepancy_updates(discrepancy_updates, &now)?;
         self.finish_writes(completed_imports, matched_payments, &now)?;
-        self.write_events(events, &now)?;
-        Ok(())
+        self.write_events(events, &now)
     }
 
     async fn commit(self) -> Result<(), StoreError> {
-        self.tx.commit()?;
-        Ok(())
+        Ok(self.tx.commit()?)
+    }
+
+    async fn rollback(self) -> Result<(), StoreError> {
+        Ok(self.tx.rollback()?)
     }
 }

@@ -57,6 +57,7 @@ const MATRIX: &[(&str, &str, &str, Needs)] = &[
     ("GET", "/api/users/{user_id}/transactions/", "/api/users/1/transactions/", Needs::Role(Who::Viewer, true)),
     ("GET", "/api/reports/revenue/", "/api/reports/revenue/?year=2026&month=1", Needs::Role(Who::Viewer, false)),
     ("POST", "/api/add_funds/", "/api/add_funds/", Needs::Role(Who::Operator, false)),
+    ("POST", "/api/v1/batch/", "/api/v1/batch/", Needs::Role(Who::Operator, false)),
     ("POST", "/api/withdraw_funds/", "/api/withdraw_funds/", Needs::Role(Who::Operator, false)),
     ("POST", "/api/reserve_funds/", "/api/reserve_funds/", Needs::Role(Who::Operator, false)),
     ("POST", "/api/deduct_funds/", "/api/deduct_funds/", Needs::Role(Who::Operator, false)),

@@ -127,6 +127,10 @@ async fn each_operation_is_answered_as_its_endpoint_would_and_replayed_by_key(ba
         (json!({"operations": []}), "operations"),
         (json!({"operations": too_many}), "operations"),
         (json!({"operations": {"type": "deposit"}}), "operations"),
+        (
+            json!({"operations": [{"type": "deposit", "idempotency_key": "k0", "user_id": 9, "amount": "1"}, 1]}),
+            "operations[1]",
+        ),
         (json!({"atomic": "yes", "operations": [{"type": "deposit"}]}), "atomic"),
         (
             json!({"operations": [
@@ -152,33 +156,44 @@ async fn an_atomic_batch_applies_everything_or_nothing(backend: Backend) {
     let deposit = server.post("/api/add_funds/", json!({"user_id": 1, "amount": "50.00"}).to_string(), None).await;
     assert_eq!(deposit.status, 201);
 
-    // The third operation overdraws: nothing of the batch is applied, the second user is not even opened.
+    // The third operation overdraws: nothing of the batch is applied, the second user is not even opened,
+    // and the bank notice is neither recorded nor credited.
+    let mut bank = notice(Uuid::new_v4(), json!("9.00"), INN);
+    bank["type"] = json!("bank_notice");
     let overdrawing = |amount: &str| {
         json!({"atomic": true, "operations": [
             {"type": "deposit", "idempotency_key": "a1", "user_id": 2, "amount": "10.00"},
             {"type": "transfer", "idempotency_key": "a2", "sender_id": 2, "recipient_id": 1, "amount": "10.00"},
             {"type": "withdraw", "idempotency_key": "a3", "user_id": 1, "amount": amount},
+            bank,
         ]})
     };
     let (status, refused) = batch(&server, &overdrawing("60.01")).await;
     assert_eq!(status, 409, "{refused}");
     assert_eq!(refused["code"], "batch_not_applied");
-    assert_eq!(statuses(&refused), [(424, false), (424, false), (409, false)]);
+    assert_eq!(statuses(&refused), [(424, false), (424, false), (409, false), (424, false)]);
     assert_eq!(refused["results"][0]["body"]["code"], "not_applied");
     assert_eq!(refused["results"][2]["body"]["code"], "insufficient_funds");
     assert_eq!(refused["results"][2]["body"]["available"], "60.00", "the earlier operations counted");
     assert_eq!(available(&server, 1).await, 50_00);
     assert_eq!(server.user_balance(2).await, None);
+    assert_eq!(server.balance_text(INN).await, None);
+    let kept = "SELECT (SELECT COUNT(*) FROM bank_payments) + (SELECT COUNT(*) FROM idempotency_keys)";
+    assert_eq!(db.scalar(kept).await, 0, "no notice and no key was kept");
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM audit_log WHERE action LIKE 'balance.%'").await, 1, "the set-up only");
 
     // Its keys were not used: the corrected batch applies in full, every operation seeing the ones before.
     let (status, applied) = batch(&server, &overdrawing("60.00")).await;
     assert_eq!(status, 200, "{applied}");
-    assert_eq!(statuses(&applied), [(201, false), (201, false), (201, false)]);
+    assert_eq!(statuses(&applied), [(201, false), (201, false), (201, false), (200, false)]);
     assert_eq!(available(&server, 1).await, 0);
     assert_eq!(available(&server, 2).await, 0);
-    // Retried, it replays; with one key reused for another request, nothing of it applies.
+    assert_eq!(server.balance_text(INN).await.as_deref(), Some("9.00"));
+    // Retried, it replays (the notice is a duplicate); with one key reused for another request, nothing of it
+    // applies.
     let (status, replayed) = batch(&server, &overdrawing("60.00")).await;
-    assert_eq!((status, statuses(&replayed)), (200, vec![(201, true); 3]));
+    assert_eq!((status, statuses(&replayed)), (200, vec![(201, true), (201, true), (201, true), (200, false)]));
+    assert_eq!(replayed["results"][3]["body"]["status"], "duplicate");
     let (status, reused) = batch(
         &server,
         &json!({"atomic": true, "operations": [
