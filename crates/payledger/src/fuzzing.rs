@@ -71,6 +71,12 @@ pub fn parse_amount_json(text: &str) -> Option<Result<Money, String>> {
     Some(crate::fields::parse_amount(raw))
 }
 
+/// The batch API's body (`POST /api/v1/batch/`, `api/bulk.rs`): whether it is atomic, how many operations it
+/// carries and how many of those are invalid (each answered 400 in its place), or why it is not a batch.
+pub fn batch_body(body: &[u8]) -> Result<(bool, usize, usize), FieldErrors> {
+    crate::api::bulk::batch_summary(body)
+}
+
 #[cfg(test)]
 mod tests {
     //! The fuzz targets of the three body parsers check their properties on what the parser accepts; a parser

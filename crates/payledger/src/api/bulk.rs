@@ -201,6 +201,13 @@ fn parse_batch(bytes: &[u8], scope: &str) -> Result<(bool, Vec<Parsed>), FieldEr
     Ok((atomic.unwrap_or(false), parsed))
 }
 
+/// What the fuzz target checks of a batch body (`fuzzing::batch_body`): whether it is atomic, how many
+/// operations it carries, and how many of them are invalid.
+pub(crate) fn batch_summary(bytes: &[u8]) -> Result<(bool, usize, usize), FieldErrors> {
+    let (atomic, parsed) = parse_batch(bytes, "fuzz")?;
+    Ok((atomic, parsed.len(), parsed.iter().filter(|p| p.invalid.is_some()).count()))
+}
+
 /// Refuses two operations with one idempotency key or one bank operation id: which of them was meant is
 /// not for the server to guess.
 fn refuse_repeats(parsed: &[Parsed]) -> Result<(), FieldErrors> {

@@ -364,7 +364,7 @@ impl Writer {
                 self.state.decide_and_write(tx, submitted).await?
             }
             WriteConnection::Postgres(store) => {
-                let tx = store.begin_batch().await.map_err(BatchFailure::before_commit)?;
+                let tx = store.begin_batch(commands.len()).await.map_err(BatchFailure::before_commit)?;
                 self.state.decide_and_write(tx, submitted).await?
             }
         };

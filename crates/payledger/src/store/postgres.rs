@@ -15,6 +15,9 @@ use super::postgres_writer::PgBatch;
 use super::principal_cache::{CHANNEL, PrincipalCache};
 use super::{StoreError, organization_account};
 
+/// From how many commands a batch plans its statements afresh (`PgBatch::begin`).
+const CUSTOM_PLAN_COMMANDS: usize = 128;
+
 /// Connections per instance: the writer's transaction, the async applier and API reads.
 pub const MAX_CONNECTIONS: u32 = 12;
 /// How long a request waits for a free connection before the pool reports an error.
@@ -169,9 +172,10 @@ impl PgStore {
         Ok(super::migration_state(&sqlx::migrate!("./migrations/postgres"), &applied))
     }
 
-    /// Starts a batch transaction (READ COMMITTED: row locks and unique indexes do the serializing).
-    pub async fn begin_batch(&self) -> Result<PgBatch, StoreError> {
-        PgBatch::begin(&self.pool).await
+    /// Starts a batch transaction (READ COMMITTED: row locks and unique indexes do the serializing) of
+    /// `commands` commands.
+    pub async fn begin_batch(&self, commands: usize) -> Result<PgBatch, StoreError> {
+        PgBatch::begin(&self.pool, commands >= CUSTOM_PLAN_COMMANDS).await
     }
 
     pub(super) async fn clock(&self) -> Result<OffsetDateTime, StoreError> {

@@ -17,7 +17,7 @@ impl PgStore {
     /// Runs a delivery worker's round in a transaction of its own, dated by the database's clock
     /// (`delivery_rounds.rs` says why PostgreSQL's rounds stay out of the ledger's batches).
     pub(super) async fn delivery_round(&self, round: &DeliveryRound) -> Result<RoundOutcome, StoreError> {
-        let mut batch = PgBatch::begin(&self.pool).await?;
+        let mut batch = PgBatch::begin(&self.pool, false).await?;
         let now = crate::timefmt::to_micros(batch.clock().await?);
         let mut outcomes = super::delivery_rounds::run_rounds(&mut batch, &[round], now).await?;
         batch.commit().await?;
