@@ -123,6 +123,12 @@ mod tests {
         check("webhook_notice", |bytes| super::parse_notice(bytes).is_ok());
     }
 
+    /// A batch seed is valid when it reads as a batch whose every operation is valid.
+    #[test]
+    fn batch_seeds_parse_as_named() {
+        check("batch_body", |bytes| super::batch_body(bytes).is_ok_and(|(_, _, invalid)| invalid == 0));
+    }
+
     /// A balance seed is valid when at least one of the balance endpoints accepts it.
     #[test]
     fn balance_seeds_parse_as_named() {

@@ -81,8 +81,8 @@ pub enum EngineError {
 #[derive(Clone, Debug)]
 pub struct LedgerEngine {
     queue: mpsc::Sender<Queued>,
-    /// Room for the commands of atomic groups waiting or being applied: a group is one entry of the queue,
-    /// so without this bound the queue's capacity would not bound the writer's backlog.
+    /// Room for the commands of atomic groups waiting or being applied: a group is one entry of the queue, so
+    /// without this bound of its own (as large as the queue's) the writer's backlog would have none.
     atomic_room: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
@@ -272,7 +272,7 @@ impl Writer {
     /// failed group is never split: its caller gets 503, as one command would.
     async fn run_atomic(&mut self, group: AtomicGroup) {
         let started = Instant::now();
-        let AtomicGroup { commands, origin, accept, reply } = group;
+        let AtomicGroup { commands, origin, accept, reply, room } = group;
         let origins = vec![origin; commands.len()];
         let result = self.apply_rerunning(&commands, &origins, Some(accept)).await;
         record_batch(commands.len(), started);
@@ -281,6 +281,7 @@ impl Writer {
             Err(failure) => Err(failure::failed(&failure, commands.len())),
         };
         let _ = reply.send(answer);
+        drop(room);
     }
 
     /// Applies each command of a failed batch alone, so that only a command that itself fails gets 503. The

@@ -34,6 +34,9 @@ pub(super) struct AtomicGroup {
     pub(super) origin: Option<RequestOrigin>,
     pub(super) accept: Accept,
     pub(super) reply: oneshot::Sender<Result<AtomicOutcome, EngineError>>,
+    /// The group's room among the atomic commands in flight, given back when the writer has answered it (not
+    /// when its caller stops waiting: a request that timed out leaves its group queued).
+    pub(super) room: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// What became of an atomic group.
@@ -96,11 +99,10 @@ impl LedgerEngine {
         commands: Vec<WriteCommand>,
         accept: Accept,
     ) -> Result<AtomicOutcome, EngineError> {
-        // Held until the group is answered: its commands count against the queue's capacity like single ones.
-        let room = u32::try_from(commands.len()).map_err(|_| EngineError::Overloaded)?;
-        let _room = self.atomic_room.clone().try_acquire_many_owned(room).map_err(|_| EngineError::Overloaded)?;
+        let wanted = u32::try_from(commands.len()).map_err(|_| EngineError::Overloaded)?;
+        let room = self.atomic_room.clone().try_acquire_many_owned(wanted).map_err(|_| EngineError::Overloaded)?;
         let (reply, answer) = oneshot::channel();
-        let group = AtomicGroup { commands, origin: RequestOrigin::current(), accept, reply };
+        let group = AtomicGroup { commands, origin: RequestOrigin::current(), accept, reply, room };
         self.queue.try_send(Queued::Atomic(group)).map_err(refused)?;
         answer.await.map_err(|_| EngineError::Stopped)?
     }

@@ -35,13 +35,11 @@ impl PgBatch {
     /// Starts a batch transaction (READ COMMITTED: row locks and unique indexes do the serializing).
     pub(super) async fn begin(pool: &PgPool, large: bool) -> Result<PgBatch, StoreError> {
         let mut tx = pool.begin().await?;
-        // A large batch's statements are planned for their own arguments and the tables as they are now. A
-        // prepared statement otherwise settles on a generic plan after five runs, planned for the tables as
-        // they were then and for arrays of a guessed ten elements: one planned while `idempotency_keys` was
-        // nearly empty scanned it whole for every key lookup until an ANALYZE replaced the plan (measured
-        // with autovacuum off: 144 µs a command for the key claims of batches of 1,000 transfers, against
-        // 7 µs planned afresh). Small batches keep their cached plans: planning each statement cost single
-        // transfers ~11 %, and there autovacuum's ANALYZE is what keeps plans current.
+        // A large batch plans its statements for their arguments and the tables as they are now. A prepared
+        // statement settles on a generic plan after five runs: one made while `idempotency_keys` was nearly
+        // empty scanned it whole until an ANALYZE replaced it (with autovacuum off: 144 µs a command for the
+        // claims of batches of 1,000 transfers, against 7 µs). Small batches keep cached plans (planning
+        // each cost single transfers ~11 %); there autovacuum's ANALYZE keeps plans current.
         if large {
             sqlx::query("SET LOCAL plan_cache_mode = force_custom_plan").execute(&mut *tx).await?;
         }
