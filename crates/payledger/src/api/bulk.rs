@@ -75,7 +75,11 @@ struct Answer {
 impl Answer {
     fn error(error: ApiError) -> Answer {
         let (status, body) = error.status_and_body();
-        let stored = json_response(status, &body);
+        Answer::of(status, &body)
+    }
+
+    fn of(status: StatusCode, body: &ErrorBody) -> Answer {
+        let stored = json_response(status, body);
         Answer { status: stored.status, body: stored.body, replayed: false }
     }
 }
@@ -294,21 +298,18 @@ fn parse_operation(raw: &RawValue, scope: &str) -> Parsed {
 
 /// One operation's answer from its outcome.
 fn answer(answerer: Answerer, outcome: Result<WriteOutcome, EngineError>, policy: ConflictPolicy) -> Answer {
-    let outcome = match (answerer, outcome) {
+    match (answerer, outcome) {
         // An invalid notice is answered 400 whether or not keeping it for operators worked, as the webhook
         // answers it.
-        (Answerer::Invalid(details), _) => return Answer::error(ApiError::InvalidData(details)),
-        (answerer, Ok(outcome)) => (answerer, outcome),
-        (_, Err(error)) => return engine_failure(error),
-    };
-    match outcome {
-        (Answerer::Balance(kind), WriteOutcome::Balance(outcome)) => {
+        (Answerer::Invalid(details), _) => Answer::error(ApiError::InvalidData(details)),
+        (_, Err(error)) => engine_failure(error),
+        (Answerer::Balance(kind), Ok(WriteOutcome::Balance(outcome))) => {
             match balance_answer(outcome, kind.render, kind.endpoint) {
                 Ok((response, replayed)) => Answer { status: response.status, body: response.body, replayed },
                 Err(error) => Answer::error(error),
             }
         }
-        (Answerer::Notice(id), outcome) => match notice_answer(outcome, id, policy) {
+        (Answerer::Notice(id), Ok(outcome)) => match notice_answer(outcome, id, policy) {
             // Serializing this plain struct cannot fail; an empty object would still be valid JSON.
             Ok(answer) => Answer {
                 status: StatusCode::OK.as_u16(),
@@ -317,8 +318,7 @@ fn answer(answerer: Answerer, outcome: Result<WriteOutcome, EngineError>, policy
             },
             Err(error) => Answer::error(error),
         },
-        (Answerer::Invalid(_), _) => Answer::error(ApiError::InvalidData(FieldErrors::new())),
-        (Answerer::Balance(kind), other) => Answer::error(ApiError::Internal(format!(
+        (Answerer::Balance(kind), Ok(other)) => Answer::error(ApiError::Internal(format!(
             "the ledger engine answered a {} operation with {other:?}",
             kind.endpoint
         ))),
@@ -381,8 +381,7 @@ fn atomic_response(
 /// failure once for its whole batch, which may be hundreds of this request's operations.
 fn engine_failure(error: EngineError) -> Answer {
     let (status, body) = ApiError::Engine(error).unlogged_status_and_body();
-    let stored = json_response(status, &body);
-    Answer { status: stored.status, body: stored.body, replayed: false }
+    Answer::of(status, &body)
 }
 
 fn not_applied() -> Answer {
@@ -394,8 +393,7 @@ fn not_applied() -> Answer {
         reserved: None,
         line: None,
     };
-    let stored = json_response(StatusCode::FAILED_DEPENDENCY, &body);
-    Answer { status: stored.status, body: stored.body, replayed: false }
+    Answer::of(StatusCode::FAILED_DEPENDENCY, &body)
 }
 
 /// `{"error"?, "code"?, "results": [{"status", "replayed", "body"}, …]}`, written directly: each body is

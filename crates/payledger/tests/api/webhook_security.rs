@@ -16,11 +16,17 @@ fn guarded(db: &TestDb, secrets: &[&str], networks: &[&str]) -> payledger::confi
 }
 
 async fn post(server: &TestServer, body: &str, signature: Option<String>) -> (u16, serde_json::Value) {
-    let mut request = server
-        .client
-        .post(server.url("/api/webhook/bank/"))
-        .header("Content-Type", "application/json")
-        .body(body.to_owned());
+    post_to(server, "/api/webhook/bank/", body, signature).await
+}
+
+/// Posts a batch to the batch API, signed if `signature` is given.
+async fn post_batch(server: &TestServer, body: &str, signature: Option<String>) -> (u16, serde_json::Value) {
+    post_to(server, "/api/v1/batch/", body, signature).await
+}
+
+async fn post_to(server: &TestServer, path: &str, body: &str, signature: Option<String>) -> (u16, serde_json::Value) {
+    let mut request =
+        server.client.post(server.url(path)).header("Content-Type", "application/json").body(body.to_owned());
     if let Some(signature) = signature {
         request = request.header("X-Payledger-Signature", signature);
     }
@@ -79,21 +85,6 @@ async fn notices_from_outside_the_allowed_networks_are_refused() {
     let server = TestServer::start(guarded(&db, &[], &["10.0.0.0/8", "127.0.0.0/8"])).await;
     assert_eq!(post(&server, &body, None).await.0, 200);
     server.stop().await;
-}
-
-/// Posts a batch to the batch API, signed if `signature` is given.
-async fn post_batch(server: &TestServer, body: &str, signature: Option<String>) -> (u16, serde_json::Value) {
-    let mut request = server
-        .client
-        .post(server.url("/api/v1/batch/"))
-        .header("Content-Type", "application/json")
-        .body(body.to_owned());
-    if let Some(signature) = signature {
-        request = request.header("X-Payledger-Signature", signature);
-    }
-    let response = request.send().await.expect("request");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(serde_json::Value::Null))
 }
 
 /// An operator's batch carries bank notices only with what the bank webhook needs: the bank's signature
