@@ -2,10 +2,10 @@
 # Runs payledger-bench against a fresh release server for each store: first the ceiling scenario (GET
 # /api/health/live/, open and touching no data: what the same client and closed loop get from HTTP alone),
 # then each webhook mode × load shape, the transfers scenario (spread over 1000 users, and one hot pair; then
-# spread again through the batch API, 100 and 1000 transfers to a request, on 8 connections), the
-# three read scenarios (balance: 1000 organizations' balances, each given one bank notice first; balances:
-# 1000 users' balances and history: the first page of 1000 users' histories, each user given a deposit first;
-# every answer checked against that set-up) and the payouts scenario. It prints one Markdown table row per
+# spread again through the batch API, 100 and 1000 transfers to a request, and bank notices 1000 to a request,
+# on 8 connections), the three read scenarios (balance: 1000 organizations' balances, each given one bank
+# notice first; balances: 1000 users' balances and history: the first page of 1000 users' histories, each user
+# given a deposit first; every answer checked against that set-up) and the payouts scenario. It prints one Markdown table row per
 # run, with its rate also as a share of that store's ceiling ("share of ceiling": req/s ÷ the ceiling's req/s
 # from the same invocation, so rows compare across days and machines), then a second table with each store's
 # payout queue drain rates (the numbers in BENCHMARKS.md come from this script).
@@ -16,7 +16,8 @@
 # Settings: DURATION (s, default 10), CONNECTIONS (default 64), PORT (default 18000), PAYOUT_WORKERS (the
 # server's payout workers in the payouts run, default 8), PAYOUT_CONVERGE (s the payout queue may take to
 # drain, default 900), PAYOUTS (0 skips the payouts run and its drain table), MODES (the webhook modes to run,
-# default "sync async"), BIN (binaries to run instead of building this tree: see below).
+# default "sync async"), BATCHES (0 skips the batch API's rows), BIN (binaries to run instead of building
+# this tree: see below).
 #
 # Every server starts with a first admin, BENCH_USER (the bench logs in as it once per run, but for the
 # ceiling, and sends its access token with every request), and a login rate high enough that the bench is
@@ -74,8 +75,8 @@ run() {
     --converge "${run_converge:-60}" --server-pid "$server" "$@" 2>&1 || true)"
   kill "$server"; wait "$server" 2>/dev/null || true
   rps=$(grep -oP 'throughput:\s+\K[0-9.]+' <<<"$out" || echo "?")
-  # A batch run also reports the transfers its requests carried.
-  ops=$(grep -oP 'operations:\s+\K[0-9.]+' <<<"$out" || true)
+  # A batch run also reports the operations its requests carried ("12345.6 transfers/s").
+  ops=$(grep -oP 'operations:\s+\K[0-9.]+ \w+/s' <<<"$out" || true)
   p50=$(grep -oP 'p50 \K[0-9.]+' <<<"$out" || echo "?")
   p99=$(grep -oP 'p99 \K[0-9.]+' <<<"$out" || echo "?")
   p999=$(grep -oP 'p99\.9 \K[0-9.]+' <<<"$out" || echo "?")
@@ -102,7 +103,7 @@ run() {
   # A failed login (or any other error before the load) leaves no summary at all.
   if ! grep -q '^throughput:' <<<"$out"; then printf '%s\n' "$out" | tail -n 3 >&2; fi
   pct=$(share "$rps" "$ceiling")
-  echo "| ${store%%:*} | $label_mode | $label_load | ${run_connections:-$CONNECTIONS} | $rps${ops:+ ($ops transfers/s)} | $pct | $p50 | $p99 | $p999 | $errors | $rss | $balances |"
+  echo "| ${store%%:*} | $label_mode | $label_load | ${run_connections:-$CONNECTIONS} | $rps${ops:+ ($ops)} | $pct | $p50 | $p99 | $p999 | $errors | $rss | $balances |"
   if [[ "$store" != sqlite* ]]; then psql "$store" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null; fi
 }
 
@@ -142,12 +143,16 @@ for store in "${stores[@]}"; do
     esac
     run sync - "transfers $load" --scenario transfers "${args[@]}"
   done
-  # The same transfers through the batch API, 100 or 1000 to a request, each with its own key: the rate of
-  # transfers is the batch API's, and req/s is requests. 8 connections: 64 requests of 1000 would ask the
-  # ledger's queue (32,768 commands) for twice its room and be refused 503 `overloaded`.
-  for size in 100 1000; do
-    run_connections=8 run sync - "transfers spread, batches of $size" --scenario transfers --users 1000 --batch "$size"
-  done
+  # The same transfers through the batch API, 100 or 1000 to a request, each with its own key, and bank
+  # notices 1000 to a request: the rate of operations is the batch API's, and req/s is requests. 8
+  # connections: 64 requests of 1000 would ask the ledger's queue (32,768 commands) for twice its room and be
+  # refused 503 `overloaded`. BATCHES=0 leaves these rows out (a build before the batch API).
+  if [ "${BATCHES:-1}" != 0 ]; then
+    for size in 100 1000; do
+      run_connections=8 run sync - "transfers spread, batches of $size" --scenario transfers --users 1000 --batch "$size"
+    done
+    run_connections=8 run sync sync "webhooks spread, batches of 1000" --orgs 1000 --batch 1000
+  fi
   # Reads, authenticated like every row but the ceiling, of accounts the bench sets up first (not measured):
   # one bank notice into each of 1000 organizations (sync mode, so each is booked when acknowledged), or one
   # deposit into each of 1000 users. The webhook mode does not matter: sync, "-" in the mode column.

@@ -109,6 +109,14 @@ pub fn transfer_operation(key: &str, sender_id: u64, recipient_id: u64, kopecks:
     )
 }
 
+/// A webhook body (a JSON object's text, as [`webhook_body`] makes it) as a batch operation: the same fields
+/// after `"type":"bank_notice"`.
+pub fn notice_operation(webhook_body: &[u8]) -> String {
+    let fields = String::from_utf8_lossy(webhook_body);
+    let fields = fields.strip_prefix('{').unwrap_or(&fields);
+    format!("{{\"type\":\"bank_notice\",{fields}")
+}
+
 /// Each operation's `(status, code)` in a batch API answer, in order, or `None` if the body is not one.
 pub fn batch_results(body: &[u8]) -> Option<Vec<(u16, Option<String>)>> {
     let answer: serde_json::Value = serde_json::from_slice(body).ok()?;
@@ -629,6 +637,11 @@ mod tests {
         assert_eq!(value["payer_inn"], INN);
         assert_eq!(value["document_number"], "PAY-328");
         assert_eq!(value["document_date"], "2024-04-27T21:00:00Z");
+
+        let operation: serde_json::Value = serde_json::from_str(&notice_operation(&body)).unwrap();
+        assert_eq!(operation["type"], "bank_notice");
+        assert_eq!(operation["operation_id"], value["operation_id"]);
+        assert_eq!(operation.as_object().unwrap().len(), value.as_object().unwrap().len() + 1);
 
         let numeric = webhook_body(id, INN, 5, 1, false);
         let fields: HashMap<String, Box<RawValue>> = serde_json::from_slice(&numeric).unwrap();

@@ -105,9 +105,10 @@ pub struct Args {
     #[arg(long, env = "PAYLEDGER_BENCH_INITIAL_BALANCE", default_value = "1000000.00", value_parser = parse_deposit)]
     pub initial_balance: i64,
 
-    /// Transfers scenario: transfers per request. 1 sends each to `POST /api/transfer_funds/`; more sends
-    /// them together to the batch API (`POST /api/v1/batch/`, at most 1000), each with its own key, and the
-    /// rate is also reported in transfers per second.
+    /// Operations per request, for the webhook and transfers scenarios. 1 sends each notice to the webhook and
+    /// each transfer to `POST /api/transfer_funds/`; more sends them together to the batch API
+    /// (`POST /api/v1/batch/`, at most 1000), each transfer with its own key, and the rate is also reported
+    /// in operations per second.
     #[arg(long, env = "PAYLEDGER_BENCH_BATCH", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub batch: u32,
 

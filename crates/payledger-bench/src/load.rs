@@ -17,7 +17,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use uuid::Uuid;
 
-use crate::api::{WEBHOOK_PATH, webhook_body};
+use crate::api::{BATCH_PATH, WEBHOOK_PATH, batch_body, batch_results, notice_operation, webhook_body};
 use crate::client::{Client, Failure, Response, Target};
 use crate::closed_loop::{self, Pace, Request, Scenario, Tally};
 use crate::histogram::Histogram;
@@ -42,6 +42,8 @@ pub struct Plan {
     /// Keep the operation_id of every acknowledged operation (`--event-receiver` matches them with the
     /// deliveries); off otherwise, so a long run does not hold every id it ever sent.
     pub record_ids: bool,
+    /// Notices per request: 1 to the webhook, more to the batch API (`--batch`; no duplicates then).
+    pub batch: usize,
 }
 
 /// State the workers share while running.
@@ -214,6 +216,9 @@ pub struct Stats {
     pub transfers: TransferCounts,
     /// Payout creations by outcome (all zero outside the `payouts` scenario).
     pub payouts: PayoutCounts,
+    /// Operations answered with a final result in their places of batch requests (`--batch`): transfers
+    /// applied or refused, notices acknowledged.
+    pub batched: u64,
 }
 
 impl Stats {
@@ -226,6 +231,7 @@ impl Stats {
         self.kinds.merge(&other.kinds);
         self.transfers.merge(&other.transfers);
         self.payouts.merge(&other.payouts);
+        self.batched += other.batched;
     }
 }
 
@@ -269,7 +275,10 @@ impl WorkerReport {
 enum Job {
     Fresh(Pending),
     Retry(Pending),
-    Duplicate(Bytes),
+    /// A resend of an acknowledged body (`--duplicate-share`).
+    Duplicate,
+    /// Notices sent together to the batch API, the resends first; the count of resends.
+    Batch(Vec<Pending>, usize),
 }
 
 /// The webhook scenario's part of a worker: what it still has to settle and what it may resend.
@@ -287,55 +296,134 @@ impl Scenario for Webhook<'_> {
     type Job = Job;
 
     fn next(&mut self, _started: Instant) -> (Job, Request<'_>) {
+        if self.plan.batch > 1 {
+            return self.next_batch();
+        }
         let (plan, rng) = (self.plan, &mut self.rng);
         // Unsettled operations go first: each one is a kopeck-exact question the verification must answer.
-        let job = if let Some(pending) = self.unsettled.pop_front() {
-            Job::Retry(pending)
+        let (job, body) = if let Some(pending) = self.unsettled.pop_front() {
+            let body = pending.body.clone();
+            (Job::Retry(pending), body)
         } else if plan.duplicate_percent > 0
             && !self.acknowledged_bodies.is_empty()
             && rng.random_range(0..100u8) < plan.duplicate_percent
         {
-            Job::Duplicate(self.acknowledged_bodies[rng.random_range(0..self.acknowledged_bodies.len())].clone())
+            let body = self.acknowledged_bodies[rng.random_range(0..self.acknowledged_bodies.len())].clone();
+            (Job::Duplicate, body)
         } else {
-            let org = rng.random_range(0..plan.inns.len());
-            let kopecks = rng.random_range(1..=MAX_AMOUNT_KOPECKS);
-            // operation_ids come from the OS generator, never the seed: a rerun must not collide with old ones.
-            let operation_id = Uuid::new_v4();
-            let body = webhook_body(operation_id, &plan.inns[org], kopecks, rng.random(), rng.random());
-            Job::Fresh(Pending { operation_id, org, kopecks, body })
-        };
-        let body = match &job {
-            Job::Fresh(p) | Job::Retry(p) => p.body.clone(),
-            Job::Duplicate(body) => body.clone(),
+            let pending = self.fresh();
+            let body = pending.body.clone();
+            (Job::Fresh(pending), body)
         };
         (job, Request::Post { path: WEBHOOK_PATH, body, idempotency_key: None })
     }
 
     fn book(&mut self, job: Job, result: &Result<Response, Failure>, measured: Option<&mut Stats>) -> Option<Duration> {
-        if let Some(stats) = measured {
-            match &job {
-                Job::Fresh(_) => stats.kinds.fresh += 1,
-                Job::Retry(_) => stats.kinds.retry += 1,
-                Job::Duplicate(_) => stats.kinds.duplicate += 1,
+        let op = match job {
+            Job::Batch(notices, resends) => {
+                self.book_batch(notices, resends, result, measured);
+                return None;
             }
-        }
-        let acknowledged = matches!(result, Ok(response) if response.status == StatusCode::OK);
-        match job {
             // A duplicate of an acknowledged operation changes nothing, whatever the answer.
-            Job::Duplicate(_) => {}
-            Job::Fresh(op) | Job::Retry(op) if acknowledged => {
-                self.shared.acknowledged[op.org].fetch_add(op.kopecks, Ordering::Relaxed);
-                self.acknowledged_ops += 1;
-                if self.plan.record_ids {
-                    self.acknowledged_ids.push(op.operation_id);
+            Job::Duplicate => {
+                if let Some(stats) = measured {
+                    stats.kinds.duplicate += 1;
                 }
-                if self.plan.duplicate_percent > 0 {
-                    remember(&mut self.acknowledged_bodies, op.body, &mut self.rng);
-                }
+                return None;
             }
-            Job::Fresh(op) | Job::Retry(op) => self.unsettled.push_back(op),
+            Job::Fresh(op) => {
+                if let Some(stats) = measured {
+                    stats.kinds.fresh += 1;
+                }
+                op
+            }
+            Job::Retry(op) => {
+                if let Some(stats) = measured {
+                    stats.kinds.retry += 1;
+                }
+                op
+            }
+        };
+        if matches!(result, Ok(response) if response.status == StatusCode::OK) {
+            self.acknowledge(op);
+        } else {
+            self.unsettled.push_back(op);
         }
         None
+    }
+}
+
+impl Webhook<'_> {
+    /// A new notice to an organization drawn uniformly.
+    fn fresh(&mut self) -> Pending {
+        let (plan, rng) = (self.plan, &mut self.rng);
+        let org = rng.random_range(0..plan.inns.len());
+        let kopecks = rng.random_range(1..=MAX_AMOUNT_KOPECKS);
+        // operation_ids come from the OS generator, never the seed: a rerun must not collide with old ones.
+        let operation_id = Uuid::new_v4();
+        let body = webhook_body(operation_id, &plan.inns[org], kopecks, rng.random(), rng.random());
+        Pending { operation_id, org, kopecks, body }
+    }
+
+    /// Up to `batch` notices for the batch API: the unsettled ones first, then new ones.
+    fn next_batch(&mut self) -> (Job, Request<'_>) {
+        let mut notices = Vec::with_capacity(self.plan.batch);
+        while notices.len() < self.plan.batch
+            && let Some(pending) = self.unsettled.pop_front()
+        {
+            notices.push(pending);
+        }
+        let resends = notices.len();
+        while notices.len() < self.plan.batch {
+            let notice = self.fresh();
+            notices.push(notice);
+        }
+        let operations: Vec<String> = notices.iter().map(|notice| notice_operation(&notice.body)).collect();
+        let body = batch_body(operations.iter().map(String::as_str));
+        (Job::Batch(notices, resends), Request::Post { path: BATCH_PATH, body, idempotency_key: None })
+    }
+
+    /// Books each notice of a batch by its own result: 200 acknowledges it, anything else (or a batch not
+    /// answered 200 with one result per notice) leaves it unsettled, to be resent.
+    fn book_batch(
+        &mut self,
+        notices: Vec<Pending>,
+        resends: usize,
+        result: &Result<Response, Failure>,
+        mut measured: Option<&mut Stats>,
+    ) {
+        let results = match result {
+            Ok(response) if response.status == StatusCode::OK => batch_results(&response.body),
+            _ => None,
+        }
+        .filter(|results| results.len() == notices.len());
+        if let Some(stats) = measured.as_deref_mut() {
+            stats.kinds.retry += resends as u64;
+            stats.kinds.fresh += (notices.len() - resends) as u64;
+        }
+        for (index, notice) in notices.into_iter().enumerate() {
+            let acknowledged = results.as_ref().is_some_and(|results| results[index].0 == 200);
+            if !acknowledged {
+                self.unsettled.push_back(notice);
+                continue;
+            }
+            if let Some(stats) = measured.as_deref_mut() {
+                stats.batched += 1;
+            }
+            self.acknowledge(notice);
+        }
+    }
+
+    /// Books an acknowledged notice: its amount, once, and what the run keeps of it.
+    fn acknowledge(&mut self, op: Pending) {
+        self.shared.acknowledged[op.org].fetch_add(op.kopecks, Ordering::Relaxed);
+        self.acknowledged_ops += 1;
+        if self.plan.record_ids {
+            self.acknowledged_ids.push(op.operation_id);
+        }
+        if self.plan.duplicate_percent > 0 {
+            remember(&mut self.acknowledged_bodies, op.body, &mut self.rng);
+        }
     }
 }
 

@@ -404,24 +404,10 @@ fn route(
         };
     }
     if method == "POST" && path == "/api/webhook/bank/" {
-        let Some((operation_id, inn, kopecks)) = parse_notice(body) else {
-            return ("400 Bad Request", message("invalid"));
-        };
-        ledger.webhook_calls += 1;
-        let call = ledger.webhook_calls;
-        if config.fail_every > 0 && call % config.fail_every == 1 {
-            return ("503 Service Unavailable", message("busy"));
-        }
-        if ledger.seen.insert(operation_id.clone()) {
-            *ledger.balances.entry(inn).or_default() += kopecks;
-            emit(ledger, config, &operation_id);
-        } else if config.book_duplicates {
-            *ledger.balances.entry(inn).or_default() += kopecks;
-        }
-        if config.fail_every > 0 && call.is_multiple_of(config.fail_every) {
-            return ("503 Service Unavailable", message("busy"));
-        }
-        return ("200 OK", message("accepted"));
+        return notice(ledger, config, body);
+    }
+    if method == "POST" && path == "/api/v1/batch/" {
+        return batch(ledger, config, body);
     }
     let inn = path.strip_prefix("/api/organizations/").and_then(|rest| rest.strip_suffix("/balance/"));
     match (method, inn) {
@@ -434,6 +420,52 @@ fn route(
         },
         _ => ("404 Not Found", message("no such route")),
     }
+}
+
+/// A bank notice. With `fail_every`, notice number `n` is refused with 503 when `n % fail_every == 1` and
+/// booked but answered 503 when `n % fail_every == 0`.
+fn notice(ledger: &mut Ledger, config: MockConfig, body: &[u8]) -> (&'static str, String) {
+    let Some((operation_id, inn, kopecks)) = parse_notice(body) else {
+        return ("400 Bad Request", message("invalid"));
+    };
+    ledger.webhook_calls += 1;
+    let call = ledger.webhook_calls;
+    if config.fail_every > 0 && call % config.fail_every == 1 {
+        return ("503 Service Unavailable", message("busy"));
+    }
+    if ledger.seen.insert(operation_id.clone()) {
+        *ledger.balances.entry(inn).or_default() += kopecks;
+        emit(ledger, config, &operation_id);
+    } else if config.book_duplicates {
+        *ledger.balances.entry(inn).or_default() += kopecks;
+    }
+    if config.fail_every > 0 && call.is_multiple_of(config.fail_every) {
+        return ("503 Service Unavailable", message("busy"));
+    }
+    ("200 OK", message("accepted"))
+}
+
+/// The batch API, for bank notices only (the operations the bench's webhook scenario batches): each answered in
+/// its place as the webhook would answer it, failures included. Operations stay raw JSON text: an amount is
+/// never a float here either.
+fn batch(ledger: &mut Ledger, config: MockConfig, body: &[u8]) -> (&'static str, String) {
+    let fields: HashMap<String, Box<RawValue>> = serde_json::from_slice(body).unwrap_or_default();
+    let Some(operations) =
+        fields.get("operations").and_then(|raw| serde_json::from_str::<Vec<Box<RawValue>>>(raw.get()).ok())
+    else {
+        return ("400 Bad Request", message("not a batch"));
+    };
+    let mut results = Vec::with_capacity(operations.len());
+    for operation in operations {
+        let fields: HashMap<String, Box<RawValue>> = serde_json::from_str(operation.get()).unwrap_or_default();
+        let (status, reply) = match fields.get("type").map(|raw| raw.get()) {
+            Some("\"bank_notice\"") => notice(ledger, config, operation.get().as_bytes()),
+            _ => ("400 Bad Request", message("unknown type")),
+        };
+        let status = status.split_whitespace().next().unwrap_or("500");
+        results.push(format!("{{\"status\":{status},\"replayed\":false,\"body\":{reply}}}"));
+    }
+    ("200 OK", format!("{{\"results\":[{}]}}", results.join(",")))
 }
 
 /// Payout creation and counting. With `fail_every`, creation number `n` is refused with 503 `overloaded`

@@ -283,6 +283,9 @@ impl Scenario for Transfers<'_> {
                     Outcome::InFlight => stats.transfers.in_flight += 1,
                     Outcome::Unknown => {}
                 }
+                if self.plan.batch > 1 && matches!(outcome, Outcome::Applied | Outcome::Refused) {
+                    stats.batched += 1;
+                }
             }
             match outcome {
                 Outcome::Applied => {

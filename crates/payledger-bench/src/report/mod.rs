@@ -117,8 +117,6 @@ pub struct TransferCheck {
     pub first_user: u64,
     /// Set-up deposits that had to be resent before the server answered 201.
     pub deposits_resent: u64,
-    /// Transfers per request (`--batch`).
-    pub batch: u32,
     /// Transfers applied (201), warm-up and resends after the load included.
     pub applied: u64,
     /// Transfers refused for insufficient funds (409), warm-up and resends after the load included.
@@ -185,6 +183,8 @@ pub struct Summary {
     pub auth: AuthReport,
     /// With `--event-receiver`: the events the bench received and their check.
     pub events: Option<EventCheck>,
+    /// Operations per request (`--batch`); filled in by `run`.
+    pub batch: u32,
 }
 
 impl Summary {
@@ -197,15 +197,14 @@ impl Summary {
         u64::try_from(u128::from(self.measured.requests) * 10_000_000_000 / nanos).unwrap_or(u64::MAX)
     }
 
-    /// Measured transfers answered (applied or refused) per second, in tenths: with `--batch`, the rate of
-    /// the operations the requests carried.
-    pub fn transfer_rate_tenths(&self) -> u64 {
+    /// With `--batch`, the measured operations answered in their places (transfers applied or refused, notices
+    /// acknowledged) per second, in tenths.
+    pub fn batched_rate_tenths(&self) -> u64 {
         let nanos = self.elapsed.as_nanos();
         if nanos == 0 {
             return 0;
         }
-        let answered = self.measured.transfers.applied + self.measured.transfers.refused;
-        u64::try_from(u128::from(answered) * 10_000_000_000 / nanos).unwrap_or(u64::MAX)
+        u64::try_from(u128::from(self.measured.batched) * 10_000_000_000 / nanos).unwrap_or(u64::MAX)
     }
 
     /// Unique operations acknowledged overall, resends after the load included.
@@ -244,6 +243,7 @@ mod tests {
             server_peak_rss_kib: Some(Ok(2_048)),
             auth: AuthReport::default(),
             events: None,
+            batch: 1,
         }
     }
 
@@ -290,7 +290,6 @@ mod tests {
         s.verification = Check::Transfers(TransferCheck {
             first_user: 5_000_001,
             deposits_resent: 1,
-            batch: 1,
             applied: 61,
             refused: 31,
             verification,

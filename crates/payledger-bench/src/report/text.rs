@@ -53,12 +53,13 @@ impl Summary {
         );
         let rate = self.rate_tenths();
         let _ = writeln!(out, "throughput:  {}.{} req/s", rate / 10, rate % 10);
-        if let Check::Transfers(t) = &self.verification
-            && t.batch > 1
-        {
-            let ops = self.transfer_rate_tenths();
-            let _ =
-                writeln!(out, "operations:  {}.{} transfers/s answered ({} per request)", ops / 10, ops % 10, t.batch);
+        if self.batch > 1 {
+            let what = match self.verification {
+                Check::Transfers(_) => "transfers/s answered",
+                _ => "notices/s acknowledged",
+            };
+            let ops = self.batched_rate_tenths();
+            let _ = writeln!(out, "operations:  {}.{} {what} ({} per request)", ops / 10, ops % 10, self.batch);
         }
         let mut latency = String::new();
         for (label, ppm) in PERCENTILES {

@@ -69,6 +69,13 @@ pub async fn run(args: &Args, stop: Arc<AtomicBool>) -> anyhow::Result<Summary> 
     if args.duplicate_share > 0 && args.scenario != Scenario::Webhook {
         bail!("--duplicate-share applies to the webhook scenario only");
     }
+    if args.batch > 1 && !matches!(args.scenario, Scenario::Webhook | Scenario::Transfers) {
+        bail!("--batch applies to the webhook and transfers scenarios only");
+    }
+    if args.batch > 1 && args.duplicate_share > 0 {
+        // A batch may not carry one operation_id twice, and a drawn duplicate could repeat one.
+        bail!("--batch and --duplicate-share cannot be combined");
+    }
     let target = Target::resolve(&args.url).await?;
     // Kept to the end of the run: dropping it stops renewing the token.
     let session = match args.credentials() {
@@ -102,6 +109,7 @@ pub async fn run(args: &Args, stop: Arc<AtomicBool>) -> anyhow::Result<Summary> 
         Scenario::Balances => reads::run_reads(args, &target, stop, ReadKind::Balances).await,
         Scenario::History => reads::run_reads(args, &target, stop, ReadKind::History).await,
     }?;
+    summary.batch = args.batch;
     summary.auth = AuthReport {
         user: session.as_ref().map(|s| s.username().to_owned()),
         logins: session.as_ref().map_or(0, Session::logins),

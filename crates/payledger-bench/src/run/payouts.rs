@@ -76,6 +76,7 @@ pub async fn run_payouts(args: &Args, target: &Target, stop: Arc<AtomicBool>) ->
         // Filled in by `run`, which knows the whole run's refusals.
         auth: AuthReport::default(),
         events: None,
+        batch: 1,
     })
 }
 

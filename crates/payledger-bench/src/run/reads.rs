@@ -82,6 +82,7 @@ fn summary(args: &Args, load: WorkerReport, elapsed: Duration, verification: Che
         // Filled in by `run`, which knows the whole run's refusals.
         auth: AuthReport::default(),
         events: None,
+        batch: 1,
     }
 }
 

@@ -106,7 +106,6 @@ pub async fn run_transfers(args: &Args, target: &Target, stop: Arc<AtomicBool>) 
         verification: Check::Transfers(TransferCheck {
             first_user,
             deposits_resent,
-            batch: args.batch,
             applied: load.applied + settled.applied,
             refused: load.refused + settled.refused,
             verification,
@@ -115,6 +114,7 @@ pub async fn run_transfers(args: &Args, target: &Target, stop: Arc<AtomicBool>) 
         // Filled in by `run`, which knows the whole run's refusals.
         auth: AuthReport::default(),
         events: None,
+        batch: 1,
     })
 }
 

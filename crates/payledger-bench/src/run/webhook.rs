@@ -75,6 +75,7 @@ async fn run_load(
         inns: Arc::clone(&inns),
         duplicate_percent: args.duplicate_share,
         record_ids: receiver.is_some(),
+        batch: args.batch as usize,
     });
     let mut load =
         run_workers(connections, || load::worker(Arc::clone(&plan), Arc::clone(&shared)), WorkerReport::merge).await?;
@@ -123,6 +124,7 @@ async fn run_load(
         // Filled in by `run`, which knows the whole run's refusals.
         auth: AuthReport::default(),
         events,
+        batch: 1,
     })
 }
 
@@ -171,6 +173,36 @@ mod tests {
         assert!(m.status.unavailable > 0 && m.kinds.retry > 0, "{}", summary.render_text());
         assert!(summary.connects > 8, "connections were cut, so some must have been reopened");
         assert_eq!(webhook(&summary).total, mock.total());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batched_notices_are_booked_each_by_its_own_result() {
+        // Every 7th notice in a batch is refused 503 in its place and every 7th + 1 booked but answered 503 in
+        // its place: each must be resent (in a later batch or after the load) and booked exactly once.
+        let mock = Mock::start(MockConfig { fail_every: 7, ..MockConfig::default() }).await;
+        let summary = bench(&mock, &["--connections", "3", "--orgs", "4", "--requests", "30", "--batch", "20"]).await;
+        let m = &summary.measured;
+        assert!(summary.verification.ok(), "{}", summary.render_text());
+        assert_eq!((summary.unresolved, m.requests, m.status.ok), (0, 30, 30));
+        // Each request carried 20 notices, some of them resends of notices a 503 left unsettled.
+        assert_eq!(m.kinds.fresh + m.kinds.retry, 600);
+        assert!(m.kinds.retry > 0 && m.batched < 600 && m.batched > 400, "{:?} {}", m.kinds, m.batched);
+        assert_eq!(webhook(&summary).total, mock.total());
+        let text = summary.render_text();
+        assert!(text.contains(" notices/s acknowledged (20 per request)\n"), "{text}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batches_without_duplicates_and_only_where_they_exist() {
+        let mock = Mock::start(MockConfig::default()).await;
+        for (extra, said) in [
+            (&["--batch", "10", "--duplicate-share", "20"][..], "--batch and --duplicate-share cannot be combined"),
+            (&["--batch", "10", "--scenario", "balance"], "--batch applies to the webhook and transfers scenarios"),
+        ] {
+            let error = run(&args(&mock, extra), Arc::new(AtomicBool::new(false))).await.unwrap_err();
+            assert!(format!("{error:#}").contains(said), "{error:#}");
+        }
+        assert_eq!(mock.total(), 0, "nothing was sent");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
