@@ -146,7 +146,9 @@ for store in "${stores[@]}"; do
   # The same transfers through the batch API, 100 or 1000 to a request, each with its own key, and bank
   # notices 1000 to a request: the rate of operations is the batch API's, and req/s is requests. 8
   # connections: 64 requests of 1000 would ask the ledger's queue (32,768 commands) for twice its room and be
-  # refused 503 `overloaded`. BATCHES=0 leaves these rows out (a build before the batch API).
+  # refused 503 `overloaded`. BATCHES=0 leaves these rows out (a build before the batch API). A bench built
+  # before e3e504f has no --batch for notices: its "batches of 1000" notice row would be single webhooks (it
+  # prints no "operations:" line, so the row shows no operations rate).
   if [ "${BATCHES:-1}" != 0 ]; then
     for size in 100 1000; do
       run_connections=8 run sync - "transfers spread, batches of $size" --scenario transfers --users 1000 --batch "$size"

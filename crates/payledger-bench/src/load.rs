@@ -397,9 +397,13 @@ impl Webhook<'_> {
             _ => None,
         }
         .filter(|results| results.len() == notices.len());
+        // Bodies are counted per request, as the transfers scenario counts them: a retry if it resends any.
         if let Some(stats) = measured.as_deref_mut() {
-            stats.kinds.retry += resends as u64;
-            stats.kinds.fresh += (notices.len() - resends) as u64;
+            if resends > 0 {
+                stats.kinds.retry += 1;
+            } else {
+                stats.kinds.fresh += 1;
+            }
         }
         for (index, notice) in notices.into_iter().enumerate() {
             let acknowledged = results.as_ref().is_some_and(|results| results[index].0 == 200);

@@ -72,6 +72,9 @@ pub struct MockConfig {
     pub misreport_balances: bool,
     /// Answer every balance and history read 404, as if no account existed.
     pub forget_accounts: bool,
+    /// If > 0, batch request number `n` books its notices and then, with `n % batch_fail_every == 0`, is
+    /// answered 503 as a whole, and with `n % batch_fail_every == 1` one result short.
+    pub batch_fail_every: u64,
 }
 
 /// The registered webhook endpoint: its id, and the queue of `(webhook-id, body)` its sender task posts.
@@ -98,6 +101,7 @@ struct Ledger {
     balances: HashMap<String, i64>,
     seen: HashSet<String>,
     webhook_calls: u64,
+    batch_calls: u64,
     responses: u64,
     users: HashMap<u64, i64>,
     /// Each user's history lines as JSON objects, oldest first.
@@ -446,8 +450,9 @@ fn notice(ledger: &mut Ledger, config: MockConfig, body: &[u8]) -> (&'static str
 }
 
 /// The batch API, for bank notices only (the operations the bench's webhook scenario batches): each answered in
-/// its place as the webhook would answer it, failures included. Operations stay raw JSON text: an amount is
-/// never a float here either.
+/// its place as the webhook would answer it, failures included, and two notices with one operation_id refused
+/// as the whole request's 400, as payledger does. Operations stay raw JSON text: an amount is never a float
+/// here either.
 fn batch(ledger: &mut Ledger, config: MockConfig, body: &[u8]) -> (&'static str, String) {
     let fields: HashMap<String, Box<RawValue>> = serde_json::from_slice(body).unwrap_or_default();
     let Some(operations) =
@@ -455,6 +460,15 @@ fn batch(ledger: &mut Ledger, config: MockConfig, body: &[u8]) -> (&'static str,
     else {
         return ("400 Bad Request", message("not a batch"));
     };
+    let mut ids = HashSet::new();
+    if !operations
+        .iter()
+        .all(|operation| parse_notice(operation.get().as_bytes()).is_none_or(|(id, ..)| ids.insert(id)))
+    {
+        return ("400 Bad Request", message("an operation_id repeated"));
+    }
+    ledger.batch_calls += 1;
+    let call = ledger.batch_calls;
     let mut results = Vec::with_capacity(operations.len());
     for operation in operations {
         let fields: HashMap<String, Box<RawValue>> = serde_json::from_str(operation.get()).unwrap_or_default();
@@ -464,6 +478,12 @@ fn batch(ledger: &mut Ledger, config: MockConfig, body: &[u8]) -> (&'static str,
         };
         let status = status.split_whitespace().next().unwrap_or("500");
         results.push(format!("{{\"status\":{status},\"replayed\":false,\"body\":{reply}}}"));
+    }
+    if config.batch_fail_every > 0 && call.is_multiple_of(config.batch_fail_every) {
+        return ("503 Service Unavailable", message("unconfirmed"));
+    }
+    if config.batch_fail_every > 1 && call % config.batch_fail_every == 1 {
+        results.pop();
     }
     ("200 OK", format!("{{\"results\":[{}]}}", results.join(",")))
 }

@@ -41,6 +41,12 @@ impl<'a> JsonObject<'a> {
         self.fields.get(name).copied().filter(|value| value.get() != "null")
     }
 
+    /// Whether a field is given as `null`, which [`optional`](Self::optional) reads as absent: for a change
+    /// in which `null` clears what the field set.
+    pub fn is_null(&self, name: &str) -> bool {
+        self.fields.get(name).is_some_and(|value| value.get() == "null")
+    }
+
     /// A field that must be present; its absence is recorded as an error.
     pub fn required(&mut self, name: &str) -> Option<&'a RawValue> {
         let value = self.optional(name);

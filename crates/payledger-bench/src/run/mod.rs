@@ -72,6 +72,10 @@ pub async fn run(args: &Args, stop: Arc<AtomicBool>) -> anyhow::Result<Summary> 
     if args.batch > 1 && !matches!(args.scenario, Scenario::Webhook | Scenario::Transfers) {
         bail!("--batch applies to the webhook and transfers scenarios only");
     }
+    if args.batch > 1 && args.credentials().is_none() {
+        // Checked before anything is sent: unlike the webhook, the batch API is for an operator only.
+        bail!("--batch sends to the batch API, which needs --username and --password of an operator");
+    }
     if args.batch > 1 && args.duplicate_share > 0 {
         // A batch may not carry one operation_id twice, and a drawn duplicate could repeat one.
         bail!("--batch and --duplicate-share cannot be combined");
@@ -133,8 +137,6 @@ mod tests {
     fn authenticated_config(token_ttl_secs: u64) -> MockConfig {
         MockConfig { token_ttl_secs, payout_micros: 100, ..MockConfig::default() }
     }
-
-    const AS_OPERATOR: [&str; 4] = ["--username", MOCK_OPERATOR, "--password", MOCK_PASSWORD];
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn every_scenario_logs_in_once_and_sends_the_token_everywhere() {

@@ -227,10 +227,8 @@ mod tests {
 
     use super::super::test_support::*;
     use crate::exit_code;
-    use crate::mock::{MOCK_OPERATOR, MOCK_PASSWORD, Mock, MockConfig};
+    use crate::mock::{Mock, MockConfig};
     use crate::report::{Check, ReadCheck, Summary};
-
-    const AS_OPERATOR: [&str; 4] = ["--username", MOCK_OPERATOR, "--password", MOCK_PASSWORD];
 
     fn reads(summary: &Summary) -> &ReadCheck {
         match &summary.verification {

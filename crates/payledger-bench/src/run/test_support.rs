@@ -7,9 +7,12 @@ use clap::Parser;
 
 use super::run;
 use crate::args::Args;
-use crate::mock::Mock;
+use crate::mock::{MOCK_OPERATOR, MOCK_PASSWORD, Mock};
 use crate::report::{Check, PayoutCheck, Summary, TransferCheck};
 use crate::verify;
+
+/// The bench's arguments to log in as the mock's operator.
+pub(super) const AS_OPERATOR: [&str; 4] = ["--username", MOCK_OPERATOR, "--password", MOCK_PASSWORD];
 
 pub(super) fn args(mock: &Mock, extra: &[&str]) -> Args {
     let url = format!("http://{}", mock.addr());

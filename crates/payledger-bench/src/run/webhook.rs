@@ -177,27 +177,47 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn batched_notices_are_booked_each_by_its_own_result() {
-        // Every 7th notice in a batch is refused 503 in its place and every 7th + 1 booked but answered 503 in
-        // its place: each must be resent (in a later batch or after the load) and booked exactly once.
-        let mock = Mock::start(MockConfig { fail_every: 7, ..MockConfig::default() }).await;
-        let summary = bench(&mock, &["--connections", "3", "--orgs", "4", "--requests", "30", "--batch", "20"]).await;
+        // Every 7th notice is refused 503 in its place and every 7th + 1 booked but answered 503 in its place;
+        // every 5th batch is booked and answered 503 as a whole, every 5th + 1 one result short; connections
+        // are cut. Each notice must be resent (in a later batch or after the load) and booked exactly once.
+        let mock = Mock::start(MockConfig {
+            fail_every: 7,
+            batch_fail_every: 5,
+            close_every: 11,
+            token_ttl_secs: 900,
+            ..MockConfig::default()
+        })
+        .await;
+        let summary = bench(
+            &mock,
+            &[&AS_OPERATOR[..], &["--connections", "3", "--orgs", "4", "--requests", "30", "--batch", "20"]].concat(),
+        )
+        .await;
         let m = &summary.measured;
         assert!(summary.verification.ok(), "{}", summary.render_text());
-        assert_eq!((summary.unresolved, m.requests, m.status.ok), (0, 30, 30));
-        // Each request carried 20 notices, some of them resends of notices a 503 left unsettled.
-        assert_eq!(m.kinds.fresh + m.kinds.retry, 600);
-        assert!(m.kinds.retry > 0 && m.batched < 600 && m.batched > 400, "{:?} {}", m.kinds, m.batched);
+        assert_eq!((summary.unresolved, m.requests), (0, 30));
+        assert!(m.status.ok >= 20 && m.status.unavailable >= 5, "{:?}", m.status);
+        // Bodies counted per request: a request resending any notice is a retry.
+        assert_eq!(m.kinds.fresh + m.kinds.retry, 30);
+        assert!(m.kinds.retry > 0 && m.batched < 600 && m.batched > 150, "{:?} {}", m.kinds, m.batched);
         assert_eq!(webhook(&summary).total, mock.total());
         let text = summary.render_text();
         assert!(text.contains(" notices/s acknowledged (20 per request)\n"), "{text}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn batches_without_duplicates_and_only_where_they_exist() {
+    async fn batches_need_an_operator_no_duplicates_and_a_scenario_that_has_them() {
         let mock = Mock::start(MockConfig::default()).await;
         for (extra, said) in [
-            (&["--batch", "10", "--duplicate-share", "20"][..], "--batch and --duplicate-share cannot be combined"),
-            (&["--batch", "10", "--scenario", "balance"], "--batch applies to the webhook and transfers scenarios"),
+            (&["--batch", "10"][..], "--batch sends to the batch API, which needs --username and --password"),
+            (
+                &[&AS_OPERATOR[..], &["--batch", "10", "--duplicate-share", "20"]].concat(),
+                "--batch and --duplicate-share",
+            ),
+            (
+                &[&AS_OPERATOR[..], &["--batch", "10", "--scenario", "balance"]].concat(),
+                "--batch applies to the webhook",
+            ),
         ] {
             let error = run(&args(&mock, extra), Arc::new(AtomicBool::new(false))).await.unwrap_err();
             assert!(format!("{error:#}").contains(said), "{error:#}");

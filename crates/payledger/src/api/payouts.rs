@@ -707,7 +707,7 @@ impl utoipa::PartialSchema for PatchBodySchema {
         use utoipa::openapi::schema::{AllOfBuilder, Ref};
         AllOfBuilder::new()
             .item(Ref::from_schema_name("PatchBodyFields"))
-            .item(crate::api::schema::at_least_one_of(&["status", "description"]))
+            .item(crate::api::schema::at_least_one_of(&["status", "description"], &[]))
             .description(Some("A change of a payout: `status`, `description` or both"))
             .into()
     }

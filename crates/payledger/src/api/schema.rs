@@ -211,19 +211,17 @@ pub const HISTORY_CURSOR_PATTERN: &str =
     "^(64617465|616d6f756e74)3a(617363|64657363)3a(2d)?(3[0-9]){1,18}3a(3[0-9]){1,18}$";
 
 /// An object in which at least one of `names` is present and not null: the parsers read a null field as an
-/// absent one, so "required" alone would let `{"status": null}` through.
-pub fn at_least_one_of(names: &[&str]) -> Schema {
+/// absent one, so "required" alone would let `{"status": null}` through. A field in `clearable` counts when it
+/// is null too: there null is a change of its own (it removes what the field set).
+pub fn at_least_one_of(names: &[&str], clearable: &[&str]) -> Schema {
     let mut any_of = utoipa::openapi::schema::AnyOfBuilder::new();
     for name in names {
-        let not_null = ObjectBuilder::new().schema_type(SchemaType::from_iter([
-            Type::String,
-            Type::Number,
-            Type::Integer,
-            Type::Boolean,
-            Type::Object,
-            Type::Array,
-        ]));
-        any_of = any_of.item(ObjectBuilder::new().required(*name).property(*name, not_null));
+        let mut types = vec![Type::String, Type::Number, Type::Integer, Type::Boolean, Type::Object, Type::Array];
+        if clearable.contains(name) {
+            types.push(Type::Null);
+        }
+        let given = ObjectBuilder::new().schema_type(SchemaType::from_iter(types));
+        any_of = any_of.item(ObjectBuilder::new().required(*name).property(*name, given));
     }
     any_of.into()
 }

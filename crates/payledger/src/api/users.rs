@@ -121,7 +121,7 @@ impl utoipa::PartialSchema for UserChangeSchema {
         use utoipa::openapi::schema::{AllOfBuilder, Ref};
         AllOfBuilder::new()
             .item(Ref::from_schema_name("UserChangeFields"))
-            .item(crate::api::schema::at_least_one_of(&["role", "active", "password"]))
+            .item(crate::api::schema::at_least_one_of(&["role", "active", "password"], &[]))
             .description(Some("A change of a user: `role`, `active`, `password`, or several"))
             .into()
     }

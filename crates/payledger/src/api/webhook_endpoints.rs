@@ -186,7 +186,8 @@ pub struct NewEndpointBody {
     rate_limit_per_second: Option<i64>,
 }
 
-/// The fields a change of an endpoint may give; null means absent.
+/// The fields a change of an endpoint may give; null means absent, but for `rate_limit_per_second`, where it
+/// removes the limit.
 #[derive(Debug, ToSchema)]
 #[schema(as = EndpointChangeFields)]
 #[allow(dead_code)]
@@ -202,7 +203,7 @@ pub struct EndpointChangeBody {
     event_types: Option<Vec<String>>,
     /// `true` enables it again (and clears its failure window), `false` disables it.
     enabled: Option<bool>,
-    /// A new rate limit, 1 to 10000.
+    /// A new rate limit, 1 to 10000; `null` removes the limit.
     #[schema(minimum = 1, maximum = 10000)]
     rate_limit_per_second: Option<i64>,
 }
@@ -218,7 +219,7 @@ impl PartialSchema for EndpointChangeSchema {
         use utoipa::openapi::schema::{AllOfBuilder, Ref};
         AllOfBuilder::new()
             .item(Ref::from_schema_name("EndpointChangeFields"))
-            .item(crate::api::schema::at_least_one_of(&CHANGE_FIELDS))
+            .item(crate::api::schema::at_least_one_of(&CHANGE_FIELDS, &["rate_limit_per_second"]))
             .description(Some("A change of an endpoint: any of its fields, at least one"))
             .into()
     }
@@ -520,7 +521,11 @@ pub async fn patch(
         description: fields.optional_field("description", description),
         event_types: fields.optional_field("event_types", string_list),
         enabled: fields.optional_field("enabled", bool_field),
-        rate_limit_per_second: fields.optional_field("rate_limit_per_second", rate_limit).map(Some),
+        rate_limit_per_second: if fields.is_null("rate_limit_per_second") {
+            Some(None)
+        } else {
+            fields.optional_field("rate_limit_per_second", rate_limit).map(Some)
+        },
     };
     fields.finish().map_err(ApiError::InvalidData)?;
     let given = [

@@ -78,6 +78,29 @@ async fn endpoints_are_created_with_a_secret_shown_once_and_managed_with_an_audi
     let (_, changed) = send(&server, "PATCH", &format!("{BASE}{id}/"), Some(json!({"enabled": true}))).await;
     assert_eq!((changed["enabled"].clone(), changed["disabled_reason"].clone()), (json!(true), Value::Null));
 
+    // A new rate limit, then none: null removes it (and only there does null mean more than absent).
+    let path = format!("{BASE}{id}/");
+    let (status, changed) = send(&server, "PATCH", &path, Some(json!({"rate_limit_per_second": 20}))).await;
+    assert_eq!((status, changed["rate_limit_per_second"].clone()), (200, json!(20)), "{changed}");
+    let (status, changed) = send(&server, "PATCH", &path, Some(json!({"rate_limit_per_second": null}))).await;
+    assert_eq!(status, 200, "{changed}");
+    assert_eq!(changed["rate_limit_per_second"], Value::Null);
+    let (_, one) = send(&server, "GET", &path, None).await;
+    assert_eq!(one["rate_limit_per_second"], Value::Null, "the removal is stored");
+    let (status, audit) = server.get(&format!("/api/v1/audit/?target=webhook_endpoint:{id}")).await;
+    assert_eq!(status, 200);
+    let removal = audit["results"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .find(|row| row["before"]["rate_limit_per_second"] == json!(20))
+        .expect("the removal's audit row");
+    assert_eq!(removal["after"]["rate_limit_per_second"], Value::Null, "{removal}");
+    // Any other field's null still means absent: a change of nothing but nulls is no change.
+    let (status, refused) = send(&server, "PATCH", &path, Some(json!({"description": null, "enabled": null}))).await;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(send(&server, "GET", &path, None).await.1["description"], json!("off"));
+
     // A rotation: a new secret, the old one signing for the overlap.
     let (status, rotated) =
         send(&server, "POST", &format!("{BASE}{id}/rotate-secret/"), Some(json!({"overlap_seconds": 3600}))).await;
