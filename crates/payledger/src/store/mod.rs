@@ -19,6 +19,7 @@ mod rows;
 mod sqlite;
 mod sqlite_events;
 mod sqlite_reads;
+mod sqlite_wal;
 mod sqlite_writer;
 mod statement_rows;
 

@@ -1,4 +1,5 @@
-//! The embedded SQLite store: migrations, reads through a pool of readers, and the WAL checkpointer.
+//! The embedded SQLite store: migrations, and reads through a pool of readers (the WAL checkpointer it starts
+//! is in `sqlite_wal.rs`).
 //!
 //! The database runs in WAL mode with `synchronous=FULL`. The ledger engine writes through its own
 //! connection ([`super::SqliteWriter`]); readers never wait for it.
@@ -15,6 +16,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 use super::principal_cache::PrincipalCache;
 use super::sqlite_reads::HotReads;
+use super::sqlite_wal::{AUTOCHECKPOINT_PAGES, WalRestart, checkpoint_in_background};
 use super::{StoreError, organization_account};
 
 /// How many read connections serve API reads while the writer works.
@@ -27,11 +29,6 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// The writer's page cache, in KiB (SQLite's negative `cache_size`): the hot parts of the indexes stay in
 /// memory, so a batch's inserts rarely read from disk.
 const WRITER_CACHE_KIB: i64 = 8 * 1024;
-/// How often the background checkpointer copies the WAL into the database file.
-const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
-/// The WAL size (in pages) at which a commit checkpoints by itself, a safety net for when the background
-/// checkpointer falls behind. Kept well above what one interval writes, so commits normally never pay for it.
-const AUTOCHECKPOINT_PAGES: i64 = 10_000;
 
 /// The SQLite database: the writer connection and the reader pool.
 #[derive(Clone, Debug)]
@@ -42,6 +39,8 @@ pub struct SqliteStore {
     /// The hot reads' rusqlite connections (`sqlite_reads.rs`).
     pub(super) hot: Arc<HotReads>,
     pub(super) principal_cache: Arc<PrincipalCache>,
+    /// Between the background checkpointer and the writer (`sqlite_wal.rs`).
+    wal_restart: Arc<WalRestart>,
 }
 
 impl SqliteStore {
@@ -62,7 +61,10 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT)
-            .page_size(PAGE_SIZE);
+            .page_size(PAGE_SIZE)
+            // The WAL sits at tens of thousands of pages under load (`sqlite_wal.rs`): with SQLite's default
+            // of 1,000, every commit of this pool (jobs, tokens, sessions) would checkpoint inside its request.
+            .pragma("wal_autocheckpoint", AUTOCHECKPOINT_PAGES.to_string());
         // Migrations, seeding and system accounts write through this small pool; the ledger engine has its
         // own connection (see `open_writer`).
         let writer = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
@@ -72,7 +74,7 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         let store = SqliteStore::assemble(path, writer, reader);
-        tokio::spawn(checkpoint_in_background(store.reader.clone()));
+        tokio::spawn(checkpoint_in_background(store.reader.clone(), Arc::clone(&store.wal_restart)));
         Ok(store)
     }
 
@@ -98,6 +100,7 @@ impl SqliteStore {
             reader,
             hot: Arc::new(HotReads::new(path, BUSY_TIMEOUT)),
             principal_cache: Arc::default(),
+            wal_restart: Arc::default(),
         }
     }
 
@@ -141,7 +144,12 @@ impl SqliteStore {
 
     /// Opens the ledger engine's own write connection to the same file.
     pub fn open_writer(&self) -> Result<super::sqlite_writer::SqliteWriter, StoreError> {
-        super::sqlite_writer::SqliteWriter::open(&self.path, WRITER_CACHE_KIB, AUTOCHECKPOINT_PAGES, BUSY_TIMEOUT)
+        super::sqlite_writer::SqliteWriter::open(
+            &self.path,
+            WRITER_CACHE_KIB,
+            Arc::clone(&self.wal_restart),
+            BUSY_TIMEOUT,
+        )
     }
 
     pub(super) async fn ensure_organizations(
@@ -260,28 +268,6 @@ super::queries::verify::verify_queries!(
     // system call (a third of verify's CPU at a million payments). 2 GiB is SQLite's default ceiling.
     tune: "PRAGMA mmap_size = 2147418112"
 );
-
-/// Copies committed WAL frames into the database file off the writer's path.
-///
-/// A PASSIVE checkpoint never blocks the writer or readers. Without it, the commit that crosses the
-/// auto-checkpoint threshold would do the copying (and its fsyncs) while every caller in its batch waits.
-/// The task ends when the pool is closed.
-async fn checkpoint_in_background(pool: SqlitePool) {
-    let mut interval = tokio::time::interval(CHECKPOINT_INTERVAL);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        interval.tick().await;
-        if pool.is_closed() {
-            break;
-        }
-        if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
-            if pool.is_closed() {
-                break;
-            }
-            tracing::warn!(%error, "background WAL checkpoint failed");
-        }
-    }
-}
 
 /// Creates the organizations and accounts that do not exist yet and returns every account id.
 async fn insert_organizations(

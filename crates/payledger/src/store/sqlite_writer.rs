@@ -7,6 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use payledger_core::{AccountBalance, AccountId, BalanceSheet, EntryDraft, Inn, OperationId};
@@ -22,6 +23,7 @@ use super::batch::{
     SectionPeriod, StoredKey, StoredNotice, StoredResponse, UnlinedPayment, hold_reference,
 };
 use super::payouts::{PAYOUT_STATE_SQL, PayoutRow};
+use super::sqlite_wal::WalRestart;
 use super::{AccountKind, AuditEntry, BatchTx, MAX_KEPT_NOTICES, StoreError, hold_from_row, notice_from_row};
 use crate::timefmt::sqlite_text;
 
@@ -32,14 +34,10 @@ mod statements;
 const STATEMENT_CACHE: usize = 64;
 
 /// The writer's connection.
+#[derive(Debug)]
 pub struct SqliteWriter {
     connection: Connection,
-}
-
-impl std::fmt::Debug for SqliteWriter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SqliteWriter")
-    }
+    wal: Arc<WalRestart>,
 }
 
 impl SqliteWriter {
@@ -47,7 +45,7 @@ impl SqliteWriter {
     pub(super) fn open(
         path: &Path,
         cache_kib: i64,
-        autocheckpoint_pages: i64,
+        wal: Arc<WalRestart>,
         busy_timeout: Duration,
     ) -> Result<SqliteWriter, StoreError> {
         let connection = Connection::open(path)?;
@@ -58,14 +56,15 @@ impl SqliteWriter {
         connection.pragma_update(None, "synchronous", "FULL")?;
         connection.pragma_update(None, "foreign_keys", "ON")?;
         connection.pragma_update(None, "cache_size", -cache_kib)?;
-        connection.pragma_update(None, "wal_autocheckpoint", autocheckpoint_pages)?;
+        super::sqlite_wal::keep_short(&connection)?;
         // A cached statement with a `LIMIT ?4` (the delivery claim) is not compiled again on every batch.
         super::sqlite_reads::plan_once(&connection)?;
-        Ok(SqliteWriter { connection })
+        Ok(SqliteWriter { connection, wal })
     }
 
     /// Starts a batch transaction, taking SQLite's write lock at once.
     pub fn begin_batch(&mut self) -> Result<SqliteBatch<'_>, StoreError> {
+        self.wal.finish_checkpoint(&self.connection);
         Ok(SqliteBatch { tx: self.connection.transaction_with_behavior(TransactionBehavior::Immediate)? })
     }
 }
