@@ -32,10 +32,11 @@ const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
 const RESTART_FRAMES: i64 = 20_000;
 /// How many frames a pass may leave for the writer: those a short read still used when the pass began.
 const FEW_FRAMES: i64 = 2_000;
-/// The WAL size (in pages) at which a commit checkpoints by itself: the safety net, for when the WAL cannot
-/// start over (a reader holding an old snapshot keeps every checkpoint short of the end).
+/// The WAL size (in pages) at which a commit checkpoints by itself: the safety net for a checkpointer that
+/// stalls, set on every connection that writes. No cap: a long reader holds the WAL whatever this says.
 pub(super) const AUTOCHECKPOINT_PAGES: i64 = 100_000;
-/// What SQLite truncates the WAL file to when it starts over after the safety net let it grow, in bytes.
+/// What SQLite cuts the WAL file back to when the writer starts it over after it grew past this (a long reader
+/// held it), in bytes.
 const JOURNAL_SIZE_LIMIT: i64 = 256 * 1024 * 1024;
 
 /// Sets the writer connection's safety net and the WAL file's size after it.
