@@ -14,7 +14,7 @@ use hyper::StatusCode;
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
-use crate::client::{Client, Target, auth_hint};
+use crate::client::{Client, Failure, Response, Target, auth_hint};
 use crate::money::{format_kopecks, parse_kopecks};
 
 /// The login path, relative to `--url`: a username and password for an access token.
@@ -117,8 +117,19 @@ pub fn notice_operation(webhook_body: &[u8]) -> String {
     format!("{{\"type\":\"bank_notice\",{fields}")
 }
 
+/// Each of the `count` operations' `(status, code)` in a batch API request's answer, in order; `None` unless the
+/// request was answered 200 with one result per operation (then no operation's outcome is known).
+pub fn batch_results(result: &Result<Response, Failure>, count: usize) -> Option<Vec<(u16, Option<String>)>> {
+    match result {
+        Ok(response) if response.status == StatusCode::OK => {
+            parse_batch_results(&response.body).filter(|results| results.len() == count)
+        }
+        _ => None,
+    }
+}
+
 /// Each operation's `(status, code)` in a batch API answer, in order, or `None` if the body is not one.
-pub fn batch_results(body: &[u8]) -> Option<Vec<(u16, Option<String>)>> {
+fn parse_batch_results(body: &[u8]) -> Option<Vec<(u16, Option<String>)>> {
     let answer: serde_json::Value = serde_json::from_slice(body).ok()?;
     answer["results"]
         .as_array()?

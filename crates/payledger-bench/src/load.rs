@@ -392,11 +392,7 @@ impl Webhook<'_> {
         result: &Result<Response, Failure>,
         mut measured: Option<&mut Stats>,
     ) {
-        let results = match result {
-            Ok(response) if response.status == StatusCode::OK => batch_results(&response.body),
-            _ => None,
-        }
-        .filter(|results| results.len() == notices.len());
+        let results = batch_results(result, notices.len());
         // Bodies are counted per request, as the transfers scenario counts them: a retry if it resends any.
         if let Some(stats) = measured.as_deref_mut() {
             if resends > 0 {

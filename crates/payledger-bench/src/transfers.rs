@@ -157,15 +157,9 @@ fn classify_answer(status: u16, code: Option<&str>) -> Outcome {
 /// Classifies each of `count` transfers sent in one batch request: by its own result when the batch was
 /// answered 200 with one result per transfer, unknown otherwise.
 pub fn classify_batch(result: &Result<Response, Failure>, count: usize) -> Vec<Outcome> {
-    let results = match result {
-        Ok(response) if response.status == StatusCode::OK => batch_results(&response.body),
-        _ => None,
-    };
-    match results {
-        Some(results) if results.len() == count => {
-            results.iter().map(|(status, code)| classify_answer(*status, code.as_deref())).collect()
-        }
-        _ => vec![Outcome::Unknown; count],
+    match batch_results(result, count) {
+        Some(results) => results.iter().map(|(status, code)| classify_answer(*status, code.as_deref())).collect(),
+        None => vec![Outcome::Unknown; count],
     }
 }
 
